@@ -1,0 +1,84 @@
+/**
+ * The validated, defaulted and frozen configuration, in distribution's key names
+ * (`configuration/configuration.go`). `load.ts` is the only producer. Durations are parsed from Go
+ * syntax (`168h`, `5m30s`) into milliseconds. Keys accepted but not implemented are kept verbatim in
+ * their section so that warnings and docs can name them.
+ */
+
+/** `log:` */
+export interface LogConfig {
+  readonly level: 'error' | 'warn' | 'info' | 'debug';
+  readonly formatter: 'text' | 'json' | 'logstash';
+  readonly fields: Readonly<Record<string, unknown>>;
+  readonly accesslog: { readonly disabled: boolean };
+}
+
+/** `http.tls:` */
+export interface TlsConfig {
+  readonly certificate?: string;
+  readonly key?: string;
+  readonly clientcas: readonly string[];
+  readonly minimumtls?: string;
+}
+
+/** `http:` */
+export interface HttpConfig {
+  /** `host:port`, `:port`, or a socket path when `net` is `unix`. Default `:5000`. */
+  readonly addr: string;
+  readonly net: 'tcp' | 'unix';
+  /** Route prefix, normalised to start and end with `/` (default `/`). */
+  readonly prefix: string;
+  readonly host?: string;
+  readonly secret?: string;
+  /** Extra headers added to every response. */
+  readonly headers: Readonly<Record<string, readonly string[]>>;
+  readonly tls?: TlsConfig;
+  readonly debug?: { readonly addr: string; readonly prometheus: { readonly enabled: boolean; readonly path: string } };
+  readonly draintimeoutms: number;
+}
+
+/** `proxy:` (its presence with `remoteurl` turns on pull-through mode). */
+export interface ProxyConfig {
+  readonly remoteurl: string;
+  readonly username?: string;
+  readonly password?: string;
+  /** Cache lifetime in ms; `0` (or negative in the file) turns expiry off. Default 168h. */
+  readonly ttlms: number;
+}
+
+/** `storage:` */
+export interface StorageConfig {
+  readonly filesystem: { readonly rootdirectory: string; readonly maxthreads?: number };
+  readonly delete: { readonly enabled: boolean };
+  readonly maintenance: {
+    readonly uploadpurging: { readonly enabled: boolean; readonly agems: number; readonly intervalms: number; readonly dryrun: boolean };
+    readonly readonly: { readonly enabled: boolean };
+  };
+  readonly redirect: { readonly disable: boolean };
+  readonly cache?: { readonly blobdescriptor?: string };
+}
+
+/** `auth:` (one of its members). */
+export interface AuthConfig {
+  readonly htpasswd?: { readonly realm: string; readonly path: string };
+  readonly token?: { readonly realm: string; readonly service: string; readonly issuer: string; readonly rootcertbundle: string; readonly autoredirect?: boolean };
+  readonly silly?: { readonly realm: string; readonly service: string };
+}
+
+/** `catalog:` */
+export interface CatalogConfig {
+  readonly maxentries: number;
+}
+
+/** The whole configuration. */
+export interface Config {
+  readonly version: string;
+  readonly log: LogConfig;
+  readonly http: HttpConfig;
+  readonly storage: StorageConfig;
+  readonly proxy?: ProxyConfig;
+  readonly auth?: AuthConfig;
+  readonly catalog: CatalogConfig;
+  readonly health?: Readonly<Record<string, unknown>>;
+  readonly validation?: Readonly<Record<string, unknown>>;
+}
