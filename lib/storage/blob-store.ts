@@ -1,0 +1,77 @@
+/**
+ * The global blob store: content-addressed data under `blobs/`. Nothing is written here that does
+ * not hash to its name.
+ */
+import type { Readable } from 'node:stream';
+import { MirrorError } from '../errors.js';
+import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
+import type { FileWriter, StorageDriver } from './driver.js';
+import { PathNotFoundError } from './driver.js';
+import { blobDataPath, blobDir, blobsRoot } from './paths.js';
+
+/** Content-addressed blob data. */
+export class BlobStore {
+  constructor(private readonly driver: StorageDriver) {}
+
+  /** The size of the blob's data, or undefined when it is not stored. */
+  async stat(digest: Digest): Promise<{ size: number } | undefined> {
+    const info = await this.driver.stat(blobDataPath(digest));
+    return info && !info.isDir ? { size: info.size } : undefined;
+  }
+
+  /** The whole blob (manifests and configs: small). */
+  get(digest: Digest): Promise<Buffer> {
+    return this.driver.getContent(blobDataPath(digest));
+  }
+
+  /** Streams the blob, or `[start, end]` of it. */
+  reader(digest: Digest, range?: { start: number; end: number }): Promise<Readable> {
+    return this.driver.reader(blobDataPath(digest), range);
+  }
+
+  /** Stores `content` after checking that it hashes to `digest`. */
+  async put(digest: Digest, content: Buffer): Promise<void> {
+    const actual = digestOf(content, digest.algorithm);
+    if (actual !== digest.value) throw new MirrorError('ERR_DIGEST_MISMATCH', `content hashes to ${actual}, not ${digest.value}`);
+    if (await this.stat(digest)) return;
+    await this.driver.putContent(blobDataPath(digest), content);
+  }
+
+  /** Moves a verified temporary file into place (the caller hashed it while writing). */
+  async commit(writer: FileWriter, digest: Digest): Promise<void> {
+    if (await this.stat(digest)) {
+      await writer.cancel();
+      return;
+    }
+    await writer.commit(blobDataPath(digest));
+  }
+
+  /** Deletes the blob's directory. */
+  async delete(digest: Digest): Promise<void> {
+    await this.driver.delete(blobDir(digest));
+  }
+
+  /** Every stored blob (walks `blobs/<alg>/<xx>/<hex>/data`). */
+  async list(): Promise<Digest[]> {
+    const found: Digest[] = [];
+    for (const algorithm of await listOrEmpty(this.driver, blobsRoot())) {
+      for (const prefix of await listOrEmpty(this.driver, `${blobsRoot()}/${algorithm}`)) {
+        for (const hex of await listOrEmpty(this.driver, `${blobsRoot()}/${algorithm}/${prefix}`)) {
+          const d = parseDigest(`${algorithm}:${hex}`);
+          if (d && hex.startsWith(prefix) && (await this.stat(d))) found.push(d);
+        }
+      }
+    }
+    return found;
+  }
+}
+
+/** A directory's entries, or none when it does not exist. */
+export async function listOrEmpty(driver: StorageDriver, path: string): Promise<string[]> {
+  try {
+    return await driver.list(path);
+  } catch (err) {
+    if (err instanceof PathNotFoundError) return [];
+    throw err;
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * One repository's links (distribution `linkedblobstore.go`, `tagstore.go`): a repository "has" a
+ * blob only through its `_layers` link and a manifest only through its revision link. Link files
+ * hold `<alg>:<hex>` with no newline.
+ */
+import { parseDigest, type Digest } from '../distribution/digest.js';
+import type { StorageDriver } from './driver.js';
+import { PathNotFoundError } from './driver.js';
+import { listOrEmpty } from './blob-store.js';
+import {
+  layerLinkPath,
+  layersDir,
+  manifestRevisionLinkPath,
+  repositoryDir,
+  revisionsDir,
+  tagCurrentLinkPath,
+  tagDir,
+  tagIndexLinkPath,
+  tagsDir,
+} from './paths.js';
+
+/** The links of one repository. */
+export class RepositoryStore {
+  constructor(
+    private readonly driver: StorageDriver,
+    readonly name: string,
+  ) {
+    repositoryDir(name);
+  }
+
+  hasLayer(d: Digest): Promise<boolean> {
+    return this.linkIs(layerLinkPath(this.name, d), d);
+  }
+  linkLayer(d: Digest): Promise<void> {
+    return this.driver.putContent(layerLinkPath(this.name, d), d.value);
+  }
+  async unlinkLayer(d: Digest): Promise<void> {
+    await this.driver.delete(parent(layerLinkPath(this.name, d)));
+  }
+  listLayers(): Promise<Digest[]> {
+    return this.listLinked((alg) => layersDir(this.name, alg));
+  }
+
+  hasRevision(d: Digest): Promise<boolean> {
+    return this.linkIs(manifestRevisionLinkPath(this.name, d), d);
+  }
+  linkRevision(d: Digest): Promise<void> {
+    return this.driver.putContent(manifestRevisionLinkPath(this.name, d), d.value);
+  }
+  async unlinkRevision(d: Digest): Promise<void> {
+    await this.driver.delete(parent(manifestRevisionLinkPath(this.name, d)));
+  }
+  listRevisions(): Promise<Digest[]> {
+    return this.listLinked((alg) => revisionsDir(this.name, alg));
+  }
+
+  /** The digest a tag points at; undefined when the tag or a valid link is missing. */
+  async resolveTag(tag: string): Promise<Digest | undefined> {
+    return this.readLink(tagCurrentLinkPath(this.name, tag));
+  }
+
+  /** Points `tag` at `d`: the index entry first, then `current`, as distribution's tag store. */
+  async tag(tag: string, d: Digest): Promise<void> {
+    await this.driver.putContent(tagIndexLinkPath(this.name, tag, d), d.value);
+    await this.driver.putContent(tagCurrentLinkPath(this.name, tag), d.value);
+  }
+
+  async untag(tag: string): Promise<void> {
+    await this.driver.delete(tagDir(this.name, tag));
+  }
+
+  /** The repository's tags, sorted. */
+  async listTags(): Promise<string[]> {
+    const names = await listOrEmpty(this.driver, tagsDir(this.name));
+    const tags: string[] = [];
+    for (const t of names) {
+      try {
+        if (await this.resolveTag(t)) tags.push(t);
+      } catch {
+        // A directory whose name is not a valid tag is not a tag.
+      }
+    }
+    return tags.sort();
+  }
+
+  /** The tags currently pointing at `d`. */
+  async tagsFor(d: Digest): Promise<string[]> {
+    const result: string[] = [];
+    for (const t of await this.listTags()) if ((await this.resolveTag(t))?.value === d.value) result.push(t);
+    return result;
+  }
+
+  /** True when the repository has any manifest links. */
+  async exists(): Promise<boolean> {
+    return (await this.driver.stat(`${repositoryDir(this.name)}/_manifests`)) !== undefined;
+  }
+
+  async delete(): Promise<void> {
+    await this.driver.delete(repositoryDir(this.name));
+  }
+
+  private async linkIs(path: string, d: Digest): Promise<boolean> {
+    return (await this.readLink(path))?.value === d.value;
+  }
+
+  private async readLink(path: string): Promise<Digest | undefined> {
+    try {
+      return parseDigest((await this.driver.getContent(path)).toString('utf8').trim());
+    } catch (err) {
+      if (err instanceof PathNotFoundError) return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'EISDIR' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      throw err;
+    }
+  }
+
+  private async listLinked(dirFor: (alg: string) => string): Promise<Digest[]> {
+    const found: Digest[] = [];
+    for (const alg of ['sha256', 'sha384', 'sha512']) {
+      for (const hex of await listOrEmpty(this.driver, dirFor(alg))) {
+        const d = parseDigest(`${alg}:${hex}`);
+        if (d && (await this.readLink(`${dirFor(alg)}/${hex}/link`))?.value === d.value) found.push(d);
+      }
+    }
+    return found;
+  }
+}
+
+function parent(path: string): string {
+  return path.slice(0, path.lastIndexOf('/'));
+}

@@ -1,0 +1,135 @@
+/**
+ * The filesystem driver and distribution's on-disk layout: atomic writes, byte-exact link files,
+ * tags, the catalog walk, and refusal of any path that could leave the root.
+ */
+import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FilesystemDriver } from '../lib/storage/filesystem.js';
+import { BlobStore } from '../lib/storage/blob-store.js';
+import { RepositoryStore } from '../lib/storage/repository-store.js';
+import { listRepositories } from '../lib/storage/catalog.js';
+import { PathNotFoundError } from '../lib/storage/driver.js';
+import { parseDigest, sha256Of } from '../lib/distribution/digest.js';
+import * as paths from '../lib/storage/paths.js';
+
+const V2 = 'docker/registry/v2';
+
+describe('storage', () => {
+  let root: string;
+  let driver: FilesystemDriver;
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'storage-'));
+    driver = new FilesystemDriver(root);
+  });
+  afterEach(() => rm(root, { recursive: true, force: true }));
+
+  test('putContent is atomic and leaves no temporary file', async () => {
+    await driver.putContent('/a/b/c', 'hello');
+    expect(await readFile(join(root, 'a/b/c'), 'utf8')).toBe('hello');
+    expect(await readdir(join(root, '.tmp'))).toEqual([]);
+  });
+
+  test('a writer commits by rename and cancel removes its file', async () => {
+    const w = await driver.writer();
+    expect(existsSync(w.tempPath)).toBe(true);
+    await w.write(Buffer.from('abc'));
+    await w.write(Buffer.from('def'));
+    expect(w.size).toBe(6);
+    await w.commit('/x/data');
+    expect(await readFile(join(root, 'x/data'), 'utf8')).toBe('abcdef');
+    const c = await driver.writer();
+    await c.write(Buffer.from('zzz'));
+    await c.cancel();
+    expect(existsSync(c.tempPath)).toBe(false);
+  });
+
+  test('readers serve inclusive ranges and missing paths raise PathNotFoundError', async () => {
+    await driver.putContent('/f', '0123456789');
+    const chunks: Buffer[] = [];
+    for await (const c of await driver.reader('/f', { start: 2, end: 5 })) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe('2345');
+    await expect(driver.reader('/missing')).rejects.toBeInstanceOf(PathNotFoundError);
+    await expect(driver.getContent('/missing')).rejects.toBeInstanceOf(PathNotFoundError);
+    await expect(driver.list('/missing')).rejects.toBeInstanceOf(PathNotFoundError);
+    expect(await driver.stat('/missing')).toBeUndefined();
+  });
+
+  test.each(['/../etc/passwd', '/a/../../b', 'relative', '/a/\0b', '/./a'])('path %j is refused', async (p) => {
+    await expect(driver.getContent(p)).rejects.toMatchObject({ code: 'ERR_INVALID_PATH_COMPONENT' });
+  });
+
+  test('layout builders refuse invalid names, tags and digests', () => {
+    const d = parseDigest(sha256Of('x'))!;
+    expect(() => paths.repositoryDir('../etc')).toThrow();
+    expect(() => paths.tagCurrentLinkPath('library/busybox', '../x')).toThrow();
+    expect(() => paths.blobDataPath({ algorithm: 'sha256', hex: '../../x', value: 'sha256:../../x' })).toThrow();
+    expect(paths.blobDataPath(d)).toBe(`/${V2}/blobs/sha256/${d.hex.slice(0, 2)}/${d.hex}/data`);
+  });
+
+  test('cleanTemporaryFiles empties .tmp', async () => {
+    const w = await driver.writer();
+    await w.write(Buffer.from('partial'));
+    expect(await driver.cleanTemporaryFiles()).toBe(1);
+    expect(await readdir(join(root, '.tmp'))).toEqual([]);
+  });
+
+  test('blobs are verified before they are stored', async () => {
+    const blobs = new BlobStore(driver);
+    const d = parseDigest(sha256Of('content'))!;
+    await expect(blobs.put(d, Buffer.from('other'))).rejects.toMatchObject({ code: 'ERR_DIGEST_MISMATCH' });
+    expect(await blobs.stat(d)).toBeUndefined();
+    await blobs.put(d, Buffer.from('content'));
+    expect((await blobs.get(d)).toString()).toBe('content');
+    expect((await blobs.list()).map((x) => x.value)).toEqual([d.value]);
+    await blobs.delete(d);
+    expect(await blobs.stat(d)).toBeUndefined();
+  });
+
+  test('links are written byte-exactly at distribution paths', async () => {
+    const repo = new RepositoryStore(driver, 'library/busybox');
+    const d = parseDigest(sha256Of('manifest'))!;
+    await repo.linkLayer(d);
+    await repo.linkRevision(d);
+    await repo.tag('latest', d);
+    const base = join(root, V2, 'repositories/library/busybox');
+    expect(await readFile(join(base, '_layers/sha256', d.hex, 'link'), 'utf8')).toBe(d.value);
+    expect(await readFile(join(base, '_manifests/revisions/sha256', d.hex, 'link'), 'utf8')).toBe(d.value);
+    expect(await readFile(join(base, '_manifests/tags/latest/current/link'), 'utf8')).toBe(d.value);
+    expect(await readFile(join(base, '_manifests/tags/latest/index/sha256', d.hex, 'link'), 'utf8')).toBe(d.value);
+    expect(await repo.hasLayer(d)).toBe(true);
+    expect(await repo.tagsFor(d)).toEqual(['latest']);
+    await repo.untag('latest');
+    expect(await repo.resolveTag('latest')).toBeUndefined();
+    await repo.unlinkLayer(d);
+    expect(await repo.hasLayer(d)).toBe(false);
+  });
+
+  test('a repository laid out by registry:2 is read, and garbled links count as absent', async () => {
+    const d = parseDigest(sha256Of('m'))!;
+    const base = join(root, V2, 'repositories/org/app/_manifests');
+    await mkdir(join(base, 'tags/v1/current'), { recursive: true });
+    await writeFile(join(base, 'tags/v1/current/link'), d.value);
+    await mkdir(join(base, 'tags/v2/current'), { recursive: true });
+    await writeFile(join(base, 'tags/v2/current/link'), 'garbage');
+    await mkdir(join(base, 'revisions/sha256', d.hex), { recursive: true });
+    await writeFile(join(base, 'revisions/sha256', d.hex, 'link'), d.value);
+    const repo = new RepositoryStore(driver, 'org/app');
+    expect(await repo.listTags()).toEqual(['v1']);
+    expect((await repo.resolveTag('v1'))?.value).toBe(d.value);
+    expect((await repo.listRevisions()).map((x) => x.value)).toEqual([d.value]);
+  });
+
+  test('the catalog walks nested repositories in lexical order with pagination', async () => {
+    const d = parseDigest(sha256Of('m'))!;
+    for (const name of ['x-y/z', 'a', 'a/b', 'library/busybox', 'library/alpine', 'b/c/d']) {
+      await new RepositoryStore(driver, name).linkRevision(d);
+    }
+    await mkdir(join(root, V2, 'repositories/empty/dir'), { recursive: true });
+    expect(await listRepositories(driver, {})).toEqual(['a', 'a/b', 'b/c/d', 'library/alpine', 'library/busybox', 'x-y/z']);
+    expect(await listRepositories(driver, { n: 2 })).toEqual(['a', 'a/b']);
+    expect(await listRepositories(driver, { n: 2, last: 'a/b' })).toEqual(['b/c/d', 'library/alpine']);
+    expect(await listRepositories(driver, { last: 'library/busybox' })).toEqual(['x-y/z']);
+  });
+});
