@@ -1,0 +1,146 @@
+/**
+ * Loads the configuration once at start-up: YAML (distribution's format), then `REGISTRY_*`
+ * overrides, then the one schema; unknown and unimplemented keys warn, wrong values fail with the
+ * key's path. The result is frozen.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import yaml from 'js-yaml';
+import type { ErrorObject } from 'ajv';
+import { MirrorError } from '../errors.js';
+import { parseDuration } from './duration.js';
+import { applyEnvOverrides } from './env.js';
+import { KNOWN_KEYS, EXTENSION_KEYS, validateConfig, type KeyStatus, type KeyTree } from './schema.js';
+import type { Config } from './types.js';
+
+/** Where the configuration comes from. */
+export interface ConfigSource {
+  readonly path?: string;
+  readonly text?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** The configuration path: the argument, else `REGISTRY_CONFIGURATION_PATH`, else the image's default. */
+export function resolveConfigPath(arg: string | undefined, env: NodeJS.ProcessEnv): string {
+  return arg ?? env.REGISTRY_CONFIGURATION_PATH ?? '/etc/docker/registry/config.yml';
+}
+
+const invalid = (message: string, cause?: unknown): MirrorError => new MirrorError('ERR_CONFIG_INVALID', message, { cause });
+
+/** Loads, overrides, validates, converts and freezes. */
+export function loadConfig(source: ConfigSource): { config: Config; warnings: string[] } {
+  let text = source.text;
+  const where = source.path ?? 'configuration';
+  if (text === undefined) {
+    try {
+      text = readFileSync(source.path ?? '', 'utf8');
+    } catch (err) {
+      throw invalid(`cannot read configuration file ${where}: ${(err as Error).message}`, err);
+    }
+  }
+  let raw: unknown;
+  try {
+    raw = yaml.load(text);
+  } catch (err) {
+    throw invalid(`${where} is not valid YAML: ${(err as Error).message}`, err);
+  }
+  if (raw === undefined || raw === null) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${where} must be a YAML mapping`);
+  const tree = raw as Record<string, unknown>;
+  const warnings = applyEnvOverrides(tree, source.env ?? {});
+  warnings.push(...checkKeys(tree, KNOWN_KEYS, []));
+  if (!validateConfig(tree)) throw invalid((validateConfig.errors ?? []).map((e) => describe(e, tree)).join('; '));
+  return { config: deepFreeze(convert(tree)), warnings };
+}
+
+/** Warns about ignored and unknown keys, fails on rejected ones. */
+function checkKeys(node: Record<string, unknown>, known: KeyTree, path: string[]): string[] {
+  const warnings: string[] = [];
+  for (const [key, value] of Object.entries(node)) {
+    const here = [...path, key];
+    const status: KeyStatus | KeyTree | undefined = known[key] ?? (path.length === 1 ? EXTENSION_KEYS[path[0]!]?.[key] : undefined);
+    const name = here.join('.');
+    if (status === undefined) warnings.push(`${name} is not a known configuration key: it is ignored`);
+    else if (status === 'ignored') warnings.push(`${name} is accepted but not implemented by this registry: it is ignored`);
+    else if (status === 'rejected') {
+      throw invalid(
+        path[0] === 'storage' ? `${name}: only the filesystem storage driver is supported` : `${name} is not implemented by this registry yet; refusing to start without it`,
+      );
+    } else if (typeof status === 'object' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      warnings.push(...checkKeys(value as Record<string, unknown>, status, here));
+    }
+  }
+  return warnings;
+}
+
+function describe(e: ErrorObject, tree: Record<string, unknown>): string {
+  const path = e.instancePath.split('/').filter(Boolean);
+  const value = path.reduce<unknown>((n, k) => (n as Record<string, unknown> | undefined)?.[k], tree);
+  const name = path.join('.') || 'configuration';
+  const shown = JSON.stringify(value);
+  switch (e.keyword) {
+    case 'goDuration':
+      return `${name}: ${shown} is not a duration like 168h`;
+    case 'enum':
+      return `${name}: ${shown} must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`;
+    case 'type':
+      return `${name}: ${shown} must be a ${String(e.params.type).replace(',', ' or ')}`;
+    case 'pattern':
+      return `${name}: ${shown} is not an http(s) URL`;
+    default:
+      return `${name}: ${shown} ${e.message ?? 'is invalid'}`;
+  }
+}
+
+type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function convert(t: Raw): Config {
+  const http = t.http as Raw;
+  const net = http.net as 'tcp' | 'unix';
+  if (net === 'tcp' && !/^(?:\[[^\]]*\]|[^:]*):\d+$/.test(String(http.addr))) {
+    throw invalid(`http.addr: ${JSON.stringify(http.addr)} is not an address like :5000 or host:port`);
+  }
+  const prefix = `/${String(http.prefix).replace(/^\/+|\/+$/g, '')}/`.replace(/^\/\/$/, '/');
+  const headers = Object.fromEntries(Object.entries(http.headers as Raw).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : [String(v)]]));
+  const storage = t.storage as Raw;
+  const purging = storage.maintenance.uploadpurging as Raw;
+  const level = ({ warning: 'warn', fatal: 'error', panic: 'error' } as Record<string, string>)[t.log.level] ?? t.log.level;
+  const proxy = t.proxy as Raw | undefined;
+  const remoteurl = proxy?.remoteurl as string | undefined;
+  const ttl = proxy ? parseDuration(proxy.ttl) : 0;
+  return {
+    version: String(t.version ?? '0.1'),
+    log: { level: level as Config['log']['level'], formatter: t.log.formatter, fields: t.log.fields, accesslog: { disabled: t.log.accesslog.disabled } },
+    http: {
+      addr: String(http.addr),
+      net,
+      prefix,
+      host: http.host,
+      secret: http.secret,
+      headers,
+      tls: http.tls ? { certificate: http.tls.certificate, key: http.tls.key, clientcas: http.tls.clientcas, minimumtls: http.tls.minimumtls } : undefined,
+      debug: http.debug?.addr ? { addr: http.debug.addr, prometheus: http.debug.prometheus } : undefined,
+      draintimeoutms: parseDuration(http.draintimeout),
+    },
+    storage: {
+      filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? '/var/lib/registry')) },
+      delete: { enabled: storage.delete.enabled },
+      maintenance: {
+        uploadpurging: { enabled: purging.enabled, agems: parseDuration(purging.age), intervalms: parseDuration(purging.interval), dryrun: purging.dryrun },
+        readonly: { enabled: storage.maintenance.readonly.enabled },
+      },
+      redirect: { disable: storage.redirect.disable },
+    },
+    proxy: remoteurl ? { remoteurl: remoteurl.replace(/\/+$/, ''), username: proxy!.username, password: proxy!.password, ttlms: Math.max(0, ttl) } : undefined,
+    catalog: { maxentries: t.catalog.maxentries },
+    health: t.health,
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

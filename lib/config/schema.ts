@@ -1,0 +1,133 @@
+/**
+ * Every key of distribution's configuration (`configuration/configuration.go`) with what this
+ * registry does with it, and the one ajv schema that validates and defaults the keys it implements.
+ */
+import { Ajv } from 'ajv';
+import { isDuration } from './duration.js';
+
+/**
+ * A key's status: `supported` (validated and used), `ignored` (accepted with a warning), `rejected`
+ * (start-up fails: silently ignoring it would be unsafe), or `map` (free-form sub-keys).
+ */
+export type KeyStatus = 'supported' | 'ignored' | 'rejected' | 'map';
+/** A tree of keys. */
+export interface KeyTree {
+  readonly [key: string]: KeyStatus | KeyTree;
+}
+
+const S = 'supported';
+const I = 'ignored';
+const R = 'rejected';
+const M = 'map';
+
+/** The official keys. */
+export const KNOWN_KEYS: KeyTree = {
+  version: S,
+  loglevel: I,
+  log: { level: S, formatter: S, fields: M, hooks: I, accesslog: { disabled: S }, reportcaller: I },
+  storage: {
+    filesystem: { rootdirectory: S, maxthreads: I },
+    inmemory: R, s3: R, azure: R, gcs: R, swift: R, oss: R,
+    delete: { enabled: S },
+    redirect: { disable: S },
+    cache: I,
+    maintenance: { uploadpurging: { enabled: S, age: S, interval: S, dryrun: S }, readonly: { enabled: S } },
+    tag: I,
+  },
+  // Client authentication is not implemented yet: ignoring it would open a mirror its operator
+  // believes closed, so it refuses to start instead.
+  auth: { silly: R, token: R, htpasswd: R, none: I },
+  middleware: I,
+  reporting: I,
+  http: {
+    addr: S, net: S, prefix: S, host: S, secret: S, relativeurls: I, draintimeout: S,
+    tls: { certificate: S, key: S, clientcas: S, clientauth: I, minimumtls: S, ciphersuites: I, letsencrypt: I },
+    debug: { addr: S, prometheus: { enabled: S, path: S } },
+    headers: M,
+    http2: I,
+    h2c: I,
+  },
+  notifications: I,
+  redis: I,
+  health: I,
+  proxy: { remoteurl: S, username: S, password: S, ttl: S, exec: I, cachewritetimeout: I },
+  catalog: { maxentries: S },
+  compatibility: I,
+  validation: I,
+  policy: I,
+};
+
+/** Extension keys (ours; the official registry ignores them), by section. Additive only. */
+export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus>> = {};
+
+const duration = { goDuration: true };
+const bool = { type: 'boolean' };
+const str = { type: 'string' };
+
+/** The schema of the implemented keys; everything else is checked by `KNOWN_KEYS`. */
+export const CONFIG_SCHEMA = {
+  type: 'object',
+  properties: {
+    version: { type: ['string', 'number'] },
+    log: {
+      type: 'object',
+      default: {},
+      properties: {
+        level: { enum: ['error', 'warn', 'warning', 'info', 'debug', 'fatal', 'panic'], default: 'info' },
+        formatter: { enum: ['text', 'json', 'logstash'], default: 'text' },
+        fields: { type: 'object', default: {} },
+        accesslog: { type: 'object', default: {}, properties: { disabled: { ...bool, default: false } } },
+      },
+    },
+    storage: {
+      type: 'object',
+      default: {},
+      properties: {
+        filesystem: { type: 'object', properties: { rootdirectory: { ...str, minLength: 1, default: '/var/lib/registry' } } },
+        delete: { type: 'object', default: {}, properties: { enabled: { ...bool, default: false } } },
+        redirect: { type: 'object', default: {}, properties: { disable: { ...bool, default: false } } },
+        maintenance: {
+          type: 'object',
+          default: {},
+          properties: {
+            uploadpurging: {
+              type: 'object',
+              default: {},
+              properties: { enabled: { ...bool, default: true }, age: { ...duration, default: '168h' }, interval: { ...duration, default: '24h' }, dryrun: { ...bool, default: false } },
+            },
+            readonly: { type: 'object', default: {}, properties: { enabled: { ...bool, default: false } } },
+          },
+        },
+      },
+    },
+    http: {
+      type: 'object',
+      default: {},
+      properties: {
+        addr: { type: 'string', default: ':5000' },
+        net: { enum: ['tcp', 'unix'], default: 'tcp' },
+        prefix: { ...str, default: '/' },
+        host: str,
+        secret: str,
+        draintimeout: { ...duration, default: 0 },
+        headers: { type: 'object', default: {}, additionalProperties: { type: ['string', 'array'], items: str } },
+        tls: { type: 'object', properties: { certificate: str, key: str, clientcas: { type: 'array', items: str, default: [] }, minimumtls: { enum: ['tls1.2', 'tls1.3'] } } },
+        debug: {
+          type: 'object',
+          properties: { addr: str, prometheus: { type: 'object', default: {}, properties: { enabled: { ...bool, default: false }, path: { ...str, default: '/metrics' } } } },
+        },
+      },
+    },
+    proxy: {
+      type: 'object',
+      properties: { remoteurl: { type: 'string', pattern: '^https?://[^/]+' }, username: str, password: str, ttl: { ...duration, default: '168h' } },
+    },
+    catalog: { type: 'object', default: {}, properties: { maxentries: { type: 'integer', minimum: 1, default: 1000 } } },
+  },
+};
+
+const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
+ajv.addKeyword({ keyword: 'goDuration', validate: (_schema: unknown, data: unknown) => isDuration(data), errors: false });
+
+/** The compiled validator (defaults are filled in place). */
+export const validateConfig = ajv.compile(CONFIG_SCHEMA);
