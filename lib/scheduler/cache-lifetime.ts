@@ -1,0 +1,114 @@
+/**
+ * The cache's lifetime policy: every blob and manifest fetched from the upstream gets an expiry in
+ * the TTL scheduler; a cache hit extends it; on expiry the repository's links are removed, and the
+ * blob data only once no repository links it any more (the official scheduler deletes shared data
+ * from under other images, distribution #4191).
+ */
+import type { Logger } from 'winston';
+import type { Config } from '../config/types.js';
+import { parseDigest, type Digest } from '../distribution/digest.js';
+import type { StorageDriver } from '../storage/driver.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { RepositoryStore } from '../storage/repository-store.js';
+import { listRepositories } from '../storage/catalog.js';
+import { TtlScheduler, parseKey, type Entry } from './scheduler.js';
+
+/** The parts of the registry the lifetime policy works on. */
+export interface CacheLifetimeOptions {
+  readonly driver: StorageDriver;
+  readonly blobs: BlobStore;
+  readonly repository: (name: string) => RepositoryStore;
+  readonly config: Config;
+  readonly logger: Logger;
+}
+
+/** Expiry of cached content. */
+export class CacheLifetime {
+  private readonly scheduler?: TtlScheduler;
+  private readonly ttlMs: number;
+
+  constructor(private readonly o: CacheLifetimeOptions) {
+    this.ttlMs = o.config.proxy?.ttlms ?? 0;
+    const root = o.config.storage.filesystem.rootdirectory;
+    if (this.ttlMs <= 0) return;
+    if (!o.config.storage.delete.enabled) {
+      // As documented upstream: without delete nothing can be purged, so nothing is scheduled
+      // (the official registry schedules anyway, fails each expiry and leaks it, #1994).
+      o.logger.warn('proxy.ttl is set but storage.delete.enabled is false: cached content will never expire');
+      return;
+    }
+    this.scheduler = new TtlScheduler({
+      statePath: `${root.replace(/\/+$/, '')}/scheduler-state.json`,
+      onExpire: (entry) => this.expire(entry),
+      logger: o.logger,
+    });
+  }
+
+  /** Loads the schedule; a corrupt state file is set aside and the schedule rebuilt from disk. */
+  async start(): Promise<{ problem?: string }> {
+    if (!this.scheduler) return {};
+    const { problem } = await this.scheduler.start();
+    if (problem) this.scheduler.rebuild(await this.onDisk(), this.ttlMs);
+    return { problem };
+  }
+
+  /** Flushes the schedule. */
+  async stop(): Promise<void> {
+    await this.scheduler?.stop();
+  }
+
+  scheduleBlob(repo: string, digest: string): void {
+    this.scheduler?.add(repo, digest, 'blob', this.ttlMs);
+  }
+
+  scheduleManifest(repo: string, digest: string): void {
+    this.scheduler?.add(repo, digest, 'manifest', this.ttlMs);
+  }
+
+  /** A cache hit: popular content is not evicted one TTL after its first pull. */
+  touchBlob(repo: string, digest: string): void {
+    this.scheduler?.touch(repo, digest, 'blob', this.ttlMs);
+  }
+
+  touchManifest(repo: string, digest: string): void {
+    this.scheduler?.touch(repo, digest, 'manifest', this.ttlMs);
+  }
+
+  private async expire(entry: Entry): Promise<void> {
+    const { repo, digest: raw } = parseKey(entry.key);
+    const digest = parseDigest(raw);
+    if (!digest) return;
+    const store = this.o.repository(repo);
+    if (entry.type === 'manifest') {
+      for (const tag of await store.tagsFor(digest)) await store.untag(tag);
+      await store.unlinkRevision(digest);
+    } else {
+      await store.unlinkLayer(digest);
+    }
+    const freed = await this.deleteIfUnreferenced(digest);
+    this.o.logger.info(`expired ${entry.type} ${repo}@${digest.value}${freed > 0 ? `, freed ${freed} bytes` : ', data still linked elsewhere'}`);
+  }
+
+  /** Deletes the blob data when no repository links it as a layer or a manifest; returns the bytes freed. */
+  private async deleteIfUnreferenced(digest: Digest): Promise<number> {
+    for (const name of await listRepositories(this.o.driver, {})) {
+      const repo = this.o.repository(name);
+      if ((await repo.hasLayer(digest)) || (await repo.hasRevision(digest))) return 0;
+    }
+    const info = await this.o.blobs.stat(digest);
+    if (!info) return 0;
+    await this.o.blobs.delete(digest);
+    return info.size;
+  }
+
+  /** Everything cached on disk, to rebuild a lost schedule. */
+  private async onDisk(): Promise<Array<{ repo: string; digest: string; type: 'blob' | 'manifest' }>> {
+    const found: Array<{ repo: string; digest: string; type: 'blob' | 'manifest' }> = [];
+    for (const name of await listRepositories(this.o.driver, {})) {
+      const repo = this.o.repository(name);
+      for (const d of await repo.listRevisions()) found.push({ repo: name, digest: d.value, type: 'manifest' });
+      for (const d of await repo.listLayers()) found.push({ repo: name, digest: d.value, type: 'blob' });
+    }
+    return found;
+  }
+}
