@@ -1,0 +1,169 @@
+/**
+ * Blobs in pull-through mode (distribution `registry/proxy/proxyblobstore.go`, improved): a blob
+ * this repository links is served from the cache; a cold blob is fetched from the upstream once,
+ * whatever the number of concurrent clients, and streamed to all of them while it is written.
+ */
+import type { Readable } from 'node:stream';
+import type { Digest } from '../distribution/digest.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { RepositoryStore } from '../storage/repository-store.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { BlobFetch } from './blob-fetch.js';
+import { Upstream, UpstreamError } from './upstream.js';
+
+/** What the routes need to answer a blob request. */
+export interface BlobHandle {
+  readonly size: number | undefined;
+  /** `cache` when served from disk, `upstream` when (joining) a fetch. */
+  readonly source: 'cache' | 'upstream';
+  /** Opens the bytes `[start, end]` (inclusive). */
+  open(range?: { start: number; end: number }): Promise<Readable>;
+}
+
+/** Hooks the server wires to the scheduler and metrics. */
+export interface ProxyBlobEvents {
+  /** A blob was committed to the cache and linked into `repo`. */
+  stored?(repo: string, digest: Digest, size: number): void;
+  /** A cached blob was served to a client of `repo`. */
+  hit?(repo: string, digest: Digest): void;
+  /** A blob was not cached and was asked of the upstream. */
+  miss?(repo: string, digest: Digest): void;
+}
+
+/** The blob side of the pull-through cache. */
+export class ProxyBlobStore {
+  private readonly fetches = new Map<string, BlobFetch>();
+
+  constructor(
+    private readonly driver: StorageDriver,
+    private readonly blobs: BlobStore,
+    private readonly repository: (name: string) => RepositoryStore,
+    private readonly upstream: Upstream,
+    private readonly events: ProxyBlobEvents = {},
+  ) {}
+
+  /**
+   * The blob for a `GET`: from the cache when `name` links it, else from (one) upstream fetch.
+   * Throws `UpstreamError` when the upstream cannot provide it.
+   */
+  async get(name: string, digest: Digest): Promise<BlobHandle> {
+    const local = await this.local(name, digest);
+    if (local) {
+      this.events.hit?.(name, digest);
+      return local;
+    }
+    this.events.miss?.(name, digest);
+    const fetch = await this.fetch(name, digest);
+    return {
+      size: fetch.size,
+      source: 'upstream',
+      open: async (range) => {
+        if (fetch.failed) throw new UpstreamError('ERR_UPSTREAM_INVALID', `fetch of ${digest.value} failed`);
+        // Committed between the join and now: the bytes are in the store, linked for this repository.
+        if (!fetch.streaming) return this.blobs.reader(digest, range);
+        return fetch.createReader(range?.start ?? 0, range?.end);
+      },
+    };
+  }
+
+  /**
+   * The size of the blob for a `HEAD`: from the cache, else from an upstream `HEAD` (nothing is
+   * downloaded, as in distribution).
+   */
+  async stat(name: string, digest: Digest): Promise<{ size: number | undefined; source: 'cache' | 'upstream' }> {
+    const local = await this.local(name, digest);
+    if (local) return { size: local.size, source: 'cache' };
+    const reply = await this.upstream.headBlob(name, digest.value);
+    const size = Number(reply.headers['content-length']);
+    return { size: Number.isFinite(size) ? size : undefined, source: 'upstream' };
+  }
+
+  /**
+   * The cached blob if `name` may have it. Data cached for another repository is linked into
+   * `name` only after the upstream confirms that `name` has the blob, so a digest known from one
+   * (maybe private) repository cannot be read through another.
+   */
+  private async local(name: string, digest: Digest): Promise<BlobHandle | undefined> {
+    const repo = this.repository(name);
+    const info = await this.blobs.stat(digest);
+    if (!info) return undefined;
+    if (!(await repo.hasLayer(digest))) {
+      // The upstream's answer for this repository is final: a 404 here would be a 404 for a GET too.
+      await this.upstream.headBlob(name, digest.value);
+      await repo.linkLayer(digest);
+      this.events.stored?.(name, digest, info.size);
+    }
+    return {
+      size: info.size,
+      source: 'cache',
+      open: (range) => this.blobs.reader(digest, range),
+    };
+  }
+
+  /** The running fetch of `digest`, or a new one; joining a fetch from another repository first asks the upstream. */
+  private async fetch(name: string, digest: Digest): Promise<BlobFetch> {
+    const running = this.fetches.get(digest.value);
+    if (running && !running.failed) {
+      const repos = this.linkOnCommit.get(digest.value);
+      if (repos && !repos.has(name)) {
+        await this.upstream.headBlob(name, digest.value);
+        repos.add(name);
+      }
+      return running;
+    }
+    const starting = this.starting.get(digest.value);
+    if (starting) {
+      // Requests that arrive while the upstream has not answered yet share its answer; one from
+      // another repository, whose access may differ, tries for itself after a failure.
+      const outcome = await starting.promise.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      if (outcome !== undefined && starting.name === name) throw outcome;
+      return this.fetch(name, digest);
+    }
+    const promise = this.startFetch(name, digest);
+    this.starting.set(digest.value, { name, promise });
+    try {
+      return await promise;
+    } finally {
+      this.starting.delete(digest.value);
+    }
+  }
+
+  private readonly starting = new Map<string, { name: string; promise: Promise<BlobFetch> }>();
+  private readonly linkOnCommit = new Map<string, Set<string>>();
+
+  private async startFetch(name: string, digest: Digest): Promise<BlobFetch> {
+    const reply = await this.upstream.streamBlob(name, digest.value);
+    const announced = Number(reply.headers['content-length']);
+    const writer = await this.driver.writer().catch((err: unknown) => {
+      reply.body.destroy();
+      throw err;
+    });
+    const repos = new Set([name]);
+    this.linkOnCommit.set(digest.value, repos);
+    const fetch = BlobFetch.start(digest, Number.isFinite(announced) ? announced : undefined, writer, reply.body, async (w) => {
+      await this.blobs.commit(w, digest);
+      for (const repo of repos) {
+        await this.repository(repo).linkLayer(digest);
+        this.events.stored?.(repo, digest, w.size);
+      }
+    });
+    this.fetches.set(digest.value, fetch);
+    fetch.done
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.fetches.get(digest.value) === fetch) {
+          this.fetches.delete(digest.value);
+          this.linkOnCommit.delete(digest.value);
+        }
+      });
+    return fetch;
+  }
+
+  /** Blob fetches under way (for metrics and tests). */
+  get inflight(): number {
+    return this.fetches.size;
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Manifests in pull-through mode (distribution `registry/proxy/proxymanifeststore.go`, improved).
+ * By digest: served from the cache once stored; the upstream's bytes are verified against the
+ * digest before they are stored. By tag: one upstream `HEAD` (which Docker Hub does not count as a
+ * pull) tells whether the tag moved; the manifest is fetched only when it did. The cached tag is
+ * served when the upstream cannot be reached or rate-limits, never when it says the tag is gone.
+ */
+import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
+import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { RepositoryStore } from '../storage/repository-store.js';
+import { Inflight } from './inflight.js';
+import { Upstream, UpstreamError } from './upstream.js';
+
+/** A manifest ready to be sent. */
+export interface Manifest {
+  readonly digest: Digest;
+  readonly mediaType: string;
+  readonly payload: Buffer;
+  /** `cache` when no upstream content request was needed. */
+  readonly source: 'cache' | 'upstream';
+  /** Set when served from the cache because the upstream failed (logged by the caller). */
+  readonly stale?: UpstreamError;
+}
+
+/** Hooks the server wires to the scheduler and metrics. */
+export interface ProxyManifestEvents {
+  stored?(repo: string, digest: Digest, size: number): void;
+  hit?(repo: string, digest: Digest): void;
+  miss?(repo: string, digest: Digest): void;
+}
+
+/** Raised when the upstream's manifest is not what it claims to be. */
+export class ManifestVerificationError extends UpstreamError {
+  constructor(message: string) {
+    super('ERR_UPSTREAM_INVALID', message);
+  }
+}
+
+/** The manifest side of the pull-through cache. */
+export class ProxyManifestStore {
+  private readonly byDigest = new Inflight<Manifest>();
+  private readonly tagChecks = new Inflight<Digest>();
+
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly repository: (name: string) => RepositoryStore,
+    private readonly upstream: Upstream,
+    private readonly events: ProxyManifestEvents = {},
+  ) {}
+
+  /** The manifest `name@digest`: from the cache, else fetched, verified and stored. */
+  getByDigest(name: string, digest: Digest): Promise<Manifest> {
+    return this.byDigest.run(`${name}@${digest.value}`, async () => {
+      const cached = await this.local(name, digest);
+      if (cached) {
+        this.events.hit?.(name, digest);
+        return cached;
+      }
+      this.events.miss?.(name, digest);
+      return this.fetchAndStore(name, digest);
+    });
+  }
+
+  /** The manifest `name:tag`, checked against the upstream. */
+  async getByTag(name: string, tag: string): Promise<Manifest> {
+    const repo = this.repository(name);
+    let digest: Digest;
+    try {
+      // Concurrent checks of one tag share one upstream HEAD.
+      digest = await this.tagChecks.run(`${name}:${tag}`, () => this.resolveUpstreamTag(name, tag));
+    } catch (err) {
+      if (err instanceof UpstreamError && err.isUnavailable) {
+        const cachedDigest = await repo.resolveTag(tag);
+        const cached = cachedDigest && (await this.local(name, cachedDigest));
+        if (cached) {
+          this.events.hit?.(name, cachedDigest);
+          return { ...cached, stale: err };
+        }
+      }
+      throw err;
+    }
+    const manifest = await this.getByDigest(name, digest);
+    const current = await repo.resolveTag(tag);
+    if (current?.value !== digest.value) await repo.tag(tag, digest);
+    return manifest;
+  }
+
+  /** The digest the upstream's tag points at now: a `HEAD`, or a `GET` if the `HEAD` names none. */
+  private async resolveUpstreamTag(name: string, tag: string): Promise<Digest> {
+    const head = await this.upstream.headManifest(name, tag);
+    const headerDigest = head.headers['docker-content-digest'];
+    const parsed = typeof headerDigest === 'string' ? parseDigest(headerDigest) : undefined;
+    if (parsed) return parsed;
+    const reply = await this.upstream.getManifest(name, tag);
+    const digest = parseDigest(digestOf(reply.body))!;
+    await this.store(name, digest, reply.body);
+    return digest;
+  }
+
+  private async fetchAndStore(name: string, digest: Digest): Promise<Manifest> {
+    const reply = await this.upstream.getManifest(name, digest.value);
+    const actual = digestOf(reply.body, digest.algorithm);
+    if (actual !== digest.value) {
+      throw new ManifestVerificationError(`upstream manifest for ${name}@${digest.value} hashes to ${actual}`);
+    }
+    const mediaType = mediaTypeOfPayload(reply.body);
+    if (!mediaType) throw new ManifestVerificationError(`upstream manifest for ${name}@${digest.value} is not a manifest`);
+    await this.store(name, digest, reply.body);
+    return { digest, mediaType, payload: reply.body, source: 'upstream' };
+  }
+
+  private async store(name: string, digest: Digest, payload: Buffer): Promise<void> {
+    await this.blobs.put(digest, payload);
+    await this.repository(name).linkRevision(digest);
+    this.events.stored?.(name, digest, payload.length);
+  }
+
+  /** The cached manifest, if this repository has the revision and its data is intact. */
+  private async local(name: string, digest: Digest): Promise<Manifest | undefined> {
+    if (!(await this.repository(name).hasRevision(digest))) return undefined;
+    let payload: Buffer;
+    try {
+      payload = await this.blobs.get(digest);
+    } catch {
+      return undefined;
+    }
+    const mediaType = mediaTypeOfPayload(payload);
+    if (!mediaType) return undefined;
+    return { digest, mediaType, payload, source: 'cache' };
+  }
+}

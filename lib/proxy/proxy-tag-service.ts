@@ -1,0 +1,70 @@
+/**
+ * Tag listing in pull-through mode (distribution `registry/proxy/proxytagservice.go`): the upstream
+ * is asked first, and the cached tags answer when it cannot be reached.
+ */
+import type { RepositoryStore } from '../storage/repository-store.js';
+import { Upstream, UpstreamError } from './upstream.js';
+
+/** One page of a tag list. */
+export interface TagPage {
+  readonly tags: string[];
+  /** The `Link` header of the next page, if any (a path with query, relative to the registry). */
+  readonly next?: { last: string; n: number };
+  readonly source: 'upstream' | 'cache';
+}
+
+/** The tags side of the pull-through cache. */
+export class ProxyTagService {
+  constructor(
+    private readonly repository: (name: string) => RepositoryStore,
+    private readonly upstream: Upstream,
+  ) {}
+
+  /** The tags of `name`, after `last`, at most `n` (all when `n` is undefined). */
+  async list(name: string, page: { n?: number; last?: string }): Promise<TagPage> {
+    try {
+      return await this.fromUpstream(name, page);
+    } catch (err) {
+      if (!(err instanceof UpstreamError) || !err.isUnavailable) throw err;
+      const tags = await this.repository(name).listTags();
+      if (tags.length === 0) throw err;
+      return { ...paginate(tags, page), source: 'cache' };
+    }
+  }
+
+  private async fromUpstream(name: string, page: { n?: number; last?: string }): Promise<TagPage> {
+    const query = new URLSearchParams();
+    if (page.n !== undefined) query.set('n', String(page.n));
+    if (page.last !== undefined) query.set('last', page.last);
+    const qs = query.size > 0 ? `?${query.toString()}` : '';
+    const reply = await this.upstream.getTags(name, qs);
+    let tags: string[];
+    try {
+      const parsed = JSON.parse(reply.body.toString('utf8')) as { tags?: unknown };
+      tags = Array.isArray(parsed.tags) ? parsed.tags.filter((t): t is string => typeof t === 'string') : [];
+    } catch (cause) {
+      throw new UpstreamError('ERR_UPSTREAM_INVALID', `upstream tag list of ${name} is not JSON`, { cause });
+    }
+    const link = reply.headers.link;
+    const next = typeof link === 'string' ? parseNextLink(link) : undefined;
+    return { tags, next, source: 'upstream' };
+  }
+}
+
+/** Lexical pagination of a sorted list as distribution does it. */
+export function paginate(all: readonly string[], page: { n?: number; last?: string }): { tags: string[]; next?: { last: string; n: number } } {
+  const start = page.last === undefined ? 0 : all.findIndex((t) => t > page.last!);
+  const rest = start < 0 ? [] : all.slice(start);
+  if (page.n === undefined || rest.length <= page.n) return { tags: rest };
+  const tags = rest.slice(0, page.n);
+  return { tags, next: { last: tags[tags.length - 1]!, n: page.n } };
+}
+
+function parseNextLink(link: string): { last: string; n: number } | undefined {
+  const m = /<([^>]*)>\s*;\s*rel="?next"?/.exec(link);
+  if (!m) return undefined;
+  const url = new URL(m[1]!, 'http://upstream.invalid');
+  const last = url.searchParams.get('last');
+  const n = Number(url.searchParams.get('n'));
+  return last !== null && Number.isInteger(n) && n > 0 ? { last, n } : undefined;
+}

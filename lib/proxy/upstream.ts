@@ -1,0 +1,278 @@
+/**
+ * The HTTP client for one upstream registry: keep-alive connections, explicit timeouts, token or
+ * basic authentication per repository scope (re-authenticating once on a 401), and a mapping of
+ * every failure to a typed `UpstreamError`. It knows nothing of the cache.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import got, { type Got, RequestError } from 'got';
+import { MirrorError } from '../errors.js';
+import { MANIFEST_ACCEPT } from '../distribution/mediatypes.js';
+import { UpstreamAuth, scopeForRepository } from './auth/upstream-auth.js';
+
+/** Timeouts of upstream requests, in milliseconds. */
+export interface UpstreamTimeouts {
+  /** TCP (and TLS) connection set-up. */
+  readonly connect: number;
+  /** From request sent to response headers. */
+  readonly response: number;
+  /** Longest pause between two chunks of a body. */
+  readonly idle: number;
+}
+
+/** What the mirror needs to reach one upstream. */
+export interface UpstreamOptions {
+  readonly remoteUrl: string;
+  readonly username?: string;
+  readonly password?: string;
+  readonly timeouts?: Partial<UpstreamTimeouts>;
+  /** Called with every upstream answer's status and headers (rate-limit logging, metrics). */
+  readonly onResponse?: (info: { method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
+  readonly onWarning?: (message: string) => void;
+}
+
+export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 10_000, response: 30_000, idle: 60_000 };
+
+/** Upstream manifests larger than this are refused (distribution's limit on manifest bodies). */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/** A failure talking to the upstream. `status` is set when the upstream answered. */
+export class UpstreamError extends MirrorError {
+  readonly status?: number;
+  readonly headers?: http.IncomingHttpHeaders;
+  /** The upstream's first registry error code (`MANIFEST_UNKNOWN`, `TOOMANYREQUESTS`, ...), if it sent one. */
+  readonly registryCode?: string;
+
+  constructor(
+    code: 'ERR_UPSTREAM_UNREACHABLE' | 'ERR_UPSTREAM_STATUS' | 'ERR_UPSTREAM_AUTH_FAILED' | 'ERR_UPSTREAM_INVALID',
+    message: string,
+    options: { cause?: unknown; status?: number; headers?: http.IncomingHttpHeaders; registryCode?: string } = {},
+  ) {
+    super(code, message, { cause: options.cause });
+    this.status = options.status;
+    this.headers = options.headers;
+    this.registryCode = options.registryCode;
+  }
+
+  /** True when the upstream could not be asked at all, or is overloaded: the cache may answer instead. */
+  get isUnavailable(): boolean {
+    return this.code === 'ERR_UPSTREAM_UNREACHABLE' || this.status === 429 || (this.status !== undefined && this.status >= 500);
+  }
+}
+
+/** A buffered upstream answer. */
+export interface UpstreamReply {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** A streamed upstream answer (status 200 or 206 only; others are thrown as `UpstreamError`). */
+export interface UpstreamStream {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Readable;
+}
+
+/** The client of one upstream registry. */
+export class Upstream {
+  readonly remoteUrl: string;
+  readonly auth: UpstreamAuth;
+  private readonly got: Got;
+  private readonly agents: { http: http.Agent; https: https.Agent };
+  private readonly onResponse: UpstreamOptions['onResponse'];
+
+  constructor(options: UpstreamOptions) {
+    this.remoteUrl = options.remoteUrl.replace(/\/+$/, '');
+    const t = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    // Keep-alive: a cold pull makes dozens of requests to one host; a new TLS handshake each time
+    // would dominate small manifest requests.
+    this.agents = {
+      http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
+      https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
+    };
+    this.got = got.extend({
+      agent: this.agents,
+      timeout: { lookup: t.connect, connect: t.connect, secureConnect: t.connect, response: t.response, socket: t.idle },
+      retry: { limit: 0 },
+      throwHttpErrors: false,
+      // Blob bytes must reach the cache exactly as the digest names them.
+      decompress: false,
+      followRedirect: true,
+      headers: { 'user-agent': 'registry-mirror/0.1 (+distribution-compatible pull-through cache)' },
+    });
+    this.onResponse = options.onResponse;
+    this.auth = new UpstreamAuth({
+      remoteUrl: this.remoteUrl,
+      username: options.username,
+      password: options.password,
+      got: this.got,
+      onWarning: options.onWarning,
+    });
+  }
+
+  /** `HEAD` of a manifest by tag or digest, asking for every manifest type. */
+  headManifest(name: string, reference: string): Promise<UpstreamReply> {
+    return this.request('HEAD', name, `/v2/${name}/manifests/${reference}`, { accept: MANIFEST_ACCEPT.join(', ') });
+  }
+
+  /** `GET` of a manifest, body capped at `MAX_MANIFEST_BYTES`. */
+  getManifest(name: string, reference: string): Promise<UpstreamReply> {
+    return this.request('GET', name, `/v2/${name}/manifests/${reference}`, { accept: MANIFEST_ACCEPT.join(', '), maxBytes: MAX_MANIFEST_BYTES });
+  }
+
+  /** `HEAD` of a blob. */
+  headBlob(name: string, digest: string): Promise<UpstreamReply> {
+    return this.request('HEAD', name, `/v2/${name}/blobs/${digest}`, {});
+  }
+
+  /** `GET` of a tag list page; `query` is passed through (`n`, `last`). */
+  getTags(name: string, query: string): Promise<UpstreamReply> {
+    return this.request('GET', name, `/v2/${name}/tags/list${query}`, { maxBytes: 16 * 1024 * 1024 });
+  }
+
+  /**
+   * Streams a blob. Resolves once the upstream answered 200; any other answer is thrown as an
+   * `UpstreamError`. Redirects (Docker Hub sends blobs from a CDN) are followed without the
+   * `Authorization` header when they leave the upstream's origin (got clears it on a cross-origin hop).
+   */
+  async streamBlob(name: string, digest: string): Promise<UpstreamStream> {
+    const path = `/v2/${name}/blobs/${digest}`;
+    const scope = scopeForRepository(name);
+    for (let attempt = 0; ; attempt++) {
+      const authorization = await this.authorization(scope);
+      const stream = this.got.stream(this.remoteUrl + path, { headers: authorization ? { authorization } : {} });
+      const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        stream.once('response', resolve);
+        stream.once('error', reject);
+      }).catch((err: unknown) => {
+        throw unreachable('GET', path, err);
+      });
+      this.onResponse?.({ method: 'GET', path, status: response.statusCode ?? 0, headers: response.headers });
+      if (response.statusCode === 200) {
+        return { status: 200, headers: response.headers, body: stream };
+      }
+      const body = await drain(stream, 64 * 1024).catch(() => Buffer.alloc(0));
+      const reply: UpstreamReply = { status: response.statusCode ?? 0, headers: response.headers, body };
+      if (reply.status === 401 && authorization && attempt === 0) {
+        this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
+        continue;
+      }
+      throw statusError('GET', path, reply);
+    }
+  }
+
+  /** Closes idle keep-alive sockets. */
+  close(): void {
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+  }
+
+  /**
+   * One authenticated request with a buffered body. Non-2xx answers are thrown as `UpstreamError`
+   * (a 401 after a token was used re-authenticates once first).
+   */
+  private async request(method: 'GET' | 'HEAD', name: string, path: string, opts: { accept?: string; maxBytes?: number }): Promise<UpstreamReply> {
+    const scope = scopeForRepository(name);
+    for (let attempt = 0; ; attempt++) {
+      const authorization = await this.authorization(scope);
+      const headers: Record<string, string> = {};
+      if (authorization) headers.authorization = authorization;
+      if (opts.accept) headers.accept = opts.accept;
+      let reply: UpstreamReply;
+      try {
+        if (method === 'HEAD') {
+          const res = await this.got(this.remoteUrl + path, { method, headers });
+          reply = { status: res.statusCode, headers: res.headers, body: Buffer.alloc(0) };
+        } else {
+          reply = await this.boundedGet(this.remoteUrl + path, headers, opts.maxBytes ?? MAX_MANIFEST_BYTES);
+        }
+      } catch (err) {
+        if (err instanceof UpstreamError) throw err;
+        throw unreachable(method, path, err);
+      }
+      this.onResponse?.({ method, path, status: reply.status, headers: reply.headers });
+      if (reply.status >= 200 && reply.status < 300) return reply;
+      if (reply.status === 401 && authorization && attempt === 0) {
+        this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
+        continue;
+      }
+      throw statusError(method, path, reply);
+    }
+  }
+
+  /** A GET whose body may not exceed `maxBytes`: an endless or oversized body is cut off, not buffered. */
+  private async boundedGet(url: string, headers: Record<string, string>, maxBytes: number): Promise<UpstreamReply> {
+    const stream = this.got.stream(url, { headers });
+    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      stream.once('response', resolve);
+      stream.once('error', reject);
+    });
+    const declared = Number(response.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBytes) {
+      stream.destroy();
+      throw new UpstreamError('ERR_UPSTREAM_INVALID', `upstream body of ${declared} bytes exceeds the ${maxBytes}-byte limit`, { status: response.statusCode });
+    }
+    const body = await drain(stream, maxBytes);
+    return { status: response.statusCode ?? 0, headers: response.headers, body };
+  }
+
+  private async authorization(scope: string): Promise<string | undefined> {
+    try {
+      return await this.auth.authorization(scope);
+    } catch (err) {
+      if (err instanceof MirrorError && err.code === 'ERR_UPSTREAM_AUTH_FAILED') {
+        const status = (err as MirrorError & { status?: number }).status;
+        throw new UpstreamError('ERR_UPSTREAM_AUTH_FAILED', err.message, { cause: err, status: status ?? 401 });
+      }
+      throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', err instanceof Error ? err.message : String(err), { cause: err });
+    }
+  }
+}
+
+/** Reads a stream to a buffer, failing once more than `maxBytes` arrive. */
+function drain(stream: Readable, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        stream.destroy();
+        reject(new UpstreamError('ERR_UPSTREAM_INVALID', `upstream body exceeds the ${maxBytes}-byte limit`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    stream.once('end', () => resolve(Buffer.concat(chunks, size)));
+    stream.once('error', (err) => reject(err instanceof UpstreamError ? err : unreachable('GET', '', err)));
+  });
+}
+
+function headerString(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+function unreachable(method: string, path: string, err: unknown): UpstreamError {
+  const detail = err instanceof RequestError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+  return new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `upstream ${method} ${path} failed: ${detail}`, { cause: err });
+}
+
+function statusError(method: string, path: string, reply: UpstreamReply): UpstreamError {
+  let registryCode: string | undefined;
+  let message = '';
+  try {
+    const parsed = JSON.parse(reply.body.toString('utf8')) as { errors?: Array<{ code?: string; message?: string }> };
+    registryCode = parsed.errors?.[0]?.code;
+    message = parsed.errors?.[0]?.message ?? '';
+  } catch {
+    // Not a registry error body (a proxy's HTML page, or a HEAD): the status alone tells.
+  }
+  const code = reply.status === 401 || reply.status === 403 ? 'ERR_UPSTREAM_AUTH_FAILED' : 'ERR_UPSTREAM_STATUS';
+  return new UpstreamError(code, `upstream ${method} ${path} answered ${reply.status}${message ? `: ${message}` : ''}`, {
+    status: reply.status,
+    headers: reply.headers,
+    registryCode,
+  });
+}
