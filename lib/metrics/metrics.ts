@@ -1,0 +1,61 @@
+/**
+ * Prometheus metrics with distribution's proxy metric names
+ * (`registry_proxy_{requests,hits,misses,pulled_bytes,pushed_bytes}_total{type}`) plus ours. Uses
+ * prom-client: a well-kept implementation of the exposition format and histograms.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The type label of distribution's proxy metrics. */
+export type ContentType = 'blob' | 'manifest';
+
+/** All metrics of one registry process, in their own registry (tests start several processes' worth). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly proxyRequests: Counter<'type'>;
+  readonly proxyHits: Counter<'type'>;
+  readonly proxyMisses: Counter<'type'>;
+  readonly pulledBytes: Counter<'type'>;
+  readonly pushedBytes: Counter<'type'>;
+  readonly httpDuration: Histogram<'route' | 'method' | 'status'>;
+  readonly upstreamResponses: Counter<'method' | 'status'>;
+  readonly inflightFetches: Gauge;
+  readonly expirations: Counter<'type'>;
+  readonly rateLimitRemaining: Gauge;
+
+  constructor() {
+    const registers = [this.registry];
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) => new Counter<L>({ name, help, labelNames, registers });
+    this.proxyRequests = counter('registry_proxy_requests_total', 'The number of total incoming proxy request received.', ['type']);
+    this.proxyHits = counter('registry_proxy_hits_total', 'The number of total proxy request hits.', ['type']);
+    this.proxyMisses = counter('registry_proxy_misses_total', 'The number of total proxy request misses.', ['type']);
+    this.pulledBytes = counter('registry_proxy_pulled_bytes_total', 'The size of total bytes pulled from the upstream.', ['type']);
+    this.pushedBytes = counter('registry_proxy_pushed_bytes_total', 'The size of total bytes pushed to the client.', ['type']);
+    this.upstreamResponses = counter('registry_mirror_upstream_responses_total', 'Upstream answers by method and status.', ['method', 'status']);
+    this.expirations = counter('registry_mirror_expirations_total', 'Cached content expired by the TTL scheduler.', ['type']);
+    this.httpDuration = new Histogram({
+      name: 'registry_mirror_http_request_duration_seconds',
+      help: 'Time to answer a request, by route, method and status.',
+      labelNames: ['route', 'method', 'status'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      registers,
+    });
+    this.inflightFetches = new Gauge({ name: 'registry_mirror_inflight_fetches', help: 'Blob fetches from the upstream under way.', registers });
+    this.rateLimitRemaining = new Gauge({ name: 'registry_mirror_upstream_ratelimit_remaining', help: 'The upstream RateLimit-Remaining last seen.', registers });
+    for (const type of ['blob', 'manifest'] as const) {
+      for (const c of [this.proxyRequests, this.proxyHits, this.proxyMisses, this.pulledBytes, this.pushedBytes]) c.inc({ type }, 0);
+    }
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** A cache hit of `type`. */
+  hit(type: ContentType): void {
+    this.proxyRequests.inc({ type });
+    this.proxyHits.inc({ type });
+  }
+
+  /** A cache miss of `type`. */
+  miss(type: ContentType): void {
+    this.proxyRequests.inc({ type });
+    this.proxyMisses.inc({ type });
+  }
+}
