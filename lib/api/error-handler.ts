@@ -1,0 +1,80 @@
+/**
+ * The one place that turns errors into registry answers: `{"errors":[{code, message, detail}]}`
+ * with the registered status. Upstream failures are translated into what a client understands.
+ */
+import type { ErrorRequestHandler, Response } from 'express';
+import type { Logger } from 'winston';
+import { MirrorError } from '../errors.js';
+import { UpstreamError } from '../proxy/upstream.js';
+import { RegistryError, type ErrorCode } from './errors.js';
+
+/** What was asked for, so that an upstream 404 becomes the right `*_UNKNOWN` code. */
+export type Subject = 'manifest' | 'blob' | 'tags' | 'other';
+
+/** Translates any error into a `RegistryError`. */
+export function toRegistryError(err: unknown, subject: Subject = 'other'): RegistryError {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof UpstreamError) return fromUpstream(err, subject);
+  if (err instanceof MirrorError && err.code === 'ERR_INVALID_PATH_COMPONENT') {
+    return new RegistryError('NAME_INVALID', { detail: err.message, cause: err });
+  }
+  return new RegistryError('UNKNOWN', { cause: err });
+}
+
+function fromUpstream(err: UpstreamError, subject: Subject): RegistryError {
+  const detail = { upstream: err.message };
+  if (err.status === 404) {
+    const code: ErrorCode =
+      err.registryCode === 'NAME_UNKNOWN' || subject === 'tags'
+        ? 'NAME_UNKNOWN'
+        : subject === 'blob'
+          ? 'BLOB_UNKNOWN'
+          : subject === 'manifest'
+            ? 'MANIFEST_UNKNOWN'
+            : 'NAME_UNKNOWN';
+    return new RegistryError(code, { detail, cause: err });
+  }
+  if (err.status === 429) {
+    const retryAfter = err.headers?.['retry-after'];
+    return new RegistryError('TOOMANYREQUESTS', {
+      detail,
+      cause: err,
+      headers: typeof retryAfter === 'string' ? { 'Retry-After': retryAfter } : {},
+    });
+  }
+  if (err.code === 'ERR_UPSTREAM_AUTH_FAILED') {
+    // Docker Hub answers 401 for repositories that do not exist as well as for private ones; a
+    // 403 DENIED is what dockerd and containerd report as "pull access denied" and fall back on.
+    return new RegistryError('DENIED', { detail, cause: err });
+  }
+  return new RegistryError('UNAVAILABLE', { detail, cause: err });
+}
+
+/** Writes the envelope for `err` (headers not yet sent) or aborts the response (body under way). */
+export function sendError(res: Response, err: RegistryError): void {
+  if (res.headersSent) {
+    res.destroy(err);
+    return;
+  }
+  for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
+  const body = JSON.stringify({ errors: [err] });
+  res.status(err.status);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** The express error middleware: logs what is not the client's fault, then sends the envelope. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    const subject = (res.locals.subject as Subject | undefined) ?? 'other';
+    const registryError = toRegistryError(err, subject);
+    if (registryError.status >= 500) {
+      const cause = registryError.cause instanceof Error ? registryError.cause : registryError;
+      logger.error(`${req.method} ${req.originalUrl}: ${cause.message}`, { 'err.code': registryError.code });
+    } else if (registryError.cause) {
+      logger.info(`${req.method} ${req.originalUrl}: ${registryError.code}`, { 'err.detail': JSON.stringify(registryError.detail) });
+    }
+    sendError(res, registryError);
+  };
+}

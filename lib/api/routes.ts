@@ -1,0 +1,255 @@
+/**
+ * The `/v2/` API of the pull-through cache. Paths are matched on the raw (undecoded) URL and every
+ * name, tag and digest is validated before it reaches storage, so percent-encoded tricks fail
+ * validation instead of naming another path.
+ */
+import { pipeline } from 'node:stream/promises';
+import express, { type Request, type Response, type NextFunction, type Router } from 'express';
+import type { Logger } from 'winston';
+import { isValidName, isValidTag } from '../distribution/reference.js';
+import { looksLikeDigest, parseDigest, type Digest } from '../distribution/digest.js';
+import { isIndexType, parseAccept } from '../distribution/mediatypes.js';
+import type { ProxyBlobStore } from '../proxy/proxy-blob-store.js';
+import type { ProxyManifestStore, Manifest } from '../proxy/proxy-manifest-store.js';
+import type { ProxyTagService } from '../proxy/proxy-tag-service.js';
+import { paginate } from '../proxy/proxy-tag-service.js';
+import { RegistryError } from './errors.js';
+import { parseRange } from './range.js';
+import type { Subject } from './error-handler.js';
+
+/** What the routes serve from. */
+export interface RegistryServices {
+  readonly manifests: ProxyManifestStore;
+  readonly blobs: ProxyBlobStore;
+  readonly tags: ProxyTagService;
+  /** Cached repository names in lexical order, after `last`, at most `n`. */
+  listRepositories(page: { n: number; last?: string }): Promise<string[]>;
+  /** Maps a client's name to the stored one (`busybox` → `library/busybox` for Docker Hub). */
+  canonicalName(name: string): string;
+  readonly maxCatalogEntries: number;
+  readonly logger: Logger;
+}
+
+const MANIFEST_RE = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+const UPLOAD_RE = /^\/v2\/(.+)\/blobs\/uploads(?:\/.*)?$/;
+const BLOB_RE = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
+const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
+const REFERRERS_RE = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
+
+/** The router for everything under `/v2`. */
+export function registryRouter(services: RegistryServices): Router {
+  const router = express.Router();
+  router.use((req, res, next) => {
+    res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    next();
+  });
+  router.all(/.*/, (req, res, next) => {
+    dispatch(services, req, res).catch(next);
+  });
+  return router;
+}
+
+async function dispatch(s: RegistryServices, req: Request, res: Response): Promise<void> {
+  const path = rawPath(req);
+  const readOnly = req.method === 'GET' || req.method === 'HEAD';
+  if (path === '/v2/' || path === '/v2') {
+    if (!readOnly) throw new RegistryError('UNSUPPORTED');
+    sendJson(res, 200, {});
+    return;
+  }
+  if (path === '/v2/_catalog') {
+    if (!readOnly) throw new RegistryError('UNSUPPORTED');
+    await catalog(s, req, res);
+    return;
+  }
+  let m: RegExpExecArray | null;
+  if ((m = UPLOAD_RE.exec(path))) {
+    name(s, m[1]!);
+    throw new RegistryError('UNSUPPORTED');
+  }
+  if ((m = MANIFEST_RE.exec(path))) {
+    res.locals.subject = 'manifest' satisfies Subject;
+    const repo = name(s, m[1]!);
+    const ref = reference(m[2]!);
+    if (!readOnly) throw new RegistryError('UNSUPPORTED');
+    await manifest(s, req, res, repo, ref);
+    return;
+  }
+  if ((m = BLOB_RE.exec(path))) {
+    res.locals.subject = 'blob' satisfies Subject;
+    const repo = name(s, m[1]!);
+    const digest = digestParam(m[2]!);
+    if (!readOnly) throw new RegistryError('UNSUPPORTED');
+    await blob(s, req, res, repo, digest);
+    return;
+  }
+  if ((m = TAGS_RE.exec(path))) {
+    res.locals.subject = 'tags' satisfies Subject;
+    const repo = name(s, m[1]!);
+    if (!readOnly) throw new RegistryError('UNSUPPORTED');
+    await tags(s, req, res, repo);
+    return;
+  }
+  if ((m = REFERRERS_RE.exec(path))) {
+    name(s, m[1]!);
+    throw new RegistryError('UNSUPPORTED');
+  }
+  throw new RegistryError('NAME_UNKNOWN', { status: 404, message: 'repository name not known to registry', detail: { path } });
+}
+
+/** The request path without the prefix and query, as sent (not percent-decoded). */
+function rawPath(req: Request): string {
+  const url = req.url;
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+function name(s: RegistryServices, raw: string): string {
+  if (!isValidName(raw)) throw new RegistryError('NAME_INVALID', { detail: { name: raw } });
+  return s.canonicalName(raw);
+}
+
+function reference(raw: string): { tag: string } | { digest: Digest } {
+  if (looksLikeDigest(raw)) return { digest: digestParam(raw) };
+  if (!isValidTag(raw)) throw new RegistryError('TAG_INVALID', { detail: { tag: raw } });
+  return { tag: raw };
+}
+
+function digestParam(raw: string): Digest {
+  const d = parseDigest(raw);
+  if (!d) throw new RegistryError('DIGEST_INVALID', { detail: { digest: raw } });
+  return d;
+}
+
+function sendJson(res: Response, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.status(status);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
+/** `n` as distribution bounds it: a non-negative integer no larger than `max`. */
+function pageSize(raw: unknown, max: number): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n > max) {
+    throw new RegistryError('PAGINATION_NUMBER_INVALID', { detail: { n: typeof raw === 'string' && /^-?\d+$/.test(raw) ? Number(raw) : raw } });
+  }
+  return n;
+}
+
+function lastParam(raw: unknown): string | undefined {
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string') throw new RegistryError('PAGINATION_NUMBER_INVALID', { detail: { last: raw } });
+  return raw;
+}
+
+function nextLink(res: Response, path: string, next: { last: string; n: number } | undefined): void {
+  if (!next) return;
+  const base = res.req.baseUrl ?? '';
+  res.setHeader('Link', `<${base}${path}?last=${encodeURIComponent(next.last)}&n=${next.n}>; rel="next"`);
+}
+
+async function catalog(s: RegistryServices, req: Request, res: Response): Promise<void> {
+  const n = pageSize(req.query.n, s.maxCatalogEntries) ?? s.maxCatalogEntries;
+  const last = lastParam(req.query.last);
+  const found = n === 0 ? [] : await s.listRepositories({ n: n + 1, last });
+  const repositories = found.slice(0, n);
+  if (found.length > n) nextLink(res, '/v2/_catalog', { last: repositories[repositories.length - 1]!, n });
+  sendJson(res, 200, { repositories });
+}
+
+async function tags(s: RegistryServices, req: Request, res: Response, repo: string): Promise<void> {
+  const n = pageSize(req.query.n, Number.MAX_SAFE_INTEGER);
+  const last = lastParam(req.query.last);
+  const page = await s.tags.list(repo, { n, last });
+  const result = page.source === 'upstream' ? page : { ...paginate(page.tags, { n, last }), source: page.source };
+  nextLink(res, `/v2/${repo}/tags/list`, result.next);
+  sendJson(res, 200, { name: repo, tags: result.tags });
+}
+
+async function manifest(s: RegistryServices, req: Request, res: Response, repo: string, ref: { tag: string } | { digest: Digest }): Promise<void> {
+  let m: Manifest = 'digest' in ref ? await s.manifests.getByDigest(repo, ref.digest) : await s.manifests.getByTag(repo, ref.tag);
+  if (m.stale) s.logger.warn(`serving cached ${repo}:${'tag' in ref ? ref.tag : ''} (${m.digest.value}): ${m.stale.message}`);
+  m = await negotiate(s, repo, req, m, 'tag' in ref);
+  res.status(200);
+  res.setHeader('Content-Type', m.mediaType);
+  res.setHeader('Content-Length', m.payload.length);
+  res.setHeader('Docker-Content-Digest', m.digest.value);
+  res.setHeader('Etag', `"${m.digest.value}"`);
+  res.end(req.method === 'HEAD' ? undefined : m.payload);
+}
+
+/**
+ * Content negotiation as distribution's manifest handler: a client that names the types it accepts
+ * and not the stored index type gets the linux/amd64 image of the index (for a tag); other
+ * unacceptable types are unknown to it. A client that names none gets the manifest as stored.
+ */
+async function negotiate(s: RegistryServices, repo: string, req: Request, m: Manifest, byTag: boolean): Promise<Manifest> {
+  const accepted = parseAccept(req.headers.accept);
+  if (accepted.length === 0 || accepted.includes('*/*') || accepted.includes(m.mediaType)) return m;
+  if (isIndexType(m.mediaType) && byTag) {
+    const index = JSON.parse(m.payload.toString('utf8')) as { manifests?: Array<{ digest?: string; platform?: { os?: string; architecture?: string } }> };
+    const entry = index.manifests?.find((e) => e.platform?.os === 'linux' && e.platform?.architecture === 'amd64');
+    const child = entry?.digest ? parseDigest(entry.digest) : undefined;
+    if (child) {
+      const chosen = await s.manifests.getByDigest(repo, child);
+      if (accepted.includes(chosen.mediaType)) return chosen;
+    }
+  }
+  throw new RegistryError('MANIFEST_UNKNOWN', { detail: `${m.mediaType} manifest found, but the Accept header does not support it` });
+}
+
+async function blob(s: RegistryServices, req: Request, res: Response, repo: string, digest: Digest): Promise<void> {
+  const common = (size: number | undefined): void => {
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Docker-Content-Digest', digest.value);
+    res.setHeader('Etag', `"${digest.value}"`);
+    res.setHeader('Cache-Control', 'max-age=31536000');
+    if (size !== undefined) res.setHeader('Accept-Ranges', 'bytes');
+  };
+  if (req.method === 'HEAD') {
+    const info = await s.blobs.stat(repo, digest);
+    common(info.size);
+    if (info.size !== undefined) res.setHeader('Content-Length', info.size);
+    res.status(200).end();
+    return;
+  }
+  const handle = await s.blobs.get(repo, digest);
+  const range = handle.size === undefined ? ({ kind: 'full' } as const) : parseRange(header(req, 'range'), handle.size);
+  common(handle.size);
+  if (range.kind === 'unsatisfiable') {
+    throw new RegistryError('RANGE_INVALID', { headers: { 'Content-Range': `bytes */${handle.size}` }, detail: { range: header(req, 'range') } });
+  }
+  const body = await handle.open(range.kind === 'partial' ? { start: range.start, end: range.end } : undefined);
+  if (range.kind === 'partial') {
+    res.status(206);
+    res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${handle.size}`);
+    res.setHeader('Content-Length', range.end - range.start + 1);
+  } else {
+    res.status(200);
+    if (handle.size !== undefined) res.setHeader('Content-Length', handle.size);
+  }
+  res.flushHeaders();
+  try {
+    await pipeline(body, res);
+  } catch (err) {
+    // Headers are gone: the only honest signal left is an aborted transfer.
+    res.destroy();
+    if (!res.writableFinished && !req.socket.destroyed) s.logger.warn(`blob ${repo}@${digest.value} transfer aborted: ${(err as Error).message}`);
+  }
+}
+
+function header(req: Request, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Adds the configured `http.headers` to every response. */
+export function configuredHeaders(headers: Readonly<Record<string, readonly string[]>>) {
+  return (_req: Request, res: Response, next: NextFunction): void => {
+    for (const [name, values] of Object.entries(headers)) res.setHeader(name, [...values]);
+    next();
+  };
+}

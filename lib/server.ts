@@ -1,0 +1,242 @@
+/**
+ * Wires the registry together from a validated configuration: storage, upstream, proxy stores,
+ * scheduler, the express app and the HTTP(S) listener, with graceful shutdown.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
+import express, { type Express } from 'express';
+import type { Logger } from 'winston';
+import type { Config } from './config/types.js';
+import { FilesystemDriver } from './storage/filesystem.js';
+import { BlobStore } from './storage/blob-store.js';
+import { RepositoryStore } from './storage/repository-store.js';
+import { listRepositories } from './storage/catalog.js';
+import { Upstream } from './proxy/upstream.js';
+import { ProxyBlobStore } from './proxy/proxy-blob-store.js';
+import { ProxyManifestStore } from './proxy/proxy-manifest-store.js';
+import { ProxyTagService } from './proxy/proxy-tag-service.js';
+import { registryRouter, configuredHeaders } from './api/routes.js';
+import { errorHandler, sendError } from './api/error-handler.js';
+import { RegistryError } from './api/errors.js';
+import { accessLog } from './api/access-log.js';
+import { MirrorError } from './errors.js';
+import { CacheLifetime } from './scheduler/cache-lifetime.js';
+import { Metrics } from './metrics/metrics.js';
+import { startDebugServer, storageWritableCheck } from './metrics/debug-server.js';
+
+/** A running registry. */
+export interface RunningRegistry {
+  /** The bound address (`host:port`, or the socket path for `unix`). */
+  readonly address: string;
+  readonly port: number | undefined;
+  readonly app: Express;
+  readonly metrics: Metrics;
+  /** The port of the `http.debug.addr` listener, when configured. */
+  readonly debugPort: number | undefined;
+  /** Stops accepting connections, finishes in-flight responses, flushes state. */
+  close(): Promise<void>;
+}
+
+/** Hosts under which the upstream is Docker Hub, where `busybox` means `library/busybox`. */
+const DOCKER_HUB_HOSTS = new Set(['registry-1.docker.io', 'index.docker.io', 'docker.io', 'registry.hub.docker.com']);
+
+/** Starts the registry described by `config`. */
+export async function startRegistry(config: Config, logger: Logger): Promise<RunningRegistry> {
+  if (!config.proxy) {
+    throw new MirrorError(
+      'ERR_CONFIG_UNSUPPORTED',
+      'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
+    );
+  }
+  const proxy = config.proxy;
+  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const removed = await driver.cleanTemporaryFiles();
+  if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
+  const blobs = new BlobStore(driver);
+  const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
+
+  const metrics = new Metrics();
+  const upstream = new Upstream({
+    remoteUrl: proxy.remoteurl,
+    username: proxy.username,
+    password: proxy.password,
+    onWarning: (msg) => logger.warn(msg),
+    onResponse: ({ method, path, status, headers }) => {
+      logger.debug(`upstream ${method} ${path} ${status}`);
+      metrics.upstreamResponses.inc({ method, status: String(status) });
+      const remaining = headers['ratelimit-remaining'];
+      if (typeof remaining === 'string') {
+        // Docker Hub sends `RateLimit-Remaining: 76;w=21600`.
+        const left = Number(remaining.split(';')[0]);
+        if (Number.isFinite(left)) metrics.rateLimitRemaining.set(left);
+        logger.info(`upstream rate limit remaining: ${remaining}`, { 'ratelimit.limit': headers['ratelimit-limit'] });
+      }
+    },
+  });
+  if (proxy.username && !config.auth) {
+    logger.warn(
+      'proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone who can reach this mirror',
+    );
+  }
+
+  const lifetime = new CacheLifetime({ driver, blobs, repository, config, logger });
+  const loaded = await lifetime.start();
+  if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
+
+  const blobStore = new ProxyBlobStore(driver, blobs, repository, upstream, {
+    stored: (repo, digest, size) => {
+      metrics.pulledBytes.inc({ type: 'blob' }, size);
+      lifetime.scheduleBlob(repo, digest.value);
+    },
+    hit: (repo, digest) => {
+      metrics.hit('blob');
+      lifetime.touchBlob(repo, digest.value);
+    },
+    miss: () => metrics.miss('blob'),
+  });
+  const manifestStore = new ProxyManifestStore(blobs, repository, upstream, {
+    stored: (repo, digest, size) => {
+      metrics.pulledBytes.inc({ type: 'manifest' }, size);
+      lifetime.scheduleManifest(repo, digest.value);
+    },
+    hit: (repo, digest) => {
+      metrics.hit('manifest');
+      lifetime.touchManifest(repo, digest.value);
+    },
+    miss: () => metrics.miss('manifest'),
+  });
+  const tagService = new ProxyTagService(repository, upstream);
+  const isDockerHub = DOCKER_HUB_HOSTS.has(new URL(proxy.remoteurl).hostname);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+  if (!config.log.accesslog.disabled) app.use(accessLog(logger));
+  app.use((req, res, next) => {
+    const stop = metrics.httpDuration.startTimer();
+    res.once('finish', () => {
+      const route = (res.locals.subject as string | undefined) ?? 'other';
+      stop({ route, method: req.method, status: String(res.statusCode) });
+      if ((route === 'blob' || route === 'manifest') && req.method === 'GET' && (res.statusCode === 200 || res.statusCode === 206)) {
+        metrics.pushedBytes.inc({ type: route }, Number(res.getHeader('content-length') ?? 0));
+      }
+    });
+    next();
+  });
+  app.use(configuredHeaders(config.http.headers));
+  const prefix = config.http.prefix.replace(/\/$/, '');
+  app.get(prefix + '/', (_req, res) => {
+    // distribution answers the root with an empty 200 (load balancers probe it).
+    res.status(200).end();
+  });
+  app.use(
+    prefix || '/',
+    registryRouter({
+      manifests: manifestStore,
+      blobs: blobStore,
+      tags: tagService,
+      listRepositories: (page) => listRepositories(driver, page),
+      canonicalName: (name) => (isDockerHub && !name.includes('/') ? `library/${name}` : name),
+      maxCatalogEntries: config.catalog.maxentries,
+      logger,
+    }),
+  );
+  app.use((req, res) => sendError(res, new RegistryError('NAME_UNKNOWN', { detail: { path: req.path } })));
+  app.use(errorHandler(logger));
+
+  const server = createServer(config, app);
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  const { address, port } = await listen(server, config);
+  logger.info(`listening on ${address}`);
+  const debug = config.http.debug?.addr
+    ? await startDebugServer({
+        addr: config.http.debug.addr,
+        metrics,
+        prometheus: config.http.debug.prometheus,
+        checks: { storagedriver_filesystem: storageWritableCheck(config.storage.filesystem.rootdirectory) },
+      })
+    : undefined;
+  if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
+  const inflightTimer = setInterval(() => metrics.inflightFetches.set(blobStore.inflight), 1000);
+  inflightTimer.unref();
+
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    port,
+    app,
+    metrics,
+    debugPort: debug?.port,
+    close: () =>
+      (closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // Idle keep-alive connections would hold `close` open forever; busy ones finish their response.
+        server.closeIdleConnections();
+        const drain = config.http.draintimeoutms;
+        if (drain > 0) {
+          const timer = setTimeout(() => sockets.forEach((s) => s.destroy()), drain);
+          timer.unref();
+        }
+        await closed;
+        clearInterval(inflightTimer);
+        await debug?.close();
+        await lifetime.stop();
+        upstream.close();
+      })()),
+  };
+}
+
+function createServer(config: Config, app: Express): http.Server {
+  const tls = config.http.tls;
+  const options: http.ServerOptions = { maxHeaderSize: 16 * 1024, headersTimeout: 30_000, requestTimeout: 300_000, keepAliveTimeout: 65_000 };
+  if (tls?.certificate && tls.key) {
+    const ca = tls.clientcas.map((p) => readFileSync(p));
+    return https.createServer(
+      {
+        ...options,
+        cert: readFileSync(tls.certificate),
+        key: readFileSync(tls.key),
+        minVersion: tls.minimumtls === 'tls1.3' ? 'TLSv1.3' : 'TLSv1.2',
+        ...(ca.length > 0 ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
+      },
+      app,
+    );
+  }
+  return http.createServer(options, app);
+}
+
+/** Listens on `http.addr` (`:5000`, `host:port`, `[v6]:port`, or a socket path for `unix`). */
+function listen(server: http.Server, config: Config): Promise<{ address: string; port: number | undefined }> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => {
+      server.off('error', reject);
+      const a = server.address();
+      if (a === null || typeof a === 'string') resolve({ address: a ?? config.http.addr, port: undefined });
+      else resolve({ address: formatAddress(a), port: a.port });
+    };
+    if (config.http.net === 'unix') {
+      server.listen(config.http.addr, done);
+      return;
+    }
+    const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(config.http.addr);
+    if (!m) {
+      reject(new MirrorError('ERR_CONFIG_INVALID', `http.addr: ${config.http.addr} is not an address like :5000 or host:port`));
+      return;
+    }
+    const host = m[1] ?? m[2];
+    server.listen({ host: host || undefined, port: Number(m[3]) }, done);
+  });
+}
+
+function formatAddress(a: AddressInfo): string {
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
