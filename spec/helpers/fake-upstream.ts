@@ -1,0 +1,231 @@
+/**
+ * A programmable upstream registry: a real HTTP server on 127.0.0.1 that serves manifests and blobs
+ * from memory, counts every request, and produces the faults a real registry cannot: resets
+ * mid-body, wrong bytes, 5xx, 429, slow or stalled bodies.
+ */
+import http from 'node:http';
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+
+/** A fault to inject on matching requests. */
+export type Fault =
+  | { kind: 'status'; status: number; headers?: Record<string, string>; body?: string }
+  | { kind: 'reset-after'; bytes: number }
+  | { kind: 'wrong-bytes' }
+  | { kind: 'truncate'; bytes: number }
+  | { kind: 'stall' }
+  | { kind: 'slow'; bytesPerTick: number; tickMs: number }
+  | { kind: 'no-digest-header' }
+  | { kind: 'delay'; ms: number };
+
+/** One recorded request. */
+export interface Hit {
+  readonly method: string;
+  readonly path: string;
+  readonly accept?: string;
+  readonly authorization?: string;
+}
+
+export interface FakeUpstream {
+  readonly url: string;
+  readonly hits: Hit[];
+  /** Adds a blob; returns its digest. */
+  addBlob(repo: string, content: Buffer): string;
+  /** Adds a manifest under its digest and, when given, a tag; returns the digest. */
+  addManifest(repo: string, manifest: Buffer | object, tag?: string, mediaType?: string): string;
+  /** Points a tag at an existing manifest digest (or removes it with undefined). */
+  setTag(repo: string, tag: string, digest: string | undefined): void;
+  /** Injects `fault` for requests whose `METHOD path` matches `pattern`, `times` times (default: always). */
+  fault(pattern: RegExp, fault: Fault, times?: number): void;
+  clearFaults(): void;
+  /** Requests matching `METHOD path` (e.g. /^GET \/v2\/.*\/blobs\//). */
+  count(pattern: RegExp): number;
+  /** Makes the server answer every request by destroying the connection (a dead upstream). */
+  setDown(down: boolean): void;
+  close(): Promise<void>;
+}
+
+const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** Starts a fake upstream. */
+export async function startFakeUpstream(): Promise<FakeUpstream> {
+  const blobs = new Map<string, Buffer>();
+  const manifests = new Map<string, { body: Buffer; mediaType: string }>();
+  const tags = new Map<string, string>();
+  const faults: Array<{ pattern: RegExp; fault: Fault; left: number }> = [];
+  const hits: Hit[] = [];
+  let down = false;
+  const sockets = new Set<import('node:net').Socket>();
+
+  const takeFault = (key: string): Fault | undefined => {
+    const f = faults.find((x) => x.left > 0 && x.pattern.test(key));
+    if (!f) return undefined;
+    f.left--;
+    return f.fault;
+  };
+
+  const sendBody = (res: http.ServerResponse, body: Buffer, fault: Fault | undefined): void => {
+    if (!fault) {
+      res.end(body);
+      return;
+    }
+    switch (fault.kind) {
+      case 'reset-after':
+        res.write(body.subarray(0, fault.bytes), () => setTimeout(() => res.socket?.destroy(), 20));
+        return;
+      case 'truncate':
+        res.write(body.subarray(0, fault.bytes), () => res.socket?.end());
+        return;
+      case 'wrong-bytes': {
+        const wrong = Buffer.from(body);
+        wrong[wrong.length - 1] = (wrong[wrong.length - 1]! + 1) % 256;
+        res.end(wrong);
+        return;
+      }
+      case 'stall':
+        res.write(body.subarray(0, Math.min(16, body.length)));
+        return;
+      case 'slow': {
+        let offset = 0;
+        const tick = (): void => {
+          if (res.destroyed) return;
+          const next = body.subarray(offset, offset + fault.bytesPerTick);
+          offset += next.length;
+          if (offset >= body.length) res.end(next);
+          else res.write(next, () => setTimeout(tick, fault.tickMs));
+        };
+        tick();
+        return;
+      }
+      default:
+        res.end(body);
+    }
+  };
+
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const key = `${req.method} ${path}`;
+    hits.push({ method: req.method!, path, accept: req.headers.accept, authorization: req.headers.authorization });
+    if (down) {
+      req.socket.destroy();
+      return;
+    }
+    const fault = takeFault(key);
+    if (fault?.kind === 'delay') {
+      setTimeout(() => handle(req, res, path, undefined), fault.ms);
+      return;
+    }
+    handle(req, res, path, fault);
+  });
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse, path: string, fault: Fault | undefined): void => {
+    if (fault?.kind === 'status') {
+      res.writeHead(fault.status, { 'content-type': 'application/json', ...fault.headers });
+      res.end(fault.body ?? JSON.stringify({ errors: [{ code: fault.status === 429 ? 'TOOMANYREQUESTS' : 'UNKNOWN', message: `fault ${fault.status}` }] }));
+      return;
+    }
+    res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    if (path === '/v2/' || path === '/v2') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      return;
+    }
+    const notFound = (code: string): void => {
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code, message: code.toLowerCase() }] }));
+    };
+    let m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(path);
+    if (m) {
+      const [, repo, ref] = m as unknown as [string, string, string];
+      const digest = ref.includes(':') ? ref : tags.get(`${repo}:${ref}`);
+      const found = digest ? manifests.get(`${repo}@${digest}`) : undefined;
+      if (!found) return notFound('MANIFEST_UNKNOWN');
+      const headers: Record<string, string | number> = { 'content-type': found.mediaType, 'content-length': found.body.length };
+      if (fault?.kind !== 'no-digest-header') headers['docker-content-digest'] = digest!;
+      res.writeHead(200, headers);
+      if (req.method === 'HEAD') return void res.end();
+      return sendBody(res, found.body, fault);
+    }
+    m = /^\/v2\/(.+)\/blobs\/([^/]+)$/.exec(path);
+    if (m) {
+      const [, repo, digest] = m as unknown as [string, string, string];
+      const body = blobs.get(`${repo}@${digest}`);
+      if (!body) return notFound('BLOB_UNKNOWN');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, 'docker-content-digest': digest });
+      if (req.method === 'HEAD') return void res.end();
+      return sendBody(res, body, fault);
+    }
+    m = /^\/v2\/(.+)\/tags\/list$/.exec(path);
+    if (m) {
+      const repo = m[1]!;
+      const list = [...tags.keys()].filter((k) => k.startsWith(`${repo}:`)).map((k) => k.slice(repo.length + 1)).sort();
+      if (list.length === 0) return notFound('NAME_UNKNOWN');
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: repo, tags: list }));
+      return;
+    }
+    notFound('NAME_UNKNOWN');
+  };
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    hits,
+    addBlob(repo, content) {
+      const d = sha256(content);
+      blobs.set(`${repo}@${d}`, content);
+      return d;
+    },
+    addManifest(repo, manifest, tag, mediaType) {
+      const body = Buffer.isBuffer(manifest) ? manifest : Buffer.from(JSON.stringify(manifest));
+      const parsed = JSON.parse(body.toString()) as { mediaType?: string };
+      const d = sha256(body);
+      manifests.set(`${repo}@${d}`, { body, mediaType: mediaType ?? parsed.mediaType ?? 'application/vnd.oci.image.manifest.v1+json' });
+      if (tag) tags.set(`${repo}:${tag}`, d);
+      return d;
+    },
+    setTag(repo, tag, digest) {
+      if (digest === undefined) tags.delete(`${repo}:${tag}`);
+      else tags.set(`${repo}:${tag}`, digest);
+    },
+    fault(pattern, fault, times = Number.MAX_SAFE_INTEGER) {
+      faults.push({ pattern, fault, left: times });
+    },
+    clearFaults() {
+      faults.length = 0;
+    },
+    count(pattern) {
+      return hits.filter((h) => pattern.test(`${h.method} ${h.path}`)).length;
+    },
+    setDown(value) {
+      down = value;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Builds a small OCI image (config + layers) in `upstream` under `repo:tag`; returns its digests. */
+export function seedImage(
+  upstream: FakeUpstream,
+  repo: string,
+  tag: string,
+  layers: Buffer[],
+): { manifest: string; config: string; layers: string[]; manifestBody: Buffer } {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+  const configDigest = upstream.addBlob(repo, config);
+  const layerDigests = layers.map((l) => upstream.addBlob(repo, l));
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+    layers: layers.map((l, i) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigests[i], size: l.length })),
+  };
+  const manifestBody = Buffer.from(JSON.stringify(manifest));
+  const digest = upstream.addManifest(repo, manifestBody, tag);
+  return { manifest: digest, config: configDigest, layers: layerDigests, manifestBody };
+}

@@ -1,0 +1,60 @@
+/**
+ * Starts our registry in-process on 127.0.0.1 with a temporary storage root, from YAML as a user
+ * would write it, so tests exercise the real configuration loader too.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { loadConfig } from '../../lib/config/load.js';
+import { createLogger } from '../../lib/log/logger.js';
+import { startRegistry, type RunningRegistry } from '../../lib/server.js';
+
+export interface TestMirror {
+  readonly url: string;
+  readonly root: string;
+  readonly registry: RunningRegistry;
+  /** Everything the mirror logged. */
+  logs(): string;
+  /** Stops the mirror; removes the root unless `keepRoot`. */
+  close(opts?: { keepRoot?: boolean }): Promise<void>;
+}
+
+/** Starts a mirror of `remoteurl`; `extra` is YAML appended to the generated configuration. */
+export async function startMirror(remoteurl: string, opts: { root?: string; extraYaml?: string; proxyYaml?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMirror> {
+  const root = opts.root ?? (await mkdtemp(join(tmpdir(), 'mirror-')));
+  const text = [
+    'version: 0.1',
+    'log:',
+    '  level: debug',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${root}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    '  addr: 127.0.0.1:0',
+    'proxy:',
+    `  remoteurl: ${remoteurl}`,
+    ...(opts.proxyYaml ? opts.proxyYaml.split('\n').map((l) => `  ${l}`) : []),
+    opts.extraYaml ?? '',
+  ].join('\n');
+  const { config } = loadConfig({ text, env: opts.env ?? {} });
+  const out = new PassThrough();
+  let logs = '';
+  out.on('data', (c: Buffer) => (logs += c.toString()));
+  const logger = createLogger(config.log, out);
+  const registry = await startRegistry(config, logger);
+  return {
+    url: `http://127.0.0.1:${registry.port}`,
+    root,
+    registry,
+    logs: () => logs,
+    close: async (o = {}) => {
+      await registry.close();
+      if (!o.keepRoot && !opts.root) await rm(root, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,195 @@
+/**
+ * Blobs through the pull-through cache: fetched once, streamed while written, verified before
+ * commit, served from disk afterwards, and never committed or reported complete when wrong.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import http from 'node:http';
+import { join } from 'node:path';
+import request from 'supertest';
+import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
+import { startMirror, type TestMirror } from './helpers/mirror.js';
+
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const blobPath = (root: string, digest: string): string => {
+  const hex = digest.slice('sha256:'.length);
+  return join(root, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+};
+
+/** GETs `url` with plain http, resolving with status, body and whether the transfer ended cleanly. */
+function fetchRaw(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; complete: boolean; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), complete: res.complete, headers: res.headers }));
+      res.on('error', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), complete: false, headers: res.headers }));
+      res.on('aborted', () => undefined);
+    });
+    req.on('error', () => resolve({ status: 0, body: Buffer.alloc(0), complete: false, headers: {} }));
+  });
+}
+
+async function tmpFiles(root: string): Promise<string[]> {
+  try {
+    return await readdir(join(root, '.tmp'));
+  } catch {
+    return [];
+  }
+}
+
+describe('blobs through the mirror', () => {
+  let upstream: FakeUpstream;
+  let mirror: TestMirror;
+
+  beforeEach(async () => {
+    upstream = await startFakeUpstream();
+    mirror = await startMirror(upstream.url);
+  });
+  afterEach(async () => {
+    await mirror.close();
+    await upstream.close();
+  });
+
+  test('a cold blob is fetched once, stored in distribution layout and then served from disk', async () => {
+    const content = randomBytes(300_000);
+    const digest = upstream.addBlob('library/busybox', content);
+    const first = await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`).buffer(true).parse(binary);
+    expect(first.status).toBe(200);
+    expect(sha(first.body as Buffer)).toBe(digest);
+    expect(first.headers['docker-content-digest']).toBe(digest);
+    expect(first.headers['content-length']).toBe(String(content.length));
+    expect(first.headers['docker-distribution-api-version']).toBe('registry/2.0');
+    expect(existsSync(blobPath(mirror.root, digest))).toBe(true);
+    expect(existsSync(join(mirror.root, 'docker/registry/v2/repositories/library/busybox/_layers/sha256', digest.slice(7), 'link'))).toBe(true);
+
+    const second = await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`).buffer(true).parse(binary);
+    expect(sha(second.body as Buffer)).toBe(digest);
+    expect(upstream.count(/^GET \/v2\/library\/busybox\/blobs\//)).toBe(1);
+  });
+
+  test('ten concurrent requests for one uncached 64 MiB blob make one upstream GET', async () => {
+    const content = randomBytes(64 * 1024 * 1024);
+    const digest = upstream.addBlob('library/big', content);
+    const results = await Promise.all(Array.from({ length: 10 }, () => fetchRaw(`${mirror.url}/v2/library/big/blobs/${digest}`)));
+    for (const r of results) {
+      expect(r.status).toBe(200);
+      expect(r.complete).toBe(true);
+      expect(sha(r.body)).toBe(digest);
+    }
+    expect(upstream.count(/^GET \/v2\/library\/big\/blobs\//)).toBe(1);
+  });
+
+  test('HEAD of an uncached blob asks the upstream with HEAD and downloads nothing', async () => {
+    const digest = upstream.addBlob('library/busybox', randomBytes(1000));
+    const res = await request(mirror.url).head(`/v2/library/busybox/blobs/${digest}`);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-length']).toBe('1000');
+    expect(upstream.count(/^GET \/v2\/.+/)).toBe(0);
+  });
+
+  test('cached blobs answer Range requests with 206 and unsatisfiable ones with 416', async () => {
+    const content = randomBytes(10_000);
+    const digest = upstream.addBlob('library/busybox', content);
+    await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`);
+    const part = await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`).set('Range', 'bytes=100-199').buffer(true).parse(binary);
+    expect(part.status).toBe(206);
+    expect(part.headers['content-range']).toBe('bytes 100-199/10000');
+    expect((part.body as Buffer).equals(content.subarray(100, 200))).toBe(true);
+    const suffix = await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`).set('Range', 'bytes=-10').buffer(true).parse(binary);
+    expect((suffix.body as Buffer).equals(content.subarray(9990))).toBe(true);
+    const bad = await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`).set('Range', 'bytes=20000-');
+    expect(bad.status).toBe(416);
+    expect(bad.headers['content-range']).toBe('bytes */10000');
+  });
+
+  test.each([
+    ['a connection reset mid-body', { kind: 'reset-after', bytes: 100_000 } as const],
+    ['wrong bytes for the digest', { kind: 'wrong-bytes' } as const],
+    ['a truncated body', { kind: 'truncate', bytes: 50_000 } as const],
+  ])('%s gives an aborted transfer, commits nothing, and the next request retries cleanly', async (_name, fault) => {
+    const content = randomBytes(400_000);
+    const digest = upstream.addBlob('library/busybox', content);
+    upstream.fault(/^GET \/v2\/library\/busybox\/blobs\//, fault, 1);
+    const broken = await fetchRaw(`${mirror.url}/v2/library/busybox/blobs/${digest}`);
+    expect(broken.complete && sha(broken.body) === digest).toBe(false);
+    expect(broken.complete).toBe(false);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(existsSync(blobPath(mirror.root, digest))).toBe(false);
+    expect(await tmpFiles(mirror.root)).toEqual([]);
+
+    const retry = await fetchRaw(`${mirror.url}/v2/library/busybox/blobs/${digest}`);
+    expect(retry.status).toBe(200);
+    expect(retry.complete).toBe(true);
+    expect(sha(retry.body)).toBe(digest);
+    expect(existsSync(blobPath(mirror.root, digest))).toBe(true);
+  });
+
+  test('an upstream 500 becomes a registry error and nothing is cached', async () => {
+    const digest = upstream.addBlob('library/busybox', randomBytes(1000));
+    upstream.fault(/^GET \/v2\/library\/busybox\/blobs\//, { kind: 'status', status: 500 });
+    const res = await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`);
+    expect(res.status).toBe(503);
+    expect(res.body.errors[0].code).toBe('UNAVAILABLE');
+    expect(existsSync(blobPath(mirror.root, digest))).toBe(false);
+  });
+
+  test('an upstream 404 is BLOB_UNKNOWN', async () => {
+    const res = await request(mirror.url).get(`/v2/library/busybox/blobs/sha256:${'a'.repeat(64)}`);
+    expect(res.status).toBe(404);
+    expect(res.body.errors[0].code).toBe('BLOB_UNKNOWN');
+  });
+
+  test('a client that goes away does not abort the cache write', async () => {
+    const content = randomBytes(2 * 1024 * 1024);
+    const digest = upstream.addBlob('library/busybox', content);
+    upstream.fault(/^GET \/v2\/library\/busybox\/blobs\//, { kind: 'slow', bytesPerTick: 256 * 1024, tickMs: 20 }, 1);
+    await new Promise<void>((resolve) => {
+      const req = http.get(`${mirror.url}/v2/library/busybox/blobs/${digest}`, { agent: false }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => undefined);
+    });
+    for (let i = 0; i < 100 && !existsSync(blobPath(mirror.root, digest)); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(blobPath(mirror.root, digest))).toBe(true);
+    const again = await fetchRaw(`${mirror.url}/v2/library/busybox/blobs/${digest}`);
+    expect(sha(again.body)).toBe(digest);
+    expect(upstream.count(/^GET \/v2\/library\/busybox\/blobs\//)).toBe(1);
+  });
+
+  test('a blob cached for one repository is served to another only if the upstream confirms it', async () => {
+    const content = randomBytes(5000);
+    const digest = upstream.addBlob('private/secret', content);
+    await request(mirror.url).get(`/v2/private/secret/blobs/${digest}`).expect(200);
+    const other = await request(mirror.url).get(`/v2/public/app/blobs/${digest}`);
+    expect(other.status).toBe(404);
+    expect(other.body.errors[0].code).toBe('BLOB_UNKNOWN');
+
+    upstream.addBlob('public/app', content);
+    const confirmed = await request(mirror.url).get(`/v2/public/app/blobs/${digest}`).buffer(true).parse(binary);
+    expect(confirmed.status).toBe(200);
+    expect(sha(confirmed.body as Buffer)).toBe(digest);
+    expect(upstream.count(/^GET \/v2\/public\/app\/blobs\//)).toBe(0);
+  });
+
+  test('a cached blob is served with the upstream down', async () => {
+    const content = randomBytes(5000);
+    const digest = upstream.addBlob('library/busybox', content);
+    await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`).expect(200);
+    upstream.setDown(true);
+    const res = await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`).buffer(true).parse(binary);
+    expect(res.status).toBe(200);
+    expect(sha(res.body as Buffer)).toBe(digest);
+  });
+});
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function binary(res: any, callback: (err: Error | null, body: Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  res.on('end', () => callback(null, Buffer.concat(chunks)));
+}
