@@ -104,7 +104,7 @@ export const CONFIG_SCHEMA = {
       type: 'object',
       default: {},
       properties: {
-        addr: { type: 'string', default: ':5000' },
+        addr: { type: ['string', 'number'], default: ':5000' },
         net: { enum: ['tcp', 'unix'], default: 'tcp' },
         prefix: { ...str, default: '/' },
         host: str,

@@ -1,0 +1,154 @@
+/**
+ * Configuration: distribution's file format, REGISTRY_* overrides, defaults, warnings for keys we
+ * do not implement, and failures that name the key.
+ */
+import { readFileSync } from 'node:fs';
+import { loadConfig, resolveConfigPath } from '../lib/config/load.js';
+import { tryParseDuration } from '../lib/config/duration.js';
+
+const load = (text: string, env: NodeJS.ProcessEnv = {}) => loadConfig({ text, env });
+
+describe('configuration', () => {
+  test('defaults match distribution', () => {
+    const { config, warnings } = load('version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io/\n');
+    expect(warnings).toEqual([]);
+    expect(config.http.addr).toBe(':5000');
+    expect(config.http.net).toBe('tcp');
+    expect(config.http.prefix).toBe('/');
+    expect(config.storage.filesystem.rootdirectory).toBe('/var/lib/registry');
+    expect(config.storage.delete.enabled).toBe(false);
+    expect(config.storage.maintenance.uploadpurging).toEqual({ enabled: true, agems: 168 * 3600_000, intervalms: 24 * 3600_000, dryrun: false });
+    expect(config.proxy).toEqual({ remoteurl: 'https://registry-1.docker.io', username: undefined, password: undefined, ttlms: 168 * 3600_000 });
+    expect(config.catalog.maxentries).toBe(1000);
+    expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
+  });
+
+  test('the official proxy recipe loads, its unimplemented keys warn once each', () => {
+    const recipe = `version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+proxy:
+  remoteurl: https://registry-1.docker.io
+  username: user
+  password: secret
+`;
+    const { config, warnings } = load(recipe);
+    expect(config.proxy?.username).toBe('user');
+    expect(config.http.headers).toEqual({ 'X-Content-Type-Options': ['nosniff'] });
+    expect(warnings).toEqual([
+      'storage.cache is accepted but not implemented by this registry: it is ignored',
+      'health is accepted but not implemented by this registry: it is ignored',
+    ]);
+  });
+
+  test('config.yml.example loads with no warning', () => {
+    const { warnings, config } = load(readFileSync('config.yml.example', 'utf8'));
+    expect(warnings).toEqual([]);
+    expect(config.proxy?.remoteurl).toBe('https://registry-1.docker.io');
+  });
+
+  test('REGISTRY_* variables override keys, create missing sections, and parse values as YAML', () => {
+    const { config, warnings } = load('version: 0.1\nhttp:\n  addr: :5000\n', {
+      REGISTRY_HTTP_ADDR: '127.0.0.1:6000',
+      REGISTRY_PROXY_REMOTEURL: 'http://upstream.test',
+      REGISTRY_PROXY_TTL: '4s',
+      REGISTRY_STORAGE_DELETE_ENABLED: 'true',
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: '/srv/cache',
+      REGISTRY_CATALOG_MAXENTRIES: '50',
+      REGISTRY_CONFIGURATION_PATH: '/ignored.yml',
+    });
+    expect(warnings).toEqual([]);
+    expect(config.http.addr).toBe('127.0.0.1:6000');
+    expect(config.proxy).toMatchObject({ remoteurl: 'http://upstream.test', ttlms: 4000 });
+    expect(config.storage.delete.enabled).toBe(true);
+    expect(config.storage.filesystem.rootdirectory).toBe('/srv/cache');
+    expect(config.catalog.maxentries).toBe(50);
+  });
+
+  test('overrides match keys case-insensitively and apply in lexical order', () => {
+    const { config } = load('version: 0.1\nlog:\n  level: debug\nproxy:\n  remoteurl: http://a\n', {
+      REGISTRY_Log_LEVEL: 'error',
+      REGISTRY_PROXY: '{remoteurl: "http://b", ttl: 1h}',
+      REGISTRY_PROXY_REMOTEURL: 'http://c',
+    });
+    expect(config.log.level).toBe('error');
+    expect(config.proxy).toMatchObject({ remoteurl: 'http://c', ttlms: 3600_000 });
+  });
+
+  test('unknown variables and keys warn without failing', () => {
+    const { warnings } = load('version: 0.1\nfoo: 1\nhttp:\n  bogus: 2\n', { REGISTRY_FOO_BAR: 'x' });
+    expect(warnings).toEqual([
+      'REGISTRY_FOO_BAR does not name a known configuration key: it is applied but ignored',
+      'foo is not a known configuration key: it is ignored',
+      'http.bogus is not a known configuration key: it is ignored',
+    ]);
+  });
+
+  test.each([
+    ['proxy:\n  remoteurl: http://u\n  ttl: 7 days', 'proxy.ttl: "7 days" is not a duration like 168h'],
+    ["http:\n  addr: 5000", "http.addr: 5000 is not an address like :5000 or host:port"],
+    ['log:\n  level: loud', 'log.level: "loud" must be one of'],
+    ['log:\n  formatter: xml', 'log.formatter: "xml" must be one of'],
+    ['storage:\n  s3:\n    bucket: b', 'storage.s3: only the filesystem storage driver is supported'],
+    ['auth:\n  htpasswd:\n    realm: r\n    path: /p', 'auth.htpasswd is not implemented by this registry yet'],
+    ['proxy:\n  remoteurl: ftp://x', 'proxy.remoteurl: "ftp://x" is not an http(s) URL'],
+    ['catalog:\n  maxentries: many', 'catalog.maxentries: "many" must be a integer'],
+    ['storage:\n  delete:\n    enabled: maybe', 'storage.delete.enabled: "maybe" must be a boolean'],
+    ['a: [unclosed', 'is not valid YAML'],
+  ])('%j fails naming the key', (text, message) => {
+    expect(() => load(`version: 0.1\n${text}\n`)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID', message: expect.stringContaining(message) }));
+  });
+
+  test('a document that is not a mapping fails', () => {
+    expect(() => load('- a list\n')).toThrow(/must be a YAML mapping/);
+  });
+
+  test('a missing file fails naming it', () => {
+    expect(() => loadConfig({ path: '/nonexistent/config.yml' })).toThrow(/\/nonexistent\/config.yml/);
+  });
+
+  test('the result is frozen, prefix normalised, scalar headers become lists', () => {
+    const { config } = load('version: 0.1\nhttp:\n  prefix: mirror\n  headers:\n    X-A: b\n');
+    expect(config.http.prefix).toBe('/mirror/');
+    expect(config.http.headers).toEqual({ 'X-A': ['b'] });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.http.headers)).toBe(true);
+  });
+
+  test('a zero or negative ttl turns expiry off; warning maps to warn', () => {
+    expect(load('proxy:\n  remoteurl: http://u\n  ttl: 0').config.proxy?.ttlms).toBe(0);
+    expect(load('proxy:\n  remoteurl: http://u\n  ttl: -1h').config.proxy?.ttlms).toBe(0);
+    expect(load('log:\n  level: warning').config.log.level).toBe('warn');
+  });
+
+  test('Go durations', () => {
+    expect(tryParseDuration('168h')).toBe(168 * 3600_000);
+    expect(tryParseDuration('1h30m')).toBe(5400_000);
+    expect(tryParseDuration('300ms')).toBe(300);
+    expect(tryParseDuration('1.5h')).toBe(5400_000);
+    expect(tryParseDuration(1_000_000_000)).toBe(1000);
+    expect(tryParseDuration('7 days')).toBeUndefined();
+    expect(tryParseDuration('10')).toBeUndefined();
+  });
+
+  test('the configuration path: argument, then REGISTRY_CONFIGURATION_PATH, then the image default', () => {
+    expect(resolveConfigPath('a.yml', { REGISTRY_CONFIGURATION_PATH: 'b.yml' })).toBe('a.yml');
+    expect(resolveConfigPath(undefined, { REGISTRY_CONFIGURATION_PATH: 'b.yml' })).toBe('b.yml');
+    expect(resolveConfigPath(undefined, {})).toBe('/etc/docker/registry/config.yml');
+  });
+});
