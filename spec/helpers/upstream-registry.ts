@@ -1,0 +1,89 @@
+/**
+ * Debian's docker-registry (distribution 2.8) started for a test on 127.0.0.1, as a plain registry
+ * (the upstream) or as the official pull-through cache (for side-by-side runs).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DISTRIBUTION_BIN } from './interop.js';
+import { freePort, waitForHttp } from './ports.js';
+
+/** A running docker-registry. */
+export interface DistributionProcess {
+  readonly url: string;
+  readonly hostPort: string;
+  readonly port: number;
+  readonly rootDir: string;
+  /** Stops the process; the data stays for `restart`. */
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+  /** Stops the process and removes its temporary files. */
+  destroy(): Promise<void>;
+  logs(): string;
+}
+
+/** Starts docker-registry; with `proxy`, as the official pull-through cache of `proxy.remoteurl`. */
+export async function startDistribution(opts: { proxy?: { remoteurl: string; username?: string; password?: string }; rootDir?: string } = {}): Promise<DistributionProcess> {
+  const dir = await mkdtemp(join(tmpdir(), 'distribution-'));
+  const rootDir = opts.rootDir ?? join(dir, 'root');
+  const port = await freePort();
+  const lines = [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${rootDir}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+  ];
+  if (opts.proxy) {
+    lines.push('proxy:', `  remoteurl: ${opts.proxy.remoteurl}`);
+    if (opts.proxy.username) lines.push(`  username: ${opts.proxy.username}`, `  password: ${opts.proxy.password ?? ''}`);
+  }
+  const config = join(dir, 'config.yml');
+  await writeFile(config, `${lines.join('\n')}\n`);
+  let logs = '';
+  let child: ChildProcess | undefined;
+  const url = `http://127.0.0.1:${port}`;
+  const start = async (): Promise<void> => {
+    child = spawn(DISTRIBUTION_BIN, ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
+    await waitForHttp(`${url}/v2/`, 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${logs}`);
+    });
+  };
+  const stopChild = async (): Promise<void> => {
+    const c = child;
+    // A process ended by a signal has a null exitCode but a signalCode.
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    c.kill('SIGTERM');
+    const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  await start();
+  return {
+    url,
+    hostPort: `127.0.0.1:${port}`,
+    port,
+    rootDir,
+    logs: () => logs,
+    restart: async () => {
+      await stopChild();
+      await start();
+    },
+    stop: stopChild,
+    destroy: async () => {
+      await stopChild();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
