@@ -14,7 +14,8 @@ export function accessLog(logger: Logger): RequestHandler {
       if (logged) return;
       logged = true;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      logger.info(res.writableFinished ? 'response completed' : 'response aborted', {
+      // `writableEnded`: the handler ended the response (a transfer cut short is destroyed instead).
+      logger.info(res.writableEnded ? 'response completed' : 'response aborted', {
         'http.request.method': req.method,
         'http.request.uri': req.originalUrl,
         'http.request.remoteaddr': req.socket.remoteAddress,

@@ -89,11 +89,23 @@ export class TtlScheduler {
     return this.entries.size;
   }
 
-  /** Writes the state file now. */
-  async flush(): Promise<void> {
-    this.dirty = false;
-    await writeState(this.o.statePath, this.entries.values());
+  /** Writes the state file now; flushes of one scheduler run one after another. */
+  flush(): Promise<void> {
+    const run = this.flushing.then(async () => {
+      this.dirty = false;
+      try {
+        await writeState(this.o.statePath, this.entries.values());
+      } catch (err) {
+        // Not written: the next change or stop writes it.
+        this.dirty = true;
+        throw err;
+      }
+    });
+    this.flushing = run.catch(() => undefined);
+    return run;
   }
+
+  private flushing: Promise<void> = Promise.resolve();
 
   /** Stops the timers, waits for running expiries and writes the state if it changed. */
   async stop(): Promise<void> {

@@ -1,0 +1,107 @@
+/**
+ * Cache lifetime through a running mirror: content expires after proxy.ttl, a layer shared with a
+ * still-cached image survives its first owner's expiry, and a corrupt state file does not stop the
+ * registry.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import request from 'supertest';
+import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
+import { startMirror } from './helpers/mirror.js';
+
+const V2 = 'docker/registry/v2';
+const blobFile = (root: string, d: string) => join(root, V2, 'blobs/sha256', d.slice(7, 9), d.slice(7), 'data');
+const revision = (root: string, repo: string, d: string) => join(root, V2, 'repositories', repo, '_manifests/revisions/sha256', d.slice(7), 'link');
+const until = async (cond: () => boolean, ms = 8000) => {
+  for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+  return cond();
+};
+const OCI = 'application/vnd.oci.image.manifest.v1+json';
+
+describe('cache lifetime', () => {
+  let upstream: FakeUpstream;
+  let root: string;
+  beforeEach(async () => {
+    upstream = await startFakeUpstream();
+    root = await mkdtemp(join(tmpdir(), 'lifetime-'));
+  });
+  afterEach(async () => {
+    await upstream.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function pull(url: string, repo: string, img: { manifest: string; config: string; layers: string[] }) {
+    await request(url).get(`/v2/${repo}/manifests/latest`).set('Accept', OCI).expect(200);
+    for (const d of [img.config, ...img.layers]) await request(url).get(`/v2/${repo}/blobs/${d}`).expect(200);
+  }
+
+  test('expiry removes one image and keeps a layer another cached image links', async () => {
+    const shared = randomBytes(2000);
+    const a = seedImage(upstream, 'org/a', 'latest', [shared, randomBytes(100)]);
+    const b = seedImage(upstream, 'org/b', 'latest', [shared, randomBytes(200)]);
+    const mirror = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 2s' });
+    try {
+      await pull(mirror.url, 'org/a', a);
+      await new Promise((r) => setTimeout(r, 1000));
+      await pull(mirror.url, 'org/b', b);
+      expect(await until(() => !existsSync(revision(root, 'org/a', a.manifest)) && !existsSync(blobFile(root, a.layers[1]!)))).toBe(true);
+      expect(existsSync(blobFile(root, a.layers[0]!))).toBe(true);
+      upstream.setDown(true);
+      const manifest = await request(mirror.url).get(`/v2/org/b/manifests/${b.manifest}`).set('Accept', OCI);
+      expect(manifest.status).toBe(200);
+      const layer = await request(mirror.url).get(`/v2/org/b/blobs/${b.layers[0]}`);
+      expect(layer.status).toBe(200);
+      expect(await until(() => !existsSync(blobFile(root, b.layers[0]!)))).toBe(true);
+      expect(mirror.logs()).toMatch(/expired blob org\/a@sha256:[0-9a-f]+, data still linked elsewhere/);
+    } finally {
+      await mirror.close({ keepRoot: true });
+    }
+  });
+
+  test('expiry survives a restart in between', async () => {
+    const img = seedImage(upstream, 'org/a', 'latest', [randomBytes(100)]);
+    const first = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1s' });
+    await pull(first.url, 'org/a', img);
+    await first.close({ keepRoot: true });
+    expect(existsSync(join(root, 'scheduler-state.json'))).toBe(true);
+    await new Promise((r) => setTimeout(r, 1200));
+    const second = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1s' });
+    try {
+      expect(await until(() => !existsSync(blobFile(root, img.layers[0]!)) && !existsSync(revision(root, 'org/a', img.manifest)))).toBe(true);
+    } finally {
+      await second.close({ keepRoot: true });
+    }
+  });
+
+  test('a corrupt state file is set aside: the registry starts, serves its cache and rebuilds the schedule', async () => {
+    const img = seedImage(upstream, 'org/a', 'latest', [randomBytes(100)]);
+    const first = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1h' });
+    await pull(first.url, 'org/a', img);
+    await first.close({ keepRoot: true });
+    await writeFile(join(root, 'scheduler-state.json'), '{"org/a@sha256:');
+    upstream.setDown(true);
+    const second = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1h' });
+    try {
+      await request(second.url).get(`/v2/org/a/manifests/latest`).set('Accept', OCI).expect(200);
+      expect(second.logs()).toMatch(/scheduler state: .*moved to/);
+      expect((await readdir(root)).some((n) => n.startsWith('scheduler-state.json.corrupt-'))).toBe(true);
+    } finally {
+      await second.close({ keepRoot: true });
+    }
+    const state = JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(join(root, 'scheduler-state.json'), 'utf8'))) as Record<string, unknown>;
+    expect(Object.keys(state)).toContain(`org/a@${img.manifest}`);
+    expect(Object.keys(state)).toContain(`org/a@${img.layers[0]}`);
+  });
+
+  test('without storage.delete.enabled nothing is scheduled and start-up says why', async () => {
+    const mirror = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1s', env: { REGISTRY_STORAGE_DELETE_ENABLED: 'false' } });
+    try {
+      expect(mirror.logs()).toMatch(/storage.delete.enabled is false: cached content will never expire/);
+    } finally {
+      await mirror.close({ keepRoot: true });
+    }
+  });
+});

@@ -1,0 +1,144 @@
+/**
+ * The TTL scheduler: distribution's scheduler-state.json format both ways, expiry on time and across
+ * restarts, retries instead of leaks, and corrupt state files that never stop the registry.
+ */
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TtlScheduler, parseKey, type Entry } from '../lib/scheduler/scheduler.js';
+import { formatGoTime, parseGoTime, readState } from '../lib/scheduler/state-file.js';
+
+const HEX = '1525a3b8c7d81ce81e9b3cf8a3f1b2c2c8ddfc6c2a9f0f0e1d7b1c1a2b3c4d5e';
+const OFFICIAL = `{"library/busybox@sha256:${HEX}":{"Key":"library/busybox@sha256:${HEX}","ExpiryData":"2026-11-29T13:56:09.412177087Z","EntryType":0},"library/busybox@sha256:${'b'.repeat(64)}":{"Key":"library/busybox@sha256:${'b'.repeat(64)}","ExpiryData":"2026-11-29T14:56:09+01:00","EntryType":1}}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('TTL scheduler', () => {
+  let dir: string;
+  let state: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sched-'));
+    state = join(dir, 'scheduler-state.json');
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  const scheduler = (onExpire: (e: Entry) => Promise<void>, extra: Partial<ConstructorParameters<typeof TtlScheduler>[0]> = {}) =>
+    new TtlScheduler({ statePath: state, onExpire, flushIntervalMs: 20, ...extra });
+
+  test('a state file written by distribution is read, and ours is in its format', async () => {
+    await writeFile(state, OFFICIAL);
+    const { entries, problem } = await readState(state);
+    expect(problem).toBeUndefined();
+    expect(entries.get(`library/busybox@sha256:${HEX}`)).toEqual({ key: `library/busybox@sha256:${HEX}`, expiry: new Date('2026-11-29T13:56:09.412Z'), type: 'blob' });
+    expect(entries.get(`library/busybox@sha256:${'b'.repeat(64)}`)?.expiry.toISOString()).toBe('2026-11-29T13:56:09.000Z');
+    const s = scheduler(async () => undefined);
+    await s.start();
+    s.add('org/app', `sha256:${'c'.repeat(64)}`, 'manifest', 3600_000);
+    await s.stop();
+    const written = JSON.parse(await readFile(state, 'utf8')) as Record<string, { Key: string; ExpiryData: string; EntryType: number }>;
+    expect(written[`library/busybox@sha256:${HEX}`]).toEqual({ Key: `library/busybox@sha256:${HEX}`, ExpiryData: '2026-11-29T13:56:09.412Z', EntryType: 0 });
+    expect(written[`org/app@sha256:${'c'.repeat(64)}`]!.EntryType).toBe(1);
+    expect(formatGoTime(new Date('2026-01-01T00:00:00.000Z'))).toBe('2026-01-01T00:00:00Z');
+    expect(parseGoTime('2026-11-29T13:56:09.412177087Z')?.getTime()).toBe(Date.parse('2026-11-29T13:56:09.412Z'));
+    expect(parseKey('a/b@sha256:x')).toEqual({ repo: 'a/b', digest: 'sha256:x' });
+  });
+
+  test('entries expire on time, and a restart fires what came due while stopped', async () => {
+    const expired: string[] = [];
+    const s = scheduler(async (e) => void expired.push(e.key));
+    await s.start();
+    s.add('a', 'sha256:1', 'blob', 50);
+    s.add('b', 'sha256:2', 'blob', 5000);
+    await sleep(200);
+    expect(expired).toEqual(['a@sha256:1']);
+    await s.stop();
+    const again = scheduler(async (e) => void expired.push(e.key), { now: () => Date.now() + 10_000 });
+    await again.start();
+    await sleep(100);
+    expect(expired).toEqual(['a@sha256:1', 'b@sha256:2']);
+    await again.stop();
+    expect(JSON.parse(await readFile(state, 'utf8'))).toEqual({});
+  });
+
+  test('a failing expiry is kept and retried, not dropped', async () => {
+    let calls = 0;
+    const s = scheduler(async () => {
+      calls++;
+      if (calls === 1) throw new Error('disk busy');
+    }, { retryMs: 50 });
+    await s.start();
+    s.add('a', 'sha256:1', 'blob', 10);
+    await sleep(60);
+    expect(s.has('a@sha256:1')).toBe(true);
+    await sleep(200);
+    expect(calls).toBe(2);
+    expect(s.has('a@sha256:1')).toBe(false);
+    await s.stop();
+  });
+
+  test('touch extends an expiry', async () => {
+    const expired: string[] = [];
+    const s = scheduler(async (e) => void expired.push(e.key));
+    await s.start();
+    s.add('a', 'sha256:1', 'blob', 100);
+    await sleep(60);
+    s.touch('a', 'sha256:1', 'blob', 300);
+    await sleep(100);
+    expect(expired).toEqual([]);
+    await sleep(300);
+    expect(expired).toEqual(['a@sha256:1']);
+    await s.stop();
+  });
+
+  test.each([
+    ['empty', ''],
+    ['truncated', OFFICIAL.slice(0, 80)],
+    ['garbage', '\u0000\u00ff\u0010garbage'],
+    ['an array', '[1,2,3]'],
+  ])('a %s state file is set aside and the schedule rebuilt', async (_kind, content) => {
+    await writeFile(state, content);
+    const s = scheduler(async () => undefined);
+    const { problem, loaded } = await s.start();
+    expect(problem).toMatch(/moved to/);
+    expect(loaded).toBe(0);
+    expect((await readdir(dir)).some((n) => n.startsWith('scheduler-state.json.corrupt-'))).toBe(true);
+    s.rebuild([{ repo: 'a', digest: 'sha256:1', type: 'blob' }], 60_000);
+    expect(s.has('a@sha256:1')).toBe(true);
+    await s.stop();
+    expect(Object.keys(JSON.parse(await readFile(state, 'utf8')))).toEqual(['a@sha256:1']);
+  });
+
+  test('malformed entries are skipped with a note', async () => {
+    await writeFile(state, JSON.stringify({ 'a@sha256:1': { Key: 'a@sha256:1', ExpiryData: 'tomorrow', EntryType: 0 }, 'b@sha256:2': { Key: 'b@sha256:2', ExpiryData: '2030-01-01T00:00:00Z', EntryType: 1 } }));
+    const { entries, problem } = await readState(state);
+    expect([...entries.keys()]).toEqual(['b@sha256:2']);
+    expect(problem).toMatch(/1 malformed entry/);
+  });
+
+  test('two processes flushing one file never leave invalid JSON', async () => {
+    const a = scheduler(async () => undefined);
+    const b = scheduler(async () => undefined);
+    await a.start();
+    await b.start();
+    let reads = 0;
+    const writes = Array.from({ length: 60 }, async (_, i) => {
+      (i % 2 ? a : b).add(`r${i}`, 'sha256:1', 'blob', 60_000);
+      await (i % 2 ? a : b).flush();
+      const text = await readFile(state, 'utf8');
+      JSON.parse(text);
+      reads++;
+    });
+    await Promise.all(writes);
+    expect(reads).toBe(60);
+    await a.stop();
+    await b.stop();
+  });
+
+  test('many changes cause few writes', async () => {
+    const s = scheduler(async () => undefined, { flushIntervalMs: 100 });
+    await s.start();
+    for (let i = 0; i < 500; i++) s.add(`r${i}`, 'sha256:1', 'blob', 60_000);
+    await sleep(250);
+    expect(Object.keys(JSON.parse(await readFile(state, 'utf8')))).toHaveLength(500);
+    await s.stop();
+  });
+});
