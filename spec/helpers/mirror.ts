@@ -20,8 +20,8 @@ export interface TestMirror {
   close(opts?: { keepRoot?: boolean }): Promise<void>;
 }
 
-/** Starts a mirror of `remoteurl`; `extra` is YAML appended to the generated configuration. */
-export async function startMirror(remoteurl: string, opts: { root?: string; extraYaml?: string; proxyYaml?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMirror> {
+/** Starts a mirror of `remoteurl`; `proxyYaml`/`httpYaml` are lines of those sections, `extraYaml` more top-level YAML. */
+export async function startMirror(remoteurl: string, opts: { root?: string; extraYaml?: string; proxyYaml?: string; httpYaml?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMirror> {
   const root = opts.root ?? (await mkdtemp(join(tmpdir(), 'mirror-')));
   const text = [
     'version: 0.1',
@@ -35,7 +35,7 @@ export async function startMirror(remoteurl: string, opts: { root?: string; extr
     '  delete:',
     '    enabled: true',
     'http:',
-    '  addr: 127.0.0.1:0',
+    ...(opts.httpYaml ?? 'addr: 127.0.0.1:0').split('\n').map((l) => `  ${l}`),
     'proxy:',
     `  remoteurl: ${remoteurl}`,
     ...(opts.proxyYaml ? opts.proxyYaml.split('\n').map((l) => `  ${l}`) : []),

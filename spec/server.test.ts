@@ -1,0 +1,140 @@
+/**
+ * The server as users run it: log formats, http.prefix and http.headers, TLS with a certificate
+ * the test makes, a unix socket, and graceful shutdown of the real CLI on SIGTERM and SIGINT.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { PassThrough } from 'node:stream';
+import request from 'supertest';
+import { createLogger } from '../lib/log/logger.js';
+import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
+import { startMirror } from './helpers/mirror.js';
+import { freePort, waitForHttp } from './helpers/ports.js';
+
+function captureLog(formatter: 'text' | 'json' | 'logstash', level: 'info' | 'warn' = 'info') {
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => (text += c.toString()));
+  const logger = createLogger({ level, formatter, fields: { service: 'registry' }, accesslog: { disabled: false } }, out);
+  return { logger, lines: () => text.trim().split('\n').filter(Boolean) };
+}
+
+describe('logging', () => {
+  test('text is logrus style, with quoted values and the configured fields', async () => {
+    const { logger, lines } = captureLog('text');
+    logger.info('listening on [::]:5000', { 'http.request.uri': '/v2/', note: 'two words' });
+    logger.warn('careful');
+    await new Promise((r) => setImmediate(r));
+    expect(lines()[0]).toMatch(/^time="\d{4}-\d{2}-\d{2}T[\d:.]+Z" level=info msg="listening on \[::\]:5000" http.request.uri=\/v2\/ note="two words" service=registry$/);
+    expect(lines()[1]).toMatch(/level=warning msg="careful"/);
+  });
+
+  test('json and logstash formats, and level filtering', async () => {
+    const json = captureLog('json', 'warn');
+    json.logger.info('hidden');
+    json.logger.error('shown', { key: 1 });
+    const stash = captureLog('logstash');
+    stash.logger.info('hello');
+    await new Promise((r) => setImmediate(r));
+    expect(json.lines()).toHaveLength(1);
+    expect(JSON.parse(json.lines()[0]!)).toMatchObject({ level: 'error', msg: 'shown', key: 1, service: 'registry', time: expect.any(String) });
+    expect(JSON.parse(stash.lines()[0]!)).toMatchObject({ '@version': 1, level: 'info', message: 'hello', '@timestamp': expect.any(String) });
+  });
+});
+
+describe('http options', () => {
+  let upstream: FakeUpstream;
+  let dir: string;
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    dir = await mkdtemp(join(tmpdir(), 'server-'));
+  });
+  afterAll(async () => {
+    await upstream.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('http.prefix moves the API and http.headers are on every answer', async () => {
+    const mirror = await startMirror(upstream.url, { httpYaml: 'addr: 127.0.0.1:0\nprefix: /mirror\nheaders:\n  X-Content-Type-Options: [nosniff]' });
+    try {
+      const res = await request(mirror.url).get('/mirror/v2/');
+      expect(res.status).toBe(200);
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      expect((await request(mirror.url).get('/v2/')).status).toBe(404);
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  test('http.tls serves HTTPS with the configured certificate', async () => {
+    const key = join(dir, 'key.pem');
+    const cert = join(dir, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const mirror = await startMirror(upstream.url, { httpYaml: `addr: 127.0.0.1:0\ntls:\n  certificate: ${cert}\n  key: ${key}` });
+    try {
+      const body = await new Promise<string>((resolveBody, reject) => {
+        https
+          .get(`https://127.0.0.1:${mirror.registry.port}/v2/`, { ca: execFileSync('cat', [cert]) }, (res) => {
+            let t = '';
+            res.on('data', (c: Buffer) => (t += c.toString()));
+            res.on('end', () => resolveBody(`${res.statusCode} ${t}`));
+          })
+          .on('error', reject);
+      });
+      expect(body).toBe('200 {}');
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  test('http.net unix listens on a socket path', async () => {
+    const socketPath = join(dir, 'registry.sock');
+    const mirror = await startMirror(upstream.url, { httpYaml: `net: unix\naddr: ${socketPath}` });
+    try {
+      const status = await new Promise<number>((r, reject) => http.get({ socketPath, path: '/v2/' }, (res) => r(res.statusCode!)).on('error', reject));
+      expect(status).toBe(200);
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  test.each(['SIGTERM', 'SIGINT'] as const)('%s lets an in-flight response finish, then the CLI exits 0', async (signal) => {
+    const digest = upstream.addBlob('library/slow', Buffer.alloc(400_000, 7));
+    upstream.fault(/^GET \/v2\/library\/slow\/blobs\//, { kind: 'slow', bytesPerTick: 50_000, tickMs: 50 }, 1);
+    const port = await freePort();
+    const config = join(dir, `config-${signal}.yml`);
+    await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, `root-${signal}`)}\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${upstream.url}\n`);
+    const child = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    await waitForHttp(`http://127.0.0.1:${port}/v2/`, 15_000);
+    const transfer = new Promise<{ status: number; bytes: number; complete: boolean }>((r) => {
+      http.get(`http://127.0.0.1:${port}/v2/library/slow/blobs/${digest}`, { agent: false }, (res) => {
+        let bytes = 0;
+        res.on('data', (c: Buffer) => {
+          if (bytes === 0) child.kill(signal);
+          bytes += c.length;
+        });
+        res.on('end', () => r({ status: res.statusCode!, bytes, complete: res.complete }));
+        res.on('error', () => r({ status: res.statusCode!, bytes, complete: false }));
+      });
+    });
+    expect(await transfer).toEqual({ status: 200, bytes: 400_000, complete: true });
+    expect(await exited).toBe(0);
+  });
+
+  test('the CLI answers --version and --help, and refuses a broken config naming the key', () => {
+    expect(execFileSync(process.execPath, ['bin/registry', '--version']).toString()).toMatch(/\d+\.\d+\.\d+/);
+    expect(execFileSync(process.execPath, ['bin/registry', '--help']).toString()).toMatch(/garbage-collect/);
+    let stderr = '';
+    try {
+      execFileSync(process.execPath, ['bin/registry', 'serve'], { env: { ...process.env, REGISTRY_CONFIGURATION_PATH: '/nonexistent.yml' }, stdio: 'pipe' });
+    } catch (err) {
+      stderr = String((err as { stderr: Buffer }).stderr);
+    }
+    expect(stderr).toMatch(/\/nonexistent.yml/);
+  });
+});
