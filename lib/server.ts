@@ -21,7 +21,7 @@ import { ProxyTagService } from './proxy/proxy-tag-service.js';
 import { registryRouter, configuredHeaders } from './api/routes.js';
 import { errorHandler, sendError } from './api/error-handler.js';
 import { RegistryError } from './api/errors.js';
-import { accessLog } from './api/access-log.js';
+import { accessLog, responseComplete, whenDone } from './api/access-log.js';
 import { MirrorError } from './errors.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
 import { Metrics } from './metrics/metrics.js';
@@ -118,10 +118,11 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   if (!config.log.accesslog.disabled) app.use(accessLog(logger));
   app.use((req, res, next) => {
     const stop = metrics.httpDuration.startTimer();
-    res.once('finish', () => {
+    whenDone(res, () => {
       const route = (res.locals.subject as string | undefined) ?? 'other';
       stop({ route, method: req.method, status: String(res.statusCode) });
-      if ((route === 'blob' || route === 'manifest') && req.method === 'GET' && (res.statusCode === 200 || res.statusCode === 206)) {
+      const served = responseComplete(res) && req.method === 'GET' && (res.statusCode === 200 || res.statusCode === 206);
+      if ((route === 'blob' || route === 'manifest') && served) {
         metrics.pushedBytes.inc({ type: route }, Number(res.getHeader('content-length') ?? 0));
       }
     });

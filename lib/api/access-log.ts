@@ -2,20 +2,43 @@
  * One access-log line per request, with distribution's field names (`response completed` with
  * `http.request.*` and `http.response.*`), disabled by `log.accesslog.disabled`.
  */
-import type { RequestHandler } from 'express';
+import type { RequestHandler, Response } from 'express';
 import type { Logger } from 'winston';
+
+/**
+ * Calls `done` once when a response is over: at `finish`, or at `close` when the client hung up
+ * first (which happens once it has read all `Content-Length` bytes of a large body).
+ */
+export function whenDone(res: Response, done: () => void): void {
+  let called = false;
+  const once = (): void => {
+    if (called) return;
+    called = true;
+    done();
+  };
+  res.once('finish', once);
+  res.once('close', once);
+}
+
+/**
+ * True when the whole body went out: the handler ended the response, or a streamed body produced
+ * all its `Content-Length` bytes (`res.locals.sent`, kept by the blob route) before the client,
+ * having read them, closed the connection ahead of the server's own `end()`.
+ */
+export function responseComplete(res: Response): boolean {
+  if (res.writableEnded) return true;
+  const sent = res.locals.sent as { bytes: number } | undefined;
+  const length = Number(res.getHeader('content-length'));
+  return sent !== undefined && Number.isFinite(length) && sent.bytes === length;
+}
 
 /** Middleware logging each request when its response completes or its connection closes. */
 export function accessLog(logger: Logger): RequestHandler {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
-    let logged = false;
-    const log = (): void => {
-      if (logged) return;
-      logged = true;
+    whenDone(res, () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      // `writableEnded`: the handler ended the response (a transfer cut short is destroyed instead).
-      logger.info(res.writableEnded ? 'response completed' : 'response aborted', {
+      logger.info(responseComplete(res) ? 'response completed' : 'response aborted', {
         'http.request.method': req.method,
         'http.request.uri': req.originalUrl,
         'http.request.remoteaddr': req.socket.remoteAddress,
@@ -24,9 +47,7 @@ export function accessLog(logger: Logger): RequestHandler {
         'http.response.written': Number(res.getHeader('content-length') ?? 0),
         'http.response.duration': `${seconds.toFixed(6)}s`,
       });
-    };
-    res.once('finish', log);
-    res.once('close', log);
+    });
     next();
   };
 }

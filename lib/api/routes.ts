@@ -232,12 +232,17 @@ async function blob(s: RegistryServices, req: Request, res: Response, repo: stri
     if (handle.size !== undefined) res.setHeader('Content-Length', handle.size);
   }
   res.flushHeaders();
+  const sent = { bytes: 0 };
+  res.locals.sent = sent;
+  body.on('data', (chunk: Buffer) => {
+    sent.bytes += chunk.length;
+  });
   try {
     await pipeline(body, res);
   } catch (err) {
     // Headers are gone: the only honest signal left is an aborted transfer.
     res.destroy();
-    if (!res.writableFinished && !req.socket.destroyed) s.logger.warn(`blob ${repo}@${digest.value} transfer aborted: ${(err as Error).message}`);
+    if (sent.bytes !== Number(res.getHeader('content-length'))) s.logger.warn(`blob ${repo}@${digest.value} transfer aborted: ${(err as Error).message}`);
   }
 }
 
