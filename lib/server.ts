@@ -24,7 +24,8 @@ import { RegistryError } from './api/errors.js';
 import { accessLog, responseComplete, whenDone } from './api/access-log.js';
 import { MirrorError } from './errors.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
-import { Metrics } from './metrics/metrics.js';
+import { Metrics, type ContentType } from './metrics/metrics.js';
+import type { Digest } from './distribution/digest.js';
 import { startDebugServer, storageWritableCheck } from './metrics/debug-server.js';
 
 /** A running registry. */
@@ -86,28 +87,20 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   const loaded = await lifetime.start();
   if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
 
-  const blobStore = new ProxyBlobStore(driver, blobs, repository, upstream, {
-    stored: (repo, digest, size) => {
-      metrics.pulledBytes.inc({ type: 'blob' }, size);
-      lifetime.scheduleBlob(repo, digest.value);
+  /** The same bookkeeping for both kinds of content: metrics and the expiry schedule. */
+  const cacheEvents = (type: ContentType) => ({
+    stored: (repo: string, digest: Digest, size: number) => {
+      metrics.pulledBytes.inc({ type }, size);
+      lifetime.schedule(type, repo, digest.value);
     },
-    hit: (repo, digest) => {
-      metrics.hit('blob');
-      lifetime.touchBlob(repo, digest.value);
+    hit: (repo: string, digest: Digest) => {
+      metrics.hit(type);
+      lifetime.touch(type, repo, digest.value);
     },
-    miss: () => metrics.miss('blob'),
+    miss: () => metrics.miss(type),
   });
-  const manifestStore = new ProxyManifestStore(blobs, repository, upstream, {
-    stored: (repo, digest, size) => {
-      metrics.pulledBytes.inc({ type: 'manifest' }, size);
-      lifetime.scheduleManifest(repo, digest.value);
-    },
-    hit: (repo, digest) => {
-      metrics.hit('manifest');
-      lifetime.touchManifest(repo, digest.value);
-    },
-    miss: () => metrics.miss('manifest'),
-  });
+  const blobStore = new ProxyBlobStore(driver, blobs, repository, upstream, cacheEvents('blob'));
+  const manifestStore = new ProxyManifestStore(blobs, repository, upstream, cacheEvents('manifest'));
   const tagService = new ProxyTagService(repository, upstream);
   const isDockerHub = DOCKER_HUB_HOSTS.has(new URL(proxy.remoteurl).hostname);
 

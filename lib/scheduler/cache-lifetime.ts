@@ -57,21 +57,14 @@ export class CacheLifetime {
     await this.scheduler?.stop();
   }
 
-  scheduleBlob(repo: string, digest: string): void {
-    this.scheduler?.add(repo, digest, 'blob', this.ttlMs);
-  }
-
-  scheduleManifest(repo: string, digest: string): void {
-    this.scheduler?.add(repo, digest, 'manifest', this.ttlMs);
+  /** Content fetched from the upstream gets an expiry. */
+  schedule(type: Entry['type'], repo: string, digest: string): void {
+    this.scheduler?.add(repo, digest, type, this.ttlMs);
   }
 
   /** A cache hit: popular content is not evicted one TTL after its first pull. */
-  touchBlob(repo: string, digest: string): void {
-    this.scheduler?.touch(repo, digest, 'blob', this.ttlMs);
-  }
-
-  touchManifest(repo: string, digest: string): void {
-    this.scheduler?.touch(repo, digest, 'manifest', this.ttlMs);
+  touch(type: Entry['type'], repo: string, digest: string): void {
+    this.scheduler?.touch(repo, digest, type, this.ttlMs);
   }
 
   private async expire(entry: Entry): Promise<void> {
