@@ -64,6 +64,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     remoteUrl: proxy.remoteurl,
     username: proxy.username,
     password: proxy.password,
+    timeouts: { connect: proxy.timeouts.connectms, response: proxy.timeouts.responsems, idle: proxy.timeouts.idlems },
     onWarning: (msg) => logger.warn(msg),
     onResponse: ({ method, path, status, headers }) => {
       logger.debug(`upstream ${method} ${path} ${status}`);

@@ -18,7 +18,13 @@ describe('configuration', () => {
     expect(config.storage.filesystem.rootdirectory).toBe('/var/lib/registry');
     expect(config.storage.delete.enabled).toBe(false);
     expect(config.storage.maintenance.uploadpurging).toEqual({ enabled: true, agems: 168 * 3600_000, intervalms: 24 * 3600_000, dryrun: false });
-    expect(config.proxy).toEqual({ remoteurl: 'https://registry-1.docker.io', username: undefined, password: undefined, ttlms: 168 * 3600_000 });
+    expect(config.proxy).toEqual({
+      remoteurl: 'https://registry-1.docker.io',
+      username: undefined,
+      password: undefined,
+      ttlms: 168 * 3600_000,
+      timeouts: { connectms: 10_000, responsems: 30_000, idlems: 60_000 },
+    });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
   });
@@ -134,6 +140,13 @@ proxy:
     expect(load('proxy:\n  remoteurl: http://u\n  ttl: 0').config.proxy?.ttlms).toBe(0);
     expect(load('proxy:\n  remoteurl: http://u\n  ttl: -1h').config.proxy?.ttlms).toBe(0);
     expect(load('log:\n  level: warning').config.log.level).toBe('warn');
+  });
+
+  test('the proxy.timeouts extension key is known, validated and overridable', () => {
+    const { config, warnings } = load('proxy:\n  remoteurl: http://u\n  timeouts:\n    idle: 2s\n', { REGISTRY_PROXY_TIMEOUTS_CONNECT: '1s' });
+    expect(warnings).toEqual([]);
+    expect(config.proxy?.timeouts).toEqual({ connectms: 1000, responsems: 30_000, idlems: 2000 });
+    expect(() => load('proxy:\n  remoteurl: http://u\n  timeouts:\n    idle: soon\n')).toThrow('proxy.timeouts.idle: "soon" is not a duration like 168h');
   });
 
   test('Go durations', () => {

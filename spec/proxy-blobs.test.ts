@@ -126,6 +126,28 @@ describe('blobs through the mirror', () => {
     expect(existsSync(blobPath(mirror.root, digest))).toBe(true);
   });
 
+  test('a stalled upstream body hits the idle timeout: aborted transfer, nothing cached, retry works', async () => {
+    const quick = await startMirror(upstream.url, { proxyYaml: 'timeouts:\n  idle: 300ms\n  response: 300ms' });
+    try {
+      const content = randomBytes(100_000);
+      const digest = upstream.addBlob('library/busybox', content);
+      upstream.fault(/^GET \/v2\/library\/busybox\/blobs\//, { kind: 'stall' }, 1);
+      const stalled = await fetchRaw(`${quick.url}/v2/library/busybox/blobs/${digest}`);
+      expect(stalled.complete).toBe(false);
+      expect(existsSync(blobPath(quick.root, digest))).toBe(false);
+      expect(await tmpFiles(quick.root)).toEqual([]);
+      const retry = await fetchRaw(`${quick.url}/v2/library/busybox/blobs/${digest}`);
+      expect(retry.complete && sha(retry.body) === digest).toBe(true);
+
+      upstream.fault(/^HEAD \/v2\/library\/slow\/manifests\//, { kind: 'delay', ms: 2000 }, 1);
+      const slow = await request(quick.url).get('/v2/library/slow/manifests/latest');
+      expect(slow.status).toBe(503);
+      expect(slow.body.errors[0].code).toBe('UNAVAILABLE');
+    } finally {
+      await quick.close();
+    }
+  });
+
   test('an upstream 500 becomes a registry error and nothing is cached', async () => {
     const digest = upstream.addBlob('library/busybox', randomBytes(1000));
     upstream.fault(/^GET \/v2\/library\/busybox\/blobs\//, { kind: 'status', status: 500 });

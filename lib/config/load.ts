@@ -131,7 +131,15 @@ function convert(t: Raw): Config {
       },
       redirect: { disable: storage.redirect.disable },
     },
-    proxy: remoteurl ? { remoteurl: remoteurl.replace(/\/+$/, ''), username: proxy!.username, password: proxy!.password, ttlms: Math.max(0, ttl) } : undefined,
+    proxy: remoteurl
+      ? {
+          remoteurl: remoteurl.replace(/\/+$/, ''),
+          username: proxy!.username,
+          password: proxy!.password,
+          ttlms: Math.max(0, ttl),
+          timeouts: { connectms: parseDuration(proxy!.timeouts.connect), responsems: parseDuration(proxy!.timeouts.response), idlems: parseDuration(proxy!.timeouts.idle) },
+        }
+      : undefined,
     catalog: { maxentries: t.catalog.maxentries },
     health: t.health,
   };

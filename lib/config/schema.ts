@@ -58,7 +58,9 @@ export const KNOWN_KEYS: KeyTree = {
 };
 
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
-export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus>> = {};
+export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
+  proxy: { timeouts: { connect: S, response: S, idle: S } },
+};
 
 const duration = { goDuration: true };
 const bool = { type: 'boolean' };
@@ -120,7 +122,13 @@ export const CONFIG_SCHEMA = {
     },
     proxy: {
       type: 'object',
-      properties: { remoteurl: { type: 'string', pattern: '^https?://[^/]+' }, username: str, password: str, ttl: { ...duration, default: '168h' } },
+      properties: {
+        remoteurl: { type: 'string', pattern: '^https?://[^/]+' },
+        username: str,
+        password: str,
+        ttl: { ...duration, default: '168h' },
+        timeouts: { type: 'object', default: {}, properties: { connect: { ...duration, default: '10s' }, response: { ...duration, default: '30s' }, idle: { ...duration, default: '60s' } } },
+      },
     },
     catalog: { type: 'object', default: {}, properties: { maxentries: { type: 'integer', minimum: 1, default: 1000 } } },
   },

@@ -44,6 +44,8 @@ export interface ProxyConfig {
   readonly password?: string;
   /** Cache lifetime in ms; `0` (or negative in the file) turns expiry off. Default 168h. */
   readonly ttlms: number;
+  /** Extension `proxy.timeouts`: upstream connect, response-headers and idle-body timeouts (10s, 30s, 60s). */
+  readonly timeouts: { readonly connectms: number; readonly responsems: number; readonly idlems: number };
 }
 
 /** `storage:` */
