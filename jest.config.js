@@ -7,6 +7,7 @@ export default {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }],
   },
   testMatch: ['<rootDir>/spec/**/*.test.ts'],
+  setupFiles: ['<rootDir>/spec/setup-signal-exit.cjs'],
   testTimeout: 60000,
   maxWorkers: 2,
 };
