@@ -84,7 +84,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     );
   }
 
-  const lifetime = new CacheLifetime({ driver, blobs, repository, config, logger });
+  const lifetime = new CacheLifetime({ driver, blobs, repository, config, logger, onExpired: (type) => metrics.expirations.inc({ type }) });
   const loaded = await lifetime.start();
   if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
 

@@ -56,6 +56,8 @@ describe('cache lifetime', () => {
       expect(layer.status).toBe(200);
       expect(await until(() => !existsSync(blobFile(root, b.layers[0]!)))).toBe(true);
       expect(mirror.logs()).toMatch(/expired blob org\/a@sha256:[0-9a-f]+, data still linked elsewhere/);
+      const expired = await mirror.registry.metrics.expirations.get();
+      expect(expired.values.find((v) => v.labels.type === 'manifest')?.value).toBeGreaterThanOrEqual(1);
     } finally {
       await mirror.close({ keepRoot: true });
     }

@@ -20,6 +20,8 @@ export interface CacheLifetimeOptions {
   readonly repository: (name: string) => RepositoryStore;
   readonly config: Config;
   readonly logger: Logger;
+  /** Called after each expiry with what it freed (metrics). */
+  readonly onExpired?: (type: Entry['type'], bytesFreed: number) => void;
 }
 
 /** Expiry of cached content. */
@@ -79,6 +81,7 @@ export class CacheLifetime {
       await store.unlinkLayer(digest);
     }
     const freed = await this.deleteIfUnreferenced(digest);
+    this.o.onExpired?.(entry.type, freed);
     this.o.logger.info(`expired ${entry.type} ${repo}@${digest.value}${freed > 0 ? `, freed ${freed} bytes` : ', data still linked elsewhere'}`);
   }
 

@@ -107,6 +107,7 @@ describeInterop('pull-through against distribution 2.8 with skopeo', () => {
   });
 
   test('a second pull asks the upstream for no content', async () => {
+    await pullImage(ours.hostPort, 'library/busybox:latest');
     const before = counter.hits.length;
     const pulled = await pullImage(ours.hostPort, 'library/busybox:latest');
     expect(pulled.manifestDigest).toBe(single.manifest.digest);
@@ -146,6 +147,8 @@ describeInterop('pull-through against distribution 2.8 with skopeo', () => {
   }, 120_000);
 
   test('with the upstream stopped, pulls by tag and by digest come from the cache', async () => {
+    await pullImage(ours.hostPort, 'library/busybox:latest');
+    await pullImage(ours.hostPort, 'library/multi:latest', { all: true });
     await upstream.stop();
     try {
       const byTag = await pullImage(ours.hostPort, 'library/busybox:latest');
@@ -160,6 +163,8 @@ describeInterop('pull-through against distribution 2.8 with skopeo', () => {
   }, 120_000);
 
   test('our data directory is served by registry:2 itself', async () => {
+    await pullImage(ours.hostPort, 'library/busybox:latest');
+    await pullImage(ours.hostPort, 'library/multi:latest', { all: true });
     await ours.stop();
     const official = await startDistribution({ rootDir: root });
     try {
