@@ -6,7 +6,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TtlScheduler, parseKey, type Entry } from '../lib/scheduler/scheduler.js';
-import { formatGoTime, parseGoTime, readState } from '../lib/scheduler/state-file.js';
+import { formatGoTime, parseGoTime, readState, writeState } from '../lib/scheduler/state-file.js';
 
 const HEX = '1525a3b8c7d81ce81e9b3cf8a3f1b2c2c8ddfc6c2a9f0f0e1d7b1c1a2b3c4d5e';
 const OFFICIAL = `{"library/busybox@sha256:${HEX}":{"Key":"library/busybox@sha256:${HEX}","ExpiryData":"2026-11-29T13:56:09.412177087Z","EntryType":0},"library/busybox@sha256:${'b'.repeat(64)}":{"Key":"library/busybox@sha256:${'b'.repeat(64)}","ExpiryData":"2026-11-29T14:56:09+01:00","EntryType":1}}`;
@@ -38,6 +38,9 @@ describe('TTL scheduler', () => {
     expect(written[`library/busybox@sha256:${HEX}`]).toEqual({ Key: `library/busybox@sha256:${HEX}`, ExpiryData: '2026-11-29T13:56:09.412Z', EntryType: 0 });
     expect(written[`org/app@sha256:${'c'.repeat(64)}`]!.EntryType).toBe(1);
     expect(formatGoTime(new Date('2026-01-01T00:00:00.000Z'))).toBe('2026-01-01T00:00:00Z');
+    expect(formatGoTime(new Date('2026-01-01T00:00:00.120Z'))).toBe('2026-01-01T00:00:00.12Z');
+    expect(parseGoTime('2026-11-29T14:56:09.5-01:30')?.toISOString()).toBe('2026-11-29T16:26:09.500Z');
+    expect(parseGoTime('2026-11-29 14:56:09Z')).toBeUndefined();
     expect(parseGoTime('2026-11-29T13:56:09.412177087Z')?.getTime()).toBe(Date.parse('2026-11-29T13:56:09.412Z'));
     expect(parseKey('a/b@sha256:x')).toEqual({ repo: 'a/b', digest: 'sha256:x' });
   });
@@ -52,7 +55,8 @@ describe('TTL scheduler', () => {
     expect(expired).toEqual(['a@sha256:1']);
     await s.stop();
     const again = scheduler(async (e) => void expired.push(e.key), { now: () => Date.now() + 10_000 });
-    await again.start();
+    expect(await again.start()).toEqual({ loaded: 1 });
+    expect(expired).toEqual(['a@sha256:1']);
     await sleep(100);
     expect(expired).toEqual(['a@sha256:1', 'b@sha256:2']);
     await again.stop();
@@ -76,6 +80,46 @@ describe('TTL scheduler', () => {
     await s.stop();
   });
 
+  test('repeated failures back off, doubling up to the cap', async () => {
+    const calls: number[] = [];
+    const s = scheduler(async () => {
+      calls.push(Date.now());
+      if (calls.length < 4) throw new Error('still busy');
+    }, { retryMs: 60, maxRetryMs: 130 });
+    await s.start();
+    s.add('a', 'sha256:1', 'blob', 1);
+    await sleep(700);
+    expect(calls).toHaveLength(4);
+    const gaps = calls.slice(1).map((t, i) => t - calls[i]!);
+    expect(gaps[0]).toBeGreaterThanOrEqual(55);
+    expect(gaps[1]).toBeGreaterThanOrEqual(115);
+    expect(gaps[2]).toBeGreaterThanOrEqual(125);
+    expect(gaps[2]).toBeLessThan(400);
+    expect(s.size).toBe(0);
+    await s.stop();
+  });
+
+  test('at most four expiries run at once, never two for one key', async () => {
+    let active = 0;
+    let peak = 0;
+    const seen = new Map<string, number>();
+    const s = scheduler(async (e) => {
+      active++;
+      peak = Math.max(peak, active);
+      seen.set(e.key, (seen.get(e.key) ?? 0) + 1);
+      await sleep(30);
+      active--;
+    });
+    await s.start();
+    for (let i = 0; i < 12; i++) s.add(`r${i}`, 'sha256:1', 'blob', 1);
+    await sleep(400);
+    expect(peak).toBe(4);
+    expect(seen.size).toBe(12);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    expect(s.size).toBe(0);
+    await s.stop();
+  });
+
   test('touch extends an expiry', async () => {
     const expired: string[] = [];
     const s = scheduler(async (e) => void expired.push(e.key));
@@ -93,9 +137,11 @@ describe('TTL scheduler', () => {
   test.each([
     ['empty', ''],
     ['truncated', OFFICIAL.slice(0, 80)],
-    ['garbage', '\u0000\u00ff\u0010garbage'],
+    ['garbage', Buffer.from([0x00, 0xff, 0xfe, 0x10, 0x80, 0x7b])],
+    ['whitespace-only', '  \n'],
+    ['a JSON string', '"hello"'],
     ['an array', '[1,2,3]'],
-  ])('a %s state file is set aside and the schedule rebuilt', async (_kind, content) => {
+  ])('a state file that is %s is set aside and the schedule rebuilt', async (_kind, content) => {
     await writeFile(state, content);
     const s = scheduler(async () => undefined);
     const { problem, loaded } = await s.start();
@@ -106,6 +152,22 @@ describe('TTL scheduler', () => {
     expect(s.has('a@sha256:1')).toBe(true);
     await s.stop();
     expect(Object.keys(JSON.parse(await readFile(state, 'utf8')))).toEqual(['a@sha256:1']);
+  });
+
+  test('a state file with a bad entry is set aside, the rest loaded and written back', async () => {
+    const future = '2030-01-01T00:00:00Z';
+    await writeFile(state, JSON.stringify({ 'a@sha256:1': { Key: 'a@sha256:1', ExpiryData: 'not a time', EntryType: 0 }, 'b@sha256:2': { Key: 'b@sha256:2', ExpiryData: future, EntryType: 1 } }));
+    const s = scheduler(async () => undefined);
+    const { problem, loaded } = await s.start();
+    expect(problem).toMatch(/1 malformed entry.*moved to/);
+    expect(loaded).toBe(1);
+    expect((await readdir(dir)).some((n) => n.startsWith('scheduler-state.json.corrupt-'))).toBe(true);
+    s.rebuild([{ repo: 'a', digest: 'sha256:1', type: 'blob' }, { repo: 'b', digest: 'sha256:2', type: 'manifest' }], 60_000);
+    expect(s.get('b@sha256:2')?.expiry.toISOString()).toBe('2030-01-01T00:00:00.000Z');
+    await s.stop();
+    const written = JSON.parse(await readFile(state, 'utf8')) as Record<string, { ExpiryData: string; EntryType: number }>;
+    expect(Object.keys(written).sort()).toEqual(['a@sha256:1', 'b@sha256:2']);
+    expect(written['b@sha256:2']).toMatchObject({ ExpiryData: future, EntryType: 1 });
   });
 
   test('malformed entries are skipped with a note', async () => {
@@ -121,7 +183,7 @@ describe('TTL scheduler', () => {
     await a.start();
     await b.start();
     let reads = 0;
-    const writes = Array.from({ length: 60 }, async (_, i) => {
+    const writes = Array.from({ length: 300 }, async (_, i) => {
       (i % 2 ? a : b).add(`r${i}`, 'sha256:1', 'blob', 60_000);
       await (i % 2 ? a : b).flush();
       const text = await readFile(state, 'utf8');
@@ -129,17 +191,29 @@ describe('TTL scheduler', () => {
       reads++;
     });
     await Promise.all(writes);
-    expect(reads).toBe(60);
+    expect(reads).toBe(300);
+    expect((await readdir(dir)).filter((n) => n.endsWith('.tmp') || n.endsWith('.lock'))).toEqual([]);
     await a.stop();
     await b.stop();
   });
 
   test('many changes cause few writes', async () => {
-    const s = scheduler(async () => undefined, { flushIntervalMs: 100 });
+    let writes = 0;
+    const writer = (path: string, entries: Iterable<Entry>) => {
+      writes++;
+      return writeState(path, entries);
+    };
+    const s = scheduler(async () => undefined, { flushIntervalMs: 100, writer });
     await s.start();
-    for (let i = 0; i < 500; i++) s.add(`r${i}`, 'sha256:1', 'blob', 60_000);
+    for (let i = 0; i < 500; i++) {
+      s.add(`r${i}`, 'sha256:1', 'blob', 60_000);
+      if (i % 100 === 0) await sleep(10);
+    }
     await sleep(250);
+    expect(writes).toBeGreaterThanOrEqual(1);
+    expect(writes).toBeLessThanOrEqual(2);
     expect(Object.keys(JSON.parse(await readFile(state, 'utf8')))).toHaveLength(500);
     await s.stop();
+    expect(writes).toBeLessThanOrEqual(2);
   });
 });

@@ -12,15 +12,25 @@ export interface SchedulerLogger {
   info(msg: string, ...meta: unknown[]): unknown;
   warn(msg: string, ...meta: unknown[]): unknown;
   error(msg: string, ...meta: unknown[]): unknown;
+  debug(msg: string, ...meta: unknown[]): unknown;
 }
 
 /** Options of `TtlScheduler`. */
 export interface SchedulerOptions {
+  /** The `scheduler-state.json` path. */
   readonly statePath: string;
+  /** Purges an expired entry; a rejection keeps the entry and retries it later. */
   readonly onExpire: (entry: Entry) => Promise<void>;
+  /** The clock (milliseconds since the epoch); `Date.now` by default. */
   readonly now?: () => number;
+  /** Least time between two writes of the state file; 5 s by default. */
   readonly flushIntervalMs?: number;
+  /** First retry delay after a failed expiry, doubled on each further failure; 1 min by default. */
   readonly retryMs?: number;
+  /** Longest retry delay; 1 h by default. */
+  readonly maxRetryMs?: number;
+  /** Writes the state (tests count writes with it); `writeState` by default. */
+  readonly writer?: (path: string, entries: Iterable<Entry>) => Promise<void>;
   readonly logger?: SchedulerLogger;
 }
 
@@ -37,10 +47,12 @@ const CONCURRENCY = 4;
 export class TtlScheduler {
   private readonly entries = new Map<string, Entry>();
   private readonly running = new Set<string>();
+  private readonly failures = new Map<string, number>();
   private readonly runs = new Set<Promise<void>>();
   private timer?: NodeJS.Timeout;
   private flushTimer?: NodeJS.Timeout;
   private dirty = false;
+  private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly now: () => number;
 
@@ -52,6 +64,8 @@ export class TtlScheduler {
   async start(): Promise<{ problem?: string; loaded: number }> {
     const { entries, problem } = await readState(this.o.statePath);
     for (const [k, e] of entries) this.entries.set(k, e);
+    // The file was set aside: write back what was readable.
+    if (problem && entries.size > 0) this.changed();
     setImmediate(() => this.arm());
     return { problem, loaded: entries.size };
   }
@@ -76,15 +90,20 @@ export class TtlScheduler {
     for (const f of found) if (!this.entries.has(`${f.repo}@${f.digest}`)) this.add(f.repo, f.digest, f.type, ttlMs);
   }
 
+  /** Drops an entry without expiring it. */
   remove(key: string): void {
+    this.failures.delete(key);
     if (this.entries.delete(key)) this.changed();
   }
+  /** Whether `key` (`<repo>@<digest>`) is scheduled. */
   has(key: string): boolean {
     return this.entries.has(key);
   }
+  /** The scheduled entry for `key`. */
   get(key: string): Entry | undefined {
     return this.entries.get(key);
   }
+  /** The number of scheduled entries. */
   get size(): number {
     return this.entries.size;
   }
@@ -94,7 +113,7 @@ export class TtlScheduler {
     const run = this.flushing.then(async () => {
       this.dirty = false;
       try {
-        await writeState(this.o.statePath, this.entries.values());
+        await (this.o.writer ?? writeState)(this.o.statePath, [...this.entries.values()]);
       } catch (err) {
         // Not written: the next change or stop writes it.
         this.dirty = true;
@@ -105,8 +124,6 @@ export class TtlScheduler {
     return run;
   }
 
-  private flushing: Promise<void> = Promise.resolve();
-
   /** Stops the timers, waits for running expiries and writes the state if it changed. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -114,24 +131,35 @@ export class TtlScheduler {
     clearTimeout(this.flushTimer);
     await Promise.allSettled([...this.runs]);
     if (this.dirty) await this.flush();
+    else await this.flushing;
   }
 
   private changed(): void {
     this.dirty = true;
-    if (!this.flushTimer && !this.stopped) {
-      this.flushTimer = setTimeout(() => {
-        this.flushTimer = undefined;
-        this.flush().catch((err: Error) => this.o.logger?.error(`writing ${this.o.statePath} failed: ${err.message}`));
-      }, this.o.flushIntervalMs ?? 5000);
-      this.flushTimer.unref();
-    }
+    this.scheduleFlush();
     this.arm();
+  }
+
+  /** At most one pending periodic write; a failed one is tried again an interval later. */
+  private scheduleFlush(): void {
+    if (this.flushTimer || this.stopped) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      if (!this.dirty) return;
+      this.flush().catch((err: Error) => {
+        this.o.logger?.error(`writing ${this.o.statePath} failed: ${err.message}`);
+        this.scheduleFlush();
+      });
+    }, this.o.flushIntervalMs ?? 5000);
+    this.flushTimer.unref();
   }
 
   /** Re-arms the single timer for the earliest entry not already expiring. */
   private arm(): void {
-    if (this.stopped) return;
     clearTimeout(this.timer);
+    this.timer = undefined;
+    // With every slot busy, the next expiry to finish re-arms.
+    if (this.stopped || this.running.size >= CONCURRENCY) return;
     let earliest = Number.POSITIVE_INFINITY;
     for (const e of this.entries.values()) if (!this.running.has(e.key)) earliest = Math.min(earliest, e.expiry.getTime());
     if (earliest === Number.POSITIVE_INFINITY) return;
@@ -152,13 +180,18 @@ export class TtlScheduler {
         .onExpire(entry)
         .then(
           () => {
+            this.o.logger?.debug(`expired ${entry.key}`);
+            this.failures.delete(entry.key);
             // An entry renewed while it expired is kept with its new time.
             if (this.entries.get(entry.key) === entry) this.remove(entry.key);
           },
           (err: Error) => {
-            this.o.logger?.warn(`expiring ${entry.key} failed, will retry: ${err.message}`);
+            const n = (this.failures.get(entry.key) ?? 0) + 1;
+            const delay = Math.min((this.o.retryMs ?? 60_000) * 2 ** Math.min(n - 1, 30), this.o.maxRetryMs ?? 3_600_000);
+            this.o.logger?.warn(`expiring ${entry.key} failed (attempt ${n}), retrying in ${delay} ms: ${err?.message ?? String(err)}`);
             if (this.entries.get(entry.key) === entry) {
-              this.entries.set(entry.key, { ...entry, expiry: new Date(this.now() + (this.o.retryMs ?? 60_000)) });
+              this.failures.set(entry.key, n);
+              this.entries.set(entry.key, { ...entry, expiry: new Date(this.now() + delay) });
               this.changed();
             }
           },

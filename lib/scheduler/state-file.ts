@@ -3,7 +3,7 @@
  * object keyed by `<repo>@<digest>` whose values are `{Key, ExpiryData (RFC 3339), EntryType (0 blob,
  * 1 manifest)}`. A damaged file is set aside, never fatal (the official registry panics, #2374).
  */
-import { open, readFile, rename, mkdir } from 'node:fs/promises';
+import { open, readFile, rename, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import lockfile from 'proper-lockfile';
@@ -38,7 +38,7 @@ export async function readState(path: string): Promise<{ entries: Map<string, En
     text = await readFile(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries };
-    throw err;
+    return { entries, problem: `${path} could not be read (${(err as Error).message}); starting with an empty schedule` };
   }
   let parsed: unknown;
   try {
@@ -47,9 +47,8 @@ export async function readState(path: string): Promise<{ entries: Map<string, En
     parsed = undefined;
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    const aside = `${path}.corrupt-${Date.now()}`;
-    await rename(path, aside);
-    return { entries, problem: `${path} was ${text.length === 0 ? 'empty' : 'not a JSON object'}; moved to ${aside} and rebuilt from the cache on disk` };
+    const what = text.trim().length === 0 ? 'empty' : parsed === undefined ? 'not valid JSON' : 'not a JSON object';
+    return { entries, problem: `${path} was ${what}; ${await setAside(path)}` };
   }
   let skipped = 0;
   for (const [key, value] of Object.entries(parsed as Record<string, unknown>)) {
@@ -61,7 +60,19 @@ export async function readState(path: string): Promise<{ entries: Map<string, En
     }
     entries.set(key, { key, expiry, type: v.EntryType === 0 ? 'blob' : 'manifest' });
   }
-  return { entries, problem: skipped > 0 ? `${skipped} malformed entr${skipped === 1 ? 'y' : 'ies'} in ${path} skipped` : undefined };
+  if (skipped === 0) return { entries };
+  return { entries, problem: `${skipped} malformed entr${skipped === 1 ? 'y' : 'ies'} in ${path} skipped; ${await setAside(path)}` };
+}
+
+/** Renames a damaged state file to `<path>.corrupt-<timestamp>`; says what happened. */
+async function setAside(path: string): Promise<string> {
+  const aside = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+  try {
+    await rename(path, aside);
+    return `moved to ${aside}`;
+  } catch (err) {
+    return `could not be moved aside (${(err as Error).message})`;
+  }
 }
 
 /** Writes the state atomically (temp file, fsync, rename) under a lock shared by every process on the volume. */
@@ -80,6 +91,9 @@ export async function writeState(path: string, entries: Iterable<Entry>): Promis
       await handle.close();
     }
     await rename(temp, path);
+  } catch (err) {
+    await unlink(temp).catch(() => undefined);
+    throw err;
   } finally {
     await release();
   }
