@@ -176,8 +176,9 @@ export class TtlScheduler {
       .slice(0, CONCURRENCY - this.running.size);
     for (const entry of due) {
       this.running.add(entry.key);
-      const run = this.o
-        .onExpire(entry)
+      // Through a promise, so an onExpire that throws synchronously is a failure like any other.
+      const run = Promise.resolve()
+        .then(() => this.o.onExpire(entry))
         .then(
           () => {
             this.o.logger?.debug(`expired ${entry.key}`);
