@@ -9,23 +9,21 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import express, { type Express } from 'express';
 import type { Logger } from 'winston';
-import type { Config } from './config/types.js';
+import type { Config, UpstreamConfig } from './config/types.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { BlobStore } from './storage/blob-store.js';
 import { RepositoryStore } from './storage/repository-store.js';
 import { listRepositories } from './storage/catalog.js';
-import { Upstream } from './proxy/upstream.js';
-import { ProxyBlobStore } from './proxy/proxy-blob-store.js';
-import { ProxyManifestStore } from './proxy/proxy-manifest-store.js';
-import { ProxyTagService } from './proxy/proxy-tag-service.js';
+import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
+import { NamespaceRouter } from './proxy/namespace-router.js';
+import { registryHostOf } from './distribution/registry-host.js';
 import { registryRouter, configuredHeaders } from './api/routes.js';
 import { errorHandler, sendError } from './api/error-handler.js';
 import { RegistryError } from './api/errors.js';
 import { accessLog, responseComplete, whenDone } from './api/access-log.js';
 import { MirrorError } from './errors.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
-import { Metrics, type ContentType } from './metrics/metrics.js';
-import type { Digest } from './distribution/digest.js';
+import { Metrics } from './metrics/metrics.js';
 import { startDebugServer, storageWritableCheck } from './metrics/debug-server.js';
 
 /** A running registry. */
@@ -40,9 +38,6 @@ export interface RunningRegistry {
   /** Stops accepting connections, finishes in-flight responses, flushes state. */
   close(): Promise<void>;
 }
-
-/** Hosts under which the upstream is Docker Hub, where `busybox` means `library/busybox`. */
-const DOCKER_HUB_HOSTS = new Set(['registry-1.docker.io', 'index.docker.io', 'docker.io', 'registry.hub.docker.com']);
 
 /** Starts the registry described by `config`. */
 export async function startRegistry(config: Config, logger: Logger): Promise<RunningRegistry> {
@@ -60,50 +55,64 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
 
   const metrics = new Metrics();
-  const upstream = new Upstream({
-    remoteUrl: proxy.remoteurl,
-    username: proxy.username,
-    password: proxy.password,
-    timeouts: { connect: proxy.timeouts.connectms, response: proxy.timeouts.responsems, idle: proxy.timeouts.idlems },
-    onWarning: (msg) => logger.warn(msg),
-    onResponse: ({ method, path, status, headers }) => {
-      logger.debug(`upstream ${method} ${path} ${status}`);
-      metrics.upstreamResponses.inc({ method, status: String(status) });
-      const remaining = headers['ratelimit-remaining'];
-      if (typeof remaining === 'string') {
-        // Docker Hub sends `RateLimit-Remaining: 76;w=21600`.
-        const left = Number(remaining.split(';')[0]);
-        if (Number.isFinite(left)) metrics.rateLimitRemaining.set(left);
-        logger.info(`upstream rate limit remaining: ${remaining}`, { 'ratelimit.limit': headers['ratelimit-limit'] });
-      }
-    },
-  });
   if (proxy.username && !config.auth) {
     logger.warn(
       'proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone who can reach this mirror',
     );
   }
 
-  const lifetime = new CacheLifetime({ driver, blobs, repository, config, logger, onExpired: (type) => metrics.expirations.inc({ type }) });
-  const loaded = await lifetime.start();
-  if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
-
-  /** The same bookkeeping for both kinds of content: metrics and the expiry schedule. */
-  const cacheEvents = (type: ContentType) => ({
-    stored: (repo: string, digest: Digest, size: number) => {
+  /** The same bookkeeping for both kinds of content and every upstream: metrics and the expiry schedule. */
+  const events: NamespaceEvents = {
+    stored: (type, repo, digest, size) => {
       metrics.pulledBytes.inc({ type }, size);
       lifetime.schedule(type, repo, digest.value);
     },
-    hit: (repo: string, digest: Digest) => {
+    hit: (type, repo, digest) => {
       metrics.hit(type);
       lifetime.touch(type, repo, digest.value);
     },
-    miss: () => metrics.miss(type),
+    miss: (type) => metrics.miss(type),
+  };
+  const namespace = (host: string, upstreamConfig: UpstreamConfig, isDefault: boolean): ProxyNamespace =>
+    new ProxyNamespace({
+      host,
+      isDefault,
+      config: upstreamConfig,
+      timeouts: { connect: proxy.timeouts.connectms, response: proxy.timeouts.responsems, idle: proxy.timeouts.idlems },
+      driver,
+      blobs,
+      repository,
+      events,
+      onWarning: (msg) => logger.warn(msg),
+      onResponse: ({ host: from, method, path, status, headers }) => {
+        logger.debug(`upstream ${from} ${method} ${path} ${status}`);
+        metrics.upstreamResponses.inc({ method, status: String(status) });
+        const remaining = headers['ratelimit-remaining'];
+        if (typeof remaining === 'string') {
+          // Docker Hub sends `RateLimit-Remaining: 76;w=21600`.
+          const left = Number(remaining.split(';')[0]);
+          if (Number.isFinite(left)) metrics.rateLimitRemaining.set(left);
+          logger.info(`upstream ${from} rate limit remaining: ${remaining}`, { 'ratelimit.limit': headers['ratelimit-limit'] });
+        }
+      },
+    });
+  const router = new NamespaceRouter(
+    namespace(registryHostOf(proxy.remoteurl), proxy, true),
+    Object.entries(proxy.upstreams).map(([host, u]) => namespace(host, u, false)),
+  );
+  for (const n of router.others) logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
+  // Namespaces report to the lifetime policy only once requests arrive, after it has started.
+  const lifetime = new CacheLifetime({
+    driver,
+    blobs,
+    repository,
+    config,
+    logger,
+    ttlFor: (repo) => router.owner(repo).ttlms,
+    onExpired: (type) => metrics.expirations.inc({ type }),
   });
-  const blobStore = new ProxyBlobStore(driver, blobs, repository, upstream, cacheEvents('blob'));
-  const manifestStore = new ProxyManifestStore(blobs, repository, upstream, cacheEvents('manifest'));
-  const tagService = new ProxyTagService(repository, upstream);
-  const isDockerHub = DOCKER_HUB_HOSTS.has(new URL(proxy.remoteurl).hostname);
+  const loaded = await lifetime.start();
+  if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
 
   const app = express();
   app.disable('x-powered-by');
@@ -131,11 +140,11 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   app.use(
     prefix || '/',
     registryRouter({
-      manifests: manifestStore,
-      blobs: blobStore,
-      tags: tagService,
       listRepositories: (page) => listRepositories(driver, page),
-      canonicalName: (name) => (isDockerHub && !name.includes('/') ? `library/${name}` : name),
+      resolve: (name, ns) => {
+        const found = router.resolve(name, ns);
+        return found && { name: found.name, manifests: found.namespace.manifests, blobs: found.namespace.blobs, tags: found.namespace.tags };
+      },
       maxCatalogEntries: config.catalog.maxentries,
       logger,
     }),
@@ -160,7 +169,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
       })
     : undefined;
   if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
-  const inflightTimer = setInterval(() => metrics.inflightFetches.set(blobStore.inflight), 1000);
+  const inflightTimer = setInterval(() => metrics.inflightFetches.set(router.all.reduce((sum, n) => sum + n.blobs.inflight, 0)), 1000);
   inflightTimer.unref();
 
   let closing: Promise<void> | undefined;
@@ -184,7 +193,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
         clearInterval(inflightTimer);
         await debug?.close();
         await lifetime.stop();
-        upstream.close();
+        for (const n of router.all) n.close();
       })()),
   };
 }

@@ -24,6 +24,8 @@ describe('configuration', () => {
       password: undefined,
       ttlms: 168 * 3600_000,
       timeouts: { connectms: 10_000, responsems: 30_000, idlems: 60_000 },
+      immutabletags: undefined,
+      upstreams: {},
     });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
@@ -147,6 +149,53 @@ proxy:
     expect(warnings).toEqual([]);
     expect(config.proxy?.timeouts).toEqual({ connectms: 1000, responsems: 30_000, idlems: 2000 });
     expect(() => load('proxy:\n  remoteurl: http://u\n  timeouts:\n    idle: soon\n')).toThrow('proxy.timeouts.idle: "soon" is not a duration like 168h');
+  });
+
+  test('the proxy.immutabletags extension: off by default, true for every tag, or a list of mutable exclusions', () => {
+    expect(load('proxy:\n  remoteurl: http://u\n').config.proxy?.immutabletags).toBeUndefined();
+    expect(load('proxy:\n  remoteurl: http://u\n  immutabletags: false\n').config.proxy?.immutabletags).toBeUndefined();
+    expect(load('proxy:\n  remoteurl: http://u\n  immutabletags: true\n').config.proxy?.immutabletags).toEqual({ exclude: [] });
+    const { config, warnings } = load('proxy:\n  remoteurl: http://u\n  immutabletags:\n    exclude: ["^latest$", "-rc"]\n');
+    expect(warnings).toEqual([]);
+    expect(config.proxy?.immutabletags).toEqual({ exclude: ['^latest$', '-rc'] });
+    expect(() => load('proxy:\n  remoteurl: http://u\n  immutabletags:\n    exclude: ["(unclosed"]\n')).toThrow(
+      'proxy.immutabletags.exclude.0: "(unclosed" is not a regular expression',
+    );
+    expect(() => load('proxy:\n  remoteurl: http://u\n  immutabletags: sometimes\n')).toThrow('proxy.immutabletags: "sometimes" must be true, false or a mapping');
+  });
+
+  test('the proxy.upstreams extension: registries by host, each with its own URL, credentials, TTL and tag policy', () => {
+    const { config, warnings } = load(
+      [
+        'proxy:',
+        '  remoteurl: https://registry-1.docker.io',
+        '  ttl: 72h',
+        '  upstreams:',
+        '    ghcr.io:',
+        '      remoteurl: https://ghcr.io/',
+        '      username: bot',
+        '      password: secret',
+        '      ttl: 1h',
+        '      immutabletags: true',
+        '    registry.local:5000:',
+        '      remoteurl: http://10.0.0.5:5000',
+      ].join('\n'),
+    );
+    expect(warnings).toEqual([]);
+    expect(config.proxy?.upstreams).toEqual({
+      'ghcr.io': { remoteurl: 'https://ghcr.io', username: 'bot', password: 'secret', ttlms: 3600_000, immutabletags: { exclude: [] } },
+      'registry.local:5000': { remoteurl: 'http://10.0.0.5:5000', username: undefined, password: undefined, ttlms: 72 * 3600_000, immutabletags: undefined },
+    });
+    const bad: Array<[string, string]> = [
+      ['    GHCR IO:\n      remoteurl: https://ghcr.io', 'proxy.upstreams: "GHCR IO" is not a registry host'],
+      ['    ghcr.io:\n      username: x', 'proxy.upstreams.ghcr.io.remoteurl is required'],
+      ['    ghcr.io:\n      remoteurl: https://ghcr.io\n      remoteURL: x', 'proxy.upstreams.ghcr.io.remoteURL is not a known key'],
+      ['    ghcr.io:\n      remoteurl: https://ghcr.io\n      ttl: soon', 'proxy.upstreams.ghcr.io.ttl: "soon" is not a duration like 168h'],
+      ['    docker.io:\n      remoteurl: https://mirror.gcr.io', 'proxy.upstreams.docker.io: docker.io is already the registry of proxy.remoteurl'],
+    ];
+    for (const [yaml, message] of bad) {
+      expect(() => load(`proxy:\n  remoteurl: https://registry-1.docker.io\n  upstreams:\n${yaml}\n`)).toThrow(message);
+    }
   });
 
   test('Go durations', () => {

@@ -17,15 +17,21 @@ import { RegistryError } from './errors.js';
 import { parseRange } from './range.js';
 import type { Subject } from './error-handler.js';
 
-/** What the routes serve from. */
-export interface RegistryServices {
+/** The stores that serve one repository, and its name there. */
+export interface Target {
+  /** The name the stores know (`library/busybox` for a client's `busybox` on Docker Hub). */
+  readonly name: string;
   readonly manifests: ProxyManifestStore;
   readonly blobs: ProxyBlobStore;
   readonly tags: ProxyTagService;
+}
+
+/** What the routes serve from. */
+export interface RegistryServices {
   /** Cached repository names in lexical order, after `last`, at most `n`. */
   listRepositories(page: { n: number; last?: string }): Promise<string[]>;
-  /** Maps a client's name to the stored one (`busybox` → `library/busybox` for Docker Hub). */
-  canonicalName(name: string): string;
+  /** The stores for a client's (valid) name and containerd's `ns` parameter; undefined: not served here. */
+  resolve(name: string, ns: string | undefined): Target | undefined;
   readonly maxCatalogEntries: number;
   readonly logger: Logger;
 }
@@ -64,12 +70,12 @@ async function dispatch(s: RegistryServices, req: Request, res: Response): Promi
   }
   let m: RegExpExecArray | null;
   if ((m = UPLOAD_RE.exec(path))) {
-    name(s, m[1]!);
+    target(s, req, m[1]!);
     throw new RegistryError('UNSUPPORTED');
   }
   if ((m = MANIFEST_RE.exec(path))) {
     res.locals.subject = 'manifest' satisfies Subject;
-    const repo = name(s, m[1]!);
+    const repo = target(s, req, m[1]!);
     const ref = reference(m[2]!);
     if (!readOnly) throw new RegistryError('UNSUPPORTED');
     await manifest(s, req, res, repo, ref);
@@ -77,7 +83,7 @@ async function dispatch(s: RegistryServices, req: Request, res: Response): Promi
   }
   if ((m = BLOB_RE.exec(path))) {
     res.locals.subject = 'blob' satisfies Subject;
-    const repo = name(s, m[1]!);
+    const repo = target(s, req, m[1]!);
     const digest = digestParam(m[2]!);
     if (!readOnly) throw new RegistryError('UNSUPPORTED');
     await blob(s, req, res, repo, digest);
@@ -85,13 +91,13 @@ async function dispatch(s: RegistryServices, req: Request, res: Response): Promi
   }
   if ((m = TAGS_RE.exec(path))) {
     res.locals.subject = 'tags' satisfies Subject;
-    const repo = name(s, m[1]!);
+    const repo = target(s, req, m[1]!);
     if (!readOnly) throw new RegistryError('UNSUPPORTED');
-    await tags(s, req, res, repo);
+    await tags(req, res, m[1]!, repo);
     return;
   }
   if ((m = REFERRERS_RE.exec(path))) {
-    name(s, m[1]!);
+    target(s, req, m[1]!);
     throw new RegistryError('UNSUPPORTED');
   }
   throw new RegistryError('NAME_UNKNOWN', { status: 404, message: 'repository name not known to registry', detail: { path } });
@@ -104,9 +110,13 @@ function rawPath(req: Request): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
-function name(s: RegistryServices, raw: string): string {
+function target(s: RegistryServices, req: Request, raw: string): Target {
   if (!isValidName(raw)) throw new RegistryError('NAME_INVALID', { detail: { name: raw } });
-  return s.canonicalName(raw);
+  const ns = req.query.ns;
+  if (ns !== undefined && typeof ns !== 'string') throw new RegistryError('NAME_UNKNOWN', { detail: { ns } });
+  const found = s.resolve(raw, ns);
+  if (!found) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: 'this mirror has no upstream for that registry' } });
+  return found;
 }
 
 function reference(raw: string): { tag: string } | { digest: Digest } {
@@ -160,19 +170,20 @@ async function catalog(s: RegistryServices, req: Request, res: Response): Promis
   sendJson(res, 200, { repositories });
 }
 
-async function tags(s: RegistryServices, req: Request, res: Response, repo: string): Promise<void> {
+async function tags(req: Request, res: Response, clientName: string, t: Target): Promise<void> {
   const n = pageSize(req.query.n, Number.MAX_SAFE_INTEGER);
   const last = lastParam(req.query.last);
-  const page = await s.tags.list(repo, { n, last });
+  const page = await t.tags.list(t.name, { n, last });
   const result = page.source === 'upstream' ? page : { ...paginate(page.tags, { n, last }), source: page.source };
-  nextLink(res, `/v2/${repo}/tags/list`, result.next);
-  sendJson(res, 200, { name: repo, tags: result.tags });
+  nextLink(res, `/v2/${clientName}/tags/list`, result.next);
+  // As distribution: the name the client asked for.
+  sendJson(res, 200, { name: clientName, tags: result.tags });
 }
 
-async function manifest(s: RegistryServices, req: Request, res: Response, repo: string, ref: { tag: string } | { digest: Digest }): Promise<void> {
-  let m: Manifest = 'digest' in ref ? await s.manifests.getByDigest(repo, ref.digest) : await s.manifests.getByTag(repo, ref.tag);
-  if (m.stale) s.logger.warn(`serving cached ${repo}:${'tag' in ref ? ref.tag : ''} (${m.digest.value}): ${m.stale.message}`);
-  m = await negotiate(s, repo, req, m, 'tag' in ref);
+async function manifest(s: RegistryServices, req: Request, res: Response, t: Target, ref: { tag: string } | { digest: Digest }): Promise<void> {
+  let m: Manifest = 'digest' in ref ? await t.manifests.getByDigest(t.name, ref.digest) : await t.manifests.getByTag(t.name, ref.tag);
+  if (m.stale) s.logger.warn(`serving cached ${t.name}:${'tag' in ref ? ref.tag : ''} (${m.digest.value}): ${m.stale.message}`);
+  m = await negotiate(t, req, m, 'tag' in ref);
   res.status(200);
   res.setHeader('Content-Type', m.mediaType);
   res.setHeader('Content-Length', m.payload.length);
@@ -186,7 +197,7 @@ async function manifest(s: RegistryServices, req: Request, res: Response, repo: 
  * and not the stored index type gets the linux/amd64 image of the index (for a tag); other
  * unacceptable types are unknown to it. A client that names none gets the manifest as stored.
  */
-async function negotiate(s: RegistryServices, repo: string, req: Request, m: Manifest, byTag: boolean): Promise<Manifest> {
+async function negotiate(t: Target, req: Request, m: Manifest, byTag: boolean): Promise<Manifest> {
   const accepted = parseAccept(req.headers.accept);
   if (accepted.length === 0 || accepted.includes('*/*') || accepted.includes(m.mediaType)) return m;
   if (isIndexType(m.mediaType) && byTag) {
@@ -194,14 +205,14 @@ async function negotiate(s: RegistryServices, repo: string, req: Request, m: Man
     const entry = index.manifests?.find((e) => e.platform?.os === 'linux' && e.platform?.architecture === 'amd64');
     const child = entry?.digest ? parseDigest(entry.digest) : undefined;
     if (child) {
-      const chosen = await s.manifests.getByDigest(repo, child);
+      const chosen = await t.manifests.getByDigest(t.name, child);
       if (accepted.includes(chosen.mediaType)) return chosen;
     }
   }
   throw new RegistryError('MANIFEST_UNKNOWN', { detail: `${m.mediaType} manifest found, but the Accept header does not support it` });
 }
 
-async function blob(s: RegistryServices, req: Request, res: Response, repo: string, digest: Digest): Promise<void> {
+async function blob(s: RegistryServices, req: Request, res: Response, t: Target, digest: Digest): Promise<void> {
   const common = (size: number | undefined): void => {
     res.setHeader('Content-Type', 'application/octet-stream');
     res.setHeader('Docker-Content-Digest', digest.value);
@@ -210,13 +221,13 @@ async function blob(s: RegistryServices, req: Request, res: Response, repo: stri
     if (size !== undefined) res.setHeader('Accept-Ranges', 'bytes');
   };
   if (req.method === 'HEAD') {
-    const info = await s.blobs.stat(repo, digest);
+    const info = await t.blobs.stat(t.name, digest);
     common(info.size);
     if (info.size !== undefined) res.setHeader('Content-Length', info.size);
     res.status(200).end();
     return;
   }
-  const handle = await s.blobs.get(repo, digest);
+  const handle = await t.blobs.get(t.name, digest);
   const range = handle.size === undefined ? ({ kind: 'full' } as const) : parseRange(header(req, 'range'), handle.size);
   common(handle.size);
   if (range.kind === 'unsatisfiable') {
@@ -242,7 +253,7 @@ async function blob(s: RegistryServices, req: Request, res: Response, repo: stri
   } catch (err) {
     // Headers are gone: the only honest signal left is an aborted transfer.
     res.destroy();
-    if (sent.bytes !== Number(res.getHeader('content-length'))) s.logger.warn(`blob ${repo}@${digest.value} transfer aborted: ${(err as Error).message}`);
+    if (sent.bytes !== Number(res.getHeader('content-length'))) s.logger.warn(`blob ${t.name}@${digest.value} transfer aborted: ${(err as Error).message}`);
   }
 }
 

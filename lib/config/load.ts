@@ -11,7 +11,8 @@ import { MirrorError } from '../errors.js';
 import { parseDuration } from './duration.js';
 import { applyEnvOverrides } from './env.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, validateConfig, type KeyStatus, type KeyTree } from './schema.js';
-import type { Config } from './types.js';
+import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
+import { registryHostOf } from '../distribution/registry-host.js';
 
 /** Where the configuration comes from. */
 export interface ConfigSource {
@@ -49,7 +50,7 @@ export function loadConfig(source: ConfigSource): { config: Config; warnings: st
   const tree = raw as Record<string, unknown>;
   const warnings = applyEnvOverrides(tree, source.env ?? {});
   warnings.push(...checkKeys(tree, KNOWN_KEYS, []));
-  if (!validateConfig(tree)) throw invalid((validateConfig.errors ?? []).map((e) => describe(e, tree)).join('; '));
+  if (!validateConfig(tree)) throw invalid(describeAll(validateConfig.errors ?? [], tree));
   return { config: deepFreeze(convert(tree)), warnings };
 }
 
@@ -73,6 +74,13 @@ function checkKeys(node: Record<string, unknown>, known: KeyTree, path: string[]
   return warnings;
 }
 
+/** One message per wrong value: an `anyOf` failure stands for the alternatives' errors at its path. */
+function describeAll(errors: ErrorObject[], tree: Record<string, unknown>): string {
+  const anyOf = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
+  const shown = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'propertyNames' || (!anyOf.has(e.instancePath) && e.propertyName === undefined));
+  return [...new Set(shown.map((e) => describe(e, tree)))].join('; ');
+}
+
 function describe(e: ErrorObject, tree: Record<string, unknown>): string {
   const path = e.instancePath.split('/').filter(Boolean);
   const value = path.reduce<unknown>((n, k) => (n as Record<string, unknown> | undefined)?.[k], tree);
@@ -87,6 +95,16 @@ function describe(e: ErrorObject, tree: Record<string, unknown>): string {
       return `${name}: ${shown} must be a ${String(e.params.type).replace(',', ' or ')}`;
     case 'pattern':
       return `${name}: ${shown} is not an http(s) URL`;
+    case 'regex':
+      return `${name}: ${shown} is not a regular expression`;
+    case 'anyOf':
+      return `${name}: ${shown} must be true, false or a mapping with exclude: [regular expressions]`;
+    case 'propertyNames':
+      return `${name}: ${JSON.stringify(e.params.propertyName)} is not a registry host like ghcr.io or registry.example.com:5000`;
+    case 'additionalProperties':
+      return `${name}.${String(e.params.additionalProperty)} is not a known key`;
+    case 'required':
+      return `${name}.${String(e.params.missingProperty)} is required`;
     default:
       return `${name}: ${shown} ${e.message ?? 'is invalid'}`;
   }
@@ -133,16 +151,41 @@ function convert(t: Raw): Config {
     },
     proxy: remoteurl
       ? {
-          remoteurl: remoteurl.replace(/\/+$/, ''),
-          username: proxy!.username,
-          password: proxy!.password,
-          ttlms: Math.max(0, ttl),
+          ...upstream(proxy!, ttl),
           timeouts: { connectms: parseDuration(proxy!.timeouts.connect), responsems: parseDuration(proxy!.timeouts.response), idlems: parseDuration(proxy!.timeouts.idle) },
+          upstreams: upstreams(proxy!, ttl),
         }
       : undefined,
     catalog: { maxentries: t.catalog.maxentries },
     health: t.health,
   };
+}
+
+function upstream(u: Raw, defaultTtl: number): UpstreamConfig {
+  return {
+    remoteurl: String(u.remoteurl).replace(/\/+$/, ''),
+    username: u.username,
+    password: u.password,
+    ttlms: Math.max(0, u.ttl === undefined ? defaultTtl : parseDuration(u.ttl)),
+    immutabletags: immutableTags(u.immutabletags),
+  };
+}
+
+function immutableTags(v: unknown): ImmutableTagsConfig | undefined {
+  if (v === undefined || v === false) return undefined;
+  if (v === true) return { exclude: [] };
+  return { exclude: ((v as Raw).exclude as string[] | undefined) ?? [] };
+}
+
+/** `proxy.upstreams`; the default upstream's own host may not be listed again. */
+function upstreams(proxy: Raw, defaultTtl: number): Record<string, UpstreamConfig> {
+  const own = registryHostOf(String(proxy.remoteurl));
+  const result: Record<string, UpstreamConfig> = {};
+  for (const [host, u] of Object.entries((proxy.upstreams ?? {}) as Record<string, Raw>)) {
+    if (host === own) throw invalid(`proxy.upstreams.${host}: ${host} is already the registry of proxy.remoteurl`);
+    result[host] = upstream(u, defaultTtl);
+  }
+  return result;
 }
 
 function deepFreeze<T>(value: T): T {

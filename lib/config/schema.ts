@@ -59,12 +59,18 @@ export const KNOWN_KEYS: KeyTree = {
 
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
-  proxy: { timeouts: { connect: S, response: S, idle: S } },
+  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M },
 };
 
 const duration = { goDuration: true };
 const bool = { type: 'boolean' };
 const str = { type: 'string' };
+/** `true`, `false`, or `{exclude: [regex, ...]}`. */
+const immutableTags = {
+  anyOf: [bool, { type: 'object', additionalProperties: false, properties: { exclude: { type: 'array', items: { type: 'string', regex: true } } } }],
+};
+/** A registry host as clients name it: `ghcr.io`, `registry.example.com:5000`. */
+export const REGISTRY_HOST_PATTERN = '^[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?$';
 
 /** The schema of the implemented keys; everything else is checked by `KNOWN_KEYS`. */
 export const CONFIG_SCHEMA = {
@@ -128,6 +134,24 @@ export const CONFIG_SCHEMA = {
         password: str,
         ttl: { ...duration, default: '168h' },
         timeouts: { type: 'object', default: {}, properties: { connect: { ...duration, default: '10s' }, response: { ...duration, default: '30s' }, idle: { ...duration, default: '60s' } } },
+        immutabletags: { ...immutableTags, default: false },
+        upstreams: {
+          type: 'object',
+          default: {},
+          propertyNames: { pattern: REGISTRY_HOST_PATTERN },
+          additionalProperties: {
+            type: 'object',
+            required: ['remoteurl'],
+            additionalProperties: false,
+            properties: {
+              remoteurl: { type: 'string', pattern: '^https?://[^/]+' },
+              username: str,
+              password: str,
+              ttl: duration,
+              immutabletags: immutableTags,
+            },
+          },
+        },
       },
     },
     catalog: { type: 'object', default: {}, properties: { maxentries: { type: 'integer', minimum: 1, default: 1000 } } },
@@ -136,6 +160,16 @@ export const CONFIG_SCHEMA = {
 
 const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
 ajv.addKeyword({ keyword: 'goDuration', validate: (_schema: unknown, data: unknown) => isDuration(data), errors: false });
+ajv.addKeyword({ keyword: 'regex', validate: (_schema: unknown, data: unknown) => isRegex(data), errors: false });
+
+function isRegex(data: unknown): boolean {
+  try {
+    new RegExp(String(data));
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** The compiled validator (defaults are filled in place). */
 export const validateConfig = ajv.compile(CONFIG_SCHEMA);

@@ -37,15 +37,33 @@ export interface HttpConfig {
   readonly draintimeoutms: number;
 }
 
-/** `proxy:` (its presence with `remoteurl` turns on pull-through mode). */
-export interface ProxyConfig {
+/** Extension `immutabletags`: cached tags served with no upstream check, except those matching `exclude`. */
+export interface ImmutableTagsConfig {
+  /** Regular expressions (JavaScript syntax) of tags that stay mutable, e.g. `^latest$`. */
+  readonly exclude: readonly string[];
+}
+
+/** One upstream registry: `proxy:` itself, or an entry of the extension `proxy.upstreams`. */
+export interface UpstreamConfig {
   readonly remoteurl: string;
   readonly username?: string;
   readonly password?: string;
   /** Cache lifetime in ms; `0` (or negative in the file) turns expiry off. Default 168h. */
   readonly ttlms: number;
+  /** Extension: undefined when every tag is checked with the upstream (distribution's behaviour). */
+  readonly immutabletags?: ImmutableTagsConfig;
+}
+
+/** `proxy:` (its presence with `remoteurl` turns on pull-through mode). */
+export interface ProxyConfig extends UpstreamConfig {
   /** Extension `proxy.timeouts`: upstream connect, response-headers and idle-body timeouts (10s, 30s, 60s). */
   readonly timeouts: { readonly connectms: number; readonly responsems: number; readonly idlems: number };
+  /**
+   * Extension `proxy.upstreams`: more registries behind this mirror, by the registry host clients
+   * name (`ghcr.io`), selected with containerd's `?ns=` or a path prefix. Empty: distribution's
+   * single-upstream behaviour.
+   */
+  readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
 }
 
 /** `storage:` */

@@ -47,6 +47,8 @@ export class ProxyManifestStore {
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
     private readonly events: ProxyManifestEvents = {},
+    /** Extension `immutabletags`: true for a tag whose cached manifest is served with no upstream check. */
+    private readonly immutable?: (tag: string) => boolean,
   ) {}
 
   /** The manifest `name@digest`: from the cache, else fetched, verified and stored. */
@@ -62,9 +64,17 @@ export class ProxyManifestStore {
     });
   }
 
-  /** The manifest `name:tag`, checked against the upstream. */
+  /** The manifest `name:tag`, checked against the upstream unless the tag is immutable and cached. */
   async getByTag(name: string, tag: string): Promise<Manifest> {
     const repo = this.repository(name);
+    if (this.immutable?.(tag)) {
+      const cachedDigest = await repo.resolveTag(tag);
+      const cached = cachedDigest && (await this.local(name, cachedDigest));
+      if (cached) {
+        this.events.hit?.(name, cachedDigest);
+        return cached;
+      }
+    }
     let digest: Digest;
     try {
       // Concurrent checks of one tag share one upstream HEAD.

@@ -20,6 +20,11 @@ export interface CacheLifetimeOptions {
   readonly repository: (name: string) => RepositoryStore;
   readonly config: Config;
   readonly logger: Logger;
+  /**
+   * The lifetime of content stored under a repository name (the extension `proxy.upstreams` gives
+   * each upstream its own); default `proxy.ttl` for all. `0`: never expires.
+   */
+  readonly ttlFor?: (repo: string) => number;
   /** Called after each expiry with what it freed (metrics). */
   readonly onExpired?: (type: Entry['type'], bytesFreed: number) => void;
 }
@@ -27,12 +32,15 @@ export interface CacheLifetimeOptions {
 /** Expiry of cached content. */
 export class CacheLifetime {
   private readonly scheduler?: TtlScheduler;
-  private readonly ttlMs: number;
+  private readonly ttlFor: (repo: string) => number;
 
   constructor(private readonly o: CacheLifetimeOptions) {
-    this.ttlMs = o.config.proxy?.ttlms ?? 0;
+    const proxy = o.config.proxy;
+    const ttlMs = proxy?.ttlms ?? 0;
+    this.ttlFor = o.ttlFor ?? (() => ttlMs);
     const root = o.config.storage.filesystem.rootdirectory;
-    if (this.ttlMs <= 0) return;
+    const ttls = [ttlMs, ...Object.values(proxy?.upstreams ?? {}).map((u) => u.ttlms)];
+    if (!ttls.some((t) => t > 0)) return;
     if (!o.config.storage.delete.enabled) {
       // As documented upstream: without delete nothing can be purged, so nothing is scheduled
       // (the official registry schedules anyway, fails each expiry and leaks it, #1994).
@@ -50,7 +58,12 @@ export class CacheLifetime {
   async start(): Promise<{ problem?: string }> {
     if (!this.scheduler) return {};
     const { problem } = await this.scheduler.start();
-    if (problem) this.scheduler.rebuild(await this.onDisk(), this.ttlMs);
+    if (problem) {
+      for (const found of await this.onDisk()) {
+        const ttl = this.ttlFor(found.repo);
+        if (ttl > 0) this.scheduler.rebuild([found], ttl);
+      }
+    }
     return { problem };
   }
 
@@ -61,12 +74,14 @@ export class CacheLifetime {
 
   /** Content fetched from the upstream gets an expiry. */
   schedule(type: Entry['type'], repo: string, digest: string): void {
-    this.scheduler?.add(repo, digest, type, this.ttlMs);
+    const ttl = this.ttlFor(repo);
+    if (ttl > 0) this.scheduler?.add(repo, digest, type, ttl);
   }
 
   /** A cache hit: popular content is not evicted one TTL after its first pull. */
   touch(type: Entry['type'], repo: string, digest: string): void {
-    this.scheduler?.touch(repo, digest, type, this.ttlMs);
+    const ttl = this.ttlFor(repo);
+    if (ttl > 0) this.scheduler?.touch(repo, digest, type, ttl);
   }
 
   private async expire(entry: Entry): Promise<void> {

@@ -1,0 +1,55 @@
+/**
+ * Chooses the upstream of a request. With only `proxy.remoteurl` configured every name goes to it,
+ * as in distribution. With the extension `proxy.upstreams`, a request selects a registry by
+ * containerd's `?ns=<registry>` query parameter, or by a path prefix (`/v2/ghcr.io/org/app/...`);
+ * anything else goes to the default upstream.
+ */
+import type { ProxyNamespace } from './namespace.js';
+
+/** A request's upstream and its name there. */
+export interface Resolved {
+  readonly namespace: ProxyNamespace;
+  /** The repository name at the upstream (`library/busybox`, `org/app`). */
+  readonly name: string;
+}
+
+/** The upstreams of the mirror, by registry host. */
+export class NamespaceRouter {
+  private readonly byHost: Map<string, ProxyNamespace>;
+
+  constructor(
+    readonly defaultNamespace: ProxyNamespace,
+    readonly others: readonly ProxyNamespace[],
+  ) {
+    this.byHost = new Map([defaultNamespace, ...others].map((n) => [n.host, n]));
+  }
+
+  /** Every namespace, the default first. */
+  get all(): ProxyNamespace[] {
+    return [this.defaultNamespace, ...this.others];
+  }
+
+  /**
+   * The upstream for the client's `name` and `ns` parameter; undefined when `ns` names a registry
+   * this mirror does not serve (the client then falls back to the registry itself).
+   */
+  resolve(name: string, ns: string | undefined): Resolved | undefined {
+    if (this.others.length === 0) return this.at(this.defaultNamespace, name);
+    if (ns !== undefined) {
+      const chosen = this.byHost.get(ns.toLowerCase());
+      return chosen && this.at(chosen, name);
+    }
+    const slash = name.indexOf('/');
+    const prefixed = slash > 0 ? this.byHost.get(name.slice(0, slash)) : undefined;
+    return prefixed ? this.at(prefixed, name.slice(slash + 1)) : this.at(this.defaultNamespace, name);
+  }
+
+  /** The namespace content stored under `storedName` belongs to. */
+  owner(storedName: string): ProxyNamespace {
+    return this.others.find((n) => storedName.startsWith(n.storagePrefix)) ?? this.defaultNamespace;
+  }
+
+  private at(namespace: ProxyNamespace, name: string): Resolved {
+    return { namespace, name: namespace.upstreamName(name) };
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * One upstream registry behind the mirror with its own client and stores: the default one of
+ * `proxy.remoteurl`, or one of the extension `proxy.upstreams`. A namespace's content is stored
+ * under its own repository prefix (`ghcr.io/org/app`), so content of different upstreams never
+ * mixes; the default namespace has no prefix and keeps distribution's layout exactly.
+ */
+import type http from 'node:http';
+import type { UpstreamConfig } from '../config/types.js';
+import type { Digest } from '../distribution/digest.js';
+import { dockerHubName, isDockerHub, storageComponentOf } from '../distribution/registry-host.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { RepositoryStore } from '../storage/repository-store.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { ProxyBlobStore } from './proxy-blob-store.js';
+import { ProxyManifestStore } from './proxy-manifest-store.js';
+import { ProxyTagService } from './proxy-tag-service.js';
+import { Upstream, type UpstreamTimeouts } from './upstream.js';
+
+/** Cache events, reported with the name the content is stored under. */
+export interface NamespaceEvents {
+  stored(type: 'blob' | 'manifest', storedName: string, digest: Digest, size: number): void;
+  hit(type: 'blob' | 'manifest', storedName: string, digest: Digest): void;
+  miss(type: 'blob' | 'manifest'): void;
+}
+
+/** What a namespace is built from. */
+export interface NamespaceOptions {
+  /** The registry host clients name (`docker.io`, `ghcr.io`). */
+  readonly host: string;
+  /** True for the default upstream (`proxy.remoteurl`): stored without a prefix. */
+  readonly isDefault: boolean;
+  readonly config: UpstreamConfig;
+  readonly timeouts: UpstreamTimeouts;
+  readonly driver: StorageDriver;
+  readonly blobs: BlobStore;
+  readonly repository: (storedName: string) => RepositoryStore;
+  readonly events: NamespaceEvents;
+  readonly onResponse?: (info: { host: string; method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
+  readonly onWarning?: (message: string) => void;
+}
+
+/** An upstream and the stores that proxy it. Store methods take the upstream's repository names. */
+export class ProxyNamespace {
+  readonly host: string;
+  /** Prepended to upstream names to form stored names: `''` or `ghcr.io/`. */
+  readonly storagePrefix: string;
+  readonly ttlms: number;
+  readonly upstream: Upstream;
+  readonly manifests: ProxyManifestStore;
+  readonly blobs: ProxyBlobStore;
+  readonly tags: ProxyTagService;
+  private readonly dockerHub: boolean;
+
+  constructor(o: NamespaceOptions) {
+    this.host = o.host;
+    this.storagePrefix = o.isDefault ? '' : `${storageComponentOf(o.host)}/`;
+    this.ttlms = o.config.ttlms;
+    this.dockerHub = isDockerHub(o.config.remoteurl);
+    this.upstream = new Upstream({
+      remoteUrl: o.config.remoteurl,
+      username: o.config.username,
+      password: o.config.password,
+      timeouts: o.timeouts,
+      onWarning: o.onWarning,
+      onResponse: o.onResponse && ((info) => o.onResponse!({ host: o.host, ...info })),
+    });
+    const repository = (name: string): RepositoryStore => o.repository(this.storedName(name));
+    const events = (type: 'blob' | 'manifest') => ({
+      stored: (name: string, digest: Digest, size: number) => o.events.stored(type, this.storedName(name), digest, size),
+      hit: (name: string, digest: Digest) => o.events.hit(type, this.storedName(name), digest),
+      miss: () => o.events.miss(type),
+    });
+    this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'));
+    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, events('manifest'), immutableTagTest(o.config));
+    this.tags = new ProxyTagService(repository, this.upstream);
+  }
+
+  /** The upstream's name for a client's: on Docker Hub `busybox` is `library/busybox`. */
+  upstreamName(name: string): string {
+    return this.dockerHub ? dockerHubName(name) : name;
+  }
+
+  /** The repository name `name` (an upstream name) is stored under. */
+  storedName(name: string): string {
+    return this.storagePrefix + name;
+  }
+
+  /** Closes the upstream's connections. */
+  close(): void {
+    this.upstream.close();
+  }
+}
+
+/** The extension `immutabletags` as a predicate: a cached tag that passes is served unchecked. */
+function immutableTagTest(config: UpstreamConfig): ((tag: string) => boolean) | undefined {
+  const policy = config.immutabletags;
+  if (!policy) return undefined;
+  const mutable = policy.exclude.map((source) => new RegExp(source));
+  return (tag) => !mutable.some((re) => re.test(tag));
+}
