@@ -2,9 +2,12 @@
  * Chooses the upstream of a request. With only `proxy.remoteurl` configured every name goes to it,
  * as in distribution. With the extension `proxy.upstreams`, a request selects a registry by
  * containerd's `?ns=<registry>` query parameter, or by a path prefix (`/v2/ghcr.io/org/app/...`);
- * anything else goes to the default upstream.
+ * anything else goes to the default upstream, which also answers for `docker.io` unless that is
+ * listed itself.
  */
 import type { ProxyNamespace } from './namespace.js';
+
+const DOCKER_HUB = 'docker.io';
 
 /** A request's upstream and its name there. */
 export interface Resolved {
@@ -22,6 +25,9 @@ export class NamespaceRouter {
     readonly others: readonly ProxyNamespace[],
   ) {
     this.byHost = new Map([defaultNamespace, ...others].map((n) => [n.host, n]));
+    // `proxy.remoteurl` is Docker Hub's mirror setting: it often points at another Hub mirror
+    // (`https://mirror.gcr.io`), whose content containerd asks for as `ns=docker.io`.
+    if (!this.byHost.has(DOCKER_HUB)) this.byHost.set(DOCKER_HUB, defaultNamespace);
   }
 
   /** Every namespace, the default first. */

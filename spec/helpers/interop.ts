@@ -12,14 +12,20 @@ export function interopAvailable(): boolean {
   return existsSync(DISTRIBUTION_BIN) && existsSync(SKOPEO_BIN);
 }
 
-/** `describe` for interop suites. */
-export const describeInterop: (name: string, fn: () => void) => void = interopAvailable()
-  ? describe
-  : process.env.CI
-    ? (name, _fn) =>
-        describe(name, () => {
-          test('interop prerequisites', () => {
-            throw new Error('interop tier requires docker-registry and skopeo (.ci/run installs them)');
-          });
-        })
-    : describe.skip;
+/**
+ * `describe` for interop suites; `extra` names a further prerequisite (containerd) with its check.
+ * Missing prerequisites skip the suite on a developer machine and fail it in CI.
+ */
+export function describeInterop(name: string, fn: () => void, extra?: { what: string; available: () => boolean }): void {
+  if (interopAvailable() && (extra?.available() ?? true)) {
+    describe(name, fn);
+  } else if (process.env.CI) {
+    describe(name, () => {
+      test('interop prerequisites', () => {
+        throw new Error(`interop tier requires docker-registry and skopeo${extra ? ` and ${extra.what}` : ''} (.ci/run installs them)`);
+      });
+    });
+  } else {
+    describe.skip(name, fn);
+  }
+}

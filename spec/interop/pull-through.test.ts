@@ -3,10 +3,8 @@
  * the test builds, our mirror started through its real command line, and skopeo as the client.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import http from 'node:http';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describeInterop } from '../helpers/interop.js';
@@ -14,31 +12,7 @@ import { startDistribution, type DistributionProcess } from '../helpers/upstream
 import { buildImage, buildIndex } from '../helpers/images.js';
 import { pushImage, pullImage } from '../helpers/skopeo.js';
 import { freePort, waitForHttp } from '../helpers/ports.js';
-
-/** A reverse proxy in front of the upstream that records every request, so the test can count them. */
-async function countingProxy(target: string): Promise<{ url: string; hits: string[]; close(): Promise<void> }> {
-  const hits: string[] = [];
-  const t = new URL(target);
-  const server = http.createServer((req, res) => {
-    hits.push(`${req.method} ${req.url!.split('?')[0]}`);
-    const upstream = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode!, r.headers);
-      r.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    hits,
-    close: () =>
-      new Promise((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
+import { countingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
 
 /** Our registry as a user runs it: `bin/registry serve <config.yml>`. */
 async function startOurs(remoteurl: string, root: string): Promise<{ hostPort: string; stop(): Promise<void>; logs(): string }> {
@@ -71,7 +45,7 @@ async function startOurs(remoteurl: string, root: string): Promise<{ hostPort: s
 
 describeInterop('pull-through against distribution 2.8 with skopeo', () => {
   let upstream: DistributionProcess;
-  let counter: Awaited<ReturnType<typeof countingProxy>>;
+  let counter: CountingProxy;
   let root: string;
   let ours: Awaited<ReturnType<typeof startOurs>>;
   const single = buildImage({ layers: [1024 * 1024, 2048], seed: 'single' });

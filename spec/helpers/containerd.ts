@@ -1,0 +1,87 @@
+/**
+ * containerd as Kubernetes nodes run it, for the interop tier: a private daemon (root, state and
+ * sockets under a temporary folder, the `native` snapshotter, no CRI) and `ctr` pulling through
+ * registry mirrors configured in a `hosts.toml` directory, as containerd's `config_path` does.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const CONTAINERD_BIN = '/usr/bin/containerd';
+export const CTR_BIN = '/usr/bin/ctr';
+
+/** True when containerd and ctr are installed and we are root (containerd needs it). */
+export function containerdAvailable(): boolean {
+  return existsSync(CONTAINERD_BIN) && existsSync(CTR_BIN) && process.getuid?.() === 0;
+}
+
+/** A running private containerd. */
+export interface Containerd {
+  /**
+   * Pulls `ref` (`ghcr.io/org/app:v1`) with every registry in `mirrors` (registry host → mirror
+   * URL) configured as its mirror; resolves with ctr's exit code and output.
+   */
+  pull(ref: string, mirrors: Record<string, string>): Promise<{ code: number; output: string }>;
+  stop(): Promise<void>;
+}
+
+/** Starts a private containerd. */
+export async function startContainerd(): Promise<Containerd> {
+  // Socket paths must stay short (108 bytes): a short temporary folder.
+  const dir = await mkdtemp(join(tmpdir(), 'ctd-'));
+  const socket = join(dir, 'c.sock');
+  const config = [
+    'version = 2',
+    `root = "${dir}/root"`,
+    `state = "${dir}/state"`,
+    'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.overlayfs"]',
+    '[grpc]',
+    `  address = "${socket}"`,
+    '[ttrpc]',
+    `  address = "${dir}/t.sock"`,
+    '[debug]',
+    '  address = ""',
+    '[plugins."io.containerd.internal.v1.opt"]',
+    `  path = "${dir}/opt"`,
+  ].join('\n');
+  await writeFile(join(dir, 'config.toml'), `${config}\n`);
+  let logs = '';
+  const child: ChildProcess = spawn(CONTAINERD_BIN, ['--config', join(dir, 'config.toml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
+  const ctr = (args: string[], timeout = 120_000): Promise<{ code: number; output: string }> =>
+    new Promise((resolve) => {
+      execFile(CTR_BIN, ['--address', socket, '--namespace', 'mirror-test', ...args], { timeout }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: stdout + stderr }),
+      );
+    });
+  const deadline = Date.now() + 20_000;
+  while ((await ctr(['version'], 5000)).code !== 0) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`containerd did not start:\n${logs}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  let pulls = 0;
+  return {
+    pull: async (ref, mirrors) => {
+      const hostsDir = join(dir, `hosts-${pulls++}`);
+      for (const [registry, mirror] of Object.entries(mirrors)) {
+        await mkdir(join(hostsDir, registry), { recursive: true });
+        const hosts = [`server = "https://${registry}"`, `[host."${mirror}"]`, '  capabilities = ["pull", "resolve"]'].join('\n');
+        await writeFile(join(hostsDir, registry, 'hosts.toml'), `${hosts}\n`);
+      }
+      return ctr(['images', 'pull', '--snapshotter', 'native', '--hosts-dir', hostsDir, ref]);
+    },
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((r) => child.once('exit', () => r()));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
