@@ -22,6 +22,7 @@ import { errorHandler, sendError } from './api/error-handler.js';
 import { RegistryError } from './api/errors.js';
 import { accessLog, responseComplete, whenDone } from './api/access-log.js';
 import { MirrorError } from './errors.js';
+import { createAccessController } from './auth/controller.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
 import { Metrics } from './metrics/metrics.js';
 import { startDebugServer, storageWritableCheck } from './metrics/debug-server.js';
@@ -55,6 +56,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
 
   const metrics = new Metrics();
+  const access = createAccessController(config.auth, logger);
   if (proxy.username && !config.auth) {
     logger.warn(
       'proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone who can reach this mirror',
@@ -147,6 +149,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
       },
       maxCatalogEntries: config.catalog.maxentries,
       logger,
+      access,
     }),
   );
   app.use((req, res) => sendError(res, new RegistryError('NAME_UNKNOWN', { detail: { path: req.path } })));

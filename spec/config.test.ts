@@ -113,7 +113,7 @@ proxy:
     ['log:\n  level: loud', 'log.level: "loud" must be one of'],
     ['log:\n  formatter: xml', 'log.formatter: "xml" must be one of'],
     ['storage:\n  s3:\n    bucket: b', 'storage.s3: only the filesystem storage driver is supported'],
-    ['auth:\n  htpasswd:\n    realm: r\n    path: /p', 'auth.htpasswd is not implemented by this registry yet'],
+    ['auth:\n  htpasswd:\n    realm: r', 'auth.htpasswd.path is required'],
     ['proxy:\n  remoteurl: ftp://x', 'proxy.remoteurl: "ftp://x" is not an http(s) URL'],
     ['catalog:\n  maxentries: many', 'catalog.maxentries: "many" must be a integer'],
     ['storage:\n  delete:\n    enabled: maybe', 'storage.delete.enabled: "maybe" must be a boolean'],

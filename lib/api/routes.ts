@@ -14,6 +14,7 @@ import type { ProxyManifestStore, Manifest } from '../proxy/proxy-manifest-store
 import type { ProxyTagService } from '../proxy/proxy-tag-service.js';
 import { paginate } from '../proxy/proxy-tag-service.js';
 import { RegistryError } from './errors.js';
+import { AuthChallenge, accessDetail, accessFor, type AccessController } from '../auth/access.js';
 import { parseRange } from './range.js';
 import type { Subject } from './error-handler.js';
 
@@ -34,6 +35,8 @@ export interface RegistryServices {
   resolve(name: string, ns: string | undefined): Target | undefined;
   readonly maxCatalogEntries: number;
   readonly logger: Logger;
+  /** The configured `auth` controller; undefined when the registry is open. */
+  readonly access?: AccessController;
 }
 
 const MANIFEST_RE = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
@@ -59,23 +62,25 @@ async function dispatch(s: RegistryServices, req: Request, res: Response): Promi
   const path = rawPath(req);
   const readOnly = req.method === 'GET' || req.method === 'HEAD';
   if (path === '/v2/' || path === '/v2') {
+    await authorize(s, req, res, 'base');
     if (!readOnly) throw new RegistryError('UNSUPPORTED');
     sendJson(res, 200, {});
     return;
   }
   if (path === '/v2/_catalog') {
+    await authorize(s, req, res, 'catalog');
     if (!readOnly) throw new RegistryError('UNSUPPORTED');
     await catalog(s, req, res);
     return;
   }
   let m: RegExpExecArray | null;
   if ((m = UPLOAD_RE.exec(path))) {
-    target(s, req, m[1]!);
+    await target(s, req, res, m[1]!);
     throw new RegistryError('UNSUPPORTED');
   }
   if ((m = MANIFEST_RE.exec(path))) {
     res.locals.subject = 'manifest' satisfies Subject;
-    const repo = target(s, req, m[1]!);
+    const repo = await target(s, req, res, m[1]!);
     const ref = reference(m[2]!);
     if (!readOnly) throw new RegistryError('UNSUPPORTED');
     await manifest(s, req, res, repo, ref);
@@ -83,7 +88,7 @@ async function dispatch(s: RegistryServices, req: Request, res: Response): Promi
   }
   if ((m = BLOB_RE.exec(path))) {
     res.locals.subject = 'blob' satisfies Subject;
-    const repo = target(s, req, m[1]!);
+    const repo = await target(s, req, res, m[1]!);
     const digest = digestParam(m[2]!);
     if (!readOnly) throw new RegistryError('UNSUPPORTED');
     await blob(s, req, res, repo, digest);
@@ -91,13 +96,13 @@ async function dispatch(s: RegistryServices, req: Request, res: Response): Promi
   }
   if ((m = TAGS_RE.exec(path))) {
     res.locals.subject = 'tags' satisfies Subject;
-    const repo = target(s, req, m[1]!);
+    const repo = await target(s, req, res, m[1]!);
     if (!readOnly) throw new RegistryError('UNSUPPORTED');
     await tags(req, res, m[1]!, repo);
     return;
   }
   if ((m = REFERRERS_RE.exec(path))) {
-    target(s, req, m[1]!);
+    await target(s, req, res, m[1]!);
     throw new RegistryError('UNSUPPORTED');
   }
   throw new RegistryError('NAME_UNKNOWN', { status: 404, message: 'repository name not known to registry', detail: { path } });
@@ -110,13 +115,35 @@ function rawPath(req: Request): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
-function target(s: RegistryServices, req: Request, raw: string): Target {
+/** Validates the name, checks the client's access to it, and finds the stores that serve it. */
+async function target(s: RegistryServices, req: Request, res: Response, raw: string): Promise<Target> {
   if (!isValidName(raw)) throw new RegistryError('NAME_INVALID', { detail: { name: raw } });
+  await authorize(s, req, res, 'repository', raw);
   const ns = req.query.ns;
   if (ns !== undefined && typeof ns !== 'string') throw new RegistryError('NAME_UNKNOWN', { detail: { ns } });
   const found = s.resolve(raw, ns);
   if (!found) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: 'this mirror has no upstream for that registry' } });
   return found;
+}
+
+/**
+ * distribution's `authorized`: a challenge becomes `401 UNAUTHORIZED` with `WWW-Authenticate` and
+ * the access records as detail; any other failure of the controller a bare refusal (never access).
+ */
+async function authorize(s: RegistryServices, req: Request, res: Response, route: 'base' | 'catalog' | 'repository', name?: string): Promise<void> {
+  if (!s.access) return;
+  const access = accessFor(req.method, name, route);
+  try {
+    const { user } = await s.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
+    res.locals.user = user;
+  } catch (err) {
+    if (err instanceof AuthChallenge) {
+      s.logger.debug(`access refused: ${err.message}`);
+      throw new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': err.wwwAuthenticate }, detail: accessDetail(access) });
+    }
+    s.logger.error(`error checking authorization: ${(err as Error).message}`);
+    throw new RegistryError('UNAUTHORIZED', { status: 400, cause: err });
+  }
 }
 
 function reference(raw: string): { tag: string } | { digest: Digest } {

@@ -105,6 +105,8 @@ function describe(e: ErrorObject, tree: Record<string, unknown>): string {
       return `${name}.${String(e.params.additionalProperty)} is not a known key`;
     case 'required':
       return `${name}.${String(e.params.missingProperty)} is required`;
+    case 'maxProperties':
+      return `${name}: exactly one access controller may be configured, found ${Object.keys(value as object).join(', ')}`;
     default:
       return `${name}: ${shown} ${e.message ?? 'is invalid'}`;
   }
@@ -157,8 +159,20 @@ function convert(t: Raw): Config {
         }
       : undefined,
     catalog: { maxentries: t.catalog.maxentries },
+    auth: authConfig(t.auth as Raw | undefined),
     health: t.health,
   };
+}
+
+/** `auth`: the one configured controller (`none` and empty sections leave the registry open). */
+function authConfig(auth: Raw | undefined): Config['auth'] {
+  if (auth?.htpasswd) return { htpasswd: { realm: auth.htpasswd.realm, path: resolve(String(auth.htpasswd.path)) } };
+  if (auth?.token) {
+    const t = auth.token as Raw;
+    return { token: { realm: t.realm, service: t.service, issuer: t.issuer, rootcertbundle: resolve(String(t.rootcertbundle)), autoredirect: t.autoredirect ?? false } };
+  }
+  if (auth?.silly) return { silly: { realm: auth.silly.realm, service: auth.silly.service } };
+  return undefined;
 }
 
 function upstream(u: Raw, defaultTtl: number): UpstreamConfig {

@@ -34,9 +34,12 @@ export const KNOWN_KEYS: KeyTree = {
     maintenance: { uploadpurging: { enabled: S, age: S, interval: S, dryrun: S }, readonly: { enabled: S } },
     tag: I,
   },
-  // Client authentication is not implemented yet: ignoring it would open a mirror its operator
-  // believes closed, so it refuses to start instead.
-  auth: { silly: R, token: R, htpasswd: R, none: I },
+  auth: {
+    silly: { realm: S, service: S },
+    token: { realm: S, service: S, issuer: S, rootcertbundle: S, autoredirect: S, jwks: R, signingalgorithms: I },
+    htpasswd: { realm: S, path: S },
+    none: I,
+  },
   middleware: I,
   reporting: I,
   http: {
@@ -155,6 +158,19 @@ export const CONFIG_SCHEMA = {
       },
     },
     catalog: { type: 'object', default: {}, properties: { maxentries: { type: 'integer', minimum: 1, default: 1000 } } },
+    auth: {
+      type: 'object',
+      maxProperties: 1,
+      properties: {
+        htpasswd: { type: 'object', required: ['realm', 'path'], properties: { realm: str, path: { ...str, minLength: 1 } } },
+        token: {
+          type: 'object',
+          required: ['realm', 'service', 'issuer', 'rootcertbundle'],
+          properties: { realm: str, service: str, issuer: str, rootcertbundle: { ...str, minLength: 1 }, autoredirect: bool },
+        },
+        silly: { type: 'object', required: ['realm', 'service'], properties: { realm: str, service: str } },
+      },
+    },
   },
 };
 

@@ -1,0 +1,102 @@
+/**
+ * `auth.htpasswd` (distribution `registry/auth/htpasswd`): Basic credentials checked against an
+ * Apache htpasswd file of bcrypt hashes (`htpasswd -Bbn user password`), re-read when it changes.
+ * A missing file is created with a user `docker` and a random password, logged once, as distribution does.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import bcrypt from 'bcryptjs';
+import { MirrorError } from '../errors.js';
+import { AuthChallenge, type Access, type AccessController, type AuthRequest } from './access.js';
+
+/** bcrypt of a random password: compared against when the user is unknown, so timing tells nothing. */
+const DUMMY_HASH = bcrypt.hashSync(randomBytes(16).toString('hex'), 10);
+
+/** Parses htpasswd text into user → hash; fails on a line without `:` (naming the line). */
+export function parseHtpasswd(text: string): Map<string, string> {
+  const entries = new Map<string, string>();
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const colon = line.indexOf(':');
+    if (colon < 0) throw new MirrorError('ERR_AUTH_CONFIG', `htpasswd: invalid entry at line ${i + 1}`);
+    entries.set(line.slice(0, colon), line.slice(colon + 1));
+  });
+  return entries;
+}
+
+/** The htpasswd access controller. */
+export class HtpasswdAccessController implements AccessController {
+  private entries?: Map<string, string>;
+  private mtimeMs = -1;
+  /**
+   * Credentials already verified against the current file, by a hash of user, password and stored
+   * hash: bcrypt costs ~100 ms in JavaScript, and a pull sends the same Basic header dozens of times.
+   */
+  private readonly verified = new Set<string>();
+
+  constructor(
+    private readonly o: { realm: string; path: string },
+    onProvisioned?: (user: string, password: string) => void,
+  ) {
+    if (!exists(o.path)) {
+      const password = randomBytes(32).toString('base64url');
+      mkdirSync(dirname(o.path), { recursive: true, mode: 0o700 });
+      writeFileSync(o.path, `docker:${bcrypt.hashSync(password, 10)}`, { mode: 0o600, flag: 'wx' });
+      onProvisioned?.('docker', password);
+    }
+    this.load();
+  }
+
+  async authorized(request: AuthRequest, _access: readonly Access[]): Promise<{ user: string }> {
+    const credentials = parseBasic(request.authorization);
+    if (!credentials) throw this.challenge('authorization required');
+    const entries = this.load();
+    const hash = entries.get(credentials.user);
+    const key = createHash('sha256').update(`${credentials.user}\0${credentials.password}\0${hash ?? ''}`).digest();
+    if (hash !== undefined && this.isVerified(key)) return { user: credentials.user };
+    const ok = await bcrypt.compare(credentials.password, hash ?? DUMMY_HASH);
+    if (!ok || hash === undefined) throw this.challenge(`authentication failed for user ${JSON.stringify(credentials.user)}`);
+    this.verified.add(key.toString('hex'));
+    return { user: credentials.user };
+  }
+
+  private isVerified(key: Buffer): boolean {
+    return this.verified.has(key.toString('hex'));
+  }
+
+  private challenge(reason: string): AuthChallenge {
+    return new AuthChallenge(`Basic realm="${this.o.realm}"`, reason);
+  }
+
+  /** The entries, re-read when the file's modification time changed. */
+  private load(): Map<string, string> {
+    const mtimeMs = statSync(this.o.path).mtimeMs;
+    if (!this.entries || mtimeMs !== this.mtimeMs) {
+      this.entries = parseHtpasswd(readFileSync(this.o.path, 'utf8'));
+      this.mtimeMs = mtimeMs;
+      this.verified.clear();
+    }
+    return this.entries;
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `Basic base64(user:password)`, or undefined. */
+function parseBasic(header: string | undefined): { user: string; password: string } | undefined {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header?.trim() ?? '');
+  if (!m) return undefined;
+  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}

@@ -1,0 +1,127 @@
+/**
+ * `auth.token` (distribution `registry/auth/token`): Bearer JWTs issued by an external token
+ * service, verified against `rootcertbundle` (an `x5c` chain to one of its certificates, an
+ * embedded `jwk`, or a `kid` naming one of their keys), `issuer`, `service` (the audience) and
+ * expiry with distribution's 60 s leeway, then checked for the access each request needs.
+ * Signatures and claims are verified by `jose`; the certificate chain by node's X509Certificate.
+ */
+import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { jwtVerify, type JWTPayload, type JWSHeaderParameters } from 'jose';
+import { MirrorError } from '../errors.js';
+import { AuthChallenge, scopeParam, type Access, type AccessController, type AuthRequest } from './access.js';
+import { libtrustKeyId } from './key-id.js';
+
+/** `auth.token` options. */
+export interface TokenOptions {
+  readonly realm: string;
+  readonly service: string;
+  readonly issuer: string;
+  readonly rootcertbundle: string;
+  readonly autoredirect?: boolean;
+}
+
+interface TokenClaims extends JWTPayload {
+  readonly access?: Array<{ type?: string; name?: string; actions?: string[] }>;
+}
+
+/** distribution's `Leeway` for `exp` and `nbf`. */
+const LEEWAY_SECONDS = 60;
+/** The algorithms libtrust verifies. */
+const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512'];
+
+/** Reads the PEM certificates of a bundle; fails (naming the file) when there are none. */
+export function readRootCertificates(path: string): X509Certificate[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new MirrorError('ERR_AUTH_CONFIG', `unable to open token auth root certificate bundle file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
+  }
+  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (pems.length === 0) throw new MirrorError('ERR_AUTH_CONFIG', 'token auth requires at least one token signing root certificate');
+  return pems.map((pem) => new X509Certificate(pem));
+}
+
+/** The token access controller. */
+export class TokenAccessController implements AccessController {
+  private readonly roots: X509Certificate[];
+  private readonly trustedKeys: Map<string, KeyObject>;
+
+  constructor(private readonly o: TokenOptions) {
+    this.roots = readRootCertificates(o.rootcertbundle);
+    this.trustedKeys = new Map(this.roots.map((c) => [libtrustKeyId(c.publicKey), c.publicKey]));
+  }
+
+  async authorized(request: AuthRequest, access: readonly Access[]): Promise<{ user: string }> {
+    const m = /^Bearer ([^\s]+)$/i.exec(request.authorization?.trim() ?? '');
+    if (!m) throw this.challenge(request, access, undefined, 'authorization token required');
+    let claims: TokenClaims;
+    try {
+      const verified = await jwtVerify<TokenClaims>(m[1]!, (header) => this.signingKey(header), {
+        issuer: this.o.issuer,
+        audience: this.o.service,
+        clockTolerance: LEEWAY_SECONDS,
+        algorithms: ALGORITHMS,
+        requiredClaims: ['exp'],
+      });
+      claims = verified.payload;
+    } catch (err) {
+      throw this.challenge(request, access, 'invalid_token', (err as Error).message);
+    }
+    for (const a of access) {
+      const granted = (claims.access ?? []).some((g) => g.type === a.type && g.name === a.name && (g.actions ?? []).some((x) => x === a.action || x === '*'));
+      if (!granted) throw this.challenge(request, access, 'insufficient_scope', `token does not grant ${a.type}:${a.name}:${a.action}`);
+    }
+    return { user: typeof claims.sub === 'string' ? claims.sub : '' };
+  }
+
+  /** The key that must have signed the token, per distribution's `VerifySigningKey`. */
+  private signingKey(header: JWSHeaderParameters): KeyObject {
+    if (header.x5c && header.x5c.length > 0) return this.verifyChain(header.x5c);
+    if (header.jwk) {
+      const key = createPublicKey({ key: header.jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+      const x5c = (header.jwk as { x5c?: unknown }).x5c;
+      if (Array.isArray(x5c) && x5c.every((c) => typeof c === 'string' && c)) {
+        const leaf = this.verifyChain(x5c as string[]);
+        if (libtrustKeyId(leaf) !== libtrustKeyId(key)) throw new Error('leaf certificate public key ID does not match JWK key ID');
+        return key;
+      }
+      if (!this.trustedKeys.has(libtrustKeyId(key))) throw new Error('untrusted JWK with no certificate chain');
+      return key;
+    }
+    if (header.kid) {
+      const key = this.trustedKeys.get(header.kid);
+      if (!key) throw new Error(`token signed by untrusted key with ID: ${JSON.stringify(header.kid)}`);
+      return key;
+    }
+    throw new Error('unable to get token signing key');
+  }
+
+  /** Verifies an `x5c` chain (leaf first) up to a root of the bundle; returns the leaf's key. */
+  private verifyChain(x5c: string[]): KeyObject {
+    const certs = x5c.map((b64) => new X509Certificate(Buffer.from(b64, 'base64')));
+    const now = Date.now();
+    const valid = (c: X509Certificate): boolean => Date.parse(c.validFrom) <= now && now <= Date.parse(c.validTo);
+    const issues = (issuer: X509Certificate, c: X509Certificate): boolean => c.checkIssued(issuer) && c.verify(issuer.publicKey);
+    let current = certs[0]!;
+    const intermediates = certs.slice(1);
+    for (let depth = 0; depth <= intermediates.length; depth++) {
+      if (!valid(current)) throw new Error(`certificate ${current.subject} is not valid now`);
+      if (this.roots.some((r) => r.fingerprint256 === current.fingerprint256 || (valid(r) && issues(r, current)))) return certs[0]!.publicKey;
+      const next = intermediates.find((c) => c.ca && issues(c, current));
+      if (!next) break;
+      current = next;
+    }
+    throw new Error('unable to verify certificate chain');
+  }
+
+  private challenge(request: AuthRequest, access: readonly Access[], error: 'invalid_token' | 'insufficient_scope' | undefined, reason: string): AuthChallenge {
+    const realm = this.o.autoredirect ? `https://${request.host ?? ''}/auth/token` : this.o.realm;
+    const scope = scopeParam(access);
+    let header = `Bearer realm="${realm}",service="${this.o.service}"`;
+    if (scope) header += `,scope="${scope}"`;
+    if (error) header += `,error="${error}"`;
+    return new AuthChallenge(header, reason);
+  }
+}
