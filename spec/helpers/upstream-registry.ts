@@ -24,7 +24,9 @@ export interface DistributionProcess {
 }
 
 /** Starts docker-registry; with `proxy`, as the official pull-through cache of `proxy.remoteurl`. */
-export async function startDistribution(opts: { proxy?: { remoteurl: string; username?: string; password?: string }; rootDir?: string } = {}): Promise<DistributionProcess> {
+export async function startDistribution(
+  opts: { proxy?: { remoteurl: string; username?: string; password?: string; ttl?: string }; rootDir?: string; htpasswd?: { realm: string; path: string } } = {},
+): Promise<DistributionProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'distribution-'));
   const rootDir = opts.rootDir ?? join(dir, 'root');
   const port = await freePort();
@@ -45,7 +47,9 @@ export async function startDistribution(opts: { proxy?: { remoteurl: string; use
   if (opts.proxy) {
     lines.push('proxy:', `  remoteurl: ${opts.proxy.remoteurl}`);
     if (opts.proxy.username) lines.push(`  username: ${opts.proxy.username}`, `  password: ${opts.proxy.password ?? ''}`);
+    if (opts.proxy.ttl) lines.push(`  ttl: ${opts.proxy.ttl}`);
   }
+  if (opts.htpasswd) lines.push('auth:', '  htpasswd:', `    realm: ${opts.htpasswd.realm}`, `    path: ${opts.htpasswd.path}`);
   const config = join(dir, 'config.yml');
   await writeFile(config, `${lines.join('\n')}\n`);
   let logs = '';
