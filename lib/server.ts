@@ -24,6 +24,8 @@ import { accessLog, responseComplete, whenDone } from './api/access-log.js';
 import { MirrorError } from './errors.js';
 import { createAccessController } from './auth/controller.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
+import { SizeCap } from './scheduler/size-cap.js';
+import type { PurgeContext } from './scheduler/purge.js';
 import { Metrics } from './metrics/metrics.js';
 import { startDebugServer, storageWritableCheck } from './metrics/debug-server.js';
 
@@ -63,15 +65,19 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     );
   }
 
-  /** The same bookkeeping for both kinds of content and every upstream: metrics and the expiry schedule. */
+  // Set once the schedule has loaded: expiries due at start-up run first, and the cap measures after them.
+  let sizeCap: SizeCap | undefined;
+  /** The same bookkeeping for both kinds of content and every upstream: metrics, expiry schedule, size cap. */
   const events: NamespaceEvents = {
     stored: (type, repo, digest, size) => {
       metrics.pulledBytes.inc({ type }, size);
       lifetime.schedule(type, repo, digest.value);
+      sizeCap?.stored(type, repo, digest, size);
     },
     hit: (type, repo, digest) => {
       metrics.hit(type);
       lifetime.touch(type, repo, digest.value);
+      sizeCap?.hit(type, repo, digest);
     },
     miss: (type) => metrics.miss(type),
   };
@@ -111,10 +117,14 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     config,
     logger,
     ttlFor: (repo) => router.owner(repo).ttlms,
-    onExpired: (type) => metrics.expirations.inc({ type }),
+    onExpired: (type, freed, digest) => {
+      metrics.expirations.inc({ type });
+      if (freed > 0) sizeCap?.forget(digest);
+    },
   });
   const loaded = await lifetime.start();
   if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
+  sizeCap = await startSizeCap(config, { driver, blobs, repository }, logger, metrics);
 
   const app = express();
   app.disable('x-powered-by');
@@ -199,6 +209,29 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
         for (const n of router.all) n.close();
       })()),
   };
+}
+
+/** The extension `proxy.maxsize`, when set (eviction needs `storage.delete.enabled`, as expiry does). */
+async function startSizeCap(config: Config, storage: PurgeContext, logger: Logger, metrics: Metrics): Promise<SizeCap | undefined> {
+  const maxBytes = config.proxy?.maxsizebytes;
+  if (maxBytes === undefined) return undefined;
+  if (!config.storage.delete.enabled) {
+    logger.warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
+    return undefined;
+  }
+  const cap = new SizeCap({
+    ...storage,
+    maxBytes,
+    logger,
+    onEvicted: (type, freed) => {
+      metrics.evictions.inc({ type });
+      metrics.evictedBytes.inc(freed);
+    },
+    onSize: (bytes) => metrics.cacheBytes.set(bytes),
+  });
+  await cap.start();
+  metrics.cacheBytes.set(cap.bytes);
+  return cap;
 }
 
 function createServer(config: Config, app: Express): http.Server {

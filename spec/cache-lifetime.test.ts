@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
@@ -61,6 +61,24 @@ describe('cache lifetime', () => {
     } finally {
       await mirror.close({ keepRoot: true });
     }
+  });
+
+  test.each([
+    ['on (default): a cache hit extends the expiry', '', true],
+    ['off (proxy.touchonhit: false, distribution behaviour): a hit leaves it', 'touchonhit: false', false],
+  ])('touch on hit %s', async (_what, yaml, extended) => {
+    const img = seedImage(upstream, 'org/a', 'latest', [randomBytes(100)]);
+    const mirror = await startMirror(upstream.url, { root, proxyYaml: `ttl: 1h${yaml ? `\n${yaml}` : ''}` });
+    const key = `org/a@${img.layers[0]}`;
+    await pull(mirror.url, 'org/a', img);
+    const pulledAt = Date.now();
+    await new Promise((r) => setTimeout(r, 1500));
+    await request(mirror.url).get(`/v2/org/a/blobs/${img.layers[0]}`).expect(200);
+    await mirror.close({ keepRoot: true });
+    const state = JSON.parse(await readFile(join(root, 'scheduler-state.json'), 'utf8')) as Record<string, { ExpiryData: string }>;
+    const pushedBy = Date.parse(state[key]!.ExpiryData) - (pulledAt + 3600_000);
+    if (extended) expect(pushedBy).toBeGreaterThan(1000);
+    else expect(pushedBy).toBeLessThan(200);
   });
 
   test('expiry survives a restart in between', async () => {

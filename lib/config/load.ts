@@ -9,6 +9,7 @@ import yaml from 'js-yaml';
 import type { ErrorObject } from 'ajv';
 import { MirrorError } from '../errors.js';
 import { parseDuration } from './duration.js';
+import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, validateConfig, type KeyStatus, type KeyTree } from './schema.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
@@ -95,6 +96,8 @@ function describe(e: ErrorObject, tree: Record<string, unknown>): string {
       return `${name}: ${shown} must be a ${String(e.params.type).replace(',', ' or ')}`;
     case 'pattern':
       return `${name}: ${shown} is not an http(s) URL`;
+    case 'size':
+      return `${name}: ${shown} is not a size like 50GiB or 500MB`;
     case 'regex':
       return `${name}: ${shown} is not a regular expression`;
     case 'anyOf':
@@ -156,6 +159,8 @@ function convert(t: Raw): Config {
           ...upstream(proxy!, ttl),
           timeouts: { connectms: parseDuration(proxy!.timeouts.connect), responsems: parseDuration(proxy!.timeouts.response), idlems: parseDuration(proxy!.timeouts.idle) },
           upstreams: upstreams(proxy!, ttl),
+          maxsizebytes: proxy!.maxsize === undefined ? undefined : tryParseSize(proxy!.maxsize),
+          touchonhit: proxy!.touchonhit,
         }
       : undefined,
     catalog: { maxentries: t.catalog.maxentries },

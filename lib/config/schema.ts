@@ -4,6 +4,7 @@
  */
 import { Ajv } from 'ajv';
 import { isDuration } from './duration.js';
+import { tryParseSize } from './size.js';
 
 /**
  * A key's status: `supported` (validated and used), `ignored` (accepted with a warning), `rejected`
@@ -62,7 +63,7 @@ export const KNOWN_KEYS: KeyTree = {
 
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
-  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M },
+  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M, maxsize: S, touchonhit: S },
 };
 
 const duration = { goDuration: true };
@@ -138,6 +139,8 @@ export const CONFIG_SCHEMA = {
         ttl: { ...duration, default: '168h' },
         timeouts: { type: 'object', default: {}, properties: { connect: { ...duration, default: '10s' }, response: { ...duration, default: '30s' }, idle: { ...duration, default: '60s' } } },
         immutabletags: { ...immutableTags, default: false },
+        maxsize: { size: true },
+        touchonhit: { ...bool, default: true },
         upstreams: {
           type: 'object',
           default: {},
@@ -176,6 +179,7 @@ export const CONFIG_SCHEMA = {
 
 const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
 ajv.addKeyword({ keyword: 'goDuration', validate: (_schema: unknown, data: unknown) => isDuration(data), errors: false });
+ajv.addKeyword({ keyword: 'size', validate: (_schema: unknown, data: unknown) => tryParseSize(data) !== undefined, errors: false });
 ajv.addKeyword({ keyword: 'regex', validate: (_schema: unknown, data: unknown) => isRegex(data), errors: false });
 
 function isRegex(data: unknown): boolean {

@@ -64,6 +64,10 @@ export interface ProxyConfig extends UpstreamConfig {
    * single-upstream behaviour.
    */
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
+  /** Extension `proxy.maxsize`: the cache's blob data is kept under this many bytes, least recently pulled evicted first. */
+  readonly maxsizebytes?: number;
+  /** Extension `proxy.touchonhit` (default true): a cache hit extends the expiry; false is distribution's behaviour. */
+  readonly touchonhit: boolean;
 }
 
 /** `storage:` */

@@ -21,6 +21,9 @@ export class Metrics {
   readonly inflightFetches: Gauge;
   readonly expirations: Counter<'type'>;
   readonly rateLimitRemaining: Gauge;
+  readonly evictions: Counter<'type'>;
+  readonly evictedBytes: Counter;
+  readonly cacheBytes: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -32,6 +35,9 @@ export class Metrics {
     this.pushedBytes = counter('registry_proxy_pushed_bytes_total', 'The size of total bytes pushed to the client.', ['type']);
     this.upstreamResponses = counter('registry_mirror_upstream_responses_total', 'Upstream answers by method and status.', ['method', 'status']);
     this.expirations = counter('registry_mirror_expirations_total', 'Cached content expired by the TTL scheduler.', ['type']);
+    this.evictions = counter('registry_mirror_evictions_total', 'Cached content evicted to stay under proxy.maxsize.', ['type']);
+    this.evictedBytes = new Counter({ name: 'registry_mirror_evicted_bytes_total', help: 'Blob data deleted to stay under proxy.maxsize.', registers });
+    this.cacheBytes = new Gauge({ name: 'registry_mirror_cache_bytes', help: 'Blob data in the cache (tracked when proxy.maxsize is set).', registers });
     this.httpDuration = new Histogram({
       name: 'registry_mirror_http_request_duration_seconds',
       help: 'Time to answer a request, by route, method and status.',

@@ -7,6 +7,7 @@
 import type { Logger } from 'winston';
 import type { Config } from '../config/types.js';
 import { parseDigest, type Digest } from '../distribution/digest.js';
+import { purgeBlob, purgeManifest } from './purge.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
@@ -26,7 +27,7 @@ export interface CacheLifetimeOptions {
    */
   readonly ttlFor?: (repo: string) => number;
   /** Called after each expiry with what it freed (metrics). */
-  readonly onExpired?: (type: Entry['type'], bytesFreed: number) => void;
+  readonly onExpired?: (type: Entry['type'], bytesFreed: number, digest: Digest) => void;
 }
 
 /** Expiry of cached content. */
@@ -80,6 +81,7 @@ export class CacheLifetime {
 
   /** A cache hit: popular content is not evicted one TTL after its first pull. */
   touch(type: Entry['type'], repo: string, digest: string): void {
+    if (this.o.config.proxy?.touchonhit === false) return;
     const ttl = this.ttlFor(repo);
     if (ttl > 0) this.scheduler?.touch(repo, digest, type, ttl);
   }
@@ -88,28 +90,9 @@ export class CacheLifetime {
     const { repo, digest: raw } = parseKey(entry.key);
     const digest = parseDigest(raw);
     if (!digest) return;
-    const store = this.o.repository(repo);
-    if (entry.type === 'manifest') {
-      for (const tag of await store.tagsFor(digest)) await store.untag(tag);
-      await store.unlinkRevision(digest);
-    } else {
-      await store.unlinkLayer(digest);
-    }
-    const freed = await this.deleteIfUnreferenced(digest);
-    this.o.onExpired?.(entry.type, freed);
+    const freed = entry.type === 'manifest' ? await purgeManifest(this.o, repo, digest) : await purgeBlob(this.o, repo, digest);
+    this.o.onExpired?.(entry.type, freed, digest);
     this.o.logger.info(`expired ${entry.type} ${repo}@${digest.value}${freed > 0 ? `, freed ${freed} bytes` : ', data still linked elsewhere'}`);
-  }
-
-  /** Deletes the blob data when no repository links it as a layer or a manifest; returns the bytes freed. */
-  private async deleteIfUnreferenced(digest: Digest): Promise<number> {
-    for (const name of await listRepositories(this.o.driver, {})) {
-      const repo = this.o.repository(name);
-      if ((await repo.hasLayer(digest)) || (await repo.hasRevision(digest))) return 0;
-    }
-    const info = await this.o.blobs.stat(digest);
-    if (!info) return 0;
-    await this.o.blobs.delete(digest);
-    return info.size;
   }
 
   /** Everything cached on disk, to rebuild a lost schedule. */
