@@ -26,6 +26,8 @@ describe('configuration', () => {
       timeouts: { connectms: 10_000, responsems: 30_000, idlems: 60_000 },
       immutabletags: undefined,
       upstreams: {},
+      maxsizebytes: undefined,
+      touchonhit: true,
     });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
