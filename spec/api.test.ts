@@ -3,6 +3,7 @@
  * tag listing with pagination.
  */
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
@@ -119,5 +120,17 @@ describe('the /v2/ API', () => {
     const missing = await request(mirror.url).get('/v2/org/none/tags/list');
     expect(missing.status).toBe(404);
     expect(missing.body.errors[0].code).toBe('NAME_UNKNOWN');
+  });
+
+  test('oversized request headers get 431, and the server keeps serving', async () => {
+    const status = await new Promise<number | undefined>((resolve) => {
+      const req = http.get(`${mirror.url}/v2/`, { agent: false, headers: { 'x-padding': 'a'.repeat(20 * 1024) } }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('error', () => resolve(undefined));
+    });
+    expect(status).toBe(431);
+    await request(mirror.url).get('/v2/').expect(200);
   });
 });
