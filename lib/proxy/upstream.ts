@@ -10,6 +10,7 @@ import got, { type Got, RequestError } from 'got';
 import { MirrorError } from '../errors.js';
 import { MANIFEST_ACCEPT } from '../distribution/mediatypes.js';
 import { UpstreamAuth, scopeForRepository } from './auth/upstream-auth.js';
+import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
 
 /** Timeouts of upstream requests, in milliseconds. */
 export interface UpstreamTimeouts {
@@ -30,6 +31,8 @@ export interface UpstreamOptions {
   /** Called with every upstream answer's status and headers (rate-limit logging, metrics). */
   readonly onResponse?: (info: { method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
   readonly onWarning?: (message: string) => void;
+  /** Tuning of the circuit breaker (defaults: open after 3 failures, 5 s cool-down doubling to 60 s). */
+  readonly breaker?: CircuitBreakerOptions;
 }
 
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 10_000, response: 30_000, idle: 60_000 };
@@ -82,6 +85,7 @@ export class Upstream {
   private readonly got: Got;
   private readonly agents: { http: http.Agent; https: https.Agent };
   private readonly onResponse: UpstreamOptions['onResponse'];
+  private readonly breaker: CircuitBreaker;
 
   constructor(options: UpstreamOptions) {
     this.remoteUrl = options.remoteUrl.replace(/\/+$/, '');
@@ -103,6 +107,10 @@ export class Upstream {
       headers: { 'user-agent': 'registry-mirror/0.1 (+distribution-compatible pull-through cache)' },
     });
     this.onResponse = options.onResponse;
+    this.breaker = new CircuitBreaker({
+      ...options.breaker,
+      onChange: (open, detail) => options.onWarning?.(`upstream ${this.remoteUrl} circuit ${open ? 'open' : 'closed'}: ${detail}`),
+    });
     this.auth = new UpstreamAuth({
       remoteUrl: this.remoteUrl,
       username: options.username,
@@ -137,7 +145,11 @@ export class Upstream {
    * `UpstreamError`. Redirects (Docker Hub sends blobs from a CDN) are followed without the
    * `Authorization` header when they leave the upstream's origin (got clears it on a cross-origin hop).
    */
-  async streamBlob(name: string, digest: string): Promise<UpstreamStream> {
+  streamBlob(name: string, digest: string): Promise<UpstreamStream> {
+    return this.guarded('GET', `/v2/${name}/blobs/${digest}`, () => this.streamBlobOnce(name, digest));
+  }
+
+  private async streamBlobOnce(name: string, digest: string): Promise<UpstreamStream> {
     const path = `/v2/${name}/blobs/${digest}`;
     const scope = scopeForRepository(name);
     for (let attempt = 0; ; attempt++) {
@@ -173,7 +185,31 @@ export class Upstream {
    * One authenticated request with a buffered body. Non-2xx answers are thrown as `UpstreamError`
    * (a 401 after a token was used re-authenticates once first).
    */
-  private async request(method: 'GET' | 'HEAD', name: string, path: string, opts: { accept?: string; maxBytes?: number }): Promise<UpstreamReply> {
+  private request(method: 'GET' | 'HEAD', name: string, path: string, opts: { accept?: string; maxBytes?: number }): Promise<UpstreamReply> {
+    return this.guarded(method, path, () => this.requestOnce(method, name, path, opts));
+  }
+
+  /**
+   * Runs one upstream exchange through the circuit breaker: refused at once while the circuit is
+   * open; unreachable and 5xx outcomes count as failures, any other answer closes it.
+   */
+  private async guarded<T>(method: string, path: string, exchange: () => Promise<T>): Promise<T> {
+    if (!this.breaker.allow()) {
+      throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `upstream ${method} ${path} not attempted: the upstream failed repeatedly, next try in ${this.breaker.retryInMs} ms`);
+    }
+    try {
+      const result = await exchange();
+      this.breaker.success();
+      return result;
+    } catch (err) {
+      const unavailable = !(err instanceof UpstreamError) || err.code === 'ERR_UPSTREAM_UNREACHABLE' || (err.status ?? 0) >= 500;
+      if (unavailable) this.breaker.failure(err instanceof Error ? err.message : String(err));
+      else this.breaker.success();
+      throw err;
+    }
+  }
+
+  private async requestOnce(method: 'GET' | 'HEAD', name: string, path: string, opts: { accept?: string; maxBytes?: number }): Promise<UpstreamReply> {
     const scope = scopeForRepository(name);
     for (let attempt = 0; ; attempt++) {
       const authorization = await this.authorization(scope);
