@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { until } from './helpers/until.js';
 import { loadConfig } from '../lib/config/load.js';
 import { tryParseSize } from '../lib/config/size.js';
 
@@ -30,14 +31,6 @@ function diskBytes(root: string): number {
 }
 
 const dataPath = (root: string, digest: string): string => join(root, BLOBS, 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('size cap (proxy.maxsize)', () => {
   let upstream: FakeUpstream;

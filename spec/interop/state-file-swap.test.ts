@@ -12,18 +12,11 @@ import { startDistribution, type DistributionProcess } from '../helpers/upstream
 import { buildImage } from '../helpers/images.js';
 import { pushImage, pullImage } from '../helpers/skopeo.js';
 import { startMirror } from '../helpers/mirror.js';
+import { until } from '../helpers/until.js';
 
 type State = Record<string, { Key: string; ExpiryData: string; EntryType: number }>;
 const V2 = 'docker/registry/v2';
 const readState = (root: string): State => JSON.parse(readFileSync(join(root, 'scheduler-state.json'), 'utf8')) as State;
-
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describeInterop('scheduler-state.json shared with the official registry', () => {
   let upstream: DistributionProcess;
@@ -47,7 +40,7 @@ describeInterop('scheduler-state.json shared with the official registry', () => 
     try {
       expect((await pullImage(official.hostPort, 'library/swap:latest')).manifestDigest).toBe(image.manifest.digest);
       // distribution 2.8 writes the state file every 5 s.
-      await until(() => existsSync(join(root, 'scheduler-state.json')) && keys.every((k) => k in readState(root)), 15_000, 'the official state file');
+      await until(() => existsSync(join(root, 'scheduler-state.json')) && keys.every((k) => k in readState(root)), 'the official state file', 15_000);
     } finally {
       await official.destroy();
     }
@@ -74,7 +67,7 @@ describeInterop('scheduler-state.json shared with the official registry', () => 
       try {
         const revision = join(root, V2, 'repositories/library/swap/_manifests/revisions/sha256', image.manifest.digest.slice(7), 'link');
         const layer = join(root, V2, 'blobs/sha256', image.layers[0]!.digest.slice(7, 9), image.layers[0]!.digest.slice(7), 'data');
-        await until(() => !existsSync(revision) && !existsSync(layer), 10_000, 'expiry of the official entries');
+        await until(() => !existsSync(revision) && !existsSync(layer), 'expiry of the official entries', 10_000);
       } finally {
         await later.close({ keepRoot: true });
       }
