@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { ProxyNamespace } from '../lib/proxy/namespace.js';
+import { NamespaceRouter } from '../lib/proxy/namespace-router.js';
+import { FilesystemDriver } from '../lib/storage/filesystem.js';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
 const REPOS = 'docker/registry/v2/repositories';
@@ -143,6 +146,52 @@ describe('immutable tags', () => {
     } finally {
       await mirror.close();
       await hub.close();
+    }
+  });
+});
+
+describe('Docker Hub semantics', () => {
+  test('with Docker Hub as the upstream, busybox and library/busybox are one image, stored under library/busybox', () => {
+    const hub = new ProxyNamespace({
+      host: 'docker.io',
+      isDefault: true,
+      config: { remoteurl: 'https://registry-1.docker.io', ttlms: 0 },
+      timeouts: { connect: 1000, response: 1000, idle: 1000 },
+      driver: new FilesystemDriver('/nonexistent'),
+      blobs: undefined as never,
+      repository: () => undefined as never,
+      events: { stored: () => undefined, hit: () => undefined, miss: () => undefined },
+    });
+    const router = new NamespaceRouter(hub, []);
+    for (const name of ['busybox', 'library/busybox']) {
+      const resolved = router.resolve(name, undefined)!;
+      expect(resolved.name).toBe('library/busybox');
+      expect(resolved.namespace.storedName(resolved.name)).toBe('library/busybox');
+    }
+    expect(router.resolve('bitnami/redis', 'docker.io')!.name).toBe('bitnami/redis');
+    hub.close();
+  });
+
+  test("Docker Hub's RateLimit headers are logged and exported; a 429 is passed on with Retry-After", async () => {
+    const upstream = await startFakeUpstream();
+    const mirror = await startMirror(upstream.url);
+    try {
+      upstream.fault(/^HEAD \/v2\/library\/busybox\/manifests\/latest$/, {
+        kind: 'status',
+        status: 429,
+        headers: { 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '0;w=21600', 'retry-after': '3600' },
+        body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}',
+      });
+      const res = await request(mirror.url).get('/v2/library/busybox/manifests/latest').set('Accept', ACCEPT);
+      expect(res.status).toBe(429);
+      expect(res.headers['retry-after']).toBe('3600');
+      expect(res.body.errors[0].code).toBe('TOOMANYREQUESTS');
+      expect(mirror.logs()).toContain('rate limit remaining: 0;w=21600');
+      const gauge = await mirror.registry.metrics.rateLimitRemaining.get();
+      expect(gauge.values[0]?.value).toBe(0);
+    } finally {
+      await mirror.close();
+      await upstream.close();
     }
   });
 });
