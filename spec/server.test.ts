@@ -4,6 +4,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -86,6 +87,35 @@ describe('http options', () => {
           .on('error', reject);
       });
       expect(body).toBe('200 {}');
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  test('http.tls.clientcas requires a client certificate issued by one of those CAs (mutual TLS)', async () => {
+    const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+    run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.pem', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=client ca', '-addext', 'basicConstraints=critical,CA:TRUE']);
+    run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=daemon']);
+    run(['x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '1']);
+    run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'rogue.key', '-out', 'rogue.pem', '-days', '1', '-subj', '/CN=rogue']);
+    const read = (f: string) => readFileSync(join(dir, f));
+    const mirror = await startMirror(upstream.url, {
+      httpYaml: `addr: 127.0.0.1:0\ntls:\n  certificate: ${join(dir, 'server.pem')}\n  key: ${join(dir, 'server.key')}\n  clientcas:\n    - ${join(dir, 'ca.pem')}`,
+    });
+    const get = (client?: { cert: Buffer; key: Buffer }) =>
+      new Promise<string>((resolveStatus) => {
+        https
+          .get(`https://127.0.0.1:${mirror.registry.port}/v2/`, { ca: read('server.pem'), agent: false, ...client }, (res) => {
+            res.resume();
+            res.on('end', () => resolveStatus(String(res.statusCode)));
+          })
+          .on('error', (err: NodeJS.ErrnoException) => resolveStatus(`refused: ${err.code ?? err.message}`));
+      });
+    try {
+      expect(await get({ cert: read('client.pem'), key: read('client.key') })).toBe('200');
+      expect(await get()).toMatch(/^refused/);
+      expect(await get({ cert: read('rogue.pem'), key: read('rogue.key') })).toMatch(/^refused/);
     } finally {
       await mirror.close();
     }
