@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import got from 'got';
 import { UpstreamAuth, registrableDomain, shouldSendAuthorization } from '../lib/proxy/auth/upstream-auth.js';
 import { parseChallenges } from '../lib/proxy/auth/challenge.js';
+import { Upstream } from '../lib/proxy/upstream.js';
 
 interface Server {
   url: string;
@@ -116,6 +117,19 @@ describe('upstream authentication', () => {
       `Basic ${Buffer.from('u:p').toString('base64')}`,
     );
     expect(await new UpstreamAuth({ remoteUrl: open.url, got: client }).authorization('s')).toBeUndefined();
+  });
+
+  test('a refused Basic login is sent once, not retried with the same header', async () => {
+    const basic = await serve((_req, res) => res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end());
+    servers.push(basic);
+    const upstream = new Upstream({ remoteUrl: basic.url, username: 'u', password: 'wrong' });
+    try {
+      await expect(upstream.headManifest('team/app', 'v1')).rejects.toMatchObject({ code: 'ERR_UPSTREAM_AUTH_FAILED', status: 401 });
+      await expect(upstream.streamBlob('team/app', `sha256:${'a'.repeat(64)}`)).rejects.toMatchObject({ status: 401 });
+      expect(basic.hits.filter((h) => h.path.startsWith('/v2/team/app/')).length).toBe(2);
+    } finally {
+      upstream.close();
+    }
   });
 
   test('an unreachable upstream fails the call and is asked again on the next one', async () => {

@@ -165,6 +165,8 @@ describe('Docker Hub token protocol through the mirror', () => {
     expect(res.status).toBeGreaterThanOrEqual(400);
     expect(res.status).toBeLessThan(500);
     expect(['UNAUTHORIZED', 'DENIED']).toContain(res.body.errors[0].code);
+    // An operator's configuration error is logged where operators look.
+    expect(mirror.logs()).toMatch(/level=warning msg=".*the upstream refused the mirror's credentials/);
   });
 
   test('an expired token is replaced before use; a token revoked mid-pull re-authenticates once', async () => {

@@ -72,6 +72,9 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (registryError.status >= 500) {
       const cause = registryError.cause instanceof Error ? registryError.cause : registryError;
       logger.error(`${req.method} ${req.originalUrl}: ${cause.message}`, { 'err.code': registryError.code });
+    } else if (registryError.cause instanceof MirrorError && registryError.cause.code === 'ERR_UPSTREAM_AUTH_FAILED') {
+      // The mirror's own upstream credentials (proxy.username/password) refused: an operator's problem.
+      logger.warn(`${req.method} ${req.originalUrl}: the upstream refused the mirror's credentials: ${registryError.cause.message}`);
     } else if (registryError.cause) {
       logger.info(`${req.method} ${req.originalUrl}: ${registryError.code}`, { 'err.detail': JSON.stringify(registryError.detail) });
     }

@@ -167,7 +167,7 @@ export class Upstream {
       }
       const body = await drain(stream, 64 * 1024).catch(() => Buffer.alloc(0));
       const reply: UpstreamReply = { status: response.statusCode ?? 0, headers: response.headers, body };
-      if (reply.status === 401 && authorization && attempt === 0) {
+      if (reply.status === 401 && authorization?.startsWith('Bearer ') && attempt === 0) {
         this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
         continue;
       }
@@ -183,7 +183,8 @@ export class Upstream {
 
   /**
    * One authenticated request with a buffered body. Non-2xx answers are thrown as `UpstreamError`
-   * (a 401 after a token was used re-authenticates once first).
+   * (a 401 after a Bearer token was used re-authenticates once first; a refused Basic login is not
+   * resent, which would only double failed logins against the upstream).
    */
   private request(method: 'GET' | 'HEAD', name: string, path: string, opts: { accept?: string; maxBytes?: number }): Promise<UpstreamReply> {
     return this.guarded(method, path, () => this.requestOnce(method, name, path, opts));
@@ -230,7 +231,7 @@ export class Upstream {
       }
       this.onResponse?.({ method, path, status: reply.status, headers: reply.headers });
       if (reply.status >= 200 && reply.status < 300) return reply;
-      if (reply.status === 401 && authorization && attempt === 0) {
+      if (reply.status === 401 && authorization?.startsWith('Bearer ') && attempt === 0) {
         this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
         continue;
       }
