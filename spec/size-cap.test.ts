@@ -113,6 +113,19 @@ describe('size cap (proxy.maxsize)', () => {
     expect(diskBytes(root)).toBeLessThanOrEqual(50_000);
   });
 
+  test('the most recent image is kept whole even when it alone is over the cap, with one warning', async () => {
+    mirror = await startMirror(upstream.url, { proxyYaml: 'maxsize: 50KB' });
+    const small = seedImage(upstream, 'team/small', 'v1', [randomBytes(10_000)]);
+    const big = seedImage(upstream, 'team/big', 'v1', [randomBytes(40_000), randomBytes(20_000)]);
+    await pull('team/small', 'v1', small);
+    await pull('team/big', 'v1', big);
+    await until(() => !existsSync(dataPath(mirror.root, small.layers[0]!)), 'eviction of the older image');
+    for (const d of big.layers) expect(existsSync(dataPath(mirror.root, d))).toBe(true);
+    upstream.setDown(true);
+    await pull('team/big', 'v1', big);
+    expect(mirror.logs().match(/alone keeps the cache at \d+ bytes, over proxy.maxsize/g)).toHaveLength(1);
+  });
+
   test('sizes in configuration, and touchonhit', () => {
     expect(tryParseSize('50GiB')).toBe(50 * 1024 ** 3);
     expect(tryParseSize('500MB')).toBe(500e6);
@@ -125,6 +138,7 @@ describe('size cap (proxy.maxsize)', () => {
     const load = (yaml: string) => loadConfig({ text: `proxy:\n  remoteurl: http://u\n${yaml}`, env: {} }).config.proxy;
     expect(load('  maxsize: 2GB\n')?.maxsizebytes).toBe(2e9);
     expect(load('')?.maxsizebytes).toBeUndefined();
+    expect(load('  maxsize: 0\n')?.maxsizebytes).toBeUndefined();
     expect(load('')?.touchonhit).toBe(true);
     expect(load('  touchonhit: false\n')?.touchonhit).toBe(false);
     expect(() => load('  maxsize: huge\n')).toThrow('proxy.maxsize: "huge" is not a size like 50GiB or 500MB');

@@ -159,7 +159,8 @@ function convert(t: Raw): Config {
           ...upstream(proxy!, ttl),
           timeouts: { connectms: parseDuration(proxy!.timeouts.connect), responsems: parseDuration(proxy!.timeouts.response), idlems: parseDuration(proxy!.timeouts.idle) },
           upstreams: upstreams(proxy!, ttl),
-          maxsizebytes: proxy!.maxsize === undefined ? undefined : tryParseSize(proxy!.maxsize),
+          // `0` turns the cap off, as `ttl: 0` turns expiry off.
+          maxsizebytes: tryParseSize(proxy!.maxsize) || undefined,
           touchonhit: proxy!.touchonhit,
         }
       : undefined,

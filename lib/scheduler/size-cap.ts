@@ -116,15 +116,35 @@ export class SizeCap {
   }
 
   private async evictUntilUnderCap(): Promise<void> {
+    // The most recently pulled image (its manifest and everything used after it) is never evicted:
+    // it may still be downloading, and it is what the cap promises to keep.
+    const newest = this.newestManifestKey();
     while (this.total > this.o.maxBytes) {
-      const oldest = this.uses.values().next();
-      if (oldest.done) return;
-      const use = oldest.value;
-      this.uses.delete(`${use.repo}@${use.digest.value}`);
+      const oldest = this.uses.entries().next();
+      if (oldest.done || oldest.value[0] === newest) {
+        this.warnOversized();
+        return;
+      }
+      const [key, use] = oldest.value;
+      this.uses.delete(key);
       const freed = use.type === 'manifest' ? await this.evictManifest(use) : await this.evictBlob(use.repo, use.digest);
       this.o.onEvicted?.(use.type, freed);
       this.o.logger.info(`evicted ${use.type} ${use.repo}@${use.digest.value} (size cap ${this.o.maxBytes} bytes): ${freed > 0 ? `freed ${freed} bytes` : 'data still linked elsewhere'}, ${this.total} bytes cached`);
     }
+  }
+
+  private newestManifestKey(): string | undefined {
+    let newest: string | undefined;
+    for (const [key, use] of this.uses) if (use.type === 'manifest') newest = key;
+    return newest;
+  }
+
+  private warnedOversized = false;
+
+  private warnOversized(): void {
+    if (this.warnedOversized) return;
+    this.warnedOversized = true;
+    this.o.logger.warn(`the most recently pulled image alone keeps the cache at ${this.total} bytes, over proxy.maxsize (${this.o.maxBytes} bytes): it is kept`);
   }
 
   /** The manifest, its tags, and the blobs of this repository no other cached manifest of it needs. */
