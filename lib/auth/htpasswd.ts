@@ -5,13 +5,18 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { MirrorError } from '../errors.js';
 import { AuthChallenge, type Access, type AccessController, type AuthRequest } from './access.js';
 
-/** bcrypt of a random password: compared against when the user is unknown, so timing tells nothing. */
-const DUMMY_HASH = bcrypt.hashSync(randomBytes(16).toString('hex'), 10);
+/**
+ * bcrypt of a random password: compared against when the user is unknown, so timing tells nothing.
+ * Made on first use: hashing costs ~100 ms, which a registry without `auth.htpasswd` need not pay.
+ */
+let dummyHash: string | undefined;
+const dummy = (): string => (dummyHash ??= bcrypt.hashSync(randomBytes(16).toString('hex'), 10));
 
 /** Parses htpasswd text into user → hash; fails on a line without `:` (naming the line). */
 export function parseHtpasswd(text: string): Map<string, string> {
@@ -28,8 +33,8 @@ export function parseHtpasswd(text: string): Map<string, string> {
 
 /** The htpasswd access controller. */
 export class HtpasswdAccessController implements AccessController {
-  private entries?: Map<string, string>;
-  private mtimeMs = -1;
+  private entries: Map<string, string>;
+  private mtimeMs: number;
   /**
    * Credentials already verified against the current file, by a hash of user, password and stored
    * hash: bcrypt costs ~100 ms in JavaScript, and a pull sends the same Basic header dozens of times.
@@ -46,24 +51,22 @@ export class HtpasswdAccessController implements AccessController {
       writeFileSync(o.path, `docker:${bcrypt.hashSync(password, 10)}`, { mode: 0o600, flag: 'wx' });
       onProvisioned?.('docker', password);
     }
-    this.load();
+    // Read at start-up so that a malformed file fails the start, naming the line.
+    this.entries = parseHtpasswd(readFileSync(o.path, 'utf8'));
+    this.mtimeMs = statSync(o.path).mtimeMs;
   }
 
   async authorized(request: AuthRequest, _access: readonly Access[]): Promise<{ user: string }> {
     const credentials = parseBasic(request.authorization);
     if (!credentials) throw this.challenge('authorization required');
-    const entries = this.load();
+    const entries = await this.load();
     const hash = entries.get(credentials.user);
-    const key = createHash('sha256').update(`${credentials.user}\0${credentials.password}\0${hash ?? ''}`).digest();
-    if (hash !== undefined && this.isVerified(key)) return { user: credentials.user };
-    const ok = await bcrypt.compare(credentials.password, hash ?? DUMMY_HASH);
+    const key = createHash('sha256').update(`${credentials.user}\0${credentials.password}\0${hash ?? ''}`).digest('hex');
+    if (hash !== undefined && this.verified.has(key)) return { user: credentials.user };
+    const ok = await bcrypt.compare(credentials.password, hash ?? dummy());
     if (!ok || hash === undefined) throw this.challenge(`authentication failed for user ${JSON.stringify(credentials.user)}`);
-    this.verified.add(key.toString('hex'));
+    this.verified.add(key);
     return { user: credentials.user };
-  }
-
-  private isVerified(key: Buffer): boolean {
-    return this.verified.has(key.toString('hex'));
   }
 
   private challenge(reason: string): AuthChallenge {
@@ -71,10 +74,11 @@ export class HtpasswdAccessController implements AccessController {
   }
 
   /** The entries, re-read when the file's modification time changed. */
-  private load(): Map<string, string> {
-    const mtimeMs = statSync(this.o.path).mtimeMs;
-    if (!this.entries || mtimeMs !== this.mtimeMs) {
-      this.entries = parseHtpasswd(readFileSync(this.o.path, 'utf8'));
+  private async load(): Promise<Map<string, string>> {
+    // One stat per request, as distribution does, but without blocking the event loop.
+    const { mtimeMs } = await stat(this.o.path);
+    if (mtimeMs !== this.mtimeMs) {
+      this.entries = parseHtpasswd(await readFile(this.o.path, 'utf8'));
       this.mtimeMs = mtimeMs;
       this.verified.clear();
     }
