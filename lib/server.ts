@@ -80,6 +80,13 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
       sizeCap?.hit(type, repo, digest);
     },
     miss: (type) => metrics.miss(type),
+    cacheWriteFailed: (type, repo, digest, err) => {
+      metrics.cacheWriteFailures.inc({ type });
+      const code = (err as NodeJS.ErrnoException).code;
+      logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, {
+        'err.code': code,
+      });
+    },
   };
   const namespace = (host: string, upstreamConfig: UpstreamConfig, isDefault: boolean): ProxyNamespace =>
     new ProxyNamespace({

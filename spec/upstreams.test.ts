@@ -160,7 +160,7 @@ describe('Docker Hub semantics', () => {
       driver: new FilesystemDriver('/nonexistent'),
       blobs: undefined as never,
       repository: () => undefined as never,
-      events: { stored: () => undefined, hit: () => undefined, miss: () => undefined },
+      events: { stored: () => undefined, hit: () => undefined, miss: () => undefined, cacheWriteFailed: () => undefined },
     });
     const router = new NamespaceRouter(hub, []);
     for (const name of ['busybox', 'library/busybox']) {

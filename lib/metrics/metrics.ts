@@ -24,6 +24,7 @@ export class Metrics {
   readonly evictions: Counter<'type'>;
   readonly evictedBytes: Counter;
   readonly cacheBytes: Gauge;
+  readonly cacheWriteFailures: Counter<'type'>;
 
   constructor() {
     const registers = [this.registry];
@@ -37,6 +38,11 @@ export class Metrics {
     this.expirations = counter('registry_mirror_expirations_total', 'Cached content expired by the TTL scheduler.', ['type']);
     this.evictions = counter('registry_mirror_evictions_total', 'Cached content evicted to stay under proxy.maxsize.', ['type']);
     this.evictedBytes = new Counter({ name: 'registry_mirror_evicted_bytes_total', help: 'Blob data deleted to stay under proxy.maxsize.', registers });
+    this.cacheWriteFailures = counter(
+      'registry_mirror_cache_write_failures_total',
+      'Content served to clients but not cached because the storage refused the write (a full disk).',
+      ['type'],
+    );
     this.cacheBytes = new Gauge({ name: 'registry_mirror_cache_bytes', help: 'Blob data in the cache (tracked when proxy.maxsize is set).', registers });
     this.httpDuration = new Histogram({
       name: 'registry_mirror_http_request_duration_seconds',
@@ -48,7 +54,7 @@ export class Metrics {
     this.inflightFetches = new Gauge({ name: 'registry_mirror_inflight_fetches', help: 'Blob fetches from the upstream under way.', registers });
     this.rateLimitRemaining = new Gauge({ name: 'registry_mirror_upstream_ratelimit_remaining', help: 'The upstream RateLimit-Remaining last seen.', registers });
     for (const type of ['blob', 'manifest'] as const) {
-      for (const c of [this.proxyRequests, this.proxyHits, this.proxyMisses, this.pulledBytes, this.pushedBytes]) c.inc({ type }, 0);
+      for (const c of [this.proxyRequests, this.proxyHits, this.proxyMisses, this.pulledBytes, this.pushedBytes, this.cacheWriteFailures]) c.inc({ type }, 0);
     }
     collectDefaultMetrics({ register: this.registry });
   }

@@ -3,8 +3,13 @@
  * readers. The upstream is read at the disk's pace, not at the slowest client's; every client reads
  * the growing file at its own pace, so a slow client costs no memory. The blob is committed only
  * after its digest and size are verified, and no reader ever sees the end of a body before that:
- * a reader holds back the last byte until the commit, so wrong or truncated content always ends in
- * an aborted transfer, never in a clean end.
+ * a reader holds back the last byte until the verification, so wrong or truncated content always
+ * ends in an aborted transfer, never in a clean end.
+ *
+ * When the disk refuses the write (ENOSPC, EDQUOT, EIO, a failed commit), the cache write is
+ * abandoned and reported, but the clients' downloads go on: the bytes already on disk are read from
+ * the (unlinked) temporary file, the rest is handed over from memory, and the upstream is then read
+ * at the pace of the slowest client, holding at most `PASSTHROUGH_WINDOW` bytes.
  */
 import { EventEmitter } from 'node:events';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -20,40 +25,66 @@ export class BlobVerificationError extends MirrorError {
   }
 }
 
-type State = 'streaming' | 'committed' | 'failed';
+/** Bytes held in memory, ahead of the slowest client, once the disk has failed. */
+export const PASSTHROUGH_WINDOW = 4 * 1024 * 1024;
+
+/**
+ * `streaming`: being written to disk; `passthrough`: the disk failed, handed over from memory;
+ * `committed`: verified and stored; `uncached`: verified, not stored; `failed`: no good end.
+ */
+type State = 'streaming' | 'passthrough' | 'committed' | 'uncached' | 'failed';
+
+/** How a fetch is started. */
+export interface BlobFetchOptions {
+  readonly digest: Digest;
+  /** The size the upstream announced (`Content-Length`), if it did. */
+  readonly size: number | undefined;
+  /** The temporary file, or undefined when none could be created (the fetch starts uncached). */
+  readonly writer: FileWriter | undefined;
+  readonly body: Readable;
+  /** Moves the verified file into the store and links it. */
+  commit(writer: FileWriter): Promise<void>;
+  /** The cache write was abandoned (the clients' downloads continue). */
+  cacheWriteFailed?(err: Error): void;
+}
 
 /** A blob being fetched. Create with `BlobFetch.start`. */
 export class BlobFetch {
   readonly digest: Digest;
-  /** The size the upstream announced (`Content-Length`), if it did. */
   readonly size: number | undefined;
   private state: State = 'streaming';
   private error?: Error;
+  /** Bytes received from the upstream. */
+  private received = 0;
+  /** Bytes on disk (readable through the shared descriptor). */
   private written = 0;
-  private readers = 0;
+  /** Bytes past `written`, kept while a reader needs them (passthrough only). */
+  private tail: { offset: number; bytes: Buffer }[] = [];
+  /** Tail bytes below this offset were dropped. */
+  private trimmedTo = 0;
+  private readonly positions = new Set<{ position: number }>();
   private readonly events = new EventEmitter();
-  private readonly fd: Promise<FileHandle>;
-  /** Settles when the blob is committed (resolves) or abandoned (rejects). */
+  private readonly fd: Promise<FileHandle | undefined>;
+  private fdClosed = false;
+  /** Settles when the blob is verified (resolves) or abandoned (rejects). */
   readonly done: Promise<void>;
 
-  private constructor(digest: Digest, size: number | undefined, writer: FileWriter, body: Readable, commit: (w: FileWriter) => Promise<void>) {
-    this.digest = digest;
-    this.size = size;
+  private constructor(private readonly options: BlobFetchOptions) {
+    this.digest = options.digest;
+    this.size = options.size;
     this.events.setMaxListeners(0);
     // One shared read descriptor, opened before the temp file can be renamed away: positional reads
-    // keep working through the rename at commit.
-    this.fd = open(writer.tempPath, 'r');
-    this.done = this.pump(writer, body, commit);
+    // keep working through the rename at commit, and through the unlink when the disk fails.
+    this.fd = options.writer ? open(options.writer.tempPath, 'r').catch(() => undefined) : Promise.resolve(undefined);
+    if (!options.writer) this.state = 'passthrough';
+    this.done = this.pump();
     // `done` is awaited by whoever cares; an unobserved failure must not crash the process.
     this.done.catch(() => undefined);
   }
 
-  /**
-   * Starts copying `body` into `writer`. `commit` moves the verified file into the store and links it;
-   * it runs only when the digest and size matched.
-   */
-  static start(digest: Digest, size: number | undefined, writer: FileWriter, body: Readable, commit: (w: FileWriter) => Promise<void>): BlobFetch {
-    return new BlobFetch(digest, size, writer, body, commit);
+  /** Starts copying the upstream body into the writer. */
+  static start(options: BlobFetchOptions): BlobFetch {
+    return new BlobFetch(options);
   }
 
   /** Bytes on disk so far. */
@@ -61,71 +92,135 @@ export class BlobFetch {
     return this.written;
   }
 
-  /** True until the blob is committed or abandoned; readers may be created only meanwhile. */
+  /** True while the blob is being written to disk; new clients join such a fetch. */
   get streaming(): boolean {
     return this.state === 'streaming';
+  }
+
+  get committed(): boolean {
+    return this.state === 'committed';
   }
 
   get failed(): boolean {
     return this.state === 'failed';
   }
 
-  private async pump(writer: FileWriter, body: Readable, commit: (w: FileWriter) => Promise<void>): Promise<void> {
+  /** Whether a reader starting at `start` can still be served every byte from here to the end. */
+  canRead(start: number): boolean {
+    if (this.state === 'streaming') return true;
+    if (this.state !== 'passthrough' && this.state !== 'uncached') return false;
+    const nothingDropped = this.trimmedTo <= this.written;
+    if (start >= this.written) return nothingDropped || start >= this.trimmedTo;
+    return nothingDropped && !this.fdClosed;
+  }
+
+  private async pump(): Promise<void> {
+    const { body, writer } = this.options;
     const hash = hasherFor(this.digest);
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         hash.update(chunk);
-        await writer.write(chunk);
-        this.written += chunk.length;
+        const offset = this.received;
+        this.received += chunk.length;
+        if (this.state === 'streaming') {
+          try {
+            await writer!.write(chunk);
+            this.written += chunk.length;
+          } catch (err) {
+            this.abandonCache(err);
+          }
+        }
+        if (this.state === 'passthrough') this.tail.push({ offset, bytes: chunk });
         this.events.emit('change');
+        // Past the disk, the upstream is read no faster than the slowest client.
+        while (this.state === 'passthrough' && this.received - this.lowWater() > PASSTHROUGH_WINDOW) {
+          await new Promise<void>((resolve) => this.events.once('progress', resolve));
+        }
       }
-      if (this.size !== undefined && this.written !== this.size) {
-        throw new BlobVerificationError(`upstream sent ${this.written} bytes for ${this.digest.value}, announced ${this.size}`);
+      if (this.size !== undefined && this.received !== this.size) {
+        throw new BlobVerificationError(`upstream sent ${this.received} bytes for ${this.digest.value}, announced ${this.size}`);
       }
       const actual = `${this.digest.algorithm}:${hash.digest('hex')}`;
       if (actual !== this.digest.value) {
         throw new BlobVerificationError(`upstream bytes hash to ${actual}, not ${this.digest.value}`);
       }
-      await commit(writer);
-      this.state = 'committed';
+      if (this.state === 'streaming') {
+        try {
+          await this.options.commit(writer!);
+          this.state = 'committed';
+        } catch (err) {
+          this.abandonCache(err);
+        }
+      }
+      if (this.state === 'passthrough') this.state = 'uncached';
     } catch (err) {
       this.state = 'failed';
       this.error = err instanceof Error ? err : new Error(String(err));
       body.destroy();
-      await writer.cancel().catch(() => undefined);
+      await writer?.cancel().catch(() => undefined);
       throw this.error;
     } finally {
       this.events.emit('change');
-      if (this.readers === 0) await this.closeFd();
+      if (this.positions.size === 0) await this.closeFd();
     }
+  }
+
+  /** The disk failed: stop writing, drop the temporary file, keep serving the readers. */
+  private abandonCache(err: unknown): void {
+    this.state = 'passthrough';
+    this.trimmedTo = this.written;
+    void this.options.writer?.cancel().catch(() => undefined);
+    this.options.cacheWriteFailed?.(err instanceof Error ? err : new Error(String(err)));
+  }
+
+  /** The lowest offset a reader still needs. */
+  private lowWater(): number {
+    if (this.positions.size === 0) return this.trimmedTo;
+    let low = Number.MAX_SAFE_INTEGER;
+    for (const p of this.positions) low = Math.min(low, p.position);
+    return low;
+  }
+
+  /** Drops tail bytes every reader has passed. */
+  private trim(): void {
+    if (this.positions.size === 0) return;
+    const low = this.lowWater();
+    while (this.tail.length > 0 && this.tail[0]!.offset + this.tail[0]!.bytes.length <= low) this.tail.shift();
+    this.trimmedTo = Math.max(this.trimmedTo, this.tail[0]?.offset ?? Math.min(low, this.received));
   }
 
   /**
    * A stream of bytes `[start, end]` of the blob (inclusive; `end` defaults to the last byte). It
-   * errors if the fetch fails, and ends only after the blob was committed.
+   * errors if the fetch fails, and ends only after the blob was verified. Check `canRead` first.
    */
   createReader(start = 0, end?: number): Readable {
-    this.readers++;
-    let position = start;
+    const cursor = { position: start };
+    this.positions.add(cursor);
     const last = end ?? (this.size !== undefined ? this.size - 1 : Number.MAX_SAFE_INTEGER);
     let finished = false;
     const release = async (): Promise<void> => {
       if (finished) return;
       finished = true;
-      this.readers--;
-      if (this.readers === 0 && this.state !== 'streaming') await this.closeFd();
+      this.positions.delete(cursor);
+      this.trim();
+      this.events.emit('progress');
+      // Nobody is left to hand the bytes to, and they cannot be cached: stop downloading.
+      if (this.positions.size === 0 && this.state === 'passthrough') this.options.body.destroy(new Error('every client left an uncached fetch'));
+      if (this.positions.size === 0 && this.state !== 'streaming') await this.closeFd();
     };
     const fetch = this;
-    const readable = new Readable({
+    return new Readable({
       highWaterMark: 1024 * 1024,
       read(size) {
-        fetch.readChunk(position, last, size).then(
+        fetch.readChunk(cursor.position, last, size).then(
           (chunk) => {
             if (chunk === null) {
               void release();
               this.push(null);
             } else {
-              position += chunk.length;
+              cursor.position += chunk.length;
+              fetch.trim();
+              fetch.events.emit('progress');
               this.push(chunk);
             }
           },
@@ -139,29 +234,44 @@ export class BlobFetch {
         void release().finally(() => callback(err));
       },
     });
-    return readable;
   }
 
-  /** The next chunk at `position`, waiting for the writer when needed; null at the end. */
+  /** The next chunk at `position`, waiting for the upstream when needed; null at the end. */
   private async readChunk(position: number, last: number, want: number): Promise<Buffer | null> {
     for (;;) {
       if (this.state === 'failed') throw this.error!;
-      const committed = this.state === 'committed';
-      const end = committed ? Math.min(last + 1, this.written) : Math.min(last + 1, this.written - 1);
+      const verified = this.state === 'committed' || this.state === 'uncached';
+      const known = this.state === 'streaming' || this.state === 'committed' ? this.written : this.received;
+      // Until verified, the last byte received is held back.
+      const end = Math.min(last + 1, verified ? known : known - 1);
       if (position >= end) {
-        if (committed) return null;
+        if (verified) return null;
         await new Promise<void>((resolve) => this.events.once('change', resolve));
         continue;
       }
-      const length = Math.min(end - position, Math.max(want, 64 * 1024), 1024 * 1024);
+      if (position >= this.written) return this.fromTail(position, end, want);
+      const length = Math.min(Math.min(end, this.written) - position, Math.max(want, 64 * 1024), 1024 * 1024);
+      const fd = await this.fd;
+      if (!fd || this.fdClosed) throw new MirrorError('ERR_BLOB_UNREADABLE', `the temporary file of ${this.digest.value} is gone`);
       const buffer = Buffer.allocUnsafe(length);
-      const { bytesRead } = await (await this.fd).read(buffer, 0, length, position);
+      const { bytesRead } = await fd.read(buffer, 0, length, position);
+      if (bytesRead === 0) throw new MirrorError('ERR_BLOB_UNREADABLE', `the temporary file of ${this.digest.value} is shorter than written`);
       return buffer.subarray(0, bytesRead);
     }
   }
 
+  private fromTail(position: number, end: number, want: number): Buffer {
+    const chunk = this.tail.find((c) => c.offset <= position && position < c.offset + c.bytes.length);
+    if (!chunk) throw new MirrorError('ERR_BLOB_UNREADABLE', `bytes at ${position} of ${this.digest.value} were dropped`);
+    const from = position - chunk.offset;
+    const to = Math.min(chunk.bytes.length, end - chunk.offset, from + Math.max(want, 64 * 1024));
+    return chunk.bytes.subarray(from, to);
+  }
+
   private async closeFd(): Promise<void> {
-    const fd = await this.fd.catch(() => undefined);
+    if (this.fdClosed) return;
+    this.fdClosed = true;
+    const fd = await this.fd;
     await fd?.close().catch(() => undefined);
   }
 }

@@ -21,6 +21,8 @@ export interface NamespaceEvents {
   stored(type: 'blob' | 'manifest', storedName: string, digest: Digest, size: number): void;
   hit(type: 'blob' | 'manifest', storedName: string, digest: Digest): void;
   miss(type: 'blob' | 'manifest'): void;
+  /** The disk refused content being cached (the client was served regardless). */
+  cacheWriteFailed(type: 'blob' | 'manifest', storedName: string, digest: Digest, err: Error): void;
 }
 
 /** What a namespace is built from. */
@@ -69,6 +71,7 @@ export class ProxyNamespace {
       stored: (name: string, digest: Digest, size: number) => o.events.stored(type, this.storedName(name), digest, size),
       hit: (name: string, digest: Digest) => o.events.hit(type, this.storedName(name), digest),
       miss: () => o.events.miss(type),
+      cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
     this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'));
     this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, events('manifest'), immutableTagTest(o.config));

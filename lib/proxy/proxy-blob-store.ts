@@ -28,6 +28,8 @@ export interface ProxyBlobEvents {
   hit?(repo: string, digest: Digest): void;
   /** A blob was not cached and was asked of the upstream. */
   miss?(repo: string, digest: Digest): void;
+  /** The disk refused a blob being cached; its clients were served from the upstream regardless. */
+  cacheWriteFailed?(repo: string, digest: Digest, err: Error): void;
 }
 
 /** The blob side of the pull-through cache. */
@@ -57,11 +59,14 @@ export class ProxyBlobStore {
     return {
       size: fetch.size,
       source: 'upstream',
-      open: async (range) => {
-        if (fetch.failed) throw new UpstreamError('ERR_UPSTREAM_INVALID', `fetch of ${digest.value} failed`);
+      open: async (range): Promise<Readable> => {
         // Committed between the join and now: the bytes are in the store, linked for this repository.
-        if (!fetch.streaming) return this.blobs.reader(digest, range);
-        return fetch.createReader(range?.start ?? 0, range?.end);
+        if (fetch.committed) return this.blobs.reader(digest, range);
+        if (fetch.canRead(range?.start ?? 0)) return fetch.createReader(range?.start ?? 0, range?.end);
+        if (fetch.failed) throw new UpstreamError('ERR_UPSTREAM_INVALID', `fetch of ${digest.value} failed`);
+        // The disk failed between the join and now and the bytes this client needs are gone from
+        // memory: it gets a fetch of its own (each state change ends this loop).
+        return (await this.get(name, digest)).open(range);
       },
     };
   }
@@ -103,7 +108,8 @@ export class ProxyBlobStore {
   /** The running fetch of `digest`, or a new one; joining a fetch from another repository first asks the upstream. */
   private async fetch(name: string, digest: Digest): Promise<BlobFetch> {
     const running = this.fetches.get(digest.value);
-    if (running && !running.failed) {
+    // A fetch whose cache write was abandoned is joined only while it still holds every byte.
+    if (running && running.canRead(0)) {
       const repos = this.linkOnCommit.get(digest.value);
       if (repos && !repos.has(name)) {
         await this.upstream.headBlob(name, digest.value);
@@ -137,18 +143,27 @@ export class ProxyBlobStore {
   private async startFetch(name: string, digest: Digest): Promise<BlobFetch> {
     const reply = await this.upstream.streamBlob(name, digest.value);
     const announced = Number(reply.headers['content-length']);
-    const writer = await this.driver.writer().catch((err: unknown) => {
-      reply.body.destroy();
-      throw err;
+    const failed = (err: Error): void => this.events.cacheWriteFailed?.(name, digest, err);
+    // No temporary file (a full disk, no inodes): the client is still served, uncached.
+    const writer = await this.driver.writer().catch((err: Error) => {
+      failed(err);
+      return undefined;
     });
     const repos = new Set([name]);
     this.linkOnCommit.set(digest.value, repos);
-    const fetch = BlobFetch.start(digest, Number.isFinite(announced) ? announced : undefined, writer, reply.body, async (w) => {
-      await this.blobs.commit(w, digest);
-      for (const repo of repos) {
-        await this.repository(repo).linkLayer(digest);
-        this.events.stored?.(repo, digest, w.size);
-      }
+    const fetch = BlobFetch.start({
+      digest,
+      size: Number.isFinite(announced) ? announced : undefined,
+      writer,
+      body: reply.body,
+      commit: async (w) => {
+        await this.blobs.commit(w, digest);
+        for (const repo of repos) {
+          await this.repository(repo).linkLayer(digest);
+          this.events.stored?.(repo, digest, w.size);
+        }
+      },
+      cacheWriteFailed: failed,
     });
     this.fetches.set(digest.value, fetch);
     fetch.done

@@ -28,6 +28,8 @@ export interface ProxyManifestEvents {
   stored?(repo: string, digest: Digest, size: number): void;
   hit?(repo: string, digest: Digest): void;
   miss?(repo: string, digest: Digest): void;
+  /** The disk refused a manifest or tag link; the client was served the verified manifest anyway. */
+  cacheWriteFailed?(repo: string, digest: Digest, err: Error): void;
 }
 
 /** Raised when the upstream's manifest is not what it claims to be. */
@@ -91,8 +93,12 @@ export class ProxyManifestStore {
       throw err;
     }
     const manifest = await this.getByDigest(name, digest);
-    const current = await repo.resolveTag(tag);
-    if (current?.value !== digest.value) await repo.tag(tag, digest);
+    try {
+      const current = await repo.resolveTag(tag);
+      if (current?.value !== digest.value) await repo.tag(tag, digest);
+    } catch (err) {
+      this.cacheWriteFailed(name, digest, err);
+    }
     return manifest;
   }
 
@@ -120,10 +126,20 @@ export class ProxyManifestStore {
     return { digest, mediaType, payload: reply.body, source: 'upstream' };
   }
 
+  /** Caches a verified manifest; a storage failure is reported, never passed to the client. */
   private async store(name: string, digest: Digest, payload: Buffer): Promise<void> {
-    await this.blobs.put(digest, payload);
-    await this.repository(name).linkRevision(digest);
+    try {
+      await this.blobs.put(digest, payload);
+      await this.repository(name).linkRevision(digest);
+    } catch (err) {
+      this.cacheWriteFailed(name, digest, err);
+      return;
+    }
     this.events.stored?.(name, digest, payload.length);
+  }
+
+  private cacheWriteFailed(name: string, digest: Digest, err: unknown): void {
+    this.events.cacheWriteFailed?.(name, digest, err instanceof Error ? err : new Error(String(err)));
   }
 
   /** The cached manifest, if this repository has the revision and its data is intact. */
