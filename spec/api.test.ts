@@ -75,10 +75,29 @@ describe('the /v2/ API', () => {
     ['/v2/library/busybox/manifests/sha256:xyz', 'DIGEST_INVALID'],
     ['/v2/library/busybox/blobs/sha256:1234', 'DIGEST_INVALID'],
     ['/v2/library/busybox/blobs/latest', 'DIGEST_INVALID'],
+    ['/v2/library/busy%0D%0Abox/manifests/latest', 'NAME_INVALID'],
+    ['/v2/library/busybox/manifests/latest%0D%0AX-Injected:%201', 'TAG_INVALID'],
+    ['/v2/library/busybox/manifests/lat%00est', 'TAG_INVALID'],
+    ['/v2/library%2Fbusybox/manifests/latest', 'NAME_INVALID'],
+    [`/v2/${'a'.repeat(256)}/manifests/latest`, 'NAME_INVALID'],
+    [`/v2/library/busybox/manifests/${'t'.repeat(129)}`, 'TAG_INVALID'],
+    ['/v2/library/busybox/blobs/sha256:%2E%2E%2F%2E%2E', 'DIGEST_INVALID'],
   ])('%s is refused with %s before any storage path is built', async (path, code) => {
     const res = await request(mirror.url).get(path);
     expect(res.status).toBe(400);
     expect(res.body.errors[0].code).toBe(code);
+  });
+
+  test.each([
+    ['/v2/_catalog?n=abc', { n: 'abc' }],
+    ['/v2/_catalog?n=-1', { n: -1 }],
+    ['/v2/_catalog?n=1&n=2', { n: ['1', '2'] }],
+    ['/v2/_catalog?last=a&last=b', { last: ['a', 'b'] }],
+    ['/v2/library/busybox/tags/list?n=1.5', { n: '1.5' }],
+  ])('%s is PAGINATION_NUMBER_INVALID', async (path, detail) => {
+    const res = await request(mirror.url).get(path);
+    expect(res.status).toBe(400);
+    expect(res.body.errors[0]).toEqual({ code: 'PAGINATION_NUMBER_INVALID', message: 'invalid number of results requested', detail });
   });
 
   test('the catalog lists cached repositories with n/last pagination and a Link header', async () => {

@@ -105,6 +105,35 @@ describe('blobs through the mirror', () => {
   });
 
   test.each([
+    ['bytes=abc', 'malformed'],
+    ['bytes=500-100', 'last before first'],
+    ['bytes=0-1,5-6', 'several ranges'],
+    ['items=0-1', 'another unit'],
+  ])('Range %s (%s) is ignored: 200 with the whole blob, as RFC 9110 allows', async (range) => {
+    const content = randomBytes(10_000);
+    const digest = upstream.addBlob('library/busybox', content);
+    await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`).expect(200);
+    const res = await request(mirror.url).get(`/v2/library/busybox/blobs/${digest}`).set('Range', range).buffer(true).parse(binary);
+    expect(res.status).toBe(200);
+    expect((res.body as Buffer).equals(content)).toBe(true);
+  });
+
+  test('a Range on a blob still being fetched is served from the growing file', async () => {
+    const content = randomBytes(2 * 1024 * 1024);
+    const digest = upstream.addBlob('library/busybox', content);
+    upstream.fault(/^GET \/v2\/library\/busybox\/blobs\//, { kind: 'slow', bytesPerTick: 256 * 1024, tickMs: 20 }, 1);
+    const [whole, part] = await Promise.all([
+      fetchRaw(`${mirror.url}/v2/library/busybox/blobs/${digest}`),
+      new Promise((r) => setTimeout(r, 30)).then(() => fetchRaw(`${mirror.url}/v2/library/busybox/blobs/${digest}`, { Range: 'bytes=1000000-1000999' })),
+    ]);
+    expect(sha(whole.body)).toBe(digest);
+    expect(part.status).toBe(206);
+    expect(part.headers['content-range']).toBe(`bytes 1000000-1000999/${content.length}`);
+    expect(part.body.equals(content.subarray(1_000_000, 1_001_000))).toBe(true);
+    expect(upstream.count(/^GET \/v2\/library\/busybox\/blobs\//)).toBe(1);
+  });
+
+  test.each([
     ['a connection reset mid-body', { kind: 'reset-after', bytes: 100_000 } as const],
     ['wrong bytes for the digest', { kind: 'wrong-bytes' } as const],
     ['a truncated body', { kind: 'truncate', bytes: 50_000 } as const],
