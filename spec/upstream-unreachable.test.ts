@@ -60,7 +60,7 @@ describe('an unreachable upstream', () => {
     await upstream.close();
   });
 
-  test('connection refused: the cache answers, uncached content is 503 UNAVAILABLE, and once it is back the breaker's trial request succeeds', async () => {
+  test('connection refused: the cache answers, uncached content is 503 UNAVAILABLE, and once it is back the trial request of the circuit breaker succeeds', async () => {
     const cached = seedImage(upstream, 'library/cached', 'latest', [randomBytes(5000)]);
     const uncached = seedImage(upstream, 'library/uncached', 'latest', [randomBytes(5000)]);
     const port = await switchablePort(upstream.url);
