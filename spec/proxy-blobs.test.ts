@@ -8,6 +8,7 @@ import { readdir } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import request from 'supertest';
+import { binary } from './helpers/binary.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
 
@@ -237,10 +238,3 @@ describe('blobs through the mirror', () => {
     expect(sha(res.body as Buffer)).toBe(digest);
   });
 });
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function binary(res: any, callback: (err: Error | null, body: Buffer) => void): void {
-  const chunks: Buffer[] = [];
-  res.on('data', (c: Buffer) => chunks.push(c));
-  res.on('end', () => callback(null, Buffer.concat(chunks)));
-}

@@ -10,16 +10,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
+import { binary } from './helpers/binary.js';
 import { seedImage, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror } from './helpers/mirror.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
-const binary = (res: NodeJS.ReadableStream, cb: (err: Error | null, body: Buffer) => void): void => {
-  const chunks: Buffer[] = [];
-  res.on('data', (c: Buffer) => chunks.push(c));
-  res.on('end', () => cb(null, Buffer.concat(chunks)));
-};
 
 /** A TCP forwarder to `target` on a fixed port that can be closed (refusing connections) and reopened. */
 async function switchablePort(target: string): Promise<{ url: string; down(): Promise<void>; up(): Promise<void> }> {
