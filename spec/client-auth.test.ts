@@ -186,6 +186,17 @@ describe('auth.silly and configuration', () => {
     await request(mirror.url).get('/v2/library/busybox/manifests/latest').set('Accept', ACCEPT).set('Authorization', 'Bearer whatever').expect(200);
   });
 
+  test('upstream credentials without client auth: start-up warns that the mirror exposes what they can read; with auth it does not', async () => {
+    mirror = await startMirror(upstream.url, { proxyYaml: 'username: robot\npassword: secret' });
+    expect(mirror.logs()).toMatch(/level=warning.*proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone/);
+    await mirror.close();
+    mirror = await startMirror(upstream.url, {
+      proxyYaml: 'username: robot\npassword: secret',
+      extraYaml: 'auth:\n  silly:\n    realm: https://silly.test/auth\n    service: silly',
+    });
+    expect(mirror.logs()).not.toMatch(/no auth is configured/);
+  });
+
   test('exactly one controller, with its required keys', () => {
     const load = (yaml: string) => loadConfig({ text: `proxy:\n  remoteurl: http://u\nauth:\n${yaml}\n`, env: {} });
     expect(() => load('  htpasswd:\n    realm: r')).toThrow('auth.htpasswd.path is required');

@@ -174,5 +174,30 @@ describe('manifests through the mirror', () => {
     const digest = upstream.addManifest('library/huge', huge, 'latest', OCI_MANIFEST);
     const res = await get(`/v2/library/huge/manifests/${digest}`);
     expect(res.status).toBe(503);
+    expect(res.body.toString()).toMatch(/"code":"UNAVAILABLE"/);
+    expect(existsSync(join(mirror.root, 'docker/registry/v2/repositories/library/huge'))).toBe(false);
+  });
+
+  test('an endless upstream manifest body (no Content-Length) is cut at 4 MiB: 503, nothing stored, the next request retries', async () => {
+    const img = seedImage(upstream, 'library/endless', 'latest', [randomBytes(100)]);
+    upstream.fault(/^GET \/v2\/library\/endless\/manifests\//, { kind: 'endless' }, 1);
+    const res = await get(`/v2/library/endless/manifests/${img.manifest}`);
+    expect(res.status).toBe(503);
+    expect(existsSync(join(mirror.root, 'docker/registry/v2/repositories/library/endless'))).toBe(false);
+    const again = await get(`/v2/library/endless/manifests/${img.manifest}`);
+    expect(again.status).toBe(200);
+    expect((again.body as Buffer).equals(img.manifestBody)).toBe(true);
+  });
+
+  test('an upstream 500 for an uncached manifest is 503 UNAVAILABLE, and nothing is stored', async () => {
+    const img = seedImage(upstream, 'library/flaky', 'latest', [randomBytes(100)]);
+    upstream.fault(/^(HEAD|GET) \/v2\/library\/flaky\/manifests\//, { kind: 'status', status: 500 }, 1);
+    const res = await get('/v2/library/flaky/manifests/latest');
+    expect(res.status).toBe(503);
+    expect(res.body.toString()).toMatch(/"code":"UNAVAILABLE"/);
+    expect(existsSync(join(mirror.root, 'docker/registry/v2/repositories/library/flaky'))).toBe(false);
+    const retried = await get('/v2/library/flaky/manifests/latest');
+    expect(retried.status).toBe(200);
+    expect(retried.headers['docker-content-digest']).toBe(img.manifest);
   });
 });

@@ -16,6 +16,8 @@ export type Fault =
   | { kind: 'stall' }
   | { kind: 'slow'; bytesPerTick: number; tickMs: number }
   | { kind: 'no-digest-header' }
+  /** Chunked, with no Content-Length, and never ending (until the client goes away). */
+  | { kind: 'endless' }
   | { kind: 'delay'; ms: number };
 
 /** One recorded request. */
@@ -82,6 +84,16 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         res.end(wrong);
         return;
       }
+      case 'endless': {
+        const filler = Buffer.alloc(64 * 1024, 0x20);
+        const more = (): void => {
+          while (!res.destroyed && res.write(filler));
+          if (!res.destroyed) res.once('drain', more);
+        };
+        res.write(body.subarray(0, Math.min(64, body.length)));
+        more();
+        return;
+      }
       case 'stall':
         res.write(body.subarray(0, Math.min(16, body.length)));
         return;
@@ -139,6 +151,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       if (!found) return notFound('MANIFEST_UNKNOWN');
       const headers: Record<string, string | number> = { 'content-type': found.mediaType, 'content-length': found.body.length };
       if (fault?.kind !== 'no-digest-header') headers['docker-content-digest'] = digest!;
+      if (fault?.kind === 'endless') delete headers['content-length'];
       res.writeHead(200, headers);
       if (req.method === 'HEAD') return void res.end();
       return sendBody(res, found.body, fault);
