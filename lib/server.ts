@@ -27,7 +27,8 @@ import { CacheLifetime } from './scheduler/cache-lifetime.js';
 import { SizeCap } from './scheduler/size-cap.js';
 import type { PurgeContext } from './scheduler/purge.js';
 import { Metrics } from './metrics/metrics.js';
-import { startDebugServer, storageWritableCheck } from './metrics/debug-server.js';
+import { startDebugServer } from './metrics/debug-server.js';
+import { HealthChecks } from './health/health-checks.js';
 
 /** A running registry. */
 export interface RunningRegistry {
@@ -151,6 +152,16 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     next();
   });
   app.use(configuredHeaders(config.http.headers));
+  // As distribution's health.Handler: while a configured check fails, every request is refused.
+  const health = HealthChecks.fromConfig(config.health, config.storage.filesystem.rootdirectory);
+  health.start();
+  app.use((_req, res, next) => {
+    if (health.size > 0 && Object.keys(health.failures()).length > 0) {
+      sendError(res, new RegistryError('UNAVAILABLE', { detail: 'health check failed: please see /debug/health' }));
+      return;
+    }
+    next();
+  });
   const prefix = config.http.prefix.replace(/\/$/, '');
   app.get(prefix + '/', (_req, res) => {
     // distribution answers the root with an empty 200 (load balancers probe it).
@@ -185,7 +196,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
         addr: config.http.debug.addr,
         metrics,
         prometheus: config.http.debug.prometheus,
-        checks: { storagedriver_filesystem: storageWritableCheck(config.storage.filesystem.rootdirectory) },
+        health,
       })
     : undefined;
   if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
@@ -211,6 +222,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
         }
         await closed;
         clearInterval(inflightTimer);
+        health.stop();
         await debug?.close();
         await lifetime.stop();
         for (const n of router.all) n.close();

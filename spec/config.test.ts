@@ -60,10 +60,8 @@ proxy:
     const { config, warnings } = load(recipe);
     expect(config.proxy?.username).toBe('user');
     expect(config.http.headers).toEqual({ 'X-Content-Type-Options': ['nosniff'] });
-    expect(warnings).toEqual([
-      'storage.cache is accepted but not implemented by this registry: it is ignored',
-      'health is accepted but not implemented by this registry: it is ignored',
-    ]);
+    expect(warnings).toEqual(['storage.cache is accepted but not implemented by this registry: it is ignored']);
+    expect(config.health).toEqual({ storagedriver: { enabled: true, intervalms: 10_000, threshold: 3 }, file: [], http: [], tcp: [] });
   });
 
   test('config.yml.example loads with no warning', () => {

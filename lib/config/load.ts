@@ -166,7 +166,29 @@ function convert(t: Raw): Config {
       : undefined,
     catalog: { maxentries: t.catalog.maxentries },
     auth: authConfig(t.auth as Raw | undefined),
-    health: t.health,
+    health: healthConfig(t.health as Raw),
+  };
+}
+
+/** Distribution's check interval when none is given; a zero timeout would wait for the OS. */
+const DEFAULT_CHECK_INTERVAL_MS = 10_000;
+const DEFAULT_CHECK_TIMEOUT_MS = 10_000;
+
+function healthConfig(h: Raw): Config['health'] {
+  const interval = (v: unknown): number => parseDuration((v ?? 0) as string | number) || DEFAULT_CHECK_INTERVAL_MS;
+  const timeout = (v: unknown): number => parseDuration((v ?? 0) as string | number) || DEFAULT_CHECK_TIMEOUT_MS;
+  return {
+    storagedriver: { enabled: h.storagedriver.enabled, intervalms: interval(h.storagedriver.interval), threshold: h.storagedriver.threshold },
+    file: (h.file as Raw[]).map((f) => ({ file: resolve(String(f.file)), intervalms: interval(f.interval) })),
+    http: (h.http as Raw[]).map((c) => ({
+      uri: String(c.uri),
+      headers: Object.fromEntries(Object.entries((c.headers ?? {}) as Raw).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : [String(v)]])),
+      statuscode: c.statuscode ?? 200,
+      timeoutms: timeout(c.timeout),
+      intervalms: interval(c.interval),
+      threshold: c.threshold ?? 0,
+    })),
+    tcp: (h.tcp as Raw[]).map((c) => ({ addr: String(c.addr), timeoutms: timeout(c.timeout), intervalms: interval(c.interval), threshold: c.threshold ?? 0 })),
   };
 }
 

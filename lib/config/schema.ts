@@ -53,7 +53,7 @@ export const KNOWN_KEYS: KeyTree = {
   },
   notifications: I,
   redis: I,
-  health: I,
+  health: { storagedriver: { enabled: S, interval: S, threshold: S }, file: S, http: S, tcp: S },
   proxy: { remoteurl: S, username: S, password: S, ttl: S, exec: I, cachewritetimeout: I },
   catalog: { maxentries: S },
   compatibility: I,
@@ -69,6 +69,7 @@ export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>>
 const duration = { goDuration: true };
 const bool = { type: 'boolean' };
 const str = { type: 'string' };
+const count = { type: 'integer', minimum: 0 };
 /** `true`, `false`, or `{exclude: [regex, ...]}`. */
 const immutableTags = {
   anyOf: [bool, { type: 'object', additionalProperties: false, properties: { exclude: { type: 'array', items: { type: 'string', regex: true } } } }],
@@ -157,6 +158,39 @@ export const CONFIG_SCHEMA = {
               immutabletags: immutableTags,
             },
           },
+        },
+      },
+    },
+    health: {
+      type: 'object',
+      default: {},
+      properties: {
+        storagedriver: {
+          type: 'object',
+          default: {},
+          properties: { enabled: { ...bool, default: false }, interval: { ...duration, default: '10s' }, threshold: { ...count, default: 0 } },
+        },
+        file: { type: 'array', default: [], items: { type: 'object', required: ['file'], properties: { file: { ...str, minLength: 1 }, interval: duration } } },
+        http: {
+          type: 'array',
+          default: [],
+          items: {
+            type: 'object',
+            required: ['uri'],
+            properties: {
+              uri: { type: 'string', pattern: '^https?://[^/]+' },
+              headers: { type: 'object', additionalProperties: { type: ['string', 'array'], items: str } },
+              statuscode: { type: 'integer', minimum: 100, maximum: 599 },
+              timeout: duration,
+              interval: duration,
+              threshold: count,
+            },
+          },
+        },
+        tcp: {
+          type: 'array',
+          default: [],
+          items: { type: 'object', required: ['addr'], properties: { addr: { ...str, minLength: 1 }, timeout: duration, interval: duration, threshold: count } },
         },
       },
     },

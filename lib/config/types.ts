@@ -94,6 +94,27 @@ export interface CatalogConfig {
   readonly maxentries: number;
 }
 
+/**
+ * `health:` as distribution: periodic checks (`interval`, default 10s) that turn unhealthy after
+ * `threshold` consecutive failures (0: the first). Durations are in milliseconds.
+ */
+export interface HealthConfig {
+  readonly storagedriver: { readonly enabled: boolean; readonly intervalms: number; readonly threshold: number };
+  /** Unhealthy while the file exists (a maintenance switch). */
+  readonly file: readonly { readonly file: string; readonly intervalms: number }[];
+  /** A `HEAD` of `uri` must answer `statuscode` (default 200). */
+  readonly http: readonly {
+    readonly uri: string;
+    readonly headers: Readonly<Record<string, readonly string[]>>;
+    readonly statuscode: number;
+    readonly timeoutms: number;
+    readonly intervalms: number;
+    readonly threshold: number;
+  }[];
+  /** A TCP connection to `addr` must open. */
+  readonly tcp: readonly { readonly addr: string; readonly timeoutms: number; readonly intervalms: number; readonly threshold: number }[];
+}
+
 /** The whole configuration. */
 export interface Config {
   readonly version: string;
@@ -103,6 +124,6 @@ export interface Config {
   readonly proxy?: ProxyConfig;
   readonly auth?: AuthConfig;
   readonly catalog: CatalogConfig;
-  readonly health?: Readonly<Record<string, unknown>>;
+  readonly health: HealthConfig;
   readonly validation?: Readonly<Record<string, unknown>>;
 }

@@ -3,53 +3,22 @@
  * metrics at `http.debug.prometheus.path`, as distribution serves them.
  */
 import http from 'node:http';
-import { randomUUID } from 'node:crypto';
-import { rm, writeFile, mkdir } from 'node:fs/promises';
+import type { HealthChecks } from '../health/health-checks.js';
 import type { Metrics } from './metrics.js';
-
-/** A named health check: resolves when healthy, rejects with the reason otherwise. */
-export type HealthCheck = () => Promise<void>;
-
-/** Checks that the storage root accepts a write (distribution's `health.storagedriver`). */
-export function storageWritableCheck(root: string): HealthCheck {
-  return async () => {
-    const dir = `${root}/.tmp`;
-    await mkdir(dir, { recursive: true });
-    const probe = `${dir}/health-${randomUUID()}`;
-    await writeFile(probe, 'ok');
-    await rm(probe, { force: true });
-  };
-}
-
-/** Runs every check and reports `{name: error}` for the failing ones. */
-export async function runChecks(checks: Record<string, HealthCheck>): Promise<Record<string, string>> {
-  const failures: Record<string, string> = {};
-  await Promise.all(
-    Object.entries(checks).map(async ([name, check]) => {
-      try {
-        await check();
-      } catch (err) {
-        failures[name] = err instanceof Error ? err.message : String(err);
-      }
-    }),
-  );
-  return failures;
-}
 
 /** Starts the debug listener on `addr` (`host:port` or `:port`). */
 export async function startDebugServer(opts: {
   addr: string;
   metrics: Metrics;
   prometheus: { enabled: boolean; path: string };
-  checks: Record<string, HealthCheck>;
+  health: HealthChecks;
 }): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/debug/health') {
-      runChecks(opts.checks).then((failures) => {
-        const body = JSON.stringify(failures);
-        res.writeHead(Object.keys(failures).length > 0 ? 503 : 200, { 'content-type': 'application/json; charset=utf-8' }).end(body);
-      }, () => res.writeHead(500).end());
+      // The last polled status, as distribution: a request never waits for a check.
+      const failures = opts.health.failures();
+      res.writeHead(Object.keys(failures).length > 0 ? 503 : 200, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(failures));
       return;
     }
     if (opts.prometheus.enabled && path === opts.prometheus.path) {

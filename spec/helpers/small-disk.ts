@@ -10,6 +10,8 @@ import { join } from 'node:path';
 /** A mounted small disk. */
 export interface SmallDisk {
   readonly path: string;
+  /** Remounts it read-only (writes fail with EROFS) or read-write again. */
+  setReadOnly(readOnly: boolean): void;
   unmount(): void;
 }
 
@@ -24,6 +26,9 @@ export function mountSmallDisk(bytes: number): SmallDisk | undefined {
   }
   return {
     path,
+    setReadOnly: (readOnly) => {
+      execFileSync('mount', ['-o', `remount,${readOnly ? 'ro' : 'rw'}`, path], { stdio: 'ignore' });
+    },
     unmount: () => {
       execFileSync('umount', ['-l', path], { stdio: 'ignore' });
       rmSync(path, { recursive: true, force: true });

@@ -1,0 +1,79 @@
+/**
+ * The checks of distribution's `health` section (`health/checks/checks.go`), with its messages:
+ * the storage driver, a file that must not exist, an HTTP `HEAD` answering a status, a TCP connect.
+ * A check resolves when healthy and rejects with the reason otherwise.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+
+/** One health check. */
+export type HealthCheck = () => Promise<void>;
+
+/**
+ * `health.storagedriver`: the storage root accepts a write (distribution only stats `/`; a write
+ * also catches a read-only or full volume, which is what stops a cache from working).
+ */
+export function storageCheck(root: string): HealthCheck {
+  return async () => {
+    const dir = `${root}/.tmp`;
+    // Not recursive: Node reports a recursive mkdir on a read-only volume as ENOENT, hiding EROFS.
+    await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    const probe = `${dir}/health-${randomUUID()}`;
+    try {
+      await writeFile(probe, 'ok');
+    } finally {
+      await rm(probe, { force: true }).catch(() => undefined);
+    }
+  };
+}
+
+/** `health.file`: unhealthy while `path` exists (operators touch it to drain an instance). */
+export function fileCheck(path: string): HealthCheck {
+  return async () => {
+    try {
+      await stat(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    throw new Error('file exists');
+  };
+}
+
+/** `health.http`: a `HEAD` of `uri` must answer `statusCode` within `timeoutMs`. */
+export function httpCheck(uri: string, statusCode: number, timeoutMs: number, headers: Readonly<Record<string, readonly string[]>>): HealthCheck {
+  const url = new URL(uri);
+  const client = url.protocol === 'https:' ? https : http;
+  return () =>
+    new Promise<void>((resolve, reject) => {
+      const req = client.request(url, { method: 'HEAD', headers: headers as Record<string, string[]>, agent: false, timeout: timeoutMs }, (res) => {
+        res.resume();
+        if (res.statusCode === statusCode) resolve();
+        else reject(new Error(`${uri}: downstream service returned unexpected status: ${res.statusCode}`));
+      });
+      req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+      req.on('error', (err) => reject(new Error(`${uri}: error while checking: ${err.message}`)));
+      req.end();
+    });
+}
+
+/** `health.tcp`: a TCP connection to `addr` (`host:port`) must open within `timeoutMs`. */
+export function tcpCheck(addr: string, timeoutMs: number): HealthCheck {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
+  return () =>
+    new Promise<void>((resolve, reject) => {
+      if (!m) return reject(new Error(`${addr}: connection failed: not a host:port address`));
+      const socket = net.connect({ host: m[1] ?? (m[2] || 'localhost'), port: Number(m[3]), timeout: timeoutMs });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.once('timeout', () => socket.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+      socket.once('error', (err) => reject(new Error(`${addr}: connection failed: ${err.message}`)));
+    });
+}
