@@ -17,7 +17,7 @@ import { listRepositories } from './storage/catalog.js';
 import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
 import { NamespaceRouter } from './proxy/namespace-router.js';
 import { registryHostOf } from './distribution/registry-host.js';
-import { registryRouter, configuredHeaders } from './api/routes.js';
+import { authorize, registryRouter, configuredHeaders } from './api/routes.js';
 import { errorHandler, sendError } from './api/error-handler.js';
 import { RegistryError } from './api/errors.js';
 import { accessLog, responseComplete, whenDone } from './api/access-log.js';
@@ -27,8 +27,11 @@ import { CacheLifetime } from './scheduler/cache-lifetime.js';
 import { SizeCap } from './scheduler/size-cap.js';
 import type { PurgeContext } from './scheduler/purge.js';
 import { Metrics } from './metrics/metrics.js';
+import type { Counter } from 'prom-client';
 import { startDebugServer } from './metrics/debug-server.js';
 import { HealthChecks } from './health/health-checks.js';
+import { gatherCacheReport, type CacheReportSources } from './api/cache-report.js';
+import { sendCachePage, wantsHtml } from './api/cache-page.js';
 
 /** A running registry. */
 export interface RunningRegistry {
@@ -68,14 +71,19 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
 
   // Set once the schedule has loaded: expiries due at start-up run first, and the cap measures after them.
   let sizeCap: SizeCap | undefined;
+  /** For the cache page: when each manifest was last served, and each upstream's rate-limit headroom. */
+  const lastPulled = new Map<string, Date>();
+  const rateLimits = new Map<string, string>();
   /** The same bookkeeping for both kinds of content and every upstream: metrics, expiry schedule, size cap. */
   const events: NamespaceEvents = {
     stored: (type, repo, digest, size) => {
+      if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
       metrics.pulledBytes.inc({ type }, size);
       lifetime.schedule(type, repo, digest.value);
       sizeCap?.stored(type, repo, digest, size);
     },
     hit: (type, repo, digest) => {
+      if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
       metrics.hit(type);
       lifetime.touch(type, repo, digest.value);
       sizeCap?.hit(type, repo, digest);
@@ -108,6 +116,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
           // Docker Hub sends `RateLimit-Remaining: 76;w=21600`.
           const left = Number(remaining.split(';')[0]);
           if (Number.isFinite(left)) metrics.rateLimitRemaining.set(left);
+          rateLimits.set(from, remaining);
           logger.info(`upstream ${from} rate limit remaining: ${remaining}`, { 'ratelimit.limit': headers['ratelimit-limit'] });
         }
       },
@@ -163,9 +172,30 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     next();
   });
   const prefix = config.http.prefix.replace(/\/$/, '');
-  app.get(prefix + '/', (_req, res) => {
-    // distribution answers the root with an empty 200 (load balancers probe it).
-    res.status(200).end();
+  const report: CacheReportSources = {
+    listRepositories: () => listRepositories(driver, {}),
+    repository,
+    blobs,
+    root: config.storage.filesystem.rootdirectory,
+    expiryOf: (repo, digest) => lifetime.expiryOf(repo, digest),
+    lastPulled: (repo, digest) => lastPulled.get(`${repo}@${digest}`),
+    upstreams: () => router.all.map((n) => ({ host: n.host, url: n.upstream.remoteUrl, ...n.upstream.status, rateLimitRemaining: rateLimits.get(n.host) })),
+    stats: async () => {
+      const sum = async (c: Counter<'type'>): Promise<number> => (await c.get()).values.reduce((n, v) => n + v.value, 0);
+      return { requests: await sum(metrics.proxyRequests), hits: await sum(metrics.proxyHits), bytesServed: await sum(metrics.pushedBytes), bytesFetched: await sum(metrics.pulledBytes) };
+    },
+    cap: () => ({ cacheBytes: sizeCap?.bytes, capBytes: sizeCap ? config.proxy?.maxsizebytes : undefined }),
+  };
+  app.get(prefix + '/', (req, res, next) => {
+    // distribution answers the root with an empty 200 (load balancers probe it); browsers get the
+    // cache page, behind the same credentials as the catalog.
+    if (!config.http.cachepage || !wantsHtml(req)) {
+      res.status(200).end();
+      return;
+    }
+    authorize({ access, logger }, req, res, 'catalog')
+      .then(() => gatherCacheReport(report))
+      .then((r) => sendCachePage(res, r), next);
   });
   app.use(
     prefix || '/',

@@ -130,7 +130,13 @@ async function target(s: RegistryServices, req: Request, res: Response, raw: str
  * distribution's `authorized`: a challenge becomes `401 UNAUTHORIZED` with `WWW-Authenticate` and
  * the access records as detail; any other failure of the controller a bare refusal (never access).
  */
-async function authorize(s: RegistryServices, req: Request, res: Response, route: 'base' | 'catalog' | 'repository', name?: string): Promise<void> {
+export async function authorize(
+  s: Pick<RegistryServices, 'access' | 'logger'>,
+  req: Request,
+  res: Response,
+  route: 'base' | 'catalog' | 'repository',
+  name?: string,
+): Promise<void> {
   if (!s.access) return;
   const access = accessFor(req.method, name, route);
   try {

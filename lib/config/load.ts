@@ -144,6 +144,7 @@ function convert(t: Raw): Config {
       tls: http.tls ? { certificate: http.tls.certificate, key: http.tls.key, clientcas: http.tls.clientcas, minimumtls: http.tls.minimumtls } : undefined,
       debug: http.debug?.addr ? { addr: http.debug.addr, prometheus: http.debug.prometheus } : undefined,
       draintimeoutms: parseDuration(http.draintimeout),
+      cachepage: http.cachepage,
     },
     storage: {
       filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? '/var/lib/registry')) },

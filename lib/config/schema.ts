@@ -63,6 +63,7 @@ export const KNOWN_KEYS: KeyTree = {
 
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
+  http: { cachepage: S },
   proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M, maxsize: S, touchonhit: S },
 };
 
@@ -123,6 +124,7 @@ export const CONFIG_SCHEMA = {
         host: str,
         secret: str,
         draintimeout: { ...duration, default: 0 },
+        cachepage: { ...bool, default: true },
         headers: { type: 'object', default: {}, additionalProperties: { type: ['string', 'array'], items: str } },
         tls: { type: 'object', properties: { certificate: str, key: str, clientcas: { type: 'array', items: str, default: [] }, minimumtls: { enum: ['tls1.2', 'tls1.3'] } } },
         debug: {

@@ -35,6 +35,8 @@ export interface HttpConfig {
   readonly tls?: TlsConfig;
   readonly debug?: { readonly addr: string; readonly prometheus: { readonly enabled: boolean; readonly path: string } };
   readonly draintimeoutms: number;
+  /** Extension `http.cachepage` (default true): the cache page for browsers at the root. */
+  readonly cachepage: boolean;
 }
 
 /** Extension `immutabletags`: cached tags served with no upstream check, except those matching `exclude`. */

@@ -43,6 +43,11 @@ export class CircuitBreaker {
     return true;
   }
 
+  /** True while requests are refused without being tried. */
+  get open(): boolean {
+    return this.failures >= this.threshold;
+  }
+
   /** Milliseconds until the next trial (0 when closed). */
   get retryInMs(): number {
     return this.failures < this.threshold ? 0 : Math.max(0, this.openUntil - this.now());

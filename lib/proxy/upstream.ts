@@ -78,6 +78,17 @@ export interface UpstreamStream {
   readonly body: Readable;
 }
 
+/** What is known of an upstream's health, for the cache page. */
+export interface UpstreamStatus {
+  /** The last time the upstream answered (any status below 500). */
+  readonly lastAnswer?: Date;
+  /** The last failure (unreachable, timed out, 5xx) and its reason. */
+  readonly lastFailure?: { readonly at: Date; readonly message: string };
+  /** True while the circuit breaker refuses requests without trying them. */
+  readonly circuitOpen: boolean;
+  readonly retryInMs: number;
+}
+
 /** The client of one upstream registry. */
 export class Upstream {
   readonly remoteUrl: string;
@@ -86,6 +97,8 @@ export class Upstream {
   private readonly agents: { http: http.Agent; https: https.Agent };
   private readonly onResponse: UpstreamOptions['onResponse'];
   private readonly breaker: CircuitBreaker;
+  private lastAnswer?: Date;
+  private lastFailure?: { at: Date; message: string };
 
   constructor(options: UpstreamOptions) {
     this.remoteUrl = options.remoteUrl.replace(/\/+$/, '');
@@ -118,6 +131,11 @@ export class Upstream {
       got: this.got,
       onWarning: options.onWarning,
     });
+  }
+
+  /** The upstream's health as this process has seen it. */
+  get status(): UpstreamStatus {
+    return { lastAnswer: this.lastAnswer, lastFailure: this.lastFailure, circuitOpen: this.breaker.open, retryInMs: this.breaker.retryInMs };
   }
 
   /** `HEAD` of a manifest by tag or digest, asking for every manifest type. */
@@ -201,11 +219,18 @@ export class Upstream {
     try {
       const result = await exchange();
       this.breaker.success();
+      this.lastAnswer = new Date();
       return result;
     } catch (err) {
       const unavailable = !(err instanceof UpstreamError) || err.code === 'ERR_UPSTREAM_UNREACHABLE' || (err.status ?? 0) >= 500;
-      if (unavailable) this.breaker.failure(err instanceof Error ? err.message : String(err));
-      else this.breaker.success();
+      const message = err instanceof Error ? err.message : String(err);
+      if (unavailable) {
+        this.breaker.failure(message);
+        this.lastFailure = { at: new Date(), message };
+      } else {
+        this.breaker.success();
+        this.lastAnswer = new Date();
+      }
       throw err;
     }
   }

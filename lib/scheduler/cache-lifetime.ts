@@ -86,6 +86,11 @@ export class CacheLifetime {
     if (ttl > 0) this.scheduler?.touch(repo, digest, type, ttl);
   }
 
+  /** When `repo@digest` expires; undefined when it is not scheduled (no TTL, or delete disabled). */
+  expiryOf(repo: string, digest: string): Date | undefined {
+    return this.scheduler?.get(`${repo}@${digest}`)?.expiry;
+  }
+
   private async expire(entry: Entry): Promise<void> {
     const { repo, digest: raw } = parseKey(entry.key);
     const digest = parseDigest(raw);

@@ -53,6 +53,10 @@ export class RepositoryStore {
   listRevisions(): Promise<Digest[]> {
     return this.listLinked((alg) => revisionsDir(this.name, alg));
   }
+  /** When the revision link was written (the first pull of the manifest here); undefined without one. */
+  async linkedAt(d: Digest): Promise<Date | undefined> {
+    return (await this.driver.stat(manifestRevisionLinkPath(this.name, d)))?.modTime;
+  }
 
   /** The digest a tag points at; undefined when the tag or a valid link is missing. */
   async resolveTag(tag: string): Promise<Digest | undefined> {
