@@ -5,12 +5,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import request from 'supertest';
 import { seedImage, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { temporaryFiles } from './helpers/temp-files.js';
 import { describeSmallDisk, mountSmallDisk, type SmallDisk } from './helpers/small-disk.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -75,7 +76,7 @@ describeSmallDisk('a full disk while caching', () => {
     expect(res.complete).toBe(true);
     expect(sha(res.body)).toBe(digest);
     expect(existsSync(blobPath(disk.path, digest))).toBe(false);
-    expect(await readdir(join(disk.path, '.tmp'))).toEqual([]);
+    expect(await temporaryFiles(disk.path)).toEqual([]);
     expect(mirror.logs()).toMatch(/level=error.*cache write abandoned for blob library\/big@sha256:[0-9a-f]{64}: .*ENOSPC/);
     expect(await failures()).toMatch(/type="blob"} 1/);
 

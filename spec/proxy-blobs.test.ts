@@ -4,13 +4,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import request from 'supertest';
 import { binary } from './helpers/binary.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { temporaryFiles } from './helpers/temp-files.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const blobPath = (root: string, digest: string): string => {
@@ -32,13 +32,7 @@ function fetchRaw(url: string, headers: Record<string, string> = {}): Promise<{ 
   });
 }
 
-async function tmpFiles(root: string): Promise<string[]> {
-  try {
-    return await readdir(join(root, '.tmp'));
-  } catch {
-    return [];
-  }
-}
+
 
 describe('blobs through the mirror', () => {
   let upstream: FakeUpstream;
@@ -147,7 +141,7 @@ describe('blobs through the mirror', () => {
     expect(broken.complete).toBe(false);
     await new Promise((r) => setTimeout(r, 100));
     expect(existsSync(blobPath(mirror.root, digest))).toBe(false);
-    expect(await tmpFiles(mirror.root)).toEqual([]);
+    expect(await temporaryFiles(mirror.root)).toEqual([]);
 
     const retry = await fetchRaw(`${mirror.url}/v2/library/busybox/blobs/${digest}`);
     expect(retry.status).toBe(200);
@@ -165,7 +159,7 @@ describe('blobs through the mirror', () => {
       const stalled = await fetchRaw(`${quick.url}/v2/library/busybox/blobs/${digest}`);
       expect(stalled.complete).toBe(false);
       expect(existsSync(blobPath(quick.root, digest))).toBe(false);
-      expect(await tmpFiles(quick.root)).toEqual([]);
+      expect(await temporaryFiles(quick.root)).toEqual([]);
       const retry = await fetchRaw(`${quick.url}/v2/library/busybox/blobs/${digest}`);
       expect(retry.complete && sha(retry.body) === digest).toBe(true);
 

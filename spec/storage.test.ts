@@ -2,10 +2,10 @@
  * The filesystem driver and distribution's on-disk layout: atomic writes, byte-exact link files,
  * tags, the catalog walk, and refusal of any path that could leave the root.
  */
-import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { hostname, tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { FilesystemDriver } from '../lib/storage/filesystem.js';
 import { BlobStore } from '../lib/storage/blob-store.js';
 import { RepositoryStore } from '../lib/storage/repository-store.js';
@@ -28,7 +28,7 @@ describe('storage', () => {
   test('putContent is atomic and leaves no temporary file', async () => {
     await driver.putContent('/a/b/c', 'hello');
     expect(await readFile(join(root, 'a/b/c'), 'utf8')).toBe('hello');
-    expect(await readdir(join(root, '.tmp'))).toEqual([]);
+    expect(await readdir(driver.tempDir)).toEqual([]);
   });
 
   test('a writer commits by rename and cancel removes its file', async () => {
@@ -68,11 +68,23 @@ describe('storage', () => {
     expect(paths.blobDataPath(d)).toBe(`/${V2}/blobs/sha256/${d.hex.slice(0, 2)}/${d.hex}/data`);
   });
 
-  test('cleanTemporaryFiles empties .tmp', async () => {
-    const w = await driver.writer();
-    await w.write(Buffer.from('partial'));
-    expect(await driver.cleanTemporaryFiles()).toBe(1);
-    expect(await readdir(join(root, '.tmp'))).toEqual([]);
+  test('cleanTemporaryFiles removes what dead processes left and keeps the live ones', async () => {
+    // A restarted container reuses its pid: a directory with our pid that is not ours is dead.
+    const earlierRun = new FilesystemDriver(root);
+    await (await earlierRun.writer()).write(Buffer.from('partial'));
+    const live = await driver.writer();
+    await live.write(Buffer.from('in progress'));
+    const liveOther = join(root, '.tmp', `${hostname().replace(/[^A-Za-z0-9.]/g, '_')}-${process.ppid}-0123abcd`);
+    const deadOther = join(root, '.tmp', `${hostname().replace(/[^A-Za-z0-9.]/g, '_')}-999999999-0123abcd`);
+    const freshForeign = join(root, '.tmp', 'other-host-42-0123abcd');
+    const oldForeign = join(root, '.tmp', 'gone-host-42-0123abcd');
+    for (const d of [liveOther, deadOther, freshForeign, oldForeign]) await mkdir(d, { recursive: true });
+    await utimes(oldForeign, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+    await writeFile(join(root, '.tmp', 'loose-file-from-an-old-version'), 'x');
+
+    expect(await driver.cleanTemporaryFiles()).toBe(4);
+    expect((await readdir(join(root, '.tmp'))).sort()).toEqual([basename(driver.tempDir), basename(liveOther), basename(freshForeign)].sort());
+    await live.commit('/x/data');
   });
 
   test('blobs are verified before they are stored', async () => {

@@ -1,25 +1,35 @@
 /**
  * The filesystem storage driver (`storage.filesystem.rootdirectory`). Whole-file writes and blob
- * writes go to `<root>/.tmp/` and are renamed into place, so a reader or a crash never sees a
- * partial file; `.tmp` is emptied at start-up.
+ * writes go to a temporary directory of this process, `<root>/.tmp/<host>-<pid>-<id>/`, and are
+ * renamed into place, so a reader or a crash never sees a partial file. Several processes (replicas
+ * on a shared volume) each have their own; at start-up those of dead processes are removed.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { MirrorError } from '../errors.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
 
 const TMP = '.tmp';
+/** A temporary directory of another host, with no sign of life for this long, is an orphan. */
+const FOREIGN_ORPHAN_MS = 10 * 60_000;
 
 /** Storage on a local (or network) filesystem. */
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
   readonly root: string;
+  /** This process's temporary directory (absolute). */
+  readonly tempDir: string;
+  private readonly instance: string;
 
   constructor(rootDirectory: string) {
     this.root = resolve(rootDirectory);
+    // The host name and pid let another process on the same host tell at once whether we live.
+    this.instance = `${safeHost()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+    this.tempDir = `${this.root}/${TMP}/${this.instance}`;
   }
 
   /** The real path of a logical path; refuses anything that could leave the root. */
@@ -73,7 +83,7 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async writer(): Promise<FileWriter> {
-    const dir = `${this.root}/${TMP}`;
+    const dir = this.tempDir;
     await mkdir(dir, { recursive: true });
     const tempPath = `${dir}/${randomUUID()}`;
     // The file exists once `writer()` resolves, so followers may open it at once.
@@ -125,7 +135,13 @@ export class FilesystemDriver implements StorageDriver {
     await rm(this.localPath(path), { recursive: true, force: true });
   }
 
-  /** Removes what an interrupted run left in `.tmp`; returns how many entries. */
+  /**
+   * Removes what dead processes left in `.tmp`; returns how many entries. A directory of this host
+   * is dead when its process is (or when it names this pid but is not ours: a restarted container);
+   * one of another host when neither it nor a file in it changed for ten minutes (a live owner
+   * keeps writing while it fetches).
+   * Loose files are from older versions.
+   */
   async cleanTemporaryFiles(): Promise<number> {
     const dir = `${this.root}/${TMP}`;
     let names: string[];
@@ -134,8 +150,41 @@ export class FilesystemDriver implements StorageDriver {
     } catch {
       return 0;
     }
-    await Promise.all(names.map((n) => rm(`${dir}/${n}`, { recursive: true, force: true })));
-    return names.length;
+    let removed = 0;
+    await Promise.all(
+      names.map(async (n) => {
+        if (n === this.instance || !(await this.isOrphan(`${dir}/${n}`, n))) return;
+        await rm(`${dir}/${n}`, { recursive: true, force: true });
+        removed++;
+      }),
+    );
+    return removed;
+  }
+
+  private async isOrphan(path: string, name: string): Promise<boolean> {
+    const m = /^(.+)-(\d+)-[0-9a-f]{8}$/.exec(name);
+    if (!m) return true;
+    const [, host, pid] = m as unknown as [string, string, string];
+    if (host === safeHost()) return Number(pid) === process.pid || !isAlive(Number(pid));
+    // The newest change to the directory or to a file being written in it.
+    const files = await readdir(path).catch(() => [] as string[]);
+    const times = await Promise.all([path, ...files.map((f) => `${path}/${f}`)].map((p) => stat(p).then((i) => i.mtimeMs, () => 0)));
+    return Date.now() - Math.max(...times) > FOREIGN_ORPHAN_MS;
+  }
+}
+
+/** The host name, made safe for a file name. */
+function safeHost(): string {
+  return hostname().replace(/[^A-Za-z0-9.]/g, '_') || 'host';
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, owned by someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
