@@ -11,6 +11,7 @@ import express, { type Express } from 'express';
 import type { Logger } from 'winston';
 import type { Config, UpstreamConfig } from './config/types.js';
 import { FilesystemDriver } from './storage/filesystem.js';
+import { SharedLocks } from './storage/shared-lock.js';
 import { BlobStore } from './storage/blob-store.js';
 import { RepositoryStore } from './storage/repository-store.js';
 import { listRepositories } from './storage/catalog.js';
@@ -59,6 +60,10 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   const removed = await driver.cleanTemporaryFiles();
   if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
   const blobs = new BlobStore(driver);
+  // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
+  const locks = new SharedLocks(config.storage.filesystem.rootdirectory, proxy.lockstalems, (key, err) =>
+    logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),
+  );
   const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
 
   const metrics = new Metrics();
@@ -107,6 +112,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
       blobs,
       repository,
       events,
+      locks,
       onWarning: (msg) => logger.warn(msg),
       onResponse: ({ host: from, method, path, status, headers }) => {
         logger.debug(`upstream ${from} ${method} ${path} ${status}`);

@@ -28,6 +28,7 @@ describe('configuration', () => {
       upstreams: {},
       maxsizebytes: undefined,
       touchonhit: true,
+      lockstalems: 10_000,
     });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });

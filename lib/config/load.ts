@@ -163,6 +163,7 @@ function convert(t: Raw): Config {
           // `0` turns the cap off, as `ttl: 0` turns expiry off.
           maxsizebytes: tryParseSize(proxy!.maxsize) || undefined,
           touchonhit: proxy!.touchonhit,
+          lockstalems: Math.max(2000, parseDuration(proxy!.lockstale)),
         }
       : undefined,
     catalog: { maxentries: t.catalog.maxentries },

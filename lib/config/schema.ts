@@ -64,7 +64,7 @@ export const KNOWN_KEYS: KeyTree = {
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
   http: { cachepage: S },
-  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M, maxsize: S, touchonhit: S },
+  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S },
 };
 
 const duration = { goDuration: true };
@@ -144,6 +144,7 @@ export const CONFIG_SCHEMA = {
         immutabletags: { ...immutableTags, default: false },
         maxsize: { size: true },
         touchonhit: { ...bool, default: true },
+        lockstale: { ...duration, default: '10s' },
         upstreams: {
           type: 'object',
           default: {},

@@ -70,6 +70,11 @@ export interface ProxyConfig extends UpstreamConfig {
   readonly maxsizebytes?: number;
   /** Extension `proxy.touchonhit` (default true): a cache hit extends the expiry; false is distribution's behaviour. */
   readonly touchonhit: boolean;
+  /**
+   * Extension `proxy.lockstale` (default 10s, at least 2s): a lock of a process sharing the storage
+   * (a replica) that is not refreshed for this long is taken over.
+   */
+  readonly lockstalems: number;
 }
 
 /** `storage:` */

@@ -15,6 +15,7 @@ import { ProxyBlobStore } from './proxy-blob-store.js';
 import { ProxyManifestStore } from './proxy-manifest-store.js';
 import { ProxyTagService } from './proxy-tag-service.js';
 import { Upstream, type UpstreamTimeouts } from './upstream.js';
+import type { SharedLocks } from '../storage/shared-lock.js';
 
 /** Cache events, reported with the name the content is stored under. */
 export interface NamespaceEvents {
@@ -37,6 +38,8 @@ export interface NamespaceOptions {
   readonly blobs: BlobStore;
   readonly repository: (storedName: string) => RepositoryStore;
   readonly events: NamespaceEvents;
+  /** Locks shared with other processes on the same storage (replicas). */
+  readonly locks?: SharedLocks;
   readonly onResponse?: (info: { host: string; method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
   readonly onWarning?: (message: string) => void;
 }
@@ -73,7 +76,7 @@ export class ProxyNamespace {
       miss: () => o.events.miss(type),
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
-    this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'));
+    this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'), o.locks);
     this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, events('manifest'), immutableTagTest(o.config));
     this.tags = new ProxyTagService(repository, this.upstream);
   }

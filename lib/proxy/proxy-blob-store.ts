@@ -8,6 +8,7 @@ import type { Digest } from '../distribution/digest.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { StorageDriver } from '../storage/driver.js';
+import type { SharedLocks } from '../storage/shared-lock.js';
 import { BlobFetch } from './blob-fetch.js';
 import { Upstream, UpstreamError } from './upstream.js';
 
@@ -42,6 +43,8 @@ export class ProxyBlobStore {
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
     private readonly events: ProxyBlobEvents = {},
+    /** Locks shared with other processes on the same storage (replicas): one fetches, the rest wait. */
+    private readonly locks?: SharedLocks,
   ) {}
 
   /**
@@ -56,6 +59,12 @@ export class ProxyBlobStore {
     }
     this.events.miss?.(name, digest);
     const fetch = await this.fetch(name, digest);
+    if (!fetch) {
+      // Another replica fetched it into the shared storage meanwhile.
+      const landed = await this.local(name, digest);
+      if (landed) return landed;
+      return this.get(name, digest);
+    }
     return {
       size: fetch.size,
       source: 'upstream',
@@ -105,8 +114,11 @@ export class ProxyBlobStore {
     };
   }
 
-  /** The running fetch of `digest`, or a new one; joining a fetch from another repository first asks the upstream. */
-  private async fetch(name: string, digest: Digest): Promise<BlobFetch> {
+  /**
+   * The running fetch of `digest`, or a new one; joining a fetch from another repository first asks
+   * the upstream. Undefined when another process fetched the blob into the storage meanwhile.
+   */
+  private async fetch(name: string, digest: Digest): Promise<BlobFetch | undefined> {
     const running = this.fetches.get(digest.value);
     // A fetch whose cache write was abandoned is joined only while it still holds every byte.
     if (running && running.canRead(0)) {
@@ -137,10 +149,47 @@ export class ProxyBlobStore {
     }
   }
 
-  private readonly starting = new Map<string, { name: string; promise: Promise<BlobFetch> }>();
+  private readonly starting = new Map<string, { name: string; promise: Promise<BlobFetch | undefined> }>();
   private readonly linkOnCommit = new Map<string, Set<string>>();
 
-  private async startFetch(name: string, digest: Digest): Promise<BlobFetch> {
+  /**
+   * Starts the one fetch of `digest` across every process sharing the storage: whoever takes the
+   * blob's lock fetches; the others wait until the blob lands (undefined) or the lock is free again
+   * (the fetch failed, or its process died and its lock went stale), then try again.
+   */
+  private async startFetch(name: string, digest: Digest): Promise<BlobFetch | undefined> {
+    if (!this.locks) return this.startLocalFetch(name, digest);
+    const key = `blobs/${digest.algorithm}/${digest.hex}`;
+    for (;;) {
+      const release = await this.locks.tryAcquire(key);
+      if (release) {
+        try {
+          if (await this.blobs.stat(digest)) {
+            await release();
+            return undefined;
+          }
+          const fetch = await this.startLocalFetch(name, digest);
+          void fetch.done.catch(() => undefined).finally(() => release());
+          return fetch;
+        } catch (err) {
+          await release();
+          throw err;
+        }
+      }
+      await this.waitForOtherProcess(digest, key);
+      if (await this.blobs.stat(digest)) return undefined;
+    }
+  }
+
+  private async waitForOtherProcess(digest: Digest, key: string): Promise<void> {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (await this.blobs.stat(digest)) return;
+      if (!(await this.locks!.isHeld(key))) return;
+    }
+  }
+
+  private async startLocalFetch(name: string, digest: Digest): Promise<BlobFetch> {
     const reply = await this.upstream.streamBlob(name, digest.value);
     const announced = Number(reply.headers['content-length']);
     const failed = (err: Error): void => this.events.cacheWriteFailed?.(name, digest, err);

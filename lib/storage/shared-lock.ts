@@ -1,0 +1,66 @@
+/**
+ * Locks that several registry processes sharing one storage root (replicas on NFS, EFS, CephFS, a
+ * ReadWriteMany volume) take through the filesystem itself, with proper-lockfile: a lock is a
+ * directory made with `mkdir` (atomic on network filesystems too) whose mtime its holder refreshes;
+ * a lock not refreshed for `staleMs` belongs to a dead process and is taken over. This needs the
+ * hosts' clocks in step (NTP).
+ */
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import lockfile from 'proper-lockfile';
+
+/** Releases a held lock. */
+export type Release = () => Promise<void>;
+
+/** Named locks under `<root>/.locks/`. */
+export class SharedLocks {
+  constructor(
+    private readonly root: string,
+    /** A lock not refreshed for this long is stale (proper-lockfile's minimum is 2 s). */
+    readonly staleMs: number,
+    /** A held lock was lost (refreshing failed past the stale time, or another process took it). */
+    private readonly onCompromised: (key: string, err: Error) => void = () => undefined,
+  ) {}
+
+  private path(key: string): string {
+    return `${this.root}/.locks/${key}`;
+  }
+
+  /** Takes the lock `key` (a relative path) if nobody alive holds it; undefined otherwise. */
+  async tryAcquire(key: string): Promise<Release | undefined> {
+    const file = this.path(key);
+    await mkdir(dirname(file), { recursive: true });
+    try {
+      const release = await lockfile.lock(file, {
+        realpath: false,
+        stale: this.staleMs,
+        retries: 0,
+        // The default throws from a timer, ending the process: losing a lock only risks one more
+        // upstream fetch, so it is reported and the work goes on.
+        onCompromised: (err) => this.onCompromised(key, err),
+      });
+      return async () => {
+        await release().catch(() => undefined);
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ELOCKED') return undefined;
+      throw err;
+    }
+  }
+
+  /** Takes the lock `key`, waiting for it up to `timeoutMs`. */
+  async acquire(key: string, timeoutMs: number): Promise<Release> {
+    const deadline = Date.now() + timeoutMs;
+    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
+      const release = await this.tryAcquire(key);
+      if (release) return release;
+      if (Date.now() > deadline) throw new Error(`lock ${key} still held after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+
+  /** True while a live process holds `key`. */
+  async isHeld(key: string): Promise<boolean> {
+    return lockfile.check(this.path(key), { realpath: false, stale: this.staleMs }).catch(() => false);
+  }
+}

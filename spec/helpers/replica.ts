@@ -1,0 +1,72 @@
+/**
+ * A registry process started with `bin/registry serve` (the built CLI), for tests that need real
+ * separate processes: replicas sharing one storage root, crashes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { freePort, waitForHttp } from './ports.js';
+
+/** A running registry process. */
+export interface Replica {
+  readonly url: string;
+  readonly pid: number;
+  readonly process: ChildProcess;
+  logs(): string;
+  /** True until the process exits. */
+  alive(): boolean;
+  /** SIGKILL, and wait for the exit. */
+  kill(): Promise<void>;
+  /** SIGTERM (a clean stop), and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+/** Starts a registry on a free port with `root` and `proxyYaml` lines under `proxy:`; its config goes into `dir`. */
+export async function startReplica(dir: string, root: string, remoteurl: string, proxyYaml: string[] = []): Promise<Replica> {
+  const port = await freePort();
+  const config = join(dir, `replica-${port}.yml`);
+  const yaml = [
+    'version: 0.1',
+    'log:',
+    '  level: info',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${root}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    'proxy:',
+    `  remoteurl: ${remoteurl}`,
+    ...proxyYaml.map((l) => `  ${l}`),
+  ];
+  await writeFile(config, `${yaml.join('\n')}\n`);
+  const child = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let logs = '';
+  child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}/v2/`, 20_000).catch((err: Error) => {
+    child.kill('SIGKILL');
+    throw new Error(`${err.message}\n${logs}`);
+  });
+  const alive = (): boolean => child.exitCode === null && child.signalCode === null;
+  return {
+    url,
+    pid: child.pid!,
+    process: child,
+    logs: () => logs,
+    alive,
+    kill: async () => {
+      if (alive()) child.kill('SIGKILL');
+      await exited;
+    },
+    stop: async () => {
+      if (alive()) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
