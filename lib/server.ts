@@ -140,6 +140,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     config,
     logger,
     ttlFor: (repo) => router.owner(repo).ttlms,
+    locks,
     onExpired: (type, freed, digest) => {
       metrics.expirations.inc({ type });
       if (freed > 0) sizeCap?.forget(digest);

@@ -43,6 +43,10 @@ describe('replicas on one storage root', () => {
     root = join(dir, 'root');
   });
   afterEach(async () => {
+    if (process.env.DUMP_REPLICA_LOGS) {
+      const { appendFileSync } = await import('node:fs');
+      replicas.forEach((r, i) => appendFileSync(process.env.DUMP_REPLICA_LOGS!, `=== ${expect.getState().currentTestName} replica ${i}\n${r.logs()}\n`));
+    }
     await Promise.all(replicas.map((r) => r.stop()));
     replicas = [];
     await upstream.close();
@@ -91,5 +95,57 @@ describe('replicas on one storage root', () => {
       expect(sha(res.body)).toBe(digest);
     }
     expect(upstream.count(/^GET \/v2\/library\/big\/blobs\//)).toBe(2);
+  }, 60_000);
+
+  test('with a short proxy.ttl, content expires once, the state file stays valid JSON, and no replica crashes', async () => {
+    await start(3, ['ttl: 3s']);
+    const img = seedImage(upstream, 'library/app', 'v1', [randomBytes(300_000), randomBytes(100_000)]);
+    const state = join(root, 'scheduler-state.json');
+    const problems: string[] = [];
+    let reads = 0;
+    const watcher = setInterval(() => {
+      readFile(state, 'utf8').then(
+        (text) => {
+          reads++;
+          try {
+            JSON.parse(text);
+          } catch {
+            problems.push(`invalid JSON: ${text.slice(0, 80)}`);
+          }
+        },
+        (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') problems.push(err.message);
+        },
+      );
+    }, 25);
+    try {
+      for (let i = 0; i < 6; i++) {
+        expect((await get(`${pick(replicas).url}/v2/library/app/manifests/v1`, ACCEPT)).status).toBe(200);
+        for (const d of [img.config, ...img.layers]) expect(sha((await get(`${pick(replicas).url}/v2/library/app/blobs/${d}`)).body)).toBe(d);
+      }
+      const { existsSync } = await import('node:fs');
+      const cached = [
+        join(root, 'docker/registry/v2/repositories/library/app/_manifests/revisions/sha256', img.manifest.slice(7)),
+        ...[img.config, ...img.layers].map((d) => join(root, 'docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7), 'data')),
+      ];
+      expect(cached.every((p) => existsSync(p))).toBe(true);
+      await until(() => cached.every((p) => !existsSync(p)), 'the expiry of the image', 30_000);
+      // Removals reach the file at the next write (at most proxy's 5 s flush interval later).
+      let emptied = false;
+      for (const deadline = Date.now() + 15_000; !emptied && Date.now() < deadline; ) {
+        emptied = (await readFile(state, 'utf8').catch(() => '')) === '{}';
+        if (!emptied) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(emptied).toBe(true);
+    } finally {
+      clearInterval(watcher);
+    }
+    expect(problems).toEqual([]);
+    expect(reads).toBeGreaterThan(10);
+    const logs = replicas.map((r) => r.logs()).join('\n');
+    expect(logs.match(new RegExp(`expired manifest library/app@${img.manifest}`, 'g'))).toHaveLength(1);
+    for (const d of [img.config, ...img.layers]) expect(logs.match(new RegExp(`expired blob library/app@${d}`, 'g'))).toHaveLength(1);
+    expect(logs.match(/scheduler lease taken/g)).toHaveLength(1);
+    expect(replicas.every((r) => r.alive())).toBe(true);
   }, 60_000);
 });

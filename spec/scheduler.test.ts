@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TtlScheduler, parseKey, type Entry } from '../lib/scheduler/scheduler.js';
 import { formatGoTime, parseGoTime, readState, writeState } from '../lib/scheduler/state-file.js';
+import { SharedLocks } from '../lib/storage/shared-lock.js';
 
 const HEX = '1525a3b8c7d81ce81e9b3cf8a3f1b2c2c8ddfc6c2a9f0f0e1d7b1c1a2b3c4d5e';
 const OFFICIAL = `{"library/busybox@sha256:${HEX}":{"Key":"library/busybox@sha256:${HEX}","ExpiryData":"2026-11-29T13:56:09.412177087Z","EntryType":0},"library/busybox@sha256:${'b'.repeat(64)}":{"Key":"library/busybox@sha256:${'b'.repeat(64)}","ExpiryData":"2026-11-29T14:56:09+01:00","EntryType":1}}`;
@@ -215,5 +216,42 @@ describe('TTL scheduler', () => {
     expect(Object.keys(JSON.parse(await readFile(state, 'utf8')))).toHaveLength(500);
     await s.stop();
     expect(writes).toBeLessThanOrEqual(2);
+  });
+
+  test('shared mode: two processes merge their entries, removals are not undone, one holds the expiry lease until it stops', async () => {
+    const locks = new SharedLocks(dir, 2000);
+    const expired: string[] = [];
+    const a = new TtlScheduler({ statePath: state, onExpire: async (e) => void expired.push(`a ${e.key}`), flushIntervalMs: 20, shared: { locks } });
+    await a.start();
+    const b = new TtlScheduler({ statePath: state, onExpire: async (e) => void expired.push(`b ${e.key}`), flushIntervalMs: 20, shared: { locks } });
+    await b.start();
+    try {
+      expect([a.expiring, b.expiring]).toEqual([true, false]);
+      a.add('repo/a', 'sha256:aa', 'blob', 3600_000);
+      b.add('repo/b', 'sha256:bb', 'manifest', 3600_000);
+      b.add('repo/gone', 'sha256:cc', 'blob', 3600_000);
+      await b.flush();
+      await a.flush();
+      expect([...(await readState(state)).entries.keys()].sort()).toEqual(['repo/a@sha256:aa', 'repo/b@sha256:bb', 'repo/gone@sha256:cc']);
+      // a learnt of b's entries, removes one; b's next write must not bring it back.
+      a.remove('repo/gone@sha256:cc');
+      await a.flush();
+      b.add('repo/b2', 'sha256:dd', 'blob', 3600_000);
+      await b.flush();
+      expect([...(await readState(state)).entries.keys()].sort()).toEqual(['repo/a@sha256:aa', 'repo/b2@sha256:dd', 'repo/b@sha256:bb']);
+      // Only the lease holder expires, whoever scheduled the entry.
+      b.add('repo/soon', 'sha256:ee', 'blob', 50);
+      await b.flush();
+      await a.flush();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(expired).toEqual(['a repo/soon@sha256:ee']);
+      await a.stop();
+      const deadline = Date.now() + 5000;
+      while (!b.expiring && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(b.expiring).toBe(true);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
   });
 });

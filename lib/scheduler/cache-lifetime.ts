@@ -13,6 +13,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
 import { TtlScheduler, parseKey, type Entry } from './scheduler.js';
+import type { SharedLocks } from '../storage/shared-lock.js';
 
 /** The parts of the registry the lifetime policy works on. */
 export interface CacheLifetimeOptions {
@@ -26,6 +27,8 @@ export interface CacheLifetimeOptions {
    * each upstream its own); default `proxy.ttl` for all. `0`: never expires.
    */
   readonly ttlFor?: (repo: string) => number;
+  /** Locks of the storage, shared with other processes on it (replicas): one schedule for all. */
+  readonly locks?: SharedLocks;
   /** Called after each expiry with what it freed (metrics). */
   readonly onExpired?: (type: Entry['type'], bytesFreed: number, digest: Digest) => void;
 }
@@ -52,6 +55,7 @@ export class CacheLifetime {
       statePath: `${root.replace(/\/+$/, '')}/scheduler-state.json`,
       onExpire: (entry) => this.expire(entry),
       logger: o.logger,
+      shared: o.locks && { locks: o.locks, stillCached: (entry) => this.stillCached(entry) },
     });
   }
 
@@ -98,6 +102,15 @@ export class CacheLifetime {
     const freed = entry.type === 'manifest' ? await purgeManifest(this.o, repo, digest) : await purgeBlob(this.o, repo, digest);
     this.o.onExpired?.(entry.type, freed, digest);
     this.o.logger.info(`expired ${entry.type} ${repo}@${digest.value}${freed > 0 ? `, freed ${freed} bytes` : ', data still linked elsewhere'}`);
+  }
+
+  /** Whether the repository still links the entry's content (another replica may have expired it). */
+  private async stillCached(entry: Entry): Promise<boolean> {
+    const { repo, digest: raw } = parseKey(entry.key);
+    const digest = parseDigest(raw);
+    if (!digest) return false;
+    const r = this.o.repository(repo);
+    return entry.type === 'manifest' ? r.hasRevision(digest) : r.hasLayer(digest);
   }
 
   /** Everything cached on disk, to rebuild a lost schedule. */

@@ -2,8 +2,14 @@
  * The TTL scheduler: one timer for the whole schedule (the earliest expiry), persisted to
  * `scheduler-state.json` at most every few seconds when changed and on stop. A failed expiry is
  * kept and retried (the official scheduler drops it and leaks the content, #1994).
+ *
+ * Shared mode, for processes on one storage root (replicas): every write is a read-merge-write of
+ * the file under its lock (this process's additions and removals applied to what the file holds, so
+ * no replica's entry is lost), and only the holder of the `scheduler-lease` lock runs expiries; the
+ * others take the lease over when its holder dies.
  */
-import { readState, writeState, type Entry } from './state-file.js';
+import { readState, updateState, writeState, type Entry } from './state-file.js';
+import type { Release, SharedLocks } from '../storage/shared-lock.js';
 
 export type { Entry } from './state-file.js';
 
@@ -32,6 +38,12 @@ export interface SchedulerOptions {
   /** Writes the state (tests count writes with it); `writeState` by default. */
   readonly writer?: (path: string, entries: Iterable<Entry>) => Promise<void>;
   readonly logger?: SchedulerLogger;
+  /**
+   * Shared mode: the locks of the storage the state file is on, and whether an entry's content is
+   * still cached: an entry of this process that the file does not hold is written only if its
+   * content is there (another replica may have expired it meanwhile).
+   */
+  readonly shared?: { readonly locks: SharedLocks; readonly stillCached?: (entry: Entry) => Promise<boolean> };
 }
 
 /** Splits `<repo>@<digest>` at the last `@`. */
@@ -55,6 +67,13 @@ export class TtlScheduler {
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly now: () => number;
+  /** Shared mode: changes not yet merged into the file. */
+  private readonly pendingAdds = new Map<string, Entry>();
+  private readonly pendingRemovals = new Set<string>();
+  private lease?: Release;
+  private leaseTimer?: NodeJS.Timeout;
+  private syncTimer?: NodeJS.Timeout;
+  private lastSync = 0;
 
   constructor(private readonly o: SchedulerOptions) {
     this.now = o.now ?? Date.now;
@@ -65,9 +84,48 @@ export class TtlScheduler {
     const { entries, problem } = await readState(this.o.statePath);
     for (const [k, e] of entries) this.entries.set(k, e);
     // The file was set aside: write back what was readable.
-    if (problem && entries.size > 0) this.changed();
+    if (problem && entries.size > 0) {
+      if (this.o.shared) for (const e of entries.values()) this.pendingAdds.set(e.key, e);
+      this.changed();
+    }
+    if (this.o.shared) {
+      await this.tryLease();
+      if (!this.lease) {
+        this.leaseTimer = setInterval(() => void this.tryLease(), this.o.shared.locks.staleMs / 2);
+        this.leaseTimer.unref();
+      }
+      // The lease holder learns of the other replicas' entries.
+      this.syncTimer = setInterval(() => {
+        if (this.lease) this.flush().catch((err: Error) => this.o.logger?.error(`syncing ${this.o.statePath} failed: ${err.message}`));
+      }, this.o.flushIntervalMs ?? 5000);
+      this.syncTimer.unref();
+    }
     setImmediate(() => this.arm());
     return { problem, loaded: entries.size };
+  }
+
+  /** True when this process runs the expiries (always, unless in shared mode without the lease). */
+  get expiring(): boolean {
+    return !this.o.shared || this.lease !== undefined;
+  }
+
+  private async tryLease(): Promise<void> {
+    if (this.lease || this.stopped) return;
+    const release = await this.o.shared!.locks.tryAcquire('scheduler-lease', () => {
+      // Lost (this process stalled past the stale time, and another replica took over).
+      this.o.logger?.warn('scheduler lease lost: another replica runs the expiries now');
+      this.lease = undefined;
+      clearTimeout(this.timer);
+      this.leaseTimer ??= setInterval(() => void this.tryLease(), this.o.shared!.locks.staleMs / 2);
+    }).catch(() => undefined);
+    if (!release) return;
+    if (this.stopped) return void (await release());
+    this.lease = release;
+    clearInterval(this.leaseTimer);
+    this.leaseTimer = undefined;
+    this.o.logger?.info('scheduler lease taken: this replica runs the expiries');
+    await this.flush().catch(() => undefined);
+    this.arm();
   }
 
   /** Schedules `repo@digest` to expire `ttlMs` from now, or later if it already expires later. */
@@ -76,7 +134,15 @@ export class TtlScheduler {
     const expiry = new Date(this.now() + ttlMs);
     const existing = this.entries.get(key);
     if (existing && existing.expiry >= expiry) return;
-    this.entries.set(key, { key, expiry, type });
+    this.put({ key, expiry, type });
+  }
+
+  private put(entry: Entry): void {
+    this.entries.set(entry.key, entry);
+    if (this.o.shared) {
+      this.pendingAdds.set(entry.key, entry);
+      this.pendingRemovals.delete(entry.key);
+    }
     this.changed();
   }
 
@@ -93,7 +159,12 @@ export class TtlScheduler {
   /** Drops an entry without expiring it. */
   remove(key: string): void {
     this.failures.delete(key);
-    if (this.entries.delete(key)) this.changed();
+    if (!this.entries.delete(key)) return;
+    if (this.o.shared) {
+      this.pendingRemovals.add(key);
+      this.pendingAdds.delete(key);
+    }
+    this.changed();
   }
   /** Whether `key` (`<repo>@<digest>`) is scheduled. */
   has(key: string): boolean {
@@ -113,7 +184,8 @@ export class TtlScheduler {
     const run = this.flushing.then(async () => {
       this.dirty = false;
       try {
-        await (this.o.writer ?? writeState)(this.o.statePath, [...this.entries.values()]);
+        if (this.o.shared) await this.merge();
+        else await (this.o.writer ?? writeState)(this.o.statePath, [...this.entries.values()]);
       } catch (err) {
         // Not written: the next change or stop writes it.
         this.dirty = true;
@@ -124,14 +196,60 @@ export class TtlScheduler {
     return run;
   }
 
+  /** Shared mode: applies this process's changes to the file and adopts the result. */
+  private async merge(): Promise<void> {
+    const adds = new Map(this.pendingAdds);
+    const removals = new Set(this.pendingRemovals);
+    this.pendingAdds.clear();
+    this.pendingRemovals.clear();
+    let merged: Map<string, Entry>;
+    try {
+      merged = await updateState(this.o.statePath, async (file) => {
+        for (const key of removals) file.delete(key);
+        for (const [key, e] of adds) {
+          const there = file.get(key);
+          // Not in the file: new here, or expired by another replica since (then its content is gone,
+          // unless it was fetched again).
+          if (!there && this.o.shared!.stillCached && !(await this.o.shared!.stillCached(e))) continue;
+          if (!there || there.expiry < e.expiry) file.set(key, e);
+        }
+        return file;
+      });
+    } catch (err) {
+      for (const [key, e] of adds) if (!this.pendingAdds.has(key) && !this.pendingRemovals.has(key)) this.pendingAdds.set(key, e);
+      for (const key of removals) if (!this.pendingAdds.has(key)) this.pendingRemovals.add(key);
+      throw err;
+    }
+    this.lastSync = this.now();
+    const next = new Map<string, Entry>();
+    for (const [key, e] of merged) {
+      // Keep our object when unchanged: an expiry under way recognises its entry by identity.
+      const mine = this.entries.get(key);
+      next.set(key, mine && mine.expiry.getTime() === e.expiry.getTime() && mine.type === e.type ? mine : e);
+    }
+    // Changes made while the file was being written stay on top.
+    for (const [key, e] of this.pendingAdds) next.set(key, e);
+    for (const key of this.pendingRemovals) next.delete(key);
+    this.entries.clear();
+    for (const [key, e] of next) this.entries.set(key, e);
+    this.arm();
+  }
+
   /** Stops the timers, waits for running expiries and writes the state if it changed. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.flushTimer);
+    clearInterval(this.leaseTimer);
+    clearInterval(this.syncTimer);
     await Promise.allSettled([...this.runs]);
-    if (this.dirty) await this.flush();
-    else await this.flushing;
+    try {
+      if (this.dirty) await this.flush();
+      else await this.flushing;
+    } finally {
+      await this.lease?.();
+      this.lease = undefined;
+    }
   }
 
   private changed(): void {
@@ -159,7 +277,7 @@ export class TtlScheduler {
     clearTimeout(this.timer);
     this.timer = undefined;
     // With every slot busy, the next expiry to finish re-arms.
-    if (this.stopped || this.running.size >= CONCURRENCY) return;
+    if (this.stopped || this.running.size >= CONCURRENCY || !this.expiring) return;
     let earliest = Number.POSITIVE_INFINITY;
     for (const e of this.entries.values()) if (!this.running.has(e.key)) earliest = Math.min(earliest, e.expiry.getTime());
     if (earliest === Number.POSITIVE_INFINITY) return;
@@ -169,6 +287,18 @@ export class TtlScheduler {
   }
 
   private fire(): void {
+    // Shared mode: another replica may have extended an entry since the last sync (a cache hit).
+    if (this.o.shared && this.now() - this.lastSync > 1000) {
+      this.flush()
+        .catch((err: Error) => this.o.logger?.error(`syncing ${this.o.statePath} failed: ${err.message}`))
+        .finally(() => this.fireDue());
+      return;
+    }
+    this.fireDue();
+  }
+
+  private fireDue(): void {
+    if (this.stopped || !this.expiring) return;
     const now = this.now();
     const due = [...this.entries.values()]
       .filter((e) => e.expiry.getTime() <= now && !this.running.has(e.key))
@@ -192,8 +322,7 @@ export class TtlScheduler {
             this.o.logger?.warn(`expiring ${entry.key} failed (attempt ${n}), retrying in ${delay} ms: ${err?.message ?? String(err)}`);
             if (this.entries.get(entry.key) === entry) {
               this.failures.set(entry.key, n);
-              this.entries.set(entry.key, { ...entry, expiry: new Date(this.now() + delay) });
-              this.changed();
+              this.put({ ...entry, expiry: new Date(this.now() + delay) });
             }
           },
         )

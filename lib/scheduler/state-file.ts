@@ -77,10 +77,42 @@ async function setAside(path: string): Promise<string> {
 
 /** Writes the state atomically (temp file, fsync, rename) under a lock shared by every process on the volume. */
 export async function writeState(path: string, entries: Iterable<Entry>): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const release = await lockState(path);
+  try {
+    await writeUnlocked(path, entries);
+  } finally {
+    await release();
+  }
+}
+
+/**
+ * Read-merge-write under the state file's lock, for processes sharing the file (replicas): `merge`
+ * gets what the file holds now and returns what to write. Resolves with what was written.
+ */
+export async function updateState(
+  path: string,
+  merge: (current: Map<string, Entry>) => Map<string, Entry> | Promise<Map<string, Entry>>,
+): Promise<Map<string, Entry>> {
+  await mkdir(dirname(path), { recursive: true });
+  const release = await lockState(path);
+  try {
+    const { entries } = await readState(path);
+    const next = await merge(entries);
+    await writeUnlocked(path, next.values());
+    return next;
+  } finally {
+    await release();
+  }
+}
+
+function lockState(path: string): Promise<() => Promise<void>> {
+  return lockfile.lock(path, { realpath: false, stale: 10_000, retries: { retries: 50, minTimeout: 20, maxTimeout: 200 } });
+}
+
+async function writeUnlocked(path: string, entries: Iterable<Entry>): Promise<void> {
   const doc: Record<string, { Key: string; ExpiryData: string; EntryType: number }> = {};
   for (const e of entries) doc[e.key] = { Key: e.key, ExpiryData: formatGoTime(e.expiry), EntryType: e.type === 'blob' ? 0 : 1 };
-  await mkdir(dirname(path), { recursive: true });
-  const release = await lockfile.lock(path, { realpath: false, stale: 10_000, retries: { retries: 20, minTimeout: 20, maxTimeout: 200 } });
   const temp = `${path}.${randomUUID()}.tmp`;
   try {
     const handle = await open(temp, 'w');
@@ -94,7 +126,5 @@ export async function writeState(path: string, entries: Iterable<Entry>): Promis
   } catch (err) {
     await unlink(temp).catch(() => undefined);
     throw err;
-  } finally {
-    await release();
   }
 }

@@ -26,8 +26,11 @@ export class SharedLocks {
     return `${this.root}/.locks/${key}`;
   }
 
-  /** Takes the lock `key` (a relative path) if nobody alive holds it; undefined otherwise. */
-  async tryAcquire(key: string): Promise<Release | undefined> {
+  /**
+   * Takes the lock `key` (a relative path) if nobody alive holds it; undefined otherwise.
+   * `compromised` is told when the lock is lost later (default: the constructor's handler).
+   */
+  async tryAcquire(key: string, compromised?: (err: Error) => void): Promise<Release | undefined> {
     const file = this.path(key);
     await mkdir(dirname(file), { recursive: true });
     try {
@@ -37,13 +40,16 @@ export class SharedLocks {
         retries: 0,
         // The default throws from a timer, ending the process: losing a lock only risks one more
         // upstream fetch, so it is reported and the work goes on.
-        onCompromised: (err) => this.onCompromised(key, err),
+        onCompromised: (err) => (compromised ? compromised(err) : this.onCompromised(key, err)),
       });
       return async () => {
         await release().catch(() => undefined);
       };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ELOCKED') return undefined;
+      const code = (err as NodeJS.ErrnoException).code;
+      // ENOENT, EEXIST, ENOTEMPTY: another process removed or made the lock at the same moment
+      // (taking over a stale one); it holds the lock, or the next try will tell.
+      if (code === 'ELOCKED' || code === 'ENOENT' || code === 'EEXIST' || code === 'ENOTEMPTY') return undefined;
       throw err;
     }
   }
