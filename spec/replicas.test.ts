@@ -57,11 +57,11 @@ describe('replicas on one storage root', () => {
     for (let i = 0; i < n; i++) replicas.push(await startReplica(dir, root, upstream.url, ['lockstale: 2s', ...proxyYaml]));
   };
 
-  test('30 concurrent cold pulls spread over 3 replicas: one upstream GET per blob, every pull correct', async () => {
+  test('30 concurrent cold pulls spread over 3 replicas: one upstream GET per blob and per manifest, every pull correct', async () => {
     await start(3);
     const img = seedImage(upstream, 'library/app', 'v1', [randomBytes(3 * MiB), randomBytes(MiB), randomBytes(200_000)]);
     // Slow answers keep the pulls overlapping.
-    upstream.fault(/^GET \/v2\/library\/app\/blobs\//, { kind: 'delay', ms: 300 });
+    upstream.fault(/^GET \/v2\/library\/app\/(blobs|manifests)\//, { kind: 'delay', ms: 300 });
     const pull = async (): Promise<string[]> => {
       const manifest = await get(`${pick(replicas).url}/v2/library/app/manifests/v1`, ACCEPT);
       expect(manifest.status).toBe(200);
@@ -73,6 +73,7 @@ describe('replicas on one storage root', () => {
     const results = await Promise.all(Array.from({ length: 30 }, pull));
     for (const r of results) expect(r).toEqual(['ok', 'ok', 'ok', 'ok']);
     for (const d of [img.config, ...img.layers]) expect(upstream.count(new RegExp(`^GET /v2/library/app/blobs/${d}$`))).toBe(1);
+    expect(upstream.count(/^GET \/v2\/library\/app\/manifests\//)).toBe(1);
     expect(replicas.every((r) => r.alive())).toBe(true);
   });
 

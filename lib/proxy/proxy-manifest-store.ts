@@ -9,6 +9,7 @@ import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
+import type { SharedLocks } from '../storage/shared-lock.js';
 import { Inflight } from './inflight.js';
 import { Upstream, UpstreamError } from './upstream.js';
 
@@ -51,6 +52,8 @@ export class ProxyManifestStore {
     private readonly events: ProxyManifestEvents = {},
     /** Extension `immutabletags`: true for a tag whose cached manifest is served with no upstream check. */
     private readonly immutable?: (tag: string) => boolean,
+    /** Locks shared with other processes on the same storage (replicas): one fetches, the rest wait. */
+    private readonly locks?: SharedLocks,
   ) {}
 
   /** The manifest `name@digest`: from the cache, else fetched, verified and stored. */
@@ -62,8 +65,31 @@ export class ProxyManifestStore {
         return cached;
       }
       this.events.miss?.(name, digest);
-      return this.fetchAndStore(name, digest);
+      return this.fetchOnce(name, digest);
     });
+  }
+
+  /** One upstream fetch of `name@digest` across the processes sharing the storage. */
+  private async fetchOnce(name: string, digest: Digest): Promise<Manifest> {
+    if (!this.locks) return this.fetchAndStore(name, digest);
+    const key = `manifests/${name}/${digest.algorithm}/${digest.hex}`;
+    for (;;) {
+      const release = await this.locks.tryAcquire(key);
+      if (release) {
+        try {
+          return (await this.local(name, digest)) ?? (await this.fetchAndStore(name, digest));
+        } finally {
+          await release();
+        }
+      }
+      // Another replica is fetching it: wait until it is stored, or its lock is free again.
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 50));
+        const stored = await this.local(name, digest);
+        if (stored) return stored;
+        if (!(await this.locks.isHeld(key))) break;
+      }
+    }
   }
 
   /** The manifest `name:tag`, checked against the upstream unless the tag is immutable and cached. */
