@@ -16,6 +16,7 @@ import { paginate } from '../proxy/proxy-tag-service.js';
 import { RegistryError } from './errors.js';
 import { AuthChallenge, accessDetail, accessFor, type AccessController } from '../auth/access.js';
 import { parseRange } from './range.js';
+import { sendFileRange } from './send-file.js';
 import type { Subject } from './error-handler.js';
 
 /** The stores that serve one repository, and its name there. */
@@ -266,7 +267,8 @@ async function blob(s: RegistryServices, req: Request, res: Response, t: Target,
   if (range.kind === 'unsatisfiable') {
     throw new RegistryError('RANGE_INVALID', { headers: { 'Content-Range': `bytes */${handle.size}` }, detail: { range: header(req, 'range') } });
   }
-  const body = await handle.open(range.kind === 'partial' ? { start: range.start, end: range.end } : undefined);
+  const file = await handle.openFile?.();
+  const body = file ? undefined : await handle.open(range.kind === 'partial' ? { start: range.start, end: range.end } : undefined);
   if (range.kind === 'partial') {
     res.status(206);
     res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${handle.size}`);
@@ -278,11 +280,16 @@ async function blob(s: RegistryServices, req: Request, res: Response, t: Target,
   res.flushHeaders();
   const sent = { bytes: 0 };
   res.locals.sent = sent;
-  body.on('data', (chunk: Buffer) => {
-    sent.bytes += chunk.length;
-  });
   try {
-    await pipeline(body, res);
+    if (file) {
+      const start = range.kind === 'partial' ? range.start : 0;
+      await sendFileRange(res, file, start, range.kind === 'partial' ? range.end : handle.size! - 1, sent);
+    } else {
+      body!.on('data', (chunk: Buffer) => {
+        sent.bytes += chunk.length;
+      });
+      await pipeline(body!, res);
+    }
   } catch (err) {
     // Headers are gone: the only honest signal left is an aborted transfer.
     res.destroy();

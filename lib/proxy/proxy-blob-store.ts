@@ -4,6 +4,7 @@
  * whatever the number of concurrent clients, and streamed to all of them while it is written.
  */
 import type { Readable } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
 import type { Digest } from '../distribution/digest.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
@@ -19,6 +20,8 @@ export interface BlobHandle {
   readonly source: 'cache' | 'upstream';
   /** Opens the bytes `[start, end]` (inclusive). */
   open(range?: { start: number; end: number }): Promise<Readable>;
+  /** For content on local disk: a handle for positional reads, which the routes send with reused buffers. */
+  openFile?(): Promise<FileHandle> | undefined;
 }
 
 /** Hooks the server wires to the scheduler and metrics. */
@@ -111,6 +114,7 @@ export class ProxyBlobStore {
       size: info.size,
       source: 'cache',
       open: (range) => this.blobs.reader(digest, range),
+      openFile: () => this.blobs.openFile(digest),
     };
   }
 

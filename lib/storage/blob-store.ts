@@ -3,6 +3,7 @@
  * not hash to its name.
  */
 import type { Readable } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
 import { MirrorError } from '../errors.js';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import type { FileWriter, StorageDriver } from './driver.js';
@@ -27,6 +28,11 @@ export class BlobStore {
   /** Streams the blob, or `[start, end]` of it. */
   reader(digest: Digest, range?: { start: number; end: number }): Promise<Readable> {
     return this.driver.reader(blobDataPath(digest), range);
+  }
+
+  /** A handle for positional reads of the blob's data, when the driver offers one. */
+  openFile(digest: Digest): Promise<FileHandle> | undefined {
+    return this.driver.openFile?.(blobDataPath(digest));
   }
 
   /** Stores `content` after checking that it hashes to `digest`. */

@@ -4,6 +4,7 @@
  * validated values; a driver maps them onto its medium.
  */
 import type { Readable } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
 import { MirrorError } from '../errors.js';
 
 /** What `stat` reports of a path. */
@@ -39,6 +40,8 @@ export interface StorageDriver {
   putContent(path: string, content: Buffer | string): Promise<void>;
   /** Streams `[start, end]` (inclusive, as HTTP ranges) of a file; throws `PathNotFoundError`. */
   reader(path: string, range?: { start: number; end: number }): Promise<Readable>;
+  /** A handle for positional reads of a stored file (local media only); throws `PathNotFoundError`. */
+  openFile?(path: string): Promise<FileHandle>;
   /** Starts a write to a temporary file on the same medium. */
   writer(): Promise<FileWriter>;
   /** The names (not paths) of the entries of a directory; throws `PathNotFoundError`. */

@@ -5,7 +5,7 @@
  * on a shared volume) each have their own; at start-up those of dead processes are removed.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -66,6 +66,15 @@ export class FilesystemDriver implements StorageDriver {
       await w.commit(path);
     } catch (err) {
       await w.cancel();
+      throw err;
+    }
+  }
+
+  async openFile(path: string): Promise<FileHandle> {
+    try {
+      return await open(this.localPath(path), 'r');
+    } catch (err) {
+      if (isNotFound(err)) throw new PathNotFoundError(path, err);
       throw err;
     }
   }
