@@ -148,7 +148,8 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   });
   const loaded = await lifetime.start();
   if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
-  sizeCap = await startSizeCap(config, { driver, blobs, repository }, logger, metrics);
+  const sizing = await startSizeCap(config, { driver, blobs, repository }, logger, metrics);
+  sizeCap = sizing.cap;
 
   const app = express();
   app.disable('x-powered-by');
@@ -191,7 +192,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
       const sum = async (c: Counter<'type'>): Promise<number> => (await c.get()).values.reduce((n, v) => n + v.value, 0);
       return { requests: await sum(metrics.proxyRequests), hits: await sum(metrics.proxyHits), bytesServed: await sum(metrics.pushedBytes), bytesFetched: await sum(metrics.pulledBytes) };
     },
-    cap: () => ({ cacheBytes: sizeCap?.bytes, capBytes: sizeCap ? config.proxy?.maxsizebytes : undefined }),
+    cap: () => ({ cacheBytes: sizing.cap.bytes, capBytes: sizing.enforced ? config.proxy?.maxsizebytes : undefined }),
   };
   app.get(prefix + '/', (req, res, next) => {
     // distribution answers the root with an empty 200 (load balancers probe it); browsers get the
@@ -267,17 +268,20 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   };
 }
 
-/** The extension `proxy.maxsize`, when set (eviction needs `storage.delete.enabled`, as expiry does). */
-async function startSizeCap(config: Config, storage: PurgeContext, logger: Logger, metrics: Metrics): Promise<SizeCap | undefined> {
-  const maxBytes = config.proxy?.maxsizebytes;
-  if (maxBytes === undefined) return undefined;
-  if (!config.storage.delete.enabled) {
+/**
+ * The extension `proxy.maxsize` (eviction needs `storage.delete.enabled`, as expiry does). Without
+ * a cap the same accounting only measures, in the background, for `registry_mirror_cache_bytes`
+ * and the cache page.
+ */
+async function startSizeCap(config: Config, storage: PurgeContext, logger: Logger, metrics: Metrics): Promise<{ cap: SizeCap; enforced: boolean }> {
+  let maxBytes = config.proxy?.maxsizebytes;
+  if (maxBytes !== undefined && !config.storage.delete.enabled) {
     logger.warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
-    return undefined;
+    maxBytes = undefined;
   }
   const cap = new SizeCap({
     ...storage,
-    maxBytes,
+    maxBytes: maxBytes ?? Number.POSITIVE_INFINITY,
     logger,
     onEvicted: (type, freed) => {
       metrics.evictions.inc({ type });
@@ -285,9 +289,12 @@ async function startSizeCap(config: Config, storage: PurgeContext, logger: Logge
     },
     onSize: (bytes) => metrics.cacheBytes.set(bytes),
   });
-  await cap.start();
-  metrics.cacheBytes.set(cap.bytes);
-  return cap;
+  const measured = cap.start().then(() => metrics.cacheBytes.set(cap.bytes));
+  // Enforcing: a cache over a lowered cap is brought under it before serving. Measuring only:
+  // a large cache must not delay the start.
+  if (maxBytes !== undefined) await measured;
+  else measured.catch((err: Error) => logger.error(`measuring the cache failed: ${err.message}`));
+  return { cap, enforced: maxBytes !== undefined };
 }
 
 function createServer(config: Config, app: Express): http.Server {

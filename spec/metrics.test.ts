@@ -34,5 +34,9 @@ describe('metrics', () => {
     expect(value('registry_proxy_pulled_bytes_total', 'blob')).toBe(12_345);
     expect(value('registry_proxy_pushed_bytes_total', 'blob')).toBe(2 * 12_345);
     expect(text).toMatch(/registry_mirror_http_request_duration_seconds_bucket\{/);
+    // Measured without a size cap too: the layer, the config and the manifest.
+    const cacheBytes = Number(/^registry_mirror_cache_bytes (\S+)$/m.exec(text)?.[1]);
+    expect(cacheBytes).toBeGreaterThan(12_345);
+    expect(cacheBytes).toBeLessThan(12_345 + 2000);
   });
 });

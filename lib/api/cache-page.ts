@@ -116,14 +116,14 @@ function summaryCards(r: CacheReport): string {
 
 function diskText(d: CacheReport['disk']): string {
   if (d.capBytes !== undefined) return `${formatBytes(d.cacheBytes ?? 0)} of ${formatBytes(d.capBytes)} cap`;
-  if (d.volumeFree !== undefined) return `${formatBytes(d.volumeFree)} free`;
+  if (d.cacheBytes !== undefined) return `${formatBytes(d.cacheBytes)} cached`;
   return 'unknown';
 }
 
 function volumeText(d: CacheReport['disk']): string {
-  const known = d.volumeBytes !== undefined && d.volumeFree !== undefined;
-  if (d.capBytes !== undefined) return known ? `${formatBytes(d.volumeFree!)} free of ${formatBytes(d.volumeBytes!)} on the volume` : '';
-  return `no size cap (proxy.maxsize)${known ? `; a ${formatBytes(d.volumeBytes!)} volume` : ''}`;
+  const volume = d.volumeBytes === undefined || d.volumeFree === undefined ? '' : `${formatBytes(d.volumeFree)} free of ${formatBytes(d.volumeBytes)} on the volume`;
+  if (d.capBytes !== undefined) return volume;
+  return volume ? `no size cap (proxy.maxsize); ${volume}` : 'no size cap (proxy.maxsize)';
 }
 
 function upstreamTable(upstreams: readonly UpstreamReport[]): string {

@@ -43,7 +43,7 @@ export class Metrics {
       'Content served to clients but not cached because the storage refused the write (a full disk).',
       ['type'],
     );
-    this.cacheBytes = new Gauge({ name: 'registry_mirror_cache_bytes', help: 'Blob data in the cache (tracked when proxy.maxsize is set).', registers });
+    this.cacheBytes = new Gauge({ name: 'registry_mirror_cache_bytes', help: 'Blob data in the cache, in bytes.', registers });
     this.httpDuration = new Histogram({
       name: 'registry_mirror_http_request_duration_seconds',
       help: 'Time to answer a request, by route, method and status.',

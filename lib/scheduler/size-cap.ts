@@ -49,7 +49,7 @@ export class SizeCap {
       for (const d of await repo.listRevisions()) await this.record(name, d, 'manifest', 0);
       for (const d of await repo.listLayers()) await this.record(name, d, 'blob', 0);
     }
-    this.o.logger.info(`size cap ${this.o.maxBytes} bytes: ${this.total} bytes cached`);
+    this.o.logger.info(Number.isFinite(this.o.maxBytes) ? `size cap ${this.o.maxBytes} bytes: ${this.total} bytes cached` : `the cache holds ${this.total} bytes of blob data`);
     await this.enforce();
   }
 
