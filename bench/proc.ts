@@ -1,0 +1,72 @@
+/** Server processes the bench starts on 127.0.0.1, with their pid for memory readings. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { waitForHttp } from '../spec/helpers/ports.js';
+import { onCleanup } from './cleanup.js';
+
+/** A running server process. */
+export interface ServerProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly url: string;
+  readonly hostPort: string;
+  /** The last 64 KiB the process wrote to stdout/stderr. */
+  logs(): string;
+  /** Peak resident set size so far (VmHWM), in bytes. */
+  peakRss(): Promise<number>;
+  /** Current resident set size (VmRSS), in bytes. */
+  rss(): Promise<number>;
+  /** SIGTERM, then SIGKILL after 5 s. */
+  stop(): Promise<void>;
+}
+
+/** Reads one `kB` field of /proc/<pid>/status, in bytes. */
+export async function procStatusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+  if (!m) throw new Error(`no ${field} for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** Spawns `cmd args` and resolves once `hostPort` answers `readyPath` over HTTP. */
+export async function startServer(opts: { name: string; cmd: string; args: string[]; hostPort: string; readyPath: string }): Promise<ServerProcess> {
+  let logs = '';
+  const child: ChildProcess = spawn(opts.cmd, opts.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = (c: Buffer): void => {
+    logs = (logs + c.toString()).slice(-65536);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.once('error', (err) => keep(Buffer.from(String(err))));
+  const kill = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const stop = onCleanup(kill);
+  const url = `http://${opts.hostPort}`;
+  try {
+    await Promise.race([
+      waitForHttp(`${url}${opts.readyPath}`, 20_000),
+      exited.then(() => {
+        throw new Error('exited at start-up');
+      }),
+    ]);
+  } catch (err) {
+    await stop();
+    throw new Error(`${opts.name} did not start: ${(err as Error).message}\n${logs}`);
+  }
+  return {
+    name: opts.name,
+    pid: child.pid!,
+    url,
+    hostPort: opts.hostPort,
+    logs: () => logs,
+    peakRss: () => procStatusBytes(child.pid!, 'VmHWM'),
+    rss: () => procStatusBytes(child.pid!, 'VmRSS'),
+    stop,
+  };
+}
