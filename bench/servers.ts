@@ -4,10 +4,14 @@
  * its own configuration under `dir`, listens on 127.0.0.1 and logs at warn level without access log.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freePort } from '../spec/helpers/ports.js';
 import { DISTRIBUTION_BIN } from '../spec/helpers/interop.js';
 import { startServer, type ServerProcess } from './proc.js';
+
+/** Our command line (this file is compiled to build-bench/bench/). */
+const REGISTRY_BIN = fileURLToPath(new URL('../../bin/registry', import.meta.url));
 
 /** Which pull-through cache. */
 export type Contender = 'ours' | 'official';
@@ -38,14 +42,14 @@ function registryConfig(root: string, port: number, remoteurl: string): string {
   ].join('\n');
 }
 
-/** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root`. */
-export async function startContender(who: Contender, remoteurl: string, dir: string): Promise<ServerProcess & { root: string }> {
+/** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */
+export async function startContender(who: Contender, remoteurl: string, dir: string, nodeArgs: string[] = []): Promise<ServerProcess & { root: string }> {
   await mkdir(dir, { recursive: true });
   const port = await freePort();
   const root = join(dir, 'root');
   const config = join(dir, 'config.yml');
   await writeFile(config, registryConfig(root, port, remoteurl));
-  const [cmd, args] = who === 'ours' ? [process.execPath, [resolve('bin/registry'), 'serve', config]] : [DISTRIBUTION_BIN, ['serve', config]];
+  const [cmd, args] = who === 'ours' ? [process.execPath, [...nodeArgs, REGISTRY_BIN, 'serve', config]] : [DISTRIBUTION_BIN, ['serve', config]];
   const server = await startServer({ name: who, cmd, args, hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
   return { ...server, root };
 }

@@ -15,6 +15,8 @@ export interface Settings {
   readonly wrkSeconds: number;
   /** Scenarios 4/5: layer sizes of the pulled image, concurrent pulls in scenario 5. */
   readonly imageLayers: number[];
+  /** Scenario 4: cold pulls per contender and round (the round's sample is their median). */
+  readonly coldPullReps: number;
   readonly concurrentPulls: number;
   /** Scenario 6: concurrent cold streams of different blobs, and slow readers of one cold blob. */
   readonly coldStreams: number;
@@ -40,6 +42,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     manifestClients: 16,
     wrkSeconds: quick ? 2 : 5,
     imageLayers: [24 * MiB, 16 * MiB, 12 * MiB, 8 * MiB, 2 * MiB],
+    coldPullReps: quick ? 1 : 3,
     concurrentPulls: 10,
     coldStreams: quick ? 5 : 20,
     coldStreamBytes: (quick ? 64 : 256) * MiB,

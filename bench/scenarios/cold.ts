@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { skopeo } from '../../spec/helpers/skopeo.js';
 import { APP_REPO, freshContender, secondsSince, type BenchContext } from '../context.js';
 import { startByteCounter } from '../byte-counter.js';
-import { contenders } from '../servers.js';
+import { contenders, type Contender } from '../servers.js';
+import { median } from '../results.js';
 import { imageBytes } from '../seed.js';
 
 /** `skopeo copy docker://hostPort/bench/app:latest dir:<dest>`; throws when it fails. */
@@ -18,19 +19,24 @@ async function pull(hostPort: string, dest: string): Promise<void> {
   if (r.code !== 0) throw new Error(`skopeo pull from ${hostPort} failed: ${r.stderr}`);
 }
 
-/** Scenario 4: seconds for one cold pull. */
+/** Scenario 4: seconds for one cold pull; the round's sample is the median of `coldPullReps` pulls, alternating. */
 export async function coldPullRound(ctx: BenchContext, round: number): Promise<void> {
-  for (const who of contenders(round)) {
-    const server = await freshContender(ctx, who, `r${round}-coldpull`);
-    try {
-      const start = process.hrtime.bigint();
-      await pull(server.hostPort, join(server.root, '..', 'pulled'));
-      const s = secondsSince(start);
-      ctx.results.add('cold_pull', who, round, s);
-      ctx.log(`  cold pull ${who}: ${s.toFixed(2)} s`);
-    } finally {
-      await server.done();
+  const times: Record<Contender, number[]> = { ours: [], official: [] };
+  for (let rep = 0; rep < ctx.settings.coldPullReps; rep++) {
+    for (const who of contenders(round + rep)) {
+      const server = await freshContender(ctx, who, `r${round}-coldpull${rep}`);
+      try {
+        const start = process.hrtime.bigint();
+        await pull(server.hostPort, join(server.root, '..', 'pulled'));
+        times[who].push(secondsSince(start));
+      } finally {
+        await server.done();
+      }
     }
+  }
+  for (const who of ['ours', 'official'] as const) {
+    ctx.results.add('cold_pull', who, round, median(times[who]));
+    ctx.log(`  cold pull ${who}: ${times[who].map((t) => t.toFixed(2)).join(', ')} s`);
   }
 }
 
