@@ -1,5 +1,5 @@
 /**
- * `npm run bench:profile -- <blob|tag|digest|streams>`: runs one load against our mirror alone,
+ * `npm run bench:profile -- <blob|tag|digest|streams|pull>`: runs one load against our mirror alone,
  * started with `node --cpu-prof`, and prints where its CPU time went (self time per function). The
  * profile covers the whole process, cache filling included; it is written under bench/results/.
  */
@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { startDistribution } from '../spec/helpers/upstream-registry.js';
 import { cleanupAll, installSignalHandlers, onCleanup } from './cleanup.js';
 import { ensurePrerequisites } from './prereqs.js';
+import { readSettings } from './settings.js';
+import { skopeo } from '../spec/helpers/skopeo.js';
 import { startContender } from './servers.js';
 import { APP_REPO, BIG_REPO, waitForBlobOnDisk } from './context.js';
 import { pushRandomImage, uploadBlobs } from './seed.js';
@@ -18,7 +20,7 @@ import { ACCEPT } from './scenarios/warm.js';
 import { selfTimes } from './cpu-profile.js';
 
 const MiB = 2 ** 20;
-const LOADS = ['blob', 'tag', 'digest', 'streams'] as const;
+const LOADS = ['blob', 'tag', 'digest', 'streams', 'pull'] as const;
 
 async function run(load: (typeof LOADS)[number]): Promise<void> {
   ensurePrerequisites();
@@ -26,7 +28,7 @@ async function run(load: (typeof LOADS)[number]): Promise<void> {
   onCleanup(() => rm(work, { recursive: true, force: true }));
   const upstream = await startDistribution();
   onCleanup(() => upstream.destroy());
-  const app = await pushRandomImage(upstream.hostPort, [`${APP_REPO}:latest`], [4 * MiB, 1 * MiB], 'profile-app');
+  const app = await pushRandomImage(upstream.hostPort, [`${APP_REPO}:latest`], readSettings().imageLayers, 'profile-app');
   const blobs = await uploadBlobs(upstream.url, BIG_REPO, `profile-${load}`, 256 * MiB, load === 'streams' ? 8 : load === 'blob' ? 1 : 0);
   const profDir = join(work, 'prof');
   const ours = await startContender('ours', upstream.url, join(work, 'ours'), ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
@@ -44,6 +46,11 @@ async function run(load: (typeof LOADS)[number]): Promise<void> {
     const start = Date.now();
     await Promise.all(blobs.map((b) => get(b.digest)));
     process.stdout.write(`${blobs.length} cold 256 MiB streams: ${((Date.now() - start) / 1000).toFixed(1)} s, peak RSS ${((await ours.peakRss()) / MiB).toFixed(0)} MiB\n`);
+  } else if (load === 'pull') {
+    const start = Date.now();
+    const r = await skopeo(['copy', '--src-tls-verify=false', `docker://${ours.hostPort}/${APP_REPO}:latest`, `dir:${join(work, 'pulled')}`]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    process.stdout.write(`cold pull of ${APP_REPO}:latest: ${((Date.now() - start) / 1000).toFixed(2)} s\n`);
   } else {
     const ref = load === 'tag' ? 'latest' : app.manifest.digest;
     const r = await runWrk(`${ours.url}/v2/${APP_REPO}/manifests/${ref}`, { connections: 16, threads: 2, seconds: 10, headers: { Accept: ACCEPT } });

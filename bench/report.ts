@@ -55,14 +55,15 @@ export interface TargetOutcome {
   readonly label: string;
   readonly value: number;
   readonly target: string;
-  readonly pass: boolean;
+  /** null when the scenario was not run. */
+  readonly pass: boolean | null;
 }
 
 /** Evaluates every target. */
 export function evaluate(r: Results): TargetOutcome[] {
   return TARGETS.map((t) => {
     const v = t.value(r);
-    const pass = Number.isFinite(v) && (t.op === '>=' ? v >= t.limit : t.op === '<=' ? v <= t.limit : v < t.limit);
+    const pass = !Number.isFinite(v) ? null : t.op === '>=' ? v >= t.limit : t.op === '<=' ? v <= t.limit : v < t.limit;
     return { label: t.label, value: v, target: `${t.op} ${t.limit}`, pass };
   });
 }
@@ -98,7 +99,7 @@ export function formatReport(r: Results): string {
     lines.push(`| ${row.label} | ${row.unit} | ${fmt(row.ours, d)} | ${fmt(row.official, d)} | ${fmt(row.ratio, 2)} | ${fmt(row.nginx, d)} |`);
   }
   lines.push('', '| target | measured | wanted | |', '| --- | ---: | --- | --- |');
-  for (const t of evaluate(r)) lines.push(`| ${t.label} | ${fmt(t.value, 3)} | ${t.target} | ${t.pass ? 'PASS' : 'MISS'} |`);
+  for (const t of evaluate(r)) lines.push(`| ${t.label} | ${fmt(t.value, 3)} | ${t.target} | ${t.pass === null ? 'not run' : t.pass ? 'PASS' : 'MISS'} |`);
   if (r.notes.length) lines.push('', ...r.notes.map((n) => `- ${n}`));
   return lines.join('\n');
 }
