@@ -16,6 +16,8 @@ export interface ServerProcess {
   peakRss(): Promise<number>;
   /** Current resident set size (VmRSS), in bytes. */
   rss(): Promise<number>;
+  /** CPU time (user + system, all threads) used so far, in seconds. */
+  cpuSeconds(): Promise<number>;
   /** SIGTERM, then SIGKILL after 5 s. */
   stop(): Promise<void>;
 }
@@ -26,6 +28,14 @@ export async function procStatusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): Pr
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
   if (!m) throw new Error(`no ${field} for pid ${pid}`);
   return Number(m[1]) * 1024;
+}
+
+/** User + system CPU seconds of `pid` (fields 14 and 15 of /proc/<pid>/stat, in clock ticks of 1/100 s). */
+export async function procCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Spawns `cmd args` and resolves once `hostPort` answers `readyPath` over HTTP. */
@@ -67,6 +77,7 @@ export async function startServer(opts: { name: string; cmd: string; args: strin
     logs: () => logs,
     peakRss: () => procStatusBytes(child.pid!, 'VmHWM'),
     rss: () => procStatusBytes(child.pid!, 'VmRSS'),
+    cpuSeconds: () => procCpuSeconds(child.pid!),
     stop,
   };
 }

@@ -15,6 +15,7 @@ const MiB = 2 ** 20;
 /** Every metric, in table order. */
 export const METRICS: MetricView[] = [
   { id: 'warm_blob', label: '1. warm 256 MiB blob, 4 readers', unit: 'MiB/s', scale: 1 / MiB, digits: 0 },
+  { id: 'warm_blob_cpu', label: '   (server CPU per GiB served)', unit: 's/GiB', scale: 1, digits: 3 },
   { id: 'manifest_tag', label: '2. manifest by tag, 16 clients', unit: 'req/s', scale: 1, digits: 0 },
   { id: 'manifest_digest', label: '3. manifest by digest, 16 clients', unit: 'req/s', scale: 1, digits: 0 },
   { id: 'cold_pull', label: '4. cold pull (skopeo), wall time', unit: 's', scale: 1, digits: 2 },

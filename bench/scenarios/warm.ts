@@ -78,9 +78,12 @@ export async function warmBlobRound(ctx: BenchContext, rig: WarmRig, round: numb
   for (const who of order) {
     const server = who === 'nginx' ? rig.nginx : rig.servers[who];
     const path = who === 'nginx' ? '/blob' : `/v2/${BIG_REPO}/blobs/${ctx.warmBlob.digest}`;
+    const cpuBefore = await server.cpuSeconds();
     const r = await bulkThroughput(server.hostPort, path, blobReaders, blobSeconds * 1000);
+    const cpuPerGiB = ((await server.cpuSeconds()) - cpuBefore) / (r.bytes / 2 ** 30);
     ctx.results.add('warm_blob', who, round, r.bytesPerSec);
-    ctx.log(`  warm blob ${who}: ${(r.bytesPerSec / 2 ** 20).toFixed(0)} MiB/s (${r.requests} GETs)`);
+    ctx.results.add('warm_blob_cpu', who, round, cpuPerGiB);
+    ctx.log(`  warm blob ${who}: ${(r.bytesPerSec / 2 ** 20).toFixed(0)} MiB/s (${r.requests} GETs), server CPU ${cpuPerGiB.toFixed(3)} s/GiB`);
   }
   // The client check: wrk reading the same nginx file. If wrk is not faster, the Node client is not the limit.
   const w = await runWrk(`${rig.nginx.url}/blob`, { connections: blobReaders, threads: 2, seconds: blobSeconds });
