@@ -2,7 +2,11 @@
  * `npm run bench:profile -- <blob|tag|digest|streams|pull>`: runs one load against our mirror alone,
  * started with `node --cpu-prof`, and prints where its CPU time went (self time per function). The
  * profile covers the whole process, cache filling included; it is written under bench/results/.
+ * With `BENCH_PERF=1`, Linux perf also samples the whole process (GC and libuv threads, kernel)
+ * during the load of `blob` and prints the top symbols.
  */
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,8 +44,10 @@ async function run(load: (typeof LOADS)[number]): Promise<void> {
   if (load === 'blob') {
     await get(blobs[0]!.digest);
     await waitForBlobOnDisk(ours.root, blobs[0]!);
+    const perf = process.env.BENCH_PERF === '1' ? startPerf(ours.pid, 8) : undefined;
     const r = await bulkThroughput(ours.hostPort, `/v2/${BIG_REPO}/blobs/${blobs[0]!.digest}`, 4, 10_000);
     process.stdout.write(`warm blob, 4 readers: ${(r.bytesPerSec / MiB).toFixed(0)} MiB/s\n`);
+    if (perf) process.stdout.write(`\nperf, whole process (all threads and kernel), top symbols:\n${await perf}\n`);
   } else if (load === 'streams') {
     const start = Date.now();
     await Promise.all(blobs.map((b) => get(b.digest)));
@@ -66,6 +72,22 @@ async function run(load: (typeof LOADS)[number]): Promise<void> {
   const total = times.reduce((s, t) => s + t.ms, 0);
   process.stdout.write(`\nprofile ${kept}: ${(total / 1000).toFixed(1)} s sampled; self time, top 25 (share of non-idle):\n`);
   for (const t of times.slice(0, 25)) process.stdout.write(`${t.ms.toFixed(0).padStart(7)} ms ${Number.isNaN(t.share) ? '      ' : `${(t.share * 100).toFixed(1).padStart(5)}%`}  ${t.name}\n`);
+}
+
+/** `perf record` of `pid` for `seconds` (software clock: works in VMs); resolves with the top of `perf report`. */
+async function startPerf(pid: number, seconds: number): Promise<string> {
+  if (!existsSync('/usr/bin/perf')) return 'perf is not installed (Debian package linux-perf)';
+  await mkdir('bench/results', { recursive: true });
+  const data = 'bench/results/ours-blob.perf.data';
+  const child = spawn('/usr/bin/perf', ['record', '-e', 'cpu-clock', '-F', '999', '-p', String(pid), '-o', data, '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+  await new Promise((r) => child.once('exit', r));
+  const report = execFileSync('/usr/bin/perf', ['report', '-i', data, '--no-children', '--sort', 'dso,sym', '--stdio'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  return report
+    .split('\n')
+    .filter((l) => /^\s+[\d.]+%/.test(l))
+    .slice(0, 15)
+    .map((l) => l.slice(0, 140))
+    .join('\n');
 }
 
 installSignalHandlers();
