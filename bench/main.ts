@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startDistribution } from '../spec/helpers/upstream-registry.js';
 import { cleanupAll, installSignalHandlers, onCleanup } from './cleanup.js';
-import { ensurePrerequisites } from './prereqs.js';
+import { ensurePrerequisites, PrerequisiteError } from './prereqs.js';
 import { readSettings } from './settings.js';
 import { Results } from './results.js';
 import { describeMachine } from './machine.js';
@@ -84,7 +84,7 @@ async function run(): Promise<number> {
 installSignalHandlers();
 run()
   .catch((err: Error) => {
-    process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
+    process.stderr.write(`bench: ${err instanceof PrerequisiteError ? err.message : (err.stack ?? err.message)}\n`);
     return 1;
   })
   .then(async (code) => {

@@ -25,6 +25,9 @@ function aptInstall(pkgs: string[]): boolean {
   return run(['update']) && run(install);
 }
 
+/** A tool is missing and could not be installed; the message says what to run. */
+export class PrerequisiteError extends Error {}
+
 /** Makes sure every tool is installed; throws with the command to run when that is not possible. */
 export function ensurePrerequisites(): void {
   const missing = () => TOOLS.filter((t) => !existsSync(t.bin));
@@ -38,6 +41,6 @@ export function ensurePrerequisites(): void {
     todo = missing();
   }
   if (todo.length > 0) {
-    throw new Error(`missing ${todo.map((t) => t.bin).join(', ')}; install them with:\n  sudo ${command}`);
+    throw new PrerequisiteError(`missing ${todo.map((t) => t.bin).join(', ')}; install them with:\n  sudo ${command}`);
   }
 }
