@@ -47,6 +47,10 @@ export async function startByteCounter(target: string): Promise<ByteCounter> {
       r.pipe(res);
     });
     upstream.on('error', () => res.destroy());
+    // A client (the contender) that hangs up must not leave the upstream download running.
+    res.once('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
     req.pipe(upstream);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -47,10 +47,16 @@ export async function startServer(opts: { name: string; cmd: string; args: strin
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.once('error', (err) => keep(Buffer.from(String(err))));
+  // A command that cannot be spawned emits 'error' and no 'exit'.
+  const exited = new Promise<void>((r) => {
+    child.once('exit', () => r());
+    child.once('error', (err) => {
+      keep(Buffer.from(String(err)));
+      r();
+    });
+  });
   const kill = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
     await exited;
