@@ -1,0 +1,93 @@
+/**
+ * `npm run bench`: our mirror against the official registry (Debian's docker-registry in proxy
+ * mode), both caching the same seeded upstream (another docker-registry), in interleaved rounds on
+ * this machine. Prints medians, ratios ours/official and PASS/MISS per target, and writes them as
+ * JSON (`BENCH_OUT`, default bench/results.json). `BENCH_QUICK=1` for a short run, `BENCH_ROUNDS=n`,
+ * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow` to run some scenarios.
+ */
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { startDistribution } from '../spec/helpers/upstream-registry.js';
+import { cleanupAll, installSignalHandlers, onCleanup } from './cleanup.js';
+import { ensurePrerequisites, PrerequisiteError } from './prereqs.js';
+import { readSettings } from './settings.js';
+import { Results } from './results.js';
+import { describeMachine } from './machine.js';
+import { APP_REPO, BIG_REPO, type BenchContext } from './context.js';
+import { pushRandomImage, uploadBlobs } from './seed.js';
+import { manifestRound, startWarmRig, warmBlobRound, type WarmRig } from './scenarios/warm.js';
+import { coldPullRound, upstreamBytesRound } from './scenarios/cold.js';
+import { coldStreamsRound, slowClientsRound } from './scenarios/memory.js';
+import { evaluate, formatReport, rows } from './report.js';
+
+const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow'] as const;
+
+async function run(): Promise<number> {
+  const started = Date.now();
+  const settings = readSettings();
+  const only = new Set(process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : SCENARIOS);
+  const wanted = (s: (typeof SCENARIOS)[number]): boolean => only.has(s);
+  const log = (line: string): void => void process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+  ensurePrerequisites();
+  const machine = describeMachine();
+  log(`machine: ${JSON.stringify(machine)}`);
+  log(`settings: ${settings.rounds} round(s)${settings.quick ? ', quick' : ''}`);
+
+  const workDir = await mkdtemp(join(tmpdir(), 'registry-bench-'));
+  onCleanup(() => rm(workDir, { recursive: true, force: true }));
+  const upstream = await startDistribution();
+  onCleanup(() => upstream.destroy());
+  log(`upstream ${upstream.url}: seeding`);
+  const app = await pushRandomImage(upstream.hostPort, [`${APP_REPO}:latest`], settings.imageLayers, 'bench-app');
+  const [warmBlob] = wanted('blob') ? await uploadBlobs(upstream.url, BIG_REPO, 'warm', settings.warmBlobBytes, 1) : [];
+  const coldBlobs = wanted('streams') || wanted('slow') ? await uploadBlobs(upstream.url, BIG_REPO, 'cold', settings.coldStreamBytes, wanted('streams') ? settings.coldStreams : 1) : [];
+  const results = new Results();
+  const ctx: BenchContext = { settings, upstream, workDir, results, app, warmBlob: warmBlob!, coldBlobs, log };
+  log('seeded');
+
+  let rig: WarmRig | undefined;
+  if (wanted('blob') || wanted('manifest')) {
+    if (!warmBlob) throw new Error('BENCH_ONLY=manifest needs blob too (the warm rig caches the big blob)');
+    rig = await startWarmRig(ctx);
+    log('warm caches filled');
+  }
+  for (let round = 0; round < settings.rounds; round++) {
+    log(`round ${round + 1}/${settings.rounds}`);
+    if (rig && wanted('blob')) await warmBlobRound(ctx, rig, round);
+    if (rig && wanted('manifest')) await manifestRound(ctx, rig, round);
+    if (wanted('coldpull')) await coldPullRound(ctx, round);
+    if (wanted('upstream')) await upstreamBytesRound(ctx, round);
+    if (wanted('streams')) await coldStreamsRound(ctx, round);
+    if (wanted('slow')) await slowClientsRound(ctx, round);
+  }
+  await rig?.stop();
+
+  const report = formatReport(results);
+  process.stdout.write(`\n${report}\n\n`);
+  const json = {
+    date: new Date().toISOString(),
+    durationSeconds: Math.round((Date.now() - started) / 1000),
+    machine,
+    settings,
+    rows: rows(results),
+    targets: evaluate(results),
+    samples: results.samples,
+    notes: results.notes,
+  };
+  await mkdir(dirname(settings.out), { recursive: true });
+  await writeFile(settings.out, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v), 2)}\n`);
+  log(`results written to ${settings.out}`);
+  return 0;
+}
+
+installSignalHandlers();
+run()
+  .catch((err: Error) => {
+    process.stderr.write(`bench: ${err instanceof PrerequisiteError ? err.message : (err.stack ?? err.message)}\n`);
+    return 1;
+  })
+  .then(async (code) => {
+    await cleanupAll();
+    process.exit(code);
+  });

@@ -1,0 +1,106 @@
+/** Turns the samples into the table (medians, ratios ours/official) and the PASS/MISS targets. */
+import { median, type Results, type Who } from './results.js';
+
+/** How a metric is shown. */
+interface MetricView {
+  readonly id: string;
+  readonly label: string;
+  readonly unit: string;
+  readonly scale: number;
+  readonly digits: number;
+}
+
+const MiB = 2 ** 20;
+
+/** Every metric, in table order. */
+export const METRICS: MetricView[] = [
+  { id: 'warm_blob', label: '1. warm 256 MiB blob, 4 readers', unit: 'MiB/s', scale: 1 / MiB, digits: 0 },
+  { id: 'warm_blob_cpu', label: '   (server CPU per GiB served)', unit: 's/GiB', scale: 1, digits: 3 },
+  { id: 'manifest_tag', label: '2. manifest by tag, 16 clients', unit: 'req/s', scale: 1, digits: 0 },
+  { id: 'manifest_digest', label: '3. manifest by digest, 16 clients', unit: 'req/s', scale: 1, digits: 0 },
+  { id: 'cold_pull', label: '4. cold pull (skopeo), wall time', unit: 's', scale: 1, digits: 2 },
+  { id: 'upstream_x', label: '5. upstream bytes, 10 cold pulls', unit: 'x image', scale: 1, digits: 3 },
+  { id: 'concurrent_pulls_s', label: '   (10 cold pulls, wall time)', unit: 's', scale: 1, digits: 2 },
+  { id: 'rss_streams', label: '6a. peak RSS, cold streams', unit: 'MiB', scale: 1 / MiB, digits: 0 },
+  { id: 'streams_s', label: '    (cold streams, wall time)', unit: 's', scale: 1, digits: 1 },
+  { id: 'rss_slow', label: '6b. peak RSS, 200 slow clients', unit: 'MiB', scale: 1 / MiB, digits: 0 },
+];
+
+/** A target of issue 7. */
+interface Target {
+  readonly label: string;
+  /** The value compared: a median per-round ratio, or ours' worst round. */
+  value(r: Results): number;
+  readonly op: '>=' | '<=' | '<';
+  readonly limit: number;
+}
+
+const ratio = (metric: string, b: Who) => (r: Results) => median(r.ratios(metric, 'ours', b));
+const worst = (metric: string) => (r: Results) => Math.max(...r.values(metric, 'ours')) / MiB;
+
+/** The targets, each compared with ours. */
+export const TARGETS: Target[] = [
+  { label: 'warm blob ours/official', value: ratio('warm_blob', 'official'), op: '>=', limit: 1 },
+  { label: 'warm blob ours/nginx ceiling', value: ratio('warm_blob', 'nginx'), op: '>=', limit: 0.8 },
+  { label: 'manifest by tag ours/official', value: ratio('manifest_tag', 'official'), op: '>=', limit: 5 },
+  { label: 'manifest by digest ours/official', value: ratio('manifest_digest', 'official'), op: '>=', limit: 3 },
+  { label: 'cold pull time ours/official', value: ratio('cold_pull', 'official'), op: '<=', limit: 1 },
+  // Body bytes exactly once; 0.1% leaves room for nothing but manifest re-reads.
+  { label: 'upstream bytes, 10 pulls (x image)', value: (r) => median(r.values('upstream_x', 'ours')), op: '<=', limit: 1.001 },
+  { label: 'peak RSS cold streams (MiB, worst)', value: worst('rss_streams'), op: '<', limit: 200 },
+  { label: 'peak RSS slow clients (MiB, worst)', value: worst('rss_slow'), op: '<', limit: 200 },
+];
+
+/** One target's outcome. */
+export interface TargetOutcome {
+  readonly label: string;
+  readonly value: number;
+  readonly target: string;
+  /** null when the scenario was not run. */
+  readonly pass: boolean | null;
+}
+
+/** Evaluates every target. */
+export function evaluate(r: Results): TargetOutcome[] {
+  return TARGETS.map((t) => {
+    const v = t.value(r);
+    const pass = !Number.isFinite(v) ? null : t.op === '>=' ? v >= t.limit : t.op === '<=' ? v <= t.limit : v < t.limit;
+    return { label: t.label, value: v, target: `${t.op} ${t.limit}`, pass };
+  });
+}
+
+/** One table row: medians per server and the median per-round ratio ours/official. */
+export interface Row {
+  readonly metric: string;
+  readonly label: string;
+  readonly unit: string;
+  readonly ours: number;
+  readonly official: number;
+  readonly nginx?: number;
+  readonly ratio: number;
+  readonly rounds: number;
+}
+
+/** The table rows (in the metric's display unit). */
+export function rows(r: Results): Row[] {
+  return METRICS.filter((m) => r.samples[m.id]).map((m) => {
+    const med = (who: Who) => median(r.values(m.id, who)) * m.scale;
+    const nginx = r.values(m.id, 'nginx').length ? med('nginx') : undefined;
+    return { metric: m.id, label: m.label, unit: m.unit, ours: med('ours'), official: med('official'), nginx, ratio: median(r.ratios(m.id, 'ours', 'official')), rounds: r.values(m.id, 'ours').length };
+  });
+}
+
+/** The table and targets as Markdown (printed, and pasted into docs/performance.md). */
+export function formatReport(r: Results): string {
+  const digits = new Map(METRICS.map((m) => [m.id, m.digits]));
+  const fmt = (v: number | undefined, d: number): string => (v === undefined || !Number.isFinite(v) ? '' : v.toFixed(d));
+  const lines = ['| scenario | unit | ours | official | ours/official | nginx |', '| --- | --- | ---: | ---: | ---: | ---: |'];
+  for (const row of rows(r)) {
+    const d = digits.get(row.metric) ?? 2;
+    lines.push(`| ${row.label} | ${row.unit} | ${fmt(row.ours, d)} | ${fmt(row.official, d)} | ${fmt(row.ratio, 2)} | ${fmt(row.nginx, d)} |`);
+  }
+  lines.push('', '| target | measured | wanted | |', '| --- | ---: | --- | --- |');
+  for (const t of evaluate(r)) lines.push(`| ${t.label} | ${fmt(t.value, 3)} | ${t.target} | ${t.pass === null ? 'not run' : t.pass ? 'PASS' : 'MISS'} |`);
+  if (r.notes.length) lines.push('', ...r.notes.map((n) => `- ${n}`));
+  return lines.join('\n');
+}

@@ -1,0 +1,89 @@
+/**
+ * The servers compared: our mirror (`node bin/registry serve`), the official one (Debian's
+ * docker-registry in proxy mode) and nginx serving one file with sendfile (the ceiling). Each gets
+ * its own configuration under `dir`, listens on 127.0.0.1 and logs at warn level without access log.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../spec/helpers/ports.js';
+import { DISTRIBUTION_BIN } from '../spec/helpers/interop.js';
+import { startServer, type ServerProcess } from './proc.js';
+
+/** Our command line (this file is compiled to build-bench/bench/). */
+const REGISTRY_BIN = fileURLToPath(new URL('../../bin/registry', import.meta.url));
+
+/** Which pull-through cache. */
+export type Contender = 'ours' | 'official';
+
+/** Both contenders, in the order a round runs them (alternating per round). */
+export function contenders(round: number): Contender[] {
+  return round % 2 === 0 ? ['ours', 'official'] : ['official', 'ours'];
+}
+
+/** The registry configuration both contenders read (the same keys; ours accepts registry:2's file). */
+function registryConfig(root: string, port: number, remoteurl: string): string {
+  return [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${root}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    'proxy:',
+    `  remoteurl: ${remoteurl}`,
+    '',
+  ].join('\n');
+}
+
+/** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */
+export async function startContender(who: Contender, remoteurl: string, dir: string, nodeArgs: string[] = []): Promise<ServerProcess & { root: string }> {
+  await mkdir(dir, { recursive: true });
+  const port = await freePort();
+  const root = join(dir, 'root');
+  const config = join(dir, 'config.yml');
+  await writeFile(config, registryConfig(root, port, remoteurl));
+  const [cmd, args] = who === 'ours' ? [process.execPath, [...nodeArgs, REGISTRY_BIN, 'serve', config]] : [DISTRIBUTION_BIN, ['serve', config]];
+  const server = await startServer({ name: who, cmd, args, hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
+  return { ...server, root };
+}
+
+/** The nginx binary (Debian's package). */
+export const NGINX_BIN = '/usr/sbin/nginx';
+
+/** Starts nginx serving `file` at `/blob` with sendfile, one worker, prefix and temp paths under `dir`. */
+export async function startNginx(file: string, dir: string): Promise<ServerProcess> {
+  await mkdir(join(dir, 'logs'), { recursive: true });
+  await mkdir(join(dir, 'tmp'), { recursive: true });
+  const port = await freePort();
+  const tmp = join(dir, 'tmp');
+  const conf = join(dir, 'nginx.conf');
+  await writeFile(
+    conf,
+    [
+      'daemon off;',
+      'master_process off;',
+      'worker_processes 1;',
+      `pid ${join(dir, 'nginx.pid')};`,
+      `error_log ${join(dir, 'logs/error.log')} warn;`,
+      'events { worker_connections 1024; }',
+      'http {',
+      '  access_log off;',
+      '  sendfile on;',
+      '  tcp_nopush on;',
+      '  keepalive_requests 1000000;',
+      '  default_type application/octet-stream;',
+      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${tmp};`),
+      `  server { listen 127.0.0.1:${port}; location = /blob { alias ${file}; } location = /v2/ { return 200 '{}'; } }`,
+      '}',
+      '',
+    ].join('\n'),
+  );
+  return startServer({ name: 'nginx', cmd: NGINX_BIN, args: ['-p', dir, '-c', conf, '-e', join(dir, 'logs/error.log')], hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
+}
