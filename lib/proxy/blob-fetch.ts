@@ -25,6 +25,9 @@ export class BlobVerificationError extends MirrorError {
   }
 }
 
+/** Recent bytes kept in memory for readers that have caught up with the upstream. */
+const STREAMING_WINDOW = 4 * 1024 * 1024;
+
 /** Bytes a reader takes from the file at a time. */
 const READ_CHUNK = 64 * 1024;
 
@@ -61,8 +64,12 @@ export class BlobFetch {
   private received = 0;
   /** Bytes on disk (readable through the shared descriptor). */
   private written = 0;
-  /** Bytes past `written`, kept while a reader needs them (passthrough only). */
+  /**
+   * The latest chunks received, in order: the last `STREAMING_WINDOW` bytes while the disk works
+   * (and any not yet written), and past the disk everything a reader still needs.
+   */
   private tail: { offset: number; bytes: Buffer }[] = [];
+  private tailBytes = 0;
   /** Tail bytes below this offset were dropped. */
   private trimmedTo = 0;
   private readonly positions = new Set<{ position: number }>();
@@ -123,18 +130,21 @@ export class BlobFetch {
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         hash.update(chunk);
-        const offset = this.received;
+        // Clients that have caught up are handed the chunk from memory at once, without waiting
+        // for the disk write or reading it back from the file.
+        this.tail.push({ offset: this.received, bytes: chunk });
+        this.tailBytes += chunk.length;
         this.received += chunk.length;
+        this.events.emit('change');
         if (this.state === 'streaming') {
           try {
             await writer!.write(chunk);
             this.written += chunk.length;
+            this.trim();
           } catch (err) {
             this.abandonCache(err);
           }
         }
-        if (this.state === 'passthrough') this.tail.push({ offset, bytes: chunk });
-        this.events.emit('change');
         // Past the disk, the upstream is read no faster than the slowest client.
         while (this.state === 'passthrough' && this.received - this.lowWater() > PASSTHROUGH_WINDOW) {
           await new Promise<void>((resolve) => this.events.once('progress', resolve));
@@ -151,6 +161,9 @@ export class BlobFetch {
         try {
           await this.options.commit(writer!);
           this.state = 'committed';
+          // Everything is in the file now.
+          this.tail = [];
+          this.tailBytes = 0;
         } catch (err) {
           this.abandonCache(err);
         }
@@ -184,11 +197,20 @@ export class BlobFetch {
     return low;
   }
 
-  /** Drops tail bytes every reader has passed. */
+  /**
+   * Drops tail bytes nobody needs from memory: while the disk works, those on disk beyond
+   * `STREAMING_WINDOW` (readers behind read the file); past the disk, those every reader has passed.
+   */
   private trim(): void {
+    if (this.state === 'streaming' || this.state === 'committed') {
+      while (this.tailBytes > STREAMING_WINDOW && this.tail.length > 0 && this.tail[0]!.offset + this.tail[0]!.bytes.length <= this.written) {
+        this.tailBytes -= this.tail.shift()!.bytes.length;
+      }
+      return;
+    }
     if (this.positions.size === 0) return;
     const low = this.lowWater();
-    while (this.tail.length > 0 && this.tail[0]!.offset + this.tail[0]!.bytes.length <= low) this.tail.shift();
+    while (this.tail.length > 0 && this.tail[0]!.offset + this.tail[0]!.bytes.length <= low) this.tailBytes -= this.tail.shift()!.bytes.length;
     this.trimmedTo = Math.max(this.trimmedTo, this.tail[0]?.offset ?? Math.min(low, this.received));
   }
 
@@ -246,15 +268,15 @@ export class BlobFetch {
     for (;;) {
       if (this.state === 'failed') throw this.error!;
       const verified = this.state === 'committed' || this.state === 'uncached';
-      const known = this.state === 'streaming' || this.state === 'committed' ? this.written : this.received;
       // Until verified, the last byte received is held back.
-      const end = Math.min(last + 1, verified ? known : known - 1);
+      const end = Math.min(last + 1, verified ? this.received : this.received - 1);
       if (position >= end) {
         if (verified) return null;
         await new Promise<void>((resolve) => this.events.once('change', resolve));
         continue;
       }
-      if (position >= this.written) return this.fromTail(position, end);
+      if (this.tail.length > 0 && position >= this.tail[0]!.offset) return this.fromTail(position, end);
+      if (position >= this.written) throw new MirrorError('ERR_BLOB_UNREADABLE', `bytes at ${position} of ${this.digest.value} were dropped`);
       const length = Math.min(Math.min(end, this.written) - position, READ_CHUNK);
       const fd = await this.fd;
       if (!fd || this.fdClosed) throw new MirrorError('ERR_BLOB_UNREADABLE', `the temporary file of ${this.digest.value} is gone`);
