@@ -28,6 +28,9 @@ export class BlobVerificationError extends MirrorError {
 /** Recent bytes kept in memory for readers that have caught up with the upstream. */
 const STREAMING_WINDOW = 4 * 1024 * 1024;
 
+/** Bytes received but not yet written before the upstream is paused for the disk. */
+const WRITE_AHEAD = 8 * 1024 * 1024;
+
 /** Bytes a reader takes from the file at a time. */
 const READ_CHUNK = 64 * 1024;
 
@@ -127,6 +130,27 @@ export class BlobFetch {
   private async pump(): Promise<void> {
     const { body, writer } = this.options;
     const hash = hasherFor(this.digest);
+    // Chunks arriving while a write is under way are written together by the next one: one
+    // thread-pool round trip per batch, not per (often 16 KiB) network chunk.
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let writing: Promise<void> | undefined;
+    const drain = async (): Promise<void> => {
+      while (pending.length > 0 && this.state === 'streaming') {
+        const batch = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+        try {
+          await writer!.write(batch);
+          this.written += batch.length;
+          this.trim();
+        } catch (err) {
+          this.abandonCache(err);
+        }
+      }
+      pending = [];
+      pendingBytes = 0;
+    };
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         hash.update(chunk);
@@ -137,19 +161,19 @@ export class BlobFetch {
         this.received += chunk.length;
         this.events.emit('change');
         if (this.state === 'streaming') {
-          try {
-            await writer!.write(chunk);
-            this.written += chunk.length;
-            this.trim();
-          } catch (err) {
-            this.abandonCache(err);
-          }
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          writing ??= drain().finally(() => (writing = undefined));
+          // The upstream is read at the disk's pace.
+          if (pendingBytes > WRITE_AHEAD) await writing;
         }
         // Past the disk, the upstream is read no faster than the slowest client.
         while (this.state === 'passthrough' && this.received - this.lowWater() > PASSTHROUGH_WINDOW) {
           await new Promise<void>((resolve) => this.events.once('progress', resolve));
         }
       }
+      await writing;
+      if (pending.length > 0) await drain();
       if (this.size !== undefined && this.received !== this.size) {
         throw new BlobVerificationError(`upstream sent ${this.received} bytes for ${this.digest.value}, announced ${this.size}`);
       }
@@ -173,6 +197,7 @@ export class BlobFetch {
       this.state = 'failed';
       this.error = err instanceof Error ? err : new Error(String(err));
       body.destroy();
+      await writing;
       await writer?.cancel().catch(() => undefined);
       throw this.error;
     } finally {
@@ -183,6 +208,8 @@ export class BlobFetch {
 
   /** The disk failed: stop writing, drop the temporary file, keep serving the readers. */
   private abandonCache(err: unknown): void {
+    // A write finishing after the fetch failed changes nothing.
+    if (this.state !== 'streaming') return;
     this.state = 'passthrough';
     this.trimmedTo = this.written;
     void this.options.writer?.cancel().catch(() => undefined);
