@@ -1,5 +1,6 @@
 /**
- * The `registry` command line, as distribution's: `serve`, `garbage-collect`, `--version`, `--help`.
+ * The `registry` command line, as distribution's: `serve`, `garbage-collect`, `--version`, `--help`;
+ * and ours: `warm`.
  * The configuration path is the argument, else `REGISTRY_CONFIGURATION_PATH`, else
  * `/etc/docker/registry/config.yml`.
  */
@@ -17,6 +18,7 @@ const USAGE = `Usage:
 Available Commands:
   serve            serve the registry (a pull-through cache of proxy.remoteurl)
   garbage-collect  delete blobs that no manifest references
+  warm             pre-fetch images into the cache
   help             help about any command
 
 Flags:
@@ -57,6 +59,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   try {
     if (command === 'serve') return await serve(rest, env);
     if (command === 'garbage-collect') return await garbageCollect(rest, env);
+    if (command === 'warm') {
+      const { warmCommand } = await import('./warm/command.js');
+      return await warmCommand(rest, env, { out: process.stdout, err: process.stderr });
+    }
   } catch (err) {
     process.stderr.write(`registry: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;

@@ -48,7 +48,12 @@ export interface RunningRegistry {
 }
 
 /** Starts the registry described by `config`. */
-export async function startRegistry(config: Config, logger: Logger): Promise<RunningRegistry> {
+export async function startRegistry(
+  config: Config,
+  logger: Logger,
+  /** `internal`: a registry only this process talks to, on loopback (`registry warm`). */
+  opts: { internal?: boolean } = {},
+): Promise<RunningRegistry> {
   if (!config.proxy) {
     throw new MirrorError(
       'ERR_CONFIG_UNSUPPORTED',
@@ -68,7 +73,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
 
   const metrics = new Metrics();
   const access = createAccessController(config.auth, logger);
-  if (proxy.username && !config.auth) {
+  if (proxy.username && !config.auth && !opts.internal) {
     logger.warn(
       'proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone who can reach this mirror',
     );

@@ -31,3 +31,15 @@ export function tryParseSize(value: unknown): number | undefined {
   const bytes = Math.floor(Number(m[1]) * unit);
   return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
+
+/** `1536` → `1.5 KiB`: sizes as people read them (binary units). */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import request from 'supertest';
-import { formatBytes } from '../../lib/api/cache-page.js';
+import { formatBytes } from '../../lib/config/size.js';
 import { describeInterop } from '../helpers/interop.js';
 import { buildImage, buildIndex, type BuiltImage } from '../helpers/images.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
