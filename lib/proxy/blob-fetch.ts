@@ -25,11 +25,9 @@ export class BlobVerificationError extends MirrorError {
   }
 }
 
-/** Recent bytes kept in memory for readers that have caught up with the upstream. */
-const STREAMING_WINDOW = 4 * 1024 * 1024;
 
 /** Bytes received but not yet written before the upstream is paused for the disk. */
-const WRITE_AHEAD = 8 * 1024 * 1024;
+const WRITE_AHEAD = 1024 * 1024;
 
 /** Bytes a reader takes from the file at a time. */
 const READ_CHUNK = 64 * 1024;
@@ -68,8 +66,8 @@ export class BlobFetch {
   /** Bytes on disk (readable through the shared descriptor). */
   private written = 0;
   /**
-   * The latest chunks received, in order: the last `STREAMING_WINDOW` bytes while the disk works
-   * (and any not yet written), and past the disk everything a reader still needs.
+   * Chunks received and not yet written, in order; past the disk, every chunk a reader still needs
+   * (so that the bytes from `written` on are here when the disk fails).
    */
   private tail: { offset: number; bytes: Buffer }[] = [];
   private tailBytes = 0;
@@ -154,8 +152,7 @@ export class BlobFetch {
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         hash.update(chunk);
-        // Clients that have caught up are handed the chunk from memory at once, without waiting
-        // for the disk write or reading it back from the file.
+        // Kept until written (past the disk, until every reader has it).
         this.tail.push({ offset: this.received, bytes: chunk });
         this.tailBytes += chunk.length;
         this.received += chunk.length;
@@ -225,12 +222,12 @@ export class BlobFetch {
   }
 
   /**
-   * Drops tail bytes nobody needs from memory: while the disk works, those on disk beyond
-   * `STREAMING_WINDOW` (readers behind read the file); past the disk, those every reader has passed.
+   * Drops tail bytes nobody needs from memory: while the disk works, those written (readers read
+   * the file); past the disk, those every reader has passed.
    */
   private trim(): void {
     if (this.state === 'streaming' || this.state === 'committed') {
-      while (this.tailBytes > STREAMING_WINDOW && this.tail.length > 0 && this.tail[0]!.offset + this.tail[0]!.bytes.length <= this.written) {
+      while (this.tail.length > 0 && this.tail[0]!.offset + this.tail[0]!.bytes.length <= this.written) {
         this.tailBytes -= this.tail.shift()!.bytes.length;
       }
       return;
@@ -295,14 +292,17 @@ export class BlobFetch {
     for (;;) {
       if (this.state === 'failed') throw this.error!;
       const verified = this.state === 'committed' || this.state === 'uncached';
+      // While the disk works, readers read the file, up to what is written; past the disk, the
+      // tail in memory holds the rest.
+      const known = this.state === 'streaming' || this.state === 'committed' ? this.written : this.received;
       // Until verified, the last byte received is held back.
-      const end = Math.min(last + 1, verified ? this.received : this.received - 1);
+      const end = Math.min(last + 1, verified ? known : known - 1);
       if (position >= end) {
         if (verified) return null;
         await new Promise<void>((resolve) => this.events.once('change', resolve));
         continue;
       }
-      if (this.tail.length > 0 && position >= this.tail[0]!.offset) return this.fromTail(position, end);
+      if (position >= this.written && this.tail.length > 0 && position >= this.tail[0]!.offset) return this.fromTail(position, end);
       if (position >= this.written) throw new MirrorError('ERR_BLOB_UNREADABLE', `bytes at ${position} of ${this.digest.value} were dropped`);
       const length = Math.min(Math.min(end, this.written) - position, READ_CHUNK);
       const fd = await this.fd;
