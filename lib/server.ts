@@ -32,6 +32,7 @@ import { startDebugServer } from './metrics/debug-server.js';
 import { HealthChecks } from './health/health-checks.js';
 import { gatherCacheReport, type CacheReportSources } from './api/cache-report.js';
 import { sendCachePage, wantsHtml } from './api/cache-page.js';
+import { HostedRepositories } from './hosted/hosted.js';
 
 /** A running registry. */
 export interface RunningRegistry {
@@ -125,6 +126,18 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     namespace(registryHostOf(proxy.remoteurl), proxy, true),
     Object.entries(proxy.upstreams).map(([host, u]) => namespace(host, u, false)),
   );
+  // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
+  const hosted =
+    proxy.hosted.length > 0
+      ? new HostedRepositories({
+          config, driver, blobs, repository, access, logger,
+          proxiedStoredName: (name) => {
+            const found = router.resolve(name, undefined);
+            return found && found.namespace.storedName(found.name);
+          },
+        })
+      : undefined;
+  const isHosted = (repo: string): boolean => hosted?.owns(repo) ?? false;
   for (const n of router.others) logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
   // Namespaces report to the lifetime policy only once requests arrive, after it has started.
   const lifetime = new CacheLifetime({
@@ -134,6 +147,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     config,
     logger,
     ttlFor: (repo) => router.owner(repo).ttlms,
+    exclude: isHosted,
     onExpired: (type, freed, digest) => {
       metrics.expirations.inc({ type });
       if (freed > 0) sizeCap?.forget(digest);
@@ -141,7 +155,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   });
   const loaded = await lifetime.start();
   if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
-  sizeCap = await startSizeCap(config, { driver, blobs, repository }, logger, metrics);
+  sizeCap = await startSizeCap(config, { driver, blobs, repository }, logger, metrics, isHosted);
 
   const app = express();
   app.disable('x-powered-by');
@@ -202,6 +216,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     registryRouter({
       listRepositories: (page) => listRepositories(driver, page),
       resolve: (name, ns) => {
+        if (hosted?.owns(name)) return hosted.resolve(name);
         const found = router.resolve(name, ns);
         return found && { name: found.name, manifests: found.namespace.manifests, blobs: found.namespace.blobs, tags: found.namespace.tags };
       },
@@ -229,6 +244,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
         health,
       })
     : undefined;
+  hosted?.start();
   if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
   const inflightTimer = setInterval(() => metrics.inflightFetches.set(router.all.reduce((sum, n) => sum + n.blobs.inflight, 0)), 1000);
   inflightTimer.unref();
@@ -255,13 +271,14 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
         health.stop();
         await debug?.close();
         await lifetime.stop();
+        await hosted?.stop();
         for (const n of router.all) n.close();
       })()),
   };
 }
 
 /** The extension `proxy.maxsize`, when set (eviction needs `storage.delete.enabled`, as expiry does). */
-async function startSizeCap(config: Config, storage: PurgeContext, logger: Logger, metrics: Metrics): Promise<SizeCap | undefined> {
+async function startSizeCap(config: Config, storage: PurgeContext, logger: Logger, metrics: Metrics, exclude?: (repo: string) => boolean): Promise<SizeCap | undefined> {
   const maxBytes = config.proxy?.maxsizebytes;
   if (maxBytes === undefined) return undefined;
   if (!config.storage.delete.enabled) {
@@ -272,6 +289,7 @@ async function startSizeCap(config: Config, storage: PurgeContext, logger: Logge
     ...storage,
     maxBytes,
     logger,
+    exclude,
     onEvicted: (type, freed) => {
       metrics.evictions.inc({ type });
       metrics.evictedBytes.inc(freed);

@@ -28,6 +28,8 @@ describe('configuration', () => {
       upstreams: {},
       maxsizebytes: undefined,
       touchonhit: true,
+      hosted: [],
+      hostedanonymouspush: false,
     });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });

@@ -70,6 +70,13 @@ export interface ProxyConfig extends UpstreamConfig {
   readonly maxsizebytes?: number;
   /** Extension `proxy.touchonhit` (default true): a cache hit extends the expiry; false is distribution's behaviour. */
   readonly touchonhit: boolean;
+  /**
+   * Extension `proxy.hosted`: repository name prefixes (`internal/`, `ci/`) hosted here and pushed
+   * to by clients, never asked of an upstream. Each ends with `/`; empty: pull-through only.
+   */
+  readonly hosted: readonly string[];
+  /** Extension `proxy.hostedanonymouspush` (default false): pushes to hosted names without client authentication. */
+  readonly hostedanonymouspush: boolean;
 }
 
 /** `storage:` */
