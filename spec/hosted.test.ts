@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { loadConfig } from '../lib/config/load.js';
+import { isHostedName } from '../lib/hosted/hosted.js';
 import { OCI_INDEX, OCI_MANIFEST, pushBlob, pushManifest, pushSmallImage, sha256, smallImage } from './helpers/push.js';
 
 const V2 = 'docker/registry/v2';
@@ -279,5 +281,24 @@ describe('the pull-through side is unchanged', () => {
   test('hosted names never reached the upstream', () => {
     expect(upstream.hits.length).toBeGreaterThan(0);
     expect(upstream.hits.filter((h) => /\/v2\/(internal|ci)[/]/.test(h.path))).toEqual([]);
+  });
+});
+
+describe('configuration', () => {
+  const load = (proxy: string) => loadConfig({ text: `proxy:\n  remoteurl: http://u\n${proxy}\n`, env: {} }).config.proxy!;
+
+  test('prefixes end with a slash, an invalid one or one hiding an upstream fails at start-up', () => {
+    expect(load('  hosted: [internal/, ci, "team/x//"]').hosted).toEqual(['internal/', 'ci/', 'team/x/']);
+    expect(load('').hosted).toEqual([]);
+    expect(load('').hostedanonymouspush).toBe(false);
+    expect(() => load('  hosted: [Internal/]')).toThrow('proxy.hosted.0: "Internal/" is not a repository name prefix like internal/');
+    expect(() => load('  hosted: [ghcr.io/]\n  upstreams:\n    ghcr.io:\n      remoteurl: https://ghcr.io')).toThrow('would hide the upstream ghcr.io');
+  });
+
+  test('a prefix hosts whole path components', () => {
+    expect(isHostedName(['internal/', 'ci/'], 'internal/app')).toBe(true);
+    expect(isHostedName(['internal/', 'ci/'], 'ci')).toBe(true);
+    expect(isHostedName(['internal/', 'ci/'], 'internalx/app')).toBe(false);
+    expect(isHostedName(['internal/', 'ci/'], 'library/internal')).toBe(false);
   });
 });
