@@ -11,6 +11,7 @@ import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-
 import { startMirror, type TestMirror } from './helpers/mirror.js';
 import { loadConfig } from '../lib/config/load.js';
 import { isHostedName } from '../lib/hosted/hosted.js';
+import { packUploadState, unpackUploadState } from '../lib/hosted/upload-state.js';
 import { OCI_INDEX, OCI_MANIFEST, pushBlob, pushManifest, pushSmallImage, sha256, smallImage } from './helpers/push.js';
 
 const V2 = 'docker/registry/v2';
@@ -282,6 +283,13 @@ describe('the pull-through side is unchanged', () => {
     expect(upstream.hits.length).toBeGreaterThan(0);
     expect(upstream.hits.filter((h) => /\/v2\/(internal|ci)[/]/.test(h.path))).toEqual([]);
   });
+});
+
+test('the _state token is distribution\'s HMAC format and refuses another secret', () => {
+  const token = packUploadState('s3cret', 'internal/app', '0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a', 1234, new Date('2026-01-02T03:04:05.678Z'));
+  expect(token).toMatch(/^[A-Za-z0-9_-]+=*$/);
+  expect(unpackUploadState('s3cret', token)).toEqual({ Name: 'internal/app', UUID: '0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a', Offset: 1234, StartedAt: '2026-01-02T03:04:05Z' });
+  expect(unpackUploadState('other', token)).toBeUndefined();
 });
 
 describe('configuration', () => {

@@ -15,6 +15,7 @@ import type { UploadInfo, UploadStore } from '../hosted/upload-store.js';
 import type { HostedBlobStore } from '../hosted/hosted-blob-store.js';
 import { MAX_MANIFEST_BYTES, type HostedManifestStore, type ManifestRef } from '../hosted/hosted-manifest-store.js';
 import { listReferrers } from '../hosted/referrers.js';
+import { packUploadState } from '../hosted/upload-state.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 
@@ -44,6 +45,8 @@ export interface PushRoutesOptions {
   readonly readOnly: boolean;
   /** The stored name of a client's repository name (for a mount's `from`), undefined when not served. */
   readonly storedNameOf: (clientName: string) => string | undefined;
+  /** `http.secret`: when set, upload locations carry distribution's signed `_state` (registry:2 can resume them). */
+  readonly secret?: string;
   readonly logger: Logger;
 }
 
@@ -136,10 +139,10 @@ export class PushRoutes implements PushHandlers {
       }
     }
     const raw = query(req, 'digest');
+    const digest = raw === undefined ? undefined : parseDigest(raw);
+    if (raw !== undefined && !digest) throw new RegistryError('DIGEST_INVALID', { detail: 'digest parsing failed' });
     const upload = await this.o.uploads.create(name);
-    if (raw !== undefined) {
-      const digest = parseDigest(raw);
-      if (!digest) throw new RegistryError('DIGEST_INVALID', { detail: 'digest parsing failed' });
+    if (digest) {
       await this.o.uploads.commit(name, upload.uuid, digest, req);
       this.created(req, res, name, digest);
       return;
@@ -206,9 +209,10 @@ export class PushRoutes implements PushHandlers {
   }
 
   private uploadHeaderValues(req: Request, name: string, info: UploadInfo): Record<string, string> {
+    const state = this.o.secret ? `?_state=${encodeURIComponent(packUploadState(this.o.secret, name, info.uuid, info.size, info.startedAt))}` : '';
     return {
       'Docker-Upload-UUID': info.uuid,
-      Location: `${req.baseUrl}/v2/${name}/blobs/uploads/${info.uuid}`,
+      Location: `${req.baseUrl}/v2/${name}/blobs/uploads/${info.uuid}${state}`,
       Range: `0-${info.size > 0 ? info.size - 1 : 0}`,
       'Content-Length': '0',
     };

@@ -55,6 +55,7 @@ export class HostedRepositories {
       anonymousPush,
       deleteEnabled: o.config.storage.delete.enabled,
       readOnly: o.config.storage.maintenance.readonly.enabled,
+      secret: o.config.http.secret,
       storedNameOf: (name) => (this.owns(name) ? name : o.proxiedStoredName(name)),
       logger: o.logger,
     });

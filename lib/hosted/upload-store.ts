@@ -29,6 +29,9 @@ export interface UploadInfo {
   readonly startedAt: Date;
 }
 
+/** Running hashes kept in memory at most. */
+const MAX_HASH_STATES = 1000;
+
 interface HashState {
   readonly algorithm: Digest['algorithm'];
   readonly hash: Hash;
@@ -153,6 +156,8 @@ export class UploadStore {
         state.offset += chunk.length;
       }
       this.hashes.set(key, state);
+      // Abandoned uploads must not grow memory without bound: the oldest state is rebuilt from disk if needed.
+      if (this.hashes.size > MAX_HASH_STATES) this.hashes.delete(this.hashes.keys().next().value!);
     } finally {
       await handle.close();
     }

@@ -12,6 +12,7 @@ import { startDistribution, type DistributionProcess } from '../helpers/upstream
 import { buildImage, buildIndex } from '../helpers/images.js';
 import { pushImage, pullImage } from '../helpers/skopeo.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
+import { sha256 } from '../helpers/push.js';
 
 /** `htpasswd -Bbn alice wonderland`. */
 const ALICE = 'alice:$2y$05$Y3y9Hddxrj..M18YHcQzeeryGEEzs0pZKZ9ym9m.zsL8tBDml88K.';
@@ -101,6 +102,70 @@ describeInterop('hosted repositories with skopeo and distribution 2.8', () => {
       expect((await pullImage(officialAgain.hostPort, 'internal/theirs:1.1')).manifestDigest).toBe(single.manifest.digest);
     } finally {
       await officialAgain.destroy();
+    }
+  }, 120_000);
+
+  test('an upload begun by registry:2 is finished by us, and one begun by us is finished by registry:2 (same http.secret)', async () => {
+    const shared = join(dir, 'resume');
+    const secret = 'a-shared-secret';
+    const content = Buffer.alloc(300_000, 7);
+    content.write('resumable');
+    const [a, b] = [content.subarray(0, 100_000), content.subarray(100_000)];
+    const patch = (url: string, body: Buffer, range: string) =>
+      fetch(url, { method: 'PATCH', body, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': range } });
+    const pathOf = (location: string): string => (location.startsWith('http') ? new URL(location).pathname + new URL(location).search : location);
+
+    // registry:2 starts it...
+    let official = await startDistribution({ rootDir: shared, secret });
+    let location: string;
+    try {
+      const post = await fetch(`${official.url}/v2/internal/resumed/blobs/uploads/`, { method: 'POST' });
+      expect(post.status).toBe(202);
+      const first = await patch(new URL(post.headers.get('location')!, official.url).href, a, '0-99999');
+      expect(first.status).toBe(202);
+      location = pathOf(first.headers.get('location')!);
+    } finally {
+      await official.stop();
+    }
+    // ... we finish it from its data directory.
+    let mirror = await startMirror(upstream.url, { root: shared, httpYaml: `addr: 127.0.0.1:0\nsecret: ${secret}`, proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true' });
+    try {
+      const status = await fetch(`${mirror.url}${location}`);
+      expect(status.status).toBe(204);
+      expect(status.headers.get('range')).toBe('0-99999');
+      const second = await patch(`${mirror.url}${location}`, b, `100000-${content.length - 1}`);
+      expect(second.status).toBe(202);
+      const put = await fetch(`${mirror.url}${pathOf(second.headers.get('location')!)}&digest=${sha256(content)}`, { method: 'PUT' });
+      expect(put.status).toBe(201);
+      // Now we start one...
+      const post = await fetch(`${mirror.url}/v2/internal/resumed/blobs/uploads/`, { method: 'POST' });
+      const first = await patch(`${mirror.url}${post.headers.get('location')}`, b, `0-${b.length - 1}`);
+      expect(first.status).toBe(202);
+      location = first.headers.get('location')!;
+      expect(location).toMatch(/\?_state=/);
+    } finally {
+      await mirror.close({ keepRoot: true });
+    }
+    // ... and registry:2 finishes it, trusting our signed _state.
+    official = await startDistribution({ rootDir: shared, secret });
+    try {
+      const second = await patch(`${official.url}${location}`, a, `${b.length}-${content.length - 1}`);
+      expect(second.status).toBe(202);
+      const whole = Buffer.concat([b, a]);
+      const done = await fetch(`${new URL(second.headers.get('location')!, official.url).href}&digest=${sha256(whole)}`, { method: 'PUT' });
+      expect(done.status).toBe(201);
+      const got = Buffer.from(await (await fetch(`${official.url}/v2/internal/resumed/blobs/${sha256(content)}`)).arrayBuffer());
+      expect(got.equals(content)).toBe(true);
+    } finally {
+      await official.destroy();
+    }
+    mirror = await startMirror(upstream.url, { root: shared, proxyYaml: 'hosted: [internal/]' });
+    try {
+      const got = await fetch(`${mirror.url}/v2/internal/resumed/blobs/${sha256(Buffer.concat([b, a]))}`);
+      expect(got.status).toBe(200);
+      expect(Buffer.from(await got.arrayBuffer()).equals(Buffer.concat([b, a]))).toBe(true);
+    } finally {
+      await mirror.close({ keepRoot: true });
     }
   }, 120_000);
 });
