@@ -85,6 +85,31 @@ describe('upload purging', () => {
   });
 });
 
+test('an upload survives a restart: the hash is rebuilt from data and the upload finishes', async () => {
+  const content = randomBytes(200_000);
+  const options = { root, proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true' };
+  let mirror = await startMirror(upstream.url, options);
+  let location: string;
+  try {
+    const post = await request(mirror.url).post('/v2/internal/restart/blobs/uploads/').expect(202);
+    const first = await request(mirror.url).patch(post.headers.location).set('Content-Range', '0-99999').send(content.subarray(0, 100_000));
+    expect(first.status).toBe(202);
+    location = first.headers.location;
+  } finally {
+    await mirror.close({ keepRoot: true });
+  }
+  mirror = await startMirror(upstream.url, options);
+  try {
+    expect((await request(mirror.url).get(location)).headers.range).toBe('0-99999');
+    const second = await request(mirror.url).patch(location).set('Content-Range', '100000-199999').send(content.subarray(100_000));
+    expect(second.status).toBe(202);
+    expect((await request(mirror.url).put(`${second.headers.location}?digest=${sha256(content)}`)).status).toBe(201);
+    expect(existsSync(blobFile(root, sha256(content)))).toBe(true);
+  } finally {
+    await mirror.close({ keepRoot: true });
+  }
+});
+
 describe('hosted content is outside the cache policies', () => {
   test('proxy.ttl expires proxied content and never hosted content, even a stale schedule entry', async () => {
     const img = seedImage(upstream, 'org/a', 'latest', [randomBytes(500)]);
