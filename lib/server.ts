@@ -33,6 +33,7 @@ import { startDebugServer } from './metrics/debug-server.js';
 import { HealthChecks } from './health/health-checks.js';
 import { gatherCacheReport, type CacheReportSources } from './api/cache-report.js';
 import { sendCachePage, wantsHtml } from './api/cache-page.js';
+import { HostedRepositories } from './hosted/hosted.js';
 
 /** A running registry. */
 export interface RunningRegistry {
@@ -136,6 +137,18 @@ export async function startRegistry(
     namespace(registryHostOf(proxy.remoteurl), proxy, true),
     Object.entries(proxy.upstreams).map(([host, u]) => namespace(host, u, false)),
   );
+  // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
+  const hosted =
+    proxy.hosted.length > 0
+      ? new HostedRepositories({
+          config, driver, blobs, repository, access, logger,
+          proxiedStoredName: (name) => {
+            const found = router.resolve(name, undefined);
+            return found && found.namespace.storedName(found.name);
+          },
+        })
+      : undefined;
+  const isHosted = (repo: string): boolean => hosted?.owns(repo) ?? false;
   for (const n of router.others) logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
   // Namespaces report to the lifetime policy only once requests arrive, after it has started.
   const lifetime = new CacheLifetime({
@@ -146,6 +159,7 @@ export async function startRegistry(
     logger,
     ttlFor: (repo) => router.owner(repo).ttlms,
     locks,
+    exclude: isHosted,
     onExpired: (type, freed, digest) => {
       metrics.expirations.inc({ type });
       if (freed > 0) sizeCap?.forget(digest);
@@ -153,7 +167,7 @@ export async function startRegistry(
   });
   const loaded = await lifetime.start();
   if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
-  const sizing = await startSizeCap(config, { driver, blobs, repository }, logger, metrics);
+  const sizing = await startSizeCap(config, { driver, blobs, repository }, logger, metrics, isHosted);
   sizeCap = sizing.cap;
 
   const app = express();
@@ -215,6 +229,7 @@ export async function startRegistry(
     registryRouter({
       listRepositories: (page) => listRepositories(driver, page),
       resolve: (name, ns) => {
+        if (hosted?.owns(name)) return hosted.resolve(name);
         const found = router.resolve(name, ns);
         return found && { name: found.name, manifests: found.namespace.manifests, blobs: found.namespace.blobs, tags: found.namespace.tags };
       },
@@ -242,6 +257,7 @@ export async function startRegistry(
         health,
       })
     : undefined;
+  hosted?.start();
   if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
   const inflightTimer = setInterval(() => metrics.inflightFetches.set(router.all.reduce((sum, n) => sum + n.blobs.inflight, 0)), 1000);
   inflightTimer.unref();
@@ -268,6 +284,7 @@ export async function startRegistry(
         health.stop();
         await debug?.close();
         await lifetime.stop();
+        await hosted?.stop();
         for (const n of router.all) n.close();
       })()),
   };
@@ -278,7 +295,13 @@ export async function startRegistry(
  * a cap the same accounting only measures, in the background, for `registry_mirror_cache_bytes`
  * and the cache page.
  */
-async function startSizeCap(config: Config, storage: PurgeContext, logger: Logger, metrics: Metrics): Promise<{ cap: SizeCap; enforced: boolean }> {
+async function startSizeCap(
+  config: Config,
+  storage: PurgeContext,
+  logger: Logger,
+  metrics: Metrics,
+  exclude?: (repo: string) => boolean,
+): Promise<{ cap: SizeCap; enforced: boolean }> {
   let maxBytes = config.proxy?.maxsizebytes;
   if (maxBytes !== undefined && !config.storage.delete.enabled) {
     logger.warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
@@ -288,6 +311,7 @@ async function startSizeCap(config: Config, storage: PurgeContext, logger: Logge
     ...storage,
     maxBytes: maxBytes ?? Number.POSITIVE_INFINITY,
     logger,
+    exclude,
     onEvicted: (type, freed) => {
       metrics.evictions.inc({ type });
       metrics.evictedBytes.inc(freed);

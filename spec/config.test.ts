@@ -29,6 +29,8 @@ describe('configuration', () => {
       maxsizebytes: undefined,
       touchonhit: true,
       lockstalems: 10_000,
+      hosted: [],
+      hostedanonymouspush: false,
     });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });

@@ -18,14 +18,17 @@ import { AuthChallenge, accessDetail, accessFor, type AccessController } from '.
 import { parseRange } from './range.js';
 import { sendFileRange } from './send-file.js';
 import type { Subject } from './error-handler.js';
+import type { PushHandlers } from './push-routes.js';
 
 /** The stores that serve one repository, and its name there. */
 export interface Target {
   /** The name the stores know (`library/busybox` for a client's `busybox` on Docker Hub). */
   readonly name: string;
-  readonly manifests: ProxyManifestStore;
-  readonly blobs: ProxyBlobStore;
-  readonly tags: ProxyTagService;
+  readonly manifests: Pick<ProxyManifestStore, 'getByDigest' | 'getByTag'>;
+  readonly blobs: Pick<ProxyBlobStore, 'get' | 'stat'>;
+  readonly tags: Pick<ProxyTagService, 'list'>;
+  /** The write side (hosted repositories, extension `proxy.hosted`); undefined: writes are 405 UNSUPPORTED. */
+  readonly push?: PushHandlers;
 }
 
 /** What the routes serve from. */
@@ -41,7 +44,7 @@ export interface RegistryServices {
 }
 
 const MANIFEST_RE = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
-const UPLOAD_RE = /^\/v2\/(.+)\/blobs\/uploads(?:\/.*)?$/;
+const UPLOAD_RE = /^\/v2\/(.+)\/blobs\/uploads(\/.*)?$/;
 const BLOB_RE = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
 const TAGS_RE = /^\/v2\/(.+)\/tags\/list$/;
 const REFERRERS_RE = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
@@ -76,14 +79,20 @@ async function dispatch(s: RegistryServices, req: Request, res: Response): Promi
   }
   let m: RegExpExecArray | null;
   if ((m = UPLOAD_RE.exec(path))) {
-    await target(s, req, res, m[1]!);
-    throw new RegistryError('UNSUPPORTED');
+    const repo = await target(s, req, res, m[1]!);
+    if (!repo.push) throw new RegistryError('UNSUPPORTED');
+    await repo.push.upload(req, res, repo.name, m[2]);
+    return;
   }
   if ((m = MANIFEST_RE.exec(path))) {
     res.locals.subject = 'manifest' satisfies Subject;
     const repo = await target(s, req, res, m[1]!);
     const ref = reference(m[2]!);
-    if (!readOnly) throw new RegistryError('UNSUPPORTED');
+    if (!readOnly) {
+      if (!repo.push || (req.method !== 'PUT' && req.method !== 'DELETE')) throw new RegistryError('UNSUPPORTED');
+      await (req.method === 'PUT' ? repo.push.putManifest(req, res, repo.name, ref) : repo.push.deleteManifest(req, res, repo.name, ref));
+      return;
+    }
     await manifest(s, req, res, repo, ref);
     return;
   }
@@ -91,7 +100,11 @@ async function dispatch(s: RegistryServices, req: Request, res: Response): Promi
     res.locals.subject = 'blob' satisfies Subject;
     const repo = await target(s, req, res, m[1]!);
     const digest = digestParam(m[2]!);
-    if (!readOnly) throw new RegistryError('UNSUPPORTED');
+    if (!readOnly) {
+      if (!repo.push || req.method !== 'DELETE') throw new RegistryError('UNSUPPORTED');
+      await repo.push.deleteBlob(req, res, repo.name, digest);
+      return;
+    }
     await blob(s, req, res, repo, digest);
     return;
   }
@@ -103,8 +116,10 @@ async function dispatch(s: RegistryServices, req: Request, res: Response): Promi
     return;
   }
   if ((m = REFERRERS_RE.exec(path))) {
-    await target(s, req, res, m[1]!);
-    throw new RegistryError('UNSUPPORTED');
+    const repo = await target(s, req, res, m[1]!);
+    if (!repo.push) throw new RegistryError('UNSUPPORTED');
+    await repo.push.referrers(req, res, repo.name, digestParam(m[2]!));
+    return;
   }
   throw new RegistryError('NAME_UNKNOWN', { status: 404, message: 'repository name not known to registry', detail: { path } });
 }

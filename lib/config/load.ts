@@ -98,6 +98,8 @@ function describe(e: ErrorObject, tree: Record<string, unknown>): string {
       return `${name}: ${shown} is not an http(s) URL`;
     case 'size':
       return `${name}: ${shown} is not a size like 50GiB or 500MB`;
+    case 'hostedPrefix':
+      return `${name}: ${shown} is not a repository name prefix like internal/`;
     case 'regex':
       return `${name}: ${shown} is not a regular expression`;
     case 'anyOf':
@@ -164,6 +166,8 @@ function convert(t: Raw): Config {
           maxsizebytes: tryParseSize(proxy!.maxsize) || undefined,
           touchonhit: proxy!.touchonhit,
           lockstalems: Math.max(2000, parseDuration(proxy!.lockstale)),
+          hosted: hostedPrefixes(proxy!),
+          hostedanonymouspush: proxy!.hostedanonymouspush,
         }
       : undefined,
     catalog: { maxentries: t.catalog.maxentries },
@@ -230,6 +234,16 @@ function upstreams(proxy: Raw, defaultTtl: number): Record<string, UpstreamConfi
     result[host] = upstream(u, defaultTtl);
   }
   return result;
+}
+
+/** `proxy.hosted`, each prefix ending with `/`; a prefix naming an upstream of `proxy.upstreams` would hide it. */
+function hostedPrefixes(proxy: Raw): string[] {
+  const prefixes = [...new Set((proxy.hosted as string[]).map((p) => `${p.replace(/\/+$/, '')}/`))];
+  for (const p of prefixes) {
+    const first = p.slice(0, p.indexOf('/'));
+    if (Object.keys((proxy.upstreams ?? {}) as Raw).includes(first)) throw invalid(`proxy.hosted: ${p} would hide the upstream ${first} of proxy.upstreams`);
+  }
+  return prefixes;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -5,6 +5,7 @@
 import { Ajv } from 'ajv';
 import { isDuration } from './duration.js';
 import { tryParseSize } from './size.js';
+import { isValidName } from '../distribution/reference.js';
 
 /**
  * A key's status: `supported` (validated and used), `ignored` (accepted with a warning), `rejected`
@@ -64,7 +65,7 @@ export const KNOWN_KEYS: KeyTree = {
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
   http: { cachepage: S },
-  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S },
+  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S },
 };
 
 const duration = { goDuration: true };
@@ -145,6 +146,8 @@ export const CONFIG_SCHEMA = {
         maxsize: { size: true },
         touchonhit: { ...bool, default: true },
         lockstale: { ...duration, default: '10s' },
+        hosted: { type: 'array', default: [], items: { type: 'string', hostedPrefix: true } },
+        hostedanonymouspush: { ...bool, default: false },
         upstreams: {
           type: 'object',
           default: {},
@@ -217,6 +220,7 @@ export const CONFIG_SCHEMA = {
 const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
 ajv.addKeyword({ keyword: 'goDuration', validate: (_schema: unknown, data: unknown) => isDuration(data), errors: false });
 ajv.addKeyword({ keyword: 'size', validate: (_schema: unknown, data: unknown) => tryParseSize(data) !== undefined, errors: false });
+ajv.addKeyword({ keyword: 'hostedPrefix', validate: (_schema: unknown, data: unknown) => typeof data === 'string' && isValidName(data.replace(/\/+$/, '')), errors: false });
 ajv.addKeyword({ keyword: 'regex', validate: (_schema: unknown, data: unknown) => isRegex(data), errors: false });
 
 function isRegex(data: unknown): boolean {

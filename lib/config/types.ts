@@ -75,6 +75,13 @@ export interface ProxyConfig extends UpstreamConfig {
    * (a replica) that is not refreshed for this long is taken over.
    */
   readonly lockstalems: number;
+  /**
+   * Extension `proxy.hosted`: repository name prefixes (`internal/`, `ci/`) hosted here and pushed
+   * to by clients, never asked of an upstream. Each ends with `/`; empty: pull-through only.
+   */
+  readonly hosted: readonly string[];
+  /** Extension `proxy.hostedanonymouspush` (default false): pushes to hosted names without client authentication. */
+  readonly hostedanonymouspush: boolean;
 }
 
 /** `storage:` */

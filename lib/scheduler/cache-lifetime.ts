@@ -29,6 +29,8 @@ export interface CacheLifetimeOptions {
   readonly ttlFor?: (repo: string) => number;
   /** Locks of the storage, shared with other processes on it (replicas): one schedule for all. */
   readonly locks?: SharedLocks;
+  /** Repositories never expired (extension `proxy.hosted`): their entries are dropped unexecuted. */
+  readonly exclude?: (repo: string) => boolean;
   /** Called after each expiry with what it freed (metrics). */
   readonly onExpired?: (type: Entry['type'], bytesFreed: number, digest: Digest) => void;
 }
@@ -65,7 +67,7 @@ export class CacheLifetime {
     const { problem } = await this.scheduler.start();
     if (problem) {
       for (const found of await this.onDisk()) {
-        const ttl = this.ttlFor(found.repo);
+        const ttl = this.o.exclude?.(found.repo) ? 0 : this.ttlFor(found.repo);
         if (ttl > 0) this.scheduler.rebuild([found], ttl);
       }
     }
@@ -79,7 +81,7 @@ export class CacheLifetime {
 
   /** Content fetched from the upstream gets an expiry. */
   schedule(type: Entry['type'], repo: string, digest: string): void {
-    const ttl = this.ttlFor(repo);
+    const ttl = this.o.exclude?.(repo) ? 0 : this.ttlFor(repo);
     if (ttl > 0) this.scheduler?.add(repo, digest, type, ttl);
   }
 
@@ -99,6 +101,10 @@ export class CacheLifetime {
     const { repo, digest: raw } = parseKey(entry.key);
     const digest = parseDigest(raw);
     if (!digest) return;
+    if (this.o.exclude?.(repo)) {
+      this.o.logger.info(`not expiring ${entry.type} ${repo}@${digest.value}: the repository is hosted`);
+      return;
+    }
     const freed = entry.type === 'manifest' ? await purgeManifest(this.o, repo, digest) : await purgeBlob(this.o, repo, digest);
     this.o.onExpired?.(entry.type, freed, digest);
     this.o.logger.info(`expired ${entry.type} ${repo}@${digest.value}${freed > 0 ? `, freed ${freed} bytes` : ', data still linked elsewhere'}`);

@@ -13,6 +13,8 @@ import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } 
 export interface SizeCapOptions extends PurgeContext {
   readonly maxBytes: number;
   readonly logger: Logger;
+  /** Repositories outside the cache (extension `proxy.hosted`): never measured, never evicted. */
+  readonly exclude?: (repo: string) => boolean;
   /** After each eviction, with what it freed (metrics). */
   readonly onEvicted?: (type: 'blob' | 'manifest', bytesFreed: number) => void;
   /** After each change of the cache's size (metrics). */
@@ -45,6 +47,7 @@ export class SizeCap {
   /** Measures what is on disk (content found there counts as least recently used) and enforces the cap. */
   async start(): Promise<void> {
     for (const name of await listRepositories(this.o.driver, {})) {
+      if (this.o.exclude?.(name)) continue;
       const repo = this.o.repository(name);
       for (const d of await repo.listRevisions()) await this.record(name, d, 'manifest', 0);
       for (const d of await repo.listLayers()) await this.record(name, d, 'blob', 0);
@@ -60,6 +63,7 @@ export class SizeCap {
 
   /** Content was stored (or linked) for `repo`: it is the most recently pulled, and the cap is checked. */
   stored(type: 'blob' | 'manifest', repo: string, digest: Digest, size: number): void {
+    if (this.o.exclude?.(repo)) return;
     if (!this.sizes.has(digest.value)) {
       this.sizes.set(digest.value, size);
       this.total += size;

@@ -25,7 +25,7 @@ export interface DistributionProcess {
 
 /** Starts docker-registry; with `proxy`, as the official pull-through cache of `proxy.remoteurl`. */
 export async function startDistribution(
-  opts: { proxy?: { remoteurl: string; username?: string; password?: string; ttl?: string }; rootDir?: string; htpasswd?: { realm: string; path: string } } = {},
+  opts: { proxy?: { remoteurl: string; username?: string; password?: string; ttl?: string }; rootDir?: string; htpasswd?: { realm: string; path: string }; secret?: string } = {},
 ): Promise<DistributionProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'distribution-'));
   const rootDir = opts.rootDir ?? join(dir, 'root');
@@ -43,6 +43,7 @@ export async function startDistribution(
     '    enabled: true',
     'http:',
     `  addr: 127.0.0.1:${port}`,
+    ...(opts.secret ? [`  secret: ${opts.secret}`] : []),
   ];
   if (opts.proxy) {
     lines.push('proxy:', `  remoteurl: ${opts.proxy.remoteurl}`);

@@ -1,0 +1,109 @@
+/**
+ * Manifests and tags of hosted repositories (distribution's `manifestStore` and `tagStore` in
+ * non-proxy mode): a pushed manifest is stored as a blob, linked as a revision and, when pushed by
+ * tag, tagged (index entry first, then `current`), byte for byte the layout the official registry
+ * writes and reads. Reads come from local storage only.
+ */
+import { digestOf, type Digest } from '../distribution/digest.js';
+import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
+import { RegistryError } from '../api/errors.js';
+import type { Manifest } from '../proxy/proxy-manifest-store.js';
+import type { TagPage } from '../proxy/proxy-tag-service.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { RepositoryStore } from '../storage/repository-store.js';
+import { parseManifest, verifyReferences, type Descriptor } from './manifest-verify.js';
+
+/** A manifest reference from the URL. */
+export type ManifestRef = { tag: string } | { digest: Digest };
+
+/** What a successful push reports. */
+export interface PushedManifest {
+  readonly digest: Digest;
+  readonly subject?: Descriptor;
+}
+
+/** distribution's `maxManifestBodySize`. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/** The manifest side of hosted repositories. */
+export class HostedManifestStore {
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly repository: (name: string) => RepositoryStore,
+  ) {}
+
+  /** The manifest `name@digest`; `MANIFEST_UNKNOWN` unless it is a revision of `name`. */
+  async getByDigest(name: string, digest: Digest): Promise<Manifest> {
+    if (!(await this.repository(name).hasRevision(digest))) throw unknownManifest(digest.value);
+    let payload: Buffer;
+    try {
+      payload = await this.blobs.get(digest);
+    } catch {
+      throw unknownManifest(digest.value);
+    }
+    const mediaType = mediaTypeOfPayload(payload);
+    if (!mediaType) throw unknownManifest(digest.value);
+    return { digest, mediaType, payload, source: 'cache' };
+  }
+
+  /** The manifest a tag points at. */
+  async getByTag(name: string, tag: string): Promise<Manifest> {
+    const digest = await this.repository(name).resolveTag(tag);
+    if (!digest) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { Tag: tag } });
+    return this.getByDigest(name, digest);
+  }
+
+  /**
+   * Stores a pushed manifest after checking it (`MANIFEST_INVALID`, `DIGEST_INVALID` for a payload
+   * that does not hash to the URL's digest, `MANIFEST_BLOB_UNKNOWN` for missing references).
+   */
+  async put(name: string, ref: ManifestRef, contentType: string | undefined, payload: Buffer): Promise<PushedManifest> {
+    const parsed = parseManifest(contentType, payload);
+    const digest = 'digest' in ref ? ref.digest : undefined;
+    const actual = digestOf(payload, digest?.algorithm ?? 'sha256');
+    if (digest && actual !== digest.value) throw new RegistryError('DIGEST_INVALID', { detail: `payload digest is ${actual}, not ${digest.value}` });
+    const repo = this.repository(name);
+    await verifyReferences(parsed, {
+      layer: async (d) => (await repo.hasLayer(d)) && (await this.blobs.stat(d)) !== undefined,
+      revision: async (d) => (await repo.hasRevision(d)) && (await this.blobs.stat(d)) !== undefined,
+    });
+    const stored = digest ?? { algorithm: 'sha256' as const, hex: actual.slice('sha256:'.length), value: actual };
+    await this.blobs.put(stored, payload);
+    await repo.linkRevision(stored);
+    if ('tag' in ref) await repo.tag(ref.tag, stored);
+    return { digest: stored, subject: parsed.subject };
+  }
+
+  /**
+   * distribution's `DeleteManifest`: a tag is untagged; a digest loses its revision link and every
+   * tag pointing at it. The data stays for `garbage-collect`.
+   */
+  async delete(name: string, ref: ManifestRef): Promise<void> {
+    const repo = this.repository(name);
+    if ('tag' in ref) {
+      if (!(await repo.resolveTag(ref.tag))) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { Tag: ref.tag } });
+      await repo.untag(ref.tag);
+      return;
+    }
+    if (!(await repo.hasRevision(ref.digest))) throw unknownManifest(ref.digest.value);
+    await repo.unlinkRevision(ref.digest);
+    for (const tag of await repo.tagsFor(ref.digest)) await repo.untag(tag);
+  }
+}
+
+/** Tag listing of hosted repositories: local tags, `NAME_UNKNOWN` for a repository that does not exist. */
+export class HostedTagService {
+  constructor(private readonly repository: (name: string) => RepositoryStore) {}
+
+  /** Every tag (the route paginates pages that do not come from an upstream). */
+  async list(name: string, _page: { n?: number; last?: string }): Promise<TagPage> {
+    const repo = this.repository(name);
+    const tags = await repo.listTags();
+    if (tags.length === 0 && !(await repo.exists())) throw new RegistryError('NAME_UNKNOWN', { detail: { name } });
+    return { tags, source: 'cache' };
+  }
+}
+
+function unknownManifest(digest: string): RegistryError {
+  return new RegistryError('MANIFEST_UNKNOWN', { detail: { Digest: digest } });
+}
