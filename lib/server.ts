@@ -2,12 +2,9 @@
  * Wires the registry together from a validated configuration: storage, upstream, proxy stores,
  * scheduler, the express app and the HTTP(S) listener, with graceful shutdown.
  */
-import http from 'node:http';
-import https from 'node:https';
-import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import express, { type Express } from 'express';
+import { createServer, listen } from './http-listener.js';
 import type { Logger } from 'winston';
 import type { Config, UpstreamConfig } from './config/types.js';
 import { FilesystemDriver } from './storage/filesystem.js';
@@ -25,8 +22,7 @@ import { accessLog, responseComplete, whenDone } from './api/access-log.js';
 import { MirrorError } from './errors.js';
 import { createAccessController } from './auth/controller.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
-import { SizeCap } from './scheduler/size-cap.js';
-import type { PurgeContext } from './scheduler/purge.js';
+import { startSizeCap, type SizeCap } from './scheduler/size-cap.js';
 import { Metrics } from './metrics/metrics.js';
 import type { Counter } from 'prom-client';
 import { startDebugServer } from './metrics/debug-server.js';
@@ -167,7 +163,19 @@ export async function startRegistry(
   });
   const loaded = await lifetime.start();
   if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
-  const sizing = await startSizeCap(config, { driver, blobs, repository }, logger, metrics, isHosted);
+  const sizing = await startSizeCap(
+    config,
+    { driver, blobs, repository },
+    logger,
+    {
+      onEvicted: (type, freed) => {
+        metrics.evictions.inc({ type });
+        metrics.evictedBytes.inc(freed);
+      },
+      onSize: (bytes) => metrics.cacheBytes.set(bytes),
+    },
+    isHosted,
+  );
   sizeCap = sizing.cap;
 
   const app = express();
@@ -288,87 +296,4 @@ export async function startRegistry(
         for (const n of router.all) n.close();
       })()),
   };
-}
-
-/**
- * The extension `proxy.maxsize` (eviction needs `storage.delete.enabled`, as expiry does). Without
- * a cap the same accounting only measures, in the background, for `registry_mirror_cache_bytes`
- * and the cache page.
- */
-async function startSizeCap(
-  config: Config,
-  storage: PurgeContext,
-  logger: Logger,
-  metrics: Metrics,
-  exclude?: (repo: string) => boolean,
-): Promise<{ cap: SizeCap; enforced: boolean }> {
-  let maxBytes = config.proxy?.maxsizebytes;
-  if (maxBytes !== undefined && !config.storage.delete.enabled) {
-    logger.warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
-    maxBytes = undefined;
-  }
-  const cap = new SizeCap({
-    ...storage,
-    maxBytes: maxBytes ?? Number.POSITIVE_INFINITY,
-    logger,
-    exclude,
-    onEvicted: (type, freed) => {
-      metrics.evictions.inc({ type });
-      metrics.evictedBytes.inc(freed);
-    },
-    onSize: (bytes) => metrics.cacheBytes.set(bytes),
-  });
-  const measured = cap.start().then(() => metrics.cacheBytes.set(cap.bytes));
-  // Enforcing: a cache over a lowered cap is brought under it before serving. Measuring only:
-  // a large cache must not delay the start.
-  if (maxBytes !== undefined) await measured;
-  else measured.catch((err: Error) => logger.error(`measuring the cache failed: ${err.message}`));
-  return { cap, enforced: maxBytes !== undefined };
-}
-
-function createServer(config: Config, app: Express): http.Server {
-  const tls = config.http.tls;
-  const options: http.ServerOptions = { maxHeaderSize: 16 * 1024, headersTimeout: 30_000, requestTimeout: 300_000, keepAliveTimeout: 65_000 };
-  if (tls?.certificate && tls.key) {
-    const ca = tls.clientcas.map((p) => readFileSync(p));
-    return https.createServer(
-      {
-        ...options,
-        cert: readFileSync(tls.certificate),
-        key: readFileSync(tls.key),
-        minVersion: tls.minimumtls === 'tls1.3' ? 'TLSv1.3' : 'TLSv1.2',
-        ...(ca.length > 0 ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
-      },
-      app,
-    );
-  }
-  return http.createServer(options, app);
-}
-
-/** Listens on `http.addr` (`:5000`, `host:port`, `[v6]:port`, or a socket path for `unix`). */
-function listen(server: http.Server, config: Config): Promise<{ address: string; port: number | undefined }> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    const done = (): void => {
-      server.off('error', reject);
-      const a = server.address();
-      if (a === null || typeof a === 'string') resolve({ address: a ?? config.http.addr, port: undefined });
-      else resolve({ address: formatAddress(a), port: a.port });
-    };
-    if (config.http.net === 'unix') {
-      server.listen(config.http.addr, done);
-      return;
-    }
-    const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(config.http.addr);
-    if (!m) {
-      reject(new MirrorError('ERR_CONFIG_INVALID', `http.addr: ${config.http.addr} is not an address like :5000 or host:port`));
-      return;
-    }
-    const host = m[1] ?? m[2];
-    server.listen({ host: host || undefined, port: Number(m[3]) }, done);
-  });
-}
-
-function formatAddress(a: AddressInfo): string {
-  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
 }

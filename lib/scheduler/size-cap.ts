@@ -5,6 +5,7 @@
  * more, the same rule as TTL expiry. The official cache has no size bound at all.
  */
 import type { Logger } from 'winston';
+import type { Config } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
 import { listRepositories } from '../storage/catalog.js';
 import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from './purge.js';
@@ -177,4 +178,36 @@ export class SizeCap {
     if (freed > 0) this.forget(digest);
     return freed;
   }
+}
+
+/**
+ * The extension `proxy.maxsize` (eviction needs `storage.delete.enabled`, as expiry does). Without
+ * a cap the same accounting only measures, in the background, for `registry_mirror_cache_bytes`
+ * and the cache page.
+ */
+export async function startSizeCap(
+  config: Config,
+  storage: PurgeContext,
+  logger: Logger,
+  hooks: Pick<SizeCapOptions, 'onEvicted' | 'onSize'>,
+  exclude?: (repo: string) => boolean,
+): Promise<{ cap: SizeCap; enforced: boolean }> {
+  let maxBytes = config.proxy?.maxsizebytes;
+  if (maxBytes !== undefined && !config.storage.delete.enabled) {
+    logger.warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
+    maxBytes = undefined;
+  }
+  const cap = new SizeCap({
+    ...storage,
+    maxBytes: maxBytes ?? Number.POSITIVE_INFINITY,
+    logger,
+    exclude,
+    ...hooks,
+  });
+  const measured = cap.start().then(() => hooks.onSize?.(cap.bytes));
+  // Enforcing: a cache over a lowered cap is brought under it before serving. Measuring only:
+  // a large cache must not delay the start.
+  if (maxBytes !== undefined) await measured;
+  else measured.catch((err: Error) => logger.error(`measuring the cache failed: ${err.message}`));
+  return { cap, enforced: maxBytes !== undefined };
 }

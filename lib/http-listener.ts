@@ -1,0 +1,61 @@
+/**
+ * The registry's HTTP listener as distribution's `http` section describes it: plain or TLS (with
+ * client certificates when `clientcas` is set), on a TCP address or a unix socket, with header size
+ * and timeout limits that keep slow or oversized requests from holding the server.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
+import type { Config } from './config/types.js';
+import { MirrorError } from './errors.js';
+
+/** The server for `config.http`, answering with `app`. */
+export function createServer(config: Config, app: Express): http.Server {
+  const tls = config.http.tls;
+  const options: http.ServerOptions = { maxHeaderSize: 16 * 1024, headersTimeout: 30_000, requestTimeout: 300_000, keepAliveTimeout: 65_000 };
+  if (tls?.certificate && tls.key) {
+    const ca = tls.clientcas.map((p) => readFileSync(p));
+    return https.createServer(
+      {
+        ...options,
+        cert: readFileSync(tls.certificate),
+        key: readFileSync(tls.key),
+        minVersion: tls.minimumtls === 'tls1.3' ? 'TLSv1.3' : 'TLSv1.2',
+        ...(ca.length > 0 ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
+      },
+      app,
+    );
+  }
+  return http.createServer(options, app);
+}
+
+/** Listens on `http.addr` (`:5000`, `host:port`, `[v6]:port`, or a socket path for `unix`). */
+/** Listens on `http.addr` (or the socket path for `net: unix`); resolves with the bound address. */
+export function listen(server: http.Server, config: Config): Promise<{ address: string; port: number | undefined }> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => {
+      server.off('error', reject);
+      const a = server.address();
+      if (a === null || typeof a === 'string') resolve({ address: a ?? config.http.addr, port: undefined });
+      else resolve({ address: formatAddress(a), port: a.port });
+    };
+    if (config.http.net === 'unix') {
+      server.listen(config.http.addr, done);
+      return;
+    }
+    const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(config.http.addr);
+    if (!m) {
+      reject(new MirrorError('ERR_CONFIG_INVALID', `http.addr: ${config.http.addr} is not an address like :5000 or host:port`));
+      return;
+    }
+    const host = m[1] ?? m[2];
+    server.listen({ host: host || undefined, port: Number(m[3]) }, done);
+  });
+}
+
+function formatAddress(a: AddressInfo): string {
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
