@@ -123,7 +123,7 @@ export class TtlScheduler {
     this.lease = release;
     clearInterval(this.leaseTimer);
     this.leaseTimer = undefined;
-    this.o.logger?.info('scheduler lease taken: this replica runs the expiries');
+    this.o.logger?.info('scheduler lease taken: this process runs the expiries for every replica on this storage');
     await this.flush().catch(() => undefined);
     this.arm();
   }
