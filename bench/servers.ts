@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '../spec/helpers/ports.js';
 import { DISTRIBUTION_BIN } from '../spec/helpers/interop.js';
 import { startServer, type ServerProcess } from './proc.js';
+import { registryYaml } from '../spec/helpers/registry-yaml.js';
 
 /** Our command line (this file is compiled to build-bench/bench/). */
 const REGISTRY_BIN = fileURLToPath(new URL('../../bin/registry', import.meta.url));
@@ -23,23 +24,7 @@ export function contenders(round: number): Contender[] {
 
 /** The registry configuration both contenders read (the same keys; ours accepts registry:2's file). */
 function registryConfig(root: string, port: number, remoteurl: string): string {
-  return [
-    'version: 0.1',
-    'log:',
-    '  level: warn',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${root}`,
-    '  delete:',
-    '    enabled: true',
-    'http:',
-    `  addr: 127.0.0.1:${port}`,
-    'proxy:',
-    `  remoteurl: ${remoteurl}`,
-    '',
-  ].join('\n');
+  return registryYaml({ root, http: [`addr: 127.0.0.1:${port}`], proxy: [`remoteurl: ${remoteurl}`] });
 }
 
 /** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */

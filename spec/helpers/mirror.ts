@@ -9,6 +9,7 @@ import { PassThrough } from 'node:stream';
 import { loadConfig } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/log/logger.js';
 import { startRegistry, type RunningRegistry } from '../../lib/server.js';
+import { registryYaml } from './registry-yaml.js';
 
 export interface TestMirror {
   readonly url: string;
@@ -23,24 +24,13 @@ export interface TestMirror {
 /** Starts a mirror of `remoteurl`; `proxyYaml`/`httpYaml` are lines of those sections, `extraYaml` more top-level YAML. */
 export async function startMirror(remoteurl: string, opts: { root?: string; extraYaml?: string; proxyYaml?: string; httpYaml?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMirror> {
   const root = opts.root ?? (await mkdtemp(join(tmpdir(), 'mirror-')));
-  const text = [
-    'version: 0.1',
-    'log:',
-    '  level: debug',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${root}`,
-    '  delete:',
-    '    enabled: true',
-    'http:',
-    ...(opts.httpYaml ?? 'addr: 127.0.0.1:0').split('\n').map((l) => `  ${l}`),
-    'proxy:',
-    `  remoteurl: ${remoteurl}`,
-    ...(opts.proxyYaml ? opts.proxyYaml.split('\n').map((l) => `  ${l}`) : []),
-    opts.extraYaml ?? '',
-  ].join('\n');
+  const text = registryYaml({
+    root,
+    level: 'debug',
+    http: (opts.httpYaml ?? 'addr: 127.0.0.1:0').split('\n'),
+    proxy: [`remoteurl: ${remoteurl}`, ...(opts.proxyYaml ? opts.proxyYaml.split('\n') : [])],
+    extra: opts.extraYaml ? [opts.extraYaml] : [],
+  });
   const { config } = loadConfig({ text, env: opts.env ?? {} });
   const out = new PassThrough();
   let logs = '';

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { freePort, waitForHttp } from './ports.js';
+import { registryYaml } from './registry-yaml.js';
 
 /** A running registry process. */
 export interface Replica {
@@ -25,24 +26,7 @@ export interface Replica {
 export async function startReplica(dir: string, root: string, remoteurl: string, proxyYaml: string[] = []): Promise<Replica> {
   const port = await freePort();
   const config = join(dir, `replica-${port}.yml`);
-  const yaml = [
-    'version: 0.1',
-    'log:',
-    '  level: info',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${root}`,
-    '  delete:',
-    '    enabled: true',
-    'http:',
-    `  addr: 127.0.0.1:${port}`,
-    'proxy:',
-    `  remoteurl: ${remoteurl}`,
-    ...proxyYaml.map((l) => `  ${l}`),
-  ];
-  await writeFile(config, `${yaml.join('\n')}\n`);
+  await writeFile(config, registryYaml({ root, level: 'info', http: [`addr: 127.0.0.1:${port}`], proxy: [`remoteurl: ${remoteurl}`, ...proxyYaml] }));
   const child = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
   child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DISTRIBUTION_BIN } from './interop.js';
 import { freePort, waitForHttp } from './ports.js';
+import { registryYaml } from './registry-yaml.js';
 
 /** A running docker-registry. */
 export interface DistributionProcess {
@@ -30,29 +31,19 @@ export async function startDistribution(
   const dir = await mkdtemp(join(tmpdir(), 'distribution-'));
   const rootDir = opts.rootDir ?? join(dir, 'root');
   const port = await freePort();
-  const lines = [
-    'version: 0.1',
-    'log:',
-    '  level: warn',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${rootDir}`,
-    '  delete:',
-    '    enabled: true',
-    'http:',
-    `  addr: 127.0.0.1:${port}`,
-    ...(opts.secret ? [`  secret: ${opts.secret}`] : []),
-  ];
-  if (opts.proxy) {
-    lines.push('proxy:', `  remoteurl: ${opts.proxy.remoteurl}`);
-    if (opts.proxy.username) lines.push(`  username: ${opts.proxy.username}`, `  password: ${opts.proxy.password ?? ''}`);
-    if (opts.proxy.ttl) lines.push(`  ttl: ${opts.proxy.ttl}`);
-  }
-  if (opts.htpasswd) lines.push('auth:', '  htpasswd:', `    realm: ${opts.htpasswd.realm}`, `    path: ${opts.htpasswd.path}`);
+  const proxy = opts.proxy
+    ? [
+        `remoteurl: ${opts.proxy.remoteurl}`,
+        ...(opts.proxy.username ? [`username: ${opts.proxy.username}`, `password: ${opts.proxy.password ?? ''}`] : []),
+        ...(opts.proxy.ttl ? [`ttl: ${opts.proxy.ttl}`] : []),
+      ]
+    : undefined;
+  const auth = opts.htpasswd ? ['auth:', '  htpasswd:', `    realm: ${opts.htpasswd.realm}`, `    path: ${opts.htpasswd.path}`] : [];
   const config = join(dir, 'config.yml');
-  await writeFile(config, `${lines.join('\n')}\n`);
+  await writeFile(
+    config,
+    registryYaml({ root: rootDir, http: [`addr: 127.0.0.1:${port}`, ...(opts.secret ? [`secret: ${opts.secret}`] : [])], proxy, extra: auth }),
+  );
   let logs = '';
   let child: ChildProcess | undefined;
   const url = `http://127.0.0.1:${port}`;
