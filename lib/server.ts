@@ -6,30 +6,22 @@ import type { Socket } from 'node:net';
 import express, { type Express } from 'express';
 import { createServer, listen } from './http-listener.js';
 import type { Logger } from 'winston';
-import type { Config, UpstreamConfig } from './config/types.js';
-import { FilesystemDriver } from './storage/filesystem.js';
-import { SharedLocks } from './storage/shared-lock.js';
-import { BlobStore } from './storage/blob-store.js';
-import { RepositoryStore } from './storage/repository-store.js';
+import type { Config } from './config/types.js';
 import { listRepositories } from './storage/catalog.js';
-import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
-import { NamespaceRouter } from './proxy/namespace-router.js';
-import { registryHostOf } from './distribution/registry-host.js';
 import { authorize, registryRouter, configuredHeaders } from './api/routes.js';
 import { errorHandler, sendError } from './api/error-handler.js';
 import { RegistryError } from './api/errors.js';
 import { accessLog, responseComplete, whenDone } from './api/access-log.js';
 import { MirrorError } from './errors.js';
 import { createAccessController } from './auth/controller.js';
-import { CacheLifetime } from './scheduler/cache-lifetime.js';
-import { startSizeCap, type SizeCap } from './scheduler/size-cap.js';
-import { Metrics } from './metrics/metrics.js';
+import type { Metrics } from './metrics/metrics.js';
 import type { Counter } from 'prom-client';
 import { startDebugServer } from './metrics/debug-server.js';
 import { HealthChecks } from './health/health-checks.js';
 import { gatherCacheReport, type CacheReportSources } from './api/cache-report.js';
 import { sendCachePage, wantsHtml } from './api/cache-page.js';
 import { HostedRepositories } from './hosted/hosted.js';
+import { createServices } from './registry-services.js';
 
 /** A running registry. */
 export interface RunningRegistry {
@@ -58,81 +50,14 @@ export async function startRegistry(
     );
   }
   const proxy = config.proxy;
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  const removed = await driver.cleanTemporaryFiles();
-  if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
-  const blobs = new BlobStore(driver);
-  // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
-  const locks = new SharedLocks(config.storage.filesystem.rootdirectory, proxy.lockstalems, (key, err) =>
-    logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),
-  );
-  const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
-
-  const metrics = new Metrics();
   const access = createAccessController(config.auth, logger);
   if (proxy.username && !config.auth && !opts.internal) {
     logger.warn(
       'proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone who can reach this mirror',
     );
   }
-
-  // Set once the schedule has loaded: expiries due at start-up run first, and the cap measures after them.
-  let sizeCap: SizeCap | undefined;
-  /** For the cache page: when each manifest was last served, and each upstream's rate-limit headroom. */
-  const lastPulled = new Map<string, Date>();
-  const rateLimits = new Map<string, string>();
-  /** The same bookkeeping for both kinds of content and every upstream: metrics, expiry schedule, size cap. */
-  const events: NamespaceEvents = {
-    stored: (type, repo, digest, size) => {
-      if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
-      metrics.pulledBytes.inc({ type }, size);
-      lifetime.schedule(type, repo, digest.value);
-      sizeCap?.stored(type, repo, digest, size);
-    },
-    hit: (type, repo, digest) => {
-      if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
-      metrics.hit(type);
-      lifetime.touch(type, repo, digest.value);
-      sizeCap?.hit(type, repo, digest);
-    },
-    miss: (type) => metrics.miss(type),
-    cacheWriteFailed: (type, repo, digest, err) => {
-      metrics.cacheWriteFailures.inc({ type });
-      const code = (err as NodeJS.ErrnoException).code;
-      logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, {
-        'err.code': code,
-      });
-    },
-  };
-  const namespace = (host: string, upstreamConfig: UpstreamConfig, isDefault: boolean): ProxyNamespace =>
-    new ProxyNamespace({
-      host,
-      isDefault,
-      config: upstreamConfig,
-      timeouts: { connect: proxy.timeouts.connectms, response: proxy.timeouts.responsems, idle: proxy.timeouts.idlems },
-      driver,
-      blobs,
-      repository,
-      events,
-      locks,
-      onWarning: (msg) => logger.warn(msg),
-      onResponse: ({ host: from, method, path, status, headers }) => {
-        logger.debug(`upstream ${from} ${method} ${path} ${status}`);
-        metrics.upstreamResponses.inc({ method, status: String(status) });
-        const remaining = headers['ratelimit-remaining'];
-        if (typeof remaining === 'string') {
-          // Docker Hub sends `RateLimit-Remaining: 76;w=21600`.
-          const left = Number(remaining.split(';')[0]);
-          if (Number.isFinite(left)) metrics.rateLimitRemaining.set(left);
-          rateLimits.set(from, remaining);
-          logger.info(`upstream ${from} rate limit remaining: ${remaining}`, { 'ratelimit.limit': headers['ratelimit-limit'] });
-        }
-      },
-    });
-  const router = new NamespaceRouter(
-    namespace(registryHostOf(proxy.remoteurl), proxy, true),
-    Object.entries(proxy.upstreams).map(([host, u]) => namespace(host, u, false)),
-  );
+  const services = await createServices(config, logger);
+  const { driver, blobs, repository, metrics, router, lifetime, sizing, lastPulled, rateLimits } = services;
   // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
   const hosted =
     proxy.hosted.length > 0
@@ -144,39 +69,6 @@ export async function startRegistry(
           },
         })
       : undefined;
-  const isHosted = (repo: string): boolean => hosted?.owns(repo) ?? false;
-  for (const n of router.others) logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
-  // Namespaces report to the lifetime policy only once requests arrive, after it has started.
-  const lifetime = new CacheLifetime({
-    driver,
-    blobs,
-    repository,
-    config,
-    logger,
-    ttlFor: (repo) => router.owner(repo).ttlms,
-    locks,
-    exclude: isHosted,
-    onExpired: (type, freed, digest) => {
-      metrics.expirations.inc({ type });
-      if (freed > 0) sizeCap?.forget(digest);
-    },
-  });
-  const loaded = await lifetime.start();
-  if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
-  const sizing = await startSizeCap(
-    config,
-    { driver, blobs, repository },
-    logger,
-    {
-      onEvicted: (type, freed) => {
-        metrics.evictions.inc({ type });
-        metrics.evictedBytes.inc(freed);
-      },
-      onSize: (bytes) => metrics.cacheBytes.set(bytes),
-    },
-    isHosted,
-  );
-  sizeCap = sizing.cap;
 
   const app = express();
   app.disable('x-powered-by');
@@ -291,9 +183,8 @@ export async function startRegistry(
         clearInterval(inflightTimer);
         health.stop();
         await debug?.close();
-        await lifetime.stop();
         await hosted?.stop();
-        for (const n of router.all) n.close();
+        await services.close();
       })()),
   };
 }

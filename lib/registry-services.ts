@@ -1,0 +1,180 @@
+/**
+ * The registry's services without its HTTP side: storage, the upstream namespaces with their proxy
+ * stores, metrics, the expiry schedule and the size cap, wired together by one set of cache events.
+ * `registry serve` puts routes and a listener in front of them (lib/server.ts); `registry warm`
+ * calls the proxy stores directly, so what it caches is cached exactly as a pull caches it.
+ */
+import type { Logger } from 'winston';
+import type { Config, UpstreamConfig } from './config/types.js';
+import { FilesystemDriver } from './storage/filesystem.js';
+import { SharedLocks } from './storage/shared-lock.js';
+import { BlobStore } from './storage/blob-store.js';
+import { RepositoryStore } from './storage/repository-store.js';
+import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
+import { NamespaceRouter } from './proxy/namespace-router.js';
+import { registryHostOf } from './distribution/registry-host.js';
+import { isHostedName } from './hosted/hosted.js';
+import { MirrorError } from './errors.js';
+import { CacheLifetime } from './scheduler/cache-lifetime.js';
+import { startSizeCap, type SizeCap } from './scheduler/size-cap.js';
+import { Metrics } from './metrics/metrics.js';
+
+/** The running services of one registry process. */
+export interface RegistryServices {
+  readonly driver: FilesystemDriver;
+  readonly blobs: BlobStore;
+  /** Locks shared with other processes on the same storage root (replicas, `registry warm`). */
+  readonly locks: SharedLocks;
+  /** The repository store of a stored name. */
+  readonly repository: (name: string) => RepositoryStore;
+  readonly metrics: Metrics;
+  /** The upstreams (`proxy.remoteurl` and `proxy.upstreams`) and their proxy stores. */
+  readonly router: NamespaceRouter;
+  /** The expiry schedule (`scheduler-state.json`), started. */
+  readonly lifetime: CacheLifetime;
+  /** The size accounting, and whether `proxy.maxsize` is enforced. */
+  readonly sizing: { readonly cap: SizeCap; readonly enforced: boolean };
+  /** For the cache page: when each `repo@digest` manifest was last served. */
+  readonly lastPulled: Map<string, Date>;
+  /** For the cache page: each upstream host's last `RateLimit-Remaining`. */
+  readonly rateLimits: Map<string, string>;
+  /** True for names under `proxy.hosted` (never expired, evicted or proxied). */
+  isHosted(repo: string): boolean;
+  /** Stops the schedule (flushing `scheduler-state.json`) and closes the upstream connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the services described by `config`: removes temporary files an earlier run left, loads the
+ * expiry schedule (running the expiries already due) and measures the cache for the size cap.
+ */
+export async function createServices(config: Config, logger: Logger): Promise<RegistryServices> {
+  if (!config.proxy) {
+    throw new MirrorError(
+      'ERR_CONFIG_UNSUPPORTED',
+      'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
+    );
+  }
+  const proxy = config.proxy;
+  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
+  const removed = await driver.cleanTemporaryFiles();
+  if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
+  const blobs = new BlobStore(driver);
+  // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
+  const locks = new SharedLocks(config.storage.filesystem.rootdirectory, proxy.lockstalems, (key, err) =>
+    logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),
+  );
+  const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
+  const metrics = new Metrics();
+  const isHosted = (repo: string): boolean => isHostedName(proxy.hosted, repo);
+
+  // Set once the schedule has loaded: expiries due at start-up run first, and the cap measures after them.
+  let sizeCap: SizeCap | undefined;
+  /** For the cache page: when each manifest was last served, and each upstream's rate-limit headroom. */
+  const lastPulled = new Map<string, Date>();
+  const rateLimits = new Map<string, string>();
+  /** The same bookkeeping for both kinds of content and every upstream: metrics, expiry schedule, size cap. */
+  const events: NamespaceEvents = {
+    stored: (type, repo, digest, size) => {
+      if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
+      metrics.pulledBytes.inc({ type }, size);
+      lifetime.schedule(type, repo, digest.value);
+      sizeCap?.stored(type, repo, digest, size);
+    },
+    hit: (type, repo, digest) => {
+      if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
+      metrics.hit(type);
+      lifetime.touch(type, repo, digest.value);
+      sizeCap?.hit(type, repo, digest);
+    },
+    miss: (type) => metrics.miss(type),
+    cacheWriteFailed: (type, repo, digest, err) => {
+      metrics.cacheWriteFailures.inc({ type });
+      const code = (err as NodeJS.ErrnoException).code;
+      logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, {
+        'err.code': code,
+      });
+    },
+  };
+  const namespace = (host: string, upstreamConfig: UpstreamConfig, isDefault: boolean): ProxyNamespace =>
+    new ProxyNamespace({
+      host,
+      isDefault,
+      config: upstreamConfig,
+      timeouts: { connect: proxy.timeouts.connectms, response: proxy.timeouts.responsems, idle: proxy.timeouts.idlems },
+      driver,
+      blobs,
+      repository,
+      events,
+      locks,
+      onWarning: (msg) => logger.warn(msg),
+      onResponse: ({ host: from, method, path, status, headers }) => {
+        logger.debug(`upstream ${from} ${method} ${path} ${status}`);
+        metrics.upstreamResponses.inc({ method, status: String(status) });
+        const remaining = headers['ratelimit-remaining'];
+        if (typeof remaining === 'string') {
+          // Docker Hub sends `RateLimit-Remaining: 76;w=21600`.
+          const left = Number(remaining.split(';')[0]);
+          if (Number.isFinite(left)) metrics.rateLimitRemaining.set(left);
+          rateLimits.set(from, remaining);
+          logger.info(`upstream ${from} rate limit remaining: ${remaining}`, { 'ratelimit.limit': headers['ratelimit-limit'] });
+        }
+      },
+    });
+  const router = new NamespaceRouter(
+    namespace(registryHostOf(proxy.remoteurl), proxy, true),
+    Object.entries(proxy.upstreams).map(([host, u]) => namespace(host, u, false)),
+  );
+  for (const n of router.others) logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
+  // Namespaces report to the lifetime policy only once requests arrive, after it has started.
+  const lifetime = new CacheLifetime({
+    driver,
+    blobs,
+    repository,
+    config,
+    logger,
+    ttlFor: (repo) => router.owner(repo).ttlms,
+    locks,
+    exclude: isHosted,
+    onExpired: (type, freed, digest) => {
+      metrics.expirations.inc({ type });
+      if (freed > 0) sizeCap?.forget(digest);
+    },
+  });
+  const loaded = await lifetime.start();
+  if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
+  const sizing = await startSizeCap(
+    config,
+    { driver, blobs, repository },
+    logger,
+    {
+      onEvicted: (type, freed) => {
+        metrics.evictions.inc({ type });
+        metrics.evictedBytes.inc(freed);
+      },
+      onSize: (bytes) => metrics.cacheBytes.set(bytes),
+    },
+    isHosted,
+  );
+  sizeCap = sizing.cap;
+
+  let closing: Promise<void> | undefined;
+  return {
+    driver,
+    blobs,
+    locks,
+    repository,
+    metrics,
+    router,
+    lifetime,
+    sizing,
+    lastPulled,
+    rateLimits,
+    isHosted,
+    close: () =>
+      (closing ??= (async () => {
+        await lifetime.stop();
+        for (const n of router.all) n.close();
+      })()),
+  };
+}
