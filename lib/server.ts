@@ -37,12 +37,7 @@ export interface RunningRegistry {
 }
 
 /** Starts the registry described by `config`. */
-export async function startRegistry(
-  config: Config,
-  logger: Logger,
-  /** `internal`: a registry only this process talks to, on loopback (`registry warm`). */
-  opts: { internal?: boolean } = {},
-): Promise<RunningRegistry> {
+export async function startRegistry(config: Config, logger: Logger): Promise<RunningRegistry> {
   if (!config.proxy) {
     throw new MirrorError(
       'ERR_CONFIG_UNSUPPORTED',
@@ -51,7 +46,7 @@ export async function startRegistry(
   }
   const proxy = config.proxy;
   const access = createAccessController(config.auth, logger);
-  if (proxy.username && !config.auth && !opts.internal) {
+  if (proxy.username && !config.auth) {
     logger.warn(
       'proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone who can reach this mirror',
     );

@@ -50,6 +50,14 @@ export class NamespaceRouter {
     return prefixed ? this.at(prefixed, name.slice(slash + 1)) : this.at(this.defaultNamespace, name);
   }
 
+  /**
+   * The namespace of the registry `host` as image references name it (`docker.io`, `ghcr.io`,
+   * `proxy.remoteurl`'s own host); undefined for a registry this mirror does not serve.
+   */
+  forHost(host: string): ProxyNamespace | undefined {
+    return this.byHost.get(host.toLowerCase());
+  }
+
   /** The namespace content stored under `storedName` belongs to. */
   owner(storedName: string): ProxyNamespace {
     return this.others.find((n) => storedName.startsWith(n.storagePrefix)) ?? this.defaultNamespace;

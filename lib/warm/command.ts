@@ -4,30 +4,32 @@
 import { readFile } from 'node:fs/promises';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { formatBytes } from '../config/size.js';
-import type { Config } from '../config/types.js';
-import { registryHostOf } from '../distribution/registry-host.js';
 import { createLogger } from '../log/logger.js';
-import { startRegistry } from '../server.js';
+import { createServices } from '../registry-services.js';
 import { MirrorError } from '../errors.js';
-import { lineProgress, terminalProgress } from './progress.js';
-import { parsePlatform, warmAll, type Platform } from './warm.js';
+import { progressFor, type ProgressStream } from './progress.js';
+import { parsePlatform, referencesIn, type Platform } from './references.js';
+import { warmAll } from './warm.js';
 
 export const WARM_USAGE = `Usage:
   registry warm <config> [flags] <image>...
 
-Pre-fetches images into the cache, as pulls through the mirror would.
+Pre-fetches images into the cache, as pulls through the mirror would: busybox,
+library/busybox:1.36, docker.io/library/alpine:3.19, ghcr.io/org/app@sha256:...
+(a registry other than docker.io must be one of proxy.upstreams; the tag defaults to latest).
 
 Flags:
-  -f, --file <path>         also warm the references in this file, one per line (# comments)
-  -p, --platform <os/arch>  only this platform of multi-platform images (default: all)
-  -c, --concurrency <n>     blobs fetched at once (default 4)
-  -h, --help                help for warm
+  -f, --file <path>                  also warm the references in this file, one per line (# comments)
+  -p, --platform <os/arch[/variant]> only this platform of multi-platform images (default: all)
+  -c, --concurrency <n>              blobs fetched at once (default 4)
+  -h, --help                         help for warm
 `;
 
 /** Where the command writes: progress and errors to `err`, the summary to `out`. */
 export interface WarmStreams {
   readonly out: NodeJS.WritableStream;
-  readonly err: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  /** Progress bars when it is a terminal (`isTTY`), plain lines otherwise. */
+  readonly err: ProgressStream;
 }
 
 /** Runs `registry warm`; resolves to the exit code (1 when any reference failed). */
@@ -46,44 +48,29 @@ export async function warmCommand(args: string[], env: NodeJS.ProcessEnv, stream
   for (const w of warnings) logger.warn(w);
   if (!config.proxy) throw new MirrorError('ERR_CONFIG_UNSUPPORTED', 'proxy.remoteurl is required to warm a cache');
 
-  const registry = await startRegistry(internalConfig(config), logger, { internal: true });
-  const progress = streams.err.isTTY ? terminalProgress(streams.err) : lineProgress(streams.err);
+  // The registry's services as `serve` builds them, without a listener: the same stores, upstream
+  // clients, cache events and expiry schedule as a pull.
+  const services = await createServices(config, logger);
+  const progress = progressFor(streams.err);
   const started = Date.now();
   try {
-    const hosts = new Map<string, 'default' | 'prefix'>(Object.keys(config.proxy.upstreams).map((h) => [h, 'prefix']));
-    hosts.set(registryHostOf(config.proxy.remoteurl), 'default');
-    if (!hosts.has('docker.io')) hosts.set('docker.io', 'default');
-    const totals = await warmAll(refs, {
-      base: `http://127.0.0.1:${registry.port}${config.http.prefix.replace(/\/$/, '')}`,
-      root: config.storage.filesystem.rootdirectory,
-      hosts,
-      platform,
-      concurrency,
-      progress,
-    });
+    const totals = await warmAll(refs, { services, platform, concurrency, progress });
     progress.close();
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
     streams.out.write(
-      `warmed ${totals.images} image${totals.images === 1 ? '' : 's'} (${totals.platforms} platform${totals.platforms === 1 ? '' : 's'}): ` +
-        `${totals.blobsFetched} blobs fetched (${formatBytes(totals.bytesFetched)}), ${totals.blobsCached} already cached, in ${seconds}s\n`,
+      `warmed ${plural(totals.images, 'image')} (${plural(totals.platforms, 'platform')}): ` +
+        `${plural(totals.blobsFetched, 'blob')} fetched (${formatBytes(totals.bytesFetched)}), ${totals.blobsCached} already cached, in ${seconds}s\n`,
     );
-    if (totals.failed.length > 0) streams.err.write(`${totals.failed.length} of ${refs.length} references failed: ${totals.failed.join(', ')}\n`);
+    if (totals.failed.length > 0) {
+      streams.err.write(`${totals.failed.length} of ${refs.length} references failed: ${totals.failed.map((f) => f.ref).join(', ')}\n`);
+    }
     return totals.failed.length > 0 ? 1 : 0;
   } finally {
     progress.close();
-    await registry.close();
+    // Writes the expiry entries of what was fetched into scheduler-state.json.
+    await services.close();
   }
-}
-
-/** The configuration of the loopback registry the warm-up pulls through: no client auth, TLS or health gate. */
-function internalConfig(config: Config): Config {
-  return {
-    ...config,
-    http: { ...config.http, addr: '127.0.0.1:0', net: 'tcp', tls: undefined, debug: undefined, host: undefined, cachepage: false },
-    auth: undefined,
-    health: { storagedriver: { enabled: false, intervalms: 10_000, threshold: 0 }, file: [], http: [], tcp: [] },
-    log: { ...config.log, accesslog: { disabled: true } },
-  };
 }
 
 function parseArgs(args: string[]): { positional: string[]; file?: string; platform?: Platform; concurrency: number } {
@@ -111,12 +98,4 @@ function parseArgs(args: string[]): { positional: string[]; file?: string; platf
     else positional.push(a);
   }
   return { positional, file, platform, concurrency };
-}
-
-/** The references in a file: one per line, blank lines and `#` comments ignored. */
-export function referencesIn(text: string): string[] {
-  return text
-    .split('\n')
-    .map((l) => l.replace(/#.*/, '').trim())
-    .filter(Boolean);
 }

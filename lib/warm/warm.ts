@@ -1,180 +1,164 @@
 /**
- * `registry warm`: pre-fetches images into the cache by pulling them from a registry started in
- * this process on a loopback port, with the same routes, stores and upstream clients as `serve`;
- * so a warmed image is cached exactly as a pull would have cached it (verified, linked, scheduled
- * to expire). For an index, every platform is fetched, or only the chosen one.
+ * `registry warm`: pre-fetches images into the cache through the proxy stores a pull goes through
+ * (lib/registry-services.ts builds them as `serve` does), so that a warmed image is cached exactly
+ * as a pull would have cached it: verified, linked, tagged, and scheduled to expire. For an index,
+ * every child manifest is fetched, or only the chosen platform's; then each image's config and
+ * layers, a few blobs at a time.
  */
-import http from 'node:http';
-import { stat } from 'node:fs/promises';
-import { MANIFEST_ACCEPT, isIndexType } from '../distribution/mediatypes.js';
-import { parseImageReference, type ImageReference } from '../distribution/reference.js';
+import { parseDigest, type Digest } from '../distribution/digest.js';
+import { MediaType, isIndexType } from '../distribution/mediatypes.js';
+import { formatBytes } from '../config/size.js';
+import type { Manifest } from '../proxy/proxy-manifest-store.js';
+import type { RegistryServices } from '../registry-services.js';
 import type { WarmProgress } from './progress.js';
+import { platformMatches, platformText, resolveReference, type Platform, type WarmReference } from './references.js';
 
-/** A platform as `os/architecture[/variant]`. */
-export interface Platform {
-  readonly os: string;
-  readonly architecture: string;
-  readonly variant?: string;
-}
-
-/** What the walk needs. */
-export interface WarmTarget {
-  /** `http://127.0.0.1:<port>` plus the route prefix, without a trailing slash. */
-  readonly base: string;
-  /** The storage root, to tell cached blobs from fetched ones. */
-  readonly root: string;
-  /**
-   * Registry hosts this mirror serves: `default` for the default upstream (names as they are:
-   * `docker.io` and `proxy.remoteurl`'s host), `prefix` for `proxy.upstreams` (`/v2/ghcr.io/...`).
-   */
-  readonly hosts: ReadonlyMap<string, 'default' | 'prefix'>;
+/** What a warm-up runs with. */
+export interface WarmOptions {
+  readonly services: Pick<RegistryServices, 'router' | 'blobs' | 'repository'>;
+  /** Of an index, only this platform's image; every platform when undefined. */
   readonly platform?: Platform;
+  /** Blobs fetched at once (per reference). */
   readonly concurrency: number;
   readonly progress: WarmProgress;
 }
 
 /** Totals for the summary. */
 export interface WarmTotals {
+  /** References warmed completely. */
   images: number;
+  /** Image manifests warmed (one per platform of an index). */
   platforms: number;
   blobsFetched: number;
   blobsCached: number;
+  /** Bytes transferred from the upstreams. */
   bytesFetched: number;
-  failed: string[];
+  /** References that failed, with the reason. */
+  failed: Array<{ ref: string; reason: string }>;
 }
 
 interface Descriptor {
-  readonly digest: string;
+  readonly mediaType?: string;
+  readonly digest?: string;
   readonly size?: number;
   readonly platform?: { os?: string; architecture?: string; variant?: string };
 }
 
-/** Parses `linux/arm64/v8`. */
-export function parsePlatform(text: string): Platform | undefined {
-  const [os, architecture, variant, extra] = text.split('/');
-  if (!os || !architecture || extra !== undefined) return undefined;
-  return { os, architecture, variant };
-}
-
-/** Warms every reference in turn; a failed reference is recorded and the others go on. */
-export async function warmAll(refs: readonly string[], t: WarmTarget): Promise<WarmTotals> {
+/** Warms every reference in turn; a failed reference is reported and the others go on. */
+export async function warmAll(refs: readonly string[], o: WarmOptions): Promise<WarmTotals> {
   const totals: WarmTotals = { images: 0, platforms: 0, blobsFetched: 0, blobsCached: 0, bytesFetched: 0, failed: [] };
-  for (const ref of refs) {
+  for (const text of refs) {
     try {
-      await warmOne(ref, t, totals);
+      await warmOne(resolveReference(text, o.services.router), o, totals);
       totals.images++;
     } catch (err) {
-      totals.failed.push(ref);
-      t.progress.note(`warm ${ref}: failed: ${err instanceof Error ? err.message : String(err)}`);
+      const reason = err instanceof Error ? err.message : String(err);
+      totals.failed.push({ ref: text, reason });
+      o.progress.line(`warm ${text}: failed: ${reason}`);
     }
   }
   return totals;
 }
 
-async function warmOne(text: string, t: WarmTarget, totals: WarmTotals): Promise<void> {
-  const ref = parseImageReference(text);
-  if (!ref) throw new Error('not an image reference like busybox, library/busybox:1.36 or ghcr.io/org/app@sha256:...');
-  const repo = repositoryPath(ref, t.hosts);
-  const top = await getManifest(t, repo, ref.digest ?? ref.tag ?? 'latest');
-  t.progress.note(`warm ${text}: ${top.mediaType} ${top.digest}`);
-  const images: string[] = [];
+async function warmOne(ref: WarmReference, o: WarmOptions, totals: WarmTotals): Promise<void> {
+  const { namespace, name, text } = ref;
+  const top = 'digest' in ref.target ? await namespace.manifests.getByDigest(name, ref.target.digest) : await namespace.manifests.getByTag(name, ref.target.tag);
+  o.progress.line(`warm ${text}: manifest ${top.digest.value} ${top.mediaType}${staleNote(top)}`);
+  const images: Manifest[] = [];
   if (isIndexType(top.mediaType)) {
-    const children = ((JSON.parse(top.body.toString('utf8')) as { manifests?: Descriptor[] }).manifests ?? []).filter((d) => matches(d, t.platform));
-    if (children.length === 0) throw new Error(`no manifest for ${t.platform ? platformText(t.platform) : 'any platform'} in the index`);
-    for (const child of children) {
-      const m = await getManifest(t, repo, child.digest);
-      if (isIndexType(m.mediaType)) continue;
-      t.progress.note(`warm ${text}: ${child.platform ? platformText(child.platform as Platform) : 'platform'} ${m.digest}`);
-      images.push(m.body.toString('utf8'));
+    const children = parse<{ manifests?: Descriptor[] }>(top).manifests ?? [];
+    const chosen = o.platform ? children.filter((d) => platformMatches(d.platform, o.platform!)) : children;
+    if (chosen.length === 0) {
+      throw new Error(`the index has no manifest for ${o.platform ? platformText(o.platform) : 'any platform'} (it has ${children.map((d) => platformText(d.platform ?? {})).join(', ') || 'none'})`);
+    }
+    for (const child of chosen) {
+      const digest = child.digest !== undefined ? parseDigest(child.digest) : undefined;
+      if (!digest) throw new Error(`the index names an invalid digest ${String(child.digest)}`);
+      const m = await namespace.manifests.getByDigest(name, digest);
+      if (isIndexType(m.mediaType)) throw new Error(`the index holds another index (${digest.value}), which warm does not follow`);
+      o.progress.line(`warm ${text}: manifest ${m.digest.value} ${platformText(child.platform ?? {})}${staleNote(m)}`);
+      images.push(m);
     }
   } else {
-    images.push(top.body.toString('utf8'));
+    images.push(top);
   }
   totals.platforms += images.length;
-  const blobs = new Map<string, number | undefined>();
-  for (const body of images) {
-    const doc = JSON.parse(body) as { config?: Descriptor; layers?: Descriptor[] };
-    for (const d of [doc.config, ...(doc.layers ?? [])]) if (d?.digest) blobs.set(d.digest, d.size);
-  }
-  const queue = [...blobs];
+
+  // Each blob once, however many of the images share it.
+  const blobs = new Map<string, { digest: Digest; size?: number }>();
+  for (const m of images) for (const b of blobsOf(m)) if (!blobs.has(b.digest.value)) blobs.set(b.digest.value, b);
+  const queue = [...blobs.values()];
   const errors: string[] = [];
-  await Promise.all(
-    Array.from({ length: Math.max(1, t.concurrency) }, async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) {
-        await fetchBlob(t, repo, next[0], next[1], totals).catch((err: Error) => errors.push(`${next![0]}: ${err.message}`));
-      }
-    }),
-  );
-  if (errors.length > 0) throw new Error(`${errors.length} blob(s) failed: ${errors.join('; ')}`);
-}
-
-/** The path of a reference on this mirror: the default upstream's names as they are, others by prefix. */
-function repositoryPath(ref: ImageReference, hosts: WarmTarget['hosts']): string {
-  const host = ref.host === undefined || ref.host === 'index.docker.io' ? 'docker.io' : ref.host;
-  const route = hosts.get(host);
-  if (!route) throw new Error(`this mirror has no upstream for ${host} (see proxy.upstreams)`);
-  return route === 'default' ? ref.name : `${host}/${ref.name}`;
-}
-
-const matches = (d: Descriptor, p: Platform | undefined): boolean =>
-  !p || (d.platform?.os === p.os && d.platform?.architecture === p.architecture && (!p.variant || d.platform?.variant === p.variant));
-
-const platformText = (p: Platform): string => [p.os, p.architecture, p.variant].filter(Boolean).join('/');
-
-async function getManifest(t: WarmTarget, repo: string, reference: string): Promise<{ mediaType: string; digest: string; body: Buffer }> {
-  const res = await request(`${t.base}/v2/${repo}/manifests/${reference}`, { accept: MANIFEST_ACCEPT.join(', ') });
-  const body = await collect(res);
-  if (res.statusCode !== 200) throw new Error(`manifest ${reference}: ${res.statusCode} ${registryError(body)}`);
-  return { mediaType: String(res.headers['content-type']), digest: String(res.headers['docker-content-digest']), body };
-}
-
-async function fetchBlob(t: WarmTarget, repo: string, digest: string, size: number | undefined, totals: WarmTotals): Promise<void> {
-  const [alg, hex] = digest.split(':') as [string, string];
-  const cached = await stat(`${t.root}/docker/registry/v2/blobs/${alg}/${hex.slice(0, 2)}/${hex}/data`).then(
-    () => true,
-    () => false,
-  );
-  const label = digest.slice(0, 19);
-  t.progress.start(digest, label, size);
-  try {
-    const res = await request(`${t.base}/v2/${repo}/blobs/${digest}`, {});
-    if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${registryError(await collect(res))}`);
-    let bytes = 0;
-    for await (const chunk of res as AsyncIterable<Buffer>) {
-      bytes += chunk.length;
-      t.progress.advance(digest, chunk.length);
+  const worker = async (): Promise<void> => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const blob = next;
+      await warmBlob(ref, blob.digest, blob.size, o, totals).catch((err: unknown) => {
+        const reason = err instanceof Error ? err.message : String(err);
+        errors.push(`${blob.digest.value}: ${reason}`);
+        o.progress.line(`warm ${text}: blob ${blob.digest.value} failed: ${reason}`);
+      });
     }
-    // A transfer the mirror aborted (wrong bytes, a broken upstream) ends without completing.
-    if (!res.complete || (size !== undefined && bytes !== size)) throw new Error(`transfer broken after ${bytes} bytes`);
-    if (cached) totals.blobsCached++;
-    else {
-      totals.blobsFetched++;
-      totals.bytesFetched += bytes;
-    }
-    t.progress.finish(digest, cached ? 'cached' : 'fetched');
-  } catch (err) {
-    t.progress.finish(digest, 'failed', (err as Error).message);
-    throw err;
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(o.concurrency, queue.length)) }, worker));
+  if (errors.length > 0) throw new Error(`${errors.length} of ${blobs.size} blob(s) failed: ${errors.join('; ')}`);
+}
+
+/**
+ * One blob through the proxy blob store, as a `GET` of it would: a blob this repository already
+ * links is a cache hit (its expiry extended, nothing read); otherwise the upstream's bytes are
+ * read to the end, which is what makes the store verify, commit and link them.
+ */
+async function warmBlob(ref: WarmReference, digest: Digest, declared: number | undefined, o: WarmOptions, totals: WarmTotals): Promise<void> {
+  const { namespace, name, text } = ref;
+  const handle = await namespace.blobs.get(name, digest);
+  const size = handle.size ?? declared;
+  if (handle.source === 'cache') {
+    totals.blobsCached++;
+    o.progress.line(`warm ${text}: blob ${digest.value} ${formatBytes(size ?? 0)} cached`);
+    return;
   }
+  const id = `${text} ${digest.value}`;
+  o.progress.start(id, shortDigest(digest), size);
+  let bytes = 0;
+  try {
+    const stream = await handle.open();
+    // The stream ends only once the bytes are verified and committed; wrong bytes end in an error.
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      o.progress.advance(id, chunk.length);
+    }
+  } finally {
+    o.progress.end(id);
+  }
+  // A disk that refused the write still hands the verified bytes over: check they were kept.
+  const stored = (await o.services.blobs.stat(digest)) && (await o.services.repository(namespace.storedName(name)).hasLayer(digest));
+  if (!stored) throw new Error('fetched but not cached: the disk refused it (see the error logged above)');
+  totals.blobsFetched++;
+  totals.bytesFetched += bytes;
+  o.progress.line(`warm ${text}: blob ${digest.value} ${formatBytes(bytes)} fetched`);
 }
 
-function request(url: string, headers: Record<string, string>): Promise<http.IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    http.get(url, { headers, agent: false }, resolve).on('error', reject);
+/** The config and layers of an image manifest (schema 2, OCI; or schema 1's `fsLayers`). */
+function blobsOf(m: Manifest): Array<{ digest: Digest; size?: number }> {
+  const doc = parse<{ config?: Descriptor; layers?: Descriptor[]; fsLayers?: Array<{ blobSum?: string }> }>(m);
+  const descriptors: Descriptor[] =
+    m.mediaType === MediaType.DockerManifestV1 || m.mediaType === MediaType.DockerManifestV1Signed
+      ? (doc.fsLayers ?? []).map((l) => ({ digest: l.blobSum }))
+      : [...(doc.config ? [doc.config] : []), ...(doc.layers ?? [])];
+  return descriptors.map((d) => {
+    const digest = d.digest !== undefined ? parseDigest(d.digest) : undefined;
+    if (!digest) throw new Error(`manifest ${m.digest.value} names an invalid blob digest ${String(d.digest)}`);
+    return { digest, size: typeof d.size === 'number' ? d.size : undefined };
   });
 }
 
-async function collect(res: http.IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of res as AsyncIterable<Buffer>) chunks.push(c);
-  return Buffer.concat(chunks);
+function parse<T>(m: Manifest): T {
+  return JSON.parse(m.payload.toString('utf8')) as T;
 }
 
-function registryError(body: Buffer): string {
-  try {
-    const e = (JSON.parse(body.toString('utf8')) as { errors?: { code?: string; message?: string }[] }).errors?.[0];
-    return e ? `${e.code}: ${e.message}` : '';
-  } catch {
-    return '';
-  }
+const staleNote = (m: Manifest): string => (m.stale ? ` (the upstream failed: ${m.stale.message}; the cached manifest is kept)` : '');
+
+/** `sha256:0123456789ab`: the short form docker shows. */
+export function shortDigest(digest: Digest): string {
+  return `${digest.algorithm}:${digest.hex.slice(0, 12)}`;
 }
