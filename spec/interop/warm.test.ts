@@ -1,17 +1,19 @@
 /**
- * `registry warm` as an operator runs it (the real CLI) against Debian's docker-registry as the
- * upstream: after the warm-up the upstream is stopped, and skopeo still pulls the whole
- * multi-platform image through a mirror on the same storage, with the upstream's digests.
+ * `registry warm` as an operator runs it (the real CLI, `bin/registry`) against Debian's
+ * docker-registry as the upstream: after the warm-up the upstream is stopped, and skopeo still
+ * pulls the whole multi-platform image, and one platform of it into a `dir:`, through a mirror on
+ * the same storage, with the upstream's digests.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describeInterop } from '../helpers/interop.js';
 import { buildImage, buildIndex } from '../helpers/images.js';
 import { startMirror } from '../helpers/mirror.js';
-import { pullImage, pushImage } from '../helpers/skopeo.js';
+import { pullImage, pushImage, skopeo } from '../helpers/skopeo.js';
 import { startDistribution, type DistributionProcess } from '../helpers/upstream-registry.js';
 
 const run = promisify(execFile);
@@ -40,7 +42,11 @@ describeInterop('registry warm against real peers', () => {
     await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${root}\n  delete:\n    enabled: true\nproxy:\n  remoteurl: ${upstream.url}\n`);
     const { stdout, stderr } = await run(process.execPath, [resolve('bin/registry'), 'warm', config, 'team/app:1.0']);
     expect(stdout).toMatch(/^warmed 1 image \(2 platforms\): 5 blobs fetched \(.+\), 0 already cached, in [\d.]+s\n$/);
-    expect(stderr).toContain(`warm team/app:1.0: application/vnd.oci.image.index.v1+json ${app.manifest.digest}`);
+    expect(stderr).toContain(`warm team/app:1.0: manifest ${app.manifest.digest} application/vnd.oci.image.index.v1+json\n`);
+    expect(stderr).toContain(`warm team/app:1.0: manifest ${app.images[1]!.manifest.digest} linux/arm64\n`);
+    for (const image of app.images) {
+      for (const layer of image.layers) expect(stderr).toContain(`warm team/app:1.0: blob ${layer.digest} `);
+    }
 
     await upstream.stop();
     const mirror = await startMirror(upstream.url, { root });
@@ -50,6 +56,15 @@ describeInterop('registry warm against real peers', () => {
       for (const image of app.images) {
         for (const d of [image.manifest, image.config, ...image.layers]) expect(pulled.blobs).toContain(d.digest);
       }
+      // One platform by digest into a directory, as `skopeo copy docker://... dir:...` writes it.
+      const arm64 = app.images[1]!;
+      const out = join(dir, 'arm64');
+      const r = await skopeo(['copy', '--preserve-digests', '--src-tls-verify=false', `docker://${new URL(mirror.url).host}/team/app@${arm64.manifest.digest}`, `dir:${out}`]);
+      if (r.code !== 0) throw new Error(`skopeo copy to dir: failed: ${r.stderr}`);
+      const manifest = await readFile(join(out, 'manifest.json'));
+      expect(`sha256:${createHash('sha256').update(manifest).digest('hex')}`).toBe(arm64.manifest.digest);
+      const files = await readdir(out);
+      for (const d of [arm64.config, ...arm64.layers]) expect(files).toContain(d.digest.slice('sha256:'.length));
     } finally {
       await mirror.close();
     }
