@@ -180,16 +180,9 @@ export class ProxyBlobStore {
           throw err;
         }
       }
-      await this.waitForOtherProcess(digest, key);
+      // Another process is fetching it: wait until it lands, or its lock is free again.
+      await this.locks.waitWhileHeld(key, () => this.blobs.stat(digest), 100);
       if (await this.blobs.stat(digest)) return undefined;
-    }
-  }
-
-  private async waitForOtherProcess(digest: Digest, key: string): Promise<void> {
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 100));
-      if (await this.blobs.stat(digest)) return;
-      if (!(await this.locks!.isHeld(key))) return;
     }
   }
 

@@ -83,12 +83,8 @@ export class ProxyManifestStore {
         }
       }
       // Another replica is fetching it: wait until it is stored, or its lock is free again.
-      for (;;) {
-        await new Promise((r) => setTimeout(r, 50));
-        const stored = await this.local(name, digest);
-        if (stored) return stored;
-        if (!(await this.locks.isHeld(key))) break;
-      }
+      const stored = await this.locks.waitWhileHeld(key, () => this.local(name, digest), 50);
+      if (stored) return stored;
     }
   }
 

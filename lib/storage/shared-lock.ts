@@ -65,6 +65,20 @@ export class SharedLocks {
     }
   }
 
+  /**
+   * Waits while another process holds `key`, checking every `intervalMs` whether its work has
+   * landed: resolves with what `landed` found, or undefined once the lock is free (the holder
+   * finished without result, or died and its lock went stale).
+   */
+  async waitWhileHeld<T>(key: string, landed: () => Promise<T | undefined>, intervalMs: number): Promise<T | undefined> {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, intervalMs));
+      const result = await landed();
+      if (result !== undefined) return result;
+      if (!(await this.isHeld(key))) return undefined;
+    }
+  }
+
   /** True while a live process holds `key`. */
   async isHeld(key: string): Promise<boolean> {
     return lockfile.check(this.path(key), { realpath: false, stale: this.staleMs }).catch(() => false);
