@@ -3,7 +3,7 @@
  * mode), both caching the same seeded upstream (another docker-registry), in interleaved rounds on
  * this machine. Prints medians, ratios ours/official and PASS/MISS per target, and writes them as
  * JSON (`BENCH_OUT`, default bench/results.json). `BENCH_QUICK=1` for a short run, `BENCH_ROUNDS=n`,
- * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow` to run some scenarios.
+ * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow,scale` to run some scenarios.
  */
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,8 +20,9 @@ import { manifestRound, startWarmRig, warmBlobRound, type WarmRig } from './scen
 import { coldPullRound, upstreamBytesRound } from './scenarios/cold.js';
 import { coldStreamsRound, slowClientsRound } from './scenarios/memory.js';
 import { evaluate, formatReport, rows } from './report.js';
+import { scaleScenario } from './scenarios/scale.js';
 
-const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow'] as const;
+const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'scale'] as const;
 
 async function run(): Promise<number> {
   const started = Date.now();
@@ -62,6 +63,8 @@ async function run(): Promise<number> {
     if (wanted('slow')) await slowClientsRound(ctx, round);
   }
   await rig?.stop();
+  // Its own sizes, rounds, table and picture (bench/scale/, docs/performance.md).
+  if (wanted('scale')) await scaleScenario(ctx);
 
   const report = formatReport(results);
   process.stdout.write(`\n${report}\n\n`);
@@ -75,6 +78,8 @@ async function run(): Promise<number> {
     samples: results.samples,
     notes: results.notes,
   };
+  // A run of the scaling scenario alone keeps the other scenarios' results (it writes its own).
+  if (only.size === 1 && wanted('scale')) return 0;
   await mkdir(dirname(settings.out), { recursive: true });
   await writeFile(settings.out, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v), 2)}\n`);
   log(`results written to ${settings.out}`);

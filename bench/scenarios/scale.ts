@@ -1,0 +1,199 @@
+/**
+ * The scaling scenario (`BENCH_ONLY=scale`, issue 15): a cache generated in distribution's layout
+ * (bench/scale/layout.ts) at several sizes, served by ours and by the official on copies of the same
+ * data (hard links: neither contender rewrites a file in place, each gets its own state file).
+ * For each size and contender, two starts:
+ * - quiet (nothing expires for an hour): time until `/v2/` answers, CPU and RSS with no client,
+ *   the paged catalog walk, the 10,000-tag list, the cache page's first byte; then, stopped,
+ *   `garbage-collect --dry-run`;
+ * - trickling (entries expire at 10/s): CPU with no client, then manifest by digest under 16
+ *   connections (req/s, p50, p99).
+ * The upstream answers `/v2/` and refuses everything else with 503, so tags and the cache answer
+ * from storage on both. Results go to `bench/results-scale.json` and the curves to `docs/scale.svg`.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DISTRIBUTION_BIN } from '../../spec/helpers/interop.js';
+import { freePort } from '../../spec/helpers/ports.js';
+import { registryYaml } from '../../spec/helpers/registry-yaml.js';
+import { onCleanup } from '../cleanup.js';
+import type { BenchContext } from '../context.js';
+import type { Contender } from '../servers.js';
+import { generateCache, loadTarget, writeSchedule } from '../scale/generate.js';
+import { MANY_TAGS_REPOSITORY, shapeOf } from '../scale/layout.js';
+import { cpuWindow, get, startTimed, timeCommand, walkCatalog, wrkLatency } from '../scale/probes.js';
+import { formatScaleReport, type ScaleMetricId, type ScaleSample } from '../scale/report.js';
+import { scaleSvg } from '../scale/svg.js';
+import { ACCEPT } from './warm.js';
+
+/** Ours' command line; `BENCH_SCALE_OURS_BIN` points at another build (a before/after comparison). */
+const REGISTRY_BIN = process.env.BENCH_SCALE_OURS_BIN ?? fileURLToPath(new URL('../../../bin/registry', import.meta.url));
+const TTL_MS = 168 * 3600_000;
+
+/** The scenario's parameters, from the environment. */
+export interface ScaleSettings {
+  readonly sizes: number[];
+  readonly rounds: number;
+  readonly settleSeconds: number;
+  readonly windowSeconds: number;
+  readonly wrkSeconds: number;
+  readonly expiriesPerSecond: number;
+  /** Where generated caches are kept between runs (default: the run's work directory). */
+  readonly cacheDir?: string;
+  /** `BENCH_SCALE_WHO=ours` measures one contender only. */
+  readonly who: readonly Contender[];
+  readonly out: string;
+  readonly svg: string;
+}
+
+/** `BENCH_SCALE_SIZES` (default 1000,10000,100000; add 1000000 when disk and time allow), `BENCH_SCALE_ROUNDS`, `BENCH_SCALE_DIR`, `BENCH_SCALE_WHO`. */
+export function scaleSettings(quick: boolean, env: NodeJS.ProcessEnv = process.env): ScaleSettings {
+  const sizes = (env.BENCH_SCALE_SIZES ?? (quick ? '1000,10000' : '1000,10000,100000')).split(',').map(Number);
+  if (sizes.some((s) => !Number.isInteger(s) || s < 100)) throw new Error(`BENCH_SCALE_SIZES must list entry counts >= 100, not ${env.BENCH_SCALE_SIZES}`);
+  return {
+    sizes,
+    rounds: Number(env.BENCH_SCALE_ROUNDS ?? 1),
+    settleSeconds: quick ? 3 : 5,
+    windowSeconds: quick ? 5 : 10,
+    wrkSeconds: quick ? 5 : 10,
+    expiriesPerSecond: 10,
+    cacheDir: env.BENCH_SCALE_DIR,
+    who: (env.BENCH_SCALE_WHO ?? 'ours,official').split(',') as Contender[],
+    out: env.BENCH_SCALE_OUT ?? 'bench/results-scale.json',
+    svg: env.BENCH_SCALE_SVG ?? 'docs/scale.svg',
+  };
+}
+
+/** An upstream that is up (`/v2/` answers) but serves nothing (503), so both contenders answer from storage. */
+async function refusingUpstream(): Promise<string> {
+  const server = http.createServer((req, res) => {
+    if (req.url === '/v2/' || req.url === '/v2') {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Docker-Distribution-API-Version': 'registry/2.0' }).end('{}');
+      return;
+    }
+    res.writeHead(503, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"bench upstream serves nothing"}]}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  onCleanup(() => new Promise<void>((r) => server.close(() => r())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+const run = (cmd: string, args: string[]): Promise<void> =>
+  new Promise((resolve, reject) => execFile(cmd, args, { maxBuffer: 1 << 20 }, (err, _o, stderr) => (err ? reject(new Error(`${cmd} ${args.join(' ')}: ${err.message} ${stderr}`)) : resolve())));
+
+/** The generated cache of `size` entries (made once, or found in `BENCH_SCALE_DIR`). */
+async function generated(ctx: BenchContext, s: ScaleSettings, size: number): Promise<string> {
+  const dir = join(s.cacheDir ?? join(ctx.workDir, 'scale-caches'), String(size));
+  if (existsSync(join(dir, '.complete'))) return dir;
+  await rm(dir, { recursive: true, force: true });
+  const g = await generateCache(dir, size);
+  await writeFile(join(dir, '.complete'), JSON.stringify(g));
+  ctx.log(`  generated ${g.entries} entries in ${g.repositories} repositories in ${g.seconds.toFixed(1)} s`);
+  return dir;
+}
+
+/** One contender on its own hard-linked copy of the cache. */
+async function copyFor(ctx: BenchContext, cache: string, label: string): Promise<{ dir: string; root: string; done(): Promise<void> }> {
+  const dir = join(ctx.workDir, label);
+  await rm(dir, { recursive: true, force: true });
+  const root = join(dir, 'root');
+  await mkdir(root, { recursive: true });
+  const remove = onCleanup(() => rm(dir, { recursive: true, force: true }));
+  await run('cp', ['-al', join(cache, 'docker'), join(root, 'docker')]);
+  return { dir, root, done: remove };
+}
+
+async function startOn(who: Contender, dir: string, root: string, upstream: string): Promise<Awaited<ReturnType<typeof startTimed>> & { config: string }> {
+  const port = await freePort();
+  const config = join(dir, 'config.yml');
+  await writeFile(config, registryYaml({ root, http: [`addr: 127.0.0.1:${port}`], proxy: [`remoteurl: ${upstream}`, 'ttl: 168h'] }));
+  const [cmd, args] = who === 'ours' ? [process.execPath, [REGISTRY_BIN, 'serve', config]] : [DISTRIBUTION_BIN, ['serve', config]];
+  const started = await startTimed(who, cmd, args, `127.0.0.1:${port}`);
+  return { ...started, config };
+}
+
+/** The scenario: every size, every contender, `rounds` times; prints and writes the table and the SVG. */
+export async function scaleScenario(ctx: BenchContext): Promise<ScaleSample[]> {
+  const s = scaleSettings(ctx.settings.quick);
+  const upstream = await refusingUpstream();
+  const samples: ScaleSample[] = [];
+  for (const size of s.sizes) {
+    ctx.log(`scale: ${size} entries`);
+    const cache = await generated(ctx, s, size);
+    const target = loadTarget(size);
+    const shape = shapeOf(size);
+    for (let round = 0; round < s.rounds; round++) {
+      for (const who of (round % 2 === 0 ? (['ours', 'official'] as const) : (['official', 'ours'] as const)).filter((w) => s.who.includes(w))) {
+        const v: Partial<Record<ScaleMetricId, number>> = {};
+        const sample: ScaleSample = { size, who, round, values: v };
+        const copy = await copyFor(ctx, cache, `scale-${size}-${who}`);
+        try {
+          // Quiet: nothing expires within the hour.
+          v.entries = await writeSchedule(copy.root, size, { now: Date.now(), ttlMs: TTL_MS, quietMs: 3600_000 });
+          let server = await startOn(who, copy.dir, copy.root, upstream);
+          try {
+            v.ready_s = server.readySeconds;
+            await new Promise((r) => setTimeout(r, s.settleSeconds * 1000));
+            const idle = await cpuWindow(server.pid, s.windowSeconds);
+            v.idle_cpu = idle.cpuPercent;
+            v.rss_mib = idle.rss / 2 ** 20;
+            const note = (what: string) => (err: Error): undefined => void ctx.results.notes.push(`scale ${size} ${who}: ${what}: ${err.message.split('\n')[0]}`);
+            const walk = await walkCatalog(server.url).catch(note('catalog walk'));
+            if (walk && walk.names !== shape.repositories + 1) ctx.results.notes.push(`scale ${size} ${who}: catalog walk found ${walk.names} of ${shape.repositories + 1} repositories`);
+            v.catalog_s = walk?.seconds;
+            const tagTimes: number[] = [];
+            for (let i = 0; i < 3; i++) {
+              const r = await get(`${server.url}/v2/${MANY_TAGS_REPOSITORY}/tags/list`).catch(note('tags list'));
+              if (!r) break;
+              const n = r.status === 200 ? (JSON.parse(r.body.toString()) as { tags: string[] }).tags.length : 0;
+              if (n !== shape.manyTags) ctx.results.notes.push(`scale ${size} ${who}: tags list answered ${r.status} with ${n} of ${shape.manyTags} tags`);
+              tagTimes.push(r.seconds);
+            }
+            v.tags_s = tagTimes.length === 3 ? tagTimes.sort((a, b) => a - b)[1]! : undefined;
+            if (who === 'ours') v.page_first_byte_s = (await get(`${server.url}/`, { Accept: 'text/html' }).catch(note('cache page')))?.firstByteSeconds;
+          } finally {
+            await server.stop();
+          }
+          const gcArgs = who === 'ours' ? [REGISTRY_BIN, 'garbage-collect', '--dry-run', server.config] : ['garbage-collect', '--dry-run', server.config];
+          v.gc_s = await timeCommand(who === 'ours' ? process.execPath : DISTRIBUTION_BIN, gcArgs).catch((err: Error) => void ctx.results.notes.push(`scale ${size} ${who}: gc: ${err.message}`));
+
+          // Trickling: entries come due at 10/s from a few seconds after the start on.
+          const trickleFor = s.settleSeconds + s.windowSeconds + s.wrkSeconds + 30;
+          await writeSchedule(copy.root, size, {
+            now: Date.now(),
+            ttlMs: TTL_MS,
+            quietMs: 3600_000,
+            trickle: { startAt: Date.now() + 2000, perSecond: s.expiriesPerSecond, count: trickleFor * s.expiriesPerSecond },
+            spare: new Set([target.key]),
+          });
+          server = await startOn(who, copy.dir, copy.root, upstream);
+          try {
+            await new Promise((r) => setTimeout(r, s.settleSeconds * 1000));
+            v.trickle_cpu = (await cpuWindow(server.pid, s.windowSeconds)).cpuPercent;
+            const load = await wrkLatency(`${server.url}/v2/${target.repo}/manifests/${target.digest}`, s.wrkSeconds, { Accept: ACCEPT });
+            if (load.errors > 0) ctx.results.notes.push(`scale ${size} ${who}: ${load.errors} errors under load`);
+            Object.assign(v, { digest_rps: load.requestsPerSec, digest_p50_ms: load.p50 * 1000, digest_p99_ms: load.p99 * 1000, digest_max_ms: load.max * 1000 });
+          } finally {
+            await server.stop();
+          }
+        } finally {
+          await copy.done();
+        }
+        ctx.log(`  ${who} (${size}): ${Object.entries(v).map(([k, x]) => `${k} ${x === undefined ? '-' : Number(x.toPrecision(4))}`).join(', ')}`);
+        samples.push(sample);
+      }
+    }
+  }
+  const report = formatScaleReport(samples);
+  process.stdout.write(`\n${report}\n\n`);
+  await mkdir(join(s.out, '..'), { recursive: true });
+  await writeFile(s.out, `${JSON.stringify({ date: new Date().toISOString(), settings: s, samples }, null, 2)}\n`);
+  await writeFile(s.svg, scaleSvg(samples));
+  ctx.log(`scale results written to ${s.out}, curves to ${s.svg}`);
+  return samples;
+}
