@@ -1,14 +1,26 @@
 /**
- * The TTL scheduler: one timer for the whole schedule (the earliest expiry), persisted to
- * `scheduler-state.json` at most every few seconds when changed and on stop. A failed expiry is
- * kept and retried (the official scheduler drops it and leaks the content, #1994).
+ * The TTL scheduler: the schedule in an index ordered by expiry (lib/scheduler/expiry-index.ts),
+ * one timer for the earliest entry, persisted through a `StateStore` (scheduler-state.json).
+ * A failed expiry is kept and retried (the official scheduler drops it and leaks the content, #1994).
  *
- * Shared mode, for processes on one storage root (replicas): every write is a read-merge-write of
- * the file under its lock (this process's additions and removals applied to what the file holds, so
- * no replica's entry is lost), and only the holder of the `scheduler-lease` lock runs expiries; the
- * others take the lease over when its holder dies.
+ * Every cost that recurs follows what changed, not what is stored: a change (an add, a cache hit
+ * that extends an expiry, an expiry) costs O(log n) in the index and one key in the set of changes;
+ * a write hands only those changes to the store, at most every `flushIntervalMs` and only when
+ * something changed (the store's worker thread merges them into the file, off the event loop).
+ * The state file is loaded in the background in bounded slices: the registry serves meanwhile, and
+ * expiries wait until it is loaded. A kill -9 loses the changes of the last flush interval at most
+ * (5 s; the interval stretches to 19 times the duration of a write when writes are slow, so that
+ * writing takes at most 5% of the time: about a million entries and more on this machine).
+ *
+ * Shared mode, for processes on one storage root (replicas): only the holder of the
+ * `scheduler-lease` lock runs expiries and writes the state file. The others write their changes
+ * to journals beside it, which the holder applies and deletes (an entry this process does not hold
+ * is taken only if its content is still cached: another replica may have expired it meanwhile). A
+ * replica taking the lease over writes its own changes, then reloads the file and the journals.
  */
-import { readState, updateState, writeState, type Entry } from './state-file.js';
+import { ExpiryIndex, type EntryType, type IndexedEntry } from './expiry-index.js';
+import { FileStateStore, StateWriteError, type StateStore } from './state-store.js';
+import type { Changes, Entry } from './state-file.js';
 import type { Release, SharedLocks } from '../storage/shared-lock.js';
 
 export type { Entry } from './state-file.js';
@@ -23,28 +35,36 @@ export interface SchedulerLogger {
 
 /** Options of `TtlScheduler`. */
 export interface SchedulerOptions {
-  /** The `scheduler-state.json` path. */
+  /** The `scheduler-state.json` path (of the default store). */
   readonly statePath: string;
   /** Purges an expired entry; a rejection keeps the entry and retries it later. */
   readonly onExpire: (entry: Entry) => Promise<void>;
   /** The clock (milliseconds since the epoch); `Date.now` by default. */
   readonly now?: () => number;
-  /** Least time between two writes of the state file; 5 s by default. */
+  /** Least time between two writes of the state; 5 s by default. */
   readonly flushIntervalMs?: number;
   /** First retry delay after a failed expiry, doubled on each further failure; 1 min by default. */
   readonly retryMs?: number;
   /** Longest retry delay; 1 h by default. */
   readonly maxRetryMs?: number;
-  /** Writes the state (tests count writes with it); `writeState` by default. */
-  readonly writer?: (path: string, entries: Iterable<Entry>) => Promise<void>;
+  /** Where the schedule is kept; `scheduler-state.json` at `statePath` by default. */
+  readonly store?: StateStore;
   readonly logger?: SchedulerLogger;
   /**
    * Shared mode: the locks of the storage the state file is on, and whether an entry's content is
-   * still cached: an entry of this process that the file does not hold is written only if its
-   * content is there (another replica may have expired it meanwhile).
+   * still cached (an entry learnt from another replica's journal that this process does not hold
+   * is taken only if it is).
    */
-  readonly shared?: { readonly locks: SharedLocks; readonly stillCached?: (entry: Entry) => Promise<boolean> };
+  readonly shared?: {
+    readonly locks: SharedLocks;
+    readonly stillCached?: (entry: Entry) => Promise<boolean>;
+    /** An entry learnt from another replica's journal (its content is linked there). */
+    readonly learnt?: (key: string) => void;
+  };
 }
+
+/** A replica without the lease writes new entries (new links) to its journal this soon. */
+const NEW_ENTRY_JOURNAL_MS = 100;
 
 /** Splits `<repo>@<digest>` at the last `@`. */
 export function parseKey(key: string): { repo: string; digest: string } {
@@ -54,22 +74,41 @@ export function parseKey(key: string): { repo: string; digest: string } {
 
 const MAX_TIMEOUT = 2 ** 31 - 1;
 const CONCURRENCY = 4;
+/** A replica without the lease forgets entries this long past their expiry (the holder expired them). */
+const PRUNE_AFTER_MS = 60_000;
+/** At most this many entries pruned per interval, to bound the slice. */
+const PRUNE_SLICE = 10_000;
+
+const toEntry = (e: IndexedEntry): Entry => ({ key: e.key, expiry: new Date(e.expiry), type: e.type });
 
 /** Expires cache entries at their time. */
 export class TtlScheduler {
-  private readonly entries = new Map<string, Entry>();
-  private readonly running = new Set<string>();
+  private readonly index = new ExpiryIndex();
+  private readonly store: StateStore;
+  /** Entries being expired, with the version taken. */
+  private readonly running = new Map<string, number>();
   private readonly failures = new Map<string, number>();
   private readonly runs = new Set<Promise<void>>();
+  /** Keys changed since the last write. */
+  private dirty = new Set<string>();
+  /** The store could not be merged into (or its file was set aside): the next write is a full one. */
+  private fullWrite = false;
+  /** Journals applied to the index, deleted once a state write holds them. */
+  private applied: string[] = [];
+  private readonly appliedNames = new Set<string>();
+  private loaded = false;
+  private loading?: Promise<{ problem?: string; loaded: number }>;
+  /** Keys removed while loading: the file's copy must not bring them back. */
+  private tombstones = new Set<string>();
   private timer?: NodeJS.Timeout;
+  private armedAt = Number.POSITIVE_INFINITY;
   private flushTimer?: NodeJS.Timeout;
-  private dirty = false;
+  private flushAt = 0;
   private flushing: Promise<void> = Promise.resolve();
+  private lastWriteMs = 0;
   private stopped = false;
   private readonly now: () => number;
-  /** Shared mode: changes not yet merged into the file. */
-  private readonly pendingAdds = new Map<string, Entry>();
-  private readonly pendingRemovals = new Set<string>();
+  private readonly interval: number;
   private lease?: Release;
   private leaseTimer?: NodeJS.Timeout;
   private syncTimer?: NodeJS.Timeout;
@@ -77,36 +116,62 @@ export class TtlScheduler {
 
   constructor(private readonly o: SchedulerOptions) {
     this.now = o.now ?? Date.now;
+    this.interval = o.flushIntervalMs ?? 5000;
+    this.store = o.store ?? new FileStateStore(o.statePath);
   }
 
-  /** Loads the state file and arms every entry; past entries fire at once. */
+  /**
+   * Loads the stored schedule (in bounded slices: the caller need not wait for it to serve) and
+   * then arms the expiries; past entries fire at once. Resolves when loaded.
+   */
   async start(): Promise<{ problem?: string; loaded: number }> {
-    const { entries, problem } = await readState(this.o.statePath);
-    for (const [k, e] of entries) this.entries.set(k, e);
-    // The file was set aside: write back what was readable.
-    if (problem && entries.size > 0) {
-      if (this.o.shared) for (const e of entries.values()) this.pendingAdds.set(e.key, e);
-      this.changed();
-    }
     if (this.o.shared) {
       await this.tryLease();
-      if (!this.lease) {
-        this.leaseTimer = setInterval(() => void this.tryLease(), this.o.shared.locks.staleMs / 2);
-        this.leaseTimer.unref();
-      }
-      // The lease holder learns of the other replicas' entries.
-      this.syncTimer = setInterval(() => {
-        if (this.lease) this.flush().catch((err: Error) => this.o.logger?.error(`syncing ${this.o.statePath} failed: ${err.message}`));
-      }, this.o.flushIntervalMs ?? 5000);
-      this.syncTimer.unref();
+      if (!this.lease) this.startLeaseTimer();
     }
-    setImmediate(() => this.arm());
-    return { problem, loaded: entries.size };
+    this.syncTimer = setInterval(() => this.tick(), this.interval);
+    this.syncTimer.unref();
+    return this.load();
   }
 
   /** True when this process runs the expiries (always, unless in shared mode without the lease). */
   get expiring(): boolean {
     return !this.o.shared || this.lease !== undefined;
+  }
+
+  /** True once the stored schedule is loaded. */
+  get ready(): boolean {
+    return this.loaded;
+  }
+
+  private load(): Promise<{ problem?: string; loaded: number }> {
+    this.loaded = false;
+    const run = (async () => {
+      const r = await this.store.load((batch) => {
+        for (const e of batch) {
+          if (this.tombstones.size > 0 && this.tombstones.has(e.key)) continue;
+          const existing = this.index.expiryOf(e.key);
+          // Changes made while loading are newer than the file, unless the file expires later.
+          if (existing === undefined || existing < e.expiry) this.index.set(e.key, e.expiry, e.type, !this.running.has(e.key));
+        }
+      }, () => this.stopped);
+      // The file was set aside: write back everything known.
+      if (r.problem) this.fullWrite = true;
+      if (this.lease) await this.applyJournals().catch((err: Error) => this.o.logger?.error(`reading the schedule journals failed: ${err.message}`));
+      this.tombstones = new Set();
+      this.loaded = true;
+      if (this.fullWrite || this.dirty.size > 0) this.scheduleFlush();
+      this.arm();
+      return r.problem ? { problem: r.problem, loaded: r.loaded } : { loaded: r.loaded };
+    })();
+    this.loading = run;
+    return run;
+  }
+
+  private startLeaseTimer(): void {
+    if (this.leaseTimer || this.stopped) return;
+    this.leaseTimer = setInterval(() => void this.tryLease(), this.o.shared!.locks.staleMs / 2);
+    this.leaseTimer.unref();
   }
 
   private async tryLease(): Promise<void> {
@@ -115,8 +180,8 @@ export class TtlScheduler {
       // Lost (this process stalled past the stale time, and another replica took over).
       this.o.logger?.warn('scheduler lease lost: another replica runs the expiries now');
       this.lease = undefined;
-      clearTimeout(this.timer);
-      this.leaseTimer ??= setInterval(() => void this.tryLease(), this.o.shared!.locks.staleMs / 2);
+      this.disarm();
+      this.startLeaseTimer();
     }).catch(() => undefined);
     if (!release) return;
     if (this.stopped) return void (await release());
@@ -124,173 +189,246 @@ export class TtlScheduler {
     clearInterval(this.leaseTimer);
     this.leaseTimer = undefined;
     this.o.logger?.info('scheduler lease taken: this process runs the expiries for every replica on this storage');
-    await this.flush().catch(() => undefined);
-    this.arm();
+    if (!this.loading) return; // The first load, about to start, reads the journals.
+    await this.loading;
+    // What this process knows may be stale: its own changes go to the file, then the file and the
+    // other replicas' journals are read afresh.
+    await this.flush().catch((err: Error) => this.o.logger?.error(`writing ${this.store.location} failed: ${err.message}`));
+    if (this.stopped || !this.lease) return;
+    const own = new Map<string, IndexedEntry | undefined>();
+    for (const key of this.dirty) own.set(key, this.index.get(key));
+    this.index.clear();
+    for (const [key, e] of own) if (e) this.index.set(key, e.expiry, e.type, !this.running.has(key));
+    await this.load();
   }
 
-  /** Schedules `repo@digest` to expire `ttlMs` from now, or later if it already expires later. */
-  add(repo: string, digest: string, type: Entry['type'], ttlMs: number): void {
+  /** Schedules `repo@digest` to expire `ttlMs` from now, or later if it already expires later (O(log n)). */
+  add(repo: string, digest: string, type: EntryType, ttlMs: number): void {
     const key = `${repo}@${digest}`;
-    const expiry = new Date(this.now() + ttlMs);
-    const existing = this.entries.get(key);
-    if (existing && existing.expiry >= expiry) return;
-    this.put({ key, expiry, type });
+    const expiry = this.now() + ttlMs;
+    const existing = this.index.expiryOf(key);
+    if (existing !== undefined && existing >= expiry) return;
+    this.put(key, expiry, type);
+    // New content on a replica without the lease: the holder learns of the link soon, so that it
+    // does not delete data this replica has just linked.
+    if (existing === undefined && this.o.shared && !this.expiring) this.scheduleFlush(NEW_ENTRY_JOURNAL_MS);
   }
 
-  private put(entry: Entry): void {
-    this.entries.set(entry.key, entry);
-    if (this.o.shared) {
-      this.pendingAdds.set(entry.key, entry);
-      this.pendingRemovals.delete(entry.key);
-    }
-    this.changed();
+  private put(key: string, expiry: number, type: EntryType): void {
+    this.index.set(key, expiry, type, !this.running.has(key));
+    this.changed(key);
+    if (expiry < this.armedAt) this.arm();
   }
 
   /** A cache hit: the same as `add`, named for what it means. */
-  touch(repo: string, digest: string, type: Entry['type'], ttlMs: number): void {
+  touch(repo: string, digest: string, type: EntryType, ttlMs: number): void {
     this.add(repo, digest, type, ttlMs);
   }
 
   /** Adds entries for content found on disk that the schedule lacks (after a lost state file). */
-  rebuild(found: Iterable<{ repo: string; digest: string; type: Entry['type'] }>, ttlMs: number): void {
-    for (const f of found) if (!this.entries.has(`${f.repo}@${f.digest}`)) this.add(f.repo, f.digest, f.type, ttlMs);
+  rebuild(found: Iterable<{ repo: string; digest: string; type: EntryType }>, ttlMs: number): void {
+    for (const f of found) if (!this.index.has(`${f.repo}@${f.digest}`)) this.add(f.repo, f.digest, f.type, ttlMs);
   }
 
   /** Drops an entry without expiring it. */
   remove(key: string): void {
     this.failures.delete(key);
-    if (!this.entries.delete(key)) return;
-    if (this.o.shared) {
-      this.pendingRemovals.add(key);
-      this.pendingAdds.delete(key);
-    }
-    this.changed();
-  }
-  /** Whether `key` (`<repo>@<digest>`) is scheduled. */
-  has(key: string): boolean {
-    return this.entries.has(key);
-  }
-  /** The scheduled entry for `key`. */
-  get(key: string): Entry | undefined {
-    return this.entries.get(key);
-  }
-  /** The number of scheduled entries. */
-  get size(): number {
-    return this.entries.size;
+    if (!this.loaded) this.tombstones.add(key);
+    if (this.index.delete(key)) this.changed(key);
   }
 
-  /** Writes the state file now; flushes of one scheduler run one after another. */
+  /** Whether `key` (`<repo>@<digest>`) is scheduled. */
+  has(key: string): boolean {
+    return this.index.has(key);
+  }
+
+  /** The scheduled entry for `key`. */
+  get(key: string): Entry | undefined {
+    const e = this.index.get(key);
+    return e && toEntry(e);
+  }
+
+  /** The number of scheduled entries. */
+  get size(): number {
+    return this.index.size;
+  }
+
+  /** Writes the changes now (the lease holder to the state, the others to a journal); one write at a time. */
   flush(): Promise<void> {
-    const run = this.flushing.then(async () => {
-      this.dirty = false;
-      try {
-        if (this.o.shared) await this.merge();
-        else await (this.o.writer ?? writeState)(this.o.statePath, [...this.entries.values()]);
-      } catch (err) {
-        // Not written: the next change or stop writes it.
-        this.dirty = true;
-        throw err;
-      }
-    });
+    const run = this.flushing.then(() => this.write());
     this.flushing = run.catch(() => undefined);
     return run;
   }
 
-  /** Shared mode: applies this process's changes to the file and adopts the result. */
-  private async merge(): Promise<void> {
-    const adds = new Map(this.pendingAdds);
-    const removals = new Set(this.pendingRemovals);
-    this.pendingAdds.clear();
-    this.pendingRemovals.clear();
-    let merged: Map<string, Entry>;
-    try {
-      merged = await updateState(this.o.statePath, async (file) => {
-        for (const key of removals) file.delete(key);
-        for (const [key, e] of adds) {
-          const there = file.get(key);
-          // Not in the file: new here, or expired by another replica since (then its content is gone,
-          // unless it was fetched again).
-          if (!there && this.o.shared!.stillCached && !(await this.o.shared!.stillCached(e))) continue;
-          if (!there || there.expiry < e.expiry) file.set(key, e);
-        }
-        return file;
-      });
-    } catch (err) {
-      for (const [key, e] of adds) if (!this.pendingAdds.has(key) && !this.pendingRemovals.has(key)) this.pendingAdds.set(key, e);
-      for (const key of removals) if (!this.pendingAdds.has(key)) this.pendingRemovals.add(key);
-      throw err;
+  private takeChanges(): Map<string, { expiry: number; type: EntryType } | null> {
+    const changes = new Map<string, { expiry: number; type: EntryType } | null>();
+    for (const key of this.dirty) {
+      const e = this.index.get(key);
+      changes.set(key, e ? { expiry: e.expiry, type: e.type } : null);
     }
-    this.lastSync = this.now();
-    const next = new Map<string, Entry>();
-    for (const [key, e] of merged) {
-      // Keep our object when unchanged: an expiry under way recognises its entry by identity.
-      const mine = this.entries.get(key);
-      next.set(key, mine && mine.expiry.getTime() === e.expiry.getTime() && mine.type === e.type ? mine : e);
-    }
-    // Changes made while the file was being written stay on top.
-    for (const [key, e] of this.pendingAdds) next.set(key, e);
-    for (const key of this.pendingRemovals) next.delete(key);
-    this.entries.clear();
-    for (const [key, e] of next) this.entries.set(key, e);
-    this.arm();
+    this.dirty = new Set();
+    return changes;
   }
 
-  /** Stops the timers, waits for running expiries and writes the state if it changed. */
+  private async write(): Promise<void> {
+    await this.loading;
+    if (!this.expiring) {
+      if (this.dirty.size === 0) return;
+      const changes = this.takeChanges();
+      try {
+        await this.store.writeJournal(changes);
+      } catch (err) {
+        for (const key of changes.keys()) this.dirty.add(key);
+        throw err;
+      }
+      return;
+    }
+    if (this.o.shared) await this.applyJournals();
+    if (this.dirty.size === 0 && !this.fullWrite && this.applied.length === 0) return;
+    const full = this.fullWrite;
+    const journals = this.applied;
+    this.applied = [];
+    const changes = full ? this.everything() : this.takeChanges();
+    if (full) {
+      this.dirty = new Set();
+      this.fullWrite = false;
+    }
+    try {
+      const r = await this.store.write(changes, { replace: full });
+      this.lastWriteMs = r.ms;
+    } catch (err) {
+      for (const key of changes.keys()) if (!full) this.dirty.add(key);
+      if (full || (err instanceof StateWriteError && err.base)) this.fullWrite = true;
+      this.applied = [...journals, ...this.applied];
+      throw err;
+    }
+    if (journals.length > 0) {
+      await this.store.dropJournals(journals);
+      for (const n of journals) this.appliedNames.delete(n);
+    }
+  }
+
+  /** The whole schedule as changes, for a full write (rare: after a damaged file). */
+  private everything(): Changes {
+    const all = new Map<string, { expiry: number; type: EntryType }>();
+    for (const e of this.index.entries()) all.set(e.key, { expiry: e.expiry, type: e.type });
+    return all;
+  }
+
+  /** The lease holder: applies the other replicas' journals waiting (cost: their changes). */
+  private async applyJournals(): Promise<void> {
+    this.lastSync = this.now();
+    const names = (await this.store.journals()).filter((n) => !this.appliedNames.has(n));
+    for (const name of names) {
+      for (const [key, e] of await this.store.readJournal(name)) {
+        if (e === null) {
+          this.remove(key);
+          continue;
+        }
+        const existing = this.index.get(key);
+        if (existing && existing.expiry >= e.expiry) continue;
+        if (!existing && this.o.shared?.stillCached && !(await this.o.shared.stillCached({ key, expiry: new Date(e.expiry), type: e.type }))) continue;
+        this.put(key, e.expiry, e.type);
+        if (!existing) this.o.shared?.learnt?.(key);
+      }
+      this.applied.push(name);
+      this.appliedNames.add(name);
+    }
+  }
+
+  /** Every interval: the holder takes in the journals; the others forget what the holder expired. */
+  private tick(): void {
+    if (this.stopped || !this.loaded) return;
+    if (this.expiring) {
+      if (!this.o.shared) return;
+      this.flush().catch((err: Error) => this.o.logger?.error(`syncing ${this.store.location} failed: ${err.message}`));
+      return;
+    }
+    const horizon = this.now() - PRUNE_AFTER_MS;
+    for (let i = 0; i < PRUNE_SLICE; i++) {
+      const next = this.index.peek();
+      if (!next || next.expiry > horizon || this.dirty.has(next.key)) break;
+      this.index.delete(next.key);
+    }
+  }
+
+  /** Stops the timers, waits for running expiries and writes what changed. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.disarm();
     clearTimeout(this.flushTimer);
     clearInterval(this.leaseTimer);
     clearInterval(this.syncTimer);
     await Promise.allSettled([...this.runs]);
     try {
-      if (this.dirty) await this.flush();
-      else await this.flushing;
+      await this.loading;
+      await this.flush();
     } finally {
       await this.lease?.();
       this.lease = undefined;
+      await this.store.close();
     }
   }
 
-  private changed(): void {
-    this.dirty = true;
+  private changed(key: string): void {
+    this.dirty.add(key);
     this.scheduleFlush();
-    this.arm();
   }
 
-  /** At most one pending periodic write; a failed one is tried again an interval later. */
-  private scheduleFlush(): void {
-    if (this.flushTimer || this.stopped) return;
+  /** At most one pending periodic write (sooner with `soonMs`); a failed one is tried again an interval later. */
+  private scheduleFlush(soonMs?: number): void {
+    if (this.stopped) return;
+    const wait = soonMs ?? Math.max(this.interval, 19 * this.lastWriteMs);
+    if (this.flushTimer) {
+      if (soonMs === undefined || this.flushAt <= this.now() + soonMs) return;
+      clearTimeout(this.flushTimer);
+    }
+    this.flushAt = this.now() + wait;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
-      if (!this.dirty) return;
       this.flush().catch((err: Error) => {
-        this.o.logger?.error(`writing ${this.o.statePath} failed: ${err.message}`);
+        this.o.logger?.error(`writing ${this.store.location} failed: ${err.message}`);
         this.scheduleFlush();
       });
-    }, this.o.flushIntervalMs ?? 5000);
+    }, wait);
     this.flushTimer.unref();
   }
 
-  /** Re-arms the single timer for the earliest entry not already expiring. */
-  private arm(): void {
+  /**
+   * The lease holder, before deleting blob data: takes in the journals other replicas wrote since
+   * the last look (a replica that has just linked the data says so within 100 ms).
+   */
+  async refresh(): Promise<void> {
+    if (!this.o.shared || !this.lease || this.now() - this.lastSync < 50) return;
+    await this.applyJournals();
+  }
+
+  private disarm(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    // With every slot busy, the next expiry to finish re-arms.
-    if (this.stopped || this.running.size >= CONCURRENCY || !this.expiring) return;
-    let earliest = Number.POSITIVE_INFINITY;
-    for (const e of this.entries.values()) if (!this.running.has(e.key)) earliest = Math.min(earliest, e.expiry.getTime());
-    if (earliest === Number.POSITIVE_INFINITY) return;
-    const wait = Math.min(Math.max(0, earliest - this.now()), MAX_TIMEOUT);
+    this.armedAt = Number.POSITIVE_INFINITY;
+  }
+
+  /** Arms the single timer for the earliest entry not already expiring (kept if it fires no later). */
+  private arm(): void {
+    if (this.stopped || !this.loaded || this.running.size >= CONCURRENCY || !this.expiring) return this.disarm();
+    const next = this.index.peek();
+    if (!next) return this.disarm();
+    if (this.timer && this.armedAt <= next.expiry) return;
+    clearTimeout(this.timer);
+    const wait = Math.min(Math.max(0, next.expiry - this.now()), MAX_TIMEOUT);
+    this.armedAt = this.now() + wait;
     this.timer = setTimeout(() => this.fire(), wait);
     this.timer.unref();
   }
 
   private fire(): void {
-    // Shared mode: another replica may have extended an entry since the last sync (a cache hit).
+    this.timer = undefined;
+    this.armedAt = Number.POSITIVE_INFINITY;
+    // Shared mode: another replica may have extended an entry since (a cache hit there).
     if (this.o.shared && this.now() - this.lastSync > 1000) {
-      this.flush()
-        .catch((err: Error) => this.o.logger?.error(`syncing ${this.o.statePath} failed: ${err.message}`))
+      this.applyJournals()
+        .catch((err: Error) => this.o.logger?.error(`reading the schedule journals failed: ${err.message}`))
         .finally(() => this.fireDue());
       return;
     }
@@ -298,41 +436,47 @@ export class TtlScheduler {
   }
 
   private fireDue(): void {
-    if (this.stopped || !this.expiring) return;
+    if (this.stopped || !this.expiring || !this.loaded) return;
     const now = this.now();
-    const due = [...this.entries.values()]
-      .filter((e) => e.expiry.getTime() <= now && !this.running.has(e.key))
-      .sort((a, b) => a.expiry.getTime() - b.expiry.getTime())
-      .slice(0, CONCURRENCY - this.running.size);
-    for (const entry of due) {
-      this.running.add(entry.key);
-      // Through a promise, so an onExpire that throws synchronously is a failure like any other.
-      const run = Promise.resolve()
-        .then(() => this.o.onExpire(entry))
-        .then(
-          () => {
-            this.o.logger?.debug(`expired ${entry.key}`);
-            this.failures.delete(entry.key);
-            // An entry renewed while it expired is kept with its new time.
-            if (this.entries.get(entry.key) === entry) this.remove(entry.key);
-          },
-          (err: Error) => {
-            const n = (this.failures.get(entry.key) ?? 0) + 1;
-            const delay = Math.min((this.o.retryMs ?? 60_000) * 2 ** Math.min(n - 1, 30), this.o.maxRetryMs ?? 3_600_000);
-            this.o.logger?.warn(`expiring ${entry.key} failed (attempt ${n}), retrying in ${delay} ms: ${err?.message ?? String(err)}`);
-            if (this.entries.get(entry.key) === entry) {
-              this.failures.set(entry.key, n);
-              this.put({ ...entry, expiry: new Date(this.now() + delay) });
-            }
-          },
-        )
-        .finally(() => {
-          this.running.delete(entry.key);
-          this.runs.delete(run);
-          this.arm();
-        });
-      this.runs.add(run);
+    while (this.running.size < CONCURRENCY) {
+      const next = this.index.peek();
+      if (!next || next.expiry > now) break;
+      this.index.setQueued(next.key, false);
+      this.running.set(next.key, next.version);
+      this.expire(next);
     }
     this.arm();
+  }
+
+  private expire(taken: IndexedEntry): void {
+    const { key } = taken;
+    // Through a promise, so an onExpire that throws synchronously is a failure like any other.
+    const run = Promise.resolve()
+      .then(() => this.o.onExpire(toEntry(taken)))
+      .then(
+        () => {
+          this.o.logger?.debug(`expired ${key}`);
+          this.failures.delete(key);
+          // An entry renewed while it expired is kept with its new time.
+          if (this.index.get(key)?.version === taken.version) this.remove(key);
+        },
+        (err: Error) => {
+          const n = (this.failures.get(key) ?? 0) + 1;
+          const delay = Math.min((this.o.retryMs ?? 60_000) * 2 ** Math.min(n - 1, 30), this.o.maxRetryMs ?? 3_600_000);
+          this.o.logger?.warn(`expiring ${key} failed (attempt ${n}), retrying in ${delay} ms: ${err?.message ?? String(err)}`);
+          if (this.index.get(key)?.version === taken.version) {
+            this.failures.set(key, n);
+            this.index.set(key, this.now() + delay, taken.type, false);
+            this.changed(key);
+          }
+        },
+      )
+      .finally(() => {
+        this.running.delete(key);
+        this.index.setQueued(key, true);
+        this.runs.delete(run);
+        this.arm();
+      });
+    this.runs.add(run);
   }
 }

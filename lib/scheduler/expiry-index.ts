@@ -1,0 +1,201 @@
+/**
+ * The schedule in memory: entries by key, and a binary min-heap of their expiries, so that the
+ * next expiry is found in O(1), and an entry set, moved or removed in O(log n). Entries live in
+ * slots of typed arrays (expiry, type, heap position, version) so that a million of them cost their
+ * key strings plus about 40 bytes each, not an object and a `Date` apiece.
+ */
+
+/** The kind of content an entry expires (distribution's `EntryType` 0 and 1). */
+export type EntryType = 'blob' | 'manifest';
+
+/** A slot's state, as the index reports it. */
+export interface IndexedEntry {
+  readonly key: string;
+  /** Milliseconds since the epoch. */
+  readonly expiry: number;
+  readonly type: EntryType;
+  /** Changes whenever the entry is set: tells an entry renewed meanwhile from the one taken. */
+  readonly version: number;
+}
+
+const NONE = -1;
+
+/** Keys to expiries with an ordered view of the earliest. */
+export class ExpiryIndex {
+  private readonly slots = new Map<string, number>();
+  private keys: Array<string | undefined> = [];
+  private expiry = new Float64Array(1024);
+  private kind = new Uint8Array(1024);
+  private pos = new Int32Array(1024);
+  private version = new Uint32Array(1024);
+  private heap = new Int32Array(1024);
+  private heapSize = 0;
+  private readonly free: number[] = [];
+  private versions = 0;
+
+  /** The number of entries. */
+  get size(): number {
+    return this.slots.size;
+  }
+
+  /** Whether `key` is indexed. */
+  has(key: string): boolean {
+    return this.slots.has(key);
+  }
+
+  /** The entry of `key`. */
+  get(key: string): IndexedEntry | undefined {
+    const s = this.slots.get(key);
+    return s === undefined ? undefined : this.entryAt(s);
+  }
+
+  /** `key`'s expiry (ms), without making an entry object: for hot paths. */
+  expiryOf(key: string): number | undefined {
+    const s = this.slots.get(key);
+    return s === undefined ? undefined : this.expiry[s];
+  }
+
+  /** Sets (adds or moves) `key`'s expiry; `queued: false` keeps it out of the ordered view (it is being expired). */
+  set(key: string, expiry: number, type: EntryType, queued = true): IndexedEntry {
+    let s = this.slots.get(key);
+    if (s === undefined) {
+      s = this.allocate(key);
+      this.slots.set(key, s);
+    }
+    this.expiry[s] = expiry;
+    this.kind[s] = type === 'blob' ? 0 : 1;
+    this.version[s] = ++this.versions;
+    if (queued) this.enqueue(s);
+    else this.dequeue(s);
+    return this.entryAt(s);
+  }
+
+  /** Removes `key`; false when it was not there. */
+  delete(key: string): boolean {
+    const s = this.slots.get(key);
+    if (s === undefined) return false;
+    this.dequeue(s);
+    this.slots.delete(key);
+    this.keys[s] = undefined;
+    this.free.push(s);
+    return true;
+  }
+
+  /** Takes `key` out of the ordered view (it stays indexed), or puts it back. */
+  setQueued(key: string, queued: boolean): void {
+    const s = this.slots.get(key);
+    if (s === undefined) return;
+    if (queued) this.enqueue(s);
+    else this.dequeue(s);
+  }
+
+  /** The queued entry that expires first. */
+  peek(): IndexedEntry | undefined {
+    return this.heapSize === 0 ? undefined : this.entryAt(this.heap[0]!);
+  }
+
+  /** Every entry, in no particular order (for a full write or a listing; O(n)). */
+  *entries(): Generator<IndexedEntry> {
+    for (const s of this.slots.values()) yield this.entryAt(s);
+  }
+
+  /** Removes every entry. */
+  clear(): void {
+    this.slots.clear();
+    this.keys = [];
+    this.free.length = 0;
+    this.heapSize = 0;
+  }
+
+  private entryAt(s: number): IndexedEntry {
+    return { key: this.keys[s]!, expiry: this.expiry[s]!, type: this.kind[s] === 0 ? 'blob' : 'manifest', version: this.version[s]! };
+  }
+
+  private allocate(key: string): number {
+    const s = this.free.pop() ?? this.keys.length;
+    if (s === this.keys.length) {
+      this.keys.push(key);
+      if (s >= this.expiry.length) this.grow();
+    } else {
+      this.keys[s] = key;
+    }
+    this.pos[s] = NONE;
+    return s;
+  }
+
+  private grow(): void {
+    const n = this.expiry.length * 2;
+    const grown = <T extends Float64Array | Uint8Array | Int32Array | Uint32Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.expiry = grown(this.expiry, (k) => new Float64Array(k));
+    this.kind = grown(this.kind, (k) => new Uint8Array(k));
+    this.pos = grown(this.pos, (k) => new Int32Array(k));
+    this.version = grown(this.version, (k) => new Uint32Array(k));
+    this.heap = grown(this.heap, (k) => new Int32Array(k));
+  }
+
+  private enqueue(s: number): void {
+    const p = this.pos[s]!;
+    if (p === NONE) {
+      const i = this.heapSize++;
+      this.heap[i] = s;
+      this.pos[s] = i;
+      this.up(i);
+    } else {
+      this.up(p);
+      this.down(this.pos[s]!);
+    }
+  }
+
+  private dequeue(s: number): void {
+    const p = this.pos[s]!;
+    if (p === NONE) return;
+    this.pos[s] = NONE;
+    const last = --this.heapSize;
+    if (p === last) return;
+    const moved = this.heap[last]!;
+    this.heap[p] = moved;
+    this.pos[moved] = p;
+    this.up(p);
+    this.down(this.pos[moved]!);
+  }
+
+  private up(i: number): void {
+    const h = this.heap;
+    const s = h[i]!;
+    const e = this.expiry[s]!;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const ps = h[parent]!;
+      if (this.expiry[ps]! <= e) break;
+      h[i] = ps;
+      this.pos[ps] = i;
+      i = parent;
+    }
+    h[i] = s;
+    this.pos[s] = i;
+  }
+
+  private down(i: number): void {
+    const h = this.heap;
+    const n = this.heapSize;
+    const s = h[i]!;
+    const e = this.expiry[s]!;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && this.expiry[h[r]!]! < this.expiry[h[l]!]! ? r : l;
+      const cs = h[c]!;
+      if (this.expiry[cs]! >= e) break;
+      h[i] = cs;
+      this.pos[cs] = i;
+      i = c;
+    }
+    h[i] = s;
+    this.pos[s] = i;
+  }
+}

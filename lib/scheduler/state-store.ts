@@ -1,0 +1,165 @@
+/**
+ * Where the schedule is kept between runs, behind one small interface: the file store below
+ * (`scheduler-state.json` on the filesystem, rewritten by a worker thread, journals beside it);
+ * a store through the storage driver (the state as an object on S3) or Redis can take its place.
+ *
+ * Why a worker that merges changes into the file rather than a copy of the schedule kept in the
+ * worker: the file in distribution's format is the one copy; a rewrite streams it (read, copy the
+ * unchanged members byte for byte, append the changed ones), so the worker holds no second copy of
+ * a million entries (the RSS budget is 400 MiB at a million), and the event loop only hands over the
+ * changes: its cost per write is the number of changes, never the size of the schedule.
+ */
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { deleteJournals, listJournals, loadState, readJournal, writeJournal, type Changes, type LoadResult, type MergeResult, type StoredEntry } from './state-file.js';
+
+/** The schedule's persistence. */
+export interface StateStore {
+  /** A name for log lines (the state file's path). */
+  readonly location: string;
+  /** Streams the stored schedule to `onBatch` in bounded batches; `stop` ends it early. */
+  load(onBatch: (entries: StoredEntry[]) => void, stop?: () => boolean): Promise<LoadResult>;
+  /**
+   * Applies `changes` to the stored schedule, or with `replace` stores exactly them. Rejects with
+   * a `base` flag when what is stored cannot be merged into (then write everything with `replace`).
+   */
+  write(changes: Changes, opts?: { replace?: boolean }): Promise<MergeResult & { ms: number }>;
+  /** Shared mode: records this process's changes for the replica that holds the expiry lease. */
+  writeJournal(changes: Changes): Promise<void>;
+  /** Shared mode: the journals waiting, oldest first. */
+  journals(): Promise<string[]>;
+  readJournal(name: string): Promise<Changes>;
+  dropJournals(names: readonly string[]): Promise<void>;
+  /** Ends the worker. */
+  close(): Promise<void>;
+}
+
+/** Messages to the writer thread. */
+export type WriterMessage =
+  | { readonly op: 'changes'; readonly id: number; readonly keys: string[]; readonly expiries: Float64Array; readonly types: Uint8Array }
+  | { readonly op: 'write'; readonly id: number; readonly path: string; readonly replace: boolean };
+
+/** The writer thread's answer to a write. */
+export type WriterReply = { readonly id: number; readonly entries: number; readonly bytes: number; readonly ms: number } | { readonly id: number; readonly error: string; readonly base: boolean };
+
+/** A failed write; `base` when the stored file could not be merged into. */
+export class StateWriteError extends Error {
+  constructor(
+    message: string,
+    readonly base: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** Changes per message to the thread: cloning a batch costs the event loop about a millisecond. */
+const BATCH = 5000;
+
+/**
+ * The compiled worker script. Under the test runner the library runs from its TypeScript sources,
+ * which a worker cannot load: the build (which `npm test` runs first) has it in dist/.
+ */
+function writerScript(): URL {
+  const here = new URL('./state-writer-thread.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  return new URL('../../dist/scheduler/state-writer-thread.js', import.meta.url);
+}
+
+/** `scheduler-state.json` on a filesystem, journals in `.scheduler-journal/` beside it. */
+export class FileStateStore implements StateStore {
+  private worker?: Worker;
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (r: MergeResult & { ms: number }) => void; reject: (e: Error) => void }>();
+  private readonly journalDir: string;
+  private journalSeq = 0;
+
+  constructor(
+    readonly location: string,
+    /** Names this process's journals (unique per process on the volume). */
+    private readonly instance = `${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
+  ) {
+    this.journalDir = `${dirname(location)}/.scheduler-journal`;
+  }
+
+  load(onBatch: (entries: StoredEntry[]) => void, stop?: () => boolean): Promise<LoadResult> {
+    // The thread boots while the file loads, so the first write does not wait for it.
+    this.thread();
+    return loadState(this.location, onBatch, stop);
+  }
+
+  async write(changes: Changes, opts: { replace?: boolean } = {}): Promise<MergeResult & { ms: number }> {
+    const worker = this.thread();
+    const id = this.nextId++;
+    const done = new Promise<MergeResult & { ms: number }>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    let keys: string[] = [];
+    let expiries = new Float64Array(Math.min(BATCH, changes.size));
+    let types = new Uint8Array(expiries.length);
+    let sent = 0;
+    for (const [key, e] of changes) {
+      const i = keys.length;
+      keys.push(key);
+      expiries[i] = e ? e.expiry : NaN;
+      types[i] = e?.type === 'manifest' ? 1 : 0;
+      if (keys.length === expiries.length) {
+        worker.postMessage({ op: 'changes', id, keys, expiries, types } satisfies WriterMessage, [expiries.buffer, types.buffer]);
+        sent += keys.length;
+        keys = [];
+        expiries = new Float64Array(Math.min(BATCH, Math.max(1, changes.size - sent)));
+        types = new Uint8Array(expiries.length);
+        // A large batch (a full rewrite): let requests in between the pieces.
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    if (keys.length > 0) worker.postMessage({ op: 'changes', id, keys, expiries: expiries.slice(0, keys.length), types: types.slice(0, keys.length) } satisfies WriterMessage);
+    worker.postMessage({ op: 'write', id, path: this.location, replace: opts.replace === true } satisfies WriterMessage);
+    return done;
+  }
+
+  private thread(): Worker {
+    if (this.worker) return this.worker;
+    // The thread needs none of the process's node options (some, like --input-type, make it fail).
+    const worker = new Worker(writerScript(), { execArgv: [] });
+    worker.unref();
+    worker.on('message', (reply: WriterReply) => {
+      const w = this.waiting.get(reply.id);
+      if (!w) return;
+      this.waiting.delete(reply.id);
+      if ('error' in reply) w.reject(new StateWriteError(reply.error, reply.base));
+      else w.resolve(reply);
+    });
+    const fail = (err: Error): void => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const w of this.waiting.values()) w.reject(new StateWriteError(`the state writer thread failed: ${err.message}`, false));
+      this.waiting.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
+    this.worker = worker;
+    return worker;
+  }
+
+  writeJournal(changes: Changes): Promise<void> {
+    const seq = String(this.journalSeq++).padStart(8, '0');
+    return writeJournal(this.journalDir, `${String(Date.now()).padStart(14, '0')}-${this.instance}-${seq}`, changes);
+  }
+
+  journals(): Promise<string[]> {
+    return listJournals(this.journalDir);
+  }
+
+  readJournal(name: string): Promise<Changes> {
+    return readJournal(this.journalDir, name);
+  }
+
+  dropJournals(names: readonly string[]): Promise<void> {
+    return deleteJournals(this.journalDir, names);
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = undefined;
+    await w?.terminate();
+  }
+}
