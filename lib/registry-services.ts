@@ -16,7 +16,9 @@ import { registryHostOf } from './distribution/registry-host.js';
 import { isHostedName } from './hosted/hosted.js';
 import { MirrorError } from './errors.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
-import { startSizeCap, type SizeCap } from './scheduler/size-cap.js';
+import { createSizeCap, type SizeCap } from './scheduler/size-cap.js';
+import { LinkIndex, ObservedRepositoryStore, walkLinks } from './scheduler/link-index.js';
+import { listRepositories } from './storage/catalog.js';
 import { Metrics } from './metrics/metrics.js';
 
 /** The running services of one registry process. */
@@ -32,10 +34,12 @@ export interface RegistryServices {
   readonly router: NamespaceRouter;
   /** The expiry schedule (`scheduler-state.json`), started. */
   readonly lifetime: CacheLifetime;
-  /** The size accounting, and whether `proxy.maxsize` is enforced. */
+  /** The size accounting (and the manifests' last pulls), and whether `proxy.maxsize` is enforced. */
   readonly sizing: { readonly cap: SizeCap; readonly enforced: boolean };
-  /** For the cache page: when each `repo@digest` manifest was last served. */
-  readonly lastPulled: Map<string, Date>;
+  /** Which repositories link each digest (complete once the start-up walk is done). */
+  readonly links: LinkIndex;
+  /** Settles when the background start-up work (schedule load, walk of the storage) is done. */
+  readonly started: Promise<void>;
   /** For the cache page: each upstream host's last `RateLimit-Remaining`. */
   readonly rateLimits: Map<string, string>;
   /** True for names under `proxy.hosted` (never expired, evicted or proxied). */
@@ -45,8 +49,9 @@ export interface RegistryServices {
 }
 
 /**
- * Builds the services described by `config`: removes temporary files an earlier run left, loads the
- * expiry schedule (running the expiries already due) and measures the cache for the size cap.
+ * Builds the services described by `config`, at once: the work whose size is the cache's runs in
+ * the background (removing temporary files an earlier run left, loading the expiry schedule, one
+ * walk of the storage for the link index and the size cap's measure), so requests never wait.
  */
 export async function createServices(config: Config, logger: Logger): Promise<RegistryServices> {
   if (!config.proxy) {
@@ -57,35 +62,51 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   }
   const proxy = config.proxy;
   const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  const removed = await driver.cleanTemporaryFiles();
-  if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
+  // Only directories of dead processes go, never this one's: safe while serving.
+  driver.cleanTemporaryFiles().then(
+    (removed) => removed > 0 && logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`),
+    (err: Error) => logger.warn(`removing temporary files left by an earlier run failed: ${err.message}`),
+  );
   const blobs = new BlobStore(driver);
   // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
   const locks = new SharedLocks(config.storage.filesystem.rootdirectory, proxy.lockstalems, (key, err) =>
     logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),
   );
-  const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
+  // Every link made or removed through the stores is known to the index.
+  const links = new LinkIndex();
+  const repository = (name: string): RepositoryStore => new ObservedRepositoryStore(driver, name, links);
   const metrics = new Metrics();
   const isHosted = (repo: string): boolean => isHostedName(proxy.hosted, repo);
 
-  // Set once the schedule has loaded: expiries due at start-up run first, and the cap measures after them.
-  let sizeCap: SizeCap | undefined;
-  /** For the cache page: when each manifest was last served, and each upstream's rate-limit headroom. */
-  const lastPulled = new Map<string, Date>();
+  // Hosted pushes of another process are in no journal: a deletion asks those repositories too.
+  const unindexed = proxy.hosted.length > 0 ? () => listRepositories(driver, { within: (path) => proxy.hosted.some((p) => p.startsWith(path) || path.startsWith(p)) }).then((names) => names.filter(isHosted)) : undefined;
+  const sizing = createSizeCap(
+    config,
+    { driver, blobs, repository, links, unindexed },
+    logger,
+    {
+      onEvicted: (type, freed) => {
+        metrics.evictions.inc({ type });
+        metrics.evictedBytes.inc(freed);
+      },
+      onSize: (bytes) => metrics.cacheBytes.set(bytes),
+    },
+    isHosted,
+  );
+  const sizeCap = sizing.cap;
+  /** For the cache page: each upstream's rate-limit headroom. */
   const rateLimits = new Map<string, string>();
   /** The same bookkeeping for both kinds of content and every upstream: metrics, expiry schedule, size cap. */
   const events: NamespaceEvents = {
     stored: (type, repo, digest, size) => {
-      if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
       metrics.pulledBytes.inc({ type }, size);
       lifetime.schedule(type, repo, digest.value);
-      sizeCap?.stored(type, repo, digest, size);
+      sizeCap.stored(type, repo, digest, size);
     },
     hit: (type, repo, digest) => {
-      if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
       metrics.hit(type);
       lifetime.touch(type, repo, digest.value);
-      sizeCap?.hit(type, repo, digest);
+      sizeCap.hit(type, repo, digest);
     },
     miss: (type) => metrics.miss(type),
     cacheWriteFailed: (type, repo, digest, err) => {
@@ -136,29 +157,35 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     ttlFor: (repo) => router.owner(repo).ttlms,
     locks,
     exclude: isHosted,
-    onExpired: (type, freed, digest) => {
+    links,
+    unindexed,
+    onExpired: (type, freed, digest, repo) => {
       metrics.expirations.inc({ type });
-      if (freed > 0) sizeCap?.forget(digest);
+      sizeCap.expired(repo, digest, freed);
     },
   });
-  const loaded = await lifetime.start();
-  if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
-  const sizing = await startSizeCap(
-    config,
-    { driver, blobs, repository },
-    logger,
-    {
-      onEvicted: (type, freed) => {
-        metrics.evictions.inc({ type });
-        metrics.evictedBytes.inc(freed);
-      },
-      onSize: (bytes) => metrics.cacheBytes.set(bytes),
-    },
-    isHosted,
-  );
-  sizeCap = sizing.cap;
 
   let closing: Promise<void> | undefined;
+  // In the background: the schedule loads (expiries then run as their data's links are known), then
+  // one walk of the storage fills the link index and measures the cache for the size cap.
+  const started = (async () => {
+    const loaded = await lifetime.start();
+    if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
+    const walk = await walkLinks(
+      driver,
+      repository,
+      async (repo, digest, type) => {
+        links.linked(repo, digest.value);
+        await sizeCap.found(repo, digest, type);
+      },
+      () => closing !== undefined,
+    );
+    if (!walk.complete) return;
+    links.markBuilt();
+    logger.info(`cache walked: ${walk.repositories} repositories, ${walk.links} links`);
+    await sizeCap.measuredAll();
+  })().catch((err: Error) => void logger.error(`start-up work on the cache failed: ${err.message}`));
+
   return {
     driver,
     blobs,
@@ -168,12 +195,15 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     router,
     lifetime,
     sizing,
-    lastPulled,
+    links,
+    started,
     rateLimits,
     isHosted,
     close: () =>
       (closing ??= (async () => {
         await lifetime.stop();
+        // The walk stops at its next repository.
+        await started;
         for (const n of router.all) n.close();
       })()),
   };

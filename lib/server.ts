@@ -52,7 +52,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     );
   }
   const services = await createServices(config, logger);
-  const { driver, blobs, repository, metrics, router, lifetime, sizing, lastPulled, rateLimits } = services;
+  const { driver, blobs, repository, metrics, router, lifetime, sizing, rateLimits } = services;
   // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
   const hosted =
     proxy.hosted.length > 0
@@ -100,7 +100,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     blobs,
     root: config.storage.filesystem.rootdirectory,
     expiryOf: (repo, digest) => lifetime.expiryOf(repo, digest),
-    lastPulled: (repo, digest) => lastPulled.get(`${repo}@${digest}`),
+    lastPulled: (repo, digest) => sizing.cap.lastPulled(repo, digest),
     upstreams: () => router.all.map((n) => ({ host: n.host, url: n.upstream.remoteUrl, ...n.upstream.status, rateLimitRemaining: rateLimits.get(n.host) })),
     stats: async () => {
       const sum = async (c: Counter<'type'>): Promise<number> => (await c.get()).values.reduce((n, v) => n + v.value, 0);

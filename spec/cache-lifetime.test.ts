@@ -106,7 +106,8 @@ describe('cache lifetime', () => {
     const second = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1h' });
     try {
       await request(second.url).get(`/v2/org/a/manifests/latest`).set('Accept', OCI).expect(200);
-      expect(second.logs()).toMatch(/scheduler state: .*moved to/);
+      // The schedule loads (and is rebuilt) in the background.
+      expect(await until(() => /scheduler state: .*moved to/.test(second.logs()))).toBe(true);
       expect((await readdir(root)).some((n) => n.startsWith('scheduler-state.json.corrupt-'))).toBe(true);
     } finally {
       await second.close({ keepRoot: true });

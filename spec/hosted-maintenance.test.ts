@@ -160,6 +160,8 @@ describe('hosted content is outside the cache policies', () => {
     // Restarted, the cap measures only the cache.
     const again = await startMirror(upstream.url, { root, proxyYaml: 'maxsize: 10KB\nhosted: [internal/]' });
     try {
+      // The cap measures in the background.
+      expect(await until(() => /size cap 10000 bytes: \d+ bytes cached/.test(again.logs()))).toBe(true);
       const m = /size cap 10000 bytes: (\d+) bytes cached/.exec(again.logs());
       expect(Number(m?.[1])).toBeLessThan(30_000);
       await request(again.url).get(`/v2/internal/big/blobs/${sha256(big.layers[0]!)}`).expect(200);

@@ -7,7 +7,8 @@
 import type { Logger } from 'winston';
 import type { Config } from '../config/types.js';
 import { parseDigest, type Digest } from '../distribution/digest.js';
-import { purgeBlob, purgeManifest } from './purge.js';
+import { purgeBlob, purgeManifest, type PurgeContext } from './purge.js';
+import type { LinkIndex } from './link-index.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
@@ -31,14 +32,19 @@ export interface CacheLifetimeOptions {
   readonly locks?: SharedLocks;
   /** Repositories never expired (extension `proxy.hosted`): their entries are dropped unexecuted. */
   readonly exclude?: (repo: string) => boolean;
-  /** Called after each expiry with what it freed (metrics). */
-  readonly onExpired?: (type: Entry['type'], bytesFreed: number, digest: Digest) => void;
+  /** Called after each expiry with what it freed (metrics, the size cap). */
+  readonly onExpired?: (type: Entry['type'], bytesFreed: number, digest: Digest, repo: string) => void;
+  /** Who links what (purges ask it instead of every repository). */
+  readonly links?: LinkIndex;
+  /** Repositories the link index may not know (see `PurgeContext.unindexed`). */
+  readonly unindexed?: () => Promise<string[]>;
 }
 
 /** Expiry of cached content. */
 export class CacheLifetime {
   private readonly scheduler?: TtlScheduler;
   private readonly ttlFor: (repo: string) => number;
+  private rebuilding?: Promise<void>;
 
   constructor(private readonly o: CacheLifetimeOptions) {
     const proxy = o.config.proxy;
@@ -57,25 +63,51 @@ export class CacheLifetime {
       statePath: `${root.replace(/\/+$/, '')}/scheduler-state.json`,
       onExpire: (entry) => this.expire(entry),
       logger: o.logger,
-      shared: o.locks && { locks: o.locks, stillCached: (entry) => this.stillCached(entry) },
+      shared: o.locks && {
+        locks: o.locks,
+        stillCached: (entry) => this.stillCached(entry),
+        learnt: (key) => {
+          const { repo, digest } = parseKey(key);
+          o.links?.linked(repo, digest);
+        },
+      },
     });
   }
 
-  /** Loads the schedule; a corrupt state file is set aside and the schedule rebuilt from disk. */
+  /** What purges work on: the storage, the link index, and the other replicas' latest links. */
+  private get purging(): PurgeContext {
+    return { ...this.o, refresh: () => this.scheduler?.refresh() ?? Promise.resolve() };
+  }
+
+  /**
+   * Loads the schedule, in bounded slices: the registry serves meanwhile (entries scheduled or
+   * touched while it loads are kept) and expiries start once it is loaded. A corrupt state file is
+   * set aside and the schedule rebuilt from a walk of the storage.
+   */
   async start(): Promise<{ problem?: string }> {
     if (!this.scheduler) return {};
     const { problem } = await this.scheduler.start();
     if (problem) {
-      for (const found of await this.onDisk()) {
-        const ttl = this.o.exclude?.(found.repo) ? 0 : this.ttlFor(found.repo);
-        if (ttl > 0) this.scheduler.rebuild([found], ttl);
-      }
+      // Stopping waits for this (rare) walk: a schedule cut short would never be rebuilt.
+      this.rebuilding = (async () => {
+        for (const found of await this.onDisk()) {
+          const ttl = this.o.exclude?.(found.repo) ? 0 : this.ttlFor(found.repo);
+          if (ttl > 0) this.scheduler!.rebuild([found], ttl);
+        }
+      })();
+      await this.rebuilding;
     }
     return { problem };
   }
 
+  /** True once the schedule is loaded (or when there is none). */
+  get ready(): boolean {
+    return this.scheduler?.ready ?? true;
+  }
+
   /** Flushes the schedule. */
   async stop(): Promise<void> {
+    await this.rebuilding?.catch(() => undefined);
     await this.scheduler?.stop();
   }
 
@@ -105,8 +137,8 @@ export class CacheLifetime {
       this.o.logger.info(`not expiring ${entry.type} ${repo}@${digest.value}: the repository is hosted`);
       return;
     }
-    const freed = entry.type === 'manifest' ? await purgeManifest(this.o, repo, digest) : await purgeBlob(this.o, repo, digest);
-    this.o.onExpired?.(entry.type, freed, digest);
+    const freed = entry.type === 'manifest' ? await purgeManifest(this.purging, repo, digest) : await purgeBlob(this.purging, repo, digest);
+    this.o.onExpired?.(entry.type, freed, digest, repo);
     this.o.logger.info(`expired ${entry.type} ${repo}@${digest.value}${freed > 0 ? `, freed ${freed} bytes` : ', data still linked elsewhere'}`);
   }
 

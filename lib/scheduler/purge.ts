@@ -8,12 +8,22 @@ import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
+import type { LinkIndex } from './link-index.js';
 
 /** What purging works on. */
 export interface PurgeContext {
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   readonly repository: (name: string) => RepositoryStore;
+  /** Who links what; without it (or until it is built) every repository is asked. */
+  readonly links?: LinkIndex;
+  /**
+   * Repositories whose links the index may not know: those written by other processes without a
+   * journal (hosted pushes on another replica). Asked before any blob data is deleted.
+   */
+  readonly unindexed?: () => Promise<string[]>;
+  /** Brings the index up to date with what other replicas reported, before a deletion. */
+  readonly refresh?: () => Promise<void>;
 }
 
 /** Removes a manifest revision and the tags pointing at it from `repo`; returns the bytes freed. */
@@ -30,11 +40,31 @@ export async function purgeBlob(c: PurgeContext, repo: string, digest: Digest): 
   return deleteIfUnreferenced(c, digest);
 }
 
-/** Deletes the blob data when no repository links it as a layer or a manifest; returns the bytes freed. */
+/**
+ * Deletes the blob data when no repository links it as a layer or a manifest; returns the bytes
+ * freed. With a link index, only the repositories it names are asked (O(their number), not
+ * O(repositories)), once it is built; each is checked on storage, so an index that is behind can
+ * only keep data. Without one, every repository is asked.
+ */
 export async function deleteIfUnreferenced(c: PurgeContext, digest: Digest): Promise<number> {
-  for (const name of await listRepositories(c.driver, {})) {
+  // Not yet known is not known to be unlinked: wait for the start-up walk.
+  await c.links?.whenBuilt();
+  await c.refresh?.();
+  const known = c.links?.linkers(digest.value);
+  const asked = new Set<string>();
+  for (const name of known ?? (await listRepositories(c.driver, {}))) {
+    asked.add(name);
     const repo = c.repository(name);
     if ((await repo.hasLayer(digest)) || (await repo.hasRevision(digest))) return 0;
+    // A link removed behind the index's back (another process): forget it.
+    if (known) c.links!.unlinked(name, digest.value);
+  }
+  if (known && c.unindexed) {
+    for (const name of await c.unindexed()) {
+      if (asked.has(name)) continue;
+      const repo = c.repository(name);
+      if ((await repo.hasLayer(digest)) || (await repo.hasRevision(digest))) return 0;
+    }
   }
   const info = await c.blobs.stat(digest);
   if (!info) return 0;

@@ -7,7 +7,6 @@
 import type { Logger } from 'winston';
 import type { Config } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
-import { listRepositories } from '../storage/catalog.js';
 import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from './purge.js';
 
 /** What the size cap needs. */
@@ -30,36 +29,71 @@ interface Use {
   at: number;
 }
 
-/** Keeps the cache under `maxBytes`. */
+/**
+ * Keeps the cache under `maxBytes`. Its costs follow the traffic: a pull or a hit is O(1), an
+ * eviction reads what it removes (and the repository's other manifests once per pass, not once per
+ * eviction); the measure of what is on storage is taken once, in the background, from the walk of
+ * the cache at start-up (`found`). Without a cap only the bytes and the manifests' last pulls are
+ * kept (the least-recently-used order is needed only to evict).
+ */
 export class SizeCap {
   /** Size of every blob whose data is in the cache, by digest. */
   private readonly sizes = new Map<string, number>();
   private total = 0;
-  /** Last pull of each cached `repo@digest`; Map order is kept least recent first. */
+  /** With a cap: the last pull of each cached `repo@digest`; Map order is kept least recent first. */
   private readonly uses = new Map<string, Use>();
+  /** With a cap: content found on storage and not pulled since the start, evicted before any `uses`. */
+  private readonly unused = new Map<string, Use>();
+  /** Without a cap: the last pull of each cached manifest (ms), for the cache page. */
+  private readonly pulls = new Map<string, number>();
+  private newestManifest?: string;
   private running: Promise<void> = Promise.resolve();
   private queued = false;
+  private measured = false;
   private readonly now: () => number;
+  /** During one eviction pass: the blobs each repository's remaining manifests reference. */
+  private needed?: Map<string, Map<string, number>>;
 
   constructor(private readonly o: SizeCapOptions) {
     this.now = o.now ?? Date.now;
   }
 
-  /** Measures what is on disk (content found there counts as least recently used) and enforces the cap. */
-  async start(): Promise<void> {
-    for (const name of await listRepositories(this.o.driver, {})) {
-      if (this.o.exclude?.(name)) continue;
-      const repo = this.o.repository(name);
-      for (const d of await repo.listRevisions()) await this.record(name, d, 'manifest', 0);
-      for (const d of await repo.listLayers()) await this.record(name, d, 'blob', 0);
+  private get enforcing(): boolean {
+    return Number.isFinite(this.o.maxBytes);
+  }
+
+  /** Content found on storage by the start-up walk: it counts as least recently used. */
+  async found(repo: string, digest: Digest, type: 'blob' | 'manifest'): Promise<void> {
+    if (this.o.exclude?.(repo)) return;
+    if (!this.sizes.has(digest.value)) {
+      const info = await this.o.blobs.stat(digest);
+      if (!info) return;
+      if (this.sizes.has(digest.value)) return;
+      this.sizes.set(digest.value, info.size);
+      this.total += info.size;
     }
-    this.o.logger.info(Number.isFinite(this.o.maxBytes) ? `size cap ${this.o.maxBytes} bytes: ${this.total} bytes cached` : `the cache holds ${this.total} bytes of blob data`);
+    const key = `${repo}@${digest.value}`;
+    if (this.enforcing && !this.uses.has(key)) this.unused.set(key, { repo, digest, type, at: 0 });
+  }
+
+  /** The walk is done: reports the measure and enforces the cap. */
+  async measuredAll(): Promise<void> {
+    this.measured = true;
+    this.o.onSize?.(this.total);
+    this.o.logger.info(this.enforcing ? `size cap ${this.o.maxBytes} bytes: ${this.total} bytes cached` : `the cache holds ${this.total} bytes of blob data`);
     await this.enforce();
   }
 
-  /** The bytes of blob data cached. */
+  /** The bytes of blob data cached (complete once the start-up walk is done). */
   get bytes(): number {
     return this.total;
+  }
+
+  /** When the manifest `repo@digest` was last served, if known since the start. */
+  lastPulled(repo: string, digest: string): Date | undefined {
+    const key = `${repo}@${digest}`;
+    const at = this.enforcing ? this.uses.get(key)?.at : this.pulls.get(key);
+    return at ? new Date(at) : undefined;
   }
 
   /** Content was stored (or linked) for `repo`: it is the most recently pulled, and the cap is checked. */
@@ -70,6 +104,7 @@ export class SizeCap {
       this.total += size;
       this.o.onSize?.(this.total);
     }
+    if (type === 'manifest') this.needed?.delete(repo);
     this.use(type, repo, digest);
     void this.enforce();
   }
@@ -88,8 +123,18 @@ export class SizeCap {
     this.o.onSize?.(this.total);
   }
 
+  /** `repo@digest` expired: its last pull is forgotten, and its data if it was freed. */
+  expired(repo: string, digest: Digest, freed: number): void {
+    const key = `${repo}@${digest.value}`;
+    this.uses.delete(key);
+    this.unused.delete(key);
+    this.pulls.delete(key);
+    if (freed > 0) this.forget(digest);
+  }
+
   /** Evicts until the cache fits; one pass at a time, a request during a pass queues one more. */
   enforce(): Promise<void> {
+    if (!this.enforcing || !this.measured) return this.running;
     if (this.queued) return this.running;
     this.queued = true;
     this.running = this.running.then(async () => {
@@ -105,43 +150,38 @@ export class SizeCap {
 
   private use(type: 'blob' | 'manifest', repo: string, digest: Digest): void {
     const key = `${repo}@${digest.value}`;
+    if (!this.enforcing) {
+      if (type === 'manifest') this.pulls.set(key, this.now());
+      return;
+    }
     const existing = this.uses.get(key);
     this.uses.delete(key);
+    this.unused.delete(key);
     this.uses.set(key, { repo, digest, type, at: Math.max(this.now(), existing?.at ?? 0) });
-  }
-
-  private async record(repo: string, digest: Digest, type: 'blob' | 'manifest', at: number): Promise<void> {
-    if (!this.sizes.has(digest.value)) {
-      const info = await this.o.blobs.stat(digest);
-      if (!info) return;
-      this.sizes.set(digest.value, info.size);
-      this.total += info.size;
-    }
-    this.uses.set(`${repo}@${digest.value}`, { repo, digest, type, at });
+    if (type === 'manifest') this.newestManifest = key;
   }
 
   private async evictUntilUnderCap(): Promise<void> {
     // The most recently pulled image (its manifest and everything used after it) is never evicted:
     // it may still be downloading, and it is what the cap promises to keep.
-    const newest = this.newestManifestKey();
-    while (this.total > this.o.maxBytes) {
-      const oldest = this.uses.entries().next();
-      if (oldest.done || oldest.value[0] === newest) {
-        this.warnOversized();
-        return;
+    this.needed = new Map();
+    try {
+      while (this.total > this.o.maxBytes) {
+        const from = this.unused.size > 0 ? this.unused : this.uses;
+        const oldest = from.entries().next();
+        if (oldest.done || oldest.value[0] === this.newestManifest) {
+          this.warnOversized();
+          return;
+        }
+        const [key, use] = oldest.value;
+        from.delete(key);
+        const freed = use.type === 'manifest' ? await this.evictManifest(use) : await this.evictBlob(use.repo, use.digest);
+        this.o.onEvicted?.(use.type, freed);
+        this.o.logger.info(`evicted ${use.type} ${use.repo}@${use.digest.value} (size cap ${this.o.maxBytes} bytes): ${freed > 0 ? `freed ${freed} bytes` : 'data still linked elsewhere'}, ${this.total} bytes cached`);
       }
-      const [key, use] = oldest.value;
-      this.uses.delete(key);
-      const freed = use.type === 'manifest' ? await this.evictManifest(use) : await this.evictBlob(use.repo, use.digest);
-      this.o.onEvicted?.(use.type, freed);
-      this.o.logger.info(`evicted ${use.type} ${use.repo}@${use.digest.value} (size cap ${this.o.maxBytes} bytes): ${freed > 0 ? `freed ${freed} bytes` : 'data still linked elsewhere'}, ${this.total} bytes cached`);
+    } finally {
+      this.needed = undefined;
     }
-  }
-
-  private newestManifestKey(): string | undefined {
-    let newest: string | undefined;
-    for (const [key, use] of this.uses) if (use.type === 'manifest') newest = key;
-    return newest;
   }
 
   private warnedOversized = false;
@@ -152,17 +192,35 @@ export class SizeCap {
     this.o.logger.warn(`the most recently pulled image alone keeps the cache at ${this.total} bytes, over proxy.maxsize (${this.o.maxBytes} bytes): it is kept`);
   }
 
+  /** How many of `repo`'s manifests reference each blob, read once per eviction pass. */
+  private async neededIn(repo: string): Promise<Map<string, number>> {
+    let counts = this.needed?.get(repo);
+    if (counts) return counts;
+    counts = new Map();
+    for (const other of await this.o.repository(repo).listRevisions()) {
+      for (const d of await referencedBy(this.o.blobs, other)) counts.set(d.value, (counts.get(d.value) ?? 0) + 1);
+    }
+    this.needed?.set(repo, counts);
+    return counts;
+  }
+
   /** The manifest, its tags, and the blobs of this repository no other cached manifest of it needs. */
   private async evictManifest(use: Use): Promise<number> {
     const referenced = await referencedBy(this.o.blobs, use.digest);
+    const counts = await this.neededIn(use.repo);
     let freed = this.account(use.digest, await purgeManifest(this.o, use.repo, use.digest));
-    const repo = this.o.repository(use.repo);
-    const stillNeeded = new Set<string>();
-    for (const other of await repo.listRevisions()) for (const d of await referencedBy(this.o.blobs, other)) stillNeeded.add(d.value);
+    this.pulls.delete(`${use.repo}@${use.digest.value}`);
     for (const d of referenced) {
-      if (stillNeeded.has(d.value)) continue;
+      const left = (counts.get(d.value) ?? 1) - 1;
+      if (left > 0) counts.set(d.value, left);
+      else counts.delete(d.value);
+    }
+    const repo = this.o.repository(use.repo);
+    for (const d of referenced) {
+      if (counts.has(d.value)) continue;
       if (await repo.hasLayer(d)) {
         this.uses.delete(`${use.repo}@${d.value}`);
+        this.unused.delete(`${use.repo}@${d.value}`);
         freed += await this.evictBlob(use.repo, d);
       }
     }
@@ -182,32 +240,22 @@ export class SizeCap {
 
 /**
  * The extension `proxy.maxsize` (eviction needs `storage.delete.enabled`, as expiry does). Without
- * a cap the same accounting only measures, in the background, for `registry_mirror_cache_bytes`
- * and the cache page.
+ * a cap the same accounting only measures, for `registry_mirror_cache_bytes` and the cache page.
+ * The measure comes from the start-up walk of the cache (`found`, then `measuredAll`), in the
+ * background: a cache over a lowered cap is brought under it once the walk is done.
  */
-export async function startSizeCap(
+export function createSizeCap(
   config: Config,
   storage: PurgeContext,
   logger: Logger,
   hooks: Pick<SizeCapOptions, 'onEvicted' | 'onSize'>,
   exclude?: (repo: string) => boolean,
-): Promise<{ cap: SizeCap; enforced: boolean }> {
+): { cap: SizeCap; enforced: boolean } {
   let maxBytes = config.proxy?.maxsizebytes;
   if (maxBytes !== undefined && !config.storage.delete.enabled) {
     logger.warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
     maxBytes = undefined;
   }
-  const cap = new SizeCap({
-    ...storage,
-    maxBytes: maxBytes ?? Number.POSITIVE_INFINITY,
-    logger,
-    exclude,
-    ...hooks,
-  });
-  const measured = cap.start().then(() => hooks.onSize?.(cap.bytes));
-  // Enforcing: a cache over a lowered cap is brought under it before serving. Measuring only:
-  // a large cache must not delay the start.
-  if (maxBytes !== undefined) await measured;
-  else measured.catch((err: Error) => logger.error(`measuring the cache failed: ${err.message}`));
+  const cap = new SizeCap({ ...storage, maxBytes: maxBytes ?? Number.POSITIVE_INFINITY, logger, exclude, ...hooks });
   return { cap, enforced: maxBytes !== undefined };
 }

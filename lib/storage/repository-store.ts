@@ -87,11 +87,17 @@ export class RepositoryStore {
     return tags.sort();
   }
 
-  /** The tags currently pointing at `d`. */
+  /** The tags currently pointing at `d` (each tag's link read once). */
   async tagsFor(d: Digest): Promise<string[]> {
     const result: string[] = [];
-    for (const t of await this.listTags()) if ((await this.resolveTag(t))?.value === d.value) result.push(t);
-    return result;
+    for (const t of await listOrEmpty(this.driver, tagsDir(this.name))) {
+      try {
+        if ((await this.resolveTag(t))?.value === d.value) result.push(t);
+      } catch {
+        // A directory whose name is not a valid tag is not a tag.
+      }
+    }
+    return result.sort();
   }
 
   /** True when the repository has any manifest links. */

@@ -1,0 +1,142 @@
+/**
+ * Which repositories link each digest (as a layer or as a manifest revision), so that an expiry
+ * or an eviction asks the few repositories that may still link a blob instead of every repository
+ * of the cache. Built by the walk of the storage at start-up, in the background; kept up to date by
+ * the links this process makes and removes (every link goes through `ObservedRepositoryStore`) and
+ * by what other replicas report (their journals). Until it is built, `linkers` answers undefined
+ * and a deletion waits for it: "not yet known" never lets data another repository links go.
+ */
+import type { Digest } from '../distribution/digest.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { RepositoryStore } from '../storage/repository-store.js';
+import { listRepositories } from '../storage/catalog.js';
+
+/** Something the start-up walk reports each link to. */
+export type LinkVisitor = (repo: string, digest: Digest, type: 'blob' | 'manifest') => void | Promise<void>;
+
+/**
+ * The one walk of the cache at start-up, in the background: every repository's layer and manifest
+ * links, each reported to `visit` (the link index, the size cap's measure). Each step awaits the
+ * storage, so the walk never holds the event loop; `stop` ends it early. Resolves with the counts.
+ */
+export async function walkLinks(
+  driver: StorageDriver,
+  repository: (name: string) => RepositoryStore,
+  visit: LinkVisitor,
+  stop: () => boolean = () => false,
+): Promise<{ repositories: number; links: number; complete: boolean }> {
+  let repositories = 0;
+  let links = 0;
+  for (const name of await listRepositories(driver, {})) {
+    if (stop()) return { repositories, links, complete: false };
+    repositories++;
+    const repo = repository(name);
+    for (const d of await repo.listRevisions()) {
+      links++;
+      await visit(name, d, 'manifest');
+    }
+    for (const d of await repo.listLayers()) {
+      links++;
+      await visit(name, d, 'blob');
+    }
+  }
+  return { repositories, links, complete: true };
+}
+
+/** Digests to the repositories that link them. */
+export class LinkIndex {
+  /** One repository (the usual case) or several. */
+  private readonly byDigest = new Map<string, string | string[]>();
+  /** One string per repository name, shared by all its links. */
+  private readonly names = new Map<string, string>();
+  private built = false;
+  private readonly waiting: Array<() => void> = [];
+
+  /** True once the walk of the storage is done. */
+  get ready(): boolean {
+    return this.built;
+  }
+
+  /** `repo` links `digest` (recorded before the link is written: a deletion in between keeps the data). */
+  linked(repo: string, digest: string): void {
+    const name = this.intern(repo);
+    const cur = this.byDigest.get(digest);
+    if (cur === undefined) this.byDigest.set(digest, name);
+    else if (typeof cur === 'string') {
+      if (cur !== name) this.byDigest.set(digest, [cur, name]);
+    } else if (!cur.includes(name)) cur.push(name);
+  }
+
+  /** `repo` no longer links `digest`. */
+  unlinked(repo: string, digest: string): void {
+    const cur = this.byDigest.get(digest);
+    if (cur === undefined) return;
+    if (typeof cur === 'string') {
+      if (cur === repo) this.byDigest.delete(digest);
+      return;
+    }
+    const rest = cur.filter((r) => r !== repo);
+    if (rest.length === 0) this.byDigest.delete(digest);
+    else this.byDigest.set(digest, rest.length === 1 ? rest[0]! : rest);
+  }
+
+  /** The repositories that may link `digest` (to be checked on storage), or undefined until built. */
+  linkers(digest: string): readonly string[] | undefined {
+    if (!this.built) return undefined;
+    const cur = this.byDigest.get(digest);
+    return cur === undefined ? [] : typeof cur === 'string' ? [cur] : [...cur];
+  }
+
+  /** The walk of the storage is done: from now on `linkers` answers. */
+  markBuilt(): void {
+    this.built = true;
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  /** Resolves once built. */
+  whenBuilt(): Promise<void> {
+    return this.built ? Promise.resolve() : new Promise((r) => this.waiting.push(r));
+  }
+
+  /** The names of the repositories seen (walked or linked since), sorted; some may have been emptied since. */
+  repositories(): string[] {
+    return [...this.names.keys()].sort();
+  }
+
+  private intern(repo: string): string {
+    let s = this.names.get(repo);
+    if (s === undefined) this.names.set(repo, (s = repo));
+    return s;
+  }
+}
+
+/** A repository store that reports its links to a `LinkIndex`. */
+export class ObservedRepositoryStore extends RepositoryStore {
+  constructor(
+    driver: StorageDriver,
+    name: string,
+    private readonly links: LinkIndex,
+  ) {
+    super(driver, name);
+  }
+
+  override linkLayer(d: Digest): Promise<void> {
+    this.links.linked(this.name, d.value);
+    return super.linkLayer(d);
+  }
+
+  override async unlinkLayer(d: Digest): Promise<void> {
+    await super.unlinkLayer(d);
+    if (!(await this.hasRevision(d))) this.links.unlinked(this.name, d.value);
+  }
+
+  override linkRevision(d: Digest): Promise<void> {
+    this.links.linked(this.name, d.value);
+    return super.linkRevision(d);
+  }
+
+  override async unlinkRevision(d: Digest): Promise<void> {
+    await super.unlinkRevision(d);
+    if (!(await this.hasLayer(d))) this.links.unlinked(this.name, d.value);
+  }
+}
