@@ -8,9 +8,10 @@
 import type { Config } from '../config/types.js';
 import { parseDigest, type Digest } from '../distribution/digest.js';
 import { FilesystemDriver } from './filesystem.js';
-import { BlobStore } from './blob-store.js';
+import { BlobStore, listOrEmpty } from './blob-store.js';
 import { RepositoryStore } from './repository-store.js';
-import { listRepositories } from './catalog.js';
+import { forEachInOrder, listRepositories } from './catalog.js';
+import { blobsRoot, revisionsDir } from './paths.js';
 import type { StorageDriver } from './driver.js';
 
 /** Options of a collection. */
@@ -36,39 +37,117 @@ export async function garbageCollect(config: Config, opts: GcOptions): Promise<G
   return collect(new FilesystemDriver(config.storage.filesystem.rootdirectory), opts);
 }
 
+/** Repositories and manifests read at once (the output keeps the walk's order). */
+const PARALLEL = 8;
+
+/** What the mark phase found in one repository. */
+interface RepositoryMarks {
+  readonly lines: string[];
+  readonly marked: string[];
+  readonly doomed: Array<{ repo: RepositoryStore; name: string; digest: Digest }>;
+}
+
+async function markRepository(driver: StorageDriver, blobs: BlobStore, name: string, removeUntagged: boolean): Promise<RepositoryMarks> {
+  const lines = [name];
+  const marked: string[] = [];
+  const doomed: RepositoryMarks['doomed'] = [];
+  const repo = new RepositoryStore(driver, name);
+  const revisions = await revisionsOf(driver, name);
+  const kept = removeUntagged ? await reachableFromTags(repo, blobs, revisions) : new Set(revisions.map((d) => d.value));
+  await forEachInOrder(
+    revisions,
+    PARALLEL,
+    (digest) => (kept.has(digest.value) ? readManifest(blobs, digest) : Promise.resolve(undefined)),
+    (payload, digest) => {
+      if (!kept.has(digest.value)) {
+        lines.push(`manifest eligible for deletion: ${name}@${digest.value}`);
+        doomed.push({ repo, name, digest });
+        return;
+      }
+      if (!payload) return;
+      lines.push(`${name}: marking manifest ${digest.value}`);
+      marked.push(digest.value);
+      for (const ref of references(payload)) {
+        lines.push(`${name}: marking blob ${ref.value}`);
+        marked.push(ref.value);
+      }
+    },
+  );
+  return { lines, marked, doomed };
+}
+
+/**
+ * The manifest revisions of a repository, from the names of its revision directories: marking
+ * trusts the name without reading the link (a directory whose link is missing or wrong marks a
+ * manifest too many, which only keeps data), one listing per repository instead of a read per link.
+ */
+async function revisionsOf(driver: StorageDriver, name: string): Promise<Digest[]> {
+  const found: Digest[] = [];
+  for (const algorithm of ['sha256', 'sha384', 'sha512'] as const) {
+    for (const hex of (await listOrEmpty(driver, revisionsDir(name, algorithm))).sort()) {
+      const d = parseDigest(`${algorithm}:${hex}`);
+      if (d) found.push(d);
+    }
+  }
+  return found;
+}
+
+/**
+ * The blobs not marked, in the layout's order (`blobs/<alg>/<xx>/<hex>/data`), a few directories
+ * listed at a time: only those are checked for their `data` (a directory without it, left by an
+ * interrupted delete, is not a blob), so a marked blob costs no system call beyond its listing.
+ */
+async function unmarkedBlobs(driver: StorageDriver, marked: ReadonlySet<string>): Promise<Digest[]> {
+  const found: Digest[] = [];
+  for (const algorithm of (await listOrEmpty(driver, blobsRoot())).sort()) {
+    const prefixes = (await listOrEmpty(driver, `${blobsRoot()}/${algorithm}`)).sort();
+    await forEachInOrder(
+      prefixes,
+      PARALLEL,
+      async (prefix) => {
+        const dir = `${blobsRoot()}/${algorithm}/${prefix}`;
+        const candidates = (await listOrEmpty(driver, dir)).sort().flatMap((hex) => {
+          const d = parseDigest(`${algorithm}:${hex}`);
+          return d && hex.startsWith(prefix) && !marked.has(d.value) ? [d] : [];
+        });
+        const present: Digest[] = [];
+        await forEachInOrder(
+          candidates,
+          PARALLEL,
+          (d) => driver.stat(`${dir}/${d.hex}/data`),
+          (info, d) => void (info && !info.isDir && present.push(d)),
+        );
+        return present;
+      },
+      (present) => void found.push(...present),
+    );
+  }
+  return found;
+}
+
 /** Runs a collection on `driver`. */
 export async function collect(driver: StorageDriver, opts: GcOptions): Promise<GcSummary> {
   const blobs = new BlobStore(driver);
   const marked = new Set<string>();
-  const doomed: Array<{ repo: RepositoryStore; name: string; digest: Digest }> = [];
+  const doomed: RepositoryMarks['doomed'] = [];
 
-  for (const name of await listRepositories(driver, {})) {
-    opts.out(name);
-    const repo = new RepositoryStore(driver, name);
-    const revisions = await repo.listRevisions();
-    const kept = opts.removeUntagged ? await reachableFromTags(repo, blobs, revisions) : new Set(revisions.map((d) => d.value));
-    for (const digest of revisions) {
-      if (!kept.has(digest.value)) {
-        opts.out(`manifest eligible for deletion: ${name}@${digest.value}`);
-        doomed.push({ repo, name, digest });
-        continue;
-      }
-      const payload = await readManifest(blobs, digest);
-      if (!payload) continue;
-      opts.out(`${name}: marking manifest ${digest.value}`);
-      marked.add(digest.value);
-      for (const ref of references(payload)) {
-        opts.out(`${name}: marking blob ${ref.value}`);
-        marked.add(ref.value);
-      }
-    }
-  }
+  await forEachInOrder(
+    await listRepositories(driver, {}),
+    PARALLEL,
+    (name) => markRepository(driver, blobs, name, opts.removeUntagged),
+    (r) => {
+      for (const line of r.lines) opts.out(line);
+      for (const d of r.marked) marked.add(d);
+      doomed.push(...r.doomed);
+    },
+  );
 
   let blobsDeleted = 0;
   let bytesFreed = 0;
+  let eligible = 0;
   const deleted = new Set<string>();
-  for (const digest of await blobs.list()) {
-    if (marked.has(digest.value)) continue;
+  for (const digest of await unmarkedBlobs(driver, marked)) {
+    eligible++;
     opts.out(`blob eligible for deletion: ${digest.value}`);
     if (opts.dryRun) continue;
     const info = await blobs.stat(digest);
@@ -90,7 +169,6 @@ export async function collect(driver: StorageDriver, opts: GcOptions): Promise<G
       }
     }
   }
-  const eligible = opts.dryRun ? (await blobs.list()).filter((d) => !marked.has(d.value)).length : blobsDeleted;
   opts.out(`\n${marked.size} blobs marked, ${eligible} blobs and ${doomed.length} manifests eligible for deletion`);
   if (!opts.dryRun) opts.out(`deleted ${blobsDeleted} blobs and ${doomed.length} manifests, freed ${bytesFreed} bytes`);
   return { blobsMarked: marked.size, blobsDeleted, manifestsDeleted: opts.dryRun ? 0 : doomed.length, bytesFreed };
