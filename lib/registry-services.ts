@@ -6,8 +6,9 @@
  */
 import type { Logger } from 'winston';
 import type { Config, UpstreamConfig } from './config/types.js';
-import { FilesystemDriver } from './storage/filesystem.js';
-import { SharedLocks } from './storage/shared-lock.js';
+import type { StorageDriver } from './storage/driver.js';
+import { createDriver, createSharedLocks } from './storage/factory.js';
+import type { SharedLocks } from './storage/shared-lock.js';
 import { BlobStore } from './storage/blob-store.js';
 import { RepositoryStore } from './storage/repository-store.js';
 import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
@@ -21,10 +22,13 @@ import { Metrics } from './metrics/metrics.js';
 
 /** The running services of one registry process. */
 export interface RegistryServices {
-  readonly driver: FilesystemDriver;
+  readonly driver: StorageDriver;
   readonly blobs: BlobStore;
-  /** Locks shared with other processes on the same storage root (replicas, `registry warm`). */
-  readonly locks: SharedLocks;
+  /**
+   * Locks shared with other processes on the same storage root (replicas, `registry warm`); none on
+   * S3, where this process coordinates only its own requests.
+   */
+  readonly locks?: SharedLocks;
   /** The repository store of a stored name. */
   readonly repository: (name: string) => RepositoryStore;
   readonly metrics: Metrics;
@@ -56,12 +60,12 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     );
   }
   const proxy = config.proxy;
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  const removed = await driver.cleanTemporaryFiles();
+  const driver = createDriver(config.storage);
+  const removed = (await driver.cleanup?.()) ?? 0;
   if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
   const blobs = new BlobStore(driver);
   // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
-  const locks = new SharedLocks(config.storage.filesystem.rootdirectory, proxy.lockstalems, (key, err) =>
+  const locks = createSharedLocks(config.storage, proxy.lockstalems, (key, err) =>
     logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),
   );
   const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);

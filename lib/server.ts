@@ -84,7 +84,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   });
   app.use(configuredHeaders(config.http.headers));
   // As distribution's health.Handler: while a configured check fails, every request is refused.
-  const health = HealthChecks.fromConfig(config.health, config.storage.filesystem.rootdirectory);
+  const health = HealthChecks.fromConfig(config.health, driver);
   health.start();
   app.use((_req, res, next) => {
     if (health.size > 0 && Object.keys(health.failures()).length > 0) {
@@ -98,7 +98,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     listRepositories: () => listRepositories(driver, {}),
     repository,
     blobs,
-    root: config.storage.filesystem.rootdirectory,
+    diskUsage: () => driver.diskUsage?.() ?? Promise.resolve(undefined),
     expiryOf: (repo, digest) => lifetime.expiryOf(repo, digest),
     lastPulled: (repo, digest) => lastPulled.get(`${repo}@${digest}`),
     upstreams: () => router.all.map((n) => ({ host: n.host, url: n.upstream.remoteUrl, ...n.upstream.status, rateLimitRemaining: rateLimits.get(n.host) })),

@@ -7,7 +7,7 @@
 import type { Logger } from 'winston';
 import type { Config } from '../config/types.js';
 import type { AccessController } from '../auth/access.js';
-import type { FilesystemDriver } from '../storage/filesystem.js';
+import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { Target } from '../api/routes.js';
@@ -25,7 +25,7 @@ export function isHostedName(prefixes: readonly string[], name: string): boolean
 /** What hosted repositories are built from. */
 export interface HostedOptions {
   readonly config: Config;
-  readonly driver: FilesystemDriver;
+  readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   readonly repository: (name: string) => RepositoryStore;
   readonly access?: AccessController;

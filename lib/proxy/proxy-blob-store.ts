@@ -191,7 +191,7 @@ export class ProxyBlobStore {
     const announced = Number(reply.headers['content-length']);
     const failed = (err: Error): void => this.events.cacheWriteFailed?.(name, digest, err);
     // No temporary file (a full disk, no inodes): the client is still served, uncached.
-    const writer = await this.driver.writer().catch((err: Error) => {
+    const write = await this.blobs.writer(digest).catch((err: Error) => {
       failed(err);
       return undefined;
     });
@@ -200,7 +200,7 @@ export class ProxyBlobStore {
     const fetch = BlobFetch.start({
       digest,
       size: Number.isFinite(announced) ? announced : undefined,
-      writer,
+      write,
       body: reply.body,
       commit: async (w) => {
         await this.blobs.commit(w, digest);

@@ -44,9 +44,9 @@ export class CacheLifetime {
     const proxy = o.config.proxy;
     const ttlMs = proxy?.ttlms ?? 0;
     this.ttlFor = o.ttlFor ?? (() => ttlMs);
-    const root = o.config.storage.filesystem.rootdirectory;
+    const root = o.config.storage.filesystem?.rootdirectory;
     const ttls = [ttlMs, ...Object.values(proxy?.upstreams ?? {}).map((u) => u.ttlms)];
-    if (!ttls.some((t) => t > 0)) return;
+    if (!ttls.some((t) => t > 0) || root === undefined) return;
     if (!o.config.storage.delete.enabled) {
       // As documented upstream: without delete nothing can be purged, so nothing is scheduled
       // (the official registry schedules anyway, fails each expiry and leaks it, #1994).

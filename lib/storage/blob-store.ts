@@ -9,6 +9,7 @@ import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import type { FileWriter, StorageDriver } from './driver.js';
 import { PathNotFoundError } from './driver.js';
 import { blobDataPath, blobDir, blobsRoot } from './paths.js';
+import { spooledWrite, type SpooledWrite } from './spool.js';
 
 /** Content-addressed blob data. */
 export class BlobStore {
@@ -30,9 +31,19 @@ export class BlobStore {
     return this.driver.reader(blobDataPath(digest), range);
   }
 
-  /** A handle for positional reads of the blob's data, when the driver offers one. */
+  /** A handle for positional reads of the blob's data, when the driver stores files locally. */
   openFile(digest: Digest): Promise<FileHandle> | undefined {
-    return this.driver.openFile?.(blobDataPath(digest));
+    return this.driver.local?.openFile(blobDataPath(digest));
+  }
+
+  /** A URL where a client fetches the blob itself (`GET`, `HEAD`), when the driver has one. */
+  redirectURL(method: string, digest: Digest): Promise<string | undefined> {
+    return this.driver.redirectURL(method, blobDataPath(digest));
+  }
+
+  /** Starts writing the blob's data, readable back while it is written; committed by `commit`. */
+  writer(digest: Digest): Promise<SpooledWrite> {
+    return spooledWrite(this.driver, blobDataPath(digest));
   }
 
   /** Stores `content` after checking that it hashes to `digest`. */
@@ -43,13 +54,13 @@ export class BlobStore {
     await this.driver.putContent(blobDataPath(digest), content);
   }
 
-  /** Moves a verified temporary file into place (the caller hashed it while writing). */
+  /** Commits a verified write of `writer(digest)` (the caller hashed it while writing). */
   async commit(writer: FileWriter, digest: Digest): Promise<void> {
     if (await this.stat(digest)) {
       await writer.cancel();
       return;
     }
-    await writer.commit(blobDataPath(digest));
+    await writer.commit();
   }
 
   /** Deletes the blob's directory. */
