@@ -63,7 +63,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   const driver = createDriver(config.storage);
   const removed = (await driver.cleanup?.()) ?? 0;
   if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
-  const blobs = new BlobStore(driver);
+  const blobs = new BlobStore(driver, { redirect: !config.storage.redirect.disable });
   // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
   const locks = createSharedLocks(config.storage, proxy.lockstalems, (key, err) =>
     logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),

@@ -271,12 +271,14 @@ async function blob(s: RegistryServices, req: Request, res: Response, t: Target,
   };
   if (req.method === 'HEAD') {
     const info = await t.blobs.stat(t.name, digest);
+    if (await redirected(res, info.redirect, 'HEAD')) return;
     common(info.size);
     if (info.size !== undefined) res.setHeader('Content-Length', info.size);
     res.status(200).end();
     return;
   }
   const handle = await t.blobs.get(t.name, digest);
+  if (await redirected(res, handle.redirect, 'GET')) return;
   const range = handle.size === undefined ? ({ kind: 'full' } as const) : parseRange(header(req, 'range'), handle.size);
   common(handle.size);
   if (range.kind === 'unsatisfiable') {
@@ -310,6 +312,21 @@ async function blob(s: RegistryServices, req: Request, res: Response, t: Target,
     res.destroy();
     if (sent.bytes !== Number(res.getHeader('content-length'))) s.logger.warn(`blob ${t.name}@${digest.value} transfer aborted: ${(err as Error).message}`);
   }
+}
+
+/**
+ * distribution's `blobServer`: a stored blob whose driver hands out a URL (S3, unless
+ * `storage.redirect.disable`) is answered with `307 Temporary Redirect` to it, as Go's `http.Redirect`.
+ */
+async function redirected(res: Response, redirect: ((method: string) => Promise<string | undefined>) | undefined, method: 'GET' | 'HEAD'): Promise<boolean> {
+  const url = await redirect?.(method);
+  if (!url) return false;
+  res.setHeader('Location', url);
+  const body = method === 'GET' ? `<a href="${url.replace(/&/g, '&amp;').replace(/"/g, '&#34;').replace(/</g, '&lt;')}">Temporary Redirect</a>.\n\n` : '';
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.status(307).end(body);
+  return true;
 }
 
 function header(req: Request, name: string): string | undefined {

@@ -19,14 +19,14 @@ export class HostedBlobStore {
   /** The blob for a `GET`; `BLOB_UNKNOWN` unless `name` links it and its data is there. */
   async get(name: string, digest: Digest): Promise<BlobHandle> {
     const { size } = await this.stat(name, digest);
-    return { size, source: 'cache', open: (range) => this.blobs.reader(digest, range) };
+    return { size, source: 'cache', open: (range) => this.blobs.reader(digest, range), redirect: (method) => this.blobs.redirectURL(method, digest) };
   }
 
   /** The blob's size for a `HEAD`. */
-  async stat(name: string, digest: Digest): Promise<{ size: number; source: 'cache' }> {
+  async stat(name: string, digest: Digest): Promise<{ size: number; source: 'cache'; redirect: BlobHandle['redirect'] }> {
     const size = await this.linkedSize(name, digest);
     if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', { detail: digest.value });
-    return { size, source: 'cache' };
+    return { size, source: 'cache', redirect: (method) => this.blobs.redirectURL(method, digest) };
   }
 
   /** The size of a blob `name` links, or undefined. */

@@ -22,6 +22,11 @@ export interface BlobHandle {
   open(range?: { start: number; end: number }): Promise<Readable>;
   /** For content on local disk: a handle for positional reads, which the routes send with reused buffers. */
   openFile?(): Promise<FileHandle> | undefined;
+  /**
+   * For stored content: where the client may fetch the bytes itself (`GET` or `HEAD`; S3 with
+   * redirects on), undefined when the registry serves them (distribution's `blobServer`).
+   */
+  redirect?(method: string): Promise<string | undefined>;
 }
 
 /** Hooks the server wires to the scheduler and metrics. */
@@ -87,9 +92,9 @@ export class ProxyBlobStore {
    * The size of the blob for a `HEAD`: from the cache, else from an upstream `HEAD` (nothing is
    * downloaded, as in distribution).
    */
-  async stat(name: string, digest: Digest): Promise<{ size: number | undefined; source: 'cache' | 'upstream' }> {
+  async stat(name: string, digest: Digest): Promise<{ size: number | undefined; source: 'cache' | 'upstream'; redirect?: BlobHandle['redirect'] }> {
     const local = await this.local(name, digest);
-    if (local) return { size: local.size, source: 'cache' };
+    if (local) return { size: local.size, source: 'cache', redirect: local.redirect };
     const reply = await this.upstream.headBlob(name, digest.value);
     const size = Number(reply.headers['content-length']);
     return { size: Number.isFinite(size) ? size : undefined, source: 'upstream' };
@@ -115,6 +120,7 @@ export class ProxyBlobStore {
       source: 'cache',
       open: (range) => this.blobs.reader(digest, range),
       openFile: () => this.blobs.openFile(digest),
+      redirect: (method) => this.blobs.redirectURL(method, digest),
     };
   }
 

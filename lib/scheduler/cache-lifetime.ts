@@ -13,6 +13,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
 import { TtlScheduler, parseKey, type Entry } from './scheduler.js';
+import { driverStateStore, type StateStore } from './state-file.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 
 /** The parts of the registry the lifetime policy works on. */
@@ -44,9 +45,8 @@ export class CacheLifetime {
     const proxy = o.config.proxy;
     const ttlMs = proxy?.ttlms ?? 0;
     this.ttlFor = o.ttlFor ?? (() => ttlMs);
-    const root = o.config.storage.filesystem?.rootdirectory;
     const ttls = [ttlMs, ...Object.values(proxy?.upstreams ?? {}).map((u) => u.ttlms)];
-    if (!ttls.some((t) => t > 0) || root === undefined) return;
+    if (!ttls.some((t) => t > 0)) return;
     if (!o.config.storage.delete.enabled) {
       // As documented upstream: without delete nothing can be purged, so nothing is scheduled
       // (the official registry schedules anyway, fails each expiry and leaks it, #1994).
@@ -54,7 +54,7 @@ export class CacheLifetime {
       return;
     }
     this.scheduler = new TtlScheduler({
-      statePath: `${root.replace(/\/+$/, '')}/scheduler-state.json`,
+      ...stateLocation(o.config, o.driver),
       onExpire: (entry) => this.expire(entry),
       logger: o.logger,
       shared: o.locks && { locks: o.locks, stillCached: (entry) => this.stillCached(entry) },
@@ -129,4 +129,15 @@ export class CacheLifetime {
     }
     return found;
   }
+}
+
+/**
+ * `scheduler-state.json` where distribution keeps it: at the root of the filesystem driver (a
+ * local file, locked across replicas on the volume), or the object `/scheduler-state.json` of any
+ * other driver (S3: `<rootdirectory>/scheduler-state.json`).
+ */
+function stateLocation(config: Config, driver: StorageDriver): { statePath: string; store?: StateStore } {
+  const root = config.storage.filesystem?.rootdirectory;
+  if (root !== undefined) return { statePath: `${root.replace(/\/+$/, '')}/scheduler-state.json` };
+  return { statePath: `${driver.name}:/scheduler-state.json`, store: driverStateStore(driver, '/scheduler-state.json') };
 }

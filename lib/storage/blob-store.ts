@@ -13,7 +13,11 @@ import { spooledWrite, type SpooledWrite } from './spool.js';
 
 /** Content-addressed blob data. */
 export class BlobStore {
-  constructor(private readonly driver: StorageDriver) {}
+  constructor(
+    private readonly driver: StorageDriver,
+    /** `storage.redirect.disable` decided once: false streams every blob through the registry. */
+    private readonly options: { readonly redirect?: boolean } = {},
+  ) {}
 
   /** The size of the blob's data, or undefined when it is not stored. */
   async stat(digest: Digest): Promise<{ size: number } | undefined> {
@@ -36,8 +40,12 @@ export class BlobStore {
     return this.driver.local?.openFile(blobDataPath(digest));
   }
 
-  /** A URL where a client fetches the blob itself (`GET`, `HEAD`), when the driver has one. */
-  redirectURL(method: string, digest: Digest): Promise<string | undefined> {
+  /**
+   * A URL where a client fetches the blob itself (`GET`, `HEAD`), when redirects are on and the
+   * driver hands out such URLs (S3: presigned); undefined otherwise, without any I/O.
+   */
+  async redirectURL(method: string, digest: Digest): Promise<string | undefined> {
+    if (!this.options.redirect) return undefined;
     return this.driver.redirectURL(method, blobDataPath(digest));
   }
 

@@ -1,0 +1,211 @@
+/**
+ * The mirror on S3 with real peers: Ceph's RADOS Gateway as the store, Debian's docker-registry
+ * (distribution 2.8) as the upstream and, on the same bucket, as the registry that must read what
+ * we wrote and write what we read; skopeo as the client. Objects are checked at distribution's keys
+ * (`<rootdirectory>/docker/registry/v2/...`, links holding `sha256:<hex>` with no newline).
+ */
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { describeInterop } from '../helpers/interop.js';
+import { startDistribution, type DistributionProcess } from '../helpers/upstream-registry.js';
+import { buildImage } from '../helpers/images.js';
+import { pushImage, pullImage } from '../helpers/skopeo.js';
+import { startMirror, type TestMirror } from '../helpers/mirror.js';
+import { cephAvailable, createBucket, s3Client, s3Parameters, s3StorageYaml, type CephEndpoint } from '../helpers/ceph.js';
+import { sharedCeph } from '../helpers/ceph-shared.js';
+
+const V2 = 'registry/docker/registry/v2';
+const hostPort = (m: TestMirror): string => m.url.replace('http://', '');
+const hex = (digest: string): string => digest.slice('sha256:'.length);
+
+/** One GET or HEAD without following redirects. */
+function request(url: string, method = 'GET'): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describeInterop(
+  'the mirror on S3 (Ceph RGW) beside distribution 2.8 on the same bucket',
+  () => {
+    let ceph: CephEndpoint;
+    let s3: S3Client;
+    let upstream: DistributionProcess;
+    const image = buildImage({ layers: [12 * 1024 * 1024 + 3, 4096], seed: 's3-interop' });
+    const keysOf = async (bucket: string, prefix: string): Promise<Map<string, number>> => {
+      const out = new Map<string, number>();
+      let ContinuationToken: string | undefined;
+      do {
+        const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken }));
+        for (const o of page.Contents ?? []) out.set(o.Key!, o.Size ?? 0);
+        ContinuationToken = page.NextContinuationToken;
+      } while (ContinuationToken);
+      return out;
+    };
+    const object = async (bucket: string, key: string): Promise<Buffer> =>
+      Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToByteArray());
+    const storage = (bucket: string, redirect: boolean): string[] => [
+      ...s3StorageYaml(s3Parameters(ceph, bucket)),
+      '  redirect:',
+      `    disable: ${!redirect}`,
+    ];
+
+    beforeAll(async () => {
+      ceph = await sharedCeph();
+      s3 = s3Client(ceph);
+      upstream = await startDistribution();
+      await pushImage(upstream.hostPort, 'library/busybox:latest', image);
+    }, 120_000);
+    afterAll(async () => {
+      await upstream?.destroy();
+      s3?.destroy();
+    });
+
+    test('pull-through with redirects disabled: cold and warm skopeo pulls, streamed, stored at distribution keys', async () => {
+      const bucket = await createBucket(ceph, 'pull');
+      const mirror = await startMirror(upstream.url, { storage: storage(bucket, false) });
+      try {
+        expect((await pullImage(hostPort(mirror), 'library/busybox:latest')).manifestDigest).toBe(image.manifest.digest);
+        expect((await pullImage(hostPort(mirror), 'library/busybox:latest')).manifestDigest).toBe(image.manifest.digest);
+        const keys = await keysOf(bucket, `${V2}/`);
+        for (const l of [image.config, ...image.layers]) {
+          expect(keys.get(`${V2}/blobs/sha256/${hex(l.digest).slice(0, 2)}/${hex(l.digest)}/data`)).toBe(l.size);
+          const link = await object(bucket, `${V2}/repositories/library/busybox/_layers/sha256/${hex(l.digest)}/link`);
+          expect(link.toString('latin1')).toBe(l.digest);
+          expect(link.length).toBe(71);
+        }
+        expect((await object(bucket, `${V2}/repositories/library/busybox/_manifests/revisions/sha256/${hex(image.manifest.digest)}/link`)).toString()).toBe(
+          image.manifest.digest,
+        );
+        expect((await object(bucket, `${V2}/repositories/library/busybox/_manifests/tags/latest/current/link`)).toString()).toBe(image.manifest.digest);
+        // Nothing is left half-written: every multipart upload was completed.
+        expect((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).toEqual([]);
+
+        const big = image.layers[0]!;
+        const got = await request(`${mirror.url}/v2/library/busybox/blobs/${big.digest}`);
+        expect(got.status).toBe(200);
+        expect(`sha256:${createHash('sha256').update(got.body).digest('hex')}`).toBe(big.digest);
+      } finally {
+        await mirror.close();
+      }
+      // The schedule is an object beside the layout, as distribution writes it.
+      const state = JSON.parse((await object(bucket, 'registry/scheduler-state.json')).toString()) as Record<string, { EntryType: number }>;
+      expect(state[`library/busybox@${image.manifest.digest}`]?.EntryType).toBe(1);
+      expect(state[`library/busybox@${image.layers[0]!.digest}`]?.EntryType).toBe(0);
+    }, 180_000);
+
+    test('redirects on (the default): a cached blob GET and HEAD answer 307 to a presigned gateway URL; a cold one streams', async () => {
+      const bucket = await createBucket(ceph, 'redirect');
+      const mirror = await startMirror(upstream.url, { storage: storage(bucket, true) });
+      try {
+        const big = image.layers[0]!;
+        const cold = await request(`${mirror.url}/v2/library/busybox/blobs/${big.digest}`);
+        expect(cold.status).toBe(200);
+        expect(cold.body.length).toBe(big.size);
+        const warm = await request(`${mirror.url}/v2/library/busybox/blobs/${big.digest}`);
+        expect(warm.status).toBe(307);
+        const location = new URL(warm.headers.location!);
+        expect(location.origin).toBe(ceph.endpoint);
+        expect(location.pathname).toBe(`/${bucket}/${V2}/blobs/sha256/${hex(big.digest).slice(0, 2)}/${hex(big.digest)}/data`);
+        expect(location.searchParams.get('X-Amz-Expires')).toBe('1200');
+        const fromGateway = await request(location.href);
+        expect(fromGateway.status).toBe(200);
+        expect(`sha256:${createHash('sha256').update(fromGateway.body).digest('hex')}`).toBe(big.digest);
+        const head = await request(`${mirror.url}/v2/library/busybox/blobs/${big.digest}`, 'HEAD');
+        expect(head.status).toBe(307);
+        const headed = await request(head.headers.location!, 'HEAD');
+        expect(headed.status).toBe(200);
+        expect(Number(headed.headers['content-length'])).toBe(big.size);
+        // A client that follows redirects pulls the whole image, its blobs from the gateway.
+        expect((await pullImage(hostPort(mirror), 'library/busybox:latest')).manifestDigest).toBe(image.manifest.digest);
+      } finally {
+        await mirror.close();
+      }
+    }, 180_000);
+
+    test('registry:2 on the same bucket serves what we cached and hosted; we serve what it pushed', async () => {
+      const bucket = await createBucket(ceph, 'interop');
+      const hosted = buildImage({ layers: [6 * 1024 * 1024 + 1, 1500], seed: 's3-hosted' });
+      const theirs = buildImage({ layers: [7 * 1024 * 1024 + 5, 900], seed: 's3-theirs' });
+      const ours = await startMirror(upstream.url, { storage: storage(bucket, true), proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true' });
+      try {
+        await pullImage(hostPort(ours), 'library/busybox:latest');
+        await pushImage(hostPort(ours), 'internal/app:1.0', hosted);
+        expect((await keysOf(bucket, `${V2}/repositories/internal/app/_uploads/`)).size).toBe(0);
+      } finally {
+        await ours.close();
+      }
+      // The official registry as a pull-through cache of the same upstream, on our bucket.
+      const official = await startDistribution({ proxy: { remoteurl: upstream.url }, storage: storage(bucket, true) });
+      try {
+        expect((await pullImage(official.hostPort, `library/busybox@${image.manifest.digest}`)).manifestDigest).toBe(image.manifest.digest);
+        expect(official.logs()).not.toMatch(/panic|error reading scheduler/i);
+      } finally {
+        await official.destroy();
+      }
+      const plain = await startDistribution({ storage: storage(bucket, true) });
+      try {
+        expect((await pullImage(plain.hostPort, 'internal/app:1.0')).manifestDigest).toBe(hosted.manifest.digest);
+        expect((await pullImage(plain.hostPort, 'library/busybox:latest')).manifestDigest).toBe(image.manifest.digest);
+        await pushImage(plain.hostPort, 'internal/theirs:2.0', theirs);
+      } finally {
+        await plain.destroy();
+      }
+      const back = await startMirror(upstream.url, { storage: storage(bucket, false), proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true' });
+      try {
+        const pulled = await pullImage(hostPort(back), 'internal/theirs:2.0');
+        expect(pulled.manifestDigest).toBe(theirs.manifest.digest);
+        for (const l of theirs.layers) expect(pulled.blobs).toContain(l.digest);
+        expect((await pullImage(hostPort(back), 'internal/app:1.0')).manifestDigest).toBe(hosted.manifest.digest);
+        expect(back.logs()).not.toMatch(/scheduler state:/);
+      } finally {
+        await back.close();
+      }
+    }, 240_000);
+
+    test('the schedule moves with the bucket: an expiry registry:2 scheduled is carried out by us', async () => {
+      const bucket = await createBucket(ceph, 'state');
+      const official = await startDistribution({ proxy: { remoteurl: upstream.url, ttl: '1h' }, storage: storage(bucket, false) });
+      const key = `library/busybox@${image.manifest.digest}`;
+      try {
+        await pullImage(official.hostPort, 'library/busybox:latest');
+        // distribution 2.8 writes the state every 5 s.
+        let state: Record<string, { Key: string; ExpiryData: string; EntryType: number }> = {};
+        const deadline = Date.now() + 20_000;
+        while (!(key in state) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 500));
+          state = await object(bucket, 'registry/scheduler-state.json').then((b) => JSON.parse(b.toString()) as typeof state, () => ({}));
+        }
+        expect(state[key]?.EntryType).toBe(1);
+        for (const v of Object.values(state)) v.ExpiryData = '2020-01-01T00:00:00Z';
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'registry/scheduler-state.json', Body: JSON.stringify(state) }));
+      } finally {
+        await official.destroy();
+      }
+      const ours = await startMirror(upstream.url, { storage: storage(bucket, false) });
+      try {
+        const revision = `${V2}/repositories/library/busybox/_manifests/revisions/sha256/${hex(image.manifest.digest)}/link`;
+        const layer = `${V2}/blobs/sha256/${hex(image.layers[0]!.digest).slice(0, 2)}/${hex(image.layers[0]!.digest)}/data`;
+        let keys = await keysOf(bucket, `${V2}/`);
+        const gone = (): boolean => !keys.has(revision) && !keys.has(layer);
+        const deadline = Date.now() + 15_000;
+        while (!gone() && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 300));
+          keys = await keysOf(bucket, `${V2}/`);
+        }
+        expect(gone()).toBe(true);
+      } finally {
+        await ours.close();
+      }
+    }, 180_000);
+  },
+  { what: 'Ceph (ceph-mon, ceph-osd, radosgw, ceph-common)', available: cephAvailable },
+);
