@@ -76,7 +76,7 @@ export class ProxyNamespace {
       miss: () => o.events.miss(type),
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
-    this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'), o.locks);
+    this.blobs = new ProxyBlobStore(o.blobs, repository, this.upstream, events('blob'), o.locks);
     this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, events('manifest'), immutableTagTest(o.config), o.locks);
     this.tags = new ProxyTagService(repository, this.upstream);
   }

@@ -8,7 +8,6 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Digest } from '../distribution/digest.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import type { StorageDriver } from '../storage/driver.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { BlobFetch } from './blob-fetch.js';
 import { Upstream, UpstreamError } from './upstream.js';
@@ -46,7 +45,6 @@ export class ProxyBlobStore {
   private readonly fetches = new Map<string, BlobFetch>();
 
   constructor(
-    private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
