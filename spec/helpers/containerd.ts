@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stopProcess } from './stop-process.js';
 
 export const CONTAINERD_BIN = '/usr/bin/containerd';
 export const CTR_BIN = '/usr/bin/ctr';
@@ -64,14 +65,7 @@ export async function startPrivateContainerd(dir: string): Promise<PrivateContai
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: stdout + stderr }),
       );
     });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stop = (): Promise<void> => stopProcess(child);
   const deadline = Date.now() + 20_000;
   while ((await ctr(['version'], { timeoutMs: 5000 })).code !== 0) {
     if (Date.now() > deadline || child.exitCode !== null) {

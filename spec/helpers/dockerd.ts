@@ -13,6 +13,7 @@ import { mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stopProcess } from './stop-process.js';
 import { containerdAvailable, startPrivateContainerd, type PrivateContainerd } from './containerd.js';
 
 export const DOCKERD_BIN = '/usr/sbin/dockerd';
@@ -83,17 +84,8 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     hosts: [`unix://${socket}`],
   };
 
-  const stopDockerd = async (): Promise<void> => {
-    const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    c.kill('SIGTERM');
-    const timer = setTimeout(() => c.kill('SIGKILL'), 20_000);
-    await exited;
-    clearTimeout(timer);
-  };
   const stop = async (): Promise<void> => {
-    await stopDockerd();
+    await stopProcess(child, 20_000);
     await containerd?.stop();
     // A dockerd that was killed leaves its data-root bind mount (and any other) behind.
     for (const mountPoint of await mountsUnder(dir)) await run('umount', ['-l', mountPoint]);
