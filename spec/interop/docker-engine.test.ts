@@ -118,14 +118,14 @@ describeInterop(
       expect(counter.hits).toContain(`GET /v2/library/nginx/blobs/${nginxAmd.layers[0]!.digest}`);
       expect(counter.hits.some((h) => h.includes(nginxArm.layers[0]!.digest))).toBe(false);
       expect(await dockerd.repoDigests('busybox:1.36')).toEqual([`busybox@${busybox.manifest.digest}`]);
-    });
+    }, 120_000);
 
     test('docker pull <mirror>/library/busybox directly, as where docker.io is blocked', async () => {
       const ref = `${hostPort(open)}/library/busybox:1.36`;
       expect(pulledDigest(await dockerd.ok(['pull', ref]))).toBe(busybox.manifest.digest);
       expect(await dockerd.repoDigests(ref)).toEqual([`${hostPort(open)}/library/busybox@${busybox.manifest.digest}`]);
       expect(await dockerd.ok(['image', 'inspect', '--format', '{{.Id}}', ref])).toBe(`${busybox.config.digest}\n`);
-    });
+    }, 120_000);
 
     test('with the upstream stopped, pulls of what the mirror cached still work; the rest fails cleanly', async () => {
       // Cache the images (an earlier test may have done so already), then drop them locally.
@@ -201,7 +201,7 @@ describeInterop(
       } finally {
         await official.destroy();
       }
-    });
+    }, 120_000);
 
     test('docker login to a mirror with auth.htpasswd: refused with a wrong password, then pulls and pushes', async () => {
       const host = hostPort(basic);
@@ -225,7 +225,7 @@ describeInterop(
       const loggedOut = await dockerd.docker(['pull', `${host}/internal/busybox:1`]);
       expect(loggedOut.code).not.toBe(0);
       expect(loggedOut.stderr).toContain('no basic auth credentials');
-    });
+    }, 120_000);
 
     test('docker login to a mirror with auth.token: the token service is asked with the user\'s credentials, pull and push scopes granted', async () => {
       const host = hostPort(token);
@@ -247,7 +247,7 @@ describeInterop(
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toContain('denied: requested access to the resource is denied');
       await dockerd.ok(['logout', host]);
-    });
+    }, 120_000);
   },
   { what: 'dockerd, containerd and htpasswd (run as root)', available: dockerAvailable },
 );

@@ -61,11 +61,11 @@ describeInterop(
       await mirror?.close();
       await counter?.close();
       await upstream?.destroy();
-    });
+    }, 120_000);
 
     afterEach(async () => {
       await podman.ok(['rmi', '--all', '--force']);
-    });
+    }, 120_000);
 
     test('a registries.conf mirror of docker.io: qualified names, a short name and an index, with the upstream\'s digests', async () => {
       await podman.ok(['pull', 'docker.io/library/busybox:1.36']);
@@ -83,7 +83,7 @@ describeInterop(
       for (const name of ['library/busybox', 'team/app', 'library/nginx']) expect(counter.hits.some((h) => h.startsWith(`GET /v2/${name}/manifests/`))).toBe(true);
       expect(counter.hits).toContain(`GET /v2/library/nginx/blobs/${amd.layers[0]!.digest}`);
       expect(counter.hits.some((h) => h.includes(arm.layers[0]!.digest))).toBe(false);
-    });
+    }, 120_000);
 
     test('pulls of <mirror>/library/busybox directly', async () => {
       const ref = `${hostPort()}/library/busybox:1.36`;
@@ -92,7 +92,7 @@ describeInterop(
       const byDigest = `${hostPort()}/team/app@${app.manifest.digest}`;
       await podman.ok(['pull', '--tls-verify=false', byDigest]);
       expect(await idOf(byDigest)).toBe(app.config.digest);
-    });
+    }, 120_000);
 
     test('with the upstream stopped, what the mirror cached still pulls, through registries.conf and directly', async () => {
       await podman.ok(['pull', 'docker.io/library/busybox:1.36']);
@@ -107,7 +107,7 @@ describeInterop(
       } finally {
         await upstream.restart();
       }
-    });
+    }, 120_000);
   },
   { what: 'podman (run as root)', available: podmanAvailable },
 );
