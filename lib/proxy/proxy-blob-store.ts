@@ -105,9 +105,10 @@ export class ProxyBlobStore {
    */
   private async local(name: string, digest: Digest): Promise<BlobHandle | undefined> {
     const repo = this.repository(name);
-    const info = await this.blobs.stat(digest);
+    // Both at once: on an object store each is a round trip to it.
+    const [info, linked] = await Promise.all([this.blobs.stat(digest), repo.hasLayer(digest)]);
     if (!info) return undefined;
-    if (!(await repo.hasLayer(digest))) {
+    if (!linked) {
       // The upstream's answer for this repository is final: a 404 here would be a 404 for a GET too.
       await this.upstream.headBlob(name, digest.value);
       await repo.linkLayer(digest);

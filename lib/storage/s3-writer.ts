@@ -23,6 +23,8 @@ import type { FileWriter } from './driver.js';
 
 /** S3's smallest part but the last. */
 export const MIN_PART = 5 * 1024 * 1024;
+/** Parts uploaded at once by one writer: the upload keeps pace with a fast download. */
+const PARTS_IN_FLIGHT = 3;
 
 /** What a writer needs of its driver. */
 export interface S3WriteTarget {
@@ -41,7 +43,7 @@ export interface S3WriteTarget {
 
 interface Part {
   readonly PartNumber: number;
-  readonly ETag: string;
+  ETag: string;
   readonly Size: number;
 }
 
@@ -83,6 +85,8 @@ class S3Writer implements FileWriter {
   private bufferedBytes = 0;
   private flushed: number;
   private done?: 'closed' | 'committed' | 'cancelled';
+  /** Part uploads under way, oldest first; their failure fails the next write or the commit. */
+  private inFlight: Promise<void>[] = [];
 
   constructor(
     private readonly t: S3WriteTarget,
@@ -115,6 +119,7 @@ class S3Writer implements FileWriter {
     // The pending upload is what a later append writer (ours or registry:2's) finds.
     await this.ensureUpload();
     await this.flush();
+    await this.settle();
   }
 
   async commit(): Promise<void> {
@@ -126,10 +131,11 @@ class S3Writer implements FileWriter {
       );
       return;
     }
-    await this.flush();
-    // An empty write still needs one part to complete.
-    if (this.parts.length === 0) await this.uploadPart(Buffer.alloc(0));
     try {
+      await this.flush();
+      // An empty write still needs one part to complete.
+      if (this.parts.length === 0) await this.uploadPart(Buffer.alloc(0));
+      await this.settle();
       await this.complete();
     } catch (err) {
       await this.abort().catch(() => undefined);
@@ -142,6 +148,7 @@ class S3Writer implements FileWriter {
     this.done = 'cancelled';
     this.buffered = [];
     this.bufferedBytes = 0;
+    await Promise.allSettled(this.inFlight);
     await this.abort();
   }
 
@@ -163,14 +170,27 @@ class S3Writer implements FileWriter {
     await this.uploadPart(this.take(Math.min(this.bufferedBytes, this.t.chunkSize)));
   }
 
+  /** Starts the next part's upload; waits while too many are under way. */
   private async uploadPart(body: Buffer): Promise<void> {
     const uploadId = await this.ensureUpload();
-    const PartNumber = this.parts.length + 1;
-    const sent = await this.t.client.send(
-      new UploadPartCommand({ Bucket: this.t.bucket, Key: this.key, UploadId: uploadId, PartNumber, Body: body, ContentLength: body.length }),
-    );
-    this.parts.push({ PartNumber, ETag: sent.ETag!, Size: body.length });
+    const part: Part = { PartNumber: this.parts.length + 1, ETag: '', Size: body.length };
+    this.parts.push(part);
     this.flushed += body.length;
+    const sending = this.t.client
+      .send(new UploadPartCommand({ Bucket: this.t.bucket, Key: this.key, UploadId: uploadId, PartNumber: part.PartNumber, Body: body, ContentLength: body.length }))
+      .then((sent) => {
+        part.ETag = sent.ETag!;
+      });
+    sending.catch(() => undefined);
+    this.inFlight.push(sending);
+    if (this.inFlight.length >= PARTS_IN_FLIGHT) await this.inFlight.shift();
+  }
+
+  /** Waits for every part under way; rejects with the first failure. */
+  private async settle(): Promise<void> {
+    const all = this.inFlight;
+    this.inFlight = [];
+    await Promise.all(all);
   }
 
   /** The first `n` buffered bytes, removed from the buffer. */
@@ -204,6 +224,7 @@ class S3Writer implements FileWriter {
   }
 
   private async restart(): Promise<void> {
+    await this.settle();
     const total = this.flushed;
     await this.complete();
     this.uploadId = undefined;
