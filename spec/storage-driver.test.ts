@@ -246,6 +246,19 @@ describeInterop(
       ceph = await sharedCeph();
     }, 120_000);
     afterAll(() => drivers.forEach((d) => d.client.destroy()));
+    test('cleanup aborts the multipart uploads dead fetches left under blobs/, not hosted uploads', async () => {
+      const bucket = await createBucket(ceph, 'cleanup');
+      const driver = new S3Driver(s3Config(s3Parameters(ceph, bucket)));
+      drivers.push(driver);
+      const left = await driver.writer('/docker/registry/v2/blobs/sha256/ab/abcd/data');
+      await left.write(Buffer.from('partial'));
+      await left.close();
+      await (await driver.writer('/docker/registry/v2/repositories/internal/x/_uploads/0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a/data')).close();
+      expect(await driver.cleanup()).toBe(0);
+      expect(await driver.cleanup(0)).toBe(1);
+      const uploads = (await driver.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [];
+      expect(uploads.map((u) => u.Key)).toEqual(['registry/docker/registry/v2/repositories/internal/x/_uploads/0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a/data']);
+    });
     contract(async () => {
       const bucket = await createBucket(ceph, 'contract');
       const driver = new S3Driver(

@@ -96,7 +96,7 @@ export interface StorageDriver {
   readonly local?: LocalFiles;
   /** Capability: the size and free space of the medium (the cache page). */
   diskUsage?(): Promise<{ readonly totalBytes: number; readonly freeBytes: number } | undefined>;
-  /** Capability: removes what dead processes left (temporary files); returns how many. */
+  /** Capability: removes what dead processes left (temporary files, S3: stale multipart uploads of blobs); returns how many. */
   cleanup?(): Promise<number>;
 }
 

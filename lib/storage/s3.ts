@@ -20,6 +20,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -232,6 +233,28 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
     const input = { Bucket: this.bucket, Key: this.key(path) };
     const command = method === 'GET' ? new GetObjectCommand(input) : method === 'HEAD' ? new HeadObjectCommand(input) : undefined;
     return command && getSignedUrl(this.client, command, { expiresIn: REDIRECT_EXPIRY_S });
+  }
+
+  /**
+   * Aborts the multipart uploads of blob fetches that a dead process left (older than
+   * `olderThanMs`, default a day: a live fetch is never that old); they are invisible but cost
+   * storage. Hosted uploads (`_uploads`) are left to upload purging.
+   */
+  async cleanup(olderThanMs = 24 * 3600_000): Promise<number> {
+    const Prefix = this.key('/docker/registry/v2/blobs');
+    let removed = 0;
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    do {
+      const page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix, KeyMarker, UploadIdMarker }));
+      for (const u of page.Uploads ?? []) {
+        if (!u.Key || !u.UploadId || (u.Initiated && Date.now() - u.Initiated.getTime() < olderThanMs)) continue;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId })).catch(() => undefined);
+        removed++;
+      }
+      [KeyMarker, UploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [undefined, undefined];
+    } while (KeyMarker);
+    return removed;
   }
 
   /** distribution stats the root: the bucket answers a listing. */

@@ -4,7 +4,7 @@
  * we wrote and write what we read; skopeo as the client. Objects are checked at distribution's keys
  * (`<rootdirectory>/docker/registry/v2/...`, links holding `sha256:<hex>` with no newline).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { describeInterop } from '../helpers/interop.js';
@@ -170,6 +170,63 @@ describeInterop(
         await back.close();
       }
     }, 240_000);
+
+    test('hosted uploads on S3: chunked PATCHes across the part minimum, status, a restart between chunks, a wrong digest', async () => {
+      const bucket = await createBucket(ceph, 'uploads');
+      const hostedYaml = 'hosted: [internal/]\nhostedanonymouspush: true';
+      let mirror = await startMirror(upstream.url, { storage: storage(bucket, false), proxyYaml: hostedYaml });
+      try {
+        const content = randomBytes(13 * 1024 * 1024 + 11);
+        const cuts = [0, 1000, 6 * 1024 * 1024, 7 * 1024 * 1024 + 5, content.length];
+        const start = await fetch(`${mirror.url}/v2/internal/big/blobs/uploads/`, { method: 'POST' });
+        expect(start.status).toBe(202);
+        let location = start.headers.get('location')!;
+        const uuid = start.headers.get('docker-upload-uuid')!;
+        expect((await object(bucket, `${V2}/repositories/internal/big/_uploads/${uuid}/startedat`)).toString()).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+        // The data is a pending multipart upload at the key registry:2 uses.
+        const pendingKeys = async (): Promise<string[]> => ((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).map((u) => u.Key!);
+        expect(await pendingKeys()).toEqual([`${V2}/repositories/internal/big/_uploads/${uuid}/data`]);
+        for (let i = 0; i < cuts.length - 2; i++) {
+          if (i === 2) {
+            // A restart between two chunks: the upload resumes from the bucket, its hash rebuilt at commit.
+            await mirror.close({ keepRoot: true });
+            mirror = await startMirror(upstream.url, { storage: storage(bucket, false), proxyYaml: hostedYaml });
+            location = location.replace(/^https?:\/\/[^/]+/, '');
+          }
+          const chunk = content.subarray(cuts[i]!, cuts[i + 1]!);
+          const patch = await fetch(`${mirror.url}${location}`, {
+            method: 'PATCH',
+            headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${cuts[i]}-${cuts[i + 1]! - 1}` },
+            body: chunk,
+          });
+          expect(patch.status).toBe(202);
+          expect(patch.headers.get('range')).toBe(`0-${cuts[i + 1]! - 1}`);
+          location = patch.headers.get('location')!;
+          const status = await fetch(`${mirror.url}${location}`);
+          expect(status.status).toBe(204);
+          expect(status.headers.get('range')).toBe(`0-${cuts[i + 1]! - 1}`);
+        }
+        const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
+        const wrong = await fetch(`${mirror.url}/v2/internal/other/blobs/uploads/`, { method: 'POST' });
+        const bad = await fetch(`${mirror.url}${wrong.headers.get('location')}?digest=${digest}`, { method: 'PUT', body: Buffer.from('not it') });
+        expect(bad.status).toBe(400);
+        const put = await fetch(`${mirror.url}${location}${location.includes('?') ? '&' : '?'}digest=${digest}`, {
+          method: 'PUT',
+          headers: { 'Content-Type': 'application/octet-stream' },
+          body: content.subarray(cuts[cuts.length - 2]!),
+        });
+        expect(put.status).toBe(201);
+        expect((await object(bucket, `${V2}/blobs/sha256/${hex(digest).slice(0, 2)}/${hex(digest)}/data`)).equals(content)).toBe(true);
+        expect((await keysOf(bucket, `${V2}/repositories/internal/big/_uploads/`)).size).toBe(0);
+        expect((await keysOf(bucket, `${V2}/repositories/internal/other/_uploads/`)).size).toBe(0);
+        expect(await pendingKeys()).toEqual([]);
+        const got = await request(`${mirror.url}/v2/internal/big/blobs/${digest}`);
+        expect(got.status).toBe(200);
+        expect(got.body.equals(content)).toBe(true);
+      } finally {
+        await mirror.close();
+      }
+    }, 180_000);
 
     test('the schedule moves with the bucket: an expiry registry:2 scheduled is carried out by us', async () => {
       const bucket = await createBucket(ceph, 'state');
