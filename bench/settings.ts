@@ -30,6 +30,10 @@ export interface Settings {
   readonly wanFleet: number;
   readonly wanWarmPulls: number;
   readonly wanLayerBytes: number;
+  /** The chaos scenario: seconds of pulling per contender, clients, share of upstream requests broken. */
+  readonly chaosSeconds: number;
+  readonly chaosClients: number;
+  readonly chaosFaultRate: number;
   /** Where the JSON results go. */
   readonly out: string;
 }
@@ -60,6 +64,12 @@ function positive(raw: string | undefined, fallback: number, name: string): numb
   return n;
 }
 
+function rate(raw: string | undefined, fallback: number): number {
+  const n = Number(raw ?? fallback);
+  if (!(n >= 0 && n <= 1)) throw new Error(`BENCH_CHAOS_FAULT_RATE must be between 0 and 1, not ${raw}`);
+  return n;
+}
+
 /** Reads the settings from the environment. */
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const quick = env.BENCH_QUICK === '1';
@@ -85,6 +95,9 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     wanFleet: 10,
     wanWarmPulls: 10,
     wanLayerBytes: 64 * MiB,
+    chaosSeconds: positive(env.BENCH_CHAOS_SECONDS, quick ? 40 : 90, 'BENCH_CHAOS_SECONDS'),
+    chaosClients: positive(env.BENCH_CHAOS_CLIENTS, 6, 'BENCH_CHAOS_CLIENTS'),
+    chaosFaultRate: rate(env.BENCH_CHAOS_FAULT_RATE, 0.15),
     out: env.BENCH_OUT ?? 'bench/results.json',
   };
 }
