@@ -8,8 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { onCleanup } from './cleanup.js';
+import { listenOnLoopback } from './loopback.js';
 
 /** What the witness saw. */
 export interface WitnessCounts {
@@ -80,16 +79,8 @@ export async function startWitness(target: string, expectedForTag: (repo: string
     });
     req.pipe(upstream);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const hostPort = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const close = onCleanup(
-    () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        agent.destroy();
-        server.close(() => r());
-      }),
-  );
+  const { port: listening, close } = await listenOnLoopback(server, agent);
+  const hostPort = `127.0.0.1:${listening}`;
   return {
     url: `http://${hostPort}`,
     hostPort,

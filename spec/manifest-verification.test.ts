@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { binary } from './helpers/binary.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
 const REPO = 'library/busybox';
@@ -29,12 +30,7 @@ describe('manifest verification against the upstream', () => {
     await upstream.close();
   });
 
-  const get = (ref: string) =>
-    request(mirror.url).get(`/v2/${REPO}/manifests/${ref}`).set('Accept', ACCEPT).buffer(true).parse((res, cb) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => cb(null, Buffer.concat(chunks)));
-    });
+  const get = (ref: string) => request(mirror.url).get(`/v2/${REPO}/manifests/${ref}`).set('Accept', ACCEPT).buffer(true).parse(binary);
   const v2 = (...parts: string[]): string => join(mirror.root, 'docker/registry/v2', ...parts);
   const stored = (digest: string): { data: boolean; revision: boolean } => {
     const hex = digest.slice(7);

@@ -10,7 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import { readFile, rm } from 'node:fs/promises';
+import { cp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildImage, buildIndex, type BuiltImage } from '../../spec/helpers/images.js';
 import { pushImage, skopeo } from '../../spec/helpers/skopeo.js';
@@ -273,6 +273,8 @@ async function chaosOn(ctx: BenchContext, who: Contender, images: ChaosImage[]):
     o.maxRssBytes = cache.maxRss;
     await witness.close();
     await faults.close();
+    // BENCH_CHAOS_KEEP=dir keeps each contender's storage (to measure a start on it, bench/startup-phases.ts).
+    if (process.env.BENCH_CHAOS_KEEP) await cp(root, join(process.env.BENCH_CHAOS_KEEP, who), { recursive: true }).catch(() => undefined);
     await removeDir();
   }
   return o;
