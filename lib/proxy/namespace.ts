@@ -7,7 +7,7 @@
 import type http from 'node:http';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
-import { dockerHubName, isDockerHub, storageComponentOf } from '../distribution/registry-host.js';
+import { dockerHubName, storageComponentOf } from '../distribution/registry-host.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -62,7 +62,7 @@ export class ProxyNamespace {
     this.host = o.host;
     this.storagePrefix = o.isDefault ? '' : `${storageComponentOf(o.host)}/`;
     this.ttlms = o.config.ttlms;
-    this.dockerHub = isDockerHub(o.config.remoteurl);
+    this.dockerHub = o.config.dockerhub;
     this.upstream = new Upstream({
       remoteUrl: o.config.remoteurl,
       username: o.config.username,
@@ -87,7 +87,7 @@ export class ProxyNamespace {
     this.tags = new ProxyTagService(repository, this.upstream);
   }
 
-  /** The upstream's name for a client's: on Docker Hub `busybox` is `library/busybox`. */
+  /** The upstream's name for a client's: on Docker Hub (or `dockerhub: true`) `busybox` is `library/busybox`. */
   upstreamName(name: string): string {
     return this.dockerHub ? dockerHubName(name) : name;
   }

@@ -5,7 +5,7 @@
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { Upstream, UpstreamError } from './upstream.js';
 
-/** One page of a tag list. */
+/** One page of a tag list from the upstream, or every tag from the cache (`source: 'cache'`). */
 export interface TagPage {
   readonly tags: string[];
   /** The `Link` header of the next page, if any (a path with query, relative to the registry). */
@@ -20,7 +20,7 @@ export class ProxyTagService {
     private readonly upstream: Upstream,
   ) {}
 
-  /** The tags of `name`, after `last`, at most `n` (all when `n` is undefined). */
+  /** The upstream's page of `name`'s tags after `last`, at most `n`; every cached tag when it is down. */
   async list(name: string, page: { n?: number; last?: string }): Promise<TagPage> {
     try {
       return await this.fromUpstream(name, page);
@@ -28,7 +28,9 @@ export class ProxyTagService {
       if (!(err instanceof UpstreamError) || !err.isUnavailable) throw err;
       const tags = await this.repository(name).listTags();
       if (tags.length === 0) throw err;
-      return { ...paginate(tags, page), source: 'cache' };
+      // Every cached tag: the route pages lists that do not come from an upstream (as the hosted
+      // ones). Paging here as well paged a page, and the route then saw no next page.
+      return { tags, source: 'cache' };
     }
   }
 
