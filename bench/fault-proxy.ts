@@ -11,6 +11,7 @@ import { onCleanup } from './cleanup.js';
 
 /** The faults, in the order the report lists them. */
 export const FAULT_KINDS = ['reset', 'stall', 'trickle', 'truncate', 'flip', 'status500', 'status429', 'refused'] as const;
+/** One kind of fault. */
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** What the proxy is told. */
