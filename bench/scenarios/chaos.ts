@@ -160,6 +160,8 @@ interface ChaosOutcome {
   finalSucceeded: number;
   finalAttempted: number;
   fiveHundreds: Record<string, number>;
+  /** Client requests that found no cache listening (while it restarted). */
+  unanswered: number;
   restartSeconds: number[];
   startCpuSeconds: number[];
   failedStarts: number;
@@ -209,7 +211,7 @@ async function chaosOn(ctx: BenchContext, who: Contender, images: ChaosImage[]):
   const stopCache = onCleanup(() => cache.close());
   const o: ChaosOutcome = {
     attempted: 0, succeeded: 0, wrongBytes: 0, clientCaught: 0, undetected: 0, badBlobs: 0, danglingLinks: 0, blobs: 0,
-    finalSucceeded: 0, finalAttempted: images.length, fiveHundreds: {}, restartSeconds: [], startCpuSeconds: [], failedStarts: 0, maxRssBytes: 0, faults: {}, failures: new Map(), examples: [],
+    finalSucceeded: 0, finalAttempted: images.length, fiveHundreds: {}, unanswered: 0, restartSeconds: [], startCpuSeconds: [], failedStarts: 0, maxRssBytes: 0, faults: {}, failures: new Map(), examples: [],
   };
   try {
     await cache.start();
@@ -263,6 +265,7 @@ async function chaosOn(ctx: BenchContext, who: Contender, images: ChaosImage[]):
     const seen = witness.counts();
     o.wrongBytes = seen.wrongBytes;
     o.examples.push(...seen.wrongExamples.slice(0, 3).map((w) => `wrong bytes ${w}`));
+    o.unanswered = seen.unanswered;
     o.fiveHundreds = Object.fromEntries(Object.entries(seen.statuses).filter(([code]) => Number(code) >= 500));
     o.faults = faults.counts();
   } finally {
@@ -328,6 +331,7 @@ export function chaosTable(o: Record<Contender, ChaosOutcome>, clients: number, 
     row('bad blobs in storage after the run, dangling links (of blobs stored)', (x) => `${x.badBlobs}, ${x.danglingLinks} (${x.blobs})`),
     row('final pulls with the upstream healthy', (x) => `${x.finalSucceeded} / ${x.finalAttempted}`),
     row('5xx answers', fives),
+    row('client requests that found the cache down (restarting)', (x) => String(x.unanswered)),
     row('time from restart to serving', (x) => range(x.restartSeconds)),
     row('CPU time a start used until it served (median)', (x) => `${median(x.startCpuSeconds).toFixed(2)} s`),
     row('starts that exited before serving', (x) => String(x.failedStarts)),
