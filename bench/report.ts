@@ -2,7 +2,7 @@
 import { median, type Results, type Who } from './results.js';
 
 /** How a metric is shown. */
-interface MetricView {
+export interface MetricView {
   readonly id: string;
   readonly label: string;
   readonly unit: string;
@@ -32,8 +32,8 @@ export const METRICS: MetricView[] = [
   { id: 's3_direct_mibs', label: '    (same object, direct gateway GET)', unit: 'MiB/s', scale: 1, digits: 0 },
 ];
 
-/** A target of issue 7. */
-interface Target {
+/** A target (issue 7's, and the scenarios' that register more). */
+export interface Target {
   readonly label: string;
   /** The value compared: a median per-round ratio, or ours' worst round. */
   value(r: Results): number;
@@ -66,6 +66,12 @@ export const TARGETS: Target[] = [
   { label: '307 redirect p99 (ms, worst)', value: (r) => Math.max(...r.values('s3_redirect_p99_ms', 'ours')), op: '<=', limit: 2 },
   { label: 'streamed / direct gateway GET', value: between('s3_streamed_mibs', 's3_direct_mibs'), op: '>=', limit: 0.8 },
 ];
+
+/** Adds a scenario's metrics (after the built-in ones, in the order given) and targets to the report. */
+export function registerReport(more: { metrics: MetricView[]; targets: Target[] }): void {
+  METRICS.push(...more.metrics);
+  TARGETS.push(...more.targets);
+}
 
 /** One target's outcome. */
 export interface TargetOutcome {

@@ -99,6 +99,10 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
         'err.code': code,
       });
     },
+    manifestRefused: (repo, reference, reason, detail) => {
+      metrics.manifestsRefused.inc({ reason });
+      logger.warn(`upstream manifest ${repo}${reference.includes(':') ? '@' : ':'}${reference} refused as unverified (${reason}), nothing stored: ${detail}`);
+    },
   };
   const namespace = (host: string, upstreamConfig: UpstreamConfig, isDefault: boolean): ProxyNamespace =>
     new ProxyNamespace({

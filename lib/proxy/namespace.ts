@@ -12,7 +12,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { ProxyBlobStore } from './proxy-blob-store.js';
-import { ProxyManifestStore } from './proxy-manifest-store.js';
+import { ProxyManifestStore, type UnverifiedReason } from './proxy-manifest-store.js';
 import { ProxyTagService } from './proxy-tag-service.js';
 import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
@@ -24,6 +24,8 @@ export interface NamespaceEvents {
   miss(type: 'blob' | 'manifest'): void;
   /** The disk refused content being cached (the client was served regardless). */
   cacheWriteFailed(type: 'blob' | 'manifest', storedName: string, digest: Digest, err: Error): void;
+  /** An upstream manifest failed verification and was refused (nothing stored). */
+  manifestRefused?(storedName: string, reference: string, reason: UnverifiedReason, detail: string): void;
 }
 
 /** What a namespace is built from. */
@@ -77,7 +79,11 @@ export class ProxyNamespace {
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
     this.blobs = new ProxyBlobStore(o.blobs, repository, this.upstream, events('blob'), o.locks);
-    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, events('manifest'), immutableTagTest(o.config), o.locks);
+    const manifestEvents = {
+      ...events('manifest'),
+      unverified: (name: string, reference: string, reason: UnverifiedReason, detail: string) => o.events.manifestRefused?.(this.storedName(name), reference, reason, detail),
+    };
+    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, immutableTagTest(o.config), o.locks);
     this.tags = new ProxyTagService(repository, this.upstream);
   }
 
