@@ -9,6 +9,7 @@
  * are turned off to `WHEN_REQUIRED`: a streaming PutObject with a trailing checksum fails on
  * S3-compatible stores such as Ceph Pacific (`411 MissingContentLength`).
  */
+import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
 import {
@@ -36,6 +37,8 @@ import { newS3Writer, resumeS3Writer, type S3WriteTarget } from './s3-writer.js'
 
 /** The most keys one listing or one DeleteObjects returns or takes. */
 const LIST_MAX = 1000;
+/** Connections to the store at most (per protocol). */
+const MAX_SOCKETS = 1024;
 /** How long a presigned redirect URL is valid (distribution: 20 minutes). */
 const REDIRECT_EXPIRY_S = 20 * 60;
 
@@ -288,7 +291,13 @@ function clientConfig(c: S3StorageConfig): S3ClientConfig {
     credentials: c.accesskey && c.secretkey ? { accessKeyId: c.accesskey, secretAccessKey: c.secretkey, sessionToken: c.sessiontoken } : undefined,
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: c.skipverify ? { httpsAgent: new HttpsAgent({ keepAlive: true, rejectUnauthorized: false }) } : undefined,
+    // The SDK's default pool is 50 sockets per host: 50 slow clients streaming blobs from the bucket
+    // would hold them all and stall every other request (stats, links). Go's client, which
+    // distribution uses, has no such limit.
+    requestHandler: {
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, rejectUnauthorized: !c.skipverify }),
+    },
   };
 }
 

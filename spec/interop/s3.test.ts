@@ -102,6 +102,36 @@ describeInterop(
       expect(state[`library/busybox@${image.layers[0]!.digest}`]?.EntryType).toBe(0);
     }, 180_000);
 
+    test('sixty clients that stop reading streamed blobs do not hold up other requests', async () => {
+      const bucket = await createBucket(ceph, 'slow');
+      const mirror = await startMirror(upstream.url, { storage: storage(bucket, false) });
+      const stalled: http.ClientRequest[] = [];
+      try {
+        await pullImage(hostPort(mirror), 'library/busybox:latest');
+        const big = image.layers[0]!;
+        // Each holds a response it never reads: its bytes back up into the mirror's read from the bucket.
+        await Promise.all(
+          Array.from({ length: 60 }, () => new Promise<void>((resolve, reject) => {
+            const req = http.get(`${mirror.url}/v2/library/busybox/blobs/${big.digest}`, { agent: false }, (res) => {
+              res.pause();
+              resolve();
+            });
+            req.on('error', reject);
+            stalled.push(req);
+          })),
+        );
+        const started = Date.now();
+        const head = await request(`${mirror.url}/v2/library/busybox/manifests/${image.manifest.digest}`, 'HEAD');
+        expect(head.status).toBe(200);
+        const small = await request(`${mirror.url}/v2/library/busybox/blobs/${image.layers[1]!.digest}`);
+        expect(small.body.length).toBe(image.layers[1]!.size);
+        expect(Date.now() - started).toBeLessThan(20_000);
+      } finally {
+        for (const r of stalled) r.destroy();
+        await mirror.close();
+      }
+    }, 120_000);
+
     test('redirects on (the default): a cached blob GET and HEAD answer 307 to a presigned gateway URL; a cold one streams', async () => {
       const bucket = await createBucket(ceph, 'redirect');
       const mirror = await startMirror(upstream.url, { storage: storage(bucket, true) });
