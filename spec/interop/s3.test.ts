@@ -7,6 +7,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { S3Driver } from '../../lib/storage/s3.js';
+import { s3Config } from '../../lib/config/s3.js';
+import { collect } from '../../lib/storage/garbage-collect.js';
 import { describeInterop } from '../helpers/interop.js';
 import { startDistribution, type DistributionProcess } from '../helpers/upstream-registry.js';
 import { buildImage } from '../helpers/images.js';
@@ -96,6 +99,22 @@ describeInterop(
       } finally {
         await mirror.close();
       }
+      // garbage-collect on the bucket: everything an image references stays, an orphan goes.
+      const orphan = Buffer.from('orphan blob');
+      const orphanDigest = `sha256:${createHash('sha256').update(orphan).digest('hex')}`;
+      const orphanKey = `${V2}/blobs/sha256/${hex(orphanDigest).slice(0, 2)}/${hex(orphanDigest)}/data`;
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: orphanKey, Body: orphan }));
+      const driver = new S3Driver(s3Config(s3Parameters(ceph, bucket)));
+      try {
+        const summary = await collect(driver, { dryRun: false, removeUntagged: false, out: () => undefined });
+        expect(summary.blobsDeleted).toBe(1);
+        expect(summary.blobsMarked).toBe(2 + image.layers.length);
+      } finally {
+        driver.client.destroy();
+      }
+      const left = await keysOf(bucket, `${V2}/blobs/`);
+      expect(left.has(orphanKey)).toBe(false);
+      expect(left.size).toBe(2 + image.layers.length);
       // The schedule is an object beside the layout, as distribution writes it.
       const state = JSON.parse((await object(bucket, 'registry/scheduler-state.json')).toString()) as Record<string, { EntryType: number }>;
       expect(state[`library/busybox@${image.manifest.digest}`]?.EntryType).toBe(1);
