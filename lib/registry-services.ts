@@ -61,7 +61,11 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   }
   const proxy = config.proxy;
   const driver = createDriver(config.storage);
-  const removed = (await driver.cleanup?.()) ?? 0;
+  // Housekeeping only: a store that cannot be reached now must not keep the registry from starting.
+  const removed = await (driver.cleanup?.() ?? Promise.resolve(0)).catch((err: Error) => {
+    logger.warn(`could not remove what earlier runs left in storage: ${err.message}`);
+    return 0;
+  });
   if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
   const blobs = new BlobStore(driver, { redirect: !config.storage.redirect.disable });
   // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.

@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutBucketPolicyCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { S3Driver } from '../../lib/storage/s3.js';
 import { s3Config } from '../../lib/config/s3.js';
 import { collect } from '../../lib/storage/garbage-collect.js';
@@ -147,6 +147,28 @@ describeInterop(
         expect(Date.now() - started).toBeLessThan(20_000);
       } finally {
         for (const r of stalled) r.destroy();
+        await mirror.close();
+      }
+    }, 120_000);
+
+    test('a store that refuses writes: clients still get every verified byte, nothing is cached', async () => {
+      // A bucket policy denying every write, as a store that is full or read-only: reads still work.
+      const bucket = await createBucket(ceph, 'readonly');
+      const Policy = JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Deny', Principal: '*', Action: ['s3:PutObject'], Resource: [`arn:aws:s3:::${bucket}/*`] }],
+      });
+      await s3.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy }));
+      const mirror = await startMirror(upstream.url, { storage: storage(bucket, false) });
+      try {
+        const big = image.layers[0]!;
+        const got = await request(`${mirror.url}/v2/library/busybox/blobs/${big.digest}`);
+        expect({ status: got.status, logs: got.status === 200 ? '' : mirror.logs() }).toEqual({ status: 200, logs: '' });
+        expect(`sha256:${createHash('sha256').update(got.body).digest('hex')}`).toBe(big.digest);
+        expect(mirror.logs()).toMatch(/cache write abandoned for blob library\/busybox@/);
+        expect((await keysOf(bucket, '')).size).toBe(0);
+        expect((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).toEqual([]);
+      } finally {
         await mirror.close();
       }
     }, 120_000);
