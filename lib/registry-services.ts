@@ -10,7 +10,8 @@ import { FilesystemDriver } from './storage/filesystem.js';
 import { SharedLocks } from './storage/shared-lock.js';
 import { BlobStore } from './storage/blob-store.js';
 import { RepositoryStore } from './storage/repository-store.js';
-import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
+import { ProxyNamespace } from './proxy/namespace.js';
+import type { TypedCacheEvents } from './stores.js';
 import { NamespaceRouter } from './proxy/namespace-router.js';
 import { registryHostOf } from './distribution/registry-host.js';
 import { isHostedName } from './hosted/hosted.js';
@@ -74,7 +75,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   const lastPulled = new Map<string, Date>();
   const rateLimits = new Map<string, string>();
   /** The same bookkeeping for both kinds of content and every upstream: metrics, expiry schedule, size cap. */
-  const events: NamespaceEvents = {
+  const events: TypedCacheEvents = {
     stored: (type, repo, digest, size) => {
       if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
       metrics.pulledBytes.inc({ type }, size);

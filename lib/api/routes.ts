@@ -9,9 +9,7 @@ import type { Logger } from 'winston';
 import { isValidName, isValidTag } from '../distribution/reference.js';
 import { looksLikeDigest, parseDigest, type Digest } from '../distribution/digest.js';
 import { isIndexType, parseAccept } from '../distribution/mediatypes.js';
-import type { ProxyBlobStore } from '../proxy/proxy-blob-store.js';
-import type { ProxyManifestStore, Manifest } from '../proxy/proxy-manifest-store.js';
-import type { ProxyTagService } from '../proxy/proxy-tag-service.js';
+import type { BlobService, Manifest, ManifestService, TagService } from '../stores.js';
 import { paginate } from '../proxy/proxy-tag-service.js';
 import { RegistryError } from './errors.js';
 import { AuthChallenge, accessDetail, accessFor, type AccessController } from '../auth/access.js';
@@ -24,9 +22,9 @@ import type { PushHandlers } from './push-routes.js';
 export interface Target {
   /** The name the stores know (`library/busybox` for a client's `busybox` on Docker Hub). */
   readonly name: string;
-  readonly manifests: Pick<ProxyManifestStore, 'getByDigest' | 'getByTag'>;
-  readonly blobs: Pick<ProxyBlobStore, 'get' | 'stat'>;
-  readonly tags: Pick<ProxyTagService, 'list'>;
+  readonly manifests: ManifestService;
+  readonly blobs: BlobService;
+  readonly tags: TagService;
   /** The write side (hosted repositories, extension `proxy.hosted`); undefined: writes are 405 UNSUPPORTED. */
   readonly push?: PushHandlers;
 }

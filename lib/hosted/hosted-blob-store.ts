@@ -5,12 +5,12 @@
  */
 import type { Digest } from '../distribution/digest.js';
 import { RegistryError } from '../api/errors.js';
-import type { BlobHandle } from '../proxy/proxy-blob-store.js';
+import type { BlobHandle, BlobService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 
 /** The blob side of hosted repositories. */
-export class HostedBlobStore {
+export class HostedBlobStore implements BlobService {
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,

@@ -7,8 +7,7 @@
 import { digestOf, type Digest } from '../distribution/digest.js';
 import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
 import { RegistryError } from '../api/errors.js';
-import type { Manifest } from '../proxy/proxy-manifest-store.js';
-import type { TagPage } from '../proxy/proxy-tag-service.js';
+import type { Manifest, ManifestService, PageRequest, TagPage, TagService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { parseManifest, verifyReferences, type Descriptor } from './manifest-verify.js';
@@ -26,7 +25,7 @@ export interface PushedManifest {
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** The manifest side of hosted repositories. */
-export class HostedManifestStore {
+export class HostedManifestStore implements ManifestService {
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
@@ -92,11 +91,11 @@ export class HostedManifestStore {
 }
 
 /** Tag listing of hosted repositories: local tags, `NAME_UNKNOWN` for a repository that does not exist. */
-export class HostedTagService {
+export class HostedTagService implements TagService {
   constructor(private readonly repository: (name: string) => RepositoryStore) {}
 
   /** Every tag (the route paginates pages that do not come from an upstream). */
-  async list(name: string, _page: { n?: number; last?: string }): Promise<TagPage> {
+  async list(name: string, _page: PageRequest): Promise<TagPage> {
     const repo = this.repository(name);
     const tags = await repo.listTags();
     if (tags.length === 0 && !(await repo.exists())) throw new RegistryError('NAME_UNKNOWN', { detail: { name } });

@@ -4,9 +4,8 @@
  * prom-client: a well-kept implementation of the exposition format and histograms.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ContentType } from '../stores.js';
 
-/** The type label of distribution's proxy metrics. */
-export type ContentType = 'blob' | 'manifest';
 
 /** All metrics of one registry process, in their own registry (tests start several processes' worth). */
 export class Metrics {

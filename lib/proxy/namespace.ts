@@ -7,6 +7,7 @@
 import type http from 'node:http';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
+import type { CacheEvents, ContentType, TypedCacheEvents } from '../stores.js';
 import { dockerHubName, isDockerHub, storageComponentOf } from '../distribution/registry-host.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
@@ -16,15 +17,6 @@ import { ProxyManifestStore } from './proxy-manifest-store.js';
 import { ProxyTagService } from './proxy-tag-service.js';
 import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
-
-/** Cache events, reported with the name the content is stored under. */
-export interface NamespaceEvents {
-  stored(type: 'blob' | 'manifest', storedName: string, digest: Digest, size: number): void;
-  hit(type: 'blob' | 'manifest', storedName: string, digest: Digest): void;
-  miss(type: 'blob' | 'manifest'): void;
-  /** The disk refused content being cached (the client was served regardless). */
-  cacheWriteFailed(type: 'blob' | 'manifest', storedName: string, digest: Digest, err: Error): void;
-}
 
 /** What a namespace is built from. */
 export interface NamespaceOptions {
@@ -37,7 +29,8 @@ export interface NamespaceOptions {
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   readonly repository: (storedName: string) => RepositoryStore;
-  readonly events: NamespaceEvents;
+  /** Cache events, reported with the name the content is stored under. */
+  readonly events: TypedCacheEvents;
   /** Locks shared with other processes on the same storage (replicas). */
   readonly locks?: SharedLocks;
   readonly onResponse?: (info: { host: string; method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
@@ -70,10 +63,10 @@ export class ProxyNamespace {
       onResponse: o.onResponse && ((info) => o.onResponse!({ host: o.host, ...info })),
     });
     const repository = (name: string): RepositoryStore => o.repository(this.storedName(name));
-    const events = (type: 'blob' | 'manifest') => ({
+    const events = (type: ContentType): CacheEvents => ({
       stored: (name: string, digest: Digest, size: number) => o.events.stored(type, this.storedName(name), digest, size),
       hit: (name: string, digest: Digest) => o.events.hit(type, this.storedName(name), digest),
-      miss: () => o.events.miss(type),
+      miss: (name: string, digest: Digest) => o.events.miss(type, this.storedName(name), digest),
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
     this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'), o.locks);

@@ -7,31 +7,12 @@
  */
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
+import type { CacheEvents, Manifest, ManifestService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { Inflight } from './inflight.js';
 import { Upstream, UpstreamError } from './upstream.js';
-
-/** A manifest ready to be sent. */
-export interface Manifest {
-  readonly digest: Digest;
-  readonly mediaType: string;
-  readonly payload: Buffer;
-  /** `cache` when no upstream content request was needed. */
-  readonly source: 'cache' | 'upstream';
-  /** Set when served from the cache because the upstream failed (logged by the caller). */
-  readonly stale?: UpstreamError;
-}
-
-/** Hooks the server wires to the scheduler and metrics. */
-export interface ProxyManifestEvents {
-  stored?(repo: string, digest: Digest, size: number): void;
-  hit?(repo: string, digest: Digest): void;
-  miss?(repo: string, digest: Digest): void;
-  /** The disk refused a manifest or tag link; the client was served the verified manifest anyway. */
-  cacheWriteFailed?(repo: string, digest: Digest, err: Error): void;
-}
 
 /** Raised when the upstream's manifest is not what it claims to be. */
 export class ManifestVerificationError extends UpstreamError {
@@ -41,7 +22,7 @@ export class ManifestVerificationError extends UpstreamError {
 }
 
 /** The manifest side of the pull-through cache. */
-export class ProxyManifestStore {
+export class ProxyManifestStore implements ManifestService {
   private readonly byDigest = new Inflight<Manifest>();
   private readonly tagChecks = new Inflight<Digest>();
 
@@ -49,7 +30,7 @@ export class ProxyManifestStore {
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
-    private readonly events: ProxyManifestEvents = {},
+    private readonly events: CacheEvents = {},
     /** Extension `immutabletags`: true for a tag whose cached manifest is served with no upstream check. */
     private readonly immutable?: (tag: string) => boolean,
     /** Locks shared with other processes on the same storage (replicas): one fetches, the rest wait. */

@@ -2,26 +2,19 @@
  * Tag listing in pull-through mode (distribution `registry/proxy/proxytagservice.go`): the upstream
  * is asked first, and the cached tags answer when it cannot be reached.
  */
+import type { PageRequest, TagPage, TagService } from '../stores.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { Upstream, UpstreamError } from './upstream.js';
 
-/** One page of a tag list. */
-export interface TagPage {
-  readonly tags: string[];
-  /** The `Link` header of the next page, if any (a path with query, relative to the registry). */
-  readonly next?: { last: string; n: number };
-  readonly source: 'upstream' | 'cache';
-}
-
 /** The tags side of the pull-through cache. */
-export class ProxyTagService {
+export class ProxyTagService implements TagService {
   constructor(
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
   ) {}
 
   /** The tags of `name`, after `last`, at most `n` (all when `n` is undefined). */
-  async list(name: string, page: { n?: number; last?: string }): Promise<TagPage> {
+  async list(name: string, page: PageRequest): Promise<TagPage> {
     try {
       return await this.fromUpstream(name, page);
     } catch (err) {
@@ -32,7 +25,7 @@ export class ProxyTagService {
     }
   }
 
-  private async fromUpstream(name: string, page: { n?: number; last?: string }): Promise<TagPage> {
+  private async fromUpstream(name: string, page: PageRequest): Promise<TagPage> {
     const query = new URLSearchParams();
     if (page.n !== undefined) query.set('n', String(page.n));
     if (page.last !== undefined) query.set('last', page.last);
@@ -52,7 +45,7 @@ export class ProxyTagService {
 }
 
 /** Lexical pagination of a sorted list as distribution does it. */
-export function paginate(all: readonly string[], page: { n?: number; last?: string }): { tags: string[]; next?: { last: string; n: number } } {
+export function paginate(all: readonly string[], page: PageRequest): { tags: string[]; next?: { last: string; n: number } } {
   const start = page.last === undefined ? 0 : all.findIndex((t) => t > page.last!);
   const rest = start < 0 ? [] : all.slice(start);
   if (page.n === undefined || rest.length <= page.n) return { tags: rest };

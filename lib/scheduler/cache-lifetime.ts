@@ -7,6 +7,7 @@
 import type { Logger } from 'winston';
 import type { Config } from '../config/types.js';
 import { parseDigest, type Digest } from '../distribution/digest.js';
+import type { ContentType } from '../stores.js';
 import { purgeBlob, purgeManifest } from './purge.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -32,7 +33,7 @@ export interface CacheLifetimeOptions {
   /** Repositories never expired (extension `proxy.hosted`): their entries are dropped unexecuted. */
   readonly exclude?: (repo: string) => boolean;
   /** Called after each expiry with what it freed (metrics). */
-  readonly onExpired?: (type: Entry['type'], bytesFreed: number, digest: Digest) => void;
+  readonly onExpired?: (type: ContentType, bytesFreed: number, digest: Digest) => void;
 }
 
 /** Expiry of cached content. */
@@ -80,13 +81,13 @@ export class CacheLifetime {
   }
 
   /** Content fetched from the upstream gets an expiry. */
-  schedule(type: Entry['type'], repo: string, digest: string): void {
+  schedule(type: ContentType, repo: string, digest: string): void {
     const ttl = this.o.exclude?.(repo) ? 0 : this.ttlFor(repo);
     if (ttl > 0) this.scheduler?.add(repo, digest, type, ttl);
   }
 
   /** A cache hit: popular content is not evicted one TTL after its first pull. */
-  touch(type: Entry['type'], repo: string, digest: string): void {
+  touch(type: ContentType, repo: string, digest: string): void {
     if (this.o.config.proxy?.touchonhit === false) return;
     const ttl = this.ttlFor(repo);
     if (ttl > 0) this.scheduler?.touch(repo, digest, type, ttl);
@@ -120,8 +121,8 @@ export class CacheLifetime {
   }
 
   /** Everything cached on disk, to rebuild a lost schedule. */
-  private async onDisk(): Promise<Array<{ repo: string; digest: string; type: 'blob' | 'manifest' }>> {
-    const found: Array<{ repo: string; digest: string; type: 'blob' | 'manifest' }> = [];
+  private async onDisk(): Promise<Array<{ repo: string; digest: string; type: ContentType }>> {
+    const found: Array<{ repo: string; digest: string; type: ContentType }> = [];
     for (const name of await listRepositories(this.o.driver, {})) {
       const repo = this.o.repository(name);
       for (const d of await repo.listRevisions()) found.push({ repo: name, digest: d.value, type: 'manifest' });

@@ -7,6 +7,7 @@
 import type { Logger } from 'winston';
 import type { Config } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
+import type { ContentType } from '../stores.js';
 import { listRepositories } from '../storage/catalog.js';
 import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from './purge.js';
 
@@ -17,7 +18,7 @@ export interface SizeCapOptions extends PurgeContext {
   /** Repositories outside the cache (extension `proxy.hosted`): never measured, never evicted. */
   readonly exclude?: (repo: string) => boolean;
   /** After each eviction, with what it freed (metrics). */
-  readonly onEvicted?: (type: 'blob' | 'manifest', bytesFreed: number) => void;
+  readonly onEvicted?: (type: ContentType, bytesFreed: number) => void;
   /** After each change of the cache's size (metrics). */
   readonly onSize?: (bytes: number) => void;
   readonly now?: () => number;
@@ -26,7 +27,7 @@ export interface SizeCapOptions extends PurgeContext {
 interface Use {
   readonly repo: string;
   readonly digest: Digest;
-  readonly type: 'blob' | 'manifest';
+  readonly type: ContentType;
   at: number;
 }
 
@@ -63,7 +64,7 @@ export class SizeCap {
   }
 
   /** Content was stored (or linked) for `repo`: it is the most recently pulled, and the cap is checked. */
-  stored(type: 'blob' | 'manifest', repo: string, digest: Digest, size: number): void {
+  stored(type: ContentType, repo: string, digest: Digest, size: number): void {
     if (this.o.exclude?.(repo)) return;
     if (!this.sizes.has(digest.value)) {
       this.sizes.set(digest.value, size);
@@ -75,7 +76,7 @@ export class SizeCap {
   }
 
   /** A cache hit: the content becomes the most recently pulled. */
-  hit(type: 'blob' | 'manifest', repo: string, digest: Digest): void {
+  hit(type: ContentType, repo: string, digest: Digest): void {
     this.use(type, repo, digest);
   }
 
@@ -103,14 +104,14 @@ export class SizeCap {
     return this.running;
   }
 
-  private use(type: 'blob' | 'manifest', repo: string, digest: Digest): void {
+  private use(type: ContentType, repo: string, digest: Digest): void {
     const key = `${repo}@${digest.value}`;
     const existing = this.uses.get(key);
     this.uses.delete(key);
     this.uses.set(key, { repo, digest, type, at: Math.max(this.now(), existing?.at ?? 0) });
   }
 
-  private async record(repo: string, digest: Digest, type: 'blob' | 'manifest', at: number): Promise<void> {
+  private async record(repo: string, digest: Digest, type: ContentType, at: number): Promise<void> {
     if (!this.sizes.has(digest.value)) {
       const info = await this.o.blobs.stat(digest);
       if (!info) return;

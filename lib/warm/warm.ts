@@ -8,7 +8,7 @@
 import { parseDigest, type Digest } from '../distribution/digest.js';
 import { MediaType, isIndexType } from '../distribution/mediatypes.js';
 import { formatBytes } from '../config/size.js';
-import type { Manifest } from '../proxy/proxy-manifest-store.js';
+import type { Manifest } from '../stores.js';
 import type { RegistryServices } from '../registry-services.js';
 import type { WarmProgress } from './progress.js';
 import { platformMatches, platformText, resolveReference, type Platform, type WarmReference } from './references.js';
