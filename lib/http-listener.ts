@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { Config } from './config/types.js';
-import { MirrorError } from './errors.js';
+import { ConfigError } from './errors.js';
 
 /** The server for `config.http`, answering with `app`. */
 export function createServer(config: Config, app: Express): http.Server {
@@ -48,7 +48,7 @@ export function listen(server: http.Server, config: Config): Promise<{ address: 
     }
     const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(config.http.addr);
     if (!m) {
-      reject(new MirrorError('ERR_CONFIG_INVALID', `http.addr: ${config.http.addr} is not an address like :5000 or host:port`));
+      reject(new ConfigError(`http.addr: ${config.http.addr} is not an address like :5000 or host:port`));
       return;
     }
     const host = m[1] ?? m[2];

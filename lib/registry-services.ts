@@ -15,7 +15,7 @@ import type { TypedCacheEvents } from './stores.js';
 import { NamespaceRouter } from './proxy/namespace-router.js';
 import { registryHostOf } from './distribution/registry-host.js';
 import { isHostedName } from './hosted/hosted.js';
-import { MirrorError } from './errors.js';
+import { UnsupportedConfigError } from './errors.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
 import { startSizeCap, type SizeCap } from './scheduler/size-cap.js';
 import { Metrics } from './metrics/metrics.js';
@@ -51,8 +51,7 @@ export interface RegistryServices {
  */
 export async function createServices(config: Config, logger: Logger): Promise<RegistryServices> {
   if (!config.proxy) {
-    throw new MirrorError(
-      'ERR_CONFIG_UNSUPPORTED',
+    throw new UnsupportedConfigError(
       'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
     );
   }

@@ -12,7 +12,7 @@ import { authorize, registryRouter, configuredHeaders } from './api/routes.js';
 import { errorHandler, sendError } from './api/error-handler.js';
 import { RegistryError } from './api/errors.js';
 import { accessLog, responseComplete, whenDone } from './api/access-log.js';
-import { MirrorError } from './errors.js';
+import { UnsupportedConfigError } from './errors.js';
 import { createAccessController } from './auth/controller.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { Counter } from 'prom-client';
@@ -39,8 +39,7 @@ export interface RunningRegistry {
 /** Starts the registry described by `config`. */
 export async function startRegistry(config: Config, logger: Logger): Promise<RunningRegistry> {
   if (!config.proxy) {
-    throw new MirrorError(
-      'ERR_CONFIG_UNSUPPORTED',
+    throw new UnsupportedConfigError(
       'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
     );
   }

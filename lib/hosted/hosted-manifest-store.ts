@@ -6,7 +6,7 @@
  */
 import { digestOf, type Digest } from '../distribution/digest.js';
 import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
-import { RegistryError } from '../api/errors.js';
+import { DigestInvalidError, ManifestUnknownError, RepositoryUnknownError } from '../errors.js';
 import type { Manifest, ManifestService, PageRequest, TagPage, TagService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
@@ -48,7 +48,7 @@ export class HostedManifestStore implements ManifestService {
   /** The manifest a tag points at. */
   async getByTag(name: string, tag: string): Promise<Manifest> {
     const digest = await this.repository(name).resolveTag(tag);
-    if (!digest) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { Tag: tag } });
+    if (!digest) throw new ManifestUnknownError({ tag });
     return this.getByDigest(name, digest);
   }
 
@@ -60,7 +60,7 @@ export class HostedManifestStore implements ManifestService {
     const parsed = parseManifest(contentType, payload);
     const digest = 'digest' in ref ? ref.digest : undefined;
     const actual = digestOf(payload, digest?.algorithm ?? 'sha256');
-    if (digest && actual !== digest.value) throw new RegistryError('DIGEST_INVALID', { detail: `payload digest is ${actual}, not ${digest.value}` });
+    if (digest && actual !== digest.value) throw new DigestInvalidError(`payload digest is ${actual}, not ${digest.value}`);
     const repo = this.repository(name);
     await verifyReferences(parsed, {
       layer: async (d) => (await repo.hasLayer(d)) && (await this.blobs.stat(d)) !== undefined,
@@ -80,7 +80,7 @@ export class HostedManifestStore implements ManifestService {
   async delete(name: string, ref: ManifestRef): Promise<void> {
     const repo = this.repository(name);
     if ('tag' in ref) {
-      if (!(await repo.resolveTag(ref.tag))) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { Tag: ref.tag } });
+      if (!(await repo.resolveTag(ref.tag))) throw new ManifestUnknownError({ tag: ref.tag });
       await repo.untag(ref.tag);
       return;
     }
@@ -98,11 +98,11 @@ export class HostedTagService implements TagService {
   async list(name: string, _page: PageRequest): Promise<TagPage> {
     const repo = this.repository(name);
     const tags = await repo.listTags();
-    if (tags.length === 0 && !(await repo.exists())) throw new RegistryError('NAME_UNKNOWN', { detail: { name } });
+    if (tags.length === 0 && !(await repo.exists())) throw new RepositoryUnknownError(name);
     return { tags, source: 'cache' };
   }
 }
 
-function unknownManifest(digest: string): RegistryError {
-  return new RegistryError('MANIFEST_UNKNOWN', { detail: { Digest: digest } });
+function unknownManifest(digest: string): ManifestUnknownError {
+  return new ManifestUnknownError({ digest });
 }

@@ -6,7 +6,7 @@
  */
 import { parseDigest, type Digest } from '../distribution/digest.js';
 import { MediaType, isIndexType, parseAccept } from '../distribution/mediatypes.js';
-import { RegistryError } from '../api/errors.js';
+import { DigestInvalidError, ManifestBlobUnknownError, ManifestInvalidError } from '../errors.js';
 
 /** The manifest types a client may push (schema 1 is refused, as distribution 3 does). */
 const PUSHABLE: readonly string[] = [MediaType.DockerManifest, MediaType.DockerManifestList, MediaType.OciManifest, MediaType.OciIndex];
@@ -81,10 +81,10 @@ export async function verifyReferences(
 ): Promise<void> {
   for (const b of m.blobs) {
     const present = b.mediaType === MediaType.OciManifest || b.mediaType === MediaType.DockerManifest ? await has.revision(b.digest) : await has.layer(b.digest);
-    if (!present) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: b.digest.value });
+    if (!present) throw new ManifestBlobUnknownError(b.digest);
   }
   for (const child of m.manifests) {
-    if (!(await has.revision(child.digest))) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: child.digest.value });
+    if (!(await has.revision(child.digest))) throw new ManifestBlobUnknownError(child.digest);
   }
 }
 
@@ -92,7 +92,7 @@ function descriptor(value: unknown, where: string): Descriptor {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(`${where}: not a descriptor`);
   const v = value as Record<string, unknown>;
   const digest = typeof v.digest === 'string' ? parseDigest(v.digest) : undefined;
-  if (!digest) throw new RegistryError('DIGEST_INVALID', { detail: `${where}: invalid digest ${JSON.stringify(v.digest)}` });
+  if (!digest) throw new DigestInvalidError(`${where}: invalid digest ${JSON.stringify(v.digest)}`);
   return {
     digest,
     mediaType: typeof v.mediaType === 'string' ? v.mediaType : undefined,
@@ -103,6 +103,6 @@ function descriptor(value: unknown, where: string): Descriptor {
   };
 }
 
-function invalid(detail: string): RegistryError {
-  return new RegistryError('MANIFEST_INVALID', { detail });
+function invalid(detail: string): ManifestInvalidError {
+  return new ManifestInvalidError(detail);
 }

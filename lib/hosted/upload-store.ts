@@ -13,8 +13,7 @@ import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../distribution/digest.js';
-import { MirrorError } from '../errors.js';
-import { RegistryError } from '../api/errors.js';
+import { DigestInvalidError, InvalidPathError, UploadUnknownError } from '../errors.js';
 import type { FilesystemDriver } from '../storage/filesystem.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
@@ -104,7 +103,7 @@ export class UploadStore {
       const actual = await this.digestOf(repo, uuid, digest.algorithm, size);
       if (actual !== digest.value) {
         await this.remove(repo, uuid);
-        throw new RegistryError('DIGEST_INVALID', { detail: `invalid digest for referenced layer: ${digest.value}, content does not match digest` });
+        throw new DigestInvalidError(`invalid digest for referenced layer: ${digest.value}, content does not match digest`);
       }
       const data = this.driver.localPath(`${this.dir(repo, uuid)}/data`);
       if (!(await this.blobs.stat(digest))) {
@@ -130,7 +129,7 @@ export class UploadStore {
     try {
       return uploadDir(repo, uuid);
     } catch (err) {
-      if (err instanceof MirrorError && err.code === 'ERR_INVALID_PATH_COMPONENT') throw unknown(uuid);
+      if (err instanceof InvalidPathError) throw unknown(uuid);
       throw err;
     }
   }
@@ -194,6 +193,6 @@ export class UploadStore {
   }
 }
 
-function unknown(uuid: string): RegistryError {
-  return new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uuid } });
+function unknown(uuid: string): UploadUnknownError {
+  return new UploadUnknownError(uuid);
 }

@@ -11,7 +11,8 @@ import type { RepositoryStore } from '../storage/repository-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { BlobFetch } from './blob-fetch.js';
-import { Upstream, UpstreamError } from './upstream.js';
+import type { Upstream } from './upstream.js';
+import { UpstreamError } from './upstream-error.js';
 
 /** The blob side of the pull-through cache. */
 export class ProxyBlobStore implements BlobService {

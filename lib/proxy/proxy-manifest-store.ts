@@ -12,7 +12,8 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { Inflight } from './inflight.js';
-import { Upstream, UpstreamError } from './upstream.js';
+import type { Upstream } from './upstream.js';
+import { UpstreamError } from './upstream-error.js';
 
 /** Raised when the upstream's manifest is not what it claims to be. */
 export class ManifestVerificationError extends UpstreamError {

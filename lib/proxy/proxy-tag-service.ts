@@ -4,7 +4,8 @@
  */
 import type { PageRequest, TagPage, TagService } from '../stores.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import { Upstream, UpstreamError } from './upstream.js';
+import type { Upstream } from './upstream.js';
+import { UpstreamError } from './upstream-error.js';
 
 /** The tags side of the pull-through cache. */
 export class ProxyTagService implements TagService {

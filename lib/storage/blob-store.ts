@@ -4,7 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
-import { MirrorError } from '../errors.js';
+import { DigestMismatchError } from '../errors.js';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import type { FileWriter, StorageDriver } from './driver.js';
 import { PathNotFoundError } from './driver.js';
@@ -38,7 +38,7 @@ export class BlobStore {
   /** Stores `content` after checking that it hashes to `digest`. */
   async put(digest: Digest, content: Buffer): Promise<void> {
     const actual = digestOf(content, digest.algorithm);
-    if (actual !== digest.value) throw new MirrorError('ERR_DIGEST_MISMATCH', `content hashes to ${actual}, not ${digest.value}`);
+    if (actual !== digest.value) throw new DigestMismatchError(`content hashes to ${actual}, not ${digest.value}`);
     if (await this.stat(digest)) return;
     await this.driver.putContent(blobDataPath(digest), content);
   }

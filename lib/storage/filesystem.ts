@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { MirrorError } from '../errors.js';
+import { InvalidPathError } from '../errors.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
 
 const TMP = '.tmp';
@@ -35,7 +35,7 @@ export class FilesystemDriver implements StorageDriver {
   /** The real path of a logical path; refuses anything that could leave the root. */
   localPath(path: string): string {
     if (!path.startsWith('/') || path.includes('\0') || path.split('/').some((s) => s === '..' || s === '.')) {
-      throw new MirrorError('ERR_INVALID_PATH_COMPONENT', `invalid storage path: ${JSON.stringify(path)}`);
+      throw new InvalidPathError(`invalid storage path: ${JSON.stringify(path)}`);
     }
     return this.root + path;
   }

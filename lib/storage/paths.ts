@@ -2,7 +2,7 @@
  * distribution's on-disk layout (`registry/storage/paths.go`), built in this one module. Every
  * function re-checks its inputs, so no value can name a path outside `/docker/registry/v2`.
  */
-import { MirrorError } from '../errors.js';
+import { InvalidPathError } from '../errors.js';
 import type { Digest } from '../distribution/digest.js';
 import { isValidName, isValidTag } from '../distribution/reference.js';
 
@@ -10,18 +10,18 @@ import { isValidName, isValidTag } from '../distribution/reference.js';
 export const ROOT = '/docker/registry/v2';
 
 function checkName(name: string): string {
-  if (!isValidName(name)) throw new MirrorError('ERR_INVALID_PATH_COMPONENT', `invalid repository name: ${JSON.stringify(name)}`);
+  if (!isValidName(name)) throw new InvalidPathError(`invalid repository name: ${JSON.stringify(name)}`);
   return name;
 }
 
 function checkTag(tag: string): string {
-  if (!isValidTag(tag)) throw new MirrorError('ERR_INVALID_PATH_COMPONENT', `invalid tag: ${JSON.stringify(tag)}`);
+  if (!isValidTag(tag)) throw new InvalidPathError(`invalid tag: ${JSON.stringify(tag)}`);
   return tag;
 }
 
 function checkDigest(d: Digest): Digest {
   if (!/^sha(256|384|512)$/.test(d.algorithm) || !/^[a-f0-9]+$/.test(d.hex)) {
-    throw new MirrorError('ERR_INVALID_PATH_COMPONENT', `invalid digest: ${JSON.stringify(d.value)}`);
+    throw new InvalidPathError(`invalid digest: ${JSON.stringify(d.value)}`);
   }
   return d;
 }
@@ -56,6 +56,6 @@ export const tagIndexLinkPath = (name: string, tag: string, d: Digest): string =
   `${tagDir(name, tag)}/index/${checkDigest(d).algorithm}/${d.hex}/link`;
 /** `repositories/<name>/_uploads/<uuid>` */
 export const uploadDir = (name: string, uuid: string): string => {
-  if (!/^[a-f0-9-]{8,64}$/.test(uuid)) throw new MirrorError('ERR_INVALID_PATH_COMPONENT', `invalid upload id: ${JSON.stringify(uuid)}`);
+  if (!/^[a-f0-9-]{8,64}$/.test(uuid)) throw new InvalidPathError(`invalid upload id: ${JSON.stringify(uuid)}`);
   return `${repositoryDir(name)}/_uploads/${uuid}`;
 };

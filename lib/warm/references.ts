@@ -5,6 +5,7 @@
 import { parseDigest, type Digest } from '../distribution/digest.js';
 import { parseImageReference } from '../distribution/reference.js';
 import { registryHostOf } from '../distribution/registry-host.js';
+import { MirrorError } from '../errors.js';
 import type { NamespaceRouter } from '../proxy/namespace-router.js';
 import type { ProxyNamespace } from '../proxy/namespace.js';
 
@@ -27,7 +28,11 @@ export interface WarmReference {
 }
 
 /** A reference that cannot be warmed, with the reason. */
-export class BadReferenceError extends Error {}
+export class BadReferenceError extends MirrorError {
+  constructor(message: string) {
+    super('ERR_BAD_REFERENCE', message);
+  }
+}
 
 /**
  * Resolves `busybox`, `library/busybox:1.36`, `docker.io/library/alpine:3.19`,
