@@ -8,7 +8,10 @@ import { createServer, listen } from './http-listener.js';
 import type { Logger } from 'winston';
 import type { Config } from './config/types.js';
 import { listRepositories } from './storage/catalog.js';
-import { authorize, registryRouter, configuredHeaders } from './api/routes.js';
+import { registryRouter, type Target } from './api/router.js';
+import { authorize } from './api/authorize.js';
+import { configuredHeaders } from './api/headers.js';
+import { createWritable } from './api/writable.js';
 import { errorHandler, sendError } from './api/error-handler.js';
 import { RegistryError } from './api/errors.js';
 import { accessLog, responseComplete, whenDone } from './api/access-log.js';
@@ -53,16 +56,28 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   const services = await createServices(config, logger);
   const { driver, blobs, repository, metrics, router, lifetime, sizing, lastPulled, rateLimits } = services;
   // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
+  const purging = config.storage.maintenance.uploadpurging;
   const hosted =
     proxy.hosted.length > 0
-      ? new HostedRepositories({
-          config, driver, blobs, repository, access, logger,
-          proxiedStoredName: (name) => {
-            const found = router.resolve(name, undefined);
-            return found && found.namespace.storedName(found.name);
-          },
-        })
+      ? new HostedRepositories({ prefixes: proxy.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, logger })
       : undefined;
+  const hostedTarget: Omit<Target, 'name'> | undefined = hosted && {
+    manifests: hosted.manifests,
+    blobs: hosted.blobs,
+    tags: hosted.tags,
+    writable: createWritable(hosted, {
+      access,
+      anonymousPush: proxy.hostedanonymouspush,
+      deleteEnabled: config.storage.delete.enabled,
+      readOnly: config.storage.maintenance.readonly.enabled,
+      secret: config.http.secret,
+      proxiedStoredName: (name) => {
+        const found = router.resolve(name, undefined);
+        return found && found.namespace.storedName(found.name);
+      },
+      logger,
+    }),
+  };
 
   const app = express();
   app.disable('x-powered-by');
@@ -123,7 +138,8 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     registryRouter({
       listRepositories: (page) => listRepositories(driver, page),
       resolve: (name, ns) => {
-        if (hosted?.owns(name)) return hosted.resolve(name);
+        // Hosted repositories are stored under the name the client uses.
+        if (hostedTarget && hosted!.owns(name)) return { name, ...hostedTarget };
         const found = router.resolve(name, ns);
         return found && { name: found.name, manifests: found.namespace.manifests, blobs: found.namespace.blobs, tags: found.namespace.tags };
       },

@@ -2,6 +2,7 @@
  * Tag listing in pull-through mode (distribution `registry/proxy/proxytagservice.go`): the upstream
  * is asked first, and the cached tags answer when it cannot be reached.
  */
+import { paginate } from '../distribution/paging.js';
 import type { PageRequest, TagPage, TagService } from '../stores.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { Upstream } from './upstream.js';
@@ -43,15 +44,6 @@ export class ProxyTagService implements TagService {
     const next = typeof link === 'string' ? parseNextLink(link) : undefined;
     return { tags, next, source: 'upstream' };
   }
-}
-
-/** Lexical pagination of a sorted list as distribution does it. */
-export function paginate(all: readonly string[], page: PageRequest): { tags: string[]; next?: { last: string; n: number } } {
-  const start = page.last === undefined ? 0 : all.findIndex((t) => t > page.last!);
-  const rest = start < 0 ? [] : all.slice(start);
-  if (page.n === undefined || rest.length <= page.n) return { tags: rest };
-  const tags = rest.slice(0, page.n);
-  return { tags, next: { last: tags[tags.length - 1]!, n: page.n } };
 }
 
 function parseNextLink(link: string): { last: string; n: number } | undefined {
