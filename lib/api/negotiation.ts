@@ -4,7 +4,7 @@
  * unacceptable types are unknown to it. A client that names none gets the manifest as stored.
  */
 import type { Request } from 'express';
-import { parseDigest } from '../distribution/digest.js';
+import { readManifest } from '../distribution/manifest.js';
 import { isIndexType, parseAccept } from '../distribution/mediatypes.js';
 import type { Manifest } from '../stores.js';
 import { RegistryError } from './errors.js';
@@ -15,11 +15,9 @@ export async function negotiate(t: Target, req: Request, m: Manifest, byTag: boo
   const accepted = parseAccept(req.headers.accept);
   if (accepted.length === 0 || accepted.includes('*/*') || accepted.includes(m.mediaType)) return m;
   if (isIndexType(m.mediaType) && byTag) {
-    const index = JSON.parse(m.payload.toString('utf8')) as { manifests?: Array<{ digest?: string; platform?: { os?: string; architecture?: string } }> };
-    const entry = index.manifests?.find((e) => e.platform?.os === 'linux' && e.platform?.architecture === 'amd64');
-    const child = entry?.digest ? parseDigest(entry.digest) : undefined;
-    if (child) {
-      const chosen = await t.manifests.getByDigest(t.name, child);
+    const entry = readManifest(m.payload).refs.manifests.find((e) => e.platform?.os === 'linux' && e.platform.architecture === 'amd64');
+    if (entry) {
+      const chosen = await t.manifests.getByDigest(t.name, entry.digest);
       if (accepted.includes(chosen.mediaType)) return chosen;
     }
   }

@@ -5,12 +5,13 @@
  * writes and reads. Reads come from local storage only.
  */
 import { digestOf, type Digest } from '../distribution/digest.js';
-import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
+import { mediaTypeOfPayload } from '../distribution/manifest.js';
 import { DigestInvalidError, ManifestUnknownError, RepositoryUnknownError } from '../errors.js';
 import type { Manifest, ManifestService, PageRequest, TagPage, TagService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import { parseManifest, verifyReferences, type Descriptor } from './manifest-verify.js';
+import type { Descriptor } from '../distribution/manifest.js';
+import { checkManifest, verifyReferences } from './manifest-verify.js';
 
 /** A manifest reference from the URL. */
 export type ManifestRef = { tag: string } | { digest: Digest };
@@ -57,7 +58,7 @@ export class HostedManifestStore implements ManifestService {
    * that does not hash to the URL's digest, `MANIFEST_BLOB_UNKNOWN` for missing references).
    */
   async put(name: string, ref: ManifestRef, contentType: string | undefined, payload: Buffer): Promise<PushedManifest> {
-    const parsed = parseManifest(contentType, payload);
+    const parsed = checkManifest(contentType, payload);
     const digest = 'digest' in ref ? ref.digest : undefined;
     const actual = digestOf(payload, digest?.algorithm ?? 'sha256');
     if (digest && actual !== digest.value) throw new DigestInvalidError(`payload digest is ${actual}, not ${digest.value}`);

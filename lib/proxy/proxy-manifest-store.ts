@@ -6,7 +6,7 @@
  * served when the upstream cannot be reached or rate-limits, never when it says the tag is gone.
  */
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
-import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
+import { mediaTypeOfPayload } from '../distribution/manifest.js';
 import type { CacheEvents, Manifest, ManifestService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
