@@ -3,9 +3,14 @@
  * a stable machine-readable `code` and an optional `cause`, and one subclass per kind of failure,
  * which owns its code. Callers tell failures apart with `instanceof`, never by comparing strings.
  * Nothing here knows HTTP: `lib/api/error-handler.ts` turns these into registry answers, the store
- * errors below as distribution maps its root `errors.go` onto `registry/api/errcode`.
+ * errors below as distribution maps its root `errors.go` onto `registry/api/errcode`. It imports
+ * nothing: every other module may use it.
  */
-import type { Digest } from './distribution/digest.js';
+
+/** A digest as the store errors name it (a `Digest` of lib/distribution fits). */
+interface Named {
+  readonly value: string;
+}
 
 /** What a store reports about content a request named; each is mapped to one registry error code. */
 export type StoreErrorCode =
@@ -106,7 +111,7 @@ export abstract class StoreError extends MirrorError {
 
 /** The repository does not have the blob. */
 export class BlobUnknownError extends StoreError {
-  constructor(digest: Digest) {
+  constructor(digest: Named) {
     super('ERR_BLOB_UNKNOWN', `blob unknown: ${digest.value}`, digest.value);
   }
 }
@@ -149,7 +154,7 @@ export class ManifestInvalidError extends StoreError {
 
 /** A pushed manifest references a blob or manifest the repository does not have. */
 export class ManifestBlobUnknownError extends StoreError {
-  constructor(digest: Digest) {
+  constructor(digest: Named) {
     super('ERR_MANIFEST_BLOB_UNKNOWN', `manifest references unknown ${digest.value}`, digest.value);
   }
 }

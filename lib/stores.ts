@@ -49,6 +49,9 @@ export interface Manifest {
   readonly stale?: Error;
 }
 
+/** A manifest as a URL names it: by tag or by digest. */
+export type ManifestRef = { readonly tag: string } | { readonly digest: Digest };
+
 /** The manifests of repositories (distribution's `ManifestService` and `TagService.Get`). */
 export interface ManifestService {
   getByDigest(name: string, digest: Digest): Promise<Manifest>;

@@ -9,6 +9,9 @@ import { ManifestInvalidError } from '../errors.js';
 import { parseDigest, type Digest } from './digest.js';
 import { MediaType } from './mediatypes.js';
 
+/** The largest manifest body accepted, pushed or from an upstream (distribution's `maxManifestBodySize`). */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
 /** The platform of an index entry. */
 export interface DescriptorPlatform {
   readonly os?: string;

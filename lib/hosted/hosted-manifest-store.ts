@@ -7,23 +7,17 @@
 import { digestOf, type Digest } from '../distribution/digest.js';
 import { mediaTypeOfPayload } from '../distribution/manifest.js';
 import { DigestInvalidError, ManifestUnknownError, RepositoryUnknownError } from '../errors.js';
-import type { Manifest, ManifestService, PageRequest, TagPage, TagService } from '../stores.js';
+import type { Manifest, ManifestRef, ManifestService, PageRequest, TagPage, TagService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { Descriptor } from '../distribution/manifest.js';
 import { checkManifest, verifyReferences } from './manifest-verify.js';
-
-/** A manifest reference from the URL. */
-export type ManifestRef = { tag: string } | { digest: Digest };
 
 /** What a successful push reports. */
 export interface PushedManifest {
   readonly digest: Digest;
   readonly subject?: Descriptor;
 }
-
-/** distribution's `maxManifestBodySize`. */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** The manifest side of hosted repositories. */
 export class HostedManifestStore implements ManifestService {

@@ -7,6 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import got, { type Got, RequestError } from 'got';
+import { MAX_MANIFEST_BYTES } from '../distribution/manifest.js';
 import { MANIFEST_ACCEPT } from '../distribution/mediatypes.js';
 import { UpstreamAuth, UpstreamAuthError, scopeForRepository } from './auth/upstream-auth.js';
 import { UpstreamError } from './upstream-error.js';
@@ -37,8 +38,6 @@ export interface UpstreamOptions {
 
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 10_000, response: 30_000, idle: 60_000 };
 
-/** Upstream manifests larger than this are refused (distribution's limit on manifest bodies). */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** A buffered upstream answer. */
 export interface UpstreamReply {

@@ -6,8 +6,8 @@
 import type { Request, Response } from 'express';
 import { looksLikeDigest } from '../../distribution/digest.js';
 import { isValidTag } from '../../distribution/reference.js';
-import { MAX_MANIFEST_BYTES, type ManifestRef } from '../../hosted/hosted-manifest-store.js';
-import type { Manifest } from '../../stores.js';
+import { MAX_MANIFEST_BYTES } from '../../distribution/manifest.js';
+import type { Manifest, ManifestRef } from '../../stores.js';
 import { RegistryError } from '../errors.js';
 import { digestParam, header } from '../messages.js';
 import { negotiate } from '../negotiation.js';
