@@ -10,6 +10,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import { blobLockKey } from '../storage/paths.js';
 import { BlobFetch } from './blob-fetch.js';
 import type { Upstream } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
@@ -141,7 +142,7 @@ export class ProxyBlobStore implements BlobService {
    */
   private async startFetch(name: string, digest: Digest): Promise<BlobFetch | undefined> {
     if (!this.locks) return this.startLocalFetch(name, digest);
-    const key = `blobs/${digest.algorithm}/${digest.hex}`;
+    const key = blobLockKey(digest);
     for (;;) {
       const release = await this.locks.tryAcquire(key);
       if (release) {

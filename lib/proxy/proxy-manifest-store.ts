@@ -11,6 +11,7 @@ import type { CacheEvents, Manifest, ManifestService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import { manifestLockKey } from '../storage/paths.js';
 import { Inflight } from './inflight.js';
 import type { Upstream } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
@@ -54,7 +55,7 @@ export class ProxyManifestStore implements ManifestService {
   /** One upstream fetch of `name@digest` across the processes sharing the storage. */
   private async fetchOnce(name: string, digest: Digest): Promise<Manifest> {
     if (!this.locks) return this.fetchAndStore(name, digest);
-    const key = `manifests/${name}/${digest.algorithm}/${digest.hex}`;
+    const key = manifestLockKey(name, digest);
     for (;;) {
       const release = await this.locks.tryAcquire(key);
       if (release) {

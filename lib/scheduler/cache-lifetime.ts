@@ -15,6 +15,7 @@ import type { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
 import { TtlScheduler, parseKey, type Entry } from './scheduler.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import { SCHEDULER_STATE_PATH } from '../storage/paths.js';
 
 /** The parts of the registry the lifetime policy works on. */
 export interface CacheLifetimeOptions {
@@ -55,7 +56,7 @@ export class CacheLifetime {
       return;
     }
     this.scheduler = new TtlScheduler({
-      statePath: `${root.replace(/\/+$/, '')}/scheduler-state.json`,
+      statePath: `${root.replace(/\/+$/, '')}${SCHEDULER_STATE_PATH}`,
       onExpire: (entry) => this.expire(entry),
       logger: o.logger,
       shared: o.locks && { locks: o.locks, stillCached: (entry) => this.stillCached(entry) },

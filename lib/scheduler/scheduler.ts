@@ -10,6 +10,7 @@
  */
 import { readState, updateState, writeState, type Entry } from './state-file.js';
 import type { Release, SharedLocks } from '../storage/shared-lock.js';
+import { SCHEDULER_LEASE_KEY } from '../storage/paths.js';
 
 export type { Entry } from './state-file.js';
 
@@ -111,7 +112,7 @@ export class TtlScheduler {
 
   private async tryLease(): Promise<void> {
     if (this.lease || this.stopped) return;
-    const release = await this.o.shared!.locks.tryAcquire('scheduler-lease', () => {
+    const release = await this.o.shared!.locks.tryAcquire(SCHEDULER_LEASE_KEY, () => {
       // Lost (this process stalled past the stale time, and another replica took over).
       this.o.logger?.warn('scheduler lease lost: another replica runs the expiries now');
       this.lease = undefined;

@@ -8,7 +8,7 @@ import { DigestMismatchError } from '../errors.js';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import type { FileWriter, StorageDriver } from './driver.js';
 import { PathNotFoundError } from './driver.js';
-import { blobDataPath, blobDir, blobsRoot } from './paths.js';
+import { blobDataPath, blobDir, blobsDir, blobsRoot, isBlobPrefix, isDigestAlgorithm } from './paths.js';
 
 /** Content-addressed blob data. */
 export class BlobStore {
@@ -60,9 +60,10 @@ export class BlobStore {
   /** Every stored blob (walks `blobs/<alg>/<xx>/<hex>/data`). */
   async list(): Promise<Digest[]> {
     const found: Digest[] = [];
-    for (const algorithm of await listOrEmpty(this.driver, blobsRoot())) {
-      for (const prefix of await listOrEmpty(this.driver, `${blobsRoot()}/${algorithm}`)) {
-        for (const hex of await listOrEmpty(this.driver, `${blobsRoot()}/${algorithm}/${prefix}`)) {
+    // Entries of other names hold no blob of the layout.
+    for (const algorithm of (await listOrEmpty(this.driver, blobsRoot())).filter(isDigestAlgorithm)) {
+      for (const prefix of (await listOrEmpty(this.driver, blobsDir(algorithm))).filter(isBlobPrefix)) {
+        for (const hex of await listOrEmpty(this.driver, blobsDir(algorithm, prefix))) {
           const d = parseDigest(`${algorithm}:${hex}`);
           if (d && hex.startsWith(prefix) && (await this.stat(d))) found.push(d);
         }

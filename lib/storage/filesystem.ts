@@ -12,8 +12,8 @@ import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { InvalidPathError } from '../errors.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
+import { TEMP_ROOT } from './paths.js';
 
-const TMP = '.tmp';
 /** A temporary directory of another host, with no sign of life for this long, is an orphan. */
 const FOREIGN_ORPHAN_MS = 10 * 60_000;
 
@@ -29,7 +29,7 @@ export class FilesystemDriver implements StorageDriver {
     this.root = resolve(rootDirectory);
     // The host name and pid let another process on the same host tell at once whether we live.
     this.instance = `${safeHost()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-    this.tempDir = `${this.root}/${TMP}/${this.instance}`;
+    this.tempDir = `${this.root}${TEMP_ROOT}/${this.instance}`;
   }
 
   /** The real path of a logical path; refuses anything that could leave the root. */
@@ -152,7 +152,7 @@ export class FilesystemDriver implements StorageDriver {
    * Loose files are from older versions.
    */
   async cleanTemporaryFiles(): Promise<number> {
-    const dir = `${this.root}/${TMP}`;
+    const dir = this.root + TEMP_ROOT;
     let names: string[];
     try {
       names = await readdir(dir);

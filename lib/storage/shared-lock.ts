@@ -8,6 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
+import { lockPath } from './paths.js';
 
 /** Releases a held lock. */
 export type Release = () => Promise<void>;
@@ -23,7 +24,7 @@ export class SharedLocks {
   ) {}
 
   private path(key: string): string {
-    return `${this.root}/.locks/${key}`;
+    return this.root + lockPath(key);
   }
 
   /**
