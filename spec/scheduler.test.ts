@@ -135,6 +135,40 @@ describe('TTL scheduler', () => {
     await s.stop();
   });
 
+  test('a hit never creates an entry: touch of content that is not scheduled leaves it unscheduled', async () => {
+    const s = scheduler(async () => undefined);
+    await s.start();
+    s.touch('a', 'sha256:1', 'blob', 300);
+    expect(s.has('a@sha256:1')).toBe(false);
+    await s.stop();
+    expect((await readState(state)).entries.size).toBe(0);
+  });
+
+  test('shared mode: a hit on an entry another replica scheduled extends it in the file, and creates none', async () => {
+    const locks = new SharedLocks(dir, 2000);
+    const a = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 20, shared: { locks } });
+    const b = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 20, shared: { locks } });
+    await a.start();
+    await b.start();
+    try {
+      // a schedules after b has read the file: b does not know the entry.
+      a.add('repo/a', 'sha256:aa', 'blob', 60_000);
+      await a.flush();
+      const first = (await readState(state)).entries.get('repo/a@sha256:aa')!.expiry.getTime();
+      await sleep(30);
+      b.touch('repo/a', 'sha256:aa', 'blob', 3600_000);
+      b.touch('repo/never', 'sha256:bb', 'blob', 3600_000);
+      await b.flush();
+      const entries = (await readState(state)).entries;
+      expect(entries.get('repo/a@sha256:aa')!.expiry.getTime()).toBeGreaterThan(first + 3000_000);
+      expect(entries.has('repo/never@sha256:bb')).toBe(false);
+      expect(b.has('repo/a@sha256:aa')).toBe(true);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
   test.each([
     ['empty', ''],
     ['truncated', OFFICIAL.slice(0, 80)],
