@@ -23,12 +23,13 @@ const LAYERS: Readonly<Record<string, number>> = {
   hosted: 6,
   scheduler: 6,
   metrics: 6,
-  api: 7,
-  'registry-services': 7,
-  'http-listener': 7,
-  warm: 8,
-  server: 9,
-  cli: 10,
+  'cache-policy': 7,
+  api: 8,
+  'registry-services': 8,
+  'http-listener': 8,
+  warm: 9,
+  server: 10,
+  cli: 11,
 };
 
 const LIB = resolve(dirname(fileURLToPath(import.meta.url)), '../lib');

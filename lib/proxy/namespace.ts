@@ -8,7 +8,7 @@ import type http from 'node:http';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
 import type { CacheEvents, ContentType, TypedCacheEvents } from '../stores.js';
-import { dockerHubName, isDockerHub, storageComponentOf } from '../distribution/registry-host.js';
+import { dockerHubName, isDockerHub, storagePrefixOf } from '../distribution/registry-host.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -42,7 +42,6 @@ export class ProxyNamespace {
   readonly host: string;
   /** Prepended to upstream names to form stored names: `''` or `ghcr.io/`. */
   readonly storagePrefix: string;
-  readonly ttlms: number;
   readonly upstream: Upstream;
   readonly manifests: ProxyManifestStore;
   readonly blobs: ProxyBlobStore;
@@ -51,8 +50,7 @@ export class ProxyNamespace {
 
   constructor(o: NamespaceOptions) {
     this.host = o.host;
-    this.storagePrefix = o.isDefault ? '' : `${storageComponentOf(o.host)}/`;
-    this.ttlms = o.config.ttlms;
+    this.storagePrefix = storagePrefixOf(o.host, o.isDefault);
     this.dockerHub = isDockerHub(o.config.remoteurl);
     this.upstream = new Upstream({
       remoteUrl: o.config.remoteurl,

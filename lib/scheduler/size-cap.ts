@@ -5,7 +5,6 @@
  * more, the same rule as TTL expiry. The official cache has no size bound at all.
  */
 import type { Logger } from 'winston';
-import type { Config } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
 import type { ContentType } from '../stores.js';
 import { listRepositories } from '../storage/catalog.js';
@@ -13,6 +12,7 @@ import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } 
 
 /** What the size cap needs. */
 export interface SizeCapOptions extends PurgeContext {
+  /** The cap in bytes (`proxy.maxsize`, decided by lib/cache-policy.ts); infinite: only measure. */
   readonly maxBytes: number;
   readonly logger: Logger;
   /** Repositories outside the cache (extension `proxy.hosted`): never measured, never evicted. */
@@ -56,6 +56,12 @@ export class SizeCap {
     }
     this.o.logger.info(Number.isFinite(this.o.maxBytes) ? `size cap ${this.o.maxBytes} bytes: ${this.total} bytes cached` : `the cache holds ${this.total} bytes of blob data`);
     await this.enforce();
+    this.o.onSize?.(this.total);
+  }
+
+  /** True when a cap is kept (`maxBytes` finite); false when the cache is only measured. */
+  get enforced(): boolean {
+    return Number.isFinite(this.o.maxBytes);
   }
 
   /** The bytes of blob data cached. */
@@ -182,33 +188,12 @@ export class SizeCap {
 }
 
 /**
- * The extension `proxy.maxsize` (eviction needs `storage.delete.enabled`, as expiry does). Without
- * a cap the same accounting only measures, in the background, for `registry_mirror_cache_bytes`
- * and the cache page.
+ * Starts the accounting of `cap`. Enforcing a cap, the cache is measured before serving, so a cache
+ * over a lowered cap is brought under it first; measuring only (for `registry_mirror_cache_bytes`
+ * and the cache page), in the background: a large cache must not delay the start.
  */
-export async function startSizeCap(
-  config: Config,
-  storage: PurgeContext,
-  logger: Logger,
-  hooks: Pick<SizeCapOptions, 'onEvicted' | 'onSize'>,
-  exclude?: (repo: string) => boolean,
-): Promise<{ cap: SizeCap; enforced: boolean }> {
-  let maxBytes = config.proxy?.maxsizebytes;
-  if (maxBytes !== undefined && !config.storage.delete.enabled) {
-    logger.warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
-    maxBytes = undefined;
-  }
-  const cap = new SizeCap({
-    ...storage,
-    maxBytes: maxBytes ?? Number.POSITIVE_INFINITY,
-    logger,
-    exclude,
-    ...hooks,
-  });
-  const measured = cap.start().then(() => hooks.onSize?.(cap.bytes));
-  // Enforcing: a cache over a lowered cap is brought under it before serving. Measuring only:
-  // a large cache must not delay the start.
-  if (maxBytes !== undefined) await measured;
+export async function startSizeCap(cap: SizeCap, logger: Logger): Promise<void> {
+  const measured = cap.start();
+  if (cap.enforced) await measured;
   else measured.catch((err: Error) => logger.error(`measuring the cache failed: ${err.message}`));
-  return { cap, enforced: maxBytes !== undefined };
 }
