@@ -16,7 +16,7 @@ import { platformMatches, platformText, resolveReference, type Platform, type Wa
 
 /** What a warm-up runs with. */
 export interface WarmOptions {
-  readonly services: Pick<RegistryServices, 'router' | 'blobs' | 'repository'>;
+  readonly services: Pick<RegistryServices, 'router' | 'blobs' | 'repository' | 'policy'>;
   /** Of an index, only this platform's image; every platform when undefined. */
   readonly platform?: Platform;
   /** Blobs fetched at once (per reference). */
@@ -43,7 +43,7 @@ export async function warmAll(refs: readonly string[], o: WarmOptions): Promise<
   const totals: WarmTotals = { images: 0, platforms: 0, blobsFetched: 0, blobsCached: 0, bytesFetched: 0, failed: [] };
   for (const text of refs) {
     try {
-      await warmOne(resolveReference(text, o.services.router), o, totals);
+      await warmOne(resolveReference(text, o.services.router, o.services.policy.isHosted), o, totals);
       totals.images++;
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
