@@ -131,13 +131,13 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   app.use((req, res) => sendError(res, new RegistryError('NAME_UNKNOWN', { detail: { path: req.path } })));
   app.use(errorHandler(logger));
 
-  const server = createServer(config, app);
+  const server = createServer(config.http, app);
   const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  const { address, port } = await listen(server, config);
+  const { address, port } = await listen(server, config.http);
   started.push(() => new Promise((resolve) => server.close(resolve)));
   logger.info(`listening on ${address}`);
   const debug = config.http.debug?.addr

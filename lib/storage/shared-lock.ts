@@ -55,17 +55,6 @@ export class SharedLocks {
     }
   }
 
-  /** Takes the lock `key`, waiting for it up to `timeoutMs`. */
-  async acquire(key: string, timeoutMs: number): Promise<Release> {
-    const deadline = Date.now() + timeoutMs;
-    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
-      const release = await this.tryAcquire(key);
-      if (release) return release;
-      if (Date.now() > deadline) throw new Error(`lock ${key} still held after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, wait));
-    }
-  }
-
   /**
    * Waits while another process holds `key`, checking every `intervalMs` whether its work has
    * landed: resolves with what `landed` found, or undefined once the lock is free (the holder
