@@ -36,6 +36,7 @@ export interface UpstreamOptions {
   readonly breaker?: CircuitBreakerOptions;
 }
 
+/** The timeouts when `proxy.timeouts` sets none (10 s, 30 s, 60 s). */
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 10_000, response: 30_000, idle: 60_000 };
 
 

@@ -11,6 +11,7 @@ import { progressFor, type ProgressStream } from './progress.js';
 import { parsePlatform, referencesIn, type Platform } from './references.js';
 import { warmAll } from './warm.js';
 
+/** The help text of `registry warm`. */
 export const WARM_USAGE = `Usage:
   registry warm <config> [flags] <image>...
 
