@@ -8,6 +8,7 @@ import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import { TEMP_ROOT } from '../storage/paths.js';
 
 /** One health check. */
 export type HealthCheck = () => Promise<void>;
@@ -18,7 +19,7 @@ export type HealthCheck = () => Promise<void>;
  */
 export function storageCheck(root: string): HealthCheck {
   return async () => {
-    const dir = `${root}/.tmp`;
+    const dir = root + TEMP_ROOT;
     // Not recursive: Node reports a recursive mkdir on a read-only volume as ENOENT, hiding EROFS.
     await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw err;

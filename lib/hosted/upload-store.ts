@@ -13,13 +13,12 @@ import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../distribution/digest.js';
-import { MirrorError } from '../errors.js';
-import { RegistryError } from '../api/errors.js';
+import { DigestInvalidError, InvalidPathError, UploadUnknownError } from '../errors.js';
 import type { FilesystemDriver } from '../storage/filesystem.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { PathNotFoundError } from '../storage/driver.js';
-import { blobDataPath, uploadDir } from '../storage/paths.js';
+import { blobDataPath, uploadDataPath, uploadDir, uploadStartedAtPath } from '../storage/paths.js';
 
 /** An upload session as the API reports it. */
 export interface UploadInfo {
@@ -58,24 +57,23 @@ export class UploadStore {
   async create(repo: string): Promise<UploadInfo> {
     const uuid = randomUUID();
     const startedAt = new Date();
-    const dir = uploadDir(repo, uuid);
-    await this.driver.putContent(`${dir}/startedat`, formatStartedAt(startedAt));
-    const handle = await open(this.driver.localPath(`${dir}/data`), 'a');
+    await this.driver.putContent(uploadStartedAtPath(repo, uuid), formatStartedAt(startedAt));
+    const handle = await open(this.driver.localPath(uploadDataPath(repo, uuid)), 'a');
     await handle.close();
     return { uuid, size: 0, startedAt };
   }
 
   /** The state of an upload; `BLOB_UPLOAD_UNKNOWN` when there is none (as distribution's `Resume`). */
   async info(repo: string, uuid: string): Promise<UploadInfo> {
-    const dir = this.dir(repo, uuid);
+    const { startedAtPath, dataPath } = this.paths(repo, uuid);
     let startedAt: Date;
     try {
-      startedAt = new Date((await this.driver.getContent(`${dir}/startedat`)).toString('utf8').trim());
+      startedAt = new Date((await this.driver.getContent(startedAtPath)).toString('utf8').trim());
     } catch (err) {
       if (err instanceof PathNotFoundError) throw unknown(uuid);
       throw err;
     }
-    const data = await this.driver.stat(`${dir}/data`);
+    const data = await this.driver.stat(dataPath);
     return { uuid, size: data && !data.isDir ? data.size : 0, startedAt };
   }
 
@@ -104,9 +102,9 @@ export class UploadStore {
       const actual = await this.digestOf(repo, uuid, digest.algorithm, size);
       if (actual !== digest.value) {
         await this.remove(repo, uuid);
-        throw new RegistryError('DIGEST_INVALID', { detail: `invalid digest for referenced layer: ${digest.value}, content does not match digest` });
+        throw new DigestInvalidError(`invalid digest for referenced layer: ${digest.value}, content does not match digest`);
       }
-      const data = this.driver.localPath(`${this.dir(repo, uuid)}/data`);
+      const data = this.driver.localPath(this.paths(repo, uuid).dataPath);
       if (!(await this.blobs.stat(digest))) {
         const target = this.driver.localPath(blobDataPath(digest));
         await mkdir(dirname(target), { recursive: true });
@@ -126,18 +124,19 @@ export class UploadStore {
     });
   }
 
-  private dir(repo: string, uuid: string): string {
+  /** The upload's paths; `BLOB_UPLOAD_UNKNOWN` for an id that cannot name one. */
+  private paths(repo: string, uuid: string): { dir: string; startedAtPath: string; dataPath: string } {
     try {
-      return uploadDir(repo, uuid);
+      return { dir: uploadDir(repo, uuid), startedAtPath: uploadStartedAtPath(repo, uuid), dataPath: uploadDataPath(repo, uuid) };
     } catch (err) {
-      if (err instanceof MirrorError && err.code === 'ERR_INVALID_PATH_COMPONENT') throw unknown(uuid);
+      if (err instanceof InvalidPathError) throw unknown(uuid);
       throw err;
     }
   }
 
   private async remove(repo: string, uuid: string): Promise<void> {
     this.hashes.delete(`${repo}@${uuid}`);
-    await this.driver.delete(this.dir(repo, uuid));
+    await this.driver.delete(this.paths(repo, uuid).dir);
   }
 
   /** Appends `body` at `offset` and keeps the running sha256 in step. */
@@ -147,7 +146,7 @@ export class UploadStore {
     if (state && state.offset !== offset) state = undefined;
     if (!state) state = await this.rehash(repo, uuid, 'sha256', offset);
     this.hashes.delete(key);
-    const handle = await open(this.driver.localPath(`${this.dir(repo, uuid)}/data`), 'a');
+    const handle = await open(this.driver.localPath(this.paths(repo, uuid).dataPath), 'a');
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         let done = 0;
@@ -173,7 +172,7 @@ export class UploadStore {
   /** Hashes `data` from the start up to `size` (distribution's fallback without a stored hash state). */
   private async rehash(repo: string, uuid: string, algorithm: Digest['algorithm'], size: number): Promise<HashState> {
     const hash = createHash(algorithm);
-    const path = this.driver.localPath(`${this.dir(repo, uuid)}/data`);
+    const path = this.driver.localPath(this.paths(repo, uuid).dataPath);
     if (size > 0 && (await stat(path)).size >= size) {
       for await (const chunk of createReadStream(path, { start: 0, end: size - 1 }) as AsyncIterable<Buffer>) hash.update(chunk);
     }
@@ -194,6 +193,6 @@ export class UploadStore {
   }
 }
 
-function unknown(uuid: string): RegistryError {
-  return new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uuid } });
+function unknown(uuid: string): UploadUnknownError {
+  return new UploadUnknownError(uuid);
 }

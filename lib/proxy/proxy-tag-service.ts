@@ -2,26 +2,20 @@
  * Tag listing in pull-through mode (distribution `registry/proxy/proxytagservice.go`): the upstream
  * is asked first, and the cached tags answer when it cannot be reached.
  */
+import type { PageRequest, TagPage, TagService } from '../stores.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import { Upstream, UpstreamError } from './upstream.js';
-
-/** One page of a tag list from the upstream, or every tag from the cache (`source: 'cache'`). */
-export interface TagPage {
-  readonly tags: string[];
-  /** The `Link` header of the next page, if any (a path with query, relative to the registry). */
-  readonly next?: { last: string; n: number };
-  readonly source: 'upstream' | 'cache';
-}
+import type { Upstream } from './upstream.js';
+import { UpstreamError } from './upstream-error.js';
 
 /** The tags side of the pull-through cache. */
-export class ProxyTagService {
+export class ProxyTagService implements TagService {
   constructor(
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
   ) {}
 
   /** The upstream's page of `name`'s tags after `last`, at most `n`; every cached tag when it is down. */
-  async list(name: string, page: { n?: number; last?: string }): Promise<TagPage> {
+  async list(name: string, page: PageRequest): Promise<TagPage> {
     try {
       return await this.fromUpstream(name, page);
     } catch (err) {
@@ -34,7 +28,7 @@ export class ProxyTagService {
     }
   }
 
-  private async fromUpstream(name: string, page: { n?: number; last?: string }): Promise<TagPage> {
+  private async fromUpstream(name: string, page: PageRequest): Promise<TagPage> {
     const query = new URLSearchParams();
     if (page.n !== undefined) query.set('n', String(page.n));
     if (page.last !== undefined) query.set('last', page.last);
@@ -51,15 +45,6 @@ export class ProxyTagService {
     const next = typeof link === 'string' ? parseNextLink(link) : undefined;
     return { tags, next, source: 'upstream' };
   }
-}
-
-/** Lexical pagination of a sorted list as distribution does it. */
-export function paginate(all: readonly string[], page: { n?: number; last?: string }): { tags: string[]; next?: { last: string; n: number } } {
-  const start = page.last === undefined ? 0 : all.findIndex((t) => t > page.last!);
-  const rest = start < 0 ? [] : all.slice(start);
-  if (page.n === undefined || rest.length <= page.n) return { tags: rest };
-  const tags = rest.slice(0, page.n);
-  return { tags, next: { last: tags[tags.length - 1]!, n: page.n } };
 }
 
 function parseNextLink(link: string): { last: string; n: number } | undefined {

@@ -7,12 +7,13 @@ import { open, readFile, rename, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import lockfile from 'proper-lockfile';
+import type { ContentType } from '../stores.js';
 
 /** One scheduled expiry. */
 export interface Entry {
   readonly key: string;
   readonly expiry: Date;
-  readonly type: 'blob' | 'manifest';
+  readonly type: ContentType;
 }
 
 /** Go's RFC3339Nano: UTC with `Z`, fraction trimmed of trailing zeros. */

@@ -1,7 +1,9 @@
 /**
- * The storage driver contract, after distribution's `storagedriver.StorageDriver`. Paths are
- * logical, absolute and slash-separated (`/docker/registry/v2/...`), always built by `paths.ts` from
- * validated values; a driver maps them onto its medium.
+ * The storage driver contract, after distribution's `storagedriver.StorageDriver` but still shaped
+ * by the filesystem: `openFile` and `FileWriter.tempPath` hand out local files, which an object
+ * store has not (issue 16 makes the contract one it can honour). Paths are logical, absolute and
+ * slash-separated (`/docker/registry/v2/...`), built by `paths.ts` from validated values; a driver
+ * maps them onto its medium.
  */
 import type { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';

@@ -10,10 +10,10 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { MirrorError } from '../errors.js';
+import { InvalidPathError } from '../errors.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
+import { TEMP_ROOT } from './paths.js';
 
-const TMP = '.tmp';
 /** A temporary directory of another host, with no sign of life for this long, is an orphan. */
 const FOREIGN_ORPHAN_MS = 10 * 60_000;
 
@@ -29,13 +29,13 @@ export class FilesystemDriver implements StorageDriver {
     this.root = resolve(rootDirectory);
     // The host name and pid let another process on the same host tell at once whether we live.
     this.instance = `${safeHost()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-    this.tempDir = `${this.root}/${TMP}/${this.instance}`;
+    this.tempDir = `${this.root}${TEMP_ROOT}/${this.instance}`;
   }
 
   /** The real path of a logical path; refuses anything that could leave the root. */
   localPath(path: string): string {
     if (!path.startsWith('/') || path.includes('\0') || path.split('/').some((s) => s === '..' || s === '.')) {
-      throw new MirrorError('ERR_INVALID_PATH_COMPONENT', `invalid storage path: ${JSON.stringify(path)}`);
+      throw new InvalidPathError(`invalid storage path: ${JSON.stringify(path)}`);
     }
     return this.root + path;
   }
@@ -152,7 +152,7 @@ export class FilesystemDriver implements StorageDriver {
    * Loose files are from older versions.
    */
   async cleanTemporaryFiles(): Promise<number> {
-    const dir = `${this.root}/${TMP}`;
+    const dir = this.root + TEMP_ROOT;
     let names: string[];
     try {
       names = await readdir(dir);
