@@ -80,6 +80,27 @@ export interface TagService {
   list(name: string, page: PageRequest): Promise<TagPage>;
 }
 
+/** One entry of a referrers list: the descriptor of a manifest whose `subject` is the asked digest. */
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+/** A referrers answer: the OCI index to send, and whether the `artifactType` filter was applied. */
+export interface ReferrersResult {
+  readonly index: { schemaVersion: 2; mediaType: string; manifests: ReferrerDescriptor[] };
+  readonly filtered: boolean;
+}
+
+/** The OCI 1.1 referrers of repositories (`GET /v2/<name>/referrers/<digest>`). */
+export interface ReferrersService {
+  /** The manifests of `name` whose subject is `subject`, only those of `artifactType` when given; none is an empty list. */
+  list(name: string, subject: Digest, artifactType: string | undefined): Promise<ReferrersResult>;
+}
+
 /** What a pull-through store reports of one kind of content (the scheduler, size cap and metrics listen). */
 export interface CacheEvents {
   /** Content was committed to the cache and linked into `repo`. */

@@ -15,6 +15,8 @@ export function paginate(all: readonly string[], page: { readonly n?: number; re
   const start = page.last === undefined ? 0 : all.findIndex((t) => t > page.last!);
   const rest = start < 0 ? [] : all.slice(start);
   if (page.n === undefined || rest.length <= page.n) return { tags: rest };
+  // `n=0` asks for no entries (and has no next page to point at).
+  if (page.n === 0) return { tags: [] };
   const tags = rest.slice(0, page.n);
   return { tags, next: { last: tags[tags.length - 1]!, n: page.n } };
 }

@@ -15,6 +15,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import { ProxyBlobStore } from './proxy-blob-store.js';
 import { ProxyManifestStore } from './proxy-manifest-store.js';
 import { ProxyTagService } from './proxy-tag-service.js';
+import { ProxyReferrers } from './proxy-referrers.js';
 import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 
@@ -46,6 +47,7 @@ export class ProxyNamespace {
   readonly manifests: ProxyManifestStore;
   readonly blobs: ProxyBlobStore;
   readonly tags: ProxyTagService;
+  readonly referrers: ProxyReferrers;
   private readonly dockerHub: boolean;
 
   constructor(o: NamespaceOptions) {
@@ -70,6 +72,7 @@ export class ProxyNamespace {
     this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'), o.locks);
     this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, events('manifest'), immutableTagTest(o.config), o.locks);
     this.tags = new ProxyTagService(repository, this.upstream);
+    this.referrers = new ProxyReferrers(this.upstream, this.manifests);
   }
 
   /** The upstream's name for a client's: on Docker Hub `busybox` is `library/busybox`. */

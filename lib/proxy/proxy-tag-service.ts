@@ -42,7 +42,11 @@ export class ProxyTagService implements TagService {
     }
     const link = reply.headers.link;
     const next = typeof link === 'string' ? parseNextLink(link) : undefined;
-    return { tags, next, source: 'upstream' };
+    if (next) return { tags, next, source: 'upstream' };
+    // No next page: the upstream sent the whole rest of the list, but not every upstream sorts or
+    // pages it (distribution 2.8 ignores `n` and `last`, in storage order). The spec's answer, sorted
+    // and paged, is made here; for an upstream that did it already this changes nothing.
+    return { ...paginate([...tags].sort(), page), source: 'upstream' };
   }
 }
 
