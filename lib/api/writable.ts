@@ -6,7 +6,6 @@
  */
 import type { Request } from 'express';
 import type { Logger } from 'winston';
-import type { Digest } from '../distribution/digest.js';
 import { isValidName } from '../distribution/reference.js';
 import { accessDetail, accessFor, type AccessController } from '../auth/access.js';
 import type { HostedRepositories } from '../hosted/hosted.js';
