@@ -70,9 +70,12 @@ export interface TagPage {
   /** Where the next page starts, if there is one (the `Link` header's `last` and `n`). */
   readonly next?: { last: string; n: number };
   /**
-   * `upstream`: the upstream paged it; `cache`: every stored tag, which the route pages (lib/api/paging.ts).
+   * True when this is the page to send (an upstream paged it, `next` says where the next one starts);
+   * false for every tag there is after `last`, in any order, which the route sorts and pages
+   * (lib/api/paging.ts): stored tags, or an upstream's list it did not page (distribution 2.8
+   * ignores `n` and `last` and does not sort).
    */
-  readonly source: Source;
+  readonly paged: boolean;
 }
 
 /** The tags of repositories (distribution's `TagService.All`). */

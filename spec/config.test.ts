@@ -25,6 +25,7 @@ describe('configuration', () => {
       ttlms: 168 * 3600_000,
       timeouts: { connectms: 10_000, responsems: 30_000, idlems: 60_000 },
       immutabletags: undefined,
+      dockerhub: true,
       upstreams: {},
       maxsizebytes: undefined,
       touchonhit: true,
@@ -154,6 +155,38 @@ proxy:
     expect(() => load('proxy:\n  remoteurl: http://u\n  timeouts:\n    idle: soon\n')).toThrow('proxy.timeouts.idle: "soon" is not a duration like 168h');
   });
 
+  test('the proxy.dockerhub extension: auto by hostname (and for an upstream listed as docker.io), or true/false; env overrides; nonsense fails', () => {
+    const hub = (yaml: string, env: NodeJS.ProcessEnv = {}) => load(`proxy:\n${yaml}\n`, env).config.proxy!;
+    expect(hub('  remoteurl: https://registry-1.docker.io').dockerhub).toBe(true);
+    expect(hub('  remoteurl: https://index.docker.io\n  dockerhub: auto').dockerhub).toBe(true);
+    expect(hub('  remoteurl: https://central.example.com').dockerhub).toBe(false);
+    expect(hub('  remoteurl: https://central.example.com\n  dockerhub: true').dockerhub).toBe(true);
+    expect(hub('  remoteurl: https://registry-1.docker.io\n  dockerhub: false').dockerhub).toBe(false);
+    expect(hub('  remoteurl: https://central.example.com', { REGISTRY_PROXY_DOCKERHUB: 'true' }).dockerhub).toBe(true);
+    expect(load('proxy:\n  remoteurl: https://central.example.com\n  dockerhub: true\n').warnings).toEqual([]);
+    const upstreams = hub(
+      [
+        '  remoteurl: https://ghcr.io',
+        '  upstreams:',
+        '    docker.io:',
+        '      remoteurl: https://mirror.gcr.io',
+        '    quay.io:',
+        '      remoteurl: https://quay.io',
+        '    hub.local:',
+        '      remoteurl: http://10.0.0.7:5000',
+        '      dockerhub: true',
+        '    plain.local:',
+        '      remoteurl: https://registry-1.docker.io',
+        '      dockerhub: false',
+      ].join('\n'),
+    ).upstreams;
+    expect(Object.fromEntries(Object.entries(upstreams).map(([h, u]) => [h, u.dockerhub]))).toEqual({ 'docker.io': true, 'quay.io': false, 'hub.local': true, 'plain.local': false });
+    expect(() => hub('  remoteurl: https://central.example.com\n  dockerhub: yes please')).toThrow('proxy.dockerhub: "yes please" must be one of auto, true, false');
+    expect(() => hub('  remoteurl: https://ghcr.io\n  upstreams:\n    docker.io:\n      remoteurl: https://mirror.gcr.io\n      dockerhub: 1')).toThrow(
+      'proxy.upstreams.docker.io.dockerhub: 1 must be one of auto, true, false',
+    );
+  });
+
   test('the proxy.immutabletags extension: off by default, true for every tag, or a list of mutable exclusions', () => {
     expect(load('proxy:\n  remoteurl: http://u\n').config.proxy?.immutabletags).toBeUndefined();
     expect(load('proxy:\n  remoteurl: http://u\n  immutabletags: false\n').config.proxy?.immutabletags).toBeUndefined();
@@ -186,8 +219,8 @@ proxy:
     );
     expect(warnings).toEqual([]);
     expect(config.proxy?.upstreams).toEqual({
-      'ghcr.io': { remoteurl: 'https://ghcr.io', username: 'bot', password: 'secret', ttlms: 3600_000, immutabletags: { exclude: [] } },
-      'registry.local:5000': { remoteurl: 'http://10.0.0.5:5000', username: undefined, password: undefined, ttlms: 72 * 3600_000, immutabletags: undefined },
+      'ghcr.io': { remoteurl: 'https://ghcr.io', username: 'bot', password: 'secret', ttlms: 3600_000, immutabletags: { exclude: [] }, dockerhub: false },
+      'registry.local:5000': { remoteurl: 'http://10.0.0.5:5000', username: undefined, password: undefined, ttlms: 72 * 3600_000, immutabletags: undefined, dockerhub: false },
     });
     const bad: Array<[string, string]> = [
       ['    GHCR IO:\n      remoteurl: https://ghcr.io', 'proxy.upstreams: "GHCR IO" is not a registry host'],

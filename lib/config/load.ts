@@ -13,7 +13,7 @@ import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, validateConfig, type KeyStatus, type KeyTree } from './schema.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
-import { registryHostOf } from '../distribution/registry-host.js';
+import { isDockerHub, registryHostOf } from '../distribution/registry-host.js';
 
 /** Where the configuration comes from. */
 export interface ConfigSource {
@@ -159,7 +159,7 @@ function convert(t: Raw): Config {
     },
     proxy: remoteurl
       ? {
-          ...upstream(proxy!, ttl),
+          ...upstream(proxy!, ttl, isDockerHub(String(proxy!.remoteurl))),
           timeouts: { connectms: parseDuration(proxy!.timeouts.connect), responsems: parseDuration(proxy!.timeouts.response), idlems: parseDuration(proxy!.timeouts.idle) },
           upstreams: upstreams(proxy!, ttl),
           // `0` turns the cap off, as `ttl: 0` turns expiry off.
@@ -209,13 +209,15 @@ function authConfig(auth: Raw | undefined): Config['auth'] {
   return undefined;
 }
 
-function upstream(u: Raw, defaultTtl: number): UpstreamConfig {
+/** One upstream; `hubByDefault` is what `dockerhub: auto` (or no key) means for it. */
+function upstream(u: Raw, defaultTtl: number, hubByDefault: boolean): UpstreamConfig {
   return {
     remoteurl: String(u.remoteurl).replace(/\/+$/, ''),
     username: u.username,
     password: u.password,
     ttlms: Math.max(0, u.ttl === undefined ? defaultTtl : parseDuration(u.ttl)),
     immutabletags: immutableTags(u.immutabletags),
+    dockerhub: u.dockerhub === undefined || u.dockerhub === 'auto' ? hubByDefault : u.dockerhub === true,
   };
 }
 
@@ -231,7 +233,8 @@ function upstreams(proxy: Raw, defaultTtl: number): Record<string, UpstreamConfi
   const result: Record<string, UpstreamConfig> = {};
   for (const [host, u] of Object.entries((proxy.upstreams ?? {}) as Record<string, Raw>)) {
     if (host === own) throw invalid(`proxy.upstreams.${host}: ${host} is already the registry of proxy.remoteurl`);
-    result[host] = upstream(u, defaultTtl);
+    // Listed as docker.io (another Hub mirror, such as mirror.gcr.io): Docker Hub's names.
+    result[host] = upstream(u, defaultTtl, host === 'docker.io' || isDockerHub(String(u.remoteurl)));
   }
   return result;
 }

@@ -65,7 +65,7 @@ export const KNOWN_KEYS: KeyTree = {
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
   http: { cachepage: S },
-  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S },
+  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, dockerhub: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S },
 };
 
 const duration = { goDuration: true };
@@ -76,6 +76,8 @@ const count = { type: 'integer', minimum: 0 };
 const immutableTags = {
   anyOf: [bool, { type: 'object', additionalProperties: false, properties: { exclude: { type: 'array', items: { type: 'string', regex: true } } } }],
 };
+/** Extension `dockerhub`: whether an upstream serves Docker Hub's names. */
+const dockerHub = { enum: ['auto', true, false] };
 /** A registry host as clients name it: `ghcr.io`, `registry.example.com:5000`. */
 export const REGISTRY_HOST_PATTERN = '^[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?$';
 
@@ -143,6 +145,7 @@ export const CONFIG_SCHEMA = {
         ttl: { ...duration, default: '168h' },
         timeouts: { type: 'object', default: {}, properties: { connect: { ...duration, default: '10s' }, response: { ...duration, default: '30s' }, idle: { ...duration, default: '60s' } } },
         immutabletags: { ...immutableTags, default: false },
+        dockerhub: { ...dockerHub, default: 'auto' },
         maxsize: { size: true },
         touchonhit: { ...bool, default: true },
         lockstale: { ...duration, default: '10s' },
@@ -162,6 +165,7 @@ export const CONFIG_SCHEMA = {
               password: str,
               ttl: duration,
               immutabletags: immutableTags,
+              dockerhub: dockerHub,
             },
           },
         },

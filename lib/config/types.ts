@@ -54,6 +54,13 @@ export interface UpstreamConfig {
   readonly ttlms: number;
   /** Extension: undefined when every tag is checked with the upstream (distribution's behaviour). */
   readonly immutabletags?: ImmutableTagsConfig;
+  /**
+   * Extension `dockerhub` (`auto`, `true`, `false`): the upstream serves Docker Hub's names, so a
+   * client's one-component name (`busybox`) is asked for as `library/busybox`. `auto` (the default)
+   * is true for Docker Hub's own hosts and for an upstream listed as `docker.io`; set `true` for
+   * another mirror of Docker Hub (a regional mirror in a chain).
+   */
+  readonly dockerhub: boolean;
 }
 
 /** `proxy:` (its presence with `remoteurl` turns on pull-through mode). */

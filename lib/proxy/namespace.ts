@@ -8,7 +8,7 @@ import type http from 'node:http';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
 import type { CacheEvents, ContentType, TypedCacheEvents } from '../stores.js';
-import { dockerHubName, isDockerHub, storagePrefixOf } from '../distribution/registry-host.js';
+import { dockerHubName, storagePrefixOf } from '../distribution/registry-host.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -53,7 +53,7 @@ export class ProxyNamespace {
   constructor(o: NamespaceOptions) {
     this.host = o.host;
     this.storagePrefix = storagePrefixOf(o.host, o.isDefault);
-    this.dockerHub = isDockerHub(o.config.remoteurl);
+    this.dockerHub = o.config.dockerhub;
     this.upstream = new Upstream({
       remoteUrl: o.config.remoteurl,
       username: o.config.username,
@@ -75,7 +75,7 @@ export class ProxyNamespace {
     this.referrers = new ProxyReferrers(this.upstream, this.manifests);
   }
 
-  /** The upstream's name for a client's: on Docker Hub `busybox` is `library/busybox`. */
+  /** The upstream's name for a client's: on Docker Hub (or `dockerhub: true`) `busybox` is `library/busybox`. */
   upstreamName(name: string): string {
     return this.dockerHub ? dockerHubName(name) : name;
   }

@@ -2,7 +2,6 @@
  * Tag listing in pull-through mode (distribution `registry/proxy/proxytagservice.go`): the upstream
  * is asked first, and the cached tags answer when it cannot be reached.
  */
-import { paginate } from '../distribution/paging.js';
 import type { PageRequest, TagPage, TagService } from '../stores.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { Upstream } from './upstream.js';
@@ -15,7 +14,7 @@ export class ProxyTagService implements TagService {
     private readonly upstream: Upstream,
   ) {}
 
-  /** The tags of `name`, after `last`, at most `n` (all when `n` is undefined). */
+  /** The upstream's page of `name`'s tags after `last`, at most `n`; every cached tag when it is down. */
   async list(name: string, page: PageRequest): Promise<TagPage> {
     try {
       return await this.fromUpstream(name, page);
@@ -23,7 +22,9 @@ export class ProxyTagService implements TagService {
       if (!(err instanceof UpstreamError) || !err.isUnavailable) throw err;
       const tags = await this.repository(name).listTags();
       if (tags.length === 0) throw err;
-      return { ...paginate(tags, page), source: 'cache' };
+      // Every cached tag: the route pages lists that do not come from an upstream (as the hosted
+      // ones). Paging here as well paged a page, and the route then saw no next page.
+      return { tags, paged: false };
     }
   }
 
@@ -42,11 +43,10 @@ export class ProxyTagService implements TagService {
     }
     const link = reply.headers.link;
     const next = typeof link === 'string' ? parseNextLink(link) : undefined;
-    if (next) return { tags, next, source: 'upstream' };
     // No next page: the upstream sent the whole rest of the list, but not every upstream sorts or
-    // pages it (distribution 2.8 ignores `n` and `last`, in storage order). The spec's answer, sorted
-    // and paged, is made here; for an upstream that did it already this changes nothing.
-    return { ...paginate([...tags].sort(), page), source: 'upstream' };
+    // pages it (distribution 2.8 ignores `n` and `last`). The route makes the spec's page of it;
+    // for an upstream that paged already that changes nothing.
+    return next ? { tags, next, paged: true } : { tags, paged: false };
   }
 }
 

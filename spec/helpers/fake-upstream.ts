@@ -193,7 +193,15 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       const repo = m[1]!;
       const list = [...tags.keys()].filter((k) => k.startsWith(`${repo}:`)).map((k) => k.slice(repo.length + 1)).sort();
       if (list.length === 0) return notFound('NAME_UNKNOWN');
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: repo, tags: list }));
+      // Paged as distribution: after `last`, at most `n`, a `Link` to the next page when more follow.
+      const query = new URL(req.url ?? '/', 'http://fake.invalid').searchParams;
+      const last = query.get('last');
+      const rest = last === null ? list : list.filter((t) => t > last);
+      const n = query.has('n') ? Number(query.get('n')) : rest.length;
+      const page = rest.slice(0, n);
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (rest.length > n) headers.link = `</v2/${repo}/tags/list?last=${encodeURIComponent(page[page.length - 1]!)}&n=${n}>; rel="next"`;
+      res.writeHead(200, headers).end(JSON.stringify({ name: repo, tags: page }));
       return;
     }
     notFound('NAME_UNKNOWN');

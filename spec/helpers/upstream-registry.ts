@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { DISTRIBUTION_BIN } from './interop.js';
 import { freePort, waitForHttp } from './ports.js';
 import { registryYaml } from './registry-yaml.js';
+import { stopProcess } from './stop-process.js';
 
 /** A running docker-registry. */
 export interface DistributionProcess {
@@ -55,16 +56,7 @@ export async function startDistribution(
       throw new Error(`${err.message}\n${logs}`);
     });
   };
-  const stopChild = async (): Promise<void> => {
-    const c = child;
-    // A process ended by a signal has a null exitCode but a signalCode.
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    c.kill('SIGTERM');
-    const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stopChild = (): Promise<void> => stopProcess(child);
   await start();
   return {
     url,
