@@ -12,6 +12,7 @@ import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js
 import { describeInterop } from './helpers/interop.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
 import { startDistribution, type DistributionProcess } from './helpers/upstream-registry.js';
+import { pullSpecs, referrersSpecs } from './helpers/conformance-specs.js';
 import {
   OCI_INDEX,
   OCI_MANIFEST,
@@ -23,7 +24,6 @@ import {
   withQuery,
   type Content,
   type ConformanceData,
-  type ReferrersIndex,
 } from './helpers/conformance.js';
 
 const NAME = 'oci/cached';
@@ -59,41 +59,6 @@ async function pushDiscoverySetup(url: string, d: ConformanceData): Promise<void
   for (const { c, mediaType } of [...referrersOf4(d), { c: d.refs.cLayer, mediaType: OCI_MANIFEST }]) ok((await putManifest(url, NAME, c.digest, c, mediaType)).status);
 }
 
-/** The suite's referrers specs against the mirror at `url`. */
-function referrersSpecs(url: () => string, d: ConformanceData): void {
-  const referrers = (digest: string, query: Record<string, string> = {}): request.Test => request(url()).get(withQuery(`/v2/${NAME}/referrers/${digest}`, query));
-  const expectAnnotated = (index: ReferrersIndex): void => {
-    for (const m of index.manifests) expect(m.annotations).toEqual({ [d.annotationKey]: d.annotations[m.digest] });
-  };
-  test('GET request to nonexistent blob should result in empty 200 response', async () => {
-    const res = await referrers(d.dummyDigest);
-    expect(res.status).toBe(200);
-    expect(res.headers['content-type']).toBe(OCI_INDEX);
-    expect(res.body).toEqual({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });
-  });
-  test('GET request to existing blob should yield 200', async () => {
-    const res = await referrers(d.manifests[4]!.digest);
-    expect(res.status).toBe(200);
-    expect(res.headers['content-type']).toBe(OCI_INDEX);
-    const index = res.body as ReferrersIndex;
-    expect(index.manifests.map((m) => m.digest).sort()).toEqual(Object.keys(d.annotations).sort());
-    expectAnnotated(index);
-  });
-  test('GET request to existing blob with filter should yield 200', async () => {
-    const res = await referrers(d.manifests[4]!.digest, { artifactType: d.artifactTypeA });
-    expect(res.status).toBe(200);
-    expect(res.headers['oci-filters-applied']).toBe('artifactType');
-    const index = res.body as ReferrersIndex;
-    expect(index.manifests.map((m) => m.digest).sort()).toEqual([d.refs.aConfig.digest, d.refs.aLayer.digest].sort());
-    expectAnnotated(index);
-  });
-  test('GET request to missing manifest should yield 200', async () => {
-    const res = await referrers(d.manifests[3]!.digest);
-    expect(res.status).toBe(200);
-    expect(res.body.manifests.map((m: { digest: string }) => m.digest)).toEqual([d.refs.cLayer.digest]);
-  });
-}
-
 describeInterop('conformance on a cached name, upstream distribution 2.8', () => {
   const d = conformanceData();
   let upstream: DistributionProcess;
@@ -123,71 +88,7 @@ describeInterop('conformance on a cached name, upstream distribution 2.8', () =>
       });
     });
 
-    describe('Pull blobs', () => {
-      test('HEAD request to nonexistent blob should result in 404 response', async () => {
-        expect((await api().head(`/v2/${NAME}/blobs/${d.dummyDigest}`)).status).toBe(404);
-      });
-      test('HEAD request to existing blob should yield 200', async () => {
-        const res = await api().head(`/v2/${NAME}/blobs/${d.configs[0]!.digest}`);
-        expect(res.status).toBe(200);
-        expect(res.headers['docker-content-digest']).toBe(d.configs[0]!.digest);
-      });
-      test('GET nonexistent blob should result in 404 response', async () => {
-        const res = await api().get(`/v2/${NAME}/blobs/${d.dummyDigest}`);
-        expect(res.status).toBe(404);
-        expect(res.body.errors[0].code).toBe('BLOB_UNKNOWN');
-      });
-      test('GET request to existing blob URL should yield 200', async () => {
-        const res = await api().get(`/v2/${NAME}/blobs/${d.configs[0]!.digest}`).buffer(true);
-        expect(res.status).toBe(200);
-        expect(res.headers['docker-content-digest']).toBe(d.configs[0]!.digest);
-      });
-    });
-
-    describe('Pull manifests', () => {
-      const accept = { Accept: OCI_MANIFEST };
-      test('HEAD request to nonexistent manifest should return 404', async () => {
-        const before = counting.hits.length;
-        expect((await api().head(`/v2/${NAME}/manifests/${d.nonexistentManifest}`)).status).toBe(404);
-        // A tag that cannot exist is not asked of the upstream.
-        expect(counting.hits.length).toBe(before);
-      });
-      test.each([0, 1])('HEAD request to manifest[%i] path (digest) should yield 200 response', async (i) => {
-        const res = await api().head(`/v2/${NAME}/manifests/${d.manifests[i]!.digest}`).set(accept);
-        expect(res.status).toBe(200);
-        expect(res.headers['docker-content-digest']).toBe(d.manifests[i]!.digest);
-      });
-      test('HEAD request to manifest path (tag) should yield 200 response', async () => {
-        const res = await api().head(`/v2/${NAME}/manifests/tagtest0`).set(accept);
-        expect(res.status).toBe(200);
-        expect(res.headers['docker-content-digest']).toBe(d.manifests[0]!.digest);
-      });
-      test('GET nonexistent manifest should return 404', async () => {
-        const before = counting.hits.length;
-        const res = await api().get(`/v2/${NAME}/manifests/${d.nonexistentManifest}`);
-        expect(res.status).toBe(404);
-        expect(res.body.errors[0]).toMatchObject({ code: 'MANIFEST_UNKNOWN', detail: { Tag: d.nonexistentManifest } });
-        expect(counting.hits.length).toBe(before);
-      });
-      test.each([0, 1])('GET request to manifest[%i] path (digest) should yield 200 response', async (i) => {
-        const res = await api().get(`/v2/${NAME}/manifests/${d.manifests[i]!.digest}`).set(accept);
-        expect(res.status).toBe(200);
-        expect(res.text).toBe(d.manifests[i]!.body.toString());
-      });
-      test('GET request to manifest path (tag) should yield 200 response', async () => {
-        const res = await api().get(`/v2/${NAME}/manifests/tagtest0`).set(accept);
-        expect(res.status).toBe(200);
-        expect(res.headers['content-type']).toBe(OCI_MANIFEST);
-      });
-    });
-
-    describe('Error codes', () => {
-      test('400 response body should contain OCI-conforming JSON message', async () => {
-        const res = await api().get(`/v2/${NAME}/manifests/sha256:totallywrong`);
-        expect(res.status).toBe(400);
-        expect(res.body.errors[0].code).toBe('DIGEST_INVALID');
-      });
-    });
+    pullSpecs({ url: () => mirror.url, name: NAME, data: d, upstreamRequests: () => counting.hits.length });
 
     describe('Teardown', () => {
       test('Delete manifest[0] and manifest[1], config[0], config[1] and the layer: 405, a cached name is read only', async () => {
@@ -243,7 +144,7 @@ describeInterop('conformance on a cached name, upstream distribution 2.8', () =>
     });
 
     describe('Test content discovery endpoints (listing references)', () => {
-      referrersSpecs(() => mirror.url, d);
+      referrersSpecs({ url: () => mirror.url, name: NAME, data: d });
       test('an upstream without the API is read through the referrers tag, which the cache then serves while the upstream is down', async () => {
         const before = counting.hits.length;
         expect((await api().get(`/v2/${NAME}/referrers/${d.manifests[4]!.digest}`)).body.manifests).toHaveLength(5);
@@ -290,7 +191,7 @@ describe('conformance on a cached name, upstream with the referrers API', () => 
 
   describe('Content Discovery', () => {
     describe('Test content discovery endpoints (listing references)', () => {
-      referrersSpecs(() => mirror.url, d);
+      referrersSpecs({ url: () => mirror.url, name: NAME, data: d });
     });
   });
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { pullSpecs, referrersSpecs } from './helpers/conformance-specs.js';
 import {
   OCI_INDEX,
   conformanceData,
@@ -18,7 +19,6 @@ import {
   sortedAsTheSuiteAccepts,
   uploadBlob,
   withQuery,
-  type ReferrersIndex,
 } from './helpers/conformance.js';
 
 const NAME = 'conformance/oci';
@@ -47,62 +47,7 @@ describe('Pull', () => {
     test('Populate registry with test manifest (digest)', async () => ok((await putManifest(mirror.url, NAME, d.manifests[1]!.digest, d.manifests[1]!)).status));
   });
 
-  describe('Pull blobs', () => {
-    test('HEAD request to nonexistent blob should result in 404 response', async () => {
-      expect((await api().head(`/v2/${NAME}/blobs/${d.dummyDigest}`)).status).toBe(404);
-    });
-    test('HEAD request to existing blob should yield 200', async () => {
-      const res = await api().head(`/v2/${NAME}/blobs/${d.configs[0]!.digest}`);
-      expect(res.status).toBe(200);
-      expect(res.headers['docker-content-digest']).toBe(d.configs[0]!.digest);
-    });
-    test('GET nonexistent blob should result in 404 response', async () => {
-      const res = await api().get(`/v2/${NAME}/blobs/${d.dummyDigest}`);
-      expect(res.status).toBe(404);
-      expect(res.body.errors[0].code).toBe('BLOB_UNKNOWN');
-    });
-    test('GET request to existing blob URL should yield 200', async () => {
-      expect((await api().get(`/v2/${NAME}/blobs/${d.configs[0]!.digest}`)).status).toBe(200);
-    });
-  });
-
-  describe('Pull manifests', () => {
-    const accept = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
-    test('HEAD request to nonexistent manifest should return 404', async () => {
-      expect((await api().head(`/v2/${NAME}/manifests/${d.nonexistentManifest}`)).status).toBe(404);
-    });
-    test.each([0, 1])('HEAD request to manifest[%i] path (digest) should yield 200 response', async (i) => {
-      const res = await api().head(`/v2/${NAME}/manifests/${d.manifests[i]!.digest}`).set(accept);
-      expect(res.status).toBe(200);
-      expect(res.headers['docker-content-digest']).toBe(d.manifests[i]!.digest);
-    });
-    test('HEAD request to manifest path (tag) should yield 200 response', async () => {
-      const res = await api().head(`/v2/${NAME}/manifests/tagtest0`).set(accept);
-      expect(res.status).toBe(200);
-      expect(res.headers['docker-content-digest']).toBe(d.manifests[0]!.digest);
-    });
-    test('GET nonexistent manifest should return 404', async () => {
-      const res = await api().get(`/v2/${NAME}/manifests/${d.nonexistentManifest}`);
-      expect(res.status).toBe(404);
-      expect(res.body.errors[0]).toMatchObject({ code: 'MANIFEST_UNKNOWN', detail: { Tag: d.nonexistentManifest } });
-    });
-    test.each([0, 1])('GET request to manifest[%i] path (digest) should yield 200 response', async (i) => {
-      expect((await api().get(`/v2/${NAME}/manifests/${d.manifests[i]!.digest}`).set(accept)).status).toBe(200);
-    });
-    test('GET request to manifest path (tag) should yield 200 response', async () => {
-      const res = await api().get(`/v2/${NAME}/manifests/tagtest0`).set(accept);
-      expect(res.status).toBe(200);
-      expect(res.headers['content-type']).toBe('application/vnd.oci.image.manifest.v1+json');
-    });
-  });
-
-  describe('Error codes', () => {
-    test('400 response body should contain OCI-conforming JSON message', async () => {
-      const res = await api().get(`/v2/${NAME}/manifests/sha256:totallywrong`).set('Content-Type', 'application/vnd.oci.image.manifest.v1+json').send('blablabla');
-      expect(res.status).toBe(400);
-      expect(res.body.errors[0].code).toBe('DIGEST_INVALID');
-    });
-  });
+  pullSpecs({ url: () => mirror.url, name: NAME, data: d });
 
   describe('Teardown', () => {
     test.each([0, 1])('Delete manifest[%i] created in setup', async (i) => {
@@ -355,37 +300,7 @@ describe('Content Discovery', () => {
   });
 
   describe('Test content discovery endpoints (listing references)', () => {
-    const referrers = (digest: string, query: Record<string, string> = {}): request.Test => api().get(withQuery(`/v2/${NAME}/referrers/${digest}`, query));
-    const expectAnnotated = (index: ReferrersIndex): void => {
-      for (const m of index.manifests) expect(m.annotations).toEqual({ [d.annotationKey]: d.annotations[m.digest] });
-    };
-    test('GET request to nonexistent blob should result in empty 200 response', async () => {
-      const res = await referrers(d.dummyDigest);
-      expect(res.status).toBe(200);
-      expect(res.headers['content-type']).toBe(OCI_INDEX);
-      expect(res.body.manifests).toEqual([]);
-    });
-    test('GET request to existing blob should yield 200', async () => {
-      const res = await referrers(d.manifests[4]!.digest);
-      expect(res.status).toBe(200);
-      expect(res.headers['content-type']).toBe(OCI_INDEX);
-      const index = res.body as ReferrersIndex;
-      expect(index.manifests.map((m) => m.digest).sort()).toEqual(Object.keys(d.annotations).sort());
-      expectAnnotated(index);
-    });
-    test('GET request to existing blob with filter should yield 200', async () => {
-      const res = await referrers(d.manifests[4]!.digest, { artifactType: d.artifactTypeA });
-      expect(res.status).toBe(200);
-      expect(res.headers['oci-filters-applied']).toBe('artifactType');
-      const index = res.body as ReferrersIndex;
-      expect(index.manifests.map((m) => m.digest).sort()).toEqual([d.refs.aConfig.digest, d.refs.aLayer.digest].sort());
-      expectAnnotated(index);
-    });
-    test('GET request to missing manifest should yield 200', async () => {
-      const res = await referrers(d.manifests[3]!.digest);
-      expect(res.status).toBe(200);
-      expect(res.body.manifests.map((m: { digest: string }) => m.digest)).toEqual([d.refs.cLayer.digest]);
-    });
+    referrersSpecs({ url: () => mirror.url, name: NAME, data: d });
   });
 
   describe('Teardown', () => {
