@@ -3,7 +3,10 @@
  * mode), both caching the same seeded upstream (another docker-registry), in interleaved rounds on
  * this machine. Prints medians, ratios ours/official and PASS/MISS per target, and writes them as
  * JSON (`BENCH_OUT`, default bench/results.json). `BENCH_QUICK=1` for a short run, `BENCH_ROUNDS=n`,
- * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow` to run some scenarios.
+ * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow,wan` to run some scenarios; the WAN
+ * scenario runs in the first `BENCH_WAN_ROUNDS` rounds only (default 1), on `BENCH_WAN_PROFILES`.
+ * `BENCH_ONLY=chaos` runs the chaos scenario (never part of the default set): once, after the
+ * rounds, for `BENCH_CHAOS_SECONDS` per contender with `BENCH_CHAOS_CLIENTS` clients.
  */
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,14 +22,19 @@ import { pushRandomImage, uploadBlobs } from './seed.js';
 import { manifestRound, startWarmRig, warmBlobRound, type WarmRig } from './scenarios/warm.js';
 import { coldPullRound, upstreamBytesRound } from './scenarios/cold.js';
 import { coldStreamsRound, slowClientsRound } from './scenarios/memory.js';
+import { registerWanReport, seedWan, wanRound } from './scenarios/wan.js';
+import { chaosRun, registerChaosReport, seedChaos } from './scenarios/chaos.js';
 import { evaluate, formatReport, rows } from './report.js';
 
-const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow'] as const;
+const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos'] as const;
+/** Run without BENCH_ONLY: all but the chaos scenario, which is a stress run of its own. */
+const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos');
 
 async function run(): Promise<number> {
   const started = Date.now();
   const settings = readSettings();
-  const only = new Set(process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : SCENARIOS);
+  const only = new Set<string>(process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : DEFAULT_SCENARIOS);
+  for (const s of only) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`BENCH_ONLY: unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
   const wanted = (s: (typeof SCENARIOS)[number]): boolean => only.has(s);
   const log = (line: string): void => void process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   ensurePrerequisites();
@@ -42,6 +50,10 @@ async function run(): Promise<number> {
   const app = await pushRandomImage(upstream.hostPort, [`${APP_REPO}:latest`], settings.imageLayers, 'bench-app');
   const [warmBlob] = wanted('blob') ? await uploadBlobs(upstream.url, BIG_REPO, 'warm', settings.warmBlobBytes, 1) : [];
   const coldBlobs = wanted('streams') || wanted('slow') ? await uploadBlobs(upstream.url, BIG_REPO, 'cold', settings.coldStreamBytes, wanted('streams') ? settings.coldStreams : 1) : [];
+  const wan = wanted('wan') ? await seedWan(upstream.hostPort, settings.wanLayerBytes) : undefined;
+  if (wan) registerWanReport(settings.wanProfiles);
+  const chaos = wanted('chaos') ? await seedChaos(upstream.hostPort) : undefined;
+  if (chaos) registerChaosReport();
   const results = new Results();
   const ctx: BenchContext = { settings, upstream, workDir, results, app, warmBlob: warmBlob!, coldBlobs, log };
   log('seeded');
@@ -60,8 +72,10 @@ async function run(): Promise<number> {
     if (wanted('upstream')) await upstreamBytesRound(ctx, round);
     if (wanted('streams')) await coldStreamsRound(ctx, round);
     if (wanted('slow')) await slowClientsRound(ctx, round);
+    if (wan && round < settings.wanRounds) await wanRound(ctx, wan, round);
   }
   await rig?.stop();
+  if (chaos) await chaosRun(ctx, chaos);
 
   const report = formatReport(results);
   process.stdout.write(`\n${report}\n\n`);

@@ -2,7 +2,7 @@
 import { median, type Results, type Who } from './results.js';
 
 /** How a metric is shown. */
-interface MetricView {
+export interface MetricView {
   readonly id: string;
   readonly label: string;
   readonly unit: string;
@@ -26,8 +26,8 @@ export const METRICS: MetricView[] = [
   { id: 'rss_slow', label: '6b. peak RSS, 200 slow clients', unit: 'MiB', scale: 1 / MiB, digits: 0 },
 ];
 
-/** A target of issue 7. */
-interface Target {
+/** A target (issue 7's, and the scenarios' that register more). */
+export interface Target {
   readonly label: string;
   /** The value compared: a median per-round ratio, or ours' worst round. */
   value(r: Results): number;
@@ -50,6 +50,12 @@ export const TARGETS: Target[] = [
   { label: 'peak RSS cold streams (MiB, worst)', value: worst('rss_streams'), op: '<', limit: 200 },
   { label: 'peak RSS slow clients (MiB, worst)', value: worst('rss_slow'), op: '<', limit: 200 },
 ];
+
+/** Adds a scenario's metrics (after the built-in ones, in the order given) and targets to the report. */
+export function registerReport(more: { metrics: MetricView[]; targets: Target[] }): void {
+  METRICS.push(...more.metrics);
+  TARGETS.push(...more.targets);
+}
 
 /** One target's outcome. */
 export interface TargetOutcome {

@@ -27,14 +27,19 @@ function registryConfig(root: string, port: number, remoteurl: string): string {
   return registryYaml({ root, http: [`addr: 127.0.0.1:${port}`], proxy: [`remoteurl: ${remoteurl}`] });
 }
 
-/** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */
-export async function startContender(who: Contender, remoteurl: string, dir: string, nodeArgs: string[] = []): Promise<ServerProcess & { root: string }> {
+/** How to run `who` as a pull-through cache of `remoteurl` on `port`: writes `dir/config.yml`, storage under `dir/root`. */
+export async function contenderCommand(who: Contender, remoteurl: string, dir: string, port: number, nodeArgs: string[] = []): Promise<{ cmd: string; args: string[]; root: string }> {
   await mkdir(dir, { recursive: true });
-  const port = await freePort();
   const root = join(dir, 'root');
   const config = join(dir, 'config.yml');
   await writeFile(config, registryConfig(root, port, remoteurl));
-  const [cmd, args] = who === 'ours' ? [process.execPath, [...nodeArgs, REGISTRY_BIN, 'serve', config]] : [DISTRIBUTION_BIN, ['serve', config]];
+  return who === 'ours' ? { cmd: process.execPath, args: [...nodeArgs, REGISTRY_BIN, 'serve', config], root } : { cmd: DISTRIBUTION_BIN, args: ['serve', config], root };
+}
+
+/** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */
+export async function startContender(who: Contender, remoteurl: string, dir: string, nodeArgs: string[] = []): Promise<ServerProcess & { root: string }> {
+  const port = await freePort();
+  const { cmd, args, root } = await contenderCommand(who, remoteurl, dir, port, nodeArgs);
   const server = await startServer({ name: who, cmd, args, hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
   return { ...server, root };
 }

@@ -11,8 +11,7 @@ import { FilesystemDriver } from './storage/filesystem.js';
 import { SharedLocks } from './storage/shared-lock.js';
 import { BlobStore } from './storage/blob-store.js';
 import { RepositoryStore } from './storage/repository-store.js';
-import { ProxyNamespace } from './proxy/namespace.js';
-import type { TypedCacheEvents } from './stores.js';
+import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
 import { NamespaceRouter } from './proxy/namespace-router.js';
 import { registryHostOf } from './distribution/registry-host.js';
 import { UnsupportedConfigError } from './errors.js';
@@ -105,7 +104,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   const lastPulled = new Map<string, Date>();
   const rateLimits = new Map<string, string>();
   /** The same bookkeeping for both kinds of content and every upstream: metrics, expiry schedule, size cap. */
-  const events: TypedCacheEvents = {
+  const events: NamespaceEvents = {
     stored: (type, repo, digest, size) => {
       if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
       metrics.fetchedBytes.inc({ type }, size);
@@ -125,6 +124,10 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
       logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, {
         'err.code': code,
       });
+    },
+    manifestRefused: (repo, reference, reason, detail) => {
+      metrics.manifestsRefused.inc({ reason });
+      logger.warn(`upstream manifest ${repo}${reference.includes(':') ? '@' : ':'}${reference} refused as unverified (${reason}), nothing stored: ${detail}`);
     },
   };
   const namespace = (host: string, upstreamConfig: UpstreamConfig, isDefault: boolean): ProxyNamespace =>

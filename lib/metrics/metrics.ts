@@ -26,6 +26,7 @@ export class Metrics {
   readonly evictedBytes: Counter;
   readonly cacheBytes: Gauge;
   readonly cacheWriteFailures: Counter<'type'>;
+  readonly manifestsRefused: Counter<'reason'>;
 
   constructor() {
     const registers = [this.registry];
@@ -43,6 +44,11 @@ export class Metrics {
       'registry_mirror_cache_write_failures_total',
       'Content served to clients but not cached because the storage refused the write (a full disk).',
       ['type'],
+    );
+    this.manifestsRefused = counter(
+      'registry_mirror_manifests_refused_total',
+      'Upstream manifests refused (a 503, nothing stored) because they could not be verified as the upstream\'s, by reason.',
+      ['reason'],
     );
     this.cacheBytes = new Gauge({ name: 'registry_mirror_cache_bytes', help: 'Blob data in the cache, in bytes.', registers });
     this.httpDuration = new Histogram({

@@ -13,11 +13,16 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { ProxyBlobStore } from './proxy-blob-store.js';
-import { ProxyManifestStore } from './proxy-manifest-store.js';
+import { ProxyManifestStore, type UnverifiedReason } from './proxy-manifest-store.js';
 import { ProxyTagService } from './proxy-tag-service.js';
 import { ProxyReferrers } from './proxy-referrers.js';
 import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+
+/** The cache events of a namespace's stores, told the name content is stored under, and the manifests refused as unverified. */
+export type NamespaceEvents = TypedCacheEvents & {
+  manifestRefused?(storedName: string, reference: string, reason: UnverifiedReason, detail: string): void;
+};
 
 /** What a namespace is built from. */
 export interface NamespaceOptions {
@@ -31,7 +36,7 @@ export interface NamespaceOptions {
   readonly blobs: BlobStore;
   readonly repository: (storedName: string) => RepositoryStore;
   /** Cache events, reported with the name the content is stored under. */
-  readonly events: TypedCacheEvents;
+  readonly events: NamespaceEvents;
   /** Locks shared with other processes on the same storage (replicas). */
   readonly locks?: SharedLocks;
   readonly onResponse?: (info: { host: string; method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
@@ -70,7 +75,11 @@ export class ProxyNamespace {
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
     this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'), o.locks);
-    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, events('manifest'), immutableTagTest(o.config), o.locks);
+    const manifestEvents = {
+      ...events('manifest'),
+      unverified: (name: string, reference: string, reason: UnverifiedReason, detail: string) => o.events.manifestRefused?.(this.storedName(name), reference, reason, detail),
+    };
+    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, immutableTagTest(o.config), o.locks);
     this.tags = new ProxyTagService(repository, this.upstream);
     this.referrers = new ProxyReferrers(this.upstream, this.manifests);
   }

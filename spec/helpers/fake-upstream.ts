@@ -16,6 +16,12 @@ export type Fault =
   | { kind: 'stall' }
   | { kind: 'slow'; bytesPerTick: number; tickMs: number }
   | { kind: 'no-digest-header' }
+  /**
+   * A manifest altered on the way: `body` instead of the stored one (default: the stored JSON
+   * re-indented, the same document with other whitespace), with a matching Content-Length; the
+   * `Docker-Content-Digest` of the stored one is kept unless `dropDigest`.
+   */
+  | { kind: 'altered-manifest'; body?: Buffer; dropDigest?: boolean }
   /** Chunked, with no Content-Length, and never ending (until the client goes away). */
   | { kind: 'endless' }
   | { kind: 'delay'; ms: number };
@@ -155,12 +161,13 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       const digest = ref.includes(':') ? ref : tags.get(`${repo}:${ref}`);
       const found = digest ? manifests.get(`${repo}@${digest}`) : undefined;
       if (!found) return notFound('MANIFEST_UNKNOWN');
-      const headers: Record<string, string | number> = { 'content-type': found.mediaType, 'content-length': found.body.length };
-      if (fault?.kind !== 'no-digest-header') headers['docker-content-digest'] = digest!;
+      const body = fault?.kind === 'altered-manifest' ? (fault.body ?? Buffer.from(JSON.stringify(JSON.parse(found.body.toString()), null, 2))) : found.body;
+      const headers: Record<string, string | number> = { 'content-type': found.mediaType, 'content-length': body.length };
+      if (fault?.kind !== 'no-digest-header' && !(fault?.kind === 'altered-manifest' && fault.dropDigest)) headers['docker-content-digest'] = digest!;
       if (fault?.kind === 'endless') delete headers['content-length'];
       res.writeHead(200, headers);
       if (req.method === 'HEAD') return void res.end();
-      return sendBody(res, found.body, fault);
+      return sendBody(res, body, fault?.kind === 'altered-manifest' ? undefined : fault);
     }
     m = /^\/v2\/(.+)\/blobs\/([^/]+)$/.exec(path);
     if (m) {
