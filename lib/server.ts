@@ -121,7 +121,9 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
         // Hosted repositories are stored under the name the client uses.
         if (hosted?.repositories.owns(name)) return { name, ...hosted.target };
         const found = router.resolve(name, ns);
-        return found && { name: found.name, manifests: found.namespace.manifests, blobs: found.namespace.blobs, tags: found.namespace.tags };
+        if (!found) return undefined;
+        const n = found.namespace;
+        return { name: found.name, manifests: n.manifests, blobs: n.blobs, tags: n.tags, referrers: n.referrers };
       },
       maxCatalogEntries: config.catalog.maxentries,
       logger,
@@ -202,7 +204,7 @@ function hostedRepositories(
     },
     logger,
   });
-  return { repositories, target: { manifests: repositories.manifests, blobs: repositories.blobs, tags: repositories.tags, writable } };
+  return { repositories, target: { manifests: repositories.manifests, blobs: repositories.blobs, tags: repositories.tags, referrers: repositories.referrers, writable } };
 }
 
 /** Where the cache page's data comes from. */

@@ -70,14 +70,38 @@ export interface TagPage {
   /** Where the next page starts, if there is one (the `Link` header's `last` and `n`). */
   readonly next?: { last: string; n: number };
   /**
-   * `upstream`: the upstream paged it; `cache`: every stored tag, which the route pages (lib/api/paging.ts).
+   * True when this is the page to send (an upstream paged it, `next` says where the next one starts);
+   * false for every tag there is after `last`, in any order, which the route sorts and pages
+   * (lib/api/paging.ts): stored tags, or an upstream's list it did not page (distribution 2.8
+   * ignores `n` and `last` and does not sort).
    */
-  readonly source: Source;
+  readonly paged: boolean;
 }
 
 /** The tags of repositories (distribution's `TagService.All`). */
 export interface TagService {
   list(name: string, page: PageRequest): Promise<TagPage>;
+}
+
+/** One entry of a referrers list: the descriptor of a manifest whose `subject` is the asked digest. */
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+/** A referrers answer: the OCI index to send, and whether the `artifactType` filter was applied. */
+export interface ReferrersResult {
+  readonly index: { schemaVersion: 2; mediaType: string; manifests: ReferrerDescriptor[] };
+  readonly filtered: boolean;
+}
+
+/** The OCI 1.1 referrers of repositories (`GET /v2/<name>/referrers/<digest>`). */
+export interface ReferrersService {
+  /** The manifests of `name` whose subject is `subject`, only those of `artifactType` when given; none is an empty list. */
+  list(name: string, subject: Digest, artifactType: string | undefined): Promise<ReferrersResult>;
 }
 
 /** What a pull-through store reports of one kind of content (the scheduler, size cap and metrics listen). */

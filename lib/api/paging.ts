@@ -30,9 +30,9 @@ export function nextLink(res: Response, path: string, next: { last: string; n: n
   res.setHeader('Link', `<${base}${path}?last=${encodeURIComponent(next.last)}&n=${next.n}>; rel="next"`);
 }
 
-/** The page to send of a store's answer: an upstream's page as it came, a cached list paged here. */
+/** The page to send of a store's answer: a page as it came, every tag sorted and paged here. */
 export function tagPage(page: TagPage, request: { n?: number; last?: string }): Page {
-  return page.source === 'upstream' ? page : paginate(page.tags, request);
+  return page.paged ? page : paginate([...page.tags].sort(), request);
 }
 
 /** One page of a sorted list. */
@@ -47,6 +47,8 @@ export function paginate(all: readonly string[], page: { readonly n?: number; re
   const start = page.last === undefined ? 0 : all.findIndex((t) => t > page.last!);
   const rest = start < 0 ? [] : all.slice(start);
   if (page.n === undefined || rest.length <= page.n) return { tags: rest };
+  // `n=0` asks for no entries (and has no next page to point at).
+  if (page.n === 0) return { tags: [] };
   const tags = rest.slice(0, page.n);
   return { tags, next: { last: tags[tags.length - 1]!, n: page.n } };
 }

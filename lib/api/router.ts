@@ -9,7 +9,7 @@ import express, { type Request, type Response, type Router } from 'express';
 import type { Logger } from 'winston';
 import { isValidName } from '../distribution/reference.js';
 import type { AccessController } from '../auth/access.js';
-import type { BlobService, ManifestService, TagService } from '../stores.js';
+import type { BlobService, ManifestService, ReferrersService, TagService } from '../stores.js';
 import { RegistryError } from './errors.js';
 import { authorize } from './authorize.js';
 import { apiVersionHeader } from './headers.js';
@@ -29,6 +29,8 @@ export interface Target {
   readonly manifests: ManifestService;
   readonly blobs: BlobService;
   readonly tags: TagService;
+  /** The referrers API (OCI 1.1); undefined: not served for this repository. */
+  readonly referrers?: ReferrersService;
   /** The write side (hosted repositories, extension `proxy.hosted`); undefined: read only. */
   readonly writable?: Writable;
 }

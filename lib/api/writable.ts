@@ -6,13 +6,11 @@
  */
 import type { Request } from 'express';
 import type { Logger } from 'winston';
-import type { Digest } from '../distribution/digest.js';
 import { isValidName } from '../distribution/reference.js';
 import { accessDetail, accessFor, type AccessController } from '../auth/access.js';
 import type { HostedRepositories } from '../hosted/hosted.js';
 import type { HostedBlobStore } from '../hosted/hosted-blob-store.js';
 import type { HostedManifestStore } from '../hosted/hosted-manifest-store.js';
-import type { ReferrersResult } from '../hosted/referrers.js';
 import type { UploadStore } from '../hosted/upload-store.js';
 import { RegistryError } from './errors.js';
 import { header } from './messages.js';
@@ -22,7 +20,6 @@ export interface Writable {
   readonly uploads: UploadStore;
   readonly blobs: HostedBlobStore;
   readonly manifests: HostedManifestStore;
-  referrers(name: string, subject: Digest, artifactType: string | undefined): Promise<ReferrersResult>;
   /** `storage.delete.enabled`: the `DELETE` methods exist. */
   readonly deletes: boolean;
   /** Throws unless the registry is writable and the client may push (authenticated, or the anonymous switch). */
@@ -66,7 +63,6 @@ export function createWritable(hosted: HostedRepositories, o: WritableOptions): 
     uploads: hosted.uploads,
     blobs: hosted.blobs,
     manifests: hosted.manifests,
-    referrers: (name, subject, artifactType) => hosted.referrers(name, subject, artifactType),
     deletes: o.deleteEnabled,
     secret: o.secret,
     logger: o.logger,

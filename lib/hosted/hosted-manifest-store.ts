@@ -94,7 +94,7 @@ export class HostedTagService implements TagService {
     const repo = this.repository(name);
     const tags = await repo.listTags();
     if (tags.length === 0 && !(await repo.exists())) throw new RepositoryUnknownError(name);
-    return { tags, source: 'cache' };
+    return { tags, paged: false };
   }
 }
 

@@ -13,7 +13,8 @@ import type { RepositoryStore } from '../storage/repository-store.js';
 import { UploadStore } from './upload-store.js';
 import { HostedBlobStore } from './hosted-blob-store.js';
 import { HostedManifestStore, HostedTagService } from './hosted-manifest-store.js';
-import { listReferrers, type ReferrersResult } from './referrers.js';
+import type { ReferrersResult, ReferrersService } from '../stores.js';
+import { listReferrers } from './referrers.js';
 import { UploadPurger } from './upload-purger.js';
 
 /** True when `name` lies under one of `prefixes` (each ending with `/`; `internal/` also names `internal`). */
@@ -56,10 +57,11 @@ export class HostedRepositories {
     return isHostedName(this.prefixes, name);
   }
 
-  /** The manifests of `name` whose subject is `subject` (the referrers API). */
-  referrers(name: string, subject: Digest, artifactType: string | undefined): Promise<ReferrersResult> {
-    return listReferrers(this.o.blobs, this.o.repository(name), subject, artifactType);
-  }
+  /** The referrers API of hosted repositories: computed from each repository's revisions. */
+  readonly referrers: ReferrersService = {
+    list: (name: string, subject: Digest, artifactType: string | undefined): Promise<ReferrersResult> =>
+      listReferrers(this.o.blobs, this.o.repository(name), subject, artifactType),
+  };
 
   /** Starts the upload purger. */
   start(): void {

@@ -9,21 +9,7 @@ import { tryParseManifest } from '../distribution/manifest.js';
 import { MediaType, isIndexType } from '../distribution/mediatypes.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-
-/** One entry of the referrers index. */
-export interface ReferrerDescriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  artifactType?: string;
-  annotations?: Record<string, string>;
-}
-
-/** The referrers response body and whether a filter was applied. */
-export interface ReferrersResult {
-  readonly index: { schemaVersion: 2; mediaType: string; manifests: ReferrerDescriptor[] };
-  readonly filtered: boolean;
-}
+import type { ReferrerDescriptor, ReferrersResult } from '../stores.js';
 
 /**
  * The manifests of `repo` whose subject is `subject`, optionally only those of `artifactType`;

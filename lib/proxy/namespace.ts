@@ -15,6 +15,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import { ProxyBlobStore } from './proxy-blob-store.js';
 import { ProxyManifestStore, type UnverifiedReason } from './proxy-manifest-store.js';
 import { ProxyTagService } from './proxy-tag-service.js';
+import { ProxyReferrers } from './proxy-referrers.js';
 import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 
@@ -51,6 +52,7 @@ export class ProxyNamespace {
   readonly manifests: ProxyManifestStore;
   readonly blobs: ProxyBlobStore;
   readonly tags: ProxyTagService;
+  readonly referrers: ProxyReferrers;
   private readonly dockerHub: boolean;
 
   constructor(o: NamespaceOptions) {
@@ -79,6 +81,7 @@ export class ProxyNamespace {
     };
     this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, immutableTagTest(o.config), o.locks);
     this.tags = new ProxyTagService(repository, this.upstream);
+    this.referrers = new ProxyReferrers(this.upstream, this.manifests);
   }
 
   /** The upstream's name for a client's: on Docker Hub (or `dockerhub: true`) `busybox` is `library/busybox`. */

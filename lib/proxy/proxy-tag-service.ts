@@ -24,7 +24,7 @@ export class ProxyTagService implements TagService {
       if (tags.length === 0) throw err;
       // Every cached tag: the route pages lists that do not come from an upstream (as the hosted
       // ones). Paging here as well paged a page, and the route then saw no next page.
-      return { tags, source: 'cache' };
+      return { tags, paged: false };
     }
   }
 
@@ -43,7 +43,10 @@ export class ProxyTagService implements TagService {
     }
     const link = reply.headers.link;
     const next = typeof link === 'string' ? parseNextLink(link) : undefined;
-    return { tags, next, source: 'upstream' };
+    // No next page: the upstream sent the whole rest of the list, but not every upstream sorts or
+    // pages it (distribution 2.8 ignores `n` and `last`). The route makes the spec's page of it;
+    // for an upstream that paged already that changes nothing.
+    return next ? { tags, next, paged: true } : { tags, paged: false };
   }
 }
 

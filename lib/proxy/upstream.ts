@@ -8,7 +8,7 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import got, { type Got, RequestError } from 'got';
 import { MAX_MANIFEST_BYTES } from '../distribution/manifest.js';
-import { MANIFEST_ACCEPT } from '../distribution/mediatypes.js';
+import { MANIFEST_ACCEPT, MediaType } from '../distribution/mediatypes.js';
 import { UpstreamAuth, UpstreamAuthError, scopeForRepository } from './auth/upstream-auth.js';
 import { UpstreamError } from './upstream-error.js';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
@@ -132,6 +132,12 @@ export class Upstream {
   /** `GET` of a tag list page; `query` is passed through (`n`, `last`). */
   getTags(name: string, query: string): Promise<UpstreamReply> {
     return this.request('GET', name, `/v2/${name}/tags/list${query}`, { maxBytes: 16 * 1024 * 1024 });
+  }
+
+  /** `GET` of the referrers of `digest` (OCI 1.1), with the `artifactType` filter when given. */
+  getReferrers(name: string, digest: string, artifactType: string | undefined): Promise<UpstreamReply> {
+    const query = artifactType === undefined ? '' : `?${new URLSearchParams({ artifactType }).toString()}`;
+    return this.request('GET', name, `/v2/${name}/referrers/${digest}${query}`, { accept: MediaType.OciIndex, maxBytes: MAX_MANIFEST_BYTES });
   }
 
   /**

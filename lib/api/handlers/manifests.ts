@@ -14,26 +14,46 @@ import { negotiate } from '../negotiation.js';
 import type { MethodTable, Resource, RouteServices, Target } from '../router.js';
 import type { Writable } from '../writable.js';
 
+/**
+ * The reference of the path, parsed: a tag or a digest, or a string that is neither. A digest-shaped
+ * reference that does not parse is `DIGEST_INVALID` at once (the OCI suite accepts that 400); a
+ * string that is not a valid tag names a manifest that cannot exist, and each method answers for it
+ * (below) without a store ever seeing it.
+ */
+type ManifestParams = { readonly ref: ManifestRef } | { readonly invalidTag: string };
+
 /** Manifests by tag or digest. */
-export const manifestResource: Resource<ManifestRef> = {
+export const manifestResource: Resource<ManifestParams> = {
   methods: (s, target) => {
     const t = target!;
-    const get = (req: Request, res: Response, ref: ManifestRef): Promise<void> => getManifest(s, req, res, t, ref);
-    const table: MethodTable<ManifestRef> = { GET: get, HEAD: get };
+    const get = (req: Request, res: Response, p: ManifestParams): Promise<void> => getManifest(s, req, res, t, refOf(p, 'lookup'));
+    const table: MethodTable<ManifestParams> = { GET: get, HEAD: get };
     const w = t.writable;
     if (!w) return table;
-    const put = (req: Request, res: Response, ref: ManifestRef): Promise<void> => putManifest(w, req, res, t.name, ref);
+    const put = (req: Request, res: Response, p: ManifestParams): Promise<void> => putManifest(w, req, res, t.name, p);
     if (!w.deletes) return { ...table, PUT: put };
-    return { ...table, PUT: put, DELETE: (req: Request, res: Response, ref: ManifestRef) => deleteManifest(w, req, res, t.name, ref) };
+    return { ...table, PUT: put, DELETE: (req: Request, res: Response, p: ManifestParams) => deleteManifest(w, req, res, t.name, p) };
   },
   params: (groups) => reference(groups[2]!),
 };
 
 /** A tag, or a digest (anything shaped like one is routed as a digest, as distribution does). */
-function reference(raw: string): ManifestRef {
-  if (looksLikeDigest(raw)) return { digest: digestParam(raw) };
-  if (!isValidTag(raw)) throw new RegistryError('TAG_INVALID', { detail: { tag: raw } });
-  return { tag: raw };
+function reference(raw: string): ManifestParams {
+  if (looksLikeDigest(raw)) return { ref: { digest: digestParam(raw) } };
+  return isValidTag(raw) ? { ref: { tag: raw } } : { invalidTag: raw };
+}
+
+/**
+ * The reference to look up, or the answer for an invalid tag. Reading or deleting one is
+ * `404 MANIFEST_UNKNOWN`: no manifest can exist under it, the OCI spec requires 404 for a manifest
+ * that does not exist (the conformance suite asks for `.INVALID_MANIFEST_NAME`), and distribution
+ * answers 404 too (its route does not match). Pushing under one is `400 TAG_INVALID`, the legacy
+ * code the spec allows: the client is told its request is wrong, not that something is missing.
+ */
+function refOf(p: ManifestParams, use: 'lookup' | 'push'): ManifestRef {
+  if ('ref' in p) return p.ref;
+  if (use === 'push') throw new RegistryError('TAG_INVALID', { detail: { Tag: p.invalidTag, reason: 'a tag matches [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}' } });
+  throw new RegistryError('MANIFEST_UNKNOWN', { detail: { Tag: p.invalidTag, reason: 'not a valid tag, so no manifest has it' } });
 }
 
 async function getManifest(s: RouteServices, req: Request, res: Response, t: Target, ref: ManifestRef): Promise<void> {
@@ -48,8 +68,16 @@ async function getManifest(s: RouteServices, req: Request, res: Response, t: Tar
   res.end(req.method === 'HEAD' ? undefined : m.payload);
 }
 
-async function putManifest(w: Writable, req: Request, res: Response, name: string, ref: ManifestRef): Promise<void> {
+async function putManifest(w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
   w.checkWrite(req, name);
+  let ref: ManifestRef;
+  try {
+    ref = refOf(p, 'push');
+  } catch (err) {
+    // Refused before the body is read: drain it, so the client gets the answer rather than a reset.
+    req.resume();
+    throw err;
+  }
   const payload = await readLimited(req, MAX_MANIFEST_BYTES);
   const pushed = await w.manifests.put(name, ref, header(req, 'content-type'), payload);
   res.setHeader('Location', `${req.baseUrl}/v2/${name}/manifests/${pushed.digest.value}`);
@@ -60,9 +88,9 @@ async function putManifest(w: Writable, req: Request, res: Response, name: strin
   res.status(201).end();
 }
 
-async function deleteManifest(w: Writable, req: Request, res: Response, name: string, ref: ManifestRef): Promise<void> {
+async function deleteManifest(w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
   w.checkWrite(req, name);
-  await w.manifests.delete(name, ref);
+  await w.manifests.delete(name, refOf(p, 'lookup'));
   res.setHeader('Content-Length', 0);
   res.status(202).end();
 }
