@@ -4,21 +4,24 @@
  * `registry serve` puts routes and a listener in front of them (lib/server.ts); `registry warm`
  * calls the proxy stores directly, so what it caches is cached exactly as a pull caches it.
  */
+import { join } from 'node:path';
 import type { Logger } from 'winston';
 import type { Config, UpstreamConfig } from './config/types.js';
 import type { StorageDriver } from './storage/driver.js';
 import { createDriver, createSharedLocks } from './storage/factory.js';
 import type { SharedLocks } from './storage/shared-lock.js';
 import { BlobStore } from './storage/blob-store.js';
+import { driverStateStore, type StateStore } from './scheduler/state-file.js';
 import { RepositoryStore } from './storage/repository-store.js';
 import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
 import { NamespaceRouter } from './proxy/namespace-router.js';
 import { registryHostOf } from './distribution/registry-host.js';
-import { isHostedName } from './hosted/hosted.js';
-import { MirrorError } from './errors.js';
+import { UnsupportedConfigError } from './errors.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
-import { startSizeCap, type SizeCap } from './scheduler/size-cap.js';
+import { SizeCap, startSizeCap } from './scheduler/size-cap.js';
 import { Metrics } from './metrics/metrics.js';
+import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
+import { SCHEDULER_STATE_PATH } from './storage/paths.js';
 
 /** The running services of one registry process. */
 export interface RegistryServices {
@@ -32,34 +35,36 @@ export interface RegistryServices {
   /** The repository store of a stored name. */
   readonly repository: (name: string) => RepositoryStore;
   readonly metrics: Metrics;
+  /** The cache's policies as decided from the configuration (TTLs, hosted names, the cap). */
+  readonly policy: CachePolicy;
   /** The upstreams (`proxy.remoteurl` and `proxy.upstreams`) and their proxy stores. */
   readonly router: NamespaceRouter;
   /** The expiry schedule (`scheduler-state.json`), started. */
   readonly lifetime: CacheLifetime;
-  /** The size accounting, and whether `proxy.maxsize` is enforced. */
-  readonly sizing: { readonly cap: SizeCap; readonly enforced: boolean };
+  /** The size accounting (enforcing `proxy.maxsize` when `policy.maxBytes` is set). */
+  readonly sizeCap: SizeCap;
   /** For the cache page: when each `repo@digest` manifest was last served. */
   readonly lastPulled: Map<string, Date>;
   /** For the cache page: each upstream host's last `RateLimit-Remaining`. */
   readonly rateLimits: Map<string, string>;
-  /** True for names under `proxy.hosted` (never expired, evicted or proxied). */
-  isHosted(repo: string): boolean;
   /** Stops the schedule (flushing `scheduler-state.json`) and closes the upstream connections. */
   close(): Promise<void>;
 }
 
 /**
  * Builds the services described by `config`: removes temporary files an earlier run left, loads the
- * expiry schedule (running the expiries already due) and measures the cache for the size cap.
+ * expiry schedule (running the expiries already due) and measures the cache for the size cap. Each
+ * part is built after what it reports to, so no event can reach a part that does not exist yet;
+ * a failure on the way stops what was started.
  */
 export async function createServices(config: Config, logger: Logger): Promise<RegistryServices> {
   if (!config.proxy) {
-    throw new MirrorError(
-      'ERR_CONFIG_UNSUPPORTED',
+    throw new UnsupportedConfigError(
       'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
     );
   }
   const proxy = config.proxy;
+  const policy = decideCachePolicy(proxy, config.storage.delete.enabled, (msg) => logger.warn(msg));
   const driver = createDriver(config.storage);
   // Housekeeping only: a store that cannot be reached now must not keep the registry from starting.
   const removed = await (driver.cleanup?.() ?? Promise.resolve(0)).catch((err: Error) => {
@@ -74,10 +79,36 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   );
   const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
   const metrics = new Metrics();
-  const isHosted = (repo: string): boolean => isHostedName(proxy.hosted, repo);
 
-  // Set once the schedule has loaded: expiries due at start-up run first, and the cap measures after them.
-  let sizeCap: SizeCap | undefined;
+  const sizeCap = new SizeCap({
+    driver,
+    blobs,
+    repository,
+    maxBytes: policy.maxBytes ?? Number.POSITIVE_INFINITY,
+    logger,
+    exclude: policy.isHosted,
+    onEvicted: (type, freed) => {
+      metrics.evictions.inc({ type });
+      metrics.evictedBytes.inc(freed);
+    },
+    onSize: (bytes) => metrics.cacheBytes.set(bytes),
+  });
+  const lifetime = new CacheLifetime({
+    driver,
+    blobs,
+    repository,
+    logger,
+    ...schedulerState(config, driver),
+    expires: policy.expires,
+    ttlFor: policy.ttlFor,
+    touchOnHit: policy.touchOnHit,
+    locks,
+    exclude: policy.isHosted,
+    onExpired: (type, freed, digest) => {
+      metrics.expirations.inc({ type });
+      if (freed > 0) sizeCap.forget(digest);
+    },
+  });
   /** For the cache page: when each manifest was last served, and each upstream's rate-limit headroom. */
   const lastPulled = new Map<string, Date>();
   const rateLimits = new Map<string, string>();
@@ -85,15 +116,15 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   const events: NamespaceEvents = {
     stored: (type, repo, digest, size) => {
       if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
-      metrics.pulledBytes.inc({ type }, size);
+      metrics.fetchedBytes.inc({ type }, size);
       lifetime.schedule(type, repo, digest.value);
-      sizeCap?.stored(type, repo, digest, size);
+      sizeCap.stored(type, repo, digest, size);
     },
     hit: (type, repo, digest) => {
       if (type === 'manifest') lastPulled.set(`${repo}@${digest.value}`, new Date());
       metrics.hit(type);
       lifetime.touch(type, repo, digest.value);
-      sizeCap?.hit(type, repo, digest);
+      sizeCap.hit(type, repo, digest);
     },
     miss: (type) => metrics.miss(type),
     cacheWriteFailed: (type, repo, digest, err) => {
@@ -138,37 +169,19 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     Object.entries(proxy.upstreams).map(([host, u]) => namespace(host, u, false)),
   );
   for (const n of router.others) logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
-  // Namespaces report to the lifetime policy only once requests arrive, after it has started.
-  const lifetime = new CacheLifetime({
-    driver,
-    blobs,
-    repository,
-    config,
-    logger,
-    ttlFor: (repo) => router.owner(repo).ttlms,
-    locks,
-    exclude: isHosted,
-    onExpired: (type, freed, digest) => {
-      metrics.expirations.inc({ type });
-      if (freed > 0) sizeCap?.forget(digest);
-    },
-  });
-  const loaded = await lifetime.start();
-  if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
-  const sizing = await startSizeCap(
-    config,
-    { driver, blobs, repository },
-    logger,
-    {
-      onEvicted: (type, freed) => {
-        metrics.evictions.inc({ type });
-        metrics.evictedBytes.inc(freed);
-      },
-      onSize: (bytes) => metrics.cacheBytes.set(bytes),
-    },
-    isHosted,
-  );
-  sizeCap = sizing.cap;
+  const close = async (): Promise<void> => {
+    await lifetime.stop();
+    for (const n of router.all) n.close();
+  };
+  try {
+    // Expiries due at start-up run first, and the cap measures after them.
+    const loaded = await lifetime.start();
+    if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
+    await startSizeCap(sizeCap, logger);
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw err;
+  }
 
   let closing: Promise<void> | undefined;
   return {
@@ -177,16 +190,23 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     locks,
     repository,
     metrics,
+    policy,
     router,
     lifetime,
-    sizing,
+    sizeCap,
     lastPulled,
     rateLimits,
-    isHosted,
-    close: () =>
-      (closing ??= (async () => {
-        await lifetime.stop();
-        for (const n of router.all) n.close();
-      })()),
+    close: () => (closing ??= close()),
   };
+}
+
+/**
+ * `scheduler-state.json` where distribution keeps it: at the root of the filesystem driver (a local
+ * file, locked across replicas on the volume), or the object `/scheduler-state.json` of any other
+ * driver (S3: `<rootdirectory>/scheduler-state.json`).
+ */
+function schedulerState(config: Config, driver: StorageDriver): { statePath: string; store?: StateStore } {
+  const root = config.storage.filesystem?.rootdirectory;
+  if (root !== undefined) return { statePath: join(root, SCHEDULER_STATE_PATH) };
+  return { statePath: `${driver.name}:${SCHEDULER_STATE_PATH}`, store: driverStateStore(driver, SCHEDULER_STATE_PATH) };
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import yaml from 'js-yaml';
 import type { ErrorObject } from 'ajv';
-import { MirrorError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { parseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
@@ -28,7 +28,7 @@ export function resolveConfigPath(arg: string | undefined, env: NodeJS.ProcessEn
   return arg ?? env.REGISTRY_CONFIGURATION_PATH ?? '/etc/docker/registry/config.yml';
 }
 
-const invalid = (message: string, cause?: unknown): MirrorError => new MirrorError('ERR_CONFIG_INVALID', message, { cause });
+const invalid = (message: string, cause?: unknown): ConfigError => new ConfigError(message, { cause });
 
 /** Loads, overrides, validates, converts and freezes. */
 export function loadConfig(source: ConfigSource): { config: Config; warnings: string[] } {

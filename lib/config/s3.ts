@@ -3,7 +3,7 @@
  * keys, defaults and limits; booleans may be YAML booleans or strings Go's `strconv.ParseBool`
  * takes, integers may be numbers or strings of digits (environment overrides give either).
  */
-import { MirrorError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import type { S3StorageConfig } from './types.js';
 
 const MIN_CHUNK = 5 * 1024 * 1024;
@@ -14,7 +14,7 @@ export const S3_STORAGE_CLASSES = ['NONE', 'STANDARD', 'REDUCED_REDUNDANCY', 'ST
 /** Canned ACLs distribution accepts for `objectacl`. */
 export const S3_OBJECT_ACLS = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control'];
 
-const invalid = (message: string): MirrorError => new MirrorError('ERR_CONFIG_INVALID', `storage.s3.${message}`);
+const invalid = (message: string): ConfigError => new ConfigError(`storage.s3.${message}`);
 
 type Raw = Record<string, unknown>;
 

@@ -12,12 +12,11 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../distribution/digest.js';
-import { MirrorError } from '../errors.js';
-import { RegistryError } from '../api/errors.js';
+import { DigestInvalidError, InvalidPathError, UploadUnknownError } from '../errors.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { PathNotFoundError, type FileWriter, type StorageDriver } from '../storage/driver.js';
-import { blobDataPath, uploadDir } from '../storage/paths.js';
+import { blobDataPath, uploadDataPath, uploadDir, uploadStartedAtPath } from '../storage/paths.js';
 
 /** An upload session as the API reports it. */
 export interface UploadInfo {
@@ -56,9 +55,8 @@ export class UploadStore {
   async create(repo: string): Promise<UploadInfo> {
     const uuid = randomUUID();
     const startedAt = new Date();
-    const dir = uploadDir(repo, uuid);
-    await this.driver.putContent(`${dir}/startedat`, formatStartedAt(startedAt));
-    await (await this.driver.writer(`${dir}/data`)).close();
+    await this.driver.putContent(uploadStartedAtPath(repo, uuid), formatStartedAt(startedAt));
+    await (await this.driver.writer(uploadDataPath(repo, uuid))).close();
     return { uuid, size: 0, startedAt };
   }
 
@@ -108,7 +106,7 @@ export class UploadStore {
       const actual = await this.digestOf(repo, uuid, digest.algorithm, size);
       if (actual !== digest.value) {
         await this.remove(repo, uuid);
-        throw new RegistryError('DIGEST_INVALID', { detail: `invalid digest for referenced layer: ${digest.value}, content does not match digest` });
+        throw new DigestInvalidError(`invalid digest for referenced layer: ${digest.value}, content does not match digest`);
       }
       if (!(await this.blobs.stat(digest))) await this.driver.move(this.dataPath(repo, uuid), blobDataPath(digest));
       await this.repository(repo).linkLayer(digest);
@@ -130,19 +128,21 @@ export class UploadStore {
     try {
       return uploadDir(repo, uuid);
     } catch (err) {
-      if (err instanceof MirrorError && err.code === 'ERR_INVALID_PATH_COMPONENT') throw unknown(uuid);
+      if (err instanceof InvalidPathError) throw unknown(uuid);
       throw err;
     }
   }
 
   private dataPath(repo: string, uuid: string): string {
-    return `${this.dir(repo, uuid)}/data`;
+    this.dir(repo, uuid);
+    return uploadDataPath(repo, uuid);
   }
 
   /** When the upload started; `BLOB_UPLOAD_UNKNOWN` when it does not exist. */
   private async startedAt(repo: string, uuid: string): Promise<Date> {
     try {
-      return new Date((await this.driver.getContent(`${this.dir(repo, uuid)}/startedat`)).toString('utf8').trim());
+      this.dir(repo, uuid);
+      return new Date((await this.driver.getContent(uploadStartedAtPath(repo, uuid))).toString('utf8').trim());
     } catch (err) {
       if (err instanceof PathNotFoundError) throw unknown(uuid);
       throw err;
@@ -215,6 +215,6 @@ export class UploadStore {
   }
 }
 
-function unknown(uuid: string): RegistryError {
-  return new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uuid } });
+function unknown(uuid: string): UploadUnknownError {
+  return new UploadUnknownError(uuid);
 }

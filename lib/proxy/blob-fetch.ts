@@ -14,18 +14,20 @@
  */
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
-import { MirrorError } from '../errors.js';
+import { DigestMismatchError, MirrorError } from '../errors.js';
 import { hasherFor, type Digest } from '../distribution/digest.js';
 import type { FileWriter, PositionalReader } from '../storage/driver.js';
 import type { SpooledWrite } from '../storage/spool.js';
 
 /** Raised to readers when the fetched bytes do not hash to the digest or have the wrong length. */
-export class BlobVerificationError extends MirrorError {
+export class BlobVerificationError extends DigestMismatchError {}
+
+/** Raised to a reader whose bytes are gone (dropped from memory, or the temporary file lost). */
+export class BlobUnreadableError extends MirrorError {
   constructor(message: string) {
-    super('ERR_DIGEST_MISMATCH', message);
+    super('ERR_BLOB_UNREADABLE', message);
   }
 }
-
 
 /** Bytes received but not yet written before the upstream is paused for the disk. */
 const WRITE_AHEAD = 1024 * 1024;
@@ -307,19 +309,19 @@ export class BlobFetch {
         continue;
       }
       if (position >= this.written && this.tail.length > 0 && position >= this.tail[0]!.offset) return this.fromTail(position, end);
-      if (position >= this.written) throw new MirrorError('ERR_BLOB_UNREADABLE', `bytes at ${position} of ${this.digest.value} were dropped`);
+      if (position >= this.written) throw new BlobUnreadableError(`bytes at ${position} of ${this.digest.value} were dropped`);
       const length = Math.min(Math.min(end, this.written) - position, READ_CHUNK);
-      if (!this.spool || this.fdClosed) throw new MirrorError('ERR_BLOB_UNREADABLE', `the temporary file of ${this.digest.value} is gone`);
+      if (!this.spool || this.fdClosed) throw new BlobUnreadableError(`the temporary file of ${this.digest.value} is gone`);
       const buffer = Buffer.allocUnsafe(length);
       const bytesRead = await this.spool.read(buffer, 0, length, position);
-      if (bytesRead === 0) throw new MirrorError('ERR_BLOB_UNREADABLE', `the temporary file of ${this.digest.value} is shorter than written`);
+      if (bytesRead === 0) throw new BlobUnreadableError(`the temporary file of ${this.digest.value} is shorter than written`);
       return buffer.subarray(0, bytesRead);
     }
   }
 
   private fromTail(position: number, end: number): Buffer {
     const chunk = this.tail.find((c) => c.offset <= position && position < c.offset + c.bytes.length);
-    if (!chunk) throw new MirrorError('ERR_BLOB_UNREADABLE', `bytes at ${position} of ${this.digest.value} were dropped`);
+    if (!chunk) throw new BlobUnreadableError(`bytes at ${position} of ${this.digest.value} were dropped`);
     const from = position - chunk.offset;
     const to = Math.min(chunk.bytes.length, end - chunk.offset, from + READ_CHUNK);
     return chunk.bytes.subarray(from, to);

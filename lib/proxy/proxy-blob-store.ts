@@ -4,51 +4,25 @@
  * whatever the number of concurrent clients, and streamed to all of them while it is written.
  */
 import type { Readable } from 'node:stream';
-import type { FileHandle } from 'node:fs/promises';
 import type { Digest } from '../distribution/digest.js';
+import type { BlobHandle, BlobInfo, BlobService, CacheEvents } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import { blobLockKey } from '../storage/paths.js';
 import { BlobFetch } from './blob-fetch.js';
-import { Upstream, UpstreamError } from './upstream.js';
-
-/** What the routes need to answer a blob request. */
-export interface BlobHandle {
-  readonly size: number | undefined;
-  /** `cache` when served from disk, `upstream` when (joining) a fetch. */
-  readonly source: 'cache' | 'upstream';
-  /** Opens the bytes `[start, end]` (inclusive). */
-  open(range?: { start: number; end: number }): Promise<Readable>;
-  /** For content on local disk: a handle for positional reads, which the routes send with reused buffers. */
-  openFile?(): Promise<FileHandle> | undefined;
-  /**
-   * For stored content: where the client may fetch the bytes itself (`GET` or `HEAD`; S3 with
-   * redirects on), undefined when the registry serves them (distribution's `blobServer`).
-   */
-  redirect?(method: string): Promise<string | undefined>;
-}
-
-/** Hooks the server wires to the scheduler and metrics. */
-export interface ProxyBlobEvents {
-  /** A blob was committed to the cache and linked into `repo`. */
-  stored?(repo: string, digest: Digest, size: number): void;
-  /** A cached blob was served to a client of `repo`. */
-  hit?(repo: string, digest: Digest): void;
-  /** A blob was not cached and was asked of the upstream. */
-  miss?(repo: string, digest: Digest): void;
-  /** The disk refused a blob being cached; its clients were served from the upstream regardless. */
-  cacheWriteFailed?(repo: string, digest: Digest, err: Error): void;
-}
+import type { Upstream } from './upstream.js';
+import { UpstreamError } from './upstream-error.js';
 
 /** The blob side of the pull-through cache. */
-export class ProxyBlobStore {
+export class ProxyBlobStore implements BlobService {
   private readonly fetches = new Map<string, BlobFetch>();
 
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
-    private readonly events: ProxyBlobEvents = {},
+    private readonly events: CacheEvents = {},
     /** Locks shared with other processes on the same storage (replicas): one fetches, the rest wait. */
     private readonly locks?: SharedLocks,
   ) {}
@@ -90,7 +64,7 @@ export class ProxyBlobStore {
    * The size of the blob for a `HEAD`: from the cache, else from an upstream `HEAD` (nothing is
    * downloaded, as in distribution).
    */
-  async stat(name: string, digest: Digest): Promise<{ size: number | undefined; source: 'cache' | 'upstream'; redirect?: BlobHandle['redirect'] }> {
+  async stat(name: string, digest: Digest): Promise<BlobInfo> {
     const local = await this.local(name, digest);
     if (local) return { size: local.size, source: 'cache', redirect: local.redirect };
     const reply = await this.upstream.headBlob(name, digest.value);
@@ -168,7 +142,7 @@ export class ProxyBlobStore {
    */
   private async startFetch(name: string, digest: Digest): Promise<BlobFetch | undefined> {
     if (!this.locks) return this.startLocalFetch(name, digest);
-    const key = `blobs/${digest.algorithm}/${digest.hex}`;
+    const key = blobLockKey(digest);
     for (;;) {
       const release = await this.locks.tryAcquire(key);
       if (release) {

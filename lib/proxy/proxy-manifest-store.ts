@@ -14,31 +14,18 @@
  */
 import type http from 'node:http';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
-import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
+import { mediaTypeOfPayload } from '../distribution/manifest.js';
+import type { CacheEvents, Manifest, ManifestService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import { manifestLockKey } from '../storage/paths.js';
 import { Inflight } from './inflight.js';
-import { Upstream, UpstreamError, type UpstreamReply } from './upstream.js';
+import type { Upstream, UpstreamReply } from './upstream.js';
+import { UpstreamError } from './upstream-error.js';
 
-/** A manifest ready to be sent. */
-export interface Manifest {
-  readonly digest: Digest;
-  readonly mediaType: string;
-  readonly payload: Buffer;
-  /** `cache` when no upstream content request was needed. */
-  readonly source: 'cache' | 'upstream';
-  /** Set when served from the cache because the upstream failed (logged by the caller). */
-  readonly stale?: UpstreamError;
-}
-
-/** Hooks the server wires to the scheduler and metrics. */
-export interface ProxyManifestEvents {
-  stored?(repo: string, digest: Digest, size: number): void;
-  hit?(repo: string, digest: Digest): void;
-  miss?(repo: string, digest: Digest): void;
-  /** The disk refused a manifest or tag link; the client was served the verified manifest anyway. */
-  cacheWriteFailed?(repo: string, digest: Digest, err: Error): void;
+/** The cache events of the manifest store, and the refusal of a manifest that could not be verified. */
+export interface ProxyManifestEvents extends CacheEvents {
   /** An upstream manifest failed verification and was refused: nothing stored, the client got a 503. */
   unverified?(repo: string, reference: string, reason: UnverifiedReason, detail: string): void;
 }
@@ -63,7 +50,7 @@ export class ManifestVerificationError extends UpstreamError {
 }
 
 /** The manifest side of the pull-through cache. */
-export class ProxyManifestStore {
+export class ProxyManifestStore implements ManifestService {
   private readonly byDigest = new Inflight<Manifest>();
   private readonly tagChecks = new Inflight<Digest>();
 
@@ -94,7 +81,7 @@ export class ProxyManifestStore {
   /** One upstream fetch of `name@digest` across the processes sharing the storage. */
   private async fetchOnce(name: string, digest: Digest): Promise<Manifest> {
     if (!this.locks) return this.fetchAndStore(name, digest);
-    const key = `manifests/${name}/${digest.algorithm}/${digest.hex}`;
+    const key = manifestLockKey(name, digest);
     for (;;) {
       const release = await this.locks.tryAcquire(key);
       if (release) {

@@ -10,6 +10,7 @@
  */
 import { fileStateStore, type Entry, type StateStore } from './state-file.js';
 import type { Release, SharedLocks } from '../storage/shared-lock.js';
+import { SCHEDULER_LEASE_KEY } from '../storage/paths.js';
 
 export type { Entry } from './state-file.js';
 
@@ -72,6 +73,8 @@ export class TtlScheduler {
   /** Shared mode: changes not yet merged into the file. */
   private readonly pendingAdds = new Map<string, Entry>();
   private readonly pendingRemovals = new Set<string>();
+  /** Shared mode: hits on entries this process has not seen (another replica scheduled them), applied only where the file has them. */
+  private readonly pendingTouches = new Map<string, Entry>();
   private lease?: Release;
   private leaseTimer?: NodeJS.Timeout;
   private syncTimer?: NodeJS.Timeout;
@@ -116,7 +119,7 @@ export class TtlScheduler {
 
   private async tryLease(): Promise<void> {
     if (this.lease || this.stopped) return;
-    const release = await this.o.shared!.locks.tryAcquire('scheduler-lease', () => {
+    const release = await this.o.shared!.locks.tryAcquire(SCHEDULER_LEASE_KEY, () => {
       // Lost (this process stalled past the stale time, and another replica took over).
       this.o.logger?.warn('scheduler lease lost: another replica runs the expiries now');
       this.lease = undefined;
@@ -151,9 +154,21 @@ export class TtlScheduler {
     this.changed();
   }
 
-  /** A cache hit: the same as `add`, named for what it means. */
+  /**
+   * A cache hit: extends a scheduled entry as `add` would. Content that is not scheduled stays so (a
+   * hit never creates an entry); in shared mode an entry another replica scheduled since the last
+   * merge is extended in the file at the next one.
+   */
   touch(repo: string, digest: string, type: Entry['type'], ttlMs: number): void {
-    this.add(repo, digest, type, ttlMs);
+    const key = `${repo}@${digest}`;
+    if (this.entries.has(key)) {
+      this.add(repo, digest, type, ttlMs);
+      return;
+    }
+    if (!this.o.shared) return;
+    this.pendingTouches.set(key, { key, expiry: new Date(this.now() + ttlMs), type });
+    this.dirty = true;
+    this.scheduleFlush();
   }
 
   /** Adds entries for content found on disk that the schedule lacks (after a lost state file). */
@@ -206,8 +221,10 @@ export class TtlScheduler {
   private async merge(): Promise<void> {
     const adds = new Map(this.pendingAdds);
     const removals = new Set(this.pendingRemovals);
+    const touches = new Map(this.pendingTouches);
     this.pendingAdds.clear();
     this.pendingRemovals.clear();
+    this.pendingTouches.clear();
     let merged: Map<string, Entry>;
     try {
       merged = await this.store.update(async (file) => {
@@ -219,11 +236,16 @@ export class TtlScheduler {
           if (!there && this.o.shared!.stillCached && !(await this.o.shared!.stillCached(e))) continue;
           if (!there || there.expiry < e.expiry) file.set(key, e);
         }
+        for (const [key, e] of touches) {
+          const there = file.get(key);
+          if (there && there.expiry < e.expiry) file.set(key, { ...there, expiry: e.expiry });
+        }
         return file;
       });
     } catch (err) {
       for (const [key, e] of adds) if (!this.pendingAdds.has(key) && !this.pendingRemovals.has(key)) this.pendingAdds.set(key, e);
       for (const key of removals) if (!this.pendingAdds.has(key)) this.pendingRemovals.add(key);
+      for (const [key, e] of touches) if (!this.pendingTouches.has(key)) this.pendingTouches.set(key, e);
       throw err;
     }
     this.lastSync = this.now();

@@ -5,19 +5,20 @@
  * more, the same rule as TTL expiry. The official cache has no size bound at all.
  */
 import type { Logger } from 'winston';
-import type { Config } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
+import type { ContentType } from '../stores.js';
 import { listRepositories } from '../storage/catalog.js';
 import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from './purge.js';
 
 /** What the size cap needs. */
 export interface SizeCapOptions extends PurgeContext {
+  /** The cap in bytes (`proxy.maxsize`, decided by lib/cache-policy.ts); infinite: only measure. */
   readonly maxBytes: number;
   readonly logger: Logger;
   /** Repositories outside the cache (extension `proxy.hosted`): never measured, never evicted. */
   readonly exclude?: (repo: string) => boolean;
   /** After each eviction, with what it freed (metrics). */
-  readonly onEvicted?: (type: 'blob' | 'manifest', bytesFreed: number) => void;
+  readonly onEvicted?: (type: ContentType, bytesFreed: number) => void;
   /** After each change of the cache's size (metrics). */
   readonly onSize?: (bytes: number) => void;
   readonly now?: () => number;
@@ -26,7 +27,7 @@ export interface SizeCapOptions extends PurgeContext {
 interface Use {
   readonly repo: string;
   readonly digest: Digest;
-  readonly type: 'blob' | 'manifest';
+  readonly type: ContentType;
   at: number;
 }
 
@@ -55,6 +56,12 @@ export class SizeCap {
     }
     this.o.logger.info(Number.isFinite(this.o.maxBytes) ? `size cap ${this.o.maxBytes} bytes: ${this.total} bytes cached` : `the cache holds ${this.total} bytes of blob data`);
     await this.enforce();
+    this.o.onSize?.(this.total);
+  }
+
+  /** True when a cap is kept (`maxBytes` finite); false when the cache is only measured. */
+  get enforced(): boolean {
+    return Number.isFinite(this.o.maxBytes);
   }
 
   /** The bytes of blob data cached. */
@@ -63,7 +70,7 @@ export class SizeCap {
   }
 
   /** Content was stored (or linked) for `repo`: it is the most recently pulled, and the cap is checked. */
-  stored(type: 'blob' | 'manifest', repo: string, digest: Digest, size: number): void {
+  stored(type: ContentType, repo: string, digest: Digest, size: number): void {
     if (this.o.exclude?.(repo)) return;
     if (!this.sizes.has(digest.value)) {
       this.sizes.set(digest.value, size);
@@ -75,7 +82,7 @@ export class SizeCap {
   }
 
   /** A cache hit: the content becomes the most recently pulled. */
-  hit(type: 'blob' | 'manifest', repo: string, digest: Digest): void {
+  hit(type: ContentType, repo: string, digest: Digest): void {
     this.use(type, repo, digest);
   }
 
@@ -103,14 +110,14 @@ export class SizeCap {
     return this.running;
   }
 
-  private use(type: 'blob' | 'manifest', repo: string, digest: Digest): void {
+  private use(type: ContentType, repo: string, digest: Digest): void {
     const key = `${repo}@${digest.value}`;
     const existing = this.uses.get(key);
     this.uses.delete(key);
     this.uses.set(key, { repo, digest, type, at: Math.max(this.now(), existing?.at ?? 0) });
   }
 
-  private async record(repo: string, digest: Digest, type: 'blob' | 'manifest', at: number): Promise<void> {
+  private async record(repo: string, digest: Digest, type: ContentType, at: number): Promise<void> {
     if (!this.sizes.has(digest.value)) {
       const info = await this.o.blobs.stat(digest);
       if (!info) return;
@@ -181,33 +188,12 @@ export class SizeCap {
 }
 
 /**
- * The extension `proxy.maxsize` (eviction needs `storage.delete.enabled`, as expiry does). Without
- * a cap the same accounting only measures, in the background, for `registry_mirror_cache_bytes`
- * and the cache page.
+ * Starts the accounting of `cap`. Enforcing a cap, the cache is measured before serving, so a cache
+ * over a lowered cap is brought under it first; measuring only (for `registry_mirror_cache_bytes`
+ * and the cache page), in the background: a large cache must not delay the start.
  */
-export async function startSizeCap(
-  config: Config,
-  storage: PurgeContext,
-  logger: Logger,
-  hooks: Pick<SizeCapOptions, 'onEvicted' | 'onSize'>,
-  exclude?: (repo: string) => boolean,
-): Promise<{ cap: SizeCap; enforced: boolean }> {
-  let maxBytes = config.proxy?.maxsizebytes;
-  if (maxBytes !== undefined && !config.storage.delete.enabled) {
-    logger.warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
-    maxBytes = undefined;
-  }
-  const cap = new SizeCap({
-    ...storage,
-    maxBytes: maxBytes ?? Number.POSITIVE_INFINITY,
-    logger,
-    exclude,
-    ...hooks,
-  });
-  const measured = cap.start().then(() => hooks.onSize?.(cap.bytes));
-  // Enforcing: a cache over a lowered cap is brought under it before serving. Measuring only:
-  // a large cache must not delay the start.
-  if (maxBytes !== undefined) await measured;
+export async function startSizeCap(cap: SizeCap, logger: Logger): Promise<void> {
+  const measured = cap.start();
+  if (cap.enforced) await measured;
   else measured.catch((err: Error) => logger.error(`measuring the cache failed: ${err.message}`));
-  return { cap, enforced: maxBytes !== undefined };
 }

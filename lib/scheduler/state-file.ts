@@ -9,12 +9,13 @@ import { randomUUID } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import type { StorageDriver } from '../storage/driver.js';
 import { PathNotFoundError } from '../storage/driver.js';
+import type { ContentType } from '../stores.js';
 
 /** One scheduled expiry. */
 export interface Entry {
   readonly key: string;
   readonly expiry: Date;
-  readonly type: 'blob' | 'manifest';
+  readonly type: ContentType;
 }
 
 /** Go's RFC3339Nano: UTC with `Z`, fraction trimmed of trailing zeros. */

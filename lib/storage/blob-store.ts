@@ -4,11 +4,11 @@
  */
 import type { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
-import { MirrorError } from '../errors.js';
+import { DigestMismatchError } from '../errors.js';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import type { FileWriter, StorageDriver } from './driver.js';
 import { PathNotFoundError } from './driver.js';
-import { blobDataPath, blobDir, blobsRoot } from './paths.js';
+import { blobDataPath, blobDir, blobsDir, blobsRoot, isBlobPrefix, isDigestAlgorithm } from './paths.js';
 import { spooledWrite, type SpooledWrite } from './spool.js';
 
 /** Content-addressed blob data. */
@@ -57,7 +57,7 @@ export class BlobStore {
   /** Stores `content` after checking that it hashes to `digest`. */
   async put(digest: Digest, content: Buffer): Promise<void> {
     const actual = digestOf(content, digest.algorithm);
-    if (actual !== digest.value) throw new MirrorError('ERR_DIGEST_MISMATCH', `content hashes to ${actual}, not ${digest.value}`);
+    if (actual !== digest.value) throw new DigestMismatchError(`content hashes to ${actual}, not ${digest.value}`);
     if (await this.stat(digest)) return;
     await this.driver.putContent(blobDataPath(digest), content);
   }
@@ -79,9 +79,10 @@ export class BlobStore {
   /** Every stored blob (walks `blobs/<alg>/<xx>/<hex>/data`). */
   async list(): Promise<Digest[]> {
     const found: Digest[] = [];
-    for (const algorithm of await listOrEmpty(this.driver, blobsRoot())) {
-      for (const prefix of await listOrEmpty(this.driver, `${blobsRoot()}/${algorithm}`)) {
-        for (const hex of await listOrEmpty(this.driver, `${blobsRoot()}/${algorithm}/${prefix}`)) {
+    // Entries of other names hold no blob of the layout.
+    for (const algorithm of (await listOrEmpty(this.driver, blobsRoot())).filter(isDigestAlgorithm)) {
+      for (const prefix of (await listOrEmpty(this.driver, blobsDir(algorithm))).filter(isBlobPrefix)) {
+        for (const hex of await listOrEmpty(this.driver, blobsDir(algorithm, prefix))) {
           const d = parseDigest(`${algorithm}:${hex}`);
           if (d && hex.startsWith(prefix) && (await this.stat(d))) found.push(d);
         }

@@ -5,7 +5,7 @@
  */
 import type { StorageDriver } from './driver.js';
 import { listOrEmpty } from './blob-store.js';
-import { repositoriesRoot } from './paths.js';
+import { MANIFESTS_ENTRY, RESERVED_PREFIX, repositoriesRoot } from './paths.js';
 import { isValidName } from '../distribution/reference.js';
 
 /** Repository names after `last` (exclusive), at most `n` (all when undefined). */
@@ -15,12 +15,12 @@ export async function listRepositories(driver: StorageDriver, page: { n?: number
   const walk = async (prefix: string): Promise<boolean> => {
     const dir = prefix ? `${repositoriesRoot()}/${prefix}` : repositoriesRoot();
     const entries = (await listOrEmpty(driver, dir)).sort();
-    if (prefix && entries.includes('_manifests') && isValidName(prefix) && (page.last === undefined || prefix > page.last)) {
+    if (prefix && entries.includes(MANIFESTS_ENTRY) && isValidName(prefix) && (page.last === undefined || prefix > page.last)) {
       found.push(prefix);
       if (found.length >= limit) return false;
     }
     for (const entry of entries) {
-      if (entry.startsWith('_')) continue;
+      if (entry.startsWith(RESERVED_PREFIX)) continue;
       const child = prefix ? `${prefix}/${entry}` : entry;
       // Skip subtrees that sort entirely before `last`: every name in them starts with `child/`.
       if (page.last !== undefined && child < page.last && !page.last.startsWith(`${child}/`) && `${child}/` < page.last) continue;

@@ -7,7 +7,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
-import { MirrorError } from '../errors.js';
+import { InvalidPathError, MirrorError } from '../errors.js';
 
 /** What `stat` reports of a path. Directories exist only as prefixes of files on object stores. */
 export interface FileInfo {
@@ -115,10 +115,10 @@ export class PathNotFoundError extends MirrorError {
   }
 }
 
-/** Raised for a path that is not absolute, slash-separated and made of `[A-Za-z0-9._-]` components. */
-export class InvalidPathError extends MirrorError {
-  constructor(path: string) {
-    super('ERR_INVALID_PATH_COMPONENT', `invalid storage path: ${JSON.stringify(path)}`);
+/** A storage operation the medium cannot perform as asked (an append to a committed object, a refused delete). */
+export class StorageOperationError extends MirrorError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_STORAGE_OPERATION', message, options);
   }
 }
 
@@ -127,6 +127,6 @@ const PATH = /^(\/[A-Za-z0-9._-]+)+$/;
 
 /** Checks a logical path (`/` is the root); returns it. */
 export function checkPath(path: string): string {
-  if (path !== '/' && (!PATH.test(path) || path.split('/').some((s) => s === '.' || s === '..'))) throw new InvalidPathError(path);
+  if (path !== '/' && (!PATH.test(path) || path.split('/').some((s) => s === '.' || s === '..'))) throw new InvalidPathError(`invalid storage path: ${JSON.stringify(path)}`);
   return path;
 }

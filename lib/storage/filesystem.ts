@@ -13,8 +13,8 @@ import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { checkPath, PathNotFoundError, type ByteRange, type FileInfo, type FileWriter, type LocalFiles, type PositionalReader, type StorageDriver, type WalkStep } from './driver.js';
+import { TEMP_ROOT } from './paths.js';
 
-const TMP = '.tmp';
 /** A temporary directory of another host, with no sign of life for this long, is an orphan. */
 const FOREIGN_ORPHAN_MS = 10 * 60_000;
 
@@ -32,7 +32,7 @@ export class FilesystemDriver implements StorageDriver {
     this.root = resolve(rootDirectory).replace(/\/+$/, '');
     // The host name and pid let another process on the same host tell at once whether we live.
     this.instance = `${safeHost()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-    this.tempDir = `${this.root}/${TMP}/${this.instance}`;
+    this.tempDir = `${this.root}${TEMP_ROOT}/${this.instance}`;
   }
 
   /** The real path of a logical path; refuses anything that could leave the root. */
@@ -154,7 +154,7 @@ export class FilesystemDriver implements StorageDriver {
    * full volume, which is what stops a cache from working).
    */
   async healthCheck(): Promise<void> {
-    const dir = `${this.root}/${TMP}`;
+    const dir = this.root + TEMP_ROOT;
     // Not recursive: Node reports a recursive mkdir on a read-only volume as ENOENT, hiding EROFS.
     await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'EEXIST') throw err;
@@ -181,7 +181,7 @@ export class FilesystemDriver implements StorageDriver {
    * Loose files are from older versions.
    */
   async cleanup(): Promise<number> {
-    const dir = `${this.root}/${TMP}`;
+    const dir = this.root + TEMP_ROOT;
     let names: string[];
     try {
       names = await readdir(dir);

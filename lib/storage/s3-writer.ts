@@ -18,8 +18,7 @@ import {
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { MirrorError } from '../errors.js';
-import type { FileWriter } from './driver.js';
+import { StorageOperationError, type FileWriter } from './driver.js';
 
 /** S3's smallest part but the last. */
 export const MIN_PART = 5 * 1024 * 1024;
@@ -153,7 +152,7 @@ class S3Writer implements FileWriter {
   }
 
   private check(): void {
-    if (this.done) throw new MirrorError('ERR_WRITER_DONE', `writer of ${this.key} already ${this.done}`);
+    if (this.done) throw new StorageOperationError(`writer of ${this.key} already ${this.done}`);
   }
 
   private async ensureUpload(): Promise<string> {

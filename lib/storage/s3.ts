@@ -30,9 +30,8 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { MirrorError } from '../errors.js';
 import type { S3StorageConfig } from '../config/types.js';
-import { checkPath, PathNotFoundError, type ByteRange, type FileInfo, type FileWriter, type StorageDriver, type WalkStep } from './driver.js';
+import { checkPath, PathNotFoundError, StorageOperationError, type ByteRange, type FileInfo, type FileWriter, type StorageDriver, type WalkStep } from './driver.js';
 import { newS3Writer, resumeS3Writer, type S3WriteTarget } from './s3-writer.js';
 
 /** The most keys one listing or one DeleteObjects returns or takes. */
@@ -134,7 +133,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
     const info = await this.stat(path);
     if (!info || info.isDir) throw new PathNotFoundError(path);
     if (info.size === 0) return newS3Writer(this, key);
-    throw new MirrorError('ERR_APPEND_UNSUPPORTED', `s3aws: cannot append to ${path}: it is committed and not empty`);
+    throw new StorageOperationError(`s3aws: cannot append to ${path}: it is committed and not empty`);
   }
 
   async list(path: string): Promise<string[]> {
@@ -199,7 +198,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
       batch = [];
       const out = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }));
       const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
-      if (failed.length > 0) throw new MirrorError('ERR_STORAGE_DELETE', `s3aws: deleting ${path}: ${failed.map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`).join('; ')}`);
+      if (failed.length > 0) throw new StorageOperationError(`s3aws: deleting ${path}: ${failed.map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`).join('; ')}`);
     };
     for await (const page of this.pages({ Prefix: dirPrefix(key) })) {
       for (const o of page.Contents ?? []) {

@@ -55,8 +55,14 @@ export interface FakeUpstream {
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
+/** What the fake upstream serves beyond manifests, blobs and tags. */
+export interface FakeUpstreamOptions {
+  /** Serves the OCI 1.1 referrers API (with the `artifactType` filter); without it the route is a 404, as distribution 2.8. */
+  readonly referrers?: boolean;
+}
+
 /** Starts a fake upstream. */
-export async function startFakeUpstream(): Promise<FakeUpstream> {
+export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
   const blobs = new Map<string, Buffer>();
   const manifests = new Map<string, { body: Buffer; mediaType: string }>();
   const tags = new Map<string, string>();
@@ -171,6 +177,23 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, 'docker-content-digest': digest });
       if (req.method === 'HEAD') return void res.end();
       return sendBody(res, body, fault);
+    }
+    m = options.referrers ? /^\/v2\/(.+)\/referrers\/([^/]+)$/.exec(path) : null;
+    if (m) {
+      const [, repo, subject] = m as unknown as [string, string, string];
+      const artifactType = new URL(req.url ?? '/', 'http://fake.invalid').searchParams.get('artifactType');
+      const referrers = [...manifests].flatMap(([key, { body, mediaType }]) => {
+        if (!key.startsWith(`${repo}@`)) return [];
+        const doc = JSON.parse(body.toString()) as { subject?: { digest?: string }; artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> };
+        if (doc.subject?.digest !== subject) return [];
+        const type = doc.artifactType ?? doc.config?.mediaType;
+        if (artifactType !== null && type !== artifactType) return [];
+        return [{ mediaType, digest: key.slice(repo.length + 1), size: body.length, artifactType: type, annotations: doc.annotations }];
+      });
+      const headers: Record<string, string> = { 'content-type': 'application/vnd.oci.image.index.v1+json' };
+      if (artifactType !== null) headers['oci-filters-applied'] = 'artifactType';
+      res.writeHead(200, headers).end(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: referrers }));
+      return;
     }
     m = /^\/v2\/(.+)\/tags\/list$/.exec(path);
     if (m) {
