@@ -90,7 +90,7 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   });
   app.use(configuredHeaders(config.http.headers));
   // As distribution's health.Handler: while a configured check fails, every request is refused.
-  const health = HealthChecks.fromConfig(config.health, driver);
+  const health = HealthChecks.fromConfig(config.health, services.driver);
   health.start();
   started.push(() => health.stop());
   app.use((_req, res, next) => {

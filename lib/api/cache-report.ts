@@ -3,14 +3,9 @@
  * every cached repository with its tags (digest, kind, size, last pull, expiry), the hit ratio and
  * bytes saved, each upstream's status, and disk use against the cap.
  */
-<<<<<<< HEAD
-import { parseDigest, type Digest } from '../distribution/digest.js';
-import { isIndexType, mediaTypeOfPayload } from '../distribution/mediatypes.js';
-=======
 import type { Digest } from '../distribution/digest.js';
 import { tryParseManifest, type ParsedManifest } from '../distribution/manifest.js';
 import { isIndexType } from '../distribution/mediatypes.js';
->>>>>>> main
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { UpstreamStatus } from '../proxy/upstream.js';
