@@ -3,10 +3,11 @@
  * mode), both caching the same seeded upstream (another docker-registry), in interleaved rounds on
  * this machine. Prints medians, ratios ours/official and PASS/MISS per target, and writes them as
  * JSON (`BENCH_OUT`, default bench/results.json). `BENCH_QUICK=1` for a short run, `BENCH_ROUNDS=n`,
- * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow,wan` to run some scenarios; the WAN
+ * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow,wan,s3` to run some scenarios; the WAN
  * scenario runs in the first `BENCH_WAN_ROUNDS` rounds only (default 1), on `BENCH_WAN_PROFILES`.
  * `BENCH_ONLY=chaos` runs the chaos scenario (never part of the default set): once, after the
- * rounds, for `BENCH_CHAOS_SECONDS` per contender with `BENCH_CHAOS_CLIENTS` clients.
+ * rounds, for `BENCH_CHAOS_SECONDS` per contender with `BENCH_CHAOS_CLIENTS` clients. `BENCH_ONLY=s3`
+ * runs the S3 scenario (never part of the default set either: it starts a Ceph RGW of its own).
  */
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,13 +23,14 @@ import { pushRandomImage, uploadBlobs } from './seed.js';
 import { manifestRound, startWarmRig, warmBlobRound, type WarmRig } from './scenarios/warm.js';
 import { coldPullRound, upstreamBytesRound } from './scenarios/cold.js';
 import { coldStreamsRound, slowClientsRound } from './scenarios/memory.js';
+import { s3Round } from './scenarios/s3.js';
 import { registerWanReport, seedWan, wanRound } from './scenarios/wan.js';
 import { chaosRun, registerChaosReport, seedChaos } from './scenarios/chaos.js';
 import { evaluate, formatReport, rows } from './report.js';
 
-const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos'] as const;
-/** Run without BENCH_ONLY: all but the chaos scenario, which is a stress run of its own. */
-const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos');
+const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3'] as const;
+/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own) and s3 (a Ceph RGW of its own). */
+const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3');
 
 async function run(): Promise<number> {
   const started = Date.now();
@@ -48,7 +50,7 @@ async function run(): Promise<number> {
   onCleanup(() => upstream.destroy());
   log(`upstream ${upstream.url}: seeding`);
   const app = await pushRandomImage(upstream.hostPort, [`${APP_REPO}:latest`], settings.imageLayers, 'bench-app');
-  const [warmBlob] = wanted('blob') ? await uploadBlobs(upstream.url, BIG_REPO, 'warm', settings.warmBlobBytes, 1) : [];
+  const [warmBlob] = wanted('blob') || wanted('s3') ? await uploadBlobs(upstream.url, BIG_REPO, 'warm', settings.warmBlobBytes, 1) : [];
   const coldBlobs = wanted('streams') || wanted('slow') ? await uploadBlobs(upstream.url, BIG_REPO, 'cold', settings.coldStreamBytes, wanted('streams') ? settings.coldStreams : 1) : [];
   const wan = wanted('wan') ? await seedWan(upstream.hostPort, settings.wanLayerBytes) : undefined;
   if (wan) registerWanReport(settings.wanProfiles);
@@ -73,6 +75,7 @@ async function run(): Promise<number> {
     if (wanted('streams')) await coldStreamsRound(ctx, round);
     if (wanted('slow')) await slowClientsRound(ctx, round);
     if (wan && round < settings.wanRounds) await wanRound(ctx, wan, round);
+    if (wanted('s3')) await s3Round(ctx, round);
   }
   await rig?.stop();
   if (chaos) await chaosRun(ctx, chaos);

@@ -7,9 +7,11 @@
 import { join } from 'node:path';
 import type { Logger } from 'winston';
 import type { Config, UpstreamConfig } from './config/types.js';
-import { FilesystemDriver } from './storage/filesystem.js';
-import { SharedLocks } from './storage/shared-lock.js';
+import type { StorageDriver } from './storage/driver.js';
+import { createDriver, createSharedLocks } from './storage/factory.js';
+import type { SharedLocks } from './storage/shared-lock.js';
 import { BlobStore } from './storage/blob-store.js';
+import { driverStateStore, type StateStore } from './scheduler/state-file.js';
 import { RepositoryStore } from './storage/repository-store.js';
 import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
 import { NamespaceRouter } from './proxy/namespace-router.js';
@@ -23,10 +25,13 @@ import { SCHEDULER_STATE_PATH } from './storage/paths.js';
 
 /** The running services of one registry process. */
 export interface RegistryServices {
-  readonly driver: FilesystemDriver;
+  readonly driver: StorageDriver;
   readonly blobs: BlobStore;
-  /** Locks shared with other processes on the same storage root (replicas, `registry warm`). */
-  readonly locks: SharedLocks;
+  /**
+   * Locks shared with other processes on the same storage root (replicas, `registry warm`); none on
+   * S3, where this process coordinates only its own requests.
+   */
+  readonly locks?: SharedLocks;
   /** The repository store of a stored name. */
   readonly repository: (name: string) => RepositoryStore;
   readonly metrics: Metrics;
@@ -60,12 +65,16 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   }
   const proxy = config.proxy;
   const policy = decideCachePolicy(proxy, config.storage.delete.enabled, (msg) => logger.warn(msg));
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  const removed = await driver.cleanTemporaryFiles();
+  const driver = createDriver(config.storage);
+  // Housekeeping only: a store that cannot be reached now must not keep the registry from starting.
+  const removed = await (driver.cleanup?.() ?? Promise.resolve(0)).catch((err: Error) => {
+    logger.warn(`could not remove what earlier runs left in storage: ${err.message}`);
+    return 0;
+  });
   if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
-  const blobs = new BlobStore(driver);
+  const blobs = new BlobStore(driver, { redirect: !config.storage.redirect.disable });
   // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
-  const locks = new SharedLocks(driver.root, proxy.lockstalems, (key, err) =>
+  const locks = createSharedLocks(config.storage, proxy.lockstalems, (key, err) =>
     logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),
   );
   const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
@@ -89,7 +98,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     blobs,
     repository,
     logger,
-    statePath: join(driver.root, SCHEDULER_STATE_PATH),
+    ...schedulerState(config, driver),
     expires: policy.expires,
     ttlFor: policy.ttlFor,
     touchOnHit: policy.touchOnHit,
@@ -189,4 +198,15 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     rateLimits,
     close: () => (closing ??= close()),
   };
+}
+
+/**
+ * `scheduler-state.json` where distribution keeps it: at the root of the filesystem driver (a local
+ * file, locked across replicas on the volume), or the object `/scheduler-state.json` of any other
+ * driver (S3: `<rootdirectory>/scheduler-state.json`).
+ */
+function schedulerState(config: Config, driver: StorageDriver): { statePath: string; store?: StateStore } {
+  const root = config.storage.filesystem?.rootdirectory;
+  if (root !== undefined) return { statePath: join(root, SCHEDULER_STATE_PATH) };
+  return { statePath: `${driver.name}:${SCHEDULER_STATE_PATH}`, store: driverStateStore(driver, SCHEDULER_STATE_PATH) };
 }

@@ -90,7 +90,7 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   });
   app.use(configuredHeaders(config.http.headers));
   // As distribution's health.Handler: while a configured check fails, every request is refused.
-  const health = HealthChecks.fromConfig(config.health, config.storage.filesystem.rootdirectory);
+  const health = HealthChecks.fromConfig(config.health, services.driver);
   health.start();
   started.push(() => health.stop());
   app.use((_req, res, next) => {
@@ -214,7 +214,7 @@ function cacheReportSources(config: Config, s: RegistryServices): CacheReportSou
     listRepositories: () => listRepositories(s.driver, {}),
     repository: s.repository,
     blobs: s.blobs,
-    root: config.storage.filesystem.rootdirectory,
+    diskUsage: () => s.driver.diskUsage?.() ?? Promise.resolve(undefined),
     expiryOf: (repo, digest) => s.lifetime.expiryOf(repo, digest),
     lastPulled: (repo, digest) => s.lastPulled.get(`${repo}@${digest}`),
     upstreams: () => s.router.all.map((n) => ({ host: n.host, url: n.upstream.remoteUrl, ...n.upstream.status, rateLimitRemaining: s.rateLimits.get(n.host) })),

@@ -22,12 +22,21 @@ export interface BlobHandle {
   open(range?: { start: number; end: number }): Promise<Readable>;
   /** For content on local disk: a handle for positional reads, which the routes send with reused buffers. */
   openFile?(): Promise<FileHandle> | undefined;
+  /** For stored content: where the client may fetch the bytes itself (see `Redirect`). */
+  readonly redirect?: Redirect;
 }
+
+/**
+ * distribution's `blobServer` redirect: the URL of a stored blob's bytes for `GET` or `HEAD` (S3 with
+ * `storage.redirect` on: presigned), undefined when the registry serves them itself.
+ */
+export type Redirect = (method: string) => Promise<string | undefined>;
 
 /** What the routes need to answer a blob `HEAD`. */
 export interface BlobInfo {
   readonly size: number | undefined;
   readonly source: Source;
+  readonly redirect?: Redirect;
 }
 
 /** The blobs of repositories (distribution's `BlobStatter` and `BlobProvider`). */

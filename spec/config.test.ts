@@ -15,7 +15,8 @@ describe('configuration', () => {
     expect(config.http.addr).toBe(':5000');
     expect(config.http.net).toBe('tcp');
     expect(config.http.prefix).toBe('/');
-    expect(config.storage.filesystem.rootdirectory).toBe('/var/lib/registry');
+    expect(config.storage.driver).toBe('filesystem');
+    expect(config.storage.filesystem?.rootdirectory).toBe('/var/lib/registry');
     expect(config.storage.delete.enabled).toBe(false);
     expect(config.storage.maintenance.uploadpurging).toEqual({ enabled: true, agems: 168 * 3600_000, intervalms: 24 * 3600_000, dryrun: false });
     expect(config.proxy).toEqual({
@@ -88,7 +89,7 @@ proxy:
     expect(config.http.addr).toBe('127.0.0.1:6000');
     expect(config.proxy).toMatchObject({ remoteurl: 'http://upstream.test', ttlms: 4000 });
     expect(config.storage.delete.enabled).toBe(true);
-    expect(config.storage.filesystem.rootdirectory).toBe('/srv/cache');
+    expect(config.storage.filesystem?.rootdirectory).toBe('/srv/cache');
     expect(config.catalog.maxentries).toBe(50);
   });
 
@@ -116,7 +117,7 @@ proxy:
     ["http:\n  addr: 5000", "http.addr: 5000 is not an address like :5000 or host:port"],
     ['log:\n  level: loud', 'log.level: "loud" must be one of'],
     ['log:\n  formatter: xml', 'log.formatter: "xml" must be one of'],
-    ['storage:\n  s3:\n    bucket: b', 'storage.s3: only the filesystem storage driver is supported'],
+    ['storage:\n  azure:\n    accountname: a', 'storage.azure: only the filesystem and s3 storage drivers are supported'],
     ['auth:\n  htpasswd:\n    realm: r', 'auth.htpasswd.path is required'],
     ['proxy:\n  remoteurl: ftp://x', 'proxy.remoteurl: "ftp://x" is not an http(s) URL'],
     ['catalog:\n  maxentries: many', 'catalog.maxentries: "many" must be a integer'],

@@ -3,7 +3,6 @@
  * every cached repository with its tags (digest, kind, size, last pull, expiry), the hit ratio and
  * bytes saved, each upstream's status, and disk use against the cap.
  */
-import { statfs } from 'node:fs/promises';
 import type { Digest } from '../distribution/digest.js';
 import { tryParseManifest, type ParsedManifest } from '../distribution/manifest.js';
 import { isIndexType } from '../distribution/mediatypes.js';
@@ -60,7 +59,8 @@ export interface CacheReportSources {
   stats(): Promise<CacheReport['stats']>;
   /** Blob bytes tracked by the size cap, and the cap, when one is set. */
   cap(): { cacheBytes?: number; capBytes?: number };
-  readonly root: string;
+  /** The storage medium's size and free space, where the driver knows them (not on S3). */
+  diskUsage(): Promise<{ readonly totalBytes: number; readonly freeBytes: number } | undefined>;
 }
 
 /** Gathers the report; a manifest that cannot be read counts as size 0, never fails the page. */
@@ -89,13 +89,13 @@ export async function gatherCacheReport(src: CacheReportSources): Promise<CacheR
     const revisions = await repo.listRevisions();
     repositories.push({ name, tags, untagged: revisions.filter((d) => !tagged.has(d.value)).length });
   }
-  const fs = await statfs(src.root).catch(() => undefined);
+  const fs = await src.diskUsage().catch(() => undefined);
   return {
     generatedAt: new Date(),
     repositories,
     stats: await src.stats(),
     upstreams: src.upstreams(),
-    disk: { ...src.cap(), volumeBytes: fs && fs.blocks * fs.bsize, volumeFree: fs && fs.bavail * fs.bsize },
+    disk: { ...src.cap(), volumeBytes: fs?.totalBytes, volumeFree: fs?.freeBytes },
   };
 }
 

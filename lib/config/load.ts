@@ -11,6 +11,7 @@ import { ConfigError } from '../errors.js';
 import { parseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
+import { s3Config } from './s3.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, validateConfig, type KeyStatus, type KeyTree } from './schema.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
 import { isDockerHub, registryHostOf } from '../distribution/registry-host.js';
@@ -50,6 +51,9 @@ export function loadConfig(source: ConfigSource): { config: Config; warnings: st
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${where} must be a YAML mapping`);
   const tree = raw as Record<string, unknown>;
   const warnings = applyEnvOverrides(tree, source.env ?? {});
+  // `storage: s3` (or `REGISTRY_STORAGE=s3`) names a driver with no parameters, as distribution.
+  if (typeof tree.storage === 'string') tree.storage = { [tree.storage]: {} };
+  warnings.push(...storageWarnings(tree));
   warnings.push(...checkKeys(tree, KNOWN_KEYS, []));
   if (!validateConfig(tree)) throw invalid(describeAll(validateConfig.errors ?? [], tree));
   return { config: deepFreeze(convert(tree)), warnings };
@@ -66,7 +70,7 @@ function checkKeys(node: Record<string, unknown>, known: KeyTree, path: string[]
     else if (status === 'ignored') warnings.push(`${name} is accepted but not implemented by this registry: it is ignored`);
     else if (status === 'rejected') {
       throw invalid(
-        path[0] === 'storage' ? `${name}: only the filesystem storage driver is supported` : `${name} is not implemented by this registry yet; refusing to start without it`,
+        path[0] === 'storage' ? `${name}: only the filesystem and s3 storage drivers are supported` : `${name} is not implemented by this registry yet; refusing to start without it`,
       );
     } else if (typeof status === 'object' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
       warnings.push(...checkKeys(value as Record<string, unknown>, status, here));
@@ -149,7 +153,7 @@ function convert(t: Raw): Config {
       cachepage: http.cachepage,
     },
     storage: {
-      filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? '/var/lib/registry')) },
+      ...storageDriver(storage),
       delete: { enabled: storage.delete.enabled },
       maintenance: {
         uploadpurging: { enabled: purging.enabled, agems: parseDuration(purging.age), intervalms: parseDuration(purging.interval), dryrun: purging.dryrun },
@@ -174,6 +178,30 @@ function convert(t: Raw): Config {
     auth: authConfig(t.auth as Raw | undefined),
     health: healthConfig(t.health as Raw),
   };
+}
+
+/** The sections of `storage` that are not a driver (distribution's `Storage.Type`). */
+const STORAGE_SETTINGS = ['maintenance', 'cache', 'delete', 'redirect', 'tag'];
+
+/** The one configured driver and its parameters; filesystem at `/var/lib/registry` when none is. */
+function storageDriver(storage: Raw): Pick<Config['storage'], 'driver' | 'filesystem' | 's3'> {
+  const drivers = Object.keys(storage).filter((k) => !STORAGE_SETTINGS.includes(k));
+  if (drivers.length > 1) throw invalid(`storage: exactly one storage driver may be configured, found ${drivers.join(', ')}`);
+  if (drivers[0] === 's3') {
+    if (storage.s3 === null || typeof storage.s3 !== 'object' || Array.isArray(storage.s3)) throw invalid('storage.s3 must be a mapping');
+    return { driver: 's3', s3: s3Config(storage.s3 as Raw) };
+  }
+  return { driver: 'filesystem', filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? '/var/lib/registry')) } };
+}
+
+/** Keys of a driver accepted with a warning because this registry cannot honour them as given. */
+function storageWarnings(tree: Raw): string[] {
+  const s3 = (tree.storage as Raw | undefined)?.s3 as Raw | undefined;
+  if (!s3 || typeof s3 !== 'object') return [];
+  const v4 = s3.v4auth;
+  return v4 === false || v4 === 'false' || v4 === 'False' || v4 === 'FALSE' || v4 === 'f' || v4 === 'F' || v4 === '0'
+    ? ['storage.s3.v4auth: false (signature version 2) is not supported by this registry: requests are signed with version 4']
+    : [];
 }
 
 /** Distribution's check interval when none is given; a zero timeout would wait for the OS. */

@@ -29,7 +29,13 @@ export const KNOWN_KEYS: KeyTree = {
   log: { level: S, formatter: S, fields: M, hooks: I, accesslog: { disabled: S }, reportcaller: I },
   storage: {
     filesystem: { rootdirectory: S, maxthreads: I },
-    inmemory: R, s3: R, azure: R, gcs: R, swift: R, oss: R,
+    s3: {
+      accesskey: S, secretkey: S, sessiontoken: S, region: S, regionendpoint: S, forcepathstyle: S, bucket: S, encrypt: S, keyid: S,
+      secure: S, skipverify: S, v4auth: S, chunksize: S, multipartcopychunksize: S, multipartcopymaxconcurrency: S,
+      multipartcopythresholdsize: S, rootdirectory: S, storageclass: S, useragent: S, objectacl: S, usedualstack: S, accelerate: S,
+      usefipsendpoint: S, loglevel: I, redirectendpoint: I,
+    },
+    inmemory: R, azure: R, gcs: R, swift: R, oss: R,
     delete: { enabled: S },
     redirect: { disable: S },
     cache: I,
@@ -101,6 +107,8 @@ export const CONFIG_SCHEMA = {
       default: {},
       properties: {
         filesystem: { type: 'object', properties: { rootdirectory: { ...str, minLength: 1, default: '/var/lib/registry' } } },
+        // Checked key by key in s3.ts, with distribution's lenient booleans and integers.
+        s3: { type: 'object' },
         delete: { type: 'object', default: {}, properties: { enabled: { ...bool, default: false } } },
         redirect: { type: 'object', default: {}, properties: { disable: { ...bool, default: false } } },
         maintenance: {

@@ -91,9 +91,47 @@ export interface ProxyConfig extends UpstreamConfig {
   readonly hostedanonymouspush: boolean;
 }
 
+/** `storage.s3:` as distribution's `s3-aws` driver (sizes in bytes). */
+export interface S3StorageConfig {
+  readonly accesskey?: string;
+  readonly secretkey?: string;
+  readonly sessiontoken?: string;
+  readonly bucket: string;
+  /** Default `us-east-1` when `regionendpoint` is set. */
+  readonly region: string;
+  /** An S3-compatible endpoint (`http://127.0.0.1:7480`); undefined: AWS. */
+  readonly regionendpoint?: string;
+  /** Path-style addressing; default: true with `regionendpoint` (as distribution 2.8), else false. */
+  readonly forcepathstyle: boolean;
+  readonly secure: boolean;
+  readonly skipverify: boolean;
+  readonly v4auth: boolean;
+  readonly encrypt: boolean;
+  readonly keyid?: string;
+  /** Part size of multipart writes (default 10 MiB). */
+  readonly chunksize: number;
+  readonly multipartcopychunksize: number;
+  readonly multipartcopymaxconcurrency: number;
+  readonly multipartcopythresholdsize: number;
+  /** Key prefix of everything stored ('' for none). */
+  readonly rootdirectory: string;
+  /** Upper case; `NONE` sends no storage class. */
+  readonly storageclass: string;
+  readonly objectacl: string;
+  readonly useragent?: string;
+  readonly usedualstack: boolean;
+  readonly accelerate: boolean;
+  readonly usefipsendpoint: boolean;
+}
+
 /** `storage:` */
 export interface StorageConfig {
-  readonly filesystem: { readonly rootdirectory: string; readonly maxthreads?: number };
+  /** The one configured driver (`filesystem` when none is). */
+  readonly driver: 'filesystem' | 's3';
+  /** Set when `driver` is `filesystem`. */
+  readonly filesystem?: { readonly rootdirectory: string; readonly maxthreads?: number };
+  /** Set when `driver` is `s3`. */
+  readonly s3?: S3StorageConfig;
   readonly delete: { readonly enabled: boolean };
   readonly maintenance: {
     readonly uploadpurging: { readonly enabled: boolean; readonly agems: number; readonly intervalms: number; readonly dryrun: boolean };

@@ -5,7 +5,7 @@
  */
 import type { Digest } from '../distribution/digest.js';
 import { BlobUnknownError } from '../errors.js';
-import type { BlobHandle, BlobService } from '../stores.js';
+import type { BlobHandle, BlobInfo, BlobService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 
@@ -19,14 +19,14 @@ export class HostedBlobStore implements BlobService {
   /** The blob for a `GET`; `BLOB_UNKNOWN` unless `name` links it and its data is there. */
   async get(name: string, digest: Digest): Promise<BlobHandle> {
     const { size } = await this.stat(name, digest);
-    return { size, source: 'cache', open: (range) => this.blobs.reader(digest, range) };
+    return { size, source: 'cache', open: (range) => this.blobs.reader(digest, range), redirect: (method) => this.blobs.redirectURL(method, digest) };
   }
 
   /** The blob's size for a `HEAD`. */
-  async stat(name: string, digest: Digest): Promise<{ size: number; source: 'cache' }> {
+  async stat(name: string, digest: Digest): Promise<BlobInfo & { size: number }> {
     const size = await this.linkedSize(name, digest);
     if (size === undefined) throw new BlobUnknownError(digest);
-    return { size, source: 'cache' };
+    return { size, source: 'cache', redirect: (method) => this.blobs.redirectURL(method, digest) };
   }
 
   /** The size of a blob `name` links, or undefined. */

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'winston';
 import type { Digest } from '../distribution/digest.js';
-import type { FilesystemDriver } from '../storage/filesystem.js';
+import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { UploadStore } from './upload-store.js';
@@ -26,7 +26,7 @@ export function isHostedName(prefixes: readonly string[], name: string): boolean
 export interface HostedOptions {
   /** `proxy.hosted`: the name prefixes, each ending with `/`. */
   readonly prefixes: readonly string[];
-  readonly driver: FilesystemDriver;
+  readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   readonly repository: (name: string) => RepositoryStore;
   /** `storage.maintenance.uploadpurging`; undefined: abandoned uploads are kept. */

@@ -38,7 +38,11 @@ export async function purgeUploads(driver: StorageDriver, olderThan: Date, actua
           if (!startedAt || startedAt >= olderThan) continue;
           logger?.info(`Upload files in ${upload} have older date (${startedAt.toISOString()}) than purge date (${olderThan.toISOString()}). Removing upload directory.`);
           try {
-            if (actuallyDelete) await driver.delete(upload);
+            if (actuallyDelete) {
+              // The data's pending write goes first: on S3 a multipart upload outlives its directory.
+              await (await driver.writer(`${upload}/data`, { append: true }).catch(() => undefined))?.cancel();
+              await driver.delete(upload);
+            }
             deleted.push(upload);
           } catch (err) {
             errors.push(`${upload}: ${(err as Error).message}`);

@@ -74,7 +74,7 @@ export class ProxyNamespace {
       miss: (name: string, digest: Digest) => o.events.miss(type, this.storedName(name), digest),
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
-    this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'), o.locks);
+    this.blobs = new ProxyBlobStore(o.blobs, repository, this.upstream, events('blob'), o.locks);
     const manifestEvents = {
       ...events('manifest'),
       unverified: (name: string, reference: string, reason: UnverifiedReason, detail: string) => o.events.manifestRefused?.(this.storedName(name), reference, reason, detail),

@@ -8,7 +8,6 @@ import type { Digest } from '../distribution/digest.js';
 import type { BlobHandle, BlobInfo, BlobService, CacheEvents } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import type { StorageDriver } from '../storage/driver.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { blobLockKey } from '../storage/paths.js';
 import { BlobFetch } from './blob-fetch.js';
@@ -20,7 +19,6 @@ export class ProxyBlobStore implements BlobService {
   private readonly fetches = new Map<string, BlobFetch>();
 
   constructor(
-    private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
@@ -68,7 +66,7 @@ export class ProxyBlobStore implements BlobService {
    */
   async stat(name: string, digest: Digest): Promise<BlobInfo> {
     const local = await this.local(name, digest);
-    if (local) return { size: local.size, source: 'cache' };
+    if (local) return { size: local.size, source: 'cache', redirect: local.redirect };
     const reply = await this.upstream.headBlob(name, digest.value);
     const size = Number(reply.headers['content-length']);
     return { size: Number.isFinite(size) ? size : undefined, source: 'upstream' };
@@ -81,9 +79,10 @@ export class ProxyBlobStore implements BlobService {
    */
   private async local(name: string, digest: Digest): Promise<BlobHandle | undefined> {
     const repo = this.repository(name);
-    const info = await this.blobs.stat(digest);
+    // Both at once: on an object store each is a round trip to it.
+    const [info, linked] = await Promise.all([this.blobs.stat(digest), repo.hasLayer(digest)]);
     if (!info) return undefined;
-    if (!(await repo.hasLayer(digest))) {
+    if (!linked) {
       // The upstream's answer for this repository is final: a 404 here would be a 404 for a GET too.
       await this.upstream.headBlob(name, digest.value);
       await repo.linkLayer(digest);
@@ -94,6 +93,7 @@ export class ProxyBlobStore implements BlobService {
       source: 'cache',
       open: (range) => this.blobs.reader(digest, range),
       openFile: () => this.blobs.openFile(digest),
+      redirect: (method) => this.blobs.redirectURL(method, digest),
     };
   }
 
@@ -170,7 +170,7 @@ export class ProxyBlobStore implements BlobService {
     const announced = Number(reply.headers['content-length']);
     const failed = (err: Error): void => this.events.cacheWriteFailed?.(name, digest, err);
     // No temporary file (a full disk, no inodes): the client is still served, uncached.
-    const writer = await this.driver.writer().catch((err: Error) => {
+    const write = await this.blobs.writer(digest).catch((err: Error) => {
       failed(err);
       return undefined;
     });
@@ -179,7 +179,7 @@ export class ProxyBlobStore implements BlobService {
     const fetch = BlobFetch.start({
       digest,
       size: Number.isFinite(announced) ? announced : undefined,
-      writer,
+      write,
       body: reply.body,
       commit: async (w) => {
         await this.blobs.commit(w, digest);

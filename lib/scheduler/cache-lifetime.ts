@@ -13,6 +13,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
 import { TtlScheduler, parseKey, type Entry } from './scheduler.js';
+import type { StateStore } from './state-file.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 
 /** The parts of the registry the lifetime policy works on. */
@@ -21,8 +22,10 @@ export interface CacheLifetimeOptions {
   readonly blobs: BlobStore;
   readonly repository: (name: string) => RepositoryStore;
   readonly logger: Logger;
-  /** The local path of `scheduler-state.json`. */
+  /** `scheduler-state.json`: its local path, or its name in messages when `store` keeps it elsewhere. */
   readonly statePath: string;
+  /** Where the state is kept when it is not a local file (S3: an object of the driver). */
+  readonly store?: StateStore;
   /** False when nothing can expire (no TTL, or deletes disabled): no schedule is kept at all. */
   readonly expires: boolean;
   /** The lifetime of content stored under a repository name (lib/cache-policy.ts decides it). `0`: never expires. */
@@ -48,6 +51,7 @@ export class CacheLifetime {
     if (!o.expires) return;
     this.scheduler = new TtlScheduler({
       statePath: o.statePath,
+      store: o.store,
       onExpire: (entry) => this.expire(entry),
       logger: o.logger,
       shared: o.locks && { locks: o.locks, stillCached: (entry) => this.stillCached(entry) },
@@ -123,3 +127,4 @@ export class CacheLifetime {
     return found;
   }
 }
+

@@ -8,7 +8,7 @@
  * no replica's entry is lost), and only the holder of the `scheduler-lease` lock runs expiries; the
  * others take the lease over when its holder dies.
  */
-import { readState, updateState, writeState, type Entry } from './state-file.js';
+import { fileStateStore, type Entry, type StateStore } from './state-file.js';
 import type { Release, SharedLocks } from '../storage/shared-lock.js';
 import { SCHEDULER_LEASE_KEY } from '../storage/paths.js';
 
@@ -24,8 +24,10 @@ export interface SchedulerLogger {
 
 /** Options of `TtlScheduler`. */
 export interface SchedulerOptions {
-  /** The `scheduler-state.json` path. */
+  /** The `scheduler-state.json` path (in messages; the file itself unless `store` is given). */
   readonly statePath: string;
+  /** Where the state is kept; the local file at `statePath` by default. */
+  readonly store?: StateStore;
   /** Purges an expired entry; a rejection keeps the entry and retries it later. */
   readonly onExpire: (entry: Entry) => Promise<void>;
   /** The clock (milliseconds since the epoch); `Date.now` by default. */
@@ -78,13 +80,16 @@ export class TtlScheduler {
   private syncTimer?: NodeJS.Timeout;
   private lastSync = 0;
 
+  private readonly store: StateStore;
+
   constructor(private readonly o: SchedulerOptions) {
     this.now = o.now ?? Date.now;
+    this.store = o.store ?? fileStateStore(o.statePath);
   }
 
   /** Loads the state file and arms every entry; past entries fire at once. */
   async start(): Promise<{ problem?: string; loaded: number }> {
-    const { entries, problem } = await readState(this.o.statePath);
+    const { entries, problem } = await this.store.read();
     for (const [k, e] of entries) this.entries.set(k, e);
     // The file was set aside: write back what was readable.
     if (problem && entries.size > 0) {
@@ -200,7 +205,8 @@ export class TtlScheduler {
       this.dirty = false;
       try {
         if (this.o.shared) await this.merge();
-        else await (this.o.writer ?? writeState)(this.o.statePath, [...this.entries.values()]);
+        else if (this.o.writer) await this.o.writer(this.o.statePath, [...this.entries.values()]);
+        else await this.store.write(this.entries.values());
       } catch (err) {
         // Not written: the next change or stop writes it.
         this.dirty = true;
@@ -221,7 +227,7 @@ export class TtlScheduler {
     this.pendingTouches.clear();
     let merged: Map<string, Entry>;
     try {
-      merged = await updateState(this.o.statePath, async (file) => {
+      merged = await this.store.update(async (file) => {
         for (const key of removals) file.delete(key);
         for (const [key, e] of adds) {
           const there = file.get(key);

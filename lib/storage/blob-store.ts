@@ -9,10 +9,15 @@ import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import type { FileWriter, StorageDriver } from './driver.js';
 import { PathNotFoundError } from './driver.js';
 import { blobDataPath, blobDir, blobsDir, blobsRoot, isBlobPrefix, isDigestAlgorithm } from './paths.js';
+import { spooledWrite, type SpooledWrite } from './spool.js';
 
 /** Content-addressed blob data. */
 export class BlobStore {
-  constructor(private readonly driver: StorageDriver) {}
+  constructor(
+    private readonly driver: StorageDriver,
+    /** `storage.redirect.disable` decided once: false streams every blob through the registry. */
+    private readonly options: { readonly redirect?: boolean } = {},
+  ) {}
 
   /** The size of the blob's data, or undefined when it is not stored. */
   async stat(digest: Digest): Promise<{ size: number } | undefined> {
@@ -30,9 +35,23 @@ export class BlobStore {
     return this.driver.reader(blobDataPath(digest), range);
   }
 
-  /** A handle for positional reads of the blob's data, when the driver offers one. */
+  /** A handle for positional reads of the blob's data, when the driver stores files locally. */
   openFile(digest: Digest): Promise<FileHandle> | undefined {
-    return this.driver.openFile?.(blobDataPath(digest));
+    return this.driver.local?.openFile(blobDataPath(digest));
+  }
+
+  /**
+   * A URL where a client fetches the blob itself (`GET`, `HEAD`), when redirects are on and the
+   * driver hands out such URLs (S3: presigned); undefined otherwise, without any I/O.
+   */
+  async redirectURL(method: string, digest: Digest): Promise<string | undefined> {
+    if (!this.options.redirect) return undefined;
+    return this.driver.redirectURL(method, blobDataPath(digest));
+  }
+
+  /** Starts writing the blob's data, readable back while it is written; committed by `commit`. */
+  writer(digest: Digest): Promise<SpooledWrite> {
+    return spooledWrite(this.driver, blobDataPath(digest));
   }
 
   /** Stores `content` after checking that it hashes to `digest`. */
@@ -43,13 +62,13 @@ export class BlobStore {
     await this.driver.putContent(blobDataPath(digest), content);
   }
 
-  /** Moves a verified temporary file into place (the caller hashed it while writing). */
+  /** Commits a verified write of `writer(digest)` (the caller hashed it while writing). */
   async commit(writer: FileWriter, digest: Digest): Promise<void> {
     if (await this.stat(digest)) {
       await writer.cancel();
       return;
     }
-    await writer.commit(blobDataPath(digest));
+    await writer.commit();
   }
 
   /** Deletes the blob's directory. */

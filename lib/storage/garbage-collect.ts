@@ -8,7 +8,7 @@
 import type { Config } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
 import { references, tryParseManifest, type ParsedManifest } from '../distribution/manifest.js';
-import { FilesystemDriver } from './filesystem.js';
+import { createDriver } from './factory.js';
 import { BlobStore } from './blob-store.js';
 import { RepositoryStore } from './repository-store.js';
 import { listRepositories } from './catalog.js';
@@ -34,7 +34,7 @@ export interface GcSummary {
 
 /** Runs a collection on the storage `config` names. */
 export async function garbageCollect(config: Config, opts: GcOptions): Promise<GcSummary> {
-  return collect(new FilesystemDriver(config.storage.filesystem.rootdirectory), opts);
+  return collect(createDriver(config.storage), opts);
 }
 
 /** Runs a collection on `driver`. */

@@ -6,6 +6,7 @@
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import type { Digest } from '../../distribution/digest.js';
+import type { Redirect } from '../../stores.js';
 import { RegistryError } from '../errors.js';
 import { digestParam, header } from '../messages.js';
 import { parseRange } from '../range.js';
@@ -40,8 +41,24 @@ function commonHeaders(res: Response, digest: Digest, size: number | undefined):
   if (size !== undefined) res.setHeader('Accept-Ranges', 'bytes');
 }
 
+/**
+ * distribution's `blobServer`: a stored blob whose driver hands out a URL (S3, unless
+ * `storage.redirect.disable`) is answered with `307 Temporary Redirect` to it, as Go's `http.Redirect`.
+ */
+async function redirected(res: Response, redirect: Redirect | undefined, method: 'GET' | 'HEAD'): Promise<boolean> {
+  const url = await redirect?.(method);
+  if (!url) return false;
+  res.setHeader('Location', url);
+  const body = method === 'GET' ? `<a href="${url.replace(/&/g, '&amp;').replace(/"/g, '&#34;').replace(/</g, '&lt;')}">Temporary Redirect</a>.\n\n` : '';
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.status(307).end(body);
+  return true;
+}
+
 async function headBlob(res: Response, t: Target, digest: Digest): Promise<void> {
   const info = await t.blobs.stat(t.name, digest);
+  if (await redirected(res, info.redirect, 'HEAD')) return;
   commonHeaders(res, digest, info.size);
   if (info.size !== undefined) res.setHeader('Content-Length', info.size);
   res.status(200).end();
@@ -49,6 +66,7 @@ async function headBlob(res: Response, t: Target, digest: Digest): Promise<void>
 
 async function getBlob(s: RouteServices, req: Request, res: Response, t: Target, digest: Digest): Promise<void> {
   const handle = await t.blobs.get(t.name, digest);
+  if (await redirected(res, handle.redirect, 'GET')) return;
   const range = handle.size === undefined ? ({ kind: 'full' } as const) : parseRange(header(req, 'range'), handle.size);
   commonHeaders(res, digest, handle.size);
   if (range.kind === 'unsatisfiable') {
