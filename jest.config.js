@@ -8,6 +8,9 @@ export default {
   },
   testMatch: ['<rootDir>/spec/**/*.test.ts'],
   setupFiles: ['<rootDir>/spec/setup-signal-exit.cjs'],
+  // One Ceph gateway shared by the suites that need one (spec/helpers/ceph-shared.ts).
+  globalSetup: '<rootDir>/spec/global-setup.js',
+  globalTeardown: '<rootDir>/spec/global-teardown.js',
   testTimeout: 60000,
   maxWorkers: 2,
 };

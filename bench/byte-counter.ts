@@ -3,8 +3,7 @@
  * bytes the cache fetched (what the upstream, or a metered link, pays for).
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { onCleanup } from './cleanup.js';
+import { listenOnLoopback } from './loopback.js';
 
 /** A running byte-counting proxy. */
 export interface ByteCounter {
@@ -53,17 +52,9 @@ export async function startByteCounter(target: string): Promise<ByteCounter> {
     });
     req.pipe(upstream);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const close = onCleanup(
-    () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        agent.destroy();
-        server.close(() => r());
-      }),
-  );
+  const { port, close } = await listenOnLoopback(server, agent);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `http://127.0.0.1:${port}`,
     bytes: () => bytes,
     requests: () => requests,
     waitIdle: async (quietMs, timeoutMs) => {

@@ -3,7 +3,13 @@
  * mode), both caching the same seeded upstream (another docker-registry), in interleaved rounds on
  * this machine. Prints medians, ratios ours/official and PASS/MISS per target, and writes them as
  * JSON (`BENCH_OUT`, default bench/results.json). `BENCH_QUICK=1` for a short run, `BENCH_ROUNDS=n`,
- * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow,scale` to run some scenarios.
+ * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow,wan,s3` to run some scenarios; the WAN
+ * scenario runs in the first `BENCH_WAN_ROUNDS` rounds only (default 1), on `BENCH_WAN_PROFILES`.
+ * `BENCH_ONLY=chaos` runs the chaos scenario (never part of the default set): once, after the
+ * rounds, for `BENCH_CHAOS_SECONDS` per contender with `BENCH_CHAOS_CLIENTS` clients. `BENCH_ONLY=s3`
+ * runs the S3 scenario (never part of the default set either: it starts a Ceph RGW of its own).
+ * `BENCH_ONLY=scale` runs the scaling scenario (not in the default set: it generates caches of up
+ * to 100k entries, 1M with `BENCH_SCALE_SIZES`; bench/scenarios/scale.ts).
  */
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,15 +25,21 @@ import { pushRandomImage, uploadBlobs } from './seed.js';
 import { manifestRound, startWarmRig, warmBlobRound, type WarmRig } from './scenarios/warm.js';
 import { coldPullRound, upstreamBytesRound } from './scenarios/cold.js';
 import { coldStreamsRound, slowClientsRound } from './scenarios/memory.js';
+import { s3Round } from './scenarios/s3.js';
+import { registerWanReport, seedWan, wanRound } from './scenarios/wan.js';
+import { chaosRun, registerChaosReport, seedChaos } from './scenarios/chaos.js';
 import { evaluate, formatReport, rows } from './report.js';
 import { scaleScenario } from './scenarios/scale.js';
 
-const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'scale'] as const;
+const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3', 'scale'] as const;
+/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 (a Ceph RGW of its own) and scale (caches of its own). */
+const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3' && s !== 'scale');
 
 async function run(): Promise<number> {
   const started = Date.now();
   const settings = readSettings();
-  const only = new Set(process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : SCENARIOS);
+  const only = new Set<string>(process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : DEFAULT_SCENARIOS);
+  for (const s of only) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`BENCH_ONLY: unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
   const wanted = (s: (typeof SCENARIOS)[number]): boolean => only.has(s);
   const log = (line: string): void => void process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   ensurePrerequisites();
@@ -41,8 +53,12 @@ async function run(): Promise<number> {
   onCleanup(() => upstream.destroy());
   log(`upstream ${upstream.url}: seeding`);
   const app = await pushRandomImage(upstream.hostPort, [`${APP_REPO}:latest`], settings.imageLayers, 'bench-app');
-  const [warmBlob] = wanted('blob') ? await uploadBlobs(upstream.url, BIG_REPO, 'warm', settings.warmBlobBytes, 1) : [];
+  const [warmBlob] = wanted('blob') || wanted('s3') ? await uploadBlobs(upstream.url, BIG_REPO, 'warm', settings.warmBlobBytes, 1) : [];
   const coldBlobs = wanted('streams') || wanted('slow') ? await uploadBlobs(upstream.url, BIG_REPO, 'cold', settings.coldStreamBytes, wanted('streams') ? settings.coldStreams : 1) : [];
+  const wan = wanted('wan') ? await seedWan(upstream.hostPort, settings.wanLayerBytes) : undefined;
+  if (wan) registerWanReport(settings.wanProfiles);
+  const chaos = wanted('chaos') ? await seedChaos(upstream.hostPort) : undefined;
+  if (chaos) registerChaosReport();
   const results = new Results();
   const ctx: BenchContext = { settings, upstream, workDir, results, app, warmBlob: warmBlob!, coldBlobs, log };
   log('seeded');
@@ -61,8 +77,11 @@ async function run(): Promise<number> {
     if (wanted('upstream')) await upstreamBytesRound(ctx, round);
     if (wanted('streams')) await coldStreamsRound(ctx, round);
     if (wanted('slow')) await slowClientsRound(ctx, round);
+    if (wan && round < settings.wanRounds) await wanRound(ctx, wan, round);
+    if (wanted('s3')) await s3Round(ctx, round);
   }
   await rig?.stop();
+  if (chaos) await chaosRun(ctx, chaos);
   // Its own sizes, rounds, table and picture (bench/scale/, docs/performance.md).
   if (wanted('scale')) await scaleScenario(ctx);
 

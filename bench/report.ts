@@ -2,7 +2,7 @@
 import { median, type Results, type Who } from './results.js';
 
 /** How a metric is shown. */
-interface MetricView {
+export interface MetricView {
   readonly id: string;
   readonly label: string;
   readonly unit: string;
@@ -24,10 +24,16 @@ export const METRICS: MetricView[] = [
   { id: 'rss_streams', label: '6a. peak RSS, cold streams', unit: 'MiB', scale: 1 / MiB, digits: 0 },
   { id: 'streams_s', label: '    (cold streams, wall time)', unit: 's', scale: 1, digits: 1 },
   { id: 'rss_slow', label: '6b. peak RSS, 200 slow clients', unit: 'MiB', scale: 1 / MiB, digits: 0 },
+  { id: 's3_cold_pull_s3', label: 's3. cold pull on S3 (Ceph RGW)', unit: 's', scale: 1, digits: 2 },
+  { id: 's3_cold_pull_fs', label: '    (same pull, filesystem)', unit: 's', scale: 1, digits: 2 },
+  { id: 's3_redirect_p50_ms', label: '    307 redirect, p50', unit: 'ms', scale: 1, digits: 2 },
+  { id: 's3_redirect_p99_ms', label: '    307 redirect, p99', unit: 'ms', scale: 1, digits: 2 },
+  { id: 's3_streamed_mibs', label: '    warm blob streamed (no redirect)', unit: 'MiB/s', scale: 1, digits: 0 },
+  { id: 's3_direct_mibs', label: '    (same object, direct gateway GET)', unit: 'MiB/s', scale: 1, digits: 0 },
 ];
 
-/** A target of issue 7. */
-interface Target {
+/** A target (issue 7's, and the scenarios' that register more). */
+export interface Target {
   readonly label: string;
   /** The value compared: a median per-round ratio, or ours' worst round. */
   value(r: Results): number;
@@ -37,6 +43,12 @@ interface Target {
 
 const ratio = (metric: string, b: Who) => (r: Results) => median(r.ratios(metric, 'ours', b));
 const worst = (metric: string) => (r: Results) => Math.max(...r.values(metric, 'ours')) / MiB;
+/** Per-round ratio of two metrics of ours (the S3 scenario compares ours with itself and the gateway). */
+const between = (a: string, b: string) => (r: Results) => {
+  const xs = r.samples[a]?.ours ?? [];
+  const ys = r.samples[b]?.ours ?? [];
+  return median(xs.flatMap((x, i) => (x != null && ys[i] != null && ys[i] !== 0 ? [x / ys[i]!] : [])));
+};
 
 /** The targets, each compared with ours. */
 export const TARGETS: Target[] = [
@@ -49,7 +61,17 @@ export const TARGETS: Target[] = [
   { label: 'upstream bytes, 10 pulls (x image)', value: (r) => median(r.values('upstream_x', 'ours')), op: '<=', limit: 1.001 },
   { label: 'peak RSS cold streams (MiB, worst)', value: worst('rss_streams'), op: '<', limit: 200 },
   { label: 'peak RSS slow clients (MiB, worst)', value: worst('rss_slow'), op: '<', limit: 200 },
+  // Issue 16, BENCH_ONLY=s3.
+  { label: 'cold pull on S3 / on filesystem', value: between('s3_cold_pull_s3', 's3_cold_pull_fs'), op: '<=', limit: 1.1 },
+  { label: '307 redirect p99 (ms, worst)', value: (r) => Math.max(...r.values('s3_redirect_p99_ms', 'ours')), op: '<=', limit: 2 },
+  { label: 'streamed / direct gateway GET', value: between('s3_streamed_mibs', 's3_direct_mibs'), op: '>=', limit: 0.8 },
 ];
+
+/** Adds a scenario's metrics (after the built-in ones, in the order given) and targets to the report. */
+export function registerReport(more: { metrics: MetricView[]; targets: Target[] }): void {
+  METRICS.push(...more.metrics);
+  TARGETS.push(...more.targets);
+}
 
 /** One target's outcome. */
 export interface TargetOutcome {

@@ -23,19 +23,29 @@ export function contenders(round: number): Contender[] {
 }
 
 /** The registry configuration both contenders read (the same keys; ours accepts registry:2's file). */
-function registryConfig(root: string, port: number, remoteurl: string): string {
-  return registryYaml({ root, http: [`addr: 127.0.0.1:${port}`], proxy: [`remoteurl: ${remoteurl}`] });
+function registryConfig(root: string, port: number, remoteurl: string, storage?: readonly string[]): string {
+  return registryYaml({ root, storage, http: [`addr: 127.0.0.1:${port}`], proxy: [`remoteurl: ${remoteurl}`] });
 }
 
-/** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */
-export async function startContender(who: Contender, remoteurl: string, dir: string, nodeArgs: string[] = []): Promise<ServerProcess & { root: string }> {
+/**
+ * How to run `who` as a pull-through cache of `remoteurl` on `port`: writes `dir/config.yml`, storage
+ * under `dir/root` (or on the driver of `storage`, lines under `storage:`).
+ */
+export async function contenderCommand(who: Contender, remoteurl: string, dir: string, port: number, nodeArgs: string[] = [], storage?: readonly string[]): Promise<{ cmd: string; args: string[]; root: string }> {
   await mkdir(dir, { recursive: true });
-  const port = await freePort();
   const root = join(dir, 'root');
   const config = join(dir, 'config.yml');
-  await writeFile(config, registryConfig(root, port, remoteurl));
-  const [cmd, args] = who === 'ours' ? [process.execPath, [...nodeArgs, REGISTRY_BIN, 'serve', config]] : [DISTRIBUTION_BIN, ['serve', config]];
-  const server = await startServer({ name: who, cmd, args, hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
+  await writeFile(config, registryConfig(root, port, remoteurl, storage));
+  return who === 'ours' ? { cmd: process.execPath, args: [...nodeArgs, REGISTRY_BIN, 'serve', config], root } : { cmd: DISTRIBUTION_BIN, args: ['serve', config], root };
+}
+
+/** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root` or on `storage`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */
+export async function startContender(who: Contender, remoteurl: string, dir: string, nodeArgs: string[] = [], storage?: readonly string[]): Promise<ServerProcess & { root: string }> {
+  const port = await freePort();
+  const { cmd, args, root } = await contenderCommand(who, remoteurl, dir, port, nodeArgs, storage);
+  // aws-sdk-go v1 (docker-registry on S3) panics at start when AWS_CA_BUNDLE is set.
+  const { AWS_CA_BUNDLE: _bundle, ...env } = process.env;
+  const server = await startServer({ name: who, cmd, args, env, hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
   return { ...server, root };
 }
 

@@ -24,15 +24,56 @@ export interface Settings {
   readonly slowClients: number;
   readonly slowSeconds: number;
   readonly slowBytesPerSec: number;
+  /** The WAN scenario: link profiles, rounds (default 1), fleet size, warm pulls, the big layer. */
+  readonly wanProfiles: WanProfile[];
+  readonly wanRounds: number;
+  readonly wanFleet: number;
+  readonly wanWarmPulls: number;
+  readonly wanLayerBytes: number;
+  /** The chaos scenario: seconds of pulling per contender, clients, share of upstream requests broken. */
+  readonly chaosSeconds: number;
+  readonly chaosClients: number;
+  readonly chaosFaultRate: number;
   /** Where the JSON results go. */
   readonly out: string;
+}
+
+/** An internet-like link: round-trip time and bandwidth (shared by all connections, each way). */
+export interface WanProfile {
+  /** `40ms-25MBps`: the profile's name in metric ids. */
+  readonly key: string;
+  readonly rttMs: number;
+  /** Decimal megabytes per second (25 MB/s = 25,000,000 bytes/s). */
+  readonly mbPerSec: number;
+}
+
+/** `BENCH_WAN_PROFILES=40:25,150:5`: round-trip ms and MB/s per profile. */
+export function parseWanProfiles(text: string): WanProfile[] {
+  return text.split(',').map((part) => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$/.exec(part);
+    if (!m) throw new Error(`BENCH_WAN_PROFILES: "${part}" is not <round-trip ms>:<MB/s>`);
+    const rttMs = Number(m[1]);
+    const mbPerSec = Number(m[2]);
+    return { key: `${rttMs}ms-${mbPerSec}MBps`, rttMs, mbPerSec };
+  });
+}
+
+function positive(raw: string | undefined, fallback: number, name: string): number {
+  const n = Number(raw ?? fallback);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, not ${raw}`);
+  return n;
+}
+
+function rate(raw: string | undefined, fallback: number): number {
+  const n = Number(raw ?? fallback);
+  if (!(n >= 0 && n <= 1)) throw new Error(`BENCH_CHAOS_FAULT_RATE must be between 0 and 1, not ${raw}`);
+  return n;
 }
 
 /** Reads the settings from the environment. */
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const quick = env.BENCH_QUICK === '1';
-  const rounds = Number(env.BENCH_ROUNDS ?? (quick ? 1 : 3));
-  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`BENCH_ROUNDS must be a positive integer, not ${env.BENCH_ROUNDS}`);
+  const rounds = positive(env.BENCH_ROUNDS, quick ? 1 : 3, 'BENCH_ROUNDS');
   return {
     quick,
     rounds,
@@ -49,6 +90,14 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     slowClients: 200,
     slowSeconds: quick ? 3 : 8,
     slowBytesPerSec: 1 * MiB,
+    wanProfiles: parseWanProfiles(env.BENCH_WAN_PROFILES ?? (quick ? '40:25' : '40:25,150:5')),
+    wanRounds: positive(env.BENCH_WAN_ROUNDS, 1, 'BENCH_WAN_ROUNDS'),
+    wanFleet: 10,
+    wanWarmPulls: 10,
+    wanLayerBytes: 64 * MiB,
+    chaosSeconds: positive(env.BENCH_CHAOS_SECONDS, quick ? 40 : 90, 'BENCH_CHAOS_SECONDS'),
+    chaosClients: positive(env.BENCH_CHAOS_CLIENTS, 6, 'BENCH_CHAOS_CLIENTS'),
+    chaosFaultRate: rate(env.BENCH_CHAOS_FAULT_RATE, 0.15),
     out: env.BENCH_OUT ?? 'bench/results.json',
   };
 }

@@ -9,7 +9,7 @@ import type { Logger } from 'winston';
 import { loadConfig, resolveConfigPath } from './config/load.js';
 import { createLogger } from './log/logger.js';
 import { startRegistry } from './server.js';
-import { MirrorError } from './errors.js';
+import { UsageError } from './errors.js';
 
 const USAGE = `Usage:
   registry [flags]
@@ -73,7 +73,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
 function load(args: string[], env: NodeJS.ProcessEnv): { logger: Logger; config: ReturnType<typeof loadConfig>['config'] } {
   const positional = args.filter((a) => !a.startsWith('-'));
-  if (positional.length > 1) throw new MirrorError('ERR_USAGE', `expected one configuration path, got ${positional.join(' ')}`);
+  if (positional.length > 1) throw new UsageError(`expected one configuration path, got ${positional.join(' ')}`);
   const path = resolveConfigPath(positional[0], env);
   const { config, warnings } = loadConfig({ path, env });
   const logger = createLogger(config.log);
@@ -114,7 +114,7 @@ async function garbageCollect(args: string[], env: NodeJS.ProcessEnv): Promise<n
   }
   const known = new Set(['-d', '--dry-run', '-m', '--delete-untagged', '-q', '--quiet']);
   const unknown = args.filter((a) => a.startsWith('-') && !known.has(a));
-  if (unknown.length > 0) throw new MirrorError('ERR_USAGE', `unknown flag ${unknown[0]}\n${GC_USAGE}`);
+  if (unknown.length > 0) throw new UsageError(`unknown flag ${unknown[0]}\n${GC_USAGE}`);
   const { config, logger } = load(args, env);
   const { garbageCollect: run } = await import('./storage/garbage-collect.js');
   // A line per marked blob: written in 64 KiB pieces, not a system call each.

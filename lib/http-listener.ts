@@ -8,12 +8,12 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
-import type { Config } from './config/types.js';
-import { MirrorError } from './errors.js';
+import type { HttpConfig } from './config/types.js';
+import { ConfigError } from './errors.js';
 
-/** The server for `config.http`, answering with `app`. */
-export function createServer(config: Config, app: Express): http.Server {
-  const tls = config.http.tls;
+/** The server for the `http` section, answering with `app`. */
+export function createServer(config: HttpConfig, app: Express): http.Server {
+  const tls = config.tls;
   const options: http.ServerOptions = { maxHeaderSize: 16 * 1024, headersTimeout: 30_000, requestTimeout: 300_000, keepAliveTimeout: 65_000 };
   if (tls?.certificate && tls.key) {
     const ca = tls.clientcas.map((p) => readFileSync(p));
@@ -31,24 +31,23 @@ export function createServer(config: Config, app: Express): http.Server {
   return http.createServer(options, app);
 }
 
-/** Listens on `http.addr` (`:5000`, `host:port`, `[v6]:port`, or a socket path for `unix`). */
-/** Listens on `http.addr` (or the socket path for `net: unix`); resolves with the bound address. */
-export function listen(server: http.Server, config: Config): Promise<{ address: string; port: number | undefined }> {
+/** Listens on `http.addr` (`:5000`, `host:port`, `[v6]:port`, or a socket path for `net: unix`); resolves with the bound address. */
+export function listen(server: http.Server, config: HttpConfig): Promise<{ address: string; port: number | undefined }> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     const done = (): void => {
       server.off('error', reject);
       const a = server.address();
-      if (a === null || typeof a === 'string') resolve({ address: a ?? config.http.addr, port: undefined });
+      if (a === null || typeof a === 'string') resolve({ address: a ?? config.addr, port: undefined });
       else resolve({ address: formatAddress(a), port: a.port });
     };
-    if (config.http.net === 'unix') {
-      server.listen(config.http.addr, done);
+    if (config.net === 'unix') {
+      server.listen(config.addr, done);
       return;
     }
-    const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(config.http.addr);
+    const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(config.addr);
     if (!m) {
-      reject(new MirrorError('ERR_CONFIG_INVALID', `http.addr: ${config.http.addr} is not an address like :5000 or host:port`));
+      reject(new ConfigError(`http.addr: ${config.addr} is not an address like :5000 or host:port`));
       return;
     }
     const host = m[1] ?? m[2];

@@ -4,102 +4,133 @@
  * `registry serve` puts routes and a listener in front of them (lib/server.ts); `registry warm`
  * calls the proxy stores directly, so what it caches is cached exactly as a pull caches it.
  */
+import { join } from 'node:path';
 import type { Logger } from 'winston';
 import type { Config, UpstreamConfig } from './config/types.js';
-import { FilesystemDriver } from './storage/filesystem.js';
-import { SharedLocks } from './storage/shared-lock.js';
+import type { StorageDriver } from './storage/driver.js';
+import { createDriver, createSharedLocks } from './storage/factory.js';
+import type { SharedLocks } from './storage/shared-lock.js';
 import { BlobStore } from './storage/blob-store.js';
-import { RepositoryStore } from './storage/repository-store.js';
+import { DriverStateStore, type StateStore } from './scheduler/state-store.js';
+import type { RepositoryStore } from './storage/repository-store.js';
 import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
 import { NamespaceRouter } from './proxy/namespace-router.js';
 import { registryHostOf } from './distribution/registry-host.js';
-import { isHostedName } from './hosted/hosted.js';
-import { MirrorError } from './errors.js';
+import { UnsupportedConfigError } from './errors.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
-import { createSizeCap, type SizeCap } from './scheduler/size-cap.js';
+import { SizeCap } from './scheduler/size-cap.js';
 import { LinkIndex, ObservedRepositoryStore, walkLinks } from './scheduler/link-index.js';
 import { listRepositories } from './storage/catalog.js';
 import { Metrics } from './metrics/metrics.js';
+import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
+import { SCHEDULER_STATE_PATH } from './storage/paths.js';
 
 /** The running services of one registry process. */
 export interface RegistryServices {
-  readonly driver: FilesystemDriver;
+  readonly driver: StorageDriver;
   readonly blobs: BlobStore;
-  /** Locks shared with other processes on the same storage root (replicas, `registry warm`). */
-  readonly locks: SharedLocks;
+  /**
+   * Locks shared with other processes on the same storage root (replicas, `registry warm`); none on
+   * S3, where this process coordinates only its own requests.
+   */
+  readonly locks?: SharedLocks;
   /** The repository store of a stored name. */
   readonly repository: (name: string) => RepositoryStore;
   readonly metrics: Metrics;
+  /** The cache's policies as decided from the configuration (TTLs, hosted names, the cap). */
+  readonly policy: CachePolicy;
   /** The upstreams (`proxy.remoteurl` and `proxy.upstreams`) and their proxy stores. */
   readonly router: NamespaceRouter;
   /** The expiry schedule (`scheduler-state.json`), started. */
   readonly lifetime: CacheLifetime;
-  /** The size accounting (and the manifests' last pulls), and whether `proxy.maxsize` is enforced. */
-  readonly sizing: { readonly cap: SizeCap; readonly enforced: boolean };
+  /** The size accounting (enforcing `proxy.maxsize` when `policy.maxBytes` is set), and the manifests' last pulls. */
+  readonly sizeCap: SizeCap;
   /** Which repositories link each digest (complete once the start-up walk is done). */
   readonly links: LinkIndex;
   /** Settles when the background start-up work (schedule load, walk of the storage) is done. */
   readonly started: Promise<void>;
   /** For the cache page: each upstream host's last `RateLimit-Remaining`. */
   readonly rateLimits: Map<string, string>;
-  /** True for names under `proxy.hosted` (never expired, evicted or proxied). */
-  isHosted(repo: string): boolean;
   /** Stops the schedule (flushing `scheduler-state.json`) and closes the upstream connections. */
   close(): Promise<void>;
 }
 
 /**
  * Builds the services described by `config`, at once: the work whose size is the cache's runs in
- * the background (removing temporary files an earlier run left, loading the expiry schedule, one
- * walk of the storage for the link index and the size cap's measure), so requests never wait.
+ * the background (removing what earlier runs left, loading the expiry schedule, one walk of the
+ * storage for the link index and the size cap's measure), so requests never wait for it. Each
+ * part is built after what it reports to, so no event can reach a part that does not exist yet.
  */
 export async function createServices(config: Config, logger: Logger): Promise<RegistryServices> {
   if (!config.proxy) {
-    throw new MirrorError(
-      'ERR_CONFIG_UNSUPPORTED',
+    throw new UnsupportedConfigError(
       'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
     );
   }
   const proxy = config.proxy;
-  const driver = new FilesystemDriver(config.storage.filesystem.rootdirectory);
-  // Only directories of dead processes go, never this one's: safe while serving.
-  driver.cleanTemporaryFiles().then(
-    (removed) => removed > 0 && logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`),
-    (err: Error) => logger.warn(`removing temporary files left by an earlier run failed: ${err.message}`),
+  const policy = decideCachePolicy(proxy, config.storage.delete.enabled, (msg) => logger.warn(msg));
+  const driver = createDriver(config.storage);
+  // Housekeeping only, in the background: it removes what dead processes left, never this one's,
+  // and a store that cannot be reached now must not keep the registry from starting.
+  void (driver.cleanup?.() ?? Promise.resolve(0)).then(
+    (removed) => void (removed > 0 && logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`)),
+    (err: Error) => void logger.warn(`could not remove what earlier runs left in storage: ${err.message}`),
   );
-  const blobs = new BlobStore(driver);
+  const blobs = new BlobStore(driver, { redirect: !config.storage.redirect.disable });
   // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
-  const locks = new SharedLocks(config.storage.filesystem.rootdirectory, proxy.lockstalems, (key, err) =>
+  const locks = createSharedLocks(config.storage, proxy.lockstalems, (key, err) =>
     logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),
   );
   // Every link made or removed through the stores is known to the index.
   const links = new LinkIndex();
   const repository = (name: string): RepositoryStore => new ObservedRepositoryStore(driver, name, links);
-  const metrics = new Metrics();
-  const isHosted = (repo: string): boolean => isHostedName(proxy.hosted, repo);
-
   // Hosted pushes of another process are in no journal: a deletion asks those repositories too.
-  const unindexed = proxy.hosted.length > 0 ? () => listRepositories(driver, { within: (path) => proxy.hosted.some((p) => p.startsWith(path) || path.startsWith(p)) }).then((names) => names.filter(isHosted)) : undefined;
-  const sizing = createSizeCap(
-    config,
-    { driver, blobs, repository, links, unindexed },
+  const hosted = proxy.hosted;
+  const unindexed =
+    hosted.length > 0
+      ? () => listRepositories(driver, { within: (path) => hosted.some((p) => p.startsWith(path) || path.startsWith(p)) }).then((names) => names.filter(policy.isHosted))
+      : undefined;
+  const metrics = new Metrics();
+
+  const sizeCap = new SizeCap({
+    driver,
+    blobs,
+    repository,
+    links,
+    unindexed,
+    maxBytes: policy.maxBytes ?? Number.POSITIVE_INFINITY,
     logger,
-    {
-      onEvicted: (type, freed) => {
-        metrics.evictions.inc({ type });
-        metrics.evictedBytes.inc(freed);
-      },
-      onSize: (bytes) => metrics.cacheBytes.set(bytes),
+    exclude: policy.isHosted,
+    onEvicted: (type, freed) => {
+      metrics.evictions.inc({ type });
+      metrics.evictedBytes.inc(freed);
     },
-    isHosted,
-  );
-  const sizeCap = sizing.cap;
+    onSize: (bytes) => metrics.cacheBytes.set(bytes),
+  });
+  const lifetime = new CacheLifetime({
+    driver,
+    blobs,
+    repository,
+    logger,
+    ...schedulerState(config, driver),
+    expires: policy.expires,
+    ttlFor: policy.ttlFor,
+    touchOnHit: policy.touchOnHit,
+    locks,
+    exclude: policy.isHosted,
+    links,
+    unindexed,
+    onExpired: (type, freed, digest, repo) => {
+      metrics.expirations.inc({ type });
+      sizeCap.expired(repo, digest, freed);
+    },
+  });
   /** For the cache page: each upstream's rate-limit headroom. */
   const rateLimits = new Map<string, string>();
   /** The same bookkeeping for both kinds of content and every upstream: metrics, expiry schedule, size cap. */
   const events: NamespaceEvents = {
     stored: (type, repo, digest, size) => {
-      metrics.pulledBytes.inc({ type }, size);
+      metrics.fetchedBytes.inc({ type }, size);
       lifetime.schedule(type, repo, digest.value);
       sizeCap.stored(type, repo, digest, size);
     },
@@ -115,6 +146,10 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
       logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, {
         'err.code': code,
       });
+    },
+    manifestRefused: (repo, reference, reason, detail) => {
+      metrics.manifestsRefused.inc({ reason });
+      logger.warn(`upstream manifest ${repo}${reference.includes(':') ? '@' : ':'}${reference} refused as unverified (${reason}), nothing stored: ${detail}`);
     },
   };
   const namespace = (host: string, upstreamConfig: UpstreamConfig, isDefault: boolean): ProxyNamespace =>
@@ -147,24 +182,6 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     Object.entries(proxy.upstreams).map(([host, u]) => namespace(host, u, false)),
   );
   for (const n of router.others) logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
-  // Namespaces report to the lifetime policy only once requests arrive, after it has started.
-  const lifetime = new CacheLifetime({
-    driver,
-    blobs,
-    repository,
-    config,
-    logger,
-    ttlFor: (repo) => router.owner(repo).ttlms,
-    locks,
-    exclude: isHosted,
-    links,
-    unindexed,
-    onExpired: (type, freed, digest, repo) => {
-      metrics.expirations.inc({ type });
-      sizeCap.expired(repo, digest, freed);
-    },
-  });
-
   let closing: Promise<void> | undefined;
   // In the background: the schedule loads (expiries then run as their data's links are known), then
   // one walk of the storage fills the link index and measures the cache for the size cap.
@@ -185,6 +202,12 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     logger.info(`cache walked: ${walk.repositories} repositories, ${walk.links} links`);
     await sizeCap.measuredAll();
   })().catch((err: Error) => void logger.error(`start-up work on the cache failed: ${err.message}`));
+  const close = async (): Promise<void> => {
+    await lifetime.stop();
+    // The walk stops at its next repository.
+    await started;
+    for (const n of router.all) n.close();
+  };
 
   return {
     driver,
@@ -192,19 +215,24 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     locks,
     repository,
     metrics,
+    policy,
     router,
     lifetime,
-    sizing,
+    sizeCap,
     links,
     started,
     rateLimits,
-    isHosted,
-    close: () =>
-      (closing ??= (async () => {
-        await lifetime.stop();
-        // The walk stops at its next repository.
-        await started;
-        for (const n of router.all) n.close();
-      })()),
+    close: () => (closing ??= close()),
   };
+}
+
+/**
+ * `scheduler-state.json` where distribution keeps it: at the root of the filesystem driver (a local
+ * file, locked across replicas on the volume), or the object `/scheduler-state.json` of any other
+ * driver (S3: `<rootdirectory>/scheduler-state.json`).
+ */
+function schedulerState(config: Config, driver: StorageDriver): { statePath: string; store?: StateStore } {
+  const root = config.storage.filesystem?.rootdirectory;
+  if (root !== undefined) return { statePath: join(root, SCHEDULER_STATE_PATH) };
+  return { statePath: `${driver.name}:${SCHEDULER_STATE_PATH}`, store: new DriverStateStore(driver, SCHEDULER_STATE_PATH) };
 }

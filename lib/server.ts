@@ -1,27 +1,34 @@
 /**
- * Wires the registry together from a validated configuration: storage, upstream, proxy stores,
- * scheduler, the express app and the HTTP(S) listener, with graceful shutdown.
+ * `registry serve`: the HTTP side in front of the registry's services (lib/registry-services.ts
+ * builds storage, upstreams, proxy stores, schedule and size cap). This module builds the hosted
+ * repositories' write side, the express app (access log, metrics, configured headers, health gate,
+ * cache page, the `/v2/` router, the error handler), the listener (lib/http-listener.ts) and the
+ * debug server, and shuts it all down gracefully; a start that fails half-way stops what it started.
  */
 import type { Socket } from 'node:net';
 import express, { type Express } from 'express';
-import { createServer, listen } from './http-listener.js';
+import type { Counter } from 'prom-client';
 import type { Logger } from 'winston';
+import { createServer, listen } from './http-listener.js';
 import type { Config } from './config/types.js';
 import { listRepositories } from './storage/catalog.js';
-import { authorize, registryRouter, configuredHeaders } from './api/routes.js';
+import { registryRouter, type Target } from './api/router.js';
+import { authorize } from './api/authorize.js';
+import { configuredHeaders } from './api/headers.js';
+import { createWritable } from './api/writable.js';
 import { errorHandler, sendError } from './api/error-handler.js';
 import { RegistryError } from './api/errors.js';
 import { accessLog, responseComplete, whenDone } from './api/access-log.js';
-import { MirrorError } from './errors.js';
-import { createAccessController } from './auth/controller.js';
-import type { Metrics } from './metrics/metrics.js';
-import type { Counter } from 'prom-client';
-import { startDebugServer } from './metrics/debug-server.js';
-import { HealthChecks } from './health/health-checks.js';
 import { gatherCacheReport, type CacheReportSources } from './api/cache-report.js';
 import { sendCachePage, wantsHtml } from './api/cache-page.js';
+import { UnsupportedConfigError } from './errors.js';
+import type { AccessController } from './auth/access.js';
+import { createAccessController } from './auth/controller.js';
+import type { Metrics } from './metrics/metrics.js';
+import { startDebugServer } from './metrics/debug-server.js';
+import { HealthChecks } from './health/health-checks.js';
 import { HostedRepositories } from './hosted/hosted.js';
-import { createServices } from './registry-services.js';
+import { createServices, type RegistryServices } from './registry-services.js';
 
 /** A running registry. */
 export interface RunningRegistry {
@@ -39,32 +46,31 @@ export interface RunningRegistry {
 /** Starts the registry described by `config`. */
 export async function startRegistry(config: Config, logger: Logger): Promise<RunningRegistry> {
   if (!config.proxy) {
-    throw new MirrorError(
-      'ERR_CONFIG_UNSUPPORTED',
+    throw new UnsupportedConfigError(
       'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
     );
   }
-  const proxy = config.proxy;
   const access = createAccessController(config.auth, logger);
-  if (proxy.username && !config.auth) {
+  if (config.proxy.username && !config.auth) {
     logger.warn(
       'proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone who can reach this mirror',
     );
   }
   const services = await createServices(config, logger);
-  const { driver, blobs, repository, metrics, router, lifetime, sizing, rateLimits } = services;
-  // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
-  const hosted =
-    proxy.hosted.length > 0
-      ? new HostedRepositories({
-          config, driver, blobs, repository, access, logger,
-          proxiedStoredName: (name) => {
-            const found = router.resolve(name, undefined);
-            return found && found.namespace.storedName(found.name);
-          },
-        })
-      : undefined;
+  // What has started, stopped in reverse order if a later step fails (a port in use).
+  const started: Array<() => unknown> = [() => services.close()];
+  try {
+    return await serve(config, logger, services, access, started);
+  } catch (err) {
+    for (const stop of started.reverse()) await Promise.resolve().then(stop).catch(() => undefined);
+    throw err;
+  }
+}
 
+async function serve(config: Config, logger: Logger, services: RegistryServices, access: AccessController | undefined, started: Array<() => unknown>): Promise<RunningRegistry> {
+  const { metrics, router } = services;
+  // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
+  const hosted = config.proxy!.hosted.length > 0 ? hostedRepositories(config, services, access, logger) : undefined;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -77,15 +83,16 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
       stop({ route, method: req.method, status: String(res.statusCode) });
       const served = responseComplete(res) && req.method === 'GET' && (res.statusCode === 200 || res.statusCode === 206);
       if ((route === 'blob' || route === 'manifest') && served) {
-        metrics.pushedBytes.inc({ type: route }, Number(res.getHeader('content-length') ?? 0));
+        metrics.servedBytes.inc({ type: route }, Number(res.getHeader('content-length') ?? 0));
       }
     });
     next();
   });
   app.use(configuredHeaders(config.http.headers));
   // As distribution's health.Handler: while a configured check fails, every request is refused.
-  const health = HealthChecks.fromConfig(config.health, config.storage.filesystem.rootdirectory);
+  const health = HealthChecks.fromConfig(config.health, services.driver);
   health.start();
+  started.push(() => health.stop());
   app.use((_req, res, next) => {
     if (health.size > 0 && Object.keys(health.failures()).length > 0) {
       sendError(res, new RegistryError('UNAVAILABLE', { detail: 'health check failed: please see /debug/health' }));
@@ -94,20 +101,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
     next();
   });
   const prefix = config.http.prefix.replace(/\/$/, '');
-  const report: CacheReportSources = {
-    listRepositories: () => listRepositories(driver, {}),
-    repository,
-    blobs,
-    root: config.storage.filesystem.rootdirectory,
-    expiryOf: (repo, digest) => lifetime.expiryOf(repo, digest),
-    lastPulled: (repo, digest) => sizing.cap.lastPulled(repo, digest),
-    upstreams: () => router.all.map((n) => ({ host: n.host, url: n.upstream.remoteUrl, ...n.upstream.status, rateLimitRemaining: rateLimits.get(n.host) })),
-    stats: async () => {
-      const sum = async (c: Counter<'type'>): Promise<number> => (await c.get()).values.reduce((n, v) => n + v.value, 0);
-      return { requests: await sum(metrics.proxyRequests), hits: await sum(metrics.proxyHits), bytesServed: await sum(metrics.pushedBytes), bytesFetched: await sum(metrics.pulledBytes) };
-    },
-    cap: () => ({ cacheBytes: sizing.cap.bytes, capBytes: sizing.enforced ? config.proxy?.maxsizebytes : undefined }),
-  };
+  const report = cacheReportSources(config, services);
   app.get(prefix + '/', (req, res, next) => {
     // distribution answers the root with an empty 200 (load balancers probe it); browsers get the
     // cache page, behind the same credentials as the catalog.
@@ -122,11 +116,14 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   app.use(
     prefix || '/',
     registryRouter({
-      listRepositories: (page) => listRepositories(driver, page),
+      listRepositories: (page) => listRepositories(services.driver, page),
       resolve: (name, ns) => {
-        if (hosted?.owns(name)) return hosted.resolve(name);
+        // Hosted repositories are stored under the name the client uses.
+        if (hosted?.repositories.owns(name)) return { name, ...hosted.target };
         const found = router.resolve(name, ns);
-        return found && { name: found.name, manifests: found.namespace.manifests, blobs: found.namespace.blobs, tags: found.namespace.tags };
+        if (!found) return undefined;
+        const n = found.namespace;
+        return { name: found.name, manifests: n.manifests, blobs: n.blobs, tags: n.tags, referrers: n.referrers };
       },
       maxCatalogEntries: config.catalog.maxentries,
       logger,
@@ -136,13 +133,14 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   app.use((req, res) => sendError(res, new RegistryError('NAME_UNKNOWN', { detail: { path: req.path } })));
   app.use(errorHandler(logger));
 
-  const server = createServer(config, app);
+  const server = createServer(config.http, app);
   const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  const { address, port } = await listen(server, config);
+  const { address, port } = await listen(server, config.http);
+  started.push(() => new Promise((resolve) => server.close(resolve)));
   logger.info(`listening on ${address}`);
   const debug = config.http.debug?.addr
     ? await startDebugServer({
@@ -152,7 +150,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
         health,
       })
     : undefined;
-  hosted?.start();
+  hosted?.repositories.start();
   if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
   const inflightTimer = setInterval(() => metrics.inflightFetches.set(router.all.reduce((sum, n) => sum + n.blobs.inflight, 0)), 1000);
   inflightTimer.unref();
@@ -178,8 +176,52 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
         clearInterval(inflightTimer);
         health.stop();
         await debug?.close();
-        await hosted?.stop();
+        await hosted?.repositories.stop();
         await services.close();
       })()),
+  };
+}
+
+/** The hosted repositories and the target (stores and write side) every hosted name is served with. */
+function hostedRepositories(
+  config: Config,
+  services: RegistryServices,
+  access: AccessController | undefined,
+  logger: Logger,
+): { repositories: HostedRepositories; target: Omit<Target, 'name'> } {
+  const { driver, blobs, repository, router } = services;
+  const purging = config.storage.maintenance.uploadpurging;
+  const repositories = new HostedRepositories({ prefixes: config.proxy!.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, logger });
+  const writable = createWritable(repositories, {
+    access,
+    anonymousPush: config.proxy!.hostedanonymouspush,
+    deleteEnabled: config.storage.delete.enabled,
+    readOnly: config.storage.maintenance.readonly.enabled,
+    secret: config.http.secret,
+    proxiedStoredName: (name) => {
+      const found = router.resolve(name, undefined);
+      return found && found.namespace.storedName(found.name);
+    },
+    logger,
+  });
+  return { repositories, target: { manifests: repositories.manifests, blobs: repositories.blobs, tags: repositories.tags, referrers: repositories.referrers, writable } };
+}
+
+/** Where the cache page's data comes from. */
+function cacheReportSources(config: Config, s: RegistryServices): CacheReportSources {
+  const { metrics } = s;
+  return {
+    listRepositories: () => listRepositories(s.driver, {}),
+    repository: s.repository,
+    blobs: s.blobs,
+    diskUsage: () => s.driver.diskUsage?.() ?? Promise.resolve(undefined),
+    expiryOf: (repo, digest) => s.lifetime.expiryOf(repo, digest),
+    lastPulled: (repo, digest) => s.sizeCap.lastPulled(repo, digest),
+    upstreams: () => s.router.all.map((n) => ({ host: n.host, url: n.upstream.remoteUrl, ...n.upstream.status, rateLimitRemaining: s.rateLimits.get(n.host) })),
+    stats: async () => {
+      const sum = async (c: Counter<'type'>): Promise<number> => (await c.get()).values.reduce((n, v) => n + v.value, 0);
+      return { requests: await sum(metrics.proxyRequests), hits: await sum(metrics.proxyHits), bytesServed: await sum(metrics.servedBytes), bytesFetched: await sum(metrics.fetchedBytes) };
+    },
+    cap: () => ({ cacheBytes: s.sizeCap.bytes, capBytes: s.policy.maxBytes }),
   };
 }

@@ -15,7 +15,8 @@ describe('configuration', () => {
     expect(config.http.addr).toBe(':5000');
     expect(config.http.net).toBe('tcp');
     expect(config.http.prefix).toBe('/');
-    expect(config.storage.filesystem.rootdirectory).toBe('/var/lib/registry');
+    expect(config.storage.driver).toBe('filesystem');
+    expect(config.storage.filesystem?.rootdirectory).toBe('/var/lib/registry');
     expect(config.storage.delete.enabled).toBe(false);
     expect(config.storage.maintenance.uploadpurging).toEqual({ enabled: true, agems: 168 * 3600_000, intervalms: 24 * 3600_000, dryrun: false });
     expect(config.proxy).toEqual({
@@ -25,6 +26,7 @@ describe('configuration', () => {
       ttlms: 168 * 3600_000,
       timeouts: { connectms: 10_000, responsems: 30_000, idlems: 60_000 },
       immutabletags: undefined,
+      dockerhub: true,
       upstreams: {},
       maxsizebytes: undefined,
       touchonhit: true,
@@ -87,7 +89,7 @@ proxy:
     expect(config.http.addr).toBe('127.0.0.1:6000');
     expect(config.proxy).toMatchObject({ remoteurl: 'http://upstream.test', ttlms: 4000 });
     expect(config.storage.delete.enabled).toBe(true);
-    expect(config.storage.filesystem.rootdirectory).toBe('/srv/cache');
+    expect(config.storage.filesystem?.rootdirectory).toBe('/srv/cache');
     expect(config.catalog.maxentries).toBe(50);
   });
 
@@ -115,7 +117,7 @@ proxy:
     ["http:\n  addr: 5000", "http.addr: 5000 is not an address like :5000 or host:port"],
     ['log:\n  level: loud', 'log.level: "loud" must be one of'],
     ['log:\n  formatter: xml', 'log.formatter: "xml" must be one of'],
-    ['storage:\n  s3:\n    bucket: b', 'storage.s3: only the filesystem storage driver is supported'],
+    ['storage:\n  azure:\n    accountname: a', 'storage.azure: only the filesystem and s3 storage drivers are supported'],
     ['auth:\n  htpasswd:\n    realm: r', 'auth.htpasswd.path is required'],
     ['proxy:\n  remoteurl: ftp://x', 'proxy.remoteurl: "ftp://x" is not an http(s) URL'],
     ['catalog:\n  maxentries: many', 'catalog.maxentries: "many" must be a integer'],
@@ -154,6 +156,38 @@ proxy:
     expect(() => load('proxy:\n  remoteurl: http://u\n  timeouts:\n    idle: soon\n')).toThrow('proxy.timeouts.idle: "soon" is not a duration like 168h');
   });
 
+  test('the proxy.dockerhub extension: auto by hostname (and for an upstream listed as docker.io), or true/false; env overrides; nonsense fails', () => {
+    const hub = (yaml: string, env: NodeJS.ProcessEnv = {}) => load(`proxy:\n${yaml}\n`, env).config.proxy!;
+    expect(hub('  remoteurl: https://registry-1.docker.io').dockerhub).toBe(true);
+    expect(hub('  remoteurl: https://index.docker.io\n  dockerhub: auto').dockerhub).toBe(true);
+    expect(hub('  remoteurl: https://central.example.com').dockerhub).toBe(false);
+    expect(hub('  remoteurl: https://central.example.com\n  dockerhub: true').dockerhub).toBe(true);
+    expect(hub('  remoteurl: https://registry-1.docker.io\n  dockerhub: false').dockerhub).toBe(false);
+    expect(hub('  remoteurl: https://central.example.com', { REGISTRY_PROXY_DOCKERHUB: 'true' }).dockerhub).toBe(true);
+    expect(load('proxy:\n  remoteurl: https://central.example.com\n  dockerhub: true\n').warnings).toEqual([]);
+    const upstreams = hub(
+      [
+        '  remoteurl: https://ghcr.io',
+        '  upstreams:',
+        '    docker.io:',
+        '      remoteurl: https://mirror.gcr.io',
+        '    quay.io:',
+        '      remoteurl: https://quay.io',
+        '    hub.local:',
+        '      remoteurl: http://10.0.0.7:5000',
+        '      dockerhub: true',
+        '    plain.local:',
+        '      remoteurl: https://registry-1.docker.io',
+        '      dockerhub: false',
+      ].join('\n'),
+    ).upstreams;
+    expect(Object.fromEntries(Object.entries(upstreams).map(([h, u]) => [h, u.dockerhub]))).toEqual({ 'docker.io': true, 'quay.io': false, 'hub.local': true, 'plain.local': false });
+    expect(() => hub('  remoteurl: https://central.example.com\n  dockerhub: yes please')).toThrow('proxy.dockerhub: "yes please" must be one of auto, true, false');
+    expect(() => hub('  remoteurl: https://ghcr.io\n  upstreams:\n    docker.io:\n      remoteurl: https://mirror.gcr.io\n      dockerhub: 1')).toThrow(
+      'proxy.upstreams.docker.io.dockerhub: 1 must be one of auto, true, false',
+    );
+  });
+
   test('the proxy.immutabletags extension: off by default, true for every tag, or a list of mutable exclusions', () => {
     expect(load('proxy:\n  remoteurl: http://u\n').config.proxy?.immutabletags).toBeUndefined();
     expect(load('proxy:\n  remoteurl: http://u\n  immutabletags: false\n').config.proxy?.immutabletags).toBeUndefined();
@@ -186,8 +220,8 @@ proxy:
     );
     expect(warnings).toEqual([]);
     expect(config.proxy?.upstreams).toEqual({
-      'ghcr.io': { remoteurl: 'https://ghcr.io', username: 'bot', password: 'secret', ttlms: 3600_000, immutabletags: { exclude: [] } },
-      'registry.local:5000': { remoteurl: 'http://10.0.0.5:5000', username: undefined, password: undefined, ttlms: 72 * 3600_000, immutabletags: undefined },
+      'ghcr.io': { remoteurl: 'https://ghcr.io', username: 'bot', password: 'secret', ttlms: 3600_000, immutabletags: { exclude: [] }, dockerhub: false },
+      'registry.local:5000': { remoteurl: 'http://10.0.0.5:5000', username: undefined, password: undefined, ttlms: 72 * 3600_000, immutabletags: undefined, dockerhub: false },
     });
     const bad: Array<[string, string]> = [
       ['    GHCR IO:\n      remoteurl: https://ghcr.io', 'proxy.upstreams: "GHCR IO" is not a registry host'],

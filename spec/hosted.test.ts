@@ -272,7 +272,6 @@ describe('the pull-through side is unchanged', () => {
     ['post', '/v2/internalx/blobs/uploads/'],
     ['put', '/v2/busybox/manifests/latest'],
     ['delete', `/v2/busybox/blobs/sha256:${'a'.repeat(64)}`],
-    ['get', `/v2/busybox/referrers/sha256:${'a'.repeat(64)}`],
   ])('%s %s is 405 UNSUPPORTED', async (method, path) => {
     const res = await api()[method as 'post'](path);
     expect(res.status).toBe(405);

@@ -4,9 +4,10 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -166,5 +167,64 @@ describe('http options', () => {
       stderr = String((err as { stderr: Buffer }).stderr);
     }
     expect(stderr).toMatch(/\/nonexistent.yml/);
+  });
+});
+
+describe('a start that fails half-way', () => {
+  let upstream: FakeUpstream;
+  let root: string;
+  beforeEach(async () => {
+    upstream = await startFakeUpstream();
+    root = await mkdtemp(join(tmpdir(), 'failed-start-'));
+  });
+  afterEach(async () => {
+    await upstream.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  /** A TCP server that counts connections (the target of a health.tcp check), and one that holds a port. */
+  async function listener(): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+    let connections = 0;
+    const server = net.createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { port: (server.address() as net.AddressInfo).port, connections: () => connections, close: () => new Promise((r) => server.close(() => r())) };
+  }
+
+  test.each([
+    ['http.addr is in use', 'main'],
+    ['http.debug.addr is in use', 'debug'],
+  ])('%s: the start fails, and the schedule, its lease, the health checks and the listener are stopped', async (_what, busy) => {
+    const checked = await listener();
+    const taken = await listener();
+    const port = busy === 'main' ? taken.port : await freePort();
+    try {
+      const start = startMirror(upstream.url, {
+        root,
+        proxyYaml: 'ttl: 1h',
+        httpYaml: [`addr: 127.0.0.1:${port}`, ...(busy === 'debug' ? ['debug:', `  addr: 127.0.0.1:${taken.port}`] : [])].join('\n'),
+        extraYaml: ['health:', '  tcp:', `    - addr: 127.0.0.1:${checked.port}`, '      interval: 50ms', '      timeout: 1s'].join('\n'),
+      });
+      await expect(start).rejects.toThrow(/EADDRINUSE/);
+      // The scheduler's lease (held by a running schedule) is released, so another process may run expiries.
+      expect(existsSync(join(root, '.locks', 'scheduler-lease.lock'))).toBe(false);
+      await new Promise((r) => setTimeout(r, 200));
+      const after = checked.connections();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(checked.connections()).toBe(after);
+      // Nothing listens on the main port any more: a mirror starts there at once.
+      const mirror = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1h', httpYaml: `addr: 127.0.0.1:${busy === 'main' ? await freePort() : port}` });
+      try {
+        await request(mirror.url).get('/v2/').expect(200);
+        expect(mirror.logs()).toContain('scheduler lease taken');
+      } finally {
+        await mirror.close({ keepRoot: true });
+      }
+    } finally {
+      await checked.close();
+      await taken.close();
+    }
   });
 });

@@ -103,6 +103,31 @@ describe('size cap (proxy.maxsize)', () => {
     await pull('team/next', 'v1', next);
   });
 
+  test('evicting an image keeps a layer another cached manifest of the repository references as a schema 1 fsLayer', async () => {
+    mirror = await startMirror(upstream.url, { proxyYaml: 'maxsize: 70KB' });
+    const shared = randomBytes(30_000);
+    const image = seedImage(upstream, 'team/x', 'v2', [shared]);
+    const schema1 = { schemaVersion: 1, name: 'team/x', tag: 'v1', architecture: 'amd64', fsLayers: [{ blobSum: image.layers[0] }], history: [{ v1Compatibility: '{}' }] };
+    const v1 = upstream.addManifest('team/x', schema1, 'v1', 'application/vnd.docker.distribution.manifest.v1+json');
+    const pullV1 = async (): Promise<void> => {
+      const m = await request(mirror.url).get('/v2/team/x/manifests/v1').set('Accept', 'application/vnd.docker.distribution.manifest.v1+json');
+      expect(m.status).toBe(200);
+      expect(m.headers['docker-content-digest']).toBe(v1);
+      expect((await request(mirror.url).get(`/v2/team/x/blobs/${image.layers[0]}`)).status).toBe(200);
+    };
+    await pull('team/x', 'v2', image);
+    const b = seedImage(upstream, 'team/b', 'v1', [randomBytes(30_000)]);
+    await pull('team/b', 'v1', b);
+    // The schema 1 manifest is more recent than the image and team/b: the image goes first.
+    await pullV1();
+    await pull('team/c', 'v1', seedImage(upstream, 'team/c', 'v1', [randomBytes(30_000)]));
+    await until(() => diskBytes(mirror.root) <= 70_000, 'the cap');
+    expect(mirror.logs()).toMatch(new RegExp(`evicted manifest team/x@${image.manifest}`));
+    expect(existsSync(dataPath(mirror.root, image.layers[0]!))).toBe(true);
+    upstream.setDown(true);
+    await pullV1();
+  });
+
   test('at start-up, a cache over a lowered cap is brought under it', async () => {
     mirror = await startMirror(upstream.url);
     const root = mirror.root;

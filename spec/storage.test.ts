@@ -32,17 +32,19 @@ describe('storage', () => {
   });
 
   test('a writer commits by rename and cancel removes its file', async () => {
-    const w = await driver.writer();
-    expect(existsSync(w.tempPath)).toBe(true);
+    const w = await driver.writer('/x/data');
+    expect(await readdir(driver.tempDir)).toHaveLength(1);
     await w.write(Buffer.from('abc'));
     await w.write(Buffer.from('def'));
     expect(w.size).toBe(6);
-    await w.commit('/x/data');
+    expect(existsSync(join(root, 'x/data'))).toBe(false);
+    await w.commit();
     expect(await readFile(join(root, 'x/data'), 'utf8')).toBe('abcdef');
-    const c = await driver.writer();
+    const c = await driver.writer('/y/data');
     await c.write(Buffer.from('zzz'));
     await c.cancel();
-    expect(existsSync(c.tempPath)).toBe(false);
+    expect(await readdir(driver.tempDir)).toEqual([]);
+    expect(existsSync(join(root, 'y/data'))).toBe(false);
   });
 
   test('readers serve inclusive ranges and missing paths raise PathNotFoundError', async () => {
@@ -68,11 +70,11 @@ describe('storage', () => {
     expect(paths.blobDataPath(d)).toBe(`/${V2}/blobs/sha256/${d.hex.slice(0, 2)}/${d.hex}/data`);
   });
 
-  test('cleanTemporaryFiles removes what dead processes left and keeps the live ones', async () => {
+  test('cleanup removes what dead processes left and keeps the live ones', async () => {
     // A restarted container reuses its pid: a directory with our pid that is not ours is dead.
     const earlierRun = new FilesystemDriver(root);
-    await (await earlierRun.writer()).write(Buffer.from('partial'));
-    const live = await driver.writer();
+    await (await earlierRun.writer('/x/data')).write(Buffer.from('partial'));
+    const live = await driver.writer('/x/data');
     await live.write(Buffer.from('in progress'));
     const liveOther = join(root, '.tmp', `${hostname().replace(/[^A-Za-z0-9.]/g, '_')}-${process.ppid}-0123abcd`);
     const deadOther = join(root, '.tmp', `${hostname().replace(/[^A-Za-z0-9.]/g, '_')}-999999999-0123abcd`);
@@ -82,9 +84,9 @@ describe('storage', () => {
     await utimes(oldForeign, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
     await writeFile(join(root, '.tmp', 'loose-file-from-an-old-version'), 'x');
 
-    expect(await driver.cleanTemporaryFiles()).toBe(4);
+    expect(await driver.cleanup()).toBe(4);
     expect((await readdir(join(root, '.tmp'))).sort()).toEqual([basename(driver.tempDir), basename(liveOther), basename(freshForeign)].sort());
-    await live.commit('/x/data');
+    await live.commit();
   });
 
   test('blobs are verified before they are stored', async () => {

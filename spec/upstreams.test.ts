@@ -155,7 +155,7 @@ describe('Docker Hub semantics', () => {
     const hub = new ProxyNamespace({
       host: 'docker.io',
       isDefault: true,
-      config: { remoteurl: 'https://registry-1.docker.io', ttlms: 0 },
+      config: { remoteurl: 'https://registry-1.docker.io', ttlms: 0, dockerhub: true },
       timeouts: { connect: 1000, response: 1000, idle: 1000 },
       driver: new FilesystemDriver('/nonexistent'),
       blobs: undefined as never,
@@ -170,6 +170,33 @@ describe('Docker Hub semantics', () => {
     }
     expect(router.resolve('bitnami/redis', 'docker.io')!.name).toBe('bitnami/redis');
     hub.close();
+  });
+
+  test('proxy.dockerhub: true makes another mirror of Docker Hub (not Docker Hub by hostname) answer busybox as library/busybox; auto and false do not', async () => {
+    const central = await startFakeUpstream();
+    const img = seedImage(central, 'library/busybox', 'latest', [randomBytes(100)]);
+    const ask = async (proxyYaml: string | undefined, name: string): Promise<number> => {
+      const mirror = await startMirror(central.url, { proxyYaml });
+      try {
+        const res = await request(mirror.url).get(`/v2/${name}/manifests/latest`).set('Accept', ACCEPT);
+        if (res.status === 200) expect(res.headers['docker-content-digest']).toBe(img.manifest);
+        return res.status;
+      } finally {
+        await mirror.close();
+      }
+    };
+    try {
+      expect(await ask('dockerhub: true', 'busybox')).toBe(200);
+      expect(central.count(/^(GET|HEAD) \/v2\/busybox\//)).toBe(0);
+      expect(await ask('dockerhub: true', 'library/busybox')).toBe(200);
+      for (const setting of [undefined, 'dockerhub: auto', 'dockerhub: false']) {
+        expect(await ask(setting, 'busybox')).toBe(404);
+        expect(await ask(setting, 'library/busybox')).toBe(200);
+      }
+      expect(central.count(/^(GET|HEAD) \/v2\/busybox\/manifests\/latest$/)).toBeGreaterThanOrEqual(3);
+    } finally {
+      await central.close();
+    }
   });
 
   test("Docker Hub's RateLimit headers are logged and exported; a 429 is passed on with Retry-After", async () => {

@@ -196,6 +196,22 @@ describe('registry warm', () => {
     }
   });
 
+  test('a reference under a hosted prefix is refused, never proxied into the hosted repository', async () => {
+    seedImage(upstream, 'internal/app', 'v1', [randomBytes(1000)]);
+    const good = seedImage(upstream, 'org/app', 'v1', [randomBytes(1000)]);
+    await writeFile(config, registryYaml({ root, http: ['addr: 127.0.0.1:0'], proxy: [`remoteurl: ${upstream.url}`, 'ttl: 1h', 'hosted: [internal/]'] }));
+    const s = streams();
+    expect(await warmCommand([config, 'internal/app:v1', 'docker.io/internal/app:v1', 'org/app:v1'], {}, s)).toBe(1);
+    const { out, err } = s.text();
+    for (const ref of ['internal/app:v1', 'docker.io/internal/app:v1']) {
+      expect(err).toContain(`warm ${ref}: failed: internal/app is a hosted repository (proxy.hosted): it is pushed to, not fetched from an upstream`);
+    }
+    expect(out).toMatch(/^warmed 1 image/);
+    expect(upstream.count(/\/v2\/internal\//)).toBe(0);
+    expect(await scheduled(root)).toContain(`org/app@${good.manifest}`);
+    expect((await scheduled(root)).filter((k) => k.startsWith('internal/'))).toEqual([]);
+  });
+
   test('while a mirror runs on the same storage: both schedules end up in scheduler-state.json', async () => {
     const pulled = seedImage(upstream, 'org/pulled', 'v1', [randomBytes(500)]);
     const warmed = seedImage(upstream, 'org/warmed', 'v1', [randomBytes(600)]);

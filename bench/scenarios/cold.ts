@@ -12,11 +12,11 @@ import { contenders, type Contender } from '../servers.js';
 import { median } from '../results.js';
 import { imageBytes } from '../seed.js';
 
-/** `skopeo copy docker://hostPort/bench/app:latest dir:<dest>`; throws when it fails. */
-async function pull(hostPort: string, dest: string): Promise<void> {
+/** `skopeo copy [args] docker://hostPort/<ref> dir:<dest>` (ref default `bench/app:latest`); throws when it fails. */
+export async function pull(hostPort: string, dest: string, ref = `${APP_REPO}:latest`, args: string[] = []): Promise<void> {
   await mkdir(dest, { recursive: true });
-  const r = await skopeo(['copy', '--src-tls-verify=false', `docker://${hostPort}/${APP_REPO}:latest`, `dir:${dest}`], { timeoutMs: 300_000 });
-  if (r.code !== 0) throw new Error(`skopeo pull from ${hostPort} failed: ${r.stderr}`);
+  const r = await skopeo([...args, 'copy', '--src-tls-verify=false', `docker://${hostPort}/${ref}`, `dir:${dest}`], { timeoutMs: 300_000 });
+  if (r.code !== 0) throw new Error(`skopeo pull of ${ref} from ${hostPort} failed: ${r.stderr}`);
 }
 
 /** Scenario 4: seconds for one cold pull; the round's sample is the median of `coldPullReps` pulls, alternating. */

@@ -3,9 +3,9 @@
  * every cached repository with its tags (digest, kind, size, last pull, expiry), the hit ratio and
  * bytes saved, each upstream's status, and disk use against the cap.
  */
-import { statfs } from 'node:fs/promises';
-import { parseDigest, type Digest } from '../distribution/digest.js';
-import { isIndexType, mediaTypeOfPayload } from '../distribution/mediatypes.js';
+import type { Digest } from '../distribution/digest.js';
+import { tryParseManifest, type ParsedManifest } from '../distribution/manifest.js';
+import { isIndexType } from '../distribution/mediatypes.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { UpstreamStatus } from '../proxy/upstream.js';
@@ -59,17 +59,8 @@ export interface CacheReportSources {
   stats(): Promise<CacheReport['stats']>;
   /** Blob bytes tracked by the size cap, and the cap, when one is set. */
   cap(): { cacheBytes?: number; capBytes?: number };
-  readonly root: string;
-}
-
-interface Descriptor {
-  readonly digest?: string;
-  readonly size?: number;
-}
-interface ManifestDoc {
-  readonly config?: Descriptor;
-  readonly layers?: Descriptor[];
-  readonly manifests?: Descriptor[];
+  /** The storage medium's size and free space, where the driver knows them (not on S3). */
+  diskUsage(): Promise<{ readonly totalBytes: number; readonly freeBytes: number } | undefined>;
 }
 
 /** Gathers the report; a manifest that cannot be read counts as size 0, never fails the page. */
@@ -83,14 +74,14 @@ export async function gatherCacheReport(src: CacheReportSources): Promise<CacheR
       const digest = await repo.resolveTag(tag);
       if (!digest || !(await repo.hasRevision(digest))) continue;
       tagged.add(digest.value);
-      const doc = await readManifest(src.blobs, digest);
-      const kind = doc.mediaType === undefined ? 'other' : isIndexType(doc.mediaType) ? 'index' : 'image';
+      const m = await readManifest(src.blobs, digest);
+      const kind = m?.mediaType === undefined ? 'other' : isIndexType(m.mediaType) ? 'index' : 'image';
       tags.push({
         tag,
         digest: digest.value,
         kind,
-        platforms: kind === 'index' ? (doc.doc?.manifests?.length ?? 0) : undefined,
-        size: await imageSize(src, repo, doc.doc, kind, tagged),
+        platforms: kind === 'index' ? (Array.isArray(m?.doc.manifests) ? m.doc.manifests.length : 0) : undefined,
+        size: await imageSize(src, repo, m, kind, tagged),
         lastPulled: src.lastPulled(name, digest.value) ?? (await repo.linkedAt(digest)),
         expires: src.expiryOf(name, digest.value),
       });
@@ -98,38 +89,37 @@ export async function gatherCacheReport(src: CacheReportSources): Promise<CacheR
     const revisions = await repo.listRevisions();
     repositories.push({ name, tags, untagged: revisions.filter((d) => !tagged.has(d.value)).length });
   }
-  const fs = await statfs(src.root).catch(() => undefined);
+  const fs = await src.diskUsage().catch(() => undefined);
   return {
     generatedAt: new Date(),
     repositories,
     stats: await src.stats(),
     upstreams: src.upstreams(),
-    disk: { ...src.cap(), volumeBytes: fs && fs.blocks * fs.bsize, volumeFree: fs && fs.bavail * fs.bsize },
+    disk: { ...src.cap(), volumeBytes: fs?.totalBytes, volumeFree: fs?.freeBytes },
   };
 }
 
-async function readManifest(blobs: BlobStore, digest: Digest): Promise<{ mediaType?: string; doc?: ManifestDoc }> {
+async function readManifest(blobs: BlobStore, digest: Digest): Promise<ParsedManifest | undefined> {
   try {
-    const payload = await blobs.get(digest);
-    return { mediaType: mediaTypeOfPayload(payload), doc: JSON.parse(payload.toString('utf8')) as ManifestDoc };
+    return tryParseManifest(await blobs.get(digest));
   } catch {
-    return {};
+    return undefined;
   }
 }
 
 /** Config and layer bytes; for an index, summed over the platforms cached in this repository. */
-async function imageSize(src: CacheReportSources, repo: RepositoryStore, doc: ManifestDoc | undefined, kind: TagReport['kind'], children: Set<string>): Promise<number> {
-  if (!doc) return 0;
-  if (kind === 'image') return [doc.config, ...(doc.layers ?? [])].reduce((sum, d) => sum + (typeof d?.size === 'number' ? d.size : 0), 0);
+async function imageSize(src: CacheReportSources, repo: RepositoryStore, m: ParsedManifest | undefined, kind: TagReport['kind'], children: Set<string>): Promise<number> {
+  if (!m) return 0;
+  const { config, layers, manifests } = m.refs;
+  if (kind === 'image') return [config, ...layers].reduce((sum, d) => sum + (d?.size ?? 0), 0);
   if (kind !== 'index') return 0;
   let total = 0;
-  for (const child of doc.manifests ?? []) {
-    const digest = typeof child.digest === 'string' ? parseDigest(child.digest) : undefined;
-    if (!digest || !(await repo.hasRevision(digest))) continue;
+  for (const { digest } of manifests) {
+    if (!(await repo.hasRevision(digest))) continue;
     // An index's platforms are part of its tag, not untagged leftovers.
     children.add(digest.value);
     const inner = await readManifest(src.blobs, digest);
-    if (inner.mediaType && !isIndexType(inner.mediaType)) total += await imageSize(src, repo, inner.doc, 'image', children);
+    if (inner?.mediaType && !isIndexType(inner.mediaType)) total += await imageSize(src, repo, inner, 'image', children);
   }
   return total;
 }

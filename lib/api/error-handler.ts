@@ -4,20 +4,31 @@
  */
 import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from 'winston';
-import { MirrorError } from '../errors.js';
-import { UpstreamError } from '../proxy/upstream.js';
+import { InvalidPathError, StoreError, type StoreErrorCode } from '../errors.js';
+import { UpstreamError } from '../proxy/upstream-error.js';
 import { RegistryError, type ErrorCode } from './errors.js';
 
 /** What was asked for, so that an upstream 404 becomes the right `*_UNKNOWN` code. */
 export type Subject = 'manifest' | 'blob' | 'tags' | 'other';
 
+/** The registry code of each store error (distribution's `errcode` for its root `errors.go`). */
+const STORE_CODES: Readonly<Record<StoreErrorCode, ErrorCode>> = {
+  ERR_BLOB_UNKNOWN: 'BLOB_UNKNOWN',
+  ERR_MANIFEST_UNKNOWN: 'MANIFEST_UNKNOWN',
+  ERR_REPOSITORY_UNKNOWN: 'NAME_UNKNOWN',
+  ERR_UPLOAD_UNKNOWN: 'BLOB_UPLOAD_UNKNOWN',
+  ERR_DIGEST_INVALID: 'DIGEST_INVALID',
+  ERR_MANIFEST_INVALID: 'MANIFEST_INVALID',
+  ERR_MANIFEST_BLOB_UNKNOWN: 'MANIFEST_BLOB_UNKNOWN',
+};
+
 /** Translates any error into a `RegistryError`. */
 export function toRegistryError(err: unknown, subject: Subject = 'other'): RegistryError {
   if (err instanceof RegistryError) return err;
+  // The client's own mistake, reported as such: no cause, so nothing is logged for it.
+  if (err instanceof StoreError) return new RegistryError(STORE_CODES[err.code], { detail: err.detail });
   if (err instanceof UpstreamError) return fromUpstream(err, subject);
-  if (err instanceof MirrorError && err.code === 'ERR_INVALID_PATH_COMPONENT') {
-    return new RegistryError('NAME_INVALID', { detail: err.message, cause: err });
-  }
+  if (err instanceof InvalidPathError) return new RegistryError('NAME_INVALID', { detail: err.message, cause: err });
   return new RegistryError('UNKNOWN', { cause: err });
 }
 
@@ -72,7 +83,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (registryError.status >= 500) {
       const cause = registryError.cause instanceof Error ? registryError.cause : registryError;
       logger.error(`${req.method} ${req.originalUrl}: ${cause.message}`, { 'err.code': registryError.code });
-    } else if (registryError.cause instanceof MirrorError && registryError.cause.code === 'ERR_UPSTREAM_AUTH_FAILED') {
+    } else if (registryError.cause instanceof UpstreamError && registryError.cause.code === 'ERR_UPSTREAM_AUTH_FAILED') {
       // The mirror's own upstream credentials (proxy.username/password) refused: an operator's problem.
       logger.warn(`${req.method} ${req.originalUrl}: the upstream refused the mirror's credentials: ${registryError.cause.message}`);
     } else if (registryError.cause) {

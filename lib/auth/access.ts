@@ -2,6 +2,7 @@
  * Client authentication as distribution's `registry/auth`: an access controller decides whether a
  * request may have the access records its route needs, or answers with a challenge.
  */
+import { MirrorError } from '../errors.js';
 
 /** One access a request needs (distribution `auth.Access`): `repository:library/busybox:pull`. */
 export interface Access {
@@ -18,13 +19,12 @@ export interface AuthRequest {
 }
 
 /** A refusal that tells the client how to authenticate: a 401 with `WWW-Authenticate`. */
-export class AuthChallenge extends Error {
+export class AuthChallenge extends MirrorError {
   constructor(
     readonly wwwAuthenticate: string,
     reason: string,
   ) {
-    super(reason);
-    this.name = 'AuthChallenge';
+    super('ERR_AUTH_CHALLENGE', reason);
   }
 }
 

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import bcrypt from 'bcryptjs';
-import { MirrorError } from '../errors.js';
+import { AuthConfigError } from '../errors.js';
 import { AuthChallenge, type Access, type AccessController, type AuthRequest } from './access.js';
 
 /**
@@ -25,7 +25,7 @@ export function parseHtpasswd(text: string): Map<string, string> {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
     const colon = line.indexOf(':');
-    if (colon < 0) throw new MirrorError('ERR_AUTH_CONFIG', `htpasswd: invalid entry at line ${i + 1}`);
+    if (colon < 0) throw new AuthConfigError(`htpasswd: invalid entry at line ${i + 1}`);
     entries.set(line.slice(0, colon), line.slice(colon + 1));
   });
   return entries;

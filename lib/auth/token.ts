@@ -8,7 +8,7 @@
 import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { jwtVerify, type JWTPayload, type JWSHeaderParameters } from 'jose';
-import { MirrorError } from '../errors.js';
+import { AuthConfigError } from '../errors.js';
 import { AuthChallenge, scopeParam, type Access, type AccessController, type AuthRequest } from './access.js';
 import { libtrustKeyId } from './key-id.js';
 
@@ -36,10 +36,10 @@ export function readRootCertificates(path: string): X509Certificate[] {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new MirrorError('ERR_AUTH_CONFIG', `unable to open token auth root certificate bundle file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
+    throw new AuthConfigError(`unable to open token auth root certificate bundle file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
   }
   const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (pems.length === 0) throw new MirrorError('ERR_AUTH_CONFIG', 'token auth requires at least one token signing root certificate');
+  if (pems.length === 0) throw new AuthConfigError('token auth requires at least one token signing root certificate');
   return pems.map((pem) => new X509Certificate(pem));
 }
 

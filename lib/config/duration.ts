@@ -3,7 +3,7 @@
  * syntax (`168h`, `1h30m`, `5m30s`, `300ms`, `1.5h`, `-1h`, `0`), or a YAML integer, which Go
  * decodes as a count of nanoseconds. Results are in milliseconds (fractional below 1 ms).
  */
-import { MirrorError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 
 /** Milliseconds per unit; both spellings of micro (U+00B5 and U+03BC) as in Go. */
 const UNIT_MS: Readonly<Record<string, number>> = {
@@ -62,6 +62,6 @@ export function isDuration(value: unknown): boolean {
  */
 export function parseDuration(value: string | number): number {
   const ms = tryParseDuration(value);
-  if (ms === undefined) throw new MirrorError('ERR_CONFIG_INVALID', `${JSON.stringify(value)} is not a duration like 168h`);
+  if (ms === undefined) throw new ConfigError(`${JSON.stringify(value)} is not a duration like 168h`);
   return ms;
 }

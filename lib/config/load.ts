@@ -7,13 +7,14 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import yaml from 'js-yaml';
 import type { ErrorObject } from 'ajv';
-import { MirrorError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { parseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
+import { s3Config } from './s3.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, validateConfig, type KeyStatus, type KeyTree } from './schema.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
-import { registryHostOf } from '../distribution/registry-host.js';
+import { isDockerHub, registryHostOf } from '../distribution/registry-host.js';
 
 /** Where the configuration comes from. */
 export interface ConfigSource {
@@ -27,7 +28,7 @@ export function resolveConfigPath(arg: string | undefined, env: NodeJS.ProcessEn
   return arg ?? env.REGISTRY_CONFIGURATION_PATH ?? '/etc/docker/registry/config.yml';
 }
 
-const invalid = (message: string, cause?: unknown): MirrorError => new MirrorError('ERR_CONFIG_INVALID', message, { cause });
+const invalid = (message: string, cause?: unknown): ConfigError => new ConfigError(message, { cause });
 
 /** Loads, overrides, validates, converts and freezes. */
 export function loadConfig(source: ConfigSource): { config: Config; warnings: string[] } {
@@ -50,6 +51,9 @@ export function loadConfig(source: ConfigSource): { config: Config; warnings: st
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${where} must be a YAML mapping`);
   const tree = raw as Record<string, unknown>;
   const warnings = applyEnvOverrides(tree, source.env ?? {});
+  // `storage: s3` (or `REGISTRY_STORAGE=s3`) names a driver with no parameters, as distribution.
+  if (typeof tree.storage === 'string') tree.storage = { [tree.storage]: {} };
+  warnings.push(...storageWarnings(tree));
   warnings.push(...checkKeys(tree, KNOWN_KEYS, []));
   if (!validateConfig(tree)) throw invalid(describeAll(validateConfig.errors ?? [], tree));
   return { config: deepFreeze(convert(tree)), warnings };
@@ -66,7 +70,7 @@ function checkKeys(node: Record<string, unknown>, known: KeyTree, path: string[]
     else if (status === 'ignored') warnings.push(`${name} is accepted but not implemented by this registry: it is ignored`);
     else if (status === 'rejected') {
       throw invalid(
-        path[0] === 'storage' ? `${name}: only the filesystem storage driver is supported` : `${name} is not implemented by this registry yet; refusing to start without it`,
+        path[0] === 'storage' ? `${name}: only the filesystem and s3 storage drivers are supported` : `${name} is not implemented by this registry yet; refusing to start without it`,
       );
     } else if (typeof status === 'object' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
       warnings.push(...checkKeys(value as Record<string, unknown>, status, here));
@@ -149,7 +153,7 @@ function convert(t: Raw): Config {
       cachepage: http.cachepage,
     },
     storage: {
-      filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? '/var/lib/registry')) },
+      ...storageDriver(storage),
       delete: { enabled: storage.delete.enabled },
       maintenance: {
         uploadpurging: { enabled: purging.enabled, agems: parseDuration(purging.age), intervalms: parseDuration(purging.interval), dryrun: purging.dryrun },
@@ -159,7 +163,7 @@ function convert(t: Raw): Config {
     },
     proxy: remoteurl
       ? {
-          ...upstream(proxy!, ttl),
+          ...upstream(proxy!, ttl, isDockerHub(String(proxy!.remoteurl))),
           timeouts: { connectms: parseDuration(proxy!.timeouts.connect), responsems: parseDuration(proxy!.timeouts.response), idlems: parseDuration(proxy!.timeouts.idle) },
           upstreams: upstreams(proxy!, ttl),
           // `0` turns the cap off, as `ttl: 0` turns expiry off.
@@ -174,6 +178,30 @@ function convert(t: Raw): Config {
     auth: authConfig(t.auth as Raw | undefined),
     health: healthConfig(t.health as Raw),
   };
+}
+
+/** The sections of `storage` that are not a driver (distribution's `Storage.Type`). */
+const STORAGE_SETTINGS = ['maintenance', 'cache', 'delete', 'redirect', 'tag'];
+
+/** The one configured driver and its parameters; filesystem at `/var/lib/registry` when none is. */
+function storageDriver(storage: Raw): Pick<Config['storage'], 'driver' | 'filesystem' | 's3'> {
+  const drivers = Object.keys(storage).filter((k) => !STORAGE_SETTINGS.includes(k));
+  if (drivers.length > 1) throw invalid(`storage: exactly one storage driver may be configured, found ${drivers.join(', ')}`);
+  if (drivers[0] === 's3') {
+    if (storage.s3 === null || typeof storage.s3 !== 'object' || Array.isArray(storage.s3)) throw invalid('storage.s3 must be a mapping');
+    return { driver: 's3', s3: s3Config(storage.s3 as Raw) };
+  }
+  return { driver: 'filesystem', filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? '/var/lib/registry')) } };
+}
+
+/** Keys of a driver accepted with a warning because this registry cannot honour them as given. */
+function storageWarnings(tree: Raw): string[] {
+  const s3 = (tree.storage as Raw | undefined)?.s3 as Raw | undefined;
+  if (!s3 || typeof s3 !== 'object') return [];
+  const v4 = s3.v4auth;
+  return v4 === false || v4 === 'false' || v4 === 'False' || v4 === 'FALSE' || v4 === 'f' || v4 === 'F' || v4 === '0'
+    ? ['storage.s3.v4auth: false (signature version 2) is not supported by this registry: requests are signed with version 4']
+    : [];
 }
 
 /** Distribution's check interval when none is given; a zero timeout would wait for the OS. */
@@ -209,13 +237,15 @@ function authConfig(auth: Raw | undefined): Config['auth'] {
   return undefined;
 }
 
-function upstream(u: Raw, defaultTtl: number): UpstreamConfig {
+/** One upstream; `hubByDefault` is what `dockerhub: auto` (or no key) means for it. */
+function upstream(u: Raw, defaultTtl: number, hubByDefault: boolean): UpstreamConfig {
   return {
     remoteurl: String(u.remoteurl).replace(/\/+$/, ''),
     username: u.username,
     password: u.password,
     ttlms: Math.max(0, u.ttl === undefined ? defaultTtl : parseDuration(u.ttl)),
     immutabletags: immutableTags(u.immutabletags),
+    dockerhub: u.dockerhub === undefined || u.dockerhub === 'auto' ? hubByDefault : u.dockerhub === true,
   };
 }
 
@@ -231,7 +261,8 @@ function upstreams(proxy: Raw, defaultTtl: number): Record<string, UpstreamConfi
   const result: Record<string, UpstreamConfig> = {};
   for (const [host, u] of Object.entries((proxy.upstreams ?? {}) as Record<string, Raw>)) {
     if (host === own) throw invalid(`proxy.upstreams.${host}: ${host} is already the registry of proxy.remoteurl`);
-    result[host] = upstream(u, defaultTtl);
+    // Listed as docker.io (another Hub mirror, such as mirror.gcr.io): Docker Hub's names.
+    result[host] = upstream(u, defaultTtl, host === 'docker.io' || isDockerHub(String(u.remoteurl)));
   }
   return result;
 }

@@ -29,7 +29,13 @@ export const KNOWN_KEYS: KeyTree = {
   log: { level: S, formatter: S, fields: M, hooks: I, accesslog: { disabled: S }, reportcaller: I },
   storage: {
     filesystem: { rootdirectory: S, maxthreads: I },
-    inmemory: R, s3: R, azure: R, gcs: R, swift: R, oss: R,
+    s3: {
+      accesskey: S, secretkey: S, sessiontoken: S, region: S, regionendpoint: S, forcepathstyle: S, bucket: S, encrypt: S, keyid: S,
+      secure: S, skipverify: S, v4auth: S, chunksize: S, multipartcopychunksize: S, multipartcopymaxconcurrency: S,
+      multipartcopythresholdsize: S, rootdirectory: S, storageclass: S, useragent: S, objectacl: S, usedualstack: S, accelerate: S,
+      usefipsendpoint: S, loglevel: I, redirectendpoint: I,
+    },
+    inmemory: R, azure: R, gcs: R, swift: R, oss: R,
     delete: { enabled: S },
     redirect: { disable: S },
     cache: I,
@@ -65,7 +71,7 @@ export const KNOWN_KEYS: KeyTree = {
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
   http: { cachepage: S },
-  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S },
+  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, dockerhub: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S },
 };
 
 const duration = { goDuration: true };
@@ -76,6 +82,8 @@ const count = { type: 'integer', minimum: 0 };
 const immutableTags = {
   anyOf: [bool, { type: 'object', additionalProperties: false, properties: { exclude: { type: 'array', items: { type: 'string', regex: true } } } }],
 };
+/** Extension `dockerhub`: whether an upstream serves Docker Hub's names. */
+const dockerHub = { enum: ['auto', true, false] };
 /** A registry host as clients name it: `ghcr.io`, `registry.example.com:5000`. */
 export const REGISTRY_HOST_PATTERN = '^[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?$';
 
@@ -99,6 +107,8 @@ export const CONFIG_SCHEMA = {
       default: {},
       properties: {
         filesystem: { type: 'object', properties: { rootdirectory: { ...str, minLength: 1, default: '/var/lib/registry' } } },
+        // Checked key by key in s3.ts, with distribution's lenient booleans and integers.
+        s3: { type: 'object' },
         delete: { type: 'object', default: {}, properties: { enabled: { ...bool, default: false } } },
         redirect: { type: 'object', default: {}, properties: { disable: { ...bool, default: false } } },
         maintenance: {
@@ -143,6 +153,7 @@ export const CONFIG_SCHEMA = {
         ttl: { ...duration, default: '168h' },
         timeouts: { type: 'object', default: {}, properties: { connect: { ...duration, default: '10s' }, response: { ...duration, default: '30s' }, idle: { ...duration, default: '60s' } } },
         immutabletags: { ...immutableTags, default: false },
+        dockerhub: { ...dockerHub, default: 'auto' },
         maxsize: { size: true },
         touchonhit: { ...bool, default: true },
         lockstale: { ...duration, default: '10s' },
@@ -162,6 +173,7 @@ export const CONFIG_SCHEMA = {
               password: str,
               ttl: duration,
               immutabletags: immutableTags,
+              dockerhub: dockerHub,
             },
           },
         },

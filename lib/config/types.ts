@@ -54,6 +54,13 @@ export interface UpstreamConfig {
   readonly ttlms: number;
   /** Extension: undefined when every tag is checked with the upstream (distribution's behaviour). */
   readonly immutabletags?: ImmutableTagsConfig;
+  /**
+   * Extension `dockerhub` (`auto`, `true`, `false`): the upstream serves Docker Hub's names, so a
+   * client's one-component name (`busybox`) is asked for as `library/busybox`. `auto` (the default)
+   * is true for Docker Hub's own hosts and for an upstream listed as `docker.io`; set `true` for
+   * another mirror of Docker Hub (a regional mirror in a chain).
+   */
+  readonly dockerhub: boolean;
 }
 
 /** `proxy:` (its presence with `remoteurl` turns on pull-through mode). */
@@ -84,9 +91,47 @@ export interface ProxyConfig extends UpstreamConfig {
   readonly hostedanonymouspush: boolean;
 }
 
+/** `storage.s3:` as distribution's `s3-aws` driver (sizes in bytes). */
+export interface S3StorageConfig {
+  readonly accesskey?: string;
+  readonly secretkey?: string;
+  readonly sessiontoken?: string;
+  readonly bucket: string;
+  /** Default `us-east-1` when `regionendpoint` is set. */
+  readonly region: string;
+  /** An S3-compatible endpoint (`http://127.0.0.1:7480`); undefined: AWS. */
+  readonly regionendpoint?: string;
+  /** Path-style addressing; default: true with `regionendpoint` (as distribution 2.8), else false. */
+  readonly forcepathstyle: boolean;
+  readonly secure: boolean;
+  readonly skipverify: boolean;
+  readonly v4auth: boolean;
+  readonly encrypt: boolean;
+  readonly keyid?: string;
+  /** Part size of multipart writes (default 10 MiB). */
+  readonly chunksize: number;
+  readonly multipartcopychunksize: number;
+  readonly multipartcopymaxconcurrency: number;
+  readonly multipartcopythresholdsize: number;
+  /** Key prefix of everything stored ('' for none). */
+  readonly rootdirectory: string;
+  /** Upper case; `NONE` sends no storage class. */
+  readonly storageclass: string;
+  readonly objectacl: string;
+  readonly useragent?: string;
+  readonly usedualstack: boolean;
+  readonly accelerate: boolean;
+  readonly usefipsendpoint: boolean;
+}
+
 /** `storage:` */
 export interface StorageConfig {
-  readonly filesystem: { readonly rootdirectory: string; readonly maxthreads?: number };
+  /** The one configured driver (`filesystem` when none is). */
+  readonly driver: 'filesystem' | 's3';
+  /** Set when `driver` is `filesystem`. */
+  readonly filesystem?: { readonly rootdirectory: string; readonly maxthreads?: number };
+  /** Set when `driver` is `s3`. */
+  readonly s3?: S3StorageConfig;
   readonly delete: { readonly enabled: boolean };
   readonly maintenance: {
     readonly uploadpurging: { readonly enabled: boolean; readonly agems: number; readonly intervalms: number; readonly dryrun: boolean };

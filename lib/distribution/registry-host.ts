@@ -24,6 +24,14 @@ export function storageComponentOf(host: string): string {
   return host.replace(':', '_');
 }
 
+/**
+ * What a registry's repository names are prefixed with in storage: nothing for the default upstream
+ * (distribution's layout exactly), `ghcr.io/` for another (extension `proxy.upstreams`).
+ */
+export function storagePrefixOf(host: string, isDefault: boolean): string {
+  return isDefault ? '' : `${storageComponentOf(host)}/`;
+}
+
 /** Docker Hub's official images live under `library/`: `busybox` is `library/busybox`. */
 export function dockerHubName(name: string): string {
   return name.includes('/') ? name : `library/${name}`;

@@ -1,36 +1,16 @@
 /**
- * The checks of distribution's `health` section (`health/checks/checks.go`), with its messages:
- * the storage driver, a file that must not exist, an HTTP `HEAD` answering a status, a TCP connect.
+ * The checks of distribution's `health` section (`health/checks/checks.go`), with its messages: a
+ * file that must not exist, an HTTP `HEAD` answering a status, a TCP connect (the storage driver's
+ * check is the driver's own `healthCheck`).
  * A check resolves when healthy and rejects with the reason otherwise.
  */
-import { randomUUID } from 'node:crypto';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 
 /** One health check. */
 export type HealthCheck = () => Promise<void>;
-
-/**
- * `health.storagedriver`: the storage root accepts a write (distribution only stats `/`; a write
- * also catches a read-only or full volume, which is what stops a cache from working).
- */
-export function storageCheck(root: string): HealthCheck {
-  return async () => {
-    const dir = `${root}/.tmp`;
-    // Not recursive: Node reports a recursive mkdir on a read-only volume as ENOENT, hiding EROFS.
-    await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
-    const probe = `${dir}/health-${randomUUID()}`;
-    try {
-      await writeFile(probe, 'ok');
-    } finally {
-      await rm(probe, { force: true }).catch(() => undefined);
-    }
-  };
-}
 
 /** `health.file`: unhealthy while `path` exists (operators touch it to drain an instance). */
 export function fileCheck(path: string): HealthCheck {

@@ -5,7 +5,8 @@
  * check; while any check is unhealthy the registry answers every request with 503 UNAVAILABLE.
  */
 import type { HealthConfig } from '../config/types.js';
-import { fileCheck, httpCheck, storageCheck, tcpCheck, type HealthCheck } from './checks.js';
+import type { StorageDriver } from '../storage/driver.js';
+import { fileCheck, httpCheck, tcpCheck, type HealthCheck } from './checks.js';
 
 interface Entry {
   readonly check: HealthCheck;
@@ -27,10 +28,10 @@ export class HealthChecks {
   }
 
   /** The checks distribution registers for `health` (names as in its `/debug/health`). */
-  static fromConfig(config: HealthConfig, storageRoot: string): HealthChecks {
+  static fromConfig(config: HealthConfig, driver: StorageDriver): HealthChecks {
     const checks = new HealthChecks();
     const sd = config.storagedriver;
-    if (sd.enabled) checks.register('storagedriver_filesystem', storageCheck(storageRoot), sd.intervalms, sd.threshold);
+    if (sd.enabled) checks.register(`storagedriver_${driver.name}`, () => driver.healthCheck(), sd.intervalms, sd.threshold);
     for (const f of config.file) checks.register(f.file, fileCheck(f.file), f.intervalms);
     for (const h of config.http) checks.register(h.uri, httpCheck(h.uri, h.statuscode, h.timeoutms, h.headers), h.intervalms, h.threshold);
     for (const t of config.tcp) checks.register(t.addr, tcpCheck(t.addr, t.timeoutms), t.intervalms, t.threshold);

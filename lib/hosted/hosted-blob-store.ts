@@ -4,13 +4,13 @@
  * ever asked and nothing is scheduled for expiry.
  */
 import type { Digest } from '../distribution/digest.js';
-import { RegistryError } from '../api/errors.js';
-import type { BlobHandle } from '../proxy/proxy-blob-store.js';
+import { BlobUnknownError } from '../errors.js';
+import type { BlobHandle, BlobInfo, BlobService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 
 /** The blob side of hosted repositories. */
-export class HostedBlobStore {
+export class HostedBlobStore implements BlobService {
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
@@ -19,14 +19,14 @@ export class HostedBlobStore {
   /** The blob for a `GET`; `BLOB_UNKNOWN` unless `name` links it and its data is there. */
   async get(name: string, digest: Digest): Promise<BlobHandle> {
     const { size } = await this.stat(name, digest);
-    return { size, source: 'cache', open: (range) => this.blobs.reader(digest, range) };
+    return { size, source: 'cache', open: (range) => this.blobs.reader(digest, range), redirect: (method) => this.blobs.redirectURL(method, digest) };
   }
 
   /** The blob's size for a `HEAD`. */
-  async stat(name: string, digest: Digest): Promise<{ size: number; source: 'cache' }> {
+  async stat(name: string, digest: Digest): Promise<BlobInfo & { size: number }> {
     const size = await this.linkedSize(name, digest);
-    if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', { detail: digest.value });
-    return { size, source: 'cache' };
+    if (size === undefined) throw new BlobUnknownError(digest);
+    return { size, source: 'cache', redirect: (method) => this.blobs.redirectURL(method, digest) };
   }
 
   /** The size of a blob `name` links, or undefined. */
@@ -49,7 +49,7 @@ export class HostedBlobStore {
   /** Removes `name`'s link to the blob (the data stays for `garbage-collect`); `BLOB_UNKNOWN` without one. */
   async delete(name: string, digest: Digest): Promise<void> {
     const repo = this.repository(name);
-    if (!(await repo.hasLayer(digest))) throw new RegistryError('BLOB_UNKNOWN', { detail: digest.value });
+    if (!(await repo.hasLayer(digest))) throw new BlobUnknownError(digest);
     await repo.unlinkLayer(digest);
   }
 }

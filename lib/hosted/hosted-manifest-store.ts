@@ -5,16 +5,13 @@
  * writes and reads. Reads come from local storage only.
  */
 import { digestOf, type Digest } from '../distribution/digest.js';
-import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
-import { RegistryError } from '../api/errors.js';
-import type { Manifest } from '../proxy/proxy-manifest-store.js';
-import type { TagPage } from '../proxy/proxy-tag-service.js';
+import { mediaTypeOfPayload } from '../distribution/manifest.js';
+import { DigestInvalidError, ManifestUnknownError, RepositoryUnknownError } from '../errors.js';
+import type { Manifest, ManifestRef, ManifestService, PageRequest, TagPage, TagService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import { parseManifest, verifyReferences, type Descriptor } from './manifest-verify.js';
-
-/** A manifest reference from the URL. */
-export type ManifestRef = { tag: string } | { digest: Digest };
+import type { Descriptor } from '../distribution/manifest.js';
+import { checkManifest, verifyReferences } from './manifest-verify.js';
 
 /** What a successful push reports. */
 export interface PushedManifest {
@@ -22,11 +19,8 @@ export interface PushedManifest {
   readonly subject?: Descriptor;
 }
 
-/** distribution's `maxManifestBodySize`. */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-
 /** The manifest side of hosted repositories. */
-export class HostedManifestStore {
+export class HostedManifestStore implements ManifestService {
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
@@ -49,7 +43,7 @@ export class HostedManifestStore {
   /** The manifest a tag points at. */
   async getByTag(name: string, tag: string): Promise<Manifest> {
     const digest = await this.repository(name).resolveTag(tag);
-    if (!digest) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { Tag: tag } });
+    if (!digest) throw new ManifestUnknownError({ tag });
     return this.getByDigest(name, digest);
   }
 
@@ -58,10 +52,10 @@ export class HostedManifestStore {
    * that does not hash to the URL's digest, `MANIFEST_BLOB_UNKNOWN` for missing references).
    */
   async put(name: string, ref: ManifestRef, contentType: string | undefined, payload: Buffer): Promise<PushedManifest> {
-    const parsed = parseManifest(contentType, payload);
+    const parsed = checkManifest(contentType, payload);
     const digest = 'digest' in ref ? ref.digest : undefined;
     const actual = digestOf(payload, digest?.algorithm ?? 'sha256');
-    if (digest && actual !== digest.value) throw new RegistryError('DIGEST_INVALID', { detail: `payload digest is ${actual}, not ${digest.value}` });
+    if (digest && actual !== digest.value) throw new DigestInvalidError(`payload digest is ${actual}, not ${digest.value}`);
     const repo = this.repository(name);
     await verifyReferences(parsed, {
       layer: async (d) => (await repo.hasLayer(d)) && (await this.blobs.stat(d)) !== undefined,
@@ -81,7 +75,7 @@ export class HostedManifestStore {
   async delete(name: string, ref: ManifestRef): Promise<void> {
     const repo = this.repository(name);
     if ('tag' in ref) {
-      if (!(await repo.resolveTag(ref.tag))) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { Tag: ref.tag } });
+      if (!(await repo.resolveTag(ref.tag))) throw new ManifestUnknownError({ tag: ref.tag });
       await repo.untag(ref.tag);
       return;
     }
@@ -92,18 +86,18 @@ export class HostedManifestStore {
 }
 
 /** Tag listing of hosted repositories: local tags, `NAME_UNKNOWN` for a repository that does not exist. */
-export class HostedTagService {
+export class HostedTagService implements TagService {
   constructor(private readonly repository: (name: string) => RepositoryStore) {}
 
   /** Every tag (the route paginates pages that do not come from an upstream). */
-  async list(name: string, _page: { n?: number; last?: string }): Promise<TagPage> {
+  async list(name: string, _page: PageRequest): Promise<TagPage> {
     const repo = this.repository(name);
     const tags = await repo.listTags();
-    if (tags.length === 0 && !(await repo.exists())) throw new RegistryError('NAME_UNKNOWN', { detail: { name } });
-    return { tags, source: 'cache' };
+    if (tags.length === 0 && !(await repo.exists())) throw new RepositoryUnknownError(name);
+    return { tags, paged: false };
   }
 }
 
-function unknownManifest(digest: string): RegistryError {
-  return new RegistryError('MANIFEST_UNKNOWN', { detail: { Digest: digest } });
+function unknownManifest(digest: string): ManifestUnknownError {
+  return new ManifestUnknownError({ digest });
 }

@@ -2,19 +2,19 @@
  * Hosted repositories beside the pull-through cache (extension `proxy.hosted`): names under the
  * configured prefixes are pushed to and served from local storage in distribution's layout and
  * never reach an upstream; every other name keeps the pull-through behaviour. This module decides
- * which names are hosted, builds their stores and push routes, and runs the upload purger.
+ * which names are hosted, builds their stores, and runs the upload purger. Who may write, and the
+ * HTTP side of it, is lib/api's (lib/api/writable.ts).
  */
 import type { Logger } from 'winston';
-import type { Config } from '../config/types.js';
-import type { AccessController } from '../auth/access.js';
-import type { FilesystemDriver } from '../storage/filesystem.js';
+import type { Digest } from '../distribution/digest.js';
+import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import type { Target } from '../api/routes.js';
-import { PushRoutes } from '../api/push-routes.js';
 import { UploadStore } from './upload-store.js';
 import { HostedBlobStore } from './hosted-blob-store.js';
 import { HostedManifestStore, HostedTagService } from './hosted-manifest-store.js';
+import type { ReferrersResult, ReferrersService } from '../stores.js';
+import { listReferrers } from './referrers.js';
 import { UploadPurger } from './upload-purger.js';
 
 /** True when `name` lies under one of `prefixes` (each ending with `/`; `internal/` also names `internal`). */
@@ -24,53 +24,32 @@ export function isHostedName(prefixes: readonly string[], name: string): boolean
 
 /** What hosted repositories are built from. */
 export interface HostedOptions {
-  readonly config: Config;
-  readonly driver: FilesystemDriver;
+  /** `proxy.hosted`: the name prefixes, each ending with `/`. */
+  readonly prefixes: readonly string[];
+  readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   readonly repository: (name: string) => RepositoryStore;
-  readonly access?: AccessController;
+  /** `storage.maintenance.uploadpurging`; undefined: abandoned uploads are kept. */
+  readonly purging?: { readonly agems: number; readonly intervalms: number; readonly dryrun: boolean };
   readonly logger: Logger;
-  /** The stored name of a pull-through repository as a client names it (mount sources), if served. */
-  readonly proxiedStoredName: (clientName: string) => string | undefined;
 }
 
-/** The hosted side of the registry. */
+/** The hosted side of the registry: its stores, stored under the names clients use. */
 export class HostedRepositories {
   readonly prefixes: readonly string[];
-  private readonly target: Omit<Target, 'name'>;
+  readonly blobs: HostedBlobStore;
+  readonly manifests: HostedManifestStore;
+  readonly tags: HostedTagService;
+  readonly uploads: UploadStore;
   private readonly purger?: UploadPurger;
 
-  constructor(o: HostedOptions) {
-    this.prefixes = o.config.proxy?.hosted ?? [];
-    const anonymousPush = o.config.proxy?.hostedanonymouspush === true;
-    const blobs = new HostedBlobStore(o.blobs, o.repository);
-    const manifests = new HostedManifestStore(o.blobs, o.repository);
-    const push = new PushRoutes({
-      uploads: new UploadStore(o.driver, o.blobs, o.repository),
-      blobs,
-      manifests,
-      blobStore: o.blobs,
-      repository: o.repository,
-      access: o.access,
-      anonymousPush,
-      deleteEnabled: o.config.storage.delete.enabled,
-      readOnly: o.config.storage.maintenance.readonly.enabled,
-      secret: o.config.http.secret,
-      storedNameOf: (name) => (this.owns(name) ? name : o.proxiedStoredName(name)),
-      logger: o.logger,
-    });
-    this.target = { manifests, blobs, tags: new HostedTagService(o.repository), push };
-    o.logger.info(`hosted repositories (pushes accepted, never asked of an upstream): ${this.prefixes.join(', ')}`);
-    if (!o.access && anonymousPush) {
-      o.logger.warn(
-        'proxy.hostedanonymouspush is true and no auth is configured: ANYONE who can reach this registry can push to, overwrite and (with storage.delete.enabled) delete the hosted repositories ' +
-          this.prefixes.join(', '),
-      );
-    } else if (!o.access) {
-      o.logger.warn('proxy.hosted is set but no auth is configured: pushes to hosted repositories are refused (401) until auth is configured (or proxy.hostedanonymouspush: true)');
-    }
-    const purging = o.config.storage.maintenance.uploadpurging;
-    if (purging.enabled) this.purger = new UploadPurger({ driver: o.driver, agems: purging.agems, intervalms: purging.intervalms, dryrun: purging.dryrun, logger: o.logger });
+  constructor(private readonly o: HostedOptions) {
+    this.prefixes = o.prefixes;
+    this.blobs = new HostedBlobStore(o.blobs, o.repository);
+    this.manifests = new HostedManifestStore(o.blobs, o.repository);
+    this.tags = new HostedTagService(o.repository);
+    this.uploads = new UploadStore(o.driver, o.blobs, o.repository);
+    if (o.purging) this.purger = new UploadPurger({ driver: o.driver, ...o.purging, logger: o.logger });
   }
 
   /** True for names hosted here. */
@@ -78,10 +57,11 @@ export class HostedRepositories {
     return isHostedName(this.prefixes, name);
   }
 
-  /** The stores of a hosted repository (stored under the name the client uses). */
-  resolve(name: string): Target {
-    return { name, ...this.target };
-  }
+  /** The referrers API of hosted repositories: computed from each repository's revisions. */
+  readonly referrers: ReferrersService = {
+    list: (name: string, subject: Digest, artifactType: string | undefined): Promise<ReferrersResult> =>
+      listReferrers(this.o.blobs, this.o.repository(name), subject, artifactType),
+  };
 
   /** Starts the upload purger. */
   start(): void {

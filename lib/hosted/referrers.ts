@@ -5,24 +5,11 @@
  * digest, as an OCI index. Nothing is written, so the on-disk layout stays distribution's.
  */
 import type { Digest } from '../distribution/digest.js';
-import { MediaType, isIndexType, mediaTypeOfPayload } from '../distribution/mediatypes.js';
+import { tryParseManifest } from '../distribution/manifest.js';
+import { MediaType, isIndexType } from '../distribution/mediatypes.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-
-/** One entry of the referrers index. */
-export interface ReferrerDescriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  artifactType?: string;
-  annotations?: Record<string, string>;
-}
-
-/** The referrers response body and whether a filter was applied. */
-export interface ReferrersResult {
-  readonly index: { schemaVersion: 2; mediaType: string; manifests: ReferrerDescriptor[] };
-  readonly filtered: boolean;
-}
+import type { ReferrerDescriptor, ReferrersResult } from '../stores.js';
 
 /**
  * The manifests of `repo` whose subject is `subject`, optionally only those of `artifactType`;
@@ -47,23 +34,13 @@ export async function listReferrers(blobs: BlobStore, repo: RepositoryStore, sub
 
 /** The descriptor of a manifest that refers to `subject`, else undefined. */
 function referrerOf(payload: Buffer, digest: Digest, subject: Digest): ReferrerDescriptor | undefined {
-  let doc: Record<string, unknown>;
-  try {
-    const parsed: unknown = JSON.parse(payload.toString('utf8'));
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
-    doc = parsed as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  const s = doc.subject as { digest?: unknown } | undefined;
-  if (!s || typeof s !== 'object' || s.digest !== subject.value) return undefined;
-  const mediaType = mediaTypeOfPayload(payload) ?? MediaType.OciManifest;
+  const m = tryParseManifest(payload);
+  if (!m || m.refs.subject?.digest.value !== subject.value) return undefined;
+  const mediaType = m.mediaType ?? MediaType.OciManifest;
   // The spec: an image manifest without `artifactType` reports its config's media type.
-  const config = doc.config as { mediaType?: unknown } | undefined;
-  const artifactType =
-    typeof doc.artifactType === 'string' ? doc.artifactType : !isIndexType(mediaType) && typeof config?.mediaType === 'string' ? config.mediaType : undefined;
+  const artifactType = m.artifactType ?? (!isIndexType(mediaType) ? m.refs.config?.mediaType : undefined);
   const entry: ReferrerDescriptor = { mediaType, digest: digest.value, size: payload.length };
   if (artifactType !== undefined) entry.artifactType = artifactType;
-  if (doc.annotations && typeof doc.annotations === 'object') entry.annotations = doc.annotations as Record<string, string>;
+  if (m.annotations) entry.annotations = m.annotations;
   return entry;
 }

@@ -9,7 +9,8 @@
 import type { Logger } from 'winston';
 import type { StorageDriver } from '../storage/driver.js';
 import { listOrEmpty } from '../storage/blob-store.js';
-import { repositoriesRoot } from '../storage/paths.js';
+import { isValidName } from '../distribution/reference.js';
+import { RESERVED_PREFIX, UPLOADS_ENTRY, repositoriesRoot, uploadDir, uploadStartedAtPath } from '../storage/paths.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -25,18 +26,23 @@ export async function purgeUploads(driver: StorageDriver, olderThan: Date, actua
   logger?.info(`PurgeUploads starting: olderThan=${olderThan.toISOString()}, actuallyDelete=${actuallyDelete}`);
   const deleted: string[] = [];
   const errors: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
+  const walk = async (name: string): Promise<void> => {
+    const dir = name === '' ? repositoriesRoot() : `${repositoriesRoot()}/${name}`;
     for (const entry of await listOrEmpty(driver, dir)) {
-      const path = `${dir}/${entry}`;
-      if (entry === '_uploads') {
-        for (const uuid of await listOrEmpty(driver, path)) {
-          if (!UUID_RE.test(uuid)) continue;
-          const upload = `${path}/${uuid}`;
-          const startedAt = await readStartedAt(driver, `${upload}/startedat`, errors);
+      if (entry === UPLOADS_ENTRY) {
+        for (const uuid of await listOrEmpty(driver, `${dir}/${entry}`)) {
+          // Only the layout's own: a valid repository name and a UUID (no other value can name a path).
+          const upload = UUID_RE.test(uuid) && isValidName(name) ? uploadDir(name, uuid) : undefined;
+          if (!upload) continue;
+          const startedAt = await readStartedAt(driver, uploadStartedAtPath(name, uuid), errors);
           if (!startedAt || startedAt >= olderThan) continue;
           logger?.info(`Upload files in ${upload} have older date (${startedAt.toISOString()}) than purge date (${olderThan.toISOString()}). Removing upload directory.`);
           try {
-            if (actuallyDelete) await driver.delete(upload);
+            if (actuallyDelete) {
+              // The data's pending write goes first: on S3 a multipart upload outlives its directory.
+              await (await driver.writer(`${upload}/data`, { append: true }).catch(() => undefined))?.cancel();
+              await driver.delete(upload);
+            }
             deleted.push(upload);
           } catch (err) {
             errors.push(`${upload}: ${(err as Error).message}`);
@@ -44,11 +50,12 @@ export async function purgeUploads(driver: StorageDriver, olderThan: Date, actua
         }
         continue;
       }
-      if (entry.startsWith('_')) continue;
-      if ((await driver.stat(path))?.isDir) await walk(path);
+      if (entry.startsWith(RESERVED_PREFIX)) continue;
+      const child = name === '' ? entry : `${name}/${entry}`;
+      if ((await driver.stat(`${dir}/${entry}`))?.isDir) await walk(child);
     }
   };
-  await walk(repositoriesRoot());
+  await walk('');
   logger?.info(`Purge uploads finished. Num deleted=${deleted.length}, num errors=${errors.length}`);
   return { deleted, errors };
 }

@@ -1,25 +1,22 @@
 /**
  * Blob uploads of hosted repositories in distribution's layout (`registry/storage/linkedblobstore.go`,
  * `blobwriter.go`): `repositories/<name>/_uploads/<uuid>/startedat` (RFC 3339, the upload exists
- * while it does) and `.../data` (the bytes received so far). A finished upload's data is verified
- * against the client's digest and renamed into `blobs/`, then linked into the repository, exactly as
+ * while it does) and `.../data`, written through the driver's append writer as distribution does
+ * (filesystem: the file grows in place; S3: a pending multipart upload at that key), so either
+ * registry resumes an upload the other began. A finished upload's data is committed, verified
+ * against the client's digest and moved into `blobs/`, then linked into the repository, exactly as
  * the official registry leaves it. The running hash lives in memory; after a restart (or for an
- * upload another process started) it is rebuilt from `data`, which is what distribution does when
- * it finds no `hashstates` entry for the current offset.
+ * upload another process started) it is rebuilt from the committed data, which is what
+ * distribution does when it finds no `hashstates` entry for the current offset.
  */
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, stat } from 'node:fs/promises';
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../distribution/digest.js';
-import { MirrorError } from '../errors.js';
-import { RegistryError } from '../api/errors.js';
-import type { FilesystemDriver } from '../storage/filesystem.js';
+import { DigestInvalidError, InvalidPathError, UploadUnknownError } from '../errors.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import { PathNotFoundError } from '../storage/driver.js';
-import { blobDataPath, uploadDir } from '../storage/paths.js';
+import { PathNotFoundError, type FileWriter, type StorageDriver } from '../storage/driver.js';
+import { blobDataPath, uploadDataPath, uploadDir, uploadStartedAtPath } from '../storage/paths.js';
 
 /** An upload session as the API reports it. */
 export interface UploadInfo {
@@ -49,79 +46,80 @@ export class UploadStore {
   private readonly locks = new Map<string, Promise<unknown>>();
 
   constructor(
-    private readonly driver: FilesystemDriver,
+    private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
   ) {}
 
-  /** Starts an upload: writes `startedat` and an empty `data`. */
+  /** Starts an upload: writes `startedat` and an empty `data` write to append to. */
   async create(repo: string): Promise<UploadInfo> {
     const uuid = randomUUID();
     const startedAt = new Date();
-    const dir = uploadDir(repo, uuid);
-    await this.driver.putContent(`${dir}/startedat`, formatStartedAt(startedAt));
-    const handle = await open(this.driver.localPath(`${dir}/data`), 'a');
-    await handle.close();
+    await this.driver.putContent(uploadStartedAtPath(repo, uuid), formatStartedAt(startedAt));
+    await (await this.driver.writer(uploadDataPath(repo, uuid))).close();
     return { uuid, size: 0, startedAt };
   }
 
   /** The state of an upload; `BLOB_UPLOAD_UNKNOWN` when there is none (as distribution's `Resume`). */
   async info(repo: string, uuid: string): Promise<UploadInfo> {
-    const dir = this.dir(repo, uuid);
-    let startedAt: Date;
-    try {
-      startedAt = new Date((await this.driver.getContent(`${dir}/startedat`)).toString('utf8').trim());
-    } catch (err) {
-      if (err instanceof PathNotFoundError) throw unknown(uuid);
-      throw err;
-    }
-    const data = await this.driver.stat(`${dir}/data`);
-    return { uuid, size: data && !data.isDir ? data.size : 0, startedAt };
+    const startedAt = await this.startedAt(repo, uuid);
+    const data = await this.resume(repo, uuid);
+    await data?.close();
+    return { uuid, size: data?.size ?? 0, startedAt };
   }
 
   /**
    * Appends a request body; `start`, when given (from `Content-Range`), must be the current size.
-   * Bytes are written before they are hashed, so a failed write only costs a rehash.
+   * `check` sees the upload's state before anything is written and may refuse it.
    */
   append(repo: string, uuid: string, body: Readable, check?: (current: UploadInfo) => void): Promise<UploadInfo> {
     return this.locked(repo, uuid, async () => {
-      const current = await this.info(repo, uuid);
-      check?.(current);
-      await this.write(repo, uuid, current.size, body);
-      return this.info(repo, uuid);
+      const startedAt = await this.startedAt(repo, uuid);
+      const data = await this.open(repo, uuid);
+      try {
+        check?.({ uuid, size: data.size, startedAt });
+        await this.write(repo, uuid, data, body);
+      } finally {
+        await data.close();
+      }
+      return { uuid, size: data.size, startedAt };
     });
   }
 
   /**
-   * Finishes an upload: appends the last body, checks the digest, moves the data into `blobs/` and
-   * links it into the repository. On a digest mismatch the upload is cancelled (as distribution).
+   * Finishes an upload: appends the last body, commits the data, checks the digest, moves the data
+   * into `blobs/` and links it into the repository. On a digest mismatch the upload is cancelled
+   * (as distribution).
    */
   commit(repo: string, uuid: string, digest: Digest, body: Readable | undefined): Promise<{ size: number }> {
     return this.locked(repo, uuid, async () => {
-      const current = await this.info(repo, uuid);
-      if (body) await this.write(repo, uuid, current.size, body);
-      const { size } = await this.info(repo, uuid);
+      await this.startedAt(repo, uuid);
+      const data = await this.open(repo, uuid);
+      try {
+        if (body) await this.write(repo, uuid, data, body);
+        await data.commit();
+      } catch (err) {
+        await data.close().catch(() => undefined);
+        throw err;
+      }
+      const size = data.size;
       const actual = await this.digestOf(repo, uuid, digest.algorithm, size);
       if (actual !== digest.value) {
         await this.remove(repo, uuid);
-        throw new RegistryError('DIGEST_INVALID', { detail: `invalid digest for referenced layer: ${digest.value}, content does not match digest` });
+        throw new DigestInvalidError(`invalid digest for referenced layer: ${digest.value}, content does not match digest`);
       }
-      const data = this.driver.localPath(`${this.dir(repo, uuid)}/data`);
-      if (!(await this.blobs.stat(digest))) {
-        const target = this.driver.localPath(blobDataPath(digest));
-        await mkdir(dirname(target), { recursive: true });
-        await rename(data, target);
-      }
+      if (!(await this.blobs.stat(digest))) await this.driver.move(this.dataPath(repo, uuid), blobDataPath(digest));
       await this.repository(repo).linkLayer(digest);
       await this.remove(repo, uuid);
       return { size };
     });
   }
 
-  /** Cancels an upload: its directory goes. */
+  /** Cancels an upload: its data write is discarded and its directory goes. */
   cancel(repo: string, uuid: string): Promise<void> {
     return this.locked(repo, uuid, async () => {
-      await this.info(repo, uuid);
+      await this.startedAt(repo, uuid);
+      await (await this.resume(repo, uuid))?.cancel();
       await this.remove(repo, uuid);
     });
   }
@@ -130,9 +128,38 @@ export class UploadStore {
     try {
       return uploadDir(repo, uuid);
     } catch (err) {
-      if (err instanceof MirrorError && err.code === 'ERR_INVALID_PATH_COMPONENT') throw unknown(uuid);
+      if (err instanceof InvalidPathError) throw unknown(uuid);
       throw err;
     }
+  }
+
+  private dataPath(repo: string, uuid: string): string {
+    this.dir(repo, uuid);
+    return uploadDataPath(repo, uuid);
+  }
+
+  /** When the upload started; `BLOB_UPLOAD_UNKNOWN` when it does not exist. */
+  private async startedAt(repo: string, uuid: string): Promise<Date> {
+    try {
+      this.dir(repo, uuid);
+      return new Date((await this.driver.getContent(uploadStartedAtPath(repo, uuid))).toString('utf8').trim());
+    } catch (err) {
+      if (err instanceof PathNotFoundError) throw unknown(uuid);
+      throw err;
+    }
+  }
+
+  /** The upload's data write, resumed; undefined when it has none yet. */
+  private async resume(repo: string, uuid: string): Promise<FileWriter | undefined> {
+    return this.driver.writer(this.dataPath(repo, uuid), { append: true }).catch((err: unknown) => {
+      if (err instanceof PathNotFoundError) return undefined;
+      throw err;
+    });
+  }
+
+  /** The upload's data write, resumed or (when its first writer never closed) begun again. */
+  private async open(repo: string, uuid: string): Promise<FileWriter> {
+    return (await this.resume(repo, uuid)) ?? this.driver.writer(this.dataPath(repo, uuid));
   }
 
   private async remove(repo: string, uuid: string): Promise<void> {
@@ -140,44 +167,38 @@ export class UploadStore {
     await this.driver.delete(this.dir(repo, uuid));
   }
 
-  /** Appends `body` at `offset` and keeps the running sha256 in step. */
-  private async write(repo: string, uuid: string, offset: number, body: Readable): Promise<void> {
+  /**
+   * Appends `body` to `data`, keeping the running sha256 in step when it is at the data's size;
+   * otherwise the hash is rebuilt from the data at commit.
+   */
+  private async write(repo: string, uuid: string, data: FileWriter, body: Readable): Promise<void> {
     const key = `${repo}@${uuid}`;
     let state = this.hashes.get(key);
-    if (state && state.offset !== offset) state = undefined;
-    if (!state) state = await this.rehash(repo, uuid, 'sha256', offset);
+    if (state && state.offset !== data.size) state = undefined;
+    if (!state && data.size === 0) state = { algorithm: 'sha256', hash: createHash('sha256'), offset: 0 };
     this.hashes.delete(key);
-    const handle = await open(this.driver.localPath(`${this.dir(repo, uuid)}/data`), 'a');
-    try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        let done = 0;
-        while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      // Bytes are written before they are hashed, so a failed write only costs a rehash.
+      await data.write(chunk);
+      if (state) {
         state.hash.update(chunk);
         state.offset += chunk.length;
       }
-      this.hashes.set(key, state);
-      // Abandoned uploads must not grow memory without bound: the oldest state is rebuilt from disk if needed.
-      if (this.hashes.size > MAX_HASH_STATES) this.hashes.delete(this.hashes.keys().next().value!);
-    } finally {
-      await handle.close();
     }
+    if (!state) return;
+    this.hashes.set(key, state);
+    // Abandoned uploads must not grow memory without bound: the oldest state is rebuilt from data if needed.
+    if (this.hashes.size > MAX_HASH_STATES) this.hashes.delete(this.hashes.keys().next().value!);
   }
 
-  /** The digest of the first `size` bytes, from the running hash when it is at `size`. */
+  /** The digest of the committed data, from the running hash when it is at `size`. */
   private async digestOf(repo: string, uuid: string, algorithm: Digest['algorithm'], size: number): Promise<string> {
     const state = this.hashes.get(`${repo}@${uuid}`);
-    const usable = state && state.algorithm === algorithm && state.offset === size ? state : await this.rehash(repo, uuid, algorithm, size);
-    return `${algorithm}:${usable.hash.copy().digest('hex')}`;
-  }
-
-  /** Hashes `data` from the start up to `size` (distribution's fallback without a stored hash state). */
-  private async rehash(repo: string, uuid: string, algorithm: Digest['algorithm'], size: number): Promise<HashState> {
+    if (state && state.algorithm === algorithm && state.offset === size) return `${algorithm}:${state.hash.copy().digest('hex')}`;
+    // distribution's fallback without a stored hash state: hash the data from the start.
     const hash = createHash(algorithm);
-    const path = this.driver.localPath(`${this.dir(repo, uuid)}/data`);
-    if (size > 0 && (await stat(path)).size >= size) {
-      for await (const chunk of createReadStream(path, { start: 0, end: size - 1 }) as AsyncIterable<Buffer>) hash.update(chunk);
-    }
-    return { algorithm, hash, offset: size };
+    if (size > 0) for await (const chunk of (await this.driver.reader(this.dataPath(repo, uuid), { start: 0, end: size - 1 })) as AsyncIterable<Buffer>) hash.update(chunk);
+    return `${algorithm}:${hash.digest('hex')}`;
   }
 
   /** Runs `fn` after every earlier operation on the same upload (a chunk at a time). */
@@ -194,6 +215,6 @@ export class UploadStore {
   }
 }
 
-function unknown(uuid: string): RegistryError {
-  return new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uuid } });
+function unknown(uuid: string): UploadUnknownError {
+  return new UploadUnknownError(uuid);
 }

@@ -4,9 +4,8 @@
  * prom-client: a well-kept implementation of the exposition format and histograms.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ContentType } from '../stores.js';
 
-/** The type label of distribution's proxy metrics. */
-export type ContentType = 'blob' | 'manifest';
 
 /** All metrics of one registry process, in their own registry (tests start several processes' worth). */
 export class Metrics {
@@ -14,8 +13,10 @@ export class Metrics {
   readonly proxyRequests: Counter<'type'>;
   readonly proxyHits: Counter<'type'>;
   readonly proxyMisses: Counter<'type'>;
-  readonly pulledBytes: Counter<'type'>;
-  readonly pushedBytes: Counter<'type'>;
+  /** Bytes fetched from the upstreams (distribution's `pulled_bytes`: pulled by the proxy). */
+  readonly fetchedBytes: Counter<'type'>;
+  /** Bytes served to clients (distribution's `pushed_bytes`: pushed by the proxy to its clients). */
+  readonly servedBytes: Counter<'type'>;
   readonly httpDuration: Histogram<'route' | 'method' | 'status'>;
   readonly upstreamResponses: Counter<'method' | 'status'>;
   readonly inflightFetches: Gauge;
@@ -25,6 +26,7 @@ export class Metrics {
   readonly evictedBytes: Counter;
   readonly cacheBytes: Gauge;
   readonly cacheWriteFailures: Counter<'type'>;
+  readonly manifestsRefused: Counter<'reason'>;
 
   constructor() {
     const registers = [this.registry];
@@ -32,8 +34,8 @@ export class Metrics {
     this.proxyRequests = counter('registry_proxy_requests_total', 'The number of total incoming proxy request received.', ['type']);
     this.proxyHits = counter('registry_proxy_hits_total', 'The number of total proxy request hits.', ['type']);
     this.proxyMisses = counter('registry_proxy_misses_total', 'The number of total proxy request misses.', ['type']);
-    this.pulledBytes = counter('registry_proxy_pulled_bytes_total', 'The size of total bytes pulled from the upstream.', ['type']);
-    this.pushedBytes = counter('registry_proxy_pushed_bytes_total', 'The size of total bytes pushed to the client.', ['type']);
+    this.fetchedBytes = counter('registry_proxy_pulled_bytes_total', 'The size of total bytes pulled from the upstream.', ['type']);
+    this.servedBytes = counter('registry_proxy_pushed_bytes_total', 'The size of total bytes pushed to the client.', ['type']);
     this.upstreamResponses = counter('registry_mirror_upstream_responses_total', 'Upstream answers by method and status.', ['method', 'status']);
     this.expirations = counter('registry_mirror_expirations_total', 'Cached content expired by the TTL scheduler.', ['type']);
     this.evictions = counter('registry_mirror_evictions_total', 'Cached content evicted to stay under proxy.maxsize.', ['type']);
@@ -42,6 +44,11 @@ export class Metrics {
       'registry_mirror_cache_write_failures_total',
       'Content served to clients but not cached because the storage refused the write (a full disk).',
       ['type'],
+    );
+    this.manifestsRefused = counter(
+      'registry_mirror_manifests_refused_total',
+      'Upstream manifests refused (a 503, nothing stored) because they could not be verified as the upstream\'s, by reason.',
+      ['reason'],
     );
     this.cacheBytes = new Gauge({ name: 'registry_mirror_cache_bytes', help: 'Blob data in the cache, in bytes.', registers });
     this.httpDuration = new Histogram({
@@ -54,7 +61,7 @@ export class Metrics {
     this.inflightFetches = new Gauge({ name: 'registry_mirror_inflight_fetches', help: 'Blob fetches from the upstream under way.', registers });
     this.rateLimitRemaining = new Gauge({ name: 'registry_mirror_upstream_ratelimit_remaining', help: 'The upstream RateLimit-Remaining last seen.', registers });
     for (const type of ['blob', 'manifest'] as const) {
-      for (const c of [this.proxyRequests, this.proxyHits, this.proxyMisses, this.pulledBytes, this.pushedBytes, this.cacheWriteFailures]) c.inc({ type }, 0);
+      for (const c of [this.proxyRequests, this.proxyHits, this.proxyMisses, this.fetchedBytes, this.servedBytes, this.cacheWriteFailures]) c.inc({ type }, 0);
     }
     collectDefaultMetrics({ register: this.registry });
   }

@@ -1,7 +1,8 @@
 /**
- * One upstream download of a blob, written to a temporary file and followed by any number of
- * readers. The upstream is read at the disk's pace, not at the slowest client's; every client reads
- * the growing file at its own pace, so a slow client costs no memory. The blob is committed only
+ * One upstream download of a blob, written to the store and followed by any number of readers.
+ * The upstream is read at the local disk's pace, not at the slowest client's; every client reads
+ * the growing local file (the filesystem driver's temporary file, or a local spool in front of an
+ * object store: `storage/spool.ts`) at its own pace, so a slow client costs no memory. The blob is committed only
  * after its digest and size are verified, and no reader ever sees the end of a body before that:
  * a reader holds back the last byte until the verification, so wrong or truncated content always
  * ends in an aborted transfer, never in a clean end.
@@ -12,19 +13,21 @@
  * at the pace of the slowest client, holding at most `PASSTHROUGH_WINDOW` bytes.
  */
 import { EventEmitter } from 'node:events';
-import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { MirrorError } from '../errors.js';
+import { DigestMismatchError, MirrorError } from '../errors.js';
 import { hasherFor, type Digest } from '../distribution/digest.js';
-import type { FileWriter } from '../storage/driver.js';
+import type { FileWriter, PositionalReader } from '../storage/driver.js';
+import type { SpooledWrite } from '../storage/spool.js';
 
 /** Raised to readers when the fetched bytes do not hash to the digest or have the wrong length. */
-export class BlobVerificationError extends MirrorError {
+export class BlobVerificationError extends DigestMismatchError {}
+
+/** Raised to a reader whose bytes are gone (dropped from memory, or the temporary file lost). */
+export class BlobUnreadableError extends MirrorError {
   constructor(message: string) {
-    super('ERR_DIGEST_MISMATCH', message);
+    super('ERR_BLOB_UNREADABLE', message);
   }
 }
-
 
 /** Bytes received but not yet written before the upstream is paused for the disk. */
 const WRITE_AHEAD = 1024 * 1024;
@@ -46,8 +49,8 @@ export interface BlobFetchOptions {
   readonly digest: Digest;
   /** The size the upstream announced (`Content-Length`), if it did. */
   readonly size: number | undefined;
-  /** The temporary file, or undefined when none could be created (the fetch starts uncached). */
-  readonly writer: FileWriter | undefined;
+  /** The write to the store and its read-back, or undefined when none could start (the fetch starts uncached). */
+  readonly write: SpooledWrite | undefined;
   readonly body: Readable;
   /** Moves the verified file into the store and links it. */
   commit(writer: FileWriter): Promise<void>;
@@ -75,7 +78,8 @@ export class BlobFetch {
   private trimmedTo = 0;
   private readonly positions = new Set<{ position: number }>();
   private readonly events = new EventEmitter();
-  private readonly fd: Promise<FileHandle | undefined>;
+  private readonly writer: FileWriter | undefined;
+  private readonly spool: PositionalReader | undefined;
   private fdClosed = false;
   /** Settles when the blob is verified (resolves) or abandoned (rejects). */
   readonly done: Promise<void>;
@@ -84,10 +88,11 @@ export class BlobFetch {
     this.digest = options.digest;
     this.size = options.size;
     this.events.setMaxListeners(0);
-    // One shared read descriptor, opened before the temp file can be renamed away: positional reads
-    // keep working through the rename at commit, and through the unlink when the disk fails.
-    this.fd = options.writer ? open(options.writer.tempPath, 'r').catch(() => undefined) : Promise.resolve(undefined);
-    if (!options.writer) this.state = 'passthrough';
+    // One shared reader of the local bytes, opened when the write started: positional reads keep
+    // working through the commit, and through the cancel when the disk fails.
+    this.writer = options.write?.writer;
+    this.spool = options.write?.reader;
+    if (!this.writer) this.state = 'passthrough';
     this.done = this.pump();
     // `done` is awaited by whoever cares; an unobserved failure must not crash the process.
     this.done.catch(() => undefined);
@@ -126,7 +131,8 @@ export class BlobFetch {
   }
 
   private async pump(): Promise<void> {
-    const { body, writer } = this.options;
+    const { body } = this.options;
+    const writer = this.writer;
     const hash = hasherFor(this.digest);
     // Chunks arriving while a write is under way are written together by the next one: one
     // thread-pool round trip per batch, not per (often 16 KiB) network chunk.
@@ -209,7 +215,7 @@ export class BlobFetch {
     if (this.state !== 'streaming') return;
     this.state = 'passthrough';
     this.trimmedTo = this.written;
-    void this.options.writer?.cancel().catch(() => undefined);
+    void this.writer?.cancel().catch(() => undefined);
     this.options.cacheWriteFailed?.(err instanceof Error ? err : new Error(String(err)));
   }
 
@@ -303,20 +309,19 @@ export class BlobFetch {
         continue;
       }
       if (position >= this.written && this.tail.length > 0 && position >= this.tail[0]!.offset) return this.fromTail(position, end);
-      if (position >= this.written) throw new MirrorError('ERR_BLOB_UNREADABLE', `bytes at ${position} of ${this.digest.value} were dropped`);
+      if (position >= this.written) throw new BlobUnreadableError(`bytes at ${position} of ${this.digest.value} were dropped`);
       const length = Math.min(Math.min(end, this.written) - position, READ_CHUNK);
-      const fd = await this.fd;
-      if (!fd || this.fdClosed) throw new MirrorError('ERR_BLOB_UNREADABLE', `the temporary file of ${this.digest.value} is gone`);
+      if (!this.spool || this.fdClosed) throw new BlobUnreadableError(`the temporary file of ${this.digest.value} is gone`);
       const buffer = Buffer.allocUnsafe(length);
-      const { bytesRead } = await fd.read(buffer, 0, length, position);
-      if (bytesRead === 0) throw new MirrorError('ERR_BLOB_UNREADABLE', `the temporary file of ${this.digest.value} is shorter than written`);
+      const bytesRead = await this.spool.read(buffer, 0, length, position);
+      if (bytesRead === 0) throw new BlobUnreadableError(`the temporary file of ${this.digest.value} is shorter than written`);
       return buffer.subarray(0, bytesRead);
     }
   }
 
   private fromTail(position: number, end: number): Buffer {
     const chunk = this.tail.find((c) => c.offset <= position && position < c.offset + c.bytes.length);
-    if (!chunk) throw new MirrorError('ERR_BLOB_UNREADABLE', `bytes at ${position} of ${this.digest.value} were dropped`);
+    if (!chunk) throw new BlobUnreadableError(`bytes at ${position} of ${this.digest.value} were dropped`);
     const from = position - chunk.offset;
     const to = Math.min(chunk.bytes.length, end - chunk.offset, from + READ_CHUNK);
     return chunk.bytes.subarray(from, to);
@@ -325,7 +330,6 @@ export class BlobFetch {
   private async closeFd(): Promise<void> {
     if (this.fdClosed) return;
     this.fdClosed = true;
-    const fd = await this.fd;
-    await fd?.close().catch(() => undefined);
+    await this.spool?.close().catch(() => undefined);
   }
 }

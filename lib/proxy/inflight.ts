@@ -19,9 +19,4 @@ export class Inflight<T> {
     this.running.set(key, promise);
     return promise;
   }
-
-  /** The number of keys being worked on. */
-  get size(): number {
-    return this.running.size;
-  }
 }

@@ -58,11 +58,6 @@ export class NamespaceRouter {
     return this.byHost.get(host.toLowerCase());
   }
 
-  /** The namespace content stored under `storedName` belongs to. */
-  owner(storedName: string): ProxyNamespace {
-    return this.others.find((n) => storedName.startsWith(n.storagePrefix)) ?? this.defaultNamespace;
-  }
-
   private at(namespace: ProxyNamespace, name: string): Resolved {
     return { namespace, name: namespace.upstreamName(name) };
   }

@@ -7,24 +7,22 @@
 import type http from 'node:http';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
-import { dockerHubName, isDockerHub, storageComponentOf } from '../distribution/registry-host.js';
+import type { CacheEvents, ContentType, TypedCacheEvents } from '../stores.js';
+import { dockerHubName, storagePrefixOf } from '../distribution/registry-host.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { ProxyBlobStore } from './proxy-blob-store.js';
-import { ProxyManifestStore } from './proxy-manifest-store.js';
+import { ProxyManifestStore, type UnverifiedReason } from './proxy-manifest-store.js';
 import { ProxyTagService } from './proxy-tag-service.js';
+import { ProxyReferrers } from './proxy-referrers.js';
 import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 
-/** Cache events, reported with the name the content is stored under. */
-export interface NamespaceEvents {
-  stored(type: 'blob' | 'manifest', storedName: string, digest: Digest, size: number): void;
-  hit(type: 'blob' | 'manifest', storedName: string, digest: Digest): void;
-  miss(type: 'blob' | 'manifest'): void;
-  /** The disk refused content being cached (the client was served regardless). */
-  cacheWriteFailed(type: 'blob' | 'manifest', storedName: string, digest: Digest, err: Error): void;
-}
+/** The cache events of a namespace's stores, told the name content is stored under, and the manifests refused as unverified. */
+export type NamespaceEvents = TypedCacheEvents & {
+  manifestRefused?(storedName: string, reference: string, reason: UnverifiedReason, detail: string): void;
+};
 
 /** What a namespace is built from. */
 export interface NamespaceOptions {
@@ -37,6 +35,7 @@ export interface NamespaceOptions {
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   readonly repository: (storedName: string) => RepositoryStore;
+  /** Cache events, reported with the name the content is stored under. */
   readonly events: NamespaceEvents;
   /** Locks shared with other processes on the same storage (replicas). */
   readonly locks?: SharedLocks;
@@ -49,18 +48,17 @@ export class ProxyNamespace {
   readonly host: string;
   /** Prepended to upstream names to form stored names: `''` or `ghcr.io/`. */
   readonly storagePrefix: string;
-  readonly ttlms: number;
   readonly upstream: Upstream;
   readonly manifests: ProxyManifestStore;
   readonly blobs: ProxyBlobStore;
   readonly tags: ProxyTagService;
+  readonly referrers: ProxyReferrers;
   private readonly dockerHub: boolean;
 
   constructor(o: NamespaceOptions) {
     this.host = o.host;
-    this.storagePrefix = o.isDefault ? '' : `${storageComponentOf(o.host)}/`;
-    this.ttlms = o.config.ttlms;
-    this.dockerHub = isDockerHub(o.config.remoteurl);
+    this.storagePrefix = storagePrefixOf(o.host, o.isDefault);
+    this.dockerHub = o.config.dockerhub;
     this.upstream = new Upstream({
       remoteUrl: o.config.remoteurl,
       username: o.config.username,
@@ -70,18 +68,23 @@ export class ProxyNamespace {
       onResponse: o.onResponse && ((info) => o.onResponse!({ host: o.host, ...info })),
     });
     const repository = (name: string): RepositoryStore => o.repository(this.storedName(name));
-    const events = (type: 'blob' | 'manifest') => ({
+    const events = (type: ContentType): CacheEvents => ({
       stored: (name: string, digest: Digest, size: number) => o.events.stored(type, this.storedName(name), digest, size),
       hit: (name: string, digest: Digest) => o.events.hit(type, this.storedName(name), digest),
-      miss: () => o.events.miss(type),
+      miss: (name: string, digest: Digest) => o.events.miss(type, this.storedName(name), digest),
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
-    this.blobs = new ProxyBlobStore(o.driver, o.blobs, repository, this.upstream, events('blob'), o.locks);
-    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, events('manifest'), immutableTagTest(o.config), o.locks);
+    this.blobs = new ProxyBlobStore(o.blobs, repository, this.upstream, events('blob'), o.locks);
+    const manifestEvents = {
+      ...events('manifest'),
+      unverified: (name: string, reference: string, reason: UnverifiedReason, detail: string) => o.events.manifestRefused?.(this.storedName(name), reference, reason, detail),
+    };
+    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, immutableTagTest(o.config), o.locks);
     this.tags = new ProxyTagService(repository, this.upstream);
+    this.referrers = new ProxyReferrers(this.upstream, this.manifests);
   }
 
-  /** The upstream's name for a client's: on Docker Hub `busybox` is `library/busybox`. */
+  /** The upstream's name for a client's: on Docker Hub (or `dockerhub: true`) `busybox` is `library/busybox`. */
   upstreamName(name: string): string {
     return this.dockerHub ? dockerHubName(name) : name;
   }

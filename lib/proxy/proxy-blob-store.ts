@@ -4,48 +4,25 @@
  * whatever the number of concurrent clients, and streamed to all of them while it is written.
  */
 import type { Readable } from 'node:stream';
-import type { FileHandle } from 'node:fs/promises';
 import type { Digest } from '../distribution/digest.js';
+import type { BlobHandle, BlobInfo, BlobService, CacheEvents } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import type { StorageDriver } from '../storage/driver.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import { blobLockKey } from '../storage/paths.js';
 import { BlobFetch } from './blob-fetch.js';
-import { Upstream, UpstreamError } from './upstream.js';
-
-/** What the routes need to answer a blob request. */
-export interface BlobHandle {
-  readonly size: number | undefined;
-  /** `cache` when served from disk, `upstream` when (joining) a fetch. */
-  readonly source: 'cache' | 'upstream';
-  /** Opens the bytes `[start, end]` (inclusive). */
-  open(range?: { start: number; end: number }): Promise<Readable>;
-  /** For content on local disk: a handle for positional reads, which the routes send with reused buffers. */
-  openFile?(): Promise<FileHandle> | undefined;
-}
-
-/** Hooks the server wires to the scheduler and metrics. */
-export interface ProxyBlobEvents {
-  /** A blob was committed to the cache and linked into `repo`. */
-  stored?(repo: string, digest: Digest, size: number): void;
-  /** A cached blob was served to a client of `repo`. */
-  hit?(repo: string, digest: Digest): void;
-  /** A blob was not cached and was asked of the upstream. */
-  miss?(repo: string, digest: Digest): void;
-  /** The disk refused a blob being cached; its clients were served from the upstream regardless. */
-  cacheWriteFailed?(repo: string, digest: Digest, err: Error): void;
-}
+import type { Upstream } from './upstream.js';
+import { UpstreamError } from './upstream-error.js';
 
 /** The blob side of the pull-through cache. */
-export class ProxyBlobStore {
+export class ProxyBlobStore implements BlobService {
   private readonly fetches = new Map<string, BlobFetch>();
 
   constructor(
-    private readonly driver: StorageDriver,
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
-    private readonly events: ProxyBlobEvents = {},
+    private readonly events: CacheEvents = {},
     /** Locks shared with other processes on the same storage (replicas): one fetches, the rest wait. */
     private readonly locks?: SharedLocks,
   ) {}
@@ -87,9 +64,9 @@ export class ProxyBlobStore {
    * The size of the blob for a `HEAD`: from the cache, else from an upstream `HEAD` (nothing is
    * downloaded, as in distribution).
    */
-  async stat(name: string, digest: Digest): Promise<{ size: number | undefined; source: 'cache' | 'upstream' }> {
+  async stat(name: string, digest: Digest): Promise<BlobInfo> {
     const local = await this.local(name, digest);
-    if (local) return { size: local.size, source: 'cache' };
+    if (local) return { size: local.size, source: 'cache', redirect: local.redirect };
     const reply = await this.upstream.headBlob(name, digest.value);
     const size = Number(reply.headers['content-length']);
     return { size: Number.isFinite(size) ? size : undefined, source: 'upstream' };
@@ -102,9 +79,10 @@ export class ProxyBlobStore {
    */
   private async local(name: string, digest: Digest): Promise<BlobHandle | undefined> {
     const repo = this.repository(name);
-    const info = await this.blobs.stat(digest);
+    // Both at once: on an object store each is a round trip to it.
+    const [info, linked] = await Promise.all([this.blobs.stat(digest), repo.hasLayer(digest)]);
     if (!info) return undefined;
-    if (!(await repo.hasLayer(digest))) {
+    if (!linked) {
       // The upstream's answer for this repository is final: a 404 here would be a 404 for a GET too.
       await this.upstream.headBlob(name, digest.value);
       await repo.linkLayer(digest);
@@ -115,6 +93,7 @@ export class ProxyBlobStore {
       source: 'cache',
       open: (range) => this.blobs.reader(digest, range),
       openFile: () => this.blobs.openFile(digest),
+      redirect: (method) => this.blobs.redirectURL(method, digest),
     };
   }
 
@@ -163,7 +142,7 @@ export class ProxyBlobStore {
    */
   private async startFetch(name: string, digest: Digest): Promise<BlobFetch | undefined> {
     if (!this.locks) return this.startLocalFetch(name, digest);
-    const key = `blobs/${digest.algorithm}/${digest.hex}`;
+    const key = blobLockKey(digest);
     for (;;) {
       const release = await this.locks.tryAcquire(key);
       if (release) {
@@ -191,7 +170,7 @@ export class ProxyBlobStore {
     const announced = Number(reply.headers['content-length']);
     const failed = (err: Error): void => this.events.cacheWriteFailed?.(name, digest, err);
     // No temporary file (a full disk, no inodes): the client is still served, uncached.
-    const writer = await this.driver.writer().catch((err: Error) => {
+    const write = await this.blobs.writer(digest).catch((err: Error) => {
       failed(err);
       return undefined;
     });
@@ -200,7 +179,7 @@ export class ProxyBlobStore {
     const fetch = BlobFetch.start({
       digest,
       size: Number.isFinite(announced) ? announced : undefined,
-      writer,
+      write,
       body: reply.body,
       commit: async (w) => {
         await this.blobs.commit(w, digest);

@@ -4,44 +4,53 @@
  * digest before they are stored. By tag: one upstream `HEAD` (which Docker Hub does not count as a
  * pull) tells whether the tag moved; the manifest is fetched only when it did. The cached tag is
  * served when the upstream cannot be reached or rate-limits, never when it says the tag is gone.
+ *
+ * A manifest is committed under a tag only once its digest is known to be the upstream's for that
+ * tag: named by `Docker-Content-Digest` on the `HEAD` (then fetched by digest and hashed) or on the
+ * `GET` by tag (which must equal the body's hash), or, when the upstream names none, confirmed by
+ * asking the upstream for the body's digest by digest (content addressing: the upstream holds
+ * exactly these bytes). A body that cannot be verified is refused (503, nothing stored) and
+ * reported, so a tag served stale during an outage is always one that was verified.
  */
+import type http from 'node:http';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
-import { mediaTypeOfPayload } from '../distribution/mediatypes.js';
+import { mediaTypeOfPayload } from '../distribution/manifest.js';
+import type { CacheEvents, Manifest, ManifestService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import { manifestLockKey } from '../storage/paths.js';
 import { Inflight } from './inflight.js';
-import { Upstream, UpstreamError } from './upstream.js';
+import type { Upstream, UpstreamReply } from './upstream.js';
+import { UpstreamError } from './upstream-error.js';
 
-/** A manifest ready to be sent. */
-export interface Manifest {
-  readonly digest: Digest;
-  readonly mediaType: string;
-  readonly payload: Buffer;
-  /** `cache` when no upstream content request was needed. */
-  readonly source: 'cache' | 'upstream';
-  /** Set when served from the cache because the upstream failed (logged by the caller). */
-  readonly stale?: UpstreamError;
+/** The cache events of the manifest store, and the refusal of a manifest that could not be verified. */
+export interface ProxyManifestEvents extends CacheEvents {
+  /** An upstream manifest failed verification and was refused: nothing stored, the client got a 503. */
+  unverified?(repo: string, reference: string, reason: UnverifiedReason, detail: string): void;
 }
 
-/** Hooks the server wires to the scheduler and metrics. */
-export interface ProxyManifestEvents {
-  stored?(repo: string, digest: Digest, size: number): void;
-  hit?(repo: string, digest: Digest): void;
-  miss?(repo: string, digest: Digest): void;
-  /** The disk refused a manifest or tag link; the client was served the verified manifest anyway. */
-  cacheWriteFailed?(repo: string, digest: Digest, err: Error): void;
-}
+/**
+ * Why an upstream manifest was refused: its body does not hash to the digest the upstream named
+ * (`digest_mismatch`), the upstream named no digest and does not hold the body's digest
+ * (`not_upstream`), it named none and could not be asked (`unconfirmed`: the request fails as if
+ * the upstream were down, so a verified cached tag may answer), or the body is no manifest.
+ */
+export type UnverifiedReason = 'digest_mismatch' | 'not_upstream' | 'unconfirmed' | 'not_a_manifest';
 
-/** Raised when the upstream's manifest is not what it claims to be. */
+/** Raised when the upstream's manifest is not what it claims to be, or cannot be shown to be the upstream's. */
 export class ManifestVerificationError extends UpstreamError {
-  constructor(message: string) {
-    super('ERR_UPSTREAM_INVALID', message);
+  constructor(
+    message: string,
+    readonly reason: UnverifiedReason = 'digest_mismatch',
+    cause?: unknown,
+  ) {
+    super('ERR_UPSTREAM_INVALID', message, { cause });
   }
 }
 
 /** The manifest side of the pull-through cache. */
-export class ProxyManifestStore {
+export class ProxyManifestStore implements ManifestService {
   private readonly byDigest = new Inflight<Manifest>();
   private readonly tagChecks = new Inflight<Digest>();
 
@@ -72,7 +81,7 @@ export class ProxyManifestStore {
   /** One upstream fetch of `name@digest` across the processes sharing the storage. */
   private async fetchOnce(name: string, digest: Digest): Promise<Manifest> {
     if (!this.locks) return this.fetchAndStore(name, digest);
-    const key = `manifests/${name}/${digest.algorithm}/${digest.hex}`;
+    const key = manifestLockKey(name, digest);
     for (;;) {
       const release = await this.locks.tryAcquire(key);
       if (release) {
@@ -124,28 +133,77 @@ export class ProxyManifestStore {
     return manifest;
   }
 
-  /** The digest the upstream's tag points at now: a `HEAD`, or a `GET` if the `HEAD` names none. */
-  private async resolveUpstreamTag(name: string, tag: string): Promise<Digest> {
-    const head = await this.upstream.headManifest(name, tag);
-    const headerDigest = head.headers['docker-content-digest'];
-    const parsed = typeof headerDigest === 'string' ? parseDigest(headerDigest) : undefined;
-    if (parsed) return parsed;
-    const reply = await this.upstream.getManifest(name, tag);
-    const digest = parseDigest(digestOf(reply.body))!;
-    await this.store(name, digest, reply.body);
-    return digest;
+  /**
+   * The digest the upstream's tag points at now: named by the `HEAD`, else by the `GET` by tag, else
+   * confirmed by digest. Refusals are reported; the manifest is stored only once verified.
+   */
+  private resolveUpstreamTag(name: string, tag: string): Promise<Digest> {
+    return this.reporting(name, tag, async () => {
+      const head = await this.upstream.headManifest(name, tag);
+      const named = digestHeader(head.headers);
+      // getByDigest fetches it by digest and hashes the body against it.
+      if (named) return named;
+      const reply = await this.upstream.getManifest(name, tag);
+      const digest = await this.verifiedDigest(name, tag, reply.headers, reply.body);
+      checkedMediaType(`${name}:${tag}`, reply.body);
+      await this.store(name, digest, reply.body);
+      return digest;
+    });
   }
 
-  private async fetchAndStore(name: string, digest: Digest): Promise<Manifest> {
-    const reply = await this.upstream.getManifest(name, digest.value);
-    const actual = digestOf(reply.body, digest.algorithm);
-    if (actual !== digest.value) {
-      throw new ManifestVerificationError(`upstream manifest for ${name}@${digest.value} hashes to ${actual}`);
+  /** Runs `work`, reporting a verification failure (then passed on) as `unverified`. */
+  private async reporting<T>(name: string, reference: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof ManifestVerificationError) this.events.unverified?.(name, reference, err.reason, err.message);
+      throw err;
     }
-    const mediaType = mediaTypeOfPayload(reply.body);
-    if (!mediaType) throw new ManifestVerificationError(`upstream manifest for ${name}@${digest.value} is not a manifest`);
-    await this.store(name, digest, reply.body);
-    return { digest, mediaType, payload: reply.body, source: 'upstream' };
+  }
+
+  /**
+   * The digest of a body fetched by tag, once shown to be the upstream's: the `GET`'s
+   * `Docker-Content-Digest` must equal the body's hash; without one, the upstream must answer a
+   * `HEAD` by the body's own digest (a different or altered body has a digest it does not hold).
+   */
+  private async verifiedDigest(name: string, tag: string, headers: http.IncomingHttpHeaders, body: Buffer): Promise<Digest> {
+    const named = digestHeader(headers);
+    if (named) {
+      const actual = digestOf(body, named.algorithm);
+      if (actual !== named.value) throw new ManifestVerificationError(`upstream manifest for ${name}:${tag} hashes to ${actual}, not ${named.value} as the upstream says`);
+      return named;
+    }
+    const computed = parseDigest(digestOf(body))!;
+    let confirmed: UpstreamReply;
+    try {
+      confirmed = await this.upstream.headManifest(name, computed.value);
+    } catch (err) {
+      if (err instanceof UpstreamError && err.status === 404) {
+        throw new ManifestVerificationError(`upstream manifest for ${name}:${tag} came without a digest and hashes to ${computed.value}, which the upstream does not hold: altered on the way`, 'not_upstream', err);
+      }
+      if (err instanceof UpstreamError && err.isUnavailable) {
+        // Refused as unverified, and answered as an outage: a verified cached tag may be served.
+        this.events.unverified?.(name, tag, 'unconfirmed', `upstream manifest for ${name}:${tag} came without a digest and ${computed.value} could not be confirmed: ${err.message}`);
+        throw err;
+      }
+      throw new ManifestVerificationError(`upstream manifest for ${name}:${tag} came without a digest and the upstream could not confirm ${computed.value}: ${(err as Error).message}`, 'unconfirmed', err);
+    }
+    const echoed = digestHeader(confirmed.headers);
+    if (echoed && echoed.value !== computed.value) {
+      throw new ManifestVerificationError(`upstream manifest for ${name}:${tag} hashes to ${computed.value}, the upstream's HEAD by that digest names ${echoed.value}`, 'not_upstream');
+    }
+    return computed;
+  }
+
+  private fetchAndStore(name: string, digest: Digest): Promise<Manifest> {
+    return this.reporting(name, digest.value, async () => {
+      const reply = await this.upstream.getManifest(name, digest.value);
+      const actual = digestOf(reply.body, digest.algorithm);
+      if (actual !== digest.value) throw new ManifestVerificationError(`upstream manifest for ${name}@${digest.value} hashes to ${actual}`);
+      const mediaType = checkedMediaType(`${name}@${digest.value}`, reply.body);
+      await this.store(name, digest, reply.body);
+      return { digest, mediaType, payload: reply.body, source: 'upstream' as const };
+    });
   }
 
   /** Caches a verified manifest; a storage failure is reported, never passed to the client. */
@@ -177,4 +235,17 @@ export class ProxyManifestStore {
     if (!mediaType) return undefined;
     return { digest, mediaType, payload, source: 'cache' };
   }
+}
+
+/** The media type of an upstream manifest body; throws when it is not a manifest. */
+function checkedMediaType(ref: string, body: Buffer): string {
+  const mediaType = mediaTypeOfPayload(body);
+  if (!mediaType) throw new ManifestVerificationError(`upstream manifest for ${ref} is not a manifest`, 'not_a_manifest');
+  return mediaType;
+}
+
+/** The `Docker-Content-Digest` an upstream answer names, if it names a valid one. */
+function digestHeader(headers: http.IncomingHttpHeaders): Digest | undefined {
+  const value = headers['docker-content-digest'];
+  return typeof value === 'string' ? parseDigest(value) : undefined;
 }

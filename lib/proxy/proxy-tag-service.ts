@@ -2,37 +2,33 @@
  * Tag listing in pull-through mode (distribution `registry/proxy/proxytagservice.go`): the upstream
  * is asked first, and the cached tags answer when it cannot be reached.
  */
+import type { PageRequest, TagPage, TagService } from '../stores.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import { Upstream, UpstreamError } from './upstream.js';
-
-/** One page of a tag list. */
-export interface TagPage {
-  readonly tags: string[];
-  /** The `Link` header of the next page, if any (a path with query, relative to the registry). */
-  readonly next?: { last: string; n: number };
-  readonly source: 'upstream' | 'cache';
-}
+import type { Upstream } from './upstream.js';
+import { UpstreamError } from './upstream-error.js';
 
 /** The tags side of the pull-through cache. */
-export class ProxyTagService {
+export class ProxyTagService implements TagService {
   constructor(
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
   ) {}
 
-  /** The tags of `name`, after `last`, at most `n` (all when `n` is undefined). */
-  async list(name: string, page: { n?: number; last?: string }): Promise<TagPage> {
+  /** The upstream's page of `name`'s tags after `last`, at most `n`; every cached tag when it is down. */
+  async list(name: string, page: PageRequest): Promise<TagPage> {
     try {
       return await this.fromUpstream(name, page);
     } catch (err) {
       if (!(err instanceof UpstreamError) || !err.isUnavailable) throw err;
       const tags = await this.repository(name).listTags();
       if (tags.length === 0) throw err;
-      return { ...paginate(tags, page), source: 'cache' };
+      // Every cached tag: the route pages lists that do not come from an upstream (as the hosted
+      // ones). Paging here as well paged a page, and the route then saw no next page.
+      return { tags, paged: false };
     }
   }
 
-  private async fromUpstream(name: string, page: { n?: number; last?: string }): Promise<TagPage> {
+  private async fromUpstream(name: string, page: PageRequest): Promise<TagPage> {
     const query = new URLSearchParams();
     if (page.n !== undefined) query.set('n', String(page.n));
     if (page.last !== undefined) query.set('last', page.last);
@@ -47,17 +43,11 @@ export class ProxyTagService {
     }
     const link = reply.headers.link;
     const next = typeof link === 'string' ? parseNextLink(link) : undefined;
-    return { tags, next, source: 'upstream' };
+    // No next page: the upstream sent the whole rest of the list, but not every upstream sorts or
+    // pages it (distribution 2.8 ignores `n` and `last`). The route makes the spec's page of it;
+    // for an upstream that paged already that changes nothing.
+    return next ? { tags, next, paged: true } : { tags, paged: false };
   }
-}
-
-/** Lexical pagination of a sorted list as distribution does it. */
-export function paginate(all: readonly string[], page: { n?: number; last?: string }): { tags: string[]; next?: { last: string; n: number } } {
-  const start = page.last === undefined ? 0 : all.findIndex((t) => t > page.last!);
-  const rest = start < 0 ? [] : all.slice(start);
-  if (page.n === undefined || rest.length <= page.n) return { tags: rest };
-  const tags = rest.slice(0, page.n);
-  return { tags, next: { last: tags[tags.length - 1]!, n: page.n } };
 }
 
 function parseNextLink(link: string): { last: string; n: number } | undefined {

@@ -7,9 +7,10 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import got, { type Got, RequestError } from 'got';
-import { MirrorError } from '../errors.js';
-import { MANIFEST_ACCEPT } from '../distribution/mediatypes.js';
-import { UpstreamAuth, scopeForRepository } from './auth/upstream-auth.js';
+import { MAX_MANIFEST_BYTES } from '../distribution/manifest.js';
+import { MANIFEST_ACCEPT, MediaType } from '../distribution/mediatypes.js';
+import { UpstreamAuth, UpstreamAuthError, scopeForRepository } from './auth/upstream-auth.js';
+import { UpstreamError } from './upstream-error.js';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
 
 /** Timeouts of upstream requests, in milliseconds. */
@@ -35,34 +36,9 @@ export interface UpstreamOptions {
   readonly breaker?: CircuitBreakerOptions;
 }
 
+/** The timeouts when `proxy.timeouts` sets none (10 s, 30 s, 60 s). */
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 10_000, response: 30_000, idle: 60_000 };
 
-/** Upstream manifests larger than this are refused (distribution's limit on manifest bodies). */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-
-/** A failure talking to the upstream. `status` is set when the upstream answered. */
-export class UpstreamError extends MirrorError {
-  readonly status?: number;
-  readonly headers?: http.IncomingHttpHeaders;
-  /** The upstream's first registry error code (`MANIFEST_UNKNOWN`, `TOOMANYREQUESTS`, ...), if it sent one. */
-  readonly registryCode?: string;
-
-  constructor(
-    code: 'ERR_UPSTREAM_UNREACHABLE' | 'ERR_UPSTREAM_STATUS' | 'ERR_UPSTREAM_AUTH_FAILED' | 'ERR_UPSTREAM_INVALID',
-    message: string,
-    options: { cause?: unknown; status?: number; headers?: http.IncomingHttpHeaders; registryCode?: string } = {},
-  ) {
-    super(code, message, { cause: options.cause });
-    this.status = options.status;
-    this.headers = options.headers;
-    this.registryCode = options.registryCode;
-  }
-
-  /** True when the upstream could not be asked at all, or is overloaded: the cache may answer instead. */
-  get isUnavailable(): boolean {
-    return this.code === 'ERR_UPSTREAM_UNREACHABLE' || this.status === 429 || (this.status !== undefined && this.status >= 500);
-  }
-}
 
 /** A buffered upstream answer. */
 export interface UpstreamReply {
@@ -156,6 +132,12 @@ export class Upstream {
   /** `GET` of a tag list page; `query` is passed through (`n`, `last`). */
   getTags(name: string, query: string): Promise<UpstreamReply> {
     return this.request('GET', name, `/v2/${name}/tags/list${query}`, { maxBytes: 16 * 1024 * 1024 });
+  }
+
+  /** `GET` of the referrers of `digest` (OCI 1.1), with the `artifactType` filter when given. */
+  getReferrers(name: string, digest: string, artifactType: string | undefined): Promise<UpstreamReply> {
+    const query = artifactType === undefined ? '' : `?${new URLSearchParams({ artifactType }).toString()}`;
+    return this.request('GET', name, `/v2/${name}/referrers/${digest}${query}`, { accept: MediaType.OciIndex, maxBytes: MAX_MANIFEST_BYTES });
   }
 
   /**
@@ -284,10 +266,7 @@ export class Upstream {
     try {
       return await this.auth.authorization(scope);
     } catch (err) {
-      if (err instanceof MirrorError && err.code === 'ERR_UPSTREAM_AUTH_FAILED') {
-        const status = (err as MirrorError & { status?: number }).status;
-        throw new UpstreamError('ERR_UPSTREAM_AUTH_FAILED', err.message, { cause: err, status: status ?? 401 });
-      }
+      if (err instanceof UpstreamAuthError) throw new UpstreamError('ERR_UPSTREAM_AUTH_FAILED', err.message, { cause: err, status: err.status ?? 401 });
       throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', err instanceof Error ? err.message : String(err), { cause: err });
     }
   }

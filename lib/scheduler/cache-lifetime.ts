@@ -5,8 +5,8 @@
  * from under other images, distribution #4191).
  */
 import type { Logger } from 'winston';
-import type { Config } from '../config/types.js';
 import { parseDigest, type Digest } from '../distribution/digest.js';
+import type { ContentType } from '../stores.js';
 import { purgeBlob, purgeManifest, type PurgeContext } from './purge.js';
 import type { LinkIndex } from './link-index.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -14,6 +14,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
 import { TtlScheduler, parseKey, type Entry } from './scheduler.js';
+import type { StateStore } from './state-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 
 /** The parts of the registry the lifetime policy works on. */
@@ -21,19 +22,26 @@ export interface CacheLifetimeOptions {
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   readonly repository: (name: string) => RepositoryStore;
-  readonly config: Config;
   readonly logger: Logger;
-  /**
-   * The lifetime of content stored under a repository name (the extension `proxy.upstreams` gives
-   * each upstream its own); default `proxy.ttl` for all. `0`: never expires.
-   */
-  readonly ttlFor?: (repo: string) => number;
+  /** `scheduler-state.json`: its local path, or its name in messages when `store` keeps it elsewhere. */
+  readonly statePath: string;
+  /** Where the state is kept when it is not a local file (S3: an object of the driver). */
+  readonly store?: StateStore;
+  /** False when nothing can expire (no TTL, or deletes disabled): no schedule is kept at all. */
+  readonly expires: boolean;
+  /** The lifetime of content stored under a repository name (lib/cache-policy.ts decides it). `0`: never expires. */
+  readonly ttlFor: (repo: string) => number;
+  /** Extension `proxy.touchonhit`: a cache hit extends an expiry. */
+  readonly touchOnHit: boolean;
   /** Locks of the storage, shared with other processes on it (replicas): one schedule for all. */
   readonly locks?: SharedLocks;
-  /** Repositories never expired (extension `proxy.hosted`): their entries are dropped unexecuted. */
+  /**
+   * Repositories never expired (extension `proxy.hosted`): `ttlFor` gives them 0, so nothing is
+   * scheduled for them; entries the state file already holds for them are dropped unexecuted.
+   */
   readonly exclude?: (repo: string) => boolean;
   /** Called after each expiry with what it freed (metrics, the size cap). */
-  readonly onExpired?: (type: Entry['type'], bytesFreed: number, digest: Digest, repo: string) => void;
+  readonly onExpired?: (type: ContentType, bytesFreed: number, digest: Digest, repo: string) => void;
   /** Who links what (purges ask it instead of every repository). */
   readonly links?: LinkIndex;
   /** Repositories the link index may not know (see `PurgeContext.unindexed`). */
@@ -43,24 +51,13 @@ export interface CacheLifetimeOptions {
 /** Expiry of cached content. */
 export class CacheLifetime {
   private readonly scheduler?: TtlScheduler;
-  private readonly ttlFor: (repo: string) => number;
   private rebuilding?: Promise<void>;
 
   constructor(private readonly o: CacheLifetimeOptions) {
-    const proxy = o.config.proxy;
-    const ttlMs = proxy?.ttlms ?? 0;
-    this.ttlFor = o.ttlFor ?? (() => ttlMs);
-    const root = o.config.storage.filesystem.rootdirectory;
-    const ttls = [ttlMs, ...Object.values(proxy?.upstreams ?? {}).map((u) => u.ttlms)];
-    if (!ttls.some((t) => t > 0)) return;
-    if (!o.config.storage.delete.enabled) {
-      // As documented upstream: without delete nothing can be purged, so nothing is scheduled
-      // (the official registry schedules anyway, fails each expiry and leaks it, #1994).
-      o.logger.warn('proxy.ttl is set but storage.delete.enabled is false: cached content will never expire');
-      return;
-    }
+    if (!o.expires) return;
     this.scheduler = new TtlScheduler({
-      statePath: `${root.replace(/\/+$/, '')}/scheduler-state.json`,
+      statePath: o.statePath,
+      store: o.store,
       onExpire: (entry) => this.expire(entry),
       logger: o.logger,
       shared: o.locks && {
@@ -91,7 +88,7 @@ export class CacheLifetime {
       // Stopping waits for this (rare) walk: a schedule cut short would never be rebuilt.
       this.rebuilding = (async () => {
         for (const found of await this.onDisk()) {
-          const ttl = this.o.exclude?.(found.repo) ? 0 : this.ttlFor(found.repo);
+          const ttl = this.o.ttlFor(found.repo);
           if (ttl > 0) this.scheduler!.rebuild([found], ttl);
         }
       })();
@@ -112,15 +109,15 @@ export class CacheLifetime {
   }
 
   /** Content fetched from the upstream gets an expiry. */
-  schedule(type: Entry['type'], repo: string, digest: string): void {
-    const ttl = this.o.exclude?.(repo) ? 0 : this.ttlFor(repo);
+  schedule(type: ContentType, repo: string, digest: string): void {
+    const ttl = this.o.ttlFor(repo);
     if (ttl > 0) this.scheduler?.add(repo, digest, type, ttl);
   }
 
-  /** A cache hit: popular content is not evicted one TTL after its first pull. */
-  touch(type: Entry['type'], repo: string, digest: string): void {
-    if (this.o.config.proxy?.touchonhit === false) return;
-    const ttl = this.ttlFor(repo);
+  /** A cache hit: popular content is not evicted one TTL after its first pull (scheduled content only). */
+  touch(type: ContentType, repo: string, digest: string): void {
+    if (!this.o.touchOnHit) return;
+    const ttl = this.o.ttlFor(repo);
     if (ttl > 0) this.scheduler?.touch(repo, digest, type, ttl);
   }
 
@@ -152,8 +149,8 @@ export class CacheLifetime {
   }
 
   /** Everything cached on disk, to rebuild a lost schedule. */
-  private async onDisk(): Promise<Array<{ repo: string; digest: string; type: 'blob' | 'manifest' }>> {
-    const found: Array<{ repo: string; digest: string; type: 'blob' | 'manifest' }> = [];
+  private async onDisk(): Promise<Array<{ repo: string; digest: string; type: ContentType }>> {
+    const found: Array<{ repo: string; digest: string; type: ContentType }> = [];
     for (const name of await listRepositories(this.o.driver, {})) {
       const repo = this.o.repository(name);
       for (const d of await repo.listRevisions()) found.push({ repo: name, digest: d.value, type: 'manifest' });
@@ -162,3 +159,4 @@ export class CacheLifetime {
     return found;
   }
 }
+

@@ -5,8 +5,10 @@
  * key strings plus about 40 bytes each, not an object and a `Date` apiece.
  */
 
+import type { ContentType } from '../stores.js';
+
 /** The kind of content an entry expires (distribution's `EntryType` 0 and 1). */
-export type EntryType = 'blob' | 'manifest';
+export type EntryType = ContentType;
 
 /** A slot's state, as the index reports it. */
 export interface IndexedEntry {

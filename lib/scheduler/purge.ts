@@ -3,7 +3,8 @@
  * once no repository links it any more (the official scheduler deletes shared data from under other
  * images, distribution #4191). Used by TTL expiry and by the size cap.
  */
-import { parseDigest, type Digest } from '../distribution/digest.js';
+import type { Digest } from '../distribution/digest.js';
+import { references, tryParseManifest } from '../distribution/manifest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
@@ -72,17 +73,17 @@ export async function deleteIfUnreferenced(c: PurgeContext, digest: Digest): Pro
   return info.size;
 }
 
-/** The blobs a stored manifest references (config, layers, and an index's manifests). */
+/**
+ * Everything a stored manifest references (config, layers, an index's manifests, artifact blobs,
+ * the subject, schema 1's layers): the same references garbage collection marks.
+ */
 export async function referencedBy(blobs: BlobStore, manifest: Digest): Promise<Digest[]> {
-  let parsed: { config?: { digest?: string }; layers?: Array<{ digest?: string }>; manifests?: Array<{ digest?: string }> };
+  let payload: Buffer;
   try {
-    parsed = JSON.parse((await blobs.get(manifest)).toString('utf8')) as typeof parsed;
+    payload = await blobs.get(manifest);
   } catch {
     return [];
   }
-  const raw = [parsed.config?.digest, ...(parsed.layers ?? []).map((l) => l.digest), ...(parsed.manifests ?? []).map((m) => m.digest)];
-  return raw.flatMap((d) => {
-    const p = typeof d === 'string' ? parseDigest(d) : undefined;
-    return p ? [p] : [];
-  });
+  const parsed = tryParseManifest(payload);
+  return parsed ? references(parsed).map((d) => d.digest) : [];
 }

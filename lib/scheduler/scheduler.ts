@@ -22,6 +22,7 @@ import { ExpiryIndex, type EntryType, type IndexedEntry } from './expiry-index.j
 import { FileStateStore, StateWriteError, type StateStore } from './state-store.js';
 import type { Changes, Entry } from './state-file.js';
 import type { Release, SharedLocks } from '../storage/shared-lock.js';
+import { SCHEDULER_LEASE_KEY } from '../storage/paths.js';
 
 export type { Entry } from './state-file.js';
 
@@ -91,6 +92,8 @@ export class TtlScheduler {
   private readonly runs = new Set<Promise<void>>();
   /** Keys changed since the last write. */
   private dirty = new Set<string>();
+  /** Without the lease: hits on entries this process has not seen, for the holder. */
+  private hits = new Map<string, { expiry: number; type: EntryType; hit: true }>();
   /** The store could not be merged into (or its file was set aside): the next write is a full one. */
   private fullWrite = false;
   /** Journals applied to the index, deleted once a state write holds them. */
@@ -176,7 +179,7 @@ export class TtlScheduler {
 
   private async tryLease(): Promise<void> {
     if (this.lease || this.stopped) return;
-    const release = await this.o.shared!.locks.tryAcquire('scheduler-lease', () => {
+    const release = await this.o.shared!.locks.tryAcquire(SCHEDULER_LEASE_KEY, () => {
       // Lost (this process stalled past the stale time, and another replica took over).
       this.o.logger?.warn('scheduler lease lost: another replica runs the expiries now');
       this.lease = undefined;
@@ -220,9 +223,17 @@ export class TtlScheduler {
     if (expiry < this.armedAt) this.arm();
   }
 
-  /** A cache hit: the same as `add`, named for what it means. */
+  /**
+   * A cache hit: extends a scheduled entry as `add` would. Content that is not scheduled stays so (a
+   * hit never creates an entry); a replica without the lease reports a hit on an entry it has not
+   * seen (another replica scheduled it) in its journal, and the holder extends it if it has it.
+   */
   touch(repo: string, digest: string, type: EntryType, ttlMs: number): void {
-    this.add(repo, digest, type, ttlMs);
+    const key = `${repo}@${digest}`;
+    if (this.index.has(key)) return this.add(repo, digest, type, ttlMs);
+    if (!this.o.shared || this.expiring) return;
+    this.hits.set(key, { expiry: this.now() + ttlMs, type, hit: true });
+    this.scheduleFlush();
   }
 
   /** Adds entries for content found on disk that the schedule lacks (after a lost state file). */
@@ -273,16 +284,23 @@ export class TtlScheduler {
   private async write(): Promise<void> {
     await this.loading;
     if (!this.expiring) {
-      if (this.dirty.size === 0) return;
-      const changes = this.takeChanges();
+      if (this.dirty.size === 0 && this.hits.size === 0) return;
+      const hits = this.hits;
+      this.hits = new Map();
+      const changes: Map<string, { expiry: number; type: EntryType; hit?: boolean } | null> = this.takeChanges();
+      for (const [key, h] of hits) if (!changes.has(key)) changes.set(key, h);
       try {
         await this.store.writeJournal(changes);
       } catch (err) {
-        for (const key of changes.keys()) this.dirty.add(key);
+        for (const [key, e] of changes) {
+          if (e?.hit) this.hits.set(key, e as { expiry: number; type: EntryType; hit: true });
+          else this.dirty.add(key);
+        }
         throw err;
       }
       return;
     }
+    this.hits.clear();
     if (this.o.shared) await this.applyJournals();
     if (this.dirty.size === 0 && !this.fullWrite && this.applied.length === 0) return;
     const full = this.fullWrite;
@@ -327,6 +345,8 @@ export class TtlScheduler {
         }
         const existing = this.index.get(key);
         if (existing && existing.expiry >= e.expiry) continue;
+        // A hit extends what the holder has, and creates nothing.
+        if (!existing && e.hit) continue;
         if (!existing && this.o.shared?.stillCached && !(await this.o.shared.stillCached({ key, expiry: new Date(e.expiry), type: e.type }))) continue;
         this.put(key, e.expiry, e.type);
         if (!existing) this.o.shared?.learnt?.(key);

@@ -5,18 +5,19 @@
  * more, the same rule as TTL expiry. The official cache has no size bound at all.
  */
 import type { Logger } from 'winston';
-import type { Config } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
+import type { ContentType } from '../stores.js';
 import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from './purge.js';
 
 /** What the size cap needs. */
 export interface SizeCapOptions extends PurgeContext {
+  /** The cap in bytes (`proxy.maxsize`, decided by lib/cache-policy.ts); infinite: only measure. */
   readonly maxBytes: number;
   readonly logger: Logger;
   /** Repositories outside the cache (extension `proxy.hosted`): never measured, never evicted. */
   readonly exclude?: (repo: string) => boolean;
   /** After each eviction, with what it freed (metrics). */
-  readonly onEvicted?: (type: 'blob' | 'manifest', bytesFreed: number) => void;
+  readonly onEvicted?: (type: ContentType, bytesFreed: number) => void;
   /** After each change of the cache's size (metrics). */
   readonly onSize?: (bytes: number) => void;
   readonly now?: () => number;
@@ -25,7 +26,7 @@ export interface SizeCapOptions extends PurgeContext {
 interface Use {
   readonly repo: string;
   readonly digest: Digest;
-  readonly type: 'blob' | 'manifest';
+  readonly type: ContentType;
   at: number;
 }
 
@@ -58,12 +59,17 @@ export class SizeCap {
     this.now = o.now ?? Date.now;
   }
 
-  private get enforcing(): boolean {
+  /** True when a cap is kept (`maxBytes` finite); false when the cache is only measured. */
+  get enforced(): boolean {
     return Number.isFinite(this.o.maxBytes);
   }
 
+  private get enforcing(): boolean {
+    return this.enforced;
+  }
+
   /** Content found on storage by the start-up walk: it counts as least recently used. */
-  async found(repo: string, digest: Digest, type: 'blob' | 'manifest'): Promise<void> {
+  async found(repo: string, digest: Digest, type: ContentType): Promise<void> {
     if (this.o.exclude?.(repo)) return;
     if (!this.sizes.has(digest.value)) {
       const info = await this.o.blobs.stat(digest);
@@ -97,7 +103,7 @@ export class SizeCap {
   }
 
   /** Content was stored (or linked) for `repo`: it is the most recently pulled, and the cap is checked. */
-  stored(type: 'blob' | 'manifest', repo: string, digest: Digest, size: number): void {
+  stored(type: ContentType, repo: string, digest: Digest, size: number): void {
     if (this.o.exclude?.(repo)) return;
     if (!this.sizes.has(digest.value)) {
       this.sizes.set(digest.value, size);
@@ -110,7 +116,7 @@ export class SizeCap {
   }
 
   /** A cache hit: the content becomes the most recently pulled. */
-  hit(type: 'blob' | 'manifest', repo: string, digest: Digest): void {
+  hit(type: ContentType, repo: string, digest: Digest): void {
     this.use(type, repo, digest);
   }
 
@@ -148,7 +154,7 @@ export class SizeCap {
     return this.running;
   }
 
-  private use(type: 'blob' | 'manifest', repo: string, digest: Digest): void {
+  private use(type: ContentType, repo: string, digest: Digest): void {
     const key = `${repo}@${digest.value}`;
     if (!this.enforcing) {
       if (type === 'manifest') this.pulls.set(key, this.now());
@@ -236,26 +242,4 @@ export class SizeCap {
     if (freed > 0) this.forget(digest);
     return freed;
   }
-}
-
-/**
- * The extension `proxy.maxsize` (eviction needs `storage.delete.enabled`, as expiry does). Without
- * a cap the same accounting only measures, for `registry_mirror_cache_bytes` and the cache page.
- * The measure comes from the start-up walk of the cache (`found`, then `measuredAll`), in the
- * background: a cache over a lowered cap is brought under it once the walk is done.
- */
-export function createSizeCap(
-  config: Config,
-  storage: PurgeContext,
-  logger: Logger,
-  hooks: Pick<SizeCapOptions, 'onEvicted' | 'onSize'>,
-  exclude?: (repo: string) => boolean,
-): { cap: SizeCap; enforced: boolean } {
-  let maxBytes = config.proxy?.maxsizebytes;
-  if (maxBytes !== undefined && !config.storage.delete.enabled) {
-    logger.warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
-    maxBytes = undefined;
-  }
-  const cap = new SizeCap({ ...storage, maxBytes: maxBytes ?? Number.POSITIVE_INFINITY, logger, exclude, ...hooks });
-  return { cap, enforced: maxBytes !== undefined };
 }

@@ -29,8 +29,12 @@ export interface StoredEntry {
   readonly type: EntryType;
 }
 
-/** Changes to apply to the stored schedule: a key's new entry, or null to remove it. */
-export type Changes = ReadonlyMap<string, { readonly expiry: number; readonly type: EntryType } | null>;
+/**
+ * Changes to apply to the stored schedule: a key's new entry, or null to remove it. In a journal,
+ * `hit` marks a cache hit on an entry this process had not seen: it extends the entry where the
+ * lease holder has it, and creates none.
+ */
+export type Changes = ReadonlyMap<string, { readonly expiry: number; readonly type: EntryType; readonly hit?: boolean } | null>;
 
 /** Go's RFC3339Nano: UTC with `Z`, fraction trimmed of trailing zeros. */
 export function formatGoTime(d: Date): string {
@@ -146,13 +150,31 @@ export interface LoadResult {
  * malformed entries are skipped, and what came before a syntax error is kept.
  */
 export async function loadState(path: string, onBatch: (entries: StoredEntry[]) => void, stop: () => boolean = () => false): Promise<LoadResult> {
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await open(path, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { loaded: 0 };
     return { loaded: 0, problem: `${path} could not be read (${(err as Error).message}); starting with an empty schedule` };
   }
+  try {
+    return await loadFrom(async (buf, offset, length) => (await handle.read(buf, offset, length, null)).bytesRead, path, onBatch, stop, async () => {
+      await handle.close();
+      return setAside(path);
+    });
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/** `loadState` on any medium: `read` the stored bytes, `setAside` moves a damaged state away and says so. */
+export async function loadFrom(
+  read: ReadInto,
+  location: string,
+  onBatch: (entries: StoredEntry[]) => void,
+  stop: () => boolean,
+  setAside: () => Promise<string>,
+): Promise<LoadResult> {
   let loaded = 0;
   let skipped = 0;
   let stopped = false;
@@ -160,7 +182,7 @@ export async function loadState(path: string, onBatch: (entries: StoredEntry[]) 
   let batch: StoredEntry[] = [];
   try {
     await scanStream(
-      async (buf, offset, length) => (await handle.read(buf, offset, length, null)).bytesRead,
+      read,
       CHUNK,
       (m) => {
         const e = entryOf(m);
@@ -179,22 +201,20 @@ export async function loadState(path: string, onBatch: (entries: StoredEntry[]) 
     );
   } catch (err) {
     if (!(err instanceof StateSyntaxError)) {
-      await handle.close();
-      return { loaded, problem: `${path} could not be read (${(err as Error).message}); ${loaded} entries read before the error kept` };
+      return { loaded, problem: `${location} could not be read (${(err as Error).message}); ${loaded} entries read before the error kept` };
     }
     syntax = err;
   }
   loaded += batch.length;
   if (batch.length > 0) onBatch(batch);
-  await handle.close();
   if (stopped) return { loaded };
   if (syntax) {
     const what = syntax.message === 'empty' ? 'empty' : syntax.notObject ? 'not a JSON object' : `not valid JSON (${syntax.message})`;
     const kept = loaded > 0 ? `; the ${loaded} entries before the damage were kept` : '';
-    return { loaded, problem: `${path} was ${what}; ${await setAside(path)}${kept}` };
+    return { loaded, problem: `${location} was ${what}; ${await setAside()}${kept}` };
   }
   if (skipped === 0) return { loaded };
-  return { loaded, problem: `${skipped} malformed entr${skipped === 1 ? 'y' : 'ies'} in ${path} skipped; ${await setAside(path)}` };
+  return { loaded, problem: `${skipped} malformed entr${skipped === 1 ? 'y' : 'ies'} in ${location} skipped; ${await setAside()}` };
 }
 
 /** Reads the whole state into a map (small files: tests, journals); a damaged file is moved aside and reported as `problem`. */
@@ -206,9 +226,14 @@ export async function readState(path: string): Promise<{ entries: Map<string, En
   return { entries, problem };
 }
 
+/** `<path>.corrupt-<timestamp>-<id>`: where a damaged state is set aside. */
+export function asideName(path: string): string {
+  return `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+}
+
 /** Renames a damaged state file to `<path>.corrupt-<timestamp>`; says what happened. */
 async function setAside(path: string): Promise<string> {
-  const aside = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+  const aside = asideName(path);
   try {
     await rename(path, aside);
     return `moved to ${aside}`;
@@ -242,11 +267,55 @@ export interface MergeResult {
   readonly bytes: number;
 }
 
+/** Reads up to `length` bytes into `buf` at `offset`; 0 at the end. */
+export type ReadInto = (buf: Buffer, offset: number, length: number) => Promise<number>;
+
+/**
+ * The merge itself, on any medium: `base` (what is stored, or none) with `changes` applied,
+ * streamed to `write` in pieces of about 1 MiB; unchanged members are copied as they are. Throws
+ * `StateBaseError` when `base` is not a state file. `between` runs after each piece read (a
+ * medium merged on the event loop yields there).
+ */
+export async function mergeStreams(base: ReadInto | undefined, changes: Changes, write: (piece: Buffer) => Promise<void>, between?: () => Promise<void>): Promise<MergeResult> {
+  const out = new Output(write);
+  let entries = 0;
+  out.text('{');
+  if (base) {
+    try {
+      await scanStream(
+        base,
+        MERGE_CHUNK,
+        (m) => {
+          if (changes.has(m.key)) return;
+          if (entries++ > 0) out.text(',');
+          out.bytes(m.buf, m.start, m.end);
+        },
+        async () => {
+          await out.drain();
+          await between?.();
+        },
+      );
+    } catch (err) {
+      if (err instanceof StateSyntaxError) throw new StateBaseError(`the stored state is not a state file (${err.message})`);
+      throw err;
+    }
+  }
+  for (const [key, e] of changes) {
+    if (!e) continue;
+    if (entries++ > 0) out.text(',');
+    out.text(member(key, e.expiry, e.type));
+    await out.drain();
+  }
+  out.text('}');
+  await out.drain(true);
+  return { entries, bytes: out.written };
+}
+
 /**
  * Rewrites the state file as what it holds with `changes` applied (or, with `replace`, as the
- * changes alone), streaming: unchanged members are copied as they are, so the cost is a read and a
- * write of the file, never its parsed tree. Throws `StateBaseError` when the file there is not a
- * state file (it is left as it is).
+ * changes alone), streaming: the cost is a read and a write of the file, never its parsed tree. A
+ * temporary file, fsync'd, is renamed into place under the file's lock. Throws `StateBaseError`
+ * when the file there is not a state file (it is left as it is).
  */
 export async function mergeState(path: string, changes: Changes, opts: { replace?: boolean } = {}): Promise<MergeResult> {
   await mkdir(dirname(path), { recursive: true });
@@ -254,52 +323,31 @@ export async function mergeState(path: string, changes: Changes, opts: { replace
   const temp = `${path}.${randomUUID()}.tmp`;
   try {
     const handle = await open(temp, 'w');
-    const out = new Output(handle);
-    let entries = 0;
+    let result: MergeResult;
     try {
-      out.text('{');
+      let base;
       if (!opts.replace) {
-        let base;
         try {
           base = await open(path, 'r');
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         }
-        if (base) {
-          try {
-            const from = base;
-            await scanStream(
-              async (buf, offset, length) => (await from.read(buf, offset, length, null)).bytesRead,
-              MERGE_CHUNK,
-              (m) => {
-                if (changes.has(m.key)) return;
-                if (entries++ > 0) out.text(',');
-                out.bytes(m.buf, m.start, m.end);
-              },
-              () => out.drain(),
-            );
-          } catch (err) {
-            if (err instanceof StateSyntaxError) throw new StateBaseError(`${path} is not a state file (${err.message})`);
-            throw err;
-          } finally {
-            await base.close();
-          }
-        }
       }
-      for (const [key, e] of changes) {
-        if (!e) continue;
-        if (entries++ > 0) out.text(',');
-        out.text(member(key, e.expiry, e.type));
-        await out.drain();
+      try {
+        const from = base;
+        result = await mergeStreams(from && (async (buf, offset, length) => (await from.read(buf, offset, length, null)).bytesRead), changes, async (piece) => {
+          let off = 0;
+          while (off < piece.length) off += (await handle.write(piece, off)).bytesWritten;
+        });
+      } finally {
+        await base?.close();
       }
-      out.text('}');
-      await out.drain(true);
       await handle.sync();
     } finally {
       await handle.close();
     }
     await rename(temp, path);
-    return { entries, bytes: out.written };
+    return result;
   } catch (err) {
     await unlink(temp).catch(() => undefined);
     throw err;
@@ -314,7 +362,7 @@ class Output {
   private used = 0;
   written = 0;
 
-  constructor(private readonly handle: FileHandle) {}
+  constructor(private readonly write: (piece: Buffer) => Promise<void>) {}
 
   private room(n: number): void {
     if (this.used + n <= this.buf.length) return;
@@ -336,8 +384,8 @@ class Output {
   /** Writes what was gathered once there is enough of it (or anything, with `all`). */
   async drain(all = false): Promise<void> {
     if (this.used < MERGE_CHUNK && !(all && this.used > 0)) return;
-    let off = 0;
-    while (off < this.used) off += (await this.handle.write(this.buf, off, this.used - off)).bytesWritten;
+    // The piece is valid until `write` resolves (the buffer is reused).
+    await this.write(this.buf.subarray(0, this.used));
     this.written += this.used;
     this.used = 0;
   }
@@ -354,11 +402,9 @@ function lockState(path: string): Promise<() => Promise<void>> {
  */
 export async function writeJournal(dir: string, name: string, changes: Changes): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const lines: string[] = [];
-  for (const [k, e] of changes) lines.push(JSON.stringify({ k, e: e ? e.expiry : null, t: e?.type === 'manifest' ? 1 : 0 }));
   const temp = `${dir}/.${name}.${randomUUID().slice(0, 8)}.tmp`;
   try {
-    await writeFile(temp, `${lines.join('\n')}\n`);
+    await writeFile(temp, journalText(changes));
     await rename(temp, `${dir}/${name}.journal`);
   } catch (err) {
     await unlink(temp).catch(() => undefined);
@@ -385,22 +431,34 @@ export async function listJournals(dir: string): Promise<string[]> {
 }
 
 /** The changes in one journal; lines that do not parse are skipped (a journal is only ever renamed into place whole). */
-export async function readJournal(dir: string, name: string): Promise<Map<string, { expiry: number; type: EntryType } | null>> {
-  const changes = new Map<string, { expiry: number; type: EntryType } | null>();
+export async function readJournal(dir: string, name: string): Promise<Changes> {
   let text: string;
   try {
     text = await readFile(`${dir}/${name}`, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return changes;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
     throw err;
   }
+  return parseJournal(text);
+}
+
+/** A journal's text: one JSON line per change. */
+export function journalText(changes: Changes): string {
+  const lines: string[] = [];
+  for (const [k, e] of changes) lines.push(JSON.stringify({ k, e: e ? e.expiry : null, t: e?.type === 'manifest' ? 1 : 0, ...(e?.hit ? { h: 1 } : {}) }));
+  return `${lines.join('\n')}\n`;
+}
+
+/** The changes of a journal's text. */
+export function parseJournal(text: string): Changes {
+  const changes = new Map<string, { expiry: number; type: EntryType; hit?: boolean } | null>();
   for (const line of text.split('\n')) {
     if (!line) continue;
     try {
-      const j = JSON.parse(line) as { k?: unknown; e?: unknown; t?: unknown };
+      const j = JSON.parse(line) as { k?: unknown; e?: unknown; t?: unknown; h?: unknown };
       if (typeof j.k !== 'string' || !j.k.includes('@')) continue;
       if (j.e === null) changes.set(j.k, null);
-      else if (typeof j.e === 'number' && Number.isFinite(j.e)) changes.set(j.k, { expiry: j.e, type: j.t === 1 ? 'manifest' : 'blob' });
+      else if (typeof j.e === 'number' && Number.isFinite(j.e)) changes.set(j.k, { expiry: j.e, type: j.t === 1 ? 'manifest' : 'blob', ...(j.h === 1 ? { hit: true } : {}) });
     } catch {
       // Skipped.
     }

@@ -4,15 +4,20 @@
  */
 import type { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
-import { MirrorError } from '../errors.js';
+import { DigestMismatchError } from '../errors.js';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import type { FileWriter, StorageDriver } from './driver.js';
 import { PathNotFoundError } from './driver.js';
-import { blobDataPath, blobDir, blobsRoot } from './paths.js';
+import { blobDataPath, blobDir, blobsDir, blobsRoot, isBlobPrefix, isDigestAlgorithm } from './paths.js';
+import { spooledWrite, type SpooledWrite } from './spool.js';
 
 /** Content-addressed blob data. */
 export class BlobStore {
-  constructor(private readonly driver: StorageDriver) {}
+  constructor(
+    private readonly driver: StorageDriver,
+    /** `storage.redirect.disable` decided once: false streams every blob through the registry. */
+    private readonly options: { readonly redirect?: boolean } = {},
+  ) {}
 
   /** The size of the blob's data, or undefined when it is not stored. */
   async stat(digest: Digest): Promise<{ size: number } | undefined> {
@@ -30,26 +35,40 @@ export class BlobStore {
     return this.driver.reader(blobDataPath(digest), range);
   }
 
-  /** A handle for positional reads of the blob's data, when the driver offers one. */
+  /** A handle for positional reads of the blob's data, when the driver stores files locally. */
   openFile(digest: Digest): Promise<FileHandle> | undefined {
-    return this.driver.openFile?.(blobDataPath(digest));
+    return this.driver.local?.openFile(blobDataPath(digest));
+  }
+
+  /**
+   * A URL where a client fetches the blob itself (`GET`, `HEAD`), when redirects are on and the
+   * driver hands out such URLs (S3: presigned); undefined otherwise, without any I/O.
+   */
+  async redirectURL(method: string, digest: Digest): Promise<string | undefined> {
+    if (!this.options.redirect) return undefined;
+    return this.driver.redirectURL(method, blobDataPath(digest));
+  }
+
+  /** Starts writing the blob's data, readable back while it is written; committed by `commit`. */
+  writer(digest: Digest): Promise<SpooledWrite> {
+    return spooledWrite(this.driver, blobDataPath(digest));
   }
 
   /** Stores `content` after checking that it hashes to `digest`. */
   async put(digest: Digest, content: Buffer): Promise<void> {
     const actual = digestOf(content, digest.algorithm);
-    if (actual !== digest.value) throw new MirrorError('ERR_DIGEST_MISMATCH', `content hashes to ${actual}, not ${digest.value}`);
+    if (actual !== digest.value) throw new DigestMismatchError(`content hashes to ${actual}, not ${digest.value}`);
     if (await this.stat(digest)) return;
     await this.driver.putContent(blobDataPath(digest), content);
   }
 
-  /** Moves a verified temporary file into place (the caller hashed it while writing). */
+  /** Commits a verified write of `writer(digest)` (the caller hashed it while writing). */
   async commit(writer: FileWriter, digest: Digest): Promise<void> {
     if (await this.stat(digest)) {
       await writer.cancel();
       return;
     }
-    await writer.commit(blobDataPath(digest));
+    await writer.commit();
   }
 
   /** Deletes the blob's directory. */
@@ -60,9 +79,10 @@ export class BlobStore {
   /** Every stored blob (walks `blobs/<alg>/<xx>/<hex>/data`). */
   async list(): Promise<Digest[]> {
     const found: Digest[] = [];
-    for (const algorithm of await listOrEmpty(this.driver, blobsRoot())) {
-      for (const prefix of await listOrEmpty(this.driver, `${blobsRoot()}/${algorithm}`)) {
-        for (const hex of await listOrEmpty(this.driver, `${blobsRoot()}/${algorithm}/${prefix}`)) {
+    // Entries of other names hold no blob of the layout.
+    for (const algorithm of (await listOrEmpty(this.driver, blobsRoot())).filter(isDigestAlgorithm)) {
+      for (const prefix of (await listOrEmpty(this.driver, blobsDir(algorithm))).filter(isBlobPrefix)) {
+        for (const hex of await listOrEmpty(this.driver, blobsDir(algorithm, prefix))) {
           const d = parseDigest(`${algorithm}:${hex}`);
           if (d && hex.startsWith(prefix) && (await this.stat(d))) found.push(d);
         }

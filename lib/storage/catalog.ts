@@ -10,7 +10,7 @@
  */
 import type { StorageDriver } from './driver.js';
 import { listOrEmpty } from './blob-store.js';
-import { repositoriesRoot } from './paths.js';
+import { MANIFESTS_ENTRY, RESERVED_PREFIX, repositoriesRoot } from './paths.js';
 import { isValidName } from '../distribution/reference.js';
 
 /** Directory listings read ahead per directory. */
@@ -59,13 +59,13 @@ export async function listRepositories(driver: StorageDriver, page: CatalogPage)
   const root = repositoriesRoot();
   const last = page.last === undefined ? undefined : pathKey(page.last);
   const walk = async (prefix: string, entries: string[]): Promise<boolean> => {
-    if (prefix && entries.includes('_manifests') && isValidName(prefix) && (last === undefined || pathKey(prefix) > last)) {
+    if (prefix && entries.includes(MANIFESTS_ENTRY) && isValidName(prefix) && (last === undefined || pathKey(prefix) > last)) {
       found.push(prefix);
       if (found.length >= limit) return false;
     }
     const children: string[] = [];
     for (const entry of entries.sort()) {
-      if (entry.startsWith('_')) continue;
+      if (entry.startsWith(RESERVED_PREFIX)) continue;
       const child = prefix ? `${prefix}/${entry}` : entry;
       // Skip subtrees that sort entirely before `last`: every name in them starts with `child/`.
       if (last !== undefined) {

@@ -1,36 +1,65 @@
 /**
- * The storage driver contract, after distribution's `storagedriver.StorageDriver`. Paths are
- * logical, absolute and slash-separated (`/docker/registry/v2/...`), always built by `paths.ts` from
- * validated values; a driver maps them onto its medium.
+ * The storage driver contract, after distribution's `storagedriver.StorageDriver`: what an object
+ * store can honour. Paths are logical, absolute and slash-separated (`/docker/registry/v2/...`),
+ * always built by `paths.ts` from validated values; a driver maps them onto its medium (files under
+ * a root directory, keys under a bucket's root prefix). Nothing above `lib/storage/` sees where the
+ * bytes live: local files are reached only through the optional capabilities at the end.
  */
 import type { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
-import { MirrorError } from '../errors.js';
+import { InvalidPathError, MirrorError } from '../errors.js';
 
-/** What `stat` reports of a path. */
+/** What `stat` reports of a path. Directories exist only as prefixes of files on object stores. */
 export interface FileInfo {
   readonly path: string;
   readonly size: number;
+  /** The last write (for a directory on an object store: the epoch, it has none). */
   readonly modTime: Date;
   readonly isDir: boolean;
 }
 
-/** A write in progress to a temporary location, committed by `commit` (an atomic rename). */
-export interface FileWriter {
-  /** Appends bytes; resolves when the bytes are accepted (honours backpressure). */
-  write(chunk: Buffer): Promise<void>;
-  /** Bytes written so far. */
-  readonly size: number;
-  /** A local file path that readers may open to follow the write as it grows (filesystem only). */
-  readonly tempPath: string;
-  /** Flushes and atomically moves the data to `path`; replaces any file there. */
-  commit(path: string): Promise<void>;
-  /** Discards the temporary data. Safe to call more than once and after commit. */
-  cancel(): Promise<void>;
+/** Bytes `[start, end]` of a file (inclusive, as HTTP ranges); `end` defaults to the last byte. */
+export interface ByteRange {
+  readonly start: number;
+  readonly end?: number;
 }
+
+/**
+ * A write to `path`, started by `StorageDriver.writer`. Nothing of a new write is visible at `path`
+ * before `commit`; an append writer resumes a write that an earlier writer `close`d (a hosted
+ * upload between its PATCH requests), which may already be visible (filesystem: appended in place,
+ * as distribution) or not (S3: parts of a pending multipart upload).
+ */
+export interface FileWriter {
+  /** Appends bytes; resolves when they are accepted (honours backpressure). */
+  write(chunk: Buffer): Promise<void>;
+  /** Bytes written so far, by this writer and the ones it resumes. */
+  readonly size: number;
+  /** Ends this writer and keeps what was written for a later `writer(path, { append: true })`. */
+  close(): Promise<void>;
+  /** Makes everything written visible at `path`, replacing any file there. */
+  commit(): Promise<void>;
+  /** Discards what was written (also what earlier writers of an append chain left). Idempotent. */
+  cancel(): Promise<void>;
+  /**
+   * Capability: positional reads of the bytes written so far, for followers of a write in progress
+   * (filesystem: its temporary file). Drivers without it get a local spool (`spool.ts`).
+   */
+  readBack?(): Promise<PositionalReader>;
+}
+
+/** Positional reads of a local file; stays readable after the file is renamed or removed, until `close`. */
+export interface PositionalReader {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** What a walk callback answers: nothing to go on, `skip` to leave out a directory's contents, `stop` to end the walk. */
+export type WalkStep = void | 'skip' | 'stop';
 
 /** A storage backend. */
 export interface StorageDriver {
+  /** distribution's driver name (`filesystem`, `s3aws`): health check names use it. */
   readonly name: string;
   /** File or directory info, or undefined when nothing is at `path`. */
   stat(path: string): Promise<FileInfo | undefined>;
@@ -38,16 +67,43 @@ export interface StorageDriver {
   getContent(path: string): Promise<Buffer>;
   /** Writes a whole (small) file atomically: readers see the old content or the new, never a part. */
   putContent(path: string, content: Buffer | string): Promise<void>;
-  /** Streams `[start, end]` (inclusive, as HTTP ranges) of a file; throws `PathNotFoundError`. */
-  reader(path: string, range?: { start: number; end: number }): Promise<Readable>;
-  /** A handle for positional reads of a stored file (local media only); throws `PathNotFoundError`. */
-  openFile?(path: string): Promise<FileHandle>;
-  /** Starts a write to a temporary file on the same medium. */
-  writer(): Promise<FileWriter>;
+  /** Streams a file from `range.start` (default 0) to `range.end`; throws `PathNotFoundError`. */
+  reader(path: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Starts a write to `path` (see `FileWriter`). With `append`, resumes the write an earlier writer
+   * closed; throws `PathNotFoundError` when there is none.
+   */
+  writer(path: string, options?: { append?: boolean }): Promise<FileWriter>;
   /** The names (not paths) of the entries of a directory; throws `PathNotFoundError`. */
   list(path: string): Promise<string[]>;
+  /** Moves a file to `to`, replacing what is there; throws `PathNotFoundError`. */
+  move(from: string, to: string): Promise<void>;
   /** Removes a file or a directory tree; a missing path is not an error. */
   delete(path: string): Promise<void>;
+  /**
+   * Visits every file and directory below `path` in lexical order of path, directories before their
+   * contents. A missing `path` visits nothing.
+   */
+  walk(path: string, visit: (info: FileInfo) => WalkStep | Promise<WalkStep>): Promise<void>;
+  /**
+   * A URL from which a client may fetch the file itself (`GET` or `HEAD`), or undefined when the
+   * driver cannot hand out one (filesystem): the registry then serves the bytes.
+   */
+  redirectURL(method: string, path: string): Promise<string | undefined>;
+  /** Rejects with the reason when the storage cannot be used (distribution's `storagedriver` health check). */
+  healthCheck(): Promise<void>;
+  /** Capability: positional reads of stored files on a local medium (the hot path's reused-buffer sender). */
+  readonly local?: LocalFiles;
+  /** Capability: the size and free space of the medium (the cache page). */
+  diskUsage?(): Promise<{ readonly totalBytes: number; readonly freeBytes: number } | undefined>;
+  /** Capability: removes what dead processes left (temporary files, S3: stale multipart uploads of blobs); returns how many. */
+  cleanup?(): Promise<number>;
+}
+
+/** Stored files on a local medium. */
+export interface LocalFiles {
+  /** A handle for positional reads of a stored file; throws `PathNotFoundError`. */
+  openFile(path: string): Promise<FileHandle>;
 }
 
 /** Raised when a path does not exist. */
@@ -57,4 +113,20 @@ export class PathNotFoundError extends MirrorError {
     super('ERR_PATH_NOT_FOUND', `path not found: ${path}`, { cause });
     this.path = path;
   }
+}
+
+/** A storage operation the medium cannot perform as asked (an append to a committed object, a refused delete). */
+export class StorageOperationError extends MirrorError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_STORAGE_OPERATION', message, options);
+  }
+}
+
+/** distribution's `PathRegexp`, without `.` and `..` components. */
+const PATH = /^(\/[A-Za-z0-9._-]+)+$/;
+
+/** Checks a logical path (`/` is the root); returns it. */
+export function checkPath(path: string): string {
+  if (path !== '/' && (!PATH.test(path) || path.split('/').some((s) => s === '.' || s === '..'))) throw new InvalidPathError(`invalid storage path: ${JSON.stringify(path)}`);
+  return path;
 }

@@ -1,19 +1,20 @@
 /**
- * The filesystem storage driver (`storage.filesystem.rootdirectory`). Whole-file writes and blob
+ * The filesystem storage driver (`storage.filesystem.rootdirectory`). Whole-file writes and new
  * writes go to a temporary directory of this process, `<root>/.tmp/<host>-<pid>-<id>/`, and are
- * renamed into place, so a reader or a crash never sees a partial file. Several processes (replicas
- * on a shared volume) each have their own; at start-up those of dead processes are removed.
+ * renamed into place at commit, so a reader or a crash never sees a partial file. Append writers
+ * (hosted uploads) append in place, as distribution's driver, so that registry:2 resumes them.
+ * Several processes (replicas on a shared volume) each have their own temporary directory; at
+ * start-up those of dead processes are removed.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { MirrorError } from '../errors.js';
-import { PathNotFoundError, type FileInfo, type FileWriter, type StorageDriver } from './driver.js';
+import { checkPath, PathNotFoundError, type ByteRange, type FileInfo, type FileWriter, type LocalFiles, type PositionalReader, type StorageDriver, type WalkStep } from './driver.js';
+import { TEMP_ROOT } from './paths.js';
 
-const TMP = '.tmp';
 /** A temporary directory of another host, with no sign of life for this long, is an orphan. */
 const FOREIGN_ORPHAN_MS = 10 * 60_000;
 
@@ -24,25 +25,24 @@ export class FilesystemDriver implements StorageDriver {
   /** This process's temporary directory (absolute). */
   readonly tempDir: string;
   private readonly instance: string;
+  readonly local: LocalFiles = { openFile: (path) => this.openFile(path) };
 
   constructor(rootDirectory: string) {
-    this.root = resolve(rootDirectory);
+    // `/` as the root is kept as '' so that paths join with one slash.
+    this.root = resolve(rootDirectory).replace(/\/+$/, '');
     // The host name and pid let another process on the same host tell at once whether we live.
     this.instance = `${safeHost()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-    this.tempDir = `${this.root}/${TMP}/${this.instance}`;
+    this.tempDir = `${this.root}${TEMP_ROOT}/${this.instance}`;
   }
 
   /** The real path of a logical path; refuses anything that could leave the root. */
-  localPath(path: string): string {
-    if (!path.startsWith('/') || path.includes('\0') || path.split('/').some((s) => s === '..' || s === '.')) {
-      throw new MirrorError('ERR_INVALID_PATH_COMPONENT', `invalid storage path: ${JSON.stringify(path)}`);
-    }
-    return this.root + path;
+  private full(path: string): string {
+    return this.root + (checkPath(path) === '/' ? '' : path);
   }
 
   async stat(path: string): Promise<FileInfo | undefined> {
     try {
-      const s = await stat(this.localPath(path));
+      const s = await stat(this.full(path));
       return { path, size: s.size, modTime: s.mtime, isDir: s.isDirectory() };
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -52,7 +52,7 @@ export class FilesystemDriver implements StorageDriver {
 
   async getContent(path: string): Promise<Buffer> {
     try {
-      return await readFile(this.localPath(path));
+      return await readFile(this.full(path));
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(path, err);
       throw err;
@@ -60,88 +60,117 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   async putContent(path: string, content: Buffer | string): Promise<void> {
-    const w = await this.writer();
+    const w = await this.writer(path);
     try {
       await w.write(typeof content === 'string' ? Buffer.from(content) : content);
-      await w.commit(path);
+      await w.commit();
     } catch (err) {
       await w.cancel();
       throw err;
     }
   }
 
-  async openFile(path: string): Promise<FileHandle> {
+  private async openFile(path: string): Promise<FileHandle> {
     try {
-      return await open(this.localPath(path), 'r');
+      return await open(this.full(path), 'r');
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(path, err);
       throw err;
     }
   }
 
-  async reader(path: string, range?: { start: number; end: number }): Promise<Readable> {
-    let fd;
-    try {
-      // Open first so that a missing file rejects here, not later on the stream.
-      fd = await open(this.localPath(path), 'r');
-    } catch (err) {
-      if (isNotFound(err)) throw new PathNotFoundError(path, err);
-      throw err;
-    }
+  async reader(path: string, range?: ByteRange): Promise<Readable> {
+    // Open first so that a missing file rejects here, not later on the stream.
+    const fd = await this.openFile(path);
     return createReadStream('', { fd, start: range?.start, end: range?.end, highWaterMark: 1024 * 1024 });
   }
 
-  async writer(): Promise<FileWriter> {
-    const dir = this.tempDir;
-    await mkdir(dir, { recursive: true });
-    const tempPath = `${dir}/${randomUUID()}`;
+  async writer(path: string, options: { append?: boolean } = {}): Promise<FileWriter> {
+    const target = this.full(path);
+    if (options.append) {
+      const handle = await open(target, 'r+').catch((err: unknown) => {
+        throw isNotFound(err) ? new PathNotFoundError(path, err) : err;
+      });
+      return fileWriter(handle, (await handle.stat()).size, {
+        close: async () => undefined,
+        commit: async () => undefined,
+        discard: () => rm(target, { force: true }),
+      });
+    }
+    await mkdir(this.tempDir, { recursive: true });
+    const tempPath = `${this.tempDir}/${randomUUID()}`;
     // The file exists once `writer()` resolves, so followers may open it at once.
     const handle = await open(tempPath, 'wx');
-    let size = 0;
-    let closed = false;
-    const close = async (): Promise<void> => {
-      if (closed) return;
-      closed = true;
-      await handle.close();
+    const place = async (): Promise<void> => {
+      await mkdir(dirname(target), { recursive: true });
+      await rename(tempPath, target);
     };
-    return {
-      tempPath,
-      get size() {
-        return size;
-      },
-      write: async (chunk: Buffer) => {
-        let offset = 0;
-        while (offset < chunk.length) {
-          const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-          offset += bytesWritten;
-        }
-        size += chunk.length;
-      },
-      commit: async (path: string) => {
-        const target = this.localPath(path);
-        await handle.sync();
-        await close();
-        await mkdir(dirname(target), { recursive: true });
-        await rename(tempPath, target);
-      },
-      cancel: async () => {
-        await close().catch(() => undefined);
-        await rm(tempPath, { force: true });
-      },
-    };
+    return fileWriter(handle, 0, { close: place, commit: place, discard: () => rm(tempPath, { force: true }), readBack: () => openReader(tempPath) });
   }
 
   async list(path: string): Promise<string[]> {
     try {
-      return await readdir(this.localPath(path));
+      return await readdir(this.full(path));
     } catch (err) {
       if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new PathNotFoundError(path, err);
       throw err;
     }
   }
 
+  async move(from: string, to: string): Promise<void> {
+    const target = this.full(to);
+    await mkdir(dirname(target), { recursive: true });
+    await rename(this.full(from), target).catch((err: unknown) => {
+      throw isNotFound(err) ? new PathNotFoundError(from, err) : err;
+    });
+  }
+
   async delete(path: string): Promise<void> {
-    await rm(this.localPath(path), { recursive: true, force: true });
+    await rm(this.full(path), { recursive: true, force: true });
+  }
+
+  async walk(path: string, visit: (info: FileInfo) => WalkStep | Promise<WalkStep>): Promise<void> {
+    const walkDir = async (dir: string): Promise<boolean> => {
+      const names = (await this.list(dir).catch((err: unknown) => (err instanceof PathNotFoundError ? [] : Promise.reject(err)))).sort();
+      for (const name of names) {
+        const child = dir === '/' ? `/${name}` : `${dir}/${name}`;
+        const info = await this.stat(child);
+        if (!info) continue;
+        const step = await visit(info);
+        if (step === 'stop') return false;
+        if (info.isDir && step !== 'skip' && !(await walkDir(child))) return false;
+      }
+      return true;
+    };
+    await walkDir(checkPath(path));
+  }
+
+  async redirectURL(): Promise<undefined> {
+    return undefined;
+  }
+
+  /**
+   * The root accepts a write (distribution only stats `/`; a write also catches a read-only or
+   * full volume, which is what stops a cache from working).
+   */
+  async healthCheck(): Promise<void> {
+    const dir = this.root + TEMP_ROOT;
+    // Not recursive: Node reports a recursive mkdir on a read-only volume as ENOENT, hiding EROFS.
+    await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    const probe = `${dir}/health-${randomUUID()}`;
+    try {
+      const handle = await open(probe, 'wx');
+      await handle.writeFile('ok').finally(() => handle.close());
+    } finally {
+      await rm(probe, { force: true }).catch(() => undefined);
+    }
+  }
+
+  async diskUsage(): Promise<{ totalBytes: number; freeBytes: number } | undefined> {
+    const fs = await statfs(this.root || '/').catch(() => undefined);
+    return fs && { totalBytes: fs.blocks * fs.bsize, freeBytes: fs.bavail * fs.bsize };
   }
 
   /**
@@ -151,8 +180,8 @@ export class FilesystemDriver implements StorageDriver {
    * keeps writing while it fetches).
    * Loose files are from older versions.
    */
-  async cleanTemporaryFiles(): Promise<number> {
-    const dir = `${this.root}/${TMP}`;
+  async cleanup(): Promise<number> {
+    const dir = this.root + TEMP_ROOT;
     let names: string[];
     try {
       names = await readdir(dir);
@@ -180,6 +209,71 @@ export class FilesystemDriver implements StorageDriver {
     const times = await Promise.all([path, ...files.map((f) => `${path}/${f}`)].map((p) => stat(p).then((i) => i.mtimeMs, () => 0)));
     return Date.now() - Math.max(...times) > FOREIGN_ORPHAN_MS;
   }
+}
+
+/** What finishing a file writer does with its file. */
+interface Finish {
+  /** After the data is synced and the handle closed, on `close`. */
+  close(): Promise<void>;
+  /** The same, on `commit`. */
+  commit(): Promise<void>;
+  /** On `cancel`, after the handle is closed. */
+  discard(): Promise<void>;
+  readBack?(): Promise<PositionalReader>;
+}
+
+/** A writer appending to an open file from `size` on. */
+function fileWriter(handle: FileHandle, initialSize: number, finish: Finish): FileWriter {
+  let size = initialSize;
+  let closed = false;
+  let wrote = false;
+  const closeHandle = async (sync: boolean): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    try {
+      // Nothing written by this writer (an upload's status): nothing to make durable.
+      if (sync && wrote) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  };
+  return {
+    get size() {
+      return size;
+    },
+    write: async (chunk: Buffer) => {
+      let offset = 0;
+      while (offset < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset, size + offset);
+        offset += bytesWritten;
+      }
+      size += chunk.length;
+      wrote = true;
+    },
+    close: async () => {
+      await closeHandle(true);
+      await finish.close();
+    },
+    commit: async () => {
+      await closeHandle(true);
+      await finish.commit();
+    },
+    cancel: async () => {
+      await closeHandle(false).catch(() => undefined);
+      await finish.discard();
+    },
+    readBack: finish.readBack,
+  };
+}
+
+async function openReader(path: string): Promise<PositionalReader> {
+  // Opened while the file is still at `path`; reads keep working through the rename at commit and
+  // through the unlink of a cancelled write.
+  const handle = await open(path, 'r');
+  return {
+    read: async (buffer, offset, length, position) => (await handle.read(buffer, offset, length, position)).bytesRead,
+    close: () => handle.close().catch(() => undefined),
+  };
 }
 
 /** The host name, made safe for a file name. */

@@ -7,7 +7,8 @@
  */
 import type { Config } from '../config/types.js';
 import { parseDigest, type Digest } from '../distribution/digest.js';
-import { FilesystemDriver } from './filesystem.js';
+import { references, tryParseManifest, type ParsedManifest } from '../distribution/manifest.js';
+import { createDriver } from './factory.js';
 import { BlobStore, listOrEmpty } from './blob-store.js';
 import { RepositoryStore } from './repository-store.js';
 import { forEachInOrder, listRepositories } from './catalog.js';
@@ -34,7 +35,7 @@ export interface GcSummary {
 
 /** Runs a collection on the storage `config` names. */
 export async function garbageCollect(config: Config, opts: GcOptions): Promise<GcSummary> {
-  return collect(new FilesystemDriver(config.storage.filesystem.rootdirectory), opts);
+  return collect(createDriver(config.storage), opts);
 }
 
 /** Repositories and manifests read at once (the output keeps the walk's order). */
@@ -67,7 +68,7 @@ async function markRepository(driver: StorageDriver, blobs: BlobStore, name: str
       if (!payload) return;
       lines.push(`${name}: marking manifest ${digest.value}`);
       marked.push(digest.value);
-      for (const ref of references(payload)) {
+      for (const { digest: ref } of references(payload)) {
         lines.push(`${name}: marking blob ${ref.value}`);
         marked.push(ref.value);
       }
@@ -188,42 +189,15 @@ async function reachableFromTags(repo: RepositoryStore, blobs: BlobStore, revisi
     if (kept.has(d.value) || !present.has(d.value)) continue;
     kept.add(d.value);
     const payload = await readManifest(blobs, d);
-    if (payload) queue.push(...children(payload));
+    if (payload) queue.push(...payload.refs.manifests.map((c) => c.digest));
   }
   return kept;
 }
 
-async function readManifest(blobs: BlobStore, digest: Digest): Promise<Record<string, unknown> | undefined> {
+async function readManifest(blobs: BlobStore, digest: Digest): Promise<ParsedManifest | undefined> {
   try {
-    const parsed: unknown = JSON.parse((await blobs.get(digest)).toString('utf8'));
-    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+    return tryParseManifest(await blobs.get(digest));
   } catch {
     return undefined;
   }
-}
-
-function descriptors(value: unknown): Digest[] {
-  if (!Array.isArray(value)) return [];
-  return value.flatMap((entry: unknown) => {
-    const d = entry && typeof entry === 'object' ? parseDigest(String((entry as { digest?: unknown }).digest)) : undefined;
-    return d ? [d] : [];
-  });
-}
-
-/** The child manifests of an index. */
-function children(manifest: Record<string, unknown>): Digest[] {
-  return descriptors(manifest.manifests);
-}
-
-/** Everything a manifest references: config, layers, child manifests, subject, schema 1 fsLayers. */
-function references(manifest: Record<string, unknown>): Digest[] {
-  const refs = [...descriptors(manifest.layers), ...descriptors(manifest.manifests), ...descriptors(manifest.blobs)];
-  for (const single of [manifest.config, manifest.subject]) refs.push(...descriptors(single ? [single] : []));
-  if (Array.isArray(manifest.fsLayers)) {
-    for (const l of manifest.fsLayers as Array<{ blobSum?: unknown }>) {
-      const d = parseDigest(String(l?.blobSum));
-      if (d) refs.push(d);
-    }
-  }
-  return refs;
 }

@@ -11,6 +11,7 @@ import {
   layerLinkPath,
   layersDir,
   manifestRevisionLinkPath,
+  manifestsDir,
   repositoryDir,
   revisionsDir,
   tagCurrentLinkPath,
@@ -38,7 +39,7 @@ export class RepositoryStore {
     await this.driver.delete(parent(layerLinkPath(this.name, d)));
   }
   listLayers(): Promise<Digest[]> {
-    return this.listLinked((alg) => layersDir(this.name, alg));
+    return this.listLinked((alg) => layersDir(this.name, alg), (d) => layerLinkPath(this.name, d));
   }
 
   hasRevision(d: Digest): Promise<boolean> {
@@ -51,7 +52,7 @@ export class RepositoryStore {
     await this.driver.delete(parent(manifestRevisionLinkPath(this.name, d)));
   }
   listRevisions(): Promise<Digest[]> {
-    return this.listLinked((alg) => revisionsDir(this.name, alg));
+    return this.listLinked((alg) => revisionsDir(this.name, alg), (d) => manifestRevisionLinkPath(this.name, d));
   }
   /** When the revision link was written (the first pull of the manifest here); undefined without one. */
   async linkedAt(d: Digest): Promise<Date | undefined> {
@@ -102,7 +103,7 @@ export class RepositoryStore {
 
   /** True when the repository has any manifest links. */
   async exists(): Promise<boolean> {
-    return (await this.driver.stat(`${repositoryDir(this.name)}/_manifests`)) !== undefined;
+    return (await this.driver.stat(manifestsDir(this.name))) !== undefined;
   }
 
   async delete(): Promise<void> {
@@ -123,12 +124,12 @@ export class RepositoryStore {
     }
   }
 
-  private async listLinked(dirFor: (alg: string) => string): Promise<Digest[]> {
+  private async listLinked(dirFor: (alg: string) => string, linkOf: (d: Digest) => string): Promise<Digest[]> {
     const found: Digest[] = [];
     for (const alg of ['sha256', 'sha384', 'sha512']) {
       for (const hex of await listOrEmpty(this.driver, dirFor(alg))) {
         const d = parseDigest(`${alg}:${hex}`);
-        if (d && (await this.readLink(`${dirFor(alg)}/${hex}/link`))?.value === d.value) found.push(d);
+        if (d && (await this.readLink(linkOf(d)))?.value === d.value) found.push(d);
       }
     }
     return found;

@@ -8,6 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
+import { lockPath } from './paths.js';
 
 /** Releases a held lock. */
 export type Release = () => Promise<void>;
@@ -23,7 +24,7 @@ export class SharedLocks {
   ) {}
 
   private path(key: string): string {
-    return `${this.root}/.locks/${key}`;
+    return this.root + lockPath(key);
   }
 
   /**
@@ -51,17 +52,6 @@ export class SharedLocks {
       // (taking over a stale one); it holds the lock, or the next try will tell.
       if (code === 'ELOCKED' || code === 'ENOENT' || code === 'EEXIST' || code === 'ENOTEMPTY') return undefined;
       throw err;
-    }
-  }
-
-  /** Takes the lock `key`, waiting for it up to `timeoutMs`. */
-  async acquire(key: string, timeoutMs: number): Promise<Release> {
-    const deadline = Date.now() + timeoutMs;
-    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
-      const release = await this.tryAcquire(key);
-      if (release) return release;
-      if (Date.now() > deadline) throw new Error(`lock ${key} still held after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, wait));
     }
   }
 

@@ -6,11 +6,12 @@ import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { formatBytes } from '../config/size.js';
 import { createLogger } from '../log/logger.js';
 import { createServices } from '../registry-services.js';
-import { MirrorError } from '../errors.js';
+import { UnsupportedConfigError, UsageError } from '../errors.js';
 import { progressFor, type ProgressStream } from './progress.js';
 import { parsePlatform, referencesIn, type Platform } from './references.js';
 import { warmAll } from './warm.js';
 
+/** The help text of `registry warm`. */
 export const WARM_USAGE = `Usage:
   registry warm <config> [flags] <image>...
 
@@ -40,13 +41,13 @@ export async function warmCommand(args: string[], env: NodeJS.ProcessEnv, stream
   }
   const { positional, file, platform, concurrency } = parseArgs(args);
   const [configArg, ...images] = positional;
-  if (!configArg) throw new MirrorError('ERR_USAGE', `a configuration file is required\n${WARM_USAGE}`);
+  if (!configArg) throw new UsageError(`a configuration file is required\n${WARM_USAGE}`);
   const refs = [...images, ...(file ? referencesIn(await readFile(file, 'utf8')) : [])];
-  if (refs.length === 0) throw new MirrorError('ERR_USAGE', `no image to warm\n${WARM_USAGE}`);
+  if (refs.length === 0) throw new UsageError(`no image to warm\n${WARM_USAGE}`);
   const { config, warnings } = loadConfig({ path: resolveConfigPath(configArg, env), env });
   const logger = createLogger({ ...config.log, level: config.log.level === 'debug' ? 'debug' : 'warn' }, streams.err);
   for (const w of warnings) logger.warn(w);
-  if (!config.proxy) throw new MirrorError('ERR_CONFIG_UNSUPPORTED', 'proxy.remoteurl is required to warm a cache');
+  if (!config.proxy) throw new UnsupportedConfigError('proxy.remoteurl is required to warm a cache');
 
   // The registry's services as `serve` builds them, without a listener: the same stores, upstream
   // clients, cache events and expiry schedule as a pull.
@@ -83,18 +84,18 @@ function parseArgs(args: string[]): { positional: string[]; file?: string; platf
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     const value = (): string => {
       const v = inline ?? args[++i];
-      if (v === undefined) throw new MirrorError('ERR_USAGE', `${flag} needs a value\n${WARM_USAGE}`);
+      if (v === undefined) throw new UsageError(`${flag} needs a value\n${WARM_USAGE}`);
       return v;
     };
     if (flag === '-f' || flag === '--file') file = value();
     else if (flag === '-p' || flag === '--platform') {
       const text = value();
       platform = parsePlatform(text);
-      if (!platform) throw new MirrorError('ERR_USAGE', `--platform ${text}: expected os/architecture[/variant], like linux/arm64`);
+      if (!platform) throw new UsageError(`--platform ${text}: expected os/architecture[/variant], like linux/arm64`);
     } else if (flag === '-c' || flag === '--concurrency') {
       concurrency = Number(value());
-      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new MirrorError('ERR_USAGE', '--concurrency: a number from 1 to 64');
-    } else if (a.startsWith('-')) throw new MirrorError('ERR_USAGE', `unknown flag ${a}\n${WARM_USAGE}`);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError('--concurrency: a number from 1 to 64');
+    } else if (a.startsWith('-')) throw new UsageError(`unknown flag ${a}\n${WARM_USAGE}`);
     else positional.push(a);
   }
   return { positional, file, platform, concurrency };

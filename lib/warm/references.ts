@@ -5,6 +5,7 @@
 import { parseDigest, type Digest } from '../distribution/digest.js';
 import { parseImageReference } from '../distribution/reference.js';
 import { registryHostOf } from '../distribution/registry-host.js';
+import { MirrorError } from '../errors.js';
 import type { NamespaceRouter } from '../proxy/namespace-router.js';
 import type { ProxyNamespace } from '../proxy/namespace.js';
 
@@ -27,14 +28,19 @@ export interface WarmReference {
 }
 
 /** A reference that cannot be warmed, with the reason. */
-export class BadReferenceError extends Error {}
+export class BadReferenceError extends MirrorError {
+  constructor(message: string) {
+    super('ERR_BAD_REFERENCE', message);
+  }
+}
 
 /**
  * Resolves `busybox`, `library/busybox:1.36`, `docker.io/library/alpine:3.19`,
  * `ghcr.io/org/app@sha256:...`: no host or a Docker Hub host is `docker.io`; any other host must be
- * served by this mirror (`proxy.remoteurl`'s own host or one of `proxy.upstreams`).
+ * served by this mirror (`proxy.remoteurl`'s own host or one of `proxy.upstreams`), and the name
+ * it is stored under must not be hosted (`proxy.hosted`: pushed to, never pulled from an upstream).
  */
-export function resolveReference(text: string, router: NamespaceRouter): WarmReference {
+export function resolveReference(text: string, router: NamespaceRouter, isHosted: (storedName: string) => boolean): WarmReference {
   const ref = parseImageReference(text);
   if (!ref) throw new BadReferenceError('not a valid image reference (like busybox, library/busybox:1.36 or ghcr.io/org/app@sha256:...)');
   // `index.docker.io`, `registry-1.docker.io`: Docker Hub too.
@@ -47,7 +53,10 @@ export function resolveReference(text: string, router: NamespaceRouter): WarmRef
     if (!digest) throw new BadReferenceError(`unsupported digest ${ref.digest} (sha256, sha384 or sha512)`);
     target = { digest };
   }
-  return { text, namespace, name: namespace.upstreamName(ref.name), target };
+  const name = namespace.upstreamName(ref.name);
+  const stored = namespace.storedName(name);
+  if (isHosted(stored)) throw new BadReferenceError(`${stored} is a hosted repository (proxy.hosted): it is pushed to, not fetched from an upstream`);
+  return { text, namespace, name, target };
 }
 
 /** The references in a file's text: one per line, blank lines and `#` comments ignored. */

@@ -5,17 +5,18 @@
  * every child manifest is fetched, or only the chosen platform's; then each image's config and
  * layers, a few blobs at a time.
  */
-import { parseDigest, type Digest } from '../distribution/digest.js';
+import type { Digest } from '../distribution/digest.js';
+import { tryParseManifest, type DescriptorPlatform, type ParsedManifest } from '../distribution/manifest.js';
 import { MediaType, isIndexType } from '../distribution/mediatypes.js';
 import { formatBytes } from '../config/size.js';
-import type { Manifest } from '../proxy/proxy-manifest-store.js';
+import type { Manifest } from '../stores.js';
 import type { RegistryServices } from '../registry-services.js';
 import type { WarmProgress } from './progress.js';
 import { platformMatches, platformText, resolveReference, type Platform, type WarmReference } from './references.js';
 
 /** What a warm-up runs with. */
 export interface WarmOptions {
-  readonly services: Pick<RegistryServices, 'router' | 'blobs' | 'repository'>;
+  readonly services: Pick<RegistryServices, 'router' | 'blobs' | 'repository' | 'policy'>;
   /** Of an index, only this platform's image; every platform when undefined. */
   readonly platform?: Platform;
   /** Blobs fetched at once (per reference). */
@@ -37,19 +38,12 @@ export interface WarmTotals {
   failed: Array<{ ref: string; reason: string }>;
 }
 
-interface Descriptor {
-  readonly mediaType?: string;
-  readonly digest?: string;
-  readonly size?: number;
-  readonly platform?: { os?: string; architecture?: string; variant?: string };
-}
-
 /** Warms every reference in turn; a failed reference is reported and the others go on. */
 export async function warmAll(refs: readonly string[], o: WarmOptions): Promise<WarmTotals> {
   const totals: WarmTotals = { images: 0, platforms: 0, blobsFetched: 0, blobsCached: 0, bytesFetched: 0, failed: [] };
   for (const text of refs) {
     try {
-      await warmOne(resolveReference(text, o.services.router), o, totals);
+      await warmOne(resolveReference(text, o.services.router, o.services.policy.isHosted), o, totals);
       totals.images++;
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
@@ -66,14 +60,17 @@ async function warmOne(ref: WarmReference, o: WarmOptions, totals: WarmTotals): 
   o.progress.line(`warm ${text}: manifest ${top.digest.value} ${top.mediaType}${staleNote(top)}`);
   const images: Manifest[] = [];
   if (isIndexType(top.mediaType)) {
-    const children = parse<{ manifests?: Descriptor[] }>(top).manifests ?? [];
-    const chosen = o.platform ? children.filter((d) => platformMatches(d.platform, o.platform!)) : children;
+    const index = parse(top);
+    const wanted = (p: DescriptorPlatform | undefined): boolean => !o.platform || platformMatches(p, o.platform);
+    const bad = index.invalid.find((i) => i.field === 'manifests' && wanted(i.platform));
+    if (bad) throw new Error(`the index names an invalid digest ${String(bad.digest)}`);
+    const chosen = index.refs.manifests.filter((d) => wanted(d.platform));
     if (chosen.length === 0) {
-      throw new Error(`the index has no manifest for ${o.platform ? platformText(o.platform) : 'any platform'} (it has ${children.map((d) => platformText(d.platform ?? {})).join(', ') || 'none'})`);
+      const all = [...index.refs.manifests, ...index.invalid.filter((i) => i.field === 'manifests')].map((d) => platformText(d.platform ?? {}));
+      throw new Error(`the index has no manifest for ${o.platform ? platformText(o.platform) : 'any platform'} (it has ${all.join(', ') || 'none'})`);
     }
     for (const child of chosen) {
-      const digest = child.digest !== undefined ? parseDigest(child.digest) : undefined;
-      if (!digest) throw new Error(`the index names an invalid digest ${String(child.digest)}`);
+      const digest = child.digest;
       const m = await namespace.manifests.getByDigest(name, digest);
       if (isIndexType(m.mediaType)) throw new Error(`the index holds another index (${digest.value}), which warm does not follow`);
       o.progress.line(`warm ${text}: manifest ${m.digest.value} ${platformText(child.platform ?? {})}${staleNote(m)}`);
@@ -140,20 +137,20 @@ async function warmBlob(ref: WarmReference, digest: Digest, declared: number | u
 
 /** The config and layers of an image manifest (schema 2, OCI; or schema 1's `fsLayers`). */
 function blobsOf(m: Manifest): Array<{ digest: Digest; size?: number }> {
-  const doc = parse<{ config?: Descriptor; layers?: Descriptor[]; fsLayers?: Array<{ blobSum?: string }> }>(m);
-  const descriptors: Descriptor[] =
-    m.mediaType === MediaType.DockerManifestV1 || m.mediaType === MediaType.DockerManifestV1Signed
-      ? (doc.fsLayers ?? []).map((l) => ({ digest: l.blobSum }))
-      : [...(doc.config ? [doc.config] : []), ...(doc.layers ?? [])];
-  return descriptors.map((d) => {
-    const digest = d.digest !== undefined ? parseDigest(d.digest) : undefined;
-    if (!digest) throw new Error(`manifest ${m.digest.value} names an invalid blob digest ${String(d.digest)}`);
-    return { digest, size: typeof d.size === 'number' ? d.size : undefined };
-  });
+  const { refs, invalid } = parse(m);
+  const schema1 = m.mediaType === MediaType.DockerManifestV1 || m.mediaType === MediaType.DockerManifestV1Signed;
+  const fields = schema1 ? ['fsLayers'] : ['config', 'layers'];
+  const bad = invalid.find((i) => fields.includes(i.field));
+  if (bad) throw new Error(`manifest ${m.digest.value} names an invalid blob digest ${String(bad.digest)}`);
+  const descriptors = schema1 ? refs.fsLayers : [...(refs.config ? [refs.config] : []), ...refs.layers];
+  return descriptors.map((d) => ({ digest: d.digest, size: d.size }));
 }
 
-function parse<T>(m: Manifest): T {
-  return JSON.parse(m.payload.toString('utf8')) as T;
+/** The stores verified the manifest and its media type, so it parses. */
+function parse(m: Manifest): ParsedManifest {
+  const parsed = tryParseManifest(m.payload);
+  if (!parsed) throw new Error(`manifest ${m.digest.value} is not a JSON object`);
+  return parsed;
 }
 
 const staleNote = (m: Manifest): string => (m.stale ? ` (the upstream failed: ${m.stale.message}; the cached manifest is kept)` : '');

@@ -16,6 +16,12 @@ export type Fault =
   | { kind: 'stall' }
   | { kind: 'slow'; bytesPerTick: number; tickMs: number }
   | { kind: 'no-digest-header' }
+  /**
+   * A manifest altered on the way: `body` instead of the stored one (default: the stored JSON
+   * re-indented, the same document with other whitespace), with a matching Content-Length; the
+   * `Docker-Content-Digest` of the stored one is kept unless `dropDigest`.
+   */
+  | { kind: 'altered-manifest'; body?: Buffer; dropDigest?: boolean }
   /** Chunked, with no Content-Length, and never ending (until the client goes away). */
   | { kind: 'endless' }
   | { kind: 'delay'; ms: number };
@@ -49,8 +55,14 @@ export interface FakeUpstream {
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
+/** What the fake upstream serves beyond manifests, blobs and tags. */
+export interface FakeUpstreamOptions {
+  /** Serves the OCI 1.1 referrers API (with the `artifactType` filter); without it the route is a 404, as distribution 2.8. */
+  readonly referrers?: boolean;
+}
+
 /** Starts a fake upstream. */
-export async function startFakeUpstream(): Promise<FakeUpstream> {
+export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
   const blobs = new Map<string, Buffer>();
   const manifests = new Map<string, { body: Buffer; mediaType: string }>();
   const tags = new Map<string, string>();
@@ -149,12 +161,13 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const digest = ref.includes(':') ? ref : tags.get(`${repo}:${ref}`);
       const found = digest ? manifests.get(`${repo}@${digest}`) : undefined;
       if (!found) return notFound('MANIFEST_UNKNOWN');
-      const headers: Record<string, string | number> = { 'content-type': found.mediaType, 'content-length': found.body.length };
-      if (fault?.kind !== 'no-digest-header') headers['docker-content-digest'] = digest!;
+      const body = fault?.kind === 'altered-manifest' ? (fault.body ?? Buffer.from(JSON.stringify(JSON.parse(found.body.toString()), null, 2))) : found.body;
+      const headers: Record<string, string | number> = { 'content-type': found.mediaType, 'content-length': body.length };
+      if (fault?.kind !== 'no-digest-header' && !(fault?.kind === 'altered-manifest' && fault.dropDigest)) headers['docker-content-digest'] = digest!;
       if (fault?.kind === 'endless') delete headers['content-length'];
       res.writeHead(200, headers);
       if (req.method === 'HEAD') return void res.end();
-      return sendBody(res, found.body, fault);
+      return sendBody(res, body, fault?.kind === 'altered-manifest' ? undefined : fault);
     }
     m = /^\/v2\/(.+)\/blobs\/([^/]+)$/.exec(path);
     if (m) {
@@ -165,12 +178,37 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       if (req.method === 'HEAD') return void res.end();
       return sendBody(res, body, fault);
     }
+    m = options.referrers ? /^\/v2\/(.+)\/referrers\/([^/]+)$/.exec(path) : null;
+    if (m) {
+      const [, repo, subject] = m as unknown as [string, string, string];
+      const artifactType = new URL(req.url ?? '/', 'http://fake.invalid').searchParams.get('artifactType');
+      const referrers = [...manifests].flatMap(([key, { body, mediaType }]) => {
+        if (!key.startsWith(`${repo}@`)) return [];
+        const doc = JSON.parse(body.toString()) as { subject?: { digest?: string }; artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> };
+        if (doc.subject?.digest !== subject) return [];
+        const type = doc.artifactType ?? doc.config?.mediaType;
+        if (artifactType !== null && type !== artifactType) return [];
+        return [{ mediaType, digest: key.slice(repo.length + 1), size: body.length, artifactType: type, annotations: doc.annotations }];
+      });
+      const headers: Record<string, string> = { 'content-type': 'application/vnd.oci.image.index.v1+json' };
+      if (artifactType !== null) headers['oci-filters-applied'] = 'artifactType';
+      res.writeHead(200, headers).end(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: referrers }));
+      return;
+    }
     m = /^\/v2\/(.+)\/tags\/list$/.exec(path);
     if (m) {
       const repo = m[1]!;
       const list = [...tags.keys()].filter((k) => k.startsWith(`${repo}:`)).map((k) => k.slice(repo.length + 1)).sort();
       if (list.length === 0) return notFound('NAME_UNKNOWN');
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: repo, tags: list }));
+      // Paged as distribution: after `last`, at most `n`, a `Link` to the next page when more follow.
+      const query = new URL(req.url ?? '/', 'http://fake.invalid').searchParams;
+      const last = query.get('last');
+      const rest = last === null ? list : list.filter((t) => t > last);
+      const n = query.has('n') ? Number(query.get('n')) : rest.length;
+      const page = rest.slice(0, n);
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (rest.length > n) headers.link = `</v2/${repo}/tags/list?last=${encodeURIComponent(page[page.length - 1]!)}&n=${n}>; rel="next"`;
+      res.writeHead(200, headers).end(JSON.stringify({ name: repo, tags: page }));
       return;
     }
     notFound('NAME_UNKNOWN');

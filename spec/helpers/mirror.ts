@@ -22,10 +22,14 @@ export interface TestMirror {
 }
 
 /** Starts a mirror of `remoteurl`; `proxyYaml`/`httpYaml` are lines of those sections, `extraYaml` more top-level YAML. */
-export async function startMirror(remoteurl: string, opts: { root?: string; extraYaml?: string; proxyYaml?: string; httpYaml?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestMirror> {
+export async function startMirror(
+  remoteurl: string,
+  opts: { root?: string; storage?: readonly string[]; extraYaml?: string; proxyYaml?: string; httpYaml?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<TestMirror> {
   const root = opts.root ?? (await mkdtemp(join(tmpdir(), 'mirror-')));
   const text = registryYaml({
     root,
+    storage: opts.storage,
     level: 'debug',
     http: (opts.httpYaml ?? 'addr: 127.0.0.1:0').split('\n'),
     proxy: [`remoteurl: ${remoteurl}`, ...(opts.proxyYaml ? opts.proxyYaml.split('\n') : [])],

@@ -6,6 +6,8 @@
 /** Lines of a configuration; each section's lines are indented under it. */
 export interface RegistryYaml {
   readonly root: string;
+  /** Lines of a storage driver under `storage:` (indented for it) instead of `filesystem` at `root`. */
+  readonly storage?: readonly string[];
   /** `log.level` (default `warn`). */
   readonly level?: string;
   /** Lines under `http:` (`addr: 127.0.0.1:5000`, ...). */
@@ -26,8 +28,7 @@ export function registryYaml(o: RegistryYaml): string {
     '  accesslog:',
     '    disabled: true',
     'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${o.root}`,
+    ...(o.storage ?? ['  filesystem:', `    rootdirectory: ${o.root}`]),
     '  delete:',
     '    enabled: true',
     'http:',

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { DISTRIBUTION_BIN } from './interop.js';
 import { freePort, waitForHttp } from './ports.js';
 import { registryYaml } from './registry-yaml.js';
+import { stopProcess } from './stop-process.js';
 
 /** A running docker-registry. */
 export interface DistributionProcess {
@@ -26,7 +27,14 @@ export interface DistributionProcess {
 
 /** Starts docker-registry; with `proxy`, as the official pull-through cache of `proxy.remoteurl`. */
 export async function startDistribution(
-  opts: { proxy?: { remoteurl: string; username?: string; password?: string; ttl?: string }; rootDir?: string; htpasswd?: { realm: string; path: string }; secret?: string } = {},
+  opts: {
+    proxy?: { remoteurl: string; username?: string; password?: string; ttl?: string };
+    rootDir?: string;
+    /** Lines of a storage driver under `storage:` instead of `filesystem` at `rootDir` (S3 on the Ceph gateway). */
+    storage?: readonly string[];
+    htpasswd?: { realm: string; path: string };
+    secret?: string;
+  } = {},
 ): Promise<DistributionProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'distribution-'));
   const rootDir = opts.rootDir ?? join(dir, 'root');
@@ -42,29 +50,22 @@ export async function startDistribution(
   const config = join(dir, 'config.yml');
   await writeFile(
     config,
-    registryYaml({ root: rootDir, http: [`addr: 127.0.0.1:${port}`, ...(opts.secret ? [`secret: ${opts.secret}`] : [])], proxy, extra: auth }),
+    registryYaml({ root: rootDir, storage: opts.storage, http: [`addr: 127.0.0.1:${port}`, ...(opts.secret ? [`secret: ${opts.secret}`] : [])], proxy, extra: auth }),
   );
   let logs = '';
   let child: ChildProcess | undefined;
   const url = `http://127.0.0.1:${port}`;
   const start = async (): Promise<void> => {
-    child = spawn(DISTRIBUTION_BIN, ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // aws-sdk-go v1 panics at start when AWS_CA_BUNDLE is set (LoadCustomCABundleError), even for a plain-HTTP endpoint.
+    const { AWS_CA_BUNDLE: _bundle, ...env } = process.env;
+    child = spawn(DISTRIBUTION_BIN, ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env });
     child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
     await waitForHttp(`${url}/v2/`, 20_000).catch((err: Error) => {
       throw new Error(`${err.message}\n${logs}`);
     });
   };
-  const stopChild = async (): Promise<void> => {
-    const c = child;
-    // A process ended by a signal has a null exitCode but a signalCode.
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    c.kill('SIGTERM');
-    const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stopChild = (): Promise<void> => stopProcess(child);
   await start();
   return {
     url,

@@ -6,7 +6,7 @@
  * host or a token realm on the same registrable domain.
  */
 import type { Got } from 'got';
-import { MirrorError } from '../../errors.js';
+import { UpstreamError } from '../upstream-error.js';
 import { parseChallenges, type Challenge } from './challenge.js';
 
 /** The scope of pulling a repository. */
@@ -36,12 +36,10 @@ export function registrableDomain(host: string): string {
   return labels.slice(n - 2).join('.');
 }
 
-/** A failed token request; `status` is the realm's answer. */
-export class UpstreamAuthError extends MirrorError {
-  readonly status?: number;
+/** A refused or failed token request; `status` is the realm's answer. */
+export class UpstreamAuthError extends UpstreamError {
   constructor(message: string, status?: number, cause?: unknown) {
-    super('ERR_UPSTREAM_AUTH_FAILED', message, { cause });
-    this.status = status;
+    super('ERR_UPSTREAM_AUTH_FAILED', message, { cause, status });
   }
 }
 
@@ -113,7 +111,7 @@ export class UpstreamAuth {
       } catch (err) {
         // Not cached: the next request pings again.
         this.challenge = undefined;
-        throw new MirrorError('ERR_UPSTREAM_UNREACHABLE', `upstream ${this.o.remoteUrl} unreachable: ${(err as Error).message}`, { cause: err });
+        throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `upstream ${this.o.remoteUrl} unreachable: ${(err as Error).message}`, { cause: err });
       }
       if (res.statusCode !== 401) return null;
       const challenges = parseChallenges(res.headers['www-authenticate']);
@@ -152,7 +150,7 @@ export class UpstreamAuth {
     try {
       res = await this.o.got(realm.toString(), { headers, followRedirect: false });
     } catch (err) {
-      throw new MirrorError('ERR_UPSTREAM_UNREACHABLE', `token realm ${realm.host} unreachable: ${(err as Error).message}`, { cause: err });
+      throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `token realm ${realm.host} unreachable: ${(err as Error).message}`, { cause: err });
     }
     if (res.statusCode !== 200) throw new UpstreamAuthError(`token realm ${realm.host} answered ${res.statusCode}`, res.statusCode);
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };

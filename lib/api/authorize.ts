@@ -1,0 +1,39 @@
+/**
+ * Client authorization of a request as distribution's `authorized` (`registry/handlers/app.go`):
+ * the configured access controller decides on the access records of the route and method.
+ */
+import type { Request, Response } from 'express';
+import type { Logger } from 'winston';
+import { AuthChallenge, accessDetail, accessFor, type AccessController } from '../auth/access.js';
+import { RegistryError } from './errors.js';
+import { header } from './messages.js';
+
+/** Which access records a route needs (`accessFor`). */
+export type AccessScope = 'base' | 'catalog' | 'repository';
+
+/**
+ * Checks the client's access: a challenge becomes `401 UNAUTHORIZED` with `WWW-Authenticate` and
+ * the access records as detail; any other failure of the controller a bare refusal (never access).
+ * Without a controller every request is allowed. The user's name goes to `res.locals.user`.
+ */
+export async function authorize(
+  s: { readonly access?: AccessController; readonly logger: Logger },
+  req: Request,
+  res: Response,
+  route: AccessScope,
+  name?: string,
+): Promise<void> {
+  if (!s.access) return;
+  const access = accessFor(req.method, name, route);
+  try {
+    const { user } = await s.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
+    res.locals.user = user;
+  } catch (err) {
+    if (err instanceof AuthChallenge) {
+      s.logger.debug(`access refused: ${err.message}`);
+      throw new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': err.wwwAuthenticate }, detail: accessDetail(access) });
+    }
+    s.logger.error(`error checking authorization: ${(err as Error).message}`);
+    throw new RegistryError('UNAUTHORIZED', { status: 400, cause: err });
+  }
+}

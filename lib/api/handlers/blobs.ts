@@ -1,0 +1,103 @@
+/**
+ * `/v2/<name>/blobs/<digest>` (distribution's `blob.go`): `GET` (with ranges) and `HEAD` for every
+ * repository; `DELETE` of the repository's link for writable (hosted) ones with
+ * `storage.delete.enabled`.
+ */
+import { pipeline } from 'node:stream/promises';
+import type { Request, Response } from 'express';
+import type { Digest } from '../../distribution/digest.js';
+import type { Redirect } from '../../stores.js';
+import { RegistryError } from '../errors.js';
+import { digestParam, header } from '../messages.js';
+import { parseRange } from '../range.js';
+import type { MethodTable, Resource, RouteServices, Target } from '../router.js';
+import { sendFileRange } from '../send-file.js';
+
+/** Blobs by digest. */
+export const blobResource: Resource<Digest> = {
+  methods: (s, target) => {
+    const t = target!;
+    const table: MethodTable<Digest> = { GET: (req, res, digest) => getBlob(s, req, res, t, digest), HEAD: (_req, res, digest) => headBlob(res, t, digest) };
+    const w = t.writable;
+    if (!w?.deletes) return table;
+    return {
+      ...table,
+      DELETE: async (req, res, digest) => {
+        w.checkWrite(req, t.name);
+        await w.blobs.delete(t.name, digest);
+        res.setHeader('Content-Length', 0);
+        res.status(202).end();
+      },
+    };
+  },
+  params: (groups) => digestParam(groups[2]!),
+};
+
+function commonHeaders(res: Response, digest: Digest, size: number | undefined): void {
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('Docker-Content-Digest', digest.value);
+  res.setHeader('Etag', `"${digest.value}"`);
+  res.setHeader('Cache-Control', 'max-age=31536000');
+  if (size !== undefined) res.setHeader('Accept-Ranges', 'bytes');
+}
+
+/**
+ * distribution's `blobServer`: a stored blob whose driver hands out a URL (S3, unless
+ * `storage.redirect.disable`) is answered with `307 Temporary Redirect` to it, as Go's `http.Redirect`.
+ */
+async function redirected(res: Response, redirect: Redirect | undefined, method: 'GET' | 'HEAD'): Promise<boolean> {
+  const url = await redirect?.(method);
+  if (!url) return false;
+  res.setHeader('Location', url);
+  const body = method === 'GET' ? `<a href="${url.replace(/&/g, '&amp;').replace(/"/g, '&#34;').replace(/</g, '&lt;')}">Temporary Redirect</a>.\n\n` : '';
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.status(307).end(body);
+  return true;
+}
+
+async function headBlob(res: Response, t: Target, digest: Digest): Promise<void> {
+  const info = await t.blobs.stat(t.name, digest);
+  if (await redirected(res, info.redirect, 'HEAD')) return;
+  commonHeaders(res, digest, info.size);
+  if (info.size !== undefined) res.setHeader('Content-Length', info.size);
+  res.status(200).end();
+}
+
+async function getBlob(s: RouteServices, req: Request, res: Response, t: Target, digest: Digest): Promise<void> {
+  const handle = await t.blobs.get(t.name, digest);
+  if (await redirected(res, handle.redirect, 'GET')) return;
+  const range = handle.size === undefined ? ({ kind: 'full' } as const) : parseRange(header(req, 'range'), handle.size);
+  commonHeaders(res, digest, handle.size);
+  if (range.kind === 'unsatisfiable') {
+    throw new RegistryError('RANGE_INVALID', { headers: { 'Content-Range': `bytes */${handle.size}` }, detail: { range: header(req, 'range') } });
+  }
+  const file = await handle.openFile?.();
+  const body = file ? undefined : await handle.open(range.kind === 'partial' ? { start: range.start, end: range.end } : undefined);
+  if (range.kind === 'partial') {
+    res.status(206);
+    res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${handle.size}`);
+    res.setHeader('Content-Length', range.end - range.start + 1);
+  } else {
+    res.status(200);
+    if (handle.size !== undefined) res.setHeader('Content-Length', handle.size);
+  }
+  res.flushHeaders();
+  const sent = { bytes: 0 };
+  res.locals.sent = sent;
+  try {
+    if (file) {
+      const start = range.kind === 'partial' ? range.start : 0;
+      await sendFileRange(res, file, start, range.kind === 'partial' ? range.end : handle.size! - 1, sent);
+    } else {
+      body!.on('data', (chunk: Buffer) => {
+        sent.bytes += chunk.length;
+      });
+      await pipeline(body!, res);
+    }
+  } catch (err) {
+    // Headers are gone: the only honest signal left is an aborted transfer.
+    res.destroy();
+    if (sent.bytes !== Number(res.getHeader('content-length'))) s.logger.warn(`blob ${t.name}@${digest.value} transfer aborted: ${(err as Error).message}`);
+  }
+}

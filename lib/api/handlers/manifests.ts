@@ -1,0 +1,123 @@
+/**
+ * `/v2/<name>/manifests/<reference>` (distribution's `manifests.go`): `GET`/`HEAD` by tag or digest
+ * with content negotiation for every repository; `PUT` and `DELETE` for writable (hosted) ones,
+ * `DELETE` only with `storage.delete.enabled`.
+ */
+import type { Request, Response } from 'express';
+import { looksLikeDigest } from '../../distribution/digest.js';
+import { isValidTag } from '../../distribution/reference.js';
+import { MAX_MANIFEST_BYTES } from '../../distribution/manifest.js';
+import type { Manifest, ManifestRef } from '../../stores.js';
+import { RegistryError } from '../errors.js';
+import { digestParam, header } from '../messages.js';
+import { negotiate } from '../negotiation.js';
+import type { MethodTable, Resource, RouteServices, Target } from '../router.js';
+import type { Writable } from '../writable.js';
+
+/**
+ * The reference of the path, parsed: a tag or a digest, or a string that is neither. A digest-shaped
+ * reference that does not parse is `DIGEST_INVALID` at once (the OCI suite accepts that 400); a
+ * string that is not a valid tag names a manifest that cannot exist, and each method answers for it
+ * (below) without a store ever seeing it.
+ */
+type ManifestParams = { readonly ref: ManifestRef } | { readonly invalidTag: string };
+
+/** Manifests by tag or digest. */
+export const manifestResource: Resource<ManifestParams> = {
+  methods: (s, target) => {
+    const t = target!;
+    const get = (req: Request, res: Response, p: ManifestParams): Promise<void> => getManifest(s, req, res, t, refOf(p, 'lookup'));
+    const table: MethodTable<ManifestParams> = { GET: get, HEAD: get };
+    const w = t.writable;
+    if (!w) return table;
+    const put = (req: Request, res: Response, p: ManifestParams): Promise<void> => putManifest(w, req, res, t.name, p);
+    if (!w.deletes) return { ...table, PUT: put };
+    return { ...table, PUT: put, DELETE: (req: Request, res: Response, p: ManifestParams) => deleteManifest(w, req, res, t.name, p) };
+  },
+  params: (groups) => reference(groups[2]!),
+};
+
+/** A tag, or a digest (anything shaped like one is routed as a digest, as distribution does). */
+function reference(raw: string): ManifestParams {
+  if (looksLikeDigest(raw)) return { ref: { digest: digestParam(raw) } };
+  return isValidTag(raw) ? { ref: { tag: raw } } : { invalidTag: raw };
+}
+
+/**
+ * The reference to look up, or the answer for an invalid tag. Reading or deleting one is
+ * `404 MANIFEST_UNKNOWN`: no manifest can exist under it, the OCI spec requires 404 for a manifest
+ * that does not exist (the conformance suite asks for `.INVALID_MANIFEST_NAME`), and distribution
+ * answers 404 too (its route does not match). Pushing under one is `400 TAG_INVALID`, the legacy
+ * code the spec allows: the client is told its request is wrong, not that something is missing.
+ */
+function refOf(p: ManifestParams, use: 'lookup' | 'push'): ManifestRef {
+  if ('ref' in p) return p.ref;
+  if (use === 'push') throw new RegistryError('TAG_INVALID', { detail: { Tag: p.invalidTag, reason: 'a tag matches [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}' } });
+  throw new RegistryError('MANIFEST_UNKNOWN', { detail: { Tag: p.invalidTag, reason: 'not a valid tag, so no manifest has it' } });
+}
+
+async function getManifest(s: RouteServices, req: Request, res: Response, t: Target, ref: ManifestRef): Promise<void> {
+  let m: Manifest = 'digest' in ref ? await t.manifests.getByDigest(t.name, ref.digest) : await t.manifests.getByTag(t.name, ref.tag);
+  if (m.stale) s.logger.warn(`serving cached ${t.name}:${'tag' in ref ? ref.tag : ''} (${m.digest.value}): ${m.stale.message}`);
+  m = await negotiate(t, req, m, 'tag' in ref);
+  res.status(200);
+  res.setHeader('Content-Type', m.mediaType);
+  res.setHeader('Content-Length', m.payload.length);
+  res.setHeader('Docker-Content-Digest', m.digest.value);
+  res.setHeader('Etag', `"${m.digest.value}"`);
+  res.end(req.method === 'HEAD' ? undefined : m.payload);
+}
+
+async function putManifest(w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
+  w.checkWrite(req, name);
+  let ref: ManifestRef;
+  try {
+    ref = refOf(p, 'push');
+  } catch (err) {
+    // Refused before the body is read: drain it, so the client gets the answer rather than a reset.
+    req.resume();
+    throw err;
+  }
+  const payload = await readLimited(req, MAX_MANIFEST_BYTES);
+  const pushed = await w.manifests.put(name, ref, header(req, 'content-type'), payload);
+  res.setHeader('Location', `${req.baseUrl}/v2/${name}/manifests/${pushed.digest.value}`);
+  res.setHeader('Docker-Content-Digest', pushed.digest.value);
+  // OCI 1.1: a registry that serves the referrers API says it has processed the subject.
+  if (pushed.subject) res.setHeader('OCI-Subject', pushed.subject.digest.value);
+  res.setHeader('Content-Length', 0);
+  res.status(201).end();
+}
+
+async function deleteManifest(w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
+  w.checkWrite(req, name);
+  await w.manifests.delete(name, refOf(p, 'lookup'));
+  res.setHeader('Content-Length', 0);
+  res.status(202).end();
+}
+
+/**
+ * The request body, at most `limit` bytes (`MANIFEST_INVALID` beyond, as distribution's
+ * MaxBytesReader). The rest of a refused body is drained, not read into memory, so the client gets
+ * the answer rather than a reset.
+ */
+function readLimited(req: Request, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const onData = (chunk: Buffer): void => {
+      total += chunk.length;
+      if (total <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.resume();
+      reject(new RegistryError('MANIFEST_INVALID', { detail: 'http: request body too large' }));
+    };
+    const onEnd = (): void => resolve(Buffer.concat(chunks));
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', reject);
+  });
+}

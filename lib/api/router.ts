@@ -1,0 +1,131 @@
+/**
+ * The router of everything under `/v2`, as distribution's `registry/handlers/app.go` dispatches:
+ * the route-name table finds the route, the client's access is checked, the repository's stores are
+ * found, and the route's method table for those stores answers. A method table has the write
+ * methods only when the target is writable (a hosted repository), so every other method is
+ * `405 UNSUPPORTED` without a handler having to say so.
+ */
+import express, { type Request, type Response, type Router } from 'express';
+import type { Logger } from 'winston';
+import { isValidName } from '../distribution/reference.js';
+import type { AccessController } from '../auth/access.js';
+import type { BlobService, ManifestService, ReferrersService, TagService } from '../stores.js';
+import { RegistryError } from './errors.js';
+import { authorize } from './authorize.js';
+import { apiVersionHeader } from './headers.js';
+import { matchRoute, type RouteName } from './route-names.js';
+import type { Writable } from './writable.js';
+import { baseResource, catalogResource } from './handlers/base.js';
+import { manifestResource } from './handlers/manifests.js';
+import { blobResource } from './handlers/blobs.js';
+import { tagsResource } from './handlers/tags.js';
+import { referrersResource } from './handlers/referrers.js';
+import { uploadChunkResource, uploadResource } from './handlers/uploads.js';
+
+/** The stores that serve one repository, and its name there. */
+export interface Target {
+  /** The name the stores know (`library/busybox` for a client's `busybox` on Docker Hub). */
+  readonly name: string;
+  readonly manifests: ManifestService;
+  readonly blobs: BlobService;
+  readonly tags: TagService;
+  /** The referrers API (OCI 1.1); undefined: not served for this repository. */
+  readonly referrers?: ReferrersService;
+  /** The write side (hosted repositories, extension `proxy.hosted`); undefined: read only. */
+  readonly writable?: Writable;
+}
+
+/** What the routes serve from (wired by lib/server.ts). */
+export interface RouteServices {
+  /** Cached repository names in lexical order, after `last`, at most `n`. */
+  listRepositories(page: { n: number; last?: string }): Promise<string[]>;
+  /** The stores for a client's (valid) name and containerd's `ns` parameter; undefined: not served here. */
+  resolve(name: string, ns: string | undefined): Target | undefined;
+  readonly maxCatalogEntries: number;
+  readonly logger: Logger;
+  /** The configured `auth` controller; undefined when the registry is open. */
+  readonly access?: AccessController;
+}
+
+/** One method's handler of a route, with the route's parsed parameters. */
+export type Handler<P> = (req: Request, res: Response, params: P) => Promise<void> | void;
+
+/** The methods a route serves for one target; any other is `405 UNSUPPORTED`. */
+export type MethodTable<P> = Readonly<Partial<Record<'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', Handler<P>>>>;
+
+/** What a route does (one module of lib/api/handlers each). */
+export interface Resource<P> {
+  /** The route's methods for `target` (undefined for `base` and `catalog`); undefined: the route is not served for it. */
+  methods(s: RouteServices, target: Target | undefined): MethodTable<P> | undefined;
+  /** Parses and validates the path's parameters (after the access check, as distribution). */
+  params(groups: RegExpExecArray): P;
+  /**
+   * Every method but `GET` and `HEAD` writes (uploads): the registry must be writable and the client
+   * allowed to push before anything else about the request is looked at.
+   */
+  readonly writesFirst?: boolean;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const RESOURCES: Readonly<Record<RouteName, Resource<any>>> = {
+  base: baseResource,
+  catalog: catalogResource,
+  'blob-upload': uploadResource,
+  'blob-upload-chunk': uploadChunkResource,
+  manifest: manifestResource,
+  blob: blobResource,
+  tags: tagsResource,
+  referrers: referrersResource,
+};
+
+/** The router for everything under `/v2`. */
+export function registryRouter(services: RouteServices): Router {
+  const router = express.Router();
+  router.use(apiVersionHeader);
+  router.all(/.*/, (req, res, next) => {
+    dispatch(services, req, res).catch(next);
+  });
+  return router;
+}
+
+async function dispatch(s: RouteServices, req: Request, res: Response): Promise<void> {
+  const path = rawPath(req);
+  const match = matchRoute(path);
+  if (!match) throw new RegistryError('NAME_UNKNOWN', { status: 404, message: 'repository name not known to registry', detail: { path } });
+  const { route, groups } = match;
+  if (route.subject) res.locals.subject = route.subject;
+  let target: Target | undefined;
+  if (route.name === 'base' || route.name === 'catalog') await authorize(s, req, res, route.name);
+  else target = await resolveTarget(s, req, res, groups[1]!);
+  const resource = RESOURCES[route.name];
+  const methods = resource.methods(s, target);
+  if (!methods) throw new RegistryError('UNSUPPORTED');
+  if (resource.writesFirst && !isRead(req.method)) target!.writable!.checkWrite(req, target!.name);
+  const params: unknown = resource.params(groups);
+  const handler = Object.hasOwn(methods, req.method) ? methods[req.method as keyof MethodTable<unknown>] : undefined;
+  if (!handler) throw new RegistryError('UNSUPPORTED');
+  await handler(req, res, params);
+}
+
+/** True for the methods that only read. */
+export function isRead(method: string): boolean {
+  return method === 'GET' || method === 'HEAD';
+}
+
+/** The request path without the prefix and query, as sent (not percent-decoded). */
+function rawPath(req: Request): string {
+  const url = req.url;
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+/** Validates the name, checks the client's access to it, and finds the stores that serve it. */
+async function resolveTarget(s: RouteServices, req: Request, res: Response, raw: string): Promise<Target> {
+  if (!isValidName(raw)) throw new RegistryError('NAME_INVALID', { detail: { name: raw } });
+  await authorize(s, req, res, 'repository', raw);
+  const ns = req.query.ns;
+  if (ns !== undefined && typeof ns !== 'string') throw new RegistryError('NAME_UNKNOWN', { detail: { ns } });
+  const found = s.resolve(raw, ns);
+  if (!found) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: 'this mirror has no upstream for that registry' } });
+  return found;
+}

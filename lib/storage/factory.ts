@@ -1,0 +1,26 @@
+/**
+ * The one place a storage driver is made from configuration (distribution's `factory.Create`), and
+ * the locks that come with it: replicas on one filesystem volume coordinate through lock
+ * directories on it; an object store has no such primitive, so on S3 the locks are this process's
+ * own (its in-flight maps) until replicas coordinate through Redis.
+ */
+import type { StorageConfig } from '../config/types.js';
+import type { StorageDriver } from './driver.js';
+import { FilesystemDriver } from './filesystem.js';
+import { S3Driver } from './s3.js';
+import { SharedLocks } from './shared-lock.js';
+
+/** The configured driver. */
+export function createDriver(storage: StorageConfig): StorageDriver {
+  if (storage.driver === 's3') return new S3Driver(storage.s3!);
+  return new FilesystemDriver(storage.filesystem!.rootdirectory);
+}
+
+/**
+ * Locks shared with the other processes on the same storage, or undefined where the storage
+ * offers none (S3: one process per bucket without Redis).
+ */
+export function createSharedLocks(storage: StorageConfig, staleMs: number, onCompromised: (key: string, err: Error) => void): SharedLocks | undefined {
+  if (storage.driver !== 'filesystem') return undefined;
+  return new SharedLocks(storage.filesystem!.rootdirectory, staleMs, onCompromised);
+}
