@@ -196,6 +196,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
         await sizeCap.found(repo, digest, type);
       },
       () => closing !== undefined,
+      async (name, repo) => links.tagsOf(name, { count: (await repo.tagNames()).length }),
     );
     if (!walk.complete) return;
     links.markBuilt();

@@ -19,7 +19,7 @@ import { createWritable } from './api/writable.js';
 import { errorHandler, sendError } from './api/error-handler.js';
 import { RegistryError } from './api/errors.js';
 import { accessLog, responseComplete, whenDone } from './api/access-log.js';
-import { gatherCacheReport, type CacheReportSources } from './api/cache-report.js';
+import { gatherCacheReport, pageQuery, type CacheReportSources } from './api/cache-report.js';
 import { sendCachePage, wantsHtml } from './api/cache-page.js';
 import { UnsupportedConfigError } from './errors.js';
 import type { AccessController } from './auth/access.js';
@@ -110,7 +110,7 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
       return;
     }
     authorize({ access, logger }, req, res, 'catalog')
-      .then(() => gatherCacheReport(report))
+      .then(() => gatherCacheReport(report, pageQuery(req.query)))
       .then((r) => sendCachePage(res, r), next);
   });
   app.use(
@@ -211,7 +211,7 @@ function hostedRepositories(
 function cacheReportSources(config: Config, s: RegistryServices): CacheReportSources {
   const { metrics } = s;
   return {
-    listRepositories: () => listRepositories(s.driver, {}),
+    listRepositories: (page) => listRepositories(s.driver, page),
     repository: s.repository,
     blobs: s.blobs,
     diskUsage: () => s.driver.diskUsage?.() ?? Promise.resolve(undefined),
@@ -222,6 +222,7 @@ function cacheReportSources(config: Config, s: RegistryServices): CacheReportSou
       const sum = async (c: Counter<'type'>): Promise<number> => (await c.get()).values.reduce((n, v) => n + v.value, 0);
       return { requests: await sum(metrics.proxyRequests), hits: await sum(metrics.proxyHits), bytesServed: await sum(metrics.servedBytes), bytesFetched: await sum(metrics.fetchedBytes) };
     },
+    counts: () => s.links.counts,
     cap: () => ({ cacheBytes: s.sizeCap.bytes, capBytes: s.policy.maxBytes }),
   };
 }

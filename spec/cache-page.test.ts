@@ -37,6 +37,38 @@ describe('the cache page', () => {
     expect(page).toMatch(/unreachable: circuit open, next try in \d+ s/);
   });
 
+  test('the images come a page at a time in catalog order, filtered by the server, with counters in the summary', async () => {
+    for (const name of ['team/a', 'team/b', 'team/c']) {
+      for (const tag of ['v1', 'v2']) {
+        seedImage(upstream, name, tag, [randomBytes(200)]);
+        await request(mirror.url).get(`/v2/${name}/manifests/${tag}`).set('Accept', ACCEPT).expect(200);
+      }
+    }
+    const html = async (path: string): Promise<string> => (await request(mirror.url).get(path).set('Accept', HTML).expect(200)).text;
+    const rows = (page: string): string[] => [...page.matchAll(/<tr data-ref="([^"]+)">/g)].map((m) => m[1]!);
+    const next = (page: string): string | undefined => /<a href="([^"]+)" rel="next">/.exec(page)?.[1]?.replaceAll('&amp;', '&');
+
+    const first = await html('/?n=4');
+    expect(rows(first)).toEqual(['team/a:v1', 'team/a:v2', 'team/b:v1', 'team/b:v2']);
+    expect(first).toContain('3 repositories, 6 tags.');
+    // The cursor is the last row: the next page resumes inside a repository's tags or after it.
+    expect(next(first)).toBe('?n=4&after=team%2Fb%3Av2');
+    const second = await html(`/${next(first)}`);
+    expect(rows(second)).toEqual(['team/c:v1', 'team/c:v2']);
+    expect(next(second)).toBeUndefined();
+    expect(second).toContain('rel="first"');
+    expect(rows(await html('/?n=1&after=team%2Fa%3Av1'))).toEqual(['team/a:v2']);
+
+    // The filter is the server's: every repository is searched, not only the rows of a page.
+    const filtered = await html('/?q=B%3Av&n=1');
+    expect(rows(filtered)).toEqual(['team/b:v1']);
+    expect(filtered).toContain('value="b:v"');
+    expect(rows(await html(`/${next(filtered)}`))).toEqual(['team/b:v2']);
+    expect(rows(await html('/?q=nothing-like-this'))).toEqual([]);
+    // Parameters that make no sense give the first page.
+    expect(rows(await html('/?n=zero&after=nocolon'))).toHaveLength(6);
+  });
+
   test('a client that does not ask for HTML gets distribution\'s empty 200', async () => {
     for (const accept of [undefined, '*/*', 'application/json']) {
       const req = request(mirror.url).get('/');
@@ -50,12 +82,13 @@ describe('the cache page', () => {
 test('text from the outside world is escaped', () => {
   const html = renderCachePage({
     generatedAt: new Date(),
-    repositories: [],
+    rows: [],
+    page: { n: 100 },
     stats: { requests: 0, hits: 0, bytesServed: 0, bytesFetched: 0 },
     upstreams: [{ host: 'evil.example', url: 'http://evil.example', circuitOpen: false, retryInMs: 0, lastFailure: { at: new Date(), message: '<script>alert(1)</script>' } }],
     disk: {},
   });
   expect(html).not.toContain('<script>alert(1)</script>');
   expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
-  expect(html).toContain('The cache is empty');
+  expect(html).toContain('Nothing here: pull an image through the mirror');
 });

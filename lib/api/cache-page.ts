@@ -1,13 +1,15 @@
 /**
  * The cache page at the mirror's root: what the cache holds, how much it saves, the upstreams'
- * status and the disk, as plain server-side HTML with a little JavaScript (a filter, relative
- * times). Only a browser asking for `text/html` gets it; every other client (load-balancer probes)
- * gets distribution's empty 200. With `auth` configured it needs the same credentials as the
- * catalog.
+ * status and the disk, as plain server-side HTML with a little JavaScript (relative times, and a
+ * filter of the rows shown). The cached images come a page at a time (`?n=` rows, `?after=` the
+ * last row of the previous page) and a filter (`?q=`) is applied by the server, so the page stays
+ * quick and useful with 100,000 tags. Only a browser asking for `text/html` gets it; every other
+ * client (load-balancer probes) gets distribution's empty 200. With `auth` configured it needs the
+ * same credentials as the catalog.
  */
 import type { Request, Response } from 'express';
 import { formatBytes } from '../config/size.js';
-import type { CacheReport, RepositoryReport, TagReport, UpstreamReport } from './cache-report.js';
+import { PAGE_ROWS, type CacheReport, type ImageRow, type TagReport, type UpstreamReport } from './cache-report.js';
 
 const escapeHtml = (s: string): string =>
   s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -32,7 +34,6 @@ export function sendCachePage(res: Response, report: CacheReport): void {
 
 /** The page's HTML. */
 export function renderCachePage(r: CacheReport): string {
-  const tags = r.repositories.reduce((n, repo) => n + repo.tags.length, 0);
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -60,9 +61,13 @@ ${summaryCards(r)}
 <h2>Upstreams</h2>
 ${upstreamTable(r.upstreams)}
 <h2>Cached images</h2>
-<p>${r.repositories.length} repositories, ${tags} tags.
-<label>Filter <input id="filter" type="search" placeholder="repository or tag"></label></p>
-${repositoryTable(r.repositories)}
+<p>${countsText(r.counts)}</p>
+<form method="get" action="">
+<label>Filter <input id="filter" name="q" type="search" placeholder="repository or tag" value="${escapeHtml(r.page.q ?? '')}"></label>
+${r.page.n !== PAGE_ROWS ? `<input type="hidden" name="n" value="${r.page.n}">` : ''}<button type="submit">Search the whole cache</button>
+</form>
+${imageTable(r.rows)}
+${pager(r)}
 <script>
 (function () {
   var rtf = typeof Intl !== 'undefined' && Intl.RelativeTimeFormat ? new Intl.RelativeTimeFormat('en', { numeric: 'auto' }) : null;
@@ -77,6 +82,7 @@ ${repositoryTable(r.repositories)}
       s /= steps[i][0];
     }
   });
+  // Typing filters the rows of this page at once; Enter asks the server for the whole cache.
   var filter = document.getElementById('filter');
   filter.addEventListener('input', function () {
     var q = filter.value.trim().toLowerCase();
@@ -131,15 +137,37 @@ function upstreamTable(upstreams: readonly UpstreamReport[]): string {
 <tbody>${rows.join('\n')}</tbody></table>`;
 }
 
-function repositoryTable(repositories: readonly RepositoryReport[]): string {
+function countsText(c: CacheReport['counts']): string {
+  if (!c) return '';
+  const text = `${c.repositories} repositories, ${c.tags} tags`;
+  return c.complete ? `${text}.` : `${text} so far (the cache is still being counted).`;
+}
+
+/** Links to the first and the next page, keeping the filter and the page size. */
+function pager(r: CacheReport): string {
+  const link = (after: string | undefined): string => {
+    const params = new URLSearchParams();
+    if (r.page.q) params.set('q', r.page.q);
+    if (r.page.n !== PAGE_ROWS) params.set('n', String(r.page.n));
+    if (after) params.set('after', after);
+    const qs = params.toString();
+    return escapeHtml(qs ? `?${qs}` : '?');
+  };
+  const parts: string[] = [];
+  if (r.page.after) parts.push(`<a href="${link(undefined)}" rel="first">First page</a>`);
+  if (r.page.next) parts.push(`<a href="${link(r.page.next)}" rel="next">${r.page.stoppedEarly ? 'Search further' : 'Next page'}</a>`);
+  const note = r.page.stoppedEarly ? '<p>The search stopped for now to answer quickly; it goes on from there on the next page.</p>\n' : '';
+  return `${note}<nav aria-label="Pages">${parts.join(' ')}</nav>`;
+}
+
+function imageTable(found: readonly ImageRow[]): string {
   const rows: string[] = [];
-  for (const repo of repositories) {
-    if (repo.tags.length === 0) {
-      rows.push(`<tr data-ref="${escapeHtml(repo.name)}"><td>${escapeHtml(repo.name)}</td><td colspan="6">${repo.untagged} manifest(s) cached by digest only</td></tr>`);
-    }
-    for (const t of repo.tags) rows.push(tagRow(repo.name, t));
+  for (const row of found) {
+    if ('untagged' in row) {
+      rows.push(`<tr data-ref="${escapeHtml(row.repo)}"><td>${escapeHtml(row.repo)}</td><td colspan="6">${row.untagged} manifest(s) cached by digest only</td></tr>`);
+    } else rows.push(tagRow(row.repo, row.tag));
   }
-  if (rows.length === 0) rows.push('<tr><td colspan="7">The cache is empty: pull an image through the mirror.</td></tr>');
+  if (rows.length === 0) rows.push('<tr><td colspan="7">Nothing here: pull an image through the mirror, or change the filter.</td></tr>');
   return `<table id="images"><thead><tr><th>Repository</th><th>Tag</th><th>Kind</th><th>Size</th><th>Digest</th><th>Last pulled</th><th>Expires</th></tr></thead>
 <tbody>${rows.join('\n')}</tbody></table>`;
 }

@@ -1,13 +1,20 @@
 /**
- * What the cache page shows, gathered from storage, the schedule, the metrics and the upstreams:
- * every cached repository with its tags (digest, kind, size, last pull, expiry), the hit ratio and
- * bytes saved, each upstream's status, and disk use against the cap.
+ * What the cache page shows, one page at a time: the summary (hit ratio and bytes saved from the
+ * metrics, disk use against the cap, the numbers of repositories and tags from counters kept as
+ * links come and go), each upstream's status, and one page of cached tags (digest, kind, size, last
+ * pull, expiry) in catalog order, optionally filtered by a text the repository or tag contains.
+ *
+ * A page costs what it shows, never the size of the cache: the catalog is walked only as far as
+ * the page reaches, a repository's tags are one directory listing, and only the tags on the page
+ * are read. A filter that matches little may have to look far: it stops after a time budget and
+ * the page links to where it stopped.
  */
 import type { Digest } from '../distribution/digest.js';
 import { tryParseManifest, type ParsedManifest } from '../distribution/manifest.js';
 import { isIndexType } from '../distribution/mediatypes.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
+import { forEachInOrder } from '../storage/catalog.js';
 import type { UpstreamStatus } from '../proxy/upstream.js';
 
 /** One cached tag. */
@@ -23,13 +30,8 @@ export interface TagReport {
   readonly expires?: Date;
 }
 
-/** One cached repository. */
-export interface RepositoryReport {
-  readonly name: string;
-  readonly tags: readonly TagReport[];
-  /** Manifests cached by digest only (pulled by digest, or an index's platforms). */
-  readonly untagged: number;
-}
+/** One row of the table: a tag, or a repository that has manifests cached by digest only. */
+export type ImageRow = { readonly repo: string; readonly tag: TagReport } | { readonly repo: string; readonly untagged: number };
 
 /** An upstream as the page shows it. */
 export interface UpstreamReport extends UpstreamStatus {
@@ -39,10 +41,21 @@ export interface UpstreamReport extends UpstreamStatus {
   readonly rateLimitRemaining?: string;
 }
 
+/** Which page: rows after `after` (`repo:tag`, or `repo:` for a repository's untagged row), `n` of them, matching `q`. */
+export interface PageQuery {
+  readonly q?: string;
+  readonly after?: string;
+  readonly n: number;
+}
+
 /** The whole page's data. */
 export interface CacheReport {
   readonly generatedAt: Date;
-  readonly repositories: readonly RepositoryReport[];
+  readonly rows: readonly ImageRow[];
+  /** The query, and where the next page starts (undefined at the end). */
+  readonly page: PageQuery & { readonly next?: string; readonly stoppedEarly?: boolean };
+  /** Repositories and tags cached; `complete` false while the start-up walk still counts. */
+  readonly counts?: { readonly repositories: number; readonly tags: number; readonly complete: boolean };
   readonly stats: { readonly requests: number; readonly hits: number; readonly bytesServed: number; readonly bytesFetched: number };
   readonly upstreams: readonly UpstreamReport[];
   readonly disk: { readonly cacheBytes?: number; readonly capBytes?: number; readonly volumeBytes?: number; readonly volumeFree?: number };
@@ -50,53 +63,137 @@ export interface CacheReport {
 
 /** Where the report comes from (wired by the server). */
 export interface CacheReportSources {
-  listRepositories(): Promise<string[]>;
+  /** A page of the catalog (after `last`, at most `n`). */
+  listRepositories(page: { n: number; last?: string }): Promise<string[]>;
   repository(name: string): RepositoryStore;
   readonly blobs: BlobStore;
   expiryOf(repo: string, digest: string): Date | undefined;
   lastPulled(repo: string, digest: string): Date | undefined;
   upstreams(): UpstreamReport[];
   stats(): Promise<CacheReport['stats']>;
+  /** Repositories and tags cached, when counted. */
+  counts?(): CacheReport['counts'];
   /** Blob bytes tracked by the size cap, and the cap, when one is set. */
   cap(): { cacheBytes?: number; capBytes?: number };
   /** The storage medium's size and free space, where the driver knows them (not on S3). */
   diskUsage(): Promise<{ readonly totalBytes: number; readonly freeBytes: number } | undefined>;
 }
 
-/** Gathers the report; a manifest that cannot be read counts as size 0, never fails the page. */
-export async function gatherCacheReport(src: CacheReportSources): Promise<CacheReport> {
-  const repositories: RepositoryReport[] = [];
-  for (const name of await src.listRepositories()) {
-    const repo = src.repository(name);
-    const tags: TagReport[] = [];
-    const tagged = new Set<string>();
-    for (const tag of await repo.listTags()) {
-      const digest = await repo.resolveTag(tag);
-      if (!digest || !(await repo.hasRevision(digest))) continue;
-      tagged.add(digest.value);
-      const m = await readManifest(src.blobs, digest);
-      const kind = m?.mediaType === undefined ? 'other' : isIndexType(m.mediaType) ? 'index' : 'image';
-      tags.push({
-        tag,
-        digest: digest.value,
-        kind,
-        platforms: kind === 'index' ? (Array.isArray(m?.doc.manifests) ? m.doc.manifests.length : 0) : undefined,
-        size: await imageSize(src, repo, m, kind, tagged),
-        lastPulled: src.lastPulled(name, digest.value) ?? (await repo.linkedAt(digest)),
-        expires: src.expiryOf(name, digest.value),
-      });
-    }
-    const revisions = await repo.listRevisions();
-    repositories.push({ name, tags, untagged: revisions.filter((d) => !tagged.has(d.value)).length });
-  }
+/** Rows per page by default, and at most. */
+export const PAGE_ROWS = 100;
+export const MAX_PAGE_ROWS = 1000;
+/** How long a page looks for rows that match its filter before it links to where it stopped. */
+const SEARCH_BUDGET_MS = 2000;
+/** Catalog names fetched per step of the walk. */
+const CATALOG_STEP = 100;
+
+/** The page's query from request parameters (anything unusable falls back to the defaults). */
+export function pageQuery(params: { q?: unknown; after?: unknown; n?: unknown }): PageQuery {
+  const q = typeof params.q === 'string' && params.q.trim() !== '' ? params.q.trim().toLowerCase().slice(0, 200) : undefined;
+  const after = typeof params.after === 'string' && params.after.includes(':') ? params.after.slice(0, 512) : undefined;
+  const n = typeof params.n === 'string' && /^\d+$/.test(params.n) ? Math.min(Math.max(Number(params.n), 1), MAX_PAGE_ROWS) : PAGE_ROWS;
+  return { q, after, n };
+}
+
+/** Gathers one page; a manifest that cannot be read counts as size 0, never fails the page. */
+export async function gatherCacheReport(src: CacheReportSources, query: PageQuery = { n: PAGE_ROWS }, now: () => number = Date.now): Promise<CacheReport> {
+  const found = await pageRows(src, query, now);
   const fs = await src.diskUsage().catch(() => undefined);
   return {
     generatedAt: new Date(),
-    repositories,
+    rows: found.rows,
+    page: { ...query, next: found.next, stoppedEarly: found.stoppedEarly },
+    counts: src.counts?.(),
     stats: await src.stats(),
     upstreams: src.upstreams(),
     disk: { ...src.cap(), volumeBytes: fs?.totalBytes, volumeFree: fs?.freeBytes },
   };
+}
+
+/** A row before its tag is read. */
+type Candidate = { readonly repo: string; readonly tag: string } | { readonly repo: string; readonly untagged: number };
+
+const cursorOf = (c: Candidate): string => `${c.repo}:${'tag' in c ? c.tag : ''}`;
+
+/** Repository names in catalog order: `after` first (the rest of its tags), then the catalog after it. */
+async function* repositoryNames(src: CacheReportSources, after: string | undefined): AsyncGenerator<string> {
+  if (after !== undefined) yield after;
+  for (let last = after; ; ) {
+    const names = await src.listRepositories({ n: CATALOG_STEP, last });
+    yield* names;
+    if (names.length < CATALOG_STEP) return;
+    last = names[names.length - 1];
+  }
+}
+
+/** The page's rows and the cursor of the next page. */
+async function pageRows(src: CacheReportSources, query: PageQuery, now: () => number): Promise<{ rows: ImageRow[]; next?: string; stoppedEarly?: boolean }> {
+  const deadline = now() + SEARCH_BUDGET_MS;
+  const cut = query.after?.lastIndexOf(':') ?? -1;
+  const afterRepo = cut >= 0 ? query.after!.slice(0, cut) : undefined;
+  const afterTag = cut >= 0 ? query.after!.slice(cut + 1) : undefined;
+  const matches = (text: string): boolean => query.q === undefined || text.toLowerCase().includes(query.q);
+  const candidates: Candidate[] = [];
+  let full = false;
+  let resume = afterRepo !== undefined;
+  const add = (c: Candidate): boolean => {
+    if (candidates.length === query.n) return !(full = true);
+    candidates.push(c);
+    return true;
+  };
+  for await (const name of repositoryNames(src, afterRepo)) {
+    const repo = src.repository(name);
+    const tags = await repo.tagNames();
+    let room = true;
+    for (const tag of tags) {
+      if (resume && tag <= afterTag!) continue;
+      if (matches(`${name}:${tag}`) && !(room = add({ repo: name, tag }))) break;
+    }
+    // A repository with manifests but no tag gets one row (not again when the page resumes after it).
+    if (room && tags.length === 0 && !resume && matches(name)) {
+      const untagged = (await repo.revisionNames()).length;
+      if (untagged > 0) room = add({ repo: name, untagged });
+    }
+    resume = false;
+    if (!room) break;
+    if (query.q !== undefined && now() > deadline) {
+      // A filter that matches little: show what was found, and go on from here on the next page.
+      return { rows: await describe(src, candidates), next: `${name}:\uffff`, stoppedEarly: true };
+    }
+  }
+  const rows = await describe(src, candidates);
+  return { rows, next: full ? cursorOf(candidates[candidates.length - 1]!) : undefined };
+}
+
+/** Reads what each row shows, a few at a time; a tag whose manifest is not cached is left out. */
+async function describe(src: CacheReportSources, candidates: readonly Candidate[]): Promise<ImageRow[]> {
+  const rows: ImageRow[] = [];
+  await forEachInOrder(
+    candidates,
+    8,
+    async (c): Promise<ImageRow | undefined> => {
+      if (!('tag' in c)) return c;
+      const repo = src.repository(c.repo);
+      const digest = await repo.resolveTag(c.tag).catch(() => undefined);
+      if (!digest || !(await repo.hasRevision(digest))) return undefined;
+      const m = await readManifest(src.blobs, digest);
+      const kind = m?.mediaType === undefined ? 'other' : isIndexType(m.mediaType) ? 'index' : 'image';
+      return {
+        repo: c.repo,
+        tag: {
+          tag: c.tag,
+          digest: digest.value,
+          kind,
+          platforms: kind === 'index' ? (Array.isArray(m?.doc.manifests) ? m.doc.manifests.length : 0) : undefined,
+          size: await imageSize(src, repo, m, kind),
+          lastPulled: src.lastPulled(c.repo, digest.value) ?? (await repo.linkedAt(digest)),
+          expires: src.expiryOf(c.repo, digest.value),
+        },
+      };
+    },
+    (row) => void (row && rows.push(row)),
+  );
+  return rows;
 }
 
 async function readManifest(blobs: BlobStore, digest: Digest): Promise<ParsedManifest | undefined> {
@@ -108,7 +205,7 @@ async function readManifest(blobs: BlobStore, digest: Digest): Promise<ParsedMan
 }
 
 /** Config and layer bytes; for an index, summed over the platforms cached in this repository. */
-async function imageSize(src: CacheReportSources, repo: RepositoryStore, m: ParsedManifest | undefined, kind: TagReport['kind'], children: Set<string>): Promise<number> {
+async function imageSize(src: CacheReportSources, repo: RepositoryStore, m: ParsedManifest | undefined, kind: TagReport['kind']): Promise<number> {
   if (!m) return 0;
   const { config, layers, manifests } = m.refs;
   if (kind === 'image') return [config, ...layers].reduce((sum, d) => sum + (d?.size ?? 0), 0);
@@ -116,10 +213,8 @@ async function imageSize(src: CacheReportSources, repo: RepositoryStore, m: Pars
   let total = 0;
   for (const { digest } of manifests) {
     if (!(await repo.hasRevision(digest))) continue;
-    // An index's platforms are part of its tag, not untagged leftovers.
-    children.add(digest.value);
     const inner = await readManifest(src.blobs, digest);
-    if (inner?.mediaType && !isIndexType(inner.mediaType)) total += await imageSize(src, repo, inner, 'image', children);
+    if (inner?.mediaType && !isIndexType(inner.mediaType)) total += await imageSize(src, repo, inner, 'image');
   }
   return total;
 }

@@ -20,7 +20,8 @@ export class ProxyTagService implements TagService {
       return await this.fromUpstream(name, page);
     } catch (err) {
       if (!(err instanceof UpstreamError) || !err.isUnavailable) throw err;
-      const tags = await this.repository(name).listTags();
+      // The tag directories' names, as distribution lists its own tags (no read per tag).
+      const tags = await this.repository(name).tagNames();
       if (tags.length === 0) throw err;
       // Every cached tag: the route pages lists that do not come from an upstream (as the hosted
       // ones). Paging here as well paged a page, and the route then saw no next page.

@@ -24,6 +24,7 @@ export async function walkLinks(
   repository: (name: string) => RepositoryStore,
   visit: LinkVisitor,
   stop: () => boolean = () => false,
+  onRepository?: (name: string, repo: RepositoryStore) => Promise<void>,
 ): Promise<{ repositories: number; links: number; complete: boolean }> {
   let repositories = 0;
   let links = 0;
@@ -31,6 +32,7 @@ export async function walkLinks(
     if (stop()) return { repositories, links, complete: false };
     repositories++;
     const repo = repository(name);
+    await onRepository?.(name, repo);
     for (const d of await repo.listRevisions()) {
       links++;
       await visit(name, d, 'manifest');
@@ -49,6 +51,11 @@ export class LinkIndex {
   private readonly byDigest = new Map<string, string | string[]>();
   /** One string per repository name, shared by all its links. */
   private readonly names = new Map<string, string>();
+  /** Links per repository: a repository with none is not counted. */
+  private readonly perRepository = new Map<string, number>();
+  /** Tags per repository, and their sum. */
+  private readonly tagsPer = new Map<string, number>();
+  private tags = 0;
   private built = false;
   private readonly waiting: Array<() => void> = [];
 
@@ -63,8 +70,11 @@ export class LinkIndex {
     const cur = this.byDigest.get(digest);
     if (cur === undefined) this.byDigest.set(digest, name);
     else if (typeof cur === 'string') {
-      if (cur !== name) this.byDigest.set(digest, [cur, name]);
+      if (cur === name) return;
+      this.byDigest.set(digest, [cur, name]);
     } else if (!cur.includes(name)) cur.push(name);
+    else return;
+    this.perRepository.set(name, (this.perRepository.get(name) ?? 0) + 1);
   }
 
   /** `repo` no longer links `digest`. */
@@ -72,12 +82,31 @@ export class LinkIndex {
     const cur = this.byDigest.get(digest);
     if (cur === undefined) return;
     if (typeof cur === 'string') {
-      if (cur === repo) this.byDigest.delete(digest);
-      return;
+      if (cur !== repo) return;
+      this.byDigest.delete(digest);
+    } else {
+      const rest = cur.filter((r) => r !== repo);
+      if (rest.length === cur.length) return;
+      if (rest.length === 0) this.byDigest.delete(digest);
+      else this.byDigest.set(digest, rest.length === 1 ? rest[0]! : rest);
     }
-    const rest = cur.filter((r) => r !== repo);
-    if (rest.length === 0) this.byDigest.delete(digest);
-    else this.byDigest.set(digest, rest.length === 1 ? rest[0]! : rest);
+    const left = (this.perRepository.get(repo) ?? 1) - 1;
+    if (left > 0) this.perRepository.set(repo, left);
+    else this.perRepository.delete(repo);
+  }
+
+  /** `repo` has `count` tags (the walk), or `delta` more or fewer (a tag made or removed). */
+  tagsOf(repo: string, change: { count: number } | { delta: number }): void {
+    const before = this.tagsPer.get(repo) ?? 0;
+    const after = Math.max(0, 'count' in change ? change.count : before + change.delta);
+    this.tags += after - before;
+    if (after > 0) this.tagsPer.set(this.intern(repo), after);
+    else this.tagsPer.delete(repo);
+  }
+
+  /** What the cache holds, kept as links and tags come and go (complete once built). */
+  get counts(): { readonly repositories: number; readonly tags: number; readonly complete: boolean } {
+    return { repositories: this.perRepository.size, tags: this.tags, complete: this.built };
   }
 
   /** The repositories that may link `digest` (to be checked on storage), or undefined until built. */
@@ -138,5 +167,17 @@ export class ObservedRepositoryStore extends RepositoryStore {
   override async unlinkRevision(d: Digest): Promise<void> {
     await super.unlinkRevision(d);
     if (!(await this.hasLayer(d))) this.links.unlinked(this.name, d.value);
+  }
+
+  override async tag(tag: string, d: Digest): Promise<void> {
+    const had = (await this.resolveTag(tag)) !== undefined;
+    await super.tag(tag, d);
+    if (!had) this.links.tagsOf(this.name, { delta: 1 });
+  }
+
+  override async untag(tag: string): Promise<void> {
+    const had = (await this.resolveTag(tag)) !== undefined;
+    await super.untag(tag);
+    if (had) this.links.tagsOf(this.name, { delta: -1 });
   }
 }

@@ -4,6 +4,7 @@
  * hold `<alg>:<hex>` with no newline.
  */
 import { parseDigest, type Digest } from '../distribution/digest.js';
+import { isValidTag } from '../distribution/reference.js';
 import type { StorageDriver } from './driver.js';
 import { PathNotFoundError } from './driver.js';
 import { listOrEmpty } from './blob-store.js';
@@ -86,6 +87,21 @@ export class RepositoryStore {
       }
     }
     return tags.sort();
+  }
+
+  /**
+   * The names of the repository's tag directories, sorted, as distribution's tag store lists them:
+   * one directory listing, no link read (a 10,000-tag repository costs one call, not 10,000).
+   */
+  async tagNames(): Promise<string[]> {
+    return (await listOrEmpty(this.driver, tagsDir(this.name))).filter((t) => isValidTag(t)).sort();
+  }
+
+  /** The digests of the revision directories, without reading their links (a count for the cache page). */
+  async revisionNames(): Promise<string[]> {
+    const names: string[] = [];
+    for (const alg of ['sha256', 'sha384', 'sha512']) for (const hex of await listOrEmpty(this.driver, revisionsDir(this.name, alg))) names.push(`${alg}:${hex}`);
+    return names;
   }
 
   /** The tags currently pointing at `d` (each tag's link read once). */
