@@ -186,8 +186,10 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   // In the background: the schedule loads (expiries then run as their data's links are known), then
   // one walk of the storage fills the link index and measures the cache for the size cap.
   const started = (async () => {
+    const began = Date.now();
     const loaded = await lifetime.start();
     if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
+    if (loaded.loaded !== undefined) logger.info(`schedule loaded: ${loaded.loaded} entries in ${Date.now() - began} ms`);
     const walk = await walkLinks(
       driver,
       repository,

@@ -15,6 +15,10 @@ import { ExpiryIndex } from '../lib/scheduler/expiry-index.js';
 import { TtlScheduler } from '../lib/scheduler/scheduler.js';
 import { readState } from '../lib/scheduler/state-file.js';
 import { SharedLocks } from '../lib/storage/shared-lock.js';
+import { until } from './helpers/until.js';
+import request from 'supertest';
+import { startFakeUpstream } from './helpers/fake-upstream.js';
+import { startMirror } from './helpers/mirror.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hex = (i: number): string => i.toString(16).padStart(64, '0');
@@ -90,7 +94,7 @@ describe('the schedule at scale', () => {
     const model = new Map<string, number>();
     let seed = 42;
     const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-    for (let step = 0; step < 20_000; step++) {
+    for (let step = 0; step < 5000; step++) {
       const key = `k${Math.floor(random() * 500)}`;
       const r = random();
       if (r < 0.6) {
@@ -136,6 +140,55 @@ describe('the schedule at scale', () => {
     const { entries } = await readState(state);
     expect(entries.size).toBe(100_000);
     expect(entries.get(`team-0/app-0@sha256:${hex(0)}`)!.expiry.getTime()).toBeGreaterThan(Date.now() + 13 * DAY);
+  }, 120_000);
+
+  test('adds while the file loads are kept, and nothing expires before the load is done', async () => {
+    await writeBigState(state, 50_000);
+    // Some entries are due already.
+    const due = `team-1/app-0@sha256:${hex(1)}`;
+    const text = (await readFile(state, 'utf8')).replace(`"Key":"${due}","ExpiryData":"`, (m) => `${m}2020-01-01T00:00:00Z","Was":"`);
+    await writeFile(state, text);
+    const expired: string[] = [];
+    let loadedAtExpiry: boolean | undefined;
+    const s = new TtlScheduler({
+      statePath: state,
+      onExpire: async (e) => {
+        loadedAtExpiry = s.ready;
+        expired.push(e.key);
+      },
+      flushIntervalMs: 60_000,
+    });
+    const starting = s.start();
+    s.add('during/load', 'sha256:aa', 'manifest', DAY);
+    expect(s.ready).toBe(false);
+    expect(expired).toEqual([]);
+    expect((await starting).loaded).toBe(50_000);
+    await until(() => expired.length === 1, 'the expiry due at start-up');
+    expect(expired).toEqual([due]);
+    expect(loadedAtExpiry).toBe(true);
+    expect(s.has('during/load@sha256:aa')).toBe(true);
+    expect(s.size).toBe(50_000);
+    await s.stop();
+    expect((await readState(state)).entries.has('during/load@sha256:aa')).toBe(true);
+  }, 60_000);
+
+  test('the registry answers before its schedule of 100,000 entries is loaded: start-up waits for no walk of the cache', async () => {
+    const upstream = await startFakeUpstream();
+    await writeBigState(state, 100_000);
+    const mirror = await startMirror(upstream.url, { root: dir, proxyYaml: 'ttl: 168h' });
+    try {
+      await request(mirror.url).get('/v2/').expect(200);
+      const answeredAt = mirror.logs().length;
+      await until(() => /schedule loaded: 100000 entries/.test(mirror.logs()), 'the schedule loaded', 60_000);
+      const logs = mirror.logs();
+      // Listening, and the first answer, came before the load finished.
+      expect(logs.indexOf('listening on')).toBeLessThan(logs.indexOf('schedule loaded'));
+      expect(logs.indexOf('schedule loaded')).toBeGreaterThanOrEqual(answeredAt);
+      await until(() => /cache walked/.test(mirror.logs()), 'the walk of the cache', 60_000);
+    } finally {
+      await mirror.close({ keepRoot: true });
+      await upstream.close();
+    }
   }, 120_000);
 
   test('the state file is complete JSON in registry:2\'s format at every moment of repeated rewrites', async () => {

@@ -81,9 +81,9 @@ export class CacheLifetime {
    * touched while it loads are kept) and expiries start once it is loaded. A corrupt state file is
    * set aside and the schedule rebuilt from a walk of the storage.
    */
-  async start(): Promise<{ problem?: string }> {
+  async start(): Promise<{ problem?: string; loaded?: number }> {
     if (!this.scheduler) return {};
-    const { problem } = await this.scheduler.start();
+    const { problem, loaded } = await this.scheduler.start();
     if (problem) {
       // Stopping waits for this (rare) walk: a schedule cut short would never be rebuilt.
       this.rebuilding = (async () => {
@@ -94,7 +94,7 @@ export class CacheLifetime {
       })();
       await this.rebuilding;
     }
-    return { problem };
+    return { problem, loaded };
   }
 
   /** True once the schedule is loaded (or when there is none). */
