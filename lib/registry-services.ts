@@ -69,7 +69,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   }
   const proxy = config.proxy;
   const policy = decideCachePolicy(proxy, config.storage.delete.enabled, (msg) => logger.warn(msg));
-  const driver = createDriver(config.storage);
+  const driver = await createDriver(config.storage);
   // Housekeeping only, in the background: it removes what dead processes left, never this one's,
   // and a store that cannot be reached now must not keep the registry from starting.
   void (driver.cleanup?.() ?? Promise.resolve(0)).then(

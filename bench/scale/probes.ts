@@ -98,6 +98,22 @@ export async function cpuWindow(pid: number, seconds: number): Promise<{ cpuPerc
   return { cpuPercent: ((c1 - c0) / wall) * 100, rss: await procStatusBytes(pid, 'VmRSS') };
 }
 
+/**
+ * Waits until `pid` is quiet: two consecutive one-second samples under `percent` of a core (the
+ * work a contender does in the background after it answers, such as our walk of the cache).
+ * Resolves with the seconds waited; gives up after `maxSeconds`.
+ */
+export async function settle(pid: number, percent = 3, maxSeconds = 300): Promise<number> {
+  const start = process.hrtime.bigint();
+  let quiet = 0;
+  while (Number(process.hrtime.bigint() - start) / 1e9 < maxSeconds) {
+    const { cpuPercent } = await cpuWindow(pid, 1);
+    quiet = cpuPercent < percent ? quiet + 1 : 0;
+    if (quiet === 2) break;
+  }
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
 /** wrk with `--latency`: the summary and the 50th/99th percentiles (seconds). */
 export interface LatencyResult extends WrkResult {
   readonly p50: number;

@@ -12,6 +12,7 @@ export interface ScaleSample {
 /** The measures, in table order. */
 export const SCALE_METRICS = [
   { id: 'ready_s', label: 'start until /v2/ answers', unit: 's', digits: 2 },
+  { id: 'settle_s', label: 'background start-up work after that', unit: 's', digits: 1 },
   { id: 'idle_cpu', label: 'CPU, no client, nothing expiring', unit: '% core', digits: 1 },
   { id: 'trickle_cpu', label: 'CPU, no client, 10 expiries/s', unit: '% core', digits: 1 },
   { id: 'rss_mib', label: 'RSS when idle', unit: 'MiB', digits: 0 },

@@ -4,8 +4,8 @@
  */
 import { SCALE_METRICS, scaleValue, sizeLabel, sizesOf, type ScaleMetricId, type ScaleSample } from './report.js';
 
-const PANELS: ScaleMetricId[] = ['ready_s', 'idle_cpu', 'trickle_cpu', 'rss_mib', 'digest_rps', 'digest_p99_ms', 'catalog_s', 'tags_s', 'gc_s', 'page_first_byte_s'];
-const COLS = 5;
+const PANELS: ScaleMetricId[] = ['ready_s', 'settle_s', 'idle_cpu', 'trickle_cpu', 'rss_mib', 'digest_rps', 'digest_p99_ms', 'catalog_s', 'tags_s', 'gc_s', 'page_first_byte_s'];
+const COLS = 4;
 const W = 250;
 const H = 190;
 const PAD = { left: 48, right: 12, top: 30, bottom: 34 };

@@ -13,7 +13,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
-import { TtlScheduler, parseKey, type Entry } from './scheduler.js';
+import { TtlScheduler, parseKey, type Entry, type ExpirySchedule } from './scheduler.js';
 import type { StateStore } from './state-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 
@@ -50,7 +50,7 @@ export interface CacheLifetimeOptions {
 
 /** Expiry of cached content. */
 export class CacheLifetime {
-  private readonly scheduler?: TtlScheduler;
+  private readonly scheduler?: ExpirySchedule;
   private rebuilding?: Promise<void>;
 
   constructor(private readonly o: CacheLifetimeOptions) {

@@ -6,7 +6,7 @@
  * by what other replicas report (their journals). Until it is built, `linkers` answers undefined
  * and a deletion waits for it: "not yet known" never lets data another repository links go.
  */
-import type { Digest } from '../distribution/digest.js';
+import { parseDigest, type Digest } from '../distribution/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
@@ -16,8 +16,10 @@ export type LinkVisitor = (repo: string, digest: Digest, type: 'blob' | 'manifes
 
 /**
  * The one walk of the cache at start-up, in the background: every repository's layer and manifest
- * links, each reported to `visit` (the link index, the size cap's measure). Each step awaits the
- * storage, so the walk never holds the event loop; `stop` ends it early. Resolves with the counts.
+ * link directories, each reported to `visit` (the link index, the size cap's measure). The links
+ * are known by their directories' names, not read: a directory whose link is missing or wrong
+ * counts as a link, which can only keep data (and costs one listing per repository, not a read per
+ * link). Each step awaits the storage, so the walk never holds the event loop; `stop` ends it early.
  */
 export async function walkLinks(
   driver: StorageDriver,
@@ -33,13 +35,13 @@ export async function walkLinks(
     repositories++;
     const repo = repository(name);
     await onRepository?.(name, repo);
-    for (const d of await repo.listRevisions()) {
-      links++;
-      await visit(name, d, 'manifest');
-    }
-    for (const d of await repo.listLayers()) {
-      links++;
-      await visit(name, d, 'blob');
+    for (const [type, names] of [['manifest', await repo.revisionNames()], ['blob', await repo.layerNames()]] as const) {
+      for (const raw of names) {
+        const d = parseDigest(raw);
+        if (!d) continue;
+        links++;
+        await visit(name, d, type);
+      }
     }
   }
   return { repositories, links, complete: true };

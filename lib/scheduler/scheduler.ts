@@ -67,6 +67,29 @@ export interface SchedulerOptions {
 /** A replica without the lease writes new entries (new links) to its journal this soon. */
 const NEW_ENTRY_JOURNAL_MS = 100;
 
+/**
+ * What the cache's lifetime policy needs of a schedule: `TtlScheduler` here (an in-memory index
+ * persisted through a `StateStore`); a shared structure with O(log n) entries (a Redis sorted set,
+ * for replicas coordinated through Redis) can implement the same.
+ */
+export interface ExpirySchedule {
+  /** Loads what is stored (in the background: resolves when loaded) and starts expiring. */
+  start(): Promise<{ problem?: string; loaded: number }>;
+  /** Stops expiring and persists what changed. */
+  stop(): Promise<void>;
+  /** Content fetched: it expires `ttlMs` from now, or later if it already does. */
+  add(repo: string, digest: string, type: EntryType, ttlMs: number): void;
+  /** A cache hit: extends a scheduled entry, creates none. */
+  touch(repo: string, digest: string, type: EntryType, ttlMs: number): void;
+  /** Entries for content found on storage that the schedule lacks. */
+  rebuild(found: Iterable<{ repo: string; digest: string; type: EntryType }>, ttlMs: number): void;
+  get(key: string): Entry | undefined;
+  /** True once the stored schedule is loaded. */
+  readonly ready: boolean;
+  /** Before blob data is deleted: takes in what other processes scheduled meanwhile. */
+  refresh(): Promise<void>;
+}
+
 /** Splits `<repo>@<digest>` at the last `@`. */
 export function parseKey(key: string): { repo: string; digest: string } {
   const i = key.lastIndexOf('@');
@@ -83,7 +106,7 @@ const PRUNE_SLICE = 10_000;
 const toEntry = (e: IndexedEntry): Entry => ({ key: e.key, expiry: new Date(e.expiry), type: e.type });
 
 /** Expires cache entries at their time. */
-export class TtlScheduler {
+export class TtlScheduler implements ExpirySchedule {
   private readonly index = new ExpiryIndex();
   private readonly store: StateStore;
   /** Entries being expired, with the version taken. */

@@ -35,7 +35,7 @@ export interface GcSummary {
 
 /** Runs a collection on the storage `config` names. */
 export async function garbageCollect(config: Config, opts: GcOptions): Promise<GcSummary> {
-  return collect(createDriver(config.storage), opts);
+  return collect(await createDriver(config.storage), opts);
 }
 
 /** Repositories and manifests read at once (the output keeps the walk's order). */

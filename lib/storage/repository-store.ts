@@ -97,10 +97,19 @@ export class RepositoryStore {
     return (await listOrEmpty(this.driver, tagsDir(this.name))).filter((t) => isValidTag(t)).sort();
   }
 
-  /** The digests of the revision directories, without reading their links (a count for the cache page). */
-  async revisionNames(): Promise<string[]> {
+  /** The digests of the revision directories, without reading their links (one listing per algorithm). */
+  revisionNames(): Promise<string[]> {
+    return this.linkedNames((alg) => revisionsDir(this.name, alg));
+  }
+
+  /** The digests of the layer link directories, without reading their links. */
+  layerNames(): Promise<string[]> {
+    return this.linkedNames((alg) => layersDir(this.name, alg));
+  }
+
+  private async linkedNames(dirFor: (alg: string) => string): Promise<string[]> {
     const names: string[] = [];
-    for (const alg of ['sha256', 'sha384', 'sha512']) for (const hex of await listOrEmpty(this.driver, revisionsDir(this.name, alg))) names.push(`${alg}:${hex}`);
+    for (const alg of ['sha256', 'sha384', 'sha512']) for (const hex of await listOrEmpty(this.driver, dirFor(alg))) names.push(`${alg}:${hex}`);
     return names;
   }
 
