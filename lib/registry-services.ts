@@ -23,6 +23,9 @@ import { Metrics } from './metrics/metrics.js';
 import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
 import { SCHEDULER_STATE_PATH } from './storage/paths.js';
 
+/** How often temporary files of processes that died are looked for while serving. */
+const TEMP_CLEANUP_INTERVAL_MS = 60_000;
+
 /** The running services of one registry process. */
 export interface RegistryServices {
   readonly driver: StorageDriver;
@@ -72,6 +75,14 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     return 0;
   });
   if (removed > 0) logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`);
+  // And while serving: a replica on the volume may die any time (its pid then reused, or a zombie).
+  const janitor = setInterval(() => {
+    driver.cleanup?.().then(
+      (n) => n > 0 && logger.info(`removed ${n} temporary file(s) of processes that died`),
+      (err: Error) => logger.warn(`could not remove temporary files of dead processes: ${err.message}`),
+    );
+  }, TEMP_CLEANUP_INTERVAL_MS);
+  janitor.unref();
   const blobs = new BlobStore(driver, { redirect: !config.storage.redirect.disable });
   // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
   const locks = createSharedLocks(config.storage, proxy.lockstalems, (key, err) =>
@@ -170,6 +181,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   );
   for (const n of router.others) logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
   const close = async (): Promise<void> => {
+    clearInterval(janitor);
     await lifetime.stop();
     for (const n of router.all) n.close();
   };

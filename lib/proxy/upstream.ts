@@ -165,7 +165,7 @@ export class Upstream {
       if (response.statusCode === 200) {
         return { status: 200, headers: response.headers, body: stream };
       }
-      const body = await drain(stream, 64 * 1024).catch(() => Buffer.alloc(0));
+      const body = await drain(stream, 64 * 1024, path).catch(() => Buffer.alloc(0));
       const reply: UpstreamReply = { status: response.statusCode ?? 0, headers: response.headers, body };
       if (reply.status === 401 && authorization?.startsWith('Bearer ') && attempt === 0) {
         this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
@@ -230,7 +230,7 @@ export class Upstream {
           const res = await this.got(this.remoteUrl + path, { method, headers });
           reply = { status: res.statusCode, headers: res.headers, body: Buffer.alloc(0) };
         } else {
-          reply = await this.boundedGet(this.remoteUrl + path, headers, opts.maxBytes ?? MAX_MANIFEST_BYTES);
+          reply = await this.boundedGet(path, headers, opts.maxBytes ?? MAX_MANIFEST_BYTES);
         }
       } catch (err) {
         if (err instanceof UpstreamError) throw err;
@@ -247,8 +247,8 @@ export class Upstream {
   }
 
   /** A GET whose body may not exceed `maxBytes`: an endless or oversized body is cut off, not buffered. */
-  private async boundedGet(url: string, headers: Record<string, string>, maxBytes: number): Promise<UpstreamReply> {
-    const stream = this.got.stream(url, { headers });
+  private async boundedGet(path: string, headers: Record<string, string>, maxBytes: number): Promise<UpstreamReply> {
+    const stream = this.got.stream(this.remoteUrl + path, { headers });
     const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
       stream.once('response', resolve);
       stream.once('error', reject);
@@ -258,7 +258,7 @@ export class Upstream {
       stream.destroy();
       throw new UpstreamError('ERR_UPSTREAM_INVALID', `upstream body of ${declared} bytes exceeds the ${maxBytes}-byte limit`, { status: response.statusCode });
     }
-    const body = await drain(stream, maxBytes);
+    const body = await drain(stream, maxBytes, path);
     return { status: response.statusCode ?? 0, headers: response.headers, body };
   }
 
@@ -272,8 +272,8 @@ export class Upstream {
   }
 }
 
-/** Reads a stream to a buffer, failing once more than `maxBytes` arrive. */
-function drain(stream: Readable, maxBytes: number): Promise<Buffer> {
+/** Reads a stream to a buffer, failing once more than `maxBytes` arrive; `path` names it in errors. */
+function drain(stream: Readable, maxBytes: number, path: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -287,7 +287,7 @@ function drain(stream: Readable, maxBytes: number): Promise<Buffer> {
       chunks.push(chunk);
     });
     stream.once('end', () => resolve(Buffer.concat(chunks, size)));
-    stream.once('error', (err) => reject(err instanceof UpstreamError ? err : unreachable('GET', '', err)));
+    stream.once('error', (err) => reject(err instanceof UpstreamError ? err : unreachable('GET', path, err)));
   });
 }
 
