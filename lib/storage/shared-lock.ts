@@ -44,6 +44,9 @@ export interface SharedLocks {
   isHeld(key: string): Promise<boolean>;
 }
 
+/** A volume out of space or quota. */
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+
 /** What `owner.json` of a lock directory holds. */
 interface OwnerRecord extends ProcessOwner {
   readonly token: string;
@@ -89,21 +92,27 @@ export class DirectoryLocks implements SharedLocks {
         if (found.kind === 'takeable' && !(await removeLock(dir, found.token, this.staleMs))) return undefined;
         continue;
       }
-      const token = randomUUID();
+      let token: string | undefined = randomUUID();
       const record: OwnerRecord = { ...thisProcess(), token };
       try {
         await writeFile(`${dir}/owner.json`, JSON.stringify(record));
       } catch (err) {
-        await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-        throw err;
+        await rm(`${dir}/owner.json`, { force: true }).catch(() => undefined);
+        // A full volume takes the directory but not the file: the lock is then judged by its mtime
+        // alone, as an older version's.
+        if (!NO_SPACE.has((err as NodeJS.ErrnoException).code ?? '')) {
+          await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+          throw err;
+        }
+        token = undefined;
       }
       return this.hold(key, dir, token, compromised ?? ((e) => this.onCompromised(key, e)));
     }
     return undefined;
   }
 
-  /** Keeps the lock fresh until released; reports its loss. */
-  private hold(key: string, dir: string, token: string, compromised: (err: Error) => void): Release {
+  /** Keeps the lock fresh until released; reports its loss. `token` undefined: no owner file could be written. */
+  private hold(key: string, dir: string, token: string | undefined, compromised: (err: Error) => void): Release {
     let released = false;
     let lastRefresh = Date.now();
     let timer: NodeJS.Timeout | undefined;
@@ -117,7 +126,8 @@ export class DirectoryLocks implements SharedLocks {
       if (released) return;
       const owner = await readOwner(dir);
       if (released) return;
-      if (owner === 'missing' || owner === 'missing-dir' || (typeof owner === 'object' && owner.token !== token)) return lost('another process took it over');
+      const ours = token === undefined ? owner === 'missing' : typeof owner === 'object' && owner.token === token;
+      if (owner === 'missing-dir' || (owner !== 'unreadable' && !ours)) return lost('another process took it over');
       try {
         const now = new Date();
         await utimes(dir, now, now);
