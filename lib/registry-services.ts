@@ -22,6 +22,7 @@ import { SizeCap, startSizeCap } from './scheduler/size-cap.js';
 import { Metrics } from './metrics/metrics.js';
 import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
 import { SCHEDULER_STATE_PATH } from './storage/paths.js';
+import { formatRate } from './proxy/overtake.js';
 
 /** How often temporary files of processes that died are looked for while serving. */
 const TEMP_CLEANUP_INTERVAL_MS = 60_000;
@@ -161,6 +162,26 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
       repository,
       events,
       locks,
+      overtake: { minBytesPerSecond: proxy.overtake.minratebytes, afterMs: proxy.overtake.afterms },
+      onBlobRace: (repo, digest, event) => {
+        const blob = `blob ${repo}@${digest.value}`;
+        switch (event.kind) {
+          case 'started':
+            return logger.info(`${blob}: the upstream sends ${formatRate(event.rate)}, below proxy.overtake.minrate: racing a second connection from byte ${event.offset}`);
+          case 'won':
+          case 'lost':
+            metrics.blobRaces.inc({ outcome: event.kind });
+            return logger.info(
+              `${blob}: the second connection ${event.kind} (${formatRate(event.racerRate)} against ${formatRate(event.rate)}); the ${event.kind === 'won' ? 'first' : 'second'} is cancelled`,
+            );
+          case 'failed':
+            metrics.blobRaces.inc({ outcome: 'failed' });
+            return logger.warn(`${blob}: a second upstream connection could not be used: ${event.error.message}`);
+          case 'stopped':
+            metrics.blobRaces.inc({ outcome: 'stopped' });
+            return logger.warn(`${blob}: upstream fetch stopped: no client reads it and it crawls at ${formatRate(event.rate)}; the next request fetches it anew`);
+        }
+      },
       onWarning: (msg) => logger.warn(msg),
       onResponse: ({ host: from, method, path, status, headers }) => {
         logger.debug(`upstream ${from} ${method} ${path} ${status}`);

@@ -31,11 +31,24 @@ describe('configuration', () => {
       maxsizebytes: undefined,
       touchonhit: true,
       lockstalems: 10_000,
+      overtake: { minratebytes: 128 * 1024, afterms: 5000 },
       hosted: [],
       hostedanonymouspush: false,
     });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
+  });
+
+  test('proxy.overtake: a size per second and a duration, REGISTRY_PROXY_OVERTAKE_* overrides, 0 turns it off, nonsense names the key', () => {
+    const base = 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\n';
+    const set = load(`${base}  overtake:\n    minrate: 1MiB\n    after: 2s\n`);
+    expect(set.warnings).toEqual([]);
+    expect(set.config.proxy?.overtake).toEqual({ minratebytes: 1024 * 1024, afterms: 2000 });
+    expect(load(base, { REGISTRY_PROXY_OVERTAKE_MINRATE: '0', REGISTRY_PROXY_OVERTAKE_AFTER: '500ms' }).config.proxy?.overtake).toEqual({ minratebytes: 0, afterms: 500 });
+    expect(() => load(`${base}  overtake:\n    minrate: fast\n`)).toThrow(/proxy\.overtake\.minrate: "fast" is not a size/);
+    expect(() => load(`${base}  overtake:\n    after: 0s\n`)).toThrow(/proxy\.overtake\.after: "0s" must be a duration above zero/);
+    expect(() => load(`${base}  overtake:\n    after: soon\n`)).toThrow(/proxy\.overtake\.after: "soon" is not a duration/);
+    expect(load(`${base}  overtake:\n    racers: 2\n`).warnings).toEqual(['proxy.overtake.racers is not a known configuration key: it is ignored']);
   });
 
   test('the official proxy recipe loads, its unimplemented keys warn once each', () => {

@@ -102,6 +102,8 @@ function describe(e: ErrorObject, tree: Record<string, unknown>): string {
       return `${name}: ${shown} is not an http(s) URL`;
     case 'size':
       return `${name}: ${shown} is not a size like 50GiB or 500MB`;
+    case 'positiveDuration':
+      return `${name}: ${shown} must be a duration above zero`;
     case 'hostedPrefix':
       return `${name}: ${shown} is not a repository name prefix like internal/`;
     case 'regex':
@@ -170,6 +172,7 @@ function convert(t: Raw): Config {
           maxsizebytes: tryParseSize(proxy!.maxsize) || undefined,
           touchonhit: proxy!.touchonhit,
           lockstalems: Math.max(2000, parseDuration(proxy!.lockstale)),
+          overtake: { minratebytes: tryParseSize(proxy!.overtake.minrate)!, afterms: parseDuration(proxy!.overtake.after) },
           hosted: hostedPrefixes(proxy!),
           hostedanonymouspush: proxy!.hostedanonymouspush,
         }

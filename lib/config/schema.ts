@@ -3,7 +3,7 @@
  * registry does with it, and the one ajv schema that validates and defaults the keys it implements.
  */
 import { Ajv } from 'ajv';
-import { isDuration } from './duration.js';
+import { isDuration, tryParseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { isValidName } from '../distribution/reference.js';
 
@@ -71,7 +71,7 @@ export const KNOWN_KEYS: KeyTree = {
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
   http: { cachepage: S },
-  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, dockerhub: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S },
+  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, dockerhub: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S, overtake: { minrate: S, after: S } },
 };
 
 const duration = { goDuration: true };
@@ -157,6 +157,7 @@ export const CONFIG_SCHEMA = {
         maxsize: { size: true },
         touchonhit: { ...bool, default: true },
         lockstale: { ...duration, default: '10s' },
+        overtake: { type: 'object', default: {}, properties: { minrate: { size: true, default: '128KiB' }, after: { ...duration, positiveDuration: true, default: '5s' } } },
         hosted: { type: 'array', default: [], items: { type: 'string', hostedPrefix: true } },
         hostedanonymouspush: { ...bool, default: false },
         upstreams: {
@@ -231,6 +232,8 @@ export const CONFIG_SCHEMA = {
 
 const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
 ajv.addKeyword({ keyword: 'goDuration', validate: (_schema: unknown, data: unknown) => isDuration(data), errors: false });
+// Not a duration at all is goDuration's error.
+ajv.addKeyword({ keyword: 'positiveDuration', validate: (_schema: unknown, data: unknown) => (tryParseDuration(data) ?? 1) > 0, errors: false });
 ajv.addKeyword({ keyword: 'size', validate: (_schema: unknown, data: unknown) => tryParseSize(data) !== undefined, errors: false });
 ajv.addKeyword({ keyword: 'hostedPrefix', validate: (_schema: unknown, data: unknown) => typeof data === 'string' && isValidName(data.replace(/\/+$/, '')), errors: false });
 ajv.addKeyword({ keyword: 'regex', validate: (_schema: unknown, data: unknown) => isRegex(data), errors: false });

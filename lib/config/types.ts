@@ -83,6 +83,11 @@ export interface ProxyConfig extends UpstreamConfig {
    */
   readonly lockstalems: number;
   /**
+   * Extension `proxy.overtake`: a blob fetch slower than `minrate` bytes per second (default
+   * 128KiB; 0 turns it off) over `after` (default 5s) is raced by a second upstream connection.
+   */
+  readonly overtake: { readonly minratebytes: number; readonly afterms: number };
+  /**
    * Extension `proxy.hosted`: repository name prefixes (`internal/`, `ci/`) hosted here and pushed
    * to by clients, never asked of an upstream. Each ends with `/`; empty: pull-through only.
    */

@@ -144,17 +144,21 @@ export class Upstream {
    * Streams a blob. Resolves once the upstream answered 200; any other answer is thrown as an
    * `UpstreamError`. Redirects (Docker Hub sends blobs from a CDN) are followed without the
    * `Authorization` header when they leave the upstream's origin (got clears it on a cross-origin hop).
+   * With `from`, asks for the bytes from that offset on (`Range: bytes=<from>-`): the answer is a
+   * `206` with its `Content-Range`, or a `200` with the whole blob from an upstream that ignores ranges.
    */
-  streamBlob(name: string, digest: string): Promise<UpstreamStream> {
-    return this.guarded('GET', `/v2/${name}/blobs/${digest}`, () => this.streamBlobOnce(name, digest));
+  streamBlob(name: string, digest: string, from?: number): Promise<UpstreamStream> {
+    return this.guarded('GET', `/v2/${name}/blobs/${digest}`, () => this.streamBlobOnce(name, digest, from));
   }
 
-  private async streamBlobOnce(name: string, digest: string): Promise<UpstreamStream> {
+  private async streamBlobOnce(name: string, digest: string, from: number | undefined): Promise<UpstreamStream> {
     const path = `/v2/${name}/blobs/${digest}`;
     const scope = scopeForRepository(name);
     for (let attempt = 0; ; attempt++) {
       const authorization = await this.authorization(scope);
-      const stream = this.got.stream(this.remoteUrl + path, { headers: authorization ? { authorization } : {} });
+      const headers: Record<string, string> = authorization ? { authorization } : {};
+      if (from !== undefined) headers.range = `bytes=${from}-`;
+      const stream = this.got.stream(this.remoteUrl + path, { headers });
       const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
         stream.once('response', resolve);
         stream.once('error', reject);
@@ -162,8 +166,8 @@ export class Upstream {
         throw unreachable('GET', path, err);
       });
       this.onResponse?.({ method: 'GET', path, status: response.statusCode ?? 0, headers: response.headers });
-      if (response.statusCode === 200) {
-        return { status: 200, headers: response.headers, body: stream };
+      if (response.statusCode === 200 || (response.statusCode === 206 && from !== undefined)) {
+        return { status: response.statusCode, headers: response.headers, body: stream };
       }
       const body = await drain(stream, 64 * 1024, path).catch(() => Buffer.alloc(0));
       const reply: UpstreamReply = { status: response.statusCode ?? 0, headers: response.headers, body };
