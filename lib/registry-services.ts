@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import type { Logger } from 'winston';
-import type { Config, UpstreamConfig } from './config/types.js';
+import type { Config, RedisConfig, UpstreamConfig } from './config/types.js';
 import type { StorageDriver } from './storage/driver.js';
 import { createDriver, createSharedLocks } from './storage/factory.js';
 import type { SharedLocks } from './storage/shared-lock.js';
@@ -21,7 +21,9 @@ import { CacheLifetime } from './scheduler/cache-lifetime.js';
 import { SizeCap, startSizeCap } from './scheduler/size-cap.js';
 import { Metrics } from './metrics/metrics.js';
 import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
-import { SCHEDULER_STATE_PATH } from './storage/paths.js';
+import { SCHEDULER_LEASE_KEY, SCHEDULER_STATE_PATH } from './storage/paths.js';
+import { RedisConnection } from './coordination/redis-connection.js';
+import { RedisLocks } from './coordination/redis-locks.js';
 import { formatRate } from './proxy/overtake.js';
 
 /** How often temporary files of processes that died are looked for while serving. */
@@ -85,12 +87,26 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   }, TEMP_CLEANUP_INTERVAL_MS);
   janitor.unref();
   const blobs = new BlobStore(driver, { redirect: !config.storage.redirect.disable });
-  // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
-  const locks = createSharedLocks(config.storage, proxy.lockstalems, (key, err) =>
-    logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),
-  );
-  const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
   const metrics = new Metrics();
+  const lockLost = (key: string, err: Error): void => void logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`);
+  // Replicas coordinate through Redis when it is configured (any storage), else through the
+  // volume's lock directories (filesystem), else not at all (S3 without Redis: one replica).
+  const redis = config.redis && (await connectRedis(config.redis, metrics, logger));
+  const locks: SharedLocks | undefined = redis
+    ? new RedisLocks(
+        redis,
+        proxy.lockstalems,
+        {
+          compromised: lockLost,
+          uncoordinated: (key, err) => {
+            metrics.uncoordinated.inc();
+            logger.debug(`${key}: fetched without coordination, Redis did not answer: ${err.message}`);
+          },
+        },
+        (key) => key === SCHEDULER_LEASE_KEY,
+      )
+    : createSharedLocks(config.storage, proxy.lockstalems, lockLost);
+  const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
 
   const sizeCap = new SizeCap({
     driver,
@@ -205,6 +221,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     clearInterval(janitor);
     await lifetime.stop();
     for (const n of router.all) n.close();
+    await redis?.close();
   };
   try {
     // Expiries due at start-up run first, and the cap measures after them.
@@ -242,4 +259,25 @@ function schedulerState(config: Config, driver: StorageDriver): { statePath: str
   const root = config.storage.filesystem?.rootdirectory;
   if (root !== undefined) return { statePath: join(root, SCHEDULER_STATE_PATH) };
   return { statePath: `${driver.name}:${SCHEDULER_STATE_PATH}`, store: driverStateStore(driver, SCHEDULER_STATE_PATH) };
+}
+
+/**
+ * The connection to the cache's Redis, waited for up to `redis.dialtimeout` at start-up: the
+ * replica starts without it too (serving its cache, fetching without coordination) and says so.
+ */
+async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logger): Promise<RedisConnection> {
+  const where = `${config.host}:${config.port}`;
+  metrics.redisUp.set(0);
+  const connection = new RedisConnection(config, {
+    down: (reason) => {
+      metrics.redisUp.set(0);
+      logger.warn(`Redis ${where} unreachable (${reason}): serving the cache and fetching from the upstream without coordination across replicas until it answers again`);
+    },
+    up: () => {
+      metrics.redisUp.set(1);
+      logger.info(`Redis ${where} connected: replicas coordinate through it (one upstream fetch per blob, one expiry runner)`);
+    },
+  });
+  await connection.ready(config.dialtimeoutms);
+  return connection;
 }

@@ -12,6 +12,7 @@ import { parseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
 import { s3Config } from './s3.js';
+import { redisConfig } from './redis.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, validateConfig, type KeyStatus, type KeyTree } from './schema.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
 import { isDockerHub, registryHostOf } from '../distribution/registry-host.js';
@@ -180,6 +181,7 @@ function convert(t: Raw): Config {
     catalog: { maxentries: t.catalog.maxentries },
     auth: authConfig(t.auth as Raw | undefined),
     health: healthConfig(t.health as Raw),
+    redis: t.redis === undefined || t.redis === null ? undefined : redisConfig(t.redis as Raw),
   };
 }
 

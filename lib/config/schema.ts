@@ -59,7 +59,16 @@ export const KNOWN_KEYS: KeyTree = {
     h2c: I,
   },
   notifications: I,
-  redis: I,
+  // 2.8 and 3.x (go-redis UniversalOptions); one server, whose connection ioredis multiplexes (no pool).
+  redis: {
+    addr: S, addrs: S, username: S, password: S, db: S, clientname: S, dialtimeout: S, readtimeout: S, writetimeout: S,
+    maxretries: S, minretrybackoff: S, maxretrybackoff: S,
+    pool: { maxidle: I, maxactive: I, idletimeout: I },
+    poolsize: I, pooltimeout: I, poolfifo: I, minidleconns: I, maxidleconns: I, maxactiveconns: I, connmaxidletime: I, connmaxlifetime: I,
+    protocol: I, contexttimeoutenabled: I, readonly: I, routebylatency: I, routerandomly: I, maxredirects: I, disableidentity: I, identitysuffix: I, unstableresp3: I,
+    tls: { enabled: S, certificate: S, key: S, clientcas: S, rootcas: S },
+    mastername: R, sentinelusername: R, sentinelpassword: R,
+  },
   health: { storagedriver: { enabled: S, interval: S, threshold: S }, file: S, http: S, tcp: S },
   proxy: { remoteurl: S, username: S, password: S, ttl: S, exec: I, cachewritetimeout: I },
   catalog: { maxentries: S },
@@ -71,6 +80,7 @@ export const KNOWN_KEYS: KeyTree = {
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
   http: { cachepage: S },
+  redis: { prefix: S },
   proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, dockerhub: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S, overtake: { minrate: S, after: S } },
 };
 
@@ -213,6 +223,8 @@ export const CONFIG_SCHEMA = {
         },
       },
     },
+    // Checked key by key in redis.ts.
+    redis: { type: 'object' },
     catalog: { type: 'object', default: {}, properties: { maxentries: { type: 'integer', minimum: 1, default: 1000 } } },
     auth: {
       type: 'object',

@@ -28,6 +28,8 @@ export class Metrics {
   readonly cacheWriteFailures: Counter<'type'>;
   readonly manifestsRefused: Counter<'reason'>;
   readonly blobRaces: Counter<'outcome'>;
+  readonly redisUp: Gauge;
+  readonly uncoordinated: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -57,6 +59,12 @@ export class Metrics {
       ['outcome'],
     );
     for (const outcome of ['won', 'lost', 'failed', 'stopped']) this.blobRaces.inc({ outcome }, 0);
+    this.redisUp = new Gauge({ name: 'registry_mirror_redis_up', help: 'With redis: configured, 1 while Redis answers, 0 while it does not (the replicas then fetch without coordination).', registers });
+    this.uncoordinated = new Counter({
+      name: 'registry_mirror_uncoordinated_fetches_total',
+      help: 'Upstream fetches started without coordination across replicas because Redis did not answer.',
+      registers,
+    });
     this.cacheBytes = new Gauge({ name: 'registry_mirror_cache_bytes', help: 'Blob data in the cache, in bytes.', registers });
     this.httpDuration = new Histogram({
       name: 'registry_mirror_http_request_duration_seconds',
