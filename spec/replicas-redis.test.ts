@@ -5,42 +5,19 @@
  * one more fetch; with Redis down the cache is served and cold blobs fetched without coordination,
  * said in the log and the metrics, and coordination resumes once Redis is back.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startReplica, type Replica } from './helpers/replica.js';
+import { startReplica, stopReplicas, type Replica } from './helpers/replica.js';
 import { cephAvailable, createBucket, s3Parameters, s3StorageYaml, type CephEndpoint } from './helpers/ceph.js';
 import { sharedCeph } from './helpers/ceph-shared.js';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis.js';
 import { until } from './helpers/until.js';
+import { getHashed } from './helpers/hashed-get.js';
 
 const MiB = 1024 * 1024;
-
-/** GETs `url` (following a 307 to the bucket), hashing the body as it comes: 30 bodies of 64 MiB are not kept. */
-function getHashed(url: string, redirects = 1): Promise<{ status: number; digest: string; bytes: number; complete: boolean }> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent: false }, (res) => {
-      if (res.statusCode === 307 && res.headers.location && redirects > 0) {
-        res.resume();
-        resolve(getHashed(new URL(res.headers.location, url).toString(), redirects - 1));
-        return;
-      }
-      const hash = createHash('sha256');
-      let bytes = 0;
-      res.on('data', (c: Buffer) => {
-        hash.update(c);
-        bytes += c.length;
-      });
-      const done = (complete: boolean): void => resolve({ status: res.statusCode!, digest: `sha256:${hash.digest('hex')}`, bytes, complete });
-      res.on('end', () => done(res.complete));
-      res.on('error', () => done(false));
-    });
-    req.on('error', () => resolve({ status: 0, digest: '', bytes: 0, complete: false }));
-  });
-}
 
 async function metric(replica: Replica, name: string): Promise<number> {
   const text = await (await fetch(replica.metricsUrl!)).text();
@@ -71,11 +48,7 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     dir = await mkdtemp(join(tmpdir(), 'replicas-redis-'));
   });
   afterEach(async () => {
-    if (process.env.DUMP_REPLICA_LOGS) {
-      const { appendFileSync } = await import('node:fs');
-      replicas.forEach((r, i) => appendFileSync(process.env.DUMP_REPLICA_LOGS!, `=== ${expect.getState().currentTestName} replica ${i}\n${r.logs()}\n`));
-    }
-    await Promise.all(replicas.map((r) => r.stop()));
+    await stopReplicas(replicas, expect.getState().currentTestName);
     replicas = [];
     await upstream.close();
     await rm(dir, { recursive: true, force: true });

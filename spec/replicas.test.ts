@@ -9,7 +9,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seedImage, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startReplica, type Replica } from './helpers/replica.js';
+import { startReplica, stopReplicas, type Replica } from './helpers/replica.js';
 import { until } from './helpers/until.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -43,11 +43,7 @@ describe('replicas on one storage root', () => {
     root = join(dir, 'root');
   });
   afterEach(async () => {
-    if (process.env.DUMP_REPLICA_LOGS) {
-      const { appendFileSync } = await import('node:fs');
-      replicas.forEach((r, i) => appendFileSync(process.env.DUMP_REPLICA_LOGS!, `=== ${expect.getState().currentTestName} replica ${i}\n${r.logs()}\n`));
-    }
-    await Promise.all(replicas.map((r) => r.stop()));
+    await stopReplicas(replicas, expect.getState().currentTestName);
     replicas = [];
     await upstream.close();
     await rm(dir, { recursive: true, force: true });

@@ -9,13 +9,12 @@
  *   the two others waiting: upstream GETs of it (target: at most 2), their bodies, wall time.
  * Ours only: the official registry has no coordination to compare with.
  */
-import { createHash } from 'node:crypto';
-import http from 'node:http';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createBucket, s3Parameters, s3StorageYaml } from '../../spec/helpers/ceph.js';
 import { startRedis, type RedisServer } from '../../spec/helpers/redis.js';
 import { startReplica, type Replica } from '../../spec/helpers/replica.js';
+import { getHashed } from '../../spec/helpers/hashed-get.js';
 import { BIG_REPO, secondsSince, type BenchContext } from '../context.js';
 import { onCleanup } from '../cleanup.js';
 import { startLinkEmulator } from '../link-emulator.js';
@@ -26,25 +25,6 @@ import { cephGateway } from './s3.js';
 
 const MiB = 2 ** 20;
 const BLOB_BYTES = 64 * MiB;
-
-/** GETs `url` (following one 307 to the bucket), hashing the body as it comes. */
-function getHashed(url: string, redirects = 1): Promise<{ status: number; digest: string; complete: boolean }> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent: false }, (res) => {
-      if (res.statusCode === 307 && res.headers.location && redirects > 0) {
-        res.resume();
-        resolve(getHashed(new URL(res.headers.location, url).toString(), redirects - 1));
-        return;
-      }
-      const hash = createHash('sha256');
-      res.on('data', (c: Buffer) => hash.update(c));
-      const done = (complete: boolean): void => resolve({ status: res.statusCode!, digest: `sha256:${hash.digest('hex')}`, complete });
-      res.on('end', () => done(res.complete));
-      res.on('error', () => done(false));
-    });
-    req.on('error', () => resolve({ status: 0, digest: '', complete: false }));
-  });
-}
 
 let redis: RedisServer | undefined;
 

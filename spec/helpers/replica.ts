@@ -69,3 +69,16 @@ export async function startReplica(dir: string, root: string, remoteurl: string,
     },
   };
 }
+
+/**
+ * Stops `replicas` after a test; with `DUMP_REPLICA_LOGS=<file>` their logs are appended to the
+ * file first, under the test's name.
+ */
+export async function stopReplicas(replicas: readonly Replica[], testName: string | undefined): Promise<void> {
+  const dump = process.env.DUMP_REPLICA_LOGS;
+  if (dump) {
+    const { appendFileSync } = await import('node:fs');
+    replicas.forEach((r, i) => appendFileSync(dump, `=== ${testName} replica ${i}\n${r.logs()}\n`));
+  }
+  await Promise.all(replicas.map((r) => r.stop()));
+}
