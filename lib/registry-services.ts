@@ -22,8 +22,7 @@ import { SizeCap, startSizeCap } from './scheduler/size-cap.js';
 import { Metrics } from './metrics/metrics.js';
 import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
 import { SCHEDULER_LEASE_KEY, SCHEDULER_STATE_PATH } from './storage/paths.js';
-import { RedisConnection } from './coordination/redis-connection.js';
-import { RedisLocks } from './coordination/redis-locks.js';
+import type { RedisConnection } from './coordination/redis-connection.js';
 import { formatRate } from './proxy/overtake.js';
 
 /** How often temporary files of processes that died are looked for while serving. */
@@ -92,20 +91,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   // Replicas coordinate through Redis when it is configured (any storage), else through the
   // volume's lock directories (filesystem), else not at all (S3 without Redis: one replica).
   const redis = config.redis && (await connectRedis(config.redis, metrics, logger));
-  const locks: SharedLocks | undefined = redis
-    ? new RedisLocks(
-        redis,
-        proxy.lockstalems,
-        {
-          compromised: lockLost,
-          uncoordinated: (key, err) => {
-            metrics.uncoordinated.inc();
-            logger.debug(`${key}: fetched without coordination, Redis did not answer: ${err.message}`);
-          },
-        },
-        (key) => key === SCHEDULER_LEASE_KEY,
-      )
-    : createSharedLocks(config.storage, proxy.lockstalems, lockLost);
+  const locks: SharedLocks | undefined = redis ? await redisLocks(redis, proxy.lockstalems, metrics, logger, lockLost) : createSharedLocks(config.storage, proxy.lockstalems, lockLost);
   const repository = (name: string): RepositoryStore => new RepositoryStore(driver, name);
 
   const sizeCap = new SizeCap({
@@ -264,8 +250,10 @@ function schedulerState(config: Config, driver: StorageDriver): { statePath: str
 /**
  * The connection to the cache's Redis, waited for up to `redis.dialtimeout` at start-up: the
  * replica starts without it too (serving its cache, fetching without coordination) and says so.
+ * ioredis is loaded only when `redis:` is configured.
  */
 async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logger): Promise<RedisConnection> {
+  const { RedisConnection } = await import('./coordination/redis-connection.js');
   const where = `${config.host}:${config.port}`;
   metrics.redisUp.set(0);
   const connection = new RedisConnection(config, {
@@ -280,4 +268,21 @@ async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logge
   });
   await connection.ready(config.dialtimeoutms);
   return connection;
+}
+
+/** The replicas' locks as Redis leases; the expiry lease is never held without Redis. */
+async function redisLocks(redis: RedisConnection, staleMs: number, metrics: Metrics, logger: Logger, lost: (key: string, err: Error) => void): Promise<SharedLocks> {
+  const { RedisLocks } = await import('./coordination/redis-locks.js');
+  return new RedisLocks(
+    redis,
+    staleMs,
+    {
+      compromised: lost,
+      uncoordinated: (key, err) => {
+        metrics.uncoordinated.inc();
+        logger.debug(`${key}: fetched without coordination, Redis did not answer: ${err.message}`);
+      },
+    },
+    (key) => key === SCHEDULER_LEASE_KEY,
+  );
 }
