@@ -7,7 +7,8 @@
  * scenario runs in the first `BENCH_WAN_ROUNDS` rounds only (default 1), on `BENCH_WAN_PROFILES`.
  * `BENCH_ONLY=chaos` runs the chaos scenario (never part of the default set): once, after the
  * rounds, for `BENCH_CHAOS_SECONDS` per contender with `BENCH_CHAOS_CLIENTS` clients. `BENCH_ONLY=s3`
- * runs the S3 scenario (never part of the default set either: it starts a Ceph RGW of its own).
+ * runs the S3 scenario (never part of the default set either: it starts a Ceph RGW of its own);
+ * `BENCH_ONLY=replicas` three replicas of ours on that RGW coordinated by a redis-server (issue 16).
  * `BENCH_ONLY=scale` runs the scaling scenario (not in the default set: it generates caches of up
  * to 100k entries, 1M with `BENCH_SCALE_SIZES`; bench/scenarios/scale.ts).
  */
@@ -26,14 +27,15 @@ import { manifestRound, startWarmRig, warmBlobRound, type WarmRig } from './scen
 import { coldPullRound, upstreamBytesRound } from './scenarios/cold.js';
 import { coldStreamsRound, slowClientsRound } from './scenarios/memory.js';
 import { s3Round } from './scenarios/s3.js';
+import { registerReplicasReport, replicasRound } from './scenarios/replicas.js';
 import { registerWanReport, seedWan, wanRound } from './scenarios/wan.js';
 import { chaosRun, registerChaosReport, seedChaos } from './scenarios/chaos.js';
 import { evaluate, formatReport, rows } from './report.js';
 import { scaleScenario } from './scenarios/scale.js';
 
-const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3', 'scale'] as const;
-/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 (a Ceph RGW of its own) and scale (caches of its own). */
-const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3' && s !== 'scale');
+const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3', 'replicas', 'scale'] as const;
+/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 and replicas (a Ceph RGW of their own) and scale (caches of its own). */
+const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3' && s !== 'replicas' && s !== 'scale');
 
 async function run(): Promise<number> {
   const started = Date.now();
@@ -59,6 +61,7 @@ async function run(): Promise<number> {
   if (wan) registerWanReport(settings.wanProfiles);
   const chaos = wanted('chaos') ? await seedChaos(upstream.hostPort) : undefined;
   if (chaos) registerChaosReport();
+  if (wanted('replicas')) registerReplicasReport();
   const results = new Results();
   const ctx: BenchContext = { settings, upstream, workDir, results, app, warmBlob: warmBlob!, coldBlobs, log };
   log('seeded');
@@ -79,6 +82,7 @@ async function run(): Promise<number> {
     if (wanted('slow')) await slowClientsRound(ctx, round);
     if (wan && round < settings.wanRounds) await wanRound(ctx, wan, round);
     if (wanted('s3')) await s3Round(ctx, round);
+    if (wanted('replicas')) await replicasRound(ctx, round);
   }
   await rig?.stop();
   if (chaos) await chaosRun(ctx, chaos);

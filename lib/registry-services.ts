@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import type { Logger } from 'winston';
-import type { Config, UpstreamConfig } from './config/types.js';
+import type { Config, RedisConfig, UpstreamConfig } from './config/types.js';
 import type { StorageDriver } from './storage/driver.js';
 import { createDriver, createSharedLocks } from './storage/factory.js';
 import type { SharedLocks } from './storage/shared-lock.js';
@@ -23,7 +23,12 @@ import { LinkIndex, ObservedRepositoryStore, walkLinks } from './scheduler/link-
 import { listRepositories } from './storage/catalog.js';
 import { Metrics } from './metrics/metrics.js';
 import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
-import { SCHEDULER_STATE_PATH } from './storage/paths.js';
+import { SCHEDULER_LEASE_KEY, SCHEDULER_STATE_PATH } from './storage/paths.js';
+import type { RedisConnection } from './coordination/redis-connection.js';
+import { formatRate } from './proxy/overtake.js';
+
+/** How often temporary files of processes that died are looked for while serving. */
+const TEMP_CLEANUP_INTERVAL_MS = 60_000;
 
 /** The running services of one registry process. */
 export interface RegistryServices {
@@ -76,14 +81,17 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     (removed) => void (removed > 0 && logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`)),
     (err: Error) => void logger.warn(`could not remove what earlier runs left in storage: ${err.message}`),
   );
+  // And while serving: a replica on the volume may die any time (its pid then reused, or a zombie).
+  const janitor = setInterval(() => {
+    driver.cleanup?.().then(
+      (n) => n > 0 && logger.info(`removed ${n} temporary file(s) of processes that died`),
+      (err: Error) => logger.warn(`could not remove temporary files of dead processes: ${err.message}`),
+    );
+  }, TEMP_CLEANUP_INTERVAL_MS);
+  janitor.unref();
   const blobs = new BlobStore(driver, { redirect: !config.storage.redirect.disable });
-  // Replicas on one volume coordinate through it: one fetch per blob, one expiry runner.
-  const locks = createSharedLocks(config.storage, proxy.lockstalems, (key, err) =>
-    logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`),
-  );
   // Every link made or removed through the stores is known to the index.
   const links = new LinkIndex();
-  const repository = (name: string): RepositoryStore => new ObservedRepositoryStore(driver, name, links);
   // Hosted pushes of another process are in no journal: a deletion asks those repositories too.
   const hosted = proxy.hosted;
   const unindexed =
@@ -91,6 +99,12 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
       ? () => listRepositories(driver, { within: (path) => hosted.some((p) => p.startsWith(path) || path.startsWith(p)) }).then((names) => names.filter(policy.isHosted))
       : undefined;
   const metrics = new Metrics();
+  const lockLost = (key: string, err: Error): void => void logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`);
+  // Replicas coordinate through Redis when it is configured (any storage), else through the
+  // volume's lock directories (filesystem), else not at all (S3 without Redis: one replica).
+  const redis = config.redis && (await connectRedis(config.redis, metrics, logger));
+  const locks: SharedLocks | undefined = redis ? await redisLocks(redis, proxy.lockstalems, metrics, logger, lockLost) : createSharedLocks(config.storage, proxy.lockstalems, lockLost);
+  const repository = (name: string): RepositoryStore => new ObservedRepositoryStore(driver, name, links);
 
   const sizeCap = new SizeCap({
     driver,
@@ -163,6 +177,26 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
       repository,
       events,
       locks,
+      overtake: { minBytesPerSecond: proxy.overtake.minratebytes, afterMs: proxy.overtake.afterms },
+      onBlobRace: (repo, digest, event) => {
+        const blob = `blob ${repo}@${digest.value}`;
+        switch (event.kind) {
+          case 'started':
+            return logger.info(`${blob}: the upstream sends ${formatRate(event.rate)}, below proxy.overtake.minrate: racing a second connection from byte ${event.offset}`);
+          case 'won':
+          case 'lost':
+            metrics.blobRaces.inc({ outcome: event.kind });
+            return logger.info(
+              `${blob}: the second connection ${event.kind} (${formatRate(event.racerRate)} against ${formatRate(event.rate)}); the ${event.kind === 'won' ? 'first' : 'second'} is cancelled`,
+            );
+          case 'failed':
+            metrics.blobRaces.inc({ outcome: 'failed' });
+            return logger.warn(`${blob}: a second upstream connection could not be used: ${event.error.message}`);
+          case 'stopped':
+            metrics.blobRaces.inc({ outcome: 'stopped' });
+            return logger.warn(`${blob}: upstream fetch stopped: no client reads it and it crawls at ${formatRate(event.rate)}; the next request fetches it anew`);
+        }
+      },
       onWarning: (msg) => logger.warn(msg),
       onResponse: ({ host: from, method, path, status, headers }) => {
         logger.debug(`upstream ${from} ${method} ${path} ${status}`);
@@ -206,10 +240,12 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
     await sizeCap.measuredAll();
   })().catch((err: Error) => void logger.error(`start-up work on the cache failed: ${err.message}`));
   const close = async (): Promise<void> => {
+    clearInterval(janitor);
     await lifetime.stop();
     // The walk stops at its next repository.
     await started;
     for (const n of router.all) n.close();
+    await redis?.close();
   };
 
   return {
@@ -238,4 +274,44 @@ function schedulerState(config: Config, driver: StorageDriver): { statePath: str
   const root = config.storage.filesystem?.rootdirectory;
   if (root !== undefined) return { statePath: join(root, SCHEDULER_STATE_PATH) };
   return { statePath: `${driver.name}:${SCHEDULER_STATE_PATH}`, store: new DriverStateStore(driver, SCHEDULER_STATE_PATH) };
+}
+
+/**
+ * The connection to the cache's Redis, waited for up to `redis.dialtimeout` at start-up: the
+ * replica starts without it too (serving its cache, fetching without coordination) and says so.
+ * ioredis is loaded only when `redis:` is configured.
+ */
+async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logger): Promise<RedisConnection> {
+  const { RedisConnection } = await import('./coordination/redis-connection.js');
+  const where = `${config.host}:${config.port}`;
+  metrics.redisUp.set(0);
+  const connection = new RedisConnection(config, {
+    down: (reason) => {
+      metrics.redisUp.set(0);
+      logger.warn(`Redis ${where} unreachable (${reason}): serving the cache and fetching from the upstream without coordination across replicas until it answers again`);
+    },
+    up: () => {
+      metrics.redisUp.set(1);
+      logger.info(`Redis ${where} connected: replicas coordinate through it (one upstream fetch per blob, one expiry runner)`);
+    },
+  });
+  await connection.ready(config.dialtimeoutms);
+  return connection;
+}
+
+/** The replicas' locks as Redis leases; the expiry lease is never held without Redis. */
+async function redisLocks(redis: RedisConnection, staleMs: number, metrics: Metrics, logger: Logger, lost: (key: string, err: Error) => void): Promise<SharedLocks> {
+  const { RedisLocks } = await import('./coordination/redis-locks.js');
+  return new RedisLocks(
+    redis,
+    staleMs,
+    {
+      compromised: lost,
+      uncoordinated: (key, err) => {
+        metrics.uncoordinated.inc();
+        logger.debug(`${key}: fetched without coordination, Redis did not answer: ${err.message}`);
+      },
+    },
+    (key) => key === SCHEDULER_LEASE_KEY,
+  );
 }

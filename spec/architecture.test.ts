@@ -17,6 +17,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   log: 3,
   stores: 3,
   storage: 4,
+  coordination: 5,
   auth: 5,
   health: 5,
   proxy: 6,

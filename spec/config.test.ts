@@ -31,11 +31,63 @@ describe('configuration', () => {
       maxsizebytes: undefined,
       touchonhit: true,
       lockstalems: 10_000,
+      overtake: { minratebytes: 128 * 1024, afterms: 5000 },
       hosted: [],
       hostedanonymouspush: false,
     });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
+  });
+
+  test('proxy.overtake: a size per second and a duration, REGISTRY_PROXY_OVERTAKE_* overrides, 0 turns it off, nonsense names the key', () => {
+    const base = 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\n';
+    const set = load(`${base}  overtake:\n    minrate: 1MiB\n    after: 2s\n`);
+    expect(set.warnings).toEqual([]);
+    expect(set.config.proxy?.overtake).toEqual({ minratebytes: 1024 * 1024, afterms: 2000 });
+    expect(load(base, { REGISTRY_PROXY_OVERTAKE_MINRATE: '0', REGISTRY_PROXY_OVERTAKE_AFTER: '500ms' }).config.proxy?.overtake).toEqual({ minratebytes: 0, afterms: 500 });
+    expect(() => load(`${base}  overtake:\n    minrate: fast\n`)).toThrow(/proxy\.overtake\.minrate: "fast" is not a size/);
+    expect(() => load(`${base}  overtake:\n    after: 0s\n`)).toThrow(/proxy\.overtake\.after: "0s" must be a duration above zero/);
+    expect(() => load(`${base}  overtake:\n    after: soon\n`)).toThrow(/proxy\.overtake\.after: "soon" is not a duration/);
+    expect(load(`${base}  overtake:\n    racers: 2\n`).warnings).toEqual(['proxy.overtake.racers is not a known configuration key: it is ignored']);
+  });
+
+  test('redis: distribution 2.8 keys (addr, password, db, timeouts, pool) and REGISTRY_REDIS_* overrides', () => {
+    const base = 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\n';
+    const { config, warnings } = load(`${base}redis:\n  addr: redis.internal:6380\n  password: asecret\n  db: 2\n  dialtimeout: 10ms\n  readtimeout: 20ms\n  writetimeout: 30ms\n  pool:\n    maxidle: 16\n    maxactive: 64\n    idletimeout: 300s\n`);
+    expect(config.redis).toEqual({
+      host: 'redis.internal',
+      port: 6380,
+      username: undefined,
+      password: 'asecret',
+      db: 2,
+      clientname: undefined,
+      dialtimeoutms: 10,
+      readtimeoutms: 20,
+      writetimeoutms: 30,
+      maxretries: 3,
+      minretrybackoffms: 8,
+      maxretrybackoffms: 512,
+      tls: undefined,
+      prefix: 'registry-mirror',
+    });
+    expect(warnings).toEqual(['redis.pool.maxidle', 'redis.pool.maxactive', 'redis.pool.idletimeout'].map((k) => `${k} is accepted but not implemented by this registry: it is ignored`));
+    const env = load(base, { REGISTRY_REDIS_ADDR: '127.0.0.1', REGISTRY_REDIS_PASSWORD: 'x', REGISTRY_REDIS_DB: '1', REGISTRY_REDIS_PREFIX: 'mirror-eu' });
+    expect(env.warnings).toEqual([]);
+    expect(env.config.redis).toMatchObject({ host: '127.0.0.1', port: 6379, password: 'x', db: 1, dialtimeoutms: 5000, readtimeoutms: 3000, writetimeoutms: 3000, prefix: 'mirror-eu' });
+    expect(load(base).config.redis).toBeUndefined();
+  });
+
+  test('redis: distribution 3 keys (addrs, username, tls with rootcas) and what stops the start-up', () => {
+    const base = 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\nredis:\n';
+    const { config, warnings } = load(`${base}  addrs: ["[::1]:7000"]\n  username: mirror\n  clientname: mirror-1\n  maxretries: 5\n  poolsize: 64\n  tls:\n    rootcas: [/etc/ssl/redis-ca.pem]\n`);
+    expect(config.redis).toMatchObject({ host: '::1', port: 7000, username: 'mirror', clientname: 'mirror-1', maxretries: 5, tls: { rootcas: ['/etc/ssl/redis-ca.pem'] } });
+    expect(warnings).toEqual(['redis.poolsize is accepted but not implemented by this registry: it is ignored']);
+    expect(load(`${base}  addrs: [a:1]\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n    clientcas: [/ca.pem]\n`).config.redis?.tls).toEqual({ certificate: '/c.pem', key: '/k.pem', rootcas: ['/ca.pem'] });
+    expect(() => load(`${base}  addrs: [a:1, b:2]\n`)).toThrow(/redis\.addrs: a:1, b:2: several servers \(Redis Cluster\) are not supported/);
+    expect(() => load(`${base}  addrs: [a:1]\n  mastername: mymaster\n`)).toThrow(/redis\.mastername is not implemented by this registry yet/);
+    expect(() => load(`${base}  addr: a:99999\n`)).toThrow(/redis\.addr: "a:99999" is not an address/);
+    expect(() => load(`${base}  addr: a\n  dialtimeout: soon\n`)).toThrow(/redis\.dialtimeout: "soon" is not a duration/);
+    expect(() => load(`${base}  addr: a\n  tls:\n    certificate: /c.pem\n`)).toThrow(/redis\.tls: certificate and key go together/);
   });
 
   test('the official proxy recipe loads, its unimplemented keys warn once each', () => {

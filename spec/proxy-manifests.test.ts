@@ -200,4 +200,13 @@ describe('manifests through the mirror', () => {
     expect(retried.status).toBe(200);
     expect(retried.headers['docker-content-digest']).toBe(img.manifest);
   });
+
+  test('a connection reset mid-body is logged with the path it failed on', async () => {
+    const img = seedImage(upstream, 'library/reset', 'latest', [randomBytes(100)]);
+    upstream.fault(/^GET \/v2\/library\/reset\/manifests\//, { kind: 'reset-after', bytes: 10 }, 1);
+    const res = await get(`/v2/library/reset/manifests/${img.manifest}`);
+    expect(res.status).toBe(503);
+    expect(mirror.logs()).toContain(`upstream GET /v2/library/reset/manifests/${img.manifest} failed:`);
+    expect(mirror.logs()).not.toMatch(/upstream GET {2}failed/);
+  });
 });

@@ -9,7 +9,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seedImage, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startReplica, type Replica } from './helpers/replica.js';
+import { startReplica, stopReplicas, type Replica } from './helpers/replica.js';
 import { until } from './helpers/until.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -43,11 +43,7 @@ describe('replicas on one storage root', () => {
     root = join(dir, 'root');
   });
   afterEach(async () => {
-    if (process.env.DUMP_REPLICA_LOGS) {
-      const { appendFileSync } = await import('node:fs');
-      replicas.forEach((r, i) => appendFileSync(process.env.DUMP_REPLICA_LOGS!, `=== ${expect.getState().currentTestName} replica ${i}\n${r.logs()}\n`));
-    }
-    await Promise.all(replicas.map((r) => r.stop()));
+    await stopReplicas(replicas, expect.getState().currentTestName);
     replicas = [];
     await upstream.close();
     await rm(dir, { recursive: true, force: true });
@@ -96,6 +92,46 @@ describe('replicas on one storage root', () => {
       expect(sha(res.body)).toBe(digest);
     }
     expect(upstream.count(/^GET \/v2\/library\/big\/blobs\//)).toBe(2);
+  }, 60_000);
+
+  test('kill -9 of the fetching replica: the next request to another replica is served within 1 s (no waiting for the lock to go stale)', async () => {
+    // The default lockstale (10 s): only the dead holder's owner record lets the lock go at once.
+    for (let i = 0; i < 2; i++) replicas.push(await startReplica(dir, root, upstream.url));
+    const blob = randomBytes(2 * MiB);
+    const digest = upstream.addBlob('library/crash', blob);
+    upstream.fault(/^GET \/v2\/library\/crash\/blobs\//, { kind: 'slow', bytesPerTick: 16 * 1024, tickMs: 50 }, 1);
+    const url = (r: Replica): string => `${r.url}/v2/library/crash/blobs/${digest}`;
+    const first = get(url(replicas[0]!));
+    await until(() => upstream.count(/^GET \/v2\/library\/crash\/blobs\//) === 1, 'the first fetch');
+    await new Promise((r) => setTimeout(r, 200));
+    await replicas[0]!.kill();
+    expect((await first).complete).toBe(false);
+    const started = Date.now();
+    const next = await get(url(replicas[1]!));
+    const ms = Date.now() - started;
+    expect(next.status).toBe(200);
+    expect(sha(next.body)).toBe(digest);
+    expect(ms).toBeLessThan(1000);
+    expect(upstream.count(/^GET \/v2\/library\/crash\/blobs\//)).toBe(2);
+  }, 60_000);
+
+  test('kill -9 mid-fetch and a restart on the same root: the first request after the restart is served within 1 s', async () => {
+    replicas.push(await startReplica(dir, root, upstream.url));
+    const blob = randomBytes(2 * MiB);
+    const digest = upstream.addBlob('library/crash', blob);
+    upstream.fault(/^GET \/v2\/library\/crash\/blobs\//, { kind: 'slow', bytesPerTick: 16 * 1024, tickMs: 50 }, 1);
+    const first = get(`${replicas[0]!.url}/v2/library/crash/blobs/${digest}`);
+    await until(() => upstream.count(/^GET \/v2\/library\/crash\/blobs\//) === 1, 'the first fetch');
+    await new Promise((r) => setTimeout(r, 200));
+    await replicas[0]!.kill();
+    await first;
+    replicas.push(await startReplica(dir, root, upstream.url));
+    const started = Date.now();
+    const next = await get(`${replicas[1]!.url}/v2/library/crash/blobs/${digest}`);
+    const ms = Date.now() - started;
+    expect(next.status).toBe(200);
+    expect(sha(next.body)).toBe(digest);
+    expect(ms).toBeLessThan(1000);
   }, 60_000);
 
   test('with a short proxy.ttl, content expires once, the state file stays valid JSON, and no replica crashes', async () => {

@@ -4,7 +4,7 @@
  */
 import { mkdtemp, mkdir, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { FilesystemDriver } from '../lib/storage/filesystem.js';
 import { BlobStore } from '../lib/storage/blob-store.js';
@@ -13,6 +13,9 @@ import { listRepositories } from '../lib/storage/catalog.js';
 import { PathNotFoundError } from '../lib/storage/driver.js';
 import { parseDigest, sha256Of } from '../lib/distribution/digest.js';
 import * as paths from '../lib/storage/paths.js';
+import { ownerTag, thisProcess } from '../lib/storage/owner.js';
+import { procStart, startZombie } from './helpers/processes.js';
+
 
 const V2 = 'docker/registry/v2';
 
@@ -71,21 +74,37 @@ describe('storage', () => {
   });
 
   test('cleanup removes what dead processes left and keeps the live ones', async () => {
-    // A restarted container reuses its pid: a directory with our pid that is not ours is dead.
-    const earlierRun = new FilesystemDriver(root);
-    await (await earlierRun.writer('/x/data')).write(Buffer.from('partial'));
+    const me = thisProcess();
+    const tmp = (name: string): string => join(root, '.tmp', name);
+    const sibling = new FilesystemDriver(root);
+    await (await sibling.writer('/x/data')).write(Buffer.from('another driver of this live process'));
     const live = await driver.writer('/x/data');
     await live.write(Buffer.from('in progress'));
-    const liveOther = join(root, '.tmp', `${hostname().replace(/[^A-Za-z0-9.]/g, '_')}-${process.ppid}-0123abcd`);
-    const deadOther = join(root, '.tmp', `${hostname().replace(/[^A-Za-z0-9.]/g, '_')}-999999999-0123abcd`);
-    const freshForeign = join(root, '.tmp', 'other-host-42-0123abcd');
-    const oldForeign = join(root, '.tmp', 'gone-host-42-0123abcd');
-    for (const d of [liveOther, deadOther, freshForeign, oldForeign]) await mkdir(d, { recursive: true });
+    const parentStart = procStart(process.ppid);
+    const liveOther = tmp(`${ownerTag({ ...me, pid: process.ppid, start: parentStart })}-0123abcd`);
+    const liveOlder = tmp(`${me.host}-${process.ppid}-0123abcd`);
+    const deadOther = tmp(`${ownerTag({ ...me, pid: 999999999 })}-0123abcd`);
+    const deadOlder = tmp(`${me.host}-999999999-0123abcd`);
+    // A restarted container: its new process has the old one's pid, started at another time.
+    const restarted = tmp(`${ownerTag({ ...me, start: String(Number(me.start) - 100) })}-0123abcd`);
+    // A pid handed to an unrelated process since.
+    const reused = tmp(`${ownerTag({ ...me, pid: process.ppid, start: String(Number(parentStart) + 1) })}-0123abcd`);
+    const zombie = await startZombie();
+    const zombieDir = tmp(`${ownerTag({ ...me, pid: zombie.pid, start: zombie.start })}-0123abcd`);
+    // Another host, or another container on this host (another scope): only ten minutes without change tell.
+    const freshForeign = tmp('other-host-42-0123abcd');
+    const otherScope = tmp(`${ownerTag({ ...me, pid: 999999999, scope: '00000000' })}-0123abcd`);
+    const oldForeign = tmp('gone-host-42-0123abcd');
+    for (const d of [liveOther, liveOlder, deadOther, deadOlder, restarted, reused, zombieDir, freshForeign, otherScope, oldForeign]) await mkdir(d, { recursive: true });
     await utimes(oldForeign, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
     await writeFile(join(root, '.tmp', 'loose-file-from-an-old-version'), 'x');
-
-    expect(await driver.cleanup()).toBe(4);
-    expect((await readdir(join(root, '.tmp'))).sort()).toEqual([basename(driver.tempDir), basename(liveOther), basename(freshForeign)].sort());
+    try {
+      expect(await driver.cleanup()).toBe(7);
+      const kept = [driver.tempDir, sibling.tempDir, liveOther, liveOlder, freshForeign, otherScope].map((d) => basename(d));
+      expect((await readdir(join(root, '.tmp'))).sort()).toEqual(kept.sort());
+    } finally {
+      zombie.stop();
+    }
     await live.commit();
   });
 

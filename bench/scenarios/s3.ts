@@ -34,7 +34,8 @@ function get(url: string, keepAlive = true): Promise<{ status: number; location?
 
 let ceph: CephEndpoint | undefined;
 
-async function gateway(ctx: BenchContext): Promise<CephEndpoint> {
+/** The run's Ceph RGW, started on first use (the S3 and replicas scenarios share it). */
+export async function cephGateway(ctx: BenchContext): Promise<CephEndpoint> {
   if (ceph) return ceph;
   const started = await startCeph();
   onCleanup(() => started.stop());
@@ -50,7 +51,7 @@ async function ours(ctx: BenchContext, label: string, bucket: string | undefined
 
 /** One round of the three measurements. */
 export async function s3Round(ctx: BenchContext, round: number): Promise<void> {
-  const c = await gateway(ctx);
+  const c = await cephGateway(ctx);
   for (const where of round % 2 === 0 ? (['fs', 's3'] as const) : (['s3', 'fs'] as const)) {
     const bucket = where === 's3' ? await createBucket(c, 'bench') : undefined;
     const server = await ours(ctx, `r${round}-s3cold-${where}`, bucket, true);

@@ -12,6 +12,7 @@ import { parseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
 import { s3Config } from './s3.js';
+import { redisConfig } from './redis.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, validateConfig, type KeyStatus, type KeyTree } from './schema.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
 import { isDockerHub, registryHostOf } from '../distribution/registry-host.js';
@@ -102,6 +103,8 @@ function describe(e: ErrorObject, tree: Record<string, unknown>): string {
       return `${name}: ${shown} is not an http(s) URL`;
     case 'size':
       return `${name}: ${shown} is not a size like 50GiB or 500MB`;
+    case 'positiveDuration':
+      return `${name}: ${shown} must be a duration above zero`;
     case 'hostedPrefix':
       return `${name}: ${shown} is not a repository name prefix like internal/`;
     case 'regex':
@@ -170,6 +173,7 @@ function convert(t: Raw): Config {
           maxsizebytes: tryParseSize(proxy!.maxsize) || undefined,
           touchonhit: proxy!.touchonhit,
           lockstalems: Math.max(2000, parseDuration(proxy!.lockstale)),
+          overtake: { minratebytes: tryParseSize(proxy!.overtake.minrate)!, afterms: parseDuration(proxy!.overtake.after) },
           hosted: hostedPrefixes(proxy!),
           hostedanonymouspush: proxy!.hostedanonymouspush,
         }
@@ -177,6 +181,7 @@ function convert(t: Raw): Config {
     catalog: { maxentries: t.catalog.maxentries },
     auth: authConfig(t.auth as Raw | undefined),
     health: healthConfig(t.health as Raw),
+    redis: t.redis === undefined || t.redis === null ? undefined : redisConfig(t.redis as Raw),
   };
 }
 

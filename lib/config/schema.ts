@@ -3,7 +3,7 @@
  * registry does with it, and the one ajv schema that validates and defaults the keys it implements.
  */
 import { Ajv } from 'ajv';
-import { isDuration } from './duration.js';
+import { isDuration, tryParseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { isValidName } from '../distribution/reference.js';
 
@@ -59,7 +59,16 @@ export const KNOWN_KEYS: KeyTree = {
     h2c: I,
   },
   notifications: I,
-  redis: I,
+  // 2.8 and 3.x (go-redis UniversalOptions); one server, whose connection ioredis multiplexes (no pool).
+  redis: {
+    addr: S, addrs: S, username: S, password: S, db: S, clientname: S, dialtimeout: S, readtimeout: S, writetimeout: S,
+    maxretries: S, minretrybackoff: S, maxretrybackoff: S,
+    pool: { maxidle: I, maxactive: I, idletimeout: I },
+    poolsize: I, pooltimeout: I, poolfifo: I, minidleconns: I, maxidleconns: I, maxactiveconns: I, connmaxidletime: I, connmaxlifetime: I,
+    protocol: I, contexttimeoutenabled: I, readonly: I, routebylatency: I, routerandomly: I, maxredirects: I, disableidentity: I, identitysuffix: I, unstableresp3: I,
+    tls: { enabled: S, certificate: S, key: S, clientcas: S, rootcas: S },
+    mastername: R, sentinelusername: R, sentinelpassword: R,
+  },
   health: { storagedriver: { enabled: S, interval: S, threshold: S }, file: S, http: S, tcp: S },
   proxy: { remoteurl: S, username: S, password: S, ttl: S, exec: I, cachewritetimeout: I },
   catalog: { maxentries: S },
@@ -71,7 +80,8 @@ export const KNOWN_KEYS: KeyTree = {
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
   http: { cachepage: S },
-  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, dockerhub: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S },
+  redis: { prefix: S },
+  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, dockerhub: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S, overtake: { minrate: S, after: S } },
 };
 
 const duration = { goDuration: true };
@@ -157,6 +167,7 @@ export const CONFIG_SCHEMA = {
         maxsize: { size: true },
         touchonhit: { ...bool, default: true },
         lockstale: { ...duration, default: '10s' },
+        overtake: { type: 'object', default: {}, properties: { minrate: { size: true, default: '128KiB' }, after: { ...duration, positiveDuration: true, default: '5s' } } },
         hosted: { type: 'array', default: [], items: { type: 'string', hostedPrefix: true } },
         hostedanonymouspush: { ...bool, default: false },
         upstreams: {
@@ -212,6 +223,8 @@ export const CONFIG_SCHEMA = {
         },
       },
     },
+    // Checked key by key in redis.ts.
+    redis: { type: 'object' },
     catalog: { type: 'object', default: {}, properties: { maxentries: { type: 'integer', minimum: 1, default: 1000 } } },
     auth: {
       type: 'object',
@@ -231,6 +244,8 @@ export const CONFIG_SCHEMA = {
 
 const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
 ajv.addKeyword({ keyword: 'goDuration', validate: (_schema: unknown, data: unknown) => isDuration(data), errors: false });
+// Not a duration at all is goDuration's error.
+ajv.addKeyword({ keyword: 'positiveDuration', validate: (_schema: unknown, data: unknown) => (tryParseDuration(data) ?? 1) > 0, errors: false });
 ajv.addKeyword({ keyword: 'size', validate: (_schema: unknown, data: unknown) => tryParseSize(data) !== undefined, errors: false });
 ajv.addKeyword({ keyword: 'hostedPrefix', validate: (_schema: unknown, data: unknown) => typeof data === 'string' && isValidName(data.replace(/\/+$/, '')), errors: false });
 ajv.addKeyword({ keyword: 'regex', validate: (_schema: unknown, data: unknown) => isRegex(data), errors: false });

@@ -83,6 +83,11 @@ export interface ProxyConfig extends UpstreamConfig {
    */
   readonly lockstalems: number;
   /**
+   * Extension `proxy.overtake`: a blob fetch slower than `minrate` bytes per second (default
+   * 128KiB; 0 turns it off) over `after` (default 5s) is raced by a second upstream connection.
+   */
+  readonly overtake: { readonly minratebytes: number; readonly afterms: number };
+  /**
    * Extension `proxy.hosted`: repository name prefixes (`internal/`, `ci/`) hosted here and pushed
    * to by clients, never asked of an upstream. Each ends with `/`; empty: pull-through only.
    */
@@ -141,6 +146,30 @@ export interface StorageConfig {
   readonly cache?: { readonly blobdescriptor?: string };
 }
 
+/**
+ * `redis:` (one server), for the coordination of replicas. Durations in milliseconds; go-redis's
+ * defaults where the file says nothing (or `0`): dial 5s, read 3s, write as read, 3 retries.
+ */
+export interface RedisConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly username?: string;
+  readonly password?: string;
+  readonly db: number;
+  readonly clientname?: string;
+  readonly dialtimeoutms: number;
+  readonly readtimeoutms: number;
+  readonly writetimeoutms: number;
+  /** Retries of a command (`-1`: none). */
+  readonly maxretries: number;
+  readonly minretrybackoffms: number;
+  readonly maxretrybackoffms: number;
+  /** Set when the connection uses TLS; `certificate` and `key` for mutual TLS. */
+  readonly tls?: { readonly certificate?: string; readonly key?: string; readonly rootcas: readonly string[] };
+  /** Extension `redis.prefix` (default `registry-mirror`): the start of every key; one per cache on a shared server. */
+  readonly prefix: string;
+}
+
 /** `auth:` (one of its members). */
 export interface AuthConfig {
   readonly htpasswd?: { readonly realm: string; readonly path: string };
@@ -184,5 +213,7 @@ export interface Config {
   readonly auth?: AuthConfig;
   readonly catalog: CatalogConfig;
   readonly health: HealthConfig;
+  /** `redis:` with a server named; undefined otherwise (replicas then coordinate through the filesystem, if at all). */
+  readonly redis?: RedisConfig;
   readonly validation?: Readonly<Record<string, unknown>>;
 }

@@ -27,6 +27,9 @@ export class Metrics {
   readonly cacheBytes: Gauge;
   readonly cacheWriteFailures: Counter<'type'>;
   readonly manifestsRefused: Counter<'reason'>;
+  readonly blobRaces: Counter<'outcome'>;
+  readonly redisUp: Gauge;
+  readonly uncoordinated: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -50,6 +53,18 @@ export class Metrics {
       'Upstream manifests refused (a 503, nothing stored) because they could not be verified as the upstream\'s, by reason.',
       ['reason'],
     );
+    this.blobRaces = counter(
+      'registry_mirror_blob_races_total',
+      'Crawling blob fetches raced by a second upstream connection (proxy.overtake), by outcome: won (the new connection took over), lost, failed (it could not start), stopped (nobody read the fetch and it stayed slow).',
+      ['outcome'],
+    );
+    for (const outcome of ['won', 'lost', 'failed', 'stopped']) this.blobRaces.inc({ outcome }, 0);
+    this.redisUp = new Gauge({ name: 'registry_mirror_redis_up', help: 'With redis: configured, 1 while Redis answers, 0 while it does not (the replicas then fetch without coordination).', registers });
+    this.uncoordinated = new Counter({
+      name: 'registry_mirror_uncoordinated_fetches_total',
+      help: 'Upstream fetches started without coordination across replicas because Redis did not answer.',
+      registers,
+    });
     this.cacheBytes = new Gauge({ name: 'registry_mirror_cache_bytes', help: 'Blob data in the cache, in bytes.', registers });
     this.httpDuration = new Histogram({
       name: 'registry_mirror_http_request_duration_seconds',

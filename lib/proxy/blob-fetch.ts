@@ -11,11 +11,21 @@
  * abandoned and reported, but the clients' downloads go on: the bytes already on disk are read from
  * the (unlinked) temporary file, the rest is handed over from memory, and the upstream is then read
  * at the pace of the slowest client, holding at most `PASSTHROUGH_WINDOW` bytes.
+ *
+ * A fetch that crawls (below `proxy.overtake`'s floor for a while, not counting time it waited for
+ * the disk or its clients) is raced by a second upstream connection: a Range request from the
+ * bytes already received, hashed in order, onward (or the whole blob again from an upstream that
+ * ignores ranges). Every connection feeds one frontier: a byte is taken from whichever connection
+ * brings it first, in order, so the hash still sees each byte once and the blob is still verified
+ * before its end is served and committed once. After a short comparison the slower connection is
+ * cancelled. A crawling fetch that no client reads any more, and that racing did not speed up,
+ * stops: it would hold the blob's lock and an upstream connection for nothing.
  */
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import { DigestMismatchError, MirrorError } from '../errors.js';
 import { hasherFor, type Digest } from '../distribution/digest.js';
+import { Overtaker, type OvertakePolicy, type RaceEvent } from './overtake.js';
 import type { FileWriter, PositionalReader } from '../storage/driver.js';
 import type { SpooledWrite } from '../storage/spool.js';
 
@@ -28,6 +38,15 @@ export class BlobUnreadableError extends MirrorError {
     super('ERR_BLOB_UNREADABLE', message);
   }
 }
+
+/** Raised to the readers of a crawling fetch that was stopped because no client read it any more. */
+export class BlobFetchStoppedError extends MirrorError {
+  constructor(message: string) {
+    super('ERR_BLOB_FETCH_STOPPED', message);
+  }
+}
+
+export type { RaceEvent } from './overtake.js';
 
 /** Bytes received but not yet written before the upstream is paused for the disk. */
 const WRITE_AHEAD = 1024 * 1024;
@@ -56,6 +75,24 @@ export interface BlobFetchOptions {
   commit(writer: FileWriter): Promise<void>;
   /** The cache write was abandoned (the clients' downloads continue). */
   cacheWriteFailed?(err: Error): void;
+  /**
+   * Opens another upstream connection for the bytes from `offset` on: the body and the offset of
+   * its first byte (0 when the upstream sent the whole blob). Without it a fetch is never raced.
+   */
+  reopen?(offset: number): Promise<{ body: Readable; start: number }>;
+  /** When a slow fetch is raced (none: never). */
+  readonly overtake?: OvertakePolicy;
+  onRace?(event: RaceEvent): void;
+}
+
+/** One upstream connection feeding the fetch. */
+interface Source {
+  readonly body: Readable;
+  /** The blob offset of its next byte. */
+  position: number;
+  /** Bytes it brought, those another connection brought first included. */
+  raw: number;
+  cancelled: boolean;
 }
 
 /** A blob being fetched. Create with `BlobFetch.start`. */
@@ -83,6 +120,18 @@ export class BlobFetch {
   private fdClosed = false;
   /** Settles when the blob is verified (resolves) or abandoned (rejects). */
   readonly done: Promise<void>;
+  private readonly hash: ReturnType<typeof hasherFor>;
+  /** Chunks received and not yet handed to the writer (one write per batch, not per network chunk). */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private writing: Promise<void> | undefined;
+  /** The upstream connections under way: one, or two while racing. */
+  private readonly sources = new Set<Source>();
+  /** Every byte has arrived (resolves), or no connection can bring the rest (rejects). */
+  private arrived!: { promise: Promise<void>; resolve(): void; reject(err: unknown): void; settled: boolean };
+  /** Races the fetch when it crawls (`proxy.overtake`). */
+  private overtaker?: Overtaker<Source>;
+  private stoppedSlow = false;
 
   private constructor(private readonly options: BlobFetchOptions) {
     this.digest = options.digest;
@@ -93,6 +142,11 @@ export class BlobFetch {
     this.writer = options.write?.writer;
     this.spool = options.write?.reader;
     if (!this.writer) this.state = 'passthrough';
+    this.hash = hasherFor(this.digest);
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+    this.arrived = { promise, resolve, reject, settled: false };
     this.done = this.pump();
     // `done` is awaited by whoever cares; an unobserved failure must not crash the process.
     this.done.catch(() => undefined);
@@ -121,6 +175,11 @@ export class BlobFetch {
     return this.state === 'failed';
   }
 
+  /** True when the fetch was stopped for crawling with nobody reading it (a new client starts a fresh one). */
+  get stopped(): boolean {
+    return this.stoppedSlow;
+  }
+
   /** Whether a reader starting at `start` can still be served every byte from here to the end. */
   canRead(start: number): boolean {
     if (this.state === 'streaming') return true;
@@ -131,56 +190,17 @@ export class BlobFetch {
   }
 
   private async pump(): Promise<void> {
-    const { body } = this.options;
     const writer = this.writer;
-    const hash = hasherFor(this.digest);
-    // Chunks arriving while a write is under way are written together by the next one: one
-    // thread-pool round trip per batch, not per (often 16 KiB) network chunk.
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let writing: Promise<void> | undefined;
-    const drain = async (): Promise<void> => {
-      while (pending.length > 0 && this.state === 'streaming') {
-        const batch = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-        try {
-          await writer!.write(batch);
-          this.written += batch.length;
-          this.trim();
-        } catch (err) {
-          this.abandonCache(err);
-        }
-      }
-      pending = [];
-      pendingBytes = 0;
-    };
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        hash.update(chunk);
-        // Kept until written (past the disk, until every reader has it).
-        this.tail.push({ offset: this.received, bytes: chunk });
-        this.tailBytes += chunk.length;
-        this.received += chunk.length;
-        this.events.emit('change');
-        if (this.state === 'streaming') {
-          pending.push(chunk);
-          pendingBytes += chunk.length;
-          writing ??= drain().finally(() => (writing = undefined));
-          // The upstream is read at the disk's pace.
-          if (pendingBytes > WRITE_AHEAD) await writing;
-        }
-        // Past the disk, the upstream is read no faster than the slowest client.
-        while (this.state === 'passthrough' && this.received - this.lowWater() > PASSTHROUGH_WINDOW) {
-          await new Promise<void>((resolve) => this.events.once('progress', resolve));
-        }
-      }
-      await writing;
-      if (pending.length > 0) await drain();
+      this.addSource(this.options.body, 0);
+      this.watch();
+      await this.arrived.promise;
+      await this.writing;
+      if (this.pending.length > 0) await this.drain();
       if (this.size !== undefined && this.received !== this.size) {
         throw new BlobVerificationError(`upstream sent ${this.received} bytes for ${this.digest.value}, announced ${this.size}`);
       }
-      const actual = `${this.digest.algorithm}:${hash.digest('hex')}`;
+      const actual = `${this.digest.algorithm}:${this.hash.digest('hex')}`;
       if (actual !== this.digest.value) {
         throw new BlobVerificationError(`upstream bytes hash to ${actual}, not ${this.digest.value}`);
       }
@@ -199,14 +219,155 @@ export class BlobFetch {
     } catch (err) {
       this.state = 'failed';
       this.error = err instanceof Error ? err : new Error(String(err));
-      body.destroy();
-      await writing;
+      this.cancelSources();
+      await this.writing;
       await writer?.cancel().catch(() => undefined);
       throw this.error;
     } finally {
+      this.overtaker?.dispose();
+      this.cancelSources();
       this.events.emit('change');
       if (this.positions.size === 0) await this.closeFd();
     }
+  }
+
+  private addSource(body: Readable, start: number): Source {
+    const source: Source = { body, position: start, raw: 0, cancelled: false };
+    this.sources.add(source);
+    void this.consume(source);
+    return source;
+  }
+
+  /** Reads one connection into the frontier: only bytes no other connection brought yet are taken. */
+  private async consume(source: Source): Promise<void> {
+    try {
+      for await (const chunk of source.body as AsyncIterable<Buffer>) {
+        source.raw += chunk.length;
+        const from = source.position;
+        source.position += chunk.length;
+        if (source.position <= this.received) continue;
+        if (this.size !== undefined && source.position > this.size) {
+          throw new BlobVerificationError(`upstream sent more than the announced ${this.size} bytes for ${this.digest.value}`);
+        }
+        this.take(from < this.received ? chunk.subarray(this.received - from) : chunk);
+        // Every byte is here: another connection has nothing left to bring.
+        if (this.received === this.size) this.cancelSources(source);
+        await this.backpressure();
+      }
+      if (source.cancelled) return;
+      if (source.position < this.received || (this.size !== undefined && source.position < this.size)) {
+        throw new BlobVerificationError(`upstream sent ${source.position} bytes for ${this.digest.value}, announced ${this.size ?? this.received}`);
+      }
+      this.sources.delete(source);
+      this.cancelSources();
+      this.overtaker?.finished(source);
+      this.settle();
+    } catch (err) {
+      if (source.cancelled) return;
+      this.lose(source, err);
+    }
+  }
+
+  /** The next bytes of the blob, in order: hashed, kept until written, queued for the writer. */
+  private take(chunk: Buffer): void {
+    this.hash.update(chunk);
+    // Kept until written (past the disk, until every reader has it).
+    this.tail.push({ offset: this.received, bytes: chunk });
+    this.tailBytes += chunk.length;
+    this.received += chunk.length;
+    this.events.emit('change');
+    if (this.state === 'streaming') {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      this.writing ??= this.drain().finally(() => (this.writing = undefined));
+    }
+  }
+
+  /** The upstream is read at the disk's pace; past the disk, no faster than the slowest client. */
+  private async backpressure(): Promise<void> {
+    let waited = false;
+    if (this.state === 'streaming' && this.pendingBytes > WRITE_AHEAD && this.writing) {
+      waited = true;
+      await this.writing;
+    }
+    while (this.state === 'passthrough' && this.received - this.lowWater() > PASSTHROUGH_WINDOW) {
+      waited = true;
+      await new Promise<void>((resolve) => this.events.once('progress', resolve));
+    }
+    // Time spent waiting here is not the upstream's slowness.
+    if (waited) this.overtaker?.waited();
+  }
+
+  /** Chunks arriving while a write is under way are written together by the next one. */
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0 && this.state === 'streaming') {
+      const batch = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
+      try {
+        await this.writer!.write(batch);
+        this.written += batch.length;
+        this.trim();
+      } catch (err) {
+        this.abandonCache(err);
+      }
+    }
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private settle(err?: unknown): void {
+    if (this.arrived.settled) return;
+    this.arrived.settled = true;
+    if (err === undefined) this.arrived.resolve();
+    else this.arrived.reject(err);
+  }
+
+  /** Ends the fetch with `err`: every connection is cancelled. */
+  private abort(err: Error): void {
+    this.settle(err);
+    this.cancelSources();
+  }
+
+  private cancelSources(except?: Source): void {
+    for (const s of this.sources) {
+      if (s === except) continue;
+      s.cancelled = true;
+      this.sources.delete(s);
+      s.body.destroy();
+    }
+  }
+
+  /** A connection failed: the fetch goes on with the other one, if it races. */
+  private lose(source: Source, err: unknown): void {
+    this.sources.delete(source);
+    this.overtaker?.lost(source, err instanceof Error ? err : new Error(String(err)));
+    if (this.sources.size === 0) this.settle(err);
+  }
+
+  /** Races the fetch when it crawls, if overtaking is on. */
+  private watch(): void {
+    const { overtake, reopen } = this.options;
+    if (!overtake || overtake.minBytesPerSecond <= 0 || !reopen) return;
+    const fetch = this;
+    this.overtaker = new Overtaker<Source>(overtake, reopen, this.options.onRace, {
+      get received() {
+        return fetch.received;
+      },
+      get readers() {
+        return fetch.positions.size;
+      },
+      get settled() {
+        return fetch.arrived.settled || fetch.state === 'failed';
+      },
+      connections: () => [...this.sources],
+      add: (body, start) => this.addSource(body, start),
+      keepOnly: (source) => this.cancelSources(source),
+      stop: (rate) => {
+        this.stoppedSlow = true;
+        this.abort(new BlobFetchStoppedError(`the fetch of ${this.digest.value} was stopped: no client reads it and it crawls at ${Math.round(rate)} bytes/s`));
+      },
+    });
   }
 
   /** The disk failed: stop writing, drop the temporary file, keep serving the readers. */
@@ -260,7 +421,7 @@ export class BlobFetch {
       this.trim();
       this.events.emit('progress');
       // Nobody is left to hand the bytes to, and they cannot be cached: stop downloading.
-      if (this.positions.size === 0 && this.state === 'passthrough') this.options.body.destroy(new Error('every client left an uncached fetch'));
+      if (this.positions.size === 0 && this.state === 'passthrough') this.abort(new Error('every client left an uncached fetch'));
       if (this.positions.size === 0 && this.state !== 'streaming') await this.closeFd();
     };
     const fetch = this;

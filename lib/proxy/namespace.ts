@@ -18,6 +18,7 @@ import { ProxyTagService } from './proxy-tag-service.js';
 import { ProxyReferrers } from './proxy-referrers.js';
 import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import type { OvertakePolicy, RaceEvent } from './overtake.js';
 
 /** The cache events of a namespace's stores, told the name content is stored under, and the manifests refused as unverified. */
 export type NamespaceEvents = TypedCacheEvents & {
@@ -39,6 +40,10 @@ export interface NamespaceOptions {
   readonly events: NamespaceEvents;
   /** Locks shared with other processes on the same storage (replicas). */
   readonly locks?: SharedLocks;
+  /** When a crawling blob fetch is raced by a second connection (`proxy.overtake`). */
+  readonly overtake?: OvertakePolicy;
+  /** What racing a blob fetch did, told the name the blob is stored under. */
+  readonly onBlobRace?: (storedName: string, digest: Digest, event: RaceEvent) => void;
   readonly onResponse?: (info: { host: string; method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
   readonly onWarning?: (message: string) => void;
 }
@@ -74,7 +79,11 @@ export class ProxyNamespace {
       miss: (name: string, digest: Digest) => o.events.miss(type, this.storedName(name), digest),
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
-    this.blobs = new ProxyBlobStore(o.blobs, repository, this.upstream, events('blob'), o.locks);
+    this.blobs = new ProxyBlobStore(o.blobs, repository, this.upstream, events('blob'), {
+      locks: o.locks,
+      overtake: o.overtake,
+      onRace: o.onBlobRace && ((name, digest, event) => o.onBlobRace!(this.storedName(name), digest, event)),
+    });
     const manifestEvents = {
       ...events('manifest'),
       unverified: (name: string, reference: string, reason: UnverifiedReason, detail: string) => o.events.manifestRefused?.(this.storedName(name), reference, reason, detail),

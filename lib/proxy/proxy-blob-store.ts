@@ -10,22 +10,35 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { blobLockKey } from '../storage/paths.js';
-import { BlobFetch } from './blob-fetch.js';
+import { BlobFetch, type RaceEvent } from './blob-fetch.js';
+import type { OvertakePolicy } from './overtake.js';
 import type { Upstream } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
+
+/** How the blob store coordinates and races its fetches. */
+export interface ProxyBlobOptions {
+  /** Locks shared with the other processes of the cache (replicas): one fetches, the rest wait. */
+  readonly locks?: SharedLocks;
+  /** When a crawling fetch is raced by a second connection (`proxy.overtake`; none: never). */
+  readonly overtake?: OvertakePolicy;
+  /** What racing did, for logs and metrics. */
+  onRace?(name: string, digest: Digest, event: RaceEvent): void;
+}
 
 /** The blob side of the pull-through cache. */
 export class ProxyBlobStore implements BlobService {
   private readonly fetches = new Map<string, BlobFetch>();
+  private readonly locks?: SharedLocks;
 
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
     private readonly events: CacheEvents = {},
-    /** Locks shared with other processes on the same storage (replicas): one fetches, the rest wait. */
-    private readonly locks?: SharedLocks,
-  ) {}
+    private readonly options: ProxyBlobOptions = {},
+  ) {
+    this.locks = options.locks;
+  }
 
   /**
    * The blob for a `GET`: from the cache when `name` links it, else from (one) upstream fetch.
@@ -52,6 +65,8 @@ export class ProxyBlobStore implements BlobService {
         // Committed between the join and now: the bytes are in the store, linked for this repository.
         if (fetch.committed) return this.blobs.reader(digest, range);
         if (fetch.canRead(range?.start ?? 0)) return fetch.createReader(range?.start ?? 0, range?.end);
+        // Stopped for crawling with nobody reading between the join and now: a fresh fetch.
+        if (fetch.stopped) return (await this.get(name, digest)).open(range);
         if (fetch.failed) throw new UpstreamError('ERR_UPSTREAM_INVALID', `fetch of ${digest.value} failed`);
         // The disk failed between the join and now and the bytes this client needs are gone from
         // memory: it gets a fetch of its own (each state change ends this loop).
@@ -176,9 +191,10 @@ export class ProxyBlobStore implements BlobService {
     });
     const repos = new Set([name]);
     this.linkOnCommit.set(digest.value, repos);
+    const size = Number.isFinite(announced) ? announced : undefined;
     const fetch = BlobFetch.start({
       digest,
-      size: Number.isFinite(announced) ? announced : undefined,
+      size,
       write,
       body: reply.body,
       commit: async (w) => {
@@ -189,6 +205,9 @@ export class ProxyBlobStore implements BlobService {
         }
       },
       cacheWriteFailed: failed,
+      overtake: this.options.overtake,
+      reopen: (offset) => this.reopen(name, digest, offset, size),
+      onRace: (event) => this.options.onRace?.(name, digest, event),
     });
     this.fetches.set(digest.value, fetch);
     fetch.done
@@ -200,6 +219,21 @@ export class ProxyBlobStore implements BlobService {
         }
       });
     return fetch;
+  }
+
+  /**
+   * A second connection for the bytes of `digest` from `offset` on: a `206` must start at or
+   * before `offset` and agree on the size; a `200` (an upstream that ignores ranges) starts at 0.
+   */
+  private async reopen(name: string, digest: Digest, offset: number, size: number | undefined): Promise<{ body: Readable; start: number }> {
+    const reply = await this.upstream.streamBlob(name, digest.value, offset);
+    if (reply.status === 200) return { body: reply.body, start: 0 };
+    const range = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(String(reply.headers['content-range'] ?? ''));
+    if (!range || Number(range[1]) > offset || (size !== undefined && range[2] !== '*' && Number(range[2]) !== size)) {
+      reply.body.destroy();
+      throw new UpstreamError('ERR_UPSTREAM_INVALID', `upstream answered bytes ${offset}- of /v2/${name}/blobs/${digest.value} with Content-Range ${JSON.stringify(reply.headers['content-range'] ?? null)}`);
+    }
+    return { body: reply.body, start: Number(range[1]) };
   }
 
   /** Blob fetches under way (for metrics and tests). */

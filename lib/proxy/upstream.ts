@@ -144,17 +144,21 @@ export class Upstream {
    * Streams a blob. Resolves once the upstream answered 200; any other answer is thrown as an
    * `UpstreamError`. Redirects (Docker Hub sends blobs from a CDN) are followed without the
    * `Authorization` header when they leave the upstream's origin (got clears it on a cross-origin hop).
+   * With `from`, asks for the bytes from that offset on (`Range: bytes=<from>-`): the answer is a
+   * `206` with its `Content-Range`, or a `200` with the whole blob from an upstream that ignores ranges.
    */
-  streamBlob(name: string, digest: string): Promise<UpstreamStream> {
-    return this.guarded('GET', `/v2/${name}/blobs/${digest}`, () => this.streamBlobOnce(name, digest));
+  streamBlob(name: string, digest: string, from?: number): Promise<UpstreamStream> {
+    return this.guarded('GET', `/v2/${name}/blobs/${digest}`, () => this.streamBlobOnce(name, digest, from));
   }
 
-  private async streamBlobOnce(name: string, digest: string): Promise<UpstreamStream> {
+  private async streamBlobOnce(name: string, digest: string, from: number | undefined): Promise<UpstreamStream> {
     const path = `/v2/${name}/blobs/${digest}`;
     const scope = scopeForRepository(name);
     for (let attempt = 0; ; attempt++) {
       const authorization = await this.authorization(scope);
-      const stream = this.got.stream(this.remoteUrl + path, { headers: authorization ? { authorization } : {} });
+      const headers: Record<string, string> = authorization ? { authorization } : {};
+      if (from !== undefined) headers.range = `bytes=${from}-`;
+      const stream = this.got.stream(this.remoteUrl + path, { headers });
       const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
         stream.once('response', resolve);
         stream.once('error', reject);
@@ -162,10 +166,10 @@ export class Upstream {
         throw unreachable('GET', path, err);
       });
       this.onResponse?.({ method: 'GET', path, status: response.statusCode ?? 0, headers: response.headers });
-      if (response.statusCode === 200) {
-        return { status: 200, headers: response.headers, body: stream };
+      if (response.statusCode === 200 || (response.statusCode === 206 && from !== undefined)) {
+        return { status: response.statusCode, headers: response.headers, body: stream };
       }
-      const body = await drain(stream, 64 * 1024).catch(() => Buffer.alloc(0));
+      const body = await drain(stream, 64 * 1024, path).catch(() => Buffer.alloc(0));
       const reply: UpstreamReply = { status: response.statusCode ?? 0, headers: response.headers, body };
       if (reply.status === 401 && authorization?.startsWith('Bearer ') && attempt === 0) {
         this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
@@ -230,7 +234,7 @@ export class Upstream {
           const res = await this.got(this.remoteUrl + path, { method, headers });
           reply = { status: res.statusCode, headers: res.headers, body: Buffer.alloc(0) };
         } else {
-          reply = await this.boundedGet(this.remoteUrl + path, headers, opts.maxBytes ?? MAX_MANIFEST_BYTES);
+          reply = await this.boundedGet(path, headers, opts.maxBytes ?? MAX_MANIFEST_BYTES);
         }
       } catch (err) {
         if (err instanceof UpstreamError) throw err;
@@ -247,8 +251,8 @@ export class Upstream {
   }
 
   /** A GET whose body may not exceed `maxBytes`: an endless or oversized body is cut off, not buffered. */
-  private async boundedGet(url: string, headers: Record<string, string>, maxBytes: number): Promise<UpstreamReply> {
-    const stream = this.got.stream(url, { headers });
+  private async boundedGet(path: string, headers: Record<string, string>, maxBytes: number): Promise<UpstreamReply> {
+    const stream = this.got.stream(this.remoteUrl + path, { headers });
     const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
       stream.once('response', resolve);
       stream.once('error', reject);
@@ -258,7 +262,7 @@ export class Upstream {
       stream.destroy();
       throw new UpstreamError('ERR_UPSTREAM_INVALID', `upstream body of ${declared} bytes exceeds the ${maxBytes}-byte limit`, { status: response.statusCode });
     }
-    const body = await drain(stream, maxBytes);
+    const body = await drain(stream, maxBytes, path);
     return { status: response.statusCode ?? 0, headers: response.headers, body };
   }
 
@@ -272,8 +276,8 @@ export class Upstream {
   }
 }
 
-/** Reads a stream to a buffer, failing once more than `maxBytes` arrive. */
-function drain(stream: Readable, maxBytes: number): Promise<Buffer> {
+/** Reads a stream to a buffer, failing once more than `maxBytes` arrive; `path` names it in errors. */
+function drain(stream: Readable, maxBytes: number, path: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -287,7 +291,7 @@ function drain(stream: Readable, maxBytes: number): Promise<Buffer> {
       chunks.push(chunk);
     });
     stream.once('end', () => resolve(Buffer.concat(chunks, size)));
-    stream.once('error', (err) => reject(err instanceof UpstreamError ? err : unreachable('GET', '', err)));
+    stream.once('error', (err) => reject(err instanceof UpstreamError ? err : unreachable('GET', path, err)));
   });
 }
 

@@ -9,11 +9,11 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { checkPath, PathNotFoundError, type ByteRange, type FileInfo, type FileWriter, type LocalFiles, type PositionalReader, type StorageDriver, type WalkStep } from './driver.js';
 import { TEMP_ROOT } from './paths.js';
+import { isProvablyDead, ownerTag, parseOwnerTag, pidExists, safeHost, thisProcess } from './owner.js';
 
 /** A temporary directory of another host, with no sign of life for this long, is an orphan. */
 const FOREIGN_ORPHAN_MS = 10 * 60_000;
@@ -30,8 +30,9 @@ export class FilesystemDriver implements StorageDriver {
   constructor(rootDirectory: string) {
     // `/` as the root is kept as '' so that paths join with one slash.
     this.root = resolve(rootDirectory).replace(/\/+$/, '');
-    // The host name and pid let another process on the same host tell at once whether we live.
-    this.instance = `${safeHost()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+    // Host, pid, start time and scope let another process on the same host tell at once whether we
+    // live (owner.ts), even once the pid is reused.
+    this.instance = `${ownerTag()}-${randomUUID().slice(0, 8)}`;
     this.tempDir = `${this.root}${TEMP_ROOT}/${this.instance}`;
   }
 
@@ -174,10 +175,11 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   /**
-   * Removes what dead processes left in `.tmp`; returns how many entries. A directory of this host
-   * is dead when its process is (or when it names this pid but is not ours: a restarted container);
-   * one of another host when neither it nor a file in it changed for ten minutes (a live owner
-   * keeps writing while it fetches).
+   * Removes what dead processes left in `.tmp`; returns how many entries. Run at start-up and then
+   * periodically while serving (the cost follows the number of processes, not the cache). A
+   * directory of this host is dead when its process provably is (gone, its pid reused by a process
+   * started later, or a zombie: owner.ts); one of another host when neither it nor a file in it
+   * changed for ten minutes (a live owner keeps writing while it fetches).
    * Loose files are from older versions.
    */
   async cleanup(): Promise<number> {
@@ -200,10 +202,16 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   private async isOrphan(path: string, name: string): Promise<boolean> {
-    const m = /^(.+)-(\d+)-[0-9a-f]{8}$/.exec(name);
-    if (!m) return true;
-    const [, host, pid] = m as unknown as [string, string, string];
-    if (host === safeHost()) return Number(pid) === process.pid || !isAlive(Number(pid));
+    // A health check's probe, being written now (or left by a crash a while ago).
+    if (name.startsWith('health-')) return Date.now() - (await stat(path).then((i) => i.mtimeMs, () => 0)) > 60_000;
+    const parsed = parseOwnerTag(name);
+    if (!parsed) return true;
+    const { owner, legacy } = parsed;
+    if (owner.host === safeHost()) {
+      // An older process's name carries its pid alone.
+      if (legacy) return owner.pid === process.pid || !pidExists(owner.pid);
+      if (owner.scope === thisProcess().scope && owner.scope !== '') return isProvablyDead(owner);
+    }
     // The newest change to the directory or to a file being written in it.
     const files = await readdir(path).catch(() => [] as string[]);
     const times = await Promise.all([path, ...files.map((f) => `${path}/${f}`)].map((p) => stat(p).then((i) => i.mtimeMs, () => 0)));
@@ -274,21 +282,6 @@ async function openReader(path: string): Promise<PositionalReader> {
     read: async (buffer, offset, length, position) => (await handle.read(buffer, offset, length, position)).bytesRead,
     close: () => handle.close().catch(() => undefined),
   };
-}
-
-/** The host name, made safe for a file name. */
-function safeHost(): string {
-  return hostname().replace(/[^A-Za-z0-9.]/g, '_') || 'host';
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists, owned by someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function isNotFound(err: unknown): boolean {

@@ -1,7 +1,9 @@
 /**
  * A programmable upstream registry: a real HTTP server on 127.0.0.1 that serves manifests and blobs
  * from memory, counts every request, and produces the faults a real registry cannot: resets
- * mid-body, wrong bytes, 5xx, 429, slow or stalled bodies.
+ * mid-body, wrong bytes, 5xx, 429, slow or stalled bodies. Blobs answer `Range: bytes=<n>-[<m>]`
+ * with a `206`, as distribution does (unless the `no-range` fault makes it ignore ranges), and
+ * every request's body bytes are counted.
  */
 import http from 'node:http';
 import { createHash } from 'node:crypto';
@@ -24,7 +26,9 @@ export type Fault =
   | { kind: 'altered-manifest'; body?: Buffer; dropDigest?: boolean }
   /** Chunked, with no Content-Length, and never ending (until the client goes away). */
   | { kind: 'endless' }
-  | { kind: 'delay'; ms: number };
+  | { kind: 'delay'; ms: number }
+  /** A blob `GET` with a `Range` is answered `200` with the whole blob, as by a server without range support. */
+  | { kind: 'no-range' };
 
 /** One recorded request. */
 export interface Hit {
@@ -32,6 +36,9 @@ export interface Hit {
   readonly path: string;
   readonly accept?: string;
   readonly authorization?: string;
+  readonly range?: string;
+  /** Body bytes sent so far. */
+  bytes: number;
 }
 
 export interface FakeUpstream {
@@ -48,6 +55,8 @@ export interface FakeUpstream {
   clearFaults(): void;
   /** Requests matching `METHOD path` (e.g. /^GET \/v2\/.*\/blobs\//). */
   count(pattern: RegExp): number;
+  /** Body bytes sent to requests matching `METHOD path`. */
+  bytes(pattern: RegExp): number;
   /** Makes the server answer every request by destroying the connection (a dead upstream). */
   setDown(down: boolean): void;
   close(): Promise<void>;
@@ -129,7 +138,21 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const key = `${req.method} ${path}`;
-    hits.push({ method: req.method!, path, accept: req.headers.accept, authorization: req.headers.authorization });
+    const hit: Hit = { method: req.method!, path, accept: req.headers.accept, authorization: req.headers.authorization, range: req.headers.range, bytes: 0 };
+    hits.push(hit);
+    const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    const end = res.end.bind(res) as (...args: unknown[]) => http.ServerResponse;
+    const counted = (chunk: unknown): void => {
+      if (typeof chunk === 'string' || Buffer.isBuffer(chunk)) hit.bytes += Buffer.byteLength(chunk);
+    };
+    res.write = ((chunk: unknown, ...rest: unknown[]) => {
+      counted(chunk);
+      return write(chunk, ...rest);
+    }) as typeof res.write;
+    res.end = ((...args: unknown[]) => {
+      if (typeof args[0] !== 'function') counted(args[0]);
+      return end(...args);
+    }) as typeof res.end;
     if (down) {
       req.socket.destroy();
       return;
@@ -172,11 +195,23 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     m = /^\/v2\/(.+)\/blobs\/([^/]+)$/.exec(path);
     if (m) {
       const [, repo, digest] = m as unknown as [string, string, string];
-      const body = blobs.get(`${repo}@${digest}`);
-      if (!body) return notFound('BLOB_UNKNOWN');
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, 'docker-content-digest': digest });
+      const blob = blobs.get(`${repo}@${digest}`);
+      if (!blob) return notFound('BLOB_UNKNOWN');
+      const range = fault?.kind === 'no-range' ? null : /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+      if (range && req.method === 'GET') {
+        const first = Number(range[1]);
+        const last = range[2] ? Math.min(Number(range[2]), blob.length - 1) : blob.length - 1;
+        if (first > last) {
+          res.writeHead(416, { 'content-range': `bytes */${blob.length}` }).end();
+          return;
+        }
+        const part = blob.subarray(first, last + 1);
+        res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': part.length, 'content-range': `bytes ${first}-${last}/${blob.length}`, 'docker-content-digest': digest });
+        return sendBody(res, part, fault);
+      }
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.length, 'docker-content-digest': digest });
       if (req.method === 'HEAD') return void res.end();
-      return sendBody(res, body, fault);
+      return sendBody(res, blob, fault);
     }
     m = options.referrers ? /^\/v2\/(.+)\/referrers\/([^/]+)$/.exec(path) : null;
     if (m) {
@@ -248,6 +283,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     },
     count(pattern) {
       return hits.filter((h) => pattern.test(`${h.method} ${h.path}`)).length;
+    },
+    bytes(pattern) {
+      return hits.filter((h) => pattern.test(`${h.method} ${h.path}`)).reduce((n, h) => n + h.bytes, 0);
     },
     setDown(value) {
       down = value;

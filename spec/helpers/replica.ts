@@ -13,6 +13,8 @@ export interface Replica {
   readonly url: string;
   readonly pid: number;
   readonly process: ChildProcess;
+  /** The metrics endpoint (`http.debug` with Prometheus), when started with `debug`. */
+  readonly metricsUrl?: string;
   logs(): string;
   /** True until the process exits. */
   alive(): boolean;
@@ -22,11 +24,23 @@ export interface Replica {
   stop(): Promise<void>;
 }
 
+/** More of a replica's configuration. */
+export interface ReplicaOptions {
+  /** Lines of a storage driver under `storage:` instead of `filesystem` at `root` (S3). */
+  readonly storage?: readonly string[];
+  /** More top-level YAML (`redis:`). */
+  readonly extra?: readonly string[];
+  /** Serve the metrics on a debug port of its own. */
+  readonly debug?: boolean;
+}
+
 /** Starts a registry on a free port with `root` and `proxyYaml` lines under `proxy:`; its config goes into `dir`. */
-export async function startReplica(dir: string, root: string, remoteurl: string, proxyYaml: string[] = []): Promise<Replica> {
+export async function startReplica(dir: string, root: string, remoteurl: string, proxyYaml: string[] = [], options: ReplicaOptions = {}): Promise<Replica> {
   const port = await freePort();
+  const debugPort = options.debug ? await freePort() : undefined;
   const config = join(dir, `replica-${port}.yml`);
-  await writeFile(config, registryYaml({ root, level: 'info', http: [`addr: 127.0.0.1:${port}`], proxy: [`remoteurl: ${remoteurl}`, ...proxyYaml] }));
+  const http = [`addr: 127.0.0.1:${port}`, ...(debugPort ? ['debug:', `  addr: 127.0.0.1:${debugPort}`, '  prometheus:', '    enabled: true'] : [])];
+  await writeFile(config, registryYaml({ root, storage: options.storage, level: 'info', http, proxy: [`remoteurl: ${remoteurl}`, ...proxyYaml], extra: options.extra }));
   const child = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
   child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
@@ -42,6 +56,7 @@ export async function startReplica(dir: string, root: string, remoteurl: string,
     url,
     pid: child.pid!,
     process: child,
+    metricsUrl: debugPort ? `http://127.0.0.1:${debugPort}/metrics` : undefined,
     logs: () => logs,
     alive,
     kill: async () => {
@@ -53,4 +68,17 @@ export async function startReplica(dir: string, root: string, remoteurl: string,
       await exited;
     },
   };
+}
+
+/**
+ * Stops `replicas` after a test; with `DUMP_REPLICA_LOGS=<file>` their logs are appended to the
+ * file first, under the test's name.
+ */
+export async function stopReplicas(replicas: readonly Replica[], testName: string | undefined): Promise<void> {
+  const dump = process.env.DUMP_REPLICA_LOGS;
+  if (dump) {
+    const { appendFileSync } = await import('node:fs');
+    replicas.forEach((r, i) => appendFileSync(dump, `=== ${testName} replica ${i}\n${r.logs()}\n`));
+  }
+  await Promise.all(replicas.map((r) => r.stop()));
 }

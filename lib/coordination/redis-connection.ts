@@ -1,0 +1,123 @@
+/**
+ * The connection of one replica to the cache's Redis (`redis:`), with ioredis: one multiplexed
+ * command connection and, on first use, one for pub/sub. Commands never queue while Redis is
+ * unreachable (`enableOfflineQueue: false`): they fail at once, so a replica goes on serving its
+ * cache and fetching without coordination instead of holding requests, and says so (the `down`
+ * and `up` callbacks: a log line and `registry_mirror_redis_up`). ioredis reconnects on its own,
+ * backing off from `minretrybackoff` to `maxretrybackoff`.
+ */
+import { readFileSync } from 'node:fs';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisConfig } from '../config/types.js';
+
+/** What the connection reports. */
+export interface RedisConnectionEvents {
+  /** Redis became unreachable (once per outage). */
+  down?(reason: string): void;
+  /** Redis is reachable (again). */
+  up?(): void;
+}
+
+/** A replica's connection to Redis. */
+export class RedisConnection {
+  readonly client: Redis;
+  private subscriber?: Redis;
+  private readonly handlers = new Map<string, Set<(message: string) => void>>();
+  private reachable = false;
+  private reportedDown = false;
+
+  constructor(
+    readonly config: RedisConfig,
+    private readonly events: RedisConnectionEvents = {},
+  ) {
+    this.client = new Redis(this.options());
+    this.client.on('ready', () => {
+      this.reachable = true;
+      this.reportedDown = false;
+      this.events.up?.();
+    });
+    this.client.on('error', (err: Error) => this.lost(err.message));
+    this.client.on('close', () => this.lost('connection closed'));
+  }
+
+  private options(): RedisOptions {
+    const c = this.config;
+    const min = Math.max(1, c.minretrybackoffms);
+    const max = Math.max(min, c.maxretrybackoffms);
+    return {
+      host: c.host,
+      port: c.port,
+      username: c.username,
+      password: c.password,
+      db: c.db,
+      connectionName: c.clientname,
+      connectTimeout: c.dialtimeoutms,
+      // ioredis has one timeout for a command's round trip: the longer of the two.
+      commandTimeout: Math.max(c.readtimeoutms, c.writetimeoutms),
+      maxRetriesPerRequest: Math.max(0, c.maxretries),
+      enableOfflineQueue: false,
+      retryStrategy: (times: number) => Math.min(max, min * 2 ** Math.min(times, 20)),
+      tls: c.tls && {
+        cert: c.tls.certificate ? readFileSync(c.tls.certificate) : undefined,
+        key: c.tls.key ? readFileSync(c.tls.key) : undefined,
+        ca: c.tls.rootcas.length > 0 ? c.tls.rootcas.map((f) => readFileSync(f)) : undefined,
+      },
+    };
+  }
+
+  private lost(reason: string): void {
+    this.reachable = false;
+    if (this.reportedDown) return;
+    this.reportedDown = true;
+    this.events.down?.(reason);
+  }
+
+  /** True while the command connection is up. */
+  get available(): boolean {
+    return this.reachable;
+  }
+
+  /** `<prefix>:<name>`: every key of this cache. */
+  key(name: string): string {
+    return `${this.config.prefix}:${name}`;
+  }
+
+  /** Waits until Redis answers, at most `ms`; false when it did not (the replica starts regardless). */
+  async ready(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if (this.client.status === 'ready' && (await this.client.ping().then(() => true, () => false))) return true;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return false;
+  }
+
+  /** Calls `handler` with each message published on `channel` (re-subscribed after a reconnect). */
+  subscribe(channel: string, handler: (message: string) => void): () => void {
+    let set = this.handlers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(channel, set);
+      this.subscriberConnection().subscribe(channel).catch(() => undefined);
+    }
+    set.add(handler);
+    return () => set!.delete(handler);
+  }
+
+  private subscriberConnection(): Redis {
+    if (this.subscriber) return this.subscriber;
+    // Subscriptions wait for the connection: the offline queue is on for this one.
+    const sub = new Redis({ ...this.options(), enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
+    sub.on('error', () => undefined);
+    sub.on('message', (channel: string, message: string) => {
+      for (const h of this.handlers.get(channel) ?? []) h(message);
+    });
+    this.subscriber = sub;
+    return sub;
+  }
+
+  async close(): Promise<void> {
+    const quit = (r: Redis): Promise<unknown> => r.quit().catch(() => r.disconnect());
+    await Promise.all([quit(this.client), this.subscriber ? quit(this.subscriber) : undefined]);
+  }
+}

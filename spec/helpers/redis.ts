@@ -1,0 +1,89 @@
+/**
+ * Debian's `redis-server`, started by a test on a free loopback port with a directory of its own
+ * (no persistence, nothing on 6379), killed and restarted on the same port to play an outage.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './ports.js';
+
+export const REDIS_SERVER_BIN = '/usr/bin/redis-server';
+
+/** True when Debian's redis-server is installed. */
+export function redisAvailable(): boolean {
+  return existsSync(REDIS_SERVER_BIN);
+}
+
+/** A running redis-server. */
+export interface RedisServer {
+  readonly host: string;
+  readonly port: number;
+  /** `127.0.0.1:<port>`, for `redis.addr`. */
+  readonly addr: string;
+  /** SIGKILL (an outage); `start()` brings it back on the same port, empty. */
+  kill(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops it and removes its directory. */
+  stop(): Promise<void>;
+}
+
+/** Resolves once something accepts connections on `port`. */
+async function listening(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${port} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts a redis-server. */
+export async function startRedis(): Promise<RedisServer> {
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), 'redis-'));
+  let child: ChildProcess | undefined;
+  let logs = '';
+  const start = async (): Promise<void> => {
+    child = spawn(REDIS_SERVER_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
+    // A test run that dies must not leave it behind.
+    child.unref();
+    await listening(port, 10_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${logs}`);
+    });
+  };
+  const kill = async (): Promise<void> => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  process.once('exit', () => child?.kill('SIGKILL'));
+  return {
+    host: '127.0.0.1',
+    port,
+    addr: `127.0.0.1:${port}`,
+    kill,
+    start,
+    stop: async () => {
+      await kill();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

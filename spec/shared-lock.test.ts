@@ -1,0 +1,129 @@
+/**
+ * Lock directories that say who holds them: taken over at once when the holder is provably dead on
+ * this host (killed, its pid reused, a zombie), after the stale time otherwise; one winner when
+ * several processes take over together; a holder is told when it lost its lock.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { DirectoryLocks } from '../lib/storage/shared-lock.js';
+import { thisProcess } from '../lib/storage/owner.js';
+import { procStart, startZombie } from './helpers/processes.js';
+
+const KEY = 'blobs/sha256/abc';
+
+describe('owner-aware lock directories', () => {
+  let root: string;
+  let locks: DirectoryLocks;
+  const lockDir = (): string => join(root, '.locks', `${KEY}.lock`);
+  /** A lock as another process would have left it. */
+  const plant = async (owner: object | undefined, ageMs = 0): Promise<void> => {
+    await mkdir(lockDir(), { recursive: true });
+    if (owner) await writeFile(join(lockDir(), 'owner.json'), JSON.stringify({ token: 'theirs', ...owner }));
+    if (ageMs) await utimes(lockDir(), new Date(Date.now() - ageMs), new Date(Date.now() - ageMs));
+  };
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'locks-'));
+    locks = new DirectoryLocks(root, 10_000);
+  });
+  afterEach(() => rm(root, { recursive: true, force: true }));
+
+  test('a lock records its holder; a second taker (even in the same process) is refused until it is released', async () => {
+    const release = await locks.tryAcquire(KEY);
+    expect(release).toBeDefined();
+    const owner = JSON.parse(await readFile(join(lockDir(), 'owner.json'), 'utf8')) as Record<string, unknown>;
+    const me = thisProcess();
+    expect(owner).toMatchObject({ host: me.host, pid: process.pid, start: me.start, scope: me.scope });
+    expect(me.start).toMatch(/^\d+$/);
+    expect(await locks.tryAcquire(KEY)).toBeUndefined();
+    expect(await locks.isHeld(KEY)).toBe(true);
+    await release!();
+    expect(await locks.isHeld(KEY)).toBe(false);
+    const again = await locks.tryAcquire(KEY);
+    expect(again).toBeDefined();
+    await again!();
+  });
+
+  test('the lock of a process killed with SIGKILL is taken at once', async () => {
+    const script = `import('${resolve('dist/storage/shared-lock.js')}').then(async ({ DirectoryLocks }) => {
+      const r = await new DirectoryLocks(${JSON.stringify(root)}, 10000).tryAcquire(${JSON.stringify(KEY)});
+      process.stdout.write(r ? 'held' : 'refused');
+      setInterval(() => undefined, 1000);
+    })`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const said = await new Promise<string>((r) => child.stdout!.once('data', (c: Buffer) => r(c.toString())));
+    expect(said).toBe('held');
+    expect(await locks.isHeld(KEY)).toBe(true);
+    expect(await locks.tryAcquire(KEY)).toBeUndefined();
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    const started = Date.now();
+    expect(await locks.isHeld(KEY)).toBe(false);
+    const release = await locks.tryAcquire(KEY);
+    expect(release).toBeDefined();
+    expect(Date.now() - started).toBeLessThan(1000);
+    await release!();
+  });
+
+  test('a holder whose pid now belongs to a process started later is dead; one with its own start time is alive', async () => {
+    const me = thisProcess();
+    await plant({ ...me, pid: process.ppid, start: String(Number(procStart(process.ppid)) - 1) });
+    expect(await locks.isHeld(KEY)).toBe(false);
+    await rm(lockDir(), { recursive: true });
+    await plant({ ...me, pid: process.ppid, start: procStart(process.ppid) });
+    expect(await locks.isHeld(KEY)).toBe(true);
+    expect(await locks.tryAcquire(KEY)).toBeUndefined();
+  });
+
+  test('a zombie holder is dead', async () => {
+    const zombie = await startZombie();
+    try {
+      await plant({ ...thisProcess(), pid: zombie.pid, start: zombie.start });
+      const release = await locks.tryAcquire(KEY);
+      expect(release).toBeDefined();
+      await release!();
+    } finally {
+      zombie.stop();
+    }
+  });
+
+  test.each([
+    ['another host', { host: 'elsewhere', pid: 999999999, start: '1', scope: 'abcdef01' }],
+    ['another container of this host (another pid namespace)', { ...thisProcess(), pid: 999999999, scope: '00000000' }],
+    ['an older version (no owner file)', undefined],
+  ])('a holder on %s is taken over only once stale', async (_what, owner) => {
+    await plant(owner);
+    expect(await locks.tryAcquire(KEY)).toBeUndefined();
+    expect(await locks.isHeld(KEY)).toBe(true);
+    await utimes(lockDir(), new Date(Date.now() - 11_000), new Date(Date.now() - 11_000));
+    expect(await locks.isHeld(KEY)).toBe(false);
+    const release = await locks.tryAcquire(KEY);
+    expect(release).toBeDefined();
+    await release!();
+  });
+
+  test('ten takers of a dead holder\'s lock at once: exactly one gets it', async () => {
+    await plant({ ...thisProcess(), pid: 999999999 });
+    const takers = Array.from({ length: 10 }, () => new DirectoryLocks(root, 10_000));
+    const got = await Promise.all(takers.map((l) => l.tryAcquire(KEY)));
+    expect(got.filter((r) => r !== undefined)).toHaveLength(1);
+    await got.find((r) => r)!();
+  });
+
+  test('the holder is told when another process took its lock over, and its release leaves the new lock alone', async () => {
+    const short = new DirectoryLocks(root, 2000);
+    const lost: Error[] = [];
+    const release = await short.tryAcquire(KEY, (err) => lost.push(err));
+    expect(release).toBeDefined();
+    // Another process judged it stale and took it.
+    await writeFile(join(lockDir(), 'owner.json'), JSON.stringify({ ...thisProcess(), pid: process.ppid, start: procStart(process.ppid), token: 'new' }));
+    for (let i = 0; i < 40 && lost.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.message).toMatch(/took it over/);
+    await release!();
+    expect(JSON.parse(await readFile(join(lockDir(), 'owner.json'), 'utf8'))).toMatchObject({ token: 'new' });
+  });
+});
