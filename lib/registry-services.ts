@@ -65,7 +65,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
   }
   const proxy = config.proxy;
   const policy = decideCachePolicy(proxy, config.storage.delete.enabled, (msg) => logger.warn(msg));
-  const driver = createDriver(config.storage);
+  const driver = await createDriver(config.storage);
   // Housekeeping only: a store that cannot be reached now must not keep the registry from starting.
   const removed = await (driver.cleanup?.() ?? Promise.resolve(0)).catch((err: Error) => {
     logger.warn(`could not remove what earlier runs left in storage: ${err.message}`);

@@ -28,7 +28,8 @@ async function serve(handler: (req: http.IncomingMessage, res: http.ServerRespon
   };
 }
 
-const client = got.extend({ throwHttpErrors: false, retry: { limit: 0 } });
+const gotClient = got.extend({ throwHttpErrors: false, retry: { limit: 0 } });
+const client = async (): Promise<typeof gotClient> => gotClient;
 
 describe('upstream authentication', () => {
   const servers: Server[] = [];

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import got, { type Got, RequestError } from 'got';
+import type { ExtendOptions, Got, RequestError } from 'got';
 import { MAX_MANIFEST_BYTES } from '../distribution/manifest.js';
 import { MANIFEST_ACCEPT, MediaType } from '../distribution/mediatypes.js';
 import { UpstreamAuth, UpstreamAuthError, scopeForRepository } from './auth/upstream-auth.js';
@@ -35,6 +35,9 @@ export interface UpstreamOptions {
   /** Tuning of the circuit breaker (defaults: open after 3 failures, 5 s cool-down doubling to 60 s). */
   readonly breaker?: CircuitBreakerOptions;
 }
+
+/** got's error class, known once got is loaded (which happens before any request can fail). */
+let GotRequestError: typeof RequestError | undefined;
 
 /** The timeouts when `proxy.timeouts` sets none (10 s, 30 s, 60 s). */
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 10_000, response: 30_000, idle: 60_000 };
@@ -69,7 +72,8 @@ export interface UpstreamStatus {
 export class Upstream {
   readonly remoteUrl: string;
   readonly auth: UpstreamAuth;
-  private readonly got: Got;
+  private readonly gotOptions: ExtendOptions;
+  private gotClient?: Promise<Got>;
   private readonly agents: { http: http.Agent; https: https.Agent };
   private readonly onResponse: UpstreamOptions['onResponse'];
   private readonly breaker: CircuitBreaker;
@@ -85,7 +89,7 @@ export class Upstream {
       http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
       https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
     };
-    this.got = got.extend({
+    this.gotOptions = {
       agent: this.agents,
       timeout: { lookup: t.connect, connect: t.connect, secureConnect: t.connect, response: t.response, socket: t.idle },
       retry: { limit: 0 },
@@ -94,7 +98,7 @@ export class Upstream {
       decompress: false,
       followRedirect: true,
       headers: { 'user-agent': 'registry-mirror/0.1 (+distribution-compatible pull-through cache)' },
-    });
+    };
     this.onResponse = options.onResponse;
     this.breaker = new CircuitBreaker({
       ...options.breaker,
@@ -104,9 +108,22 @@ export class Upstream {
       remoteUrl: this.remoteUrl,
       username: options.username,
       password: options.password,
-      got: this.got,
+      got: () => this.client(),
       onWarning: options.onWarning,
     });
+  }
+
+  /**
+   * The HTTP client, loaded on the first upstream request: got and its dependencies are a large
+   * share of a start's module loading, and a restarted cache serves from storage before it asks
+   * the upstream anything.
+   */
+  private client(): Promise<Got> {
+    this.gotClient ??= import('got').then((m) => {
+      GotRequestError = m.RequestError;
+      return m.default.extend(this.gotOptions);
+    });
+    return this.gotClient;
   }
 
   /** The upstream's health as this process has seen it. */
@@ -154,7 +171,7 @@ export class Upstream {
     const scope = scopeForRepository(name);
     for (let attempt = 0; ; attempt++) {
       const authorization = await this.authorization(scope);
-      const stream = this.got.stream(this.remoteUrl + path, { headers: authorization ? { authorization } : {} });
+      const stream = (await this.client()).stream(this.remoteUrl + path, { headers: authorization ? { authorization } : {} });
       const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
         stream.once('response', resolve);
         stream.once('error', reject);
@@ -227,7 +244,7 @@ export class Upstream {
       let reply: UpstreamReply;
       try {
         if (method === 'HEAD') {
-          const res = await this.got(this.remoteUrl + path, { method, headers });
+          const res = await (await this.client())(this.remoteUrl + path, { method, headers });
           reply = { status: res.statusCode, headers: res.headers, body: Buffer.alloc(0) };
         } else {
           reply = await this.boundedGet(this.remoteUrl + path, headers, opts.maxBytes ?? MAX_MANIFEST_BYTES);
@@ -248,7 +265,7 @@ export class Upstream {
 
   /** A GET whose body may not exceed `maxBytes`: an endless or oversized body is cut off, not buffered. */
   private async boundedGet(url: string, headers: Record<string, string>, maxBytes: number): Promise<UpstreamReply> {
-    const stream = this.got.stream(url, { headers });
+    const stream = (await this.client()).stream(url, { headers });
     const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
       stream.once('response', resolve);
       stream.once('error', reject);
@@ -296,7 +313,7 @@ function headerString(value: string | string[] | undefined): string | undefined 
 }
 
 function unreachable(method: string, path: string, err: unknown): UpstreamError {
-  const detail = err instanceof RequestError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+  const detail = GotRequestError && err instanceof GotRequestError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
   return new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `upstream ${method} ${path} failed: ${detail}`, { cause: err });
 }
 

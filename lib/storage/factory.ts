@@ -7,12 +7,17 @@
 import type { StorageConfig } from '../config/types.js';
 import type { StorageDriver } from './driver.js';
 import { FilesystemDriver } from './filesystem.js';
-import { S3Driver } from './s3.js';
 import { SharedLocks } from './shared-lock.js';
 
-/** The configured driver. */
-export function createDriver(storage: StorageConfig): StorageDriver {
-  if (storage.driver === 's3') return new S3Driver(storage.s3!);
+/**
+ * The configured driver. The S3 driver (and the AWS SDK, a few hundred modules) is loaded only when
+ * configured: a filesystem start would otherwise spend most of its time loading it.
+ */
+export async function createDriver(storage: StorageConfig): Promise<StorageDriver> {
+  if (storage.driver === 's3') {
+    const { S3Driver } = await import('./s3.js');
+    return new S3Driver(storage.s3!);
+  }
   return new FilesystemDriver(storage.filesystem!.rootdirectory);
 }
 

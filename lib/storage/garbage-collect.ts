@@ -34,7 +34,7 @@ export interface GcSummary {
 
 /** Runs a collection on the storage `config` names. */
 export async function garbageCollect(config: Config, opts: GcOptions): Promise<GcSummary> {
-  return collect(createDriver(config.storage), opts);
+  return collect(await createDriver(config.storage), opts);
 }
 
 /** Runs a collection on `driver`. */

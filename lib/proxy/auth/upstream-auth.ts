@@ -53,7 +53,8 @@ export interface UpstreamAuthOptions {
   readonly remoteUrl: string;
   readonly username?: string;
   readonly password?: string;
-  readonly got: Got;
+  /** The HTTP client (loaded lazily by the `Upstream`). */
+  readonly got: () => Promise<Got>;
   readonly now?: () => number;
   readonly onWarning?: (message: string) => void;
 }
@@ -107,7 +108,7 @@ export class UpstreamAuth {
     this.challenge ??= (async () => {
       let res;
       try {
-        res = await this.o.got(`${this.o.remoteUrl}/v2/`, { method: 'GET' });
+        res = await (await this.o.got())(`${this.o.remoteUrl}/v2/`, { method: 'GET' });
       } catch (err) {
         // Not cached: the next request pings again.
         this.challenge = undefined;
@@ -148,7 +149,7 @@ export class UpstreamAuth {
     const started = this.now();
     let res;
     try {
-      res = await this.o.got(realm.toString(), { headers, followRedirect: false });
+      res = await (await this.o.got())(realm.toString(), { headers, followRedirect: false });
     } catch (err) {
       throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `token realm ${realm.host} unreachable: ${(err as Error).message}`, { cause: err });
     }
