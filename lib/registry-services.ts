@@ -51,13 +51,22 @@ export interface RegistryServices {
   close(): Promise<void>;
 }
 
+/** How the services are used. */
+export interface ServicesOptions {
+  /**
+   * Fetch what a client asks for next ahead of it (an image's config once its manifest came from
+   * the upstream). Default true; `warm` fetches everything itself and reports what it fetched.
+   */
+  readonly fetchAhead?: boolean;
+}
+
 /**
  * Builds the services described by `config`: removes temporary files an earlier run left, loads the
  * expiry schedule (running the expiries already due) and measures the cache for the size cap. Each
  * part is built after what it reports to, so no event can reach a part that does not exist yet;
  * a failure on the way stops what was started.
  */
-export async function createServices(config: Config, logger: Logger): Promise<RegistryServices> {
+export async function createServices(config: Config, logger: Logger, options: ServicesOptions = {}): Promise<RegistryServices> {
   if (!config.proxy) {
     throw new UnsupportedConfigError(
       'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
@@ -150,6 +159,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
       repository,
       events,
       locks,
+      fetchAhead: options.fetchAhead ?? true,
       onWarning: (msg) => logger.warn(msg),
       onResponse: ({ host: from, method, path, status, headers }) => {
         logger.debug(`upstream ${from} ${method} ${path} ${status}`);

@@ -184,10 +184,7 @@ export class Upstream {
       }
       const body = await drain(stream, 64 * 1024).catch(() => Buffer.alloc(0));
       const reply: UpstreamReply = { status: response.statusCode ?? 0, headers: response.headers, body };
-      if (reply.status === 401 && authorization?.startsWith('Bearer ') && attempt === 0) {
-        this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
-        continue;
-      }
+      if (this.sendAgain(reply, scope, authorization, attempt)) continue;
       throw statusError('GET', path, reply);
     }
   }
@@ -200,8 +197,8 @@ export class Upstream {
 
   /**
    * One authenticated request with a buffered body. Non-2xx answers are thrown as `UpstreamError`
-   * (a 401 after a Bearer token was used re-authenticates once first; a refused Basic login is not
-   * resent, which would only double failed logins against the upstream).
+   * (a 401 teaches the upstream's challenge, or replaces a refused token, and the request is sent
+   * once more; a refused Basic login is not resent, which would only double failed logins).
    */
   private request(method: 'GET' | 'HEAD', name: string, path: string, opts: { accept?: string; maxBytes?: number }): Promise<UpstreamReply> {
     return this.guarded(method, path, () => this.requestOnce(method, name, path, opts));
@@ -255,12 +252,18 @@ export class Upstream {
       }
       this.onResponse?.({ method, path, status: reply.status, headers: reply.headers });
       if (reply.status >= 200 && reply.status < 300) return reply;
-      if (reply.status === 401 && authorization?.startsWith('Bearer ') && attempt === 0) {
-        this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
-        continue;
-      }
+      if (this.sendAgain(reply, scope, authorization, attempt)) continue;
       throw statusError(method, path, reply);
     }
+  }
+
+  /**
+   * After a 401: true when the request is worth sending once more (the challenge it taught, or a
+   * fresh token in place of a refused one). A second 401 is the answer.
+   */
+  private sendAgain(reply: UpstreamReply, scope: string, sent: string | undefined, attempt: number): boolean {
+    if (reply.status !== 401) return false;
+    return this.auth.challenged(scope, sent, headerString(reply.headers['www-authenticate'])) && attempt === 0;
   }
 
   /** A GET whose body may not exceed `maxBytes`: an endless or oversized body is cut off, not buffered. */
