@@ -60,13 +60,22 @@ export interface RegistryServices {
   close(): Promise<void>;
 }
 
+/** How the services are used. */
+export interface ServicesOptions {
+  /**
+   * Fetch what a client asks for next ahead of it (an image's config once its manifest came from
+   * the upstream). Default true; `warm` fetches everything itself and reports what it fetched.
+   */
+  readonly fetchAhead?: boolean;
+}
+
 /**
  * Builds the services described by `config`, at once: the work whose size is the cache's runs in
  * the background (removing what earlier runs left, loading the expiry schedule, one walk of the
  * storage for the link index and the size cap's measure), so requests never wait for it. Each
  * part is built after what it reports to, so no event can reach a part that does not exist yet.
  */
-export async function createServices(config: Config, logger: Logger): Promise<RegistryServices> {
+export async function createServices(config: Config, logger: Logger, options: ServicesOptions = {}): Promise<RegistryServices> {
   if (!config.proxy) {
     throw new UnsupportedConfigError(
       'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
@@ -197,6 +206,7 @@ export async function createServices(config: Config, logger: Logger): Promise<Re
             return logger.warn(`${blob}: upstream fetch stopped: no client reads it and it crawls at ${formatRate(event.rate)}; the next request fetches it anew`);
         }
       },
+      fetchAhead: options.fetchAhead ?? true,
       onWarning: (msg) => logger.warn(msg),
       onResponse: ({ host: from, method, path, status, headers }) => {
         logger.debug(`upstream ${from} ${method} ${path} ${status}`);

@@ -50,7 +50,7 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
       'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
     );
   }
-  const access = createAccessController(config.auth, logger);
+  const access = await createAccessController(config.auth, logger);
   if (config.proxy.username && !config.auth) {
     logger.warn(
       'proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone who can reach this mirror',

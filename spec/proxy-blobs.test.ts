@@ -163,7 +163,7 @@ describe('blobs through the mirror', () => {
       const retry = await fetchRaw(`${quick.url}/v2/library/busybox/blobs/${digest}`);
       expect(retry.complete && sha(retry.body) === digest).toBe(true);
 
-      upstream.fault(/^HEAD \/v2\/library\/slow\/manifests\//, { kind: 'delay', ms: 2000 }, 1);
+      upstream.fault(/^(HEAD|GET) \/v2\/library\/slow\/manifests\//, { kind: 'delay', ms: 2000 }, 1);
       const slow = await request(quick.url).get('/v2/library/slow/manifests/latest');
       expect(slow.status).toBe(503);
       expect(slow.body.errors[0].code).toBe('UNAVAILABLE');

@@ -28,7 +28,8 @@ async function serve(handler: (req: http.IncomingMessage, res: http.ServerRespon
   };
 }
 
-const client = got.extend({ throwHttpErrors: false, retry: { limit: 0 } });
+const gotClient = got.extend({ throwHttpErrors: false, retry: { limit: 0 } });
+const client = async (): Promise<typeof gotClient> => gotClient;
 
 describe('upstream authentication', () => {
   const servers: Server[] = [];
@@ -48,10 +49,19 @@ describe('upstream authentication', () => {
 
   async function registry(realm: string): Promise<Server> {
     const s = await serve((_req, res) => {
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm}",service="registry.test"` }).end();
+      res.writeHead(401, { 'www-authenticate': bearer(realm) }).end();
     });
     servers.push(s);
     return s;
+  }
+
+  const bearer = (realm: string): string => `Bearer realm="${realm}",service="registry.test"`;
+
+  /** An `UpstreamAuth` that has seen the registry's challenge (as the first 401 teaches it). */
+  function challengedAuth(options: ConstructorParameters<typeof UpstreamAuth>[0], realm: string): UpstreamAuth {
+    const auth = new UpstreamAuth(options);
+    expect(auth.challenged('repository:a:pull', undefined, bearer(realm))).toBe(true);
+    return auth;
   }
 
   test('challenges are parsed with quoted values, escapes and several schemes', () => {
@@ -68,7 +78,7 @@ describe('upstream authentication', () => {
     const realm = await tokenRealm(300);
     const reg = await registry(`${realm.url}/token`);
     let now = 1_000_000;
-    const auth = new UpstreamAuth({ remoteUrl: reg.url, got: client, now: () => now });
+    const auth = challengedAuth({ remoteUrl: reg.url, got: client, now: () => now }, `${realm.url}/token`);
     const results = await Promise.all(Array.from({ length: 5 }, () => auth.authorization('repository:library/busybox:pull')));
     expect(new Set(results)).toEqual(new Set(['Bearer tok-repository:library/busybox:pull']));
     expect(auth.tokenRequests).toBe(1);
@@ -80,43 +90,77 @@ describe('upstream authentication', () => {
     now += 100_000;
     await auth.authorization('repository:library/busybox:pull');
     expect(auth.tokenRequests).toBe(3);
-    expect(reg.hits.filter((h) => h.path === '/v2/')).toHaveLength(1);
+    // The challenge came with a request's 401: the registry itself was never asked.
+    expect(reg.hits).toHaveLength(0);
   });
 
-  test('invalidate makes the next call fetch a new token', async () => {
+  test('a refused token is forgotten: the request is worth sending once more, with a new one', async () => {
     const realm = await tokenRealm();
     const reg = await registry(`${realm.url}/token`);
-    const auth = new UpstreamAuth({ remoteUrl: reg.url, got: client });
-    await auth.authorization('repository:a:pull');
-    auth.invalidate('repository:a:pull');
+    const auth = challengedAuth({ remoteUrl: reg.url, got: client }, `${realm.url}/token`);
+    const first = await auth.authorization('repository:a:pull');
+    expect(auth.challenged('repository:a:pull', first, bearer(`${realm.url}/token`))).toBe(true);
     await auth.authorization('repository:a:pull');
     expect(auth.tokenRequests).toBe(2);
+  });
+
+  test('a cold request needs no ping: its own 401 teaches the challenge, and the token serves the next ones', async () => {
+    const realm = await tokenRealm();
+    const reg = await serve((req, res) => {
+      if (req.headers.authorization !== 'Bearer tok-repository:team/app:pull') {
+        res.writeHead(401, { 'www-authenticate': bearer(`${realm.url}/token`) }).end();
+        return;
+      }
+      res.writeHead(200, { 'docker-content-digest': `sha256:${'b'.repeat(64)}` }).end();
+    });
+    const open = await serve((_req, res) => res.writeHead(200).end());
+    servers.push(reg, open);
+    const upstream = new Upstream({ remoteUrl: reg.url });
+    const anonymous = new Upstream({ remoteUrl: open.url });
+    try {
+      await upstream.headManifest('team/app', 'v1');
+      await upstream.headManifest('team/app', 'v2');
+      expect(reg.hits.map((h) => [h.path, h.authorization ?? null])).toEqual([
+        ['/v2/team/app/manifests/v1', null],
+        ['/v2/team/app/manifests/v1', 'Bearer tok-repository:team/app:pull'],
+        ['/v2/team/app/manifests/v2', 'Bearer tok-repository:team/app:pull'],
+      ]);
+      expect(upstream.auth.tokenRequests).toBe(1);
+      await anonymous.headManifest('team/app', 'v1');
+      await anonymous.streamBlob('team/app', `sha256:${'a'.repeat(64)}`).then((r) => r.body.resume());
+      expect(open.hits.map((h) => h.path)).toEqual(['/v2/team/app/manifests/v1', `/v2/team/app/blobs/sha256:${'a'.repeat(64)}`]);
+    } finally {
+      upstream.close();
+      anonymous.close();
+    }
   });
 
   test('credentials go to a realm on the same host, never to another domain', async () => {
     const realm = await tokenRealm();
     const reg = await registry(`${realm.url}/token`);
-    const same = new UpstreamAuth({ remoteUrl: reg.url, got: client, username: 'u', password: 'p' });
+    const same = challengedAuth({ remoteUrl: reg.url, got: client, username: 'u', password: 'p' }, `${realm.url}/token`);
     await same.authorization('repository:a:pull');
     expect(realm.hits[0]!.authorization).toBe(`Basic ${Buffer.from('u:p').toString('base64')}`);
 
     const elsewhere = `http://localhost:${new URL(realm.url).port}/token`;
     const reg2 = await registry(elsewhere);
     const warnings: string[] = [];
-    const other = new UpstreamAuth({ remoteUrl: reg2.url, got: client, username: 'u', password: 'p', onWarning: (w) => warnings.push(w) });
+    const other = challengedAuth({ remoteUrl: reg2.url, got: client, username: 'u', password: 'p', onWarning: (w) => warnings.push(w) }, elsewhere);
     await other.authorization('repository:a:pull');
     expect(realm.hits[1]!.authorization).toBeUndefined();
     expect(warnings).toHaveLength(1);
   });
 
-  test('a Basic upstream gets Basic credentials, an open one gets none', async () => {
-    const basic = await serve((_req, res) => res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end());
-    const open = await serve((_req, res) => res.writeHead(200).end('{}'));
-    servers.push(basic, open);
-    expect(await new UpstreamAuth({ remoteUrl: basic.url, got: client, username: 'u', password: 'p' }).authorization('s')).toBe(
-      `Basic ${Buffer.from('u:p').toString('base64')}`,
-    );
-    expect(await new UpstreamAuth({ remoteUrl: open.url, got: client }).authorization('s')).toBeUndefined();
+  test('a Basic upstream gets Basic credentials once it asks, an open one gets none', async () => {
+    const withCredentials = new UpstreamAuth({ remoteUrl: 'http://127.0.0.1:1', got: client, username: 'u', password: 'p' });
+    expect(await withCredentials.authorization('s')).toBeUndefined();
+    expect(withCredentials.challenged('s', undefined, 'Basic realm="r"')).toBe(true);
+    expect(await withCredentials.authorization('s')).toBe(`Basic ${Buffer.from('u:p').toString('base64')}`);
+    // The same credentials refused: sending them again could only fail again.
+    expect(withCredentials.challenged('s', `Basic ${Buffer.from('u:p').toString('base64')}`, 'Basic realm="r"')).toBe(false);
+    const without = new UpstreamAuth({ remoteUrl: 'http://127.0.0.1:1', got: client });
+    expect(without.challenged('s', undefined, 'Basic realm="r"')).toBe(false);
+    expect(without.challenged('s', undefined, undefined)).toBe(false);
   });
 
   test('a refused Basic login is sent once, not retried with the same header', async () => {
@@ -126,7 +170,9 @@ describe('upstream authentication', () => {
     try {
       await expect(upstream.headManifest('team/app', 'v1')).rejects.toMatchObject({ code: 'ERR_UPSTREAM_AUTH_FAILED', status: 401 });
       await expect(upstream.streamBlob('team/app', `sha256:${'a'.repeat(64)}`)).rejects.toMatchObject({ status: 401 });
-      expect(basic.hits.filter((h) => h.path.startsWith('/v2/team/app/')).length).toBe(2);
+      // The first request learns the challenge with no credentials; each call sends them once.
+      const credentials = `Basic ${Buffer.from('u:wrong').toString('base64')}`;
+      expect(basic.hits.map((h) => h.authorization ?? null)).toEqual([null, credentials, credentials]);
     } finally {
       upstream.close();
     }
@@ -136,15 +182,19 @@ describe('upstream authentication', () => {
     const open = await serve((_req, res) => res.writeHead(200).end('{}'));
     const url = open.url;
     await open.close();
-    const auth = new UpstreamAuth({ remoteUrl: url, got: client });
-    await expect(auth.authorization('s')).rejects.toMatchObject({ code: 'ERR_UPSTREAM_UNREACHABLE' });
-    const port = Number(new URL(url).port);
-    const again = http.createServer((_req, res) => res.writeHead(200).end('{}'));
-    await new Promise<void>((r) => again.listen(port, '127.0.0.1', r));
+    const upstream = new Upstream({ remoteUrl: url });
     try {
-      await expect(auth.authorization('s')).resolves.toBeUndefined();
+      await expect(upstream.headManifest('a', 'v1')).rejects.toMatchObject({ code: 'ERR_UPSTREAM_UNREACHABLE' });
+      const port = Number(new URL(url).port);
+      const again = http.createServer((_req, res) => res.writeHead(200).end());
+      await new Promise<void>((r) => again.listen(port, '127.0.0.1', r));
+      try {
+        await expect(upstream.headManifest('a', 'v1')).resolves.toMatchObject({ status: 200 });
+      } finally {
+        await new Promise((r) => again.close(r));
+      }
     } finally {
-      await new Promise((r) => again.close(r));
+      upstream.close();
     }
   });
 
@@ -152,7 +202,7 @@ describe('upstream authentication', () => {
     const realm = await serve((_req, res) => res.writeHead(401).end());
     servers.push(realm);
     const reg = await registry(`${realm.url}/token`);
-    const auth = new UpstreamAuth({ remoteUrl: reg.url, got: client, username: 'u', password: 'bad' });
+    const auth = challengedAuth({ remoteUrl: reg.url, got: client, username: 'u', password: 'bad' }, `${realm.url}/token`);
     await expect(auth.authorization('repository:a:pull')).rejects.toMatchObject({ code: 'ERR_UPSTREAM_AUTH_FAILED', status: 401 });
   });
 

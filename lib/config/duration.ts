@@ -19,9 +19,11 @@ const UNIT_MS: Readonly<Record<string, number>> = {
 
 /**
  * One `<number><unit>` component. `ms` is listed before `m` and `s` so that `5ms` is not read as
- * five minutes followed by a stray `s`.
+ * five minutes followed by a stray `s`. The micro signs are escaped: a regular expression is the one
+ * place the bundler keeps non-ASCII as is, and one such character makes Node decode and compile the
+ * whole bundle as a two-byte string.
  */
-const COMPONENT = /(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/gy;
+const COMPONENT = /(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/gy;
 
 /**
  * Parses a Go duration into milliseconds, or returns `undefined` when `value` is not one.

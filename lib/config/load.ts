@@ -13,7 +13,8 @@ import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
 import { s3Config } from './s3.js';
 import { redisConfig } from './redis.js';
-import { KNOWN_KEYS, EXTENSION_KEYS, validateConfig, type KeyStatus, type KeyTree } from './schema.js';
+import { KNOWN_KEYS, EXTENSION_KEYS, type KeyStatus, type KeyTree } from './schema.js';
+import { validateConfig } from './config-validator.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
 import { isDockerHub, registryHostOf } from '../distribution/registry-host.js';
 

@@ -1,8 +1,8 @@
 /**
  * Every key of distribution's configuration (`configuration/configuration.go`) with what this
- * registry does with it, and the one ajv schema that validates and defaults the keys it implements.
+ * registry does with it, and the one ajv schema that validates and defaults the keys it implements
+ * (compiled in `config-validator.ts`).
  */
-import { Ajv } from 'ajv';
 import { isDuration, tryParseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { isValidName } from '../distribution/reference.js';
@@ -242,13 +242,19 @@ export const CONFIG_SCHEMA = {
   },
 };
 
-const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
-ajv.addKeyword({ keyword: 'goDuration', validate: (_schema: unknown, data: unknown) => isDuration(data), errors: false });
-// Not a duration at all is goDuration's error.
-ajv.addKeyword({ keyword: 'positiveDuration', validate: (_schema: unknown, data: unknown) => (tryParseDuration(data) ?? 1) > 0, errors: false });
-ajv.addKeyword({ keyword: 'size', validate: (_schema: unknown, data: unknown) => tryParseSize(data) !== undefined, errors: false });
-ajv.addKeyword({ keyword: 'hostedPrefix', validate: (_schema: unknown, data: unknown) => typeof data === 'string' && isValidName(data.replace(/\/+$/, '')), errors: false });
-ajv.addKeyword({ keyword: 'regex', validate: (_schema: unknown, data: unknown) => isRegex(data), errors: false });
+/**
+ * The schema's own keywords, as checks of one value (a keyword fails when its check is false). The
+ * validator is compiled from the schema and these by `config-validator.ts`, or ahead of time by
+ * the build.
+ */
+export const CONFIG_KEYWORD_CHECKS = {
+  goDuration: (data: unknown): boolean => isDuration(data),
+  // Not a duration at all is goDuration's error.
+  positiveDuration: (data: unknown): boolean => (tryParseDuration(data) ?? 1) > 0,
+  size: (data: unknown): boolean => tryParseSize(data) !== undefined,
+  hostedPrefix: (data: unknown): boolean => typeof data === 'string' && isValidName(data.replace(/\/+$/, '')),
+  regex: (data: unknown): boolean => isRegex(data),
+};
 
 function isRegex(data: unknown): boolean {
   try {
@@ -258,6 +264,3 @@ function isRegex(data: unknown): boolean {
     return false;
   }
 }
-
-/** The compiled validator (defaults are filled in place). */
-export const validateConfig = ajv.compile(CONFIG_SCHEMA);

@@ -7,7 +7,8 @@
 import type http from 'node:http';
 import type { UpstreamConfig } from '../config/types.js';
 import type { Digest } from '../distribution/digest.js';
-import type { CacheEvents, ContentType, TypedCacheEvents } from '../stores.js';
+import type { CacheEvents, ContentType, Manifest, TypedCacheEvents } from '../stores.js';
+import { tryParseManifest } from '../distribution/manifest.js';
 import { dockerHubName, storagePrefixOf } from '../distribution/registry-host.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
@@ -44,6 +45,8 @@ export interface NamespaceOptions {
   readonly overtake?: OvertakePolicy;
   /** What racing a blob fetch did, told the name the blob is stored under. */
   readonly onBlobRace?: (storedName: string, digest: Digest, event: RaceEvent) => void;
+  /** Fetch an image's config once its manifest came from the upstream, before a client asks (default false). */
+  readonly fetchAhead?: boolean;
   readonly onResponse?: (info: { host: string; method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
   readonly onWarning?: (message: string) => void;
 }
@@ -87,6 +90,13 @@ export class ProxyNamespace {
     const manifestEvents = {
       ...events('manifest'),
       unverified: (name: string, reference: string, reason: UnverifiedReason, detail: string) => o.events.manifestRefused?.(this.storedName(name), reference, reason, detail),
+      // A client that got an image manifest asks for its config next: fetch it already.
+      fetched: o.fetchAhead
+        ? (name: string, manifest: Manifest) => {
+            const config = tryParseManifest(manifest.payload)?.refs.config;
+            if (config) this.blobs.prefetch(name, config.digest);
+          }
+        : undefined,
     };
     this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, immutableTagTest(o.config), o.locks);
     this.tags = new ProxyTagService(repository, this.upstream);

@@ -76,6 +76,20 @@ export class ProxyBlobStore implements BlobService {
   }
 
   /**
+   * Starts fetching `digest` for `name` before any client asks: the config of an image manifest
+   * just fetched from the upstream, which every client asks for next (skopeo after the layers, a
+   * round trip at the end of a cold pull). Nothing happens when it is cached or already being
+   * fetched; clients that ask join the fetch; a failure is left to them (they fetch again).
+   */
+  prefetch(name: string, digest: Digest): void {
+    if (this.fetches.has(digest.value) || this.starting.has(digest.value)) return;
+    void (async () => {
+      if (await this.local(name, digest)) return;
+      await this.fetch(name, digest);
+    })().catch(() => undefined);
+  }
+
+  /**
    * The size of the blob for a `HEAD`: from the cache, else from an upstream `HEAD` (nothing is
    * downloaded, as in distribution).
    */

@@ -1,9 +1,11 @@
 /**
  * Manifests in pull-through mode (distribution `registry/proxy/proxymanifeststore.go`, improved).
  * By digest: served from the cache once stored; the upstream's bytes are verified against the
- * digest before they are stored. By tag: one upstream `HEAD` (which Docker Hub does not count as a
- * pull) tells whether the tag moved; the manifest is fetched only when it did. The cached tag is
- * served when the upstream cannot be reached or rate-limits, never when it says the tag is gone.
+ * digest before they are stored. By tag: when the tag is cached, one upstream `HEAD` (which Docker
+ * Hub does not count as a pull) tells whether it moved, and the manifest is fetched only when it
+ * did; when it is not, the manifest is fetched by tag at once (a `HEAD` first would only cost a
+ * round trip). The cached tag is served when the upstream cannot be reached or rate-limits, never
+ * when it says the tag is gone.
  *
  * A manifest is committed under a tag only once its digest is known to be the upstream's for that
  * tag: named by `Docker-Content-Digest` on the `HEAD` (then fetched by digest and hashed) or on the
@@ -19,7 +21,7 @@ import type { CacheEvents, Manifest, ManifestService } from '../stores.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
-import { manifestLockKey } from '../storage/paths.js';
+import { manifestLockKey, tagLockKey } from '../storage/paths.js';
 import { Inflight } from './inflight.js';
 import type { Upstream, UpstreamReply } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
@@ -28,6 +30,8 @@ import { UpstreamError } from './upstream-error.js';
 export interface ProxyManifestEvents extends CacheEvents {
   /** An upstream manifest failed verification and was refused: nothing stored, the client got a 503. */
   unverified?(repo: string, reference: string, reason: UnverifiedReason, detail: string): void;
+  /** A verified manifest came from the upstream (to fetch what a client asks for next, ahead of it). */
+  fetched?(repo: string, manifest: Manifest): void;
 }
 
 /**
@@ -52,7 +56,7 @@ export class ManifestVerificationError extends UpstreamError {
 /** The manifest side of the pull-through cache. */
 export class ProxyManifestStore implements ManifestService {
   private readonly byDigest = new Inflight<Manifest>();
-  private readonly tagChecks = new Inflight<Digest>();
+  private readonly tagChecks = new Inflight<TagResolution>();
 
   constructor(
     private readonly blobs: BlobStore,
@@ -100,21 +104,20 @@ export class ProxyManifestStore implements ManifestService {
   /** The manifest `name:tag`, checked against the upstream unless the tag is immutable and cached. */
   async getByTag(name: string, tag: string): Promise<Manifest> {
     const repo = this.repository(name);
-    if (this.immutable?.(tag)) {
-      const cachedDigest = await repo.resolveTag(tag);
-      const cached = cachedDigest && (await this.local(name, cachedDigest));
+    const cachedDigest = await repo.resolveTag(tag);
+    if (cachedDigest && this.immutable?.(tag)) {
+      const cached = await this.local(name, cachedDigest);
       if (cached) {
         this.events.hit?.(name, cachedDigest);
         return cached;
       }
     }
-    let digest: Digest;
+    let resolved: TagResolution;
     try {
-      // Concurrent checks of one tag share one upstream HEAD.
-      digest = await this.tagChecks.run(`${name}:${tag}`, () => this.resolveUpstreamTag(name, tag));
+      // Concurrent checks of one tag share one upstream request.
+      resolved = await this.tagChecks.run(`${name}:${tag}`, () => this.resolveUpstreamTag(name, tag, cachedDigest !== undefined));
     } catch (err) {
       if (err instanceof UpstreamError && err.isUnavailable) {
-        const cachedDigest = await repo.resolveTag(tag);
         const cached = cachedDigest && (await this.local(name, cachedDigest));
         if (cached) {
           this.events.hit?.(name, cachedDigest);
@@ -123,32 +126,79 @@ export class ProxyManifestStore implements ManifestService {
       }
       throw err;
     }
-    const manifest = await this.getByDigest(name, digest);
-    try {
-      const current = await repo.resolveTag(tag);
-      if (current?.value !== digest.value) await repo.tag(tag, digest);
-    } catch (err) {
-      this.cacheWriteFailed(name, digest, err);
+    const { digest } = resolved;
+    const manifest = resolved.fetched ?? (await this.getByDigest(name, digest));
+    if (!resolved.tagged && cachedDigest?.value !== digest.value) {
+      try {
+        await repo.tag(tag, digest);
+      } catch (err) {
+        this.cacheWriteFailed(name, digest, err);
+      }
     }
     return manifest;
   }
 
   /**
-   * The digest the upstream's tag points at now: named by the `HEAD`, else by the `GET` by tag, else
-   * confirmed by digest. Refusals are reported; the manifest is stored only once verified.
+   * The digest the upstream's tag points at now: when the tag is cached, named by a `HEAD` (the
+   * manifest is then read from the cache, or fetched by digest and hashed); else, or when the
+   * `HEAD` names none, fetched by tag and verified (its `Docker-Content-Digest`, else confirmed by
+   * digest), then stored. Refusals are reported; the manifest is stored only once verified.
    */
-  private resolveUpstreamTag(name: string, tag: string): Promise<Digest> {
+  private resolveUpstreamTag(name: string, tag: string, cached: boolean): Promise<TagResolution> {
     return this.reporting(name, tag, async () => {
-      const head = await this.upstream.headManifest(name, tag);
-      const named = digestHeader(head.headers);
-      // getByDigest fetches it by digest and hashes the body against it.
-      if (named) return named;
-      const reply = await this.upstream.getManifest(name, tag);
-      const digest = await this.verifiedDigest(name, tag, reply.headers, reply.body);
-      checkedMediaType(`${name}:${tag}`, reply.body);
-      await this.store(name, digest, reply.body);
-      return digest;
+      if (cached) {
+        const head = await this.upstream.headManifest(name, tag);
+        const named = digestHeader(head.headers);
+        if (named) return { digest: named };
+        return this.fetchTag(name, tag);
+      }
+      return this.locks ? this.fetchTagOnce(name, tag) : this.fetchTag(name, tag);
     });
+  }
+
+  /**
+   * The first fetch of a tag across the processes sharing the storage: one replica fetches it by
+   * tag and tags it; the others wait for the tag and read it from the storage (a manifest `GET` is
+   * what Docker Hub counts as a pull).
+   */
+  private async fetchTagOnce(name: string, tag: string): Promise<TagResolution> {
+    const repo = this.repository(name);
+    const key = tagLockKey(name, tag);
+    for (;;) {
+      const release = await this.locks!.tryAcquire(key);
+      if (release) {
+        try {
+          const landed = await repo.resolveTag(tag);
+          if (landed) return { digest: landed, tagged: true };
+          const resolved = await this.fetchTag(name, tag);
+          try {
+            await repo.tag(tag, resolved.digest);
+          } catch (err) {
+            this.cacheWriteFailed(name, resolved.digest, err);
+          }
+          return { ...resolved, tagged: true };
+        } finally {
+          await release();
+        }
+      }
+      const landed = await this.locks!.waitWhileHeld(key, () => repo.resolveTag(tag), 50);
+      if (landed) return { digest: landed, tagged: true };
+    }
+  }
+
+  /** The tag's manifest fetched by tag, verified, and stored (or read from the cache if it holds that digest). */
+  private async fetchTag(name: string, tag: string): Promise<TagResolution> {
+    const reply = await this.upstream.getManifest(name, tag);
+    const digest = await this.verifiedDigest(name, tag, reply.headers, reply.body);
+    const mediaType = checkedMediaType(`${name}:${tag}`, reply.body);
+    // The same manifest may be cached under another tag, or by digest.
+    const local = await this.local(name, digest);
+    if (local) {
+      this.events.hit?.(name, digest);
+      return { digest, fetched: local };
+    }
+    this.events.miss?.(name, digest);
+    return { digest, fetched: await this.fetched(name, digest, mediaType, reply.body) };
   }
 
   /** Runs `work`, reporting a verification failure (then passed on) as `unverified`. */
@@ -201,9 +251,16 @@ export class ProxyManifestStore implements ManifestService {
       const actual = digestOf(reply.body, digest.algorithm);
       if (actual !== digest.value) throw new ManifestVerificationError(`upstream manifest for ${name}@${digest.value} hashes to ${actual}`);
       const mediaType = checkedMediaType(`${name}@${digest.value}`, reply.body);
-      await this.store(name, digest, reply.body);
-      return { digest, mediaType, payload: reply.body, source: 'upstream' as const };
+      return this.fetched(name, digest, mediaType, reply.body);
     });
+  }
+
+  /** A verified upstream manifest: stored, announced, returned. */
+  private async fetched(name: string, digest: Digest, mediaType: string, payload: Buffer): Promise<Manifest> {
+    await this.store(name, digest, payload);
+    const manifest = { digest, mediaType, payload, source: 'upstream' as const };
+    this.events.fetched?.(name, manifest);
+    return manifest;
   }
 
   /** Caches a verified manifest; a storage failure is reported, never passed to the client. */
@@ -235,6 +292,13 @@ export class ProxyManifestStore implements ManifestService {
     if (!mediaType) return undefined;
     return { digest, mediaType, payload, source: 'cache' };
   }
+}
+
+/** What a tag check found: the digest, the manifest when it was fetched by tag, whether the tag was written. */
+interface TagResolution {
+  readonly digest: Digest;
+  readonly fetched?: Manifest;
+  readonly tagged?: boolean;
 }
 
 /** The media type of an upstream manifest body; throws when it is not a manifest. */

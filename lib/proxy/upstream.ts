@@ -6,7 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import got, { type Got, RequestError } from 'got';
+import type { ExtendOptions, Got, RequestError } from 'got';
 import { MAX_MANIFEST_BYTES } from '../distribution/manifest.js';
 import { MANIFEST_ACCEPT, MediaType } from '../distribution/mediatypes.js';
 import { UpstreamAuth, UpstreamAuthError, scopeForRepository } from './auth/upstream-auth.js';
@@ -35,6 +35,9 @@ export interface UpstreamOptions {
   /** Tuning of the circuit breaker (defaults: open after 3 failures, 5 s cool-down doubling to 60 s). */
   readonly breaker?: CircuitBreakerOptions;
 }
+
+/** got's error class, known once got is loaded (which happens before any request can fail). */
+let GotRequestError: typeof RequestError | undefined;
 
 /** The timeouts when `proxy.timeouts` sets none (10 s, 30 s, 60 s). */
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 10_000, response: 30_000, idle: 60_000 };
@@ -69,7 +72,8 @@ export interface UpstreamStatus {
 export class Upstream {
   readonly remoteUrl: string;
   readonly auth: UpstreamAuth;
-  private readonly got: Got;
+  private readonly gotOptions: ExtendOptions;
+  private gotClient?: Promise<Got>;
   private readonly agents: { http: http.Agent; https: https.Agent };
   private readonly onResponse: UpstreamOptions['onResponse'];
   private readonly breaker: CircuitBreaker;
@@ -85,7 +89,7 @@ export class Upstream {
       http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
       https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
     };
-    this.got = got.extend({
+    this.gotOptions = {
       agent: this.agents,
       timeout: { lookup: t.connect, connect: t.connect, secureConnect: t.connect, response: t.response, socket: t.idle },
       retry: { limit: 0 },
@@ -94,7 +98,7 @@ export class Upstream {
       decompress: false,
       followRedirect: true,
       headers: { 'user-agent': 'registry-mirror/0.1 (+distribution-compatible pull-through cache)' },
-    });
+    };
     this.onResponse = options.onResponse;
     this.breaker = new CircuitBreaker({
       ...options.breaker,
@@ -104,9 +108,22 @@ export class Upstream {
       remoteUrl: this.remoteUrl,
       username: options.username,
       password: options.password,
-      got: this.got,
+      got: () => this.client(),
       onWarning: options.onWarning,
     });
+  }
+
+  /**
+   * The HTTP client, loaded on the first upstream request: got and its dependencies are a large
+   * share of a start's module loading, and a restarted cache serves from storage before it asks
+   * the upstream anything.
+   */
+  private client(): Promise<Got> {
+    this.gotClient ??= import('got').then((m) => {
+      GotRequestError = m.RequestError;
+      return m.default.extend(this.gotOptions);
+    });
+    return this.gotClient;
   }
 
   /** The upstream's health as this process has seen it. */
@@ -158,7 +175,7 @@ export class Upstream {
       const authorization = await this.authorization(scope);
       const headers: Record<string, string> = authorization ? { authorization } : {};
       if (from !== undefined) headers.range = `bytes=${from}-`;
-      const stream = this.got.stream(this.remoteUrl + path, { headers });
+      const stream = (await this.client()).stream(this.remoteUrl + path, { headers });
       const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
         stream.once('response', resolve);
         stream.once('error', reject);
@@ -171,10 +188,7 @@ export class Upstream {
       }
       const body = await drain(stream, 64 * 1024, path).catch(() => Buffer.alloc(0));
       const reply: UpstreamReply = { status: response.statusCode ?? 0, headers: response.headers, body };
-      if (reply.status === 401 && authorization?.startsWith('Bearer ') && attempt === 0) {
-        this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
-        continue;
-      }
+      if (this.sendAgain(reply, scope, authorization, attempt)) continue;
       throw statusError('GET', path, reply);
     }
   }
@@ -187,8 +201,8 @@ export class Upstream {
 
   /**
    * One authenticated request with a buffered body. Non-2xx answers are thrown as `UpstreamError`
-   * (a 401 after a Bearer token was used re-authenticates once first; a refused Basic login is not
-   * resent, which would only double failed logins against the upstream).
+   * (a 401 teaches the upstream's challenge, or replaces a refused token, and the request is sent
+   * once more; a refused Basic login is not resent, which would only double failed logins).
    */
   private request(method: 'GET' | 'HEAD', name: string, path: string, opts: { accept?: string; maxBytes?: number }): Promise<UpstreamReply> {
     return this.guarded(method, path, () => this.requestOnce(method, name, path, opts));
@@ -231,7 +245,7 @@ export class Upstream {
       let reply: UpstreamReply;
       try {
         if (method === 'HEAD') {
-          const res = await this.got(this.remoteUrl + path, { method, headers });
+          const res = await (await this.client())(this.remoteUrl + path, { method, headers });
           reply = { status: res.statusCode, headers: res.headers, body: Buffer.alloc(0) };
         } else {
           reply = await this.boundedGet(path, headers, opts.maxBytes ?? MAX_MANIFEST_BYTES);
@@ -242,17 +256,23 @@ export class Upstream {
       }
       this.onResponse?.({ method, path, status: reply.status, headers: reply.headers });
       if (reply.status >= 200 && reply.status < 300) return reply;
-      if (reply.status === 401 && authorization?.startsWith('Bearer ') && attempt === 0) {
-        this.auth.invalidate(scope, headerString(reply.headers['www-authenticate']));
-        continue;
-      }
+      if (this.sendAgain(reply, scope, authorization, attempt)) continue;
       throw statusError(method, path, reply);
     }
   }
 
+  /**
+   * After a 401: true when the request is worth sending once more (the challenge it taught, or a
+   * fresh token in place of a refused one). A second 401 is the answer.
+   */
+  private sendAgain(reply: UpstreamReply, scope: string, sent: string | undefined, attempt: number): boolean {
+    if (reply.status !== 401) return false;
+    return this.auth.challenged(scope, sent, headerString(reply.headers['www-authenticate'])) && attempt === 0;
+  }
+
   /** A GET whose body may not exceed `maxBytes`: an endless or oversized body is cut off, not buffered. */
   private async boundedGet(path: string, headers: Record<string, string>, maxBytes: number): Promise<UpstreamReply> {
-    const stream = this.got.stream(this.remoteUrl + path, { headers });
+    const stream = (await this.client()).stream(this.remoteUrl + path, { headers });
     const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
       stream.once('response', resolve);
       stream.once('error', reject);
@@ -300,7 +320,7 @@ function headerString(value: string | string[] | undefined): string | undefined 
 }
 
 function unreachable(method: string, path: string, err: unknown): UpstreamError {
-  const detail = err instanceof RequestError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+  const detail = GotRequestError && err instanceof GotRequestError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
   return new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `upstream ${method} ${path} failed: ${detail}`, { cause: err });
 }
 

@@ -10,8 +10,8 @@ import { FilesystemDriver } from './filesystem.js';
 import { SharedLocks } from './shared-lock.js';
 
 /**
- * The configured driver. The S3 driver (and the AWS SDK, 0.4 s of module loading here) is loaded
- * only when configured: a filesystem registry starts without it.
+ * The configured driver. The S3 driver (and the AWS SDK, a few hundred modules) is loaded only when
+ * configured: a filesystem start would otherwise spend most of its time loading it.
  */
 export async function createDriver(storage: StorageConfig): Promise<StorageDriver> {
   if (storage.driver === 's3') {

@@ -44,6 +44,8 @@ export const lockPath = (key: string): string => `/.locks/${key}`;
 export const blobLockKey = (d: Digest): string => `blobs/${checkDigest(d).algorithm}/${d.hex}`;
 /** The lock of the one upstream fetch of a repository's manifest, across replicas. */
 export const manifestLockKey = (name: string, d: Digest): string => `manifests/${checkName(name)}/${checkDigest(d).algorithm}/${d.hex}`;
+/** The lock of the first fetch of a tag not cached yet (one replica fetches it by tag, the others wait). */
+export const tagLockKey = (name: string, tag: string): string => `tags/${checkName(name)}/${checkTag(tag)}`;
 /** The lock whose holder runs the expiries for every replica. */
 export const SCHEDULER_LEASE_KEY = 'scheduler-lease';
 

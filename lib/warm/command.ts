@@ -50,8 +50,8 @@ export async function warmCommand(args: string[], env: NodeJS.ProcessEnv, stream
   if (!config.proxy) throw new UnsupportedConfigError('proxy.remoteurl is required to warm a cache');
 
   // The registry's services as `serve` builds them, without a listener: the same stores, upstream
-  // clients, cache events and expiry schedule as a pull.
-  const services = await createServices(config, logger);
+  // clients, cache events and expiry schedule as a pull (nothing fetched ahead: warm fetches all).
+  const services = await createServices(config, logger, { fetchAhead: false });
   const progress = progressFor(streams.err);
   const started = Date.now();
   try {

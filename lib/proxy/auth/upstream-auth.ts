@@ -1,9 +1,13 @@
 /**
- * Authentication to the upstream registry (distribution `registry/client/auth/session.go`): the
- * challenge is learned lazily from `GET /v2/` (the mirror must start with the upstream down),
- * Bearer tokens are fetched per repository scope, cached until shortly before they expire and
- * shared by concurrent requests; Basic is sent as is. Credentials go only to the upstream's own
- * host or a token realm on the same registrable domain.
+ * Authentication to the upstream registry (distribution `registry/client/auth/session.go`, without
+ * its `/v2/` ping): a request goes out with what is known of the upstream's challenge, nothing at
+ * first; a 401 teaches the challenge and the request is sent once more. Bearer tokens are fetched
+ * per repository scope, cached until shortly before they expire and shared by concurrent
+ * requests; Basic is sent as is, once the upstream asked for it. Credentials go only to the
+ * upstream's own host or a token realm on the same registrable domain.
+ *
+ * Why no ping: it is one round trip before a cold pull's first request, to learn what the first
+ * request's own 401 says anyway (and nothing at all for an upstream that needs no login).
  */
 import type { Got } from 'got';
 import { UpstreamError } from '../upstream-error.js';
@@ -53,14 +57,16 @@ export interface UpstreamAuthOptions {
   readonly remoteUrl: string;
   readonly username?: string;
   readonly password?: string;
-  readonly got: Got;
+  /** The HTTP client (loaded lazily by the `Upstream`). */
+  readonly got: () => Promise<Got>;
   readonly now?: () => number;
   readonly onWarning?: (message: string) => void;
 }
 
 /** Produces `Authorization` headers for upstream requests. */
 export class UpstreamAuth {
-  private challenge?: Promise<Challenge | null>;
+  /** The challenge the upstream answered with, undefined until its first 401. */
+  private challenge?: Challenge;
   private readonly tokens = new Map<string, CachedToken>();
   private readonly pending = new Map<string, Promise<string>>();
   private readonly now: () => number;
@@ -71,12 +77,14 @@ export class UpstreamAuth {
     this.now = o.now ?? Date.now;
   }
 
-  /** The header for a request needing `scope`, or undefined when the upstream needs none. */
+  /**
+   * The header for a request needing `scope`: none while the upstream has asked for nothing, Basic
+   * credentials or a Bearer token (fetched now if none is cached) once it has.
+   */
   async authorization(scope: string): Promise<string | undefined> {
-    const challenge = await this.learnChallenge();
+    const challenge = this.challenge;
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') return this.basic();
-    if (challenge.scheme !== 'bearer') return undefined;
     const cached = this.tokens.get(scope);
     if (cached && cached.refreshAt > this.now()) return `Bearer ${cached.value}`;
     let pending = this.pending.get(scope);
@@ -87,37 +95,31 @@ export class UpstreamAuth {
     return `Bearer ${await pending}`;
   }
 
-  /** Forgets the token of `scope` after the upstream refused it (and the challenge, if it changed). */
-  invalidate(scope: string, wwwAuthenticate?: string): void {
-    this.tokens.delete(scope);
-    if (wwwAuthenticate) {
-      const next = parseChallenges(wwwAuthenticate)[0];
-      void this.challenge?.then((c) => {
-        if (next && (c?.scheme !== next.scheme || c?.params.realm !== next.params.realm)) this.challenge = undefined;
-      });
+  /**
+   * Learns from a 401 answer to a request that carried `sent` (undefined: no `Authorization`).
+   * True when sending it once more, with what `authorization` gives now, may succeed: a challenge
+   * learned or changed, or a refused token forgotten. False when it could only fail the same way:
+   * no challenge we can answer, no credentials for Basic, or the same Basic credentials refused.
+   */
+  challenged(scope: string, sent: string | undefined, wwwAuthenticate: string | undefined): boolean {
+    const challenges = parseChallenges(wwwAuthenticate);
+    const offered = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
+    if (!offered) return false;
+    const known = this.challenge;
+    const changed = !known || known.scheme !== offered.scheme || known.params.realm !== offered.params.realm || known.params.service !== offered.params.service;
+    this.challenge = offered;
+    if (sent?.startsWith('Bearer ')) {
+      // Expired early, or revoked: the next authorization fetches a new one.
+      this.tokens.delete(scope);
+      return true;
     }
+    if (offered.scheme === 'basic') return this.o.username !== undefined && (sent === undefined || changed);
+    return true;
   }
 
   private basic(): string | undefined {
     if (this.o.username === undefined) return undefined;
     return `Basic ${Buffer.from(`${this.o.username}:${this.o.password ?? ''}`).toString('base64')}`;
-  }
-
-  private learnChallenge(): Promise<Challenge | null> {
-    this.challenge ??= (async () => {
-      let res;
-      try {
-        res = await this.o.got(`${this.o.remoteUrl}/v2/`, { method: 'GET' });
-      } catch (err) {
-        // Not cached: the next request pings again.
-        this.challenge = undefined;
-        throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `upstream ${this.o.remoteUrl} unreachable: ${(err as Error).message}`, { cause: err });
-      }
-      if (res.statusCode !== 401) return null;
-      const challenges = parseChallenges(res.headers['www-authenticate']);
-      return challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic') ?? null;
-    })();
-    return this.challenge;
   }
 
   /** May credentials go to `realm`? Only on the upstream's own registrable domain, never downgraded to http. */
@@ -148,7 +150,7 @@ export class UpstreamAuth {
     const started = this.now();
     let res;
     try {
-      res = await this.o.got(realm.toString(), { headers, followRedirect: false });
+      res = await (await this.o.got())(realm.toString(), { headers, followRedirect: false });
     } catch (err) {
       throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `token realm ${realm.host} unreachable: ${(err as Error).message}`, { cause: err });
     }
