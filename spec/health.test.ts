@@ -131,7 +131,7 @@ describeSmallDisk('health.storagedriver', () => {
     });
   });
   afterEach(async () => {
-    disk.setReadOnly(false);
+    await disk.setReadOnly(false);
     await mirror.close();
     await upstream.close();
     disk.unmount();
@@ -139,12 +139,12 @@ describeSmallDisk('health.storagedriver', () => {
 
   test('/debug/health turns 503 when the storage root becomes unwritable and back to 200 when it is fixed', async () => {
     expect(await healthBecomes(mirror, 200)).toEqual({});
-    disk.setReadOnly(true);
+    await disk.setReadOnly(true);
     const failures = await healthBecomes(mirror, 503);
     expect(Object.keys(failures)).toEqual(['storagedriver_filesystem']);
     expect(failures.storagedriver_filesystem).toMatch(/EROFS/);
     await expectRefused(mirror);
-    disk.setReadOnly(false);
+    await disk.setReadOnly(false);
     expect(await healthBecomes(mirror, 200)).toEqual({});
     await request(mirror.url).get('/v2/').expect(200);
   });

@@ -218,6 +218,8 @@ describe('a start that fails half-way', () => {
       const mirror = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1h', httpYaml: `addr: 127.0.0.1:${busy === 'main' ? await freePort() : port}` });
       try {
         await request(mirror.url).get('/v2/').expect(200);
+        // The schedule starts in the background, after the listener: its lease comes soon after.
+        for (let i = 0; i < 100 && !mirror.logs().includes('scheduler lease taken'); i++) await new Promise((r) => setTimeout(r, 50));
         expect(mirror.logs()).toContain('scheduler lease taken');
       } finally {
         await mirror.close({ keepRoot: true });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 export interface SmallDisk {
   readonly path: string;
   /** Remounts it read-only (writes fail with EROFS) or read-write again. */
-  setReadOnly(readOnly: boolean): void;
+  setReadOnly(readOnly: boolean): Promise<void>;
   unmount(): void;
 }
 
@@ -26,8 +26,18 @@ export function mountSmallDisk(bytes: number): SmallDisk | undefined {
   }
   return {
     path,
-    setReadOnly: (readOnly) => {
-      execFileSync('mount', ['-o', `remount,${readOnly ? 'ro' : 'rw'}`, path], { stdio: 'ignore' });
+    setReadOnly: async (readOnly) => {
+      // A remount read-only is refused ("busy") while a file is open for writing (the registry's
+      // start-up writes its schedule and lock files): tried again for up to 5 s, as an operator would.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          execFileSync('mount', ['-o', `remount,${readOnly ? 'ro' : 'rw'}`, path], { stdio: 'ignore' });
+          return;
+        } catch (err) {
+          if (attempt >= 50) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
     },
     unmount: () => {
       execFileSync('umount', ['-l', path], { stdio: 'ignore' });
