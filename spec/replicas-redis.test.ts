@@ -3,15 +3,18 @@
  * redis-server) behave as one cache: 30 concurrent cold pulls of a 64 MiB blob spread over them
  * make one upstream GET and 30 correct bodies; killing the fetching replica mid-blob costs at most
  * one more fetch; with Redis down the cache is served and cold blobs fetched without coordination,
- * said in the log and the metrics, and coordination resumes once Redis is back.
+ * said in the log and the metrics, and coordination resumes once Redis is back. One schedule: content
+ * fetched through different replicas is in the one `scheduler-state.json` in the bucket (the lease
+ * holder merges the others' journals) and expires once.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { seedImage, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startReplica, stopReplicas, type Replica } from './helpers/replica.js';
-import { cephAvailable, createBucket, s3Parameters, s3StorageYaml, type CephEndpoint } from './helpers/ceph.js';
+import { cephAvailable, createBucket, s3Client, s3Parameters, s3StorageYaml, type CephEndpoint } from './helpers/ceph.js';
 import { sharedCeph } from './helpers/ceph-shared.js';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis.js';
 import { until } from './helpers/until.js';
@@ -54,12 +57,13 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** Three replicas on a new bucket, with a Redis key prefix of their own. */
-  const start = async (): Promise<void> => {
+  /** Three replicas on a new bucket, with a Redis key prefix of their own; resolves with the bucket. */
+  const start = async (proxyYaml: string[] = []): Promise<string> => {
     const bucket = await createBucket(ceph, 'replicas');
     const storage = s3StorageYaml(s3Parameters(ceph, bucket));
     const extra = ['redis:', `  addr: ${redis.addr}`, '  dialtimeout: 1s', '  readtimeout: 1s', `  prefix: ${bucket}`];
-    replicas = await Promise.all([0, 1, 2].map(() => startReplica(dir, join(dir, 'unused'), upstream.url, ['lockstale: 5s'], { storage, extra, debug: true })));
+    replicas = await Promise.all([0, 1, 2].map(() => startReplica(dir, join(dir, 'unused'), upstream.url, ['lockstale: 5s', ...proxyYaml], { storage, extra, debug: true })));
+    return bucket;
   };
 
   test('30 concurrent cold pulls of a 64 MiB blob spread over them: one upstream GET, 30 correct bodies', async () => {
@@ -113,6 +117,46 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     const again = await Promise.all([0, 1, 2, 0, 1, 2].map((i) => getHashed(`${replicas[i]!.url}/v2/library/app/blobs/${after}`)));
     for (const res of again) expect(res.digest).toBe(after);
     expect(upstream.count(new RegExp(`^GET /v2/library/app/blobs/${after}$`))).toBe(1);
+    expect(replicas.every((r) => r.alive())).toBe(true);
+  }, 120_000);
+
+  test('one schedule: content fetched through each replica is in the one state file in the bucket, and expires once', async () => {
+    const bucket = await start(['ttl: 12s']);
+    const s3 = s3Client(ceph);
+    const state = async (): Promise<Record<string, { EntryType: number }> | undefined> => {
+      try {
+        const r = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'registry/scheduler-state.json' }));
+        return JSON.parse(Buffer.from(await r.Body!.transformToByteArray()).toString()) as Record<string, { EntryType: number }>;
+      } catch {
+        return undefined;
+      }
+    };
+    const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
+    const images = [0, 1, 2].map((i) => ({ repo: `library/app${i}`, img: seedImage(upstream, `library/app${i}`, 'v1', [randomBytes(200_000 + i), randomBytes(50_000 + i)]) }));
+    // Image i through replica i only: each replica learns of content the others never saw.
+    await Promise.all(
+      images.map(async ({ repo, img }, i) => {
+        const r = replicas[i]!;
+        expect((await fetch(`${r.url}/v2/${repo}/manifests/v1`, { headers: { accept: ACCEPT } })).status).toBe(200);
+        for (const d of [img.config, ...img.layers]) expect((await getHashed(`${r.url}/v2/${repo}/blobs/${d}`)).digest).toBe(d);
+      }),
+    );
+    const keys = images.flatMap(({ repo, img }) => [img.manifest, img.config, ...img.layers].map((d) => `${repo}@${d}`));
+    await until(async () => {
+      const s = await state();
+      return s !== undefined && keys.every((k) => k in s);
+    }, 'every entry in scheduler-state.json', 11_000);
+    await until(async () => JSON.stringify(await state()) === '{}', 'the expiry of every entry, written to the state file', 40_000);
+    const logs = replicas.map((r) => r.logs()).join('\n');
+    for (const { repo, img } of images) {
+      expect(logs.match(new RegExp(`expired manifest ${repo}@${img.manifest}`, 'g'))).toHaveLength(1);
+      for (const d of [img.config, ...img.layers]) expect(logs.match(new RegExp(`expired blob ${repo}@${d}`, 'g'))).toHaveLength(1);
+      for (const d of [img.config, ...img.layers]) {
+        const key = `registry/docker/registry/v2/blobs/sha256/${d.slice(7, 9)}/${d.slice(7)}/data`;
+        await expect(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).rejects.toThrow();
+      }
+    }
+    expect(logs.match(/scheduler lease taken/g)).toHaveLength(1);
     expect(replicas.every((r) => r.alive())).toBe(true);
   }, 120_000);
 });
