@@ -129,6 +129,8 @@ export async function createServices(config: Config, logger: Logger, options: Se
       metrics.evictedBytes.inc(freed);
     },
     onSize: (bytes) => metrics.cacheBytes.set(bytes),
+    // Replicas: one cache-wide figure, kept and enforced by the scheduler-lease holder alone.
+    evicts: () => lifetime.runsForAll,
   });
   const lifetime = new CacheLifetime({
     driver,
@@ -147,6 +149,8 @@ export async function createServices(config: Config, logger: Logger, options: Se
       metrics.expirations.inc({ type });
       sizeCap.expired(repo, digest, freed);
     },
+    onLearnt: (type, repo, digest, renewed) =>
+      void sizeCap.learnt(type, repo, digest, renewed).catch((err: Error) => logger.warn(`size cap: measuring ${repo}@${digest.value} failed: ${err.message}`)),
   });
   /** For the cache page: each upstream's rate-limit headroom. */
   const rateLimits = new Map<string, string>();

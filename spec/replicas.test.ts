@@ -1,7 +1,8 @@
 /**
  * Several mirror processes on one storage root behave as one cache: one upstream fetch per blob
  * whichever replicas the clients pick, a replica dying mid-fetch costs at most one more fetch, and
- * one schedule expires content once with the state file valid throughout.
+ * one schedule expires content once with the state file valid throughout, and the size cap is one
+ * cache-wide figure enforced by the scheduler-lease holder.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -183,6 +184,31 @@ describe('replicas on one storage root', () => {
     expect(logs.match(new RegExp(`expired manifest library/app@${img.manifest}`, 'g'))).toHaveLength(1);
     for (const d of [img.config, ...img.layers]) expect(logs.match(new RegExp(`expired blob library/app@${d}`, 'g'))).toHaveLength(1);
     expect(logs.match(/scheduler lease taken/g)).toHaveLength(1);
+    expect(replicas.every((r) => r.alive())).toBe(true);
+  }, 60_000);
+
+  test('proxy.maxsize is one figure for the whole cache: content fetched through replica B counts toward the cap the lease holder A enforces, least recently used first', async () => {
+    await start(2, ['ttl: 1h', 'maxsize: 1200000']);
+    const [a, b] = replicas as [Replica, Replica];
+    expect(a.logs()).toMatch(/scheduler lease taken/);
+    const images = [1, 2, 3].map((i) => seedImage(upstream, `library/app${i}`, 'v1', [randomBytes(300_000), randomBytes(200_000)]));
+    const { existsSync } = await import('node:fs');
+    const data = (d: string): string => join(root, 'docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7), 'data');
+    // About 500 kB each, all through B: the second fits under the cap, the third does not.
+    for (const [i, img] of images.entries()) {
+      expect((await get(`${b.url}/v2/library/app${i + 1}/manifests/v1`, ACCEPT)).status).toBe(200);
+      for (const d of [img.config, ...img.layers]) expect(sha((await get(`${b.url}/v2/library/app${i + 1}/blobs/${d}`)).body)).toBe(d);
+      if (i === 1) {
+        // A takes in B's journals at its next sync (every 5 s): two images fit, nothing evicted.
+        await new Promise((r) => setTimeout(r, 6000));
+        expect(a.logs()).not.toMatch(/evicted/);
+      }
+    }
+    await until(() => /evicted manifest library\/app1@/.test(a.logs()), 'A to evict the least recently used image', 20_000);
+    await until(() => images[0]!.layers.every((d) => !existsSync(data(d))), 'the first image\'s layers deleted', 10_000);
+    for (const img of images.slice(1)) for (const d of [img.config, ...img.layers]) expect(existsSync(data(d))).toBe(true);
+    expect(a.logs()).not.toMatch(/evicted (manifest|blob) library\/app[23]@/);
+    expect(b.logs()).not.toMatch(/evicted/);
     expect(replicas.every((r) => r.alive())).toBe(true);
   }, 60_000);
 });

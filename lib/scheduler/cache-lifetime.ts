@@ -46,6 +46,11 @@ export interface CacheLifetimeOptions {
   readonly links?: LinkIndex;
   /** Repositories the link index may not know (see `PurgeContext.unindexed`). */
   readonly unindexed?: () => Promise<string[]>;
+  /**
+   * Shared mode, on the lease holder: content another replica stored (`renewed`: pulled or hit
+   * again there), learnt from its journal; the size cap counts it.
+   */
+  readonly onLearnt?: (type: ContentType, repo: string, digest: Digest, renewed: boolean) => void;
 }
 
 /** Expiry of cached content. */
@@ -63,9 +68,14 @@ export class CacheLifetime {
       shared: o.locks && {
         locks: o.locks,
         stillCached: (entry) => this.stillCached(entry),
-        learnt: (key) => {
+        learnt: (key, type) => {
           const { repo, digest } = parseKey(key);
           o.links?.linked(repo, digest);
+          this.learnt(type, repo, digest, false);
+        },
+        renewed: (key, type) => {
+          const { repo, digest } = parseKey(key);
+          this.learnt(type, repo, digest, true);
         },
       },
     });
@@ -95,6 +105,19 @@ export class CacheLifetime {
       await this.rebuilding;
     }
     return { problem, loaded };
+  }
+
+  private learnt(type: ContentType, repo: string, raw: string, renewed: boolean): void {
+    const digest = parseDigest(raw);
+    if (digest) this.o.onLearnt?.(type, repo, digest, renewed);
+  }
+
+  /**
+   * True when this process runs the expiries and the size cap's evictions for the storage: always
+   * without a schedule shared with other replicas, else only on the holder of the scheduler lease.
+   */
+  get runsForAll(): boolean {
+    return this.scheduler?.expiring ?? true;
   }
 
   /** True once the schedule is loaded (or when there is none). */

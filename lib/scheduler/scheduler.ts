@@ -60,7 +60,9 @@ export interface SchedulerOptions {
     readonly locks: SharedLocks;
     readonly stillCached?: (entry: Entry) => Promise<boolean>;
     /** An entry learnt from another replica's journal (its content is linked there). */
-    readonly learnt?: (key: string) => void;
+    readonly learnt?: (key: string, type: EntryType) => void;
+    /** An entry another replica's journal extended (a pull or a hit there). */
+    readonly renewed?: (key: string, type: EntryType) => void;
   };
 }
 
@@ -86,6 +88,8 @@ export interface ExpirySchedule {
   get(key: string): Entry | undefined;
   /** True once the stored schedule is loaded. */
   readonly ready: boolean;
+  /** True when this process runs the expiries (in the shared mode: holds the scheduler lease). */
+  readonly expiring: boolean;
   /** Before blob data is deleted: takes in what other processes scheduled meanwhile. */
   refresh(): Promise<void>;
 }
@@ -372,7 +376,8 @@ export class TtlScheduler implements ExpirySchedule {
         if (!existing && e.hit) continue;
         if (!existing && this.o.shared?.stillCached && !(await this.o.shared.stillCached({ key, expiry: new Date(e.expiry), type: e.type }))) continue;
         this.put(key, e.expiry, e.type);
-        if (!existing) this.o.shared?.learnt?.(key);
+        if (!existing) this.o.shared?.learnt?.(key, e.type);
+        else this.o.shared?.renewed?.(key, e.type);
       }
       this.applied.push(name);
       this.appliedNames.add(name);

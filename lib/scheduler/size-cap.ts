@@ -21,6 +21,11 @@ export interface SizeCapOptions extends PurgeContext {
   /** After each change of the cache's size (metrics). */
   readonly onSize?: (bytes: number) => void;
   readonly now?: () => number;
+  /**
+   * Replicas on one storage: true on the one process that evicts for all (the scheduler-lease
+   * holder, which learns the others' content from their schedule journals: `learnt`). Always by default.
+   */
+  readonly evicts?: () => boolean;
 }
 
 interface Use {
@@ -115,6 +120,27 @@ export class SizeCap {
     void this.enforce();
   }
 
+  /**
+   * Another replica stored `repo@digest` (`renewed`: pulled or hit it again), learnt from its
+   * schedule journal by the process that evicts: counted like `stored`, at the cost of one stat for
+   * content new to this process, so that the cap holds for the whole cache.
+   */
+  async learnt(type: ContentType, repo: string, digest: Digest, renewed: boolean): Promise<void> {
+    if (this.o.exclude?.(repo)) return;
+    if (!this.sizes.has(digest.value)) {
+      const info = await this.o.blobs.stat(digest);
+      if (!info) return;
+      if (!this.sizes.has(digest.value)) {
+        this.sizes.set(digest.value, info.size);
+        this.total += info.size;
+        this.o.onSize?.(this.total);
+      }
+    } else if (renewed) return this.hit(type, repo, digest);
+    if (type === 'manifest') this.needed?.delete(repo);
+    this.use(type, repo, digest);
+    void this.enforce();
+  }
+
   /** A cache hit: the content becomes the most recently pulled. */
   hit(type: ContentType, repo: string, digest: Digest): void {
     this.use(type, repo, digest);
@@ -140,7 +166,7 @@ export class SizeCap {
 
   /** Evicts until the cache fits; one pass at a time, a request during a pass queues one more. */
   enforce(): Promise<void> {
-    if (!this.enforcing || !this.measured) return this.running;
+    if (!this.enforcing || !this.measured || this.o.evicts?.() === false) return this.running;
     if (this.queued) return this.running;
     this.queued = true;
     this.running = this.running.then(async () => {
@@ -172,7 +198,7 @@ export class SizeCap {
     // it may still be downloading, and it is what the cap promises to keep.
     this.needed = new Map();
     try {
-      while (this.total > this.o.maxBytes) {
+      while (this.total > this.o.maxBytes && this.o.evicts?.() !== false) {
         const from = this.unused.size > 0 ? this.unused : this.uses;
         const oldest = from.entries().next();
         if (oldest.done || oldest.value[0] === this.newestManifest) {
