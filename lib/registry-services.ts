@@ -149,6 +149,8 @@ export async function createServices(config: Config, logger: Logger, options: Se
       metrics.expirations.inc({ type });
       sizeCap.expired(repo, digest, freed);
     },
+    // A replica taking the lease over enforces the cap at once (its own figure may be over it).
+    onLeaseTaken: () => void sizeCap.enforce(),
     onLearnt: (type, repo, digest, renewed) =>
       void sizeCap.learnt(type, repo, digest, renewed).catch((err: Error) => logger.warn(`size cap: measuring ${repo}@${digest.value} failed: ${err.message}`)),
   });

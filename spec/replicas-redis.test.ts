@@ -159,4 +159,29 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     expect(logs.match(/scheduler lease taken/g)).toHaveLength(1);
     expect(replicas.every((r) => r.alive())).toBe(true);
   }, 120_000);
+
+  test('proxy.maxsize is one figure for the whole cache: content fetched through another replica counts toward the cap the lease holder enforces', async () => {
+    const bucket = await start(['ttl: 1h', 'maxsize: 1200000']);
+    const s3 = s3Client(ceph);
+    const holder = replicas.findIndex((r) => /scheduler lease taken/.test(r.logs()));
+    expect(holder).toBeGreaterThanOrEqual(0);
+    const other = replicas[(holder + 1) % 3]!;
+    const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
+    const images = [1, 2, 3].map((i) => seedImage(upstream, `library/cap${i}`, 'v1', [randomBytes(300_000), randomBytes(200_000)]));
+    const cached = async (d: string): Promise<boolean> =>
+      s3.send(new HeadObjectCommand({ Bucket: bucket, Key: `registry/docker/registry/v2/blobs/sha256/${d.slice(7, 9)}/${d.slice(7)}/data` })).then(
+        () => true,
+        () => false,
+      );
+    // About 500 kB each, all through a replica without the lease: the third goes over the cap.
+    for (const [i, img] of images.entries()) {
+      expect((await fetch(`${other.url}/v2/library/cap${i + 1}/manifests/v1`, { headers: { accept: ACCEPT } })).status).toBe(200);
+      for (const d of [img.config, ...img.layers]) expect((await getHashed(`${other.url}/v2/library/cap${i + 1}/blobs/${d}`)).digest).toBe(d);
+    }
+    await until(() => /evicted manifest library\/cap1@/.test(replicas[holder]!.logs()), 'the holder to evict the least recently used image', 20_000);
+    await until(async () => (await Promise.all(images[0]!.layers.map(cached))).every((c) => !c), 'the first image\'s layers deleted', 10_000);
+    for (const img of images.slice(1)) for (const d of [img.config, ...img.layers]) expect(await cached(d)).toBe(true);
+    replicas.forEach((r, i) => i !== holder && expect(r.logs()).not.toMatch(/evicted/));
+    expect(replicas.every((r) => r.alive())).toBe(true);
+  }, 120_000);
 });

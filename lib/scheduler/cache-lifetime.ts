@@ -51,6 +51,8 @@ export interface CacheLifetimeOptions {
    * again there), learnt from its journal; the size cap counts it.
    */
   readonly onLearnt?: (type: ContentType, repo: string, digest: Digest, renewed: boolean) => void;
+  /** Shared mode: this process has taken the scheduler lease over from another replica. */
+  readonly onLeaseTaken?: () => void;
 }
 
 /** Expiry of cached content. */
@@ -73,6 +75,7 @@ export class CacheLifetime {
           o.links?.linked(repo, digest);
           this.learnt(type, repo, digest, false);
         },
+        leaseTaken: o.onLeaseTaken,
         renewed: (key, type) => {
           const { repo, digest } = parseKey(key);
           this.learnt(type, repo, digest, true);

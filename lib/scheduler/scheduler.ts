@@ -61,6 +61,8 @@ export interface SchedulerOptions {
     readonly stillCached?: (entry: Entry) => Promise<boolean>;
     /** An entry learnt from another replica's journal (its content is linked there). */
     readonly learnt?: (key: string, type: EntryType) => void;
+    /** This process has taken the scheduler lease (it runs the expiries for every replica now). */
+    readonly leaseTaken?: () => void;
     /** An entry another replica's journal extended (a pull or a hit there). */
     readonly renewed?: (key: string, type: EntryType) => void;
   };
@@ -221,6 +223,7 @@ export class TtlScheduler implements ExpirySchedule {
     this.o.logger?.info('scheduler lease taken: this process runs the expiries for every replica on this storage');
     if (!this.loading) return; // The first load, about to start, reads the journals.
     await this.loading;
+    this.o.shared?.leaseTaken?.();
     // What this process knows may be stale: its own changes go to the file, then the file and the
     // other replicas' journals are read afresh.
     await this.flush().catch((err: Error) => this.o.logger?.error(`writing ${this.store.location} failed: ${err.message}`));
