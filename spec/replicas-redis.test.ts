@@ -21,6 +21,9 @@ import { until } from './helpers/until.js';
 import { getHashed } from './helpers/hashed-get.js';
 
 const MiB = 1024 * 1024;
+const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
+/** The object key of a blob's data in the test buckets (rootdirectory /registry). */
+const blobData = (d: string): string => `registry/docker/registry/v2/blobs/sha256/${d.slice(7, 9)}/${d.slice(7)}/data`;
 
 async function metric(replica: Replica, name: string): Promise<number> {
   const text = await (await fetch(replica.metricsUrl!)).text();
@@ -131,7 +134,6 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
         return undefined;
       }
     };
-    const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
     const images = [0, 1, 2].map((i) => ({ repo: `library/app${i}`, img: seedImage(upstream, `library/app${i}`, 'v1', [randomBytes(200_000 + i), randomBytes(50_000 + i)]) }));
     // Image i through replica i only: each replica learns of content the others never saw.
     await Promise.all(
@@ -152,8 +154,7 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
       expect(logs.match(new RegExp(`expired manifest ${repo}@${img.manifest}`, 'g'))).toHaveLength(1);
       for (const d of [img.config, ...img.layers]) expect(logs.match(new RegExp(`expired blob ${repo}@${d}`, 'g'))).toHaveLength(1);
       for (const d of [img.config, ...img.layers]) {
-        const key = `registry/docker/registry/v2/blobs/sha256/${d.slice(7, 9)}/${d.slice(7)}/data`;
-        await expect(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).rejects.toThrow();
+        await expect(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: blobData(d) }))).rejects.toThrow();
       }
     }
     expect(logs.match(/scheduler lease taken/g)).toHaveLength(1);
@@ -166,10 +167,9 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     const holder = replicas.findIndex((r) => /scheduler lease taken/.test(r.logs()));
     expect(holder).toBeGreaterThanOrEqual(0);
     const other = replicas[(holder + 1) % 3]!;
-    const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
     const images = [1, 2, 3].map((i) => seedImage(upstream, `library/cap${i}`, 'v1', [randomBytes(300_000), randomBytes(200_000)]));
     const cached = async (d: string): Promise<boolean> =>
-      s3.send(new HeadObjectCommand({ Bucket: bucket, Key: `registry/docker/registry/v2/blobs/sha256/${d.slice(7, 9)}/${d.slice(7)}/data` })).then(
+      s3.send(new HeadObjectCommand({ Bucket: bucket, Key: blobData(d) })).then(
         () => true,
         () => false,
       );
