@@ -508,8 +508,10 @@ export class TtlScheduler implements ExpirySchedule {
         () => {
           this.o.logger?.debug(`expired ${key}`);
           this.failures.delete(key);
-          // An entry renewed while it expired is kept with its new time.
-          if (this.index.get(key)?.version === taken.version) this.remove(key);
+          // An entry renewed while it expired is kept with its new time, unless that time has passed
+          // too (a replica's journal reporting an earlier pull): its content is purged now.
+          const current = this.index.get(key);
+          if (current && (current.version === taken.version || current.expiry <= this.now())) this.remove(key);
         },
         (err: Error) => {
           const n = (this.failures.get(key) ?? 0) + 1;
