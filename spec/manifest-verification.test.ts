@@ -5,30 +5,26 @@
  * different valid manifest) are refused with a 503, nothing is stored, and the refusal is logged
  * and counted; a tag served stale during an outage is always a verified one.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { type TestMirror } from './helpers/mirror.js';
+import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
+import { sha256 } from './helpers/digest.js';
 import { binary } from './helpers/binary.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
 const REPO = 'library/busybox';
-const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sha = sha256;
 
 describe('manifest verification against the upstream', () => {
   let upstream: FakeUpstream;
   let mirror: TestMirror;
 
-  beforeEach(async () => {
-    upstream = await startFakeUpstream();
-    mirror = await startMirror(upstream.url);
-  });
-  afterEach(async () => {
-    await mirror.close();
-    await upstream.close();
-  });
+  beforeEach(async () => ({ upstream, mirror } = await mirrorOfFakeUpstream()));
+  afterEach(() => closeBoth({ upstream, mirror }));
 
   const get = (ref: string) => request(mirror.url).get(`/v2/${REPO}/manifests/${ref}`).set('Accept', ACCEPT).buffer(true).parse(binary);
   const v2 = (...parts: string[]): string => join(mirror.root, 'docker/registry/v2', ...parts);

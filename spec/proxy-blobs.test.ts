@@ -2,7 +2,7 @@
  * Blobs through the pull-through cache: fetched once, streamed while written, verified before
  * commit, served from disk afterwards, and never committed or reported complete when wrong.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
@@ -10,9 +10,11 @@ import request from 'supertest';
 import { binary } from './helpers/binary.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
+import { sha256 } from './helpers/digest.js';
 import { temporaryFiles } from './helpers/temp-files.js';
 
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sha = sha256;
 const blobPath = (root: string, digest: string): string => {
   const hex = digest.slice('sha256:'.length);
   return join(root, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
@@ -38,14 +40,8 @@ describe('blobs through the mirror', () => {
   let upstream: FakeUpstream;
   let mirror: TestMirror;
 
-  beforeEach(async () => {
-    upstream = await startFakeUpstream();
-    mirror = await startMirror(upstream.url);
-  });
-  afterEach(async () => {
-    await mirror.close();
-    await upstream.close();
-  });
+  beforeEach(async () => ({ upstream, mirror } = await mirrorOfFakeUpstream()));
+  afterEach(() => closeBoth({ upstream, mirror }));
 
   test('a cold blob is fetched once, stored in distribution layout and then served from disk', async () => {
     const content = randomBytes(300_000);

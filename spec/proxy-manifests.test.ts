@@ -3,30 +3,26 @@
  * with one GET, a cached tag checked with one upstream HEAD, the cache answering when the upstream is down or rate-limits, but never for a tag
  * the upstream says is gone.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { type TestMirror } from './helpers/mirror.js';
+import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
+import { sha256 } from './helpers/digest.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
-const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sha = sha256;
 
 describe('manifests through the mirror', () => {
   let upstream: FakeUpstream;
   let mirror: TestMirror;
 
-  beforeEach(async () => {
-    upstream = await startFakeUpstream();
-    mirror = await startMirror(upstream.url);
-  });
-  afterEach(async () => {
-    await mirror.close();
-    await upstream.close();
-  });
+  beforeEach(async () => ({ upstream, mirror } = await mirrorOfFakeUpstream()));
+  afterEach(() => closeBoth({ upstream, mirror }));
 
   const get = (path: string, accept = `${OCI_INDEX}, ${OCI_MANIFEST}, ${DOCKER_MANIFEST}`) =>
     request(mirror.url).get(path).set('Accept', accept).buffer(true).parse((res, cb) => {

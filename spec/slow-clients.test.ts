@@ -3,16 +3,18 @@
  * others being served, and a client that stops reading a large blob (cached or being fetched) makes
  * the mirror stop reading too, instead of buffering the blob in memory.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import request from 'supertest';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startMirror, type TestMirror } from './helpers/mirror.js';
+import { type TestMirror } from './helpers/mirror.js';
+import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
+import { sha256 } from './helpers/digest.js';
 
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sha = sha256;
 const MiB = 1024 * 1024;
 v8.setFlagsFromString('--expose-gc');
 /** A full collection, so that Buffer memory counts what is held, not garbage not yet collected. */
@@ -58,14 +60,8 @@ describe('slow clients', () => {
   let upstream: FakeUpstream;
   let mirror: TestMirror;
 
-  beforeEach(async () => {
-    upstream = await startFakeUpstream();
-    mirror = await startMirror(upstream.url);
-  });
-  afterEach(async () => {
-    await mirror.close();
-    await upstream.close();
-  });
+  beforeEach(async () => ({ upstream, mirror } = await mirrorOfFakeUpstream()));
+  afterEach(() => closeBoth({ upstream, mirror }));
 
   test('fifty connections sending headers a byte at a time do not keep others from being served', async () => {
     const port = new URL(mirror.url).port;

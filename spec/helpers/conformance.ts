@@ -8,7 +8,7 @@
  * every descriptor carries `newUnspecifiedField` (null when unset) and the manifests' configs carry
  * `data`. A small client does what the suite's client (reggie) does with `Location` headers.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import request from 'supertest';
 import { tarOf } from './images.js';
@@ -18,7 +18,9 @@ export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
-export const sha256 = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+import { sha256 } from './digest.js';
+
+export { sha256 };
 
 /** A blob or manifest and its digest. */
 export interface Content {

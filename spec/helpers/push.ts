@@ -2,10 +2,11 @@
  * Pushes over the raw API with supertest, as a client does: a blob by `POST` + `PUT ?digest=`, a
  * manifest by `PUT`, and a small OCI image made of both.
  */
-import { createHash } from 'node:crypto';
 import request from 'supertest';
 
-export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+import { sha256 } from './digest.js';
+
+export { sha256 };
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
