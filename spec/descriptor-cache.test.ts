@@ -54,6 +54,26 @@ describe('DescriptorCache', () => {
     expect(c.size).toBe(0);
   });
 
+  test('past half its lifetime a hit asks for one refresh, and serves the entry meanwhile', () => {
+    let now = 0;
+    const c = new DescriptorCache({ ttlMs: 1000, now: () => now });
+    c.set('r', 'a', blob, c.epoch);
+    let refreshes = 0;
+    const refresh = (): void => void refreshes++;
+    now = 400;
+    expect(c.get('r', 'a', refresh)).toBeDefined();
+    expect(refreshes).toBe(0);
+    now = 600;
+    expect(c.get('r', 'a', refresh)).toBeDefined();
+    expect(c.get('r', 'a', refresh)).toBeDefined();
+    expect(refreshes).toBe(1);
+    // The refresh confirmed it: a new entry, a new lifetime.
+    c.set('r', 'a', blob, c.epoch);
+    now = 1000;
+    expect(c.get('r', 'a', refresh)).toBeDefined();
+    expect(refreshes).toBe(1);
+  });
+
   test('entries are per repository', () => {
     const c = new DescriptorCache();
     c.set('r', 'a', blob, c.epoch);
@@ -117,15 +137,19 @@ describe('descriptor cache through a mirror', () => {
   });
 
   test('expired content is not served from the cache: the upstream down, the GET fails', async () => {
-    mirror = await startMirror(upstream.url, { proxyYaml: 'ttl: 1s' });
+    mirror = await startMirror(upstream.url, { proxyYaml: 'ttl: 2s\ntouchonhit: false' });
     const img = seedImage(upstream, 'team/exp', 'v1', [randomBytes(5000)]);
     await pull('team/exp', img);
-    // Pulled again and again until expiry has removed it: the descriptors are always fresh (well
-    // within their own 1 s), so only the invalidation by the expiry's deletes keeps them from answering.
+    // Pulled again and again (hits do not delay expiry) until expiry has removed it: the descriptors
+    // are always fresh (renewed within their 1 s), so only the invalidation by the expiry's deletes
+    // keeps them from answering. Pulled only while all of it is stored (a pull after a partial
+    // removal would fetch it again).
+    const present = async (): Promise<[boolean, boolean]> => [await exists(blobFile(mirror!.root, img.layers[0]!)), await exists(revisionLink(mirror!.root, 'team/exp', img.manifest))];
     await until(
       async () => {
-        await pull('team/exp', img);
-        return !(await exists(blobFile(mirror!.root, img.layers[0]!))) && !(await exists(revisionLink(mirror!.root, 'team/exp', img.manifest)));
+        const [data, link] = await present();
+        if (data && link) await pull('team/exp', img);
+        return !data && !link;
       },
       'expiry',
       15_000,

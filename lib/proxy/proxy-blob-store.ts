@@ -112,14 +112,30 @@ export class ProxyBlobStore implements BlobService {
    * (maybe private) repository cannot be read through another.
    */
   private async local(name: string, digest: Digest): Promise<BlobHandle | undefined> {
-    const cache = this.options.descriptors;
-    const known = cache?.get(name, digest.value);
+    const known = this.options.descriptors?.get(name, digest.value, () => this.refresh(name, digest));
     if (known?.kind === 'blob') return this.cachedHandle(name, digest, known.size);
+    return this.stored(name, digest);
+  }
+
+  /** Asks storage again about a hot descriptor (in the background): renewed, or forgotten when gone. */
+  private refresh(name: string, digest: Digest): void {
+    this.stored(name, digest, false).then(
+      (found) => void (found || this.options.descriptors?.forget(name, digest.value)),
+      () => this.options.descriptors?.forget(name, digest.value),
+    );
+  }
+
+  /**
+   * `local` from storage itself, remembered in the descriptor cache; `link` false (a refresh, no
+   * client asked): data this repository does not link is not linked, just not found.
+   */
+  private async stored(name: string, digest: Digest, link = true): Promise<BlobHandle | undefined> {
+    const cache = this.options.descriptors;
     const epoch = cache?.epoch ?? 0;
     const repo = this.repository(name);
     // Both at once: on an object store each is a round trip to it.
     const [info, linked] = await Promise.all([this.blobs.stat(digest), repo.hasLayer(digest)]);
-    if (!info) return undefined;
+    if (!info || (!linked && !link)) return undefined;
     if (!linked) {
       // The upstream's answer for this repository is final: a 404 here would be a 404 for a GET too.
       await this.upstream.headBlob(name, digest.value);

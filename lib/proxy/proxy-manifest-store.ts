@@ -284,8 +284,21 @@ export class ProxyManifestStore implements ManifestService {
 
   /** The cached manifest, if this repository has the revision and its data is intact. */
   private async local(name: string, digest: Digest): Promise<Manifest | undefined> {
-    const known = this.descriptors?.get(name, digest.value);
+    const known = this.descriptors?.get(name, digest.value, () => this.refresh(name, digest));
     if (known?.kind === 'manifest') return { digest, mediaType: known.mediaType, payload: known.payload, source: 'cache' };
+    return this.stored(name, digest);
+  }
+
+  /** Asks storage again about a hot descriptor (in the background): renewed, or forgotten when gone. */
+  private refresh(name: string, digest: Digest): void {
+    this.stored(name, digest).then(
+      (found) => void (found || this.descriptors?.forget(name, digest.value)),
+      () => this.descriptors?.forget(name, digest.value),
+    );
+  }
+
+  /** `local` from storage itself, remembered in the descriptor cache. */
+  private async stored(name: string, digest: Digest): Promise<Manifest | undefined> {
     const epoch = this.descriptors?.epoch ?? 0;
     if (!(await this.repository(name).hasRevision(digest))) return undefined;
     let payload: Buffer;

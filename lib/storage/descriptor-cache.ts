@@ -36,6 +36,8 @@ export interface DescriptorCacheOptions {
 interface Entry {
   readonly value: Descriptor;
   readonly expires: number;
+  /** A refresh of this entry is under way. */
+  refreshing?: boolean;
 }
 
 /** An LRU of descriptors keyed by repository and digest, emptied by every delete of this process. */
@@ -65,14 +67,24 @@ export class DescriptorCache {
     return this.entries.size;
   }
 
-  /** The descriptor of `digest` in `repo`, if known and still fresh. */
-  get(repo: string, digest: string): Descriptor | undefined {
+  /**
+   * The descriptor of `digest` in `repo`, if known and still fresh. Past half its lifetime, the
+   * first hit also calls `refresh` (once), which asks storage again and, if storage still says so,
+   * sets a new entry: a hot entry is renewed in the background, so no request waits for the
+   * lookup, and what is served was confirmed by storage less than `ttlMs` ago.
+   */
+  get(repo: string, digest: string, refresh?: () => void): Descriptor | undefined {
     const key = keyOf(repo, digest);
     const e = this.entries.get(key);
     if (!e) return undefined;
-    if (e.expires <= this.now()) {
+    const now = this.now();
+    if (e.expires <= now) {
       this.remove(key, e);
       return undefined;
+    }
+    if (refresh && !e.refreshing && e.expires - now < this.ttlMs / 2) {
+      e.refreshing = true;
+      refresh();
     }
     // Most recently used goes to the end (Map keeps insertion order).
     this.entries.delete(key);
