@@ -1,7 +1,7 @@
 /** The samples a run collects: one value per metric, server and round. */
 
 /** Who a sample was measured on. */
-export type Who = 'ours' | 'official' | 'nginx' | 'nginx-wrk';
+export type Who = 'ours' | 'official' | 'nginx' | 'nginx-wrk' | 'express' | 'node-http';
 
 /** Samples by metric id, then server, indexed by round. */
 export class Results {

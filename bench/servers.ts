@@ -82,3 +82,12 @@ export async function startNginx(file: string, dir: string): Promise<ServerProce
   );
   return startServer({ name: 'nginx', cmd: NGINX_BIN, args: ['-p', dir, '-c', conf, '-e', join(dir, 'logs/error.log')], hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
 }
+
+/** The compiled ceiling server (bench/ceiling-server.ts). */
+const CEILING_BIN = fileURLToPath(new URL('./ceiling-server.js', import.meta.url));
+
+/** Starts a bare `express` or `node:http` server answering every GET with `payload` (the manifest scenario's ceilings). */
+export async function startCeiling(mode: 'express' | 'http', payloadFile: string, mediaType: string, digest: string): Promise<ServerProcess> {
+  const port = await freePort();
+  return startServer({ name: `bare ${mode}`, cmd: process.execPath, args: [CEILING_BIN, mode, String(port), payloadFile, mediaType, digest], hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
+}

@@ -11,6 +11,7 @@ import type { StorageDriver } from './storage/driver.js';
 import { createDriver, createSharedLocks } from './storage/factory.js';
 import type { SharedLocks } from './storage/shared-lock.js';
 import { BlobStore } from './storage/blob-store.js';
+import { DescriptorCache, invalidatingDriver } from './storage/descriptor-cache.js';
 import { DriverStateStore, type StateStore } from './scheduler/state-store.js';
 import type { RepositoryStore } from './storage/repository-store.js';
 import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
@@ -83,7 +84,10 @@ export async function createServices(config: Config, logger: Logger, options: Se
   }
   const proxy = config.proxy;
   const policy = decideCachePolicy(proxy, config.storage.delete.enabled, (msg) => logger.warn(msg));
-  const driver = await createDriver(config.storage);
+  // Every delete of this process (expiry, eviction, hosted deletes) empties the hot path's
+  // descriptor cache; other processes' changes are seen within its entries' lifetime (1 s).
+  const descriptors = new DescriptorCache();
+  const driver = invalidatingDriver(await createDriver(config.storage), descriptors);
   // Housekeeping only, in the background: it removes what dead processes left, never this one's,
   // and a store that cannot be reached now must not keep the registry from starting.
   void (driver.cleanup?.() ?? Promise.resolve(0)).then(
@@ -186,6 +190,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
       repository,
       events,
       locks,
+      descriptors,
       overtake: { minBytesPerSecond: proxy.overtake.minratebytes, afterMs: proxy.overtake.afterms },
       onBlobRace: (repo, digest, event) => {
         const blob = `blob ${repo}@${digest.value}`;

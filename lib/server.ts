@@ -12,7 +12,7 @@ import type { Logger } from 'winston';
 import { createServer, listen } from './http-listener.js';
 import type { Config } from './config/types.js';
 import { listRepositories } from './storage/catalog.js';
-import { registryRouter, type Target } from './api/router.js';
+import { hotRoutes, registryRouter, type RouteServices, type Target } from './api/router.js';
 import { authorize } from './api/authorize.js';
 import { configuredHeaders } from './api/headers.js';
 import { createWritable } from './api/writable.js';
@@ -76,6 +76,13 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   app.set('etag', false);
   app.set('query parser', 'simple');
   if (!config.log.accesslog.disabled) app.use(accessLog(logger));
+  const headers = configuredHeaders(config.http.headers);
+  // As distribution's health.Handler: while a configured check fails, every request is refused.
+  const health = HealthChecks.fromConfig(config.health, services.driver);
+  health.start();
+  started.push(() => health.stop());
+  // Metrics, the configured headers and the health gate in one layer: every request needs them,
+  // and each express layer costs the hot routes a match and a `next`.
   app.use((req, res, next) => {
     const stop = metrics.httpDuration.startTimer();
     whenDone(res, () => {
@@ -86,14 +93,7 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
         metrics.servedBytes.inc({ type: route }, Number(res.getHeader('content-length') ?? 0));
       }
     });
-    next();
-  });
-  app.use(configuredHeaders(config.http.headers));
-  // As distribution's health.Handler: while a configured check fails, every request is refused.
-  const health = HealthChecks.fromConfig(config.health, services.driver);
-  health.start();
-  started.push(() => health.stop());
-  app.use((_req, res, next) => {
+    headers(req, res, () => undefined);
     if (health.size > 0 && Object.keys(health.failures()).length > 0) {
       sendError(res, new RegistryError('UNAVAILABLE', { detail: 'health check failed: please see /debug/health' }));
       return;
@@ -102,6 +102,21 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   });
   const prefix = config.http.prefix.replace(/\/$/, '');
   const report = cacheReportSources(config, services);
+  const routeServices: RouteServices = {
+    listRepositories: (page) => listRepositories(services.driver, page),
+    resolve: (name, ns) => {
+      // Hosted repositories are stored under the name the client uses.
+      if (hosted?.repositories.owns(name)) return { name, ...hosted.target };
+      const found = router.resolve(name, ns);
+      if (!found) return undefined;
+      const n = found.namespace;
+      return { name: found.name, manifests: n.manifests, blobs: n.blobs, tags: n.tags, referrers: n.referrers };
+    },
+    maxCatalogEntries: config.catalog.maxentries,
+    logger,
+    access,
+  };
+  app.use(hotRoutes(routeServices, prefix));
   app.get(prefix + '/', (req, res, next) => {
     // distribution answers the root with an empty 200 (load balancers probe it); browsers get the
     // cache page, behind the same credentials as the catalog.
@@ -113,23 +128,7 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
       .then(() => gatherCacheReport(report, pageQuery(req.query)))
       .then((r) => sendCachePage(res, r), next);
   });
-  app.use(
-    prefix || '/',
-    registryRouter({
-      listRepositories: (page) => listRepositories(services.driver, page),
-      resolve: (name, ns) => {
-        // Hosted repositories are stored under the name the client uses.
-        if (hosted?.repositories.owns(name)) return { name, ...hosted.target };
-        const found = router.resolve(name, ns);
-        if (!found) return undefined;
-        const n = found.namespace;
-        return { name: found.name, manifests: n.manifests, blobs: n.blobs, tags: n.tags, referrers: n.referrers };
-      },
-      maxCatalogEntries: config.catalog.maxentries,
-      logger,
-      access,
-    }),
-  );
+  app.use(prefix || '/', registryRouter(routeServices));
   app.use((req, res) => sendError(res, new RegistryError('NAME_UNKNOWN', { detail: { path: req.path } })));
   app.use(errorHandler(logger));
 

@@ -5,11 +5,11 @@
  */
 import http from 'node:http';
 import { join } from 'node:path';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { APP_REPO, BIG_REPO, blobDataPath, waitForBlobOnDisk, type BenchContext } from '../context.js';
 import { BulkGetter, bulkThroughput } from '../http-client.js';
 import { runWrk } from '../wrk.js';
-import { contenders, startContender, startNginx, type Contender } from '../servers.js';
+import { contenders, startCeiling, startContender, startNginx, type Contender } from '../servers.js';
 import type { ServerProcess } from '../proc.js';
 import { onCleanup } from '../cleanup.js';
 
@@ -25,15 +25,22 @@ export const ACCEPT = [
 export interface WarmRig {
   readonly servers: Record<Contender, ServerProcess & { root: string }>;
   readonly nginx: ServerProcess;
+  /** The manifest by digest's ceilings: a bare express handler and a bare `node:http` one sending the same bytes. */
+  readonly ceilings: { readonly express: ServerProcess; readonly 'node-http': ServerProcess };
   stop(): Promise<void>;
 }
 
 function getStatus(url: string): Promise<number> {
+  return getManifest(url).then((r) => r.status);
+}
+
+function getManifest(url: string): Promise<{ status: number; body: Buffer; mediaType: string }> {
   return new Promise((resolve, reject) => {
     http
       .get(url, { headers: { accept: ACCEPT }, agent: false }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode!));
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), mediaType: String(res.headers['content-type']) }));
       })
       .on('error', reject);
   });
@@ -61,9 +68,19 @@ export async function startWarmRig(ctx: BenchContext): Promise<WarmRig> {
   }
   const nginx = await startNginx(blobDataPath(servers.ours.root, ctx.warmBlob.digest), join(ctx.workDir, 'nginx'));
   undo.push(nginx.stop);
+  // The ceilings send the very bytes and headers ours sends for the manifest by digest.
+  const m = await getManifest(`${servers.ours.url}/v2/${APP_REPO}/manifests/${ctx.app.manifest.digest}`);
+  const payloadFile = join(ctx.workDir, 'ceiling-manifest.json');
+  await writeFile(payloadFile, m.body);
+  const ceilings = {} as { express: ServerProcess; 'node-http': ServerProcess };
+  for (const [who, mode] of [['express', 'express'], ['node-http', 'http']] as const) {
+    ceilings[who] = await startCeiling(mode, payloadFile, m.mediaType, ctx.app.manifest.digest);
+    undo.push(ceilings[who].stop);
+  }
   return {
     servers,
     nginx,
+    ceilings,
     stop: async () => {
       for (const u of undo.reverse()) await u();
     },
@@ -106,5 +123,16 @@ export async function manifestRound(ctx: BenchContext, rig: WarmRig, round: numb
       ctx.results.add(metric, who, round, r.errors > 0 ? (r.requestsPerSec * (r.requests - r.errors)) / Math.max(1, r.requests) : r.requestsPerSec);
       ctx.log(`  ${metric} ${who}: ${r.requestsPerSec.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}`);
     }
+  }
+  // The ceilings of the manifest by digest, in the same round: what express and node:http cost alone.
+  for (const who of ['express', 'node-http'] as const) {
+    const r = await runWrk(`${rig.ceilings[who].url}/v2/${APP_REPO}/manifests/${ctx.app.manifest.digest}`, {
+      connections: ctx.settings.manifestClients,
+      threads: 2,
+      seconds: ctx.settings.wrkSeconds,
+      headers: { Accept: ACCEPT },
+    });
+    ctx.results.add('manifest_digest', who, round, r.requestsPerSec);
+    ctx.log(`  manifest_digest bare ${who}: ${r.requestsPerSec.toFixed(0)} req/s`);
   }
 }

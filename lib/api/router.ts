@@ -5,7 +5,7 @@
  * methods only when the target is writable (a hosted repository), so every other method is
  * `405 UNSUPPORTED` without a handler having to say so.
  */
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from 'winston';
 import { isValidName } from '../distribution/reference.js';
 import type { AccessController } from '../auth/access.js';
@@ -13,7 +13,7 @@ import type { BlobService, ManifestService, ReferrersService, TagService } from 
 import { RegistryError } from './errors.js';
 import { authorize } from './authorize.js';
 import { apiVersionHeader } from './headers.js';
-import { matchRoute, type RouteName } from './route-names.js';
+import { matchRoute, type RouteMatch, type RouteName } from './route-names.js';
 import type { Writable } from './writable.js';
 import { baseResource, catalogResource } from './handlers/base.js';
 import { manifestResource } from './handlers/manifests.js';
@@ -88,10 +88,31 @@ export function registryRouter(services: RouteServices): Router {
   return router;
 }
 
+/**
+ * The hot routes (`GET`/`HEAD` of a manifest or a blob) answered ahead of the express router, from
+ * one middleware mounted at the application's root: no nested router, no `baseUrl` rewriting, no
+ * further layers. Any other request goes on to `registryRouter`, which answers it as before.
+ * `prefix` is `http.prefix` without its trailing slash.
+ */
+export function hotRoutes(services: RouteServices, prefix: string) {
+  const start = `${prefix}/v2/`;
+  return (req: Request, res: Response, next: NextFunction): void => {
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || !req.url.startsWith(start)) return next();
+    const match = matchRoute(rawPath(req).slice(prefix.length));
+    if (!match || (match.route.name !== 'manifest' && match.route.name !== 'blob')) return next();
+    apiVersionHeader(req, res, () => undefined);
+    dispatchMatched(services, req, res, match).catch(next);
+  };
+}
+
 async function dispatch(s: RouteServices, req: Request, res: Response): Promise<void> {
   const path = rawPath(req);
   const match = matchRoute(path);
   if (!match) throw new RegistryError('NAME_UNKNOWN', { status: 404, message: 'repository name not known to registry', detail: { path } });
+  return dispatchMatched(s, req, res, match);
+}
+
+async function dispatchMatched(s: RouteServices, req: Request, res: Response, match: RouteMatch): Promise<void> {
   const { route, groups } = match;
   if (route.subject) res.locals.subject = route.subject;
   let target: Target | undefined;

@@ -19,6 +19,7 @@ import { ProxyTagService } from './proxy-tag-service.js';
 import { ProxyReferrers } from './proxy-referrers.js';
 import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import type { DescriptorCache } from '../storage/descriptor-cache.js';
 import type { OvertakePolicy, RaceEvent } from './overtake.js';
 
 /** The cache events of a namespace's stores, told the name content is stored under, and the manifests refused as unverified. */
@@ -41,6 +42,8 @@ export interface NamespaceOptions {
   readonly events: NamespaceEvents;
   /** Locks shared with other processes on the same storage (replicas). */
   readonly locks?: SharedLocks;
+  /** The hot path's memory of recent hits (lib/storage/descriptor-cache.ts); none: every hit reads storage. */
+  readonly descriptors?: DescriptorCache;
   /** When a crawling blob fetch is raced by a second connection (`proxy.overtake`). */
   readonly overtake?: OvertakePolicy;
   /** What racing a blob fetch did, told the name the blob is stored under. */
@@ -84,6 +87,7 @@ export class ProxyNamespace {
     });
     this.blobs = new ProxyBlobStore(o.blobs, repository, this.upstream, events('blob'), {
       locks: o.locks,
+      descriptors: o.descriptors,
       overtake: o.overtake,
       onRace: o.onBlobRace && ((name, digest, event) => o.onBlobRace!(this.storedName(name), digest, event)),
     });
@@ -98,7 +102,7 @@ export class ProxyNamespace {
           }
         : undefined,
     };
-    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, immutableTagTest(o.config), o.locks);
+    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, immutableTagTest(o.config), o.locks, o.descriptors);
     this.tags = new ProxyTagService(repository, this.upstream);
     this.referrers = new ProxyReferrers(this.upstream, this.manifests);
   }

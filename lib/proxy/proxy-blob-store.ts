@@ -10,10 +10,13 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { blobLockKey } from '../storage/paths.js';
+import type { DescriptorCache } from '../storage/descriptor-cache.js';
 import { BlobFetch, type RaceEvent } from './blob-fetch.js';
 import type { OvertakePolicy } from './overtake.js';
 import type { Upstream } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
+import { BlobUnknownError } from '../errors.js';
+import { PathNotFoundError } from '../storage/driver.js';
 
 /** How the blob store coordinates and races its fetches. */
 export interface ProxyBlobOptions {
@@ -23,6 +26,8 @@ export interface ProxyBlobOptions {
   readonly overtake?: OvertakePolicy;
   /** What racing did, for logs and metrics. */
   onRace?(name: string, digest: Digest, event: RaceEvent): void;
+  /** What storage said of recent hits, so a hot blob costs no link read and no `stat`. */
+  readonly descriptors?: DescriptorCache;
 }
 
 /** The blob side of the pull-through cache. */
@@ -107,21 +112,57 @@ export class ProxyBlobStore implements BlobService {
    * (maybe private) repository cannot be read through another.
    */
   private async local(name: string, digest: Digest): Promise<BlobHandle | undefined> {
+    const known = this.options.descriptors?.get(name, digest.value, () => this.refresh(name, digest));
+    if (known?.kind === 'blob') return this.cachedHandle(name, digest, known.size);
+    return this.stored(name, digest);
+  }
+
+  /** Asks storage again about a hot descriptor (in the background): renewed, or forgotten when gone. */
+  private refresh(name: string, digest: Digest): void {
+    this.stored(name, digest, false).then(
+      (found) => void (found || this.options.descriptors?.forget(name, digest.value)),
+      () => this.options.descriptors?.forget(name, digest.value),
+    );
+  }
+
+  /**
+   * `local` from storage itself, remembered in the descriptor cache; `link` false (a refresh, no
+   * client asked): data this repository does not link is not linked, just not found.
+   */
+  private async stored(name: string, digest: Digest, link = true): Promise<BlobHandle | undefined> {
+    const cache = this.options.descriptors;
+    const epoch = cache?.epoch ?? 0;
     const repo = this.repository(name);
     // Both at once: on an object store each is a round trip to it.
     const [info, linked] = await Promise.all([this.blobs.stat(digest), repo.hasLayer(digest)]);
-    if (!info) return undefined;
+    if (!info || (!linked && !link)) return undefined;
     if (!linked) {
       // The upstream's answer for this repository is final: a 404 here would be a 404 for a GET too.
       await this.upstream.headBlob(name, digest.value);
       await repo.linkLayer(digest);
       this.events.stored?.(name, digest, info.size);
     }
+    cache?.set(name, digest.value, { kind: 'blob', size: info.size }, epoch);
+    return this.cachedHandle(name, digest, info.size);
+  }
+
+  /**
+   * A stored blob's handle. Its data may be removed by another process after the lookup (within the
+   * descriptor cache's bound): opening it then forgets the entry and answers `BLOB_UNKNOWN`.
+   */
+  private cachedHandle(name: string, digest: Digest, size: number): BlobHandle {
+    const gone = (err: unknown): never => {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof PathNotFoundError) {
+        this.options.descriptors?.forget(name, digest.value);
+        throw new BlobUnknownError(digest);
+      }
+      throw err;
+    };
     return {
-      size: info.size,
+      size,
       source: 'cache',
-      open: (range) => this.blobs.reader(digest, range),
-      openFile: () => this.blobs.openFile(digest),
+      open: (range) => this.blobs.reader(digest, range).catch(gone),
+      openFile: () => this.blobs.openFile(digest)?.catch(gone),
       redirect: (method) => this.blobs.redirectURL(method, digest),
     };
   }

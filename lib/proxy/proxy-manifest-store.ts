@@ -22,6 +22,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { manifestLockKey, tagLockKey } from '../storage/paths.js';
+import type { DescriptorCache } from '../storage/descriptor-cache.js';
 import { Inflight } from './inflight.js';
 import type { Upstream, UpstreamReply } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
@@ -67,6 +68,8 @@ export class ProxyManifestStore implements ManifestService {
     private readonly immutable?: (tag: string) => boolean,
     /** Locks shared with other processes on the same storage (replicas): one fetches, the rest wait. */
     private readonly locks?: SharedLocks,
+    /** What storage said of recent hits, so a hot manifest costs no link read and no file read. */
+    private readonly descriptors?: DescriptorCache,
   ) {}
 
   /** The manifest `name@digest`: from the cache, else fetched, verified and stored. */
@@ -281,6 +284,22 @@ export class ProxyManifestStore implements ManifestService {
 
   /** The cached manifest, if this repository has the revision and its data is intact. */
   private async local(name: string, digest: Digest): Promise<Manifest | undefined> {
+    const known = this.descriptors?.get(name, digest.value, () => this.refresh(name, digest));
+    if (known?.kind === 'manifest') return { digest, mediaType: known.mediaType, payload: known.payload, source: 'cache' };
+    return this.stored(name, digest);
+  }
+
+  /** Asks storage again about a hot descriptor (in the background): renewed, or forgotten when gone. */
+  private refresh(name: string, digest: Digest): void {
+    this.stored(name, digest).then(
+      (found) => void (found || this.descriptors?.forget(name, digest.value)),
+      () => this.descriptors?.forget(name, digest.value),
+    );
+  }
+
+  /** `local` from storage itself, remembered in the descriptor cache. */
+  private async stored(name: string, digest: Digest): Promise<Manifest | undefined> {
+    const epoch = this.descriptors?.epoch ?? 0;
     if (!(await this.repository(name).hasRevision(digest))) return undefined;
     let payload: Buffer;
     try {
@@ -290,6 +309,7 @@ export class ProxyManifestStore implements ManifestService {
     }
     const mediaType = mediaTypeOfPayload(payload);
     if (!mediaType) return undefined;
+    this.descriptors?.set(name, digest.value, { kind: 'manifest', mediaType, payload }, epoch);
     return { digest, mediaType, payload, source: 'cache' };
   }
 }
