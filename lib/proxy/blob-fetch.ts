@@ -118,6 +118,11 @@ export class BlobFetch {
   private readonly writer: FileWriter | undefined;
   private readonly spool: PositionalReader | undefined;
   private fdClosed = false;
+  /**
+   * Verified, its commit still under way, and the store's commit is remote (`SpooledWrite.remote`):
+   * readers get the last byte now instead of after the upload's end and its round trips.
+   */
+  private released = false;
   /** Settles when the blob is verified (resolves) or abandoned (rejects). */
   readonly done: Promise<void>;
   private readonly hash: ReturnType<typeof hasherFor>;
@@ -167,6 +172,14 @@ export class BlobFetch {
     return this.state === 'streaming';
   }
 
+  /**
+   * Verified and being committed with its last byte released to readers: a new client waits for
+   * the commit (`done`) and is then served from the store, as it would be a moment later.
+   */
+  get committing(): boolean {
+    return this.released && this.state === 'streaming';
+  }
+
   get committed(): boolean {
     return this.state === 'committed';
   }
@@ -205,6 +218,10 @@ export class BlobFetch {
         throw new BlobVerificationError(`upstream bytes hash to ${actual}, not ${this.digest.value}`);
       }
       if (this.state === 'streaming') {
+        if (this.options.write?.remote && this.written === this.received) {
+          this.released = true;
+          this.events.emit('change');
+        }
         try {
           await this.options.commit(writer!);
           this.state = 'committed';
@@ -458,7 +475,7 @@ export class BlobFetch {
   private async readChunk(position: number, last: number): Promise<Buffer | null> {
     for (;;) {
       if (this.state === 'failed') throw this.error!;
-      const verified = this.state === 'committed' || this.state === 'uncached';
+      const verified = this.released || this.state === 'committed' || this.state === 'uncached';
       // While the disk works, readers read the file, up to what is written; past the disk, the
       // tail in memory holds the rest.
       const known = this.state === 'streaming' || this.state === 'committed' ? this.written : this.received;

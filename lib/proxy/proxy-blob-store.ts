@@ -173,6 +173,11 @@ export class ProxyBlobStore implements BlobService {
    */
   private async fetch(name: string, digest: Digest): Promise<BlobFetch | undefined> {
     const running = this.fetches.get(digest.value);
+    // Its bytes are verified and going into the store: served from there in a moment.
+    if (running?.committing) {
+      await running.done.catch(() => undefined);
+      return undefined;
+    }
     // A fetch whose cache write was abandoned is joined only while it still holds every byte.
     if (running && running.canRead(0)) {
       const repos = this.linkOnCommit.get(digest.value);

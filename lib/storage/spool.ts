@@ -18,6 +18,12 @@ export interface SpooledWrite {
   readonly writer: FileWriter;
   /** Stays readable after commit or cancel, until closed. */
   readonly reader: PositionalReader;
+  /**
+   * The commit publishes to a remote store behind the spool (S3: the parts still under way, the
+   * last one, CompleteMultipartUpload): followers need not wait for it once the bytes are verified.
+   * False for a local file renamed into place.
+   */
+  readonly remote: boolean;
 }
 
 /** Bytes the feeder hands to the driver's writer at a time. */
@@ -28,7 +34,7 @@ export async function spooledWrite(driver: StorageDriver, path: string, spoolDir
   const writer = await driver.writer(path);
   if (writer.readBack) {
     try {
-      return { writer, reader: await writer.readBack() };
+      return { writer, reader: await writer.readBack(), remote: false };
     } catch (err) {
       await writer.cancel();
       throw err;
@@ -121,6 +127,7 @@ function feeding(inner: FileWriter, handle: FileHandle): SpooledWrite {
   };
   return {
     writer,
+    remote: true,
     reader: {
       read: async (buffer, offset, length, position) => (await handle.read(buffer, offset, length, position)).bytesRead,
       close: async () => {
