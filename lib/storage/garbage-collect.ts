@@ -12,7 +12,7 @@ import { createDriver } from './factory.js';
 import { BlobStore, listOrEmpty } from './blob-store.js';
 import { RepositoryStore } from './repository-store.js';
 import { forEachInOrder, listRepositories } from './catalog.js';
-import { blobsRoot, revisionsDir } from './paths.js';
+import { blobsRoot } from './paths.js';
 import type { StorageDriver } from './driver.js';
 
 /** Options of a collection. */
@@ -53,7 +53,7 @@ async function markRepository(driver: StorageDriver, blobs: BlobStore, name: str
   const marked: string[] = [];
   const doomed: RepositoryMarks['doomed'] = [];
   const repo = new RepositoryStore(driver, name);
-  const revisions = await revisionsOf(driver, name);
+  const revisions = await revisionsOf(repo);
   const kept = removeUntagged ? await reachableFromTags(repo, blobs, revisions) : new Set(revisions.map((d) => d.value));
   await forEachInOrder(
     revisions,
@@ -82,15 +82,8 @@ async function markRepository(driver: StorageDriver, blobs: BlobStore, name: str
  * trusts the name without reading the link (a directory whose link is missing or wrong marks a
  * manifest too many, which only keeps data), one listing per repository instead of a read per link.
  */
-async function revisionsOf(driver: StorageDriver, name: string): Promise<Digest[]> {
-  const found: Digest[] = [];
-  for (const algorithm of ['sha256', 'sha384', 'sha512'] as const) {
-    for (const hex of (await listOrEmpty(driver, revisionsDir(name, algorithm))).sort()) {
-      const d = parseDigest(`${algorithm}:${hex}`);
-      if (d) found.push(d);
-    }
-  }
-  return found;
+async function revisionsOf(repo: RepositoryStore): Promise<Digest[]> {
+  return (await repo.revisionNames()).flatMap((name) => parseDigest(name) ?? []);
 }
 
 /**

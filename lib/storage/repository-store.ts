@@ -97,7 +97,10 @@ export class RepositoryStore {
     return (await listOrEmpty(this.driver, tagsDir(this.name))).filter((t) => isValidTag(t)).sort();
   }
 
-  /** The digests of the revision directories, without reading their links (one listing per algorithm). */
+  /**
+   * The digests of the revision directories, without reading their links (one listing per
+   * algorithm; sorted within each, sha256 first, the order garbage-collect prints them in).
+   */
   revisionNames(): Promise<string[]> {
     return this.linkedNames((alg) => revisionsDir(this.name, alg));
   }
@@ -109,7 +112,7 @@ export class RepositoryStore {
 
   private async linkedNames(dirFor: (alg: string) => string): Promise<string[]> {
     const names: string[] = [];
-    for (const alg of ['sha256', 'sha384', 'sha512']) for (const hex of await listOrEmpty(this.driver, dirFor(alg))) names.push(`${alg}:${hex}`);
+    for (const alg of ['sha256', 'sha384', 'sha512']) for (const hex of (await listOrEmpty(this.driver, dirFor(alg))).sort()) names.push(`${alg}:${hex}`);
     return names;
   }
 
