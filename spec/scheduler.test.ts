@@ -177,6 +177,58 @@ describe('TTL scheduler', () => {
   });
 
   test.each([
+    ['purged (the report was older than the purge): dropped, not expired a second time', false],
+    ['linked again (a pull after the purge): kept with its new time', true],
+  ])('shared mode: an entry a replica renews while the holder expires it, its content %s', async (_kind, relinked) => {
+    const locks = new SharedLocks(dir, 2000);
+    const key = 'repo/a@sha256:aa';
+    let started!: () => void;
+    const expiring = new Promise<void>((r) => (started = r));
+    let finish!: () => void;
+    const purged = new Promise<void>((r) => (finish = r));
+    let asked = false;
+    const expired: string[] = [];
+    const a = new TtlScheduler({
+      statePath: state,
+      flushIntervalMs: 20,
+      onExpire: async (e) => {
+        expired.push(e.key);
+        started();
+        await purged;
+      },
+      stillCached: async () => {
+        asked = true;
+        return relinked;
+      },
+      shared: { locks },
+    });
+    const b = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 20, shared: { locks } });
+    await a.start();
+    await b.start();
+    try {
+      a.add('repo/a', 'sha256:aa', 'blob', 20);
+      await expiring;
+      // b served a hit (it does not know the entry: a hit for the holder) while a purges the content.
+      b.touch('repo/a', 'sha256:aa', 'blob', 3600_000);
+      await b.flush();
+      await a.flush();
+      expect(a.get(key)!.expiry.getTime()).toBeGreaterThan(Date.now() + 3000_000);
+      finish();
+      // After the purge, the holder asks whether the content is still linked.
+      await until(() => asked, 'the question whether the content is still linked');
+      await new Promise((r) => setImmediate(r));
+      await a.flush();
+      expect(a.has(key)).toBe(relinked);
+      expect((await readState(state)).entries.has(key)).toBe(relinked);
+      expect(expired).toEqual([key]);
+    } finally {
+      finish();
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  test.each([
     ['empty', ''],
     ['truncated', OFFICIAL.slice(0, 80)],
     ['garbage', Buffer.from([0x00, 0xff, 0xfe, 0x10, 0x80, 0x7b])],
