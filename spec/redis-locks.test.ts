@@ -106,7 +106,9 @@ describeRedis('leases in Redis', () => {
     const released = Date.now();
     await lease!.release();
     expect(await waited).toBe('landed');
-    expect(Date.now() - released).toBeLessThan(1000);
+    // Woken by the release, not by the next poll (10 s after the wait began); half of that leaves
+    // room for a loaded machine.
+    expect(Date.now() - released).toBeLessThan(5000);
   });
 
   test('Redis down: a fetch lock is taken without coordination (and said so), the expiry lease is refused; both work again once it is back', async () => {
@@ -117,7 +119,8 @@ describeRedis('leases in Redis', () => {
     const started = Date.now();
     const fetchLock = await locks.tryLease(KEY);
     expect(fetchLock).toEqual({ release: expect.any(Function), fence: 0 });
-    expect(Date.now() - started).toBeLessThan(1000);
+    // At once, not after waiting for Redis to come back (it does not, until started below).
+    expect(Date.now() - started).toBeLessThan(5000);
     expect(uncoordinated).toEqual([KEY]);
     expect(await locks.tryLease('scheduler-lease')).toBeUndefined();
     expect(await locks.isHeld(KEY)).toBe(false);

@@ -164,6 +164,9 @@ export class TtlScheduler implements ExpirySchedule {
       await this.tryLease();
       if (!this.lease) this.startLeaseTimer();
     }
+    // Stopped before it started (a registry closed during its start-up): nothing to load, and no
+    // timer or writer thread may outlive the stop.
+    if (this.stopped) return { loaded: 0 };
     this.syncTimer = setInterval(() => this.tick(), this.interval);
     this.syncTimer.unref();
     return this.load();
