@@ -35,7 +35,10 @@ describeRedis('leases in Redis', () => {
   });
   afterEach(async () => {
     await connection.close();
+    // Until the socket is gone (ioredis ends a dead server's socket by a timer of its own).
+    const ended = raw.status === 'end' ? Promise.resolve() : new Promise((r) => raw.once('end', r));
     raw.disconnect();
+    await ended;
   });
 
   test('one holder at a time; each grant has a larger fencing number; the lease names its holder and expires', async () => {
