@@ -128,5 +128,5 @@ describe('crash safety', () => {
     } finally {
       await child.stop();
     }
-  }, 60_000);
+  }, 180_000);
 });

@@ -93,7 +93,7 @@ describe('replicas on one storage root', () => {
       expect(sha(res.body)).toBe(digest);
     }
     expect(upstream.count(/^GET \/v2\/library\/big\/blobs\//)).toBe(2);
-  }, 60_000);
+  }, 120_000);
 
   test('kill -9 of the fetching replica: the next request to another replica is served at once (no waiting for the lock to go stale)', async () => {
     // A lockstale of an hour: the next request is served within the test's deadline only if the
@@ -113,7 +113,7 @@ describe('replicas on one storage root', () => {
     expect(next.status).toBe(200);
     expect(sha(next.body)).toBe(digest);
     expect(upstream.count(/^GET \/v2\/library\/crash\/blobs\//)).toBe(2);
-  }, 60_000);
+  }, 120_000);
 
   test('kill -9 mid-fetch and a restart on the same root: the first request after the restart is served at once (no waiting for the lock to go stale)', async () => {
     // A lockstale of an hour, as above: served at all means the dead holder was recognised.
@@ -131,7 +131,7 @@ describe('replicas on one storage root', () => {
     expect(next.status).toBe(200);
     expect(sha(next.body)).toBe(digest);
     expect(upstream.count(/^GET \/v2\/library\/crash\/blobs\//)).toBe(2);
-  }, 60_000);
+  }, 120_000);
 
   test('with a short proxy.ttl, content expires once, the state file stays valid JSON, and no replica crashes', async () => {
     // A lockstale well above any stall of a loaded machine: one lease holder throughout (a holder
@@ -196,7 +196,7 @@ describe('replicas on one storage root', () => {
     }
     expect(logs.match(/scheduler lease taken/g)).toHaveLength(1);
     expect(replicas.every((r) => r.alive())).toBe(true);
-  }, 60_000);
+  }, 120_000);
 
   test('proxy.maxsize is one figure for the whole cache: content fetched through replica B counts toward the cap the lease holder A enforces, least recently used first', async () => {
     await start(2, ['ttl: 1h', 'maxsize: 1200000']);
@@ -221,5 +221,5 @@ describe('replicas on one storage root', () => {
     expect(a.logs()).not.toMatch(/evicted (manifest|blob) library\/app[23]@/);
     expect(b.logs()).not.toMatch(/evicted/);
     expect(replicas.every((r) => r.alive())).toBe(true);
-  }, 60_000);
+  }, 120_000);
 });
