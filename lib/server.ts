@@ -108,8 +108,11 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
     listRepositories: (page) => listRepositories(services.driver, page),
     resolve: (name, ns) => {
       const found = canonical(name, ns);
-      if (found === undefined || 'storedName' in found) return found && { ...found, ...(found.hosted ? hosted!.target : storesOf(found.namespace!)) };
-      throw new RegistryError('NAME_UNKNOWN', { detail: { name, ns, reason: found.refused } });
+      if (found === undefined) return undefined;
+      if ('refused' in found) throw new RegistryError('NAME_UNKNOWN', { detail: { name, ns, reason: found.refused } });
+      // Hosted repositories are stored under the name the client uses.
+      const stores = found.namespace ? storesOf(found.namespace) : hosted!.target;
+      return { name: found.name, storedName: found.storedName, ...stores };
     },
     maxCatalogEntries: config.catalog.maxentries,
     logger,
@@ -208,7 +211,8 @@ function hostedRepositories(
 
 /** A client's repository name resolved once: where it is served from and the one name it is stored under; or why it is refused. */
 type Canonical =
-  | { readonly name: string; readonly storedName: string; readonly hosted: boolean; readonly namespace?: ProxyNamespace }
+  /** `namespace`: the upstream's; none for a hosted name. */
+  | { readonly name: string; readonly storedName: string; readonly namespace?: ProxyNamespace }
   | { readonly refused: string };
 
 /** Resolves a client's (valid) name and `ns` parameter; undefined: no upstream for that `ns`. */
@@ -223,12 +227,12 @@ type CanonicalNames = (name: string, ns: string | undefined) => Canonical | unde
  */
 function canonicalNames(services: RegistryServices, isHosted: (name: string) => boolean): CanonicalNames {
   return (name, ns) => {
-    if (isHosted(name)) return { name, storedName: name, hosted: true };
+    if (isHosted(name)) return { name, storedName: name };
     const found = services.router.resolve(name, ns);
     if (!found) return undefined;
     if (found.conflict) return { refused: found.conflict };
     if (isHosted(found.storedName)) return { refused: `${found.storedName} is a hosted repository; name it as such` };
-    return { name: found.name, storedName: found.storedName, hosted: false, namespace: found.namespace };
+    return { name: found.name, storedName: found.storedName, namespace: found.namespace };
   };
 }
 
