@@ -36,6 +36,8 @@ export interface ReplicaOptions {
   readonly extra?: readonly string[];
   /** Serve the metrics on a debug port of its own. */
   readonly debug?: boolean;
+  /** More environment variables of the process (`NODE_EXTRA_CA_CERTS`). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** Starts a registry on a free port with `root` and `proxyYaml` lines under `proxy:`; its config goes into `dir`. */
@@ -45,16 +47,17 @@ export async function startReplica(dir: string, root: string, remoteurl: string,
   const config = join(dir, `replica-${port}.yml`);
   const http = [`addr: 127.0.0.1:${port}`, ...(debugPort ? ['debug:', `  addr: 127.0.0.1:${debugPort}`, '  prometheus:', '    enabled: true'] : [])];
   await writeFile(config, registryYaml({ root, storage: options.storage, level: 'info', http, proxy: [`remoteurl: ${remoteurl}`, ...proxyYaml], extra: options.extra }));
-  const replica = await startRegistry(config, `http://127.0.0.1:${port}`);
+  const replica = await startRegistry(config, `http://127.0.0.1:${port}`, options.env);
   return { ...replica, metricsUrl: debugPort ? `http://127.0.0.1:${debugPort}/metrics` : undefined };
 }
 
 /**
- * Runs `bin/registry serve <config>` and resolves once `<url>/v2/` answers; if it does not within
- * 20 s, the process is killed (and awaited) and the error carries its logs.
+ * Runs `bin/registry serve <config>` (with `env` added to the environment) and resolves once
+ * `<url>/v2/` answers; if it does not within 20 s, the process is killed (and awaited) and the
+ * error carries its logs.
  */
-export async function startRegistry(config: string, url: string): Promise<Replica> {
-  const child = spawnChild(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startRegistry(config: string, url: string, env: NodeJS.ProcessEnv = {}): Promise<Replica> {
+  const child = spawnChild(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let logs = '';
   child.process.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
   child.process.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
