@@ -2,20 +2,21 @@
  * The server as users run it: log formats, http.prefix and http.headers, TLS with a certificate
  * the test makes, a unix socket, and graceful shutdown of the real CLI on SIGTERM and SIGINT.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import request from 'supertest';
 import { createLogger } from '../lib/log/logger.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror } from './helpers/mirror.js';
-import { freePort, waitForHttp } from './helpers/ports.js';
+import { startRegistry } from './helpers/replica.js';
+import { freePort } from './helpers/ports.js';
 
 function captureLog(formatter: 'text' | 'json' | 'logstash', level: 'info' | 'warn' = 'info') {
   const out = new PassThrough();
@@ -139,22 +140,24 @@ describe('http options', () => {
     const port = await freePort();
     const config = join(dir, `config-${signal}.yml`);
     await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, `root-${signal}`)}\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${upstream.url}\n`);
-    const child = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: 'ignore' });
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    await waitForHttp(`http://127.0.0.1:${port}/v2/`, 15_000);
-    const transfer = new Promise<{ status: number; bytes: number; complete: boolean }>((r) => {
-      http.get(`http://127.0.0.1:${port}/v2/library/slow/blobs/${digest}`, { agent: false }, (res) => {
-        let bytes = 0;
-        res.on('data', (c: Buffer) => {
-          if (bytes === 0) child.kill(signal);
-          bytes += c.length;
+    const child = await startRegistry(config, `http://127.0.0.1:${port}`);
+    try {
+      const transfer = new Promise<{ status: number; bytes: number; complete: boolean }>((r) => {
+        http.get(`http://127.0.0.1:${port}/v2/library/slow/blobs/${digest}`, { agent: false }, (res) => {
+          let bytes = 0;
+          res.on('data', (c: Buffer) => {
+            if (bytes === 0) child.process.kill(signal);
+            bytes += c.length;
+          });
+          res.on('end', () => r({ status: res.statusCode!, bytes, complete: res.complete }));
+          res.on('error', () => r({ status: res.statusCode!, bytes, complete: false }));
         });
-        res.on('end', () => r({ status: res.statusCode!, bytes, complete: res.complete }));
-        res.on('error', () => r({ status: res.statusCode!, bytes, complete: false }));
       });
-    });
-    expect(await transfer).toEqual({ status: 200, bytes: 400_000, complete: true });
-    expect(await exited).toBe(0);
+      expect(await transfer).toEqual({ status: 200, bytes: 400_000, complete: true });
+      expect(await child.exited).toBe(0);
+    } finally {
+      await child.kill();
+    }
   });
 
   test('the CLI answers --version and --help, and refuses a broken config naming the key', () => {
