@@ -113,6 +113,7 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
       return { name: found.name, manifests: n.manifests, blobs: n.blobs, tags: n.tags, referrers: n.referrers };
     },
     maxCatalogEntries: config.catalog.maxentries,
+    maxTags: config.tags.maxtags,
     logger,
     access,
   };
@@ -190,7 +191,7 @@ function hostedRepositories(
 ): { repositories: HostedRepositories; target: Omit<Target, 'name'> } {
   const { driver, blobs, repository, router } = services;
   const purging = config.storage.maintenance.uploadpurging;
-  const repositories = new HostedRepositories({ prefixes: config.proxy!.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, logger });
+  const repositories = new HostedRepositories({ prefixes: config.proxy!.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, indexes: config.validation.indexes, logger });
   const writable = createWritable(repositories, {
     access,
     anonymousPush: config.proxy!.hostedanonymouspush,
