@@ -190,6 +190,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
       host,
       isDefault,
       config: upstreamConfig,
+      exec: isDefault ? proxy.exec : undefined,
       timeouts: { connect: proxy.timeouts.connectms, response: proxy.timeouts.responsems, idle: proxy.timeouts.idlems },
       driver,
       blobs,

@@ -34,6 +34,8 @@ export interface NamespaceOptions {
   /** True for the default upstream (`proxy.remoteurl`): stored without a prefix. */
   readonly isDefault: boolean;
   readonly config: UpstreamConfig;
+  /** `proxy.exec` (the default upstream only): a credential helper in place of `username`/`password`. */
+  readonly exec?: { readonly command: string; readonly lifetimems?: number };
   readonly timeouts: UpstreamTimeouts;
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
@@ -74,6 +76,7 @@ export class ProxyNamespace {
       remoteUrl: o.config.remoteurl,
       username: o.config.username,
       password: o.config.password,
+      exec: o.exec,
       timeouts: o.timeouts,
       onWarning: o.onWarning,
       onResponse: o.onResponse && ((info) => o.onResponse!({ host: o.host, ...info })),
