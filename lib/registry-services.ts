@@ -311,7 +311,7 @@ function schedulerState(config: Config, driver: StorageDriver): { statePath: str
  */
 async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logger): Promise<RedisConnection> {
   const { RedisConnection } = await import('./coordination/redis-connection.js');
-  const where = `${config.host}:${config.port}`;
+  const where = config.sentinel ? `primary ${config.sentinel.mastername} (Sentinels ${config.sentinel.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')})` : `${config.host}:${config.port}`;
   metrics.redisUp.set(0);
   const connection = new RedisConnection(config, {
     down: (reason) => {
