@@ -12,6 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Express } from 'express';
 import type { HttpConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
+import { opensslCiphers } from './config/tls-ciphers.js';
 
 /** The server for the `http` section, answering with `app`. */
 export function createServer(config: HttpConfig, app: Express): http.Server {
@@ -27,6 +28,7 @@ export function createServer(config: HttpConfig, app: Express): http.Server {
         cert: readFileSync(tls.certificate),
         key: readFileSync(tls.key),
         minVersion: tls.minimumtls === 'tls1.3' ? 'TLSv1.3' : 'TLSv1.2',
+        ...(tls.ciphersuites?.length ? { ciphers: opensslCiphers(tls.ciphersuites) } : {}),
         ...(mode ? { ca, requestCert: true, rejectUnauthorized: mode === 'require-and-verify-client-cert' } : {}),
       },
       app,

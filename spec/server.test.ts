@@ -8,11 +8,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import request from 'supertest';
 import { createLogger } from '../lib/log/logger.js';
+import { loadConfig } from '../lib/config/load.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror } from './helpers/mirror.js';
 import { freePort, waitForHttp } from './helpers/ports.js';
@@ -163,6 +165,29 @@ describe('http options', () => {
     } finally {
       await mirror.close();
     }
+  });
+
+  test('http.tls.ciphersuites (Go names) restricts TLS 1.2 to those suites; TLS 1.3 keeps its own, as in Go', async () => {
+    const file = clientCerts('ciphers');
+    const mirror = await startMirror(upstream.url, {
+      httpYaml: `addr: 127.0.0.1:0\ntls:\n  certificate: ${file('server.pem')}\n  key: ${file('server.key')}\n  ciphersuites:\n    - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n    - TLS_AES_128_GCM_SHA256`,
+    });
+    const handshake = (maxVersion: 'TLSv1.2' | 'TLSv1.3', ciphers?: string) =>
+      new Promise<string>((resolveCipher) => {
+        const socket = tls.connect({ port: mirror.registry.port!, host: '127.0.0.1', ca: readFileSync(file('server.pem')), maxVersion, ciphers }, () => {
+          resolveCipher(socket.getCipher().standardName);
+          socket.destroy();
+        });
+        socket.on('error', () => resolveCipher('refused'));
+      });
+    try {
+      expect(await handshake('TLSv1.2')).toBe('TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256');
+      expect(await handshake('TLSv1.2', 'ECDHE-ECDSA-AES256-GCM-SHA384')).toBe('refused');
+      expect(await handshake('TLSv1.3')).toMatch(/^TLS_(AES|CHACHA20)_/);
+    } finally {
+      await mirror.close();
+    }
+    expect(() => loadConfig({ text: 'version: 0.1\nhttp:\n  tls:\n    ciphersuites: [TLS_NULL]\n' })).toThrow(/http\.tls\.ciphersuites\.0: "TLS_NULL" must be one of TLS_RSA_WITH_RC4_128_SHA/);
   });
 
   test('http.net unix listens on a socket path', async () => {

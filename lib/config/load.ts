@@ -204,6 +204,7 @@ function convert(t: Raw, warnings: string[]): Config {
             clientcas: http.tls.clientcas,
             clientauth: http.tls.clientauth ?? 'require-and-verify-client-cert',
             minimumtls: http.tls.minimumtls,
+            ciphersuites: http.tls.ciphersuites,
           }
         : undefined,
       debug: http.debug?.addr ? { addr: http.debug.addr, prometheus: http.debug.prometheus } : undefined,

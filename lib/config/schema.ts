@@ -6,6 +6,7 @@
 import { isDuration, tryParseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { isValidName } from '../distribution/reference.js';
+import { GO_CIPHER_SUITES } from './tls-ciphers.js';
 
 /**
  * A key's status: `supported` (validated and used), `ignored` (accepted with a warning), `rejected`
@@ -54,7 +55,7 @@ export const KNOWN_KEYS: KeyTree = {
   http: {
     addr: S, net: S, prefix: S, host: S, secret: S, relativeurls: I, draintimeout: S,
     // `letsencrypt` without a certificate refuses to start (load.ts): this registry does no ACME.
-    tls: { certificate: S, key: S, clientcas: S, clientauth: S, minimumtls: S, ciphersuites: I, letsencrypt: { cachefile: I, email: I, hosts: I, directoryurl: I } },
+    tls: { certificate: S, key: S, clientcas: S, clientauth: S, minimumtls: S, ciphersuites: S, letsencrypt: { cachefile: I, email: I, hosts: I, directoryurl: I } },
     debug: { addr: S, prometheus: { enabled: S, path: S } },
     headers: M,
     http2: { disabled: I },
@@ -162,6 +163,7 @@ export const CONFIG_SCHEMA = {
             key: str,
             clientcas: { type: 'array', items: str, default: [] },
             clientauth: { enum: CLIENT_AUTH_MODES },
+            ciphersuites: { type: 'array', items: { enum: Object.keys(GO_CIPHER_SUITES) } },
             minimumtls: { enum: ['tls1.2', 'tls1.3'] },
           },
         },

@@ -24,6 +24,8 @@ export interface TlsConfig {
    */
   readonly clientauth: 'request-client-cert' | 'require-any-client-cert' | 'verify-client-cert-if-given' | 'require-and-verify-client-cert';
   readonly minimumtls?: string;
+  /** Go's names of the TLS 1.2 cipher suites allowed (`config/tls-ciphers.ts`); undefined: node's defaults. */
+  readonly ciphersuites?: readonly string[];
 }
 
 /** `http:` */
