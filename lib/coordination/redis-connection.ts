@@ -5,8 +5,10 @@
  * cache and fetching without coordination instead of holding requests, and says so (the `down`
  * and `up` callbacks: a log line and `registry_mirror_redis_up`). ioredis reconnects on its own,
  * backing off from `minretrybackoff` to `maxretrybackoff`. With a Sentinel `mastername` it asks the
- * Sentinels for the primary on every (re)connection and follows a failover as soon as they
- * announce it (`+switch-master`), or when the old primary refuses a write (`READONLY`).
+ * Sentinels for the primary on every (re)connection: a primary that dies closes the connection,
+ * and one demoted under it refuses writes (`READONLY`), which reconnects.
+ * (ioredis's `failoverDetector` is not used: its disconnect on `+switch-master`, racing a
+ * reconnection already under way, left a connection that never came back in 2 of 5 failovers.)
  */
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -65,7 +67,6 @@ export class RedisConnection {
             sentinelTLS: tls,
             sentinelRetryStrategy: retryStrategy,
             sentinelCommandTimeout: c.readtimeoutms,
-            failoverDetector: true,
             // A primary demoted under us answers writes with READONLY: reconnect (to the new one) and resend.
             reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
           }
