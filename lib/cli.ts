@@ -2,7 +2,7 @@
  * The `registry` command line, as distribution's: `serve`, `garbage-collect`, `--version`, `--help`;
  * and ours: `warm`.
  * The configuration path is the argument, else `REGISTRY_CONFIGURATION_PATH`, else
- * `/etc/docker/registry/config.yml`.
+ * `/etc/distribution/config.yml` (registry:3's) when it exists, else `/etc/docker/registry/config.yml`.
  */
 import { createRequire } from 'node:module';
 import type { Logger } from 'winston';
@@ -26,7 +26,8 @@ Flags:
   -v, --version    show the version and exit
 
 Each command takes the configuration file as its argument; without one,
-REGISTRY_CONFIGURATION_PATH, then /etc/docker/registry/config.yml, is read.
+REGISTRY_CONFIGURATION_PATH, then /etc/distribution/config.yml (when it
+exists), then /etc/docker/registry/config.yml, is read.
 `;
 
 const GC_USAGE = `Usage:

@@ -27,6 +27,7 @@ import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
 import { SCHEDULER_LEASE_KEY, SCHEDULER_STATE_PATH } from './storage/paths.js';
 import type { RedisConnection } from './coordination/redis-connection.js';
 import { formatRate } from './proxy/overtake.js';
+import { BlobFetchStoppedError } from './proxy/blob-fetch.js';
 
 /** How often temporary files of processes that died are looked for while serving. */
 const TEMP_CLEANUP_INTERVAL_MS = 60_000;
@@ -175,6 +176,10 @@ export async function createServices(config: Config, logger: Logger, options: Se
     miss: (type) => metrics.miss(type),
     cacheWriteFailed: (type, repo, digest, err) => {
       metrics.cacheWriteFailures.inc({ type });
+      if (err instanceof BlobFetchStoppedError) {
+        logger.warn(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}`);
+        return;
+      }
       const code = (err as NodeJS.ErrnoException).code;
       logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, {
         'err.code': code,
@@ -190,6 +195,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
       host,
       isDefault,
       config: upstreamConfig,
+      exec: isDefault ? proxy.exec : undefined,
       timeouts: { connect: proxy.timeouts.connectms, response: proxy.timeouts.responsems, idle: proxy.timeouts.idlems },
       driver,
       blobs,
@@ -198,6 +204,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
       locks,
       descriptors,
       overtake: { minBytesPerSecond: proxy.overtake.minratebytes, afterMs: proxy.overtake.afterms },
+      cacheWriteTimeoutMs: proxy.cachewritetimeoutms,
       onBlobRace: (repo, digest, event) => {
         const blob = `blob ${repo}@${digest.value}`;
         switch (event.kind) {
@@ -304,7 +311,7 @@ function schedulerState(config: Config, driver: StorageDriver): { statePath: str
  */
 async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logger): Promise<RedisConnection> {
   const { RedisConnection } = await import('./coordination/redis-connection.js');
-  const where = `${config.host}:${config.port}`;
+  const where = config.sentinel ? `primary ${config.sentinel.mastername} (Sentinels ${config.sentinel.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')})` : `${config.host}:${config.port}`;
   metrics.redisUp.set(0);
   const connection = new RedisConnection(config, {
     down: (reason) => {

@@ -115,6 +115,7 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
       return { name: found.name, storedName: found.storedName, ...stores };
     },
     maxCatalogEntries: config.catalog.maxentries,
+    maxTags: config.tags.maxtags,
     logger,
     access,
   };
@@ -193,7 +194,7 @@ function hostedRepositories(
 ): { repositories: HostedRepositories; target: Omit<Target, 'name' | 'storedName'> } {
   const { driver, blobs, repository } = services;
   const purging = config.storage.maintenance.uploadpurging;
-  const repositories = new HostedRepositories({ prefixes: config.proxy!.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, logger });
+  const repositories = new HostedRepositories({ prefixes: config.proxy!.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, indexes: config.validation.indexes, logger });
   const writable = createWritable(repositories, {
     access,
     anonymousPush: config.proxy!.hostedanonymouspush,

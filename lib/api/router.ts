@@ -47,6 +47,8 @@ export interface RouteServices {
    */
   resolve(name: string, ns: string | undefined): Target | undefined;
   readonly maxCatalogEntries: number;
+  /** `tags.maxtags`: a larger `n` on a tag list is lowered to it (with a `Link` to the rest). */
+  readonly maxTags: number;
   readonly logger: Logger;
   /** The configured `auth` controller; undefined when the registry is open. */
   readonly access?: AccessController;

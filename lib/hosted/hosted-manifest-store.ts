@@ -11,7 +11,7 @@ import type { Manifest, ManifestRef, ManifestService, PageRequest, TagPage, TagS
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { Descriptor } from '../distribution/manifest.js';
-import { checkManifest, verifyReferences } from './manifest-verify.js';
+import { checkManifest, verifyReferences, type IndexValidation } from './manifest-verify.js';
 
 /** What a successful push reports. */
 export interface PushedManifest {
@@ -24,6 +24,7 @@ export class HostedManifestStore implements ManifestService {
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
+    private readonly indexes?: IndexValidation,
   ) {}
 
   /** The manifest `name@digest`; `MANIFEST_UNKNOWN` unless it is a revision of `name`. */
@@ -60,7 +61,7 @@ export class HostedManifestStore implements ManifestService {
     await verifyReferences(parsed, {
       layer: async (d) => (await repo.hasLayer(d)) && (await this.blobs.stat(d)) !== undefined,
       revision: async (d) => (await repo.hasRevision(d)) && (await this.blobs.stat(d)) !== undefined,
-    });
+    }, this.indexes);
     const stored = digest ?? { algorithm: 'sha256' as const, hex: actual.slice('sha256:'.length), value: actual };
     await this.blobs.put(stored, payload);
     await repo.linkRevision(stored);

@@ -28,6 +28,8 @@ export interface ProxyBlobOptions {
   onRace?(name: string, digest: Digest, event: RaceEvent): void;
   /** What storage said of recent hits, so a hot blob costs no link read and no `stat`. */
   readonly descriptors?: DescriptorCache;
+  /** `proxy.cachewritetimeout`: how long a fetch its clients left goes on filling the cache. */
+  readonly cacheWriteTimeoutMs?: number;
 }
 
 /** The blob side of the pull-through cache. */
@@ -268,6 +270,7 @@ export class ProxyBlobStore implements BlobService {
       overtake: this.options.overtake,
       reopen: (offset) => this.reopen(name, digest, offset, size),
       onRace: (event) => this.options.onRace?.(name, digest, event),
+      cacheWriteTimeoutMs: this.options.cacheWriteTimeoutMs,
     });
     this.fetches.set(digest.value, fetch);
     fetch.done

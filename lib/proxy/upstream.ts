@@ -10,6 +10,7 @@ import type { ExtendOptions, Got, RequestError } from 'got';
 import { MAX_MANIFEST_BYTES } from '../distribution/manifest.js';
 import { MANIFEST_ACCEPT, MediaType } from '../distribution/mediatypes.js';
 import { UpstreamAuth, UpstreamAuthError, scopeForRepository, shouldSendAuthorization } from './auth/upstream-auth.js';
+import { CredentialHelper, CredentialHelperError } from './auth/credential-helper.js';
 import { UpstreamError } from './upstream-error.js';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
 
@@ -28,6 +29,8 @@ export interface UpstreamOptions {
   readonly remoteUrl: string;
   readonly username?: string;
   readonly password?: string;
+  /** `proxy.exec`: a credential helper in place of `username`/`password`. */
+  readonly exec?: { readonly command: string; readonly lifetimems?: number };
   readonly timeouts?: Partial<UpstreamTimeouts>;
   /** Called with every upstream answer's status and headers (rate-limit logging, metrics). */
   readonly onResponse?: (info: { method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
@@ -113,10 +116,12 @@ export class Upstream {
       ...options.breaker,
       onChange: (open, detail) => options.onWarning?.(`upstream ${this.remoteUrl} circuit ${open ? 'open' : 'closed'}: ${detail}`),
     });
+    const helper = options.exec && new CredentialHelper({ ...options.exec, serverUrl: new URL(this.remoteUrl).host });
     this.auth = new UpstreamAuth({
       remoteUrl: this.remoteUrl,
       username: options.username,
       password: options.password,
+      credentials: helper && (() => helper.credentials()),
       got: () => this.client(),
       onWarning: options.onWarning,
     });
@@ -300,6 +305,8 @@ export class Upstream {
       return await this.auth.authorization(scope);
     } catch (err) {
       if (err instanceof UpstreamAuthError) throw new UpstreamError('ERR_UPSTREAM_AUTH_FAILED', err.message, { cause: err, status: err.status ?? 401 });
+      // No credentials to send: the request fails (503) rather than go out anonymously.
+      if (err instanceof CredentialHelperError) throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `no upstream credentials: ${err.message}`, { cause: err });
       throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', err instanceof Error ? err.message : String(err), { cause: err });
     }
   }

@@ -47,14 +47,22 @@ async function listening(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
+/** How to start it: more arguments (`--replicaof`, TLS files), and whether its port speaks TLS only. */
+export interface RedisOptions {
+  readonly args?: readonly string[];
+  /** The port is `--tls-port` (plain `--port 0`); `args` then names the certificate files. */
+  readonly tls?: boolean;
+}
+
 /** Starts a redis-server. */
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'redis-'));
   let child: Child | undefined;
   let logs = '';
   const start = async (): Promise<void> => {
-    const started = spawnChild(REDIS_SERVER_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], {
+    const ports = options.tls ? ['--port', '0', '--tls-port', String(port)] : ['--port', String(port)];
+    const started = spawnChild(REDIS_SERVER_BIN, [...ports, '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...(options.args ?? [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child = started;
