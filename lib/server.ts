@@ -29,6 +29,7 @@ import { startDebugServer } from './metrics/debug-server.js';
 import { HealthChecks } from './health/health-checks.js';
 import { HostedRepositories } from './hosted/hosted.js';
 import { createServices, type RegistryServices } from './registry-services.js';
+import { requestTracing } from './tracing/tracing.js';
 
 /** A running registry. */
 export interface RunningRegistry {
@@ -75,6 +76,9 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  // A server span per request, when tracing is on (lib/tracing): none of its cost otherwise.
+  const traced = requestTracing();
+  if (traced) app.use(traced);
   if (!config.log.accesslog.disabled) app.use(accessLog(logger));
   const headers = configuredHeaders(config.http.headers);
   // As distribution's health.Handler: while a configured check fails, every request is refused.

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 const LAYERS: Readonly<Record<string, number>> = {
   errors: 0,
   distribution: 1,
+  tracing: 1,
   config: 2,
   log: 3,
   stores: 3,
