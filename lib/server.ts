@@ -119,6 +119,7 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
     maxCatalogEntries: config.catalog.maxentries,
     logger,
     access,
+    events: services.notifier.active ? { notifier: services.notifier, host: config.http.host, prefix } : undefined,
   };
   app.use(hotRoutes(routeServices, prefix));
   app.get(prefix + '/', (req, res, next) => {

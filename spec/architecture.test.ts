@@ -26,6 +26,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   scheduler: 6,
   metrics: 6,
   'cache-policy': 7,
+  notifications: 7,
   api: 8,
   'registry-services': 8,
   'http-listener': 8,

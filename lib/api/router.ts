@@ -15,6 +15,7 @@ import { authorize } from './authorize.js';
 import { apiVersionHeader } from './headers.js';
 import { matchRoute, type RouteMatch, type RouteName } from './route-names.js';
 import type { Writable } from './writable.js';
+import type { RouteEvents } from './events.js';
 import { baseResource, catalogResource } from './handlers/base.js';
 import { manifestResource } from './handlers/manifests.js';
 import { blobResource } from './handlers/blobs.js';
@@ -45,6 +46,8 @@ export interface RouteServices {
   readonly logger: Logger;
   /** The configured `auth` controller; undefined when the registry is open. */
   readonly access?: AccessController;
+  /** `notifications:` with an enabled endpoint; undefined: no events. */
+  readonly events?: RouteEvents;
 }
 
 /** One method's handler of a route, with the route's parsed parameters. */
@@ -144,6 +147,8 @@ function rawPath(req: Request): string {
 async function resolveTarget(s: RouteServices, req: Request, res: Response, raw: string): Promise<Target> {
   if (!isValidName(raw)) throw new RegistryError('NAME_INVALID', { detail: { name: raw } });
   await authorize(s, req, res, 'repository', raw);
+  // Events name the repository as the client does (`busybox`, not the stored `library/busybox`).
+  if (s.events) res.locals.repository = raw;
   const ns = req.query.ns;
   if (ns !== undefined && typeof ns !== 'string') throw new RegistryError('NAME_UNKNOWN', { detail: { ns } });
   const found = s.resolve(raw, ns);

@@ -58,7 +58,8 @@ export const KNOWN_KEYS: KeyTree = {
     http2: I,
     h2c: I,
   },
-  notifications: I,
+  // Checked key by key in notifications.ts (an endpoint's keys too: a list is not walked here).
+  notifications: { events: { includereferences: S }, endpoints: S },
   // 2.8 and 3.x (go-redis UniversalOptions); one server, whose connection ioredis multiplexes (no pool).
   redis: {
     addr: S, addrs: S, username: S, password: S, db: S, clientname: S, dialtimeout: S, readtimeout: S, writetimeout: S,

@@ -5,6 +5,8 @@
  * their section so that warnings and docs can name them.
  */
 
+import type { NotificationsConfig } from './notifications.js';
+
 /** `log:` */
 export interface LogConfig {
   readonly level: 'error' | 'warn' | 'info' | 'debug';
@@ -215,5 +217,7 @@ export interface Config {
   readonly health: HealthConfig;
   /** `redis:` with a server named; undefined otherwise (replicas then coordinate through the filesystem, if at all). */
   readonly redis?: RedisConfig;
+  /** `notifications:` (no endpoints: none sent). */
+  readonly notifications: NotificationsConfig;
   readonly validation?: Readonly<Record<string, unknown>>;
 }
