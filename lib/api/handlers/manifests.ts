@@ -95,10 +95,14 @@ async function putManifest(s: RouteServices, w: Writable, req: Request, res: Res
 async function deleteManifest(s: RouteServices, w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
   w.checkWrite(req, name);
   const ref = refOf(p, 'lookup');
-  await w.manifests.delete(name, ref);
+  const untagged = await w.manifests.delete(name, ref);
   res.setHeader('Content-Length', 0);
   res.status(202).end();
-  notify(s, req, res, (n, origin, repo) => n.deleted(origin, repo, ref));
+  // As distribution: a digest's delete event, then one per tag it had; a tag's delete is the tag's.
+  notify(s, req, res, (n, origin, repo) => {
+    if ('digest' in ref) n.deleted(origin, repo, ref);
+    for (const tag of untagged) n.deleted(origin, repo, { tag });
+  });
 }
 
 /**
