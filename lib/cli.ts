@@ -9,6 +9,7 @@ import type { Logger } from 'winston';
 import { loadConfig, resolveConfigPath } from './config/load.js';
 import { createLogger } from './log/logger.js';
 import { startRegistry } from './server.js';
+import { startTracing } from './tracing/tracing.js';
 import { UsageError } from './errors.js';
 
 const USAGE = `Usage:
@@ -88,20 +89,29 @@ async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
     return 0;
   }
   const { logger, config } = load(args, env);
-  const registry = await startRegistry(config, logger);
+  // OpenTelemetry, loaded only when OTEL_TRACES_EXPORTER asks for spans (distribution v3's variables).
+  const stopTracing = await startTracing(env, version(), (msg) => logger.warn(`tracing: ${msg}`));
+  if (stopTracing) logger.info(`tracing: spans exported (OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER})`);
+  const registry = await startRegistry(config, logger).catch(async (err: unknown) => {
+    await stopTracing?.();
+    throw err;
+  });
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       logger.info(`${signal} received: finishing in-flight requests, then exiting`);
-      registry.close().then(
-        () => resolve(0),
-        (err: unknown) => {
-          logger.error(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
-          resolve(1);
-        },
-      );
+      registry
+        .close()
+        .then(() => stopTracing?.())
+        .then(
+          () => resolve(0),
+          (err: unknown) => {
+            logger.error(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
+            resolve(1);
+          },
+        );
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

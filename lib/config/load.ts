@@ -13,6 +13,7 @@ import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
 import { s3Config } from './s3.js';
 import { redisConfig } from './redis.js';
+import { notificationsConfig } from './notifications.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, type KeyStatus, type KeyTree } from './schema.js';
 import { validateConfig } from './config-validator.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
@@ -244,6 +245,7 @@ function convert(t: Raw, warnings: string[]): Config {
     auth: authConfig(t.auth as Raw | undefined),
     health: healthConfig(t.health as Raw),
     redis: t.redis === undefined || t.redis === null ? undefined : redisConfig(t.redis as Raw, warnings),
+    notifications: notificationsConfig(t.notifications),
   };
 }
 

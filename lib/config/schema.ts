@@ -61,8 +61,9 @@ export const KNOWN_KEYS: KeyTree = {
     http2: { disabled: I },
     h2c: { enabled: I },
   },
-  notifications: I,
-  // 2.8 and 3.x (go-redis UniversalOptions): one server or a Sentinel group, whose connection ioredis multiplexes (no pool).
+  // Checked key by key in notifications.ts (an endpoint's keys too: a list is not walked here).
+  notifications: { events: { includereferences: S }, endpoints: S },
+  // 2.8 and 3.x (go-redis UniversalOptions); one server or a Sentinel group, whose connection ioredis multiplexes (no pool).
   redis: {
     addr: S, addrs: S, username: S, password: S, db: S, clientname: S, dialtimeout: S, readtimeout: S, writetimeout: S,
     maxretries: S, minretrybackoff: S, maxretrybackoff: S,

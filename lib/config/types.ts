@@ -5,6 +5,8 @@
  * their section so that warnings and docs can name them.
  */
 
+import type { NotificationsConfig } from './notifications.js';
+
 /** `log:` */
 export interface LogConfig {
   readonly level: 'error' | 'warn' | 'info' | 'debug';
@@ -251,4 +253,6 @@ export interface Config {
   /** `redis:` with a server named; undefined otherwise (replicas then coordinate through the filesystem, if at all). */
   readonly redis?: RedisConfig;
   readonly validation: ValidationConfig;
+  /** `notifications:` (no endpoints: none sent). */
+  readonly notifications: NotificationsConfig;
 }

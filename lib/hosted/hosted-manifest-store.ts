@@ -71,18 +71,20 @@ export class HostedManifestStore implements ManifestService {
 
   /**
    * distribution's `DeleteManifest`: a tag is untagged; a digest loses its revision link and every
-   * tag pointing at it. The data stays for `garbage-collect`.
+   * tag pointing at it. The data stays for `garbage-collect`. Resolves with the tags removed.
    */
-  async delete(name: string, ref: ManifestRef): Promise<void> {
+  async delete(name: string, ref: ManifestRef): Promise<string[]> {
     const repo = this.repository(name);
     if ('tag' in ref) {
       if (!(await repo.resolveTag(ref.tag))) throw new ManifestUnknownError({ tag: ref.tag });
       await repo.untag(ref.tag);
-      return;
+      return [ref.tag];
     }
     if (!(await repo.hasRevision(ref.digest))) throw unknownManifest(ref.digest.value);
     await repo.unlinkRevision(ref.digest);
-    for (const tag of await repo.tagsFor(ref.digest)) await repo.untag(tag);
+    const tags = await repo.tagsFor(ref.digest);
+    for (const tag of tags) await repo.untag(tag);
+    return tags;
   }
 }
 

@@ -17,6 +17,7 @@ import type { Upstream } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
 import { BlobUnknownError } from '../errors.js';
 import { PathNotFoundError } from '../storage/driver.js';
+import { inSpan } from '../tracing/tracing.js';
 
 /** How the blob store coordinates and races its fetches. */
 export interface ProxyBlobOptions {
@@ -221,7 +222,7 @@ export class ProxyBlobStore implements BlobService {
     if (!this.locks) return this.startLocalFetch(name, digest);
     const key = blobLockKey(digest);
     for (;;) {
-      const release = await this.locks.tryAcquire(key);
+      const release = await inSpan('lock acquire', { 'registry.lock': key }, () => this.locks!.tryAcquire(key));
       if (release) {
         try {
           if (await this.blobs.stat(digest)) {
@@ -237,7 +238,7 @@ export class ProxyBlobStore implements BlobService {
         }
       }
       // Another process is fetching it: wait until it lands, or its lock is free again.
-      await this.locks.waitWhileHeld(key, () => this.blobs.stat(digest), 100);
+      await inSpan('lock wait', { 'registry.lock': key }, () => this.locks!.waitWhileHeld(key, () => this.blobs.stat(digest), 100));
       if (await this.blobs.stat(digest)) return undefined;
     }
   }

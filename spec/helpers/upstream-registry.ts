@@ -33,6 +33,8 @@ export async function startDistribution(
     storage?: readonly string[];
     htpasswd?: { realm: string; path: string };
     secret?: string;
+    /** More top-level YAML lines (`notifications:`, ...). */
+    extra?: readonly string[];
   } = {},
 ): Promise<DistributionProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'distribution-'));
@@ -49,7 +51,7 @@ export async function startDistribution(
   const config = join(dir, 'config.yml');
   await writeFile(
     config,
-    registryYaml({ root: rootDir, storage: opts.storage, http: [`addr: 127.0.0.1:${port}`, ...(opts.secret ? [`secret: ${opts.secret}`] : [])], proxy, extra: auth }),
+    registryYaml({ root: rootDir, storage: opts.storage, http: [`addr: 127.0.0.1:${port}`, ...(opts.secret ? [`secret: ${opts.secret}`] : [])], proxy, extra: [...auth, ...(opts.extra ?? [])] }),
   );
   let logs = '';
   let child: Child | undefined;
