@@ -14,7 +14,10 @@ import { ConfigError } from './errors.js';
 /** The server for the `http` section, answering with `app`. */
 export function createServer(config: HttpConfig, app: Express): http.Server {
   const tls = config.tls;
-  const options: http.ServerOptions = { maxHeaderSize: 16 * 1024, headersTimeout: 30_000, requestTimeout: 300_000, keepAliveTimeout: 65_000 };
+  // No whole-request timeout (`requestTimeout: 0`, as distribution has no read timeout): a layer
+  // of gigabytes uploaded at a modest rate takes longer than any fixed bound. The header timeout
+  // stays, against connections that never finish their headers (slowloris).
+  const options: http.ServerOptions = { maxHeaderSize: 16 * 1024, headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 65_000 };
   if (tls?.certificate && tls.key) {
     const ca = tls.clientcas.map((p) => readFileSync(p));
     return https.createServer(

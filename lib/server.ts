@@ -27,7 +27,8 @@ import { createAccessController } from './auth/controller.js';
 import type { Metrics } from './metrics/metrics.js';
 import { startDebugServer } from './metrics/debug-server.js';
 import { HealthChecks } from './health/health-checks.js';
-import { HostedRepositories } from './hosted/hosted.js';
+import { HostedRepositories, isHostedName } from './hosted/hosted.js';
+import type { ProxyNamespace } from './proxy/namespace.js';
 import { createServices, type RegistryServices } from './registry-services.js';
 
 /** A running registry. */
@@ -69,8 +70,9 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
 
 async function serve(config: Config, logger: Logger, services: RegistryServices, access: AccessController | undefined, started: Array<() => unknown>): Promise<RunningRegistry> {
   const { metrics, router } = services;
+  const canonical = canonicalNames(services, config.proxy!.hosted.length > 0 ? (name) => isHostedName(config.proxy!.hosted, name) : () => false);
   // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
-  const hosted = config.proxy!.hosted.length > 0 ? hostedRepositories(config, services, access, logger) : undefined;
+  const hosted = config.proxy!.hosted.length > 0 ? hostedRepositories(config, services, access, logger, canonical) : undefined;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -105,12 +107,12 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   const routeServices: RouteServices = {
     listRepositories: (page) => listRepositories(services.driver, page),
     resolve: (name, ns) => {
+      const found = canonical(name, ns);
+      if (found === undefined) return undefined;
+      if ('refused' in found) throw new RegistryError('NAME_UNKNOWN', { detail: { name, ns, reason: found.refused } });
       // Hosted repositories are stored under the name the client uses.
-      if (hosted?.repositories.owns(name)) return { name, ...hosted.target };
-      const found = router.resolve(name, ns);
-      if (!found) return undefined;
-      const n = found.namespace;
-      return { name: found.name, manifests: n.manifests, blobs: n.blobs, tags: n.tags, referrers: n.referrers };
+      const stores = found.namespace ? storesOf(found.namespace) : hosted!.target;
+      return { name: found.name, storedName: found.storedName, ...stores };
     },
     maxCatalogEntries: config.catalog.maxentries,
     logger,
@@ -187,8 +189,9 @@ function hostedRepositories(
   services: RegistryServices,
   access: AccessController | undefined,
   logger: Logger,
-): { repositories: HostedRepositories; target: Omit<Target, 'name'> } {
-  const { driver, blobs, repository, router } = services;
+  canonical: CanonicalNames,
+): { repositories: HostedRepositories; target: Omit<Target, 'name' | 'storedName'> } {
+  const { driver, blobs, repository } = services;
   const purging = config.storage.maintenance.uploadpurging;
   const repositories = new HostedRepositories({ prefixes: config.proxy!.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, logger });
   const writable = createWritable(repositories, {
@@ -197,13 +200,44 @@ function hostedRepositories(
     deleteEnabled: config.storage.delete.enabled,
     readOnly: config.storage.maintenance.readonly.enabled,
     secret: config.http.secret,
-    proxiedStoredName: (name) => {
-      const found = router.resolve(name, undefined);
-      return found && found.namespace.storedName(found.name);
+    storedName: (name) => {
+      const found = canonical(name, undefined);
+      return found && 'storedName' in found ? found.storedName : undefined;
     },
     logger,
   });
   return { repositories, target: { manifests: repositories.manifests, blobs: repositories.blobs, tags: repositories.tags, referrers: repositories.referrers, writable } };
+}
+
+/** A client's repository name resolved once: where it is served from and the one name it is stored under; or why it is refused. */
+type Canonical =
+  /** `namespace`: the upstream's; none for a hosted name. */
+  | { readonly name: string; readonly storedName: string; readonly namespace?: ProxyNamespace }
+  | { readonly refused: string };
+
+/** Resolves a client's (valid) name and `ns` parameter; undefined: no upstream for that `ns`. */
+type CanonicalNames = (name: string, ns: string | undefined) => Canonical | undefined;
+
+/**
+ * The one resolution of a client's name that the hosted check, authorization, mounts and storage
+ * all use: a hosted name as written; else the upstream's, stored under its namespace's prefix. A
+ * proxied spelling whose stored name is hosted (`docker.io/corp/app` for a hosted `corp/`,
+ * `busybox` for a hosted `library/`) or belongs to another registry here is refused, so no name is
+ * reached by a second spelling that skips the first one's rules.
+ */
+function canonicalNames(services: RegistryServices, isHosted: (name: string) => boolean): CanonicalNames {
+  return (name, ns) => {
+    if (isHosted(name)) return { name, storedName: name };
+    const found = services.router.resolve(name, ns);
+    if (!found) return undefined;
+    if (found.conflict) return { refused: found.conflict };
+    if (isHosted(found.storedName)) return { refused: `${found.storedName} is a hosted repository; name it as such` };
+    return { name: found.name, storedName: found.storedName, namespace: found.namespace };
+  };
+}
+
+function storesOf(n: ProxyNamespace): Omit<Target, 'name' | 'storedName'> {
+  return { manifests: n.manifests, blobs: n.blobs, tags: n.tags, referrers: n.referrers };
 }
 
 /** Where the cache page's data comes from. */

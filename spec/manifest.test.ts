@@ -38,12 +38,19 @@ describe('manifest references', () => {
     ]);
   });
 
-  test('media types as distribution derives them; what is not a JSON object', () => {
+  test('media types as distribution derives them (registered types agreeing with the shape only); what is not a JSON object', () => {
     expect(mediaTypeOfPayload(json({ schemaVersion: 1, fsLayers: [] }))).toBe(MediaType.DockerManifestV1);
     expect(mediaTypeOfPayload(json({ schemaVersion: 1, signatures: [] }))).toBe(MediaType.DockerManifestV1Signed);
-    expect(mediaTypeOfPayload(json({ manifests: [] }))).toBe(MediaType.OciIndex);
-    expect(mediaTypeOfPayload(json({ config: {} }))).toBe(MediaType.OciManifest);
-    expect(mediaTypeOfPayload(json({ mediaType: MediaType.DockerManifest }))).toBe(MediaType.DockerManifest);
+    expect(mediaTypeOfPayload(json({ schemaVersion: 2, manifests: [] }))).toBe(MediaType.OciIndex);
+    expect(mediaTypeOfPayload(json({ schemaVersion: 2, config: {} }))).toBe(MediaType.OciManifest);
+    expect(mediaTypeOfPayload(json({ schemaVersion: 2, mediaType: MediaType.DockerManifest, config: {} }))).toBe(MediaType.DockerManifest);
+    expect(mediaTypeOfPayload(json({ schemaVersion: 2, mediaType: MediaType.DockerManifestList, manifests: [] }))).toBe(MediaType.DockerManifestList);
+    // Only registered types that agree with the document's shape, with schemaVersion 2 (distribution's manifest store).
+    expect(mediaTypeOfPayload(json({ schemaVersion: 2, mediaType: 'text/html', config: {} }))).toBeUndefined();
+    expect(mediaTypeOfPayload(json({ schemaVersion: 2, mediaType: MediaType.OciIndex, config: {} }))).toBeUndefined();
+    expect(mediaTypeOfPayload(json({ schemaVersion: 2, mediaType: MediaType.OciManifest, manifests: [] }))).toBeUndefined();
+    expect(mediaTypeOfPayload(json({ schemaVersion: 2, mediaType: MediaType.DockerManifest }))).toBeUndefined();
+    expect(mediaTypeOfPayload(json({ config: {} }))).toBeUndefined();
     expect(tryParseManifest(Buffer.from('[1]'))).toBeUndefined();
     expect(() => readManifest(Buffer.from('{'))).toThrow(/manifest is not valid JSON/);
     expect(() => readManifest(Buffer.from('null'))).toThrow('manifest is not a JSON object');

@@ -1,6 +1,6 @@
 /**
  * Pulls through the mirror from an in-process upstream speaking Docker Hub's token protocol: a
- * registry that answers 401 with a Bearer challenge, a token realm (on the same host, or on another
+ * registry that answers 401 with a Bearer challenge, a token realm (on the same host and port, or on another
  * host that must not get the credentials), tokens that expire or are revoked mid-pull, and blob
  * downloads redirected to a CDN on another host that must not get any Authorization header.
  */
@@ -45,11 +45,11 @@ async function listen(host: string, handler: http.RequestListener): Promise<List
 }
 
 /** A Docker-Hub-like upstream: registry, token realm and blob CDN, the content from a fake upstream. */
-async function startTokenHub(opts: { realmHost: string; expiresIn: number; requireCredentials?: boolean }) {
+async function startTokenHub(opts: { realmHost: string; expiresIn: number; requireCredentials?: boolean; realmOnRegistry?: boolean }) {
   const content: FakeUpstream = await startFakeUpstream();
   const tokens = new Map<string, { scope: string; until: number }>();
   let issued = 0;
-  const realm = await listen(opts.realmHost, (req, res) => {
+  const realmHandler: http.RequestListener = (req, res) => {
     const scope = new URL(req.url!, 'http://x').searchParams.get('scope') ?? '';
     if (opts.requireCredentials && req.headers.authorization !== BASIC) {
       res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"incorrect username or password"}');
@@ -59,7 +59,8 @@ async function startTokenHub(opts: { realmHost: string; expiresIn: number; requi
     tokens.set(token, { scope, until: Date.now() + opts.expiresIn * 1000 });
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ token, expires_in: opts.expiresIn }));
-  });
+  };
+  const realm = await listen(opts.realmHost, realmHandler);
   const cdn = await listen('localhost', (req, res) => {
     // The signed URL is the only credential the CDN needs.
     const target = new URL(req.url!, 'http://x').searchParams.get('blob')!;
@@ -68,8 +69,14 @@ async function startTokenHub(opts: { realmHost: string; expiresIn: number; requi
       r.pipe(res);
     });
   });
-  const challenge = `Bearer realm="http://${opts.realmHost}:${realm.port}/token",service="registry.test"`;
+  let challenge = `Bearer realm="http://${opts.realmHost}:${realm.port}/token",service="registry.test"`;
   const registry = await listen('127.0.0.1', (req, res) => {
+    if (opts.realmOnRegistry && req.url!.startsWith('/token')) {
+      // Seen by the realm too, as when it has its own listener.
+      realm.seen.push({ path: `${req.method} ${req.url}`, authorization: req.headers.authorization });
+      realmHandler(req, res);
+      return;
+    }
     const m = /^\/v2\/(.+)\/(manifests|blobs)\//.exec(req.url!);
     const granted = tokens.get((req.headers.authorization ?? '').replace(/^Bearer /, ''));
     if (!m || !granted || granted.until < Date.now() || granted.scope !== `repository:${m[1]}:pull`) {
@@ -87,6 +94,7 @@ async function startTokenHub(opts: { realmHost: string; expiresIn: number; requi
     });
     upstream.end();
   });
+  if (opts.realmOnRegistry) challenge = `Bearer realm="http://127.0.0.1:${registry.port}/token",service="registry.test"`;
   return {
     url: `http://127.0.0.1:${registry.port}`,
     content,
@@ -140,15 +148,15 @@ describe('Docker Hub token protocol through the mirror', () => {
     for (const s of authorized) expect(s.authorization).toMatch(/^Bearer token-\d+$/);
   });
 
-  test('with credentials: Basic goes to a realm on the upstream host only, never to the CDN', async () => {
-    hub = await startTokenHub({ realmHost: '127.0.0.1', expiresIn: 300, requireCredentials: true });
+  test('with credentials: Basic goes to a realm on the upstream host and port only, never to the CDN', async () => {
+    hub = await startTokenHub({ realmHost: '127.0.0.1', expiresIn: 300, requireCredentials: true, realmOnRegistry: true });
     mirror = await startMirror(hub.url, { proxyYaml: `username: ${CREDS.user}\npassword: ${CREDS.pass}` });
     const img = seedImage(hub.content, 'org/private', 'v1', [randomBytes(1000)]);
     await pull('org/private', 'v1', img);
     expect(hub.realm.seen.map((s) => s.authorization)).toEqual([BASIC]);
     expect(hub.cdn.seen.length).toBe(2);
     expect(hub.cdn.seen.every((s) => s.authorization === undefined)).toBe(true);
-    expect(hub.registry.seen.some((s) => s.authorization === BASIC)).toBe(false);
+    expect(hub.registry.seen.some((s) => s.authorization === BASIC && !s.path.startsWith('GET /token'))).toBe(false);
   });
 
   test('a token realm on another host gets no credentials (an anonymous token still works)', async () => {
@@ -162,7 +170,7 @@ describe('Docker Hub token protocol through the mirror', () => {
   });
 
   test('wrong credentials give the client a registry error, never a 5xx', async () => {
-    hub = await startTokenHub({ realmHost: '127.0.0.1', expiresIn: 300, requireCredentials: true });
+    hub = await startTokenHub({ realmHost: '127.0.0.1', expiresIn: 300, requireCredentials: true, realmOnRegistry: true });
     mirror = await startMirror(hub.url, { proxyYaml: `username: ${CREDS.user}\npassword: wrong` });
     seedImage(hub.content, 'org/private', 'v1', [randomBytes(100)]);
     const res = await request(mirror.url).get('/v2/org/private/manifests/v1').set('Accept', ACCEPT);

@@ -15,16 +15,17 @@ export type AccessScope = 'base' | 'catalog' | 'repository';
  * Checks the client's access: a challenge becomes `401 UNAUTHORIZED` with `WWW-Authenticate` and
  * the access records as detail; any other failure of the controller a bare refusal (never access).
  * Without a controller every request is allowed. The user's name goes to `res.locals.user`.
+ * Several names (both spellings of an alias) need access to each.
  */
 export async function authorize(
   s: { readonly access?: AccessController; readonly logger: Logger },
   req: Request,
   res: Response,
   route: AccessScope,
-  name?: string,
+  name?: string | readonly string[],
 ): Promise<void> {
   if (!s.access) return;
-  const access = accessFor(req.method, name, route);
+  const access = typeof name === 'object' ? name.flatMap((n) => accessFor(req.method, n, route)) : accessFor(req.method, name, route);
   try {
     const { user } = await s.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
     res.locals.user = user;

@@ -26,6 +26,8 @@ import { uploadChunkResource, uploadResource } from './handlers/uploads.js';
 export interface Target {
   /** The name the stores know (`library/busybox` for a client's `busybox` on Docker Hub). */
   readonly name: string;
+  /** The one name its content is stored under (`ghcr.io/org/app` for `org/app?ns=ghcr.io`). */
+  readonly storedName: string;
   readonly manifests: ManifestService;
   readonly blobs: BlobService;
   readonly tags: TagService;
@@ -39,7 +41,10 @@ export interface Target {
 export interface RouteServices {
   /** Cached repository names in lexical order, after `last`, at most `n`. */
   listRepositories(page: { n: number; last?: string }): Promise<string[]>;
-  /** The stores for a client's (valid) name and containerd's `ns` parameter; undefined: not served here. */
+  /**
+   * The stores for a client's (valid) name and containerd's `ns` parameter; undefined: not served
+   * here; throws `NAME_UNKNOWN` for a spelling refused because its stored name is another's.
+   */
   resolve(name: string, ns: string | undefined): Target | undefined;
   readonly maxCatalogEntries: number;
   readonly logger: Logger;
@@ -140,13 +145,27 @@ function rawPath(req: Request): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
-/** Validates the name, checks the client's access to it, and finds the stores that serve it. */
+/**
+ * Validates the name, finds the stores that serve it and the name they store it under, and checks
+ * the client's access to both spellings (`docker.io/org/app` is stored as `org/app`: a token for
+ * one must not read the other's content).
+ */
 async function resolveTarget(s: RouteServices, req: Request, res: Response, raw: string): Promise<Target> {
   if (!isValidName(raw)) throw new RegistryError('NAME_INVALID', { detail: { name: raw } });
-  await authorize(s, req, res, 'repository', raw);
   const ns = req.query.ns;
+  let found: Target | undefined;
+  let refused: unknown;
+  if (ns === undefined || typeof ns === 'string') {
+    try {
+      found = s.resolve(raw, ns);
+    } catch (err) {
+      refused = err;
+    }
+  }
+  // Access is checked before anything about the name is told, as distribution does.
+  await authorize(s, req, res, 'repository', found && found.storedName !== raw ? [raw, found.storedName] : raw);
+  if (refused !== undefined) throw refused;
   if (ns !== undefined && typeof ns !== 'string') throw new RegistryError('NAME_UNKNOWN', { detail: { ns } });
-  const found = s.resolve(raw, ns);
   if (!found) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: 'this mirror has no upstream for that registry' } });
   return found;
 }

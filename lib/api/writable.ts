@@ -42,8 +42,8 @@ export interface WritableOptions {
   /** `storage.maintenance.readonly.enabled`: no writes at all. */
   readonly readOnly: boolean;
   readonly secret?: string;
-  /** The stored name of a pull-through repository as a client names it (mount sources), if served. */
-  readonly proxiedStoredName: (clientName: string) => string | undefined;
+  /** The one stored name of a repository as a client names it (mount sources); undefined: not served here, or refused. */
+  readonly storedName: (clientName: string) => string | undefined;
   readonly logger: Logger;
 }
 
@@ -58,7 +58,6 @@ export function createWritable(hosted: HostedRepositories, o: WritableOptions): 
   } else if (!o.access) {
     o.logger.warn('proxy.hosted is set but no auth is configured: pushes to hosted repositories are refused (401) until auth is configured (or proxy.hostedanonymouspush: true)');
   }
-  const storedNameOf = (name: string): string | undefined => (hosted.owns(name) ? name : o.proxiedStoredName(name));
   return {
     uploads: hosted.uploads,
     blobs: hosted.blobs,
@@ -70,12 +69,14 @@ export function createWritable(hosted: HostedRepositories, o: WritableOptions): 
       if (o.readOnly) throw new RegistryError('UNSUPPORTED', { detail: 'the registry is in read-only mode (storage.maintenance.readonly)' });
       if (!o.access && !o.anonymousPush) throw new RegistryError('UNAUTHORIZED', { detail: accessDetail(accessFor(req.method, name, 'repository')) });
     },
-    // A mount needs pull access to `from`, checked on its own: refused, the client just uploads.
+    // A mount needs pull access to `from` (both spellings of an alias), checked on its own:
+    // refused, the client just uploads.
     mountSource: async (req, from) => {
-      const stored = isValidName(from) ? storedNameOf(from) : undefined;
+      const stored = isValidName(from) ? o.storedName(from) : undefined;
       if (stored === undefined || !o.access) return stored;
+      const access = [...accessFor('GET', from, 'repository'), ...(stored === from ? [] : accessFor('GET', stored, 'repository'))];
       try {
-        await o.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, accessFor('GET', from, 'repository'));
+        await o.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
         return stored;
       } catch {
         return undefined;

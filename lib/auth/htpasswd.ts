@@ -18,6 +18,12 @@ import { AuthChallenge, type Access, type AccessController, type AuthRequest } f
 let dummyHash: string | undefined;
 const dummy = (): string => (dummyHash ??= bcrypt.hashSync(randomBytes(16).toString('hex'), 10));
 
+/** bcrypt's input limit: bytes past it are not part of the hash. */
+const BCRYPT_MAX_BYTES = 72;
+
+/** Verified credentials remembered at most (users times the passwords they use); past it the memory starts anew. */
+const MAX_VERIFIED = 10_000;
+
 /** Parses htpasswd text into user → hash; fails on a line without `:` (naming the line). */
 export function parseHtpasswd(text: string): Map<string, string> {
   const entries = new Map<string, string>();
@@ -61,10 +67,14 @@ export class HtpasswdAccessController implements AccessController {
     if (!credentials) throw this.challenge('authorization required');
     const entries = await this.load();
     const hash = entries.get(credentials.user);
-    const key = createHash('sha256').update(`${credentials.user}\0${credentials.password}\0${hash ?? ''}`).digest('hex');
+    // bcrypt reads the first 72 bytes of a password only: every longer variant verifies the same,
+    // so they are one entry, not one each that a user could multiply at will.
+    const verifiable = Buffer.from(credentials.password, 'utf8').subarray(0, BCRYPT_MAX_BYTES);
+    const key = createHash('sha256').update(`${credentials.user}\0`).update(verifiable).update(`\0${hash ?? ''}`).digest('hex');
     if (hash !== undefined && this.verified.has(key)) return { user: credentials.user };
     const ok = await bcrypt.compare(credentials.password, hash ?? dummy());
     if (!ok || hash === undefined) throw this.challenge(`authentication failed for user ${JSON.stringify(credentials.user)}`);
+    if (this.verified.size >= MAX_VERIFIED) this.verified.clear();
     this.verified.add(key);
     return { user: credentials.user };
   }

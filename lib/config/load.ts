@@ -16,7 +16,7 @@ import { redisConfig } from './redis.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, type KeyStatus, type KeyTree } from './schema.js';
 import { validateConfig } from './config-validator.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
-import { isDockerHub, registryHostOf } from '../distribution/registry-host.js';
+import { isDockerHub, registryHostOf, storageComponentOf } from '../distribution/registry-host.js';
 
 /** Where the configuration comes from. */
 export interface ConfigSource {
@@ -141,6 +141,7 @@ function convert(t: Raw): Config {
   const proxy = t.proxy as Raw | undefined;
   const remoteurl = proxy?.remoteurl as string | undefined;
   const ttl = proxy ? parseDuration(proxy.ttl) : 0;
+  if (remoteurl) noUserinfo('proxy', remoteurl);
   return {
     version: String(t.version ?? '0.1'),
     log: { level: level as Config['log']['level'], formatter: t.log.formatter, fields: t.log.fields, accesslog: { disabled: t.log.accesslog.disabled } },
@@ -175,7 +176,7 @@ function convert(t: Raw): Config {
           touchonhit: proxy!.touchonhit,
           lockstalems: Math.max(2000, parseDuration(proxy!.lockstale)),
           overtake: { minratebytes: tryParseSize(proxy!.overtake.minrate)!, afterms: parseDuration(proxy!.overtake.after) },
-          hosted: hostedPrefixes(proxy!),
+          hosted: hostedPrefixes(proxy!, upstream(proxy!, ttl, isDockerHub(String(proxy!.remoteurl))).dockerhub),
           hostedanonymouspush: proxy!.hostedanonymouspush,
         }
       : undefined,
@@ -261,24 +262,62 @@ function immutableTags(v: unknown): ImmutableTagsConfig | undefined {
   return { exclude: ((v as Raw).exclude as string[] | undefined) ?? [] };
 }
 
+/**
+ * Refuses credentials written into a `remoteurl` (`http://user:pass@host`): the URL is shown on the
+ * cache page and in log lines, the credentials have keys of their own. The message names the keys,
+ * never the password.
+ */
+function noUserinfo(section: string, remoteurl: string): void {
+  let url: URL;
+  try {
+    url = new URL(remoteurl);
+  } catch {
+    return;
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw invalid(`${section}.remoteurl: credentials in the URL are refused (the URL is shown on the cache page and in logs): set ${section}.username and ${section}.password instead`);
+  }
+}
+
 /** `proxy.upstreams`; the default upstream's own host may not be listed again. */
 function upstreams(proxy: Raw, defaultTtl: number): Record<string, UpstreamConfig> {
   const own = registryHostOf(String(proxy.remoteurl));
   const result: Record<string, UpstreamConfig> = {};
   for (const [host, u] of Object.entries((proxy.upstreams ?? {}) as Record<string, Raw>)) {
     if (host === own) throw invalid(`proxy.upstreams.${host}: ${host} is already the registry of proxy.remoteurl`);
+    noUserinfo(`proxy.upstreams.${host}`, String(u.remoteurl));
     // Listed as docker.io (another Hub mirror, such as mirror.gcr.io): Docker Hub's names.
     result[host] = upstream(u, defaultTtl, host === 'docker.io' || isDockerHub(String(u.remoteurl)));
   }
   return result;
 }
 
-/** `proxy.hosted`, each prefix ending with `/`; a prefix naming an upstream of `proxy.upstreams` would hide it. */
-function hostedPrefixes(proxy: Raw): string[] {
+/**
+ * `proxy.hosted`, each prefix ending with `/`. A prefix may not collide with another spelling of a
+ * proxied name: an upstream of `proxy.upstreams` (as keyed, or as stored: `host_5000/`), the
+ * aliases of the default upstream (`docker.io/`, its own host) once there are upstreams to choose
+ * from, or Docker Hub's `library/` when the default upstream has Docker Hub's names (a client's
+ * `busybox` is stored as `library/busybox`).
+ */
+function hostedPrefixes(proxy: Raw, defaultIsHub: boolean): string[] {
   const prefixes = [...new Set((proxy.hosted as string[]).map((p) => `${p.replace(/\/+$/, '')}/`))];
+  const hosts = Object.keys((proxy.upstreams ?? {}) as Raw);
+  const aliases = new Map<string, string>();
+  if (hosts.length > 0) {
+    aliases.set('docker.io', 'the default upstream (docker.io)');
+    aliases.set(registryHostOf(String(proxy.remoteurl)), 'the default upstream (proxy.remoteurl)');
+  }
+  for (const host of hosts) {
+    aliases.set(storageComponentOf(host), `the upstream ${host} of proxy.upstreams (stored under ${storageComponentOf(host)}/)`);
+    aliases.set(host, `the upstream ${host} of proxy.upstreams`);
+  }
   for (const p of prefixes) {
     const first = p.slice(0, p.indexOf('/'));
-    if (Object.keys((proxy.upstreams ?? {}) as Raw).includes(first)) throw invalid(`proxy.hosted: ${p} would hide the upstream ${first} of proxy.upstreams`);
+    const alias = aliases.get(first);
+    if (alias) throw invalid(`proxy.hosted: ${p} would hide ${alias}`);
+    if (defaultIsHub && first === 'library') {
+      throw invalid(`proxy.hosted: ${p} collides with Docker Hub's official images on the default upstream: a client's busybox is stored as library/busybox`);
+    }
   }
   return prefixes;
 }

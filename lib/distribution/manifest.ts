@@ -132,12 +132,22 @@ export function mediaTypeOfPayload(payload: Buffer): string | undefined {
   return tryParseManifest(payload)?.mediaType;
 }
 
+/**
+ * What the document's shape makes it: an index (`manifests`), an image (`config`), or schema 1
+ * (signed when it carries `signatures`); then the `mediaType` field must be a registered type of
+ * that shape (distribution's unmarshallers refuse any other), and is undefined when it is not: an
+ * upstream's `"mediaType":"text/html"` never becomes a `Content-Type`.
+ */
 function mediaTypeOf(m: Record<string, unknown>): string | undefined {
-  if (typeof m.mediaType === 'string' && m.mediaType.length > 0) return m.mediaType;
-  if (m.schemaVersion === 1) return Array.isArray(m.signatures) ? MediaType.DockerManifestV1Signed : MediaType.DockerManifestV1;
-  if (Array.isArray(m.manifests)) return MediaType.OciIndex;
-  if (m.config && typeof m.config === 'object') return MediaType.OciManifest;
-  return undefined;
+  const declared = typeof m.mediaType === 'string' && m.mediaType.length > 0 ? m.mediaType : undefined;
+  let allowed: readonly string[];
+  if (m.schemaVersion === 1) allowed = Array.isArray(m.signatures) ? [MediaType.DockerManifestV1Signed, MediaType.DockerManifestV1] : [MediaType.DockerManifestV1, MediaType.DockerManifestV1Signed];
+  else if (m.schemaVersion !== 2) return undefined;
+  else if (Array.isArray(m.manifests)) allowed = [MediaType.OciIndex, MediaType.DockerManifestList];
+  else if (isObject(m.config)) allowed = [MediaType.OciManifest, MediaType.DockerManifest];
+  else return undefined;
+  if (declared === undefined) return allowed[0];
+  return allowed.includes(declared) ? declared : undefined;
 }
 
 function isObject(v: unknown): boolean {

@@ -5,6 +5,7 @@
  * anything else goes to the default upstream, which also answers for `docker.io` unless that is
  * listed itself.
  */
+import { storageComponentOf } from '../distribution/registry-host.js';
 import type { ProxyNamespace } from './namespace.js';
 
 const DOCKER_HUB = 'docker.io';
@@ -14,11 +15,22 @@ export interface Resolved {
   readonly namespace: ProxyNamespace;
   /** The repository name at the upstream (`library/busybox`, `org/app`). */
   readonly name: string;
+  /** The one name its content is stored under (`library/busybox`, `ghcr.io/org/app`). */
+  readonly storedName: string;
+  /**
+   * Set when the stored name belongs to another registry of this mirror: a default-upstream name
+   * whose first component is another upstream's storage component or a host alias
+   * (`ghcr.io/org/app?ns=docker.io`, `host_5000/org/app`). Such a request is refused, never
+   * fetched from the default upstream into that registry's storage.
+   */
+  readonly conflict?: string;
 }
 
 /** The upstreams of the mirror, by registry host. */
 export class NamespaceRouter {
   private readonly byHost: Map<string, ProxyNamespace>;
+  /** First components of a name that spell another registry here (storage components and host aliases). */
+  private readonly reserved: Map<string, string>;
 
   constructor(
     readonly defaultNamespace: ProxyNamespace,
@@ -28,6 +40,11 @@ export class NamespaceRouter {
     // `proxy.remoteurl` is Docker Hub's mirror setting: it often points at another Hub mirror
     // (`https://mirror.gcr.io`), whose content containerd asks for as `ns=docker.io`.
     if (!this.byHost.has(DOCKER_HUB)) this.byHost.set(DOCKER_HUB, defaultNamespace);
+    this.reserved = new Map();
+    if (others.length > 0) {
+      for (const [host, n] of this.byHost) this.reserved.set(host, n.host);
+      for (const n of others) this.reserved.set(storageComponentOf(n.host), n.host);
+    }
   }
 
   /** Every namespace, the default first. */
@@ -59,6 +76,12 @@ export class NamespaceRouter {
   }
 
   private at(namespace: ProxyNamespace, name: string): Resolved {
-    return { namespace, name: namespace.upstreamName(name) };
+    const upstreamName = namespace.upstreamName(name);
+    const storedName = namespace.storedName(upstreamName);
+    if (namespace.storagePrefix !== '') return { namespace, name: upstreamName, storedName };
+    const slash = storedName.indexOf('/');
+    const first = slash < 0 ? storedName : storedName.slice(0, slash);
+    const other = this.reserved.get(first);
+    return other === undefined ? { namespace, name: upstreamName, storedName } : { namespace, name: upstreamName, storedName, conflict: `${first}/ is the registry ${other} here` };
   }
 }

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import type { ExtendOptions, Got, RequestError } from 'got';
 import { MAX_MANIFEST_BYTES } from '../distribution/manifest.js';
 import { MANIFEST_ACCEPT, MediaType } from '../distribution/mediatypes.js';
-import { UpstreamAuth, UpstreamAuthError, scopeForRepository } from './auth/upstream-auth.js';
+import { UpstreamAuth, UpstreamAuthError, scopeForRepository, shouldSendAuthorization } from './auth/upstream-auth.js';
 import { UpstreamError } from './upstream-error.js';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
 
@@ -97,6 +97,15 @@ export class Upstream {
       // Blob bytes must reach the cache exactly as the digest names them.
       decompress: false,
       followRedirect: true,
+      // got drops `Authorization` when a redirect changes host or port, not when it changes only
+      // the scheme (`https://h/` to `http://h/`: both ports are implicit): drop it then too.
+      hooks: {
+        beforeRedirect: [
+          (options, response) => {
+            if (!shouldSendAuthorization(response.url, String(options.url))) delete options.headers.authorization;
+          },
+        ],
+      },
       headers: { 'user-agent': 'registry-mirror/0.1 (+distribution-compatible pull-through cache)' },
     };
     this.onResponse = options.onResponse;
@@ -160,7 +169,7 @@ export class Upstream {
   /**
    * Streams a blob. Resolves once the upstream answered 200; any other answer is thrown as an
    * `UpstreamError`. Redirects (Docker Hub sends blobs from a CDN) are followed without the
-   * `Authorization` header when they leave the upstream's origin (got clears it on a cross-origin hop).
+   * `Authorization` header when they leave the upstream's origin (scheme, host or port).
    * With `from`, asks for the bytes from that offset on (`Range: bytes=<from>-`): the answer is a
    * `206` with its `Content-Range`, or a `200` with the whole blob from an upstream that ignores ranges.
    */

@@ -32,6 +32,8 @@ export interface ReplicaOptions {
   readonly extra?: readonly string[];
   /** Serve the metrics on a debug port of its own. */
   readonly debug?: boolean;
+  /** More environment variables of the process (`NODE_EXTRA_CA_CERTS`). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** Starts a registry on a free port with `root` and `proxyYaml` lines under `proxy:`; its config goes into `dir`. */
@@ -41,7 +43,7 @@ export async function startReplica(dir: string, root: string, remoteurl: string,
   const config = join(dir, `replica-${port}.yml`);
   const http = [`addr: 127.0.0.1:${port}`, ...(debugPort ? ['debug:', `  addr: 127.0.0.1:${debugPort}`, '  prometheus:', '    enabled: true'] : [])];
   await writeFile(config, registryYaml({ root, storage: options.storage, level: 'info', http, proxy: [`remoteurl: ${remoteurl}`, ...proxyYaml], extra: options.extra }));
-  const child = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   let logs = '';
   child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));

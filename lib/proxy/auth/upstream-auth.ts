@@ -3,12 +3,14 @@
  * its `/v2/` ping): a request goes out with what is known of the upstream's challenge, nothing at
  * first; a 401 teaches the challenge and the request is sent once more. Bearer tokens are fetched
  * per repository scope, cached until shortly before they expire and shared by concurrent
- * requests; Basic is sent as is, once the upstream asked for it. Credentials go only to the
- * upstream's own host or a token realm on the same registrable domain.
+ * requests, at most `maxTokens` scopes (least recently used forgotten first); Basic is sent as is,
+ * once the upstream asked for it. Credentials go only to a token realm `realmAllowed` trusts
+ * (lib/proxy/auth/realm.ts), and a realm's answer is read up to `MAX_TOKEN_BODY` bytes.
  *
  * Why no ping: it is one round trip before a cold pull's first request, to learn what the first
  * request's own 401 says anyway (and nothing at all for an upstream that needs no login).
  */
+import type { Readable } from 'node:stream';
 import type { Got } from 'got';
 import { UpstreamError } from '../upstream-error.js';
 import { parseChallenges, type Challenge } from './challenge.js';
@@ -25,20 +27,11 @@ export function shouldSendAuthorization(fromUrl: string, toUrl: string): boolean
   return a.host === b.host && a.protocol === b.protocol;
 }
 
-/**
- * The registrable domain of a host: the last two labels, or three when the second-to-last is a
- * common second-level part under a two-letter country code (`co.uk`, `com.au`). IP addresses and
- * single-label hosts are their own domain.
- */
-export function registrableDomain(host: string): string {
-  if (/^[\d.]+$/.test(host) || host.includes(':') || !host.includes('.')) return host;
-  const labels = host.toLowerCase().split('.');
-  const n = labels.length;
-  if (n >= 3 && labels[n - 1]!.length === 2 && ['co', 'com', 'org', 'net', 'gov', 'ac', 'edu'].includes(labels[n - 2]!)) {
-    return labels.slice(n - 3).join('.');
-  }
-  return labels.slice(n - 2).join('.');
-}
+/** Scopes whose tokens are kept by default: an open mirror is asked for any name, each its own scope. */
+export const DEFAULT_MAX_TOKENS = 1000;
+
+/** The largest token answer read (Docker Hub's are a few KiB); a realm sending more is refused, not buffered. */
+export const MAX_TOKEN_BODY = 1024 * 1024;
 
 /** A refused or failed token request; `status` is the realm's answer. */
 export class UpstreamAuthError extends UpstreamError {
@@ -60,6 +53,8 @@ export interface UpstreamAuthOptions {
   /** The HTTP client (loaded lazily by the `Upstream`). */
   readonly got: () => Promise<Got>;
   readonly now?: () => number;
+  /** The most scopes whose tokens are kept (default `DEFAULT_MAX_TOKENS`). */
+  readonly maxTokens?: number;
   readonly onWarning?: (message: string) => void;
 }
 
@@ -86,7 +81,14 @@ export class UpstreamAuth {
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') return this.basic();
     const cached = this.tokens.get(scope);
-    if (cached && cached.refreshAt > this.now()) return `Bearer ${cached.value}`;
+    if (cached) {
+      // Re-inserted: the map's order is the order of use, oldest first.
+      this.tokens.delete(scope);
+      if (cached.refreshAt > this.now()) {
+        this.tokens.set(scope, cached);
+        return `Bearer ${cached.value}`;
+      }
+    }
     let pending = this.pending.get(scope);
     if (!pending) {
       pending = this.fetchToken(challenge, scope).finally(() => this.pending.delete(scope));
@@ -122,13 +124,6 @@ export class UpstreamAuth {
     return `Basic ${Buffer.from(`${this.o.username}:${this.o.password ?? ''}`).toString('base64')}`;
   }
 
-  /** May credentials go to `realm`? Only on the upstream's own registrable domain, never downgraded to http. */
-  private credentialsAllowedFor(realm: URL): boolean {
-    const upstream = new URL(this.o.remoteUrl);
-    if (upstream.protocol === 'https:' && realm.protocol !== 'https:') return false;
-    if (realm.hostname === upstream.hostname) return true;
-    return registrableDomain(realm.hostname) === registrableDomain(upstream.hostname) && registrableDomain(realm.hostname).includes('.');
-  }
 
   private async fetchToken(challenge: Challenge, scope: string): Promise<string> {
     let realm: URL;
@@ -143,21 +138,24 @@ export class UpstreamAuth {
     const headers: Record<string, string> = {};
     const basic = this.basic();
     if (basic) {
-      if (this.credentialsAllowedFor(realm)) headers.authorization = basic;
+      // The public suffix list is loaded when a realm first asks for credentials, not at start-up.
+      const { realmAllowed } = await import('./realm.js');
+      if (realmAllowed(new URL(this.o.remoteUrl), realm)) headers.authorization = basic;
       else this.o.onWarning?.(`not sending upstream credentials to token realm ${realm.host}: not the upstream's domain`);
     }
     this.tokenRequests++;
     const started = this.now();
-    let res;
+    let res: { statusCode: number; body: Buffer };
     try {
-      res = await (await this.o.got())(realm.toString(), { headers, followRedirect: false });
+      res = await boundedAnswer((await this.o.got()).stream(realm.toString(), { headers, followRedirect: false }), MAX_TOKEN_BODY);
     } catch (err) {
+      if (err instanceof UpstreamAuthError) throw new UpstreamAuthError(`token realm ${realm.host}: ${err.message}`, err.status);
       throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `token realm ${realm.host} unreachable: ${(err as Error).message}`, { cause: err });
     }
     if (res.statusCode !== 200) throw new UpstreamAuthError(`token realm ${realm.host} answered ${res.statusCode}`, res.statusCode);
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
-      body = JSON.parse(String(res.body)) as typeof body;
+      body = JSON.parse(res.body.toString('utf8')) as typeof body;
     } catch (err) {
       throw new UpstreamAuthError(`token realm ${realm.host} sent no JSON`, res.statusCode, err);
     }
@@ -166,7 +164,33 @@ export class UpstreamAuth {
     // The token spec's default lifetime is 60 s; refresh a little early (10 s, or 10% of short lives).
     const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 60) * 1000;
     const margin = Math.min(10_000, lifetimeMs / 10);
+    this.tokens.delete(scope);
     this.tokens.set(scope, { value: token, refreshAt: started + lifetimeMs - margin });
+    for (const oldest of this.tokens.keys()) {
+      if (this.tokens.size <= (this.o.maxTokens ?? DEFAULT_MAX_TOKENS)) break;
+      this.tokens.delete(oldest);
+    }
     return token;
   }
+}
+
+/** A realm's status and body, the body read up to `maxBytes` (more: `UpstreamAuthError`, the connection closed). */
+function boundedAnswer(stream: Readable, maxBytes: number): Promise<{ statusCode: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let statusCode = 0;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.once('response', (r: { statusCode: number }) => (statusCode = r.statusCode));
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        stream.destroy();
+        reject(new UpstreamAuthError(`answer exceeds ${maxBytes} bytes`, statusCode));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    stream.once('end', () => resolve({ statusCode, body: Buffer.concat(chunks, size) }));
+    stream.once('error', reject);
+  });
 }
