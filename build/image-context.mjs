@@ -98,6 +98,8 @@ await build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
+  // As in build/bundle.mjs: the CommonJS dependencies it bundles call require() for Node's modules.
+  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   minifyWhitespace: true,
   logLevel: 'warning',
 });
