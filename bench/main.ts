@@ -10,7 +10,8 @@
  * runs the S3 scenario (never part of the default set either: it starts a Ceph RGW of its own);
  * `BENCH_ONLY=replicas` three replicas of ours on that RGW coordinated by a redis-server (issue 16).
  * `BENCH_ONLY=scale` runs the scaling scenario (not in the default set: it generates caches of up
- * to 100k entries, 1M with `BENCH_SCALE_SIZES`; bench/scenarios/scale.ts).
+ * to 100k entries, 1M with `BENCH_SCALE_SIZES`; bench/scenarios/scale.ts). `BENCH_ONLY=notify` measures
+ * manifest pulls with a dead and a hanging notification endpoint against none (bench/scenarios/notify.ts).
  */
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -32,10 +33,11 @@ import { registerWanReport, seedWan, wanRound } from './scenarios/wan.js';
 import { chaosRun, registerChaosReport, seedChaos } from './scenarios/chaos.js';
 import { evaluate, formatReport, rows } from './report.js';
 import { scaleScenario } from './scenarios/scale.js';
+import { notifyRound } from './scenarios/notify.js';
 
-const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3', 'replicas', 'scale'] as const;
-/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 and replicas (a Ceph RGW of their own) and scale (caches of its own). */
-const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3' && s !== 'replicas' && s !== 'scale');
+const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3', 'replicas', 'scale', 'notify'] as const;
+/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 and replicas (a Ceph RGW of their own), scale (caches of its own) and notify (three more starts of ours). */
+const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3' && s !== 'replicas' && s !== 'scale' && s !== 'notify');
 
 async function run(): Promise<number> {
   const started = Date.now();
@@ -83,6 +85,7 @@ async function run(): Promise<number> {
     if (wan && round < settings.wanRounds) await wanRound(ctx, wan, round);
     if (wanted('s3')) await s3Round(ctx, round);
     if (wanted('replicas')) await replicasRound(ctx, round);
+    if (wanted('notify')) await notifyRound(ctx, round);
   }
   await rig?.stop();
   if (chaos) await chaosRun(ctx, chaos);

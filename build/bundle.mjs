@@ -11,7 +11,9 @@
  * (`dist/config/config-validator.standalone.js`, ajv's standalone mode), and bundled in place of
  * `config-validator.js`, which would compile it with ajv at every start.
  *
- * The AWS SDK stays external (loaded from node_modules by the S3 driver, only when configured).
+ * The AWS SDK stays external (loaded from node_modules by the S3 driver, only when configured), and
+ * so does the OpenTelemetry SDK (loaded by lib/tracing only when `OTEL_TRACES_EXPORTER` asks for
+ * spans; its small API package, which prom-client requires too, is bundled).
  */
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -89,7 +91,7 @@ const result = await build({
   target: 'node20',
   // CommonJS dependencies call require() for Node's own modules; an ES module has none of its own.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-  external: ['@aws-sdk/*', '@smithy/*'],
+  external: ['@aws-sdk/*', '@smithy/*', '@opentelemetry/sdk-trace-node', '@opentelemetry/exporter-trace-otlp-*', '@opentelemetry/resources'],
   plugins: [precompiledValidator, leanDependencies],
   // Smaller to read and compile; names are kept (stack traces, error class names).
   minifyWhitespace: true,

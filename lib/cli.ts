@@ -2,13 +2,14 @@
  * The `registry` command line, as distribution's: `serve`, `garbage-collect`, `--version`, `--help`;
  * and ours: `warm`.
  * The configuration path is the argument, else `REGISTRY_CONFIGURATION_PATH`, else
- * `/etc/docker/registry/config.yml`.
+ * `/etc/distribution/config.yml` (registry:3's) when it exists, else `/etc/docker/registry/config.yml`.
  */
 import { createRequire } from 'node:module';
 import type { Logger } from 'winston';
 import { loadConfig, resolveConfigPath } from './config/load.js';
 import { createLogger } from './log/logger.js';
 import { startRegistry } from './server.js';
+import { startTracing } from './tracing/tracing.js';
 import { UsageError } from './errors.js';
 
 const USAGE = `Usage:
@@ -26,7 +27,8 @@ Flags:
   -v, --version    show the version and exit
 
 Each command takes the configuration file as its argument; without one,
-REGISTRY_CONFIGURATION_PATH, then /etc/docker/registry/config.yml, is read.
+REGISTRY_CONFIGURATION_PATH, then /etc/distribution/config.yml (when it
+exists), then /etc/docker/registry/config.yml, is read.
 `;
 
 const GC_USAGE = `Usage:
@@ -87,20 +89,29 @@ async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
     return 0;
   }
   const { logger, config } = load(args, env);
-  const registry = await startRegistry(config, logger);
+  // OpenTelemetry, loaded only when OTEL_TRACES_EXPORTER asks for spans (distribution v3's variables).
+  const stopTracing = await startTracing(env, version(), (msg) => logger.warn(`tracing: ${msg}`));
+  if (stopTracing) logger.info(`tracing: spans exported (OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER})`);
+  const registry = await startRegistry(config, logger).catch(async (err: unknown) => {
+    await stopTracing?.();
+    throw err;
+  });
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       logger.info(`${signal} received: finishing in-flight requests, then exiting`);
-      registry.close().then(
-        () => resolve(0),
-        (err: unknown) => {
-          logger.error(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
-          resolve(1);
-        },
-      );
+      registry
+        .close()
+        .then(() => stopTracing?.())
+        .then(
+          () => resolve(0),
+          (err: unknown) => {
+            logger.error(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
+            resolve(1);
+          },
+        );
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

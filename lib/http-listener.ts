@@ -1,15 +1,18 @@
 /**
  * The registry's HTTP listener as distribution's `http` section describes it: plain or TLS (with
- * client certificates when `clientcas` is set), on a TCP address or a unix socket, with header size
- * and timeout limits that keep slow or oversized requests from holding the server.
+ * client certificates when `clientcas` is set, asked for as `clientauth` says), on a TCP address or
+ * a unix socket, with header size and timeout limits that keep slow or oversized requests from
+ * holding the server.
  */
 import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Express } from 'express';
 import type { HttpConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
+import { opensslCiphers } from './config/tls-ciphers.js';
 
 /** The server for the `http` section, answering with `app`. */
 export function createServer(config: HttpConfig, app: Express): http.Server {
@@ -20,16 +23,26 @@ export function createServer(config: HttpConfig, app: Express): http.Server {
   const options: http.ServerOptions = { maxHeaderSize: 16 * 1024, headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 65_000 };
   if (tls?.certificate && tls.key) {
     const ca = tls.clientcas.map((p) => readFileSync(p));
-    return https.createServer(
+    // As distribution, the mode applies only with `clientcas`.
+    const mode = ca.length > 0 ? tls.clientauth : undefined;
+    const server = https.createServer(
       {
         ...options,
         cert: readFileSync(tls.certificate),
         key: readFileSync(tls.key),
         minVersion: tls.minimumtls === 'tls1.3' ? 'TLSv1.3' : 'TLSv1.2',
-        ...(ca.length > 0 ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
+        ...(tls.ciphersuites?.length ? { ciphers: opensslCiphers(tls.ciphersuites) } : {}),
+        ...(mode ? { ca, requestCert: true, rejectUnauthorized: mode === 'require-and-verify-client-cert' } : {}),
       },
       app,
     );
+    if (mode === 'require-any-client-cert' || mode === 'verify-client-cert-if-given') {
+      // Node verifies or refuses, nothing between: these two modes are checked once the handshake is done.
+      server.on('secureConnection', (socket: TLSSocket) => {
+        if (!acceptable(mode, socket)) socket.destroy();
+      });
+    }
+    return server;
   }
   return http.createServer(options, app);
 }
@@ -56,6 +69,12 @@ export function listen(server: http.Server, config: HttpConfig): Promise<{ addre
     const host = m[1] ?? m[2];
     server.listen({ host: host || undefined, port: Number(m[3]) }, done);
   });
+}
+
+/** Go's `RequireAnyClientCert` (some certificate, not verified) and `VerifyClientCertIfGiven` (none, or a verified one). */
+function acceptable(mode: 'require-any-client-cert' | 'verify-client-cert-if-given', socket: TLSSocket): boolean {
+  const given = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+  return mode === 'require-any-client-cert' ? given : !given || socket.authorized;
 }
 
 function formatAddress(a: AddressInfo): string {

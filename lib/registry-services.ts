@@ -27,6 +27,9 @@ import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
 import { SCHEDULER_LEASE_KEY, SCHEDULER_STATE_PATH } from './storage/paths.js';
 import type { RedisConnection } from './coordination/redis-connection.js';
 import { formatRate } from './proxy/overtake.js';
+import { BlobFetchStoppedError } from './proxy/blob-fetch.js';
+import { Notifier } from './notifications/notifier.js';
+import { reportingListener } from './notifications/reporting.js';
 
 /** How often temporary files of processes that died are looked for while serving. */
 const TEMP_CLEANUP_INTERVAL_MS = 60_000;
@@ -57,6 +60,8 @@ export interface RegistryServices {
   readonly started: Promise<void>;
   /** For the cache page: each upstream host's last `RateLimit-Remaining`. */
   readonly rateLimits: Map<string, string>;
+  /** The `notifications:` endpoints (inactive without any). */
+  readonly notifier: Notifier;
   /** Stops the schedule (flushing `scheduler-state.json`) and closes the upstream connections. */
   close(): Promise<void>;
 }
@@ -112,6 +117,10 @@ export async function createServices(config: Config, logger: Logger, options: Se
       ? () => listRepositories(driver, { within: (path) => hosted.some((p) => p.startsWith(path) || path.startsWith(p)) }).then((names) => names.filter(policy.isHosted))
       : undefined;
   const metrics = new Metrics();
+  const notifier = new Notifier(config.notifications, config.http.addr, reportingListener(metrics, logger));
+  for (const e of config.notifications.endpoints) {
+    logger.info(e.disabled ? `notifications: endpoint ${e.name} disabled, skipping` : `notifications: endpoint ${e.name} (${e.url}), timeout ${e.timeoutms} ms, at most ${e.queuelimit} events queued`);
+  }
   const lockLost = (key: string, err: Error): void => void logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`);
   // Replicas coordinate through Redis when it is configured (any storage), else through the
   // volume's lock directories (filesystem), else not at all (S3 without Redis: one replica).
@@ -128,9 +137,10 @@ export async function createServices(config: Config, logger: Logger, options: Se
     maxBytes: policy.maxBytes ?? Number.POSITIVE_INFINITY,
     logger,
     exclude: policy.isHosted,
-    onEvicted: (type, freed) => {
+    onEvicted: (type, freed, repo, digest) => {
       metrics.evictions.inc({ type });
       metrics.evictedBytes.inc(freed);
+      notifier.cache('evicted', type, repo, digest, undefined);
     },
     onSize: (bytes) => metrics.cacheBytes.set(bytes),
     // Replicas: one cache-wide figure, kept and enforced by the scheduler-lease holder alone.
@@ -152,6 +162,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
     onExpired: (type, freed, digest, repo) => {
       metrics.expirations.inc({ type });
       sizeCap.expired(repo, digest, freed);
+      notifier.cache('evicted', type, repo, digest, undefined);
     },
     // A replica taking the lease over enforces the cap at once (its own figure may be over it).
     onLeaseTaken: () => void sizeCap.enforce(),
@@ -166,6 +177,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
       metrics.fetchedBytes.inc({ type }, size);
       lifetime.schedule(type, repo, digest.value);
       sizeCap.stored(type, repo, digest, size);
+      notifier.cache('cached', type, repo, digest, size);
     },
     hit: (type, repo, digest) => {
       metrics.hit(type);
@@ -175,6 +187,10 @@ export async function createServices(config: Config, logger: Logger, options: Se
     miss: (type) => metrics.miss(type),
     cacheWriteFailed: (type, repo, digest, err) => {
       metrics.cacheWriteFailures.inc({ type });
+      if (err instanceof BlobFetchStoppedError) {
+        logger.warn(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}`);
+        return;
+      }
       const code = (err as NodeJS.ErrnoException).code;
       logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, {
         'err.code': code,
@@ -190,6 +206,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
       host,
       isDefault,
       config: upstreamConfig,
+      exec: isDefault ? proxy.exec : undefined,
       timeouts: { connect: proxy.timeouts.connectms, response: proxy.timeouts.responsems, idle: proxy.timeouts.idlems },
       driver,
       blobs,
@@ -198,6 +215,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
       locks,
       descriptors,
       overtake: { minBytesPerSecond: proxy.overtake.minratebytes, afterMs: proxy.overtake.afterms },
+      cacheWriteTimeoutMs: proxy.cachewritetimeoutms,
       onBlobRace: (repo, digest, event) => {
         const blob = `blob ${repo}@${digest.value}`;
         switch (event.kind) {
@@ -267,6 +285,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
     await started;
     for (const n of router.all) n.close();
     await redis?.close();
+    await notifier.close();
   };
 
   return {
@@ -282,6 +301,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
     links,
     started,
     rateLimits,
+    notifier,
     close: () => (closing ??= close()),
   };
 }
@@ -304,7 +324,7 @@ function schedulerState(config: Config, driver: StorageDriver): { statePath: str
  */
 async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logger): Promise<RedisConnection> {
   const { RedisConnection } = await import('./coordination/redis-connection.js');
-  const where = `${config.host}:${config.port}`;
+  const where = config.sentinel ? `primary ${config.sentinel.mastername} (Sentinels ${config.sentinel.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')})` : `${config.host}:${config.port}`;
   metrics.redisUp.set(0);
   const connection = new RedisConnection(config, {
     down: (reason) => {

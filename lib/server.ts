@@ -30,6 +30,7 @@ import { HealthChecks } from './health/health-checks.js';
 import { HostedRepositories, isHostedName } from './hosted/hosted.js';
 import type { ProxyNamespace } from './proxy/namespace.js';
 import { createServices, type RegistryServices } from './registry-services.js';
+import { requestTracing } from './tracing/tracing.js';
 
 /** A running registry. */
 export interface RunningRegistry {
@@ -77,6 +78,9 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  // A server span per request, when tracing is on (lib/tracing): none of its cost otherwise.
+  const traced = requestTracing();
+  if (traced) app.use(traced);
   if (!config.log.accesslog.disabled) app.use(accessLog(logger));
   const headers = configuredHeaders(config.http.headers);
   // As distribution's health.Handler: while a configured check fails, every request is refused.
@@ -115,8 +119,10 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
       return { name: found.name, storedName: found.storedName, ...stores };
     },
     maxCatalogEntries: config.catalog.maxentries,
+    maxTags: config.tags.maxtags,
     logger,
     access,
+    events: services.notifier.active ? { notifier: services.notifier, host: config.http.host, prefix } : undefined,
   };
   app.use(hotRoutes(routeServices, prefix));
   app.get(prefix + '/', (req, res, next) => {
@@ -193,7 +199,7 @@ function hostedRepositories(
 ): { repositories: HostedRepositories; target: Omit<Target, 'name' | 'storedName'> } {
   const { driver, blobs, repository } = services;
   const purging = config.storage.maintenance.uploadpurging;
-  const repositories = new HostedRepositories({ prefixes: config.proxy!.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, logger });
+  const repositories = new HostedRepositories({ prefixes: config.proxy!.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, indexes: config.validation.indexes, logger });
   const writable = createWritable(repositories, {
     access,
     anonymousPush: config.proxy!.hostedanonymouspush,

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 const LAYERS: Readonly<Record<string, number>> = {
   errors: 0,
   distribution: 1,
+  tracing: 1,
   config: 2,
   log: 3,
   stores: 3,
@@ -25,6 +26,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   scheduler: 6,
   metrics: 6,
   'cache-policy': 7,
+  notifications: 7,
   api: 8,
   'registry-services': 8,
   'http-listener': 8,

@@ -34,8 +34,12 @@ describe('configuration', () => {
       overtake: { minratebytes: 128 * 1024, afterms: 5000 },
       hosted: [],
       hostedanonymouspush: false,
+      exec: undefined,
+      cachewritetimeoutms: 5 * 60_000,
     });
     expect(config.catalog.maxentries).toBe(1000);
+    expect(config.tags.maxtags).toBe(1000);
+    expect(config.validation).toEqual({ indexes: { platforms: 'all', platformlist: [] } });
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
   });
 
@@ -84,7 +88,7 @@ describe('configuration', () => {
     expect(warnings).toEqual(['redis.poolsize is accepted but not implemented by this registry: it is ignored']);
     expect(load(`${base}  addrs: [a:1]\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n    clientcas: [/ca.pem]\n`).config.redis?.tls).toEqual({ certificate: '/c.pem', key: '/k.pem', rootcas: ['/ca.pem'] });
     expect(() => load(`${base}  addrs: [a:1, b:2]\n`)).toThrow(/redis\.addrs: a:1, b:2: several servers \(Redis Cluster\) are not supported/);
-    expect(() => load(`${base}  addrs: [a:1]\n  mastername: mymaster\n`)).toThrow(/redis\.mastername is not implemented by this registry yet/);
+    expect(() => load(`${base}  addr: a:1\n  mastername: mymaster\n`)).toThrow(/redis\.mastername: Sentinels are named by redis\.addrs/);
     expect(() => load(`${base}  addr: a:99999\n`)).toThrow(/redis\.addr: "a:99999" is not an address/);
     expect(() => load(`${base}  addr: a\n  dialtimeout: soon\n`)).toThrow(/redis\.dialtimeout: "soon" is not a duration/);
     expect(() => load(`${base}  addr: a\n  tls:\n    certificate: /c.pem\n`)).toThrow(/redis\.tls: certificate and key go together/);
@@ -117,8 +121,404 @@ proxy:
     const { config, warnings } = load(recipe);
     expect(config.proxy?.username).toBe('user');
     expect(config.http.headers).toEqual({ 'X-Content-Type-Options': ['nosniff'] });
-    expect(warnings).toEqual(['storage.cache is accepted but not implemented by this registry: it is ignored']);
+    expect(warnings).toEqual(['storage.cache.blobdescriptor is accepted but not implemented by this registry: it is ignored']);
     expect(config.health).toEqual({ storagedriver: { enabled: true, intervalms: 10_000, threshold: 3 }, file: [], http: [], tcp: [] });
+  });
+
+  test('redis: a Sentinel mastername with addrs, its own credentials; addr beside addrs and Sentinel keys without mastername warn', () => {
+    const base = 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\nredis:\n';
+    const { config, warnings } = load(`${base}  addrs: [10.0.0.1:26379, 10.0.0.2:26379, "[::1]:26380"]\n  mastername: mymaster\n  sentinelusername: watcher\n  sentinelpassword: s3\n  password: p\n  db: 2\n`);
+    expect(warnings).toEqual([]);
+    expect(config.redis).toMatchObject({
+      host: '10.0.0.1',
+      port: 26379,
+      password: 'p',
+      db: 2,
+      sentinel: { mastername: 'mymaster', username: 'watcher', password: 's3', sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }, { host: '::1', port: 26380 }] },
+    });
+    const both = load(`${base}  addr: old:6379\n  addrs: [new:6379]\n`);
+    expect(both.config.redis).toMatchObject({ host: 'new', port: 6379, sentinel: undefined });
+    expect(both.warnings).toEqual(['redis.addr (old:6379) is ignored: redis.addrs is set (registry:3 reads addrs only; registry:2 read addr only)']);
+    expect(load(`${base}  addr: same:6379\n  addrs: [same:6379]\n`).warnings).toEqual([]);
+    expect(load(`${base}  addr: a:6379\n  sentinelpassword: x\n`).warnings).toEqual(['redis.sentinelpassword is ignored: there is no redis.mastername (Sentinel)']);
+    const env = load(base, { REGISTRY_REDIS_ADDRS: '[s1:26379, s2:26379]', REGISTRY_REDIS_MASTERNAME: 'm', REGISTRY_REDIS_SENTINELPASSWORD: 'x' });
+    expect(env.warnings).toEqual([]);
+    expect(env.config.redis?.sentinel).toMatchObject({ mastername: 'm', password: 'x', sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }] });
+  });
+
+  // distribution v3.1's own examples, as its repository has them (cmd/registry/config-example.yml, and
+  // docs/content/about/configuration.md): each loads, and what it asks for is read or warned about.
+  test("distribution 3's cmd/registry/config-example.yml loads", () => {
+    const { config, warnings } = load(`version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+  tag:
+    concurrencylimit: 8
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: /etc/registry
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+`);
+    expect(config.auth?.htpasswd).toEqual({ realm: 'basic-realm', path: '/etc/registry' });
+    expect(config.health.storagedriver).toEqual({ enabled: true, intervalms: 10_000, threshold: 3 });
+    expect(warnings).toEqual(['storage.cache.blobdescriptor', 'storage.tag.concurrencylimit'].map((k) => `${k} is accepted but not implemented by this registry: it is ignored`));
+  });
+
+  test("distribution 3.1's documented list of every option loads, one driver and one access controller kept of its alternatives", () => {
+    // The document lists mutually exclusive sections side by side (four storage drivers, three
+    // access controllers) and placeholders (`username: [username]`, `headers: <http.Header>`) that
+    // distribution itself would not parse; those alone are resolved here. Everything else is as
+    // published, including its repeated `redis.tls` key (the last one counts, as in distribution).
+    const text = `version: 0.1
+log:
+  accesslog:
+    disabled: true
+  level: debug
+  formatter: text
+  fields:
+    service: registry
+    environment: staging
+  hooks:
+    - type: mail
+      disabled: true
+      levels:
+        - panic
+      options:
+        smtp:
+          addr: mail.example.com:25
+          username: mailuser
+          password: password
+          insecure: true
+        from: sender@example.com
+        to:
+          - errors@example.com
+loglevel: debug # deprecated: use "log"
+storage:
+  s3:
+    accesskey: awsaccesskey
+    secretkey: awssecretkey
+    region: us-west-1
+    regionendpoint: http://myobjects.local
+    forcepathstyle: true
+    accelerate: false
+    bucket: bucketname
+    encrypt: true
+    keyid: mykeyid
+    secure: true
+    v4auth: true
+    chunksize: 5242880
+    multipartcopychunksize: 33554432
+    multipartcopymaxconcurrency: 100
+    multipartcopythresholdsize: 33554432
+    rootdirectory: /s3/object/name/prefix
+    usedualstack: false
+    usefipsendpoint: false
+    loglevel: debug
+  tag:
+    concurrencylimit: 8
+  delete:
+    enabled: false
+  redirect:
+    disable: false
+  cache:
+    blobdescriptor: redis
+    blobdescriptorsize: 10000
+  maintenance:
+    uploadpurging:
+      enabled: true
+      age: 168h
+      interval: 24h
+      dryrun: false
+    readonly:
+      enabled: false
+auth:
+  token:
+    autoredirect: true
+    realm: token-realm
+    service: token-service
+    issuer: registry-token-issuer
+    rootcertbundle: /root/certs/bundle
+    signingalgorithms:
+        - EdDSA
+        - HS256
+middleware:
+  registry:
+    - name: ARegistryMiddleware
+      options:
+        foo: bar
+  repository:
+    - name: ARepositoryMiddleware
+      options:
+        foo: bar
+  storage:
+    - name: cloudfront
+      options:
+        baseurl: https://my.cloudfronted.domain.com/
+        privatekey: /path/to/pem
+        keypairid: cloudfrontkeypairid
+        duration: 3000s
+        ipfilteredby: awsregion
+        awsregion: us-east-1, use-east-2
+        updatefrequency: 12h
+        iprangesurl: https://ip-ranges.amazonaws.com/ip-ranges.json
+  storage:
+    - name: redirect
+      options:
+        baseurl: https://example.com/
+tags:
+  maxtags: 1000
+http:
+  addr: localhost:5000
+  prefix: /my/nested/registry/
+  host: https://myregistryaddress.org:5000
+  secret: asecretforlocaldevelopment
+  relativeurls: false
+  draintimeout: 60s
+  tls:
+    certificate: /path/to/x509/public
+    key: /path/to/x509/private
+    clientcas:
+      - /path/to/ca.pem
+      - /path/to/another/ca.pem
+    clientauth: require-and-verify-client-cert
+    letsencrypt:
+      cachefile: /path/to/cache-file
+      email: emailused@letsencrypt.com
+      hosts: [myregistryaddress.org]
+      directoryurl: https://acme-v02.api.letsencrypt.org/directory
+  debug:
+    addr: localhost:5001
+    prometheus:
+      enabled: true
+      path: /metrics
+  headers:
+    X-Content-Type-Options: [nosniff]
+  http2:
+    disabled: false
+  h2c:
+    enabled: false
+redis:
+  tls:
+    certificate: /path/to/cert.crt
+    key: /path/to/key.pem
+    rootcas:
+      - /path/to/ca.pem
+  addrs: [localhost:6379]
+  password: asecret
+  db: 0
+  dialtimeout: 10ms
+  readtimeout: 10ms
+  writetimeout: 10ms
+  maxidleconns: 16
+  poolsize: 64
+  connmaxidletime: 300s
+  tls:
+    enabled: false
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+  file:
+    - file: /path/to/checked/file
+      interval: 10s
+  http:
+    - uri: http://server.to.check/must/return/200
+      headers:
+        Authorization: [Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==]
+      statuscode: 200
+      timeout: 3s
+      interval: 10s
+      threshold: 3
+  tcp:
+    - addr: redis-server.domain.com:6379
+      timeout: 3s
+      interval: 10s
+      threshold: 3
+proxy:
+  remoteurl: https://registry-1.docker.io
+  username: username
+  password: password
+  exec:
+    command: docker-credential-helper
+    lifetime: 1h
+  ttl: 168h
+validation:
+  manifests:
+    urls:
+      allow:
+        - ^https?://([^/]+\\.)*example\\.com/
+      deny:
+        - ^https?://www\\.example\\.com/
+    indexes:
+      platforms: List
+      platformlist:
+      - architecture: amd64
+        os: linux
+`;
+    const { config, warnings } = load(text);
+    expect(config.log.level).toBe('debug');
+    expect(config.tags.maxtags).toBe(1000);
+    expect(config.http.tls).toEqual({
+      certificate: '/path/to/x509/public',
+      key: '/path/to/x509/private',
+      clientcas: ['/path/to/ca.pem', '/path/to/another/ca.pem'],
+      clientauth: 'require-and-verify-client-cert',
+      minimumtls: undefined,
+    });
+    expect(config.storage.s3).toMatchObject({ forcepathstyle: true, usedualstack: false, usefipsendpoint: false, chunksize: 5242880 });
+    // The second `tls` replaces the first, as in distribution: no TLS.
+    expect(config.redis).toMatchObject({ host: 'localhost', port: 6379, password: 'asecret', dialtimeoutms: 10, tls: undefined });
+    expect(config.proxy).toMatchObject({ exec: { command: 'docker-credential-helper', lifetimems: 3600_000 }, ttlms: 168 * 3600_000, cachewritetimeoutms: 300_000 });
+    expect(config.validation).toEqual({ indexes: { platforms: 'list', platformlist: [{ architecture: 'amd64', os: 'linux' }] } });
+    const ignored = (k: string) => `${k} is accepted but not implemented by this registry: it is ignored`;
+    expect(warnings).toEqual([
+      ...['log.hooks', 'storage.s3.loglevel', 'storage.tag.concurrencylimit', 'storage.cache.blobdescriptor', 'storage.cache.blobdescriptorsize', 'auth.token.signingalgorithms', 'middleware'].map(ignored),
+      ...['http.relativeurls', 'http.tls.letsencrypt.cachefile', 'http.tls.letsencrypt.email', 'http.tls.letsencrypt.hosts', 'http.tls.letsencrypt.directoryurl', 'http.http2.disabled', 'http.h2c.enabled'].map(ignored),
+      ...['redis.maxidleconns', 'redis.poolsize', 'redis.connmaxidletime'].map(ignored),
+      ...['validation.manifests.urls.allow', 'validation.manifests.urls.deny'].map(ignored),
+      'http.tls.letsencrypt is not used: http.tls.certificate is set (as distribution)',
+    ]);
+  });
+
+  test("distribution 3.1's documented sections load one by one: the development example, Sentinel-less Redis over TLS, exec credentials, sparse indexes", () => {
+    const dev = load(`version: 0.1
+log:
+  level: debug
+storage:
+    filesystem:
+        rootdirectory: /var/lib/registry
+http:
+    addr: localhost:5000
+    secret: asecretforlocaldevelopment
+    debug:
+        addr: localhost:5001
+`);
+    expect(dev.warnings).toEqual([]);
+    expect(dev.config.http.debug?.addr).toBe('localhost:5001');
+    const tls = load(`version: 0.1
+redis:
+  tls:
+    rootcas:
+      - /path/to/ca-bundle.crt
+  addrs: [localhost:6379]
+`);
+    expect(tls.config.redis?.tls).toEqual({ certificate: undefined, key: undefined, rootcas: ['/path/to/ca-bundle.crt'] });
+    const exec = load('version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\n  exec:\n    command: docker-credential-ecr-login\n');
+    expect(exec.config.proxy?.exec).toEqual({ command: 'docker-credential-ecr-login', lifetimems: undefined });
+    expect(load('version: 0.1\nproxy:\n  remoteurl: https://r\n  exec:\n    command: h\n    lifetime: 0\n').config.proxy?.exec).toEqual({ command: 'h', lifetimems: 0 });
+    expect(() => load('version: 0.1\nproxy:\n  remoteurl: https://r\n  exec:\n    lifetime: 1h\n')).toThrow(/proxy\.exec\.command is required/);
+    const sparse = load('version: 0.1\nvalidation:\n  manifests:\n    indexes:\n      platforms: none\n');
+    expect(sparse.config.validation.indexes.platforms).toBe('none');
+    expect(load('version: 0.1\nvalidation:\n  disabled: true\n').config.validation.indexes.platforms).toBe('none');
+    expect(() => load('version: 0.1\nvalidation:\n  manifests:\n    indexes:\n      platforms: some\n')).toThrow(/validation\.manifests\.indexes\.platforms: "some" must be one of all, none, list/);
+    expect(load('version: 0.1\ntags:\n  maxtags: 0\n').config.tags.maxtags).toBe(1000);
+    expect(() => load('version: 0.1\ntags:\n  maxtags: -1\n')).toThrow(/tags\.maxtags/);
+    expect(() => load('version: 0.1\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    clientauth: maybe\n')).toThrow(/http\.tls\.clientauth: "maybe" must be one of request-client-cert/);
+  });
+
+  test("http.tls.letsencrypt without a certificate refuses to start (no ACME here); http.h2c.enabled warns that HTTP/2 cleartext is not served", () => {
+    expect(() => load('version: 0.1\nhttp:\n  tls:\n    letsencrypt:\n      cachefile: /c\n      email: a@b.c\n')).toThrow(/http\.tls\.letsencrypt: this registry cannot obtain certificates from Let's Encrypt/);
+    expect(() => load('version: 0.1\n', { REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE: '/c' })).toThrow(/http\.tls\.letsencrypt/);
+    expect(load('version: 0.1\nhttp:\n  h2c:\n    enabled: true\n').warnings).toContain(
+      'http.h2c.enabled: HTTP/2 cleartext is not served: this registry speaks HTTP/1.1 without TLS, so a load balancer in front must too (Cloud Run: turn end-to-end HTTP/2 off)',
+    );
+  });
+
+  test('REGISTRY_* overrides reach the distribution 3 keys, and index list elements as distribution 3 does', () => {
+    const { config, warnings } = load('version: 0.1\nproxy:\n  remoteurl: https://r\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    clientcas: [/a.pem]\n', {
+      REGISTRY_PROXY_EXEC_COMMAND: 'docker-credential-gcr',
+      REGISTRY_PROXY_EXEC_LIFETIME: '30m',
+      REGISTRY_PROXY_CACHEWRITETIMEOUT: '10m',
+      REGISTRY_TAGS_MAXTAGS: '500',
+      REGISTRY_HTTP_TLS_CLIENTAUTH: 'verify-client-cert-if-given',
+      REGISTRY_HTTP_TLS_CLIENTCAS_1: '/b.pem',
+      REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS: 'list',
+      REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_OS: 'linux',
+      REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_ARCHITECTURE: 'arm64',
+      REGISTRY_LOGLEVEL: 'warn',
+    });
+    expect(warnings).toEqual([]);
+    expect(config.proxy).toMatchObject({ exec: { command: 'docker-credential-gcr', lifetimems: 30 * 60_000 }, cachewritetimeoutms: 10 * 60_000 });
+    expect(config.tags.maxtags).toBe(500);
+    expect(config.http.tls).toMatchObject({ clientauth: 'verify-client-cert-if-given', clientcas: ['/a.pem', '/b.pem'] });
+    expect(config.validation.indexes).toEqual({ platforms: 'list', platformlist: [{ os: 'linux', architecture: 'arm64' }] });
+    expect(config.log.level).toBe('warn');
+    expect(() => load('version: 0.1\n', { REGISTRY_HTTP_TLS_CLIENTCAS_3: '/x.pem' })).toThrow(/REGISTRY_HTTP_TLS_CLIENTCAS_3: index 3 is past the end of http\.tls\.clientcas/);
+  });
+
+  test('a distribution 2.8 configuration with its own keys loads (redis.addr and pool, compatibility, reporting, notifications left as they are)', () => {
+    const { config, warnings } = load(`version: 0.1
+log:
+  level: info
+  formatter: json
+loglevel: debug
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+  cache:
+    blobdescriptor: redis
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: :5000
+  secret: s
+  http2:
+    disabled: true
+  debug:
+    addr: :5001
+    prometheus:
+      enabled: true
+redis:
+  addr: redis:6379
+  password: p
+  db: 0
+  dialtimeout: 10ms
+  readtimeout: 10ms
+  writetimeout: 10ms
+  pool:
+    maxidle: 16
+    maxactive: 64
+    idletimeout: 300s
+reporting:
+  bugsnag:
+    apikey: k
+compatibility:
+  schema1:
+    enabled: true
+proxy:
+  remoteurl: https://registry-1.docker.io
+  username: u
+  password: p
+  ttl: 72h
+`);
+    // `log.level` wins over the deprecated `loglevel`.
+    expect(config.log).toMatchObject({ level: 'info', formatter: 'json' });
+    expect(config.redis).toMatchObject({ host: 'redis', port: 6379, password: 'p', dialtimeoutms: 10 });
+    expect(config.proxy).toMatchObject({ username: 'u', password: 'p', ttlms: 72 * 3600_000, exec: undefined });
+    const ignored = (k: string) => `${k} is accepted but not implemented by this registry: it is ignored`;
+    expect(warnings).toEqual(
+      ['storage.cache.blobdescriptor', 'http.http2.disabled', 'redis.pool.maxidle', 'redis.pool.maxactive', 'redis.pool.idletimeout', 'reporting', 'compatibility.schema1.enabled'].map(ignored),
+    );
+    expect(load('version: 0.1\nloglevel: Debug\n').config.log.level).toBe('debug');
   });
 
   test('config.yml.example loads with no warning', () => {
@@ -297,9 +697,12 @@ proxy:
     expect(tryParseDuration('10')).toBeUndefined();
   });
 
-  test('the configuration path: argument, then REGISTRY_CONFIGURATION_PATH, then the image default', () => {
+  test("the configuration path: argument, then REGISTRY_CONFIGURATION_PATH, then registry:3's /etc/distribution/config.yml, else registry:2's", () => {
     expect(resolveConfigPath('a.yml', { REGISTRY_CONFIGURATION_PATH: 'b.yml' })).toBe('a.yml');
     expect(resolveConfigPath(undefined, { REGISTRY_CONFIGURATION_PATH: 'b.yml' })).toBe('b.yml');
-    expect(resolveConfigPath(undefined, {})).toBe('/etc/docker/registry/config.yml');
+    const only = (...files: string[]) => (p: string) => files.includes(p);
+    expect(resolveConfigPath(undefined, {}, only())).toBe('/etc/distribution/config.yml');
+    expect(resolveConfigPath(undefined, {}, only('/etc/distribution/config.yml', '/etc/docker/registry/config.yml'))).toBe('/etc/distribution/config.yml');
+    expect(resolveConfigPath(undefined, {}, only('/etc/docker/registry/config.yml'))).toBe('/etc/docker/registry/config.yml');
   });
 });

@@ -309,3 +309,33 @@ describe('configuration', () => {
     expect(isHostedName(['internal/', 'ci/'], 'library/internal')).toBe(false);
   });
 });
+
+describe('validation.manifests.indexes (distribution 3): which children of a pushed index must be present', () => {
+  const arm = smallImage('arm-child');
+  const amd = smallImage('amd-child');
+  const child = (image: typeof arm, architecture: string) => ({ mediaType: OCI_MANIFEST, digest: image.digest, size: image.manifest.length, platform: { architecture, os: 'linux' } });
+  const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [child(amd, 'amd64'), child(arm, 'arm64')] };
+
+  test.each([
+    // [the validation section, pushing with only the amd64 child present, with neither present]
+    ['', 400, 400],
+    ['validation:\n  manifests:\n    indexes:\n      platforms: all', 400, 400],
+    ['validation:\n  manifests:\n    indexes:\n      platforms: None', 201, 201],
+    ['validation:\n  disabled: true', 201, 201],
+    ['validation:\n  manifests:\n    indexes:\n      platforms: list\n      platformlist:\n        - {architecture: amd64, os: linux}', 201, 400],
+    ['validation:\n  manifests:\n    indexes:\n      platforms: list\n      platformlist:\n        - {architecture: arm64, os: linux}', 400, 400],
+    ['validation:\n  manifests:\n    indexes:\n      platforms: list', 400, 400],
+  ])('%j: %d with only the amd64 child pushed, %d with none', async (section, someStatus, noneStatus) => {
+    const m = await startMirror(upstream.url, { proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true', extraYaml: section });
+    try {
+      expect((await pushManifest(m.url, 'internal/none', 'multi', index, OCI_INDEX)).status).toBe(noneStatus);
+      expect((await pushSmallImage(m.url, 'internal/sparse', 'amd', amd)).status).toBe(201);
+      const res = await pushManifest(m.url, 'internal/sparse', 'multi', index, OCI_INDEX);
+      expect(res.status).toBe(someStatus);
+      if (someStatus === 400) expect(res.body.errors[0]).toMatchObject({ code: 'MANIFEST_BLOB_UNKNOWN', detail: arm.digest });
+      else expect((await request(m.url).get('/v2/internal/sparse/manifests/multi').set('Accept', OCI_INDEX)).status).toBe(200);
+    } finally {
+      await m.close();
+    }
+  });
+});

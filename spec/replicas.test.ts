@@ -50,8 +50,8 @@ describe('replicas on one storage root', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const start = async (n: number, proxyYaml: string[] = []): Promise<void> => {
-    for (let i = 0; i < n; i++) replicas.push(await startReplica(dir, root, upstream.url, ['lockstale: 2s', ...proxyYaml]));
+  const start = async (n: number, proxyYaml: string[] = [], lockstale = '2s'): Promise<void> => {
+    for (let i = 0; i < n; i++) replicas.push(await startReplica(dir, root, upstream.url, [`lockstale: ${lockstale}`, ...proxyYaml]));
   };
 
   test('30 concurrent cold pulls spread over 3 replicas: one upstream GET per blob and per manifest, every pull correct', async () => {
@@ -93,11 +93,13 @@ describe('replicas on one storage root', () => {
       expect(sha(res.body)).toBe(digest);
     }
     expect(upstream.count(/^GET \/v2\/library\/big\/blobs\//)).toBe(2);
-  }, 60_000);
+  }, 120_000);
 
-  test('kill -9 of the fetching replica: the next request to another replica is served within 1 s (no waiting for the lock to go stale)', async () => {
-    // The default lockstale (10 s): only the dead holder's owner record lets the lock go at once.
-    for (let i = 0; i < 2; i++) replicas.push(await startReplica(dir, root, upstream.url));
+  test('kill -9 of the fetching replica: the next request to another replica is served at once (no waiting for the lock to go stale)', async () => {
+    // A lockstale of an hour: the next request is served within the test's deadline only if the
+    // dead holder's owner record lets the lock go at once (what the bound of 1 s rests on, checked
+    // here without timing this machine).
+    for (let i = 0; i < 2; i++) replicas.push(await startReplica(dir, root, upstream.url, ['lockstale: 1h']));
     const blob = randomBytes(2 * MiB);
     const digest = upstream.addBlob('library/crash', blob);
     upstream.fault(/^GET \/v2\/library\/crash\/blobs\//, { kind: 'slow', bytesPerTick: 16 * 1024, tickMs: 50 }, 1);
@@ -107,17 +109,15 @@ describe('replicas on one storage root', () => {
     await new Promise((r) => setTimeout(r, 200));
     await replicas[0]!.kill();
     expect((await first).complete).toBe(false);
-    const started = Date.now();
     const next = await get(url(replicas[1]!));
-    const ms = Date.now() - started;
     expect(next.status).toBe(200);
     expect(sha(next.body)).toBe(digest);
-    expect(ms).toBeLessThan(1000);
     expect(upstream.count(/^GET \/v2\/library\/crash\/blobs\//)).toBe(2);
-  }, 60_000);
+  }, 120_000);
 
-  test('kill -9 mid-fetch and a restart on the same root: the first request after the restart is served within 1 s', async () => {
-    replicas.push(await startReplica(dir, root, upstream.url));
+  test('kill -9 mid-fetch and a restart on the same root: the first request after the restart is served at once (no waiting for the lock to go stale)', async () => {
+    // A lockstale of an hour, as above: served at all means the dead holder was recognised.
+    replicas.push(await startReplica(dir, root, upstream.url, ['lockstale: 1h']));
     const blob = randomBytes(2 * MiB);
     const digest = upstream.addBlob('library/crash', blob);
     upstream.fault(/^GET \/v2\/library\/crash\/blobs\//, { kind: 'slow', bytesPerTick: 16 * 1024, tickMs: 50 }, 1);
@@ -126,17 +126,17 @@ describe('replicas on one storage root', () => {
     await new Promise((r) => setTimeout(r, 200));
     await replicas[0]!.kill();
     await first;
-    replicas.push(await startReplica(dir, root, upstream.url));
-    const started = Date.now();
+    replicas.push(await startReplica(dir, root, upstream.url, ['lockstale: 1h']));
     const next = await get(`${replicas[1]!.url}/v2/library/crash/blobs/${digest}`);
-    const ms = Date.now() - started;
     expect(next.status).toBe(200);
     expect(sha(next.body)).toBe(digest);
-    expect(ms).toBeLessThan(1000);
-  }, 60_000);
+    expect(upstream.count(/^GET \/v2\/library\/crash\/blobs\//)).toBe(2);
+  }, 120_000);
 
   test('with a short proxy.ttl, content expires once, the state file stays valid JSON, and no replica crashes', async () => {
-    await start(3, ['ttl: 3s']);
+    // A lockstale well above any stall of a loaded machine: one lease holder throughout (a holder
+    // stalled past the stale time loses the lease, and is tested elsewhere).
+    await start(3, ['ttl: 3s'], '30s');
     const img = seedImage(upstream, 'library/app', 'v1', [randomBytes(300_000), randomBytes(100_000)]);
     const state = join(root, 'scheduler-state.json');
     const problems: string[] = [];
@@ -156,17 +156,20 @@ describe('replicas on one storage root', () => {
         },
       );
     }, 25);
+    const { existsSync } = await import('node:fs');
+    const cached = [
+      join(root, 'docker/registry/v2/repositories/library/app/_manifests/revisions/sha256', img.manifest.slice(7)),
+      ...[img.config, ...img.layers].map((d) => join(root, 'docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7), 'data')),
+    ];
     try {
       for (let i = 0; i < 6; i++) {
         expect((await get(`${pick(replicas).url}/v2/library/app/manifests/v1`, ACCEPT)).status).toBe(200);
-        for (const d of [img.config, ...img.layers]) expect(sha((await get(`${pick(replicas).url}/v2/library/app/blobs/${d}`)).body)).toBe(d);
+        if (i === 0) expect(existsSync(cached[0]!)).toBe(true);
+        for (const [j, d] of [img.config, ...img.layers].entries()) {
+          expect(sha((await get(`${pick(replicas).url}/v2/library/app/blobs/${d}`)).body)).toBe(d);
+          if (i === 0) expect(existsSync(cached[j + 1]!)).toBe(true);
+        }
       }
-      const { existsSync } = await import('node:fs');
-      const cached = [
-        join(root, 'docker/registry/v2/repositories/library/app/_manifests/revisions/sha256', img.manifest.slice(7)),
-        ...[img.config, ...img.layers].map((d) => join(root, 'docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7), 'data')),
-      ];
-      expect(cached.every((p) => existsSync(p))).toBe(true);
       await until(() => cached.every((p) => !existsSync(p)), 'the expiry of the image', 30_000);
       // Removals reach the file at the next write (at most proxy's 5 s flush interval later).
       let emptied = false;
@@ -175,17 +178,25 @@ describe('replicas on one storage root', () => {
         if (!emptied) await new Promise((r) => setTimeout(r, 100));
       }
       expect(emptied).toBe(true);
+      // The watcher has seen the file often enough to have caught a torn write.
+      await until(() => reads > 10, 'ten reads of the state file', 30_000);
     } finally {
       clearInterval(watcher);
     }
     expect(problems).toEqual([]);
-    expect(reads).toBeGreaterThan(10);
     const logs = replicas.map((r) => r.logs()).join('\n');
-    expect(logs.match(new RegExp(`expired manifest library/app@${img.manifest}`, 'g'))).toHaveLength(1);
-    for (const d of [img.config, ...img.layers]) expect(logs.match(new RegExp(`expired blob library/app@${d}`, 'g'))).toHaveLength(1);
+    // Each copy stored expires once: once in all, unless a loaded machine made the pulls outlast
+    // the TTL and a pull stored the content again after its expiry.
+    const stored = (what: string): number => upstream.count(new RegExp(`^GET /v2/library/app/${what}`));
+    expect(stored('manifests/')).toBeGreaterThanOrEqual(1);
+    expect(logs.match(new RegExp(`expired manifest library/app@${img.manifest}`, 'g'))).toHaveLength(stored('manifests/'));
+    for (const d of [img.config, ...img.layers]) {
+      expect(stored(`blobs/${d}`)).toBeGreaterThanOrEqual(1);
+      expect(logs.match(new RegExp(`expired blob library/app@${d}`, 'g'))).toHaveLength(stored(`blobs/${d}`));
+    }
     expect(logs.match(/scheduler lease taken/g)).toHaveLength(1);
     expect(replicas.every((r) => r.alive())).toBe(true);
-  }, 60_000);
+  }, 120_000);
 
   test('proxy.maxsize is one figure for the whole cache: content fetched through replica B counts toward the cap the lease holder A enforces, least recently used first', async () => {
     await start(2, ['ttl: 1h', 'maxsize: 1200000']);
@@ -210,5 +221,5 @@ describe('replicas on one storage root', () => {
     expect(a.logs()).not.toMatch(/evicted (manifest|blob) library\/app[23]@/);
     expect(b.logs()).not.toMatch(/evicted/);
     expect(replicas.every((r) => r.alive())).toBe(true);
-  }, 60_000);
+  }, 120_000);
 });

@@ -4,7 +4,6 @@
  * time of the test), a file complete in registry:2's format at every moment, no entry older than
  * the flush interval lost across kill -9, and replicas whose changes travel as journals.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +14,7 @@ import { ExpiryIndex } from '../lib/scheduler/expiry-index.js';
 import { TtlScheduler } from '../lib/scheduler/scheduler.js';
 import { readState } from '../lib/scheduler/state-file.js';
 import { SharedLocks } from '../lib/storage/shared-lock.js';
+import { spawnChild } from './helpers/children.js';
 import { until } from './helpers/until.js';
 import request from 'supertest';
 import { startFakeUpstream } from './helpers/fake-upstream.js';
@@ -80,6 +80,18 @@ async function underWatch(work: () => Promise<void>): Promise<{ maxDelayMs: numb
  */
 const BOUND_MS = 200;
 
+/**
+ * The bound under load: a loaded machine stretches every delay, so the bound is also a third of
+ * what holding the loop for the whole work (the old implementation) costs now, measured in the same
+ * test: `JSON.parse` or `JSON.stringify` of the same schedule at once. The old implementation's
+ * delay is that whole hold, whatever the load; the sliced one stays far below it.
+ */
+function boundNow(hold: () => unknown): number {
+  const t = performance.now();
+  hold();
+  return Math.max(BOUND_MS, (performance.now() - t) / 3);
+}
+
 describe('the schedule at scale', () => {
   let dir: string;
   let state: string;
@@ -116,8 +128,12 @@ describe('the schedule at scale', () => {
     for (const [k, at] of model) expect(index.get(k)?.expiry).toBe(at);
   });
 
-  test(`loading 100,000 entries and writing changes to them never delays a concurrent request by more than ${BOUND_MS} ms`, async () => {
+  test(`loading 100,000 entries and writing changes to them never delays a concurrent request by more than ${BOUND_MS} ms (or a third of holding the loop for the whole work, on a loaded machine)`, async () => {
     await writeBigState(state, 100_000);
+    const text = await readFile(state, 'utf8');
+    let parsed: unknown;
+    const loadBound = boundNow(() => (parsed = JSON.parse(text)));
+    const writeBound = boundNow(() => JSON.stringify(parsed));
     const s = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 60_000 });
     let loaded = 0;
     const load = await underWatch(async () => {
@@ -125,7 +141,7 @@ describe('the schedule at scale', () => {
     });
     expect(loaded).toBe(100_000);
     expect(load.requests).toBeGreaterThan(10);
-    expect(load.maxDelayMs).toBeLessThan(BOUND_MS);
+    expect(load.maxDelayMs).toBeLessThan(loadBound);
 
     // Three rounds of 1,000 changes, each written at once: the whole file is rewritten each time.
     const write = await underWatch(async () => {
@@ -135,7 +151,7 @@ describe('the schedule at scale', () => {
       }
     });
     expect(write.requests).toBeGreaterThan(10);
-    expect(write.maxDelayMs).toBeLessThan(BOUND_MS);
+    expect(write.maxDelayMs).toBeLessThan(writeBound);
     await s.stop();
     const { entries } = await readState(state);
     expect(entries.size).toBe(100_000);
@@ -232,7 +248,7 @@ describe('the schedule at scale', () => {
     const lib = resolve('dist/scheduler/scheduler.js');
     // A child process schedules 300 entries, waits five flush intervals, schedules 300 more and
     // says so; it is killed at once.
-    const child = spawn(
+    const child = spawnChild(
       process.execPath,
       [
         '--input-type=module',
@@ -248,9 +264,11 @@ describe('the schedule at scale', () => {
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
-    await new Promise<void>((r) => child.stdout!.on('data', (c: Buffer) => c.toString().includes('added') && r()));
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    try {
+      await new Promise<void>((r) => child.process.stdout!.on('data', (c: Buffer) => c.toString().includes('added') && r()));
+    } finally {
+      await child.kill();
+    }
     const again = new TtlScheduler({ statePath: state, onExpire: async () => undefined });
     await again.start();
     for (let i = 0; i < 300; i++) expect(again.has(`old/r${i}@sha256:1`)).toBe(true);

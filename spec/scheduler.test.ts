@@ -16,6 +16,15 @@ const HEX = '1525a3b8c7d81ce81e9b3cf8a3f1b2c2c8ddfc6c2a9f0f0e1d7b1c1a2b3c4d5e';
 const OFFICIAL = `{"library/busybox@sha256:${HEX}":{"Key":"library/busybox@sha256:${HEX}","ExpiryData":"2026-11-29T13:56:09.412177087Z","EntryType":0},"library/busybox@sha256:${'b'.repeat(64)}":{"Key":"library/busybox@sha256:${'b'.repeat(64)}","ExpiryData":"2026-11-29T14:56:09+01:00","EntryType":1}}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A clock the test moves: what is due is decided by it, not by how fast this machine runs the
+ * timers (a timer that fires early finds nothing due and is armed again).
+ */
+function testClock(): { now: () => number; advance(ms: number): void } {
+  let t = Date.now();
+  return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
 describe('TTL scheduler', () => {
   let dir: string;
   let state: string;
@@ -52,17 +61,22 @@ describe('TTL scheduler', () => {
 
   test('entries expire on time, and a restart fires what came due while stopped', async () => {
     const expired: string[] = [];
-    const s = scheduler(async (e) => void expired.push(e.key));
+    const clock = testClock();
+    const s = scheduler(async (e) => void expired.push(e.key), { now: clock.now });
     await s.start();
     s.add('a', 'sha256:1', 'blob', 50);
     s.add('b', 'sha256:2', 'blob', 5000);
-    await sleep(200);
+    await sleep(100);
+    expect(expired).toEqual([]);
+    clock.advance(200);
+    await until(() => expired.length > 0, 'the first expiry');
+    await sleep(100);
     expect(expired).toEqual(['a@sha256:1']);
     await s.stop();
-    const again = scheduler(async (e) => void expired.push(e.key), { now: () => Date.now() + 10_000 });
+    const again = scheduler(async (e) => void expired.push(e.key), { now: () => clock.now() + 10_000 });
     expect(await again.start()).toEqual({ loaded: 1 });
     expect(expired).toEqual(['a@sha256:1']);
-    await sleep(100);
+    await until(() => expired.length === 2, 'the expiry come due while stopped');
     expect(expired).toEqual(['a@sha256:1', 'b@sha256:2']);
     await again.stop();
     expect(JSON.parse(await readFile(state, 'utf8'))).toEqual({});
@@ -70,37 +84,43 @@ describe('TTL scheduler', () => {
 
   test('a failing expiry is kept and retried, not dropped', async () => {
     let calls = 0;
+    const clock = testClock();
     const s = scheduler(async () => {
       calls++;
       if (calls === 1) throw new Error('disk busy');
-    }, { retryMs: 400 });
+    }, { retryMs: 400, now: clock.now });
     await s.start();
     s.add('a', 'sha256:1', 'blob', 10);
-    await sleep(150);
+    clock.advance(10);
+    await until(() => s.get('a@sha256:1')!.expiry.getTime() > clock.now(), 'the failed expiry');
     expect(calls).toBe(1);
-    expect(s.has('a@sha256:1')).toBe(true);
-    await sleep(600);
+    expect(s.get('a@sha256:1')!.expiry.getTime()).toBe(clock.now() + 400);
+    await sleep(500);
+    expect(calls).toBe(1);
+    clock.advance(400);
+    await until(() => !s.has('a@sha256:1'), 'the retried expiry');
     expect(calls).toBe(2);
-    expect(s.has('a@sha256:1')).toBe(false);
     await s.stop();
   });
 
   test('repeated failures back off, doubling up to the cap', async () => {
-    const calls: number[] = [];
+    let calls = 0;
+    const clock = testClock();
     const s = scheduler(async () => {
-      calls.push(Date.now());
-      if (calls.length < 4) throw new Error('still busy');
-    }, { retryMs: 60, maxRetryMs: 130 });
+      calls++;
+      if (calls < 4) throw new Error('still busy');
+    }, { retryMs: 60, maxRetryMs: 130, now: clock.now });
     await s.start();
     s.add('a', 'sha256:1', 'blob', 1);
-    await sleep(700);
-    expect(calls).toHaveLength(4);
-    const gaps = calls.slice(1).map((t, i) => t - calls[i]!);
-    expect(gaps[0]).toBeGreaterThanOrEqual(55);
-    expect(gaps[1]).toBeGreaterThanOrEqual(115);
-    expect(gaps[2]).toBeGreaterThanOrEqual(125);
-    expect(gaps[2]).toBeLessThan(400);
-    expect(s.size).toBe(0);
+    clock.advance(1);
+    // Each failure moves the entry to now + the delay: 60, doubled to 120, capped at 130.
+    for (const [n, delay] of [[1, 60], [2, 120], [3, 130]] as const) {
+      await until(() => calls === n && s.get('a@sha256:1')!.expiry.getTime() > clock.now(), `failure ${n}`);
+      expect(s.get('a@sha256:1')!.expiry.getTime()).toBe(clock.now() + delay);
+      clock.advance(delay);
+    }
+    await until(() => s.size === 0, 'the fourth attempt');
+    expect(calls).toBe(4);
     await s.stop();
   });
 
@@ -117,7 +137,7 @@ describe('TTL scheduler', () => {
     });
     await s.start();
     for (let i = 0; i < 12; i++) s.add(`r${i}`, 'sha256:1', 'blob', 1);
-    await sleep(400);
+    await until(() => seen.size === 12 && s.size === 0, 'the twelve expiries');
     expect(peak).toBe(4);
     expect(seen.size).toBe(12);
     expect([...seen.values()].every((n) => n === 1)).toBe(true);
@@ -127,16 +147,32 @@ describe('TTL scheduler', () => {
 
   test('touch extends an expiry', async () => {
     const expired: string[] = [];
-    const s = scheduler(async (e) => void expired.push(e.key));
+    const clock = testClock();
+    const s = scheduler(async (e) => void expired.push(e.key), { now: clock.now });
     await s.start();
     s.add('a', 'sha256:1', 'blob', 100);
-    await sleep(60);
+    clock.advance(60);
     s.touch('a', 'sha256:1', 'blob', 300);
-    await sleep(100);
+    clock.advance(100);
+    // Past the first expiry, before the extended one: the timers fire and find nothing due.
+    await sleep(200);
     expect(expired).toEqual([]);
-    await sleep(300);
+    clock.advance(300);
+    await until(() => expired.length > 0, 'the extended expiry');
     expect(expired).toEqual(['a@sha256:1']);
     await s.stop();
+  });
+
+  test('a schedule stopped before its start (a registry closed during start-up) starts no writer thread and no timer', async () => {
+    const before = process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+    const locks = new SharedLocks(dir, 2000);
+    const s = new TtlScheduler({ statePath: state, onExpire: async () => undefined, shared: { locks } });
+    const starting = s.start();
+    await s.stop();
+    expect(await starting).toEqual({ loaded: 0 });
+    await sleep(100);
+    // A thread left running keeps the process from exiting (jest: "a worker process has failed to exit").
+    expect(process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length).toBe(before);
   });
 
   test('a hit never creates an entry: touch of content that is not scheduled leaves it unscheduled', async () => {
@@ -171,6 +207,58 @@ describe('TTL scheduler', () => {
       expect(a.get('repo/a@sha256:aa')!.expiry.getTime()).toBeGreaterThan(first + 3000_000);
       expect(a.has('repo/never@sha256:bb')).toBe(false);
     } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  test.each([
+    ['purged (the report was older than the purge): dropped, not expired a second time', false],
+    ['linked again (a pull after the purge): kept with its new time', true],
+  ])('shared mode: an entry a replica renews while the holder expires it, its content %s', async (_kind, relinked) => {
+    const locks = new SharedLocks(dir, 2000);
+    const key = 'repo/a@sha256:aa';
+    let started!: () => void;
+    const expiring = new Promise<void>((r) => (started = r));
+    let finish!: () => void;
+    const purged = new Promise<void>((r) => (finish = r));
+    let asked = false;
+    const expired: string[] = [];
+    const a = new TtlScheduler({
+      statePath: state,
+      flushIntervalMs: 20,
+      onExpire: async (e) => {
+        expired.push(e.key);
+        started();
+        await purged;
+      },
+      stillCached: async () => {
+        asked = true;
+        return relinked;
+      },
+      shared: { locks },
+    });
+    const b = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 20, shared: { locks } });
+    await a.start();
+    await b.start();
+    try {
+      a.add('repo/a', 'sha256:aa', 'blob', 20);
+      await expiring;
+      // b served a hit (it does not know the entry: a hit for the holder) while a purges the content.
+      b.touch('repo/a', 'sha256:aa', 'blob', 3600_000);
+      await b.flush();
+      await a.flush();
+      expect(a.get(key)!.expiry.getTime()).toBeGreaterThan(Date.now() + 3000_000);
+      finish();
+      // After the purge, the holder asks whether the content is still linked.
+      await until(() => asked, 'the question whether the content is still linked');
+      await new Promise((r) => setImmediate(r));
+      await a.flush();
+      expect(a.has(key)).toBe(relinked);
+      expect((await readState(state)).entries.has(key)).toBe(relinked);
+      expect(expired).toEqual([key]);
+    } finally {
+      finish();
       await a.stop();
       await b.stop();
     }
@@ -295,10 +383,10 @@ describe('TTL scheduler', () => {
       b.add('repo/soon', 'sha256:ee', 'blob', 50);
       await b.flush();
       await a.flush();
-      await new Promise((r) => setTimeout(r, 300));
+      await until(() => expired.length > 0, 'the expiry of repo/soon');
       expect(expired).toEqual(['a repo/soon@sha256:ee']);
       await a.stop();
-      const deadline = Date.now() + 5000;
+      const deadline = Date.now() + 20_000;
       while (!b.expiring && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(b.expiring).toBe(true);
     } finally {

@@ -2,20 +2,23 @@
  * The server as users run it: log formats, http.prefix and http.headers, TLS with a certificate
  * the test makes, a unix socket, and graceful shutdown of the real CLI on SIGTERM and SIGINT.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import request from 'supertest';
 import { createLogger } from '../lib/log/logger.js';
+import { loadConfig } from '../lib/config/load.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror } from './helpers/mirror.js';
-import { freePort, waitForHttp } from './helpers/ports.js';
+import { startRegistry } from './helpers/replica.js';
+import { freePort } from './helpers/ports.js';
 
 function captureLog(formatter: 'text' | 'json' | 'logstash', level: 'info' | 'warn' = 'info') {
   const out = new PassThrough();
@@ -122,6 +125,72 @@ describe('http options', () => {
     }
   });
 
+  /** A server certificate, a client CA, a client certificate it issued, and a self-signed rogue one (EC keys: quick to make). */
+  const clientCerts = (sub: string) => {
+    const where = join(dir, sub);
+    execFileSync('mkdir', ['-p', where]);
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    const run = (args: string[]) => execFileSync('openssl', args, { cwd: where, stdio: 'ignore' });
+    run(['req', '-x509', ...ec, '-keyout', 'server.key', '-out', 'server.pem', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=client ca', '-addext', 'basicConstraints=critical,CA:TRUE']);
+    run(['req', ...ec, '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=daemon']);
+    run(['x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '1']);
+    run(['req', '-x509', ...ec, '-keyout', 'rogue.key', '-out', 'rogue.pem', '-days', '1', '-subj', '/CN=rogue']);
+    return (f: string) => join(where, f);
+  };
+
+  // Go's four modes (distribution 3): [a certificate the CA issued, none, a self-signed one].
+  test.each([
+    ['request-client-cert', ['200', '200', '200']],
+    ['require-any-client-cert', ['200', 'refused', '200']],
+    ['verify-client-cert-if-given', ['200', '200', 'refused']],
+    ['require-and-verify-client-cert', ['200', 'refused', 'refused']],
+  ] as const)('http.tls.clientauth %s: a valid, no, and an unknown client certificate give %j', async (mode, expected) => {
+    const file = clientCerts(mode);
+    const mirror = await startMirror(upstream.url, {
+      httpYaml: `addr: 127.0.0.1:0\ntls:\n  certificate: ${file('server.pem')}\n  key: ${file('server.key')}\n  clientauth: ${mode}\n  clientcas:\n    - ${file('ca.pem')}`,
+    });
+    const get = (client?: { cert: Buffer; key: Buffer }) =>
+      new Promise<string>((resolveStatus) => {
+        https
+          .get(`https://127.0.0.1:${mirror.registry.port}/v2/`, { ca: readFileSync(file('server.pem')), agent: false, ...client }, (res) => {
+            res.resume();
+            res.on('end', () => resolveStatus(String(res.statusCode)));
+            res.on('error', () => resolveStatus('refused'));
+          })
+          .on('error', () => resolveStatus('refused'));
+      });
+    const pair = (name: string) => ({ cert: readFileSync(file(`${name}.pem`)), key: readFileSync(file(`${name}.key`)) });
+    try {
+      expect([await get(pair('client')), await get(), await get(pair('rogue'))]).toEqual(expected);
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  test('http.tls.ciphersuites (Go names) restricts TLS 1.2 to those suites; TLS 1.3 keeps its own, as in Go', async () => {
+    const file = clientCerts('ciphers');
+    const mirror = await startMirror(upstream.url, {
+      httpYaml: `addr: 127.0.0.1:0\ntls:\n  certificate: ${file('server.pem')}\n  key: ${file('server.key')}\n  ciphersuites:\n    - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n    - TLS_AES_128_GCM_SHA256`,
+    });
+    const handshake = (maxVersion: 'TLSv1.2' | 'TLSv1.3', ciphers?: string) =>
+      new Promise<string>((resolveCipher) => {
+        const socket = tls.connect({ port: mirror.registry.port!, host: '127.0.0.1', ca: readFileSync(file('server.pem')), maxVersion, ciphers }, () => {
+          resolveCipher(socket.getCipher().standardName);
+          socket.destroy();
+        });
+        socket.on('error', () => resolveCipher('refused'));
+      });
+    try {
+      expect(await handshake('TLSv1.2')).toBe('TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256');
+      expect(await handshake('TLSv1.2', 'ECDHE-ECDSA-AES256-GCM-SHA384')).toBe('refused');
+      expect(await handshake('TLSv1.3')).toMatch(/^TLS_(AES|CHACHA20)_/);
+    } finally {
+      await mirror.close();
+    }
+    expect(() => loadConfig({ text: 'version: 0.1\nhttp:\n  tls:\n    ciphersuites: [TLS_NULL]\n' })).toThrow(/http\.tls\.ciphersuites\.0: "TLS_NULL" must be one of TLS_RSA_WITH_RC4_128_SHA/);
+  });
+
   test('http.net unix listens on a socket path', async () => {
     const socketPath = join(dir, 'registry.sock');
     const mirror = await startMirror(upstream.url, { httpYaml: `net: unix\naddr: ${socketPath}` });
@@ -139,22 +208,24 @@ describe('http options', () => {
     const port = await freePort();
     const config = join(dir, `config-${signal}.yml`);
     await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, `root-${signal}`)}\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${upstream.url}\n`);
-    const child = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: 'ignore' });
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    await waitForHttp(`http://127.0.0.1:${port}/v2/`, 15_000);
-    const transfer = new Promise<{ status: number; bytes: number; complete: boolean }>((r) => {
-      http.get(`http://127.0.0.1:${port}/v2/library/slow/blobs/${digest}`, { agent: false }, (res) => {
-        let bytes = 0;
-        res.on('data', (c: Buffer) => {
-          if (bytes === 0) child.kill(signal);
-          bytes += c.length;
+    const child = await startRegistry(config, `http://127.0.0.1:${port}`);
+    try {
+      const transfer = new Promise<{ status: number; bytes: number; complete: boolean }>((r) => {
+        http.get(`http://127.0.0.1:${port}/v2/library/slow/blobs/${digest}`, { agent: false }, (res) => {
+          let bytes = 0;
+          res.on('data', (c: Buffer) => {
+            if (bytes === 0) child.process.kill(signal);
+            bytes += c.length;
+          });
+          res.on('end', () => r({ status: res.statusCode!, bytes, complete: res.complete }));
+          res.on('error', () => r({ status: res.statusCode!, bytes, complete: false }));
         });
-        res.on('end', () => r({ status: res.statusCode!, bytes, complete: res.complete }));
-        res.on('error', () => r({ status: res.statusCode!, bytes, complete: false }));
       });
-    });
-    expect(await transfer).toEqual({ status: 200, bytes: 400_000, complete: true });
-    expect(await exited).toBe(0);
+      expect(await transfer).toEqual({ status: 200, bytes: 400_000, complete: true });
+      expect(await child.exited).toBe(0);
+    } finally {
+      await child.kill();
+    }
   });
 
   test('the CLI answers --version and --help, and refuses a broken config naming the key', () => {

@@ -77,8 +77,9 @@ describe('slow clients', () => {
       const started = Date.now();
       const res = await request(mirror.url).get('/v2/');
       expect(res.status).toBe(200);
-      // Not a timing target: only "not held until the slow clients give up" (30 s header timeout).
-      expect(Date.now() - started).toBeLessThan(5000);
+      // Not a timing target: only "not held until the slow clients give up" (30 s header timeout),
+      // with room for a loaded machine.
+      expect(Date.now() - started).toBeLessThan(20_000);
     } finally {
       clearInterval(drip);
       loris.forEach((s) => s.destroy());

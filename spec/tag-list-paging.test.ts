@@ -68,3 +68,30 @@ test('the upstream is down: the cache answers the same pages with the same Link 
     upstream.setDown(false);
   }
 });
+
+test('tags.maxtags (distribution 3.1.1): a larger n is lowered to it, with a Link to the rest, from the upstream and from the cache; no n lists every tag', async () => {
+  // On the same storage: the cache knows the tags.
+  const capped = await startMirror(upstream.url, { root: mirror.root, extraYaml: 'tags:\n  maxtags: 2' });
+  try {
+    // Renovate asks for n=10000.
+    const pages = async (): Promise<unknown> => {
+      const first = await request(capped.url).get('/v2/org/app/tags/list?n=10000').expect(200);
+      const all = await request(capped.url).get('/v2/org/app/tags/list').expect(200);
+      return { first: first.body.tags, link: first.headers.link, all: all.body.tags };
+    };
+    const expected = { first: ['1.0', '1.1'], link: '</v2/org/app/tags/list?last=1.1&n=2>; rel="next"', all: TAGS };
+    expect(await pages()).toEqual(expected);
+    upstream.setDown(true);
+    try {
+      expect(await pages()).toEqual(expected);
+    } finally {
+      upstream.setDown(false);
+    }
+    // Not a number, or negative: refused as before.
+    expect((await request(capped.url).get('/v2/org/app/tags/list?n=-1')).body.errors[0].code).toBe('PAGINATION_NUMBER_INVALID');
+  } finally {
+    await capped.close();
+  }
+  // The default is distribution's 1000: n=10000 of five tags lists them all.
+  expect((await request(mirror.url).get('/v2/org/app/tags/list?n=10000').expect(200)).body.tags).toEqual(TAGS);
+});

@@ -15,6 +15,7 @@ import { authorize } from './authorize.js';
 import { apiVersionHeader } from './headers.js';
 import { matchRoute, type RouteMatch, type RouteName } from './route-names.js';
 import type { Writable } from './writable.js';
+import type { RouteEvents } from './events.js';
 import { baseResource, catalogResource } from './handlers/base.js';
 import { manifestResource } from './handlers/manifests.js';
 import { blobResource } from './handlers/blobs.js';
@@ -47,9 +48,13 @@ export interface RouteServices {
    */
   resolve(name: string, ns: string | undefined): Target | undefined;
   readonly maxCatalogEntries: number;
+  /** `tags.maxtags`: a larger `n` on a tag list is lowered to it (with a `Link` to the rest). */
+  readonly maxTags: number;
   readonly logger: Logger;
   /** The configured `auth` controller; undefined when the registry is open. */
   readonly access?: AccessController;
+  /** `notifications:` with an enabled endpoint; undefined: no events. */
+  readonly events?: RouteEvents;
 }
 
 /** One method's handler of a route, with the route's parsed parameters. */
@@ -165,6 +170,8 @@ async function resolveTarget(s: RouteServices, req: Request, res: Response, raw:
   // Access is checked before anything about the name is told, as distribution does.
   await authorize(s, req, res, 'repository', found && found.storedName !== raw ? [raw, found.storedName] : raw);
   if (refused !== undefined) throw refused;
+  // Events name the repository as the client does (`busybox`, not the stored `library/busybox`).
+  if (s.events) res.locals.repository = raw;
   if (ns !== undefined && typeof ns !== 'string') throw new RegistryError('NAME_UNKNOWN', { detail: { ns } });
   if (!found) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: 'this mirror has no upstream for that registry' } });
   return found;

@@ -3,7 +3,7 @@
  * overrides, then the one schema; unknown and unimplemented keys warn, wrong values fail with the
  * key's path. The result is frozen.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import yaml from 'js-yaml';
 import type { ErrorObject } from 'ajv';
@@ -13,6 +13,7 @@ import { tryParseSize } from './size.js';
 import { applyEnvOverrides } from './env.js';
 import { s3Config } from './s3.js';
 import { redisConfig } from './redis.js';
+import { notificationsConfig } from './notifications.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, type KeyStatus, type KeyTree } from './schema.js';
 import { validateConfig } from './config-validator.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
@@ -25,9 +26,21 @@ export interface ConfigSource {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-/** The configuration path: the argument, else `REGISTRY_CONFIGURATION_PATH`, else the image's default. */
-export function resolveConfigPath(arg: string | undefined, env: NodeJS.ProcessEnv): string {
-  return arg ?? env.REGISTRY_CONFIGURATION_PATH ?? '/etc/docker/registry/config.yml';
+/** Where `registry:3` reads its configuration. */
+export const V3_CONFIG_PATH = '/etc/distribution/config.yml';
+/** Where `registry:2` reads its configuration. */
+export const V2_CONFIG_PATH = '/etc/docker/registry/config.yml';
+
+/**
+ * The configuration path: the argument, else `REGISTRY_CONFIGURATION_PATH`, else the image's
+ * default: `registry:3`'s `/etc/distribution/config.yml` when that file exists, else
+ * `registry:2`'s `/etc/docker/registry/config.yml` (so a volume mounted where either image
+ * expects it is found).
+ */
+export function resolveConfigPath(arg: string | undefined, env: NodeJS.ProcessEnv, exists: (path: string) => boolean = existsSync): string {
+  if (arg !== undefined) return arg;
+  if (env.REGISTRY_CONFIGURATION_PATH) return env.REGISTRY_CONFIGURATION_PATH;
+  return exists(V3_CONFIG_PATH) || !exists(V2_CONFIG_PATH) ? V3_CONFIG_PATH : V2_CONFIG_PATH;
 }
 
 const invalid = (message: string, cause?: unknown): ConfigError => new ConfigError(message, { cause });
@@ -45,7 +58,9 @@ export function loadConfig(source: ConfigSource): { config: Config; warnings: st
   }
   let raw: unknown;
   try {
-    raw = yaml.load(text);
+    // `json`: a key given twice takes the last value, as distribution's YAML parser (its own
+    // documented example repeats `redis.tls`).
+    raw = yaml.load(text, { json: true });
   } catch (err) {
     throw invalid(`${where} is not valid YAML: ${(err as Error).message}`, err);
   }
@@ -57,8 +72,40 @@ export function loadConfig(source: ConfigSource): { config: Config; warnings: st
   if (typeof tree.storage === 'string') tree.storage = { [tree.storage]: {} };
   warnings.push(...storageWarnings(tree));
   warnings.push(...checkKeys(tree, KNOWN_KEYS, []));
+  warnings.push(...v3Settings(tree));
   if (!validateConfig(tree)) throw invalid(describeAll(validateConfig.errors ?? [], tree));
-  return { config: deepFreeze(convert(tree)), warnings };
+  return { config: deepFreeze(convert(tree, warnings)), warnings };
+}
+
+/**
+ * Distribution 3's settings read before validation: the deprecated top-level `loglevel` (used when
+ * `log.level` is not set), `validation.manifests.indexes.platforms` in any case, Let's Encrypt
+ * (refused: no ACME here), HTTP/2 cleartext (warned: HTTP/1.1 only).
+ */
+function v3Settings(tree: Raw): string[] {
+  const warnings: string[] = [];
+  if (tree.loglevel !== undefined && tree.loglevel !== null) {
+    const log = (tree.log ??= {}) as Raw;
+    if (log !== null && typeof log === 'object' && log.level === undefined) log.level = typeof tree.loglevel === 'string' ? tree.loglevel.toLowerCase() : tree.loglevel;
+  }
+  const indexes = tree.validation?.manifests?.indexes as Raw | undefined;
+  if (indexes && typeof indexes.platforms === 'string') indexes.platforms = indexes.platforms.toLowerCase();
+  const tls = tree.http?.tls as Raw | undefined;
+  const le = tls?.letsencrypt as Raw | undefined;
+  if (le && typeof le === 'object' && Object.keys(le).length > 0) {
+    // distribution uses Let's Encrypt only when no certificate is given.
+    if (!tls!.certificate) {
+      throw invalid(
+        "http.tls.letsencrypt: this registry cannot obtain certificates from Let's Encrypt (no ACME client); give http.tls.certificate and http.tls.key (from certbot, cert-manager or a TLS-terminating proxy) instead",
+      );
+    }
+    warnings.push('http.tls.letsencrypt is not used: http.tls.certificate is set (as distribution)');
+  }
+  const h2c = tree.http?.h2c as Raw | undefined;
+  if (h2c?.enabled === true) {
+    warnings.push('http.h2c.enabled: HTTP/2 cleartext is not served: this registry speaks HTTP/1.1 without TLS, so a load balancer in front must too (Cloud Run: turn end-to-end HTTP/2 off)');
+  }
+  return warnings;
 }
 
 /** Warns about ignored and unknown keys, fails on rejected ones. */
@@ -127,7 +174,7 @@ function describe(e: ErrorObject, tree: Record<string, unknown>): string {
 
 type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-function convert(t: Raw): Config {
+function convert(t: Raw, warnings: string[]): Config {
   const http = t.http as Raw;
   const net = http.net as 'tcp' | 'unix';
   if (net === 'tcp' && !/^(?:\[[^\]]*\]|[^:]*):\d+$/.test(String(http.addr))) {
@@ -152,7 +199,16 @@ function convert(t: Raw): Config {
       host: http.host,
       secret: http.secret,
       headers,
-      tls: http.tls ? { certificate: http.tls.certificate, key: http.tls.key, clientcas: http.tls.clientcas, minimumtls: http.tls.minimumtls } : undefined,
+      tls: http.tls
+        ? {
+            certificate: http.tls.certificate,
+            key: http.tls.key,
+            clientcas: http.tls.clientcas,
+            clientauth: http.tls.clientauth ?? 'require-and-verify-client-cert',
+            minimumtls: http.tls.minimumtls,
+            ciphersuites: http.tls.ciphersuites,
+          }
+        : undefined,
       debug: http.debug?.addr ? { addr: http.debug.addr, prometheus: http.debug.prometheus } : undefined,
       draintimeoutms: parseDuration(http.draintimeout),
       cachepage: http.cachepage,
@@ -178,12 +234,18 @@ function convert(t: Raw): Config {
           overtake: { minratebytes: tryParseSize(proxy!.overtake.minrate)!, afterms: parseDuration(proxy!.overtake.after) },
           hosted: hostedPrefixes(proxy!, upstream(proxy!, ttl, isDockerHub(String(proxy!.remoteurl))).dockerhub),
           hostedanonymouspush: proxy!.hostedanonymouspush,
+          exec: proxy!.exec ? { command: String(proxy!.exec.command), lifetimems: proxy!.exec.lifetime === undefined || proxy!.exec.lifetime === null ? undefined : Math.max(0, parseDuration(proxy!.exec.lifetime)) } : undefined,
+          // distribution 3: unset or not above zero is 5 minutes.
+          cachewritetimeoutms: parseDuration(proxy!.cachewritetimeout ?? 0) || 5 * 60_000,
         }
       : undefined,
     catalog: { maxentries: t.catalog.maxentries },
+    tags: { maxtags: t.tags.maxtags || 1000 },
+    validation: validationConfig(t.validation as Raw),
     auth: authConfig(t.auth as Raw | undefined),
     health: healthConfig(t.health as Raw),
-    redis: t.redis === undefined || t.redis === null ? undefined : redisConfig(t.redis as Raw),
+    redis: t.redis === undefined || t.redis === null ? undefined : redisConfig(t.redis as Raw, warnings),
+    notifications: notificationsConfig(t.notifications),
   };
 }
 
@@ -209,6 +271,18 @@ function storageWarnings(tree: Raw): string[] {
   return v4 === false || v4 === 'false' || v4 === 'False' || v4 === 'FALSE' || v4 === 'f' || v4 === 'F' || v4 === '0'
     ? ['storage.s3.v4auth: false (signature version 2) is not supported by this registry: requests are signed with version 4']
     : [];
+}
+
+/**
+ * `validation`: distribution checks pushed manifests unless `disabled` (or `enabled: false` with
+ * no `disabled`); checked, an index's children must all be present unless `indexes.platforms`
+ * says `none` or `list`.
+ */
+function validationConfig(v: Raw): Config['validation'] {
+  const enabled = v.enabled === true || v.disabled !== true;
+  const indexes = (v.manifests?.indexes ?? {}) as Raw;
+  const platforms = enabled ? ((indexes.platforms as 'all' | 'none' | 'list' | undefined) ?? 'all') : 'none';
+  return { indexes: { platforms, platformlist: ((indexes.platformlist ?? []) as Raw[]).map((p) => ({ architecture: p.architecture, os: p.os })) } };
 }
 
 /** Distribution's check interval when none is given; a zero timeout would wait for the OS. */

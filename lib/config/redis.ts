@@ -4,8 +4,11 @@
  * and 3.x's go-redis `UniversalOptions` (`addrs`, `username`, `clientname`, `maxretries`,
  * `minretrybackoff`, `maxretrybackoff`, the pool sizes, ...) with `tls: {certificate, key, rootcas}`
  * (`clientcas` in 3.0). Here Redis coordinates the replicas of one cache (docs/replicas.md);
- * distribution uses it as a blob descriptor cache. One server: several `addrs` (a cluster) or a
- * Sentinel `mastername` stop the start-up rather than talk to one node of them.
+ * distribution uses it as a blob descriptor cache. One server, or with `mastername` the primary a
+ * group of Sentinels (`addrs`) names, as go-redis's failover client; several `addrs` without
+ * `mastername` (a Redis Cluster) stop the start-up rather than talk to one node of them.
+ * `addr` is 2.8's and `addrs` 3.x's: given both, `addrs` is used, as `registry:3` does, and
+ * `addr` is warned about.
  */
 import { ConfigError } from '../errors.js';
 import { tryParseDuration } from './duration.js';
@@ -26,8 +29,8 @@ function parseAddr(addr: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port };
 }
 
-/** Checks and converts `redis`, or undefined when it names no server (as distribution: Redis off). */
-export function redisConfig(raw: Raw): RedisConfig | undefined {
+/** Checks and converts `redis`, or undefined when it names no server (as distribution: Redis off); `warnings` receives what is ignored. */
+export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | undefined {
   const str = (key: string, from: Raw = raw, path = key): string | undefined => {
     const v = from[key];
     if (v === undefined || v === null || v === '') return undefined;
@@ -56,10 +59,18 @@ export function redisConfig(raw: Raw): RedisConfig | undefined {
     addrs = list.map((a) => a.trim()).filter((a) => a !== '');
   }
   const addr = str('addr');
-  if (addr) addrs = [addr, ...addrs.filter((a) => a !== addr)];
+  const mastername = str('mastername');
+  if (addr && addrs.length > 0) {
+    if (addrs.length !== 1 || addrs[0] !== addr) warnings.push(`redis.addr (${addr}) is ignored: redis.addrs is set (registry:3 reads addrs only; registry:2 read addr only)`);
+  } else if (addr) {
+    if (mastername) throw invalid(`mastername: Sentinels are named by redis.addrs, not redis.addr (registry:2's key)`);
+    addrs = [addr];
+  }
   if (addrs.length === 0) return undefined;
-  if (addrs.length > 1) throw invalid(`addrs: ${addrs.join(', ')}: several servers (Redis Cluster) are not supported; name one server`);
-  const { host, port } = parseAddr(addrs[0]!);
+  if (addrs.length > 1 && !mastername) throw invalid(`addrs: ${addrs.join(', ')}: several servers (Redis Cluster) are not supported; name one server, or Sentinels with redis.mastername`);
+  for (const k of ['sentinelusername', 'sentinelpassword']) if (raw[k] && !mastername) warnings.push(`redis.${k} is ignored: there is no redis.mastername (Sentinel)`);
+  const nodes = addrs.map(parseAddr);
+  const { host, port } = nodes[0]!;
   const readMs = duration('readtimeout', DEFAULTS.readMs);
   const tls = raw.tls;
   let tlsConfig: RedisConfig['tls'];
@@ -81,6 +92,7 @@ export function redisConfig(raw: Raw): RedisConfig | undefined {
   return {
     host,
     port,
+    sentinel: mastername ? { mastername, sentinels: nodes, username: str('sentinelusername'), password: str('sentinelpassword') } : undefined,
     username: str('username'),
     password: str('password'),
     db: int('db', 0, 0),

@@ -6,6 +6,7 @@
 import { isDuration, tryParseDuration } from './duration.js';
 import { tryParseSize } from './size.js';
 import { isValidName } from '../distribution/reference.js';
+import { GO_CIPHER_SUITES } from './tls-ciphers.js';
 
 /**
  * A key's status: `supported` (validated and used), `ignored` (accepted with a warning), `rejected`
@@ -25,7 +26,8 @@ const M = 'map';
 /** The official keys. */
 export const KNOWN_KEYS: KeyTree = {
   version: S,
-  loglevel: I,
+  // Deprecated in distribution: used when `log.level` is not set.
+  loglevel: S,
   log: { level: S, formatter: S, fields: M, hooks: I, accesslog: { disabled: S }, reportcaller: I },
   storage: {
     filesystem: { rootdirectory: S, maxthreads: I },
@@ -38,9 +40,9 @@ export const KNOWN_KEYS: KeyTree = {
     inmemory: R, azure: R, gcs: R, swift: R, oss: R,
     delete: { enabled: S },
     redirect: { disable: S },
-    cache: I,
+    cache: { blobdescriptor: I, blobdescriptorsize: I },
     maintenance: { uploadpurging: { enabled: S, age: S, interval: S, dryrun: S }, readonly: { enabled: S } },
-    tag: I,
+    tag: { concurrencylimit: I },
   },
   auth: {
     silly: { realm: S, service: S },
@@ -52,14 +54,16 @@ export const KNOWN_KEYS: KeyTree = {
   reporting: I,
   http: {
     addr: S, net: S, prefix: S, host: S, secret: S, relativeurls: I, draintimeout: S,
-    tls: { certificate: S, key: S, clientcas: S, clientauth: I, minimumtls: S, ciphersuites: I, letsencrypt: I },
+    // `letsencrypt` without a certificate refuses to start (load.ts): this registry does no ACME.
+    tls: { certificate: S, key: S, clientcas: S, clientauth: S, minimumtls: S, ciphersuites: S, letsencrypt: { cachefile: I, email: I, hosts: I, directoryurl: I } },
     debug: { addr: S, prometheus: { enabled: S, path: S } },
     headers: M,
-    http2: I,
-    h2c: I,
+    http2: { disabled: I },
+    h2c: { enabled: I },
   },
-  notifications: I,
-  // 2.8 and 3.x (go-redis UniversalOptions); one server, whose connection ioredis multiplexes (no pool).
+  // Checked key by key in notifications.ts (an endpoint's keys too: a list is not walked here).
+  notifications: { events: { includereferences: S }, endpoints: S },
+  // 2.8 and 3.x (go-redis UniversalOptions); one server or a Sentinel group, whose connection ioredis multiplexes (no pool).
   redis: {
     addr: S, addrs: S, username: S, password: S, db: S, clientname: S, dialtimeout: S, readtimeout: S, writetimeout: S,
     maxretries: S, minretrybackoff: S, maxretrybackoff: S,
@@ -67,14 +71,18 @@ export const KNOWN_KEYS: KeyTree = {
     poolsize: I, pooltimeout: I, poolfifo: I, minidleconns: I, maxidleconns: I, maxactiveconns: I, connmaxidletime: I, connmaxlifetime: I,
     protocol: I, contexttimeoutenabled: I, readonly: I, routebylatency: I, routerandomly: I, maxredirects: I, disableidentity: I, identitysuffix: I, unstableresp3: I,
     tls: { enabled: S, certificate: S, key: S, clientcas: S, rootcas: S },
-    mastername: R, sentinelusername: R, sentinelpassword: R,
+    mastername: S, sentinelusername: S, sentinelpassword: S,
   },
   health: { storagedriver: { enabled: S, interval: S, threshold: S }, file: S, http: S, tcp: S },
-  proxy: { remoteurl: S, username: S, password: S, ttl: S, exec: I, cachewritetimeout: I },
+  proxy: { remoteurl: S, username: S, password: S, ttl: S, exec: { command: S, lifetime: S }, cachewritetimeout: S },
   catalog: { maxentries: S },
-  compatibility: I,
-  validation: I,
-  policy: I,
+  tags: { maxtags: S },
+  compatibility: { schema1: { signingkeyfile: I, enabled: I } },
+  validation: {
+    enabled: S, disabled: S,
+    manifests: { urls: { allow: I, deny: I }, indexes: { platforms: S, platformlist: { architecture: S, os: S } } },
+  },
+  policy: { repository: { classes: I } },
 };
 
 /** Extension keys (ours; the official registry ignores them), by section. Additive only. */
@@ -94,6 +102,8 @@ const immutableTags = {
 };
 /** Extension `dockerhub`: whether an upstream serves Docker Hub's names. */
 const dockerHub = { enum: ['auto', true, false] };
+/** `http.tls.clientauth`: Go's `tls.ClientAuthType` names, as distribution 3. */
+export const CLIENT_AUTH_MODES = ['request-client-cert', 'require-any-client-cert', 'verify-client-cert-if-given', 'require-and-verify-client-cert'];
 /** A registry host as clients name it: `ghcr.io`, `registry.example.com:5000`. */
 export const REGISTRY_HOST_PATTERN = '^[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?$';
 
@@ -147,7 +157,17 @@ export const CONFIG_SCHEMA = {
         draintimeout: { ...duration, default: 0 },
         cachepage: { ...bool, default: true },
         headers: { type: 'object', default: {}, additionalProperties: { type: ['string', 'array'], items: str } },
-        tls: { type: 'object', properties: { certificate: str, key: str, clientcas: { type: 'array', items: str, default: [] }, minimumtls: { enum: ['tls1.2', 'tls1.3'] } } },
+        tls: {
+          type: 'object',
+          properties: {
+            certificate: str,
+            key: str,
+            clientcas: { type: 'array', items: str, default: [] },
+            clientauth: { enum: CLIENT_AUTH_MODES },
+            ciphersuites: { type: 'array', items: { enum: Object.keys(GO_CIPHER_SUITES) } },
+            minimumtls: { enum: ['tls1.2', 'tls1.3'] },
+          },
+        },
         debug: {
           type: 'object',
           properties: { addr: str, prometheus: { type: 'object', default: {}, properties: { enabled: { ...bool, default: false }, path: { ...str, default: '/metrics' } } } },
@@ -161,6 +181,8 @@ export const CONFIG_SCHEMA = {
         username: str,
         password: str,
         ttl: { ...duration, default: '168h' },
+        exec: { type: 'object', required: ['command'], properties: { command: { ...str, minLength: 1 }, lifetime: duration } },
+        cachewritetimeout: duration,
         timeouts: { type: 'object', default: {}, properties: { connect: { ...duration, default: '10s' }, response: { ...duration, default: '30s' }, idle: { ...duration, default: '60s' } } },
         immutabletags: { ...immutableTags, default: false },
         dockerhub: { ...dockerHub, default: 'auto' },
@@ -226,6 +248,29 @@ export const CONFIG_SCHEMA = {
     // Checked key by key in redis.ts.
     redis: { type: 'object' },
     catalog: { type: 'object', default: {}, properties: { maxentries: { type: 'integer', minimum: 1, default: 1000 } } },
+    // distribution: 0 is the default, a negative value an error.
+    tags: { type: 'object', default: {}, properties: { maxtags: { type: 'integer', minimum: 0, default: 0 } } },
+    validation: {
+      type: 'object',
+      default: {},
+      properties: {
+        enabled: bool,
+        disabled: bool,
+        manifests: {
+          type: 'object',
+          properties: {
+            indexes: {
+              type: 'object',
+              properties: {
+                // Lower-cased by load.ts first, as distribution does.
+                platforms: { enum: ['all', 'none', 'list'] },
+                platformlist: { type: 'array', items: { type: 'object', properties: { architecture: str, os: str } } },
+              },
+            },
+          },
+        },
+      },
+    },
     auth: {
       type: 'object',
       maxProperties: 1,

@@ -5,6 +5,8 @@
  * their section so that warnings and docs can name them.
  */
 
+import type { NotificationsConfig } from './notifications.js';
+
 /** `log:` */
 export interface LogConfig {
   readonly level: 'error' | 'warn' | 'info' | 'debug';
@@ -18,7 +20,14 @@ export interface TlsConfig {
   readonly certificate?: string;
   readonly key?: string;
   readonly clientcas: readonly string[];
+  /**
+   * How client certificates are asked for (Go's names, as distribution 3); only with `clientcas`,
+   * default `require-and-verify-client-cert`.
+   */
+  readonly clientauth: 'request-client-cert' | 'require-any-client-cert' | 'verify-client-cert-if-given' | 'require-and-verify-client-cert';
   readonly minimumtls?: string;
+  /** Go's names of the TLS 1.2 cipher suites allowed (`config/tls-ciphers.ts`); undefined: node's defaults. */
+  readonly ciphersuites?: readonly string[];
 }
 
 /** `http:` */
@@ -94,6 +103,14 @@ export interface ProxyConfig extends UpstreamConfig {
   readonly hosted: readonly string[];
   /** Extension `proxy.hostedanonymouspush` (default false): pushes to hosted names without client authentication. */
   readonly hostedanonymouspush: boolean;
+  /**
+   * `proxy.exec` (distribution 3): a docker-credential-helpers program giving the upstream
+   * credentials in place of `username`/`password`. `lifetimems` undefined: run once; `0`: run for
+   * every request; above 0: its answer is reused that long.
+   */
+  readonly exec?: { readonly command: string; readonly lifetimems?: number };
+  /** `proxy.cachewritetimeout` (default 5m): how long a blob fetch no client reads any more goes on filling the cache. */
+  readonly cachewritetimeoutms: number;
 }
 
 /** `storage.s3:` as distribution's `s3-aws` driver (sizes in bytes). */
@@ -151,8 +168,16 @@ export interface StorageConfig {
  * defaults where the file says nothing (or `0`): dial 5s, read 3s, write as read, 3 retries.
  */
 export interface RedisConfig {
+  /** The server; with `sentinel`, the first Sentinel (for messages). */
   readonly host: string;
   readonly port: number;
+  /** Set with `mastername`: the primary is asked of these Sentinels (`addrs`), and followed across failovers. */
+  readonly sentinel?: {
+    readonly mastername: string;
+    readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+    readonly username?: string;
+    readonly password?: string;
+  };
   readonly username?: string;
   readonly password?: string;
   readonly db: number;
@@ -175,6 +200,17 @@ export interface AuthConfig {
   readonly htpasswd?: { readonly realm: string; readonly path: string };
   readonly token?: { readonly realm: string; readonly service: string; readonly issuer: string; readonly rootcertbundle: string; readonly autoredirect?: boolean };
   readonly silly?: { readonly realm: string; readonly service: string };
+}
+
+/** `tags:` (distribution 3): a larger `n` on a tag list is lowered to `maxtags` (default 1000), as v3.1.1. */
+export interface TagsConfig {
+  readonly maxtags: number;
+}
+
+/** `validation:` of pushed manifests (hosted names only): whether an index's children must be present. */
+export interface ValidationConfig {
+  /** `all` (default): every child; `none`: none (sparse indexes); `list`: those of `platformlist`. */
+  readonly indexes: { readonly platforms: 'all' | 'none' | 'list'; readonly platformlist: readonly { readonly architecture?: string; readonly os?: string }[] };
 }
 
 /** `catalog:` */
@@ -212,8 +248,11 @@ export interface Config {
   readonly proxy?: ProxyConfig;
   readonly auth?: AuthConfig;
   readonly catalog: CatalogConfig;
+  readonly tags: TagsConfig;
   readonly health: HealthConfig;
   /** `redis:` with a server named; undefined otherwise (replicas then coordinate through the filesystem, if at all). */
   readonly redis?: RedisConfig;
-  readonly validation?: Readonly<Record<string, unknown>>;
+  readonly validation: ValidationConfig;
+  /** `notifications:` (no endpoints: none sent). */
+  readonly notifications: NotificationsConfig;
 }

@@ -4,7 +4,11 @@
  * unreachable (`enableOfflineQueue: false`): they fail at once, so a replica goes on serving its
  * cache and fetching without coordination instead of holding requests, and says so (the `down`
  * and `up` callbacks: a log line and `registry_mirror_redis_up`). ioredis reconnects on its own,
- * backing off from `minretrybackoff` to `maxretrybackoff`.
+ * backing off from `minretrybackoff` to `maxretrybackoff`. With a Sentinel `mastername` it asks the
+ * Sentinels for the primary on every (re)connection: a primary that dies closes the connection,
+ * and one demoted under it refuses writes (`READONLY`), which reconnects.
+ * (ioredis's `failoverDetector` is not used: its disconnect on `+switch-master`, racing a
+ * reconnection already under way, left a connection that never came back in 2 of 5 failovers.)
  */
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -44,9 +48,29 @@ export class RedisConnection {
     const c = this.config;
     const min = Math.max(1, c.minretrybackoffms);
     const max = Math.max(min, c.maxretrybackoffms);
+    const retryStrategy = (times: number): number => Math.min(max, min * 2 ** Math.min(times, 20));
+    const tls = c.tls && {
+      cert: c.tls.certificate ? readFileSync(c.tls.certificate) : undefined,
+      key: c.tls.key ? readFileSync(c.tls.key) : undefined,
+      ca: c.tls.rootcas.length > 0 ? c.tls.rootcas.map((f) => readFileSync(f)) : undefined,
+    };
+    const s = c.sentinel;
     return {
-      host: c.host,
-      port: c.port,
+      ...(s
+        ? {
+            sentinels: s.sentinels.map((n) => ({ host: n.host, port: n.port })),
+            name: s.mastername,
+            sentinelUsername: s.username,
+            sentinelPassword: s.password,
+            // As go-redis's failover client: the TLS settings apply to the Sentinels too.
+            enableTLSForSentinelMode: tls !== undefined,
+            sentinelTLS: tls,
+            sentinelRetryStrategy: retryStrategy,
+            sentinelCommandTimeout: c.readtimeoutms,
+            // A primary demoted under us answers writes with READONLY: reconnect (to the new one) and resend.
+            reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
+          }
+        : { host: c.host, port: c.port }),
       username: c.username,
       password: c.password,
       db: c.db,
@@ -56,12 +80,8 @@ export class RedisConnection {
       commandTimeout: Math.max(c.readtimeoutms, c.writetimeoutms),
       maxRetriesPerRequest: Math.max(0, c.maxretries),
       enableOfflineQueue: false,
-      retryStrategy: (times: number) => Math.min(max, min * 2 ** Math.min(times, 20)),
-      tls: c.tls && {
-        cert: c.tls.certificate ? readFileSync(c.tls.certificate) : undefined,
-        key: c.tls.key ? readFileSync(c.tls.key) : undefined,
-        ca: c.tls.rootcas.length > 0 ? c.tls.rootcas.map((f) => readFileSync(f)) : undefined,
-      },
+      retryStrategy,
+      tls,
     };
   }
 

@@ -11,7 +11,7 @@ import type { Manifest, ManifestRef, ManifestService, PageRequest, TagPage, TagS
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { Descriptor } from '../distribution/manifest.js';
-import { checkManifest, verifyReferences } from './manifest-verify.js';
+import { checkManifest, verifyReferences, type IndexValidation } from './manifest-verify.js';
 
 /** What a successful push reports. */
 export interface PushedManifest {
@@ -24,6 +24,7 @@ export class HostedManifestStore implements ManifestService {
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
+    private readonly indexes?: IndexValidation,
   ) {}
 
   /** The manifest `name@digest`; `MANIFEST_UNKNOWN` unless it is a revision of `name`. */
@@ -60,7 +61,7 @@ export class HostedManifestStore implements ManifestService {
     await verifyReferences(parsed, {
       layer: async (d) => (await repo.hasLayer(d)) && (await this.blobs.stat(d)) !== undefined,
       revision: async (d) => (await repo.hasRevision(d)) && (await this.blobs.stat(d)) !== undefined,
-    });
+    }, this.indexes);
     const stored = digest ?? { algorithm: 'sha256' as const, hex: actual.slice('sha256:'.length), value: actual };
     await this.blobs.put(stored, payload);
     await repo.linkRevision(stored);
@@ -70,18 +71,20 @@ export class HostedManifestStore implements ManifestService {
 
   /**
    * distribution's `DeleteManifest`: a tag is untagged; a digest loses its revision link and every
-   * tag pointing at it. The data stays for `garbage-collect`.
+   * tag pointing at it. The data stays for `garbage-collect`. Resolves with the tags removed.
    */
-  async delete(name: string, ref: ManifestRef): Promise<void> {
+  async delete(name: string, ref: ManifestRef): Promise<string[]> {
     const repo = this.repository(name);
     if ('tag' in ref) {
       if (!(await repo.resolveTag(ref.tag))) throw new ManifestUnknownError({ tag: ref.tag });
       await repo.untag(ref.tag);
-      return;
+      return [ref.tag];
     }
     if (!(await repo.hasRevision(ref.digest))) throw unknownManifest(ref.digest.value);
     await repo.unlinkRevision(ref.digest);
-    for (const tag of await repo.tagsFor(ref.digest)) await repo.untag(tag);
+    const tags = await repo.tagsFor(ref.digest);
+    for (const tag of tags) await repo.untag(tag);
+    return tags;
   }
 }
 

@@ -13,6 +13,7 @@ import type { RepositoryStore } from '../storage/repository-store.js';
 import { UploadStore } from './upload-store.js';
 import { HostedBlobStore } from './hosted-blob-store.js';
 import { HostedManifestStore, HostedTagService } from './hosted-manifest-store.js';
+import type { IndexValidation } from './manifest-verify.js';
 import type { ReferrersResult, ReferrersService } from '../stores.js';
 import { listReferrers } from './referrers.js';
 import { UploadPurger } from './upload-purger.js';
@@ -31,6 +32,8 @@ export interface HostedOptions {
   readonly repository: (name: string) => RepositoryStore;
   /** `storage.maintenance.uploadpurging`; undefined: abandoned uploads are kept. */
   readonly purging?: { readonly agems: number; readonly intervalms: number; readonly dryrun: boolean };
+  /** `validation.manifests.indexes`: which children of a pushed index must be present (default all). */
+  readonly indexes?: IndexValidation;
   readonly logger: Logger;
 }
 
@@ -46,7 +49,7 @@ export class HostedRepositories {
   constructor(private readonly o: HostedOptions) {
     this.prefixes = o.prefixes;
     this.blobs = new HostedBlobStore(o.blobs, o.repository);
-    this.manifests = new HostedManifestStore(o.blobs, o.repository);
+    this.manifests = new HostedManifestStore(o.blobs, o.repository, o.indexes);
     this.tags = new HostedTagService(o.repository);
     this.uploads = new UploadStore(o.driver, o.blobs, o.repository);
     if (o.purging) this.purger = new UploadPurger({ driver: o.driver, ...o.purging, logger: o.logger });

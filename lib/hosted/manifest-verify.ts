@@ -62,19 +62,36 @@ export function checkManifest(contentType: string | undefined, payload: Buffer):
 }
 
 /**
- * Checks that everything the manifest references is in the repository; throws
- * `MANIFEST_BLOB_UNKNOWN` naming the first missing digest.
+ * Which children of a pushed index must be present (`validation.manifests.indexes`, distribution
+ * 3): `all` (the default), `none` (sparse indexes), or `list`: those whose platform is in
+ * `platformlist` (every child when the list is empty, as distribution).
+ */
+export interface IndexValidation {
+  readonly platforms: 'all' | 'none' | 'list';
+  readonly platformlist: readonly { readonly architecture?: string; readonly os?: string }[];
+}
+
+function mustExist(child: Descriptor, v: IndexValidation): boolean {
+  if (v.platforms === 'none') return false;
+  if (v.platforms === 'all' || v.platformlist.length === 0) return true;
+  return v.platformlist.some((p) => (p.architecture ?? '') === (child.platform?.architecture ?? '') && (p.os ?? '') === (child.platform?.os ?? ''));
+}
+
+/**
+ * Checks that everything the manifest references is in the repository (an index's children as
+ * `indexes` says); throws `MANIFEST_BLOB_UNKNOWN` naming the first missing digest.
  */
 export async function verifyReferences(
   m: CheckedManifest,
   has: { layer(d: Digest): Promise<boolean>; revision(d: Digest): Promise<boolean> },
+  indexes: IndexValidation = { platforms: 'all', platformlist: [] },
 ): Promise<void> {
   for (const b of m.blobs) {
     const present = b.mediaType === MediaType.OciManifest || b.mediaType === MediaType.DockerManifest ? await has.revision(b.digest) : await has.layer(b.digest);
     if (!present) throw new ManifestBlobUnknownError(b.digest);
   }
   for (const child of m.manifests) {
-    if (!(await has.revision(child.digest))) throw new ManifestBlobUnknownError(child.digest);
+    if (mustExist(child, indexes) && !(await has.revision(child.digest))) throw new ManifestBlobUnknownError(child.digest);
   }
 }
 

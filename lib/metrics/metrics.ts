@@ -30,6 +30,12 @@ export class Metrics {
   readonly blobRaces: Counter<'outcome'>;
   readonly redisUp: Gauge;
   readonly uncoordinated: Counter;
+  /** distribution's notification metrics: events by `type` (`Events` queued, `Successes`, `Failures`, `Errors`) and endpoint. */
+  readonly notificationEvents: Counter<'type' | 'endpoint'>;
+  readonly notificationPending: Gauge<'endpoint'>;
+  readonly notificationStatus: Counter<'code' | 'endpoint'>;
+  /** Ours: events never sent (a full queue, or still queued at shutdown). */
+  readonly notificationsDropped: Counter<'endpoint' | 'reason'>;
 
   constructor() {
     const registers = [this.registry];
@@ -65,6 +71,14 @@ export class Metrics {
       help: 'Upstream fetches started without coordination across replicas because Redis did not answer.',
       registers,
     });
+    this.notificationEvents = counter('registry_notifications_events_total', 'The number of total events', ['type', 'endpoint']);
+    this.notificationPending = new Gauge({ name: 'registry_notifications_pending_total', help: 'The gauge of pending events in queue', labelNames: ['endpoint'], registers });
+    this.notificationStatus = counter('registry_notifications_status_total', 'The number of status code', ['code', 'endpoint']);
+    this.notificationsDropped = counter(
+      'registry_notifications_dropped_total',
+      'Events dropped for an endpoint, by reason: queue_full (notifications.endpoints[].queuelimit events were waiting for it) or shutdown (still queued when the registry stopped).',
+      ['endpoint', 'reason'],
+    );
     this.cacheBytes = new Gauge({ name: 'registry_mirror_cache_bytes', help: 'Blob data in the cache, in bytes.', registers });
     this.httpDuration = new Histogram({
       name: 'registry_mirror_http_request_duration_seconds',

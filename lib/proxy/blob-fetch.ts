@@ -83,6 +83,11 @@ export interface BlobFetchOptions {
   /** When a slow fetch is raced (none: never). */
   readonly overtake?: OvertakePolicy;
   onRace?(event: RaceEvent): void;
+  /**
+   * `proxy.cachewritetimeout`: once its last client has left, the fetch goes on filling the cache
+   * this long at most, then stops (a new client starts a fresh one). Undefined: no limit.
+   */
+  readonly cacheWriteTimeoutMs?: number;
 }
 
 /** One upstream connection feeding the fetch. */
@@ -137,6 +142,8 @@ export class BlobFetch {
   /** Races the fetch when it crawls (`proxy.overtake`). */
   private overtaker?: Overtaker<Source>;
   private stoppedSlow = false;
+  /** Set while nobody reads the fetch: it stops when this fires (`cacheWriteTimeoutMs`). */
+  private unreadTimer?: NodeJS.Timeout;
 
   private constructor(private readonly options: BlobFetchOptions) {
     this.digest = options.digest;
@@ -336,6 +343,7 @@ export class BlobFetch {
   private settle(err?: unknown): void {
     if (this.arrived.settled) return;
     this.arrived.settled = true;
+    clearTimeout(this.unreadTimer);
     if (err === undefined) this.arrived.resolve();
     else this.arrived.reject(err);
   }
@@ -387,6 +395,22 @@ export class BlobFetch {
     });
   }
 
+  /** Nobody reads the fetch any more: it may fill the cache for `cacheWriteTimeoutMs`, no longer. */
+  private stopWhenUnread(): void {
+    const ms = this.options.cacheWriteTimeoutMs;
+    if (ms === undefined || this.arrived.settled || this.unreadTimer) return;
+    this.unreadTimer = setTimeout(() => {
+      this.unreadTimer = undefined;
+      if (this.positions.size > 0 || this.arrived.settled) return;
+      this.stoppedSlow = true;
+      const err = new BlobFetchStoppedError(`the fetch of ${this.digest.value} was stopped: no client has read it for proxy.cachewritetimeout (${ms} ms)`);
+      this.options.cacheWriteFailed?.(err);
+      this.abort(err);
+    }, ms);
+    // The fetch's own connection keeps the process busy; this timer alone must not.
+    this.unreadTimer.unref();
+  }
+
   /** The disk failed: stop writing, drop the temporary file, keep serving the readers. */
   private abandonCache(err: unknown): void {
     // A write finishing after the fetch failed changes nothing.
@@ -429,6 +453,8 @@ export class BlobFetch {
   createReader(start = 0, end?: number): Readable {
     const cursor = { position: start };
     this.positions.add(cursor);
+    clearTimeout(this.unreadTimer);
+    this.unreadTimer = undefined;
     const last = end ?? (this.size !== undefined ? this.size - 1 : Number.MAX_SAFE_INTEGER);
     let finished = false;
     const release = async (): Promise<void> => {
@@ -439,6 +465,7 @@ export class BlobFetch {
       this.events.emit('progress');
       // Nobody is left to hand the bytes to, and they cannot be cached: stop downloading.
       if (this.positions.size === 0 && this.state === 'passthrough') this.abort(new Error('every client left an uncached fetch'));
+      if (this.positions.size === 0 && this.state === 'streaming') this.stopWhenUnread();
       if (this.positions.size === 0 && this.state !== 'streaming') await this.closeFd();
     };
     const fetch = this;

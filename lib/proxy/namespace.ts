@@ -34,6 +34,8 @@ export interface NamespaceOptions {
   /** True for the default upstream (`proxy.remoteurl`): stored without a prefix. */
   readonly isDefault: boolean;
   readonly config: UpstreamConfig;
+  /** `proxy.exec` (the default upstream only): a credential helper in place of `username`/`password`. */
+  readonly exec?: { readonly command: string; readonly lifetimems?: number };
   readonly timeouts: UpstreamTimeouts;
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
@@ -46,6 +48,8 @@ export interface NamespaceOptions {
   readonly descriptors?: DescriptorCache;
   /** When a crawling blob fetch is raced by a second connection (`proxy.overtake`). */
   readonly overtake?: OvertakePolicy;
+  /** `proxy.cachewritetimeout`: how long a blob fetch its clients left goes on filling the cache. */
+  readonly cacheWriteTimeoutMs?: number;
   /** What racing a blob fetch did, told the name the blob is stored under. */
   readonly onBlobRace?: (storedName: string, digest: Digest, event: RaceEvent) => void;
   /** Fetch an image's config once its manifest came from the upstream, before a client asks (default false). */
@@ -74,6 +78,7 @@ export class ProxyNamespace {
       remoteUrl: o.config.remoteurl,
       username: o.config.username,
       password: o.config.password,
+      exec: o.exec,
       timeouts: o.timeouts,
       onWarning: o.onWarning,
       onResponse: o.onResponse && ((info) => o.onResponse!({ host: o.host, ...info })),
@@ -89,6 +94,7 @@ export class ProxyNamespace {
       locks: o.locks,
       descriptors: o.descriptors,
       overtake: o.overtake,
+      cacheWriteTimeoutMs: o.cacheWriteTimeoutMs,
       onRace: o.onBlobRace && ((name, digest, event) => o.onBlobRace!(this.storedName(name), digest, event)),
     });
     const manifestEvents = {

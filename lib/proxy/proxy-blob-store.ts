@@ -17,6 +17,7 @@ import type { Upstream } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
 import { BlobUnknownError } from '../errors.js';
 import { PathNotFoundError } from '../storage/driver.js';
+import { inSpan } from '../tracing/tracing.js';
 
 /** How the blob store coordinates and races its fetches. */
 export interface ProxyBlobOptions {
@@ -28,6 +29,8 @@ export interface ProxyBlobOptions {
   onRace?(name: string, digest: Digest, event: RaceEvent): void;
   /** What storage said of recent hits, so a hot blob costs no link read and no `stat`. */
   readonly descriptors?: DescriptorCache;
+  /** `proxy.cachewritetimeout`: how long a fetch its clients left goes on filling the cache. */
+  readonly cacheWriteTimeoutMs?: number;
 }
 
 /** The blob side of the pull-through cache. */
@@ -219,7 +222,7 @@ export class ProxyBlobStore implements BlobService {
     if (!this.locks) return this.startLocalFetch(name, digest);
     const key = blobLockKey(digest);
     for (;;) {
-      const release = await this.locks.tryAcquire(key);
+      const release = await inSpan('lock acquire', { 'registry.lock': key }, () => this.locks!.tryAcquire(key));
       if (release) {
         try {
           if (await this.blobs.stat(digest)) {
@@ -235,7 +238,7 @@ export class ProxyBlobStore implements BlobService {
         }
       }
       // Another process is fetching it: wait until it lands, or its lock is free again.
-      await this.locks.waitWhileHeld(key, () => this.blobs.stat(digest), 100);
+      await inSpan('lock wait', { 'registry.lock': key }, () => this.locks!.waitWhileHeld(key, () => this.blobs.stat(digest), 100));
       if (await this.blobs.stat(digest)) return undefined;
     }
   }
@@ -268,6 +271,7 @@ export class ProxyBlobStore implements BlobService {
       overtake: this.options.overtake,
       reopen: (offset) => this.reopen(name, digest, offset, size),
       onRace: (event) => this.options.onRace?.(name, digest, event),
+      cacheWriteTimeoutMs: this.options.cacheWriteTimeoutMs,
     });
     this.fetches.set(digest.value, fetch);
     fetch.done

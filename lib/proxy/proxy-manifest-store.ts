@@ -26,6 +26,7 @@ import type { DescriptorCache } from '../storage/descriptor-cache.js';
 import { Inflight } from './inflight.js';
 import type { Upstream, UpstreamReply } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
+import { inSpan } from '../tracing/tracing.js';
 
 /** The cache events of the manifest store, and the refusal of a manifest that could not be verified. */
 export interface ProxyManifestEvents extends CacheEvents {
@@ -99,7 +100,7 @@ export class ProxyManifestStore implements ManifestService {
         }
       }
       // Another replica is fetching it: wait until it is stored, or its lock is free again.
-      const stored = await this.locks.waitWhileHeld(key, () => this.local(name, digest), 50);
+      const stored = await inSpan('lock wait', { 'registry.lock': key }, () => this.locks!.waitWhileHeld(key, () => this.local(name, digest), 50));
       if (stored) return stored;
     }
   }

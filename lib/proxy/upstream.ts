@@ -5,13 +5,15 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import type { ExtendOptions, Got, RequestError } from 'got';
 import { MAX_MANIFEST_BYTES } from '../distribution/manifest.js';
 import { MANIFEST_ACCEPT, MediaType } from '../distribution/mediatypes.js';
 import { UpstreamAuth, UpstreamAuthError, scopeForRepository, shouldSendAuthorization } from './auth/upstream-auth.js';
+import { CredentialHelper, CredentialHelperError } from './auth/credential-helper.js';
 import { UpstreamError } from './upstream-error.js';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
+import { inOpenSpan, inSpan, injectTraceContext, tracingEnabled } from '../tracing/tracing.js';
 
 /** Timeouts of upstream requests, in milliseconds. */
 export interface UpstreamTimeouts {
@@ -28,6 +30,8 @@ export interface UpstreamOptions {
   readonly remoteUrl: string;
   readonly username?: string;
   readonly password?: string;
+  /** `proxy.exec`: a credential helper in place of `username`/`password`. */
+  readonly exec?: { readonly command: string; readonly lifetimems?: number };
   readonly timeouts?: Partial<UpstreamTimeouts>;
   /** Called with every upstream answer's status and headers (rate-limit logging, metrics). */
   readonly onResponse?: (info: { method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
@@ -113,10 +117,12 @@ export class Upstream {
       ...options.breaker,
       onChange: (open, detail) => options.onWarning?.(`upstream ${this.remoteUrl} circuit ${open ? 'open' : 'closed'}: ${detail}`),
     });
+    const helper = options.exec && new CredentialHelper({ ...options.exec, serverUrl: new URL(this.remoteUrl).host });
     this.auth = new UpstreamAuth({
       remoteUrl: this.remoteUrl,
       username: options.username,
       password: options.password,
+      credentials: helper && (() => helper.credentials()),
       got: () => this.client(),
       onWarning: options.onWarning,
     });
@@ -174,7 +180,20 @@ export class Upstream {
    * `206` with its `Content-Range`, or a `200` with the whole blob from an upstream that ignores ranges.
    */
   streamBlob(name: string, digest: string, from?: number): Promise<UpstreamStream> {
-    return this.guarded('GET', `/v2/${name}/blobs/${digest}`, () => this.streamBlobOnce(name, digest, from));
+    const path = `/v2/${name}/blobs/${digest}`;
+    if (!tracingEnabled()) return this.guarded('GET', path, () => this.streamBlobOnce(name, digest, from));
+    // Traced: the span lasts until the body's last byte (or its failure).
+    return inOpenSpan('upstream GET', this.spanAttributes('GET', path, from), async (span) => {
+      const reply = await this.guarded('GET', path, () => this.streamBlobOnce(name, digest, from));
+      span.setAttributes({ 'http.response.status_code': reply.status, 'http.response.header.content-length': Number(reply.headers['content-length']) || undefined });
+      finished(reply.body, (err) => span.end(err ?? undefined));
+      return reply;
+    });
+  }
+
+  /** A span's attributes for an upstream request (OpenTelemetry's HTTP client conventions). */
+  private spanAttributes(method: string, path: string, from?: number): Record<string, string | number | undefined> {
+    return { 'http.request.method': method, 'url.full': this.remoteUrl + path, 'server.address': new URL(this.remoteUrl).host, 'registry.range.start': from };
   }
 
   private async streamBlobOnce(name: string, digest: string, from: number | undefined): Promise<UpstreamStream> {
@@ -184,6 +203,7 @@ export class Upstream {
       const authorization = await this.authorization(scope);
       const headers: Record<string, string> = authorization ? { authorization } : {};
       if (from !== undefined) headers.range = `bytes=${from}-`;
+      injectTraceContext(headers);
       const stream = (await this.client()).stream(this.remoteUrl + path, { headers });
       const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
         stream.once('response', resolve);
@@ -214,7 +234,12 @@ export class Upstream {
    * once more; a refused Basic login is not resent, which would only double failed logins).
    */
   private request(method: 'GET' | 'HEAD', name: string, path: string, opts: { accept?: string; maxBytes?: number }): Promise<UpstreamReply> {
-    return this.guarded(method, path, () => this.requestOnce(method, name, path, opts));
+    if (!tracingEnabled()) return this.guarded(method, path, () => this.requestOnce(method, name, path, opts));
+    return inSpan(`upstream ${method}`, this.spanAttributes(method, path), async (span) => {
+      const reply = await this.guarded(method, path, () => this.requestOnce(method, name, path, opts));
+      span.setAttributes({ 'http.response.status_code': reply.status });
+      return reply;
+    });
   }
 
   /**
@@ -251,6 +276,7 @@ export class Upstream {
       const headers: Record<string, string> = {};
       if (authorization) headers.authorization = authorization;
       if (opts.accept) headers.accept = opts.accept;
+      injectTraceContext(headers);
       let reply: UpstreamReply;
       try {
         if (method === 'HEAD') {
@@ -300,6 +326,8 @@ export class Upstream {
       return await this.auth.authorization(scope);
     } catch (err) {
       if (err instanceof UpstreamAuthError) throw new UpstreamError('ERR_UPSTREAM_AUTH_FAILED', err.message, { cause: err, status: err.status ?? 401 });
+      // No credentials to send: the request fails (503) rather than go out anonymously.
+      if (err instanceof CredentialHelperError) throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `no upstream credentials: ${err.message}`, { cause: err });
       throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', err instanceof Error ? err.message : String(err), { cause: err });
     }
   }

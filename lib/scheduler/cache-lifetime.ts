@@ -67,9 +67,9 @@ export class CacheLifetime {
       store: o.store,
       onExpire: (entry) => this.expire(entry),
       logger: o.logger,
+      stillCached: (entry) => this.stillCached(entry),
       shared: o.locks && {
         locks: o.locks,
-        stillCached: (entry) => this.stillCached(entry),
         learnt: (key, type) => {
           const { repo, digest } = parseKey(key);
           o.links?.linked(repo, digest);

@@ -52,13 +52,14 @@ export interface SchedulerOptions {
   readonly store?: StateStore;
   readonly logger?: SchedulerLogger;
   /**
-   * Shared mode: the locks of the storage the state file is on, and whether an entry's content is
-   * still cached (an entry learnt from another replica's journal that this process does not hold
-   * is taken only if it is).
+   * Whether an entry's content is still cached: an entry renewed while it expired is kept only if
+   * it is (a pull linked it again), and in the shared mode an entry learnt from another replica's
+   * journal that this process does not hold is taken only if it is.
    */
+  readonly stillCached?: (entry: Entry) => Promise<boolean>;
+  /** Shared mode: the locks of the storage the state file is on. */
   readonly shared?: {
     readonly locks: SharedLocks;
-    readonly stillCached?: (entry: Entry) => Promise<boolean>;
     /** An entry learnt from another replica's journal (its content is linked there). */
     readonly learnt?: (key: string, type: EntryType) => void;
     /** This process has taken the scheduler lease (it runs the expiries for every replica now). */
@@ -128,6 +129,8 @@ export class TtlScheduler implements ExpirySchedule {
   /** Journals applied to the index, deleted once a state write holds them. */
   private applied: string[] = [];
   private readonly appliedNames = new Set<string>();
+  /** The journals being applied: one pass at a time (see `applyJournals`). */
+  private journaling: Promise<void> = Promise.resolve();
   private loaded = false;
   private loading?: Promise<{ problem?: string; loaded: number }>;
   /** Keys removed while loading: the file's copy must not bring them back. */
@@ -161,6 +164,9 @@ export class TtlScheduler implements ExpirySchedule {
       await this.tryLease();
       if (!this.lease) this.startLeaseTimer();
     }
+    // Stopped before it started (a registry closed during its start-up): nothing to load, and no
+    // timer or writer thread may outlive the stop.
+    if (this.stopped) return { loaded: 0 };
     this.syncTimer = setInterval(() => this.tick(), this.interval);
     this.syncTimer.unref();
     return this.load();
@@ -363,8 +369,18 @@ export class TtlScheduler implements ExpirySchedule {
     return all;
   }
 
-  /** The lease holder: applies the other replicas' journals waiting (cost: their changes). */
-  private async applyJournals(): Promise<void> {
+  /**
+   * The lease holder: applies the other replicas' journals waiting (cost: their changes). Passes
+   * run one at a time: two at once (a periodic write, an expiry's refresh) would both read a
+   * journal, and the later one put back an entry the expiry in between has just removed.
+   */
+  private applyJournals(): Promise<void> {
+    const run = this.journaling.then(() => this.applyJournalsNow());
+    this.journaling = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyJournalsNow(): Promise<void> {
     this.lastSync = this.now();
     const names = (await this.store.journals()).filter((n) => !this.appliedNames.has(n));
     for (const name of names) {
@@ -377,7 +393,7 @@ export class TtlScheduler implements ExpirySchedule {
         if (existing && existing.expiry >= e.expiry) continue;
         // A hit extends what the holder has, and creates nothing.
         if (!existing && e.hit) continue;
-        if (!existing && this.o.shared?.stillCached && !(await this.o.shared.stillCached({ key, expiry: new Date(e.expiry), type: e.type }))) continue;
+        if (!existing && this.o.stillCached && !(await this.o.stillCached({ key, expiry: new Date(e.expiry), type: e.type }))) continue;
         this.put(key, e.expiry, e.type);
         if (!existing) this.o.shared?.learnt?.(key, e.type);
         else this.o.shared?.renewed?.(key, e.type);
@@ -505,13 +521,19 @@ export class TtlScheduler implements ExpirySchedule {
     const run = Promise.resolve()
       .then(() => this.o.onExpire(toEntry(taken)))
       .then(
-        () => {
+        async () => {
           this.o.logger?.debug(`expired ${key}`);
           this.failures.delete(key);
           // An entry renewed while it expired is kept with its new time, unless that time has passed
           // too (a replica's journal reporting an earlier pull): its content is purged now.
           const current = this.index.get(key);
-          if (current && (current.version === taken.version || current.expiry <= this.now())) this.remove(key);
+          if (!current) return;
+          if (current.version === taken.version || current.expiry <= this.now()) return this.remove(key);
+          // Renewed by a pull that linked the content again (kept), or by a report of a hit or a pull
+          // from before the purge (another replica's journal, a hit served while it ran): the content
+          // is gone, and keeping the entry would expire it a second time.
+          if (!this.o.stillCached || (await this.o.stillCached(toEntry(current)).catch(() => true))) return;
+          if (this.index.get(key)?.version === current.version) this.remove(key);
         },
         (err: Error) => {
           const n = (this.failures.get(key) ?? 0) + 1;

@@ -17,7 +17,7 @@ export interface SizeCapOptions extends PurgeContext {
   /** Repositories outside the cache (extension `proxy.hosted`): never measured, never evicted. */
   readonly exclude?: (repo: string) => boolean;
   /** After each eviction, with what it freed (metrics). */
-  readonly onEvicted?: (type: ContentType, bytesFreed: number) => void;
+  readonly onEvicted?: (type: ContentType, bytesFreed: number, repo: string, digest: Digest) => void;
   /** After each change of the cache's size (metrics). */
   readonly onSize?: (bytes: number) => void;
   readonly now?: () => number;
@@ -208,7 +208,7 @@ export class SizeCap {
         const [key, use] = oldest.value;
         from.delete(key);
         const freed = use.type === 'manifest' ? await this.evictManifest(use) : await this.evictBlob(use.repo, use.digest);
-        this.o.onEvicted?.(use.type, freed);
+        this.o.onEvicted?.(use.type, freed, use.repo, use.digest);
         this.o.logger.info(`evicted ${use.type} ${use.repo}@${use.digest.value} (size cap ${this.o.maxBytes} bytes): ${freed > 0 ? `freed ${freed} bytes` : 'data still linked elsewhere'}, ${this.total} bytes cached`);
       }
     } finally {

@@ -89,6 +89,8 @@ function writerScript(): URL {
 /** `scheduler-state.json` on a filesystem, journals in `.scheduler-journal/` beside it. */
 export class FileStateStore implements StateStore {
   private worker?: Worker;
+  /** Closed: no writer thread is started any more (one started after `close` would live on). */
+  private closed = false;
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (r: MergeResult & { ms: number }) => void; reject: (e: Error) => void }>();
   private readonly journalDir: string;
@@ -104,7 +106,7 @@ export class FileStateStore implements StateStore {
 
   load(onBatch: (entries: StoredEntry[]) => void, stop?: () => boolean): Promise<LoadResult> {
     // The thread boots while the file loads, so the first write does not wait for it.
-    this.thread();
+    if (!this.closed) this.thread();
     return loadState(this.location, onBatch, stop);
   }
 
@@ -138,6 +140,7 @@ export class FileStateStore implements StateStore {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
+    if (this.closed) throw new StateWriteError(`${this.location}: the store is closed`, false);
     // The thread needs none of the process's node options (some, like --input-type, make it fail).
     const worker = new Worker(writerScript(), { execArgv: [] });
     worker.unref();
@@ -177,6 +180,7 @@ export class FileStateStore implements StateStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const w = this.worker;
     this.worker = undefined;
     await w?.terminate();

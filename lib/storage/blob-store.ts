@@ -10,6 +10,7 @@ import type { FileWriter, StorageDriver } from './driver.js';
 import { PathNotFoundError } from './driver.js';
 import { blobDataPath, blobDir, blobsDir, blobsRoot, isBlobPrefix, isDigestAlgorithm } from './paths.js';
 import { spooledWrite, type SpooledWrite } from './spool.js';
+import { inSpan } from '../tracing/tracing.js';
 
 /** Content-addressed blob data. */
 export class BlobStore {
@@ -58,17 +59,21 @@ export class BlobStore {
   async put(digest: Digest, content: Buffer): Promise<void> {
     const actual = digestOf(content, digest.algorithm);
     if (actual !== digest.value) throw new DigestMismatchError(`content hashes to ${actual}, not ${digest.value}`);
-    if (await this.stat(digest)) return;
-    await this.driver.putContent(blobDataPath(digest), content);
+    await inSpan('storage commit', { 'registry.digest': digest.value, 'registry.size': content.length }, async () => {
+      if (await this.stat(digest)) return;
+      await this.driver.putContent(blobDataPath(digest), content);
+    });
   }
 
   /** Commits a verified write of `writer(digest)` (the caller hashed it while writing). */
-  async commit(writer: FileWriter, digest: Digest): Promise<void> {
-    if (await this.stat(digest)) {
-      await writer.cancel();
-      return;
-    }
-    await writer.commit();
+  commit(writer: FileWriter, digest: Digest): Promise<void> {
+    return inSpan('storage commit', { 'registry.digest': digest.value, 'registry.size': writer.size }, async () => {
+      if (await this.stat(digest)) {
+        await writer.cancel();
+        return;
+      }
+      await writer.commit();
+    });
   }
 
   /** Deletes the blob's directory. */

@@ -37,6 +37,8 @@ export interface Hit {
   readonly accept?: string;
   readonly authorization?: string;
   readonly range?: string;
+  /** The W3C trace context sent (tracing on). */
+  readonly traceparent?: string;
   /** Body bytes sent so far. */
   bytes: number;
 }
@@ -138,7 +140,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const key = `${req.method} ${path}`;
-    const hit: Hit = { method: req.method!, path, accept: req.headers.accept, authorization: req.headers.authorization, range: req.headers.range, bytes: 0 };
+    const hit: Hit = { method: req.method!, path, accept: req.headers.accept, authorization: req.headers.authorization, range: req.headers.range, traceparent: req.headers.traceparent as string | undefined, bytes: 0 };
     hits.push(hit);
     const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
     const end = res.end.bind(res) as (...args: unknown[]) => http.ServerResponse;

@@ -12,7 +12,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -70,14 +70,12 @@ export async function makePodman(): Promise<Podman> {
     ].join('\n'),
   );
   await writeFile(join(dir, 'auth.json'), JSON.stringify({ auths: {} }));
-  // A mount point must exist: create the missing ones (empty), and remove them again at the end.
-  const created: string[] = [];
+  // A mount point must exist: the missing ones are made (empty, as podman itself would) and left in
+  // place: another run on this machine may be using one as its mount point right now (removing it
+  // at the end of one run broke an overlapping one; two runs making it at once must both succeed).
   const binds: string[] = [];
   for (const target of [...WRITTEN, ...READ.filter((p) => existsSync(p))]) {
-    if (!existsSync(target)) {
-      await mkdir(target);
-      created.push(target);
-    }
+    await mkdir(target, { recursive: true });
     const source = join(dir, 'covered', target.replace(/\//g, '_'));
     await mkdir(source, { recursive: true });
     binds.push(source, target);
@@ -118,8 +116,6 @@ export async function makePodman(): Promise<Podman> {
     remove: async () => {
       await podman(['rmi', '--all', '--force']);
       await rm(dir, { recursive: true, force: true });
-      // Only the empty folders made for mount points, never anything someone else put there.
-      for (const target of created.reverse()) await rmdir(target).catch(() => undefined);
     },
   };
 }

@@ -18,8 +18,11 @@ export async function pushBlob(url: string, repo: string, content: Buffer, auth:
   const start = await request(url).post(`/v2/${repo}/blobs/uploads/`).set(auth);
   if (start.status !== 202) throw new Error(`POST ${repo}: ${start.status} ${start.text}`);
   const digest = sha256(content);
-  const put = await request(url)
-    .put(`${start.headers.location}?digest=${digest}`)
+  // Relative (ours) or absolute with a `_state` query (distribution's).
+  const location = new URL(start.headers.location as string, url);
+  location.searchParams.set('digest', digest);
+  const put = await request(location.origin)
+    .put(location.pathname + location.search)
     .set(auth)
     .set('Content-Type', 'application/octet-stream')
     .send(content);

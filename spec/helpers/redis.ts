@@ -2,7 +2,7 @@
  * Debian's `redis-server`, started by a test on a free loopback port with a directory of its own
  * (no persistence, nothing on 6379), killed and restarted on the same port to play an outage.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawnChild, type Child } from './children.js';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -47,34 +47,42 @@ async function listening(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
+/** How to start it: more arguments (`--replicaof`, TLS files), and whether its port speaks TLS only. */
+export interface RedisOptions {
+  readonly args?: readonly string[];
+  /** The port is `--tls-port` (plain `--port 0`); `args` then names the certificate files. */
+  readonly tls?: boolean;
+}
+
 /** Starts a redis-server. */
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'redis-'));
-  let child: ChildProcess | undefined;
+  let child: Child | undefined;
   let logs = '';
   const start = async (): Promise<void> => {
-    child = spawn(REDIS_SERVER_BIN, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], {
+    const ports = options.tls ? ['--port', '0', '--tls-port', String(port)] : ['--port', String(port)];
+    const started = spawnChild(REDIS_SERVER_BIN, [...ports, '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...(options.args ?? [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
-    // A test run that dies must not leave it behind.
-    child.unref();
-    await listening(port, 10_000).catch((err: Error) => {
-      throw new Error(`${err.message}\n${logs}`);
-    });
+    child = started;
+    started.process.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
+    started.process.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
+    // A test run that dies must not leave it behind (spawnChild kills it when the worker exits).
+    started.process.unref();
+    try {
+      await listening(port, 10_000);
+    } catch (err) {
+      await started.kill();
+      throw new Error(`${(err as Error).message}\n${logs}`);
+    }
   };
   const kill = async (): Promise<void> => {
     const c = child;
     child = undefined;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGKILL');
-    await exited;
+    await c?.kill();
   };
   await start();
-  process.once('exit', () => child?.kill('SIGKILL'));
   return {
     host: '127.0.0.1',
     port,

@@ -1,10 +1,12 @@
 /**
  * A registry process started with `bin/registry serve` (the built CLI), for tests that need real
- * separate processes: replicas sharing one storage root, crashes.
+ * separate processes: replicas sharing one storage root, crashes, signals. Every one is started by
+ * `startRegistry` (through spec/helpers/children.ts: tracked, and killed however the test ends).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { spawnChild } from './children.js';
 import { freePort, waitForHttp } from './ports.js';
 import { registryYaml } from './registry-yaml.js';
 
@@ -22,6 +24,8 @@ export interface Replica {
   kill(): Promise<void>;
   /** SIGTERM (a clean stop), and wait for the exit. */
   stop(): Promise<void>;
+  /** Resolves with the exit code (null when ended by a signal) once the process has exited. */
+  readonly exited: Promise<number | null>;
 }
 
 /** More of a replica's configuration. */
@@ -43,32 +47,36 @@ export async function startReplica(dir: string, root: string, remoteurl: string,
   const config = join(dir, `replica-${port}.yml`);
   const http = [`addr: 127.0.0.1:${port}`, ...(debugPort ? ['debug:', `  addr: 127.0.0.1:${debugPort}`, '  prometheus:', '    enabled: true'] : [])];
   await writeFile(config, registryYaml({ root, storage: options.storage, level: 'info', http, proxy: [`remoteurl: ${remoteurl}`, ...proxyYaml], extra: options.extra }));
-  const child = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+  const replica = await startRegistry(config, `http://127.0.0.1:${port}`, options.env);
+  return { ...replica, metricsUrl: debugPort ? `http://127.0.0.1:${debugPort}/metrics` : undefined };
+}
+
+/**
+ * Runs `bin/registry serve <config>` (with `env` added to the environment) and resolves once
+ * `<url>/v2/` answers; if it does not within 20 s, the process is killed (and awaited) and the
+ * error carries its logs.
+ */
+export async function startRegistry(config: string, url: string, env: NodeJS.ProcessEnv = {}): Promise<Replica> {
+  const child = spawnChild(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let logs = '';
-  child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const url = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${url}/v2/`, 20_000).catch((err: Error) => {
-    child.kill('SIGKILL');
-    throw new Error(`${err.message}\n${logs}`);
-  });
-  const alive = (): boolean => child.exitCode === null && child.signalCode === null;
+  child.process.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
+  child.process.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
+  try {
+    await waitForHttp(`${url}/v2/`, 20_000);
+  } catch (err) {
+    await child.kill();
+    throw new Error(`${(err as Error).message}\n${logs}`);
+  }
   return {
     url,
-    pid: child.pid!,
-    process: child,
-    metricsUrl: debugPort ? `http://127.0.0.1:${debugPort}/metrics` : undefined,
+    pid: child.pid,
+    process: child.process,
+    exited: child.exited,
     logs: () => logs,
-    alive,
-    kill: async () => {
-      if (alive()) child.kill('SIGKILL');
-      await exited;
-    },
-    stop: async () => {
-      if (alive()) child.kill('SIGTERM');
-      await exited;
-    },
+    alive: child.alive,
+    kill: child.kill,
+    // A long grace: a clean stop is what the tests check (one that hangs is killed 30 s later).
+    stop: () => child.stop(30_000),
   };
 }
 

@@ -2,14 +2,13 @@
  * Debian's docker-registry (distribution 2.8) started for a test on 127.0.0.1, as a plain registry
  * (the upstream) or as the official pull-through cache (for side-by-side runs).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawnChild, type Child } from './children.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DISTRIBUTION_BIN } from './interop.js';
 import { freePort, waitForHttp } from './ports.js';
 import { registryYaml } from './registry-yaml.js';
-import { stopProcess } from './stop-process.js';
 
 /** A running docker-registry. */
 export interface DistributionProcess {
@@ -34,6 +33,8 @@ export async function startDistribution(
     storage?: readonly string[];
     htpasswd?: { realm: string; path: string };
     secret?: string;
+    /** More top-level YAML lines (`notifications:`, ...). */
+    extra?: readonly string[];
   } = {},
 ): Promise<DistributionProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'distribution-'));
@@ -50,22 +51,26 @@ export async function startDistribution(
   const config = join(dir, 'config.yml');
   await writeFile(
     config,
-    registryYaml({ root: rootDir, storage: opts.storage, http: [`addr: 127.0.0.1:${port}`, ...(opts.secret ? [`secret: ${opts.secret}`] : [])], proxy, extra: auth }),
+    registryYaml({ root: rootDir, storage: opts.storage, http: [`addr: 127.0.0.1:${port}`, ...(opts.secret ? [`secret: ${opts.secret}`] : [])], proxy, extra: [...auth, ...(opts.extra ?? [])] }),
   );
   let logs = '';
-  let child: ChildProcess | undefined;
+  let child: Child | undefined;
   const url = `http://127.0.0.1:${port}`;
   const start = async (): Promise<void> => {
     // aws-sdk-go v1 panics at start when AWS_CA_BUNDLE is set (LoadCustomCABundleError), even for a plain-HTTP endpoint.
     const { AWS_CA_BUNDLE: _bundle, ...env } = process.env;
-    child = spawn(DISTRIBUTION_BIN, ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
-    await waitForHttp(`${url}/v2/`, 20_000).catch((err: Error) => {
-      throw new Error(`${err.message}\n${logs}`);
-    });
+    const started = spawnChild(DISTRIBUTION_BIN, ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    child = started;
+    started.process.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
+    started.process.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
+    try {
+      await waitForHttp(`${url}/v2/`, 20_000);
+    } catch (err) {
+      await started.kill();
+      throw new Error(`${(err as Error).message}\n${logs}`);
+    }
   };
-  const stopChild = (): Promise<void> => stopProcess(child);
+  const stopChild = async (): Promise<void> => child?.stop();
   await start();
   return {
     url,

@@ -2,16 +2,16 @@
  * The interop tier: Debian's docker-registry (distribution 2.8) as the upstream, seeded with images
  * the test builds, our mirror started through its real command line, and skopeo as the client.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describeInterop } from '../helpers/interop.js';
 import { startDistribution, type DistributionProcess } from '../helpers/upstream-registry.js';
 import { buildImage, buildIndex } from '../helpers/images.js';
 import { pushImage, pullImage } from '../helpers/skopeo.js';
-import { freePort, waitForHttp } from '../helpers/ports.js';
+import { freePort } from '../helpers/ports.js';
+import { startRegistry } from '../helpers/replica.js';
 import { countingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
 
 /** Our registry as a user runs it: `bin/registry serve <config.yml>`. */
@@ -23,22 +23,15 @@ async function startOurs(remoteurl: string, root: string): Promise<{ hostPort: s
     config,
     ['version: 0.1', 'log:', '  level: info', 'storage:', '  filesystem:', `    rootdirectory: ${root}`, '  delete:', '    enabled: true', 'http:', `  addr: 127.0.0.1:${port}`, 'proxy:', `  remoteurl: ${remoteurl}`, ''].join('\n'),
   );
-  let logs = '';
-  const child: ChildProcess = spawn(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
-  await waitForHttp(`http://127.0.0.1:${port}/v2/`, 20_000).catch((err: Error) => {
-    throw new Error(`${err.message}\n${logs}`);
-  });
+  const child = await startRegistry(config, `http://127.0.0.1:${port}`);
   return {
     hostPort: `127.0.0.1:${port}`,
-    logs: () => logs,
+    logs: child.logs,
     stop: async () => {
-      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      child.kill('SIGTERM');
-      const code = await exited;
+      await child.stop();
+      const code = await child.exited;
       await rm(dir, { recursive: true, force: true });
-      if (code !== 0) throw new Error(`registry exited with ${code}\n${logs}`);
+      if (code !== 0) throw new Error(`registry exited with ${code}\n${child.logs()}`);
     },
   };
 }

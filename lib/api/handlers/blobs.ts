@@ -12,12 +12,13 @@ import { digestParam, header } from '../messages.js';
 import { parseRange } from '../range.js';
 import type { MethodTable, Resource, RouteServices, Target } from '../router.js';
 import { sendFileRange } from '../send-file.js';
+import { notify } from '../events.js';
 
 /** Blobs by digest. */
 export const blobResource: Resource<Digest> = {
   methods: (s, target) => {
     const t = target!;
-    const table: MethodTable<Digest> = { GET: (req, res, digest) => getBlob(s, req, res, t, digest), HEAD: (_req, res, digest) => headBlob(res, t, digest) };
+    const table: MethodTable<Digest> = { GET: (req, res, digest) => getBlob(s, req, res, t, digest), HEAD: (req, res, digest) => headBlob(s, req, res, t, digest) };
     const w = t.writable;
     if (!w?.deletes) return table;
     return {
@@ -27,6 +28,7 @@ export const blobResource: Resource<Digest> = {
         await w.blobs.delete(t.name, digest);
         res.setHeader('Content-Length', 0);
         res.status(202).end();
+        notify(s, req, res, (n, origin, repo) => n.deleted(origin, repo, { digest }));
       },
     };
   },
@@ -56,17 +58,21 @@ async function redirected(res: Response, redirect: Redirect | undefined, method:
   return true;
 }
 
-async function headBlob(res: Response, t: Target, digest: Digest): Promise<void> {
+async function headBlob(s: RouteServices, req: Request, res: Response, t: Target, digest: Digest): Promise<void> {
   const info = await t.blobs.stat(t.name, digest);
-  if (await redirected(res, info.redirect, 'HEAD')) return;
+  // distribution's listener reports a blob served, HEAD and redirects included, as pulled.
+  const pulled = (): void => notify(s, req, res, (n, origin, repo) => n.blob('pull', origin, repo, digest, info.size ?? 0));
+  if (await redirected(res, info.redirect, 'HEAD')) return pulled();
   commonHeaders(res, digest, info.size);
   if (info.size !== undefined) res.setHeader('Content-Length', info.size);
   res.status(200).end();
+  pulled();
 }
 
 async function getBlob(s: RouteServices, req: Request, res: Response, t: Target, digest: Digest): Promise<void> {
   const handle = await t.blobs.get(t.name, digest);
-  if (await redirected(res, handle.redirect, 'GET')) return;
+  const pulled = (): void => notify(s, req, res, (n, origin, repo) => n.blob('pull', origin, repo, digest, handle.size ?? 0));
+  if (await redirected(res, handle.redirect, 'GET')) return pulled();
   const range = handle.size === undefined ? ({ kind: 'full' } as const) : parseRange(header(req, 'range'), handle.size);
   commonHeaders(res, digest, handle.size);
   if (range.kind === 'unsatisfiable') {
@@ -95,6 +101,7 @@ async function getBlob(s: RouteServices, req: Request, res: Response, t: Target,
       });
       await pipeline(body!, res);
     }
+    pulled();
   } catch (err) {
     // Headers are gone: the only honest signal left is an aborted transfer.
     res.destroy();

@@ -6,13 +6,14 @@
 import type { Request, Response } from 'express';
 import { looksLikeDigest } from '../../distribution/digest.js';
 import { isValidTag } from '../../distribution/reference.js';
-import { MAX_MANIFEST_BYTES } from '../../distribution/manifest.js';
+import { MAX_MANIFEST_BYTES, mediaTypeOfPayload } from '../../distribution/manifest.js';
 import type { Manifest, ManifestRef } from '../../stores.js';
 import { RegistryError } from '../errors.js';
 import { digestParam, header } from '../messages.js';
 import { negotiate } from '../negotiation.js';
 import type { MethodTable, Resource, RouteServices, Target } from '../router.js';
 import type { Writable } from '../writable.js';
+import { notify } from '../events.js';
 
 /**
  * The reference of the path, parsed: a tag or a digest, or a string that is neither. A digest-shaped
@@ -30,9 +31,9 @@ export const manifestResource: Resource<ManifestParams> = {
     const table: MethodTable<ManifestParams> = { GET: get, HEAD: get };
     const w = t.writable;
     if (!w) return table;
-    const put = (req: Request, res: Response, p: ManifestParams): Promise<void> => putManifest(w, req, res, t.name, p);
+    const put = (req: Request, res: Response, p: ManifestParams): Promise<void> => putManifest(s, w, req, res, t.name, p);
     if (!w.deletes) return { ...table, PUT: put };
-    return { ...table, PUT: put, DELETE: (req: Request, res: Response, p: ManifestParams) => deleteManifest(w, req, res, t.name, p) };
+    return { ...table, PUT: put, DELETE: (req: Request, res: Response, p: ManifestParams) => deleteManifest(s, w, req, res, t.name, p) };
   },
   params: (groups) => reference(groups[2]!),
 };
@@ -66,9 +67,10 @@ async function getManifest(s: RouteServices, req: Request, res: Response, t: Tar
   res.setHeader('Docker-Content-Digest', m.digest.value);
   res.setHeader('Etag', `"${m.digest.value}"`);
   res.end(req.method === 'HEAD' ? undefined : m.payload);
+  notify(s, req, res, (n, origin, repo) => n.manifest('pull', origin, repo, m, 'tag' in ref ? ref.tag : undefined));
 }
 
-async function putManifest(w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
+async function putManifest(s: RouteServices, w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
   w.checkWrite(req, name);
   let ref: ManifestRef;
   try {
@@ -86,13 +88,21 @@ async function putManifest(w: Writable, req: Request, res: Response, name: strin
   if (pushed.subject) res.setHeader('OCI-Subject', pushed.subject.digest.value);
   res.setHeader('Content-Length', 0);
   res.status(201).end();
+  const mediaType = header(req, 'content-type') || mediaTypeOfPayload(payload) || '';
+  notify(s, req, res, (n, origin, repo) => n.manifest('push', origin, repo, { digest: pushed.digest, mediaType, payload }, 'tag' in ref ? ref.tag : undefined));
 }
 
-async function deleteManifest(w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
+async function deleteManifest(s: RouteServices, w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
   w.checkWrite(req, name);
-  await w.manifests.delete(name, refOf(p, 'lookup'));
+  const ref = refOf(p, 'lookup');
+  const untagged = await w.manifests.delete(name, ref);
   res.setHeader('Content-Length', 0);
   res.status(202).end();
+  // As distribution: a digest's delete event, then one per tag it had; a tag's delete is the tag's.
+  notify(s, req, res, (n, origin, repo) => {
+    if ('digest' in ref) n.deleted(origin, repo, ref);
+    for (const tag of untagged) n.deleted(origin, repo, { tag });
+  });
 }
 
 /**

@@ -11,15 +11,16 @@ import { packUploadState } from '../../hosted/upload-state.js';
 import { UploadUnknownError } from '../../errors.js';
 import { RegistryError } from '../errors.js';
 import { header, query } from '../messages.js';
-import type { Resource } from '../router.js';
+import type { Resource, RouteServices } from '../router.js';
+import { notify } from '../events.js';
 import type { Writable } from '../writable.js';
 
 /** `POST /v2/<name>/blobs/uploads/`. */
 export const uploadResource: Resource<void> = {
   writesFirst: true,
-  methods: (_s, target) => {
+  methods: (s, target) => {
     const w = target?.writable;
-    return w && { POST: (req, res) => start(w, req, res, target!.name) };
+    return w && { POST: (req, res) => start(s, w, req, res, target!.name) };
   },
   params: () => undefined,
 };
@@ -27,7 +28,7 @@ export const uploadResource: Resource<void> = {
 /** `/v2/<name>/blobs/uploads/<uuid>`. */
 export const uploadChunkResource: Resource<string> = {
   writesFirst: true,
-  methods: (_s, target) => {
+  methods: (s, target) => {
     const w = target?.writable;
     if (!w) return undefined;
     const name = target!.name;
@@ -39,7 +40,7 @@ export const uploadChunkResource: Resource<string> = {
       GET: status,
       HEAD: status,
       PATCH: (req, res, uuid) => patch(w, req, res, name, uuid),
-      PUT: (req, res, uuid) => finish(w, req, res, name, uuid),
+      PUT: (req, res, uuid) => finish(s, w, req, res, name, uuid),
       DELETE: async (_req, res, uuid) => {
         await w.uploads.cancel(name, uuid);
         res.setHeader('Docker-Upload-UUID', uuid);
@@ -56,7 +57,7 @@ export const uploadChunkResource: Resource<string> = {
 };
 
 /** `POST`: a mount, the one-request upload (`?digest=`), or a new upload session (202). */
-async function start(w: Writable, req: Request, res: Response, name: string): Promise<void> {
+async function start(s: RouteServices, w: Writable, req: Request, res: Response, name: string): Promise<void> {
   const mount = query(req, 'mount');
   const from = query(req, 'from');
   if (mount !== undefined && from !== undefined) {
@@ -66,6 +67,7 @@ async function start(w: Writable, req: Request, res: Response, name: string): Pr
     if (digest && size !== undefined) {
       w.logger.debug(`mounted ${digest.value} from ${from} into ${name}`);
       created(res, req, name, digest);
+      notify(s, req, res, (n, origin, repo) => n.blob('mount', origin, repo, digest!, size, from));
       return;
     }
   }
@@ -74,8 +76,9 @@ async function start(w: Writable, req: Request, res: Response, name: string): Pr
   if (raw !== undefined && !digest) throw new RegistryError('DIGEST_INVALID', { detail: 'digest parsing failed' });
   const upload = await w.uploads.create(name);
   if (digest) {
-    await w.uploads.commit(name, upload.uuid, digest, req);
+    const { size } = await w.uploads.commit(name, upload.uuid, digest, req);
     created(res, req, name, digest);
+    notify(s, req, res, (n, origin, repo) => n.blob('push', origin, repo, digest, size));
     return;
   }
   uploadHeaders(w, res, name, upload);
@@ -105,14 +108,15 @@ async function patch(w: Writable, req: Request, res: Response, name: string, uui
 }
 
 /** `PUT ?digest=`: the last chunk (or the whole blob), verified, moved into place, linked. */
-async function finish(w: Writable, req: Request, res: Response, name: string, uuid: string): Promise<void> {
+async function finish(s: RouteServices, w: Writable, req: Request, res: Response, name: string, uuid: string): Promise<void> {
   await w.uploads.info(name, uuid);
   const raw = query(req, 'digest');
   if (raw === undefined || raw === '') throw new RegistryError('DIGEST_INVALID', { detail: 'digest missing' });
   const digest = parseDigest(raw);
   if (!digest) throw new RegistryError('DIGEST_INVALID', { detail: 'digest parsing failed' });
-  await w.uploads.commit(name, uuid, digest, req);
+  const { size } = await w.uploads.commit(name, uuid, digest, req);
   created(res, req, name, digest);
+  notify(s, req, res, (n, origin, repo) => n.blob('push', origin, repo, digest, size));
 }
 
 function created(res: Response, req: Request, name: string, digest: Digest): void {

@@ -50,6 +50,8 @@ export interface UpstreamAuthOptions {
   readonly remoteUrl: string;
   readonly username?: string;
   readonly password?: string;
+  /** Credentials asked for each time they are needed (`proxy.exec`); they replace `username`/`password`. */
+  readonly credentials?: () => Promise<{ readonly username: string; readonly password: string }>;
   /** The HTTP client (loaded lazily by the `Upstream`). */
   readonly got: () => Promise<Got>;
   readonly now?: () => number;
@@ -115,11 +117,15 @@ export class UpstreamAuth {
       this.tokens.delete(scope);
       return true;
     }
-    if (offered.scheme === 'basic') return this.o.username !== undefined && (sent === undefined || changed);
+    if (offered.scheme === 'basic') return (this.o.username !== undefined || this.o.credentials !== undefined) && (sent === undefined || changed);
     return true;
   }
 
-  private basic(): string | undefined {
+  private async basic(): Promise<string | undefined> {
+    if (this.o.credentials) {
+      const c = await this.o.credentials();
+      return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
+    }
     if (this.o.username === undefined) return undefined;
     return `Basic ${Buffer.from(`${this.o.username}:${this.o.password ?? ''}`).toString('base64')}`;
   }
@@ -136,7 +142,7 @@ export class UpstreamAuth {
     if (challenge.params.service) realm.searchParams.set('service', challenge.params.service);
     realm.searchParams.set('scope', scope);
     const headers: Record<string, string> = {};
-    const basic = this.basic();
+    const basic = await this.basic();
     if (basic) {
       // The public suffix list is loaded when a realm first asks for credentials, not at start-up.
       const { realmAllowed } = await import('./realm.js');

@@ -1,0 +1,62 @@
+/**
+ * The request side of notifications (distribution's `App.eventBridge`): who asked (the request
+ * record with distribution's remote address rules, the authenticated user), and the registry's
+ * URL as the client reached it (distribution's URL builder: `http.host` when configured, else the
+ * request's scheme and host, `X-Forwarded-Proto` and `X-Forwarded-Host` first). The handlers call
+ * `notify` where distribution's listeners fire; without endpoints it costs one check.
+ */
+import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { Request, Response } from 'express';
+import type { EventOrigin, Notifier } from '../notifications/notifier.js';
+import type { RouteServices } from './router.js';
+
+/** What the routes need to send events. */
+export interface RouteEvents {
+  readonly notifier: Notifier;
+  /** `http.host`: the registry's external URL, if configured. */
+  readonly host?: string;
+  /** `http.prefix` without its trailing slash. */
+  readonly prefix: string;
+}
+
+/**
+ * Calls `send` with the notifier, the request's origin and the repository as the client named it,
+ * when notifications are configured.
+ */
+export function notify(s: RouteServices, req: Request, res: Response, send: (n: Notifier, origin: EventOrigin, repo: string) => void): void {
+  const e = s.events;
+  if (!e) return;
+  send(e.notifier, originOf(e, req, res), (res.locals.repository as string | undefined) ?? '');
+}
+
+function originOf(e: RouteEvents, req: Request, res: Response): EventOrigin {
+  const id = ((res.locals.requestId as string | undefined) ??= randomUUID());
+  const user = res.locals.user as string | undefined;
+  return {
+    request: { id, addr: remoteAddr(req), host: req.headers.host, method: req.method, useragent: req.headers['user-agent'] ?? '' },
+    actor: user ? { name: user } : {},
+    base: baseUrl(e, req),
+  };
+}
+
+/** distribution's `requestutil.RemoteAddr`: the first `X-Forwarded-For` address, else `X-Real-Ip`, else the peer's `ip:port`. */
+function remoteAddr(req: Request): string {
+  const forwarded = first(req.headers['x-forwarded-for'])?.split(',')[0]?.trim();
+  if (forwarded && isIP(forwarded)) return forwarded;
+  const real = first(req.headers['x-real-ip'])?.trim();
+  if (real && isIP(real)) return real;
+  const ip = req.socket.remoteAddress ?? '';
+  return ip.includes(':') ? `[${ip}]:${req.socket.remotePort}` : `${ip}:${req.socket.remotePort}`;
+}
+
+function baseUrl(e: RouteEvents, req: Request): string {
+  if (e.host) return e.host.replace(/\/+$/, '') + e.prefix;
+  const proto = first(req.headers['x-forwarded-proto'])?.split(',')[0]?.trim() || ((req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
+  const host = first(req.headers['x-forwarded-host'])?.split(',')[0]?.trim() || req.headers.host || '';
+  return `${proto}://${host}${e.prefix}`;
+}
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}

@@ -1,0 +1,134 @@
+/**
+ * `notifications:` as distribution reads it (`configuration.Notifications`, 2.8 and 3.x alike):
+ * `events.includereferences` and a list of `endpoints`, each with `name`, `url`, `disabled`,
+ * `headers`, `timeout`, `threshold`, `backoff`, `ignoredmediatypes` and `ignore: {mediatypes,
+ * actions}`, with distribution's defaults (1s, 10, 1s) for a timeout, threshold or backoff unset or
+ * zero. Two extension keys per endpoint: `include.actions` opts into our `cached` and `evicted`
+ * events, and `queuelimit` bounds the events waiting for a slow or dead endpoint (distribution's
+ * queue has no bound). An unknown key in an endpoint refuses the start: a mistyped `ignore` would
+ * silently change what an audit log or a scanner receives.
+ */
+import { ConfigError } from '../errors.js';
+import { tryParseDuration } from './duration.js';
+
+/** Our extra actions, beyond distribution's `pull`, `push`, `mount` and `delete`. */
+export const EXTRA_ACTIONS = ['cached', 'evicted'] as const;
+export type ExtraAction = (typeof EXTRA_ACTIONS)[number];
+
+/** One `notifications.endpoints` entry. Durations in milliseconds. */
+export interface NotificationEndpointConfig {
+  readonly name: string;
+  readonly url: string;
+  readonly disabled: boolean;
+  readonly headers: Readonly<Record<string, readonly string[]>>;
+  readonly timeoutms: number;
+  /** Consecutive failures after which a retry waits `backoffms`. */
+  readonly threshold: number;
+  readonly backoffms: number;
+  /** `ignoredmediatypes` and `ignore.mediatypes` together. */
+  readonly ignoredmediatypes: readonly string[];
+  readonly ignoredactions: readonly string[];
+  /** Extension `include.actions`: which of our extra actions this endpoint receives. */
+  readonly includedactions: readonly ExtraAction[];
+  /** Extension `queuelimit` (default 10000): events queued for the endpoint at most; beyond, new ones are dropped and counted. */
+  readonly queuelimit: number;
+}
+
+/** `notifications:`. */
+export interface NotificationsConfig {
+  /** `events.includereferences`: manifest events list the manifest's references. */
+  readonly includereferences: boolean;
+  readonly endpoints: readonly NotificationEndpointConfig[];
+}
+
+/** distribution's `EndpointConfig.defaults`. */
+const DEFAULT_TIMEOUT_MS = 1000;
+const DEFAULT_THRESHOLD = 10;
+const DEFAULT_BACKOFF_MS = 1000;
+const DEFAULT_QUEUE_LIMIT = 10_000;
+
+const ENDPOINT_KEYS = new Set(['name', 'url', 'disabled', 'headers', 'timeout', 'threshold', 'backoff', 'ignoredmediatypes', 'ignore', 'include', 'queuelimit']);
+
+type Raw = Record<string, unknown>;
+
+const invalid = (message: string): ConfigError => new ConfigError(`notifications.${message}`);
+
+function isMapping(v: unknown): v is Raw {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function strings(v: unknown, name: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw invalid(`${name}: ${JSON.stringify(v)} must be a list of strings`);
+  return v as string[];
+}
+
+/** A duration (`1s`, or Go's nanoseconds as a number); unset or zero: `fallback`. */
+function duration(v: unknown, name: string, fallback: number): number {
+  if (v === undefined || v === null) return fallback;
+  const ms = tryParseDuration(v);
+  if (ms === undefined || ms < 0) throw invalid(`${name}: ${JSON.stringify(v)} is not a duration like 1s`);
+  return ms > 0 ? ms : fallback;
+}
+
+function integer(v: unknown, name: string, fallback: number, min: number): number {
+  if (v === undefined || v === null) return fallback;
+  const n = typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) throw invalid(`${name}: ${JSON.stringify(v)} must be an integer of at least ${min}`);
+  return n;
+}
+
+function bool(v: unknown, name: string): boolean {
+  if (v === undefined || v === null) return false;
+  if (typeof v === 'boolean') return v;
+  if (v === 'true' || v === 'false') return v === 'true';
+  throw invalid(`${name}: ${JSON.stringify(v)} must be true or false`);
+}
+
+function endpoint(raw: unknown, i: number): NotificationEndpointConfig {
+  const at = `endpoints[${i}]`;
+  if (!isMapping(raw)) throw invalid(`${at} must be a mapping with name and url`);
+  for (const key of Object.keys(raw)) if (!ENDPOINT_KEYS.has(key)) throw invalid(`${at}.${key} is not a known key of an endpoint`);
+  const name = raw.name;
+  if (typeof name !== 'string' || name === '') throw invalid(`${at}.name is required`);
+  const url = raw.url;
+  if (typeof url !== 'string' || !/^https?:\/\/[^/]+/.test(url)) throw invalid(`${at}.url: ${JSON.stringify(url)} is not an http(s) URL`);
+  const headers: Record<string, string[]> = {};
+  if (raw.headers !== undefined && raw.headers !== null) {
+    if (!isMapping(raw.headers)) throw invalid(`${at}.headers must be a mapping of header names to lists of values`);
+    for (const [k, v] of Object.entries(raw.headers)) headers[k] = typeof v === 'string' ? [v] : strings(v, `${at}.headers.${k}`);
+  }
+  const ignore = raw.ignore ?? {};
+  if (!isMapping(ignore)) throw invalid(`${at}.ignore must be a mapping with mediatypes and actions`);
+  for (const key of Object.keys(ignore)) if (key !== 'mediatypes' && key !== 'actions') throw invalid(`${at}.ignore.${key} is not a known key`);
+  const include = raw.include ?? {};
+  if (!isMapping(include)) throw invalid(`${at}.include must be a mapping with actions`);
+  for (const key of Object.keys(include)) if (key !== 'actions') throw invalid(`${at}.include.${key} is not a known key`);
+  const included = strings(include.actions, `${at}.include.actions`);
+  const unknown = included.filter((a) => !(EXTRA_ACTIONS as readonly string[]).includes(a));
+  if (unknown.length > 0) throw invalid(`${at}.include.actions: ${unknown.join(', ')} is not one of ${EXTRA_ACTIONS.join(', ')}`);
+  return {
+    name,
+    url,
+    disabled: bool(raw.disabled, `${at}.disabled`),
+    headers,
+    timeoutms: duration(raw.timeout, `${at}.timeout`, DEFAULT_TIMEOUT_MS),
+    threshold: integer(raw.threshold, `${at}.threshold`, 0, 0) || DEFAULT_THRESHOLD,
+    backoffms: duration(raw.backoff, `${at}.backoff`, DEFAULT_BACKOFF_MS),
+    ignoredmediatypes: [...strings(raw.ignoredmediatypes, `${at}.ignoredmediatypes`), ...strings(ignore.mediatypes, `${at}.ignore.mediatypes`)],
+    ignoredactions: strings(ignore.actions, `${at}.ignore.actions`),
+    includedactions: included as ExtraAction[],
+    queuelimit: integer(raw.queuelimit, `${at}.queuelimit`, DEFAULT_QUEUE_LIMIT, 1),
+  };
+}
+
+/** Checks and converts `notifications`; no endpoints at all is no notifications. */
+export function notificationsConfig(raw: unknown): NotificationsConfig {
+  if (raw === undefined || raw === null) return { includereferences: false, endpoints: [] };
+  if (!isMapping(raw)) throw invalid('must be a mapping with endpoints');
+  const events = raw.events ?? {};
+  if (!isMapping(events)) throw invalid('events must be a mapping');
+  const endpoints = raw.endpoints ?? [];
+  if (!Array.isArray(endpoints)) throw invalid('endpoints must be a list');
+  return { includereferences: bool(events.includereferences, 'events.includereferences'), endpoints: endpoints.map(endpoint) };
+}
