@@ -8,7 +8,7 @@
  *   usr/local/lib/registry-mirror/   package.json, bin/registry, the bundle (dist/registry.js and
  *                                    dist/chunks/), the schedule's writer thread (bundled into one
  *                                    file), and node_modules/ with only the packages the bundle
- *                                    leaves external (the AWS SDK, iconv-lite's tables) and what
+ *                                    leaves external (the AWS SDK, the OpenTelemetry SDK, iconv-lite's tables) and what
  *                                    they depend on, as package-lock.json resolves them
  *   usr/local/bin/registry           -> the command, on PATH as in registry:2
  *   etc/distribution/config.yml      config.yml.example with the volume as its root directory;
