@@ -8,6 +8,8 @@ export default {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }],
   },
   testMatch: ['<rootDir>/spec/**/*.test.ts'],
+  // The image's build context (build/image-context.mjs) holds a copy of package.json.
+  modulePathIgnorePatterns: ['<rootDir>/.image/'],
   setupFiles: ['<rootDir>/spec/setup-signal-exit.cjs'],
   // One Ceph gateway shared by the suites that need one (spec/helpers/ceph-shared.ts).
   globalSetup: '<rootDir>/spec/global-setup.js',

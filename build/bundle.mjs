@@ -102,6 +102,9 @@ const result = await build({
   absWorkingDir: root,
 });
 
+// What the bundle left external: build/image-context.mjs copies those packages into the image.
+await writeFile(dist('registry.meta.json'), JSON.stringify(result.metafile));
+
 for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js'))) {
   // One non-ASCII character makes Node read the whole file as a two-byte string: slower to decode
   // and to compile (measured: 20 to 40 ms of a start).
