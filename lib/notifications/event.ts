@@ -70,9 +70,13 @@ export interface Envelope {
   readonly events: readonly RegistryEvent[];
 }
 
-/** An event with its id and timestamp (Go's `time.Now()` in RFC 3339, here with milliseconds). */
+/**
+ * An event with its id and timestamp (Go's `time.Now()` in RFC 3339, here with milliseconds). Built
+ * field by field, in the order of distribution's structs, so that a request building one pays a
+ * few small objects and no reflection over their keys.
+ */
 export function createEvent(action: EventAction, target: EventTarget, request: RequestRecord, actor: ActorRecord, source: SourceRecord): RegistryEvent {
-  return { id: randomUUID(), timestamp: new Date().toISOString(), action, target: withoutEmpty(target), request: withoutEmpty(request), actor: withoutEmpty(actor), source };
+  return { id: randomUUID(), timestamp: new Date().toISOString(), action, target: compactTarget(target), request: compactRequest(request), actor: actor.name ? { name: actor.name } : {}, source };
 }
 
 /** The envelope's bytes, indented as distribution's `json.MarshalIndent(envelope, "", "   ")`. */
@@ -80,13 +84,28 @@ export function envelopeBody(events: readonly RegistryEvent[]): Buffer {
   return Buffer.from(JSON.stringify({ events } satisfies Envelope, null, 3));
 }
 
-/** Go's `omitempty`: no empty strings, zero numbers or empty lists; `request.id`, `method` and `useragent` stay. */
-function withoutEmpty<T extends object>(o: T): T {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) {
-    const keep = k === 'id' || k === 'method' || k === 'useragent';
-    if (!keep && (v === undefined || v === '' || v === 0 || (Array.isArray(v) && v.length === 0))) continue;
-    out[k] = v ?? '';
-  }
-  return out as T;
+/** Go's `omitempty` on the target: no empty strings, zero numbers or empty lists. */
+function compactTarget(t: EventTarget): EventTarget {
+  const out: EventTarget = {};
+  if (t.mediaType) out.mediaType = t.mediaType;
+  if (t.size) out.size = t.size;
+  if (t.digest) out.digest = t.digest;
+  if (t.length) out.length = t.length;
+  if (t.repository) out.repository = t.repository;
+  if (t.fromRepository) out.fromRepository = t.fromRepository;
+  if (t.url) out.url = t.url;
+  if (t.tag) out.tag = t.tag;
+  if (t.references && t.references.length > 0) out.references = t.references;
+  return out;
+}
+
+/** Go's `omitempty` on the request: `addr` and `host` only when set; `id`, `method` and `useragent` always. */
+function compactRequest(r: RequestRecord): RequestRecord {
+  // Keys in the order of distribution's RequestRecord, as its JSON has them.
+  const out: { id: string; addr?: string; host?: string; method?: string; useragent?: string } = { id: r.id ?? '' };
+  if (r.addr) out.addr = r.addr;
+  if (r.host) out.host = r.host;
+  out.method = r.method ?? '';
+  out.useragent = r.useragent ?? '';
+  return out as RequestRecord;
 }
