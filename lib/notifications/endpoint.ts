@@ -10,7 +10,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { NotificationEndpointConfig } from '../config/notifications.js';
-import { EVENTS_MEDIA_TYPE, envelopeBody, type EventAction, type RegistryEvent } from './event.js';
+import { envelopeBody, type EventAction, type RegistryEvent } from './event.js';
 
 /** Why events were dropped: the queue was full, or the registry stopped before they could be sent. */
 export type DropReason = 'queue_full' | 'shutdown';
@@ -123,19 +123,19 @@ export class Endpoint {
 
   private start(): void {
     this.running = true;
-    this.idle = this.run().finally(() => {
+    this.idle = this.deliverQueued().finally(() => {
       this.running = false;
     });
   }
 
   /** The one worker: posts the oldest event until it is delivered, then the next. */
-  private async run(): Promise<void> {
+  private async deliverQueued(): Promise<void> {
     let failures = 0;
     while (this.pending > 0) {
       const event = this.queue[this.head]!;
       let failure: Error | undefined;
       try {
-        const status = await this.post(event);
+        const status = await this.postEnvelope(event);
         if (status >= 200 && status < 400) this.listener.delivered?.(this.name, status);
         else {
           this.listener.rejected?.(this.name, status);
@@ -180,11 +180,11 @@ export class Endpoint {
   }
 
   /** One post of one event; resolves with the status once the answer's body is read, within `timeout`. */
-  private post(event: RegistryEvent): Promise<number> {
+  private postEnvelope(event: RegistryEvent): Promise<number> {
     const body = envelopeBody([event]);
     const headers: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(this.config.headers)) headers[k] = v.length === 1 ? v[0] : [...v];
-    headers['content-type'] = EVENTS_MEDIA_TYPE;
+    headers['content-type'] = this.config.mediatype;
     headers['content-length'] = body.length;
     const client = this.config.url.startsWith('https:') ? https : http;
     return new Promise<number>((resolve, reject) => {

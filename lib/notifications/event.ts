@@ -2,12 +2,13 @@
  * distribution's notification events (`notifications/event.go`, `bridge.go`): the envelope, one
  * event's fields and how each kind of event is filled. Field names and omissions as Go's JSON
  * encoding of those structs (`omitempty` on everything but `request.id`, `request.method`,
- * `request.useragent`); 2.8's media type of the envelope.
+ * `request.useragent`).
  */
 import { randomUUID } from 'node:crypto';
+import { ENVELOPE_MEDIA_TYPES } from '../config/notifications.js';
 
-/** The envelope's `Content-Type` (distribution 2.8; 3.x sends the same fields as `...events.v2+json`). */
-export const EVENTS_MEDIA_TYPE = 'application/vnd.docker.distribution.events.v1+json';
+/** The envelope's default `Content-Type`: distribution 2.8's (3.x sends the same fields as `...events.v2+json`; an endpoint's `mediatype` picks). */
+export const EVENTS_MEDIA_TYPE = ENVELOPE_MEDIA_TYPES[0];
 
 /** distribution's actions, and ours (`cached`: a fill of the cache; `evicted`: an expiry or an eviction). */
 export type EventAction = 'pull' | 'push' | 'mount' | 'delete' | 'cached' | 'evicted';
