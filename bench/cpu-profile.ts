@@ -35,3 +35,37 @@ export async function selfTimes(path: string): Promise<SelfTime[]> {
     .map(([name, ms]) => ({ name, ms, share: name === '(idle)' ? NaN : ms / busy }))
     .sort((a, b) => b.ms - a.ms);
 }
+
+/**
+ * The busy time of a profile and the part of it spent with one of `functions` on the stack (their
+ * inclusive time), counting only the samples taken between `from` and `to` (microseconds of the
+ * system's monotonic clock, as `process.hrtime` gives them in any process: V8 stamps its samples
+ * with that clock).
+ */
+export async function inclusiveShare(path: string, functions: ReadonlySet<string>, from: number, to: number): Promise<{ busyMs: number; underMs: number }> {
+  const profile = JSON.parse(await readFile(path, 'utf8')) as CpuProfile & { startTime: number; nodes: Array<ProfileNode & { children?: number[] }> };
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const under = new Map<number, boolean>();
+  const isUnder = (id: number): boolean => {
+    let known = under.get(id);
+    if (known === undefined) {
+      const p = parent.get(id);
+      known = functions.has(byId.get(id)!.callFrame.functionName) || (p !== undefined && isUnder(p));
+      under.set(id, known);
+    }
+    return known;
+  };
+  let t = profile.startTime;
+  let busyMs = 0;
+  let underMs = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    t += dt;
+    if (t < from || t > to || byId.get(id)!.callFrame.functionName === '(idle)') return;
+    busyMs += dt / 1000;
+    if (isUnder(id)) underMs += dt / 1000;
+  });
+  return { busyMs, underMs };
+}
