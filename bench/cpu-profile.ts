@@ -37,12 +37,14 @@ export async function selfTimes(path: string): Promise<SelfTime[]> {
 }
 
 /**
- * The busy time of a profile and the part of it spent with one of `functions` on the stack (their
+ * The share of a profile's busy samples taken with one of `functions` on the stack (their
  * inclusive time), counting only the samples taken between `from` and `to` (microseconds of the
  * system's monotonic clock, as `process.hrtime` gives them in any process: V8 stamps its samples
- * with that clock).
+ * with that clock). Samples are counted, not weighed by the time since the previous one: on a
+ * busy machine a process descheduled for a while gets one sample with a long delta, which would
+ * give whatever it was doing then all of that time.
  */
-export async function inclusiveShare(path: string, functions: ReadonlySet<string>, from: number, to: number): Promise<{ busyMs: number; underMs: number }> {
+export async function inclusiveShare(path: string, functions: ReadonlySet<string>, from: number, to: number): Promise<{ busy: number; under: number }> {
   const profile = JSON.parse(await readFile(path, 'utf8')) as CpuProfile & { startTime: number; nodes: Array<ProfileNode & { children?: number[] }> };
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
@@ -58,14 +60,13 @@ export async function inclusiveShare(path: string, functions: ReadonlySet<string
     return known;
   };
   let t = profile.startTime;
-  let busyMs = 0;
-  let underMs = 0;
+  let busy = 0;
+  let inside = 0;
   profile.samples.forEach((id, i) => {
-    const dt = profile.timeDeltas[i] ?? 0;
-    t += dt;
+    t += profile.timeDeltas[i] ?? 0;
     if (t < from || t > to || byId.get(id)!.callFrame.functionName === '(idle)') return;
-    busyMs += dt / 1000;
-    if (isUnder(id)) underMs += dt / 1000;
+    busy++;
+    if (isUnder(id)) inside++;
   });
-  return { busyMs, underMs };
+  return { busy, under: inside };
 }

@@ -224,8 +224,8 @@ export async function notifyRound(ctx: BenchContext, round: number): Promise<voi
     for (const s of servers.values()) await s.stop();
     const shares = new Map<Setup, number>();
     for (const setup of SETUPS) {
-      const { busyMs, underMs } = await inclusiveShare(join(profDir(ctx), profName(setup, round)), NOTIFICATION_FUNCTIONS, from, to);
-      shares.set(setup, busyMs > 0 ? underMs / busyMs : NaN);
+      const { busy, under } = await inclusiveShare(join(profDir(ctx), profName(setup, round)), NOTIFICATION_FUNCTIONS, from, to);
+      shares.set(setup, busy > 0 ? under / busy : NaN);
     }
     report(ctx, round, none, pairs, shares);
   } finally {
