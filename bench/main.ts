@@ -11,7 +11,7 @@
  * `BENCH_ONLY=replicas` three replicas of ours on that RGW coordinated by a redis-server (issue 16).
  * `BENCH_ONLY=scale` runs the scaling scenario (not in the default set: it generates caches of up
  * to 100k entries, 1M with `BENCH_SCALE_SIZES`; bench/scenarios/scale.ts). `BENCH_ONLY=notify` measures
- * manifest pulls with a dead and a hanging notification endpoint against none (bench/scenarios/notify.ts).
+ * manifest and blob pulls with a dead, a slow and a black-hole notification endpoint against none and a control (bench/scenarios/notify.ts).
  */
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -33,10 +33,10 @@ import { registerWanReport, seedWan, wanRound } from './scenarios/wan.js';
 import { chaosRun, registerChaosReport, seedChaos } from './scenarios/chaos.js';
 import { evaluate, formatReport, rows } from './report.js';
 import { scaleScenario } from './scenarios/scale.js';
-import { notifyRound } from './scenarios/notify.js';
+import { notifyRound, registerNotifyReport } from './scenarios/notify.js';
 
 const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3', 'replicas', 'scale', 'notify'] as const;
-/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 and replicas (a Ceph RGW of their own), scale (caches of its own) and notify (three more starts of ours). */
+/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 and replicas (a Ceph RGW of their own), scale (caches of its own) and notify (six more instances of ours). */
 const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3' && s !== 'replicas' && s !== 'scale' && s !== 'notify');
 
 async function run(): Promise<number> {
@@ -64,6 +64,7 @@ async function run(): Promise<number> {
   const chaos = wanted('chaos') ? await seedChaos(upstream.hostPort) : undefined;
   if (chaos) registerChaosReport();
   if (wanted('replicas')) registerReplicasReport();
+  if (wanted('notify')) registerNotifyReport();
   const results = new Results();
   const ctx: BenchContext = { settings, upstream, workDir, results, app, warmBlob: warmBlob!, coldBlobs, log };
   log('seeded');

@@ -27,6 +27,7 @@ function endpointConfig(url: string, extra: Partial<NotificationEndpointConfig> 
     ignoredactions: [],
     includedactions: [],
     queuelimit: 100,
+    mediatype: EVENTS_MEDIA_TYPE,
     ...extra,
   };
 }
@@ -82,6 +83,15 @@ describe('a notification endpoint', () => {
       // distribution's json.MarshalIndent(envelope, "", "   ").
       expect(p.body.startsWith('{\n   "events": [\n      {\n         "id": ')).toBe(true);
     }
+  });
+
+  test("with mediatype set to 3.x's, posts the same envelope under that media type", async () => {
+    const e = open(endpointConfig(sink.url, { mediatype: 'application/vnd.docker.distribution.events.v2+json' }));
+    const sent = event('pull', 1);
+    e.write(sent);
+    await until(() => sink.posts.length === 1, 'one post');
+    expect(sink.posts[0]!.headers['content-type']).toBe('application/vnd.docker.distribution.events.v2+json');
+    expect(sink.posts[0]!.events).toEqual([JSON.parse(JSON.stringify(sent))]);
   });
 
   test('leaves out ignored media types and actions, and our extra actions unless included', async () => {
@@ -159,7 +169,7 @@ describe('notifications configuration', () => {
       events: { includereferences: true },
       endpoints: [
         { name: 'a', url: 'http://a/e', headers: { Authorization: ['Bearer x'], Single: 'v' }, timeout: '500ms', threshold: 5, backoff: '2s', ignoredmediatypes: ['x/y'], ignore: { mediatypes: ['z/w'], actions: ['pull'] } },
-        { name: 'b', url: 'https://b/e', disabled: true, include: { actions: ['cached', 'evicted'] }, queuelimit: 50 },
+        { name: 'b', url: 'https://b/e', disabled: true, include: { actions: ['cached', 'evicted'] }, queuelimit: 50, mediatype: 'application/vnd.docker.distribution.events.v2+json' },
       ],
     });
     expect(c.includereferences).toBe(true);
@@ -175,8 +185,17 @@ describe('notifications configuration', () => {
       ignoredactions: ['pull'],
       includedactions: [],
       queuelimit: 10_000,
+      mediatype: 'application/vnd.docker.distribution.events.v1+json',
     });
-    expect(c.endpoints[1]).toMatchObject({ disabled: true, timeoutms: 1000, threshold: 10, backoffms: 1000, includedactions: ['cached', 'evicted'], queuelimit: 50 });
+    expect(c.endpoints[1]).toMatchObject({
+      disabled: true,
+      timeoutms: 1000,
+      threshold: 10,
+      backoffms: 1000,
+      includedactions: ['cached', 'evicted'],
+      queuelimit: 50,
+      mediatype: 'application/vnd.docker.distribution.events.v2+json',
+    });
   });
 
   test.each([
@@ -186,6 +205,7 @@ describe('notifications configuration', () => {
     [{ endpoints: [{ name: 'a', url: 'http://a', timeout: 'soon' }] }, 'notifications.endpoints[0].timeout: "soon" is not a duration like 1s'],
     [{ endpoints: [{ name: 'a', url: 'http://a', include: { actions: ['pulled'] } }] }, 'notifications.endpoints[0].include.actions: pulled is not one of cached, evicted'],
     [{ endpoints: { name: 'a' } }, 'notifications.endpoints must be a list'],
+    [{ endpoints: [{ name: 'a', url: 'http://a', mediatype: 'application/json' }] }, 'notifications.endpoints[0].mediatype: "application/json" is not one of application/vnd.docker.distribution.events.v1+json, application/vnd.docker.distribution.events.v2+json'],
   ])('refuses %j', (raw, message) => {
     expect(() => notificationsConfig(raw)).toThrow(message);
   });

@@ -21,13 +21,14 @@ export interface RouteEvents {
 }
 
 /**
- * Calls `send` with the notifier, the request's origin and the repository as the client named it,
- * when notifications are configured.
+ * Calls `send` with the notifier, a getter of the request's origin and the repository as the
+ * client named it, when notifications are configured.
  */
-export function notify(s: RouteServices, req: Request, res: Response, send: (n: Notifier, origin: EventOrigin, repo: string) => void): void {
+export function notify(s: RouteServices, req: Request, res: Response, send: (n: Notifier, origin: () => EventOrigin, repo: string) => void): void {
   const e = s.events;
   if (!e) return;
-  send(e.notifier, originOf(e, req, res), (res.locals.repository as string | undefined) ?? '');
+  // Lazy: the notifier asks for the origin only when an endpoint takes the event.
+  send(e.notifier, () => originOf(e, req, res), (res.locals.repository as string | undefined) ?? '');
 }
 
 function originOf(e: RouteEvents, req: Request, res: Response): EventOrigin {

@@ -3,13 +3,20 @@
  * `events.includereferences` and a list of `endpoints`, each with `name`, `url`, `disabled`,
  * `headers`, `timeout`, `threshold`, `backoff`, `ignoredmediatypes` and `ignore: {mediatypes,
  * actions}`, with distribution's defaults (1s, 10, 1s) for a timeout, threshold or backoff unset or
- * zero. Two extension keys per endpoint: `include.actions` opts into our `cached` and `evicted`
- * events, and `queuelimit` bounds the events waiting for a slow or dead endpoint (distribution's
- * queue has no bound). An unknown key in an endpoint refuses the start: a mistyped `ignore` would
+ * zero. Three extension keys per endpoint: `include.actions` opts into our `cached` and `evicted`
+ * events, `queuelimit` bounds the events waiting for a slow or dead endpoint (distribution's
+ * queue has no bound), and `mediatype` picks the envelope's media type (2.8's by default, or 3.x's). An unknown key in an endpoint refuses the start: a mistyped `ignore` would
  * silently change what an audit log or a scanner receives.
  */
 import { ConfigError } from '../errors.js';
 import { tryParseDuration } from './duration.js';
+
+/**
+ * The envelope's `Content-Type`: 2.8's, and 3.x's (the same fields; distribution bumped the version
+ * when it dropped schema 1). Receivers differ in which one they parse, so an endpoint picks it.
+ */
+export const ENVELOPE_MEDIA_TYPES = ['application/vnd.docker.distribution.events.v1+json', 'application/vnd.docker.distribution.events.v2+json'] as const;
+export type EnvelopeMediaType = (typeof ENVELOPE_MEDIA_TYPES)[number];
 
 /** Our extra actions, beyond distribution's `pull`, `push`, `mount` and `delete`. */
 export const EXTRA_ACTIONS = ['cached', 'evicted'] as const;
@@ -32,6 +39,8 @@ export interface NotificationEndpointConfig {
   readonly includedactions: readonly ExtraAction[];
   /** Extension `queuelimit` (default 10000): events queued for the endpoint at most; beyond, new ones are dropped and counted. */
   readonly queuelimit: number;
+  /** Extension `mediatype` (default 2.8's `...events.v1+json`): the envelope's `Content-Type`. */
+  readonly mediatype: EnvelopeMediaType;
 }
 
 /** `notifications:`. */
@@ -47,7 +56,7 @@ const DEFAULT_THRESHOLD = 10;
 const DEFAULT_BACKOFF_MS = 1000;
 const DEFAULT_QUEUE_LIMIT = 10_000;
 
-const ENDPOINT_KEYS = new Set(['name', 'url', 'disabled', 'headers', 'timeout', 'threshold', 'backoff', 'ignoredmediatypes', 'ignore', 'include', 'queuelimit']);
+const ENDPOINT_KEYS = new Set(['name', 'url', 'disabled', 'headers', 'timeout', 'threshold', 'backoff', 'ignoredmediatypes', 'ignore', 'include', 'queuelimit', 'mediatype']);
 
 type Raw = Record<string, unknown>;
 
@@ -107,6 +116,8 @@ function endpoint(raw: unknown, i: number): NotificationEndpointConfig {
   const included = strings(include.actions, `${at}.include.actions`);
   const unknown = included.filter((a) => !(EXTRA_ACTIONS as readonly string[]).includes(a));
   if (unknown.length > 0) throw invalid(`${at}.include.actions: ${unknown.join(', ')} is not one of ${EXTRA_ACTIONS.join(', ')}`);
+  const mediatype = raw.mediatype ?? ENVELOPE_MEDIA_TYPES[0];
+  if (!(ENVELOPE_MEDIA_TYPES as readonly unknown[]).includes(mediatype)) throw invalid(`${at}.mediatype: ${JSON.stringify(mediatype)} is not one of ${ENVELOPE_MEDIA_TYPES.join(', ')}`);
   return {
     name,
     url,
@@ -119,6 +130,7 @@ function endpoint(raw: unknown, i: number): NotificationEndpointConfig {
     ignoredactions: strings(ignore.actions, `${at}.ignore.actions`),
     includedactions: included as ExtraAction[],
     queuelimit: integer(raw.queuelimit, `${at}.queuelimit`, DEFAULT_QUEUE_LIMIT, 1),
+    mediatype: mediatype as EnvelopeMediaType,
   };
 }
 

@@ -10,7 +10,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { NotificationEndpointConfig } from '../config/notifications.js';
-import { EVENTS_MEDIA_TYPE, envelopeBody, type RegistryEvent } from './event.js';
+import { envelopeBody, type EventAction, type RegistryEvent } from './event.js';
 
 /** Why events were dropped: the queue was full, or the registry stopped before they could be sent. */
 export type DropReason = 'queue_full' | 'shutdown';
@@ -63,24 +63,37 @@ export class Endpoint {
     return this.queue.length - this.head;
   }
 
-  /** True when this endpoint takes `event` (distribution's `ignoredSink`, and our extra actions only when included). */
-  accepts(event: RegistryEvent): boolean {
-    if (event.target.mediaType !== undefined && this.ignoredMediaTypes.has(event.target.mediaType)) return false;
-    if (this.ignoredActions.has(event.action)) return false;
-    if (event.action === 'cached' || event.action === 'evicted') return this.config.includedactions.includes(event.action);
+  /** True when this endpoint takes events of `action` on `mediaType` (distribution's `ignoredSink`, and our extra actions only when included). */
+  accepts(action: EventAction, mediaType: string | undefined): boolean {
+    if (mediaType !== undefined && this.ignoredMediaTypes.has(mediaType)) return false;
+    if (this.ignoredActions.has(action)) return false;
+    if (action === 'cached' || action === 'evicted') return this.config.includedactions.includes(action);
     return true;
+  }
+
+  /**
+   * True when an event of `action` on `mediaType` would be queued now: not ignored, and room in
+   * the queue. A full queue counts the event as dropped here, so the caller need not build it.
+   */
+  admits(action: EventAction, mediaType: string | undefined): boolean {
+    if (this.closed || !this.accepts(action, mediaType)) return false;
+    if (this.pending >= this.config.queuelimit) {
+      this.listener.dropped?.(this.name, 'queue_full', 1);
+      return false;
+    }
+    return true;
+  }
+
+  /** Queues `event`, which `admits` let through just before; never waits. */
+  enqueue(event: RegistryEvent): void {
+    this.queue.push(event);
+    this.listener.queued?.(this.name);
+    if (!this.running) this.start();
   }
 
   /** Queues `event` unless ignored; never waits. A full queue drops it. */
   write(event: RegistryEvent): void {
-    if (this.closed || !this.accepts(event)) return;
-    if (this.pending >= this.config.queuelimit) {
-      this.listener.dropped?.(this.name, 'queue_full', 1);
-      return;
-    }
-    this.queue.push(event);
-    this.listener.queued?.(this.name);
-    if (!this.running) this.start();
+    if (this.admits(event.action, event.target.mediaType)) this.enqueue(event);
   }
 
   /**
@@ -110,19 +123,19 @@ export class Endpoint {
 
   private start(): void {
     this.running = true;
-    this.idle = this.run().finally(() => {
+    this.idle = this.deliverQueued().finally(() => {
       this.running = false;
     });
   }
 
   /** The one worker: posts the oldest event until it is delivered, then the next. */
-  private async run(): Promise<void> {
+  private async deliverQueued(): Promise<void> {
     let failures = 0;
     while (this.pending > 0) {
       const event = this.queue[this.head]!;
       let failure: Error | undefined;
       try {
-        const status = await this.post(event);
+        const status = await this.postEnvelope(event);
         if (status >= 200 && status < 400) this.listener.delivered?.(this.name, status);
         else {
           this.listener.rejected?.(this.name, status);
@@ -167,11 +180,11 @@ export class Endpoint {
   }
 
   /** One post of one event; resolves with the status once the answer's body is read, within `timeout`. */
-  private post(event: RegistryEvent): Promise<number> {
+  private postEnvelope(event: RegistryEvent): Promise<number> {
     const body = envelopeBody([event]);
     const headers: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(this.config.headers)) headers[k] = v.length === 1 ? v[0] : [...v];
-    headers['content-type'] = EVENTS_MEDIA_TYPE;
+    headers['content-type'] = this.config.mediatype;
     headers['content-length'] = body.length;
     const client = this.config.url.startsWith('https:') ? https : http;
     return new Promise<number>((resolve, reject) => {

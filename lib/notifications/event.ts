@@ -2,12 +2,13 @@
  * distribution's notification events (`notifications/event.go`, `bridge.go`): the envelope, one
  * event's fields and how each kind of event is filled. Field names and omissions as Go's JSON
  * encoding of those structs (`omitempty` on everything but `request.id`, `request.method`,
- * `request.useragent`); 2.8's media type of the envelope.
+ * `request.useragent`).
  */
 import { randomUUID } from 'node:crypto';
+import { ENVELOPE_MEDIA_TYPES } from '../config/notifications.js';
 
-/** The envelope's `Content-Type` (distribution 2.8; 3.x sends the same fields as `...events.v2+json`). */
-export const EVENTS_MEDIA_TYPE = 'application/vnd.docker.distribution.events.v1+json';
+/** The envelope's default `Content-Type`: distribution 2.8's (3.x sends the same fields as `...events.v2+json`; an endpoint's `mediatype` picks). */
+export const EVENTS_MEDIA_TYPE = ENVELOPE_MEDIA_TYPES[0];
 
 /** distribution's actions, and ours (`cached`: a fill of the cache; `evicted`: an expiry or an eviction). */
 export type EventAction = 'pull' | 'push' | 'mount' | 'delete' | 'cached' | 'evicted';
@@ -70,9 +71,13 @@ export interface Envelope {
   readonly events: readonly RegistryEvent[];
 }
 
-/** An event with its id and timestamp (Go's `time.Now()` in RFC 3339, here with milliseconds). */
+/**
+ * An event with its id and timestamp (Go's `time.Now()` in RFC 3339, here with milliseconds). Built
+ * field by field, in the order of distribution's structs, so that a request building one pays a
+ * few small objects and no reflection over their keys.
+ */
 export function createEvent(action: EventAction, target: EventTarget, request: RequestRecord, actor: ActorRecord, source: SourceRecord): RegistryEvent {
-  return { id: randomUUID(), timestamp: new Date().toISOString(), action, target: withoutEmpty(target), request: withoutEmpty(request), actor: withoutEmpty(actor), source };
+  return { id: randomUUID(), timestamp: new Date().toISOString(), action, target: compactTarget(target), request: compactRequest(request), actor: actor.name ? { name: actor.name } : {}, source };
 }
 
 /** The envelope's bytes, indented as distribution's `json.MarshalIndent(envelope, "", "   ")`. */
@@ -80,13 +85,28 @@ export function envelopeBody(events: readonly RegistryEvent[]): Buffer {
   return Buffer.from(JSON.stringify({ events } satisfies Envelope, null, 3));
 }
 
-/** Go's `omitempty`: no empty strings, zero numbers or empty lists; `request.id`, `method` and `useragent` stay. */
-function withoutEmpty<T extends object>(o: T): T {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) {
-    const keep = k === 'id' || k === 'method' || k === 'useragent';
-    if (!keep && (v === undefined || v === '' || v === 0 || (Array.isArray(v) && v.length === 0))) continue;
-    out[k] = v ?? '';
-  }
-  return out as T;
+/** Go's `omitempty` on the target: no empty strings, zero numbers or empty lists. */
+function compactTarget(t: EventTarget): EventTarget {
+  const out: EventTarget = {};
+  if (t.mediaType) out.mediaType = t.mediaType;
+  if (t.size) out.size = t.size;
+  if (t.digest) out.digest = t.digest;
+  if (t.length) out.length = t.length;
+  if (t.repository) out.repository = t.repository;
+  if (t.fromRepository) out.fromRepository = t.fromRepository;
+  if (t.url) out.url = t.url;
+  if (t.tag) out.tag = t.tag;
+  if (t.references && t.references.length > 0) out.references = t.references;
+  return out;
+}
+
+/** Go's `omitempty` on the request: `addr` and `host` only when set; `id`, `method` and `useragent` always. */
+function compactRequest(r: RequestRecord): RequestRecord {
+  // Keys in the order of distribution's RequestRecord, as its JSON has them.
+  const out: { id: string; addr?: string; host?: string; method?: string; useragent?: string } = { id: r.id ?? '' };
+  if (r.addr) out.addr = r.addr;
+  if (r.host) out.host = r.host;
+  out.method = r.method ?? '';
+  out.useragent = r.useragent ?? '';
+  return out as RequestRecord;
 }

@@ -2,7 +2,8 @@
  * The registry's events, fanned out to every configured endpoint (distribution's `Broadcaster` and
  * `bridge`): the request-side events (`pull`, `push`, `mount`, `delete`, filled as distribution's
  * bridge fills them) and ours (`cached`, `evicted`), each stamped with this process's source record.
- * Emitting costs a request one object and a push per endpoint queue; nothing waits on an endpoint.
+ * Emitting costs a request a check per endpoint and, if one has room, one small event and a push
+ * on its queue; while every queue is full nothing is built. Nothing waits on an endpoint.
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
@@ -26,6 +27,9 @@ export interface ManifestSubject {
   readonly mediaType: string;
   readonly payload: Buffer;
 }
+
+/** distribution's media type of a blob in events (its blob descriptors'). */
+const BLOB_MEDIA_TYPE = 'application/octet-stream';
 
 /** How long endpoints get at shutdown to deliver what is queued. */
 const CLOSE_GRACE_MS = 2000;
@@ -59,43 +63,46 @@ export class Notifier {
     return Object.fromEntries(this.endpoints.map((e) => [e.name, e.pending]));
   }
 
-  /** A manifest pulled or pushed (`tag` when the client named one). */
-  manifest(action: 'pull' | 'push', origin: EventOrigin, repo: string, m: ManifestSubject, tag?: string): void {
-    if (!this.active) return;
+  /** A manifest pulled or pushed (`tag` when the client named one). `origin` is asked for only if an endpoint takes the event. */
+  manifest(action: 'pull' | 'push', origin: () => EventOrigin, repo: string, m: ManifestSubject, tag?: string): void {
+    const to = this.takers(action, m.mediaType);
+    if (!to) return;
+    const o = origin();
     const target: EventTarget = {
       mediaType: m.mediaType,
       size: m.payload.length,
       digest: m.digest.value,
       length: m.payload.length,
       repository: repo,
-      url: `${origin.base}/v2/${repo}/manifests/${m.digest.value}`,
+      url: `${o.base}/v2/${repo}/manifests/${m.digest.value}`,
       tag,
     };
     if (this.includeReferences) target.references = referencesOf(m.payload);
-    this.send(action, target, origin);
+    this.send(to, action, target, o);
   }
 
   /** A blob pulled, pushed or mounted (from `fromRepository`). Its media type, as distribution's blob descriptors: `application/octet-stream`. */
-  blob(action: 'pull' | 'push' | 'mount', origin: EventOrigin, repo: string, digest: Digest, size: number, fromRepository?: string): void {
-    if (!this.active) return;
-    this.send(
-      action,
-      { mediaType: 'application/octet-stream', size, digest: digest.value, length: size, repository: repo, fromRepository, url: `${origin.base}/v2/${repo}/blobs/${digest.value}` },
-      origin,
-    );
+  blob(action: 'pull' | 'push' | 'mount', origin: () => EventOrigin, repo: string, digest: Digest, size: number, fromRepository?: string): void {
+    const to = this.takers(action, BLOB_MEDIA_TYPE);
+    if (!to) return;
+    const o = origin();
+    this.send(to, action, { mediaType: BLOB_MEDIA_TYPE, size, digest: digest.value, length: size, repository: repo, fromRepository, url: `${o.base}/v2/${repo}/blobs/${digest.value}` }, o);
   }
 
   /** A manifest or blob deleted by digest, or a tag deleted: distribution sends the digest or the tag only. */
-  deleted(origin: EventOrigin, repo: string, what: { digest: Digest } | { tag: string }): void {
-    if (!this.active) return;
-    this.send('delete', 'digest' in what ? { digest: what.digest.value, repository: repo } : { repository: repo, tag: what.tag }, origin);
+  deleted(origin: () => EventOrigin, repo: string, what: { digest: Digest } | { tag: string }): void {
+    const to = this.takers('delete', undefined);
+    if (!to) return;
+    this.send(to, 'delete', 'digest' in what ? { digest: what.digest.value, repository: repo } : { repository: repo, tag: what.tag }, origin());
   }
 
   /** Ours: content committed to the cache (`cached`) or removed from it by expiry or the size cap (`evicted`). No request caused it. */
   cache(action: 'cached' | 'evicted', type: 'blob' | 'manifest', repo: string, digest: Digest, size: number | undefined, mediaType?: string): void {
-    if (!this.active) return;
-    const target: EventTarget = { mediaType: mediaType ?? (type === 'blob' ? 'application/octet-stream' : undefined), size, digest: digest.value, length: size, repository: repo };
-    this.send(action, target, { request: { id: '', method: '', useragent: '' }, actor: {}, base: '' });
+    const media = mediaType ?? (type === 'blob' ? BLOB_MEDIA_TYPE : undefined);
+    const to = this.takers(action, media);
+    if (!to) return;
+    const target: EventTarget = { mediaType: media, size, digest: digest.value, length: size, repository: repo };
+    this.send(to, action, target, { request: { id: '', method: '', useragent: '' }, actor: {}, base: '' });
   }
 
   /** Stops the endpoints, giving them a moment to deliver what is queued. */
@@ -103,9 +110,20 @@ export class Notifier {
     await Promise.all(this.endpoints.map((e) => e.close(CLOSE_GRACE_MS)));
   }
 
-  private send(action: EventAction, target: EventTarget, origin: EventOrigin): void {
+  /**
+   * The endpoints that take an event of `action` on `mediaType` now, or undefined if none does:
+   * asked before the event is built, so that while every endpoint's queue is full (an endpoint
+   * down under load) a request builds nothing and each endpoint just counts a drop.
+   */
+  private takers(action: EventAction, mediaType: string | undefined): Endpoint[] | undefined {
+    let to: Endpoint[] | undefined;
+    for (const e of this.endpoints) if (e.admits(action, mediaType)) (to ??= []).push(e);
+    return to;
+  }
+
+  private send(to: readonly Endpoint[], action: EventAction, target: EventTarget, origin: EventOrigin): void {
     const event = createEvent(action, target, origin.request, origin.actor, this.source);
-    for (const e of this.endpoints) e.write(event);
+    for (const e of to) e.enqueue(event);
   }
 }
 
