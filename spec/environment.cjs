@@ -1,7 +1,9 @@
 // The jest environment of the specs: Node's, and a check when a spec file is done that it left no
 // handle open that keeps a process alive (a server, a socket, a child process, a worker thread):
 // one left open keeps the test worker from exiting ("a worker process has failed to exit
-// gracefully") and hides which file leaked. Such a file fails, naming the kinds left open.
+// gracefully") and hides which file leaked. Such a file fails, naming the kinds left open, and
+// the timers its code set (setTimeout, setInterval) that are still pending and keep the process
+// alive, with where each was set.
 const { TestEnvironment } = require('jest-environment-node');
 
 /** The kinds of handles checked (timers are not: jest's own come and go). */
@@ -17,10 +19,39 @@ function extra(now, base) {
   return [...now].filter(([k, v]) => v > (base.get(k) ?? 0)).map(([k, v]) => `${v - (base.get(k) ?? 0)} ${k}`);
 }
 
+/** Timers still pending that keep the process alive, as `at` lines of where they were set. */
+function pendingTimers(timers) {
+  const out = [];
+  for (const [timer, origin] of timers) {
+    // `_destroyed`: fired (a timeout) or cleared; an unref'd one does not hold the process.
+    if (timer._destroyed || !timer.hasRef()) continue;
+    const at = (origin.stack ?? '').split('\n').slice(2, 5).map((l) => l.trim()).join(' < ');
+    out.push(`${timer._repeat ? 'setInterval' : 'setTimeout'}(${timer._idleTimeout} ms) ${at}`);
+  }
+  return out;
+}
+
 class SpecEnvironment extends TestEnvironment {
   constructor(config, context) {
     super(config, context);
     this.testPath = context.testPath;
+    // Every timer the suite's code sets through the globals, with where it was set.
+    this.timers = new Map();
+    for (const name of ['setTimeout', 'setInterval']) {
+      const original = this.global[name];
+      const timers = this.timers;
+      this.global[name] = function (...args) {
+        const timer = original.apply(this, args);
+        if (timer && typeof timer.hasRef === 'function') {
+          // Forget those done with, now and then, so a long file does not hold them all.
+          if (timers.size >= 4096) for (const t of timers.keys()) if (t._destroyed) timers.delete(t);
+          timers.set(timer, new Error('set here'));
+        }
+        return timer;
+      };
+      // util.promisify(setTimeout) and the like still find the promise form.
+      Object.assign(this.global[name], original);
+    }
   }
 
   async setup() {
@@ -36,6 +67,13 @@ class SpecEnvironment extends TestEnvironment {
       await new Promise((r) => setTimeout(r, 100));
       left = extra(counts(), this.baseline);
     }
+    let timers = pendingTimers(this.timers);
+    for (let i = 0; i < 50 && timers.length > 0 && left.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      timers = pendingTimers(this.timers);
+    }
+    this.timers.clear();
+    if (timers.length > 0) left.push(`${timers.length} pending timer(s): ${timers.join('; ')}`);
     if (left.length > 0) throw new Error(`${this.testPath} left open: ${left.join(', ')} (every test closes what it opens)`);
   }
 }

@@ -4,7 +4,7 @@
  * continued and passed on to the upstream in `traceparent`; and a start without the variables
  * never resolves the OpenTelemetry SDK's modules (a loader hook records what is resolved).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { tracingSettings } from '../lib/tracing/tracing.js';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { freePort, waitForHttp } from './helpers/ports.js';
+import { spawnChild } from './helpers/children.js';
 import { stopProcess } from './helpers/stop-process.js';
 import { until } from './helpers/until.js';
 
@@ -79,10 +80,11 @@ describe('tracing (OpenTelemetry)', () => {
     const config = join(dir, 'config.yml');
     await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'root')}\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${upstream.url}\n`);
     const { OTEL_TRACES_EXPORTER: _t, OTEL_EXPORTER_OTLP_PROTOCOL: _p, OTEL_EXPORTER_OTLP_ENDPOINT: _e, ...base } = process.env;
-    child = spawn(process.execPath, ['--import', pathToFileURL(join(dir, 'register.mjs')).href, resolve('bin/registry'), 'serve', config], {
+    // Tracked (spec/helpers/children.ts): killed with the test worker however the test ends.
+    child = spawnChild(process.execPath, ['--import', pathToFileURL(join(dir, 'register.mjs')).href, resolve('bin/registry'), 'serve', config], {
       stdio: 'ignore',
       env: { ...base, RESOLVE_LOG: join(dir, 'resolved.log'), ...env },
-    });
+    }).process;
     await waitForHttp(`http://127.0.0.1:${port}/v2/`, 20_000);
     return `http://127.0.0.1:${port}`;
   }

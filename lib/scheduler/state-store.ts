@@ -114,6 +114,8 @@ export class FileStateStore implements StateStore {
     const worker = this.thread();
     const id = this.nextId++;
     const done = new Promise<MergeResult & { ms: number }>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    // A write in progress holds the process (a flush at shutdown completes); an idle thread does not.
+    worker.ref();
     let keys: string[] = [];
     let expiries = new Float64Array(Math.min(BATCH, changes.size));
     let types = new Uint8Array(expiries.length);
@@ -143,11 +145,11 @@ export class FileStateStore implements StateStore {
     if (this.closed) throw new StateWriteError(`${this.location}: the store is closed`, false);
     // The thread needs none of the process's node options (some, like --input-type, make it fail).
     const worker = new Worker(writerScript(), { execArgv: [] });
-    worker.unref();
     worker.on('message', (reply: WriterReply) => {
       const w = this.waiting.get(reply.id);
       if (!w) return;
       this.waiting.delete(reply.id);
+      if (this.waiting.size === 0) worker.unref();
       if ('error' in reply) w.reject(new StateWriteError(reply.error, reply.base));
       else w.resolve(reply);
     });
@@ -158,6 +160,9 @@ export class FileStateStore implements StateStore {
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`exited with code ${code}`)));
+    // Idle, it does not hold the process. After the listeners: adding a 'message' listener refs the
+    // worker's port again, and an idle writer thread held the process (and test workers) alive.
+    worker.unref();
     this.worker = worker;
     return worker;
   }

@@ -5,7 +5,7 @@
  * its own, all state (conf, keyring, data, logs, sockets) in one temporary directory, stopped with
  * SIGKILL (the data is in RAM; a SIGTERMed radosgw whose mon is gone lingers for minutes).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { spawnChild, type Child } from './children.js';
 import { freePort, waitForHttp } from './ports.js';
 
 const run = promisify(execFile);
@@ -73,7 +74,7 @@ export async function createBucket(c: CephEndpoint, prefix = 'test'): Promise<st
 /** Starts a cluster in a new temporary directory (about 6 s here). */
 export async function startCeph(): Promise<CephCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'ceph-'));
-  const children: ChildProcess[] = [];
+  const children: Child[] = [];
   const kill = (): void => {
     for (const c of children) killGroup(c.pid);
   };
@@ -83,7 +84,7 @@ export async function startCeph(): Promise<CephCluster> {
       ...endpoint,
       stop: async () => {
         kill();
-        await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+        await Promise.all(children.map((c) => c.exited));
         await rm(dir, { recursive: true, force: true });
       },
     };
@@ -105,7 +106,7 @@ export function killGroup(pgid: number | undefined): void {
   }
 }
 
-async function bootstrap(dir: string, children: ChildProcess[]): Promise<CephEndpoint> {
+async function bootstrap(dir: string, children: Child[]): Promise<CephEndpoint> {
   const [p1, p2, rgwPort] = [await freePort(), await freePort(), await freePort()];
   const fsid = randomUUID();
   const conf = join(dir, 'ceph.conf');
@@ -183,14 +184,17 @@ async function bootstrap(dir: string, children: ChildProcess[]): Promise<CephEnd
     'radosgw-admin user create',
     20_000,
   );
-  return { endpoint, accessKey, secretKey, region: 'us-east-1', dir, pgids: children.map((ch) => ch.pid!) };
+  return { endpoint, accessKey, secretKey, region: 'us-east-1', dir, pgids: children.map((ch) => ch.pid) };
 }
 
-function daemon(bin: string, args: string[]): ChildProcess {
-  // Detached: a process group of its own, killed as a whole, and not tied to this process's terminal.
-  const child = spawn(bin, args, { detached: true, stdio: 'ignore' });
-  child.unref();
-  child.on('error', () => undefined);
+function daemon(bin: string, args: string[]): Child {
+  // Detached: a process group of its own, killed as a whole, and not tied to this process's
+  // terminal. Tracked (spec/helpers/children.ts): the worker that started it kills the group when it
+  // exits, and the run's teardown checks it is gone. Unref'd: a gateway shared by the run
+  // (ceph-shared.ts) must not keep its worker from exiting.
+  const child = spawnChild(bin, args, { detached: true, stdio: 'ignore' });
+  child.process.unref();
+  child.process.on('error', () => undefined);
   return child;
 }
 

@@ -5,12 +5,12 @@
  * The same private daemon serves the Docker engine tests (spec/helpers/dockerd.ts) as dockerd's
  * containerd, so that nothing of it lives outside the test's folder.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stopProcess } from './stop-process.js';
+import { spawnChild } from './children.js';
 
 export const CONTAINERD_BIN = '/usr/bin/containerd';
 export const CTR_BIN = '/usr/bin/ctr';
@@ -56,7 +56,9 @@ export async function startPrivateContainerd(dir: string): Promise<PrivateContai
   ].join('\n');
   await writeFile(join(dir, 'config.toml'), `${config}\n`);
   let logs = '';
-  const child: ChildProcess = spawn(CONTAINERD_BIN, ['--config', join(dir, 'config.toml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Tracked (spec/helpers/children.ts): killed with the test worker however the test ends.
+  const daemon = spawnChild(CONTAINERD_BIN, ['--config', join(dir, 'config.toml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = daemon.process;
   child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
   const ctr: PrivateContainerd['ctr'] = (args, opts = {}) =>
@@ -65,10 +67,10 @@ export async function startPrivateContainerd(dir: string): Promise<PrivateContai
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: stdout + stderr }),
       );
     });
-  const stop = (): Promise<void> => stopProcess(child);
+  const stop = (): Promise<void> => daemon.stop();
   const deadline = Date.now() + 20_000;
   while ((await ctr(['version'], { timeoutMs: 5000 })).code !== 0) {
-    if (Date.now() > deadline || child.exitCode !== null) {
+    if (Date.now() > deadline || !daemon.alive()) {
       await stop();
       throw new Error(`containerd did not start:\n${logs}`);
     }

@@ -7,13 +7,13 @@
  * `/usr/bin/docker` talks to it with `-H unix://...` and its own `DOCKER_CONFIG` (logins stay in
  * the folder). Everything is stopped and removed by `stop()`.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stopProcess } from './stop-process.js';
+import { spawnChild, type Child } from './children.js';
 import { containerdAvailable, startPrivateContainerd, type PrivateContainerd } from './containerd.js';
 
 export const DOCKERD_BIN = '/usr/sbin/dockerd';
@@ -66,7 +66,7 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
   const createdRunDocker = !existsSync('/run/docker');
   const socket = join(dir, 'docker.sock');
   let containerd: PrivateContainerd | undefined;
-  let child: ChildProcess | undefined;
+  let child: Child | undefined;
   let logs = '';
   const daemonJson = {
     'registry-mirrors': opts.registryMirrors ?? [],
@@ -85,7 +85,7 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
   };
 
   const stop = async (): Promise<void> => {
-    await stopProcess(child, 20_000);
+    await child?.stop(20_000);
     await containerd?.stop();
     // A dockerd that was killed leaves its data-root bind mount (and any other) behind.
     for (const mountPoint of await mountsUnder(dir)) await run('umount', ['-l', mountPoint]);
@@ -102,14 +102,15 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     const config = join(dir, 'daemon.json');
     await writeFile(config, JSON.stringify({ ...daemonJson, containerd: containerd.socket }, null, 2));
     const namespace = `mirror-test-${process.pid}`;
-    child = spawn(DOCKERD_BIN, ['--config-file', config, '--containerd-namespace', namespace, '--containerd-plugins-namespace', `${namespace}-plugins`], {
+    // Tracked (spec/helpers/children.ts): killed with the test worker however the test ends.
+    child = spawnChild(DOCKERD_BIN, ['--config-file', config, '--containerd-namespace', namespace, '--containerd-plugins-namespace', `${namespace}-plugins`], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
+    child.process.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
+    child.process.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
     const deadline = Date.now() + 30_000;
     while (!(await ping(socket))) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`dockerd did not start:\n${logs}`);
+      if (Date.now() > deadline || !child.alive()) throw new Error(`dockerd did not start:\n${logs}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } catch (err) {

@@ -2,8 +2,8 @@
  * Processes in states a lock or a temporary directory must be judged in: a zombie, and the start
  * time of a live one (as `/proc/<pid>/stat` tells it), for tests of owner-aware clean-up and locks.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { spawnChild } from './children.js';
 
 function statFields(pid: number): string[] {
   const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -20,13 +20,13 @@ export function procStart(pid: number): string {
  * Its pid and start time are those a temporary directory or lock of it would carry.
  */
 export async function startZombie(): Promise<{ pid: number; start: string; stop(): void }> {
-  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const pid = await new Promise<number>((resolve) => parent.stdout!.once('data', (c: Buffer) => resolve(Number(c.toString().trim()))));
+  const parent = spawnChild('sh', ['-c', 'sleep 0 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const pid = await new Promise<number>((resolve) => parent.process.stdout!.once('data', (c: Buffer) => resolve(Number(c.toString().trim()))));
   for (let i = 0; i < 100; i++) {
     const fields = statFields(pid);
-    if (fields[0] === 'Z') return { pid, start: fields[19]!, stop: () => parent.kill('SIGKILL') };
+    if (fields[0] === 'Z') return { pid, start: fields[19]!, stop: () => void parent.kill() };
     await new Promise((r) => setTimeout(r, 20));
   }
-  parent.kill('SIGKILL');
+  await parent.kill();
   throw new Error(`process ${pid} did not become a zombie`);
 }

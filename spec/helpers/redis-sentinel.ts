@@ -4,12 +4,12 @@
  * Sentinels' and servers' own state (`SENTINEL get-master-addr-by-name`, `INFO replication`),
  * never on a sleep, with generous deadlines.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { spawnChild, type Child } from './children.js';
 import { freePort } from './ports.js';
 import { REDIS_SERVER_BIN, startRedis, type RedisServer } from './redis.js';
 import { until } from './until.js';
@@ -56,16 +56,9 @@ export async function startSentinelGroup(mastername = 'mirror-primary'): Promise
   const primary = await startRedis();
   const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
   const dir = await mkdtemp(join(tmpdir(), 'sentinels-'));
-  const sentinels: { port: number; child: ChildProcess; logs: () => string }[] = [];
+  const sentinels: { port: number; child: Child; logs: () => string }[] = [];
   const stop = async (): Promise<void> => {
-    await Promise.all(
-      sentinels.map(async ({ child }) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGKILL');
-        await exited;
-      }),
-    );
+    await Promise.all(sentinels.map(({ child }) => child.kill()));
     await Promise.all([primary.stop(), replica.stop()]);
     await rm(dir, { recursive: true, force: true });
   };
@@ -88,12 +81,11 @@ export async function startSentinelGroup(mastername = 'mirror-primary'): Promise
           '',
         ].join('\n'),
       );
-      const child = spawn(REDIS_SENTINEL_BIN, [conf, '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      // Tracked (spec/helpers/children.ts): killed with the test worker however the test ends.
+      const child = spawnChild(REDIS_SENTINEL_BIN, [conf, '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let logs = '';
-      child.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
-      child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
-      child.unref();
-      process.once('exit', () => child.kill('SIGKILL'));
+      child.process.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
+      child.process.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
       sentinels.push({ port, child, logs: () => logs });
     }
     // Each Sentinel has found the two others (hello messages) and the replica (from the primary).

@@ -3,32 +3,58 @@
  * through registries into OCI layouts whose digests the tests compare.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SKOPEO_BIN } from './interop.js';
 import { writeDirLayout, writeOciLayout, type BuiltImage, type BuiltIndex } from './images.js';
 
-/** Runs skopeo with an empty private registries.conf, so the machine's configuration does not matter. */
+/**
+ * Host paths containers/image uses whatever the flags say: the blob-info cache it writes as root
+ * (`/var/lib/containers/cache`, which would let one run's pushes change what another run's skopeo
+ * skips), the short-name alias cache, and the `registries.conf.d` drop-ins it reads. As root,
+ * skopeo runs in a private mount namespace with folders of its own over them (as podman does,
+ * spec/helpers/podman.ts); mount points missing on the host are made and left in place.
+ */
+const COVERED = ['/var/lib/containers/cache', '/var/cache/containers'];
+const COVERED_IF_PRESENT = ['/etc/containers/registries.conf.d'];
+const UNSHARE_BIN = '/usr/bin/unshare';
+/** Mounts each `source target` pair given before `--`, then runs the rest. */
+const MOUNT_AND_RUN = 'set -e; while [ "$1" != "--" ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@"';
+
+/**
+ * Runs skopeo with nothing of the host's containers state: an empty private registries.conf (or
+ * `registriesConf`), its own auth file, temporary folder and (as root) caches, all in a folder
+ * removed afterwards.
+ */
 export async function skopeo(args: string[], opts: { registriesConf?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  let conf = opts.registriesConf;
-  let confDir: string | undefined;
-  if (!conf) {
-    confDir = await mkdtemp(join(tmpdir(), 'skopeo-conf-'));
-    conf = join(confDir, 'registries.conf');
-    await writeFile(conf, '');
-  }
+  const dir = await mkdtemp(join(tmpdir(), 'skopeo-'));
   try {
+    const conf = opts.registriesConf ?? join(dir, 'registries.conf');
+    if (!opts.registriesConf) await writeFile(conf, '');
+    await writeFile(join(dir, 'auth.json'), JSON.stringify({ auths: {} }));
+    await mkdir(join(dir, 'tmp'));
+    const env: NodeJS.ProcessEnv = { ...process.env, REGISTRY_AUTH_FILE: join(dir, 'auth.json'), TMPDIR: join(dir, 'tmp'), HOME: dir, XDG_CONFIG_HOME: join(dir, '.config') };
+    const argv = [SKOPEO_BIN, '--insecure-policy', '--registries-conf', conf, ...args];
+    let command = argv;
+    if (process.getuid?.() === 0 && existsSync(UNSHARE_BIN)) {
+      const binds: string[] = [];
+      for (const target of [...COVERED, ...COVERED_IF_PRESENT.filter((p) => existsSync(p))]) {
+        await mkdir(target, { recursive: true });
+        const source = join(dir, 'covered', target.replace(/\//g, '_'));
+        await mkdir(source, { recursive: true });
+        binds.push(source, target);
+      }
+      command = [UNSHARE_BIN, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', MOUNT_AND_RUN, 'sh', ...binds, '--', ...argv];
+    }
     return await new Promise((resolve) => {
-      execFile(
-        SKOPEO_BIN,
-        ['--insecure-policy', '--registries-conf', conf!, ...args],
-        { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 },
-        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      execFile(command[0]!, command.slice(1), { env, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
     });
   } finally {
-    if (confDir) await rm(confDir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
