@@ -20,8 +20,11 @@ export interface BlobHandle {
   readonly source: Source;
   /** Opens the bytes `[start, end]` (inclusive). */
   open(range?: { start: number; end: number }): Promise<Readable>;
-  /** For content on local disk: a handle for positional reads, which the routes send with reused buffers. */
-  openFile?(): Promise<FileHandle> | undefined;
+  /**
+   * For content on local disk: a handle for positional reads, which the routes send with reused
+   * buffers; resolves undefined when the file is gone since the lookup (the routes then `open`).
+   */
+  openFile?(): Promise<FileHandle | undefined> | undefined;
   /** For stored content: where the client may fetch the bytes itself (see `Redirect`). */
   readonly redirect?: Redirect;
 }

@@ -150,22 +150,30 @@ export class ProxyBlobStore implements BlobService {
   }
 
   /**
-   * A stored blob's handle. Its data may be removed by another process after the lookup (within the
-   * descriptor cache's bound): opening it then forgets the entry and answers `BLOB_UNKNOWN`.
+   * A stored blob's handle. Its data may be removed after the lookup (by our own expiry, another
+   * replica, or `registry garbage-collect`): opening it then forgets the entry and serves the blob
+   * as a miss, from the upstream, once; gone again after that, the answer is `BLOB_UNKNOWN`.
    */
-  private cachedHandle(name: string, digest: Digest, size: number): BlobHandle {
-    const gone = (err: unknown): never => {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof PathNotFoundError) {
-        this.options.descriptors?.forget(name, digest.value);
-        throw new BlobUnknownError(digest);
-      }
-      throw err;
-    };
+  private cachedHandle(name: string, digest: Digest, size: number, retried = false): BlobHandle {
+    const isGone = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof PathNotFoundError;
     return {
       size,
       source: 'cache',
-      open: (range) => this.blobs.reader(digest, range).catch(gone),
-      openFile: () => this.blobs.openFile(digest)?.catch(gone),
+      open: (range) =>
+        this.blobs.reader(digest, range).catch(async (err: unknown) => {
+          if (!isGone(err)) throw err;
+          this.options.descriptors?.forget(name, digest.value);
+          if (retried) throw new BlobUnknownError(digest);
+          // The digest fixes the bytes and the size the client was promised: a fetch serves the same.
+          const again = await this.get(name, digest);
+          return again.source === 'cache' ? this.cachedHandle(name, digest, size, true).open(range) : again.open(range);
+        }),
+      // Gone: undefined, so the route opens it as a stream, which fetches it again.
+      openFile: () =>
+        this.blobs.openFile(digest)?.catch((err: unknown) => {
+          if (isGone(err)) return undefined;
+          throw err;
+        }),
       redirect: (method) => this.blobs.redirectURL(method, digest),
     };
   }
