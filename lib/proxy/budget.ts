@@ -101,8 +101,8 @@ export class RateBudget {
       this.readAt = now;
     }
     if (status === 429) {
-      this.remaining = 0;
-      this.readAt = now;
+      // The Retry-After, not the reading, says when to ask again.
+      this.remaining = undefined;
       this.blockedUntil = now + (retryAfterMs(headers['retry-after'], now) ?? this.options.recheckMs);
     }
     this.report();
