@@ -9,6 +9,7 @@ import { seedImage } from './helpers/fake-upstream.js';
 import { startFakeHub, type FakeHub } from './helpers/fake-hub.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
 import { until } from './helpers/until.js';
+import { RateBudget } from '../lib/proxy/budget.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
 
@@ -117,5 +118,57 @@ describe('the rate-limit budget', () => {
     expect(charged).toBe(hub.charged);
     // 15 pulls, 3 of them cold: 12 served within the window.
     expect(skipped).toBe(12);
+  });
+});
+
+describe('RateBudget on its own (a clock of the test)', () => {
+  const hub = (remaining: number): Record<string, string> => ({ 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': `${remaining};w=21600` });
+
+  test("Docker Hub's headers read; ok, low at the reserve, exhausted at 0; a reading trusted for recheck; each change told once", () => {
+    let now = 0;
+    const changes: string[] = [];
+    const budget = new RateBudget({ reserve: 5, recheckMs: 60_000, now: () => now, onChange: (state) => changes.push(state) });
+    expect(budget.state).toBe('unknown');
+    budget.observe('HEAD', '/v2/library/a/manifests/latest', 200, hub(76));
+    expect(budget.snapshot()).toMatchObject({ state: 'ok', limit: 100, remaining: 76, windowSeconds: 21600, charged: 0, free: 1 });
+    budget.observe('GET', '/v2/library/a/manifests/latest', 200, hub(5));
+    expect(budget.low).toBe(true);
+    budget.observe('GET', '/v2/library/a/manifests/v1', 200, hub(4));
+    expect(budget.state).toBe('low');
+    budget.observe('GET', '/v2/library/a/manifests/v2', 200, hub(0));
+    expect(budget.snapshot()).toMatchObject({ state: 'exhausted', charged: 3 });
+    expect(() => budget.admit('GET', '/v2/library/a/manifests/v3')).toThrow(expect.objectContaining({ status: 429, headers: { 'retry-after': '60' } }) as Error);
+    // Free requests still go: a HEAD, a blob.
+    budget.admit('HEAD', '/v2/library/a/manifests/v3');
+    budget.admit('GET', '/v2/library/a/blobs/sha256:00');
+    now = 60_000;
+    expect(budget.state).toBe('unknown');
+    budget.admit('GET', '/v2/library/a/manifests/v3');
+    budget.observe('GET', '/v2/library/a/manifests/v3', 200, hub(99));
+    expect(budget.snapshot()).toMatchObject({ state: 'ok', refused: 1, charged: 4 });
+    expect(changes).toEqual(['low', 'exhausted', 'ok']);
+  });
+
+  test("a 429's Retry-After (seconds or a date) decides when to ask again; without one, recheck does", () => {
+    let now = 1_000_000;
+    const budget = new RateBudget({ reserve: 0, recheckMs: 30_000, now: () => now });
+    budget.observe('GET', '/v2/a/manifests/x', 429, { 'retry-after': '10', ...hub(0) });
+    expect(budget.snapshot()).toMatchObject({ state: 'exhausted', charged: 0 });
+    now += 10_000;
+    expect(budget.state).toBe('unknown');
+    budget.observe('GET', '/v2/a/manifests/x', 429, { 'retry-after': new Date(now + 20_000).toUTCString() });
+    now += 19_000;
+    expect(budget.state).toBe('exhausted');
+    now += 1_000;
+    expect(budget.state).toBe('unknown');
+    budget.observe('GET', '/v2/a/manifests/x', 429, {});
+    now += 29_999;
+    expect(budget.state).toBe('exhausted');
+    now += 1;
+    expect(budget.state).toBe('unknown');
+    // An upstream without the headers is never limited.
+    const plain = new RateBudget({ reserve: 5, recheckMs: 1000, now: () => now });
+    plain.observe('GET', '/v2/a/manifests/x', 200, {});
+    expect(plain.low).toBe(false);
   });
 });
