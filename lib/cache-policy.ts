@@ -56,7 +56,8 @@ export function decideCachePolicy(proxy: ProxyConfig, deleteEnabled: boolean, wa
  * How one upstream's cached tags are checked: extension `immutabletags` (served unchecked, except
  * its `exclude` patterns) and extension `freshness` (the first pattern a tag matches gives the time
  * it is served unasked after a check). Cosign's signature, attestation and SBOM tags
- * (`sha256-<hex>.sig`, `.att`, `.sbom`) are appended to upstream: neither freezes them.
+ * (`sha256-<hex>.sig`, `.att`, `.sbom`) and the OCI referrers tag (`sha256-<hex>`) are appended to
+ * upstream: neither freezes them.
  */
 export function decideTagPolicy(upstream: UpstreamConfig): TagPolicy {
   const immutable = upstream.immutabletags;

@@ -70,7 +70,7 @@ describe('checks of cached tags', () => {
     expect(upstream.count(/^HEAD \/v2\/library\/app\/manifests\/latest$/)).toBe(1);
   });
 
-  test('under immutabletags and a window for every tag, a signature appended upstream reaches the client; a release tag stays frozen', async () => {
+  test('under immutabletags and a window for every tag, a signature appended upstream reaches the client, as a grown referrers tag does; a release tag stays frozen', async () => {
     await start("immutabletags: true\nfreshness:\n    '.*': 1h");
     const img = seedImage(upstream, 'library/app', 'v1', [randomBytes(64)]);
     const sigTag = `sha256-${img.manifest.slice(7)}.sig`;
@@ -86,6 +86,12 @@ describe('checks of cached tags', () => {
     const afterSig = manifestRequests('library/app');
     expect((await pull('library/app', 'v1')).digest).toBe(img.manifest);
     expect(manifestRequests('library/app')).toBe(afterSig);
+    // The OCI referrers tag (`sha256-<hex>`, an index gaining an entry per referrer) is not frozen either.
+    const refTag = `sha256-${img.manifest.slice(7)}`;
+    seedImage(upstream, 'library/app', refTag, [randomBytes(32)]);
+    await pull('library/app', refTag);
+    const grown = seedImage(upstream, 'library/app', refTag, [randomBytes(32)]);
+    expect((await pull('library/app', refTag)).digest).toBe(grown.manifest);
   });
 
   test('proxy.maxupstreamconns caps the connections to the upstream; requests beyond it wait and are all served', async () => {

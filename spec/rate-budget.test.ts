@@ -118,6 +118,8 @@ describe('the rate-limit budget', () => {
     expect(charged).toBe(hub.charged);
     // 15 pulls, 3 of them cold: 12 served within the window.
     expect(skipped).toBe(12);
+    const page = await (await fetch(`${mirror.url}/`, { headers: { accept: 'text/html' } })).text();
+    expect(page).toContain('3 charged pulls, 12 served from the cache');
   });
 });
 

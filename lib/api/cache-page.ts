@@ -137,11 +137,11 @@ function upstreamTable(upstreams: readonly UpstreamReport[]): string {
 <tbody>${rows.join('\n')}</tbody></table>`;
 }
 
-/** The budget's state and what was spent of it: charged pulls, free requests, requests answered 429 here. */
+/** The budget's state and what was spent of it: charged pulls, pulls the cache saved, free requests, requests answered 429 here. */
 function budgetText(b: UpstreamReport['budget']): string {
   if (!b) return 'not tracked';
   const state = b.state === 'low' || b.state === 'exhausted' ? `<span class="bad">${b.state}</span>` : b.state;
-  return `${state}: ${b.charged} charged pulls, ${b.free} free requests, ${b.refused} refused here`;
+  return `${state}: ${b.charged} charged pulls, ${b.saved} served from the cache, ${b.free} free requests, ${b.refused} refused here`;
 }
 
 function countsText(c: CacheReport['counts']): string {

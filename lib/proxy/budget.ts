@@ -43,6 +43,8 @@ export interface BudgetSnapshot {
   readonly free: number;
   /** Charged requests answered 429 here without being sent. */
   readonly refused: number;
+  /** Client manifest requests answered from the cache: pulls the clients would have been charged for. */
+  readonly saved: number;
 }
 
 /** True for a request the upstream counts as a pull: a `GET` of a manifest. */
@@ -81,6 +83,7 @@ export class RateBudget {
   private charged = 0;
   private free = 0;
   private refused = 0;
+  private saved = 0;
   private readonly now: () => number;
 
   constructor(private readonly options: BudgetOptions) {
@@ -106,6 +109,11 @@ export class RateBudget {
       this.blockedUntil = now + (retryAfterMs(headers['retry-after'], now) ?? this.options.recheckMs);
     }
     this.report();
+  }
+
+  /** A client's manifest request answered from the cache (a pull not charged). */
+  savedPull(): void {
+    this.saved++;
   }
 
   /** The state now. */
@@ -146,7 +154,7 @@ export class RateBudget {
 
   /** The figures as they stand. */
   snapshot(): BudgetSnapshot {
-    return { state: this.state, limit: this.limit, remaining: this.remaining, windowSeconds: this.windowSeconds, charged: this.charged, free: this.free, refused: this.refused };
+    return { state: this.state, limit: this.limit, remaining: this.remaining, windowSeconds: this.windowSeconds, charged: this.charged, free: this.free, refused: this.refused, saved: this.saved };
   }
 
   /** Tells `onChange` once per change between ok, low and exhausted (an unknown reading changes nothing). */

@@ -4,15 +4,19 @@
  * `HEAD` per window instead of one per pull. The window is decided per upstream from tag patterns
  * (`lib/cache-policy.ts`); this module keeps what was checked when.
  *
- * Cosign's signature, attestation and SBOM tags (`sha256-<hex>.sig`, `.att`, `.sbom`) are appended
- * to upstream after the image is pushed: they are never frozen by a window nor by `immutabletags`.
+ * Cosign's signature, attestation and SBOM tags (`sha256-<hex>.sig`, `.att`, `.sbom`) and the OCI
+ * referrers tag (`sha256-<hex>`) are appended to upstream after the image is pushed: they are never
+ * frozen by a window nor by `immutabletags`.
  */
 import type { Digest } from '../distribution/digest.js';
 
-/** A cosign signature, attestation or SBOM tag: `sha256-<64 hex>.sig`, `.att`, `.sbom`. */
-const SIGNATURE_TAG = /^sha256-[0-9a-f]{64}\.(?:sig|att|sbom)$/;
+/**
+ * A cosign signature, attestation or SBOM tag (`sha256-<64 hex>.sig`, `.att`, `.sbom`), or the OCI
+ * referrers tag schema's index (`sha256-<64 hex>`), which gains an entry with every new referrer.
+ */
+const SIGNATURE_TAG = /^sha256-[0-9a-f]{64}(?:\.(?:sig|att|sbom))?$/;
 
-/** True for a tag cosign appends to (its content changes after the first copy). */
+/** True for a tag appended to upstream after the image (its content changes after the first copy). */
 export function isSignatureTag(tag: string): boolean {
   return SIGNATURE_TAG.test(tag);
 }

@@ -102,7 +102,10 @@ export class ProxyNamespace {
     const repository = (name: string): RepositoryStore => o.repository(this.storedName(name));
     const events = (type: ContentType): CacheEvents => ({
       stored: (name: string, digest: Digest, size: number) => o.events.stored(type, this.storedName(name), digest, size),
-      hit: (name: string, digest: Digest) => o.events.hit(type, this.storedName(name), digest),
+      hit: (name: string, digest: Digest) => {
+        if (type === 'manifest') this.budget?.savedPull();
+        o.events.hit(type, this.storedName(name), digest);
+      },
       miss: (name: string, digest: Digest) => o.events.miss(type, this.storedName(name), digest),
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
