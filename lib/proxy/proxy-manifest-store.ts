@@ -5,7 +5,8 @@
  * Hub does not count as a pull) tells whether it moved, and the manifest is fetched only when it
  * did; when it is not, the manifest is fetched by tag at once (a `HEAD` first would only cost a
  * round trip). The cached tag is served when the upstream cannot be reached or rate-limits, never
- * when it says the tag is gone.
+ * when it says the tag is gone; it is served without the `HEAD` when the tag is immutable, was
+ * checked within its freshness window, or the upstream's rate-limit budget is low (`tag-checks.ts`).
  *
  * A manifest is committed under a tag only once its digest is known to be the upstream's for that
  * tag: named by `Docker-Content-Digest` on the `HEAD` (then fetched by digest and hashed) or on the
