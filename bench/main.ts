@@ -12,6 +12,7 @@
  * `BENCH_ONLY=scale` runs the scaling scenario (not in the default set: it generates caches of up
  * to 100k entries, 1M with `BENCH_SCALE_SIZES`; bench/scenarios/scale.ts). `BENCH_ONLY=notify` measures
  * manifest and blob pulls with a dead, a slow and a black-hole notification endpoint against none and a control (bench/scenarios/notify.ts).
+ * `BENCH_ONLY=budget` a fleet's simulated hour and a hot tag against a fake Docker Hub (bench/scenarios/budget.ts).
  */
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -34,10 +35,11 @@ import { chaosRun, registerChaosReport, seedChaos } from './scenarios/chaos.js';
 import { evaluate, formatReport, rows } from './report.js';
 import { scaleScenario } from './scenarios/scale.js';
 import { notifyRound, registerNotifyReport } from './scenarios/notify.js';
+import { budgetRound } from './scenarios/budget.js';
 
-const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3', 'replicas', 'scale', 'notify'] as const;
-/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 and replicas (a Ceph RGW of their own), scale (caches of its own) and notify (six more instances of ours). */
-const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3' && s !== 'replicas' && s !== 'scale' && s !== 'notify');
+const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3', 'replicas', 'scale', 'notify', 'budget'] as const;
+/** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 and replicas (a Ceph RGW of their own), scale (caches of its own), notify (six more instances of ours) and budget (a fake Docker Hub's simulated hour). */
+const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3' && s !== 'replicas' && s !== 'scale' && s !== 'notify' && s !== 'budget');
 
 async function run(): Promise<number> {
   const started = Date.now();
@@ -87,6 +89,7 @@ async function run(): Promise<number> {
     if (wanted('s3')) await s3Round(ctx, round);
     if (wanted('replicas')) await replicasRound(ctx, round);
     if (wanted('notify')) await notifyRound(ctx, round);
+    if (wanted('budget')) await budgetRound(ctx, round);
   }
   await rig?.stop();
   if (chaos) await chaosRun(ctx, chaos);

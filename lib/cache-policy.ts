@@ -5,7 +5,8 @@
  * at all, the size cap, and which names are hosted (never expired, evicted or proxied). The expiry
  * schedule and the size cap get these decisions, not the configuration.
  */
-import type { ProxyConfig } from './config/types.js';
+import type { ProxyConfig, UpstreamConfig } from './config/types.js';
+import { isSignatureTag, type TagPolicy } from './proxy/freshness.js';
 import { storagePrefixOf } from './distribution/registry-host.js';
 import { isHostedName } from './hosted/hosted.js';
 
@@ -48,5 +49,22 @@ export function decideCachePolicy(proxy: ProxyConfig, deleteEnabled: boolean, wa
     touchOnHit: proxy.touchonhit,
     maxBytes: deleteEnabled ? proxy.maxsizebytes : undefined,
     isHosted,
+  };
+}
+
+/**
+ * How one upstream's cached tags are checked: extension `immutabletags` (served unchecked, except
+ * its `exclude` patterns) and extension `freshness` (the first pattern a tag matches gives the time
+ * it is served unasked after a check). Cosign's signature, attestation and SBOM tags
+ * (`sha256-<hex>.sig`, `.att`, `.sbom`) and the OCI referrers tag (`sha256-<hex>`) are appended to
+ * upstream: neither freezes them.
+ */
+export function decideTagPolicy(upstream: UpstreamConfig): TagPolicy {
+  const immutable = upstream.immutabletags;
+  const mutable = immutable?.exclude.map((source) => new RegExp(source)) ?? [];
+  const windows = (upstream.freshness ?? []).map((rule) => ({ re: new RegExp(rule.pattern), ms: rule.ms }));
+  return {
+    immutable: (tag) => immutable !== undefined && !isSignatureTag(tag) && !mutable.some((re) => re.test(tag)),
+    freshMs: (tag) => (isSignatureTag(tag) ? 0 : (windows.find((w) => w.re.test(tag))?.ms ?? 0)),
   };
 }

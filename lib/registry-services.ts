@@ -23,7 +23,8 @@ import { SizeCap } from './scheduler/size-cap.js';
 import { LinkIndex, ObservedRepositoryStore, walkLinks } from './scheduler/link-index.js';
 import { listRepositories } from './storage/catalog.js';
 import { Metrics } from './metrics/metrics.js';
-import { decideCachePolicy, type CachePolicy } from './cache-policy.js';
+import { decideCachePolicy, decideTagPolicy, type CachePolicy } from './cache-policy.js';
+import { isCharged } from './proxy/budget.js';
 import { SCHEDULER_LEASE_KEY, SCHEDULER_STATE_PATH } from './storage/paths.js';
 import type { RedisConnection } from './coordination/redis-connection.js';
 import { formatRate } from './proxy/overtake.js';
@@ -196,6 +197,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
         'err.code': code,
       });
     },
+    checkSkipped: (_repo, _tag, reason) => metrics.tagChecksSkipped.inc({ reason }),
     manifestRefused: (repo, reference, reason, detail) => {
       metrics.manifestsRefused.inc({ reason });
       logger.warn(`upstream manifest ${repo}${reference.includes(':') ? '@' : ':'}${reference} refused as unverified (${reason}), nothing stored: ${detail}`);
@@ -236,10 +238,19 @@ export async function createServices(config: Config, logger: Logger, options: Se
         }
       },
       fetchAhead: options.fetchAhead ?? true,
+      tagPolicy: decideTagPolicy(upstreamConfig),
+      budget: {
+        reserve: proxy.budget.reserve,
+        recheckMs: proxy.budget.recheckms,
+        onChange: (state, detail) => (state === 'ok' ? logger.info(`upstream ${host} rate-limit budget: ${detail}`) : logger.warn(`upstream ${host} rate-limit budget ${state}: ${detail}`)),
+      },
+      maxConnections: proxy.maxupstreamconns,
       onWarning: (msg) => logger.warn(msg),
       onResponse: ({ host: from, method, path, status, headers }) => {
         logger.debug(`upstream ${from} ${method} ${path} ${status}`);
         metrics.upstreamResponses.inc({ method, status: String(status) });
+        // What Docker Hub charges: a manifest GET it answered; everything else is free.
+        metrics.upstreamRequests.inc({ upstream: from, charged: String(isCharged(method, path) && status >= 200 && status < 300) });
         const remaining = headers['ratelimit-remaining'];
         if (typeof remaining === 'string') {
           // Docker Hub sends `RateLimit-Remaining: 76;w=21600`.

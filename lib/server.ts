@@ -256,7 +256,7 @@ function cacheReportSources(config: Config, s: RegistryServices): CacheReportSou
     diskUsage: () => s.driver.diskUsage?.() ?? Promise.resolve(undefined),
     expiryOf: (repo, digest) => s.lifetime.expiryOf(repo, digest),
     lastPulled: (repo, digest) => s.sizeCap.lastPulled(repo, digest),
-    upstreams: () => s.router.all.map((n) => ({ host: n.host, url: n.upstream.remoteUrl, ...n.upstream.status, rateLimitRemaining: s.rateLimits.get(n.host) })),
+    upstreams: () => s.router.all.map((n) => ({ host: n.host, url: n.upstream.remoteUrl, ...n.upstream.status, rateLimitRemaining: s.rateLimits.get(n.host), budget: n.budget?.snapshot() })),
     stats: async () => {
       const sum = async (c: Counter<'type'>): Promise<number> => (await c.get()).values.reduce((n, v) => n + v.value, 0);
       return { requests: await sum(metrics.proxyRequests), hits: await sum(metrics.proxyHits), bytesServed: await sum(metrics.servedBytes), bytesFetched: await sum(metrics.fetchedBytes) };

@@ -36,6 +36,10 @@ describe('configuration', () => {
       hostedanonymouspush: false,
       exec: undefined,
       cachewritetimeoutms: 5 * 60_000,
+      // Ours: no freshness window (every tag checked), the budget and connection cap's defaults.
+      freshness: [],
+      budget: { reserve: 5, recheckms: 60_000 },
+      maxupstreamconns: 64,
     });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.tags.maxtags).toBe(1000);
@@ -666,14 +670,16 @@ proxy:
         '      password: secret',
         '      ttl: 1h',
         '      immutabletags: true',
+        '      freshness:',
+        "        '^latest$': 60s",
         '    registry.local:5000:',
         '      remoteurl: http://10.0.0.5:5000',
       ].join('\n'),
     );
     expect(warnings).toEqual([]);
     expect(config.proxy?.upstreams).toEqual({
-      'ghcr.io': { remoteurl: 'https://ghcr.io', username: 'bot', password: 'secret', ttlms: 3600_000, immutabletags: { exclude: [] }, dockerhub: false },
-      'registry.local:5000': { remoteurl: 'http://10.0.0.5:5000', username: undefined, password: undefined, ttlms: 72 * 3600_000, immutabletags: undefined, dockerhub: false },
+      'ghcr.io': { remoteurl: 'https://ghcr.io', username: 'bot', password: 'secret', ttlms: 3600_000, immutabletags: { exclude: [] }, freshness: [{ pattern: '^latest$', ms: 60_000 }], dockerhub: false },
+      'registry.local:5000': { remoteurl: 'http://10.0.0.5:5000', username: undefined, password: undefined, ttlms: 72 * 3600_000, immutabletags: undefined, freshness: [], dockerhub: false },
     });
     const bad: Array<[string, string]> = [
       ['    GHCR IO:\n      remoteurl: https://ghcr.io', 'proxy.upstreams: "GHCR IO" is not a registry host'],
@@ -685,6 +691,21 @@ proxy:
     for (const [yaml, message] of bad) {
       expect(() => load(`proxy:\n  remoteurl: https://registry-1.docker.io\n  upstreams:\n${yaml}\n`)).toThrow(message);
     }
+  });
+
+  test('proxy.freshness, proxy.budget and proxy.maxupstreamconns: patterns with durations in order, nonsense names the key', () => {
+    const base = 'proxy:\n  remoteurl: https://registry-1.docker.io\n';
+    const { config } = load(`${base}  freshness:\n    '^latest$': 60s\n    '.*': 10s\n  budget:\n    reserve: 20\n    recheck: 5m\n  maxupstreamconns: 8\n`);
+    expect(config.proxy?.freshness).toEqual([
+      { pattern: '^latest$', ms: 60_000 },
+      { pattern: '.*', ms: 10_000 },
+    ]);
+    expect(config.proxy?.budget).toEqual({ reserve: 20, recheckms: 300_000 });
+    expect(config.proxy?.maxupstreamconns).toBe(8);
+    expect(() => load(`${base}  freshness:\n    '^latest$': soon\n`)).toThrow(/proxy\.freshness/);
+    expect(() => load(`${base}  freshness:\n    '(': 1m\n`)).toThrow(/proxy\.freshness/);
+    expect(() => load(`${base}  maxupstreamconns: 0\n`)).toThrow(/proxy\.maxupstreamconns/);
+    expect(() => load(`${base}  budget:\n    reserve: -1\n`)).toThrow(/proxy\.budget\.reserve/);
   });
 
   test('Go durations', () => {

@@ -131,10 +131,17 @@ function upstreamTable(upstreams: readonly UpstreamReport[]): string {
           : 'not asked yet';
     return `<tr><td>${escapeHtml(u.host)}</td><td><code>${escapeHtml(u.url)}</code></td><td>${state}</td><td>${time(u.lastAnswer, 'never')}</td><td>${
       u.lastFailure ? `${time(u.lastFailure.at, '')}: ${escapeHtml(u.lastFailure.message)}` : 'none'
-    }</td><td>${escapeHtml(u.rateLimitRemaining ?? 'not reported')}</td></tr>`;
+    }</td><td>${escapeHtml(u.rateLimitRemaining ?? 'not reported')}</td><td>${budgetText(u.budget)}</td></tr>`;
   });
-  return `<table id="upstreams"><thead><tr><th>Registry</th><th>URL</th><th>Status</th><th>Last answer</th><th>Last failure</th><th>Rate limit remaining</th></tr></thead>
+  return `<table id="upstreams"><thead><tr><th>Registry</th><th>URL</th><th>Status</th><th>Last answer</th><th>Last failure</th><th>Rate limit remaining</th><th>Budget spent</th></tr></thead>
 <tbody>${rows.join('\n')}</tbody></table>`;
+}
+
+/** The budget's state and what was spent of it: charged pulls, pulls the cache saved, free requests, requests answered 429 here. */
+function budgetText(b: UpstreamReport['budget']): string {
+  if (!b) return 'not tracked';
+  const state = b.state === 'low' || b.state === 'exhausted' ? `<span class="bad">${b.state}</span>` : b.state;
+  return `${state}: ${b.charged} charged pulls, ${b.saved} served from the cache, ${b.free} free requests, ${b.refused} refused here`;
 }
 
 function countsText(c: CacheReport['counts']): string {

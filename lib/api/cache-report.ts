@@ -15,6 +15,7 @@ import { isIndexType } from '../distribution/mediatypes.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { forEachInOrder } from '../storage/catalog.js';
+import type { BudgetSnapshot } from '../proxy/budget.js';
 import type { UpstreamStatus } from '../proxy/upstream.js';
 
 /** One cached tag. */
@@ -39,6 +40,8 @@ export interface UpstreamReport extends UpstreamStatus {
   readonly url: string;
   /** Docker Hub's `RateLimit-Remaining` as last seen (`76;w=21600`). */
   readonly rateLimitRemaining?: string;
+  /** The rate-limit budget's state and what the mirror spent of it (`proxy/budget.ts`). */
+  readonly budget?: BudgetSnapshot;
 }
 
 /** Which page: rows after `after` (`repo:tag`, or `repo:` for a repository's untagged row), `n` of them, matching `q`. */

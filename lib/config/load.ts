@@ -237,6 +237,8 @@ function convert(t: Raw, warnings: string[]): Config {
           exec: proxy!.exec ? { command: String(proxy!.exec.command), lifetimems: proxy!.exec.lifetime === undefined || proxy!.exec.lifetime === null ? undefined : Math.max(0, parseDuration(proxy!.exec.lifetime)) } : undefined,
           // distribution 3: unset or not above zero is 5 minutes.
           cachewritetimeoutms: parseDuration(proxy!.cachewritetimeout ?? 0) || 5 * 60_000,
+          budget: { reserve: proxy!.budget.reserve, recheckms: parseDuration(proxy!.budget.recheck) },
+          maxupstreamconns: proxy!.maxupstreamconns,
         }
       : undefined,
     catalog: { maxentries: t.catalog.maxentries },
@@ -326,6 +328,7 @@ function upstream(u: Raw, defaultTtl: number, hubByDefault: boolean): UpstreamCo
     password: u.password,
     ttlms: Math.max(0, u.ttl === undefined ? defaultTtl : parseDuration(u.ttl)),
     immutabletags: immutableTags(u.immutabletags),
+    freshness: Object.entries((u.freshness ?? {}) as Record<string, string | number>).map(([pattern, d]) => ({ pattern, ms: Math.max(0, parseDuration(d)) })),
     dockerhub: u.dockerhub === undefined || u.dockerhub === 'auto' ? hubByDefault : u.dockerhub === true,
   };
 }

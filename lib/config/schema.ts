@@ -89,7 +89,7 @@ export const KNOWN_KEYS: KeyTree = {
 export const EXTENSION_KEYS: Record<string, Record<string, KeyStatus | KeyTree>> = {
   http: { cachepage: S },
   redis: { prefix: S },
-  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, dockerhub: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S, overtake: { minrate: S, after: S } },
+  proxy: { timeouts: { connect: S, response: S, idle: S }, immutabletags: S, dockerhub: S, upstreams: M, maxsize: S, touchonhit: S, lockstale: S, hosted: S, hostedanonymouspush: S, overtake: { minrate: S, after: S }, freshness: M, budget: { reserve: S, recheck: S }, maxupstreamconns: S },
 };
 
 const duration = { goDuration: true };
@@ -100,6 +100,8 @@ const count = { type: 'integer', minimum: 0 };
 const immutableTags = {
   anyOf: [bool, { type: 'object', additionalProperties: false, properties: { exclude: { type: 'array', items: { type: 'string', regex: true } } } }],
 };
+/** Extension `freshness`: tag patterns (regular expressions) and how long a checked tag is served unasked. */
+const freshness = { type: 'object', propertyNames: { regex: true }, additionalProperties: duration };
 /** Extension `dockerhub`: whether an upstream serves Docker Hub's names. */
 const dockerHub = { enum: ['auto', true, false] };
 /** `http.tls.clientauth`: Go's `tls.ClientAuthType` names, as distribution 3. */
@@ -185,6 +187,9 @@ export const CONFIG_SCHEMA = {
         cachewritetimeout: duration,
         timeouts: { type: 'object', default: {}, properties: { connect: { ...duration, default: '10s' }, response: { ...duration, default: '30s' }, idle: { ...duration, default: '60s' } } },
         immutabletags: { ...immutableTags, default: false },
+        freshness,
+        budget: { type: 'object', default: {}, properties: { reserve: { ...count, default: 5 }, recheck: { ...duration, positiveDuration: true, default: '60s' } } },
+        maxupstreamconns: { type: 'integer', minimum: 1, default: 64 },
         dockerhub: { ...dockerHub, default: 'auto' },
         maxsize: { size: true },
         touchonhit: { ...bool, default: true },
@@ -206,6 +211,7 @@ export const CONFIG_SCHEMA = {
               password: str,
               ttl: duration,
               immutabletags: immutableTags,
+              freshness,
               dockerhub: dockerHub,
             },
           },

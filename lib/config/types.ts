@@ -54,6 +54,12 @@ export interface ImmutableTagsConfig {
   readonly exclude: readonly string[];
 }
 
+/** One entry of the extension `freshness`. */
+export interface FreshnessRule {
+  readonly pattern: string;
+  readonly ms: number;
+}
+
 /** One upstream registry: `proxy:` itself, or an entry of the extension `proxy.upstreams`. */
 export interface UpstreamConfig {
   readonly remoteurl: string;
@@ -63,6 +69,12 @@ export interface UpstreamConfig {
   readonly ttlms: number;
   /** Extension: undefined when every tag is checked with the upstream (distribution's behaviour). */
   readonly immutabletags?: ImmutableTagsConfig;
+  /**
+   * Extension `freshness`: tag patterns (JavaScript regular expressions, first match wins) with the
+   * time a tag checked upstream is served from the cache without asking again. Empty: every pull of
+   * a tag is checked (distribution's behaviour).
+   */
+  readonly freshness?: readonly FreshnessRule[];
   /**
    * Extension `dockerhub` (`auto`, `true`, `false`): the upstream serves Docker Hub's names, so a
    * client's one-component name (`busybox`) is asked for as `library/busybox`. `auto` (the default)
@@ -109,6 +121,14 @@ export interface ProxyConfig extends UpstreamConfig {
    * every request; above 0: its answer is reused that long.
    */
   readonly exec?: { readonly command: string; readonly lifetimems?: number };
+  /**
+   * Extension `proxy.budget`: an upstream's rate-limit budget (Docker Hub's `RateLimit-Remaining`)
+   * at or below `reserve` (default 5) stops the revalidation of cached tags; a reading (or a 429's
+   * `Retry-After`) is trusted for `recheckms` (default 60s) before the upstream is asked again.
+   */
+  readonly budget: { readonly reserve: number; readonly recheckms: number };
+  /** Extension `proxy.maxupstreamconns` (default 64): the most connections open to one upstream at once. */
+  readonly maxupstreamconns: number;
   /** `proxy.cachewritetimeout` (default 5m): how long a blob fetch no client reads any more goes on filling the cache. */
   readonly cachewritetimeoutms: number;
 }

@@ -19,6 +19,10 @@ export class Metrics {
   readonly servedBytes: Counter<'type'>;
   readonly httpDuration: Histogram<'route' | 'method' | 'status'>;
   readonly upstreamResponses: Counter<'method' | 'status'>;
+  /** Upstream answers by upstream host, `charged` true for what Docker Hub counts as a pull (a manifest GET). */
+  readonly upstreamRequests: Counter<'upstream' | 'charged'>;
+  /** Cached tags served without an upstream check, by reason (`fresh`: its freshness window; `budget`: the rate limit is low). */
+  readonly tagChecksSkipped: Counter<'reason'>;
   readonly inflightFetches: Gauge;
   readonly expirations: Counter<'type'>;
   readonly rateLimitRemaining: Gauge;
@@ -46,6 +50,8 @@ export class Metrics {
     this.fetchedBytes = counter('registry_proxy_pulled_bytes_total', 'The size of total bytes pulled from the upstream.', ['type']);
     this.servedBytes = counter('registry_proxy_pushed_bytes_total', 'The size of total bytes pushed to the client.', ['type']);
     this.upstreamResponses = counter('registry_mirror_upstream_responses_total', 'Upstream answers by method and status.', ['method', 'status']);
+    this.upstreamRequests = counter('registry_mirror_upstream_requests_total', 'Upstream answers by upstream; charged="true" for manifest GETs, what Docker Hub counts as pulls.', ['upstream', 'charged']);
+    this.tagChecksSkipped = counter('registry_mirror_tag_checks_skipped_total', 'Cached tags served without asking the upstream, by reason (fresh, budget).', ['reason']);
     this.expirations = counter('registry_mirror_expirations_total', 'Cached content expired by the TTL scheduler.', ['type']);
     this.evictions = counter('registry_mirror_evictions_total', 'Cached content evicted to stay under proxy.maxsize.', ['type']);
     this.evictedBytes = new Counter({ name: 'registry_mirror_evicted_bytes_total', help: 'Blob data deleted to stay under proxy.maxsize.', registers });

@@ -21,10 +21,15 @@ import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import type { DescriptorCache } from '../storage/descriptor-cache.js';
 import type { OvertakePolicy, RaceEvent } from './overtake.js';
+import type { TagPolicy } from './freshness.js';
+import { RateBudget, type BudgetOptions } from './budget.js';
+import type { CheckSkipped } from './tag-checks.js';
 
 /** The cache events of a namespace's stores, told the name content is stored under, and the manifests refused as unverified. */
 export type NamespaceEvents = TypedCacheEvents & {
   manifestRefused?(storedName: string, reference: string, reason: UnverifiedReason, detail: string): void;
+  /** A cached tag served without an upstream check (its freshness window, or a low budget). */
+  checkSkipped?(storedName: string, tag: string, reason: CheckSkipped): void;
 };
 
 /** What a namespace is built from. */
@@ -54,6 +59,12 @@ export interface NamespaceOptions {
   readonly onBlobRace?: (storedName: string, digest: Digest, event: RaceEvent) => void;
   /** Fetch an image's config once its manifest came from the upstream, before a client asks (default false). */
   readonly fetchAhead?: boolean;
+  /** How the upstream's cached tags are checked (`lib/cache-policy.ts`); none: every pull of a tag asks. */
+  readonly tagPolicy?: TagPolicy;
+  /** The upstream's rate-limit budget (`proxy.budget`); none: it is not tracked. */
+  readonly budget?: BudgetOptions;
+  /** `proxy.maxupstreamconns`: the most connections open to the upstream at once. */
+  readonly maxConnections?: number;
   readonly onResponse?: (info: { host: string; method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
   readonly onWarning?: (message: string) => void;
 }
@@ -68,13 +79,18 @@ export class ProxyNamespace {
   readonly blobs: ProxyBlobStore;
   readonly tags: ProxyTagService;
   readonly referrers: ProxyReferrers;
+  /** The upstream's rate-limit budget as read from its answers, if tracked. */
+  readonly budget?: RateBudget;
   private readonly dockerHub: boolean;
 
   constructor(o: NamespaceOptions) {
     this.host = o.host;
     this.storagePrefix = storagePrefixOf(o.host, o.isDefault);
     this.dockerHub = o.config.dockerhub;
+    this.budget = o.budget && new RateBudget(o.budget);
     this.upstream = new Upstream({
+      budget: this.budget,
+      maxConnections: o.maxConnections,
       remoteUrl: o.config.remoteurl,
       username: o.config.username,
       password: o.config.password,
@@ -86,7 +102,10 @@ export class ProxyNamespace {
     const repository = (name: string): RepositoryStore => o.repository(this.storedName(name));
     const events = (type: ContentType): CacheEvents => ({
       stored: (name: string, digest: Digest, size: number) => o.events.stored(type, this.storedName(name), digest, size),
-      hit: (name: string, digest: Digest) => o.events.hit(type, this.storedName(name), digest),
+      hit: (name: string, digest: Digest) => {
+        if (type === 'manifest') this.budget?.savedPull();
+        o.events.hit(type, this.storedName(name), digest);
+      },
       miss: (name: string, digest: Digest) => o.events.miss(type, this.storedName(name), digest),
       cacheWriteFailed: (name: string, digest: Digest, err: Error) => o.events.cacheWriteFailed(type, this.storedName(name), digest, err),
     });
@@ -107,8 +126,9 @@ export class ProxyNamespace {
             if (config) this.blobs.prefetch(name, config.digest);
           }
         : undefined,
+      checkSkipped: (name: string, tag: string, reason: CheckSkipped) => o.events.checkSkipped?.(this.storedName(name), tag, reason),
     };
-    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, immutableTagTest(o.config), o.locks, o.descriptors);
+    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, { policy: o.tagPolicy, lowBudget: this.budget && (() => this.budget!.low) }, o.locks, o.descriptors);
     this.tags = new ProxyTagService(repository, this.upstream);
     this.referrers = new ProxyReferrers(this.upstream, this.manifests);
   }
@@ -127,12 +147,4 @@ export class ProxyNamespace {
   close(): void {
     this.upstream.close();
   }
-}
-
-/** The extension `immutabletags` as a predicate: a cached tag that passes is served unchecked. */
-function immutableTagTest(config: UpstreamConfig): ((tag: string) => boolean) | undefined {
-  const policy = config.immutabletags;
-  if (!policy) return undefined;
-  const mutable = policy.exclude.map((source) => new RegExp(source));
-  return (tag) => !mutable.some((re) => re.test(tag));
 }

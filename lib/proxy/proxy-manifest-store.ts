@@ -5,7 +5,8 @@
  * Hub does not count as a pull) tells whether it moved, and the manifest is fetched only when it
  * did; when it is not, the manifest is fetched by tag at once (a `HEAD` first would only cost a
  * round trip). The cached tag is served when the upstream cannot be reached or rate-limits, never
- * when it says the tag is gone.
+ * when it says the tag is gone; it is served without the `HEAD` when the tag is immutable, was
+ * checked within its freshness window, or the upstream's rate-limit budget is low (`tag-checks.ts`).
  *
  * A manifest is committed under a tag only once its digest is known to be the upstream's for that
  * tag: named by `Docker-Content-Digest` on the `HEAD` (then fetched by digest and hashed) or on the
@@ -24,6 +25,8 @@ import type { SharedLocks } from '../storage/shared-lock.js';
 import { manifestLockKey, tagLockKey } from '../storage/paths.js';
 import type { DescriptorCache } from '../storage/descriptor-cache.js';
 import { Inflight } from './inflight.js';
+import { TagChecks, type CheckSkipped } from './tag-checks.js';
+import type { TagPolicy } from './freshness.js';
 import type { Upstream, UpstreamReply } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
 import { inSpan } from '../tracing/tracing.js';
@@ -34,6 +37,8 @@ export interface ProxyManifestEvents extends CacheEvents {
   unverified?(repo: string, reference: string, reason: UnverifiedReason, detail: string): void;
   /** A verified manifest came from the upstream (to fetch what a client asks for next, ahead of it). */
   fetched?(repo: string, manifest: Manifest): void;
+  /** A cached tag was served without an upstream check: within its freshness window, or the budget is low. */
+  checkSkipped?(repo: string, tag: string, reason: CheckSkipped): void;
 }
 
 /**
@@ -58,20 +63,25 @@ export class ManifestVerificationError extends UpstreamError {
 /** The manifest side of the pull-through cache. */
 export class ProxyManifestStore implements ManifestService {
   private readonly byDigest = new Inflight<Manifest>();
-  private readonly tagChecks = new Inflight<TagResolution>();
+  private readonly tagChecks: TagChecks<TagResolution>;
 
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
     private readonly upstream: Upstream,
     private readonly events: ProxyManifestEvents = {},
-    /** Extension `immutabletags`: true for a tag whose cached manifest is served with no upstream check. */
-    private readonly immutable?: (tag: string) => boolean,
+    /**
+     * How cached tags are checked: `policy` (extensions `immutabletags`, `freshness`), and
+     * `lowBudget`, true while the upstream's rate limit is too low to spend on revalidation.
+     */
+    tags: { readonly policy?: TagPolicy; readonly lowBudget?: () => boolean } = {},
     /** Locks shared with other processes on the same storage (replicas): one fetches, the rest wait. */
     private readonly locks?: SharedLocks,
     /** What storage said of recent hits, so a hot manifest costs no link read and no file read. */
     private readonly descriptors?: DescriptorCache,
-  ) {}
+  ) {
+    this.tagChecks = new TagChecks(tags.policy, tags.lowBudget);
+  }
 
   /** The manifest `name@digest`: from the cache, else fetched, verified and stored. */
   getByDigest(name: string, digest: Digest): Promise<Manifest> {
@@ -105,23 +115,31 @@ export class ProxyManifestStore implements ManifestService {
     }
   }
 
-  /** The manifest `name:tag`, checked against the upstream unless the tag is immutable and cached. */
+  /**
+   * The manifest `name:tag`, checked against the upstream unless the tag is immutable and cached,
+   * was checked within its freshness window, or the budget is too low to spend on checks.
+   */
   async getByTag(name: string, tag: string): Promise<Manifest> {
+    // Within the window the digest is known without reading the tag's link (the hot path).
+    const fresh = this.tagChecks.fresh(name, tag);
+    if (fresh) {
+      const cached = await this.local(name, fresh);
+      if (cached) return this.servedUnchecked(name, tag, cached, 'fresh');
+      this.tagChecks.forget(name, tag);
+    }
     const repo = this.repository(name);
     const cachedDigest = await repo.resolveTag(tag);
-    if (cachedDigest && this.immutable?.(tag)) {
+    if (cachedDigest && (this.tagChecks.immutable(tag) || this.tagChecks.deferred)) {
       const cached = await this.local(name, cachedDigest);
-      if (cached) {
-        this.events.hit?.(name, cachedDigest);
-        return cached;
-      }
+      if (cached) return this.tagChecks.immutable(tag) ? this.servedUnchecked(name, tag, cached) : this.servedUnchecked(name, tag, cached, 'budget');
     }
     let resolved: TagResolution;
     try {
       // Concurrent checks of one tag share one upstream request.
-      resolved = await this.tagChecks.run(`${name}:${tag}`, () => this.resolveUpstreamTag(name, tag, cachedDigest !== undefined));
+      resolved = await this.tagChecks.run(name, tag, () => this.resolveUpstreamTag(name, tag, cachedDigest !== undefined));
     } catch (err) {
       if (err instanceof UpstreamError && err.isUnavailable) {
+        // Unreachable, failing, or rate-limited (429, also when refused here): the cached copy answers.
         const cached = cachedDigest && (await this.local(name, cachedDigest));
         if (cached) {
           this.events.hit?.(name, cachedDigest);
@@ -140,6 +158,13 @@ export class ProxyManifestStore implements ManifestService {
       }
     }
     return manifest;
+  }
+
+  /** A cached tag's manifest served without asking the upstream; `reason` unset for an immutable tag. */
+  private servedUnchecked(name: string, tag: string, cached: Manifest, reason?: CheckSkipped): Manifest {
+    this.events.hit?.(name, cached.digest);
+    if (reason) this.events.checkSkipped?.(name, tag, reason);
+    return cached;
   }
 
   /**

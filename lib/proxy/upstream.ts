@@ -13,6 +13,7 @@ import { UpstreamAuth, UpstreamAuthError, scopeForRepository, shouldSendAuthoriz
 import { CredentialHelper, CredentialHelperError } from './auth/credential-helper.js';
 import { UpstreamError } from './upstream-error.js';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
+import type { RateBudget } from './budget.js';
 import { inOpenSpan, inSpan, injectTraceContext, tracingEnabled } from '../tracing/tracing.js';
 
 /** Timeouts of upstream requests, in milliseconds. */
@@ -38,6 +39,10 @@ export interface UpstreamOptions {
   readonly onWarning?: (message: string) => void;
   /** Tuning of the circuit breaker (defaults: open after 3 failures, 5 s cool-down doubling to 60 s). */
   readonly breaker?: CircuitBreakerOptions;
+  /** The upstream's rate-limit budget: reads every answer, refuses charged requests while it is spent. */
+  readonly budget?: RateBudget;
+  /** `proxy.maxupstreamconns`: the most connections open to the upstream at once (default 64). */
+  readonly maxConnections?: number;
 }
 
 /** got's error class, known once got is loaded (which happens before any request can fail). */
@@ -81,6 +86,7 @@ export class Upstream {
   private readonly agents: { http: http.Agent; https: https.Agent };
   private readonly onResponse: UpstreamOptions['onResponse'];
   private readonly breaker: CircuitBreaker;
+  private readonly budget?: RateBudget;
   private lastAnswer?: Date;
   private lastFailure?: { at: Date; message: string };
 
@@ -88,11 +94,14 @@ export class Upstream {
     this.remoteUrl = options.remoteUrl.replace(/\/+$/, '');
     const t = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     // Keep-alive: a cold pull makes dozens of requests to one host; a new TLS handshake each time
-    // would dominate small manifest requests.
+    // would dominate small manifest requests. The cap counts every host this client reaches (the
+    // upstream and the CDN it redirects blobs to): requests beyond it wait for a free connection.
+    const maxSockets = options.maxConnections ?? 64;
     this.agents = {
-      http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
-      https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
+      http: new http.Agent({ keepAlive: true, maxSockets, maxTotalSockets: maxSockets }),
+      https: new https.Agent({ keepAlive: true, maxSockets, maxTotalSockets: maxSockets }),
     };
+    this.budget = options.budget;
     this.gotOptions = {
       agent: this.agents,
       timeout: { lookup: t.connect, connect: t.connect, secureConnect: t.connect, response: t.response, socket: t.idle },
@@ -212,6 +221,7 @@ export class Upstream {
         throw unreachable('GET', path, err);
       });
       this.onResponse?.({ method: 'GET', path, status: response.statusCode ?? 0, headers: response.headers });
+      this.budget?.observe('GET', path, response.statusCode ?? 0, response.headers);
       if (response.statusCode === 200 || (response.statusCode === 206 && from !== undefined)) {
         return { status: response.statusCode, headers: response.headers, body: stream };
       }
@@ -234,6 +244,12 @@ export class Upstream {
    * once more; a refused Basic login is not resent, which would only double failed logins).
    */
   private request(method: 'GET' | 'HEAD', name: string, path: string, opts: { accept?: string; maxBytes?: number }): Promise<UpstreamReply> {
+    try {
+      // A charged request while the budget is spent is answered here; the circuit is not involved.
+      this.budget?.admit(method, path);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     if (!tracingEnabled()) return this.guarded(method, path, () => this.requestOnce(method, name, path, opts));
     return inSpan(`upstream ${method}`, this.spanAttributes(method, path), async (span) => {
       const reply = await this.guarded(method, path, () => this.requestOnce(method, name, path, opts));
@@ -290,6 +306,7 @@ export class Upstream {
         throw unreachable(method, path, err);
       }
       this.onResponse?.({ method, path, status: reply.status, headers: reply.headers });
+      this.budget?.observe(method, path, reply.status, reply.headers);
       if (reply.status >= 200 && reply.status < 300) return reply;
       if (this.sendAgain(reply, scope, authorization, attempt)) continue;
       throw statusError(method, path, reply);

@@ -59,6 +59,8 @@ export interface FakeUpstream {
   count(pattern: RegExp): number;
   /** Body bytes sent to requests matching `METHOD path`. */
   bytes(pattern: RegExp): number;
+  /** Connections open now, and the most ever open at once. */
+  readonly connections: { readonly open: number; readonly peak: number };
   /** Makes the server answer every request by destroying the connection (a dead upstream). */
   setDown(down: boolean): void;
   close(): Promise<void>;
@@ -70,6 +72,11 @@ const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).d
 export interface FakeUpstreamOptions {
   /** Serves the OCI 1.1 referrers API (with the `artifactType` filter); without it the route is a 404, as distribution 2.8. */
   readonly referrers?: boolean;
+  /**
+   * Sees every request before it is served (after it is recorded): may set headers on `res`, or
+   * answer it and return true (an upstream's own policy, as Docker Hub's rate limit).
+   */
+  readonly intercept?: (req: http.IncomingMessage, res: http.ServerResponse, key: string) => boolean;
 }
 
 /** Starts a fake upstream. */
@@ -159,6 +166,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       req.socket.destroy();
       return;
     }
+    if (options.intercept?.(req, res, key)) return;
     const fault = takeFault(key);
     if (fault?.kind === 'delay') {
       setTimeout(() => handle(req, res, path, undefined), fault.ms);
@@ -250,8 +258,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
     notFound('NAME_UNKNOWN');
   };
+  let peak = 0;
   server.on('connection', (s) => {
     sockets.add(s);
+    peak = Math.max(peak, sockets.size);
     s.once('close', () => sockets.delete(s));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -260,6 +270,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   return {
     url: `http://127.0.0.1:${port}`,
     hits,
+    get connections() {
+      return { open: sockets.size, peak };
+    },
     addBlob(repo, content) {
       const d = sha256(content);
       blobs.set(`${repo}@${d}`, content);
