@@ -178,7 +178,8 @@ class Stop {
     }
     this.signal = { name, at: performance.now() };
     if (this.logger) this.armDeadline();
-    if (this.close) this.begin();
+    if (this.close) return this.begin();
+    this.say('info', `${name} received while starting: stopping once started (within ${this.bound} ms)`);
   }
 
   private get bound(): number {

@@ -303,8 +303,10 @@ export async function createServices(config: Config, logger: Logger, options: Se
   };
   const close = async (): Promise<void> => {
     await (halting ??= halt());
-    await lifetime.stop();
+    // Upstream connections first: a fetch that outlived the drain fails (its temporary file
+    // removed) instead of committing content after the schedule's last write, unscheduled.
     for (const n of router.all) n.close();
+    await lifetime.stop();
     await redis?.close();
     await notifier.close();
   };
