@@ -332,6 +332,7 @@ export class TtlScheduler implements ExpirySchedule {
     await this.loading;
     if (!this.expiring) {
       if (this.dirty.size === 0 && this.hits.size === 0) return;
+      const unmark = this.unmarkRebuild;
       const hits = this.hits;
       this.hits = new Map();
       const changes: Map<string, { expiry: number; type: EntryType; hit?: boolean } | null> = this.takeChanges();
@@ -344,6 +345,11 @@ export class TtlScheduler implements ExpirySchedule {
           else this.dirty.add(key);
         }
         throw err;
+      }
+      // The rebuilt entries are in a journal, which the lease holder applies.
+      if (unmark) {
+        await this.store.markRebuild(false);
+        this.unmarkRebuild = false;
       }
       return;
     }
