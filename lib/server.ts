@@ -183,8 +183,12 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
         // Busy connections get `http.draintimeout`, then are cut: the drain is bounded whatever
         // the clients do (a slow download, a cold fetch from a slow upstream).
         const timer = setTimeout(() => sockets.forEach((s) => s.destroy()), config.http.draintimeoutms);
+        // A keep-alive connection whose response ends during the drain is idle from then on: closed
+        // at once, not held until the drain's end.
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
         await closed;
         clearTimeout(timer);
+        clearInterval(idle);
         await halted;
         clearInterval(inflightTimer);
         health.stop();
