@@ -64,8 +64,8 @@ export interface RegistryServices {
   readonly notifier: Notifier;
   /**
    * The first step of a stop, at once: ends the background work (the start-up walk, expiries,
-   * evictions, the temporary-file janitor) at its next step, without writing anything. Requests
-   * are still served, and what they schedule is kept for `close`.
+   * evictions, the temporary-file janitor) at its next step and writes the schedule's changes so
+   * far, while requests are still served; what they schedule meanwhile is written by `close`.
    */
   halt(): Promise<void>;
   /** Halts, then writes the schedule's changes (`scheduler-state.json`) and closes the upstream connections. */

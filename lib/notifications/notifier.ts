@@ -27,8 +27,12 @@ export interface ManifestSubject {
   readonly payload: Buffer;
 }
 
-/** How long endpoints get at shutdown to deliver what is queued. */
-const CLOSE_GRACE_MS = 2000;
+/**
+ * How long endpoints get at shutdown to deliver what is queued (they deliver all along, the drain
+ * included): within the 800 ms a stop has after its drain (lib/cli.ts `SAVE_MS`), after the
+ * schedule's write.
+ */
+const CLOSE_GRACE_MS = 500;
 
 /** The configured endpoints and the events sent to them. */
 export class Notifier {

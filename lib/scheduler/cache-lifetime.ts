@@ -135,8 +135,8 @@ export class CacheLifetime {
   }
 
   /**
-   * Stops expiring (expiries under way end at their next step once `signal` has fired), without
-   * writing yet: what in-flight requests still schedule is kept for `stop`.
+   * Stops expiring (expiries under way end at their next step once `signal` has fired) and writes
+   * what changed so far; what in-flight requests still schedule is kept for `stop`.
    */
   async halt(): Promise<void> {
     await this.rebuilding?.catch(() => undefined);

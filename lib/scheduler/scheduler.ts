@@ -81,7 +81,7 @@ const NEW_ENTRY_JOURNAL_MS = 100;
 export interface ExpirySchedule {
   /** Loads what is stored (in the background: resolves when loaded) and starts expiring. */
   start(): Promise<{ problem?: string; loaded: number }>;
-  /** Stops expiring (and loading) without writing: changes made after it are kept for `stop`. */
+  /** Stops expiring (and loading) and writes what changed so far; later changes are kept for `stop`. */
   halt(): Promise<void>;
   /** Stops expiring and persists what changed. */
   stop(): Promise<void>;
@@ -442,8 +442,9 @@ export class TtlScheduler implements ExpirySchedule {
   }
 
   /**
-   * Stops the timers and the load, and waits for running expiries (the registry's stop signal ends
-   * them at their next step), without writing: what is scheduled meanwhile waits for `stop`.
+   * Stops the timers and the load, waits for running expiries (the registry's stop signal ends
+   * them at their next step), and writes what changed so far: a stop does this while in-flight
+   * requests drain, so that `stop` has only what they changed since left to write.
    */
   async halt(): Promise<void> {
     this.stopped = true;
@@ -453,6 +454,8 @@ export class TtlScheduler implements ExpirySchedule {
     clearInterval(this.syncTimer);
     await Promise.allSettled([...this.runs]);
     await this.loading;
+    // A failure keeps the changes for `stop`'s write.
+    await this.flush().catch((err: Error) => this.o.logger?.warn(`writing ${this.store.location} failed: ${err.message}; trying again before exiting`));
   }
 
   async rebuildPending(): Promise<boolean> {
