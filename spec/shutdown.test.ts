@@ -30,8 +30,14 @@ import { until } from './helpers/until.js';
 
 /** What the registry states: `http.draintimeout` (1 s by default) + 800 ms to save and exit. */
 const BOUND_MS = 1800;
-/** Signal delivery and process teardown scheduled on a loaded 2-core machine, on top of the bound. */
-const SCHEDULING_ALLOWANCE_MS = 1500;
+/**
+ * On top of the bound, for the wall time this test sees: the signal's delivery, the exit and this
+ * test's own event loop noticing it, on a 2-core machine loaded far past its cores (seen: 1.5 s
+ * more than the process's own measure at a load average of 40). The bound itself is checked by the
+ * process's measure (from its listener to its exit) and by its deadline; this check catches a
+ * process that does not end at all.
+ */
+const SCHEDULING_ALLOWANCE_MS = 5000;
 /** Entries of the generated cache: a start walks it for seconds on this machine. */
 const ENTRIES = 10_000;
 
@@ -86,6 +92,13 @@ async function terminate(run: Run): Promise<{ code: number | null; signal: NodeJ
  */
 const stoppedByDeadline = (code: number | null, logs: string): boolean => code === 1 && /the stop did not finish within 1800 ms of SIGTERM/.test(logs);
 
+/** Records a trial's outcome, printed at once too (a failing trial shows the ones before it). */
+function note(outcomes: string[], line: string): void {
+  outcomes.push(line);
+  // eslint-disable-next-line no-console
+  console.log(`spec/shutdown (seed ${seed}): ${line}`);
+}
+
 /** The process's own measure of signal to exit ("stopped N ms after SIGTERM"). */
 const ownMeasure = (logs: string): number | undefined => {
   const m = /stopped (\d+) ms after SIGTERM/.exec(logs);
@@ -133,15 +146,17 @@ test(`SIGTERM at random moments of a start on a cache of ${ENTRIES} entries: the
     const { code, signal, wallMs } = await terminate(run);
     const logs = run.logs();
     const own = ownMeasure(logs);
+    let deadlineCut = false;
     const phase = trial.after ? `after ${trial.after.source}` : 'from the spawn';
-    outcomes.push(`${Math.round(moment)} ms ${phase}: exit ${code ?? signal}, own ${own ?? '-'} ms, wall ${Math.round(wallMs)} ms`);
+    note(outcomes, `${Math.round(moment)} ms ${phase}: exit ${code ?? signal}, own ${own ?? '-'} ms, wall ${Math.round(wallMs)} ms`);
     if (code === null && signal === 'SIGTERM') {
       // Before Node ran the program's first line no listener can exist: such a process has done
       // nothing at all (not a line printed), so nothing can be lost.
       expect(logs).toBe('');
     } else {
       expect(wallMs).toBeLessThan(BOUND_MS + SCHEDULING_ALLOWANCE_MS);
-      if (stoppedByDeadline(code, logs)) deadlineExits++;
+      deadlineCut = stoppedByDeadline(code, logs);
+      if (deadlineCut) deadlineExits++;
       else {
         expect({ moment, code, logs: code === 0 ? '' : logs }).toEqual({ moment, code: 0, logs: '' });
         expect(own).toBeLessThanOrEqual(BOUND_MS);
@@ -151,6 +166,12 @@ test(`SIGTERM at random moments of a start on a cache of ${ENTRIES} entries: the
         // The due expiries waited for that walk: they were given up, not waited for.
         if (trial.after?.source === 'schedule loaded') expect(logs).toMatch(/expiring .* interrupted: the registry is stopping/);
       }
+    }
+    if (deadlineCut) {
+      // A write the deadline cut may have left its temporary file: the next start removes it.
+      const next = serve(config);
+      await until(() => stateLeftovers(root).length === 0, 'the next start removing the unfinished state write', 30_000);
+      await terminate(next);
     }
     expect(stateLeftovers(root)).toEqual([]);
     const state = await readState(join(root, 'scheduler-state.json'));
@@ -220,7 +241,7 @@ test(`SIGTERM at random moments of cold pulls from a slow upstream: the process 
       const state = await readState(join(root, 'scheduler-state.json'));
       expect(state.problem).toBeUndefined();
       expect([...expected].filter((k) => !state.entries.has(k))).toEqual([]);
-      expect(stateLeftovers(root)).toEqual([]);
+      await until(() => stateLeftovers(root).length === 0, 'no unfinished state write after the start', 30_000);
       await until(() => deadTemps(root, run!.child.pid).length === 0, 'the temporary files of the stopped process removed', 10_000);
       if (i === TRIALS) break;
 
@@ -246,7 +267,7 @@ test(`SIGTERM at random moments of cold pulls from a slow upstream: the process 
       await Promise.all(done);
       const logs = run.logs();
       const own = ownMeasure(logs);
-      outcomes.push(`${Math.round(moment)} ms: exit ${code ?? signal}, own ${own ?? '-'} ms, wall ${Math.round(wallMs)} ms`);
+      note(outcomes, `${Math.round(moment)} ms: exit ${code ?? signal}, own ${own ?? '-'} ms, wall ${Math.round(wallMs)} ms`);
       expect(wallMs).toBeLessThan(BOUND_MS + SCHEDULING_ALLOWANCE_MS);
       // Cut by the deadline (a storage too slow to take the write in time): bounded all the same,
       // and what it did not write is not expected; nothing half-written may show at the next start.
@@ -255,8 +276,9 @@ test(`SIGTERM at random moments of cold pulls from a slow upstream: the process 
         expect({ moment, code, logs: code === 0 ? '' : logs }).toEqual({ moment, code: 0, logs: '' });
         expect(own).toBeLessThanOrEqual(BOUND_MS);
         for (const k of completed) expected.add(k);
+        // A stop that finished left no unfinished write at all.
+        expect(stateLeftovers(root)).toEqual([]);
       }
-      expect(stateLeftovers(root)).toEqual([]);
     }
   } finally {
     await run?.child.stop(5000);
