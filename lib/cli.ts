@@ -47,8 +47,24 @@ export function version(): string {
   return (require('../package.json') as { version: string }).version;
 }
 
+/**
+ * How `bin/registry` hands over SIGTERM and SIGINT: it listens for them before anything is loaded
+ * (a signal during the load must not end the process without saving), and `take` routes them,
+ * those already received first, to `serve`.
+ */
+export interface SignalHandover {
+  take(handler: (signal: NodeJS.Signals) => void): void;
+}
+
+/**
+ * After the drain (`http.draintimeout`), what a stop may spend on the rest (the background work's
+ * end, the schedule's write, closing connections) before the process exits anyway: the stop is
+ * bounded by `draintimeout + SAVE_MS` by construction (1.8 s with the default drain).
+ */
+export const SAVE_MS = 800;
+
 /** Runs the command line; resolves to the process exit code (serve resolves when the server stops). */
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, signals?: SignalHandover): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '-h' || command === '--help') {
     process.stdout.write(USAGE);
@@ -59,7 +75,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return 0;
   }
   try {
-    if (command === 'serve') return await serve(rest, env);
+    if (command === 'serve') return await serve(rest, env, signals);
     if (command === 'garbage-collect') return await garbageCollect(rest, env);
     if (command === 'warm') {
       const { warmCommand } = await import('./warm/command.js');
@@ -83,39 +99,121 @@ function load(args: string[], env: NodeJS.ProcessEnv): { logger: Logger; config:
   return { logger, config };
 }
 
-async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+async function serve(args: string[], env: NodeJS.ProcessEnv, signals?: SignalHandover): Promise<number> {
   if (args.includes('-h') || args.includes('--help')) {
     process.stdout.write('Usage:\n  registry serve <config>\n');
     return 0;
   }
-  const { logger, config } = load(args, env);
-  // OpenTelemetry, loaded only when OTEL_TRACES_EXPORTER asks for spans (distribution v3's variables).
-  const stopTracing = await startTracing(env, version(), (msg) => logger.warn(`tracing: ${msg}`));
-  if (stopTracing) logger.info(`tracing: spans exported (OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER})`);
-  const registry = await startRegistry(config, logger).catch(async (err: unknown) => {
-    await stopTracing?.();
-    throw err;
-  });
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      logger.info(`${signal} received: finishing in-flight requests, then exiting`);
-      registry
-        .close()
-        .then(() => stopTracing?.())
-        .then(
-          () => resolve(0),
-          (err: unknown) => {
-            logger.error(`shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
-            resolve(1);
-          },
-        );
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  const stop = new Stop(signals);
+  try {
+    const { logger, config } = load(args, env);
+    stop.configured(logger, config.http.draintimeoutms);
+    // OpenTelemetry, loaded only when OTEL_TRACES_EXPORTER asks for spans (distribution v3's variables).
+    const stopTracing = await startTracing(env, version(), (msg) => logger.warn(`tracing: ${msg}`));
+    if (stopTracing) logger.info(`tracing: spans exported (OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER})`);
+    const registry = await Promise.race([startRegistry(config, logger), stop.exit.then(() => undefined)]).catch(async (err: unknown) => {
+      await stopTracing?.();
+      throw err;
+    });
+    // The deadline passed while starting: `exit` has settled, and the process ends with it.
+    if (registry) stop.started(async () => {
+      await registry.close();
+      await stopTracing?.();
+    });
+    return await stop.exit;
+  } finally {
+    stop.dispose();
+  }
+}
+
+/**
+ * A stop of `serve` on SIGTERM or SIGINT, at any moment from the process's start: listened for
+ * before the configuration is read; a signal while the registry starts stops it once started.
+ * From the signal, a deadline (`draintimeout + SAVE_MS`) ends the process whatever is still
+ * running, so the bound holds by construction; a second signal ends it at once.
+ */
+class Stop {
+  /** Settles with the exit code: 0 once stopped in time, 1 if the stop failed or the deadline cut it. */
+  readonly exit: Promise<number>;
+  private resolve!: (code: number) => void;
+  private signal?: { readonly name: NodeJS.Signals; readonly at: number };
+  private logger?: Logger;
+  private drainMs = 1000;
+  private close?: () => Promise<void>;
+  private deadline?: NodeJS.Timeout;
+  private readonly listener = (name: NodeJS.Signals): void => this.received(name);
+
+  constructor(handover: SignalHandover | undefined) {
+    this.exit = new Promise((resolve) => (this.resolve = resolve));
+    if (handover) handover.take(this.listener);
+    else {
+      process.on('SIGTERM', this.listener);
+      process.on('SIGINT', this.listener);
+    }
+  }
+
+  /** The configuration is read: where to log, and how long the drain is. */
+  configured(logger: Logger, drainMs: number): void {
+    this.logger = logger;
+    this.drainMs = drainMs;
+    if (this.signal) this.armDeadline();
+  }
+
+  /** The registry serves: a signal (already received, or to come) closes it. */
+  started(close: () => Promise<void>): void {
+    this.close = close;
+    if (this.signal) this.begin();
+  }
+
+  dispose(): void {
+    clearTimeout(this.deadline);
+    process.off('SIGTERM', this.listener);
+    process.off('SIGINT', this.listener);
+  }
+
+  private received(name: NodeJS.Signals): void {
+    if (this.signal) {
+      this.say('warn', `${name} received again: exiting now, without waiting for the stop to finish`);
+      return this.resolve(1);
+    }
+    this.signal = { name, at: performance.now() };
+    if (this.logger) this.armDeadline();
+    if (this.close) return this.begin();
+    this.say('info', `${name} received while starting: stopping once started (within ${this.bound} ms)`);
+  }
+
+  private get bound(): number {
+    return this.drainMs + SAVE_MS;
+  }
+
+  private armDeadline(): void {
+    if (this.deadline) return;
+    const left = Math.max(0, this.bound - (performance.now() - this.signal!.at));
+    this.deadline = setTimeout(() => {
+      this.say('error', `the stop did not finish within ${this.bound} ms of ${this.signal!.name} (http.draintimeout ${this.drainMs} ms + ${SAVE_MS} ms): exiting without waiting for it; the next start removes what it left unfinished`);
+      this.resolve(1);
+    }, left);
+  }
+
+  private begin(): void {
+    const { name, at } = this.signal!;
+    this.say('info', `${name} received: finishing in-flight requests (up to ${this.drainMs} ms, http.draintimeout), saving the schedule, then exiting (within ${this.bound} ms)`);
+    this.close!().then(
+      () => {
+        this.say('info', `stopped ${Math.round(performance.now() - at)} ms after ${name}`);
+        this.resolve(0);
+      },
+      (err: unknown) => {
+        this.say('error', `shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
+        this.resolve(1);
+      },
+    );
+  }
+
+  private say(level: 'info' | 'warn' | 'error', msg: string): void {
+    if (this.logger) this.logger[level](msg);
+    else process.stderr.write(`registry: ${msg}\n`);
+  }
 }
 
 async function garbageCollect(args: string[], env: NodeJS.ProcessEnv): Promise<number> {

@@ -40,6 +40,7 @@ export type MirrorErrorCode =
   | 'ERR_UPSTREAM_INVALID'
   | 'ERR_AUTH_CHALLENGE'
   | 'ERR_BAD_REFERENCE'
+  | 'ERR_STOPPING'
   | StoreErrorCode;
 
 /** Base class of the internal errors; only subclasses are thrown. */
@@ -159,4 +160,19 @@ export class ManifestBlobUnknownError extends StoreError {
   constructor(digest: Named) {
     super('ERR_MANIFEST_BLOB_UNKNOWN', `manifest references unknown ${digest.value}`, digest.value);
   }
+}
+
+/**
+ * Background work (the start-up walk, an expiry, an eviction, a purge of uploads) given up because
+ * the process stops: what it left undone is done again at the next start.
+ */
+export class StoppingError extends MirrorError {
+  constructor(what: string) {
+    super('ERR_STOPPING', `${what}: given up, the registry is stopping`);
+  }
+}
+
+/** Throws `StoppingError` once `signal` (the registry's stop) has fired. */
+export function throwIfStopping(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new StoppingError(what);
 }

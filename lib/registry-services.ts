@@ -17,7 +17,7 @@ import type { RepositoryStore } from './storage/repository-store.js';
 import { ProxyNamespace, type NamespaceEvents } from './proxy/namespace.js';
 import { NamespaceRouter } from './proxy/namespace-router.js';
 import { registryHostOf } from './distribution/registry-host.js';
-import { UnsupportedConfigError } from './errors.js';
+import { StoppingError, UnsupportedConfigError } from './errors.js';
 import { CacheLifetime } from './scheduler/cache-lifetime.js';
 import { SizeCap } from './scheduler/size-cap.js';
 import { LinkIndex, ObservedRepositoryStore, walkLinks } from './scheduler/link-index.js';
@@ -63,7 +63,13 @@ export interface RegistryServices {
   readonly rateLimits: Map<string, string>;
   /** The `notifications:` endpoints (inactive without any). */
   readonly notifier: Notifier;
-  /** Stops the schedule (flushing `scheduler-state.json`) and closes the upstream connections. */
+  /**
+   * The first step of a stop, at once: ends the background work (the start-up walk, expiries,
+   * evictions, the temporary-file janitor) at its next step and writes the schedule's changes so
+   * far, while requests are still served; what they schedule meanwhile is written by `close`.
+   */
+  halt(): Promise<void>;
+  /** Halts, then writes the schedule's changes (`scheduler-state.json`) and closes the upstream connections. */
   close(): Promise<void>;
 }
 
@@ -93,6 +99,10 @@ export async function createServices(config: Config, logger: Logger, options: Se
   // Every delete of this process (expiry, eviction, hosted deletes) empties the hot path's
   // descriptor cache; other processes' changes are seen within its entries' lifetime (1 s).
   const descriptors = new DescriptorCache();
+  // The registry's stop: every background loop ends at its next step once this fires, so that a
+  // stop never waits for work that can no longer complete (the walk the expiries wait for).
+  const stopping = new AbortController();
+  const signal = stopping.signal;
   const driver = invalidatingDriver(await createDriver(config.storage), descriptors);
   // Housekeeping only, in the background: it removes what dead processes left, never this one's,
   // and a store that cannot be reached now must not keep the registry from starting.
@@ -137,6 +147,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
     unindexed,
     maxBytes: policy.maxBytes ?? Number.POSITIVE_INFINITY,
     logger,
+    signal,
     exclude: policy.isHosted,
     onEvicted: (type, freed, repo, digest) => {
       metrics.evictions.inc({ type });
@@ -160,6 +171,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
     exclude: policy.isHosted,
     links,
     unindexed,
+    signal,
     onExpired: (type, freed, digest, repo) => {
       metrics.expirations.inc({ type });
       sizeCap.expired(repo, digest, freed);
@@ -266,6 +278,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
     Object.entries(proxy.upstreams).map(([host, u]) => namespace(host, u, false)),
   );
   for (const n of router.others) logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
+  let halting: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
   // In the background: the schedule loads (expiries then run as their data's links are known), then
   // one walk of the storage fills the link index and measures the cache for the size cap.
@@ -281,20 +294,30 @@ export async function createServices(config: Config, logger: Logger, options: Se
         links.linked(repo, digest.value);
         await sizeCap.found(repo, digest, type);
       },
-      () => closing !== undefined,
+      signal,
       async (name, repo) => links.tagsOf(name, { count: (await repo.tagNames()).length }),
     );
-    if (!walk.complete) return;
     links.markBuilt();
     logger.info(`cache walked: ${walk.repositories} repositories, ${walk.links} links`);
     await sizeCap.measuredAll();
-  })().catch((err: Error) => void logger.error(`start-up work on the cache failed: ${err.message}`));
-  const close = async (): Promise<void> => {
+  })().catch((err: Error) => {
+    // The link index lives in memory only: the next start walks the cache again.
+    if (err instanceof StoppingError) return void logger.info(`start-up work on the cache interrupted: ${err.message}`);
+    logger.error(`start-up work on the cache failed: ${err.message}`);
+  });
+  const halt = async (): Promise<void> => {
     clearInterval(janitor);
-    await lifetime.stop();
-    // The walk stops at its next repository.
+    stopping.abort();
+    await lifetime.halt();
+    // Every step of it watches the signal: it ends at its next one.
     await started;
+  };
+  const close = async (): Promise<void> => {
+    await (halting ??= halt());
+    // Upstream connections first: a fetch that outlived the drain fails (its temporary file
+    // removed) instead of committing content after the schedule's last write, unscheduled.
     for (const n of router.all) n.close();
+    await lifetime.stop();
     await redis?.close();
     await notifier.close();
   };
@@ -313,6 +336,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
     started,
     rateLimits,
     notifier,
+    halt: () => (halting ??= halt()),
     close: () => (closing ??= close()),
   };
 }

@@ -41,7 +41,10 @@ export interface RunningRegistry {
   readonly metrics: Metrics;
   /** The port of the `http.debug.addr` listener, when configured. */
   readonly debugPort: number | undefined;
-  /** Stops accepting connections, finishes in-flight responses, flushes state. */
+  /**
+   * Stops: no new connections, background work ended at once, in-flight responses given
+   * `http.draintimeout` (then cut), then the schedule written.
+   */
   close(): Promise<void>;
 }
 
@@ -174,16 +177,22 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         // Idle keep-alive connections would hold `close` open forever; busy ones finish their response.
         server.closeIdleConnections();
-        const drain = config.http.draintimeoutms;
-        if (drain > 0) {
-          const timer = setTimeout(() => sockets.forEach((s) => s.destroy()), drain);
-          timer.unref();
-        }
+        // The background work (start-up walk, expiries, evictions, upload purging) ends now: none of
+        // it may keep a stop waiting, and what requests still schedule is written below.
+        const halted = Promise.all([services.halt(), hosted?.repositories.stop()]);
+        // Busy connections get `http.draintimeout`, then are cut: the drain is bounded whatever
+        // the clients do (a slow download, a cold fetch from a slow upstream).
+        const timer = setTimeout(() => sockets.forEach((s) => s.destroy()), config.http.draintimeoutms);
+        // A keep-alive connection whose response ends during the drain is idle from then on: closed
+        // at once, not held until the drain's end.
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
         await closed;
+        clearTimeout(timer);
+        clearInterval(idle);
+        await halted;
         clearInterval(inflightTimer);
         health.stop();
         await debug?.close();
-        await hosted?.repositories.stop();
         await services.close();
       })()),
   };

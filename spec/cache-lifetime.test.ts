@@ -117,6 +117,22 @@ describe('cache lifetime', () => {
     expect(Object.keys(state)).toContain(`org/a@${img.layers[0]}`);
   });
 
+  test('a rebuild of the schedule cut short (its marker left, its entries never written) is done again at the next start, and its marker removed', async () => {
+    const img = seedImage(upstream, 'org/a', 'latest', [randomBytes(100)]);
+    const first = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1h' });
+    await pull(first.url, 'org/a', img);
+    await first.close({ keepRoot: true });
+    // What a stop during the rebuild leaves: the marker, and a schedule without what the walk had not reached.
+    await writeFile(join(root, 'scheduler-state.json'), '{}');
+    await writeFile(join(root, 'scheduler-state.json.rebuilding'), '');
+    const second = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1h' });
+    await until(() => /schedule loaded/.test(second.logs()));
+    await second.close({ keepRoot: true });
+    const state = JSON.parse(await readFile(join(root, 'scheduler-state.json'), 'utf8')) as Record<string, unknown>;
+    expect(Object.keys(state)).toEqual(expect.arrayContaining([`org/a@${img.manifest}`, `org/a@${img.layers[0]}`]));
+    expect(existsSync(join(root, 'scheduler-state.json.rebuilding'))).toBe(false);
+  });
+
   test('without storage.delete.enabled nothing is scheduled and start-up says why', async () => {
     const mirror = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1s', env: { REGISTRY_STORAGE_DELETE_ENABLED: 'false' } });
     try {

@@ -202,14 +202,16 @@ describe('http options', () => {
     }
   });
 
-  test.each(['SIGTERM', 'SIGINT'] as const)('%s lets an in-flight response finish, then the CLI exits 0', async (signal) => {
+  test.each(['SIGTERM', 'SIGINT'] as const)('%s lets an in-flight response finish within http.draintimeout, then the CLI exits 0', async (signal) => {
     const digest = upstream.addBlob('library/slow', Buffer.alloc(400_000, 7));
     upstream.fault(/^GET \/v2\/library\/slow\/blobs\//, { kind: 'slow', bytesPerTick: 50_000, tickMs: 50 }, 1);
     const port = await freePort();
     const config = join(dir, `config-${signal}.yml`);
-    await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, `root-${signal}`)}\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${upstream.url}\n`);
+    await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, `root-${signal}`)}\nhttp:\n  addr: 127.0.0.1:${port}\n  draintimeout: 30s\nproxy:\n  remoteurl: ${upstream.url}\n`);
     const child = await startRegistry(config, `http://127.0.0.1:${port}`);
     try {
+      // 30 s: the transfer (0.4 s unloaded) finishes however slow the machine; the default 1 s would cut it
+      // on a loaded one (spec/shutdown.test.ts tests the cut).
       const transfer = new Promise<{ status: number; bytes: number; complete: boolean }>((r) => {
         http.get(`http://127.0.0.1:${port}/v2/library/slow/blobs/${digest}`, { agent: false }, (res) => {
           let bytes = 0;

@@ -156,7 +156,7 @@ export const CONFIG_SCHEMA = {
         prefix: { ...str, default: '/' },
         host: str,
         secret: str,
-        draintimeout: { ...duration, default: 0 },
+        draintimeout: { ...duration, default: '1s' },
         cachepage: { ...bool, default: true },
         headers: { type: 'object', default: {}, additionalProperties: { type: ['string', 'array'], items: str } },
         tls: {

@@ -43,6 +43,7 @@ export interface HttpConfig {
   readonly headers: Readonly<Record<string, readonly string[]>>;
   readonly tls?: TlsConfig;
   readonly debug?: { readonly addr: string; readonly prometheus: { readonly enabled: boolean; readonly path: string } };
+  /** On a stop, how long busy connections may finish before they are cut (`http.draintimeout`, 1 s by default; `0` cuts them at once). */
   readonly draintimeoutms: number;
   /** Extension `http.cachepage` (default true): the cache page for browsers at the root. */
   readonly cachepage: boolean;

@@ -10,6 +10,7 @@ import type { Logger } from 'winston';
 import type { StorageDriver } from '../storage/driver.js';
 import { listOrEmpty } from '../storage/blob-store.js';
 import { isValidName } from '../distribution/reference.js';
+import { throwIfStopping } from '../errors.js';
 import { RESERVED_PREFIX, UPLOADS_ENTRY, repositoriesRoot, uploadDir, uploadStartedAtPath } from '../storage/paths.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -21,14 +22,18 @@ export interface PurgeResult {
   readonly errors: string[];
 }
 
-/** Removes uploads started before `olderThan`; with `actuallyDelete` false only reports them. */
-export async function purgeUploads(driver: StorageDriver, olderThan: Date, actuallyDelete: boolean, logger?: Logger): Promise<PurgeResult> {
+/**
+ * Removes uploads started before `olderThan`; with `actuallyDelete` false only reports them.
+ * `signal` (the registry's stop) ends the walk at its next directory with `StoppingError`.
+ */
+export async function purgeUploads(driver: StorageDriver, olderThan: Date, actuallyDelete: boolean, logger?: Logger, signal?: AbortSignal): Promise<PurgeResult> {
   logger?.info(`PurgeUploads starting: olderThan=${olderThan.toISOString()}, actuallyDelete=${actuallyDelete}`);
   const deleted: string[] = [];
   const errors: string[] = [];
   const walk = async (name: string): Promise<void> => {
     const dir = name === '' ? repositoriesRoot() : `${repositoriesRoot()}/${name}`;
     for (const entry of await listOrEmpty(driver, dir)) {
+      throwIfStopping(signal, 'the purge of uploads');
       if (entry === UPLOADS_ENTRY) {
         for (const uuid of await listOrEmpty(driver, `${dir}/${entry}`)) {
           // Only the layout's own: a valid repository name and a UUID (no other value can name a path).
@@ -88,6 +93,7 @@ export class UploadPurger {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> = Promise.resolve();
   private stopped = false;
+  private readonly stopping = new AbortController();
 
   constructor(private readonly o: UploadPurgerOptions) {}
 
@@ -100,14 +106,15 @@ export class UploadPurger {
 
   /** Runs one purge now. */
   runOnce(): Promise<PurgeResult> {
-    const run = purgeUploads(this.o.driver, new Date(Date.now() - this.o.agems), !this.o.dryrun, this.o.logger);
+    const run = purgeUploads(this.o.driver, new Date(Date.now() - this.o.agems), !this.o.dryrun, this.o.logger, this.stopping.signal);
     this.running = run.catch(() => undefined);
     return run;
   }
 
-  /** Cancels the next run and waits for a running one. */
+  /** Cancels the next run and ends a running one at its next directory. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     if (this.timer) clearTimeout(this.timer);
     await this.running;
   }

@@ -31,8 +31,12 @@ export interface ManifestSubject {
 /** distribution's media type of a blob in events (its blob descriptors'). */
 const BLOB_MEDIA_TYPE = 'application/octet-stream';
 
-/** How long endpoints get at shutdown to deliver what is queued. */
-const CLOSE_GRACE_MS = 2000;
+/**
+ * How long endpoints get at shutdown to deliver what is queued (they deliver all along, the drain
+ * included): within the 800 ms a stop has after its drain (lib/cli.ts `SAVE_MS`), after the
+ * schedule's write.
+ */
+const CLOSE_GRACE_MS = 500;
 
 /** The configured endpoints and the events sent to them. */
 export class Notifier {

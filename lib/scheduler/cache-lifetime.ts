@@ -16,6 +16,7 @@ import { listRepositories } from '../storage/catalog.js';
 import { TtlScheduler, parseKey, type Entry, type ExpirySchedule } from './scheduler.js';
 import type { StateStore } from './state-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
+import { throwIfStopping } from '../errors.js';
 
 /** The parts of the registry the lifetime policy works on. */
 export interface CacheLifetimeOptions {
@@ -53,6 +54,8 @@ export interface CacheLifetimeOptions {
   readonly onLearnt?: (type: ContentType, repo: string, digest: Digest, renewed: boolean) => void;
   /** Shared mode: this process has taken the scheduler lease over from another replica. */
   readonly onLeaseTaken?: () => void;
+  /** The registry's stop: expiries and the rebuild walk under way end at their next step. */
+  readonly signal?: AbortSignal;
 }
 
 /** Expiry of cached content. */
@@ -97,13 +100,16 @@ export class CacheLifetime {
   async start(): Promise<{ problem?: string; loaded?: number }> {
     if (!this.scheduler) return {};
     const { problem, loaded } = await this.scheduler.start();
-    if (problem) {
-      // Stopping waits for this (rare) walk: a schedule cut short would never be rebuilt.
+    if (problem || (await this.scheduler.rebuildPending())) {
+      // A stop ends this (rare) walk; the marker, written first and removed once a write holds the
+      // rebuilt schedule, tells the next start to walk again.
       this.rebuilding = (async () => {
+        await this.scheduler!.markRebuild();
         for (const found of await this.onDisk()) {
           const ttl = this.o.ttlFor(found.repo);
           if (ttl > 0) this.scheduler!.rebuild([found], ttl);
         }
+        this.scheduler!.rebuilt();
       })();
       await this.rebuilding;
     }
@@ -128,9 +134,18 @@ export class CacheLifetime {
     return this.scheduler?.ready ?? true;
   }
 
-  /** Flushes the schedule. */
-  async stop(): Promise<void> {
+  /**
+   * Stops expiring (expiries under way end at their next step once `signal` has fired) and writes
+   * what changed so far; what in-flight requests still schedule is kept for `stop`.
+   */
+  async halt(): Promise<void> {
     await this.rebuilding?.catch(() => undefined);
+    await this.scheduler?.halt();
+  }
+
+  /** Halts, then writes the schedule's changes. */
+  async stop(): Promise<void> {
+    await this.halt();
     await this.scheduler?.stop();
   }
 
@@ -177,7 +192,8 @@ export class CacheLifetime {
   /** Everything cached on disk, to rebuild a lost schedule. */
   private async onDisk(): Promise<Array<{ repo: string; digest: string; type: ContentType }>> {
     const found: Array<{ repo: string; digest: string; type: ContentType }> = [];
-    for (const name of await listRepositories(this.o.driver, {})) {
+    for (const name of await listRepositories(this.o.driver, { signal: this.o.signal })) {
+      throwIfStopping(this.o.signal, 'rebuilding the schedule');
       const repo = this.o.repository(name);
       for (const d of await repo.listRevisions()) found.push({ repo: name, digest: d.value, type: 'manifest' });
       for (const d of await repo.listLayers()) found.push({ repo: name, digest: d.value, type: 'blob' });

@@ -10,6 +10,7 @@ import { parseDigest, type Digest } from '../distribution/digest.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
+import { StoppingError, throwIfStopping } from '../errors.js';
 
 /** Something the start-up walk reports each link to. */
 export type LinkVisitor = (repo: string, digest: Digest, type: 'blob' | 'manifest') => void | Promise<void>;
@@ -19,19 +20,21 @@ export type LinkVisitor = (repo: string, digest: Digest, type: 'blob' | 'manifes
  * link directories, each reported to `visit` (the link index, the size cap's measure). The links
  * are known by their directories' names, not read: a directory whose link is missing or wrong
  * counts as a link, which can only keep data (and costs one listing per repository, not a read per
- * link). Each step awaits the storage, so the walk never holds the event loop; `stop` ends it early.
+ * link). Each step awaits the storage, so the walk never holds the event loop; `signal` (the
+ * registry's stop) ends it at its next step with `StoppingError`: the index is then never marked
+ * built, and, being kept in memory only, is walked anew at the next start.
  */
 export async function walkLinks(
   driver: StorageDriver,
   repository: (name: string) => RepositoryStore,
   visit: LinkVisitor,
-  stop: () => boolean = () => false,
+  signal?: AbortSignal,
   onRepository?: (name: string, repo: RepositoryStore) => Promise<void>,
-): Promise<{ repositories: number; links: number; complete: boolean }> {
+): Promise<{ repositories: number; links: number }> {
   let repositories = 0;
   let links = 0;
-  for (const name of await listRepositories(driver, {})) {
-    if (stop()) return { repositories, links, complete: false };
+  for (const name of await listRepositories(driver, { signal })) {
+    throwIfStopping(signal, 'the walk of the cache');
     repositories++;
     const repo = repository(name);
     await onRepository?.(name, repo);
@@ -41,10 +44,11 @@ export async function walkLinks(
         if (!d) continue;
         links++;
         await visit(name, d, type);
+        throwIfStopping(signal, 'the walk of the cache');
       }
     }
   }
-  return { repositories, links, complete: true };
+  return { repositories, links };
 }
 
 /** Digests to the repositories that link them. */
@@ -124,9 +128,26 @@ export class LinkIndex {
     for (const wake of this.waiting.splice(0)) wake();
   }
 
-  /** Resolves once built. */
-  whenBuilt(): Promise<void> {
-    return this.built ? Promise.resolve() : new Promise((r) => this.waiting.push(r));
+  /**
+   * Resolves once built; rejects with `StoppingError` when `signal` (the registry's stop) fires
+   * first: a stop ends the walk, so the index would never be built and a waiter never woken.
+   */
+  whenBuilt(signal?: AbortSignal): Promise<void> {
+    if (this.built) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(new StoppingError('waiting for the walk of the cache'));
+    return new Promise((resolve, reject) => {
+      const abort = (): void => {
+        const i = this.waiting.indexOf(wake);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(new StoppingError('waiting for the walk of the cache'));
+      };
+      const wake = (): void => {
+        signal?.removeEventListener('abort', abort);
+        resolve();
+      };
+      this.waiting.push(wake);
+      signal?.addEventListener('abort', abort, { once: true });
+    });
   }
 
   /** The names of the repositories seen (walked or linked since), sorted; some may have been emptied since. */

@@ -10,6 +10,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { listRepositories } from '../storage/catalog.js';
 import type { LinkIndex } from './link-index.js';
+import { throwIfStopping } from '../errors.js';
 
 /** What purging works on. */
 export interface PurgeContext {
@@ -25,18 +26,28 @@ export interface PurgeContext {
   readonly unindexed?: () => Promise<string[]>;
   /** Brings the index up to date with what other replicas reported, before a deletion. */
   readonly refresh?: () => Promise<void>;
+  /**
+   * The registry's stop: a purge under way ends at its next step with `StoppingError` (its entry
+   * stays scheduled, and the next start purges again; every step can be done twice).
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Removes a manifest revision and the tags pointing at it from `repo`; returns the bytes freed. */
 export async function purgeManifest(c: PurgeContext, repo: string, digest: Digest): Promise<number> {
   const store = c.repository(repo);
-  for (const tag of await store.tagsFor(digest)) await store.untag(tag);
+  throwIfStopping(c.signal, `purging ${repo}@${digest.value}`);
+  for (const tag of await store.tagsFor(digest)) {
+    throwIfStopping(c.signal, `purging ${repo}@${digest.value}`);
+    await store.untag(tag);
+  }
   await store.unlinkRevision(digest);
   return deleteIfUnreferenced(c, digest);
 }
 
 /** Removes a layer link from `repo`; returns the bytes freed. */
 export async function purgeBlob(c: PurgeContext, repo: string, digest: Digest): Promise<number> {
+  throwIfStopping(c.signal, `purging ${repo}@${digest.value}`);
   await c.repository(repo).unlinkLayer(digest);
   return deleteIfUnreferenced(c, digest);
 }
@@ -49,11 +60,12 @@ export async function purgeBlob(c: PurgeContext, repo: string, digest: Digest): 
  */
 export async function deleteIfUnreferenced(c: PurgeContext, digest: Digest): Promise<number> {
   // Not yet known is not known to be unlinked: wait for the start-up walk.
-  await c.links?.whenBuilt();
+  await c.links?.whenBuilt(c.signal);
   await c.refresh?.();
   const known = c.links?.linkers(digest.value);
   const asked = new Set<string>();
-  for (const name of known ?? (await listRepositories(c.driver, {}))) {
+  for (const name of known ?? (await listRepositories(c.driver, { signal: c.signal }))) {
+    throwIfStopping(c.signal, `deleting ${digest.value}`);
     asked.add(name);
     const repo = c.repository(name);
     if ((await repo.hasLayer(digest)) || (await repo.hasRevision(digest))) return 0;
@@ -69,6 +81,7 @@ export async function deleteIfUnreferenced(c: PurgeContext, digest: Digest): Pro
   }
   const info = await c.blobs.stat(digest);
   if (!info) return 0;
+  throwIfStopping(c.signal, `deleting ${digest.value}`);
   await c.blobs.delete(digest);
   return info.size;
 }

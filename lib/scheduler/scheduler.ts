@@ -23,6 +23,7 @@ import { FileStateStore, StateWriteError, type StateStore } from './state-store.
 import type { Changes, Entry } from './state-file.js';
 import type { Release, SharedLocks } from '../storage/shared-lock.js';
 import { SCHEDULER_LEASE_KEY } from '../storage/paths.js';
+import { StoppingError } from '../errors.js';
 
 export type { Entry } from './state-file.js';
 
@@ -80,8 +81,16 @@ const NEW_ENTRY_JOURNAL_MS = 100;
 export interface ExpirySchedule {
   /** Loads what is stored (in the background: resolves when loaded) and starts expiring. */
   start(): Promise<{ problem?: string; loaded: number }>;
+  /** Stops expiring (and loading) and writes what changed so far; later changes are kept for `stop`. */
+  halt(): Promise<void>;
   /** Stops expiring and persists what changed. */
   stop(): Promise<void>;
+  /** True when an earlier rebuild from storage was interrupted (its marker is still there). */
+  rebuildPending(): Promise<boolean>;
+  /** A rebuild from storage begins: marked, so that one cut short is done again at the next start. */
+  markRebuild(): Promise<void>;
+  /** The rebuild is complete: its marker goes once a write holds it. */
+  rebuilt(): void;
   /** Content fetched: it expires `ttlMs` from now, or later if it already does. */
   add(repo: string, digest: string, type: EntryType, ttlMs: number): void;
   /** A cache hit: extends a scheduled entry, creates none. */
@@ -148,6 +157,8 @@ export class TtlScheduler implements ExpirySchedule {
   private leaseTimer?: NodeJS.Timeout;
   private syncTimer?: NodeJS.Timeout;
   private lastSync = 0;
+  /** A rebuild is complete: its marker is removed after the next successful write. */
+  private unmarkRebuild = false;
 
   constructor(private readonly o: SchedulerOptions) {
     this.now = o.now ?? Date.now;
@@ -321,6 +332,7 @@ export class TtlScheduler implements ExpirySchedule {
     await this.loading;
     if (!this.expiring) {
       if (this.dirty.size === 0 && this.hits.size === 0) return;
+      const unmark = this.unmarkRebuild;
       const hits = this.hits;
       this.hits = new Map();
       const changes: Map<string, { expiry: number; type: EntryType; hit?: boolean } | null> = this.takeChanges();
@@ -333,6 +345,11 @@ export class TtlScheduler implements ExpirySchedule {
           else this.dirty.add(key);
         }
         throw err;
+      }
+      // The rebuilt entries are in a journal, which the lease holder applies.
+      if (unmark) {
+        await this.store.markRebuild(false);
+        this.unmarkRebuild = false;
       }
       return;
     }
@@ -347,9 +364,14 @@ export class TtlScheduler implements ExpirySchedule {
       this.dirty = new Set();
       this.fullWrite = false;
     }
+    const unmark = this.unmarkRebuild;
     try {
       const r = await this.store.write(changes, { replace: full });
       this.lastWriteMs = r.ms;
+      if (unmark) {
+        await this.store.markRebuild(false);
+        this.unmarkRebuild = false;
+      }
     } catch (err) {
       for (const key of changes.keys()) if (!full) this.dirty.add(key);
       if (full || (err instanceof StateWriteError && err.base)) this.fullWrite = true;
@@ -419,16 +441,41 @@ export class TtlScheduler implements ExpirySchedule {
     }
   }
 
-  /** Stops the timers, waits for running expiries and writes what changed. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the timers and the load, waits for running expiries (the registry's stop signal ends
+   * them at their next step), and writes what changed so far: a stop does this while in-flight
+   * requests drain, so that `stop` has only what they changed since left to write.
+   */
+  async halt(): Promise<void> {
     this.stopped = true;
     this.disarm();
     clearTimeout(this.flushTimer);
     clearInterval(this.leaseTimer);
     clearInterval(this.syncTimer);
     await Promise.allSettled([...this.runs]);
+    await this.loading;
+    // A failure keeps the changes for `stop`'s write.
+    await this.flush().catch((err: Error) => this.o.logger?.warn(`writing ${this.store.location} failed: ${err.message}; trying again before exiting`));
+  }
+
+  async rebuildPending(): Promise<boolean> {
+    return this.store.rebuildMarked();
+  }
+
+  async markRebuild(): Promise<void> {
+    this.unmarkRebuild = false;
+    await this.store.markRebuild(true);
+  }
+
+  rebuilt(): void {
+    this.unmarkRebuild = true;
+    this.scheduleFlush();
+  }
+
+  /** Halts (see `halt`), then writes what changed. */
+  async stop(): Promise<void> {
     try {
-      await this.loading;
+      await this.halt();
       await this.flush();
     } finally {
       await this.lease?.();
@@ -536,6 +583,8 @@ export class TtlScheduler implements ExpirySchedule {
           if (this.index.get(key)?.version === current.version) this.remove(key);
         },
         (err: Error) => {
+          // Given up for the registry's stop: the entry stays as it was, due, for the next start.
+          if (err instanceof StoppingError) return void this.o.logger?.info(`expiring ${key} interrupted: the registry is stopping`);
           const n = (this.failures.get(key) ?? 0) + 1;
           const delay = Math.min((this.o.retryMs ?? 60_000) * 2 ** Math.min(n - 1, 30), this.o.maxRetryMs ?? 3_600_000);
           this.o.logger?.warn(`expiring ${key} failed (attempt ${n}), retrying in ${delay} ms: ${err?.message ?? String(err)}`);

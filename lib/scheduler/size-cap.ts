@@ -8,6 +8,7 @@ import type { Logger } from 'winston';
 import type { Digest } from '../distribution/digest.js';
 import type { ContentType } from '../stores.js';
 import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from './purge.js';
+import { StoppingError } from '../errors.js';
 
 /** What the size cap needs. */
 export interface SizeCapOptions extends PurgeContext {
@@ -174,6 +175,7 @@ export class SizeCap {
       try {
         await this.evictUntilUnderCap();
       } catch (err) {
+        if (err instanceof StoppingError) return void this.o.logger.info(`size cap eviction: ${err.message}`);
         this.o.logger.error(`size cap eviction failed: ${(err as Error).message}`);
       }
     });
@@ -198,7 +200,8 @@ export class SizeCap {
     // it may still be downloading, and it is what the cap promises to keep.
     this.needed = new Map();
     try {
-      while (this.total > this.o.maxBytes && this.o.evicts?.() !== false) {
+      // The registry's stop (`signal`) ends the pass; the next start measures and evicts again.
+      while (this.total > this.o.maxBytes && this.o.evicts?.() !== false && !this.o.signal?.aborted) {
         const from = this.unused.size > 0 ? this.unused : this.uses;
         const oldest = from.entries().next();
         if (oldest.done || oldest.value[0] === this.newestManifest) {

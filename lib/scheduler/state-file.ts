@@ -9,7 +9,7 @@
  * at every moment; and the journals of replicas that do not hold the expiry lease.
  */
 import { open, readFile, readdir, rename, mkdir, unlink, stat, writeFile, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import { scanStream, StateSyntaxError, type ScannedMember } from './state-scanner.js';
@@ -351,6 +351,35 @@ export async function mergeState(path: string, changes: Changes, opts: { replace
   } catch (err) {
     await unlink(temp).catch(() => undefined);
     throw err;
+  } finally {
+    await release();
+  }
+}
+
+/**
+ * Removes the temporary files of state writes that never finished (a process killed mid-write),
+ * under the file's lock: a writer holds the lock for as long as its temporary file exists, so any
+ * found under it is an orphan, never another live writer's. Returns how many were removed.
+ */
+export async function removeUnfinishedWrites(path: string): Promise<number> {
+  const prefix = `${basename(path)}.`;
+  let names: string[];
+  try {
+    names = (await readdir(dirname(path))).filter((n) => n.startsWith(prefix) && n.endsWith('.tmp'));
+  } catch {
+    return 0;
+  }
+  if (names.length === 0) return 0;
+  const release = await lockState(path);
+  try {
+    let removed = 0;
+    for (const n of names) {
+      await unlink(`${dirname(path)}/${n}`).then(
+        () => removed++,
+        () => undefined,
+      );
+    }
+    return removed;
   } finally {
     await release();
   }

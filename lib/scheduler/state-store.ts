@@ -10,6 +10,7 @@
  * changes: its cost per write is the number of changes, never the size of the schedule.
  */
 import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -24,6 +25,7 @@ import {
   mergeStreams,
   parseJournal,
   readJournal,
+  removeUnfinishedWrites,
   StateBaseError,
   writeJournal,
   type Changes,
@@ -51,6 +53,10 @@ export interface StateStore {
   journals(): Promise<string[]>;
   readJournal(name: string): Promise<Changes>;
   dropJournals(names: readonly string[]): Promise<void>;
+  /** Whether the marker of an interrupted rebuild of the schedule from storage is there. */
+  rebuildMarked(): Promise<boolean>;
+  /** Writes (`on`) or removes the marker of a rebuild under way. */
+  markRebuild(on: boolean): Promise<void>;
   /** Ends the worker. */
   close(): Promise<void>;
 }
@@ -72,6 +78,9 @@ export class StateWriteError extends Error {
     super(message);
   }
 }
+
+/** Beside the state: a rebuild of the schedule from storage is under way (or was cut short). */
+const rebuildMarker = (state: string): string => `${state}.rebuilding`;
 
 /** Changes per message to the thread: cloning a batch costs the event loop about a millisecond. */
 const BATCH = 5000;
@@ -107,6 +116,8 @@ export class FileStateStore implements StateStore {
   load(onBatch: (entries: StoredEntry[]) => void, stop?: () => boolean): Promise<LoadResult> {
     // The thread boots while the file loads, so the first write does not wait for it.
     if (!this.closed) this.thread();
+    // In the background: a lock left by a writer killed mid-write is waited for until it is stale.
+    void removeUnfinishedWrites(this.location).catch(() => undefined);
     return loadState(this.location, onBatch, stop);
   }
 
@@ -182,6 +193,18 @@ export class FileStateStore implements StateStore {
 
   dropJournals(names: readonly string[]): Promise<void> {
     return deleteJournals(this.journalDir, names);
+  }
+
+  async rebuildMarked(): Promise<boolean> {
+    return existsSync(rebuildMarker(this.location));
+  }
+
+  async markRebuild(on: boolean): Promise<void> {
+    const marker = rebuildMarker(this.location);
+    if (on) {
+      await mkdir(dirname(marker), { recursive: true });
+      await writeFile(marker, '');
+    } else await rm(marker, { force: true });
   }
 
   async close(): Promise<void> {
@@ -312,6 +335,18 @@ export class DriverStateStore implements StateStore {
 
   async dropJournals(names: readonly string[]): Promise<void> {
     for (const n of names) await this.driver.delete(`${this.journalDir}/${n}`).catch(() => undefined);
+  }
+
+  async rebuildMarked(): Promise<boolean> {
+    return (await this.driver.stat(rebuildMarker(this.path)).catch(() => undefined)) !== undefined;
+  }
+
+  async markRebuild(on: boolean): Promise<void> {
+    const marker = rebuildMarker(this.path);
+    if (on) await this.driver.putContent(marker, '');
+    else await this.driver.delete(marker).catch((err: Error) => {
+      if (!(err instanceof PathNotFoundError)) throw err;
+    });
   }
 
   async close(): Promise<void> {

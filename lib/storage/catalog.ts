@@ -12,6 +12,7 @@ import type { StorageDriver } from './driver.js';
 import { listOrEmpty } from './blob-store.js';
 import { MANIFESTS_ENTRY, RESERVED_PREFIX, repositoriesRoot } from './paths.js';
 import { isValidName } from '../distribution/reference.js';
+import { throwIfStopping } from '../errors.js';
 
 /** Directory listings read ahead per directory. */
 const READ_AHEAD = 16;
@@ -47,6 +48,8 @@ export interface CatalogPage {
   readonly last?: string;
   /** Descends into a directory (`team`, `team/app`) only when this accepts its path. */
   readonly within?: (path: string) => boolean;
+  /** The registry's stop: the walk ends at its next directory with `StoppingError`. */
+  readonly signal?: AbortSignal;
 }
 
 /** A name as distribution orders paths: component by component (`/` below every other character). */
@@ -59,6 +62,7 @@ export async function listRepositories(driver: StorageDriver, page: CatalogPage)
   const root = repositoriesRoot();
   const last = page.last === undefined ? undefined : pathKey(page.last);
   const walk = async (prefix: string, entries: string[]): Promise<boolean> => {
+    throwIfStopping(page.signal, 'the walk of the catalog');
     if (prefix && entries.includes(MANIFESTS_ENTRY) && isValidName(prefix) && (last === undefined || pathKey(prefix) > last)) {
       found.push(prefix);
       if (found.length >= limit) return false;
