@@ -5,17 +5,31 @@
  */
 import { randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { join } from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import request from 'supertest';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { type TestMirror } from './helpers/mirror.js';
 import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
 import { sha256 } from './helpers/digest.js';
 import { until } from './helpers/until.js';
+import { parseDigest } from '../lib/distribution/digest.js';
+import { blobDataPath } from '../lib/storage/paths.js';
 
 const sha = sha256;
 const MiB = 1024 * 1024;
+v8.setFlagsFromString('--expose-gc');
+/** A full collection, so that Buffer memory counts what is held, not garbage not yet collected. */
+const gc = vm.runInNewContext('gc') as () => void;
+/** Buffer memory held after a full collection. */
+const heldBuffers = (): number => {
+  gc();
+  return process.memoryUsage().arrayBuffers;
+};
 
 /** The server side of each HTTP request of this process (the mirror's and the fake upstream's), by server port. */
 function serverResponses(): { of(port: number): http.ServerResponse[]; stop(): void } {
@@ -40,6 +54,13 @@ interface Pause {
   readonly handedOver: number;
   /** Bytes queued in the mirror's memory for the connection (the response's and its socket's buffers) at the end. */
   readonly queued: number;
+  /**
+   * How much more Buffer memory the whole process (mirror, fake upstream, client) held at the end
+   * of the pause than at its start. Meaningful only with nothing else in flight at the end: at the
+   * start a transfer is under way, and its buffers of the moment (tens of MiB at times under load)
+   * can only make this smaller.
+   */
+  readonly growth: number;
 }
 
 /**
@@ -57,6 +78,7 @@ function pausedDownload(url: string, response: () => http.ServerResponse | undef
         let paused = false;
         const hold = async (): Promise<void> => {
           const receivedAtPause = received;
+          const base = heldBuffers();
           const began = Date.now();
           let last = -1;
           let since = Date.now();
@@ -71,7 +93,7 @@ function pausedDownload(url: string, response: () => http.ServerResponse | undef
             90_000,
           );
           const r = response()!;
-          pause = { receivedAtPause, handedOver: r.socket!.bytesWritten, queued: r.writableLength };
+          pause = { receivedAtPause, handedOver: r.socket!.bytesWritten, queued: r.writableLength, growth: heldBuffers() - base };
         };
         res.on('data', (c: Buffer) => {
           chunks.push(c);
@@ -129,10 +151,11 @@ describe('slow clients', () => {
     try {
       const mirrorPort = Number(new URL(mirror.url).port);
       const upstreamPort = Number(new URL(upstream.url).port);
-      // Being fetched: the pause lasts until the upstream has sent the whole blob (the mirror reads
-      // it at the disk's pace, not at its client's), so that a mirror buffering for its client would
-      // have all of it to buffer.
-      const upstreamDone = (): boolean => warm || responses.of(upstreamPort).some((r) => r.writableFinished);
+      // Being fetched: the pause lasts until the upstream has sent the whole blob and the mirror has
+      // stored it (it reads the upstream at the disk's pace, not at its client's), so that a mirror
+      // buffering for its client would have all of it to buffer, and nothing else is in flight.
+      const stored = join(mirror.root, blobDataPath(parseDigest(digest)!));
+      const upstreamDone = (): boolean => warm || (responses.of(upstreamPort).some((r) => r.writableFinished) && existsSync(stored));
       const res = await pausedDownload(`${mirror.url}/v2/library/big/blobs/${digest}`, () => responses.of(mirrorPort).at(-1), upstreamDone);
       expect(res.complete).toBe(true);
       expect(sha(res.body)).toBe(digest);
@@ -143,6 +166,9 @@ describe('slow clients', () => {
       // ... and what it handed over is what the client read plus the kernel's socket buffers
       // (loopback: up to 4 MiB sending, and a receive window that grows while the client reads).
       expect(res.pause.handedOver - res.pause.receivedAtPause).toBeLessThan(24 * MiB);
+      // ... and nothing is held for it further up either (a read-ahead of the blob in the stream
+      // that feeds the response would be here): socket buffers and a read-ahead of a few MiB.
+      expect(res.pause.growth).toBeLessThan(16 * MiB);
       expect(upstream.count(/^GET \/v2\/library\/big\/blobs\//)).toBe(1);
     } finally {
       responses.stop();
