@@ -25,10 +25,21 @@ const MiB = 1024 * 1024;
 v8.setFlagsFromString('--expose-gc');
 /** A full collection, so that Buffer memory counts what is held, not garbage not yet collected. */
 const gc = vm.runInNewContext('gc') as () => void;
-/** Buffer memory held after a full collection. */
-const heldBuffers = (): number => {
-  gc();
-  return process.memoryUsage().arrayBuffers;
+/**
+ * Buffer memory held after full collections. V8 frees the memory of collected buffers after the
+ * collection, partly in tasks of its own: one `gc()` and an immediate reading counted garbage of
+ * the moment (tens of MiB either way in a run), so collect until two readings agree.
+ */
+const heldBuffers = async (): Promise<number> => {
+  let last = Number.NaN;
+  for (let i = 0; i < 10; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+    const now = process.memoryUsage().arrayBuffers;
+    if (Math.abs(now - last) < 256 * 1024) return now;
+    last = now;
+  }
+  return last;
 };
 
 /** The server side of each HTTP request of this process (the mirror's and the fake upstream's), by server port. */
@@ -78,7 +89,7 @@ function pausedDownload(url: string, response: () => http.ServerResponse | undef
         let paused = false;
         const hold = async (): Promise<void> => {
           const receivedAtPause = received;
-          const base = heldBuffers();
+          const base = await heldBuffers();
           const began = Date.now();
           let last = -1;
           let since = Date.now();
@@ -93,7 +104,7 @@ function pausedDownload(url: string, response: () => http.ServerResponse | undef
             90_000,
           );
           const r = response()!;
-          pause = { receivedAtPause, handedOver: r.socket!.bytesWritten, queued: r.writableLength, growth: heldBuffers() - base };
+          pause = { receivedAtPause, handedOver: r.socket!.bytesWritten, queued: r.writableLength, growth: (await heldBuffers()) - base };
         };
         res.on('data', (c: Buffer) => {
           chunks.push(c);
