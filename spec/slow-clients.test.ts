@@ -9,38 +9,18 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import request from 'supertest';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { type TestMirror } from './helpers/mirror.js';
 import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
 import { sha256 } from './helpers/digest.js';
 import { until } from './helpers/until.js';
+import { heldBuffers } from './helpers/held-buffers.js';
 import { parseDigest } from '../lib/distribution/digest.js';
 import { blobDataPath } from '../lib/storage/paths.js';
 
 const sha = sha256;
 const MiB = 1024 * 1024;
-v8.setFlagsFromString('--expose-gc');
-/** A full collection, so that Buffer memory counts what is held, not garbage not yet collected. */
-const gc = vm.runInNewContext('gc') as () => void;
-/**
- * Buffer memory held after full collections. V8 frees the memory of collected buffers after the
- * collection, partly in tasks of its own: one `gc()` and an immediate reading counted garbage of
- * the moment (tens of MiB either way in a run), so collect until two readings agree.
- */
-const heldBuffers = async (): Promise<number> => {
-  let last = Number.NaN;
-  for (let i = 0; i < 10; i++) {
-    gc();
-    await new Promise((r) => setTimeout(r, 20));
-    const now = process.memoryUsage().arrayBuffers;
-    if (Math.abs(now - last) < 256 * 1024) return now;
-    last = now;
-  }
-  return last;
-};
 
 /** The server side of each HTTP request of this process (the mirror's and the fake upstream's), by server port. */
 function serverResponses(): { of(port: number): http.ServerResponse[]; stop(): void } {
