@@ -13,6 +13,8 @@ import { seedImage, startFakeUpstream, type FakeUpstream } from './helpers/fake-
 import { startMirror, type TestMirror } from './helpers/mirror.js';
 import { temporaryFiles } from './helpers/temp-files.js';
 import { heldBuffers } from './helpers/held-buffers.js';
+import { serverResponses } from './helpers/server-responses.js';
+import { until } from './helpers/until.js';
 import { describeSmallDisk, mountSmallDisk, type SmallDisk } from './helpers/small-disk.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -20,11 +22,8 @@ const blobPath = (root: string, digest: string): string =>
   join(root, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7), 'data');
 const MiB = 1024 * 1024;
 
-/**
- * GETs `url`, optionally reading nothing for `pauseMs` after the first 4 MiB; `onPause` runs when
- * the pause starts and returns what to run when it ends.
- */
-function download(url: string, pauseMs = 0, onPause?: () => Promise<() => Promise<void>>): Promise<{ status: number; body: Buffer; complete: boolean }> {
+/** GETs `url`; with `hold`, reads nothing after the first 4 MiB until `hold()` resolves. */
+function download(url: string, hold?: () => Promise<void>): Promise<{ status: number; body: Buffer; complete: boolean }> {
   return new Promise((resolve) => {
     const req = http.get(url, { agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -33,15 +32,10 @@ function download(url: string, pauseMs = 0, onPause?: () => Promise<() => Promis
       res.on('data', (c: Buffer) => {
         chunks.push(c);
         received += c.length;
-        if (pauseMs > 0 && !paused && received >= 4 * MiB) {
+        if (hold && !paused && received >= 4 * MiB) {
           paused = true;
           res.pause();
-          void (async () => {
-            const resumed = await onPause?.();
-            await new Promise((r) => setTimeout(r, pauseMs));
-            await resumed?.();
-            res.resume();
-          })();
+          hold().then(() => res.resume(), (err: unknown) => res.destroy(err as Error));
         }
       });
       res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), complete: res.complete }));
@@ -105,17 +99,40 @@ describeSmallDisk('a full disk while caching', () => {
   test('past the disk, a paused client holds the upstream back instead of being buffered in memory', async () => {
     const content = randomBytes(48 * MiB);
     const digest = upstream.addBlob('library/big', content);
-    // The growth of Buffer memory held while the client reads nothing (read after collections, not
-    // garbage of the moment): the mirror may hold its window and socket buffers, not the 44 MiB
-    // that do not fit on the disk.
-    let growth = Number.NaN;
-    const res = await download(`${mirror.url}/v2/library/big/blobs/${digest}`, 1500, async () => {
-      const base = await heldBuffers();
-      return async () => void (growth = (await heldBuffers()) - base);
-    });
-    expect(res.complete).toBe(true);
-    expect(sha(res.body)).toBe(digest);
-    expect(growth).toBeLessThan(20 * MiB);
+    const responses = serverResponses();
+    const mirrorPort = Number(new URL(mirror.url).port);
+    let pause: { queued: number; growth: number } | undefined;
+    try {
+      const res = await download(`${mirror.url}/v2/library/big/blobs/${digest}`, async () => {
+        const base = await heldBuffers();
+        const began = Date.now();
+        let [last, since] = [-1, Date.now()];
+        // Until the mirror has stopped writing to the paused connection (its byte count unchanged for
+        // 500 ms, at least 1.5 s): waiting for the condition, as a loaded machine may take long.
+        await until(
+          () => {
+            const written = responses.of(mirrorPort).at(-1)?.socket?.bytesWritten ?? -1;
+            if (written !== last) [last, since] = [written, Date.now()];
+            return Date.now() - began >= 1500 && Date.now() - since >= 500;
+          },
+          'the mirror to stop writing to the paused client',
+          90_000,
+        );
+        // Read after collections, not garbage of the moment.
+        pause = { queued: responses.of(mirrorPort).at(-1)!.writableLength, growth: (await heldBuffers()) - base };
+      });
+      expect(res.complete).toBe(true);
+      expect(sha(res.body)).toBe(digest);
+    } finally {
+      responses.stop();
+    }
+    // The mechanism: the mirror stopped handing the blob to the paused connection, so nothing piles
+    // up in the response's and its socket's buffers (a chunk of the upstream's at most, not the
+    // 44 MiB that do not fit on the disk) ...
+    expect(pause!.queued).toBeLessThan(2 * MiB);
+    // ... and nothing is held for it further up either: the growth of Buffer memory held while the
+    // client reads nothing is the mirror's window and socket buffers, not the rest of the blob.
+    expect(pause!.growth).toBeLessThan(20 * MiB);
   });
 
   test('wrong bytes past the disk still end in an aborted transfer', async () => {

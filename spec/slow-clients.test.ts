@@ -4,7 +4,6 @@
  * the mirror stop writing to it too, instead of buffering the blob in memory for it.
  */
 import { randomBytes } from 'node:crypto';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -16,26 +15,12 @@ import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstre
 import { sha256 } from './helpers/digest.js';
 import { until } from './helpers/until.js';
 import { heldBuffers } from './helpers/held-buffers.js';
+import { serverResponses } from './helpers/server-responses.js';
 import { parseDigest } from '../lib/distribution/digest.js';
 import { blobDataPath } from '../lib/storage/paths.js';
 
 const sha = sha256;
 const MiB = 1024 * 1024;
-
-/** The server side of each HTTP request of this process (the mirror's and the fake upstream's), by server port. */
-function serverResponses(): { of(port: number): http.ServerResponse[]; stop(): void } {
-  const seen: { port: number; response: http.ServerResponse }[] = [];
-  // Node's public hook on every request an http.Server of this process receives.
-  const onRequest = (message: unknown): void => {
-    const { response, socket } = message as { response: http.ServerResponse; socket: net.Socket };
-    seen.push({ port: socket.localPort!, response });
-  };
-  subscribe('http.server.request.start', onRequest);
-  return {
-    of: (port) => seen.filter((s) => s.port === port).map((s) => s.response),
-    stop: () => unsubscribe('http.server.request.start', onRequest),
-  };
-}
 
 /** What the mirror did while its client read nothing. */
 interface Pause {
