@@ -16,4 +16,13 @@ export default {
   globalTeardown: '<rootDir>/spec/global-teardown.js',
   testTimeout: 60000,
   maxWorkers: 2,
+  // A test worker's memory grows with every spec file it runs (jest's ESM mode keeps part of each
+  // file's module graph: jestjs/jest#14605), and a worker's exit frees it all: past a few hundred
+  // MB that took longer than the 500 ms jest waits for a worker to end on a loaded machine, and
+  // every whole run ended with "A worker process has failed to exit gracefully". A worker past
+  // this much heap after a file is replaced by a fresh one, so the workers that end the run are
+  // small and end at once.
+  workerIdleMemoryLimit: '200MB',
+  // The default reporter, and one that fails the run if jest still has to force a worker to exit.
+  reporters: ['default', '<rootDir>/spec/exit-reporter.js'],
 };
