@@ -294,6 +294,6 @@ describe('the events of a pull through the mirror', () => {
     expect(metrics).toMatch(/registry_notifications_dropped_total\{endpoint="sink",reason="queue_full"\} 8/);
     expect(metrics).toMatch(/registry_notifications_pending_total\{endpoint="sink"\} 2/);
     expect(metrics).toMatch(/registry_notifications_events_total\{type="Events",endpoint="sink"\} 2/);
-    expect(mirror.logs()).toMatch(/notifications: endpoint sink: events dropped \(1 with its queue full\)/);
+    expect(mirror.logs()).toMatch(/level=warning msg="notifications: events dropped[^"]*" dropped\.queue_full=1 endpoint=sink/);
   });
 });

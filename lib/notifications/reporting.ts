@@ -1,5 +1,6 @@
 /**
- * What the endpoints report, turned into distribution's notification metrics and our log lines: a
+ * What the endpoints report, turned into distribution's notification metrics and our log lines (a
+ * short message, the endpoint and the rest as fields: `endpoint`, `err.message`, ...): a
  * failing endpoint is logged once when it starts backing off and once when it delivers again, and
  * dropped events at most once per endpoint every 10 seconds (with how many), so a dead endpoint
  * under load neither floods the log nor goes unnoticed.
@@ -25,20 +26,20 @@ export function reportingListener(metrics: Metrics, logger: Logger): EndpointLis
     delivered: (endpoint, code) => {
       status(endpoint, code);
       metrics.notificationEvents.inc({ type: 'Successes', endpoint });
-      if (failing.delete(endpoint)) logger.info(`notifications: endpoint ${endpoint} accepts events again`);
+      if (failing.delete(endpoint)) logger.info('notifications: endpoint accepts events again', { endpoint });
     },
     rejected: (endpoint, code) => {
       status(endpoint, code);
       metrics.notificationEvents.inc({ type: 'Failures', endpoint });
-      logger.debug(`notifications: endpoint ${endpoint} answered ${code}; retrying`);
+      logger.debug('notifications: endpoint refused the events, retrying', { endpoint, 'http.response.status': code });
     },
     failed: (endpoint, err) => {
       metrics.notificationEvents.inc({ type: 'Errors', endpoint });
-      logger.debug(`notifications: endpoint ${endpoint}: ${err.message}; retrying`);
+      logger.debug('notifications: delivery failed, retrying', { endpoint, 'err.message': err.message });
     },
     backingOff: (endpoint, failures, err) => {
       failing.add(endpoint);
-      logger.warn(`notifications: endpoint ${endpoint} failed ${failures} times in a row (${err.message}): retrying every backoff, events queue up to its queuelimit`);
+      logger.warn('notifications: endpoint failing, retrying every backoff; events queue up to its queuelimit', { endpoint, failures, 'err.message': err.message });
     },
     dropped: (endpoint, reason, count) => {
       metrics.notificationsDropped.inc({ endpoint, reason }, count);
@@ -48,9 +49,10 @@ export function reportingListener(metrics: Metrics, logger: Logger): EndpointLis
       const now = Date.now();
       if (reason !== 'shutdown' && now - d.logged < DROP_LOG_INTERVAL_MS) return;
       d.logged = now;
-      const what = (Object.entries(d.since) as [DropReason, number][]).filter(([, n]) => n > 0).map(([r, n]) => `${n} ${r === 'queue_full' ? 'with its queue full' : 'queued at shutdown'}`);
+      // One field per reason with drops since the last line (`dropped.queue_full`, `dropped.shutdown`).
+      const counts = Object.fromEntries((Object.entries(d.since) as [DropReason, number][]).filter(([, n]) => n > 0).map(([r, n]) => [`dropped.${r}`, n]));
       d.since = { queue_full: 0, shutdown: 0 };
-      logger.warn(`notifications: endpoint ${endpoint}: events dropped (${what.join(', ')}); see registry_notifications_dropped_total`);
+      logger.warn('notifications: events dropped, see registry_notifications_dropped_total', { endpoint, ...counts });
     },
   };
 }
