@@ -127,7 +127,7 @@ describe('hosted content is outside the cache policies', () => {
       for (const d of [img.config, ...img.layers]) await request(mirror.url).get(`/v2/org/a/blobs/${d}`).expect(200);
       await request(mirror.url).get('/v2/internal/app/manifests/latest').set('Accept', OCI).expect(200);
       expect(await until(() => !existsSync(blobFile(root, img.layers[0]!)))).toBe(true);
-      expect(await until(() => /not expiring blob internal\/app@/.test(mirror.logs()))).toBe(true);
+      expect(await until(() => /msg="not expiring: the repository is hosted" type=blob vars\.digest=\S+ vars\.name=internal\/app/.test(mirror.logs()))).toBe(true);
       await request(mirror.url).get('/v2/internal/app/manifests/latest').set('Accept', OCI).expect(200);
       await request(mirror.url).get(`/v2/internal/app/blobs/${hostedLayer}`).expect(200);
     } finally {
@@ -161,8 +161,8 @@ describe('hosted content is outside the cache policies', () => {
     const again = await startMirror(upstream.url, { root, proxyYaml: 'maxsize: 10KB\nhosted: [internal/]' });
     try {
       // The cap measures in the background.
-      expect(await until(() => /size cap 10000 bytes: \d+ bytes cached/.test(again.logs()))).toBe(true);
-      const m = /size cap 10000 bytes: (\d+) bytes cached/.exec(again.logs());
+      expect(await until(() => /msg="size cap: cache measured" cached\.bytes=\d+ maxsize\.bytes=10000/.test(again.logs()))).toBe(true);
+      const m = /msg="size cap: cache measured" cached\.bytes=(\d+) maxsize\.bytes=10000/.exec(again.logs());
       expect(Number(m?.[1])).toBeLessThan(30_000);
       await request(again.url).get(`/v2/internal/big/blobs/${sha256(big.layers[0]!)}`).expect(200);
     } finally {

@@ -151,8 +151,8 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     await until(async () => JSON.stringify(await state()) === '{}', 'the expiry of every entry, written to the state file', 40_000);
     const logs = replicas.map((r) => r.logs()).join('\n');
     for (const { repo, img } of images) {
-      expect(logs.match(new RegExp(`expired manifest ${repo}@${img.manifest}`, 'g'))).toHaveLength(1);
-      for (const d of [img.config, ...img.layers]) expect(logs.match(new RegExp(`expired blob ${repo}@${d}`, 'g'))).toHaveLength(1);
+      expect(logs.match(new RegExp(`msg="expired" .*type=manifest vars\\.digest=${img.manifest} vars\\.name=${repo}(?=\\s|$)`, 'gm'))).toHaveLength(1);
+      for (const d of [img.config, ...img.layers]) expect(logs.match(new RegExp(`msg="expired" .*type=blob vars\\.digest=${d} vars\\.name=${repo}(?=\\s|$)`, 'gm'))).toHaveLength(1);
       for (const d of [img.config, ...img.layers]) {
         await expect(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: blobData(d) }))).rejects.toThrow();
       }
@@ -178,7 +178,7 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
       expect((await fetch(`${other.url}/v2/library/cap${i + 1}/manifests/v1`, { headers: { accept: ACCEPT } })).status).toBe(200);
       for (const d of [img.config, ...img.layers]) expect((await getHashed(`${other.url}/v2/library/cap${i + 1}/blobs/${d}`)).digest).toBe(d);
     }
-    await until(() => /evicted manifest library\/cap1@/.test(replicas[holder]!.logs()), 'the holder to evict the least recently used image', 20_000);
+    await until(() => /msg="evicted" .*type=manifest vars\.digest=\S+ vars\.name=library\/cap1(?=\s|$)/m.test(replicas[holder]!.logs()), 'the holder to evict the least recently used image', 20_000);
     await until(async () => (await Promise.all(images[0]!.layers.map(cached))).every((c) => !c), 'the first image\'s layers deleted', 10_000);
     for (const img of images.slice(1)) for (const d of [img.config, ...img.layers]) expect(await cached(d)).toBe(true);
     replicas.forEach((r, i) => i !== holder && expect(r.logs()).not.toMatch(/evicted/));

@@ -189,10 +189,10 @@ describe('replicas on one storage root', () => {
     // the TTL and a pull stored the content again after its expiry.
     const stored = (what: string): number => upstream.count(new RegExp(`^GET /v2/library/app/${what}`));
     expect(stored('manifests/')).toBeGreaterThanOrEqual(1);
-    expect(logs.match(new RegExp(`expired manifest library/app@${img.manifest}`, 'g'))).toHaveLength(stored('manifests/'));
+    expect(logs.match(new RegExp(`msg="expired" .*type=manifest vars\\.digest=${img.manifest} vars\\.name=library/app(?=\\s|$)`, 'gm'))).toHaveLength(stored('manifests/'));
     for (const d of [img.config, ...img.layers]) {
       expect(stored(`blobs/${d}`)).toBeGreaterThanOrEqual(1);
-      expect(logs.match(new RegExp(`expired blob library/app@${d}`, 'g'))).toHaveLength(stored(`blobs/${d}`));
+      expect(logs.match(new RegExp(`msg="expired" .*type=blob vars\\.digest=${d} vars\\.name=library/app(?=\\s|$)`, 'gm'))).toHaveLength(stored(`blobs/${d}`));
     }
     expect(logs.match(/scheduler lease taken/g)).toHaveLength(1);
     expect(replicas.every((r) => r.alive())).toBe(true);
@@ -215,10 +215,10 @@ describe('replicas on one storage root', () => {
         expect(a.logs()).not.toMatch(/evicted/);
       }
     }
-    await until(() => /evicted manifest library\/app1@/.test(a.logs()), 'A to evict the least recently used image', 20_000);
+    await until(() => /msg="evicted" .*type=manifest vars\.digest=\S+ vars\.name=library\/app1(?=\s|$)/m.test(a.logs()), 'A to evict the least recently used image', 20_000);
     await until(() => images[0]!.layers.every((d) => !existsSync(data(d))), 'the first image\'s layers deleted', 10_000);
     for (const img of images.slice(1)) for (const d of [img.config, ...img.layers]) expect(existsSync(data(d))).toBe(true);
-    expect(a.logs()).not.toMatch(/evicted (manifest|blob) library\/app[23]@/);
+    expect(a.logs()).not.toMatch(/msg="evicted" .*vars\.name=library\/app[23](?=\s|$)/m);
     expect(b.logs()).not.toMatch(/evicted/);
     expect(replicas.every((r) => r.alive())).toBe(true);
   }, 120_000);

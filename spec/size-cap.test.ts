@@ -62,7 +62,7 @@ describe('size cap (proxy.maxsize)', () => {
     }
     const last = images[3]!;
     expect(existsSync(dataPath(mirror.root, images[0]!.img.layers[0]!))).toBe(false);
-    expect(mirror.logs()).toMatch(/evicted manifest team\/a@sha256:\w+ \(size cap 70000 bytes\)/);
+    expect(mirror.logs()).toMatch(/msg="evicted" .*maxsize\.bytes=70000 type=manifest vars\.digest=sha256:\w+ vars\.name=team\/a/);
     upstream.setDown(true);
     await pull(last.name, 'v1', last.img);
     const metrics = await mirror.registry.metrics.registry.getSingleMetricAsString('registry_mirror_evictions_total');
@@ -122,7 +122,7 @@ describe('size cap (proxy.maxsize)', () => {
     await pullV1();
     await pull('team/c', 'v1', seedImage(upstream, 'team/c', 'v1', [randomBytes(30_000)]));
     await until(() => diskBytes(mirror.root) <= 70_000, 'the cap');
-    expect(mirror.logs()).toMatch(new RegExp(`evicted manifest team/x@${image.manifest}`));
+    expect(mirror.logs()).toMatch(new RegExp(`msg="evicted" .*type=manifest vars\\.digest=${image.manifest} vars\\.name=team/x`));
     expect(existsSync(dataPath(mirror.root, image.layers[0]!))).toBe(true);
     upstream.setDown(true);
     await pullV1();
@@ -137,7 +137,7 @@ describe('size cap (proxy.maxsize)', () => {
     mirror = await startMirror(upstream.url, { root, proxyYaml: 'maxsize: 50KB' });
     // The measure runs in the background (start-up never waits for a walk of the cache).
     await until(() => diskBytes(root) <= 50_000, 'the cache under its lowered cap');
-    expect(mirror.logs()).toMatch(/size cap 50000 bytes: \d+ bytes cached/);
+    expect(mirror.logs()).toMatch(/msg="size cap: cache measured" cached\.bytes=\d+ maxsize\.bytes=50000/);
   });
 
   test('the most recent image is kept whole even when it alone is over the cap, with one warning', async () => {
@@ -150,7 +150,7 @@ describe('size cap (proxy.maxsize)', () => {
     for (const d of big.layers) expect(existsSync(dataPath(mirror.root, d))).toBe(true);
     upstream.setDown(true);
     await pull('team/big', 'v1', big);
-    expect(mirror.logs().match(/alone keeps the cache at \d+ bytes, over proxy.maxsize/g)).toHaveLength(1);
+    expect(mirror.logs().match(/msg="the most recently pulled image alone is over proxy.maxsize: it is kept" cached\.bytes=\d+ maxsize\.bytes=\d+/g)).toHaveLength(1);
   });
 
   test('sizes in configuration, and touchonhit', () => {

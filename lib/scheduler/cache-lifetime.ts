@@ -172,12 +172,13 @@ export class CacheLifetime {
     const digest = parseDigest(raw);
     if (!digest) return;
     if (this.o.exclude?.(repo)) {
-      this.o.logger.info(`not expiring ${entry.type} ${repo}@${digest.value}: the repository is hosted`);
+      this.o.logger.info('not expiring: the repository is hosted', { type: entry.type, 'vars.name': repo, 'vars.digest': digest.value });
       return;
     }
     const freed = entry.type === 'manifest' ? await purgeManifest(this.purging, repo, digest) : await purgeBlob(this.purging, repo, digest);
     this.o.onExpired?.(entry.type, freed, digest, repo);
-    this.o.logger.info(`expired ${entry.type} ${repo}@${digest.value}${freed > 0 ? `, freed ${freed} bytes` : ', data still linked elsewhere'}`);
+    // `freed` 0: the data is still linked elsewhere.
+    this.o.logger.info('expired', { type: entry.type, 'vars.name': repo, 'vars.digest': digest.value, freed });
   }
 
   /** Whether the repository still links the entry's content (another replica may have expired it). */

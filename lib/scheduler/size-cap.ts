@@ -92,7 +92,8 @@ export class SizeCap {
   async measuredAll(): Promise<void> {
     this.measured = true;
     this.o.onSize?.(this.total);
-    this.o.logger.info(this.enforcing ? `size cap ${this.o.maxBytes} bytes: ${this.total} bytes cached` : `the cache holds ${this.total} bytes of blob data`);
+    if (this.enforcing) this.o.logger.info('size cap: cache measured', { 'cached.bytes': this.total, 'maxsize.bytes': this.o.maxBytes });
+    else this.o.logger.info('cache measured', { 'cached.bytes': this.total });
     await this.enforce();
   }
 
@@ -175,8 +176,8 @@ export class SizeCap {
       try {
         await this.evictUntilUnderCap();
       } catch (err) {
-        if (err instanceof StoppingError) return void this.o.logger.info(`size cap eviction: ${err.message}`);
-        this.o.logger.error(`size cap eviction failed: ${(err as Error).message}`);
+        if (err instanceof StoppingError) return void this.o.logger.info('size cap eviction stopped', { 'err.message': err.message });
+        this.o.logger.error('size cap eviction failed', { 'err.message': (err as Error).message });
       }
     });
     return this.running;
@@ -212,7 +213,8 @@ export class SizeCap {
         from.delete(key);
         const freed = use.type === 'manifest' ? await this.evictManifest(use) : await this.evictBlob(use.repo, use.digest);
         this.o.onEvicted?.(use.type, freed, use.repo, use.digest);
-        this.o.logger.info(`evicted ${use.type} ${use.repo}@${use.digest.value} (size cap ${this.o.maxBytes} bytes): ${freed > 0 ? `freed ${freed} bytes` : 'data still linked elsewhere'}, ${this.total} bytes cached`);
+        // `freed` 0: the data is still linked elsewhere.
+        this.o.logger.info('evicted', { type: use.type, 'vars.name': use.repo, 'vars.digest': use.digest.value, freed, 'cached.bytes': this.total, 'maxsize.bytes': this.o.maxBytes });
       }
     } finally {
       this.needed = undefined;
@@ -224,7 +226,7 @@ export class SizeCap {
   private warnOversized(): void {
     if (this.warnedOversized) return;
     this.warnedOversized = true;
-    this.o.logger.warn(`the most recently pulled image alone keeps the cache at ${this.total} bytes, over proxy.maxsize (${this.o.maxBytes} bytes): it is kept`);
+    this.o.logger.warn('the most recently pulled image alone is over proxy.maxsize: it is kept', { 'cached.bytes': this.total, 'maxsize.bytes': this.o.maxBytes });
   }
 
   /** How many of `repo`'s manifests reference each blob, read once per eviction pass. */
