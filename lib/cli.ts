@@ -110,7 +110,7 @@ async function serve(args: string[], env: NodeJS.ProcessEnv, signals?: SignalHan
     stop.configured(logger, config.http.draintimeoutms);
     // OpenTelemetry, loaded only when OTEL_TRACES_EXPORTER asks for spans (distribution v3's variables).
     const stopTracing = await startTracing(env, version(), (msg) => logger.warn(`tracing: ${msg}`));
-    if (stopTracing) logger.info(`tracing: spans exported (OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER})`);
+    if (stopTracing) logger.info('tracing: spans exported', { OTEL_TRACES_EXPORTER: env.OTEL_TRACES_EXPORTER });
     const registry = await Promise.race([startRegistry(config, logger), stop.exit.then(() => undefined)]).catch(async (err: unknown) => {
       await stopTracing?.();
       throw err;
@@ -240,6 +240,6 @@ async function garbageCollect(args: string[], env: NodeJS.ProcessEnv): Promise<n
           pending = '';
         },
   }).finally(() => process.stdout.write(pending));
-  logger.debug(`garbage-collect: ${JSON.stringify(summary)}`);
+  logger.debug('garbage-collect: done', { ...summary });
   return 0;
 }

@@ -42,7 +42,7 @@ describe('upload purging', () => {
   test('uploads older than the age go, younger ones and ones without startedat stay; a dry run deletes nothing', async () => {
     const mirror = await startMirror(upstream.url, { root, proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true' });
     try {
-      expect(mirror.logs()).toMatch(/Starting upload purge in \d+m \(age 168h, interval 24h, dryrun false\)/);
+      expect(mirror.logs()).toMatch(/msg="Starting upload purge in \d+m" uploadpurging\.age=168h uploadpurging\.dryrun=false uploadpurging\.interval=24h/);
       const uuids: string[] = [];
       for (const repo of ['internal/a', 'internal/b/c', 'internal/d']) {
         const res = await request(mirror.url).post(`/v2/${repo}/blobs/uploads/`).expect(202);

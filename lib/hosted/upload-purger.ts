@@ -100,7 +100,12 @@ export class UploadPurger {
   /** Schedules the runs (timers do not keep the process alive). */
   start(): void {
     const first = this.o.firstRunMs ?? Math.floor(Math.random() * 60) * 60_000;
-    this.o.logger.info(`Starting upload purge in ${Math.round(first / 60_000)}m (age ${this.o.agems / 3_600_000}h, interval ${this.o.intervalms / 3_600_000}h, dryrun ${this.o.dryrun})`);
+    // distribution's line, with the settings as fields named after storage.maintenance.uploadpurging's keys.
+    this.o.logger.info(`Starting upload purge in ${Math.round(first / 60_000)}m`, {
+      'uploadpurging.age': `${this.o.agems / 3_600_000}h`,
+      'uploadpurging.interval': `${this.o.intervalms / 3_600_000}h`,
+      'uploadpurging.dryrun': this.o.dryrun,
+    });
     this.schedule(first);
   }
 
@@ -123,7 +128,7 @@ export class UploadPurger {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.runOnce()
-        .catch((err: Error) => this.o.logger.error(`upload purge failed: ${err.message}`))
+        .catch((err: Error) => this.o.logger.error('upload purge failed', { 'err.message': err.message }))
         .finally(() => this.schedule(Math.max(this.o.intervalms, 1000)));
       // Node's timers hold at most 2^31-1 ms (about 24 days); a longer wait is not a busy loop.
     }, Math.min(ms, 2 ** 31 - 1));
