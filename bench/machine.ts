@@ -2,7 +2,8 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { DISTRIBUTION_BIN, SKOPEO_BIN } from '../spec/helpers/interop.js';
+import { SKOPEO_BIN } from '../spec/helpers/interop.js';
+import { officials, officialVersion } from './officials.js';
 import { NGINX_BIN } from './servers.js';
 
 /** What `describeMachine` reports. */
@@ -19,7 +20,7 @@ function version(cmd: string, args: string[]): string {
   }
 }
 
-/** nproc, CPU model, RAM, kernel, node and tool versions. */
+/** nproc, CPU model, RAM, kernel, node and tool versions (each official contender's too). */
 export function describeMachine(): Machine {
   const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
   const nginx = execFileSync('sh', ['-c', `${NGINX_BIN} -v 2>&1`], { encoding: 'utf8' }).trim();
@@ -29,7 +30,8 @@ export function describeMachine(): Machine {
     ram: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
     kernel: os.release(),
     node: process.version,
-    official: version(DISTRIBUTION_BIN, ['--version']),
+    // One entry per official contender, under its id (`official`, `official-<label>`).
+    ...Object.fromEntries(officials().map((o) => [o.id, officialVersion(o.bin)])),
     nginx: nginx.replace(/^nginx version: /, ''),
     wrk: version('/usr/bin/wrk', ['-v']).split(' [')[0]!,
     skopeo: version(SKOPEO_BIN, ['--version']),

@@ -1,17 +1,20 @@
 /**
  * The bench's external tools (Debian packages): installed with apt-get when missing and we are
- * root, otherwise the exact command to run is printed.
+ * root, otherwise the exact command to run is printed. An official registry named in
+ * `BENCH_OFFICIAL_BIN` other than Debian's is built by hand (docs/performance.md): only checked.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { DISTRIBUTION_BIN, SKOPEO_BIN } from '../spec/helpers/interop.js';
+import { DEFAULT_OFFICIAL_PACKAGE, officials } from './officials.js';
 import { NGINX_BIN } from './servers.js';
 
 /** The wrk binary (Debian's package). */
 export const WRK_BIN = '/usr/bin/wrk';
 
 const TOOLS: Array<{ bin: string; pkg: string }> = [
-  { bin: DISTRIBUTION_BIN, pkg: 'docker-registry' },
+  // The upstream every contender caches is Debian's docker-registry, whichever officials are compared.
+  { bin: DISTRIBUTION_BIN, pkg: DEFAULT_OFFICIAL_PACKAGE },
   { bin: SKOPEO_BIN, pkg: 'skopeo' },
   { bin: WRK_BIN, pkg: 'wrk' },
   { bin: NGINX_BIN, pkg: 'nginx' },
@@ -30,6 +33,10 @@ export class PrerequisiteError extends Error {}
 
 /** Makes sure every tool is installed; throws with the command to run when that is not possible. */
 export function ensurePrerequisites(): void {
+  const unbuilt = officials().filter((o) => o.bin !== DISTRIBUTION_BIN && !existsSync(o.bin));
+  if (unbuilt.length > 0) {
+    throw new PrerequisiteError(`BENCH_OFFICIAL_BIN names ${unbuilt.map((o) => o.bin).join(', ')}, which does not exist (build it as docs/performance.md says, or leave the setting out for Debian's docker-registry)`);
+  }
   const missing = () => TOOLS.filter((t) => !existsSync(t.bin));
   let todo = missing();
   if (todo.length === 0) return;

@@ -1,7 +1,8 @@
 /** The samples a run collects: one value per metric, server and round. */
+import type { OfficialId } from './officials.js';
 
-/** Who a sample was measured on. */
-export type Who = 'ours' | 'official' | 'nginx' | 'nginx-wrk' | 'express' | 'node-http';
+/** Who a sample was measured on: a contender, or a ceiling. */
+export type Who = 'ours' | OfficialId | 'nginx' | 'nginx-wrk' | 'express' | 'node-http';
 
 /** Samples by metric id, then server, indexed by round. */
 export class Results {

@@ -1,28 +1,30 @@
 /**
- * The servers compared: our mirror (`node bin/registry serve`), the official one (Debian's
- * docker-registry in proxy mode) and nginx serving one file with sendfile (the ceiling). Each gets
- * its own configuration under `dir`, listens on 127.0.0.1 and logs at warn level without access log.
+ * The servers compared: our mirror (`node bin/registry serve`), the official ones in proxy mode
+ * (Debian's docker-registry by default; `BENCH_OFFICIAL_BIN`, bench/officials.ts) and nginx
+ * serving one file with sendfile (the ceiling). Each gets its own configuration under `dir`, listens on 127.0.0.1 and logs at warn level without access log.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../spec/helpers/ports.js';
-import { DISTRIBUTION_BIN } from '../spec/helpers/interop.js';
+import { official, officials, type OfficialId } from './officials.js';
 import { startServer, type ServerProcess } from './proc.js';
 import { registryYaml } from '../spec/helpers/registry-yaml.js';
 
 /** Our command line (this file is compiled to build-bench/bench/). */
 const REGISTRY_BIN = fileURLToPath(new URL('../../bin/registry', import.meta.url));
 
-/** Which pull-through cache. */
-export type Contender = 'ours' | 'official';
+/** Which pull-through cache: ours or one of the official ones. */
+export type Contender = 'ours' | OfficialId;
 
-/** Both contenders, in the order a round runs them (alternating per round). */
+/** Every contender, in the order a round runs them (rotated by one each round, so each goes first in turn). */
 export function contenders(round: number): Contender[] {
-  return round % 2 === 0 ? ['ours', 'official'] : ['official', 'ours'];
+  const all: Contender[] = ['ours', ...officials().map((o) => o.id)];
+  const k = round % all.length;
+  return [...all.slice(k), ...all.slice(0, k)];
 }
 
-/** The registry configuration both contenders read (the same keys; ours accepts registry:2's file). */
+/** The registry configuration every contender reads (the same keys; ours accepts registry:2's file, and v3 reads 2.8's). */
 function registryConfig(root: string, port: number, remoteurl: string, storage?: readonly string[]): string {
   return registryYaml({ root, storage, http: [`addr: 127.0.0.1:${port}`], proxy: [`remoteurl: ${remoteurl}`] });
 }
@@ -36,7 +38,7 @@ export async function contenderCommand(who: Contender, remoteurl: string, dir: s
   const root = join(dir, 'root');
   const config = join(dir, 'config.yml');
   await writeFile(config, registryConfig(root, port, remoteurl, storage));
-  return who === 'ours' ? { cmd: process.execPath, args: [...nodeArgs, REGISTRY_BIN, 'serve', config], root } : { cmd: DISTRIBUTION_BIN, args: ['serve', config], root };
+  return who === 'ours' ? { cmd: process.execPath, args: [...nodeArgs, REGISTRY_BIN, 'serve', config], root } : { cmd: official(who).bin, args: ['serve', config], root };
 }
 
 /** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root` or on `storage`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */

@@ -1,18 +1,25 @@
 /**
  * The scaling curves as one SVG (hand-written, no dependency): a panel per measure, the cache's
- * size on a logarithmic x axis, the measure on a logarithmic y axis, ours against the official.
+ * size on a logarithmic x axis, the measure on a logarithmic y axis, ours against each official.
  */
-import { SCALE_METRICS, scaleValue, sizeLabel, sizesOf, type ScaleMetricId, type ScaleSample } from './report.js';
+import { officialsIn, SCALE_METRICS, scaleName, scaleValue, sizeLabel, sizesOf, type ScaleMetricId, type ScaleSample } from './report.js';
 
 const PANELS: ScaleMetricId[] = ['ready_s', 'settle_s', 'idle_cpu', 'trickle_cpu', 'rss_mib', 'digest_rps', 'digest_p99_ms', 'catalog_s', 'tags_s', 'gc_s', 'page_first_byte_s'];
 const COLS = 4;
 const W = 250;
 const H = 190;
 const PAD = { left: 48, right: 12, top: 30, bottom: 34 };
-const SERIES = [
-  { who: 'ours' as const, color: '#1f5fbf', dash: '' },
-  { who: 'official' as const, color: '#d0641a', dash: '5,4' },
+/** The officials' line styles, in their order (ours: solid blue). */
+const OFFICIAL_STYLES = [
+  { color: '#d0641a', dash: '5,4' },
+  { color: '#2a9d3a', dash: '2,3' },
+  { color: '#8a3fb0', dash: '8,3,2,3' },
 ];
+
+/** Ours and every official in `samples`, each with its line style. */
+function series(samples: readonly ScaleSample[]): Array<{ who: ScaleSample['who']; color: string; dash: string }> {
+  return [{ who: 'ours' as const, color: '#1f5fbf', dash: '' }, ...officialsIn(samples).map((who, i) => ({ who, ...OFFICIAL_STYLES[i % OFFICIAL_STYLES.length]! }))];
+}
 
 const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
@@ -25,7 +32,7 @@ function short(v: number): string {
 function panel(samples: readonly ScaleSample[], metric: ScaleMetricId, x0: number, y0: number): string {
   const m = SCALE_METRICS.find((x) => x.id === metric)!;
   const sizes = sizesOf(samples);
-  const points = SERIES.map((s) => ({ ...s, values: sizes.map((n) => ({ n, v: scaleValue(samples, n, s.who, metric) })).filter((p) => Number.isFinite(p.v)) }));
+  const points = series(samples).map((s) => ({ ...s, values: sizes.map((n) => ({ n, v: scaleValue(samples, n, s.who, metric) })).filter((p) => Number.isFinite(p.v)) }));
   const all = points.flatMap((p) => p.values.map((x) => x.v));
   const out = [`<g transform="translate(${x0},${y0})">`, `<text x="${W / 2}" y="16" text-anchor="middle" class="title">${esc(m.label.trim())} (${esc(m.unit)})</text>`];
   const iw = W - PAD.left - PAD.right;
@@ -65,9 +72,9 @@ export function scaleSvg(samples: readonly ScaleSample[]): string {
   const rows = Math.ceil(PANELS.length / COLS);
   const width = COLS * W;
   const height = rows * H + 40;
-  const legend = SERIES.map(
+  const legend = series(samples).map(
     (s, i) =>
-      `<g transform="translate(${20 + i * 160},16)"><line x1="0" x2="28" y1="0" y2="0" stroke="${s.color}" stroke-width="2" ${s.dash ? `stroke-dasharray="${s.dash}"` : ''}/><text x="34" y="4" class="legend">${s.who === 'ours' ? 'ours' : 'official 2.8'}</text></g>`,
+      `<g transform="translate(${20 + i * 160},16)"><line x1="0" x2="28" y1="0" y2="0" stroke="${s.color}" stroke-width="2" ${s.dash ? `stroke-dasharray="${s.dash}"` : ''}/><text x="34" y="4" class="legend">${esc(scaleName(s.who))}</text></g>`,
   );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">
 <style>

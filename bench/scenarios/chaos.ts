@@ -18,6 +18,7 @@ import { freePort } from '../../spec/helpers/ports.js';
 import type { BenchContext } from '../context.js';
 import { onCleanup } from '../cleanup.js';
 import { contenderCommand, contenders, type Contender } from '../servers.js';
+import { officials } from '../officials.js';
 import { procCpuSeconds, procStatusBytes } from '../proc.js';
 import { median } from '../results.js';
 import { randomBlob } from '../seed.js';
@@ -314,7 +315,10 @@ const range = (xs: number[]): string => (xs.length ? `${Math.min(...xs).toFixed(
 
 /** Issue 20's table, in Markdown. */
 export function chaosTable(o: Record<Contender, ChaosOutcome>, clients: number, images: number, seconds: number): string {
-  const row = (label: string, f: (x: ChaosOutcome) => string): string => `| ${label} | ${f(o.official)} | ${f(o.ours)} |`;
+  // The official contenders' columns first (in BENCH_OFFICIAL_BIN's order), ours last.
+  const cols = [...officials().map((x) => ({ who: x.id as Contender, head: `official ${x.label}` })), { who: 'ours' as Contender, head: 'ours' }].filter((c) => o[c.who]);
+  const row = (label: string, f: (x: ChaosOutcome) => string): string => `| ${label} | ${cols.map((c) => f(o[c.who])).join(' | ')} |`;
+  const each = (f: (x: ChaosOutcome) => string): string => cols.map((c) => `${c.head}: ${f(o[c.who])}`).join('; ');
   const fives = (x: ChaosOutcome): string => {
     const total = Object.values(x.fiveHundreds).reduce((a, b) => a + b, 0);
     return `${total}${total ? ` (${Object.entries(x.fiveHundreds).map(([c, n]) => `${n}× ${c}`).join(', ')})` : ''}`;
@@ -324,8 +328,8 @@ export function chaosTable(o: Record<Contender, ChaosOutcome>, clients: number, 
   return [
     `Chaos run: ${clients} clients pulling ${images} images for ${seconds} s per contender, SIGKILL every 20-40 s.`,
     '',
-    '| | official 2.8 | ours |',
-    '| --- | ---: | ---: |',
+    `| | ${cols.map((c) => c.head).join(' | ')} |`,
+    `| --- | ${cols.map(() => '---:').join(' | ')} |`,
     row('pulls attempted / succeeded', (x) => `${x.attempted} / ${x.succeeded} (${pct(x.succeeded, x.attempted)})`),
     row('wrong bytes with a clean end (witness), pulls failed on a digest check (skopeo), wrong image with exit 0', (x) => `${x.wrongBytes}, ${x.clientCaught}, ${x.undetected}`),
     row('bad blobs in storage after the run, dangling links (of blobs stored)', (x) => `${x.badBlobs}, ${x.danglingLinks} (${x.blobs})`),
@@ -338,8 +342,8 @@ export function chaosTable(o: Record<Contender, ChaosOutcome>, clients: number, 
     row('max RSS', (x) => `${(x.maxRssBytes / MiB).toFixed(0)} MiB`),
     row('faults injected (of upstream requests)', (x) => `${FAULT_KINDS.reduce((n, k) => n + (x.faults[k] ?? 0), 0)} (${x.faults.requests ?? 0}): ${FAULT_KINDS.map((k) => `${k} ${x.faults[k] ?? 0}`).join(', ')}`),
     '',
-    `Most frequent pull failures: official: ${topFailures(o.official)}; ours: ${topFailures(o.ours)}.`,
-    ...(o.official.examples.length || o.ours.examples.length ? ['', `Examples: official: ${o.official.examples.join('; ') || 'none'}; ours: ${o.ours.examples.join('; ') || 'none'}.`] : []),
+    `Most frequent pull failures: ${each(topFailures)}.`,
+    ...(cols.some((c) => o[c.who].examples.length) ? ['', `Examples: ${each((x) => x.examples.join('; ') || 'none')}.`] : []),
   ].join('\n');
 }
 

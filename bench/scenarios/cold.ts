@@ -21,7 +21,7 @@ export async function pull(hostPort: string, dest: string, ref = `${APP_REPO}:la
 
 /** Scenario 4: seconds for one cold pull; the round's sample is the median of `coldPullReps` pulls, alternating. */
 export async function coldPullRound(ctx: BenchContext, round: number): Promise<void> {
-  const times: Record<Contender, number[]> = { ours: [], official: [] };
+  const times = Object.fromEntries(contenders(0).map((who) => [who, [] as number[]])) as Record<Contender, number[]>;
   for (let rep = 0; rep < ctx.settings.coldPullReps; rep++) {
     for (const who of contenders(round + rep)) {
       const server = await freshContender(ctx, who, `r${round}-coldpull${rep}`);
@@ -34,7 +34,7 @@ export async function coldPullRound(ctx: BenchContext, round: number): Promise<v
       }
     }
   }
-  for (const who of ['ours', 'official'] as const) {
+  for (const who of contenders(0)) {
     ctx.results.add('cold_pull', who, round, median(times[who]));
     ctx.log(`  cold pull ${who}: ${times[who].map((t) => t.toFixed(2)).join(', ')} s`);
   }

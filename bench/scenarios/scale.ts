@@ -1,6 +1,6 @@
 /**
  * The scaling scenario (`BENCH_ONLY=scale`, issue 15): a cache generated in distribution's layout
- * (bench/scale/layout.ts) at several sizes, served by ours and by the official on copies of the same
+ * (bench/scale/layout.ts) at several sizes, served by ours and by each official on copies of the same
  * data (hard links: neither contender rewrites a file in place, each gets its own state file).
  * For each size and contender, two starts:
  * - quiet (nothing expires for an hour): time until `/v2/` answers, then how long the work it does
@@ -19,12 +19,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DISTRIBUTION_BIN } from '../../spec/helpers/interop.js';
 import { freePort } from '../../spec/helpers/ports.js';
 import { registryYaml } from '../../spec/helpers/registry-yaml.js';
 import { onCleanup } from '../cleanup.js';
 import type { BenchContext } from '../context.js';
-import type { Contender } from '../servers.js';
+import { contenders, type Contender } from '../servers.js';
+import { official } from '../officials.js';
 import { generateCache, loadTarget, writeSchedule } from '../scale/generate.js';
 import { MANY_TAGS_REPOSITORY, shapeOf } from '../scale/layout.js';
 import { cpuWindow, get, settle, startTimed, timeCommand, walkCatalog, wrkLatency } from '../scale/probes.js';
@@ -46,7 +46,7 @@ export interface ScaleSettings {
   readonly expiriesPerSecond: number;
   /** Where generated caches are kept between runs (default: the run's work directory). */
   readonly cacheDir?: string;
-  /** `BENCH_SCALE_WHO=ours` measures one contender only. */
+  /** `BENCH_SCALE_WHO=ours` measures one contender only (default: ours and every official). */
   readonly who: readonly Contender[];
   readonly out: string;
   readonly svg: string;
@@ -64,10 +64,19 @@ export function scaleSettings(quick: boolean, env: NodeJS.ProcessEnv = process.e
     wrkSeconds: quick ? 5 : 10,
     expiriesPerSecond: 10,
     cacheDir: env.BENCH_SCALE_DIR,
-    who: (env.BENCH_SCALE_WHO ?? 'ours,official').split(',') as Contender[],
+    who: scaleWho(env.BENCH_SCALE_WHO),
     out: env.BENCH_SCALE_OUT ?? 'bench/results-scale.json',
     svg: env.BENCH_SCALE_SVG ?? 'docs/scale.svg',
   };
+}
+
+/** `BENCH_SCALE_WHO`: contenders by id (`ours`, `official`, `official-<label>`), each checked. */
+function scaleWho(text: string | undefined): Contender[] {
+  const all = contenders(0);
+  if (text === undefined) return all;
+  const who = text.split(',') as Contender[];
+  for (const w of who) if (!all.includes(w)) throw new Error(`BENCH_SCALE_WHO: no contender ${w} (known: ${all.join(', ')})`);
+  return who;
 }
 
 /** An upstream that is up (`/v2/` answers) but serves nothing (503), so both contenders answer from storage. */
@@ -113,7 +122,7 @@ async function startOn(who: Contender, dir: string, root: string, upstream: stri
   const port = await freePort();
   const config = join(dir, 'config.yml');
   await writeFile(config, registryYaml({ root, http: [`addr: 127.0.0.1:${port}`], proxy: [`remoteurl: ${upstream}`, 'ttl: 168h'] }));
-  const [cmd, args] = who === 'ours' ? [process.execPath, [REGISTRY_BIN, 'serve', config]] : [DISTRIBUTION_BIN, ['serve', config]];
+  const [cmd, args] = who === 'ours' ? [process.execPath, [REGISTRY_BIN, 'serve', config]] : [official(who).bin, ['serve', config]];
   const started = await startTimed(who, cmd, args, `127.0.0.1:${port}`);
   return { ...started, config };
 }
@@ -129,7 +138,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleSample[]> {
     const target = loadTarget(size);
     const shape = shapeOf(size);
     for (let round = 0; round < s.rounds; round++) {
-      for (const who of (round % 2 === 0 ? (['ours', 'official'] as const) : (['official', 'ours'] as const)).filter((w) => s.who.includes(w))) {
+      for (const who of contenders(round).filter((w) => s.who.includes(w))) {
         const v: Partial<Record<ScaleMetricId, number>> = {};
         const sample: ScaleSample = { size, who, round, values: v };
         const copy = await copyFor(ctx, cache, `scale-${size}-${who}`);
@@ -162,7 +171,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleSample[]> {
             await server.stop();
           }
           const gcArgs = who === 'ours' ? [REGISTRY_BIN, 'garbage-collect', '--dry-run', server.config] : ['garbage-collect', '--dry-run', server.config];
-          v.gc_s = await timeCommand(who === 'ours' ? process.execPath : DISTRIBUTION_BIN, gcArgs).catch((err: Error) => void ctx.results.notes.push(`scale ${size} ${who}: gc: ${err.message}`));
+          v.gc_s = await timeCommand(who === 'ours' ? process.execPath : official(who).bin, gcArgs).catch((err: Error) => void ctx.results.notes.push(`scale ${size} ${who}: gc: ${err.message}`));
 
           // Trickling: entries come due at 10/s from a few seconds after the start on.
           const settled = v.settle_s ?? 0;

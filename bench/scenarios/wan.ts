@@ -170,11 +170,11 @@ export async function wanRound(ctx: BenchContext, index: BuiltIndex, round: numb
         await link.close();
       }
     }
-    const floor = Math.min(floors.ours!, floors.official!);
+    const floor = Math.min(...contenders(0).map((who) => floors[who]!));
     const warmLimit = floor + p.rttMs / 1000;
-    for (const who of ['ours', 'official'] as const) ctx.results.add(id(p, 'warm_x_limit'), who, round, warm[who]! / warmLimit);
+    for (const who of contenders(0)) ctx.results.add(id(p, 'warm_x_limit'), who, round, warm[who]! / warmLimit);
     ctx.results.notes.push(
-      `WAN ${p.key} round ${round + 1}: cold-pull limit ${limit.toFixed(2)} s (${(bytes / MiB).toFixed(1)} MiB at ${p.mbPerSec} MB/s + ${COLD_ROUND_TRIPS} x ${p.rttMs} ms); warm-pull limit ${warmLimit.toFixed(3)} s (local floor ${floor.toFixed(3)} s, ours ${floors.ours!.toFixed(3)}, official ${floors.official!.toFixed(3)}, + 1 round trip)`,
+      `WAN ${p.key} round ${round + 1}: cold-pull limit ${limit.toFixed(2)} s (${(bytes / MiB).toFixed(1)} MiB at ${p.mbPerSec} MB/s + ${COLD_ROUND_TRIPS} x ${p.rttMs} ms); warm-pull limit ${warmLimit.toFixed(3)} s (local floor ${floor.toFixed(3)} s, ${contenders(0).map((who) => `${who} ${floors[who]!.toFixed(3)}`).join(', ')}, + 1 round trip)`,
     );
   }
 }

@@ -46,11 +46,11 @@ function getManifest(url: string): Promise<{ status: number; body: Buffer; media
   });
 }
 
-/** Starts both contenders, fills their caches (blob committed, manifest stored) and starts nginx. */
+/** Starts every contender, fills their caches (blob committed, manifest stored) and starts nginx. */
 export async function startWarmRig(ctx: BenchContext): Promise<WarmRig> {
   const servers = {} as Record<Contender, ServerProcess & { root: string }>;
   const undo: Array<() => Promise<void>> = [];
-  for (const who of ['ours', 'official'] as const) {
+  for (const who of contenders(0)) {
     const dir = join(ctx.workDir, `warm-${who}`);
     undo.push(onCleanup(() => rm(dir, { recursive: true, force: true })));
     const s = await startContender(who, ctx.upstream.url, dir);
