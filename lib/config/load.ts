@@ -28,9 +28,9 @@ export interface ConfigSource {
 }
 
 /** Where `registry:3` reads its configuration. */
-export const V3_CONFIG_PATH = '/etc/distribution/config.yml';
+const V3_CONFIG_PATH = '/etc/distribution/config.yml';
 /** Where `registry:2` reads its configuration. */
-export const V2_CONFIG_PATH = '/etc/docker/registry/config.yml';
+const V2_CONFIG_PATH = '/etc/docker/registry/config.yml';
 
 /**
  * The configuration path: the argument, else `REGISTRY_CONFIGURATION_PATH`, else the image's
