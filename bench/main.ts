@@ -117,7 +117,8 @@ async function run(): Promise<number> {
 }
 
 installSignalHandlers();
-run()
+// A failing cleanup is an unhandled rejection: Node prints it and exits non-zero.
+void run()
   .catch((err: Error) => {
     process.stderr.write(`bench: ${err instanceof PrerequisiteError ? err.message : (err.stack ?? err.message)}\n`);
     return 1;

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
-import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
+import { seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { type TestMirror } from './helpers/mirror.js';
 import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
 import { sha256 } from './helpers/digest.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { binary } from './helpers/binary.js';
 import { getHashed } from './helpers/hashed-get.js';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
+import type { FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
 import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
 import { sha256 } from './helpers/digest.js';

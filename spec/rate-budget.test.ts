@@ -92,6 +92,7 @@ describe('the rate-limit budget', () => {
     // Another client of the same address spends the window's last pull: the mirror learns it from the 429.
     await fetch(`${hub.url}/v2/library/app/manifests/a`, { headers: { accept: ACCEPT } }).then((r) => r.arrayBuffer());
     const moved = seedImage(hub, 'library/app', 'a', [randomBytes(32)]);
+    expect(moved.manifest).not.toBe(a.manifest);
     const cold = await pull('library/app', 'b');
     expect(cold.status).toBe(429);
     expect(cold.retryAfter).toBe('3600');

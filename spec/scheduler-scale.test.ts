@@ -20,7 +20,6 @@ import request from 'supertest';
 import { startFakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror } from './helpers/mirror.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hex = (i: number): string => i.toString(16).padStart(64, '0');
 const DAY = 24 * 3600_000;
 

@@ -43,7 +43,6 @@ const ENTRIES = 10_000;
 
 const seed = Number(process.env.SHUTDOWN_SEED ?? Date.now() % 1_000_000);
 const random = prng(seed);
-// eslint-disable-next-line no-console
 console.log(`spec/shutdown: SHUTDOWN_SEED=${seed}`);
 
 let dir: string;
@@ -95,8 +94,7 @@ const stoppedByDeadline = (code: number | null, logs: string): boolean => code =
 /** Records a trial's outcome, printed at once too (a failing trial shows the ones before it). */
 function note(outcomes: string[], line: string): void {
   outcomes.push(line);
-  // eslint-disable-next-line no-console
-  console.log(`spec/shutdown (seed ${seed}): ${line}`);
+    console.log(`spec/shutdown (seed ${seed}): ${line}`);
 }
 
 /** The process's own measure of signal to exit ("stopped N ms after SIGTERM"). */
@@ -179,8 +177,7 @@ test(`SIGTERM at random moments of a start on a cache of ${ENTRIES} entries: the
     // Only the due entries may have gone (expired).
     expect(state.entries.size).toBeGreaterThanOrEqual(scheduled - 300);
   }
-  // eslint-disable-next-line no-console
-  console.log(`spec/shutdown: cache of ${generated.entries} entries generated in ${generated.seconds} s; start trials (seed ${seed}):\n  ${outcomes.join('\n  ')}`);
+    console.log(`spec/shutdown: cache of ${generated.entries} entries generated in ${generated.seconds} s; start trials (seed ${seed}):\n  ${outcomes.join('\n  ')}`);
   // The walk of the links lasts seconds: the stops after the schedule's load met it.
   expect(walksInterrupted).toBeGreaterThan(0);
   // A stop that waits for something that never ends would meet the deadline every time.
@@ -284,7 +281,6 @@ test(`SIGTERM at random moments of cold pulls from a slow upstream: the process 
     await run?.child.stop(5000);
     await upstream.close();
   }
-  // eslint-disable-next-line no-console
-  console.log(`spec/shutdown: pull trials (seed ${seed}), ${expected.size} pulls saved:\n  ${outcomes.join('\n  ')}`);
+    console.log(`spec/shutdown: pull trials (seed ${seed}), ${expected.size} pulls saved:\n  ${outcomes.join('\n  ')}`);
   expect(deadlineExits).toBeLessThanOrEqual(Math.floor(TRIALS / 2));
 }, 120_000);

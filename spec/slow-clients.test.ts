@@ -9,7 +9,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import request from 'supertest';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
+import type { FakeUpstream } from './helpers/fake-upstream.js';
 import { type TestMirror } from './helpers/mirror.js';
 import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
 import { sha256 } from './helpers/digest.js';

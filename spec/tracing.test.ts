@@ -36,7 +36,6 @@ async function startReceiver(): Promise<{ url: string; spans: OtlpSpan[]; servic
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as any;
       for (const rs of body.resourceSpans ?? []) {
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
         for (const a of rs.resource?.attributes ?? []) if (a.key === 'service.name') service.push(a.value.stringValue);
         for (const ss of rs.scopeSpans ?? []) spans.push(...(ss.spans as OtlpSpan[]));
       }

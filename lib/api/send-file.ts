@@ -38,7 +38,7 @@ export async function sendFileRange(res: ServerResponse, file: FileHandle, start
       writing[slot]!.catch(() => undefined);
       sent.bytes += bytesRead;
     }
-    await Promise.race([Promise.all(writing), closed]);
+    await Promise.race([Promise.all(writing.filter((w) => w !== undefined)), closed]);
     await Promise.race([new Promise<void>((resolve) => res.end(resolve)), closed]);
   } finally {
     res.off('close', onClose);

@@ -65,7 +65,7 @@ function isMapKey(path: string[]): boolean {
 }
 
 /** True when `path` is an official key, lies under a free-form section, or is an extension key (list indexes skipped). */
-export function isKnownPath(path: string[]): boolean {
+function isKnownPath(path: string[]): boolean {
   let node: KeyStatus | KeyTree = KNOWN_KEYS;
   path = path.filter((p) => !/^\d+$/.test(p));
   for (let i = 0; i < path.length; i++) {

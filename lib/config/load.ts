@@ -16,6 +16,7 @@ import { redisConfig } from './redis.js';
 import { notificationsConfig } from './notifications.js';
 import { KNOWN_KEYS, EXTENSION_KEYS, type KeyStatus, type KeyTree } from './schema.js';
 import { validateConfig } from './config-validator.js';
+import { defaultOf } from './keys.js';
 import type { Config, ImmutableTagsConfig, UpstreamConfig } from './types.js';
 import { isDockerHub, registryHostOf, storageComponentOf } from '../distribution/registry-host.js';
 
@@ -27,9 +28,9 @@ export interface ConfigSource {
 }
 
 /** Where `registry:3` reads its configuration. */
-export const V3_CONFIG_PATH = '/etc/distribution/config.yml';
+const V3_CONFIG_PATH = '/etc/distribution/config.yml';
 /** Where `registry:2` reads its configuration. */
-export const V2_CONFIG_PATH = '/etc/docker/registry/config.yml';
+const V2_CONFIG_PATH = '/etc/docker/registry/config.yml';
 
 /**
  * The configuration path: the argument, else `REGISTRY_CONFIGURATION_PATH`, else the image's
@@ -190,7 +191,7 @@ function convert(t: Raw, warnings: string[]): Config {
   const ttl = proxy ? parseDuration(proxy.ttl) : 0;
   if (remoteurl) noUserinfo('proxy', remoteurl);
   return {
-    version: String(t.version ?? '0.1'),
+    version: String(t.version),
     log: { level: level as Config['log']['level'], formatter: t.log.formatter, fields: t.log.fields, accesslog: { disabled: t.log.accesslog.disabled } },
     http: {
       addr: String(http.addr),
@@ -204,7 +205,7 @@ function convert(t: Raw, warnings: string[]): Config {
             certificate: http.tls.certificate,
             key: http.tls.key,
             clientcas: http.tls.clientcas,
-            clientauth: http.tls.clientauth ?? 'require-and-verify-client-cert',
+            clientauth: http.tls.clientauth,
             minimumtls: http.tls.minimumtls,
             ciphersuites: http.tls.ciphersuites,
           }
@@ -235,14 +236,14 @@ function convert(t: Raw, warnings: string[]): Config {
           hosted: hostedPrefixes(proxy!, upstream(proxy!, ttl, isDockerHub(String(proxy!.remoteurl))).dockerhub),
           hostedanonymouspush: proxy!.hostedanonymouspush,
           exec: proxy!.exec ? { command: String(proxy!.exec.command), lifetimems: proxy!.exec.lifetime === undefined || proxy!.exec.lifetime === null ? undefined : Math.max(0, parseDuration(proxy!.exec.lifetime)) } : undefined,
-          // distribution 3: unset or not above zero is 5 minutes.
-          cachewritetimeoutms: parseDuration(proxy!.cachewritetimeout ?? 0) || 5 * 60_000,
+          // distribution 3: `0` is the default too.
+          cachewritetimeoutms: parseDuration(proxy!.cachewritetimeout) || parseDuration(defaultOf('proxy.cachewritetimeout') as string),
           budget: { reserve: proxy!.budget.reserve, recheckms: parseDuration(proxy!.budget.recheck) },
           maxupstreamconns: proxy!.maxupstreamconns,
         }
       : undefined,
     catalog: { maxentries: t.catalog.maxentries },
-    tags: { maxtags: t.tags.maxtags || 1000 },
+    tags: { maxtags: t.tags.maxtags || (defaultOf('tags.maxtags') as number) },
     validation: validationConfig(t.validation as Raw),
     auth: authConfig(t.auth as Raw | undefined),
     health: healthConfig(t.health as Raw),
@@ -262,7 +263,7 @@ function storageDriver(storage: Raw): Pick<Config['storage'], 'driver' | 'filesy
     if (storage.s3 === null || typeof storage.s3 !== 'object' || Array.isArray(storage.s3)) throw invalid('storage.s3 must be a mapping');
     return { driver: 's3', s3: s3Config(storage.s3 as Raw) };
   }
-  return { driver: 'filesystem', filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? '/var/lib/registry')) } };
+  return { driver: 'filesystem', filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? defaultOf('storage.filesystem.rootdirectory'))) } };
 }
 
 /** Keys of a driver accepted with a warning because this registry cannot honour them as given. */
@@ -287,25 +288,24 @@ function validationConfig(v: Raw): Config['validation'] {
   return { indexes: { platforms, platformlist: ((indexes.platformlist ?? []) as Raw[]).map((p) => ({ architecture: p.architecture, os: p.os })) } };
 }
 
-/** Distribution's check interval when none is given; a zero timeout would wait for the OS. */
-const DEFAULT_CHECK_INTERVAL_MS = 10_000;
-const DEFAULT_CHECK_TIMEOUT_MS = 10_000;
-
 function healthConfig(h: Raw): Config['health'] {
-  const interval = (v: unknown): number => parseDuration((v ?? 0) as string | number) || DEFAULT_CHECK_INTERVAL_MS;
-  const timeout = (v: unknown): number => parseDuration((v ?? 0) as string | number) || DEFAULT_CHECK_TIMEOUT_MS;
+  // Every check's interval and timeout have this default (keys.ts), which `0` means too: a zero
+  // timeout would wait for the OS.
+  const period = parseDuration(defaultOf('health.storagedriver.interval') as string);
+  const interval = (v: string | number): number => parseDuration(v) || period;
+  const timeout = interval;
   return {
     storagedriver: { enabled: h.storagedriver.enabled, intervalms: interval(h.storagedriver.interval), threshold: h.storagedriver.threshold },
     file: (h.file as Raw[]).map((f) => ({ file: resolve(String(f.file)), intervalms: interval(f.interval) })),
     http: (h.http as Raw[]).map((c) => ({
       uri: String(c.uri),
       headers: Object.fromEntries(Object.entries((c.headers ?? {}) as Raw).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : [String(v)]])),
-      statuscode: c.statuscode ?? 200,
+      statuscode: c.statuscode,
       timeoutms: timeout(c.timeout),
       intervalms: interval(c.interval),
-      threshold: c.threshold ?? 0,
+      threshold: c.threshold,
     })),
-    tcp: (h.tcp as Raw[]).map((c) => ({ addr: String(c.addr), timeoutms: timeout(c.timeout), intervalms: interval(c.interval), threshold: c.threshold ?? 0 })),
+    tcp: (h.tcp as Raw[]).map((c) => ({ addr: String(c.addr), timeoutms: timeout(c.timeout), intervalms: interval(c.interval), threshold: c.threshold })),
   };
 }
 
@@ -314,7 +314,7 @@ function authConfig(auth: Raw | undefined): Config['auth'] {
   if (auth?.htpasswd) return { htpasswd: { realm: auth.htpasswd.realm, path: resolve(String(auth.htpasswd.path)) } };
   if (auth?.token) {
     const t = auth.token as Raw;
-    return { token: { realm: t.realm, service: t.service, issuer: t.issuer, rootcertbundle: resolve(String(t.rootcertbundle)), autoredirect: t.autoredirect ?? false } };
+    return { token: { realm: t.realm, service: t.service, issuer: t.issuer, rootcertbundle: resolve(String(t.rootcertbundle)), autoredirect: t.autoredirect } };
   }
   if (auth?.silly) return { silly: { realm: auth.silly.realm, service: auth.silly.service } };
   return undefined;

@@ -19,7 +19,7 @@ export const ENVELOPE_MEDIA_TYPES = ['application/vnd.docker.distribution.events
 export type EnvelopeMediaType = (typeof ENVELOPE_MEDIA_TYPES)[number];
 
 /** Our extra actions, beyond distribution's `pull`, `push`, `mount` and `delete`. */
-export const EXTRA_ACTIONS = ['cached', 'evicted'] as const;
+const EXTRA_ACTIONS = ['cached', 'evicted'] as const;
 export type ExtraAction = (typeof EXTRA_ACTIONS)[number];
 
 /** One `notifications.endpoints` entry. Durations in milliseconds. */

@@ -10,9 +10,9 @@ const MIN_CHUNK = 5 * 1024 * 1024;
 const MAX_CHUNK = 5 * 1024 ** 3;
 
 /** Storage classes S3 serves without a restore (distribution's list); `NONE` sends none. */
-export const S3_STORAGE_CLASSES = ['NONE', 'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'OUTPOSTS', 'GLACIER_IR', 'EXPRESS_ONEZONE'];
+const S3_STORAGE_CLASSES = ['NONE', 'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'OUTPOSTS', 'GLACIER_IR', 'EXPRESS_ONEZONE'];
 /** Canned ACLs distribution accepts for `objectacl`. */
-export const S3_OBJECT_ACLS = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control'];
+const S3_OBJECT_ACLS = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control'];
 
 const invalid = (message: string): ConfigError => new ConfigError(`storage.s3.${message}`);
 
