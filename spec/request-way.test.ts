@@ -19,7 +19,7 @@ const REPO = 'way/app';
 /** The most modules each way may run through. */
 const LIMITS = {
   coldBlob: { dataPath: 18, whole: 44 },
-  warmManifestByTag: { dataPath: 15, whole: 39 },
+  warmManifestByTag: { dataPath: 14, whole: 38 },
 } as const;
 
 /** The modules of the data path: the pull-through stores, storage and the replicas' coordination. */

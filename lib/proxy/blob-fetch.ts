@@ -2,7 +2,7 @@
  * One upstream download of a blob, written to the store and followed by any number of readers.
  * The upstream is read at the local disk's pace, not at the slowest client's; every client reads
  * the growing local file (the filesystem driver's temporary file, or a local spool in front of an
- * object store: `storage/spool.ts`) at its own pace, so a slow client costs no memory. The blob is committed only
+ * object store: `spooledWrite` in storage/blob-store.ts) at its own pace, so a slow client costs no memory. The blob is committed only
  * after its digest and size are verified, and no reader ever sees the end of a body before that:
  * a reader holds back the last byte until the verification, so wrong or truncated content always
  * ends in an aborted transfer, never in a clean end.
@@ -27,7 +27,7 @@ import { DigestMismatchError, MirrorError } from '../errors.js';
 import { hasherFor, type Digest } from '../distribution/digest.js';
 import { Overtaker, type OvertakePolicy, type RaceEvent } from './overtake.js';
 import type { FileWriter, PositionalReader } from '../storage/driver.js';
-import type { SpooledWrite } from '../storage/spool.js';
+import type { SpooledWrite } from '../storage/blob-store.js';
 
 /** Raised to readers when the fetched bytes do not hash to the digest or have the wrong length. */
 export class BlobVerificationError extends DigestMismatchError {}
