@@ -6,7 +6,7 @@
  * schedule and the size cap get these decisions, not the configuration.
  */
 import type { ProxyConfig, UpstreamConfig } from './config/types.js';
-import { isSignatureTag, type TagPolicy } from './proxy/freshness.js';
+import { isSignatureTag, type TagPolicy } from './proxy/tag-checks.js';
 import { storagePrefixOf } from './distribution/registry-host.js';
 import { isHostedName } from './hosted/hosted.js';
 

@@ -13,7 +13,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ExpiryIndex } from '../lib/scheduler/expiry-index.js';
 import { TtlScheduler } from '../lib/scheduler/scheduler.js';
 import { readState } from '../lib/scheduler/state-file.js';
-import { SharedLocks } from '../lib/storage/shared-lock.js';
+import { DirectoryLocks } from '../lib/storage/shared-lock.js';
 import { spawnChild } from './helpers/children.js';
 import { until } from './helpers/until.js';
 import request from 'supertest';
@@ -277,7 +277,7 @@ describe('the schedule at scale', () => {
   }, 30_000);
 
   test('a replica without the lease writes journals, never the state file; the holder takes them in', async () => {
-    const locks = new SharedLocks(dir, 2000);
+    const locks = new DirectoryLocks(dir, 2000);
     const a = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 60_000, shared: { locks } });
     const b = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 60_000, shared: { locks } });
     await a.start();

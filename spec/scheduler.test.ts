@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { TtlScheduler, parseKey, type Entry } from '../lib/scheduler/scheduler.js';
 import { formatGoTime, parseGoTime, readState, type Changes } from '../lib/scheduler/state-file.js';
 import { FileStateStore } from '../lib/scheduler/state-store.js';
-import { SharedLocks } from '../lib/storage/shared-lock.js';
+import { DirectoryLocks } from '../lib/storage/shared-lock.js';
 import { until } from './helpers/until.js';
 
 const HEX = '1525a3b8c7d81ce81e9b3cf8a3f1b2c2c8ddfc6c2a9f0f0e1d7b1c1a2b3c4d5e';
@@ -165,7 +165,7 @@ describe('TTL scheduler', () => {
 
   test('a schedule stopped before its start (a registry closed during start-up) starts no writer thread and no timer', async () => {
     const before = process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
-    const locks = new SharedLocks(dir, 2000);
+    const locks = new DirectoryLocks(dir, 2000);
     const s = new TtlScheduler({ statePath: state, onExpire: async () => undefined, shared: { locks } });
     const starting = s.start();
     await s.stop();
@@ -185,7 +185,7 @@ describe('TTL scheduler', () => {
   });
 
   test('shared mode: a hit on an entry another replica scheduled extends it in the file, and creates none', async () => {
-    const locks = new SharedLocks(dir, 2000);
+    const locks = new DirectoryLocks(dir, 2000);
     const a = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 20, shared: { locks } });
     const b = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 20, shared: { locks } });
     await a.start();
@@ -216,7 +216,7 @@ describe('TTL scheduler', () => {
     ['purged (the report was older than the purge): dropped, not expired a second time', false],
     ['linked again (a pull after the purge): kept with its new time', true],
   ])('shared mode: an entry a replica renews while the holder expires it, its content %s', async (_kind, relinked) => {
-    const locks = new SharedLocks(dir, 2000);
+    const locks = new DirectoryLocks(dir, 2000);
     const key = 'repo/a@sha256:aa';
     let started!: () => void;
     const expiring = new Promise<void>((r) => (started = r));
@@ -357,7 +357,7 @@ describe('TTL scheduler', () => {
   });
 
   test('shared mode: two processes merge their entries, removals are not undone, one holds the expiry lease until it stops', async () => {
-    const locks = new SharedLocks(dir, 2000);
+    const locks = new DirectoryLocks(dir, 2000);
     const expired: string[] = [];
     const a = new TtlScheduler({ statePath: state, onExpire: async (e) => void expired.push(`a ${e.key}`), flushIntervalMs: 20, shared: { locks } });
     await a.start();

@@ -13,7 +13,7 @@ import { FilesystemDriver } from '../lib/storage/filesystem.js';
 import { S3Driver } from '../lib/storage/s3.js';
 import { s3Config } from '../lib/config/s3.js';
 import { PathNotFoundError, type FileInfo, type StorageDriver } from '../lib/storage/driver.js';
-import { spooledWrite } from '../lib/storage/spool.js';
+import { spooledWrite } from '../lib/storage/blob-store.js';
 import { describeInterop } from './helpers/interop.js';
 import { cephAvailable, createBucket, s3Parameters, type CephEndpoint } from './helpers/ceph.js';
 import { sharedCeph } from './helpers/ceph-shared.js';

@@ -2,7 +2,7 @@
  * One upstream download of a blob, written to the store and followed by any number of readers.
  * The upstream is read at the local disk's pace, not at the slowest client's; every client reads
  * the growing local file (the filesystem driver's temporary file, or a local spool in front of an
- * object store: `storage/spool.ts`) at its own pace, so a slow client costs no memory. The blob is committed only
+ * object store: `spooledWrite` in storage/blob-store.ts) at its own pace, so a slow client costs no memory. The blob is committed only
  * after its digest and size are verified, and no reader ever sees the end of a body before that:
  * a reader holds back the last byte until the verification, so wrong or truncated content always
  * ends in an aborted transfer, never in a clean end.
@@ -12,25 +12,19 @@
  * the (unlinked) temporary file, the rest is handed over from memory, and the upstream is then read
  * at the pace of the slowest client, holding at most `PASSTHROUGH_WINDOW` bytes.
  *
- * A fetch that crawls (below `proxy.overtake`'s floor for a while, not counting time it waited for
- * the disk or its clients) is raced by a second upstream connection: a Range request from the
- * bytes already received, hashed in order, onward (or the whole blob again from an upstream that
- * ignores ranges). Every connection feeds one frontier: a byte is taken from whichever connection
- * brings it first, in order, so the hash still sees each byte once and the blob is still verified
- * before its end is served and committed once. After a short comparison the slower connection is
- * cancelled. A crawling fetch that no client reads any more, and that racing did not speed up,
- * stops: it would hold the blob's lock and an upstream connection for nothing.
+ * The bytes come in order from the fetch's upstream connections (blob-connections.ts: a fetch that
+ * crawls is raced by a second connection), so the hash sees each byte once and the blob is verified
+ * before its end is served and committed once. A crawling fetch that no client reads any more, and
+ * that racing did not speed up, stops: it would hold the blob's lock and an upstream connection
+ * for nothing.
  */
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
-import { DigestMismatchError, MirrorError } from '../errors.js';
+import { MirrorError } from '../errors.js';
 import { hasherFor, type Digest } from '../distribution/digest.js';
-import { Overtaker, type OvertakePolicy, type RaceEvent } from './overtake.js';
+import { BlobVerificationError, UpstreamConnections, type RaceOptions } from './blob-connections.js';
 import type { FileWriter, PositionalReader } from '../storage/driver.js';
-import type { SpooledWrite } from '../storage/spool.js';
-
-/** Raised to readers when the fetched bytes do not hash to the digest or have the wrong length. */
-export class BlobVerificationError extends DigestMismatchError {}
+import type { SpooledWrite } from '../storage/blob-store.js';
 
 /** Raised to a reader whose bytes are gone (dropped from memory, or the temporary file lost). */
 export class BlobUnreadableError extends MirrorError {
@@ -47,6 +41,7 @@ export class BlobFetchStoppedError extends MirrorError {
 }
 
 export type { RaceEvent } from './overtake.js';
+export { BlobVerificationError } from './blob-connections.js';
 
 /** Bytes received but not yet written before the upstream is paused for the disk. */
 const WRITE_AHEAD = 1024 * 1024;
@@ -63,8 +58,8 @@ export const PASSTHROUGH_WINDOW = 4 * 1024 * 1024;
  */
 type State = 'streaming' | 'passthrough' | 'committed' | 'uncached' | 'failed';
 
-/** How a fetch is started. */
-export interface BlobFetchOptions {
+/** How a fetch is started (`reopen`, `overtake`, `onRace`: how it is raced when it crawls). */
+export interface BlobFetchOptions extends RaceOptions {
   readonly digest: Digest;
   /** The size the upstream announced (`Content-Length`), if it did. */
   readonly size: number | undefined;
@@ -76,28 +71,10 @@ export interface BlobFetchOptions {
   /** The cache write was abandoned (the clients' downloads continue). */
   cacheWriteFailed?(err: Error): void;
   /**
-   * Opens another upstream connection for the bytes from `offset` on: the body and the offset of
-   * its first byte (0 when the upstream sent the whole blob). Without it a fetch is never raced.
-   */
-  reopen?(offset: number): Promise<{ body: Readable; start: number }>;
-  /** When a slow fetch is raced (none: never). */
-  readonly overtake?: OvertakePolicy;
-  onRace?(event: RaceEvent): void;
-  /**
    * `proxy.cachewritetimeout`: once its last client has left, the fetch goes on filling the cache
    * this long at most, then stops (a new client starts a fresh one). Undefined: no limit.
    */
   readonly cacheWriteTimeoutMs?: number;
-}
-
-/** One upstream connection feeding the fetch. */
-interface Source {
-  readonly body: Readable;
-  /** The blob offset of its next byte. */
-  position: number;
-  /** Bytes it brought, those another connection brought first included. */
-  raw: number;
-  cancelled: boolean;
 }
 
 /** A blob being fetched. Create with `BlobFetch.start`. */
@@ -135,12 +112,8 @@ export class BlobFetch {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private writing: Promise<void> | undefined;
-  /** The upstream connections under way: one, or two while racing. */
-  private readonly sources = new Set<Source>();
-  /** Every byte has arrived (resolves), or no connection can bring the rest (rejects). */
-  private arrived!: { promise: Promise<void>; resolve(): void; reject(err: unknown): void; settled: boolean };
-  /** Races the fetch when it crawls (`proxy.overtake`). */
-  private overtaker?: Overtaker<Source>;
+  /** The upstream connections bringing the bytes. */
+  private readonly connections: UpstreamConnections;
   private stoppedSlow = false;
   /** Set while nobody reads the fetch: it stops when this fires (`cacheWriteTimeoutMs`). */
   private unreadTimer?: NodeJS.Timeout;
@@ -155,10 +128,32 @@ export class BlobFetch {
     this.spool = options.write?.reader;
     if (!this.writer) this.state = 'passthrough';
     this.hash = hasherFor(this.digest);
-    let resolve!: () => void;
-    let reject!: (err: unknown) => void;
-    const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
-    this.arrived = { promise, resolve, reject, settled: false };
+    const fetch = this;
+    this.connections = new UpstreamConnections(
+      {
+        digest: this.digest,
+        size: this.size,
+        get received() {
+          return fetch.received;
+        },
+        get readers() {
+          return fetch.positions.size;
+        },
+        get failed() {
+          return fetch.state === 'failed';
+        },
+        take: (chunk) => this.take(chunk),
+        backpressure: () => this.backpressure(),
+        stopSlow: (rate) => {
+          this.stoppedSlow = true;
+          this.connections.abort(new BlobFetchStoppedError(`the fetch of ${this.digest.value} was stopped: no client reads it and it crawls at ${Math.round(rate)} bytes/s`));
+        },
+      },
+      options,
+      () => {
+        clearTimeout(this.unreadTimer);
+      },
+    );
     this.done = this.pump();
     // `done` is awaited by whoever cares; an unobserved failure must not crash the process.
     this.done.catch(() => undefined);
@@ -212,9 +207,8 @@ export class BlobFetch {
   private async pump(): Promise<void> {
     const writer = this.writer;
     try {
-      this.addSource(this.options.body, 0);
-      this.watch();
-      await this.arrived.promise;
+      this.connections.start(this.options.body);
+      await this.connections.arrived;
       await this.writing;
       if (this.pending.length > 0) await this.drain();
       if (this.size !== undefined && this.received !== this.size) {
@@ -243,52 +237,14 @@ export class BlobFetch {
     } catch (err) {
       this.state = 'failed';
       this.error = err instanceof Error ? err : new Error(String(err));
-      this.cancelSources();
+      this.connections.cancel();
       await this.writing;
       await writer?.cancel().catch(() => undefined);
       throw this.error;
     } finally {
-      this.overtaker?.dispose();
-      this.cancelSources();
+      this.connections.dispose();
       this.events.emit('change');
       if (this.positions.size === 0) await this.closeFd();
-    }
-  }
-
-  private addSource(body: Readable, start: number): Source {
-    const source: Source = { body, position: start, raw: 0, cancelled: false };
-    this.sources.add(source);
-    void this.consume(source);
-    return source;
-  }
-
-  /** Reads one connection into the frontier: only bytes no other connection brought yet are taken. */
-  private async consume(source: Source): Promise<void> {
-    try {
-      for await (const chunk of source.body as AsyncIterable<Buffer>) {
-        source.raw += chunk.length;
-        const from = source.position;
-        source.position += chunk.length;
-        if (source.position <= this.received) continue;
-        if (this.size !== undefined && source.position > this.size) {
-          throw new BlobVerificationError(`upstream sent more than the announced ${this.size} bytes for ${this.digest.value}`);
-        }
-        this.take(from < this.received ? chunk.subarray(this.received - from) : chunk);
-        // Every byte is here: another connection has nothing left to bring.
-        if (this.received === this.size) this.cancelSources(source);
-        await this.backpressure();
-      }
-      if (source.cancelled) return;
-      if (source.position < this.received || (this.size !== undefined && source.position < this.size)) {
-        throw new BlobVerificationError(`upstream sent ${source.position} bytes for ${this.digest.value}, announced ${this.size ?? this.received}`);
-      }
-      this.sources.delete(source);
-      this.cancelSources();
-      this.overtaker?.finished(source);
-      this.settle();
-    } catch (err) {
-      if (source.cancelled) return;
-      this.lose(source, err);
     }
   }
 
@@ -307,8 +263,11 @@ export class BlobFetch {
     }
   }
 
-  /** The upstream is read at the disk's pace; past the disk, no faster than the slowest client. */
-  private async backpressure(): Promise<void> {
+  /**
+   * The upstream is read at the disk's pace; past the disk, no faster than the slowest client.
+   * True when it waited (time that is not the upstream's slowness).
+   */
+  private async backpressure(): Promise<boolean> {
     let waited = false;
     if (this.state === 'streaming' && this.pendingBytes > WRITE_AHEAD && this.writing) {
       waited = true;
@@ -318,8 +277,7 @@ export class BlobFetch {
       waited = true;
       await new Promise<void>((resolve) => this.events.once('progress', resolve));
     }
-    // Time spent waiting here is not the upstream's slowness.
-    if (waited) this.overtaker?.waited();
+    return waited;
   }
 
   /** Chunks arriving while a write is under way are written together by the next one. */
@@ -340,72 +298,17 @@ export class BlobFetch {
     this.pendingBytes = 0;
   }
 
-  private settle(err?: unknown): void {
-    if (this.arrived.settled) return;
-    this.arrived.settled = true;
-    clearTimeout(this.unreadTimer);
-    if (err === undefined) this.arrived.resolve();
-    else this.arrived.reject(err);
-  }
-
-  /** Ends the fetch with `err`: every connection is cancelled. */
-  private abort(err: Error): void {
-    this.settle(err);
-    this.cancelSources();
-  }
-
-  private cancelSources(except?: Source): void {
-    for (const s of this.sources) {
-      if (s === except) continue;
-      s.cancelled = true;
-      this.sources.delete(s);
-      s.body.destroy();
-    }
-  }
-
-  /** A connection failed: the fetch goes on with the other one, if it races. */
-  private lose(source: Source, err: unknown): void {
-    this.sources.delete(source);
-    this.overtaker?.lost(source, err instanceof Error ? err : new Error(String(err)));
-    if (this.sources.size === 0) this.settle(err);
-  }
-
-  /** Races the fetch when it crawls, if overtaking is on. */
-  private watch(): void {
-    const { overtake, reopen } = this.options;
-    if (!overtake || overtake.minBytesPerSecond <= 0 || !reopen) return;
-    const fetch = this;
-    this.overtaker = new Overtaker<Source>(overtake, reopen, this.options.onRace, {
-      get received() {
-        return fetch.received;
-      },
-      get readers() {
-        return fetch.positions.size;
-      },
-      get settled() {
-        return fetch.arrived.settled || fetch.state === 'failed';
-      },
-      connections: () => [...this.sources],
-      add: (body, start) => this.addSource(body, start),
-      keepOnly: (source) => this.cancelSources(source),
-      stop: (rate) => {
-        this.stoppedSlow = true;
-        this.abort(new BlobFetchStoppedError(`the fetch of ${this.digest.value} was stopped: no client reads it and it crawls at ${Math.round(rate)} bytes/s`));
-      },
-    });
-  }
-
   /** Nobody reads the fetch any more: it may fill the cache for `cacheWriteTimeoutMs`, no longer. */
   private stopWhenUnread(): void {
     const ms = this.options.cacheWriteTimeoutMs;
-    if (ms === undefined || this.arrived.settled || this.unreadTimer) return;
+    if (ms === undefined || this.connections.settled || this.unreadTimer) return;
     this.unreadTimer = setTimeout(() => {
       this.unreadTimer = undefined;
-      if (this.positions.size > 0 || this.arrived.settled) return;
+      if (this.positions.size > 0 || this.connections.settled) return;
       this.stoppedSlow = true;
       const err = new BlobFetchStoppedError(`the fetch of ${this.digest.value} was stopped: no client has read it for proxy.cachewritetimeout (${ms} ms)`);
       this.options.cacheWriteFailed?.(err);
-      this.abort(err);
+      this.connections.abort(err);
     }, ms);
     // The fetch's own connection keeps the process busy; this timer alone must not.
     this.unreadTimer.unref();
@@ -464,7 +367,7 @@ export class BlobFetch {
       this.trim();
       this.events.emit('progress');
       // Nobody is left to hand the bytes to, and they cannot be cached: stop downloading.
-      if (this.positions.size === 0 && this.state === 'passthrough') this.abort(new Error('every client left an uncached fetch'));
+      if (this.positions.size === 0 && this.state === 'passthrough') this.connections.abort(new Error('every client left an uncached fetch'));
       if (this.positions.size === 0 && this.state === 'streaming') this.stopWhenUnread();
       if (this.positions.size === 0 && this.state !== 'streaming') await this.closeFd();
     };

@@ -21,9 +21,8 @@ import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import type { DescriptorCache } from '../storage/descriptor-cache.js';
 import type { OvertakePolicy, RaceEvent } from './overtake.js';
-import type { TagPolicy } from './freshness.js';
 import { RateBudget, type BudgetOptions } from './budget.js';
-import type { CheckSkipped } from './tag-checks.js';
+import type { CheckSkipped, TagPolicy } from './tag-checks.js';
 
 /** The cache events of a namespace's stores, told the name content is stored under, and the manifests refused as unverified. */
 export type NamespaceEvents = TypedCacheEvents & {

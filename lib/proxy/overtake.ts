@@ -19,9 +19,6 @@ export interface OvertakePolicy {
   readonly afterMs: number;
 }
 
-/** `proxy.overtake` when the configuration says nothing: 128 KiB/s over 5 s. */
-export const DEFAULT_OVERTAKE: OvertakePolicy = { minBytesPerSecond: 128 * 1024, afterMs: 5000 };
-
 /** Races a fetch may start: a link that is slow for every connection costs at most this many comparisons. */
 export const MAX_RACES = 3;
 

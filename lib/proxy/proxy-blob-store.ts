@@ -15,9 +15,9 @@ import { BlobFetch, type RaceEvent } from './blob-fetch.js';
 import type { OvertakePolicy } from './overtake.js';
 import type { Upstream } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
+import { Inflight, onceAcrossProcesses } from './once.js';
 import { BlobUnknownError } from '../errors.js';
 import { PathNotFoundError } from '../storage/driver.js';
-import { inSpan } from '../tracing/tracing.js';
 
 /** How the blob store coordinates and races its fetches. */
 export interface ProxyBlobOptions {
@@ -35,7 +35,10 @@ export interface ProxyBlobOptions {
 
 /** The blob side of the pull-through cache. */
 export class ProxyBlobStore implements BlobService {
-  private readonly fetches = new Map<string, BlobFetch>();
+  /** The downloads under way, by digest, with the repositories that link the blob once it is committed. */
+  private readonly downloads = new Map<string, { readonly fetch: BlobFetch; readonly repos: Set<string> }>();
+  /** Downloads being started (the upstream has not answered yet), once in this process. */
+  private readonly starting = new Inflight<{ fetch: BlobFetch | 'stored' } | { error: unknown; name: string }>();
   private readonly locks?: SharedLocks;
 
   constructor(
@@ -49,7 +52,10 @@ export class ProxyBlobStore implements BlobService {
   }
 
   /**
-   * The blob for a `GET`: from the cache when `name` links it, else from (one) upstream fetch.
+   * The blob for a `GET`, top to bottom: served from the cache when `name` links it; else the
+   * download under way is joined, or one is started (once in this process, once across the
+   * processes sharing the storage); the client reads it as it is written (blob-fetch.ts), and the
+   * verified blob is committed, linked and reported `stored` (the schedule) by `download`.
    * Throws `UpstreamError` when the upstream cannot provide it.
    */
   async get(name: string, digest: Digest): Promise<BlobHandle> {
@@ -59,13 +65,9 @@ export class ProxyBlobStore implements BlobService {
       return local;
     }
     this.events.miss?.(name, digest);
-    const fetch = await this.fetch(name, digest);
-    if (!fetch) {
-      // Another replica fetched it into the shared storage meanwhile.
-      const landed = await this.local(name, digest);
-      if (landed) return landed;
-      return this.get(name, digest);
-    }
+    const fetch = await this.joinOrStart(name, digest);
+    // Another process fetched it into the shared storage meanwhile, or this one just committed it.
+    if (fetch === 'stored') return (await this.local(name, digest)) ?? this.get(name, digest);
     return {
       size: fetch.size,
       source: 'upstream',
@@ -90,10 +92,10 @@ export class ProxyBlobStore implements BlobService {
    * fetched; clients that ask join the fetch; a failure is left to them (they fetch again).
    */
   prefetch(name: string, digest: Digest): void {
-    if (this.fetches.has(digest.value) || this.starting.has(digest.value)) return;
+    if (this.downloads.has(digest.value) || this.starting.has(digest.value)) return;
     void (async () => {
       if (await this.local(name, digest)) return;
-      await this.fetch(name, digest);
+      await this.joinOrStart(name, digest);
     })().catch(() => undefined);
   }
 
@@ -179,79 +181,55 @@ export class ProxyBlobStore implements BlobService {
   }
 
   /**
-   * The running fetch of `digest`, or a new one; joining a fetch from another repository first asks
-   * the upstream. Undefined when another process fetched the blob into the storage meanwhile.
+   * The download of `digest` under way, or a new one; joining a download for another repository
+   * first asks the upstream whether that repository has the blob. `stored` when the blob is in the
+   * storage now (committed meanwhile, or fetched by another process).
    */
-  private async fetch(name: string, digest: Digest): Promise<BlobFetch | undefined> {
-    const running = this.fetches.get(digest.value);
+  private async joinOrStart(name: string, digest: Digest): Promise<BlobFetch | 'stored'> {
+    const running = this.downloads.get(digest.value);
     // Its bytes are verified and going into the store: served from there in a moment.
-    if (running?.committing) {
-      await running.done.catch(() => undefined);
-      return undefined;
+    if (running?.fetch.committing) {
+      await running.fetch.done.catch(() => undefined);
+      return 'stored';
     }
-    // A fetch whose cache write was abandoned is joined only while it still holds every byte.
-    if (running && running.canRead(0)) {
-      const repos = this.linkOnCommit.get(digest.value);
-      if (repos && !repos.has(name)) {
+    // A download whose cache write was abandoned is joined only while it still holds every byte.
+    if (running && running.fetch.canRead(0)) {
+      if (!running.repos.has(name)) {
         await this.upstream.headBlob(name, digest.value);
-        repos.add(name);
+        running.repos.add(name);
       }
-      return running;
+      return running.fetch;
     }
-    const starting = this.starting.get(digest.value);
-    if (starting) {
-      // Requests that arrive while the upstream has not answered yet share its answer; one from
-      // another repository, whose access may differ, tries for itself after a failure.
-      const outcome = await starting.promise.then(
-        () => undefined,
-        (err: unknown) => err,
+    // Requests that arrive while the upstream has not answered yet share its answer; one for
+    // another repository, whose access may differ, tries for itself after a failure.
+    let started = false;
+    const outcome = await this.starting.run(digest.value, () => {
+      started = true;
+      return this.start(name, digest).then(
+        (fetch) => ({ fetch }),
+        (error: unknown) => ({ error, name }),
       );
-      if (outcome !== undefined && starting.name === name) throw outcome;
-      return this.fetch(name, digest);
-    }
-    const promise = this.startFetch(name, digest);
-    this.starting.set(digest.value, { name, promise });
-    try {
-      return await promise;
-    } finally {
-      this.starting.delete(digest.value);
-    }
+    });
+    if ('fetch' in outcome) return started || outcome.fetch === 'stored' ? outcome.fetch : this.joinOrStart(name, digest);
+    if (started || outcome.name === name) throw outcome.error;
+    return this.joinOrStart(name, digest);
   }
 
-  private readonly starting = new Map<string, { name: string; promise: Promise<BlobFetch | undefined> }>();
-  private readonly linkOnCommit = new Map<string, Set<string>>();
+  /** The one download of `digest` across the processes sharing the storage; its lock is held until the download ends. */
+  private start(name: string, digest: Digest): Promise<BlobFetch | 'stored'> {
+    return onceAcrossProcesses<BlobFetch | 'stored'>(this.locks, blobLockKey(digest), {
+      landed: async () => ((await this.blobs.stat(digest)) ? 'stored' : undefined),
+      work: () => this.download(name, digest),
+      holdUntil: (fetch) => (fetch === 'stored' ? undefined : fetch.done),
+    });
+  }
 
   /**
-   * Starts the one fetch of `digest` across every process sharing the storage: whoever takes the
-   * blob's lock fetches; the others wait until the blob lands (undefined) or the lock is free again
-   * (the fetch failed, or its process died and its lock went stale), then try again.
+   * Streams `digest` from the upstream into the store's writer and to every reader (blob-fetch.ts);
+   * once verified, the blob is committed, linked into every repository that joined, and reported
+   * `stored`. A full disk still serves the clients, uncached.
    */
-  private async startFetch(name: string, digest: Digest): Promise<BlobFetch | undefined> {
-    if (!this.locks) return this.startLocalFetch(name, digest);
-    const key = blobLockKey(digest);
-    for (;;) {
-      const release = await inSpan('lock acquire', { 'registry.lock': key }, () => this.locks!.tryAcquire(key));
-      if (release) {
-        try {
-          if (await this.blobs.stat(digest)) {
-            await release();
-            return undefined;
-          }
-          const fetch = await this.startLocalFetch(name, digest);
-          void fetch.done.catch(() => undefined).finally(() => release());
-          return fetch;
-        } catch (err) {
-          await release();
-          throw err;
-        }
-      }
-      // Another process is fetching it: wait until it lands, or its lock is free again.
-      await inSpan('lock wait', { 'registry.lock': key }, () => this.locks!.waitWhileHeld(key, () => this.blobs.stat(digest), 100));
-      if (await this.blobs.stat(digest)) return undefined;
-    }
-  }
-
-  private async startLocalFetch(name: string, digest: Digest): Promise<BlobFetch> {
+  private async download(name: string, digest: Digest): Promise<BlobFetch> {
     const reply = await this.upstream.streamBlob(name, digest.value);
     const announced = Number(reply.headers['content-length']);
     const failed = (err: Error): void => this.events.cacheWriteFailed?.(name, digest, err);
@@ -261,7 +239,6 @@ export class ProxyBlobStore implements BlobService {
       return undefined;
     });
     const repos = new Set([name]);
-    this.linkOnCommit.set(digest.value, repos);
     const size = Number.isFinite(announced) ? announced : undefined;
     const fetch = BlobFetch.start({
       digest,
@@ -281,14 +258,12 @@ export class ProxyBlobStore implements BlobService {
       onRace: (event) => this.options.onRace?.(name, digest, event),
       cacheWriteTimeoutMs: this.options.cacheWriteTimeoutMs,
     });
-    this.fetches.set(digest.value, fetch);
+    const download = { fetch, repos };
+    this.downloads.set(digest.value, download);
     fetch.done
       .catch(() => undefined)
       .finally(() => {
-        if (this.fetches.get(digest.value) === fetch) {
-          this.fetches.delete(digest.value);
-          this.linkOnCommit.delete(digest.value);
-        }
+        if (this.downloads.get(digest.value) === download) this.downloads.delete(digest.value);
       });
     return fetch;
   }
@@ -310,6 +285,6 @@ export class ProxyBlobStore implements BlobService {
 
   /** Blob fetches under way (for metrics and tests). */
   get inflight(): number {
-    return this.fetches.size;
+    return this.downloads.size;
   }
 }

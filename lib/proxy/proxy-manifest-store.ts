@@ -24,12 +24,10 @@ import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { manifestLockKey, tagLockKey } from '../storage/paths.js';
 import type { DescriptorCache } from '../storage/descriptor-cache.js';
-import { Inflight } from './inflight.js';
-import { TagChecks, type CheckSkipped } from './tag-checks.js';
-import type { TagPolicy } from './freshness.js';
+import { Inflight, onceAcrossProcesses } from './once.js';
+import { TagChecks, type CheckSkipped, type TagPolicy } from './tag-checks.js';
 import type { Upstream, UpstreamReply } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
-import { inSpan } from '../tracing/tracing.js';
 
 /** The cache events of the manifest store, and the refusal of a manifest that could not be verified. */
 export interface ProxyManifestEvents extends CacheEvents {
@@ -97,22 +95,11 @@ export class ProxyManifestStore implements ManifestService {
   }
 
   /** One upstream fetch of `name@digest` across the processes sharing the storage. */
-  private async fetchOnce(name: string, digest: Digest): Promise<Manifest> {
-    if (!this.locks) return this.fetchAndStore(name, digest);
-    const key = manifestLockKey(name, digest);
-    for (;;) {
-      const release = await this.locks.tryAcquire(key);
-      if (release) {
-        try {
-          return (await this.local(name, digest)) ?? (await this.fetchAndStore(name, digest));
-        } finally {
-          await release();
-        }
-      }
-      // Another replica is fetching it: wait until it is stored, or its lock is free again.
-      const stored = await inSpan('lock wait', { 'registry.lock': key }, () => this.locks!.waitWhileHeld(key, () => this.local(name, digest), 50));
-      if (stored) return stored;
-    }
+  private fetchOnce(name: string, digest: Digest): Promise<Manifest> {
+    return onceAcrossProcesses(this.locks, manifestLockKey(name, digest), {
+      landed: () => this.local(name, digest),
+      work: () => this.fetchAndStore(name, digest),
+    });
   }
 
   /**
@@ -181,7 +168,7 @@ export class ProxyManifestStore implements ManifestService {
         if (named) return { digest: named };
         return this.fetchTag(name, tag);
       }
-      return this.locks ? this.fetchTagOnce(name, tag) : this.fetchTag(name, tag);
+      return this.fetchTagOnce(name, tag);
     });
   }
 
@@ -190,29 +177,23 @@ export class ProxyManifestStore implements ManifestService {
    * tag and tags it; the others wait for the tag and read it from the storage (a manifest `GET` is
    * what Docker Hub counts as a pull).
    */
-  private async fetchTagOnce(name: string, tag: string): Promise<TagResolution> {
+  private fetchTagOnce(name: string, tag: string): Promise<TagResolution> {
     const repo = this.repository(name);
-    const key = tagLockKey(name, tag);
-    for (;;) {
-      const release = await this.locks!.tryAcquire(key);
-      if (release) {
+    return onceAcrossProcesses<TagResolution>(this.locks, tagLockKey(name, tag), {
+      landed: async () => {
+        const landed = await repo.resolveTag(tag);
+        return landed && { digest: landed, tagged: true };
+      },
+      work: async () => {
+        const resolved = await this.fetchTag(name, tag);
         try {
-          const landed = await repo.resolveTag(tag);
-          if (landed) return { digest: landed, tagged: true };
-          const resolved = await this.fetchTag(name, tag);
-          try {
-            await repo.tag(tag, resolved.digest);
-          } catch (err) {
-            this.cacheWriteFailed(name, resolved.digest, err);
-          }
-          return { ...resolved, tagged: true };
-        } finally {
-          await release();
+          await repo.tag(tag, resolved.digest);
+        } catch (err) {
+          this.cacheWriteFailed(name, resolved.digest, err);
         }
-      }
-      const landed = await this.locks!.waitWhileHeld(key, () => repo.resolveTag(tag), 50);
-      if (landed) return { digest: landed, tagged: true };
-    }
+        return { ...resolved, tagged: true };
+      },
+    });
   }
 
   /** The tag's manifest fetched by tag, verified, and stored (or read from the cache if it holds that digest). */

@@ -29,8 +29,26 @@ export class UpstreamError extends MirrorError {
     this.registryCode = options.registryCode;
   }
 
-  /** True when the upstream could not be asked at all, or is overloaded: the cache may answer instead. */
+  /**
+   * True when the upstream is unavailable: down (`upstreamDown`), or rate-limiting (429), which is
+   * no fault of the upstream's but leaves the content as unreachable. The cache may answer instead.
+   */
   get isUnavailable(): boolean {
-    return this.code === 'ERR_UPSTREAM_UNREACHABLE' || this.status === 429 || (this.status !== undefined && this.status >= 500);
+    return upstreamDown(this) || this.status === 429;
   }
+}
+
+/** The upstream could not be asked at all: no connection, a timeout, no credentials, or refused by the circuit breaker. */
+export class UpstreamUnreachableError extends UpstreamError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('ERR_UPSTREAM_UNREACHABLE', message, options);
+  }
+}
+
+/**
+ * The upstream is down: unreachable, or it failed (5xx); so is any failure that is not an upstream
+ * error at all. What the circuit breaker counts; `isUnavailable` adds rate limiting to it.
+ */
+export function upstreamDown(err: unknown): boolean {
+  return !(err instanceof UpstreamError) || err instanceof UpstreamUnreachableError || (err.status !== undefined && err.status >= 500);
 }

@@ -11,7 +11,7 @@ import { MAX_MANIFEST_BYTES } from '../distribution/manifest.js';
 import { MANIFEST_ACCEPT, MediaType } from '../distribution/mediatypes.js';
 import { UpstreamAuth, UpstreamAuthError, scopeForRepository, shouldSendAuthorization } from './auth/upstream-auth.js';
 import { CredentialHelper, CredentialHelperError } from './auth/credential-helper.js';
-import { UpstreamError } from './upstream-error.js';
+import { UpstreamError, UpstreamUnreachableError, upstreamDown } from './upstream-error.js';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
 import type { RateBudget } from './budget.js';
 import { inOpenSpan, inSpan, injectTraceContext, tracingEnabled } from '../tracing/tracing.js';
@@ -264,7 +264,7 @@ export class Upstream {
    */
   private async guarded<T>(method: string, path: string, exchange: () => Promise<T>): Promise<T> {
     if (!this.breaker.allow()) {
-      throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `upstream ${method} ${path} not attempted: the upstream failed repeatedly, next try in ${this.breaker.retryInMs} ms`);
+      throw new UpstreamUnreachableError(`upstream ${method} ${path} not attempted: the upstream failed repeatedly, next try in ${this.breaker.retryInMs} ms`);
     }
     try {
       const result = await exchange();
@@ -272,9 +272,8 @@ export class Upstream {
       this.lastAnswer = new Date();
       return result;
     } catch (err) {
-      const unavailable = !(err instanceof UpstreamError) || err.code === 'ERR_UPSTREAM_UNREACHABLE' || (err.status ?? 0) >= 500;
       const message = err instanceof Error ? err.message : String(err);
-      if (unavailable) {
+      if (upstreamDown(err)) {
         this.breaker.failure(message);
         this.lastFailure = { at: new Date(), message };
       } else {
@@ -344,8 +343,8 @@ export class Upstream {
     } catch (err) {
       if (err instanceof UpstreamAuthError) throw new UpstreamError('ERR_UPSTREAM_AUTH_FAILED', err.message, { cause: err, status: err.status ?? 401 });
       // No credentials to send: the request fails (503) rather than go out anonymously.
-      if (err instanceof CredentialHelperError) throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `no upstream credentials: ${err.message}`, { cause: err });
-      throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', err instanceof Error ? err.message : String(err), { cause: err });
+      if (err instanceof CredentialHelperError) throw new UpstreamUnreachableError(`no upstream credentials: ${err.message}`, { cause: err });
+      throw new UpstreamUnreachableError(err instanceof Error ? err.message : String(err), { cause: err });
     }
   }
 }
@@ -375,7 +374,7 @@ function headerString(value: string | string[] | undefined): string | undefined 
 
 function unreachable(method: string, path: string, err: unknown): UpstreamError {
   const detail = GotRequestError && err instanceof GotRequestError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
-  return new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `upstream ${method} ${path} failed: ${detail}`, { cause: err });
+  return new UpstreamUnreachableError(`upstream ${method} ${path} failed: ${detail}`, { cause: err });
 }
 
 function statusError(method: string, path: string, reply: UpstreamReply): UpstreamError {

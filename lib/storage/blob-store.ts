@@ -1,15 +1,25 @@
 /**
  * The global blob store: content-addressed data under `blobs/`. Nothing is written here that does
  * not hash to its name.
+ *
+ * A blob's write is one that followers read back while it is under way (`spooledWrite`): one
+ * upstream fetch streams a blob to every waiting client at once and into the store. On a driver
+ * whose writer is a local file (filesystem) the followers read that file. On any other (S3) the
+ * bytes go first to a local spool file, unlinked at once so that a crash leaves nothing, which
+ * followers read; a feeder copies the spool into the driver's writer behind them (S3: multipart
+ * parts uploaded as bytes arrive), so the upstream is read at the local disk's pace whatever the
+ * store's. Commit waits for the feeder, then commits the driver's write; cancel aborts it.
  */
 import type { Readable } from 'node:stream';
-import type { FileHandle } from 'node:fs/promises';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DigestMismatchError } from '../errors.js';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
-import type { FileWriter, StorageDriver } from './driver.js';
+import type { FileWriter, PositionalReader, StorageDriver } from './driver.js';
 import { PathNotFoundError } from './driver.js';
 import { blobDataPath, blobDir, blobsDir, blobsRoot, isBlobPrefix, isDigestAlgorithm } from './paths.js';
-import { spooledWrite, type SpooledWrite } from './spool.js';
 import { inSpan } from '../tracing/tracing.js';
 
 /** Content-addressed blob data. */
@@ -105,4 +115,130 @@ export async function listOrEmpty(driver: StorageDriver, path: string): Promise<
     if (err instanceof PathNotFoundError) return [];
     throw err;
   }
+}
+
+/** A write and the reader of what it has written so far. */
+export interface SpooledWrite {
+  readonly writer: FileWriter;
+  /** Stays readable after commit or cancel, until closed. */
+  readonly reader: PositionalReader;
+  /**
+   * The commit publishes to a remote store behind the spool (S3: the parts still under way, the
+   * last one, CompleteMultipartUpload): followers need not wait for it once the bytes are verified.
+   * False for a local file renamed into place.
+   */
+  readonly remote: boolean;
+}
+
+/** Bytes the feeder hands to the driver's writer at a time. */
+const FEED_CHUNK = 1024 * 1024;
+
+/** Starts a new write to `path` whose bytes can be read back at once. */
+export async function spooledWrite(driver: StorageDriver, path: string, spoolDir = tmpdir()): Promise<SpooledWrite> {
+  const writer = await driver.writer(path);
+  if (writer.readBack) {
+    try {
+      return { writer, reader: await writer.readBack(), remote: false };
+    } catch (err) {
+      await writer.cancel();
+      throw err;
+    }
+  }
+  const file = join(spoolDir, `registry-spool-${randomUUID()}`);
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'wx+');
+    await unlink(file);
+  } catch (err) {
+    await writer.cancel();
+    throw err;
+  }
+  return feeding(writer, handle);
+}
+
+function feeding(inner: FileWriter, handle: FileHandle): SpooledWrite {
+  let spooled = 0;
+  let fed = 0;
+  let failure: unknown;
+  let stopped = false;
+  let feeder: Promise<void> | undefined;
+  // The handle is shared by the writer and the reader: closed when both are done with it.
+  let users = 2;
+  const release = async (): Promise<void> => {
+    if (--users === 0) await handle.close().catch(() => undefined);
+  };
+  let writerDone = false;
+  let readerDone = false;
+  const finishWriter = async (): Promise<void> => {
+    if (writerDone) return;
+    writerDone = true;
+    await release();
+  };
+  const feed = async (): Promise<void> => {
+    while (!stopped && fed < spooled) {
+      const n = Math.min(FEED_CHUNK, spooled - fed);
+      const buffer = Buffer.allocUnsafe(n);
+      const { bytesRead } = await handle.read(buffer, 0, n, fed);
+      await inner.write(bytesRead === n ? buffer : buffer.subarray(0, bytesRead));
+      fed += bytesRead;
+    }
+  };
+  const kick = (): void => {
+    feeder ??= feed()
+      .catch((err: unknown) => {
+        failure ??= err;
+      })
+      .finally(() => {
+        feeder = undefined;
+        if (!stopped && failure === undefined && fed < spooled) kick();
+      });
+  };
+  const drained = async (): Promise<void> => {
+    while (feeder) await feeder;
+    if (failure !== undefined) throw failure;
+  };
+  const finish = async (how: 'close' | 'commit'): Promise<void> => {
+    try {
+      await drained();
+      await inner[how]();
+    } catch (err) {
+      await inner.cancel().catch(() => undefined);
+      throw err;
+    } finally {
+      await finishWriter();
+    }
+  };
+  const writer: FileWriter = {
+    get size() {
+      return spooled;
+    },
+    write: async (chunk) => {
+      // The store failing behind the spool fails the write: the cache write is abandoned.
+      if (failure !== undefined) throw failure;
+      let offset = 0;
+      while (offset < chunk.length) offset += (await handle.write(chunk, offset, chunk.length - offset, spooled + offset)).bytesWritten;
+      spooled += chunk.length;
+      kick();
+    },
+    close: () => finish('close'),
+    commit: () => finish('commit'),
+    cancel: async () => {
+      stopped = true;
+      await feeder?.catch(() => undefined);
+      await inner.cancel().catch(() => undefined);
+      await finishWriter();
+    },
+  };
+  return {
+    writer,
+    remote: true,
+    reader: {
+      read: async (buffer, offset, length, position) => (await handle.read(buffer, offset, length, position)).bytesRead,
+      close: async () => {
+        if (readerDone) return;
+        readerDone = true;
+        await release();
+      },
+    },
+  };
 }

@@ -43,7 +43,7 @@ export interface FileWriter {
   cancel(): Promise<void>;
   /**
    * Capability: positional reads of the bytes written so far, for followers of a write in progress
-   * (filesystem: its temporary file). Drivers without it get a local spool (`spool.ts`).
+   * (filesystem: its temporary file). Drivers without it get a local spool (`spooledWrite` in `blob-store.ts`).
    */
   readBack?(): Promise<PositionalReader>;
 }

@@ -7,7 +7,7 @@
 import type { StorageConfig } from '../config/types.js';
 import type { StorageDriver } from './driver.js';
 import { FilesystemDriver } from './filesystem.js';
-import { SharedLocks } from './shared-lock.js';
+import { DirectoryLocks, type SharedLocks } from './shared-lock.js';
 
 /**
  * The configured driver. The S3 driver (and the AWS SDK, a few hundred modules) is loaded only when
@@ -27,5 +27,5 @@ export async function createDriver(storage: StorageConfig): Promise<StorageDrive
  */
 export function createSharedLocks(storage: StorageConfig, staleMs: number, onCompromised: (key: string, err: Error) => void): SharedLocks | undefined {
   if (storage.driver !== 'filesystem') return undefined;
-  return new SharedLocks(storage.filesystem!.rootdirectory, staleMs, onCompromised);
+  return new DirectoryLocks(storage.filesystem!.rootdirectory, staleMs, onCompromised);
 }

@@ -25,7 +25,10 @@ import { isProvablyDead, parseOwner, thisProcess, type ProcessOwner } from './ow
 /** Releases a held lock. */
 export type Release = () => Promise<void>;
 
-/** Named locks shared by the processes of one cache. */
+/**
+ * Named locks shared by the processes of one cache: the contract `DirectoryLocks` (here) and
+ * `RedisLocks` (lib/coordination/redis-locks.ts) honour, and `onceAcrossProcesses` (lib/proxy/once.ts) uses.
+ */
 export interface SharedLocks {
   /** A lock whose holder has not shown life for this long is taken over. */
   readonly staleMs: number;
@@ -176,12 +179,6 @@ export class DirectoryLocks implements SharedLocks {
     return (await this.inspect(this.dir(key)).catch(() => ({ kind: 'free' }) as const)).kind === 'held';
   }
 }
-
-/**
- * `new SharedLocks(root, staleMs, onCompromised)` makes the directory locks, the default; the type
- * is the contract every implementation honours.
- */
-export const SharedLocks = DirectoryLocks;
 
 /** The owner file of a lock directory: `missing` when the directory has none (yet), `missing-dir` when there is no lock. */
 async function readOwner(dir: string): Promise<OwnerRecord | 'missing' | 'missing-dir' | 'unreadable'> {

@@ -12,7 +12,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Got } from 'got';
-import { UpstreamError } from '../upstream-error.js';
+import { UpstreamError, UpstreamUnreachableError } from '../upstream-error.js';
 import { parseChallenges, type Challenge } from './challenge.js';
 
 /** The scope of pulling a repository. */
@@ -156,7 +156,7 @@ export class UpstreamAuth {
       res = await boundedAnswer((await this.o.got()).stream(realm.toString(), { headers, followRedirect: false }), MAX_TOKEN_BODY);
     } catch (err) {
       if (err instanceof UpstreamAuthError) throw new UpstreamAuthError(`token realm ${realm.host}: ${err.message}`, err.status);
-      throw new UpstreamError('ERR_UPSTREAM_UNREACHABLE', `token realm ${realm.host} unreachable: ${(err as Error).message}`, { cause: err });
+      throw new UpstreamUnreachableError(`token realm ${realm.host} unreachable: ${(err as Error).message}`, { cause: err });
     }
     if (res.statusCode !== 200) throw new UpstreamAuthError(`token realm ${realm.host} answered ${res.statusCode}`, res.statusCode);
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };

@@ -1,0 +1,73 @@
+/**
+ * The two ways a pull-through fetch is done once: once in this process (`Inflight`: concurrent
+ * requests share one promise, as distribution's `inflight` map and zot's on-demand sync), and once
+ * across the processes sharing the storage (`onceAcrossProcesses`: whoever takes the content's
+ * lock, a lock directory or a Redis lease, does the work; the others wait until it has landed).
+ */
+import type { SharedLocks } from '../storage/shared-lock.js';
+import { inSpan } from '../tracing/tracing.js';
+
+/** How often a process waiting for another's work looks whether it has landed (Redis also wakes it at the release). */
+export const LANDED_POLL_MS = 50;
+
+/** Concurrent requests for one key share one promise: the first caller starts the work, later callers join it until it settles. */
+export class Inflight<T> {
+  private readonly running = new Map<string, Promise<T>>();
+
+  /** Runs `work` for `key` unless a run for `key` is already under way, whose promise is returned. */
+  run(key: string, work: () => Promise<T>): Promise<T> {
+    const existing = this.running.get(key);
+    if (existing) return existing;
+    const promise = (async () => {
+      try {
+        return await work();
+      } finally {
+        this.running.delete(key);
+      }
+    })();
+    this.running.set(key, promise);
+    return promise;
+  }
+
+  /** True while a run for `key` is under way. */
+  has(key: string): boolean {
+    return this.running.has(key);
+  }
+}
+
+/** The work done once across processes, and how to see that another process did it. */
+export interface OnceAcrossProcesses<T> {
+  /** What another process's work left in the storage, once it has landed; undefined before. */
+  landed(): Promise<T | undefined>;
+  /** The work, run holding the lock after `landed` found nothing. */
+  work(): Promise<T>;
+  /** How long the lock stays held after `work` returned (a blob's download): by default, not at all. */
+  holdUntil?(result: T): Promise<unknown> | undefined;
+}
+
+/**
+ * `once.work()` done by one of the processes sharing `locks` (all of them by this one without
+ * `locks`): the process that takes `key` looks whether the work has landed meanwhile, else does
+ * it; the others wait until it lands (its result) or the lock is free again (the holder failed, or
+ * died and its lock went stale or was taken over at once), then try again.
+ */
+export async function onceAcrossProcesses<T>(locks: SharedLocks | undefined, key: string, once: OnceAcrossProcesses<T>): Promise<T> {
+  if (!locks) return once.work();
+  for (;;) {
+    const release = await inSpan('lock acquire', { 'registry.lock': key }, () => locks.tryAcquire(key));
+    if (release) {
+      let held: Promise<unknown> | undefined;
+      try {
+        const result = (await once.landed()) ?? (await once.work());
+        held = once.holdUntil?.(result);
+        return result;
+      } finally {
+        if (held) void held.catch(() => undefined).finally(() => release());
+        else await release();
+      }
+    }
+    // Another process is doing it: wait until it lands, or its lock is free again.
+    const landed = await inSpan('lock wait', { 'registry.lock': key }, () => locks.waitWhileHeld(key, () => once.landed(), LANDED_POLL_MS));
+    if (landed !== undefined) return landed;
+  }
+}
