@@ -272,7 +272,7 @@ export class Upstream {
       this.lastAnswer = new Date();
       return result;
     } catch (err) {
-      const unavailable = !(err instanceof UpstreamError) || err.code === 'ERR_UPSTREAM_UNREACHABLE' || (err.status ?? 0) >= 500;
+      const unavailable = !(err instanceof UpstreamError) || err.unreachable || (err.status ?? 0) >= 500;
       const message = err instanceof Error ? err.message : String(err);
       if (unavailable) {
         this.breaker.failure(message);

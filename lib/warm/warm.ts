@@ -1,6 +1,6 @@
 /**
  * `registry warm`: pre-fetches images into the cache through the proxy stores a pull goes through
- * (lib/registry-services.ts builds them as `serve` does), so that a warmed image is cached exactly
+ * (lib/services/registry-services.ts builds them as `serve` does), so that a warmed image is cached exactly
  * as a pull would have cached it: verified, linked, tagged, and scheduled to expire. For an index,
  * every child manifest is fetched, or only the chosen platform's; then each image's config and
  * layers, a few blobs at a time.
@@ -10,7 +10,7 @@ import { tryParseManifest, type DescriptorPlatform, type ParsedManifest } from '
 import { MediaType, isIndexType } from '../distribution/mediatypes.js';
 import { formatBytes } from '../config/size.js';
 import type { Manifest } from '../stores.js';
-import type { RegistryServices } from '../registry-services.js';
+import type { RegistryServices } from '../services/registry-services.js';
 import type { WarmProgress } from './progress.js';
 import { platformMatches, platformText, resolveReference, type Platform, type WarmReference } from './references.js';
 

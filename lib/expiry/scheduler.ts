@@ -1,5 +1,5 @@
 /**
- * The TTL scheduler: the schedule in an index ordered by expiry (lib/scheduler/expiry-index.ts),
+ * The TTL scheduler: the schedule in an index ordered by expiry (lib/expiry/expiry-index.ts),
  * one timer for the earliest entry, persisted through a `StateStore` (scheduler-state.json).
  * A failed expiry is kept and retried (the official scheduler drops it and leaks the content, #1994).
  *

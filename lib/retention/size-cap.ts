@@ -7,7 +7,7 @@
 import type { Logger } from 'winston';
 import type { Digest } from '../distribution/digest.js';
 import type { ContentType } from '../stores.js';
-import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from './purge.js';
+import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from '../storage/purge.js';
 import { StoppingError } from '../errors.js';
 
 /** What the size cap needs. */

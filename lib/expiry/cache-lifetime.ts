@@ -7,8 +7,8 @@
 import type { Logger } from 'winston';
 import { parseDigest, type Digest } from '../distribution/digest.js';
 import type { ContentType } from '../stores.js';
-import { purgeBlob, purgeManifest, type PurgeContext } from './purge.js';
-import type { LinkIndex } from './link-index.js';
+import { purgeBlob, purgeManifest, type PurgeContext } from '../storage/purge.js';
+import type { LinkIndex } from '../storage/link-index.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
