@@ -115,7 +115,7 @@ describe('architecture', () => {
     expect(files.map(groupOf).filter((g) => LAYERS[g] === undefined)).toEqual([]);
   });
 
-  test('imports point down the layers: api -> proxy/hosted/scheduler -> storage -> distribution/config', () => {
+  test('imports point down the layers: api -> proxy/hosted/expiry/retention -> storage -> distribution/config', () => {
     const upward: string[] = [];
     for (const file of files) {
       const from = groupOf(file);

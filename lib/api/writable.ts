@@ -93,35 +93,35 @@ export interface WritableOptions {
 }
 
 /** The write side of `hosted`; says at start-up who may push. */
-export function createWritable(hosted: WriteStores, o: WritableOptions): Writable {
+export function createWritable(hosted: WriteStores, options: WritableOptions): Writable {
   const prefixes = hosted.prefixes.join(', ');
-  o.logger.info(`hosted repositories (pushes accepted, never asked of an upstream): ${prefixes}`);
-  if (!o.access && o.anonymousPush) {
-    o.logger.warn(
+  options.logger.info(`hosted repositories (pushes accepted, never asked of an upstream): ${prefixes}`);
+  if (!options.access && options.anonymousPush) {
+    options.logger.warn(
       `proxy.hostedanonymouspush is true and no auth is configured: ANYONE who can reach this registry can push to, overwrite and (with storage.delete.enabled) delete the hosted repositories ${prefixes}`,
     );
-  } else if (!o.access) {
-    o.logger.warn('proxy.hosted is set but no auth is configured: pushes to hosted repositories are refused (401) until auth is configured (or proxy.hostedanonymouspush: true)');
+  } else if (!options.access) {
+    options.logger.warn('proxy.hosted is set but no auth is configured: pushes to hosted repositories are refused (401) until auth is configured (or proxy.hostedanonymouspush: true)');
   }
   return {
     uploads: hosted.uploads,
     blobs: hosted.blobs,
     manifests: hosted.manifests,
-    deletes: o.deleteEnabled,
-    secret: o.secret,
-    logger: o.logger,
+    deletes: options.deleteEnabled,
+    secret: options.secret,
+    logger: options.logger,
     checkWrite: (req, name) => {
-      if (o.readOnly) throw new RegistryError('UNSUPPORTED', { detail: 'the registry is in read-only mode (storage.maintenance.readonly)' });
-      if (!o.access && !o.anonymousPush) throw new RegistryError('UNAUTHORIZED', { detail: accessDetail(accessFor(req.method, name, 'repository')) });
+      if (options.readOnly) throw new RegistryError('UNSUPPORTED', { detail: 'the registry is in read-only mode (storage.maintenance.readonly)' });
+      if (!options.access && !options.anonymousPush) throw new RegistryError('UNAUTHORIZED', { detail: accessDetail(accessFor(req.method, name, 'repository')) });
     },
     // A mount needs pull access to `from` (both spellings of an alias), checked on its own:
     // refused, the client just uploads.
     mountSource: async (req, from) => {
-      const stored = isValidName(from) ? o.storedName(from) : undefined;
-      if (stored === undefined || !o.access) return stored;
+      const stored = isValidName(from) ? options.storedName(from) : undefined;
+      if (stored === undefined || !options.access) return stored;
       const access = [...accessFor('GET', from, 'repository'), ...(stored === from ? [] : accessFor('GET', stored, 'repository'))];
       try {
-        await o.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
+        await options.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
         return stored;
       } catch {
         return undefined;
