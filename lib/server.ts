@@ -12,9 +12,8 @@ import { startListener } from './http-listener.js';
 import type { Config } from './config/types.js';
 import { listRepositories } from './storage/catalog.js';
 import { registryApp } from './api/app.js';
-import type { RouteServices, Target } from './api/resource.js';
-import { createWritable, type Writable } from './api/writable.js';
-import { RegistryError } from './api/errors.js';
+import type { RouteServices } from './api/resource.js';
+import { createWritable } from './api/writable.js';
 import type { CacheReportSources } from './api/cache-report.js';
 import { UnsupportedConfigError } from './errors.js';
 import type { AccessController } from './auth/access.js';
@@ -117,7 +116,7 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
 function routeServices(config: Config, services: RegistryServices, access: AccessController | undefined, logger: Logger, prefix: string): RouteServices {
   const { names } = services;
   // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
-  const writable: Writable | undefined = services.hosted
+  const writable = services.hosted
     ? createWritable(services.hosted, {
         access,
         anonymousPush: config.proxy!.hostedanonymouspush,
@@ -130,12 +129,8 @@ function routeServices(config: Config, services: RegistryServices, access: Acces
     : undefined;
   return {
     listRepositories: (page) => listRepositories(services.driver, page),
-    resolve: (name, ns): Target | undefined => {
-      const found = names.resolve(name, ns);
-      if (found === undefined) return undefined;
-      if ('refused' in found) throw new RegistryError('NAME_UNKNOWN', { detail: { name, ns, reason: found.refused } });
-      return { name: found.name, storedName: found.storedName, ...found.stores, writable: found.hosted ? writable : undefined };
-    },
+    names,
+    writable,
     maxCatalogEntries: config.catalog.maxentries,
     maxTags: config.tags.maxtags,
     logger,

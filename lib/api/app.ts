@@ -1,34 +1,26 @@
 /**
  * The express application of `registry serve`, in the order a request meets it: a tracing span,
- * the access log, one front layer (metrics, `http.headers`, the health gate), the hot routes
+ * the access log, one front layer (metrics, `http.headers`, the health gate; lib/api/router.ts), the hot routes
  * (manifest and blob `GET`/`HEAD`), the root (empty 200, or the cache page for a browser), the
  * `/v2/` router, `404 NAME_UNKNOWN` for anything else, and the error handler.
  */
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express } from 'express';
 import type { Logger } from 'winston';
-import type { Metrics } from '../metrics/metrics.js';
-import type { HealthChecks } from '../health/health-checks.js';
 import { requestTracing } from '../tracing/tracing.js';
-import { hotRoutes, registryRouter } from './router.js';
+import { frontLayer, hotRoutes, registryRouter, type FrontOptions } from './router.js';
 import type { RouteServices } from './resource.js';
 import { authorize } from './authorize.js';
-import { configuredHeaders } from './headers.js';
 import { errorHandler, sendError } from './error-handler.js';
 import { RegistryError } from './errors.js';
 import { gatherCacheReport, pageQuery, type CacheReportSources } from './cache-report.js';
 import { sendCachePage, wantsHtml } from './cache-page.js';
-import { accessLog, requestState, responseComplete, whenDone } from './request-state.js';
+import { accessLog } from './request-state.js';
 
 /** What the application is built from. */
-export interface AppOptions {
+export interface AppOptions extends FrontOptions {
   readonly routes: RouteServices;
   /** `http.prefix` without its trailing slash. */
   readonly prefix: string;
-  readonly metrics: Metrics;
-  /** distribution's health checks: while one fails, every request is refused. */
-  readonly health: HealthChecks;
-  /** `http.headers`. */
-  readonly headers: Readonly<Record<string, readonly string[]>>;
   /** False with `log.accesslog.disabled`. */
   readonly accessLog: boolean;
   /** `http.cachepage`: where its data comes from; undefined: the root is an empty 200 for everyone. */
@@ -65,30 +57,4 @@ export function registryApp(options: AppOptions): Express {
   app.use((req, res) => sendError(res, new RegistryError('NAME_UNKNOWN', { detail: { path: req.path } })));
   app.use(errorHandler(logger));
   return app;
-}
-
-/**
- * Metrics, the configured headers and the health gate in one layer: every request needs them, and
- * each express layer costs the hot routes a match and a `next`.
- */
-function frontLayer({ metrics, health, headers: configured }: AppOptions): RequestHandler {
-  const headers = configuredHeaders(configured);
-  return (req, res, next) => {
-    const stop = metrics.httpDuration.startTimer();
-    whenDone(res, () => {
-      const route = requestState(res).subject ?? 'other';
-      stop({ route, method: req.method, status: String(res.statusCode) });
-      const served = responseComplete(res) && req.method === 'GET' && (res.statusCode === 200 || res.statusCode === 206);
-      if ((route === 'blob' || route === 'manifest') && served) {
-        metrics.servedBytes.inc({ type: route }, Number(res.getHeader('content-length') ?? 0));
-      }
-    });
-    headers(req, res, () => undefined);
-    // As distribution's health.Handler: while a configured check fails, every request is refused.
-    if (health.size > 0 && Object.keys(health.failures()).length > 0) {
-      sendError(res, new RegistryError('UNAVAILABLE', { detail: 'health check failed: please see /debug/health' }));
-      return;
-    }
-    next();
-  };
 }

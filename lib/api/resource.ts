@@ -26,15 +26,34 @@ export interface Target {
   readonly writable?: Writable;
 }
 
+/** The read side of one repository. */
+export interface RepositoryStores {
+  readonly manifests: ManifestService;
+  readonly blobs: BlobService;
+  readonly tags: TagService;
+  /** The referrers API (OCI 1.1); undefined: not served for this repository. */
+  readonly referrers?: ReferrersService;
+}
+
+/** A client's name resolved (lib/services/serving.ts): the stores that serve it, or why that spelling is refused. */
+export type ResolvedName =
+  | { readonly name: string; readonly storedName: string; readonly stores: RepositoryStores; readonly hosted: boolean }
+  | { readonly refused: string };
+
+/** Which stores serve a name. */
+export interface NameResolver {
+  /** A client's (valid) name and containerd's `ns` parameter; undefined: no upstream for that `ns`. */
+  resolve(name: string, ns: string | undefined): ResolvedName | undefined;
+}
+
 /** What the routes serve from (wired by lib/server.ts). */
 export interface RouteServices {
   /** Cached repository names in lexical order, after `last`, at most `n`. */
   listRepositories(page: { n: number; last?: string }): Promise<string[]>;
-  /**
-   * The stores for a client's (valid) name and containerd's `ns` parameter; undefined: not served
-   * here; throws `NAME_UNKNOWN` for a spelling refused because its stored name is another's.
-   */
-  resolve(name: string, ns: string | undefined): Target | undefined;
+  /** Which stores serve a client's name (hosted, or which upstream's), decided once per request. */
+  readonly names: NameResolver;
+  /** The write side of every hosted name (extension `proxy.hosted`); undefined: none. */
+  readonly writable?: Writable;
   readonly maxCatalogEntries: number;
   /** `tags.maxtags`: a larger `n` on a tag list is lowered to it (with a `Link` to the rest). */
   readonly maxTags: number;

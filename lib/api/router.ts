@@ -5,14 +5,17 @@
  * methods only when the target is writable (a hosted repository), so every other method is
  * `405 UNSUPPORTED` without a handler having to say so.
  */
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
+import type { Metrics } from '../metrics/metrics.js';
+import type { HealthChecks } from '../health/health-checks.js';
 import { isValidName } from '../distribution/reference.js';
 import { RegistryError } from './errors.js';
 import { authorize } from './authorize.js';
-import { apiVersionHeader } from './headers.js';
+import { apiVersionHeader, configuredHeaders } from './headers.js';
+import { sendError } from './error-handler.js';
 import { matchRoute, type RouteMatch, type RouteName } from './route-names.js';
 import type { MethodTable, Resource, RouteServices, Target } from './resource.js';
-import { requestState } from './request-state.js';
+import { requestState, responseComplete, whenDone } from './request-state.js';
 import { baseResource, catalogResource } from './handlers/base.js';
 import { manifestResource } from './handlers/manifests.js';
 import { blobResource } from './handlers/blobs.js';
@@ -31,6 +34,42 @@ const RESOURCES: Readonly<Record<RouteName, Resource<any>>> = {
   tags: tagsResource,
   referrers: referrersResource,
 };
+
+/** What the front layer works with. */
+export interface FrontOptions {
+  readonly metrics: Metrics;
+  /** distribution's health checks: while one fails, every request is refused. */
+  readonly health: HealthChecks;
+  /** `http.headers`. */
+  readonly headers: Readonly<Record<string, readonly string[]>>;
+}
+
+/**
+ * Metrics, the configured headers and the health gate in one layer, ahead of everything (mounted
+ * by lib/api/app.ts): every request needs them, and each express layer costs the hot routes a
+ * match and a `next`. Here, beside `hotRoutes`, so that a hot request runs no module of its own for it.
+ */
+export function frontLayer({ metrics, health, headers: configured }: FrontOptions): RequestHandler {
+  const headers = configuredHeaders(configured);
+  return (req, res, next) => {
+    const stop = metrics.httpDuration.startTimer();
+    whenDone(res, () => {
+      const route = requestState(res).subject ?? 'other';
+      stop({ route, method: req.method, status: String(res.statusCode) });
+      const served = responseComplete(res) && req.method === 'GET' && (res.statusCode === 200 || res.statusCode === 206);
+      if ((route === 'blob' || route === 'manifest') && served) {
+        metrics.servedBytes.inc({ type: route }, Number(res.getHeader('content-length') ?? 0));
+      }
+    });
+    headers(req, res, () => undefined);
+    // As distribution's health.Handler: while a configured check fails, every request is refused.
+    if (health.size > 0 && Object.keys(health.failures()).length > 0) {
+      sendError(res, new RegistryError('UNAVAILABLE', { detail: 'health check failed: please see /debug/health' }));
+      return;
+    }
+    next();
+  };
+}
 
 /** The router for everything under `/v2`. */
 export function registryRouter(services: RouteServices): Router {
@@ -108,21 +147,16 @@ function rawPath(req: Request): string {
 async function resolveTarget(s: RouteServices, req: Request, res: Response, raw: string): Promise<Target> {
   if (!isValidName(raw)) throw new RegistryError('NAME_INVALID', { detail: { name: raw } });
   const ns = req.query.ns;
-  let found: Target | undefined;
-  let refused: unknown;
-  if (ns === undefined || typeof ns === 'string') {
-    try {
-      found = s.resolve(raw, ns);
-    } catch (err) {
-      refused = err;
-    }
-  }
+  const resolved = ns === undefined || typeof ns === 'string' ? s.names.resolve(raw, ns) : undefined;
+  const found = resolved && 'stores' in resolved ? resolved : undefined;
   // Access is checked before anything about the name is told, as distribution does.
   await authorize(s, req, res, 'repository', found && found.storedName !== raw ? [raw, found.storedName] : raw);
-  if (refused !== undefined) throw refused;
+  // A spelling whose stored name is another's (hosted, or another registry's) is refused.
+  if (resolved && 'refused' in resolved) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: resolved.refused } });
   // Events name the repository as the client does (`busybox`, not the stored `library/busybox`).
   if (s.events) requestState(res).repository = raw;
   if (ns !== undefined && typeof ns !== 'string') throw new RegistryError('NAME_UNKNOWN', { detail: { ns } });
   if (!found) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: 'this mirror has no upstream for that registry' } });
-  return found;
+  // The hosted names share the one write side.
+  return { name: found.name, storedName: found.storedName, ...found.stores, writable: found.hosted ? s.writable : undefined };
 }
