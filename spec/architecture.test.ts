@@ -139,6 +139,16 @@ describe('architecture', () => {
     expect(codeComparisons(files)).toEqual([]);
   });
 
+  test('the router and its handlers do not import each other (their contracts are api/resource.ts)', () => {
+    const router = join(LIB, 'api', 'router.ts');
+    const handlers = files.filter((f) => relative(LIB, f).startsWith('api/handlers/'));
+    expect(handlers.filter((f) => importsOf(f).includes(router)).map((f) => relative(LIB, f))).toEqual([]);
+  });
+
+  test('per-request state is typed: nothing travels on res.locals', () => {
+    expect(files.filter((f) => /\.locals\b/.test(code(readFileSync(f, 'utf8')))).map((f) => relative(LIB, f))).toEqual([]);
+  });
+
   test('the rules fail on a violation', () => {
     const probe = join(LIB, 'api', 'probe.ts');
     const text = `import { BlobStore, listOrEmpty } from '../storage/blob-store.js';\nimport type { UpstreamStatus } from '../proxy/upstream.js';\n`;
