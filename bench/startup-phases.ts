@@ -37,7 +37,7 @@ async function measureOnce(configPath: string, servicesOnly: boolean): Promise<v
   mark('importConfig');
   const { createLogger } = (await import(new URL('log/logger.js', dist).href)) as typeof import('../lib/log/logger.js');
   const { startRegistry } = (await import(new URL('server.js', dist).href)) as typeof import('../lib/server.js');
-  const { createServices } = (await import(new URL('registry-services.js', dist).href)) as typeof import('../lib/registry-services.js');
+  const { createServices } = (await import(new URL('services/registry-services.js', dist).href)) as typeof import('../lib/services/registry-services.js');
   mark('importServer');
   const { config } = loadConfig({ path: configPath, env: process.env });
   const logger = createLogger({ ...config.log, level: 'error' });

@@ -90,10 +90,10 @@ await writeFile(join(app, 'package.json'), `${JSON.stringify({ name: pkg.name, v
 await cp(join(root, 'bin/registry'), join(app, 'bin/registry'));
 await cp(join(root, 'dist/registry.js'), join(app, 'dist/registry.js'));
 await cp(join(root, 'dist/chunks'), join(app, 'dist/chunks'), { recursive: true, filter: runtimeFile });
-// The worker thread is started from a file (lib/scheduler/state-store.ts finds it in dist/scheduler/).
+// The worker thread is started from a file (lib/expiry/state-store.ts finds it in dist/expiry/).
 await build({
-  entryPoints: [join(root, 'dist/scheduler/state-writer-thread.js')],
-  outfile: join(app, 'dist/scheduler/state-writer-thread.js'),
+  entryPoints: [join(root, 'dist/expiry/state-writer-thread.js')],
+  outfile: join(app, 'dist/expiry/state-writer-thread.js'),
   bundle: true,
   format: 'esm',
   platform: 'node',

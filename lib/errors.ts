@@ -4,8 +4,11 @@
  * which owns its code. Callers tell failures apart with `instanceof`, never by comparing strings.
  * Nothing here knows HTTP: `lib/api/error-handler.ts` turns these into registry answers, the store
  * errors below as distribution maps its root `errors.go` onto `registry/api/errcode`. It imports
- * nothing: every other module may use it.
+ * nothing of the project: every other module may use it. The only place a code is compared with
+ * a string is the class that owns it (`UpstreamError`'s getters); everyone else uses `instanceof`
+ * and those getters (spec/architecture.test.ts).
  */
+import type { IncomingHttpHeaders } from 'node:http';
 
 /** A digest as the store errors name it (a `Digest` of lib/distribution fits). */
 interface Named {
@@ -175,4 +178,66 @@ export class StoppingError extends MirrorError {
 /** Throws `StoppingError` once `signal` (the registry's stop) has fired. */
 export function throwIfStopping(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw new StoppingError(what);
+}
+
+/** The kinds of upstream failure. */
+export type UpstreamErrorCode = 'ERR_UPSTREAM_UNREACHABLE' | 'ERR_UPSTREAM_STATUS' | 'ERR_UPSTREAM_AUTH_FAILED' | 'ERR_UPSTREAM_INVALID';
+
+/**
+ * The error of every failed exchange with an upstream registry: unreachable (or refused by the
+ * circuit breaker), an unexpected status, refused credentials, or an answer that is not what it
+ * claims to be (`status` set when the upstream answered). lib/api/error-handler.ts turns it into
+ * what a client understands.
+ */
+export class UpstreamError extends MirrorError {
+  readonly status?: number;
+  readonly headers?: IncomingHttpHeaders;
+  /** The upstream's first registry error code (`MANIFEST_UNKNOWN`, `TOOMANYREQUESTS`, ...), if it sent one. */
+  readonly registryCode?: string;
+
+  declare readonly code: UpstreamErrorCode;
+
+  constructor(
+    code: UpstreamErrorCode,
+    message: string,
+    options: { cause?: unknown; status?: number; headers?: IncomingHttpHeaders; registryCode?: string } = {},
+  ) {
+    super(code, message, { cause: options.cause });
+    this.status = options.status;
+    this.headers = options.headers;
+    this.registryCode = options.registryCode;
+  }
+
+  /** True when the upstream could not be asked at all (unreachable, or refused by the circuit breaker). */
+  get unreachable(): boolean {
+    return this.code === 'ERR_UPSTREAM_UNREACHABLE';
+  }
+
+  /** True when the upstream refused the mirror's credentials (`proxy.username`/`password`, a token realm). */
+  get credentialsRefused(): boolean {
+    return this.code === 'ERR_UPSTREAM_AUTH_FAILED';
+  }
+
+  /**
+   * True when the upstream is unavailable: down (`upstreamDown`), or rate-limiting (429), which is
+   * no fault of the upstream's but leaves the content as unreachable. The cache may answer instead.
+   */
+  get isUnavailable(): boolean {
+    return upstreamDown(this) || this.status === 429;
+  }
+}
+
+/** The upstream could not be asked at all: no connection, a timeout, no credentials, or refused by the circuit breaker. */
+export class UpstreamUnreachableError extends UpstreamError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('ERR_UPSTREAM_UNREACHABLE', message, options);
+  }
+}
+
+/**
+ * The upstream is down: unreachable, or it failed (5xx); so is any failure that is not an upstream
+ * error at all. What the circuit breaker counts; `isUnavailable` adds rate limiting to it.
+ */
+export function upstreamDown(err: unknown): boolean {
+  return !(err instanceof UpstreamError) || err.unreachable || (err.status !== undefined && err.status >= 500);
 }

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Express } from 'express';
 import type { HttpConfig } from './config/types.js';
@@ -69,6 +69,45 @@ export function listen(server: http.Server, config: HttpConfig): Promise<{ addre
     const host = m[1] ?? m[2];
     server.listen({ host: host || undefined, port: Number(m[3]) }, done);
   });
+}
+
+/** A listening server that can be drained. */
+export interface Listener {
+  /** The bound address (`host:port`, or the socket path for `unix`). */
+  readonly address: string;
+  readonly port: number | undefined;
+  /**
+   * Stops accepting connections and resolves once every connection is closed: idle keep-alive ones
+   * at once (and each as its response ends), busy ones after `http.draintimeout` at the latest.
+   */
+  drain(): Promise<void>;
+}
+
+/** The server of the `http` section answering with `app`, listening (lib/server.ts stops it with `drain`). */
+export async function startListener(config: HttpConfig, app: Express): Promise<Listener> {
+  const server = createServer(config, app);
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  const { address, port } = await listen(server, config);
+  let draining: Promise<void> | undefined;
+  const drain = async (): Promise<void> => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Idle keep-alive connections would hold `close` open forever; busy ones finish their response.
+    server.closeIdleConnections();
+    // Busy connections get `http.draintimeout`, then are cut: the drain is bounded whatever
+    // the clients do (a slow download, a cold fetch from a slow upstream).
+    const timer = setTimeout(() => sockets.forEach((s) => s.destroy()), config.draintimeoutms);
+    // A keep-alive connection whose response ends during the drain is idle from then on: closed
+    // at once, not held until the drain's end.
+    const idle = setInterval(() => server.closeIdleConnections(), 50);
+    await closed;
+    clearTimeout(timer);
+    clearInterval(idle);
+  };
+  return { address, port, drain: () => (draining ??= drain()) };
 }
 
 /** Go's `RequireAnyClientCert` (some certificate, not verified) and `VerifyClientCertIfGiven` (none, or a verified one). */

@@ -1,36 +1,27 @@
 /**
- * `registry serve`: the HTTP side in front of the registry's services (lib/registry-services.ts
- * builds storage, upstreams, proxy stores, schedule and size cap). This module builds the hosted
- * repositories' write side, the express app (access log, metrics, configured headers, health gate,
- * cache page, the `/v2/` router, the error handler), the listener (lib/http-listener.ts) and the
- * debug server, and shuts it all down gracefully; a start that fails half-way stops what it started.
+ * `registry serve`: the HTTP side in front of the registry's services (lib/services builds storage,
+ * upstreams, proxy and hosted stores, schedule and size cap, and decides which stores serve a
+ * name). This module adds the write side of hosted repositories, the express application
+ * (lib/api/app.ts), the listener (lib/http-listener.ts), the health checks and the debug server, and
+ * shuts it all down gracefully; a start that fails half-way stops what it started.
  */
-import type { Socket } from 'node:net';
-import express, { type Express } from 'express';
+import type { Express } from 'express';
 import type { Counter } from 'prom-client';
 import type { Logger } from 'winston';
-import { createServer, listen } from './http-listener.js';
+import { startListener } from './http-listener.js';
 import type { Config } from './config/types.js';
 import { listRepositories } from './storage/catalog.js';
-import { hotRoutes, registryRouter, type RouteServices, type Target } from './api/router.js';
-import { authorize } from './api/authorize.js';
-import { configuredHeaders } from './api/headers.js';
+import { registryApp } from './api/app.js';
+import type { RouteServices } from './api/resource.js';
 import { createWritable } from './api/writable.js';
-import { errorHandler, sendError } from './api/error-handler.js';
-import { RegistryError } from './api/errors.js';
-import { accessLog, responseComplete, whenDone } from './api/access-log.js';
-import { gatherCacheReport, pageQuery, type CacheReportSources } from './api/cache-report.js';
-import { sendCachePage, wantsHtml } from './api/cache-page.js';
+import type { CacheReportSources } from './api/cache-report.js';
 import { UnsupportedConfigError } from './errors.js';
 import type { AccessController } from './auth/access.js';
 import { createAccessController } from './auth/controller.js';
 import type { Metrics } from './metrics/metrics.js';
 import { startDebugServer } from './metrics/debug-server.js';
 import { HealthChecks } from './health/health-checks.js';
-import { HostedRepositories, isHostedName } from './hosted/hosted.js';
-import type { ProxyNamespace } from './proxy/namespace.js';
-import { createServices, type RegistryServices } from './registry-services.js';
-import { requestTracing } from './tracing/tracing.js';
+import { createServices, type RegistryServices } from './services/registry-services.js';
 
 /** A running registry. */
 export interface RunningRegistry {
@@ -73,122 +64,45 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
 }
 
 async function serve(config: Config, logger: Logger, services: RegistryServices, access: AccessController | undefined, started: Array<() => unknown>): Promise<RunningRegistry> {
-  const { metrics, router } = services;
-  const canonical = canonicalNames(services, config.proxy!.hosted.length > 0 ? (name) => isHostedName(config.proxy!.hosted, name) : () => false);
-  // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
-  const hosted = config.proxy!.hosted.length > 0 ? hostedRepositories(config, services, access, logger, canonical) : undefined;
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  app.set('query parser', 'simple');
-  // A server span per request, when tracing is on (lib/tracing): none of its cost otherwise.
-  const traced = requestTracing();
-  if (traced) app.use(traced);
-  if (!config.log.accesslog.disabled) app.use(accessLog(logger));
-  const headers = configuredHeaders(config.http.headers);
+  const { metrics, router, hosted } = services;
+  const prefix = config.http.prefix.replace(/\/$/, '');
   // As distribution's health.Handler: while a configured check fails, every request is refused.
   const health = HealthChecks.fromConfig(config.health, services.driver);
   health.start();
   started.push(() => health.stop());
-  // Metrics, the configured headers and the health gate in one layer: every request needs them,
-  // and each express layer costs the hot routes a match and a `next`.
-  app.use((req, res, next) => {
-    const stop = metrics.httpDuration.startTimer();
-    whenDone(res, () => {
-      const route = (res.locals.subject as string | undefined) ?? 'other';
-      stop({ route, method: req.method, status: String(res.statusCode) });
-      const served = responseComplete(res) && req.method === 'GET' && (res.statusCode === 200 || res.statusCode === 206);
-      if ((route === 'blob' || route === 'manifest') && served) {
-        metrics.servedBytes.inc({ type: route }, Number(res.getHeader('content-length') ?? 0));
-      }
-    });
-    headers(req, res, () => undefined);
-    if (health.size > 0 && Object.keys(health.failures()).length > 0) {
-      sendError(res, new RegistryError('UNAVAILABLE', { detail: 'health check failed: please see /debug/health' }));
-      return;
-    }
-    next();
-  });
-  const prefix = config.http.prefix.replace(/\/$/, '');
-  const report = cacheReportSources(config, services);
-  const routeServices: RouteServices = {
-    listRepositories: (page) => listRepositories(services.driver, page),
-    resolve: (name, ns) => {
-      const found = canonical(name, ns);
-      if (found === undefined) return undefined;
-      if ('refused' in found) throw new RegistryError('NAME_UNKNOWN', { detail: { name, ns, reason: found.refused } });
-      // Hosted repositories are stored under the name the client uses.
-      const stores = found.namespace ? storesOf(found.namespace) : hosted!.target;
-      return { name: found.name, storedName: found.storedName, ...stores };
-    },
-    maxCatalogEntries: config.catalog.maxentries,
-    maxTags: config.tags.maxtags,
+  const app = registryApp({
+    routes: routeServices(config, services, access, logger, prefix),
+    prefix,
+    metrics,
+    health,
+    headers: config.http.headers,
+    accessLog: !config.log.accesslog.disabled,
+    cachePage: config.http.cachepage ? cacheReportSources(services) : undefined,
     logger,
-    access,
-    events: services.notifier.active ? { notifier: services.notifier, host: config.http.host, prefix } : undefined,
-  };
-  app.use(hotRoutes(routeServices, prefix));
-  app.get(prefix + '/', (req, res, next) => {
-    // distribution answers the root with an empty 200 (load balancers probe it); browsers get the
-    // cache page, behind the same credentials as the catalog.
-    if (!config.http.cachepage || !wantsHtml(req)) {
-      res.status(200).end();
-      return;
-    }
-    authorize({ access, logger }, req, res, 'catalog')
-      .then(() => gatherCacheReport(report, pageQuery(req.query)))
-      .then((r) => sendCachePage(res, r), next);
   });
-  app.use(prefix || '/', registryRouter(routeServices));
-  app.use((req, res) => sendError(res, new RegistryError('NAME_UNKNOWN', { detail: { path: req.path } })));
-  app.use(errorHandler(logger));
-
-  const server = createServer(config.http, app);
-  const sockets = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  const { address, port } = await listen(server, config.http);
-  started.push(() => new Promise((resolve) => server.close(resolve)));
-  logger.info(`listening on ${address}`);
-  const debug = config.http.debug?.addr
-    ? await startDebugServer({
-        addr: config.http.debug.addr,
-        metrics,
-        prometheus: config.http.debug.prometheus,
-        health,
-      })
-    : undefined;
-  hosted?.repositories.start();
+  const listener = await startListener(config.http, app);
+  started.push(() => listener.drain());
+  logger.info(`listening on ${listener.address}`);
+  const debug = config.http.debug?.addr ? await startDebugServer({ addr: config.http.debug.addr, metrics, prometheus: config.http.debug.prometheus, health }) : undefined;
+  hosted?.start();
   if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
   const inflightTimer = setInterval(() => metrics.inflightFetches.set(router.all.reduce((sum, n) => sum + n.blobs.inflight, 0)), 1000);
   inflightTimer.unref();
 
   let closing: Promise<void> | undefined;
   return {
-    address,
-    port,
+    address: listener.address,
+    port: listener.port,
     app,
     metrics,
     debugPort: debug?.port,
     close: () =>
       (closing ??= (async () => {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        // Idle keep-alive connections would hold `close` open forever; busy ones finish their response.
-        server.closeIdleConnections();
+        const drained = listener.drain();
         // The background work (start-up walk, expiries, evictions, upload purging) ends now: none of
         // it may keep a stop waiting, and what requests still schedule is written below.
-        const halted = Promise.all([services.halt(), hosted?.repositories.stop()]);
-        // Busy connections get `http.draintimeout`, then are cut: the drain is bounded whatever
-        // the clients do (a slow download, a cold fetch from a slow upstream).
-        const timer = setTimeout(() => sockets.forEach((s) => s.destroy()), config.http.draintimeoutms);
-        // A keep-alive connection whose response ends during the drain is idle from then on: closed
-        // at once, not held until the drain's end.
-        const idle = setInterval(() => server.closeIdleConnections(), 50);
-        await closed;
-        clearTimeout(timer);
-        clearInterval(idle);
+        const halted = Promise.all([services.halt(), hosted?.stop()]);
+        await drained;
         await halted;
         clearInterval(inflightTimer);
         health.stop();
@@ -198,65 +112,35 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   };
 }
 
-/** The hosted repositories and the target (stores and write side) every hosted name is served with. */
-function hostedRepositories(
-  config: Config,
-  services: RegistryServices,
-  access: AccessController | undefined,
-  logger: Logger,
-  canonical: CanonicalNames,
-): { repositories: HostedRepositories; target: Omit<Target, 'name' | 'storedName'> } {
-  const { driver, blobs, repository } = services;
-  const purging = config.storage.maintenance.uploadpurging;
-  const repositories = new HostedRepositories({ prefixes: config.proxy!.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, indexes: config.validation.indexes, logger });
-  const writable = createWritable(repositories, {
-    access,
-    anonymousPush: config.proxy!.hostedanonymouspush,
-    deleteEnabled: config.storage.delete.enabled,
-    readOnly: config.storage.maintenance.readonly.enabled,
-    secret: config.http.secret,
-    storedName: (name) => {
-      const found = canonical(name, undefined);
-      return found && 'storedName' in found ? found.storedName : undefined;
-    },
+/** What the routes serve from: the stores `services.names` finds for a name, with the write side for hosted ones. */
+function routeServices(config: Config, services: RegistryServices, access: AccessController | undefined, logger: Logger, prefix: string): RouteServices {
+  const { names } = services;
+  // Extension `proxy.hosted`: names pushed to and served here, never asked of an upstream.
+  const writable = services.hosted
+    ? createWritable(services.hosted, {
+        access,
+        anonymousPush: config.proxy!.hostedanonymouspush,
+        deleteEnabled: config.storage.delete.enabled,
+        readOnly: config.storage.maintenance.readonly.enabled,
+        secret: config.http.secret,
+        storedName: (name) => names.storedName(name),
+        logger,
+      })
+    : undefined;
+  return {
+    listRepositories: (page) => listRepositories(services.driver, page),
+    names,
+    writable,
+    maxCatalogEntries: config.catalog.maxentries,
+    maxTags: config.tags.maxtags,
     logger,
-  });
-  return { repositories, target: { manifests: repositories.manifests, blobs: repositories.blobs, tags: repositories.tags, referrers: repositories.referrers, writable } };
-}
-
-/** A client's repository name resolved once: where it is served from and the one name it is stored under; or why it is refused. */
-type Canonical =
-  /** `namespace`: the upstream's; none for a hosted name. */
-  | { readonly name: string; readonly storedName: string; readonly namespace?: ProxyNamespace }
-  | { readonly refused: string };
-
-/** Resolves a client's (valid) name and `ns` parameter; undefined: no upstream for that `ns`. */
-type CanonicalNames = (name: string, ns: string | undefined) => Canonical | undefined;
-
-/**
- * The one resolution of a client's name that the hosted check, authorization, mounts and storage
- * all use: a hosted name as written; else the upstream's, stored under its namespace's prefix. A
- * proxied spelling whose stored name is hosted (`docker.io/corp/app` for a hosted `corp/`,
- * `busybox` for a hosted `library/`) or belongs to another registry here is refused, so no name is
- * reached by a second spelling that skips the first one's rules.
- */
-function canonicalNames(services: RegistryServices, isHosted: (name: string) => boolean): CanonicalNames {
-  return (name, ns) => {
-    if (isHosted(name)) return { name, storedName: name };
-    const found = services.router.resolve(name, ns);
-    if (!found) return undefined;
-    if (found.conflict) return { refused: found.conflict };
-    if (isHosted(found.storedName)) return { refused: `${found.storedName} is a hosted repository; name it as such` };
-    return { name: found.name, storedName: found.storedName, namespace: found.namespace };
+    access,
+    events: services.notifier.active ? { notifier: services.notifier, host: config.http.host, prefix } : undefined,
   };
 }
 
-function storesOf(n: ProxyNamespace): Omit<Target, 'name' | 'storedName'> {
-  return { manifests: n.manifests, blobs: n.blobs, tags: n.tags, referrers: n.referrers };
-}
-
 /** Where the cache page's data comes from. */
-function cacheReportSources(config: Config, s: RegistryServices): CacheReportSources {
+function cacheReportSources(s: RegistryServices): CacheReportSources {
   const { metrics } = s;
   return {
     listRepositories: (page) => listRepositories(s.driver, page),

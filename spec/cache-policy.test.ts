@@ -10,7 +10,7 @@ import { PassThrough } from 'node:stream';
 import { decideCachePolicy } from '../lib/cache-policy.js';
 import { loadConfig } from '../lib/config/load.js';
 import { createLogger } from '../lib/log/logger.js';
-import { CacheLifetime } from '../lib/scheduler/cache-lifetime.js';
+import { CacheLifetime } from '../lib/expiry/cache-lifetime.js';
 import { BlobStore } from '../lib/storage/blob-store.js';
 import { FilesystemDriver } from '../lib/storage/filesystem.js';
 import { RepositoryStore } from '../lib/storage/repository-store.js';

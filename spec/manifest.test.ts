@@ -10,7 +10,7 @@ import { readManifest, references, tryParseManifest, mediaTypeOfPayload } from '
 import { MediaType } from '../lib/distribution/mediatypes.js';
 import { FilesystemDriver } from '../lib/storage/filesystem.js';
 import { BlobStore } from '../lib/storage/blob-store.js';
-import { referencedBy } from '../lib/scheduler/purge.js';
+import { referencedBy } from '../lib/storage/purge.js';
 
 const d = (seed: string): string => sha256Of(seed);
 const json = (doc: unknown): Buffer => Buffer.from(JSON.stringify(doc));

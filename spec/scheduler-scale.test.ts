@@ -10,9 +10,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { ExpiryIndex } from '../lib/scheduler/expiry-index.js';
-import { TtlScheduler } from '../lib/scheduler/scheduler.js';
-import { readState } from '../lib/scheduler/state-file.js';
+import { ExpiryIndex } from '../lib/expiry/expiry-index.js';
+import { TtlScheduler } from '../lib/expiry/scheduler.js';
+import { readState } from '../lib/expiry/state-file.js';
 import { DirectoryLocks } from '../lib/storage/shared-lock.js';
 import { spawnChild } from './helpers/children.js';
 import { until } from './helpers/until.js';
@@ -244,7 +244,7 @@ describe('the schedule at scale', () => {
   }, 120_000);
 
   test('after kill -9, a restart has every entry older than the flush interval', async () => {
-    const lib = resolve('dist/scheduler/scheduler.js');
+    const lib = resolve('dist/expiry/scheduler.js');
     // A child process schedules 300 entries, waits five flush intervals, schedules 300 more and
     // says so; it is killed at once.
     const child = spawnChild(

@@ -6,9 +6,9 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TtlScheduler, parseKey, type Entry } from '../lib/scheduler/scheduler.js';
-import { formatGoTime, parseGoTime, readState, type Changes } from '../lib/scheduler/state-file.js';
-import { FileStateStore } from '../lib/scheduler/state-store.js';
+import { TtlScheduler, parseKey, type Entry } from '../lib/expiry/scheduler.js';
+import { formatGoTime, parseGoTime, readState, type Changes } from '../lib/expiry/state-file.js';
+import { FileStateStore } from '../lib/expiry/state-store.js';
 import { DirectoryLocks } from '../lib/storage/shared-lock.js';
 import { until } from './helpers/until.js';
 

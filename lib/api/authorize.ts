@@ -7,6 +7,7 @@ import type { Logger } from 'winston';
 import { AuthChallenge, accessDetail, accessFor, type AccessController } from '../auth/access.js';
 import { RegistryError } from './errors.js';
 import { header } from './messages.js';
+import { requestState } from './request-state.js';
 
 /** Which access records a route needs (`accessFor`). */
 export type AccessScope = 'base' | 'catalog' | 'repository';
@@ -14,7 +15,7 @@ export type AccessScope = 'base' | 'catalog' | 'repository';
 /**
  * Checks the client's access: a challenge becomes `401 UNAUTHORIZED` with `WWW-Authenticate` and
  * the access records as detail; any other failure of the controller a bare refusal (never access).
- * Without a controller every request is allowed. The user's name goes to `res.locals.user`.
+ * Without a controller every request is allowed. The user's name goes to the request's state.
  * Several names (both spellings of an alias) need access to each.
  */
 export async function authorize(
@@ -28,7 +29,7 @@ export async function authorize(
   const access = typeof name === 'object' ? name.flatMap((n) => accessFor(req.method, n, route)) : accessFor(req.method, name, route);
   try {
     const { user } = await s.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
-    res.locals.user = user;
+    requestState(res).user = user;
   } catch (err) {
     if (err instanceof AuthChallenge) {
       s.logger.debug(`access refused: ${err.message}`);

@@ -12,8 +12,6 @@
 import type { Digest } from '../distribution/digest.js';
 import { tryParseManifest, type ParsedManifest } from '../distribution/manifest.js';
 import { isIndexType } from '../distribution/mediatypes.js';
-import type { BlobStore } from '../storage/blob-store.js';
-import type { RepositoryStore } from '../storage/repository-store.js';
 import { forEachInOrder } from '../storage/catalog.js';
 import type { BudgetSnapshot } from '../proxy/budget.js';
 import type { UpstreamStatus } from '../proxy/upstream.js';
@@ -64,12 +62,27 @@ export interface CacheReport {
   readonly disk: { readonly cacheBytes?: number; readonly capBytes?: number; readonly volumeBytes?: number; readonly volumeFree?: number };
 }
 
+/** What the page reads of one stored repository (lib/storage's repository store fits). */
+export interface ReportRepository {
+  tagNames(): Promise<string[]>;
+  revisionNames(): Promise<string[]>;
+  resolveTag(tag: string): Promise<Digest | undefined>;
+  hasRevision(digest: Digest): Promise<boolean>;
+  /** When the revision was linked (the last pull of content not pulled since the start). */
+  linkedAt(digest: Digest): Promise<Date | undefined>;
+}
+
+/** What the page reads of stored blobs: a manifest's bytes. */
+export interface ReportBlobs {
+  get(digest: Digest): Promise<Buffer>;
+}
+
 /** Where the report comes from (wired by the server). */
 export interface CacheReportSources {
   /** A page of the catalog (after `last`, at most `n`). */
   listRepositories(page: { n: number; last?: string }): Promise<string[]>;
-  repository(name: string): RepositoryStore;
-  readonly blobs: BlobStore;
+  repository(name: string): ReportRepository;
+  readonly blobs: ReportBlobs;
   expiryOf(repo: string, digest: string): Date | undefined;
   lastPulled(repo: string, digest: string): Date | undefined;
   upstreams(): UpstreamReport[];
@@ -199,7 +212,7 @@ async function describe(src: CacheReportSources, candidates: readonly Candidate[
   return rows;
 }
 
-async function readManifest(blobs: BlobStore, digest: Digest): Promise<ParsedManifest | undefined> {
+async function readManifest(blobs: ReportBlobs, digest: Digest): Promise<ParsedManifest | undefined> {
   try {
     return tryParseManifest(await blobs.get(digest));
   } catch {
@@ -208,7 +221,7 @@ async function readManifest(blobs: BlobStore, digest: Digest): Promise<ParsedMan
 }
 
 /** Config and layer bytes; for an index, summed over the platforms cached in this repository. */
-async function imageSize(src: CacheReportSources, repo: RepositoryStore, m: ParsedManifest | undefined, kind: TagReport['kind']): Promise<number> {
+async function imageSize(src: CacheReportSources, repo: ReportRepository, m: ParsedManifest | undefined, kind: TagReport['kind']): Promise<number> {
   if (!m) return 0;
   const { config, layers, manifests } = m.refs;
   if (kind === 'image') return [config, ...layers].reduce((sum, d) => sum + (d?.size ?? 0), 0);

@@ -4,12 +4,10 @@
  */
 import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from 'winston';
-import { InvalidPathError, StoreError, type StoreErrorCode } from '../errors.js';
-import { UpstreamError } from '../proxy/upstream-error.js';
+import { InvalidPathError, StoreError, UpstreamError, type StoreErrorCode } from '../errors.js';
 import { RegistryError, type ErrorCode } from './errors.js';
+import { requestState, type Subject } from './request-state.js';
 
-/** What was asked for, so that an upstream 404 becomes the right `*_UNKNOWN` code. */
-export type Subject = 'manifest' | 'blob' | 'tags' | 'other';
 
 /** The registry code of each store error (distribution's `errcode` for its root `errors.go`). */
 const STORE_CODES: Readonly<Record<StoreErrorCode, ErrorCode>> = {
@@ -53,7 +51,7 @@ function fromUpstream(err: UpstreamError, subject: Subject): RegistryError {
       headers: typeof retryAfter === 'string' ? { 'Retry-After': retryAfter } : {},
     });
   }
-  if (err.code === 'ERR_UPSTREAM_AUTH_FAILED') {
+  if (err.credentialsRefused) {
     // Docker Hub answers 401 for repositories that do not exist as well as for private ones; a
     // 403 DENIED is what dockerd and containerd report as "pull access denied" and fall back on.
     return new RegistryError('DENIED', { detail, cause: err });
@@ -78,12 +76,12 @@ export function sendError(res: Response, err: RegistryError): void {
 /** The express error middleware: logs what is not the client's fault, then sends the envelope. */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
-    const subject = (res.locals.subject as Subject | undefined) ?? 'other';
+    const subject = requestState(res).subject ?? 'other';
     const registryError = toRegistryError(err, subject);
     if (registryError.status >= 500) {
       const cause = registryError.cause instanceof Error ? registryError.cause : registryError;
       logger.error(`${req.method} ${req.originalUrl}: ${cause.message}`, { 'err.code': registryError.code });
-    } else if (registryError.cause instanceof UpstreamError && registryError.cause.code === 'ERR_UPSTREAM_AUTH_FAILED') {
+    } else if (registryError.cause instanceof UpstreamError && registryError.cause.credentialsRefused) {
       // The mirror's own upstream credentials (proxy.username/password) refused: an operator's problem.
       logger.warn(`${req.method} ${req.originalUrl}: the upstream refused the mirror's credentials: ${registryError.cause.message}`);
     } else if (registryError.cause) {

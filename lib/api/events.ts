@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Request, Response } from 'express';
 import type { EventOrigin, Notifier } from '../notifications/notifier.js';
-import type { RouteServices } from './router.js';
+import type { RouteServices } from './resource.js';
+import { requestState } from './request-state.js';
 
 /** What the routes need to send events. */
 export interface RouteEvents {
@@ -28,12 +29,13 @@ export function notify(s: RouteServices, req: Request, res: Response, send: (n: 
   const e = s.events;
   if (!e) return;
   // Lazy: the notifier asks for the origin only when an endpoint takes the event.
-  send(e.notifier, () => originOf(e, req, res), (res.locals.repository as string | undefined) ?? '');
+  send(e.notifier, () => originOf(e, req, res), requestState(res).repository ?? '');
 }
 
 function originOf(e: RouteEvents, req: Request, res: Response): EventOrigin {
-  const id = ((res.locals.requestId as string | undefined) ??= randomUUID());
-  const user = res.locals.user as string | undefined;
+  const state = requestState(res);
+  const id = (state.requestId ??= randomUUID());
+  const user = state.user;
   return {
     request: { id, addr: remoteAddr(req), host: req.headers.host, method: req.method, useragent: req.headers['user-agent'] ?? '' },
     actor: user ? { name: user } : {},

@@ -8,7 +8,7 @@ import { readManifest } from '../distribution/manifest.js';
 import { isIndexType, parseAccept } from '../distribution/mediatypes.js';
 import type { Manifest } from '../stores.js';
 import { RegistryError } from './errors.js';
-import type { Target } from './router.js';
+import type { Target } from './resource.js';
 
 /** The manifest to send for `m` given the client's `Accept`; `MANIFEST_UNKNOWN` when none fits. */
 export async function negotiate(t: Target, req: Request, m: Manifest, byTag: boolean): Promise<Manifest> {

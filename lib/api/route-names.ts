@@ -4,7 +4,7 @@
  * the name in a path is validated before anything uses it, so percent-encoded tricks fail validation
  * instead of naming another path.
  */
-import type { Subject } from './error-handler.js';
+import type { Subject } from './request-state.js';
 
 /** The routes of the API, by distribution's route names. */
 export type RouteName = 'base' | 'catalog' | 'blob-upload' | 'blob-upload-chunk' | 'manifest' | 'blob' | 'tags' | 'referrers';

@@ -5,76 +5,23 @@
  * methods only when the target is writable (a hosted repository), so every other method is
  * `405 UNSUPPORTED` without a handler having to say so.
  */
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type { Logger } from 'winston';
+import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
+import type { Metrics } from '../metrics/metrics.js';
+import type { HealthChecks } from '../health/health-checks.js';
 import { isValidName } from '../distribution/reference.js';
-import type { AccessController } from '../auth/access.js';
-import type { BlobService, ManifestService, ReferrersService, TagService } from '../stores.js';
 import { RegistryError } from './errors.js';
 import { authorize } from './authorize.js';
-import { apiVersionHeader } from './headers.js';
+import { apiVersionHeader, configuredHeaders } from './headers.js';
+import { sendError } from './error-handler.js';
 import { matchRoute, type RouteMatch, type RouteName } from './route-names.js';
-import type { Writable } from './writable.js';
-import type { RouteEvents } from './events.js';
+import type { MethodTable, Resource, RouteServices, Target } from './resource.js';
+import { requestState, responseComplete, whenDone } from './request-state.js';
 import { baseResource, catalogResource } from './handlers/base.js';
 import { manifestResource } from './handlers/manifests.js';
 import { blobResource } from './handlers/blobs.js';
 import { tagsResource } from './handlers/tags.js';
 import { referrersResource } from './handlers/referrers.js';
 import { uploadChunkResource, uploadResource } from './handlers/uploads.js';
-
-/** The stores that serve one repository, and its name there. */
-export interface Target {
-  /** The name the stores know (`library/busybox` for a client's `busybox` on Docker Hub). */
-  readonly name: string;
-  /** The one name its content is stored under (`ghcr.io/org/app` for `org/app?ns=ghcr.io`). */
-  readonly storedName: string;
-  readonly manifests: ManifestService;
-  readonly blobs: BlobService;
-  readonly tags: TagService;
-  /** The referrers API (OCI 1.1); undefined: not served for this repository. */
-  readonly referrers?: ReferrersService;
-  /** The write side (hosted repositories, extension `proxy.hosted`); undefined: read only. */
-  readonly writable?: Writable;
-}
-
-/** What the routes serve from (wired by lib/server.ts). */
-export interface RouteServices {
-  /** Cached repository names in lexical order, after `last`, at most `n`. */
-  listRepositories(page: { n: number; last?: string }): Promise<string[]>;
-  /**
-   * The stores for a client's (valid) name and containerd's `ns` parameter; undefined: not served
-   * here; throws `NAME_UNKNOWN` for a spelling refused because its stored name is another's.
-   */
-  resolve(name: string, ns: string | undefined): Target | undefined;
-  readonly maxCatalogEntries: number;
-  /** `tags.maxtags`: a larger `n` on a tag list is lowered to it (with a `Link` to the rest). */
-  readonly maxTags: number;
-  readonly logger: Logger;
-  /** The configured `auth` controller; undefined when the registry is open. */
-  readonly access?: AccessController;
-  /** `notifications:` with an enabled endpoint; undefined: no events. */
-  readonly events?: RouteEvents;
-}
-
-/** One method's handler of a route, with the route's parsed parameters. */
-export type Handler<P> = (req: Request, res: Response, params: P) => Promise<void> | void;
-
-/** The methods a route serves for one target; any other is `405 UNSUPPORTED`. */
-export type MethodTable<P> = Readonly<Partial<Record<'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', Handler<P>>>>;
-
-/** What a route does (one module of lib/api/handlers each). */
-export interface Resource<P> {
-  /** The route's methods for `target` (undefined for `base` and `catalog`); undefined: the route is not served for it. */
-  methods(s: RouteServices, target: Target | undefined): MethodTable<P> | undefined;
-  /** Parses and validates the path's parameters (after the access check, as distribution). */
-  params(groups: RegExpExecArray): P;
-  /**
-   * Every method but `GET` and `HEAD` writes (uploads): the registry must be writable and the client
-   * allowed to push before anything else about the request is looked at.
-   */
-  readonly writesFirst?: boolean;
-}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const RESOURCES: Readonly<Record<RouteName, Resource<any>>> = {
@@ -87,6 +34,42 @@ const RESOURCES: Readonly<Record<RouteName, Resource<any>>> = {
   tags: tagsResource,
   referrers: referrersResource,
 };
+
+/** What the front layer works with. */
+export interface FrontOptions {
+  readonly metrics: Metrics;
+  /** distribution's health checks: while one fails, every request is refused. */
+  readonly health: HealthChecks;
+  /** `http.headers`. */
+  readonly headers: Readonly<Record<string, readonly string[]>>;
+}
+
+/**
+ * Metrics, the configured headers and the health gate in one layer, ahead of everything (mounted
+ * by lib/api/app.ts): every request needs them, and each express layer costs the hot routes a
+ * match and a `next`. Here, beside `hotRoutes`, so that a hot request runs no module of its own for it.
+ */
+export function frontLayer({ metrics, health, headers: configured }: FrontOptions): RequestHandler {
+  const headers = configuredHeaders(configured);
+  return (req, res, next) => {
+    const stop = metrics.httpDuration.startTimer();
+    whenDone(res, () => {
+      const route = requestState(res).subject ?? 'other';
+      stop({ route, method: req.method, status: String(res.statusCode) });
+      const served = responseComplete(res) && req.method === 'GET' && (res.statusCode === 200 || res.statusCode === 206);
+      if ((route === 'blob' || route === 'manifest') && served) {
+        metrics.servedBytes.inc({ type: route }, Number(res.getHeader('content-length') ?? 0));
+      }
+    });
+    headers(req, res, () => undefined);
+    // As distribution's health.Handler: while a configured check fails, every request is refused.
+    if (health.size > 0 && Object.keys(health.failures()).length > 0) {
+      sendError(res, new RegistryError('UNAVAILABLE', { detail: 'health check failed: please see /debug/health' }));
+      return;
+    }
+    next();
+  };
+}
 
 /** The router for everything under `/v2`. */
 export function registryRouter(services: RouteServices): Router {
@@ -124,22 +107,28 @@ async function dispatch(s: RouteServices, req: Request, res: Response): Promise<
 
 async function dispatchMatched(s: RouteServices, req: Request, res: Response, match: RouteMatch): Promise<void> {
   const { route, groups } = match;
-  if (route.subject) res.locals.subject = route.subject;
+  if (route.subject) requestState(res).subject = route.subject;
   let target: Target | undefined;
   if (route.name === 'base' || route.name === 'catalog') await authorize(s, req, res, route.name);
   else target = await resolveTarget(s, req, res, groups[1]!);
   const resource = RESOURCES[route.name];
   const methods = resource.methods(s, target);
   if (!methods) throw new RegistryError('UNSUPPORTED');
-  if (resource.writesFirst && !isRead(req.method)) target!.writable!.checkWrite(req, target!.name);
+  // "May this client write" is asked here only, for every method that writes: before anything
+  // else about an upload is looked at (as distribution's upload routes), for the other routes once
+  // the path's parameters and the method are known to be served.
+  const writes = isRead(req.method) ? undefined : target?.writable;
+  const checkWrite = (): void => writes?.checkWrite(req, target!.name);
+  if (resource.writesFirst) checkWrite();
   const params: unknown = resource.params(groups);
   const handler = Object.hasOwn(methods, req.method) ? methods[req.method as keyof MethodTable<unknown>] : undefined;
   if (!handler) throw new RegistryError('UNSUPPORTED');
+  if (!resource.writesFirst) checkWrite();
   await handler(req, res, params);
 }
 
 /** True for the methods that only read. */
-export function isRead(method: string): boolean {
+function isRead(method: string): boolean {
   return method === 'GET' || method === 'HEAD';
 }
 
@@ -158,21 +147,16 @@ function rawPath(req: Request): string {
 async function resolveTarget(s: RouteServices, req: Request, res: Response, raw: string): Promise<Target> {
   if (!isValidName(raw)) throw new RegistryError('NAME_INVALID', { detail: { name: raw } });
   const ns = req.query.ns;
-  let found: Target | undefined;
-  let refused: unknown;
-  if (ns === undefined || typeof ns === 'string') {
-    try {
-      found = s.resolve(raw, ns);
-    } catch (err) {
-      refused = err;
-    }
-  }
+  const resolved = ns === undefined || typeof ns === 'string' ? s.names.resolve(raw, ns) : undefined;
+  const found = resolved && 'stores' in resolved ? resolved : undefined;
   // Access is checked before anything about the name is told, as distribution does.
   await authorize(s, req, res, 'repository', found && found.storedName !== raw ? [raw, found.storedName] : raw);
-  if (refused !== undefined) throw refused;
+  // A spelling whose stored name is another's (hosted, or another registry's) is refused.
+  if (resolved && 'refused' in resolved) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: resolved.refused } });
   // Events name the repository as the client does (`busybox`, not the stored `library/busybox`).
-  if (s.events) res.locals.repository = raw;
+  if (s.events) requestState(res).repository = raw;
   if (ns !== undefined && typeof ns !== 'string') throw new RegistryError('NAME_UNKNOWN', { detail: { ns } });
   if (!found) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: 'this mirror has no upstream for that registry' } });
-  return found;
+  // The hosted names share the one write side.
+  return { name: found.name, storedName: found.storedName, ...found.stores, writable: found.hosted ? s.writable : undefined };
 }

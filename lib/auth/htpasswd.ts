@@ -48,18 +48,18 @@ export class HtpasswdAccessController implements AccessController {
   private readonly verified = new Set<string>();
 
   constructor(
-    private readonly o: { realm: string; path: string },
+    private readonly options: { realm: string; path: string },
     onProvisioned?: (user: string, password: string) => void,
   ) {
-    if (!exists(o.path)) {
+    if (!exists(options.path)) {
       const password = randomBytes(32).toString('base64url');
-      mkdirSync(dirname(o.path), { recursive: true, mode: 0o700 });
-      writeFileSync(o.path, `docker:${bcrypt.hashSync(password, 10)}`, { mode: 0o600, flag: 'wx' });
+      mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
+      writeFileSync(options.path, `docker:${bcrypt.hashSync(password, 10)}`, { mode: 0o600, flag: 'wx' });
       onProvisioned?.('docker', password);
     }
     // Read at start-up so that a malformed file fails the start, naming the line.
-    this.entries = parseHtpasswd(readFileSync(o.path, 'utf8'));
-    this.mtimeMs = statSync(o.path).mtimeMs;
+    this.entries = parseHtpasswd(readFileSync(options.path, 'utf8'));
+    this.mtimeMs = statSync(options.path).mtimeMs;
   }
 
   async authorized(request: AuthRequest, _access: readonly Access[]): Promise<{ user: string }> {
@@ -80,15 +80,15 @@ export class HtpasswdAccessController implements AccessController {
   }
 
   private challenge(reason: string): AuthChallenge {
-    return new AuthChallenge(`Basic realm="${this.o.realm}"`, reason);
+    return new AuthChallenge(`Basic realm="${this.options.realm}"`, reason);
   }
 
   /** The entries, re-read when the file's modification time changed. */
   private async load(): Promise<Map<string, string>> {
     // One stat per request, as distribution does, but without blocking the event loop.
-    const { mtimeMs } = await stat(this.o.path);
+    const { mtimeMs } = await stat(this.options.path);
     if (mtimeMs !== this.mtimeMs) {
-      this.entries = parseHtpasswd(await readFile(this.o.path, 'utf8'));
+      this.entries = parseHtpasswd(await readFile(this.options.path, 'utf8'));
       this.mtimeMs = mtimeMs;
       this.verified.clear();
     }

@@ -6,11 +6,11 @@ import { AuthChallenge, scopeParam, type Access, type AccessController, type Aut
 
 /** The silly access controller. */
 export class SillyAccessController implements AccessController {
-  constructor(private readonly o: { realm: string; service: string }) {}
+  constructor(private readonly options: { realm: string; service: string }) {}
 
   async authorized(request: AuthRequest, access: readonly Access[]): Promise<{ user: string }> {
     if (request.authorization) return { user: 'silly' };
     const scope = scopeParam(access);
-    throw new AuthChallenge(`Bearer realm="${this.o.realm}",service="${this.o.service}"${scope ? `,scope="${scope}"` : ''}`, 'authorization required');
+    throw new AuthChallenge(`Bearer realm="${this.options.realm}",service="${this.options.service}"${scope ? `,scope="${scope}"` : ''}`, 'authorization required');
   }
 }

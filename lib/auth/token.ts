@@ -48,8 +48,8 @@ export class TokenAccessController implements AccessController {
   private readonly roots: X509Certificate[];
   private readonly trustedKeys: Map<string, KeyObject>;
 
-  constructor(private readonly o: TokenOptions) {
-    this.roots = readRootCertificates(o.rootcertbundle);
+  constructor(private readonly options: TokenOptions) {
+    this.roots = readRootCertificates(options.rootcertbundle);
     this.trustedKeys = new Map(this.roots.map((c) => [libtrustKeyId(c.publicKey), c.publicKey]));
   }
 
@@ -59,8 +59,8 @@ export class TokenAccessController implements AccessController {
     let claims: TokenClaims;
     try {
       const verified = await jwtVerify<TokenClaims>(m[1]!, (header) => this.signingKey(header), {
-        issuer: this.o.issuer,
-        audience: this.o.service,
+        issuer: this.options.issuer,
+        audience: this.options.service,
         clockTolerance: LEEWAY_SECONDS,
         algorithms: ALGORITHMS,
         requiredClaims: ['exp'],
@@ -117,9 +117,9 @@ export class TokenAccessController implements AccessController {
   }
 
   private challenge(request: AuthRequest, access: readonly Access[], error: 'invalid_token' | 'insufficient_scope' | undefined, reason: string): AuthChallenge {
-    const realm = this.o.autoredirect ? `https://${request.host ?? ''}/auth/token` : this.o.realm;
+    const realm = this.options.autoredirect ? `https://${request.host ?? ''}/auth/token` : this.options.realm;
     const scope = scopeParam(access);
-    let header = `Bearer realm="${realm}",service="${this.o.service}"`;
+    let header = `Bearer realm="${realm}",service="${this.options.service}"`;
     if (scope) header += `,scope="${scope}"`;
     if (error) header += `,error="${error}"`;
     return new AuthChallenge(header, reason);

@@ -6,7 +6,7 @@
  */
 import type { HealthConfig } from '../config/types.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { fileCheck, httpCheck, tcpCheck, type HealthCheck } from './checks.js';
+import { fileCheck, httpCheck, tcpCheck, type HealthCheck } from './probes.js';
 
 interface Entry {
   readonly check: HealthCheck;

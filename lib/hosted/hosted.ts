@@ -46,13 +46,13 @@ export class HostedRepositories {
   readonly uploads: UploadStore;
   private readonly purger?: UploadPurger;
 
-  constructor(private readonly o: HostedOptions) {
-    this.prefixes = o.prefixes;
-    this.blobs = new HostedBlobStore(o.blobs, o.repository);
-    this.manifests = new HostedManifestStore(o.blobs, o.repository, o.indexes);
-    this.tags = new HostedTagService(o.repository);
-    this.uploads = new UploadStore(o.driver, o.blobs, o.repository);
-    if (o.purging) this.purger = new UploadPurger({ driver: o.driver, ...o.purging, logger: o.logger });
+  constructor(private readonly options: HostedOptions) {
+    this.prefixes = options.prefixes;
+    this.blobs = new HostedBlobStore(options.blobs, options.repository);
+    this.manifests = new HostedManifestStore(options.blobs, options.repository, options.indexes);
+    this.tags = new HostedTagService(options.repository);
+    this.uploads = new UploadStore(options.driver, options.blobs, options.repository);
+    if (options.purging) this.purger = new UploadPurger({ driver: options.driver, ...options.purging, logger: options.logger });
   }
 
   /** True for names hosted here. */
@@ -63,7 +63,7 @@ export class HostedRepositories {
   /** The referrers API of hosted repositories: computed from each repository's revisions. */
   readonly referrers: ReferrersService = {
     list: (name: string, subject: Digest, artifactType: string | undefined): Promise<ReferrersResult> =>
-      listReferrers(this.o.blobs, this.o.repository(name), subject, artifactType),
+      listReferrers(this.options.blobs, this.options.repository(name), subject, artifactType),
   };
 
   /** Starts the upload purger. */

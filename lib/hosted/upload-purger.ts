@@ -95,23 +95,23 @@ export class UploadPurger {
   private stopped = false;
   private readonly stopping = new AbortController();
 
-  constructor(private readonly o: UploadPurgerOptions) {}
+  constructor(private readonly options: UploadPurgerOptions) {}
 
   /** Schedules the runs (timers do not keep the process alive). */
   start(): void {
-    const first = this.o.firstRunMs ?? Math.floor(Math.random() * 60) * 60_000;
+    const first = this.options.firstRunMs ?? Math.floor(Math.random() * 60) * 60_000;
     // distribution's line, with the settings as fields named after storage.maintenance.uploadpurging's keys.
-    this.o.logger.info(`Starting upload purge in ${Math.round(first / 60_000)}m`, {
-      'uploadpurging.age': `${this.o.agems / 3_600_000}h`,
-      'uploadpurging.interval': `${this.o.intervalms / 3_600_000}h`,
-      'uploadpurging.dryrun': this.o.dryrun,
+    this.options.logger.info(`Starting upload purge in ${Math.round(first / 60_000)}m`, {
+      'uploadpurging.age': `${this.options.agems / 3_600_000}h`,
+      'uploadpurging.interval': `${this.options.intervalms / 3_600_000}h`,
+      'uploadpurging.dryrun': this.options.dryrun,
     });
     this.schedule(first);
   }
 
   /** Runs one purge now. */
   runOnce(): Promise<PurgeResult> {
-    const run = purgeUploads(this.o.driver, new Date(Date.now() - this.o.agems), !this.o.dryrun, this.o.logger, this.stopping.signal);
+    const run = purgeUploads(this.options.driver, new Date(Date.now() - this.options.agems), !this.options.dryrun, this.options.logger, this.stopping.signal);
     this.running = run.catch(() => undefined);
     return run;
   }
@@ -128,8 +128,8 @@ export class UploadPurger {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.runOnce()
-        .catch((err: Error) => this.o.logger.error('upload purge failed', { 'err.message': err.message }))
-        .finally(() => this.schedule(Math.max(this.o.intervalms, 1000)));
+        .catch((err: Error) => this.options.logger.error('upload purge failed', { 'err.message': err.message }))
+        .finally(() => this.schedule(Math.max(this.options.intervalms, 1000)));
       // Node's timers hold at most 2^31-1 ms (about 24 days); a longer wait is not a busy loop.
     }, Math.min(ms, 2 ** 31 - 1));
     this.timer.unref();

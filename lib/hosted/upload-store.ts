@@ -16,6 +16,7 @@ import { DigestInvalidError, InvalidPathError, UploadUnknownError } from '../err
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { PathNotFoundError, type FileWriter, type StorageDriver } from '../storage/driver.js';
+import { packUploadState } from './upload-state.js';
 import { blobDataPath, uploadDataPath, uploadDir, uploadStartedAtPath } from '../storage/paths.js';
 
 /** An upload session as the API reports it. */
@@ -50,6 +51,11 @@ export class UploadStore {
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
   ) {}
+
+  /** distribution's signed `_state` of an upload (`http.secret`), which registry:2 can resume. */
+  packState(secret: string, repo: string, info: UploadInfo): string {
+    return packUploadState(secret, repo, info.uuid, info.size, info.startedAt);
+  }
 
   /** Starts an upload: writes `startedat` and an empty `data` write to append to. */
   async create(repo: string): Promise<UploadInfo> {

@@ -50,11 +50,11 @@ export class DescriptorCache {
   private payloadBytes = 0;
   private epochValue = 0;
 
-  constructor(o: DescriptorCacheOptions = {}) {
-    this.maxEntries = o.maxEntries ?? 10_000;
-    this.maxPayloadBytes = o.maxPayloadBytes ?? 64 * 2 ** 20;
-    this.ttlMs = o.ttlMs ?? 1000;
-    this.now = o.now ?? Date.now;
+  constructor(options: DescriptorCacheOptions = {}) {
+    this.maxEntries = options.maxEntries ?? 10_000;
+    this.maxPayloadBytes = options.maxPayloadBytes ?? 64 * 2 ** 20;
+    this.ttlMs = options.ttlMs ?? 1000;
+    this.now = options.now ?? Date.now;
   }
 
   /** Changes at every invalidation: a lookup started in an older epoch must not fill the cache. */

@@ -35,6 +35,8 @@ function checkDigest(d: Digest): Digest {
 
 /** The proxy scheduler's state, at the storage root as distribution keeps it (`scheduler-state.json`). */
 export const SCHEDULER_STATE_PATH = '/scheduler-state.json';
+/** The schedule's journals, one per replica, in this directory beside `scheduler-state.json`. */
+export const SCHEDULER_JOURNAL_ENTRY = '.scheduler-journal';
 /** Temporary files of this program's processes (`.tmp/<host>-<pid>-<id>/`), renamed into place when complete. */
 export const TEMP_ROOT = '/.tmp';
 /** `.locks/<key>`: a lock shared by the processes on one storage root (replicas). */

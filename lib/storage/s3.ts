@@ -33,6 +33,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3StorageConfig } from '../config/types.js';
 import { checkPath, PathNotFoundError, StorageOperationError, type ByteRange, type FileInfo, type FileWriter, type StorageDriver, type WalkStep } from './driver.js';
 import { newS3Writer, resumeS3Writer, type S3WriteTarget } from './s3-writer.js';
+import { blobsRoot } from './paths.js';
 
 /** The most keys one listing or one DeleteObjects returns or takes. */
 const LIST_MAX = 1000;
@@ -243,7 +244,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
    * storage. Hosted uploads (`_uploads`) are left to upload purging.
    */
   async cleanup(olderThanMs = 24 * 3600_000): Promise<number> {
-    const Prefix = this.key('/docker/registry/v2/blobs');
+    const Prefix = this.key(blobsRoot());
     let removed = 0;
     let KeyMarker: string | undefined;
     let UploadIdMarker: string | undefined;

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { formatBytes } from '../config/size.js';
 import { createLogger } from '../log/logger.js';
-import { createServices } from '../registry-services.js';
+import { createServices } from '../services/registry-services.js';
 import { UnsupportedConfigError, UsageError } from '../errors.js';
 import { progressFor, type ProgressStream } from './progress.js';
 import { parsePlatform, referencesIn, type Platform } from './references.js';

@@ -141,7 +141,7 @@ describeInterop(
       const state = JSON.parse(await dockerd.ok(['inspect', '--format', '{{json .State}}', 'mirror'])) as { ExitCode: number; OOMKilled: boolean };
       expect(state.ExitCode).toBe(0);
       // The schedule as the next start reads it: scheduler-state.json, and the journals beside it
-      // that a start merges into it (lib/scheduler/state-store.ts).
+      // that a start merges into it (lib/expiry/state-store.ts).
       const saved = [join(volume, 'scheduler-state.json'), ...(await readdir(join(volume, '.scheduler-journal')).catch(() => [])).map((f) => join(volume, '.scheduler-journal', f))];
       const texts = await Promise.all(saved.map((f) => readFile(f, 'utf8').catch((err: Error) => err.message)));
       const holdsAlpine = texts.some((t) => t.includes(`library/alpine@${alpine.layers[0]!.digest}`));

@@ -3,7 +3,7 @@
  * stored here, paged as distribution's `catalog.go`).
  */
 import type { Request, Response } from 'express';
-import type { Resource, RouteServices } from '../router.js';
+import type { Resource, RouteServices } from '../resource.js';
 import { sendJson } from '../messages.js';
 import { lastParam, nextLink, pageSize } from '../paging.js';
 

@@ -10,9 +10,10 @@ import type { Redirect } from '../../stores.js';
 import { RegistryError } from '../errors.js';
 import { digestParam, header } from '../messages.js';
 import { parseRange } from '../range.js';
-import type { MethodTable, Resource, RouteServices, Target } from '../router.js';
+import type { MethodTable, Resource, RouteServices, Target } from '../resource.js';
 import { sendFileRange } from '../send-file.js';
 import { notify } from '../events.js';
+import { requestState } from '../request-state.js';
 
 /** Blobs by digest. */
 export const blobResource: Resource<Digest> = {
@@ -24,7 +25,6 @@ export const blobResource: Resource<Digest> = {
     return {
       ...table,
       DELETE: async (req, res, digest) => {
-        w.checkWrite(req, t.name);
         await w.blobs.delete(t.name, digest);
         res.setHeader('Content-Length', 0);
         res.status(202).end();
@@ -90,7 +90,7 @@ async function getBlob(s: RouteServices, req: Request, res: Response, t: Target,
   }
   res.flushHeaders();
   const sent = { bytes: 0 };
-  res.locals.sent = sent;
+  requestState(res).sent = sent;
   try {
     if (file) {
       const start = range.kind === 'partial' ? range.start : 0;

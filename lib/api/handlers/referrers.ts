@@ -8,7 +8,7 @@ import type { Digest } from '../../distribution/digest.js';
 import type { ReferrersService } from '../../stores.js';
 import { RegistryError } from '../errors.js';
 import { digestParam } from '../messages.js';
-import type { Resource } from '../router.js';
+import type { Resource } from '../resource.js';
 
 /** The referrers of a repository's manifests. */
 export const referrersResource: Resource<Digest> = {

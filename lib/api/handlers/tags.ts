@@ -1,6 +1,6 @@
 /** `GET /v2/<name>/tags/list?n=&last=` (distribution's `tags.go`). */
 import type { Request, Response } from 'express';
-import type { Resource, Target } from '../router.js';
+import type { Resource, Target } from '../resource.js';
 import { sendJson } from '../messages.js';
 import { lastParam, nextLink, pageSize, tagPage } from '../paging.js';
 

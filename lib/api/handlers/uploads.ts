@@ -6,14 +6,12 @@
  */
 import type { Request, Response } from 'express';
 import { parseDigest, type Digest } from '../../distribution/digest.js';
-import type { UploadInfo } from '../../hosted/upload-store.js';
-import { packUploadState } from '../../hosted/upload-state.js';
 import { UploadUnknownError } from '../../errors.js';
 import { RegistryError } from '../errors.js';
 import { header, query } from '../messages.js';
-import type { Resource, RouteServices } from '../router.js';
+import type { Resource, RouteServices } from '../resource.js';
 import { notify } from '../events.js';
-import type { Writable } from '../writable.js';
+import type { UploadInfo, Writable } from '../writable.js';
 
 /** `POST /v2/<name>/blobs/uploads/`. */
 export const uploadResource: Resource<void> = {
@@ -132,7 +130,7 @@ function uploadHeaders(w: Writable, res: Response, name: string, info: UploadInf
 }
 
 function uploadHeaderValues(w: Writable, req: Request, name: string, info: UploadInfo): Record<string, string> {
-  const state = w.secret ? `?_state=${encodeURIComponent(packUploadState(w.secret, name, info.uuid, info.size, info.startedAt))}` : '';
+  const state = w.secret ? `?_state=${encodeURIComponent(w.uploads.packState(w.secret, name, info))}` : '';
   return {
     'Docker-Upload-UUID': info.uuid,
     Location: `${req.baseUrl}/v2/${name}/blobs/uploads/${info.uuid}${state}`,

@@ -35,6 +35,7 @@ import {
   type StoredEntry,
 } from './state-file.js';
 import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
+import { SCHEDULER_JOURNAL_ENTRY } from '../storage/paths.js';
 
 /** The schedule's persistence. */
 export interface StateStore {
@@ -92,7 +93,7 @@ const BATCH = 5000;
 function writerScript(): URL {
   const here = new URL('./state-writer-thread.js', import.meta.url);
   if (existsSync(fileURLToPath(here))) return here;
-  return new URL('../../dist/scheduler/state-writer-thread.js', import.meta.url);
+  return new URL('../../dist/expiry/state-writer-thread.js', import.meta.url);
 }
 
 /** `scheduler-state.json` on a filesystem, journals in `.scheduler-journal/` beside it. */
@@ -110,7 +111,7 @@ export class FileStateStore implements StateStore {
     /** Names this process's journals (unique per process on the volume). */
     private readonly instance = `${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
   ) {
-    this.journalDir = `${dirname(location)}/.scheduler-journal`;
+    this.journalDir = `${dirname(location)}/${SCHEDULER_JOURNAL_ENTRY}`;
   }
 
   load(onBatch: (entries: StoredEntry[]) => void, stop?: () => boolean): Promise<LoadResult> {
@@ -254,7 +255,7 @@ export class DriverStateStore implements StateStore {
   }
 
   private get journalDir(): string {
-    return `${this.path.slice(0, this.path.lastIndexOf('/'))}/.scheduler-journal`;
+    return `${this.path.slice(0, this.path.lastIndexOf('/'))}/${SCHEDULER_JOURNAL_ENTRY}`;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

@@ -1,5 +1,5 @@
 /**
- * The worker thread that rewrites `scheduler-state.json` (lib/scheduler/state-store.ts): the
+ * The worker thread that rewrites `scheduler-state.json` (lib/expiry/state-store.ts): the
  * changes arrive in batches, then a write request; the merge (a streaming read and write of the
  * whole file) runs here, off the registry's event loop.
  */

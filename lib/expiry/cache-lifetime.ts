@@ -7,8 +7,8 @@
 import type { Logger } from 'winston';
 import { parseDigest, type Digest } from '../distribution/digest.js';
 import type { ContentType } from '../stores.js';
-import { purgeBlob, purgeManifest, type PurgeContext } from './purge.js';
-import type { LinkIndex } from './link-index.js';
+import { purgeBlob, purgeManifest, type PurgeContext } from '../storage/purge.js';
+import type { LinkIndex } from '../storage/link-index.js';
 import type { StorageDriver } from '../storage/driver.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
@@ -63,22 +63,22 @@ export class CacheLifetime {
   private readonly scheduler?: ExpirySchedule;
   private rebuilding?: Promise<void>;
 
-  constructor(private readonly o: CacheLifetimeOptions) {
-    if (!o.expires) return;
+  constructor(private readonly options: CacheLifetimeOptions) {
+    if (!options.expires) return;
     this.scheduler = new TtlScheduler({
-      statePath: o.statePath,
-      store: o.store,
+      statePath: options.statePath,
+      store: options.store,
       onExpire: (entry) => this.expire(entry),
-      logger: o.logger,
+      logger: options.logger,
       stillCached: (entry) => this.stillCached(entry),
-      shared: o.locks && {
-        locks: o.locks,
+      shared: options.locks && {
+        locks: options.locks,
         learnt: (key, type) => {
           const { repo, digest } = parseKey(key);
-          o.links?.linked(repo, digest);
+          options.links?.linked(repo, digest);
           this.learnt(type, repo, digest, false);
         },
-        leaseTaken: o.onLeaseTaken,
+        leaseTaken: options.onLeaseTaken,
         renewed: (key, type) => {
           const { repo, digest } = parseKey(key);
           this.learnt(type, repo, digest, true);
@@ -89,7 +89,7 @@ export class CacheLifetime {
 
   /** What purges work on: the storage, the link index, and the other replicas' latest links. */
   private get purging(): PurgeContext {
-    return { ...this.o, refresh: () => this.scheduler?.refresh() ?? Promise.resolve() };
+    return { ...this.options, refresh: () => this.scheduler?.refresh() ?? Promise.resolve() };
   }
 
   /**
@@ -106,7 +106,7 @@ export class CacheLifetime {
       this.rebuilding = (async () => {
         await this.scheduler!.markRebuild();
         for (const found of await this.onDisk()) {
-          const ttl = this.o.ttlFor(found.repo);
+          const ttl = this.options.ttlFor(found.repo);
           if (ttl > 0) this.scheduler!.rebuild([found], ttl);
         }
         this.scheduler!.rebuilt();
@@ -118,7 +118,7 @@ export class CacheLifetime {
 
   private learnt(type: ContentType, repo: string, raw: string, renewed: boolean): void {
     const digest = parseDigest(raw);
-    if (digest) this.o.onLearnt?.(type, repo, digest, renewed);
+    if (digest) this.options.onLearnt?.(type, repo, digest, renewed);
   }
 
   /**
@@ -151,14 +151,14 @@ export class CacheLifetime {
 
   /** Content fetched from the upstream gets an expiry. */
   schedule(type: ContentType, repo: string, digest: string): void {
-    const ttl = this.o.ttlFor(repo);
+    const ttl = this.options.ttlFor(repo);
     if (ttl > 0) this.scheduler?.add(repo, digest, type, ttl);
   }
 
   /** A cache hit: popular content is not evicted one TTL after its first pull (scheduled content only). */
   touch(type: ContentType, repo: string, digest: string): void {
-    if (!this.o.touchOnHit) return;
-    const ttl = this.o.ttlFor(repo);
+    if (!this.options.touchOnHit) return;
+    const ttl = this.options.ttlFor(repo);
     if (ttl > 0) this.scheduler?.touch(repo, digest, type, ttl);
   }
 
@@ -171,14 +171,14 @@ export class CacheLifetime {
     const { repo, digest: raw } = parseKey(entry.key);
     const digest = parseDigest(raw);
     if (!digest) return;
-    if (this.o.exclude?.(repo)) {
-      this.o.logger.info('not expiring: the repository is hosted', { type: entry.type, 'vars.name': repo, 'vars.digest': digest.value });
+    if (this.options.exclude?.(repo)) {
+      this.options.logger.info('not expiring: the repository is hosted', { type: entry.type, 'vars.name': repo, 'vars.digest': digest.value });
       return;
     }
     const freed = entry.type === 'manifest' ? await purgeManifest(this.purging, repo, digest) : await purgeBlob(this.purging, repo, digest);
-    this.o.onExpired?.(entry.type, freed, digest, repo);
+    this.options.onExpired?.(entry.type, freed, digest, repo);
     // `freed` 0: the data is still linked elsewhere.
-    this.o.logger.info('expired', { type: entry.type, 'vars.name': repo, 'vars.digest': digest.value, freed });
+    this.options.logger.info('expired', { type: entry.type, 'vars.name': repo, 'vars.digest': digest.value, freed });
   }
 
   /** Whether the repository still links the entry's content (another replica may have expired it). */
@@ -186,16 +186,16 @@ export class CacheLifetime {
     const { repo, digest: raw } = parseKey(entry.key);
     const digest = parseDigest(raw);
     if (!digest) return false;
-    const r = this.o.repository(repo);
+    const r = this.options.repository(repo);
     return entry.type === 'manifest' ? r.hasRevision(digest) : r.hasLayer(digest);
   }
 
   /** Everything cached on disk, to rebuild a lost schedule. */
   private async onDisk(): Promise<Array<{ repo: string; digest: string; type: ContentType }>> {
     const found: Array<{ repo: string; digest: string; type: ContentType }> = [];
-    for (const name of await listRepositories(this.o.driver, { signal: this.o.signal })) {
-      throwIfStopping(this.o.signal, 'rebuilding the schedule');
-      const repo = this.o.repository(name);
+    for (const name of await listRepositories(this.options.driver, { signal: this.options.signal })) {
+      throwIfStopping(this.options.signal, 'rebuilding the schedule');
+      const repo = this.options.repository(name);
       for (const d of await repo.listRevisions()) found.push({ repo: name, digest: d.value, type: 'manifest' });
       for (const d of await repo.listLayers()) found.push({ repo: name, digest: d.value, type: 'blob' });
     }

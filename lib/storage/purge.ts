@@ -5,10 +5,10 @@
  */
 import type { Digest } from '../distribution/digest.js';
 import { references, tryParseManifest } from '../distribution/manifest.js';
-import type { StorageDriver } from '../storage/driver.js';
-import type { BlobStore } from '../storage/blob-store.js';
-import type { RepositoryStore } from '../storage/repository-store.js';
-import { listRepositories } from '../storage/catalog.js';
+import type { StorageDriver } from './driver.js';
+import type { BlobStore } from './blob-store.js';
+import type { RepositoryStore } from './repository-store.js';
+import { listRepositories } from './catalog.js';
 import type { LinkIndex } from './link-index.js';
 import { throwIfStopping } from '../errors.js';
 

@@ -7,7 +7,7 @@
 import type { Logger } from 'winston';
 import type { Digest } from '../distribution/digest.js';
 import type { ContentType } from '../stores.js';
-import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from './purge.js';
+import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from '../storage/purge.js';
 import { StoppingError } from '../errors.js';
 
 /** What the size cap needs. */
@@ -61,13 +61,13 @@ export class SizeCap {
   /** During one eviction pass: the blobs each repository's remaining manifests reference. */
   private needed?: Map<string, Map<string, number>>;
 
-  constructor(private readonly o: SizeCapOptions) {
-    this.now = o.now ?? Date.now;
+  constructor(private readonly options: SizeCapOptions) {
+    this.now = options.now ?? Date.now;
   }
 
   /** True when a cap is kept (`maxBytes` finite); false when the cache is only measured. */
   get enforced(): boolean {
-    return Number.isFinite(this.o.maxBytes);
+    return Number.isFinite(this.options.maxBytes);
   }
 
   private get enforcing(): boolean {
@@ -76,9 +76,9 @@ export class SizeCap {
 
   /** Content found on storage by the start-up walk: it counts as least recently used. */
   async found(repo: string, digest: Digest, type: ContentType): Promise<void> {
-    if (this.o.exclude?.(repo)) return;
+    if (this.options.exclude?.(repo)) return;
     if (!this.sizes.has(digest.value)) {
-      const info = await this.o.blobs.stat(digest);
+      const info = await this.options.blobs.stat(digest);
       if (!info) return;
       if (this.sizes.has(digest.value)) return;
       this.sizes.set(digest.value, info.size);
@@ -91,9 +91,9 @@ export class SizeCap {
   /** The walk is done: reports the measure and enforces the cap. */
   async measuredAll(): Promise<void> {
     this.measured = true;
-    this.o.onSize?.(this.total);
-    if (this.enforcing) this.o.logger.info('size cap: cache measured', { 'cached.bytes': this.total, 'maxsize.bytes': this.o.maxBytes });
-    else this.o.logger.info('cache measured', { 'cached.bytes': this.total });
+    this.options.onSize?.(this.total);
+    if (this.enforcing) this.options.logger.info('size cap: cache measured', { 'cached.bytes': this.total, 'maxsize.bytes': this.options.maxBytes });
+    else this.options.logger.info('cache measured', { 'cached.bytes': this.total });
     await this.enforce();
   }
 
@@ -111,11 +111,11 @@ export class SizeCap {
 
   /** Content was stored (or linked) for `repo`: it is the most recently pulled, and the cap is checked. */
   stored(type: ContentType, repo: string, digest: Digest, size: number): void {
-    if (this.o.exclude?.(repo)) return;
+    if (this.options.exclude?.(repo)) return;
     if (!this.sizes.has(digest.value)) {
       this.sizes.set(digest.value, size);
       this.total += size;
-      this.o.onSize?.(this.total);
+      this.options.onSize?.(this.total);
     }
     if (type === 'manifest') this.needed?.delete(repo);
     this.use(type, repo, digest);
@@ -128,14 +128,14 @@ export class SizeCap {
    * content new to this process, so that the cap holds for the whole cache.
    */
   async learnt(type: ContentType, repo: string, digest: Digest, renewed: boolean): Promise<void> {
-    if (this.o.exclude?.(repo)) return;
+    if (this.options.exclude?.(repo)) return;
     if (!this.sizes.has(digest.value)) {
-      const info = await this.o.blobs.stat(digest);
+      const info = await this.options.blobs.stat(digest);
       if (!info) return;
       if (!this.sizes.has(digest.value)) {
         this.sizes.set(digest.value, info.size);
         this.total += info.size;
-        this.o.onSize?.(this.total);
+        this.options.onSize?.(this.total);
       }
     } else if (renewed) return this.hit(type, repo, digest);
     if (type === 'manifest') this.needed?.delete(repo);
@@ -154,7 +154,7 @@ export class SizeCap {
     if (size === undefined) return;
     this.sizes.delete(digest.value);
     this.total -= size;
-    this.o.onSize?.(this.total);
+    this.options.onSize?.(this.total);
   }
 
   /** `repo@digest` expired: its last pull is forgotten, and its data if it was freed. */
@@ -168,7 +168,7 @@ export class SizeCap {
 
   /** Evicts until the cache fits; one pass at a time, a request during a pass queues one more. */
   enforce(): Promise<void> {
-    if (!this.enforcing || !this.measured || this.o.evicts?.() === false) return this.running;
+    if (!this.enforcing || !this.measured || this.options.evicts?.() === false) return this.running;
     if (this.queued) return this.running;
     this.queued = true;
     this.running = this.running.then(async () => {
@@ -176,8 +176,8 @@ export class SizeCap {
       try {
         await this.evictUntilUnderCap();
       } catch (err) {
-        if (err instanceof StoppingError) return void this.o.logger.info('size cap eviction stopped', { 'err.message': err.message });
-        this.o.logger.error('size cap eviction failed', { 'err.message': (err as Error).message });
+        if (err instanceof StoppingError) return void this.options.logger.info('size cap eviction stopped', { 'err.message': err.message });
+        this.options.logger.error('size cap eviction failed', { 'err.message': (err as Error).message });
       }
     });
     return this.running;
@@ -202,7 +202,7 @@ export class SizeCap {
     this.needed = new Map();
     try {
       // The registry's stop (`signal`) ends the pass; the next start measures and evicts again.
-      while (this.total > this.o.maxBytes && this.o.evicts?.() !== false && !this.o.signal?.aborted) {
+      while (this.total > this.options.maxBytes && this.options.evicts?.() !== false && !this.options.signal?.aborted) {
         const from = this.unused.size > 0 ? this.unused : this.uses;
         const oldest = from.entries().next();
         if (oldest.done || oldest.value[0] === this.newestManifest) {
@@ -212,9 +212,9 @@ export class SizeCap {
         const [key, use] = oldest.value;
         from.delete(key);
         const freed = use.type === 'manifest' ? await this.evictManifest(use) : await this.evictBlob(use.repo, use.digest);
-        this.o.onEvicted?.(use.type, freed, use.repo, use.digest);
+        this.options.onEvicted?.(use.type, freed, use.repo, use.digest);
         // `freed` 0: the data is still linked elsewhere.
-        this.o.logger.info('evicted', { type: use.type, 'vars.name': use.repo, 'vars.digest': use.digest.value, freed, 'cached.bytes': this.total, 'maxsize.bytes': this.o.maxBytes });
+        this.options.logger.info('evicted', { type: use.type, 'vars.name': use.repo, 'vars.digest': use.digest.value, freed, 'cached.bytes': this.total, 'maxsize.bytes': this.options.maxBytes });
       }
     } finally {
       this.needed = undefined;
@@ -226,7 +226,7 @@ export class SizeCap {
   private warnOversized(): void {
     if (this.warnedOversized) return;
     this.warnedOversized = true;
-    this.o.logger.warn('the most recently pulled image alone is over proxy.maxsize: it is kept', { 'cached.bytes': this.total, 'maxsize.bytes': this.o.maxBytes });
+    this.options.logger.warn('the most recently pulled image alone is over proxy.maxsize: it is kept', { 'cached.bytes': this.total, 'maxsize.bytes': this.options.maxBytes });
   }
 
   /** How many of `repo`'s manifests reference each blob, read once per eviction pass. */
@@ -234,8 +234,8 @@ export class SizeCap {
     let counts = this.needed?.get(repo);
     if (counts) return counts;
     counts = new Map();
-    for (const other of await this.o.repository(repo).listRevisions()) {
-      for (const d of await referencedBy(this.o.blobs, other)) counts.set(d.value, (counts.get(d.value) ?? 0) + 1);
+    for (const other of await this.options.repository(repo).listRevisions()) {
+      for (const d of await referencedBy(this.options.blobs, other)) counts.set(d.value, (counts.get(d.value) ?? 0) + 1);
     }
     this.needed?.set(repo, counts);
     return counts;
@@ -243,16 +243,16 @@ export class SizeCap {
 
   /** The manifest, its tags, and the blobs of this repository no other cached manifest of it needs. */
   private async evictManifest(use: Use): Promise<number> {
-    const referenced = await referencedBy(this.o.blobs, use.digest);
+    const referenced = await referencedBy(this.options.blobs, use.digest);
     const counts = await this.neededIn(use.repo);
-    let freed = this.account(use.digest, await purgeManifest(this.o, use.repo, use.digest));
+    let freed = this.account(use.digest, await purgeManifest(this.options, use.repo, use.digest));
     this.pulls.delete(`${use.repo}@${use.digest.value}`);
     for (const d of referenced) {
       const left = (counts.get(d.value) ?? 1) - 1;
       if (left > 0) counts.set(d.value, left);
       else counts.delete(d.value);
     }
-    const repo = this.o.repository(use.repo);
+    const repo = this.options.repository(use.repo);
     for (const d of referenced) {
       if (counts.has(d.value)) continue;
       if (await repo.hasLayer(d)) {
@@ -265,8 +265,8 @@ export class SizeCap {
   }
 
   private async evictBlob(repo: string, digest: Digest): Promise<number> {
-    await this.o.repository(repo).unlinkLayer(digest);
-    return this.account(digest, await deleteIfUnreferenced(this.o, digest));
+    await this.options.repository(repo).unlinkLayer(digest);
+    return this.account(digest, await deleteIfUnreferenced(this.options, digest));
   }
 
   private account(digest: Digest, freed: number): number {

@@ -7,9 +7,9 @@
  * and a deletion waits for it: "not yet known" never lets data another repository links go.
  */
 import { parseDigest, type Digest } from '../distribution/digest.js';
-import type { StorageDriver } from '../storage/driver.js';
-import { RepositoryStore } from '../storage/repository-store.js';
-import { listRepositories } from '../storage/catalog.js';
+import type { StorageDriver } from './driver.js';
+import { RepositoryStore } from './repository-store.js';
+import { listRepositories } from './catalog.js';
 import { StoppingError, throwIfStopping } from '../errors.js';
 
 /** Something the start-up walk reports each link to. */

@@ -1,9 +1,41 @@
 /**
- * One access-log line per request, with distribution's field names (`response completed` with
- * `http.request.*` and `http.response.*`), disabled by `log.accesslog.disabled`.
+ * What a request carries from layer to layer, typed (never through `res.locals`): the route's
+ * subject, the authenticated user, the repository as the client named it, the bytes a streamed body
+ * has produced. And a request's end: `whenDone`, `responseComplete`, and the access log (one line
+ * per request, with distribution's field names: `response completed` with `http.request.*` and
+ * `http.response.*`, disabled by `log.accesslog.disabled`).
  */
 import type { RequestHandler, Response } from 'express';
 import type { Logger } from 'winston';
+
+/** What was asked for, so that an upstream 404 becomes the right `*_UNKNOWN` code (and the metrics' `route` label). */
+export type Subject = 'manifest' | 'blob' | 'tags' | 'other';
+
+/** The per-request values, each set by the one layer that knows it. */
+export interface RequestState {
+  /** The route's subject (lib/api/router.ts). */
+  subject?: Subject;
+  /** The authenticated user (lib/api/authorize.ts). */
+  user?: string;
+  /** The repository as the client named it (`busybox`, not the stored `library/busybox`), for events. */
+  repository?: string;
+  /** The request's id in events, made when the first event asks for it. */
+  requestId?: string;
+  /** The bytes a streamed body has produced so far (the blob route). */
+  sent?: { bytes: number };
+}
+
+const states = new WeakMap<Response, RequestState>();
+
+/** The state of the request `res` answers (made empty on first use). */
+export function requestState(res: Response): RequestState {
+  let state = states.get(res);
+  if (state === undefined) {
+    state = {};
+    states.set(res, state);
+  }
+  return state;
+}
 
 /**
  * Calls `done` once when a response is over: at `finish`, or at `close` when the client hung up
@@ -22,12 +54,12 @@ export function whenDone(res: Response, done: () => void): void {
 
 /**
  * True when the whole body went out: the handler ended the response, or a streamed body produced
- * all its `Content-Length` bytes (`res.locals.sent`, kept by the blob route) before the client,
+ * all its `Content-Length` bytes (`sent`, kept by the blob route) before the client,
  * having read them, closed the connection ahead of the server's own `end()`.
  */
 export function responseComplete(res: Response): boolean {
   if (res.writableEnded) return true;
-  const sent = res.locals.sent as { bytes: number } | undefined;
+  const sent = states.get(res)?.sent;
   const length = Number(res.getHeader('content-length'));
   return sent !== undefined && Number.isFinite(length) && sent.bytes === length;
 }

@@ -1,5 +1,5 @@
 /**
- * `scheduler-state.json` in distribution's format (`registry/proxy/scheduler/scheduler.go`): an
+ * `scheduler-state.json` in distribution's format (`registry/proxy/expiry/scheduler.go`): an
  * object keyed by `<repo>@<digest>` whose values are `{Key, ExpiryData (RFC 3339), EntryType (0 blob,
  * 1 manifest)}`. A damaged file is set aside, never fatal (the official registry panics, #2374).
  *

@@ -1,5 +1,5 @@
 /**
- * The TTL scheduler: the schedule in an index ordered by expiry (lib/scheduler/expiry-index.ts),
+ * The TTL scheduler: the schedule in an index ordered by expiry (lib/expiry/expiry-index.ts),
  * one timer for the earliest entry, persisted through a `StateStore` (scheduler-state.json).
  * A failed expiry is kept and retried (the official scheduler drops it and leaks the content, #1994).
  *
@@ -160,10 +160,10 @@ export class TtlScheduler implements ExpirySchedule {
   /** A rebuild is complete: its marker is removed after the next successful write. */
   private unmarkRebuild = false;
 
-  constructor(private readonly o: SchedulerOptions) {
-    this.now = o.now ?? Date.now;
-    this.interval = o.flushIntervalMs ?? 5000;
-    this.store = o.store ?? new FileStateStore(o.statePath);
+  constructor(private readonly options: SchedulerOptions) {
+    this.now = options.now ?? Date.now;
+    this.interval = options.flushIntervalMs ?? 5000;
+    this.store = options.store ?? new FileStateStore(options.statePath);
   }
 
   /**
@@ -171,7 +171,7 @@ export class TtlScheduler implements ExpirySchedule {
    * then arms the expiries; past entries fire at once. Resolves when loaded.
    */
   async start(): Promise<{ problem?: string; loaded: number }> {
-    if (this.o.shared) {
+    if (this.options.shared) {
       await this.tryLease();
       if (!this.lease) this.startLeaseTimer();
     }
@@ -185,7 +185,7 @@ export class TtlScheduler implements ExpirySchedule {
 
   /** True when this process runs the expiries (always, unless in shared mode without the lease). */
   get expiring(): boolean {
-    return !this.o.shared || this.lease !== undefined;
+    return !this.options.shared || this.lease !== undefined;
   }
 
   /** True once the stored schedule is loaded. */
@@ -206,7 +206,7 @@ export class TtlScheduler implements ExpirySchedule {
       }, () => this.stopped);
       // The file was set aside: write back everything known.
       if (r.problem) this.fullWrite = true;
-      if (this.lease) await this.applyJournals().catch((err: Error) => this.o.logger?.error(`reading the schedule journals failed: ${err.message}`));
+      if (this.lease) await this.applyJournals().catch((err: Error) => this.options.logger?.error(`reading the schedule journals failed: ${err.message}`));
       this.tombstones = new Set();
       this.loaded = true;
       if (this.fullWrite || this.dirty.size > 0) this.scheduleFlush();
@@ -219,15 +219,15 @@ export class TtlScheduler implements ExpirySchedule {
 
   private startLeaseTimer(): void {
     if (this.leaseTimer || this.stopped) return;
-    this.leaseTimer = setInterval(() => void this.tryLease(), this.o.shared!.locks.staleMs / 2);
+    this.leaseTimer = setInterval(() => void this.tryLease(), this.options.shared!.locks.staleMs / 2);
     this.leaseTimer.unref();
   }
 
   private async tryLease(): Promise<void> {
     if (this.lease || this.stopped) return;
-    const release = await this.o.shared!.locks.tryAcquire(SCHEDULER_LEASE_KEY, () => {
+    const release = await this.options.shared!.locks.tryAcquire(SCHEDULER_LEASE_KEY, () => {
       // Lost (this process stalled past the stale time, and another replica took over).
-      this.o.logger?.warn('scheduler lease lost: another replica runs the expiries now');
+      this.options.logger?.warn('scheduler lease lost: another replica runs the expiries now');
       this.lease = undefined;
       this.disarm();
       this.startLeaseTimer();
@@ -237,13 +237,13 @@ export class TtlScheduler implements ExpirySchedule {
     this.lease = release;
     clearInterval(this.leaseTimer);
     this.leaseTimer = undefined;
-    this.o.logger?.info('scheduler lease taken: this process runs the expiries for every replica on this storage');
+    this.options.logger?.info('scheduler lease taken: this process runs the expiries for every replica on this storage');
     if (!this.loading) return; // The first load, about to start, reads the journals.
     await this.loading;
-    this.o.shared?.leaseTaken?.();
+    this.options.shared?.leaseTaken?.();
     // What this process knows may be stale: its own changes go to the file, then the file and the
     // other replicas' journals are read afresh.
-    await this.flush().catch((err: Error) => this.o.logger?.error(`writing ${this.store.location} failed: ${err.message}`));
+    await this.flush().catch((err: Error) => this.options.logger?.error(`writing ${this.store.location} failed: ${err.message}`));
     if (this.stopped || !this.lease) return;
     const own = new Map<string, IndexedEntry | undefined>();
     for (const key of this.dirty) own.set(key, this.index.get(key));
@@ -261,7 +261,7 @@ export class TtlScheduler implements ExpirySchedule {
     this.put(key, expiry, type);
     // New content on a replica without the lease: the holder learns of the link soon, so that it
     // does not delete data this replica has just linked.
-    if (existing === undefined && this.o.shared && !this.expiring) this.scheduleFlush(NEW_ENTRY_JOURNAL_MS);
+    if (existing === undefined && this.options.shared && !this.expiring) this.scheduleFlush(NEW_ENTRY_JOURNAL_MS);
   }
 
   private put(key: string, expiry: number, type: EntryType): void {
@@ -278,7 +278,7 @@ export class TtlScheduler implements ExpirySchedule {
   touch(repo: string, digest: string, type: EntryType, ttlMs: number): void {
     const key = `${repo}@${digest}`;
     if (this.index.has(key)) return this.add(repo, digest, type, ttlMs);
-    if (!this.o.shared || this.expiring) return;
+    if (!this.options.shared || this.expiring) return;
     this.hits.set(key, { expiry: this.now() + ttlMs, type, hit: true });
     this.scheduleFlush();
   }
@@ -354,7 +354,7 @@ export class TtlScheduler implements ExpirySchedule {
       return;
     }
     this.hits.clear();
-    if (this.o.shared) await this.applyJournals();
+    if (this.options.shared) await this.applyJournals();
     if (this.dirty.size === 0 && !this.fullWrite && this.applied.length === 0) return;
     const full = this.fullWrite;
     const journals = this.applied;
@@ -415,10 +415,10 @@ export class TtlScheduler implements ExpirySchedule {
         if (existing && existing.expiry >= e.expiry) continue;
         // A hit extends what the holder has, and creates nothing.
         if (!existing && e.hit) continue;
-        if (!existing && this.o.stillCached && !(await this.o.stillCached({ key, expiry: new Date(e.expiry), type: e.type }))) continue;
+        if (!existing && this.options.stillCached && !(await this.options.stillCached({ key, expiry: new Date(e.expiry), type: e.type }))) continue;
         this.put(key, e.expiry, e.type);
-        if (!existing) this.o.shared?.learnt?.(key, e.type);
-        else this.o.shared?.renewed?.(key, e.type);
+        if (!existing) this.options.shared?.learnt?.(key, e.type);
+        else this.options.shared?.renewed?.(key, e.type);
       }
       this.applied.push(name);
       this.appliedNames.add(name);
@@ -429,8 +429,8 @@ export class TtlScheduler implements ExpirySchedule {
   private tick(): void {
     if (this.stopped || !this.loaded) return;
     if (this.expiring) {
-      if (!this.o.shared) return;
-      this.flush().catch((err: Error) => this.o.logger?.error(`syncing ${this.store.location} failed: ${err.message}`));
+      if (!this.options.shared) return;
+      this.flush().catch((err: Error) => this.options.logger?.error(`syncing ${this.store.location} failed: ${err.message}`));
       return;
     }
     const horizon = this.now() - PRUNE_AFTER_MS;
@@ -455,7 +455,7 @@ export class TtlScheduler implements ExpirySchedule {
     await Promise.allSettled([...this.runs]);
     await this.loading;
     // A failure keeps the changes for `stop`'s write.
-    await this.flush().catch((err: Error) => this.o.logger?.warn(`writing ${this.store.location} failed: ${err.message}; trying again before exiting`));
+    await this.flush().catch((err: Error) => this.options.logger?.warn(`writing ${this.store.location} failed: ${err.message}; trying again before exiting`));
   }
 
   async rebuildPending(): Promise<boolean> {
@@ -501,7 +501,7 @@ export class TtlScheduler implements ExpirySchedule {
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
       this.flush().catch((err: Error) => {
-        this.o.logger?.error(`writing ${this.store.location} failed: ${err.message}`);
+        this.options.logger?.error(`writing ${this.store.location} failed: ${err.message}`);
         this.scheduleFlush();
       });
     }, wait);
@@ -513,7 +513,7 @@ export class TtlScheduler implements ExpirySchedule {
    * the last look (a replica that has just linked the data says so within 100 ms).
    */
   async refresh(): Promise<void> {
-    if (!this.o.shared || !this.lease || this.now() - this.lastSync < 50) return;
+    if (!this.options.shared || !this.lease || this.now() - this.lastSync < 50) return;
     await this.applyJournals();
   }
 
@@ -540,9 +540,9 @@ export class TtlScheduler implements ExpirySchedule {
     this.timer = undefined;
     this.armedAt = Number.POSITIVE_INFINITY;
     // Shared mode: another replica may have extended an entry since (a cache hit there).
-    if (this.o.shared && this.now() - this.lastSync > 1000) {
+    if (this.options.shared && this.now() - this.lastSync > 1000) {
       this.applyJournals()
-        .catch((err: Error) => this.o.logger?.error(`reading the schedule journals failed: ${err.message}`))
+        .catch((err: Error) => this.options.logger?.error(`reading the schedule journals failed: ${err.message}`))
         .finally(() => this.fireDue());
       return;
     }
@@ -566,10 +566,10 @@ export class TtlScheduler implements ExpirySchedule {
     const { key } = taken;
     // Through a promise, so an onExpire that throws synchronously is a failure like any other.
     const run = Promise.resolve()
-      .then(() => this.o.onExpire(toEntry(taken)))
+      .then(() => this.options.onExpire(toEntry(taken)))
       .then(
         async () => {
-          this.o.logger?.debug(`expired ${key}`);
+          this.options.logger?.debug(`expired ${key}`);
           this.failures.delete(key);
           // An entry renewed while it expired is kept with its new time, unless that time has passed
           // too (a replica's journal reporting an earlier pull): its content is purged now.
@@ -579,15 +579,15 @@ export class TtlScheduler implements ExpirySchedule {
           // Renewed by a pull that linked the content again (kept), or by a report of a hit or a pull
           // from before the purge (another replica's journal, a hit served while it ran): the content
           // is gone, and keeping the entry would expire it a second time.
-          if (!this.o.stillCached || (await this.o.stillCached(toEntry(current)).catch(() => true))) return;
+          if (!this.options.stillCached || (await this.options.stillCached(toEntry(current)).catch(() => true))) return;
           if (this.index.get(key)?.version === current.version) this.remove(key);
         },
         (err: Error) => {
           // Given up for the registry's stop: the entry stays as it was, due, for the next start.
-          if (err instanceof StoppingError) return void this.o.logger?.info(`expiring ${key} interrupted: the registry is stopping`);
+          if (err instanceof StoppingError) return void this.options.logger?.info(`expiring ${key} interrupted: the registry is stopping`);
           const n = (this.failures.get(key) ?? 0) + 1;
-          const delay = Math.min((this.o.retryMs ?? 60_000) * 2 ** Math.min(n - 1, 30), this.o.maxRetryMs ?? 3_600_000);
-          this.o.logger?.warn(`expiring ${key} failed (attempt ${n}), retrying in ${delay} ms: ${err?.message ?? String(err)}`);
+          const delay = Math.min((this.options.retryMs ?? 60_000) * 2 ** Math.min(n - 1, 30), this.options.maxRetryMs ?? 3_600_000);
+          this.options.logger?.warn(`expiring ${key} failed (attempt ${n}), retrying in ${delay} ms: ${err?.message ?? String(err)}`);
           if (this.index.get(key)?.version === taken.version) {
             this.failures.set(key, n);
             this.index.set(key, this.now() + delay, taken.type, false);
