@@ -167,7 +167,8 @@ export class UpstreamConnections {
     const { overtake, reopen } = this.race;
     if (!overtake || overtake.minBytesPerSecond <= 0 || !reopen) return;
     const f = this.frontier;
-    const connections = this;
+    // The getters below belong to the object literal, so they read this instance's state through a closure.
+    const isDone = (): boolean => this.done;
     this.overtaker = new Overtaker<Source>(overtake, reopen, this.race.onRace, {
       get received() {
         return f.received;
@@ -176,7 +177,7 @@ export class UpstreamConnections {
         return f.readers;
       },
       get settled() {
-        return connections.done || f.failed;
+        return isDone() || f.failed;
       },
       connections: () => [...this.sources],
       add: (body, start) => this.add(body, start),
