@@ -39,10 +39,7 @@ export default defineConfig(
       // An object literal's getter or a stream's read() reaches its owner through a named alias.
       '@typescript-eslint/no-this-alias': ['error', { allowedNames: ['fetch'] }],
       '@typescript-eslint/require-await': 'off',
-      '@typescript-eslint/no-unused-vars': [
-        'error',
-        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
-      ],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
     },
   },
 );

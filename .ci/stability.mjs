@@ -84,7 +84,8 @@ async function main() {
         const name = file.name.startsWith(clone) ? file.name.slice(clone.length + 1) : file.name;
         const bad = file.assertionResults.filter((a) => a.status === 'failed');
         // A file that failed outside its tests (a hook, an import): the file itself is the failure.
-        if (bad.length === 0 && file.status === 'failed') bad.push({ fullName: `(the file: ${(file.message ?? '').split('\n').find((l) => l.trim()) ?? 'failed'})` });
+        if (bad.length === 0 && file.status === 'failed')
+          bad.push({ fullName: `(the file: ${(file.message ?? '').split('\n').find((l) => l.trim()) ?? 'failed'})` });
         for (const a of bad) {
           const key = `${name} › ${a.fullName}`;
           failed.set(key, [...(failed.get(key) ?? []), `${i}${loaded ? ' (hog)' : ''}`]);

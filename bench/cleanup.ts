@@ -34,7 +34,10 @@ export function cleanupAll(): Promise<void> {
 
 /** On SIGINT/SIGTERM: clean up, then exit 130/143. */
 export function installSignalHandlers(): void {
-  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
     process.once(signal, () => {
       process.stderr.write(`\nbench: ${signal}, cleaning up...\n`);
       const force = setTimeout(() => process.exit(code), 15_000);

@@ -30,7 +30,12 @@ export const APP_REPO = 'bench/app';
 export const BIG_REPO = 'bench/big';
 
 /** A contender started with an empty cache for one measurement; `done` stops it and deletes its data. */
-export async function freshContender(ctx: BenchContext, who: Contender, label: string, remoteurl = ctx.upstream.url): Promise<ServerProcess & { root: string; done(): Promise<void> }> {
+export async function freshContender(
+  ctx: BenchContext,
+  who: Contender,
+  label: string,
+  remoteurl = ctx.upstream.url,
+): Promise<ServerProcess & { root: string; done(): Promise<void> }> {
   const dir = join(ctx.workDir, `${label}-${who}`);
   const removeDir = onCleanup(() => rm(dir, { recursive: true, force: true }));
   const server = await startContender(who, remoteurl, dir);

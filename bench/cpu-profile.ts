@@ -31,9 +31,7 @@ export async function selfTimes(path: string): Promise<SelfTime[]> {
     totals.set(name, (totals.get(name) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
   });
   const busy = [...totals].filter(([n]) => n !== '(idle)').reduce((s, [, ms]) => s + ms, 0);
-  return [...totals]
-    .map(([name, ms]) => ({ name, ms, share: name === '(idle)' ? NaN : ms / busy }))
-    .sort((a, b) => b.ms - a.ms);
+  return [...totals].map(([name, ms]) => ({ name, ms, share: name === '(idle)' ? NaN : ms / busy })).sort((a, b) => b.ms - a.ms);
 }
 
 /**

@@ -46,7 +46,9 @@ export async function startFaultProxy(target: string, o: FaultProxyOptions): Pro
 
   const pick = (hasBody: boolean): FaultKind | undefined => {
     if (!state.enabled || random() >= o.rate) return undefined;
-    const kinds: FaultKind[] = hasBody ? ['reset', 'stall', 'trickle', 'truncate', 'flip', 'status500', 'status429'] : ['reset', 'stall', 'status500', 'status429'];
+    const kinds: FaultKind[] = hasBody
+      ? ['reset', 'stall', 'trickle', 'truncate', 'flip', 'status500', 'status429']
+      : ['reset', 'stall', 'status500', 'status429'];
     return kinds[Math.floor(random() * kinds.length)]!;
   };
 
@@ -57,7 +59,11 @@ export async function startFaultProxy(target: string, o: FaultProxyOptions): Pro
     if (fault === 'status500' || fault === 'status429') {
       const code = fault === 'status500' ? 'UNKNOWN' : 'TOOMANYREQUESTS';
       const body = JSON.stringify({ errors: [{ code, message: `injected ${fault}` }] });
-      res.writeHead(fault === 'status500' ? 500 : 429, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(fault === 'status429' ? { 'retry-after': '1' } : {}) });
+      res.writeHead(fault === 'status500' ? 500 : 429, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        ...(fault === 'status429' ? { 'retry-after': '1' } : {}),
+      });
       res.end(body);
       return;
     }
@@ -65,9 +71,12 @@ export async function startFaultProxy(target: string, o: FaultProxyOptions): Pro
       req.socket.resetAndDestroy();
       return;
     }
-    const upstream = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host }, agent }, (r) => {
-      void relay(r, res, fault).catch(() => res.destroy());
-    });
+    const upstream = http.request(
+      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host }, agent },
+      (r) => {
+        void relay(r, res, fault).catch(() => res.destroy());
+      },
+    );
     upstream.on('error', () => res.destroy());
     res.once('close', () => {
       if (!res.writableFinished) upstream.destroy();

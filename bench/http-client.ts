@@ -27,7 +27,9 @@ export class BulkGetter {
       this.head = [];
       this.remaining = -1;
       const send = (s: net.Socket): void => {
-        const extra = Object.entries(this.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+        const extra = Object.entries(this.headers)
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join('');
         s.write(`GET ${this.path} HTTP/1.1\r\nHost: ${this.hostPort}\r\n${extra}\r\n`);
       };
       if (this.socket && !this.socket.destroyed) return send(this.socket);
@@ -89,7 +91,12 @@ export class BulkGetter {
  * `concurrency` connections GET `path` back to back until `durationMs` has passed (each finishes
  * its current body); returns body bytes per second over the whole run.
  */
-export async function bulkThroughput(hostPort: string, path: string, concurrency: number, durationMs: number): Promise<{ bytesPerSec: number; bytes: number; requests: number }> {
+export async function bulkThroughput(
+  hostPort: string,
+  path: string,
+  concurrency: number,
+  durationMs: number,
+): Promise<{ bytesPerSec: number; bytes: number; requests: number }> {
   const start = process.hrtime.bigint();
   const deadline = Date.now() + durationMs;
   let bytes = 0;

@@ -115,7 +115,13 @@ export async function startLinkEmulator(target: string, profile: LinkProfile): P
    * paused while more than about two bandwidth-delay products of this connection are in the link
    * or in the destination's buffer (TCP's window would hold a real sender back the same way).
    */
-  function pipeDelayed(from: net.Socket, to: net.Socket, dir: Direction, notBefore: number, counted: (n: number, chunk: Buffer, departs: number) => void): void {
+  function pipeDelayed(
+    from: net.Socket,
+    to: net.Socket,
+    dir: Direction,
+    notBefore: number,
+    counted: (n: number, chunk: Buffer, departs: number) => void,
+  ): void {
     const queue: Array<{ at: number; chunk: Buffer }> = [];
     let queued = 0;
     let timer: NodeJS.Timeout | undefined;

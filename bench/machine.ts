@@ -35,6 +35,9 @@ export function describeMachine(): Machine {
     nginx: nginx.replace(/^nginx version: /, ''),
     wrk: version('/usr/bin/wrk', ['-v']).split(' [')[0]!,
     skopeo: version(SKOPEO_BIN, ['--version']),
-    loadavg_at_start: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+    loadavg_at_start: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
   };
 }

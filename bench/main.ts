@@ -45,7 +45,8 @@ async function run(): Promise<number> {
   const started = Date.now();
   const settings = readSettings();
   const only = new Set<string>(process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : DEFAULT_SCENARIOS);
-  for (const s of only) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`BENCH_ONLY: unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
+  for (const s of only)
+    if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`BENCH_ONLY: unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
   const wanted = (s: (typeof SCENARIOS)[number]): boolean => only.has(s);
   const log = (line: string): void => void process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   ensurePrerequisites();
@@ -60,7 +61,10 @@ async function run(): Promise<number> {
   log(`upstream ${upstream.url}: seeding`);
   const app = await pushRandomImage(upstream.hostPort, [`${APP_REPO}:latest`], settings.imageLayers, 'bench-app');
   const [warmBlob] = wanted('blob') || wanted('s3') ? await uploadBlobs(upstream.url, BIG_REPO, 'warm', settings.warmBlobBytes, 1) : [];
-  const coldBlobs = wanted('streams') || wanted('slow') ? await uploadBlobs(upstream.url, BIG_REPO, 'cold', settings.coldStreamBytes, wanted('streams') ? settings.coldStreams : 1) : [];
+  const coldBlobs =
+    wanted('streams') || wanted('slow')
+      ? await uploadBlobs(upstream.url, BIG_REPO, 'cold', settings.coldStreamBytes, wanted('streams') ? settings.coldStreams : 1)
+      : [];
   const wan = wanted('wan') ? await seedWan(upstream.hostPort, settings.wanLayerBytes) : undefined;
   if (wan) registerWanReport(settings.wanProfiles);
   const chaos = wanted('chaos') ? await seedChaos(upstream.hostPort) : undefined;
@@ -111,7 +115,10 @@ async function run(): Promise<number> {
   // A run of the scaling scenario alone keeps the other scenarios' results (it writes its own).
   if (only.size === 1 && wanted('scale')) return 0;
   await mkdir(dirname(settings.out), { recursive: true });
-  await writeFile(settings.out, `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v), 2)}\n`);
+  await writeFile(
+    settings.out,
+    `${JSON.stringify(json, (_k, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(6)) : v), 2)}\n`,
+  );
   log(`results written to ${settings.out}`);
   return 0;
 }

@@ -26,7 +26,9 @@ export const DEFAULT_OFFICIAL_PACKAGE = 'docker-registry';
 /** The first line of `bin --version` (`<bin> github.com/docker/distribution v2.8.2+ds1`), or `unknown`. */
 export function officialVersion(bin: string): string {
   try {
-    return execFileSync(bin, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0]!;
+    return execFileSync(bin, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .trim()
+      .split('\n')[0]!;
   } catch {
     return 'unknown';
   }
@@ -73,6 +75,11 @@ export function officials(): Official[] {
 /** The official contender `id`. */
 export function official(id: OfficialId): Official {
   const o = officials().find((x) => x.id === id);
-  if (!o) throw new Error(`no official contender ${id} (BENCH_OFFICIAL_BIN names ${officials().map((x) => x.id).join(', ')})`);
+  if (!o)
+    throw new Error(
+      `no official contender ${id} (BENCH_OFFICIAL_BIN names ${officials()
+        .map((x) => x.id)
+        .join(', ')})`,
+    );
   return o;
 }

@@ -21,7 +21,8 @@ const TOOLS: Array<{ bin: string; pkg: string }> = [
 ];
 
 function aptInstall(pkgs: string[]): boolean {
-  const run = (args: string[]): boolean => spawnSync('apt-get', args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }).status === 0;
+  const run = (args: string[]): boolean =>
+    spawnSync('apt-get', args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }).status === 0;
   const install = ['install', '-y', '--no-install-recommends', ...pkgs];
   if (run(install)) return true;
   process.stderr.write('bench: apt-get install failed, running apt-get update and retrying\n');
@@ -35,7 +36,9 @@ export class PrerequisiteError extends Error {}
 export function ensurePrerequisites(): void {
   const unbuilt = officials().filter((o) => o.bin !== DISTRIBUTION_BIN && !existsSync(o.bin));
   if (unbuilt.length > 0) {
-    throw new PrerequisiteError(`BENCH_OFFICIAL_BIN names ${unbuilt.map((o) => o.bin).join(', ')}, which does not exist (build it as docs/performance.md says, or leave the setting out for Debian's docker-registry)`);
+    throw new PrerequisiteError(
+      `BENCH_OFFICIAL_BIN names ${unbuilt.map((o) => o.bin).join(', ')}, which does not exist (build it as docs/performance.md says, or leave the setting out for Debian's docker-registry)`,
+    );
   }
   const missing = () => TOOLS.filter((t) => !existsSync(t.bin));
   let todo = missing();

@@ -39,7 +39,14 @@ export async function procCpuSeconds(pid: number): Promise<number> {
 }
 
 /** Spawns `cmd args` and resolves once `hostPort` answers `readyPath` over HTTP. */
-export async function startServer(opts: { name: string; cmd: string; args: string[]; env?: NodeJS.ProcessEnv; hostPort: string; readyPath: string }): Promise<ServerProcess> {
+export async function startServer(opts: {
+  name: string;
+  cmd: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  hostPort: string;
+  readyPath: string;
+}): Promise<ServerProcess> {
   let logs = '';
   const child: ChildProcess = spawn(opts.cmd, opts.args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env });
   const keep = (c: Buffer): void => {

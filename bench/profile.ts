@@ -51,7 +51,9 @@ async function run(load: (typeof LOADS)[number]): Promise<void> {
   } else if (load === 'streams') {
     const start = Date.now();
     await Promise.all(blobs.map((b) => get(b.digest)));
-    process.stdout.write(`${blobs.length} cold 256 MiB streams: ${((Date.now() - start) / 1000).toFixed(1)} s, peak RSS ${((await ours.peakRss()) / MiB).toFixed(0)} MiB\n`);
+    process.stdout.write(
+      `${blobs.length} cold 256 MiB streams: ${((Date.now() - start) / 1000).toFixed(1)} s, peak RSS ${((await ours.peakRss()) / MiB).toFixed(0)} MiB\n`,
+    );
   } else if (load === 'pull') {
     const start = Date.now();
     const r = await skopeo(['copy', '--src-tls-verify=false', `docker://${ours.hostPort}/${APP_REPO}:latest`, `dir:${join(work, 'pulled')}`]);
@@ -71,7 +73,8 @@ async function run(load: (typeof LOADS)[number]): Promise<void> {
   const times = await selfTimes(kept);
   const total = times.reduce((s, t) => s + t.ms, 0);
   process.stdout.write(`\nprofile ${kept}: ${(total / 1000).toFixed(1)} s sampled; self time, top 25 (share of non-idle):\n`);
-  for (const t of times.slice(0, 25)) process.stdout.write(`${t.ms.toFixed(0).padStart(7)} ms ${Number.isNaN(t.share) ? '      ' : `${(t.share * 100).toFixed(1).padStart(5)}%`}  ${t.name}\n`);
+  for (const t of times.slice(0, 25))
+    process.stdout.write(`${t.ms.toFixed(0).padStart(7)} ms ${Number.isNaN(t.share) ? '      ' : `${(t.share * 100).toFixed(1).padStart(5)}%`}  ${t.name}\n`);
 }
 
 /** `perf record` of `pid` for `seconds` (software clock: works in VMs); resolves with the top of `perf report`. */
@@ -79,9 +82,14 @@ async function startPerf(pid: number, seconds: number): Promise<string> {
   if (!existsSync('/usr/bin/perf')) return 'perf is not installed (Debian package linux-perf)';
   await mkdir('bench/results', { recursive: true });
   const data = 'bench/results/ours-blob.perf.data';
-  const child = spawn('/usr/bin/perf', ['record', '-e', 'cpu-clock', '-F', '999', '-p', String(pid), '-o', data, '--', 'sleep', String(seconds)], { stdio: 'ignore' });
+  const child = spawn('/usr/bin/perf', ['record', '-e', 'cpu-clock', '-F', '999', '-p', String(pid), '-o', data, '--', 'sleep', String(seconds)], {
+    stdio: 'ignore',
+  });
   await new Promise((r) => child.once('exit', r));
-  const report = execFileSync('/usr/bin/perf', ['report', '-i', data, '--no-children', '--sort', 'dso,sym', '--stdio'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const report = execFileSync('/usr/bin/perf', ['report', '-i', data, '--no-children', '--sort', 'dso,sym', '--stdio'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   return report
     .split('\n')
     .filter((l) => /^\s+[\d.]+%/.test(l))

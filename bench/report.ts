@@ -138,7 +138,10 @@ export function formatReport(r: Results): string {
   const digits = new Map(METRICS.map((m) => [m.id, m.digits]));
   const fmt = (v: number | undefined, d: number): string => (v === undefined || !Number.isFinite(v) ? '' : v.toFixed(d));
   const heads = officials().map((o) => `official ${o.label} | ours/${o.label}`);
-  const lines = [`| scenario | unit | ours | ${heads.join(' | ')} | ceiling (nginx; bare express) |`, `| --- | --- | ---: | ${heads.map(() => '---: | ---:').join(' | ')} | ---: |`];
+  const lines = [
+    `| scenario | unit | ours | ${heads.join(' | ')} | ceiling (nginx; bare express) |`,
+    `| --- | --- | ---: | ${heads.map(() => '---: | ---:').join(' | ')} | ---: |`,
+  ];
   for (const row of rows(r)) {
     const d = digits.get(row.metric) ?? 2;
     const cells = row.officials.map((c) => `${fmt(c.value, d)} | ${fmt(c.ratio, 2)}`);

@@ -33,16 +33,31 @@ function registryConfig(root: string, port: number, remoteurl: string, storage?:
  * How to run `who` as a pull-through cache of `remoteurl` on `port`: writes `dir/config.yml`, storage
  * under `dir/root` (or on the driver of `storage`, lines under `storage:`).
  */
-export async function contenderCommand(who: Contender, remoteurl: string, dir: string, port: number, nodeArgs: string[] = [], storage?: readonly string[]): Promise<{ cmd: string; args: string[]; root: string }> {
+export async function contenderCommand(
+  who: Contender,
+  remoteurl: string,
+  dir: string,
+  port: number,
+  nodeArgs: string[] = [],
+  storage?: readonly string[],
+): Promise<{ cmd: string; args: string[]; root: string }> {
   await mkdir(dir, { recursive: true });
   const root = join(dir, 'root');
   const config = join(dir, 'config.yml');
   await writeFile(config, registryConfig(root, port, remoteurl, storage));
-  return who === 'ours' ? { cmd: process.execPath, args: [...nodeArgs, REGISTRY_BIN, 'serve', config], root } : { cmd: official(who).bin, args: ['serve', config], root };
+  return who === 'ours'
+    ? { cmd: process.execPath, args: [...nodeArgs, REGISTRY_BIN, 'serve', config], root }
+    : { cmd: official(who).bin, args: ['serve', config], root };
 }
 
 /** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root` or on `storage`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */
-export async function startContender(who: Contender, remoteurl: string, dir: string, nodeArgs: string[] = [], storage?: readonly string[]): Promise<ServerProcess & { root: string }> {
+export async function startContender(
+  who: Contender,
+  remoteurl: string,
+  dir: string,
+  nodeArgs: string[] = [],
+  storage?: readonly string[],
+): Promise<ServerProcess & { root: string }> {
   const port = await freePort();
   const { cmd, args, root } = await contenderCommand(who, remoteurl, dir, port, nodeArgs, storage);
   // aws-sdk-go v1 (docker-registry on S3) panics at start when AWS_CA_BUNDLE is set.
@@ -82,7 +97,13 @@ export async function startNginx(file: string, dir: string): Promise<ServerProce
       '',
     ].join('\n'),
   );
-  return startServer({ name: 'nginx', cmd: NGINX_BIN, args: ['-p', dir, '-c', conf, '-e', join(dir, 'logs/error.log')], hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
+  return startServer({
+    name: 'nginx',
+    cmd: NGINX_BIN,
+    args: ['-p', dir, '-c', conf, '-e', join(dir, 'logs/error.log')],
+    hostPort: `127.0.0.1:${port}`,
+    readyPath: '/v2/',
+  });
 }
 
 /** The compiled ceiling server (bench/ceiling-server.ts). */
@@ -91,5 +112,11 @@ const CEILING_BIN = fileURLToPath(new URL('./ceiling-server.js', import.meta.url
 /** Starts a bare `express` or `node:http` server answering every GET with `payload` (the manifest scenario's ceilings). */
 export async function startCeiling(mode: 'express' | 'http', payloadFile: string, mediaType: string, digest: string): Promise<ServerProcess> {
   const port = await freePort();
-  return startServer({ name: `bare ${mode}`, cmd: process.execPath, args: [CEILING_BIN, mode, String(port), payloadFile, mediaType, digest], hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
+  return startServer({
+    name: `bare ${mode}`,
+    cmd: process.execPath,
+    args: [CEILING_BIN, mode, String(port), payloadFile, mediaType, digest],
+    hostPort: `127.0.0.1:${port}`,
+    readyPath: '/v2/',
+  });
 }

@@ -43,7 +43,8 @@ export async function startWitness(target: string, expectedForTag: (repo: string
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(path);
-    const expected = req.method !== 'GET' || !m ? undefined : m[3]!.startsWith('sha256:') ? m[3] : m[2] === 'manifests' ? expectedForTag(m[1]!, m[3]!) : undefined;
+    const expected =
+      req.method !== 'GET' || !m ? undefined : m[3]!.startsWith('sha256:') ? m[3] : m[2] === 'manifests' ? expectedForTag(m[1]!, m[3]!) : undefined;
     const upstream = http.request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers, agent }, (r) => {
       const status = String(r.statusCode);
       counts.statuses[status] = (counts.statuses[status] ?? 0) + 1;

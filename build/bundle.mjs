@@ -108,7 +108,8 @@ await writeFile(dist('registry.meta.json'), JSON.stringify(result.metafile));
 for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js'))) {
   // One non-ASCII character makes Node read the whole file as a two-byte string: slower to decode
   // and to compile (measured: 20 to 40 ms of a start).
-  if (/[\x80-\xff]/.test(await readFile(join(root, file), 'latin1'))) throw new Error(`${file} is not ASCII-only: escape the non-ASCII character in its source`);
+  if (/[\x80-\xff]/.test(await readFile(join(root, file), 'latin1')))
+    throw new Error(`${file} is not ASCII-only: escape the non-ASCII character in its source`);
 }
 const bundled = Object.keys(result.metafile.inputs);
 if (bundled.some((f) => f.includes('node_modules/ajv/') && !f.includes('node_modules/ajv/dist/runtime/'))) {

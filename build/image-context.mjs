@@ -52,7 +52,7 @@ async function externalPackages() {
 function dependencyClosure(lock, roots) {
   const packages = lock.packages;
   const resolve = (from, name) => {
-    for (let base = from; ; ) {
+    for (let base = from; ;) {
       const key = `${base ? `${base}/` : ''}node_modules/${name}`;
       if (packages[key]) return key;
       if (!base) return undefined;
@@ -86,7 +86,10 @@ await mkdir(join(app, 'dist'), { recursive: true });
 
 const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
 // `registry --version` reads the version; `type` makes bin/registry and dist/ ES modules.
-await writeFile(join(app, 'package.json'), `${JSON.stringify({ name: pkg.name, version: pkg.version, type: pkg.type, private: true, license: pkg.license }, null, 2)}\n`);
+await writeFile(
+  join(app, 'package.json'),
+  `${JSON.stringify({ name: pkg.name, version: pkg.version, type: pkg.type, private: true, license: pkg.license }, null, 2)}\n`,
+);
 await cp(join(root, 'bin/registry'), join(app, 'bin/registry'));
 await cp(join(root, 'dist/registry.js'), join(app, 'dist/registry.js'));
 await cp(join(root, 'dist/chunks'), join(app, 'dist/chunks'), { recursive: true, filter: runtimeFile });

@@ -42,7 +42,8 @@ export function decideCachePolicy(proxy: ProxyConfig, deleteEnabled: boolean, wa
   };
   const anyTtl = proxy.ttlms > 0 || others.some((o) => o.ttlms > 0);
   if (anyTtl && !deleteEnabled) warn('proxy.ttl is set but storage.delete.enabled is false: cached content will never expire');
-  if (proxy.maxsizebytes !== undefined && !deleteEnabled) warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
+  if (proxy.maxsizebytes !== undefined && !deleteEnabled)
+    warn('proxy.maxsize is set but storage.delete.enabled is false: the cache will not be kept under its size cap');
   return {
     ttlFor,
     expires: anyTtl && deleteEnabled,

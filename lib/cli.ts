@@ -116,10 +116,11 @@ async function serve(args: string[], env: NodeJS.ProcessEnv, signals?: SignalHan
       throw err;
     });
     // The deadline passed while starting: `exit` has settled, and the process ends with it.
-    if (registry) stop.started(async () => {
-      await registry.close();
-      await stopTracing?.();
-    });
+    if (registry)
+      stop.started(async () => {
+        await registry.close();
+        await stopTracing?.();
+      });
     return await stop.exit;
   } finally {
     stop.dispose();
@@ -190,14 +191,20 @@ class Stop {
     if (this.deadline) return;
     const left = Math.max(0, this.bound - (performance.now() - this.signal!.at));
     this.deadline = setTimeout(() => {
-      this.say('error', `the stop did not finish within ${this.bound} ms of ${this.signal!.name} (http.draintimeout ${this.drainMs} ms + ${SAVE_MS} ms): exiting without waiting for it; the next start removes what it left unfinished`);
+      this.say(
+        'error',
+        `the stop did not finish within ${this.bound} ms of ${this.signal!.name} (http.draintimeout ${this.drainMs} ms + ${SAVE_MS} ms): exiting without waiting for it; the next start removes what it left unfinished`,
+      );
       this.resolve(1);
     }, left);
   }
 
   private begin(): void {
     const { name, at } = this.signal!;
-    this.say('info', `${name} received: finishing in-flight requests (up to ${this.drainMs} ms, http.draintimeout), saving the schedule, then exiting (within ${this.bound} ms)`);
+    this.say(
+      'info',
+      `${name} received: finishing in-flight requests (up to ${this.drainMs} ms, http.draintimeout), saving the schedule, then exiting (within ${this.bound} ms)`,
+    );
     this.close!().then(
       () => {
         this.say('info', `stopped ${Math.round(performance.now() - at)} ms after ${name}`);
@@ -231,14 +238,15 @@ async function garbageCollect(args: string[], env: NodeJS.ProcessEnv): Promise<n
   const summary = await run(config, {
     dryRun: args.includes('-d') || args.includes('--dry-run'),
     removeUntagged: args.includes('-m') || args.includes('--delete-untagged'),
-    out: args.includes('-q') || args.includes('--quiet')
-      ? () => undefined
-      : (line) => {
-          pending += `${line}\n`;
-          if (pending.length < 65536) return;
-          process.stdout.write(pending);
-          pending = '';
-        },
+    out:
+      args.includes('-q') || args.includes('--quiet')
+        ? () => undefined
+        : (line) => {
+            pending += `${line}\n`;
+            if (pending.length < 65536) return;
+            process.stdout.write(pending);
+            pending = '';
+          },
   }).finally(() => process.stdout.write(pending));
   logger.debug('garbage-collect: done', { ...summary });
   return 0;

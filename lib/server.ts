@@ -42,9 +42,7 @@ export interface RunningRegistry {
 /** Starts the registry described by `config`. */
 export async function startRegistry(config: Config, logger: Logger): Promise<RunningRegistry> {
   if (!config.proxy) {
-    throw new UnsupportedConfigError(
-      'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
-    );
+    throw new UnsupportedConfigError('this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry');
   }
   const access = await createAccessController(config.auth, logger);
   if (config.proxy.username && !config.auth) {
@@ -58,12 +56,21 @@ export async function startRegistry(config: Config, logger: Logger): Promise<Run
   try {
     return await serve(config, logger, services, access, started);
   } catch (err) {
-    for (const stop of started.reverse()) await Promise.resolve().then(stop).catch(() => undefined);
+    for (const stop of started.reverse())
+      await Promise.resolve()
+        .then(stop)
+        .catch(() => undefined);
     throw err;
   }
 }
 
-async function serve(config: Config, logger: Logger, services: RegistryServices, access: AccessController | undefined, started: Array<() => unknown>): Promise<RunningRegistry> {
+async function serve(
+  config: Config,
+  logger: Logger,
+  services: RegistryServices,
+  access: AccessController | undefined,
+  started: Array<() => unknown>,
+): Promise<RunningRegistry> {
   const { metrics, router, hosted } = services;
   const prefix = config.http.prefix.replace(/\/$/, '');
   // As distribution's health.Handler: while a configured check fails, every request is refused.
@@ -83,7 +90,9 @@ async function serve(config: Config, logger: Logger, services: RegistryServices,
   const listener = await startListener(config.http, app);
   started.push(() => listener.drain());
   logger.info(`listening on ${listener.address}`);
-  const debug = config.http.debug?.addr ? await startDebugServer({ addr: config.http.debug.addr, metrics, prometheus: config.http.debug.prometheus, health }) : undefined;
+  const debug = config.http.debug?.addr
+    ? await startDebugServer({ addr: config.http.debug.addr, metrics, prometheus: config.http.debug.prometheus, health })
+    : undefined;
   hosted?.start();
   if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
   const inflightTimer = setInterval(() => metrics.inflightFetches.set(router.all.reduce((sum, n) => sum + n.blobs.inflight, 0)), 1000);
@@ -149,10 +158,22 @@ function cacheReportSources(s: RegistryServices): CacheReportSources {
     diskUsage: () => s.driver.diskUsage?.() ?? Promise.resolve(undefined),
     expiryOf: (repo, digest) => s.lifetime.expiryOf(repo, digest),
     lastPulled: (repo, digest) => s.sizeCap.lastPulled(repo, digest),
-    upstreams: () => s.router.all.map((n) => ({ host: n.host, url: n.upstream.remoteUrl, ...n.upstream.status, rateLimitRemaining: s.rateLimits.get(n.host), budget: n.budget?.snapshot() })),
+    upstreams: () =>
+      s.router.all.map((n) => ({
+        host: n.host,
+        url: n.upstream.remoteUrl,
+        ...n.upstream.status,
+        rateLimitRemaining: s.rateLimits.get(n.host),
+        budget: n.budget?.snapshot(),
+      })),
     stats: async () => {
       const sum = async (c: Counter<'type'>): Promise<number> => (await c.get()).values.reduce((n, v) => n + v.value, 0);
-      return { requests: await sum(metrics.proxyRequests), hits: await sum(metrics.proxyHits), bytesServed: await sum(metrics.servedBytes), bytesFetched: await sum(metrics.fetchedBytes) };
+      return {
+        requests: await sum(metrics.proxyRequests),
+        hits: await sum(metrics.proxyHits),
+        bytesServed: await sum(metrics.servedBytes),
+        bytesFetched: await sum(metrics.fetchedBytes),
+      };
     },
     counts: () => s.links.counts,
     cap: () => ({ cacheBytes: s.sizeCap.bytes, capBytes: s.policy.maxBytes }),

@@ -85,7 +85,11 @@ async function snapshot(seen) {
     const module = path.replace(/\.js$/, '.ts');
     const called = script.functions.filter((f) => f.ranges[0].count > 0 && !background.has(`${module}@${f.ranges[0].startOffset}`));
     for (const f of called) seen?.add(`${module}@${f.ranges[0].startOffset}`);
-    if (called.length > 0) ran.set(module, called.map((f) => f.functionName || '(anonymous)'));
+    if (called.length > 0)
+      ran.set(
+        module,
+        called.map((f) => f.functionName || '(anonymous)'),
+      );
   }
   const modules = [...ran.keys()].sort();
   return functions ? Object.fromEntries(modules.map((m) => [m, ran.get(m)])) : modules;

@@ -65,7 +65,8 @@ const LAYOUT_MODULE = join(LIB, 'storage', 'paths.ts');
  * Spellings of the layout (distribution's tree, and ours beside it at the storage root) in string
  * literals and templates. Path fragments only: `/v2/<name>/blobs/` of a URL is not one.
  */
-const LAYOUT = /['"`/](?:docker\/registry\/v2|_manifests|_layers|_uploads|repositories\/|blobs\/sha|\.tmp\/|\.locks\/|\.scheduler-journal|scheduler-state\.json)/;
+const LAYOUT =
+  /['"`/](?:docker\/registry\/v2|_manifests|_layers|_uploads|repositories\/|blobs\/sha|\.tmp\/|\.locks\/|\.scheduler-journal|scheduler-state\.json)/;
 
 /** The module whose classes own the error codes and may test their own. */
 const ERRORS_MODULE = join(LIB, 'errors.ts');
@@ -85,7 +86,13 @@ function importedNames(text: string): Array<{ specifier: string; names: string[]
     specifier: m[2]!,
     names: m[1]!
       .split(',')
-      .map((n) => n.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0]!)
+      .map(
+        (n) =>
+          n
+            .trim()
+            .replace(/^type\s+/, '')
+            .split(/\s+as\s+/)[0]!,
+      )
       .filter(Boolean),
   }));
 }
@@ -153,7 +160,7 @@ describe('architecture', () => {
     const probe = join(LIB, 'api', 'probe.ts');
     const text = `import { BlobStore, listOrEmpty } from '../storage/blob-store.js';\nimport type { UpstreamStatus } from '../proxy/upstream.js';\n`;
     expect(concreteImports([probe], () => text)).toEqual(['api/probe.ts -> storage/blob-store.ts: BlobStore']);
-    expect(layoutSpellings([probe], () => "const p = `${ROOT}/repositories/${name}/_manifests`;\n// a comment: _layers\n")).toEqual(['api/probe.ts']);
+    expect(layoutSpellings([probe], () => 'const p = `${ROOT}/repositories/${name}/_manifests`;\n// a comment: _layers\n')).toEqual(['api/probe.ts']);
     expect(layoutSpellings([probe], () => 'res.setHeader("Location", `/v2/${name}/blobs/${digest}`);\n')).toEqual([]);
     expect(codeComparisons([probe], () => "if (err.code === 'ERR_UPSTREAM_AUTH_FAILED') x();\n")).toEqual(['api/probe.ts']);
     expect(codeComparisons([probe], () => "if (e.code === 'BLOB_UNKNOWN') x();\n")).toEqual(['api/probe.ts']);

@@ -43,7 +43,15 @@ describe('the bundled registry', () => {
     }
     expect(expected).not.toBe('');
     // Run the bundle itself (bin/registry would fall back to dist/cli.js if it were stale).
-    const run = spawnSync(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(dist('registry.js'))}).then((m) => m.main(['serve', ${JSON.stringify(file)}])).then((c) => process.exit(c))`], { encoding: 'utf8' });
+    const run = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import(${JSON.stringify(dist('registry.js'))}).then((m) => m.main(['serve', ${JSON.stringify(file)}])).then((c) => process.exit(c))`,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(run.status).toBe(1);
     expect(run.stderr).toBe(`registry: ${expected}\n`);
   });
@@ -51,7 +59,11 @@ describe('the bundled registry', () => {
   test('the precompiled validator fills the same defaults as the compiled one', async () => {
     const { validateConfig: precompiled } = (await import(dist('config/config-validator.standalone.js'))) as { validateConfig: (t: unknown) => boolean };
     const { validateConfig: compiled } = await import('../lib/config/config-validator.js');
-    const tree = (): Record<string, unknown> => ({ version: 0.1, proxy: { remoteurl: 'http://u', upstreams: { 'ghcr.io': { remoteurl: 'https://ghcr.io' } } }, health: { http: [{ uri: 'http://h' }] } });
+    const tree = (): Record<string, unknown> => ({
+      version: 0.1,
+      proxy: { remoteurl: 'http://u', upstreams: { 'ghcr.io': { remoteurl: 'https://ghcr.io' } } },
+      health: { http: [{ uri: 'http://h' }] },
+    });
     const a = tree();
     const b = tree();
     expect(precompiled(a)).toBe(true);

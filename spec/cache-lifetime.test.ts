@@ -16,7 +16,7 @@ const V2 = 'docker/registry/v2';
 const blobFile = (root: string, d: string) => join(root, V2, 'blobs/sha256', d.slice(7, 9), d.slice(7), 'data');
 const revision = (root: string, repo: string, d: string) => join(root, V2, 'repositories', repo, '_manifests/revisions/sha256', d.slice(7), 'link');
 const until = async (cond: () => boolean, ms = 8000) => {
-  for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+  for (const end = Date.now() + ms; !cond() && Date.now() < end;) await new Promise((r) => setTimeout(r, 50));
   return cond();
 };
 const OCI = 'application/vnd.oci.image.manifest.v1+json';

@@ -69,7 +69,7 @@ describe('the cache page', () => {
     expect(rows(await html('/?n=zero&after=nocolon'))).toHaveLength(6);
   });
 
-  test('a client that does not ask for HTML gets distribution\'s empty 200', async () => {
+  test("a client that does not ask for HTML gets distribution's empty 200", async () => {
     for (const accept of [undefined, '*/*', 'application/json']) {
       const req = request(mirror.url).get('/');
       const res = accept ? await req.set('Accept', accept) : await req;
@@ -85,7 +85,15 @@ test('text from the outside world is escaped', () => {
     rows: [],
     page: { n: 100 },
     stats: { requests: 0, hits: 0, bytesServed: 0, bytesFetched: 0 },
-    upstreams: [{ host: 'evil.example', url: 'http://evil.example', circuitOpen: false, retryInMs: 0, lastFailure: { at: new Date(), message: '<script>alert(1)</script>' } }],
+    upstreams: [
+      {
+        host: 'evil.example',
+        url: 'http://evil.example',
+        circuitOpen: false,
+        retryInMs: 0,
+        lastFailure: { at: new Date(), message: '<script>alert(1)</script>' },
+      },
+    ],
     disk: {},
   });
   expect(html).not.toContain('<script>alert(1)</script>');

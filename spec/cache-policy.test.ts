@@ -19,9 +19,15 @@ const proxyOf = (yaml: string) => loadConfig({ text: `proxy:\n  remoteurl: https
 const H = (c: string): string => `sha256:${c.repeat(64)}`;
 
 describe('cache policy', () => {
-  test('the TTL of a stored name is its upstream\'s; hosted names never expire', () => {
+  test("the TTL of a stored name is its upstream's; hosted names never expire", () => {
     const warnings: string[] = [];
-    const p = decideCachePolicy(proxyOf('  ttl: 2h\n  hosted: [internal/]\n  upstreams:\n    ghcr.io:\n      remoteurl: https://ghcr.io\n      ttl: 1h\n    quay.io:\n      remoteurl: https://quay.io\n      ttl: 0\n'), true, (w) => warnings.push(w));
+    const p = decideCachePolicy(
+      proxyOf(
+        '  ttl: 2h\n  hosted: [internal/]\n  upstreams:\n    ghcr.io:\n      remoteurl: https://ghcr.io\n      ttl: 1h\n    quay.io:\n      remoteurl: https://quay.io\n      ttl: 0\n',
+      ),
+      true,
+      (w) => warnings.push(w),
+    );
     expect(p.ttlFor('library/busybox')).toBe(2 * 3600_000);
     expect(p.ttlFor('ghcr.io/org/app')).toBe(3600_000);
     expect(p.ttlFor('quay.io/org/app')).toBe(0);
@@ -47,7 +53,10 @@ describe('cache policy', () => {
     const statePath = join(root, 'scheduler-state.json');
     const soon = new Date(Date.now() + 3600_000).toISOString();
     const entry = (key: string) => ({ Key: key, ExpiryData: soon, EntryType: 1 });
-    await writeFile(statePath, JSON.stringify({ [`internal/app@${H('a')}`]: entry(`internal/app@${H('a')}`), [`library/x@${H('b')}`]: entry(`library/x@${H('b')}`) }));
+    await writeFile(
+      statePath,
+      JSON.stringify({ [`internal/app@${H('a')}`]: entry(`internal/app@${H('a')}`), [`library/x@${H('b')}`]: entry(`library/x@${H('b')}`) }),
+    );
     const policy = decideCachePolicy(proxyOf('  ttl: 168h\n  hosted: [internal/]\n'), true, () => undefined);
     const driver = new FilesystemDriver(root);
     const lifetime = new CacheLifetime({

@@ -67,11 +67,15 @@ describe('proxy.cachewritetimeout', () => {
     await until(() => mirror!.logs().includes('no client has read it for proxy.cachewritetimeout (1000 ms)'), 'the fetch to stop', 20_000);
     expect(mirror.logs()).toMatch(/level=warning msg="cache write abandoned for blob library\/big@sha256:[0-9a-f]+: the fetch of sha256:[0-9a-f]+ was stopped/);
     // The upstream connection was closed: nothing more is sent.
-    await until(async () => {
-      const sent = upstream.bytes(blobGets);
-      await new Promise((r) => setTimeout(r, 300));
-      return upstream.bytes(blobGets) === sent;
-    }, 'the upstream to stop sending', 10_000);
+    await until(
+      async () => {
+        const sent = upstream.bytes(blobGets);
+        await new Promise((r) => setTimeout(r, 300));
+        return upstream.bytes(blobGets) === sent;
+      },
+      'the upstream to stop sending',
+      10_000,
+    );
     expect(upstream.bytes(blobGets)).toBeLessThan(content.length);
     expect(existsSync(blobPath(mirror.root, digest))).toBe(false);
     await until(async () => (await temporaryFiles(mirror!.root)).length === 0, 'the temporary file to go');

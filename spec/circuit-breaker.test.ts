@@ -12,7 +12,13 @@ describe('circuit breaker', () => {
   test('opens after the threshold, lets one trial through after the cool-down, doubles it on failure, closes on success', () => {
     let now = 0;
     const changes: string[] = [];
-    const b = new CircuitBreaker({ threshold: 3, cooldownMs: 1000, maxCooldownMs: 3000, now: () => now, onChange: (open) => changes.push(open ? 'open' : 'closed') });
+    const b = new CircuitBreaker({
+      threshold: 3,
+      cooldownMs: 1000,
+      maxCooldownMs: 3000,
+      now: () => now,
+      onChange: (open) => changes.push(open ? 'open' : 'closed'),
+    });
     for (let i = 0; i < 3; i++) {
       expect(b.allow()).toBe(true);
       b.failure('refused');

@@ -41,7 +41,7 @@ describe('auth.htpasswd', () => {
     mirror = await startMirror(upstream.url, { extraYaml: `auth:\n  htpasswd:\n    realm: test-realm\n    path: ${path}` });
   };
 
-  test('no credentials: 401 with a Basic challenge and distribution\'s body; right ones pull; wrong ones are refused', async () => {
+  test("no credentials: 401 with a Basic challenge and distribution's body; right ones pull; wrong ones are refused", async () => {
     const file = join(dir, 'htpasswd');
     writeFileSync(file, `# users\n${ALICE}\n`);
     await start(file);
@@ -58,7 +58,11 @@ describe('auth.htpasswd', () => {
     const ok = await request(mirror.url).get('/v2/library/busybox/manifests/latest').set('Accept', ACCEPT).set('Authorization', basic('alice', 'wonderland'));
     expect(ok.status).toBe(200);
     expect(ok.headers['docker-content-digest']).toBe(image.manifest);
-    for (const [user, pass] of [['alice', 'Wonderland'], ['bob', 'wonderland'], ['alice', '']]) {
+    for (const [user, pass] of [
+      ['alice', 'Wonderland'],
+      ['bob', 'wonderland'],
+      ['alice', ''],
+    ]) {
       const res = await request(mirror.url).get('/v2/').set('Authorization', basic(user!, pass!));
       expect(res.status).toBe(401);
     }
@@ -103,12 +107,34 @@ describe('auth.token', () => {
   /** A root CA, a signing certificate it issued, and an unrelated key, made with openssl. */
   function makePki(): Pki {
     const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'root.key', '-out', 'root.pem', '-days', '2', '-subj', '/CN=token root', '-addext', 'basicConstraints=critical,CA:TRUE']);
+    run([
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'root.key',
+      '-out',
+      'root.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=token root',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+    ]);
     run(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=token signer']);
     run(['x509', '-req', '-in', 'leaf.csr', '-CA', 'root.pem', '-CAkey', 'root.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '1']);
     run(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'other.key']);
     const read = (f: string) => readFileSync(join(dir, f), 'utf8');
-    return { rootKey: createPrivateKey(read('root.key')), rootCert: read('root.pem'), leafKey: createPrivateKey(read('leaf.key')), leafCert: read('leaf.pem'), otherKey: createPrivateKey(read('other.key')) };
+    return {
+      rootKey: createPrivateKey(read('root.key')),
+      rootCert: read('root.pem'),
+      leafKey: createPrivateKey(read('leaf.key')),
+      leafCert: read('leaf.pem'),
+      otherKey: createPrivateKey(read('other.key')),
+    };
   }
 
   const sign = (
@@ -188,7 +214,9 @@ describe('auth.silly and configuration', () => {
 
   test('upstream credentials without client auth: start-up warns that the mirror exposes what they can read; with auth it does not', async () => {
     mirror = await startMirror(upstream.url, { proxyYaml: 'username: robot\npassword: secret' });
-    expect(mirror.logs()).toMatch(/level=warning.*proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone/);
+    expect(mirror.logs()).toMatch(
+      /level=warning.*proxy.username is set and no auth is configured: anything those upstream credentials can read is readable by anyone/,
+    );
     await mirror.close();
     mirror = await startMirror(upstream.url, {
       proxyYaml: 'username: robot\npassword: secret',
@@ -200,7 +228,9 @@ describe('auth.silly and configuration', () => {
   test('exactly one controller, with its required keys', () => {
     const load = (yaml: string) => loadConfig({ text: `proxy:\n  remoteurl: http://u\nauth:\n${yaml}\n`, env: {} });
     expect(() => load('  htpasswd:\n    realm: r')).toThrow('auth.htpasswd.path is required');
-    expect(() => load('  silly:\n    realm: r\n    service: s\n  htpasswd:\n    realm: r\n    path: /p')).toThrow('auth: exactly one access controller may be configured');
+    expect(() => load('  silly:\n    realm: r\n    service: s\n  htpasswd:\n    realm: r\n    path: /p')).toThrow(
+      'auth: exactly one access controller may be configured',
+    );
     expect(() => load('  token:\n    realm: r\n    service: s\n    issuer: i')).toThrow('auth.token.rootcertbundle is required');
     expect(load('  htpasswd:\n    realm: r\n    path: /p').config.auth).toEqual({ htpasswd: { realm: 'r', path: '/p' } });
   });

@@ -52,7 +52,10 @@ describe('configuration', () => {
     const set = load(`${base}  overtake:\n    minrate: 1MiB\n    after: 2s\n`);
     expect(set.warnings).toEqual([]);
     expect(set.config.proxy?.overtake).toEqual({ minratebytes: 1024 * 1024, afterms: 2000 });
-    expect(load(base, { REGISTRY_PROXY_OVERTAKE_MINRATE: '0', REGISTRY_PROXY_OVERTAKE_AFTER: '500ms' }).config.proxy?.overtake).toEqual({ minratebytes: 0, afterms: 500 });
+    expect(load(base, { REGISTRY_PROXY_OVERTAKE_MINRATE: '0', REGISTRY_PROXY_OVERTAKE_AFTER: '500ms' }).config.proxy?.overtake).toEqual({
+      minratebytes: 0,
+      afterms: 500,
+    });
     expect(() => load(`${base}  overtake:\n    minrate: fast\n`)).toThrow(/proxy\.overtake\.minrate: "fast" is not a size/);
     expect(() => load(`${base}  overtake:\n    after: 0s\n`)).toThrow(/proxy\.overtake\.after: "0s" must be a duration above zero/);
     expect(() => load(`${base}  overtake:\n    after: soon\n`)).toThrow(/proxy\.overtake\.after: "soon" is not a duration/);
@@ -61,7 +64,9 @@ describe('configuration', () => {
 
   test('redis: distribution 2.8 keys (addr, password, db, timeouts, pool) and REGISTRY_REDIS_* overrides', () => {
     const base = 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\n';
-    const { config, warnings } = load(`${base}redis:\n  addr: redis.internal:6380\n  password: asecret\n  db: 2\n  dialtimeout: 10ms\n  readtimeout: 20ms\n  writetimeout: 30ms\n  pool:\n    maxidle: 16\n    maxactive: 64\n    idletimeout: 300s\n`);
+    const { config, warnings } = load(
+      `${base}redis:\n  addr: redis.internal:6380\n  password: asecret\n  db: 2\n  dialtimeout: 10ms\n  readtimeout: 20ms\n  writetimeout: 30ms\n  pool:\n    maxidle: 16\n    maxactive: 64\n    idletimeout: 300s\n`,
+    );
     expect(config.redis).toEqual({
       host: 'redis.internal',
       port: 6380,
@@ -78,19 +83,45 @@ describe('configuration', () => {
       tls: undefined,
       prefix: 'registry-mirror',
     });
-    expect(warnings).toEqual(['redis.pool.maxidle', 'redis.pool.maxactive', 'redis.pool.idletimeout'].map((k) => `${k} is accepted but not implemented by this registry: it is ignored`));
+    expect(warnings).toEqual(
+      ['redis.pool.maxidle', 'redis.pool.maxactive', 'redis.pool.idletimeout'].map(
+        (k) => `${k} is accepted but not implemented by this registry: it is ignored`,
+      ),
+    );
     const env = load(base, { REGISTRY_REDIS_ADDR: '127.0.0.1', REGISTRY_REDIS_PASSWORD: 'x', REGISTRY_REDIS_DB: '1', REGISTRY_REDIS_PREFIX: 'mirror-eu' });
     expect(env.warnings).toEqual([]);
-    expect(env.config.redis).toMatchObject({ host: '127.0.0.1', port: 6379, password: 'x', db: 1, dialtimeoutms: 5000, readtimeoutms: 3000, writetimeoutms: 3000, prefix: 'mirror-eu' });
+    expect(env.config.redis).toMatchObject({
+      host: '127.0.0.1',
+      port: 6379,
+      password: 'x',
+      db: 1,
+      dialtimeoutms: 5000,
+      readtimeoutms: 3000,
+      writetimeoutms: 3000,
+      prefix: 'mirror-eu',
+    });
     expect(load(base).config.redis).toBeUndefined();
   });
 
   test('redis: distribution 3 keys (addrs, username, tls with rootcas) and what stops the start-up', () => {
     const base = 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\nredis:\n';
-    const { config, warnings } = load(`${base}  addrs: ["[::1]:7000"]\n  username: mirror\n  clientname: mirror-1\n  maxretries: 5\n  poolsize: 64\n  tls:\n    rootcas: [/etc/ssl/redis-ca.pem]\n`);
-    expect(config.redis).toMatchObject({ host: '::1', port: 7000, username: 'mirror', clientname: 'mirror-1', maxretries: 5, tls: { rootcas: ['/etc/ssl/redis-ca.pem'] } });
+    const { config, warnings } = load(
+      `${base}  addrs: ["[::1]:7000"]\n  username: mirror\n  clientname: mirror-1\n  maxretries: 5\n  poolsize: 64\n  tls:\n    rootcas: [/etc/ssl/redis-ca.pem]\n`,
+    );
+    expect(config.redis).toMatchObject({
+      host: '::1',
+      port: 7000,
+      username: 'mirror',
+      clientname: 'mirror-1',
+      maxretries: 5,
+      tls: { rootcas: ['/etc/ssl/redis-ca.pem'] },
+    });
     expect(warnings).toEqual(['redis.poolsize is accepted but not implemented by this registry: it is ignored']);
-    expect(load(`${base}  addrs: [a:1]\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n    clientcas: [/ca.pem]\n`).config.redis?.tls).toEqual({ certificate: '/c.pem', key: '/k.pem', rootcas: ['/ca.pem'] });
+    expect(load(`${base}  addrs: [a:1]\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n    clientcas: [/ca.pem]\n`).config.redis?.tls).toEqual({
+      certificate: '/c.pem',
+      key: '/k.pem',
+      rootcas: ['/ca.pem'],
+    });
     expect(() => load(`${base}  addrs: [a:1, b:2]\n`)).toThrow(/redis\.addrs: a:1, b:2: several servers \(Redis Cluster\) are not supported/);
     expect(() => load(`${base}  addr: a:1\n  mastername: mymaster\n`)).toThrow(/redis\.mastername: Sentinels are named by redis\.addrs/);
     expect(() => load(`${base}  addr: a:99999\n`)).toThrow(/redis\.addr: "a:99999" is not an address/);
@@ -131,23 +162,43 @@ proxy:
 
   test('redis: a Sentinel mastername with addrs, its own credentials; addr beside addrs and Sentinel keys without mastername warn', () => {
     const base = 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\nredis:\n';
-    const { config, warnings } = load(`${base}  addrs: [10.0.0.1:26379, 10.0.0.2:26379, "[::1]:26380"]\n  mastername: mymaster\n  sentinelusername: watcher\n  sentinelpassword: s3\n  password: p\n  db: 2\n`);
+    const { config, warnings } = load(
+      `${base}  addrs: [10.0.0.1:26379, 10.0.0.2:26379, "[::1]:26380"]\n  mastername: mymaster\n  sentinelusername: watcher\n  sentinelpassword: s3\n  password: p\n  db: 2\n`,
+    );
     expect(warnings).toEqual([]);
     expect(config.redis).toMatchObject({
       host: '10.0.0.1',
       port: 26379,
       password: 'p',
       db: 2,
-      sentinel: { mastername: 'mymaster', username: 'watcher', password: 's3', sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }, { host: '::1', port: 26380 }] },
+      sentinel: {
+        mastername: 'mymaster',
+        username: 'watcher',
+        password: 's3',
+        sentinels: [
+          { host: '10.0.0.1', port: 26379 },
+          { host: '10.0.0.2', port: 26379 },
+          { host: '::1', port: 26380 },
+        ],
+      },
     });
     const both = load(`${base}  addr: old:6379\n  addrs: [new:6379]\n`);
     expect(both.config.redis).toMatchObject({ host: 'new', port: 6379, sentinel: undefined });
     expect(both.warnings).toEqual(['redis.addr (old:6379) is ignored: redis.addrs is set (registry:3 reads addrs only; registry:2 read addr only)']);
     expect(load(`${base}  addr: same:6379\n  addrs: [same:6379]\n`).warnings).toEqual([]);
-    expect(load(`${base}  addr: a:6379\n  sentinelpassword: x\n`).warnings).toEqual(['redis.sentinelpassword is ignored: there is no redis.mastername (Sentinel)']);
+    expect(load(`${base}  addr: a:6379\n  sentinelpassword: x\n`).warnings).toEqual([
+      'redis.sentinelpassword is ignored: there is no redis.mastername (Sentinel)',
+    ]);
     const env = load(base, { REGISTRY_REDIS_ADDRS: '[s1:26379, s2:26379]', REGISTRY_REDIS_MASTERNAME: 'm', REGISTRY_REDIS_SENTINELPASSWORD: 'x' });
     expect(env.warnings).toEqual([]);
-    expect(env.config.redis?.sentinel).toMatchObject({ mastername: 'm', password: 'x', sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }] });
+    expect(env.config.redis?.sentinel).toMatchObject({
+      mastername: 'm',
+      password: 'x',
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26379 },
+      ],
+    });
   });
 
   // distribution v3.1's own examples, as its repository has them (cmd/registry/config-example.yml, and
@@ -180,7 +231,9 @@ health:
 `);
     expect(config.auth?.htpasswd).toEqual({ realm: 'basic-realm', path: '/etc/registry' });
     expect(config.health.storagedriver).toEqual({ enabled: true, intervalms: 10_000, threshold: 3 });
-    expect(warnings).toEqual(['storage.cache.blobdescriptor', 'storage.tag.concurrencylimit'].map((k) => `${k} is accepted but not implemented by this registry: it is ignored`));
+    expect(warnings).toEqual(
+      ['storage.cache.blobdescriptor', 'storage.tag.concurrencylimit'].map((k) => `${k} is accepted but not implemented by this registry: it is ignored`),
+    );
   });
 
   test("distribution 3.1's documented list of every option loads, one driver and one access controller kept of its alternatives", () => {
@@ -388,12 +441,32 @@ validation:
     expect(config.storage.s3).toMatchObject({ forcepathstyle: true, usedualstack: false, usefipsendpoint: false, chunksize: 5242880 });
     // The second `tls` replaces the first, as in distribution: no TLS.
     expect(config.redis).toMatchObject({ host: 'localhost', port: 6379, password: 'asecret', dialtimeoutms: 10, tls: undefined });
-    expect(config.proxy).toMatchObject({ exec: { command: 'docker-credential-helper', lifetimems: 3600_000 }, ttlms: 168 * 3600_000, cachewritetimeoutms: 300_000 });
+    expect(config.proxy).toMatchObject({
+      exec: { command: 'docker-credential-helper', lifetimems: 3600_000 },
+      ttlms: 168 * 3600_000,
+      cachewritetimeoutms: 300_000,
+    });
     expect(config.validation).toEqual({ indexes: { platforms: 'list', platformlist: [{ architecture: 'amd64', os: 'linux' }] } });
     const ignored = (k: string) => `${k} is accepted but not implemented by this registry: it is ignored`;
     expect(warnings).toEqual([
-      ...['log.hooks', 'storage.s3.loglevel', 'storage.tag.concurrencylimit', 'storage.cache.blobdescriptor', 'storage.cache.blobdescriptorsize', 'auth.token.signingalgorithms', 'middleware'].map(ignored),
-      ...['http.relativeurls', 'http.tls.letsencrypt.cachefile', 'http.tls.letsencrypt.email', 'http.tls.letsencrypt.hosts', 'http.tls.letsencrypt.directoryurl', 'http.http2.disabled', 'http.h2c.enabled'].map(ignored),
+      ...[
+        'log.hooks',
+        'storage.s3.loglevel',
+        'storage.tag.concurrencylimit',
+        'storage.cache.blobdescriptor',
+        'storage.cache.blobdescriptorsize',
+        'auth.token.signingalgorithms',
+        'middleware',
+      ].map(ignored),
+      ...[
+        'http.relativeurls',
+        'http.tls.letsencrypt.cachefile',
+        'http.tls.letsencrypt.email',
+        'http.tls.letsencrypt.hosts',
+        'http.tls.letsencrypt.directoryurl',
+        'http.http2.disabled',
+        'http.h2c.enabled',
+      ].map(ignored),
       ...['redis.maxidleconns', 'redis.poolsize', 'redis.connmaxidletime'].map(ignored),
       ...['validation.manifests.urls.allow', 'validation.manifests.urls.deny'].map(ignored),
       'http.tls.letsencrypt is not used: http.tls.certificate is set (as distribution)',
@@ -425,19 +498,28 @@ redis:
     expect(tls.config.redis?.tls).toEqual({ certificate: undefined, key: undefined, rootcas: ['/path/to/ca-bundle.crt'] });
     const exec = load('version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\n  exec:\n    command: docker-credential-ecr-login\n');
     expect(exec.config.proxy?.exec).toEqual({ command: 'docker-credential-ecr-login', lifetimems: undefined });
-    expect(load('version: 0.1\nproxy:\n  remoteurl: https://r\n  exec:\n    command: h\n    lifetime: 0\n').config.proxy?.exec).toEqual({ command: 'h', lifetimems: 0 });
+    expect(load('version: 0.1\nproxy:\n  remoteurl: https://r\n  exec:\n    command: h\n    lifetime: 0\n').config.proxy?.exec).toEqual({
+      command: 'h',
+      lifetimems: 0,
+    });
     expect(() => load('version: 0.1\nproxy:\n  remoteurl: https://r\n  exec:\n    lifetime: 1h\n')).toThrow(/proxy\.exec\.command is required/);
     const sparse = load('version: 0.1\nvalidation:\n  manifests:\n    indexes:\n      platforms: none\n');
     expect(sparse.config.validation.indexes.platforms).toBe('none');
     expect(load('version: 0.1\nvalidation:\n  disabled: true\n').config.validation.indexes.platforms).toBe('none');
-    expect(() => load('version: 0.1\nvalidation:\n  manifests:\n    indexes:\n      platforms: some\n')).toThrow(/validation\.manifests\.indexes\.platforms: "some" must be one of all, none, list/);
+    expect(() => load('version: 0.1\nvalidation:\n  manifests:\n    indexes:\n      platforms: some\n')).toThrow(
+      /validation\.manifests\.indexes\.platforms: "some" must be one of all, none, list/,
+    );
     expect(load('version: 0.1\ntags:\n  maxtags: 0\n').config.tags.maxtags).toBe(1000);
     expect(() => load('version: 0.1\ntags:\n  maxtags: -1\n')).toThrow(/tags\.maxtags/);
-    expect(() => load('version: 0.1\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    clientauth: maybe\n')).toThrow(/http\.tls\.clientauth: "maybe" must be one of request-client-cert/);
+    expect(() => load('version: 0.1\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    clientauth: maybe\n')).toThrow(
+      /http\.tls\.clientauth: "maybe" must be one of request-client-cert/,
+    );
   });
 
-  test("http.tls.letsencrypt without a certificate refuses to start (no ACME here); http.h2c.enabled warns that HTTP/2 cleartext is not served", () => {
-    expect(() => load('version: 0.1\nhttp:\n  tls:\n    letsencrypt:\n      cachefile: /c\n      email: a@b.c\n')).toThrow(/http\.tls\.letsencrypt: this registry cannot obtain certificates from Let's Encrypt/);
+  test('http.tls.letsencrypt without a certificate refuses to start (no ACME here); http.h2c.enabled warns that HTTP/2 cleartext is not served', () => {
+    expect(() => load('version: 0.1\nhttp:\n  tls:\n    letsencrypt:\n      cachefile: /c\n      email: a@b.c\n')).toThrow(
+      /http\.tls\.letsencrypt: this registry cannot obtain certificates from Let's Encrypt/,
+    );
     expect(() => load('version: 0.1\n', { REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE: '/c' })).toThrow(/http\.tls\.letsencrypt/);
     expect(load('version: 0.1\nhttp:\n  h2c:\n    enabled: true\n').warnings).toContain(
       'http.h2c.enabled: HTTP/2 cleartext is not served: this registry speaks HTTP/1.1 without TLS, so a load balancer in front must too (Cloud Run: turn end-to-end HTTP/2 off)',
@@ -445,25 +527,30 @@ redis:
   });
 
   test('REGISTRY_* overrides reach the distribution 3 keys, and index list elements as distribution 3 does', () => {
-    const { config, warnings } = load('version: 0.1\nproxy:\n  remoteurl: https://r\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    clientcas: [/a.pem]\n', {
-      REGISTRY_PROXY_EXEC_COMMAND: 'docker-credential-gcr',
-      REGISTRY_PROXY_EXEC_LIFETIME: '30m',
-      REGISTRY_PROXY_CACHEWRITETIMEOUT: '10m',
-      REGISTRY_TAGS_MAXTAGS: '500',
-      REGISTRY_HTTP_TLS_CLIENTAUTH: 'verify-client-cert-if-given',
-      REGISTRY_HTTP_TLS_CLIENTCAS_1: '/b.pem',
-      REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS: 'list',
-      REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_OS: 'linux',
-      REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_ARCHITECTURE: 'arm64',
-      REGISTRY_LOGLEVEL: 'warn',
-    });
+    const { config, warnings } = load(
+      'version: 0.1\nproxy:\n  remoteurl: https://r\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    clientcas: [/a.pem]\n',
+      {
+        REGISTRY_PROXY_EXEC_COMMAND: 'docker-credential-gcr',
+        REGISTRY_PROXY_EXEC_LIFETIME: '30m',
+        REGISTRY_PROXY_CACHEWRITETIMEOUT: '10m',
+        REGISTRY_TAGS_MAXTAGS: '500',
+        REGISTRY_HTTP_TLS_CLIENTAUTH: 'verify-client-cert-if-given',
+        REGISTRY_HTTP_TLS_CLIENTCAS_1: '/b.pem',
+        REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS: 'list',
+        REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_OS: 'linux',
+        REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_ARCHITECTURE: 'arm64',
+        REGISTRY_LOGLEVEL: 'warn',
+      },
+    );
     expect(warnings).toEqual([]);
     expect(config.proxy).toMatchObject({ exec: { command: 'docker-credential-gcr', lifetimems: 30 * 60_000 }, cachewritetimeoutms: 10 * 60_000 });
     expect(config.tags.maxtags).toBe(500);
     expect(config.http.tls).toMatchObject({ clientauth: 'verify-client-cert-if-given', clientcas: ['/a.pem', '/b.pem'] });
     expect(config.validation.indexes).toEqual({ platforms: 'list', platformlist: [{ os: 'linux', architecture: 'arm64' }] });
     expect(config.log.level).toBe('warn');
-    expect(() => load('version: 0.1\n', { REGISTRY_HTTP_TLS_CLIENTCAS_3: '/x.pem' })).toThrow(/REGISTRY_HTTP_TLS_CLIENTCAS_3: index 3 is past the end of http\.tls\.clientcas/);
+    expect(() => load('version: 0.1\n', { REGISTRY_HTTP_TLS_CLIENTCAS_3: '/x.pem' })).toThrow(
+      /REGISTRY_HTTP_TLS_CLIENTCAS_3: index 3 is past the end of http\.tls\.clientcas/,
+    );
   });
 
   test('a distribution 2.8 configuration with its own keys loads (redis.addr and pool, compatibility, reporting, notifications left as they are)', () => {
@@ -520,7 +607,15 @@ proxy:
     expect(config.proxy).toMatchObject({ username: 'u', password: 'p', ttlms: 72 * 3600_000, exec: undefined });
     const ignored = (k: string) => `${k} is accepted but not implemented by this registry: it is ignored`;
     expect(warnings).toEqual(
-      ['storage.cache.blobdescriptor', 'http.http2.disabled', 'redis.pool.maxidle', 'redis.pool.maxactive', 'redis.pool.idletimeout', 'reporting', 'compatibility.schema1.enabled'].map(ignored),
+      [
+        'storage.cache.blobdescriptor',
+        'http.http2.disabled',
+        'redis.pool.maxidle',
+        'redis.pool.maxactive',
+        'redis.pool.idletimeout',
+        'reporting',
+        'compatibility.schema1.enabled',
+      ].map(ignored),
     );
     expect(load('version: 0.1\nloglevel: Debug\n').config.log.level).toBe('debug');
   });
@@ -570,7 +665,7 @@ proxy:
 
   test.each([
     ['proxy:\n  remoteurl: http://u\n  ttl: 7 days', 'proxy.ttl: "7 days" is not a duration like 168h'],
-    ["http:\n  addr: 5000", "http.addr: 5000 is not an address like :5000 or host:port"],
+    ['http:\n  addr: 5000', 'http.addr: 5000 is not an address like :5000 or host:port'],
     ['log:\n  level: loud', 'log.level: "loud" must be one of'],
     ['log:\n  formatter: xml', 'log.formatter: "xml" must be one of'],
     ['storage:\n  azure:\n    accountname: a', 'storage.azure: only the filesystem and s3 storage drivers are supported'],
@@ -637,8 +732,15 @@ proxy:
         '      dockerhub: false',
       ].join('\n'),
     ).upstreams;
-    expect(Object.fromEntries(Object.entries(upstreams).map(([h, u]) => [h, u.dockerhub]))).toEqual({ 'docker.io': true, 'quay.io': false, 'hub.local': true, 'plain.local': false });
-    expect(() => hub('  remoteurl: https://central.example.com\n  dockerhub: yes please')).toThrow('proxy.dockerhub: "yes please" must be one of auto, true, false');
+    expect(Object.fromEntries(Object.entries(upstreams).map(([h, u]) => [h, u.dockerhub]))).toEqual({
+      'docker.io': true,
+      'quay.io': false,
+      'hub.local': true,
+      'plain.local': false,
+    });
+    expect(() => hub('  remoteurl: https://central.example.com\n  dockerhub: yes please')).toThrow(
+      'proxy.dockerhub: "yes please" must be one of auto, true, false',
+    );
     expect(() => hub('  remoteurl: https://ghcr.io\n  upstreams:\n    docker.io:\n      remoteurl: https://mirror.gcr.io\n      dockerhub: 1')).toThrow(
       'proxy.upstreams.docker.io.dockerhub: 1 must be one of auto, true, false',
     );
@@ -654,7 +756,9 @@ proxy:
     expect(() => load('proxy:\n  remoteurl: http://u\n  immutabletags:\n    exclude: ["(unclosed"]\n')).toThrow(
       'proxy.immutabletags.exclude.0: "(unclosed" is not a regular expression',
     );
-    expect(() => load('proxy:\n  remoteurl: http://u\n  immutabletags: sometimes\n')).toThrow('proxy.immutabletags: "sometimes" must be true, false or a mapping');
+    expect(() => load('proxy:\n  remoteurl: http://u\n  immutabletags: sometimes\n')).toThrow(
+      'proxy.immutabletags: "sometimes" must be true, false or a mapping',
+    );
   });
 
   test('the proxy.upstreams extension: registries by host, each with its own URL, credentials, TTL and tag policy', () => {
@@ -678,8 +782,24 @@ proxy:
     );
     expect(warnings).toEqual([]);
     expect(config.proxy?.upstreams).toEqual({
-      'ghcr.io': { remoteurl: 'https://ghcr.io', username: 'bot', password: 'secret', ttlms: 3600_000, immutabletags: { exclude: [] }, freshness: [{ pattern: '^latest$', ms: 60_000 }], dockerhub: false },
-      'registry.local:5000': { remoteurl: 'http://10.0.0.5:5000', username: undefined, password: undefined, ttlms: 72 * 3600_000, immutabletags: undefined, freshness: [], dockerhub: false },
+      'ghcr.io': {
+        remoteurl: 'https://ghcr.io',
+        username: 'bot',
+        password: 'secret',
+        ttlms: 3600_000,
+        immutabletags: { exclude: [] },
+        freshness: [{ pattern: '^latest$', ms: 60_000 }],
+        dockerhub: false,
+      },
+      'registry.local:5000': {
+        remoteurl: 'http://10.0.0.5:5000',
+        username: undefined,
+        password: undefined,
+        ttlms: 72 * 3600_000,
+        immutabletags: undefined,
+        freshness: [],
+        dockerhub: false,
+      },
     });
     const bad: Array<[string, string]> = [
       ['    GHCR IO:\n      remoteurl: https://ghcr.io', 'proxy.upstreams: "GHCR IO" is not a registry host'],
@@ -721,7 +841,10 @@ proxy:
   test("the configuration path: argument, then REGISTRY_CONFIGURATION_PATH, then registry:3's /etc/distribution/config.yml, else registry:2's", () => {
     expect(resolveConfigPath('a.yml', { REGISTRY_CONFIGURATION_PATH: 'b.yml' })).toBe('a.yml');
     expect(resolveConfigPath(undefined, { REGISTRY_CONFIGURATION_PATH: 'b.yml' })).toBe('b.yml');
-    const only = (...files: string[]) => (p: string) => files.includes(p);
+    const only =
+      (...files: string[]) =>
+      (p: string) =>
+        files.includes(p);
     expect(resolveConfigPath(undefined, {}, only())).toBe('/etc/distribution/config.yml');
     expect(resolveConfigPath(undefined, {}, only('/etc/distribution/config.yml', '/etc/docker/registry/config.yml'))).toBe('/etc/distribution/config.yml');
     expect(resolveConfigPath(undefined, {}, only('/etc/docker/registry/config.yml'))).toBe('/etc/docker/registry/config.yml');

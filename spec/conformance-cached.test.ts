@@ -56,7 +56,8 @@ async function pushDiscoverySetup(url: string, d: ConformanceData): Promise<void
   for (let i = 0; i < 4; i++) for (const tag of [`test${i}`, `TEST${i}`]) ok((await putManifest(url, NAME, tag, d.manifests[2]!)).status);
   for (const blob of [d.emptyJson, d.refBlobA, d.refBlobB, d.configs[4]!]) ok((await uploadBlob(url, NAME, blob)).status);
   ok((await putManifest(url, NAME, 'tagtest0', d.manifests[4]!)).status);
-  for (const { c, mediaType } of [...referrersOf4(d), { c: d.refs.cLayer, mediaType: OCI_MANIFEST }]) ok((await putManifest(url, NAME, c.digest, c, mediaType)).status);
+  for (const { c, mediaType } of [...referrersOf4(d), { c: d.refs.cLayer, mediaType: OCI_MANIFEST }])
+    ok((await putManifest(url, NAME, c.digest, c, mediaType)).status);
 }
 
 describeInterop('conformance on a cached name, upstream distribution 2.8', () => {
@@ -79,7 +80,7 @@ describeInterop('conformance on a cached name, upstream distribution 2.8', () =>
 
   describe('Pull', () => {
     describe('Setup', () => {
-      test('the suite\'s pull setup is pushed to the upstream; the mirror refuses it (405)', async () => {
+      test("the suite's pull setup is pushed to the upstream; the mirror refuses it (405)", async () => {
         for (const blob of [d.configs[0]!, d.configs[1]!, d.layer]) ok((await uploadBlob(upstream.url, NAME, blob)).status);
         ok((await putManifest(upstream.url, NAME, 'tagtest0', d.manifests[0]!)).status);
         ok((await putManifest(upstream.url, NAME, d.manifests[1]!.digest, d.manifests[1]!)).status);
@@ -92,7 +93,12 @@ describeInterop('conformance on a cached name, upstream distribution 2.8', () =>
 
     describe('Teardown', () => {
       test('Delete manifest[0] and manifest[1], config[0], config[1] and the layer: 405, a cached name is read only', async () => {
-        for (const path of [`manifests/${d.manifests[0]!.digest}`, `manifests/${d.manifests[1]!.digest}`, `blobs/${d.configs[0]!.digest}`, `blobs/${d.layer.digest}`]) {
+        for (const path of [
+          `manifests/${d.manifests[0]!.digest}`,
+          `manifests/${d.manifests[1]!.digest}`,
+          `blobs/${d.configs[0]!.digest}`,
+          `blobs/${d.layer.digest}`,
+        ]) {
           expect((await api().delete(`/v2/${NAME}/${path}`)).status).toBe(405);
         }
       });
@@ -103,7 +109,7 @@ describeInterop('conformance on a cached name, upstream distribution 2.8', () =>
     let tagList: string[] = [];
 
     describe('Setup', () => {
-      test('the suite\'s discovery setup and the referrers tag schema are pushed to the upstream', async () => {
+      test("the suite's discovery setup and the referrers tag schema are pushed to the upstream", async () => {
         await pushDiscoverySetup(upstream.url, d);
         // distribution 2.8 has no referrers API, so it does not answer OCI-Subject: a client keeps the referrers tag.
         expect((await putManifest(upstream.url, NAME, d.refs.aConfig.digest, d.refs.aConfig)).headers['oci-subject']).toBeUndefined();
@@ -180,7 +186,8 @@ describe('conformance on a cached name, upstream with the referrers API', () => 
 
   beforeAll(async () => {
     upstream = await startFakeUpstream({ referrers: true });
-    for (const { c, mediaType } of [...referrersOf4(d), { c: d.refs.cLayer, mediaType: OCI_MANIFEST }]) upstream.addManifest(NAME, c.body, undefined, mediaType);
+    for (const { c, mediaType } of [...referrersOf4(d), { c: d.refs.cLayer, mediaType: OCI_MANIFEST }])
+      upstream.addManifest(NAME, c.body, undefined, mediaType);
     upstream.addManifest(NAME, d.manifests[4]!.body, 'tagtest0');
     mirror = await startMirror(upstream.url);
   });
@@ -195,8 +202,17 @@ describe('conformance on a cached name, upstream with the referrers API', () => 
     });
   });
 
-  test('the upstream\'s list is asked every time, not cached: a referrer pushed later is listed at once; no referrers tag is asked', async () => {
-    const late = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/vnd.late', config: {}, layers: [], subject: { mediaType: OCI_MANIFEST, digest: d.manifests[4]!.digest, size: 1 } }));
+  test("the upstream's list is asked every time, not cached: a referrer pushed later is listed at once; no referrers tag is asked", async () => {
+    const late = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType: 'application/vnd.late',
+        config: {},
+        layers: [],
+        subject: { mediaType: OCI_MANIFEST, digest: d.manifests[4]!.digest, size: 1 },
+      }),
+    );
     upstream.addManifest(NAME, late);
     const res = await request(mirror.url).get(`/v2/${NAME}/referrers/${d.manifests[4]!.digest}?artifactType=application/vnd.late`);
     expect(res.body.manifests.map((m: { digest: string }) => m.digest)).toEqual([sha256(late)]);

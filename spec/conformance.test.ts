@@ -11,15 +11,7 @@ import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
 import { pullSpecs, referrersSpecs } from './helpers/conformance-specs.js';
-import {
-  OCI_INDEX,
-  conformanceData,
-  putManifest,
-  relativeLocation,
-  sortedAsTheSuiteAccepts,
-  uploadBlob,
-  withQuery,
-} from './helpers/conformance.js';
+import { OCI_INDEX, conformanceData, putManifest, relativeLocation, sortedAsTheSuiteAccepts, uploadBlob, withQuery } from './helpers/conformance.js';
 
 const NAME = 'conformance/oci';
 /** `OCI_CROSSMOUNT_NAMESPACE`, set to a hosted name (the suite's default, `conformance-<uuid>`, is not under `conformance/`). */
@@ -44,7 +36,8 @@ describe('Pull', () => {
     test.each([0, 1])('Populate registry with test blob (config %i)', async (i) => ok((await uploadBlob(mirror.url, NAME, d.configs[i]!)).status));
     test('Populate registry with test layer', async () => ok((await uploadBlob(mirror.url, NAME, d.layer)).status));
     test('Populate registry with test manifest (tag)', async () => ok((await putManifest(mirror.url, NAME, 'tagtest0', d.manifests[0]!)).status));
-    test('Populate registry with test manifest (digest)', async () => ok((await putManifest(mirror.url, NAME, d.manifests[1]!.digest, d.manifests[1]!)).status));
+    test('Populate registry with test manifest (digest)', async () =>
+      ok((await putManifest(mirror.url, NAME, d.manifests[1]!.digest, d.manifests[1]!)).status));
   });
 
   pullSpecs({ url: () => mirror.url, name: NAME, data: d });
@@ -74,7 +67,9 @@ describe('Push', () => {
       expect(last.status).toBe(202);
     });
     test('PUT request to session URL with digest should yield 201 response', async () => {
-      const res = await api().put(withQuery(relativeLocation(last), { digest: d.blobA.digest })).set('Content-Type', 'application/octet-stream');
+      const res = await api()
+        .put(withQuery(relativeLocation(last), { digest: d.blobA.digest }))
+        .set('Content-Type', 'application/octet-stream');
       expect(res.status).toBe(201);
       expect(res.headers.location).toBe(`/v2/${NAME}/blobs/${d.blobA.digest}`);
     });
@@ -101,7 +96,10 @@ describe('Push', () => {
       expect(last.headers['docker-upload-uuid']).toBeTruthy();
     });
     test('PUT upload of a blob should yield a 201 Response', async () => {
-      const res = await api().put(withQuery(relativeLocation(last), { digest: d.configs[1]!.digest })).set('Content-Type', 'application/octet-stream').send(d.configs[1]!.body);
+      const res = await api()
+        .put(withQuery(relativeLocation(last), { digest: d.configs[1]!.digest }))
+        .set('Content-Type', 'application/octet-stream')
+        .send(d.configs[1]!.body);
       expect(res.status).toBe(201);
       expect(res.headers.location).toBeTruthy();
     });
@@ -151,7 +149,9 @@ describe('Push', () => {
       expect(last.headers.location).toBeTruthy();
     });
     test('PUT request with digest should return 201', async () => {
-      const res = await api().put(withQuery(relativeLocation(last), { digest: d.blobB.digest })).set('Content-Type', 'application/octet-stream');
+      const res = await api()
+        .put(withQuery(relativeLocation(last), { digest: d.blobB.digest }))
+        .set('Content-Type', 'application/octet-stream');
       expect(res.status).toBe(201);
       expect(res.headers.location).toBeTruthy();
     });
@@ -306,7 +306,16 @@ describe('Content Discovery', () => {
   describe('Teardown', () => {
     test('Delete created manifest & associated tags', async () => {
       const { index, aConfig, aLayer, bConfig, bLayer, cLayer } = d.refs;
-      for (const ref of [index.digest, d.manifests[2]!.digest, d.manifests[4]!.digest, aConfig.digest, aLayer.digest, bConfig.digest, bLayer.digest, cLayer.digest]) {
+      for (const ref of [
+        index.digest,
+        d.manifests[2]!.digest,
+        d.manifests[4]!.digest,
+        aConfig.digest,
+        aLayer.digest,
+        bConfig.digest,
+        bLayer.digest,
+        cLayer.digest,
+      ]) {
         expect((await api().delete(`/v2/${NAME}/manifests/${ref}`)).status).toBe(202);
       }
     });
@@ -319,7 +328,8 @@ describe('Content Discovery', () => {
     test('References teardown', async () => {
       // The manifests went above: deleting them again is the suite's accepted 404.
       expect((await api().delete(`/v2/${NAME}/manifests/${d.refs.index.digest}`)).status).toBe(404);
-      for (const blob of [d.configs[4]!, d.refBlobA, d.refBlobB, d.emptyJson]) expect((await api().delete(`/v2/${NAME}/blobs/${blob.digest}`)).status).toBe(202);
+      for (const blob of [d.configs[4]!, d.refBlobA, d.refBlobB, d.emptyJson])
+        expect((await api().delete(`/v2/${NAME}/blobs/${blob.digest}`)).status).toBe(202);
     });
   });
 });
@@ -379,7 +389,10 @@ describe('a reference that is not a valid tag, per method', () => {
     expect(res.status).toBe(400);
     expect(res.body.errors[0]).toMatchObject({ code: 'TAG_INVALID', detail: { Tag: bad } });
     expect(existsSync(join(mirror.root, 'docker/registry/v2/repositories', NAME, '_manifests/tags', bad))).toBe(false);
-    const large = await api().put(`/v2/${NAME}/manifests/-big`).set('Content-Type', 'application/vnd.oci.image.manifest.v1+json').send('x'.repeat(2 * 1024 * 1024));
+    const large = await api()
+      .put(`/v2/${NAME}/manifests/-big`)
+      .set('Content-Type', 'application/vnd.oci.image.manifest.v1+json')
+      .send('x'.repeat(2 * 1024 * 1024));
     expect(large.status).toBe(400);
   });
   test('DELETE is 404 MANIFEST_UNKNOWN, as for any tag that does not exist', async () => {

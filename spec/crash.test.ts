@@ -101,7 +101,21 @@ describe('crash safety', () => {
     const config = join(dir, 'config.yml');
     await writeFile(
       config,
-      ['version: 0.1', 'log:', '  level: warn', 'storage:', '  filesystem:', `    rootdirectory: ${root}`, '  delete:', '    enabled: true', 'http:', `  addr: 127.0.0.1:${port}`, 'proxy:', `  remoteurl: ${upstream.url}`, ''].join('\n'),
+      [
+        'version: 0.1',
+        'log:',
+        '  level: warn',
+        'storage:',
+        '  filesystem:',
+        `    rootdirectory: ${root}`,
+        '  delete:',
+        '    enabled: true',
+        'http:',
+        `  addr: 127.0.0.1:${port}`,
+        'proxy:',
+        `  remoteurl: ${upstream.url}`,
+        '',
+      ].join('\n'),
     );
     const base = `http://127.0.0.1:${port}/v2/library/big`;
     for (let round = 0; round < 4; round++) {

@@ -71,7 +71,9 @@ async function startUpstream(scheme: 'basic' | 'bearer'): Promise<Upstream> {
     if (!ok) {
       record(401);
       const challenge = scheme === 'basic' ? 'Basic realm="registry"' : `Bearer realm="http://127.0.0.1:${port}/token",service="registry.test"`;
-      res.writeHead(401, { 'www-authenticate': challenge, 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+      res
+        .writeHead(401, { 'www-authenticate': challenge, 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
       return;
     }
     record(200);
@@ -128,18 +130,21 @@ describe('proxy.exec: upstream credentials from a credential helper', () => {
     for (let n = 1; n <= 20; n++) expect(logs).not.toContain(Buffer.from(`AWS:${SECRET}${n}`).toString('base64'));
   }
 
-  test.each(['basic', 'bearer'] as const)('lifetime unset (%s upstream): the helper runs once, as `<command> get` with the upstream host on stdin', async (scheme) => {
-    upstream = await startUpstream(scheme);
-    mirror = await startMirror(upstream.url, { proxyYaml: exec() });
-    await pull('org/one', seedImage(upstream.content, 'org/one', 'latest', [randomBytes(1000), randomBytes(2000)]));
-    await pull('org/two', seedImage(upstream.content, 'org/two', 'latest', [randomBytes(500)]));
-    expect(await runs()).toEqual([`get ${new URL(upstream.url).host}`]);
-    const answered = upstream.seen.filter((s) => s.status === 200 && !s.path.includes('/token'));
-    expect(answered.length).toBeGreaterThanOrEqual(6);
-    if (scheme === 'basic') for (const s of answered) expect(Buffer.from(s.authorization!.slice(6), 'base64').toString()).toBe(`AWS:${SECRET}1`);
-    else expect(upstream.seen.filter((s) => s.path.startsWith('GET /token')).every((s) => basicOk(s.authorization))).toBe(true);
-    expectNoSecretInLogs();
-  });
+  test.each(['basic', 'bearer'] as const)(
+    'lifetime unset (%s upstream): the helper runs once, as `<command> get` with the upstream host on stdin',
+    async (scheme) => {
+      upstream = await startUpstream(scheme);
+      mirror = await startMirror(upstream.url, { proxyYaml: exec() });
+      await pull('org/one', seedImage(upstream.content, 'org/one', 'latest', [randomBytes(1000), randomBytes(2000)]));
+      await pull('org/two', seedImage(upstream.content, 'org/two', 'latest', [randomBytes(500)]));
+      expect(await runs()).toEqual([`get ${new URL(upstream.url).host}`]);
+      const answered = upstream.seen.filter((s) => s.status === 200 && !s.path.includes('/token'));
+      expect(answered.length).toBeGreaterThanOrEqual(6);
+      if (scheme === 'basic') for (const s of answered) expect(Buffer.from(s.authorization!.slice(6), 'base64').toString()).toBe(`AWS:${SECRET}1`);
+      else expect(upstream.seen.filter((s) => s.path.startsWith('GET /token')).every((s) => basicOk(s.authorization))).toBe(true);
+      expectNoSecretInLogs();
+    },
+  );
 
   test('lifetime 0: the helper runs for every request that needs credentials', async () => {
     upstream = await startUpstream('basic');
@@ -161,30 +166,33 @@ describe('proxy.exec: upstream credentials from a credential helper', () => {
     expect(await runs()).toHaveLength(1);
   });
 
-  test.each(['basic', 'bearer'] as const)('a failing helper (%s upstream) fails the pull with a clear upstream error, nothing pulled anonymously; it runs again on the next request', async (scheme) => {
-    upstream = await startUpstream(scheme);
-    mirror = await startMirror(upstream.url, { proxyYaml: exec() });
-    const img = seedImage(upstream.content, 'org/one', 'latest', [randomBytes(1000)]);
-    await writeFile(join(dir, 'fail'), '');
-    const res = await request(mirror.url).get('/v2/org/one/manifests/latest').set('Accept', ACCEPT);
-    expect(res.status).toBe(503);
-    expect(res.body.errors[0].code).toBe('UNAVAILABLE');
-    expect(JSON.stringify(res.body.errors[0].detail ?? res.body.errors[0].message)).toContain('credentials not found in native keychain');
-    expect(mirror.logs()).toContain(`credential helper ${helper} get failed for ${new URL(upstream.url).host} (1): credentials not found in native keychain`);
-    // The upstream served nothing, and no token was asked for without credentials.
-    expect(upstream.seen.filter((s) => s.status === 200)).toEqual([]);
-    await unlink(join(dir, 'fail'));
-    // The failure is not kept: the next request runs the helper again (past any circuit-breaker pause).
-    const deadline = Date.now() + 30_000;
-    let status = 0;
-    while (Date.now() < deadline && status !== 200) {
-      status = (await request(mirror.url).get('/v2/org/one/manifests/latest').set('Accept', ACCEPT)).status;
-      if (status !== 200) await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(status).toBe(200);
-    await pull('org/one', img);
-    expectNoSecretInLogs();
-  });
+  test.each(['basic', 'bearer'] as const)(
+    'a failing helper (%s upstream) fails the pull with a clear upstream error, nothing pulled anonymously; it runs again on the next request',
+    async (scheme) => {
+      upstream = await startUpstream(scheme);
+      mirror = await startMirror(upstream.url, { proxyYaml: exec() });
+      const img = seedImage(upstream.content, 'org/one', 'latest', [randomBytes(1000)]);
+      await writeFile(join(dir, 'fail'), '');
+      const res = await request(mirror.url).get('/v2/org/one/manifests/latest').set('Accept', ACCEPT);
+      expect(res.status).toBe(503);
+      expect(res.body.errors[0].code).toBe('UNAVAILABLE');
+      expect(JSON.stringify(res.body.errors[0].detail ?? res.body.errors[0].message)).toContain('credentials not found in native keychain');
+      expect(mirror.logs()).toContain(`credential helper ${helper} get failed for ${new URL(upstream.url).host} (1): credentials not found in native keychain`);
+      // The upstream served nothing, and no token was asked for without credentials.
+      expect(upstream.seen.filter((s) => s.status === 200)).toEqual([]);
+      await unlink(join(dir, 'fail'));
+      // The failure is not kept: the next request runs the helper again (past any circuit-breaker pause).
+      const deadline = Date.now() + 30_000;
+      let status = 0;
+      while (Date.now() < deadline && status !== 200) {
+        status = (await request(mirror.url).get('/v2/org/one/manifests/latest').set('Accept', ACCEPT)).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(status).toBe(200);
+      await pull('org/one', img);
+      expectNoSecretInLogs();
+    },
+  );
 });
 
 describe('CredentialHelper', () => {
@@ -203,8 +211,16 @@ describe('CredentialHelper', () => {
 
   test('a lifetime above 0 reuses the answer until it ends, then runs again; concurrent callers share a run', async () => {
     let now = 0;
-    const h = new CredentialHelper({ command: await script('ok', `printf '{"Username":"u","Secret":"s"}'`), serverUrl: 'r.example', lifetimems: 1000, now: () => now });
-    expect(await Promise.all([h.credentials(), h.credentials()])).toEqual([{ username: 'u', password: 's' }, { username: 'u', password: 's' }]);
+    const h = new CredentialHelper({
+      command: await script('ok', `printf '{"Username":"u","Secret":"s"}'`),
+      serverUrl: 'r.example',
+      lifetimems: 1000,
+      now: () => now,
+    });
+    expect(await Promise.all([h.credentials(), h.credentials()])).toEqual([
+      { username: 'u', password: 's' },
+      { username: 'u', password: 's' },
+    ]);
     expect(h.runs).toBe(1);
     now = 999;
     await h.credentials();

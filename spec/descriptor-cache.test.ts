@@ -89,7 +89,7 @@ describe('DescriptorCache', () => {
     expect(c.get('r', 'a')).toBeUndefined();
   });
 
-  test("the invalidating driver empties it before and after every delete, and leaves other calls alone", async () => {
+  test('the invalidating driver empties it before and after every delete, and leaves other calls alone', async () => {
     const root = await mkdtemp(join(tmpdir(), 'descriptors-'));
     try {
       const c = new DescriptorCache();
@@ -145,7 +145,10 @@ describe('descriptor cache through a mirror', () => {
     // are always fresh (renewed within their 1 s), so only the invalidation by the expiry's deletes
     // keeps them from answering. Pulled only while all of it is stored (a pull after a partial
     // removal would fetch it again).
-    const present = async (): Promise<[boolean, boolean]> => [await exists(blobFile(mirror!.root, img.layers[0]!)), await exists(revisionLink(mirror!.root, 'team/exp', img.manifest))];
+    const present = async (): Promise<[boolean, boolean]> => [
+      await exists(blobFile(mirror!.root, img.layers[0]!)),
+      await exists(revisionLink(mirror!.root, 'team/exp', img.manifest)),
+    ];
     await until(
       async () => {
         const [data, link] = await present();
@@ -188,11 +191,14 @@ describe('descriptor cache through a mirror', () => {
     const blobGets = upstream.count(/^GET \/v2\/team\/gc\/blobs\//);
     // The descriptor still says "stored"; the file is gone when opened: served as a miss, never a
     // 404 for content the upstream has, a 500 or wrong bytes.
-    const soon = await request(mirror.url).get(`/v2/team/gc/blobs/${layer}`).buffer(true).parse((res, done) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => done(null, Buffer.concat(chunks)));
-    });
+    const soon = await request(mirror.url)
+      .get(`/v2/team/gc/blobs/${layer}`)
+      .buffer(true)
+      .parse((res, done) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => done(null, Buffer.concat(chunks)));
+      });
     expect(soon.status).toBe(200);
     expect(sha256(soon.body as Buffer)).toBe(layer);
     await new Promise((r) => setTimeout(r, 1100));

@@ -18,8 +18,7 @@ import { until } from './helpers/until.js';
 import { describeSmallDisk, mountSmallDisk, type SmallDisk } from './helpers/small-disk.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const blobPath = (root: string, digest: string): string =>
-  join(root, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7), 'data');
+const blobPath = (root: string, digest: string): string => join(root, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7), 'data');
 const MiB = 1024 * 1024;
 
 /** GETs `url`; with `hold`, reads nothing after the first 4 MiB until `hold()` resolves. */
@@ -35,7 +34,10 @@ function download(url: string, hold?: () => Promise<void>): Promise<{ status: nu
         if (hold && !paused && received >= 4 * MiB) {
           paused = true;
           res.pause();
-          hold().then(() => res.resume(), (err: unknown) => res.destroy(err as Error));
+          hold().then(
+            () => res.resume(),
+            (err: unknown) => res.destroy(err as Error),
+          );
         }
       });
       res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), complete: res.complete }));
@@ -61,8 +63,7 @@ describeSmallDisk('a full disk while caching', () => {
     disk.unmount();
   });
 
-  const failures = async (): Promise<string> =>
-    mirror.registry.metrics.registry.getSingleMetricAsString('registry_mirror_cache_write_failures_total');
+  const failures = async (): Promise<string> => mirror.registry.metrics.registry.getSingleMetricAsString('registry_mirror_cache_write_failures_total');
 
   test('a blob larger than the free space is served whole and verified; nothing partial stays; it is reported', async () => {
     const content = randomBytes(12 * MiB);

@@ -32,7 +32,11 @@ function pendingTimers(timers) {
   for (const [timer, origin] of timers) {
     // `_destroyed`: fired (a timeout) or cleared; an unref'd one does not hold the process.
     if (timer._destroyed || !timer.hasRef()) continue;
-    const at = (origin.stack ?? '').split('\n').slice(2, 5).map((l) => l.trim()).join(' < ');
+    const at = (origin.stack ?? '')
+      .split('\n')
+      .slice(2, 5)
+      .map((l) => l.trim())
+      .join(' < ');
     out.push(`${timer._repeat ? 'setInterval' : 'setTimeout'}(${timer._idleTimeout} ms) ${at}`);
   }
   return out;

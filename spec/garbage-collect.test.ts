@@ -95,7 +95,13 @@ describe('garbage-collect', () => {
     const layer = await blob('l', repo);
     const config = await blob('c', repo);
     const child = await image(repo, undefined, [layer], config);
-    const index = await blob(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: OCI_MANIFEST, digest: child.value, size: 1 }] }));
+    const index = await blob(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [{ mediaType: OCI_MANIFEST, digest: child.value, size: 1 }],
+      }),
+    );
     await repo.linkRevision(index);
     await repo.tag('latest', index);
     await collect(driver, { dryRun: false, removeUntagged: true, ...quiet });

@@ -106,14 +106,19 @@ describe('health checks', () => {
 
   test('health.tcp: a port nobody listens on is unhealthy', async () => {
     const port = await freePort();
-    mirror = await startMirror(upstream.url, { httpYaml: DEBUG, extraYaml: `health:\n  tcp:\n    - addr: 127.0.0.1:${port}\n      interval: 50ms\n      timeout: 1s` });
+    mirror = await startMirror(upstream.url, {
+      httpYaml: DEBUG,
+      extraYaml: `health:\n  tcp:\n    - addr: 127.0.0.1:${port}\n      interval: 50ms\n      timeout: 1s`,
+    });
     const failures = await healthBecomes(mirror, 503);
     expect(failures[`127.0.0.1:${port}`]).toMatch(/^127\.0\.0\.1:\d+: connection failed: .*ECONNREFUSED/);
   });
 
   test('a health section with nonsense fails at start-up naming the key', async () => {
     await expect(startMirror(upstream.url, { extraYaml: 'health:\n  http:\n    - uri: not-a-url' })).rejects.toThrow(/health\.http\.0\.uri/);
-    await expect(startMirror(upstream.url, { extraYaml: 'health:\n  storagedriver:\n    enabled: true\n    threshold: -1' })).rejects.toThrow(/health\.storagedriver\.threshold/);
+    await expect(startMirror(upstream.url, { extraYaml: 'health:\n  storagedriver:\n    enabled: true\n    threshold: -1' })).rejects.toThrow(
+      /health\.storagedriver\.threshold/,
+    );
   });
 });
 

@@ -87,7 +87,11 @@ describe('auth.token', () => {
   };
 
   beforeEach(async () => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'root.key', '-out', 'root.pem', '-days', '2', '-subj', '/CN=token root'], { cwd: dir, stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'root.key', '-out', 'root.pem', '-days', '2', '-subj', '/CN=token root'],
+      { cwd: dir, stdio: 'ignore' },
+    );
     key = createPrivateKey(readFileSync(join(dir, 'root.key'), 'utf8'));
     kid = libtrustKeyId(createPublicKey(key));
     mirror = await startMirror(upstream.url, {

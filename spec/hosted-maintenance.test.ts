@@ -23,7 +23,7 @@ const V2 = 'docker/registry/v2';
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 const blobFile = (root: string, d: string): string => join(root, V2, 'blobs/sha256', d.slice(7, 9), d.slice(7), 'data');
 const until = async (cond: () => boolean, ms = 8000): Promise<boolean> => {
-  for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+  for (const end = Date.now() + ms; !cond() && Date.now() < end;) await new Promise((r) => setTimeout(r, 50));
   return cond();
 };
 
@@ -73,9 +73,19 @@ describe('upload purging', () => {
   test('the periodic purger runs after its first delay and then every interval', async () => {
     const driver = new FilesystemDriver(root);
     const uploads = join(root, V2, 'repositories/internal/x/_uploads/0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a');
-    await driver.putContent(`/${V2}/repositories/internal/x/_uploads/0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a/startedat`, formatStartedAt(new Date(Date.now() - 3600_000)));
+    await driver.putContent(
+      `/${V2}/repositories/internal/x/_uploads/0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a/startedat`,
+      formatStartedAt(new Date(Date.now() - 3600_000)),
+    );
     const out = new PassThrough();
-    const purger = new UploadPurger({ driver, agems: 60_000, intervalms: 1000, dryrun: false, logger: createLogger({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: true } }, out), firstRunMs: 50 });
+    const purger = new UploadPurger({
+      driver,
+      agems: 60_000,
+      intervalms: 1000,
+      dryrun: false,
+      logger: createLogger({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: true } }, out),
+      firstRunMs: 50,
+    });
     purger.start();
     try {
       expect(await until(() => !existsSync(uploads), 3000)).toBe(true);
@@ -118,7 +128,9 @@ describe('hosted content is outside the cache policies', () => {
     // A schedule entry for the hosted name left from before it was hosted (already due).
     await writeFile(
       join(root, 'scheduler-state.json'),
-      JSON.stringify({ [`internal/app@${hostedLayer}`]: { Key: `internal/app@${hostedLayer}`, ExpiryData: new Date(Date.now() + 1500).toISOString(), EntryType: 0 } }),
+      JSON.stringify({
+        [`internal/app@${hostedLayer}`]: { Key: `internal/app@${hostedLayer}`, ExpiryData: new Date(Date.now() + 1500).toISOString(), EntryType: 0 },
+      }),
     );
     const mirror = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1s\nhosted: [internal/]\nhostedanonymouspush: true' });
     try {
@@ -127,7 +139,9 @@ describe('hosted content is outside the cache policies', () => {
       for (const d of [img.config, ...img.layers]) await request(mirror.url).get(`/v2/org/a/blobs/${d}`).expect(200);
       await request(mirror.url).get('/v2/internal/app/manifests/latest').set('Accept', OCI).expect(200);
       expect(await until(() => !existsSync(blobFile(root, img.layers[0]!)))).toBe(true);
-      expect(await until(() => /msg="not expiring: the repository is hosted" type=blob vars\.digest=\S+ vars\.name=internal\/app/.test(mirror.logs()))).toBe(true);
+      expect(await until(() => /msg="not expiring: the repository is hosted" type=blob vars\.digest=\S+ vars\.name=internal\/app/.test(mirror.logs()))).toBe(
+        true,
+      );
       await request(mirror.url).get('/v2/internal/app/manifests/latest').set('Accept', OCI).expect(200);
       await request(mirror.url).get(`/v2/internal/app/blobs/${hostedLayer}`).expect(200);
     } finally {
@@ -164,7 +178,9 @@ describe('hosted content is outside the cache policies', () => {
       expect(await until(() => /msg="size cap: cache measured" cached\.bytes=\d+ maxsize\.bytes=10000/.test(again.logs()))).toBe(true);
       const m = /msg="size cap: cache measured" cached\.bytes=(\d+) maxsize\.bytes=10000/.exec(again.logs());
       expect(Number(m?.[1])).toBeLessThan(30_000);
-      await request(again.url).get(`/v2/internal/big/blobs/${sha256(big.layers[0]!)}`).expect(200);
+      await request(again.url)
+        .get(`/v2/internal/big/blobs/${sha256(big.layers[0]!)}`)
+        .expect(200);
     } finally {
       await again.close({ keepRoot: true });
     }

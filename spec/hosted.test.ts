@@ -29,11 +29,12 @@ afterAll(async () => {
 });
 
 const api = () => request(mirror.url);
-const link = (repo: string, kind: string, digest: string): string => readFileSync(join(mirror.root, V2, 'repositories', repo, kind, digest.replace(':', '/'), 'link'), 'utf8');
+const link = (repo: string, kind: string, digest: string): string =>
+  readFileSync(join(mirror.root, V2, 'repositories', repo, kind, digest.replace(':', '/'), 'link'), 'utf8');
 const blobData = (digest: string): string => join(mirror.root, V2, 'blobs/sha256', digest.slice(7, 9), digest.slice(7), 'data');
 
 describe('blob uploads', () => {
-  test('POST then monolithic PUT ?digest=: 201 with Location and digest; stored in distribution\'s layout', async () => {
+  test("POST then monolithic PUT ?digest=: 201 with Location and digest; stored in distribution's layout", async () => {
     const content = randomBytes(5000);
     const start = await api().post('/v2/internal/app/blobs/uploads/');
     expect(start.status).toBe(202);
@@ -53,11 +54,14 @@ describe('blob uploads', () => {
     expect(existsSync(dir)).toBe(false);
     expect(readFileSync(blobData(digest)).equals(content)).toBe(true);
     expect(link('internal/app', '_layers', digest)).toBe(digest);
-    const got = await api().get(`/v2/internal/app/blobs/${digest}`).buffer(true).parse((res, cb) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => cb(null, Buffer.concat(chunks)));
-    });
+    const got = await api()
+      .get(`/v2/internal/app/blobs/${digest}`)
+      .buffer(true)
+      .parse((res, cb) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => cb(null, Buffer.concat(chunks)));
+      });
     expect(got.status).toBe(200);
     expect((got.body as Buffer).equals(content)).toBe(true);
     const head = await api().head(`/v2/internal/app/blobs/${digest}`);
@@ -106,7 +110,7 @@ describe('blob uploads', () => {
     expect(readFileSync(blobData(digest)).equals(content)).toBe(true);
   });
 
-  test('a chunked upload without Content-Range (docker\'s streaming PATCH) and an empty final PUT', async () => {
+  test("a chunked upload without Content-Range (docker's streaming PATCH) and an empty final PUT", async () => {
     const content = randomBytes(4096);
     const start = await api().post('/v2/internal/stream/blobs/uploads/');
     const patch = await api().patch(start.headers.location).send(content);
@@ -121,7 +125,9 @@ describe('blob uploads', () => {
     const missing = await api().put(start.headers.location).send(Buffer.from('abc'));
     expect(missing.status).toBe(400);
     expect(missing.body.errors[0]).toMatchObject({ code: 'DIGEST_INVALID', detail: 'digest missing' });
-    const wrong = await api().put(`${start.headers.location}?digest=${sha256(Buffer.from('other'))}`).send(Buffer.from('abc'));
+    const wrong = await api()
+      .put(`${start.headers.location}?digest=${sha256(Buffer.from('other'))}`)
+      .send(Buffer.from('abc'));
     expect(wrong.status).toBe(400);
     expect(wrong.body.errors[0].code).toBe('DIGEST_INVALID');
     const gone = await api().get(start.headers.location);
@@ -134,7 +140,11 @@ describe('blob uploads', () => {
     const del = await api().delete(start.headers.location);
     expect(del.status).toBe(204);
     expect(del.headers['docker-upload-uuid']).toBe(start.headers['docker-upload-uuid']);
-    for (const res of [await api().get(start.headers.location), await api().patch(start.headers.location).send('x'), await api().get('/v2/internal/cancel/blobs/uploads/not-a-uuid')]) {
+    for (const res of [
+      await api().get(start.headers.location),
+      await api().patch(start.headers.location).send('x'),
+      await api().get('/v2/internal/cancel/blobs/uploads/not-a-uuid'),
+    ]) {
       expect(res.status).toBe(404);
       expect(res.body.errors[0].code).toBe('BLOB_UPLOAD_UNKNOWN');
     }
@@ -233,8 +243,19 @@ describe('referrers', () => {
     expect(body.schemaVersion).toBe(2);
     expect(body.mediaType).toBe(OCI_INDEX);
     expect(body.manifests).toHaveLength(2);
-    expect(body.manifests).toContainEqual({ mediaType: OCI_MANIFEST, digest: sig.digest, size: sig.manifest.length, artifactType: 'application/vnd.example.sig', annotations: { who: 'ci' } });
-    expect(body.manifests).toContainEqual({ mediaType: OCI_MANIFEST, digest: sbom.digest, size: sbom.manifest.length, artifactType: 'application/vnd.oci.image.config.v1+json' });
+    expect(body.manifests).toContainEqual({
+      mediaType: OCI_MANIFEST,
+      digest: sig.digest,
+      size: sig.manifest.length,
+      artifactType: 'application/vnd.example.sig',
+      annotations: { who: 'ci' },
+    });
+    expect(body.manifests).toContainEqual({
+      mediaType: OCI_MANIFEST,
+      digest: sbom.digest,
+      size: sbom.manifest.length,
+      artifactType: 'application/vnd.oci.image.config.v1+json',
+    });
     const filtered = await api().get(`/v2/internal/ref/referrers/${image.digest}?artifactType=application/vnd.example.sig`);
     expect(filtered.headers['oci-filters-applied']).toBe('artifactType');
     expect(JSON.parse(filtered.text).manifests.map((m: { digest: string }) => m.digest)).toEqual([sig.digest]);
@@ -284,10 +305,15 @@ describe('the pull-through side is unchanged', () => {
   });
 });
 
-test('the _state token is distribution\'s HMAC format and refuses another secret', () => {
+test("the _state token is distribution's HMAC format and refuses another secret", () => {
   const token = packUploadState('s3cret', 'internal/app', '0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a', 1234, new Date('2026-01-02T03:04:05.678Z'));
   expect(token).toMatch(/^[A-Za-z0-9_-]+=*$/);
-  expect(unpackUploadState('s3cret', token)).toEqual({ Name: 'internal/app', UUID: '0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a', Offset: 1234, StartedAt: '2026-01-02T03:04:05Z' });
+  expect(unpackUploadState('s3cret', token)).toEqual({
+    Name: 'internal/app',
+    UUID: '0b9f3c2e-8a61-4d55-9d0c-1f2e3d4c5b6a',
+    Offset: 1234,
+    StartedAt: '2026-01-02T03:04:05Z',
+  });
   expect(unpackUploadState('other', token)).toBeUndefined();
 });
 
@@ -313,7 +339,12 @@ describe('configuration', () => {
 describe('validation.manifests.indexes (distribution 3): which children of a pushed index must be present', () => {
   const arm = smallImage('arm-child');
   const amd = smallImage('amd-child');
-  const child = (image: typeof arm, architecture: string) => ({ mediaType: OCI_MANIFEST, digest: image.digest, size: image.manifest.length, platform: { architecture, os: 'linux' } });
+  const child = (image: typeof arm, architecture: string) => ({
+    mediaType: OCI_MANIFEST,
+    digest: image.digest,
+    size: image.manifest.length,
+    platform: { architecture, os: 'linux' },
+  });
   const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [child(amd, 'amd64'), child(arm, 'arm64')] };
 
   test.each([

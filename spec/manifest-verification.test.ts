@@ -76,7 +76,7 @@ describe('manifest verification against the upstream', () => {
     expect(next.headers['docker-content-digest']).toBe(img.manifest);
   });
 
-  test('without a digest header, a different valid manifest in place of the tag\'s is refused: 503, nothing stored', async () => {
+  test("without a digest header, a different valid manifest in place of the tag's is refused: 503, nothing stored", async () => {
     seedImage(upstream, REPO, 'latest', [randomBytes(100)]);
     const other = otherManifest();
     alterInTransit(other);

@@ -9,7 +9,9 @@ describe('metrics', () => {
   let mirror: TestMirror;
   beforeAll(async () => {
     upstream = await startFakeUpstream();
-    mirror = await startMirror(upstream.url, { httpYaml: 'addr: 127.0.0.1:0\ndebug:\n  addr: 127.0.0.1:0\n  prometheus:\n    enabled: true\n    path: /metrics' });
+    mirror = await startMirror(upstream.url, {
+      httpYaml: 'addr: 127.0.0.1:0\ndebug:\n  addr: 127.0.0.1:0\n  prometheus:\n    enabled: true\n    path: /metrics',
+    });
   });
   afterAll(async () => {
     await mirror.close();

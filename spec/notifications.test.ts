@@ -33,12 +33,27 @@ function endpointConfig(url: string, extra: Partial<NotificationEndpointConfig> 
 }
 
 function event(action: EventAction, n: number, mediaType = 'application/vnd.oci.image.manifest.v1+json'): RegistryEvent {
-  return createEvent(action, { mediaType, digest: `sha256:${String(n).padStart(64, '0')}`, size: n, length: n, repository: 'r' }, { id: `req${n}`, method: 'GET', useragent: 'test' }, {}, { addr: 'h:5000', instanceID: 'i' });
+  return createEvent(
+    action,
+    { mediaType, digest: `sha256:${String(n).padStart(64, '0')}`, size: n, length: n, repository: 'r' },
+    { id: `req${n}`, method: 'GET', useragent: 'test' },
+    {},
+    { addr: 'h:5000', instanceID: 'i' },
+  );
 }
 
 /** What an endpoint reported, by kind. */
 function recorder() {
-  const seen = { delivered: 0, rejected: 0, failed: 0, dropped: { queue_full: 0, shutdown: 0 } as Record<DropReason, number>, queued: 0, dequeued: 0, backingOff: 0, failedAt: [] as number[] };
+  const seen = {
+    delivered: 0,
+    rejected: 0,
+    failed: 0,
+    dropped: { queue_full: 0, shutdown: 0 } as Record<DropReason, number>,
+    queued: 0,
+    dequeued: 0,
+    backingOff: 0,
+    failedAt: [] as number[],
+  };
   return {
     seen,
     listener: {
@@ -170,8 +185,24 @@ describe('notifications configuration', () => {
     const c = notificationsConfig({
       events: { includereferences: true },
       endpoints: [
-        { name: 'a', url: 'http://a/e', headers: { Authorization: ['Bearer x'], Single: 'v' }, timeout: '500ms', threshold: 5, backoff: '2s', ignoredmediatypes: ['x/y'], ignore: { mediatypes: ['z/w'], actions: ['pull'] } },
-        { name: 'b', url: 'https://b/e', disabled: true, include: { actions: ['cached', 'evicted'] }, queuelimit: 50, mediatype: 'application/vnd.docker.distribution.events.v2+json' },
+        {
+          name: 'a',
+          url: 'http://a/e',
+          headers: { Authorization: ['Bearer x'], Single: 'v' },
+          timeout: '500ms',
+          threshold: 5,
+          backoff: '2s',
+          ignoredmediatypes: ['x/y'],
+          ignore: { mediatypes: ['z/w'], actions: ['pull'] },
+        },
+        {
+          name: 'b',
+          url: 'https://b/e',
+          disabled: true,
+          include: { actions: ['cached', 'evicted'] },
+          queuelimit: 50,
+          mediatype: 'application/vnd.docker.distribution.events.v2+json',
+        },
       ],
     });
     expect(c.includereferences).toBe(true);
@@ -205,15 +236,24 @@ describe('notifications configuration', () => {
     [{ endpoints: [{ name: 'a', url: 'ftp://a' }] }, 'notifications.endpoints[0].url: "ftp://a" is not an http(s) URL'],
     [{ endpoints: [{ name: 'a', url: 'http://a', treshold: 3 }] }, 'notifications.endpoints[0].treshold is not a known key of an endpoint'],
     [{ endpoints: [{ name: 'a', url: 'http://a', timeout: 'soon' }] }, 'notifications.endpoints[0].timeout: "soon" is not a duration like 1s'],
-    [{ endpoints: [{ name: 'a', url: 'http://a', include: { actions: ['pulled'] } }] }, 'notifications.endpoints[0].include.actions: pulled is not one of cached, evicted'],
+    [
+      { endpoints: [{ name: 'a', url: 'http://a', include: { actions: ['pulled'] } }] },
+      'notifications.endpoints[0].include.actions: pulled is not one of cached, evicted',
+    ],
     [{ endpoints: { name: 'a' } }, 'notifications.endpoints must be a list'],
-    [{ endpoints: [{ name: 'a', url: 'http://a', mediatype: 'application/json' }] }, 'notifications.endpoints[0].mediatype: "application/json" is not one of application/vnd.docker.distribution.events.v1+json, application/vnd.docker.distribution.events.v2+json'],
+    [
+      { endpoints: [{ name: 'a', url: 'http://a', mediatype: 'application/json' }] },
+      'notifications.endpoints[0].mediatype: "application/json" is not one of application/vnd.docker.distribution.events.v1+json, application/vnd.docker.distribution.events.v2+json',
+    ],
   ])('refuses %j', (raw, message) => {
     expect(() => notificationsConfig(raw)).toThrow(message);
   });
 
   test('a configuration with notifications loads without the warning it used to give', () => {
-    const { config, warnings } = loadConfig({ text: 'version: 0.1\nproxy:\n  remoteurl: http://u\nnotifications:\n  endpoints:\n    - name: a\n      url: http://a/e\n', env: {} });
+    const { config, warnings } = loadConfig({
+      text: 'version: 0.1\nproxy:\n  remoteurl: http://u\nnotifications:\n  endpoints:\n    - name: a\n      url: http://a/e\n',
+      env: {},
+    });
     expect(warnings).toEqual([]);
     expect(config.notifications.endpoints.map((e) => e.name)).toEqual(['a']);
   });
@@ -235,18 +275,39 @@ describe('the events of a pull through the mirror', () => {
   });
 
   const start = (endpointYaml: string[]): Promise<TestMirror> =>
-    startMirror(upstream.url, { extraYaml: ['notifications:', '  events:', '    includereferences: true', '  endpoints:', '    - name: sink', `      url: ${sink.url}/ours`, ...endpointYaml.map((l) => `      ${l}`)].join('\n') });
+    startMirror(upstream.url, {
+      extraYaml: [
+        'notifications:',
+        '  events:',
+        '    includereferences: true',
+        '  endpoints:',
+        '    - name: sink',
+        `      url: ${sink.url}/ours`,
+        ...endpointYaml.map((l) => `      ${l}`),
+      ].join('\n'),
+    });
 
   test('pull events for manifests and blobs served, HEAD included, with the request; cached events when included', async () => {
     const image = seedImage(upstream, 'library/busybox', 'latest', [Buffer.from('layer one')]);
     mirror = await start(['include:', '  actions: [cached]']);
     const ua = 'events-test/1.0';
-    await request(mirror.url).get('/v2/library/busybox/manifests/latest').set('User-Agent', ua).set('Accept', 'application/vnd.oci.image.manifest.v1+json').expect(200);
-    await request(mirror.url).head('/v2/library/busybox/manifests/latest').set('User-Agent', ua).set('Accept', 'application/vnd.oci.image.manifest.v1+json').expect(200);
+    await request(mirror.url)
+      .get('/v2/library/busybox/manifests/latest')
+      .set('User-Agent', ua)
+      .set('Accept', 'application/vnd.oci.image.manifest.v1+json')
+      .expect(200);
+    await request(mirror.url)
+      .head('/v2/library/busybox/manifests/latest')
+      .set('User-Agent', ua)
+      .set('Accept', 'application/vnd.oci.image.manifest.v1+json')
+      .expect(200);
     await request(mirror.url).get(`/v2/library/busybox/blobs/${image.layers[0]}`).set('User-Agent', ua).expect(200);
     await request(mirror.url).head(`/v2/library/busybox/blobs/${image.layers[0]}`).set('User-Agent', ua).set('X-Forwarded-For', '203.0.113.9').expect(200);
     // The fills: the manifest, the layer, and the config the mirror fetched ahead of the client.
-    await until(() => sink.events().filter((e) => e.action === 'pull').length === 4 && sink.events().filter((e) => e.action === 'cached').length === 3, 'four pulls and three fills');
+    await until(
+      () => sink.events().filter((e) => e.action === 'pull').length === 4 && sink.events().filter((e) => e.action === 'cached').length === 3,
+      'four pulls and three fills',
+    );
     const pulls = sink.events().filter((e) => e.action === 'pull');
     const base = `${mirror.url}/v2/library/busybox`;
     expect(pulls[0]).toMatchObject({
@@ -271,7 +332,14 @@ describe('the events of a pull through the mirror', () => {
     expect(pulls[0].request.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(pulls[0].source).toEqual({ addr: expect.stringMatching(/:0$/), instanceID: expect.stringMatching(/^[0-9a-f-]{36}$/) });
     expect(pulls[1]).toMatchObject({ target: { digest: image.manifest, tag: 'latest' }, request: { method: 'HEAD' } });
-    const blob = { mediaType: 'application/octet-stream', digest: image.layers[0], size: 9, length: 9, repository: 'library/busybox', url: `${base}/blobs/${image.layers[0]}` };
+    const blob = {
+      mediaType: 'application/octet-stream',
+      digest: image.layers[0],
+      size: 9,
+      length: 9,
+      repository: 'library/busybox',
+      url: `${base}/blobs/${image.layers[0]}`,
+    };
     expect(pulls[2]).toMatchObject({ target: blob, request: { method: 'GET' } });
     expect(pulls[2].target.tag).toBeUndefined();
     expect(pulls[3]).toMatchObject({ target: blob, request: { method: 'HEAD', addr: '203.0.113.9' } });

@@ -93,7 +93,9 @@ describe('overtaking a crawling blob fetch', () => {
     expect(existsSync(blobPath(mirror.root, digest))).toBe(true);
     expect(await temporaryFiles(mirror.root)).toEqual([]);
     expect(await metric('won')).toBe(1);
-    expect(mirror.logs()).toMatch(/library\/big@sha256:[0-9a-f]+: the upstream sends .* below proxy.overtake.minrate: racing a second connection from byte \d+/);
+    expect(mirror.logs()).toMatch(
+      /library\/big@sha256:[0-9a-f]+: the upstream sends .* below proxy.overtake.minrate: racing a second connection from byte \d+/,
+    );
     expect(mirror.logs()).toMatch(/the second connection won/);
   }, 120_000);
 

@@ -22,7 +22,10 @@ const blobPath = (root: string, digest: string): string => {
 };
 
 /** GETs `url` with plain http, resolving with status, body and whether the transfer ended cleanly. */
-function fetchRaw(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; complete: boolean; headers: http.IncomingHttpHeaders }> {
+function fetchRaw(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: Buffer; complete: boolean; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve) => {
     const req = http.get(url, { headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -34,8 +37,6 @@ function fetchRaw(url: string, headers: Record<string, string> = {}): Promise<{ 
     req.on('error', () => resolve({ status: 0, body: Buffer.alloc(0), complete: false, headers: {} }));
   });
 }
-
-
 
 describe('blobs through the mirror', () => {
   let upstream: FakeUpstream;

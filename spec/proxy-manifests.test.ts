@@ -25,11 +25,15 @@ describe('manifests through the mirror', () => {
   afterEach(() => closeBoth({ upstream, mirror }));
 
   const get = (path: string, accept = `${OCI_INDEX}, ${OCI_MANIFEST}, ${DOCKER_MANIFEST}`) =>
-    request(mirror.url).get(path).set('Accept', accept).buffer(true).parse((res, cb) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => cb(null, Buffer.concat(chunks)));
-    });
+    request(mirror.url)
+      .get(path)
+      .set('Accept', accept)
+      .buffer(true)
+      .parse((res, cb) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => cb(null, Buffer.concat(chunks)));
+      });
 
   test('by tag: one GET and no HEAD when cold, one HEAD and no GET when warm', async () => {
     const img = seedImage(upstream, 'library/busybox', 'latest', [randomBytes(100)]);
@@ -53,7 +57,7 @@ describe('manifests through the mirror', () => {
     expect(upstream.count(/^GET \/v2\/library\/busybox\/manifests\//)).toBe(1);
   });
 
-  test("an image manifest from the upstream has its config fetched before the client asks for it", async () => {
+  test('an image manifest from the upstream has its config fetched before the client asks for it', async () => {
     const img = seedImage(upstream, 'library/busybox', 'latest', [randomBytes(100)]);
     await get('/v2/library/busybox/manifests/latest').expect(200);
     // Stored and linked into the repository, with no client request for it.
@@ -62,11 +66,14 @@ describe('manifests through the mirror', () => {
     expect(existsSync(configLink)).toBe(true);
     const configRequests = (): number => upstream.count(new RegExp(`^GET /v2/library/busybox/blobs/${img.config}$`));
     expect(configRequests()).toBe(1);
-    const config = await request(mirror.url).get(`/v2/library/busybox/blobs/${img.config}`).buffer(true).parse((res, cb) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => cb(null, Buffer.concat(chunks)));
-    });
+    const config = await request(mirror.url)
+      .get(`/v2/library/busybox/blobs/${img.config}`)
+      .buffer(true)
+      .parse((res, cb) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => cb(null, Buffer.concat(chunks)));
+      });
     expect(config.status).toBe(200);
     expect(sha(config.body as Buffer)).toBe(img.config);
     expect(configRequests()).toBe(1);

@@ -20,7 +20,10 @@ describe('the rate-limit budget', () => {
   const start = async (limit: number, proxyYaml: string, retryAfterSeconds = 1): Promise<void> => {
     hub = await startFakeHub({ limit, retryAfterSeconds });
     // Fetch-ahead of configs is on: blob GETs are free on Docker Hub and here.
-    mirror = await startMirror(hub.url, { proxyYaml, httpYaml: 'addr: 127.0.0.1:0\ndebug:\n  addr: 127.0.0.1:0\n  prometheus:\n    enabled: true\n    path: /metrics' });
+    mirror = await startMirror(hub.url, {
+      proxyYaml,
+      httpYaml: 'addr: 127.0.0.1:0\ndebug:\n  addr: 127.0.0.1:0\n  prometheus:\n    enabled: true\n    path: /metrics',
+    });
   };
   afterEach(async () => {
     await mirror.close();
@@ -84,7 +87,7 @@ describe('the rate-limit budget', () => {
     expect(hub.charged).toBe(3);
   });
 
-  test("a 429 from the hub is passed on with its Retry-After for a cold tag and answered from the cache for a cached one", async () => {
+  test('a 429 from the hub is passed on with its Retry-After for a cold tag and answered from the cache for a cached one', async () => {
     await start(2, 'budget:\n    reserve: 0\n    recheck: 1h', 3600);
     const a = seedImage(hub, 'library/app', 'a', [randomBytes(32)]);
     seedImage(hub, 'library/app', 'b', [randomBytes(32)]);
@@ -140,7 +143,9 @@ describe('RateBudget on its own (a clock of the test)', () => {
     expect(budget.state).toBe('low');
     budget.observe('GET', '/v2/library/a/manifests/v2', 200, hub(0));
     expect(budget.snapshot()).toMatchObject({ state: 'exhausted', charged: 3 });
-    expect(() => budget.admit('GET', '/v2/library/a/manifests/v3')).toThrow(expect.objectContaining({ status: 429, headers: { 'retry-after': '60' } }) as Error);
+    expect(() => budget.admit('GET', '/v2/library/a/manifests/v3')).toThrow(
+      expect.objectContaining({ status: 429, headers: { 'retry-after': '60' } }) as Error,
+    );
     // Free requests still go: a HEAD, a blob.
     budget.admit('HEAD', '/v2/library/a/manifests/v3');
     budget.admit('GET', '/v2/library/a/blobs/sha256:00');

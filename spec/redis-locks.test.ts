@@ -22,7 +22,8 @@ describeRedis('leases in Redis', () => {
   let server: RedisServer;
   let connection: RedisConnection;
   let raw: Redis;
-  const config = (prefix = `t${Math.random().toString(16).slice(2, 8)}`) => redisConfig({ addr: server.addr, prefix, readtimeout: '500ms', dialtimeout: '500ms' })!;
+  const config = (prefix = `t${Math.random().toString(16).slice(2, 8)}`) =>
+    redisConfig({ addr: server.addr, prefix, readtimeout: '500ms', dialtimeout: '500ms' })!;
 
   beforeAll(async () => {
     server = await startRedis();
@@ -82,11 +83,11 @@ describeRedis('leases in Redis', () => {
     await raw.set(connection.key(`lock:${KEY}`), `${JSON.stringify({ host: 'elsewhere', pid: 1, start: '1', scope: 'abcdef01', token: 't' })}#1`, 'PX', 5000);
     expect(await locks.tryLease(KEY)).toBeUndefined();
     let later: Awaited<ReturnType<typeof locks.tryLease>>;
-    await until(async () => (later = await locks.tryLease(KEY)) !== undefined, 'the expiry of the other host\'s lease', 20_000);
+    await until(async () => (later = await locks.tryLease(KEY)) !== undefined, "the expiry of the other host's lease", 20_000);
     await later!.release();
   }, 30_000);
 
-  test('a holder that lost its lease is told, and its release leaves the successor\'s lease alone', async () => {
+  test("a holder that lost its lease is told, and its release leaves the successor's lease alone", async () => {
     const locks = new RedisLocks(connection, 1500);
     const lost: Error[] = [];
     const lease = await locks.tryLease(KEY, (err) => lost.push(err));

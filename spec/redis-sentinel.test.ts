@@ -51,10 +51,23 @@ describeIf('replicas coordinated through Redis Sentinel', () => {
 
   test('the primary fails over while a replica holds a lease and fetches: every client served, at most one more upstream fetch, coordination resumes on the new primary', async () => {
     const g = group!;
-    const extra = ['redis:', `  addrs: [${g.addrs.join(', ')}]`, `  mastername: ${g.mastername}`, '  dialtimeout: 1s', '  readtimeout: 1s', '  maxretrybackoff: 200ms'];
+    const extra = [
+      'redis:',
+      `  addrs: [${g.addrs.join(', ')}]`,
+      `  mastername: ${g.mastername}`,
+      '  dialtimeout: 1s',
+      '  readtimeout: 1s',
+      '  maxretrybackoff: 200ms',
+    ];
     const root = join(dir, 'root');
-    replicas = await Promise.all([0, 1].map(() => startReplica(dir, root, upstream.url, ['lockstale: 5s', 'overtake:', '  minrate: 0'], { extra, debug: true })));
-    await until(async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1), 'both replicas to reach the primary', 30_000);
+    replicas = await Promise.all(
+      [0, 1].map(() => startReplica(dir, root, upstream.url, ['lockstale: 5s', 'overtake:', '  minrate: 0'], { extra, debug: true })),
+    );
+    await until(
+      async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+      'both replicas to reach the primary',
+      30_000,
+    );
     expect(await g.masterAddr()).toBe(g.primary.addr);
     for (const r of replicas) expect(r.logs()).toContain(`Redis primary ${g.mastername} (Sentinels ${g.addrs.join(', ')}) connected`);
 
@@ -93,7 +106,11 @@ describeIf('replicas coordinated through Redis Sentinel', () => {
     expect(upstream.count(bigGets)).toBeLessThanOrEqual(2);
 
     // Both follow the Sentinels to the new primary and coordinate through it again.
-    await until(async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1), 'both replicas to reach the new primary', 60_000);
+    await until(
+      async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+      'both replicas to reach the new primary',
+      60_000,
+    );
     const cold = upstream.addBlob('library/app', randomBytes(4 * MiB));
     const coldGets = new RegExp(`^GET /v2/library/app/blobs/${cold}$`);
     upstream.fault(coldGets, { kind: 'delay', ms: 500 });

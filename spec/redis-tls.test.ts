@@ -25,14 +25,31 @@ describeRedis('Redis over TLS', () => {
     dir = await mkdtemp(join(tmpdir(), 'redis-tls-'));
     const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1'];
     const run = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    for (const ca of ['ca', 'rogue-ca']) run(['req', '-x509', ...ec, '-keyout', `${ca}.key`, '-out', `${ca}.pem`, '-subj', `/CN=${ca}`, '-addext', 'basicConstraints=critical,CA:TRUE']);
+    for (const ca of ['ca', 'rogue-ca'])
+      run(['req', '-x509', ...ec, '-keyout', `${ca}.key`, '-out', `${ca}.pem`, '-subj', `/CN=${ca}`, '-addext', 'basicConstraints=critical,CA:TRUE']);
     for (const [name, subject, ext] of [
       ['server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1'],
       ['client', '/CN=mirror', 'extendedKeyUsage=clientAuth'],
     ] as const) {
       run(['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject]);
       execFileSync('sh', ['-c', `printf '%s\\n' '${ext}' > ${name}.ext`], { cwd: dir });
-      run(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`]);
+      run([
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '1',
+        '-extfile',
+        `${name}.ext`,
+      ]);
     }
   }, 60_000);
   afterEach(async () => {
@@ -43,16 +60,22 @@ describeRedis('Redis over TLS', () => {
 
   /** A TLS-only redis-server; `clients`: whether it requires client certificates. */
   async function server(clients: 'yes' | 'no'): Promise<RedisServer> {
-    const s = await startRedis({ tls: true, args: ['--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', clients] });
+    const s = await startRedis({
+      tls: true,
+      args: ['--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', clients],
+    });
     servers.push(s);
     return s;
   }
 
   function connect(s: RedisServer, tls: Record<string, unknown>): { connection: RedisConnection; downs: string[] } {
     const downs: string[] = [];
-    const connection = new RedisConnection(redisConfig({ addrs: [s.addr], tls, dialtimeout: '1s', readtimeout: '1s', prefix: `tls${Math.random().toString(16).slice(2, 8)}` })!, {
-      down: (reason) => downs.push(reason),
-    });
+    const connection = new RedisConnection(
+      redisConfig({ addrs: [s.addr], tls, dialtimeout: '1s', readtimeout: '1s', prefix: `tls${Math.random().toString(16).slice(2, 8)}` })!,
+      {
+        down: (reason) => downs.push(reason),
+      },
+    );
     connections.push(connection);
     return { connection, downs };
   }

@@ -65,7 +65,9 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     const bucket = await createBucket(ceph, 'replicas');
     const storage = s3StorageYaml(s3Parameters(ceph, bucket));
     const extra = ['redis:', `  addr: ${redis.addr}`, '  dialtimeout: 1s', '  readtimeout: 1s', `  prefix: ${bucket}`];
-    replicas = await Promise.all([0, 1, 2].map(() => startReplica(dir, join(dir, 'unused'), upstream.url, ['lockstale: 5s', ...proxyYaml], { storage, extra, debug: true })));
+    replicas = await Promise.all(
+      [0, 1, 2].map(() => startReplica(dir, join(dir, 'unused'), upstream.url, ['lockstale: 5s', ...proxyYaml], { storage, extra, debug: true })),
+    );
     return bucket;
   };
 
@@ -79,7 +81,7 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     for (const r of replicas) expect(await metric(r, 'registry_mirror_redis_up')).toBe(1);
   }, 180_000);
 
-  test('the replica fetching a blob is killed mid-blob: the others\' clients get it, with at most one more upstream fetch', async () => {
+  test("the replica fetching a blob is killed mid-blob: the others' clients get it, with at most one more upstream fetch", async () => {
     await start();
     const digest = upstream.addBlob('library/big', randomBytes(24 * MiB));
     upstream.fault(blobGets('library/big'), { kind: 'slow', bytesPerTick: 512 * 1024, tickMs: 50 }, 1);
@@ -101,7 +103,11 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     expect((await getHashed(`${replicas[0]!.url}/v2/library/app/blobs/${cached}`)).digest).toBe(cached);
     await redis.kill();
     try {
-      await until(async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 0), 'every replica to see Redis down', 10_000);
+      await until(
+        async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 0),
+        'every replica to see Redis down',
+        10_000,
+      );
       for (const r of replicas) expect((await getHashed(`${r.url}/v2/library/app/blobs/${cached}`)).digest).toBe(cached);
       const cold = upstream.addBlob('library/app', randomBytes(4 * MiB));
       const results = await Promise.all(replicas.map((r) => getHashed(`${r.url}/v2/library/app/blobs/${cold}`)));
@@ -110,11 +116,16 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
       expect(upstream.count(new RegExp(`^GET /v2/library/app/blobs/${cold}$`))).toBeLessThanOrEqual(3);
       const uncoordinated = await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_uncoordinated_fetches_total')));
       expect(uncoordinated.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
-      for (const r of replicas) expect(r.logs()).toMatch(/Redis 127\.0\.0\.1:\d+ unreachable .*: serving the cache and fetching from the upstream without coordination/);
+      for (const r of replicas)
+        expect(r.logs()).toMatch(/Redis 127\.0\.0\.1:\d+ unreachable .*: serving the cache and fetching from the upstream without coordination/);
     } finally {
       await redis.start();
     }
-    await until(async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1), 'every replica to reconnect', 15_000);
+    await until(
+      async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+      'every replica to reconnect',
+      15_000,
+    );
     const after = upstream.addBlob('library/app', randomBytes(8 * MiB));
     upstream.fault(new RegExp(`^GET /v2/library/app/blobs/${after}$`), { kind: 'delay', ms: 300 });
     const again = await Promise.all([0, 1, 2, 0, 1, 2].map((i) => getHashed(`${replicas[i]!.url}/v2/library/app/blobs/${after}`)));
@@ -134,7 +145,10 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
         return undefined;
       }
     };
-    const images = [0, 1, 2].map((i) => ({ repo: `library/app${i}`, img: seedImage(upstream, `library/app${i}`, 'v1', [randomBytes(200_000 + i), randomBytes(50_000 + i)]) }));
+    const images = [0, 1, 2].map((i) => ({
+      repo: `library/app${i}`,
+      img: seedImage(upstream, `library/app${i}`, 'v1', [randomBytes(200_000 + i), randomBytes(50_000 + i)]),
+    }));
     // Image i through replica i only: each replica learns of content the others never saw.
     await Promise.all(
       images.map(async ({ repo, img }, i) => {
@@ -144,15 +158,20 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
       }),
     );
     const keys = images.flatMap(({ repo, img }) => [img.manifest, img.config, ...img.layers].map((d) => `${repo}@${d}`));
-    await until(async () => {
-      const s = await state();
-      return s !== undefined && keys.every((k) => k in s);
-    }, 'every entry in scheduler-state.json', 11_000);
+    await until(
+      async () => {
+        const s = await state();
+        return s !== undefined && keys.every((k) => k in s);
+      },
+      'every entry in scheduler-state.json',
+      11_000,
+    );
     await until(async () => JSON.stringify(await state()) === '{}', 'the expiry of every entry, written to the state file', 40_000);
     const logs = replicas.map((r) => r.logs()).join('\n');
     for (const { repo, img } of images) {
       expect(logs.match(new RegExp(`msg="expired" .*type=manifest vars\\.digest=${img.manifest} vars\\.name=${repo}(?=\\s|$)`, 'gm'))).toHaveLength(1);
-      for (const d of [img.config, ...img.layers]) expect(logs.match(new RegExp(`msg="expired" .*type=blob vars\\.digest=${d} vars\\.name=${repo}(?=\\s|$)`, 'gm'))).toHaveLength(1);
+      for (const d of [img.config, ...img.layers])
+        expect(logs.match(new RegExp(`msg="expired" .*type=blob vars\\.digest=${d} vars\\.name=${repo}(?=\\s|$)`, 'gm'))).toHaveLength(1);
       for (const d of [img.config, ...img.layers]) {
         await expect(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: blobData(d) }))).rejects.toThrow();
       }
@@ -178,8 +197,12 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
       expect((await fetch(`${other.url}/v2/library/cap${i + 1}/manifests/v1`, { headers: { accept: ACCEPT } })).status).toBe(200);
       for (const d of [img.config, ...img.layers]) expect((await getHashed(`${other.url}/v2/library/cap${i + 1}/blobs/${d}`)).digest).toBe(d);
     }
-    await until(() => /msg="evicted" .*type=manifest vars\.digest=\S+ vars\.name=library\/cap1(?=\s|$)/m.test(replicas[holder]!.logs()), 'the holder to evict the least recently used image', 20_000);
-    await until(async () => (await Promise.all(images[0]!.layers.map(cached))).every((c) => !c), 'the first image\'s layers deleted', 10_000);
+    await until(
+      () => /msg="evicted" .*type=manifest vars\.digest=\S+ vars\.name=library\/cap1(?=\s|$)/m.test(replicas[holder]!.logs()),
+      'the holder to evict the least recently used image',
+      20_000,
+    );
+    await until(async () => (await Promise.all(images[0]!.layers.map(cached))).every((c) => !c), "the first image's layers deleted", 10_000);
     for (const img of images.slice(1)) for (const d of [img.config, ...img.layers]) expect(await cached(d)).toBe(true);
     replicas.forEach((r, i) => i !== holder && expect(r.logs()).not.toMatch(/evicted/));
     expect(replicas.every((r) => r.alive())).toBe(true);

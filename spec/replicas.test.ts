@@ -74,7 +74,7 @@ describe('replicas on one storage root', () => {
     expect(replicas.every((r) => r.alive())).toBe(true);
   });
 
-  test('the replica fetching a large blob is killed: the others\' clients still get it, with at most one more upstream fetch', async () => {
+  test("the replica fetching a large blob is killed: the others' clients still get it, with at most one more upstream fetch", async () => {
     await start(3);
     const big = randomBytes(24 * MiB);
     const digest = upstream.addBlob('library/big', big);
@@ -173,7 +173,7 @@ describe('replicas on one storage root', () => {
       await until(() => cached.every((p) => !existsSync(p)), 'the expiry of the image', 30_000);
       // Removals reach the file at the next write (at most proxy's 5 s flush interval later).
       let emptied = false;
-      for (const deadline = Date.now() + 15_000; !emptied && Date.now() < deadline; ) {
+      for (const deadline = Date.now() + 15_000; !emptied && Date.now() < deadline;) {
         emptied = (await readFile(state, 'utf8').catch(() => '')) === '{}';
         if (!emptied) await new Promise((r) => setTimeout(r, 100));
       }
@@ -189,7 +189,9 @@ describe('replicas on one storage root', () => {
     // the TTL and a pull stored the content again after its expiry.
     const stored = (what: string): number => upstream.count(new RegExp(`^GET /v2/library/app/${what}`));
     expect(stored('manifests/')).toBeGreaterThanOrEqual(1);
-    expect(logs.match(new RegExp(`msg="expired" .*type=manifest vars\\.digest=${img.manifest} vars\\.name=library/app(?=\\s|$)`, 'gm'))).toHaveLength(stored('manifests/'));
+    expect(logs.match(new RegExp(`msg="expired" .*type=manifest vars\\.digest=${img.manifest} vars\\.name=library/app(?=\\s|$)`, 'gm'))).toHaveLength(
+      stored('manifests/'),
+    );
     for (const d of [img.config, ...img.layers]) {
       expect(stored(`blobs/${d}`)).toBeGreaterThanOrEqual(1);
       expect(logs.match(new RegExp(`msg="expired" .*type=blob vars\\.digest=${d} vars\\.name=library/app(?=\\s|$)`, 'gm'))).toHaveLength(stored(`blobs/${d}`));
@@ -215,8 +217,12 @@ describe('replicas on one storage root', () => {
         expect(a.logs()).not.toMatch(/evicted/);
       }
     }
-    await until(() => /msg="evicted" .*type=manifest vars\.digest=\S+ vars\.name=library\/app1(?=\s|$)/m.test(a.logs()), 'A to evict the least recently used image', 20_000);
-    await until(() => images[0]!.layers.every((d) => !existsSync(data(d))), 'the first image\'s layers deleted', 10_000);
+    await until(
+      () => /msg="evicted" .*type=manifest vars\.digest=\S+ vars\.name=library\/app1(?=\s|$)/m.test(a.logs()),
+      'A to evict the least recently used image',
+      20_000,
+    );
+    await until(() => images[0]!.layers.every((d) => !existsSync(data(d))), "the first image's layers deleted", 10_000);
     for (const img of images.slice(1)) for (const d of [img.config, ...img.layers]) expect(existsSync(data(d))).toBe(true);
     expect(a.logs()).not.toMatch(/msg="evicted" .*vars\.name=library\/app[23](?=\s|$)/m);
     expect(b.logs()).not.toMatch(/evicted/);

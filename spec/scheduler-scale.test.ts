@@ -104,7 +104,7 @@ describe('the schedule at scale', () => {
     const index = new ExpiryIndex();
     const model = new Map<string, number>();
     let seed = 42;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let step = 0; step < 5000; step++) {
       const key = `k${Math.floor(random() * 500)}`;
       const r = random();
@@ -206,7 +206,7 @@ describe('the schedule at scale', () => {
     }
   }, 120_000);
 
-  test('the state file is complete JSON in registry:2\'s format at every moment of repeated rewrites', async () => {
+  test("the state file is complete JSON in registry:2's format at every moment of repeated rewrites", async () => {
     await writeBigState(state, 30_000);
     const s = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 60_000 });
     await s.start();

@@ -41,7 +41,11 @@ describe('TTL scheduler', () => {
     await writeFile(state, OFFICIAL);
     const { entries, problem } = await readState(state);
     expect(problem).toBeUndefined();
-    expect(entries.get(`library/busybox@sha256:${HEX}`)).toEqual({ key: `library/busybox@sha256:${HEX}`, expiry: new Date('2026-11-29T13:56:09.412Z'), type: 'blob' });
+    expect(entries.get(`library/busybox@sha256:${HEX}`)).toEqual({
+      key: `library/busybox@sha256:${HEX}`,
+      expiry: new Date('2026-11-29T13:56:09.412Z'),
+      type: 'blob',
+    });
     expect(entries.get(`library/busybox@sha256:${'b'.repeat(64)}`)?.expiry.toISOString()).toBe('2026-11-29T13:56:09.000Z');
     const s = scheduler(async () => undefined);
     await s.start();
@@ -49,7 +53,11 @@ describe('TTL scheduler', () => {
     await s.stop();
     const written = JSON.parse(await readFile(state, 'utf8')) as Record<string, { Key: string; ExpiryData: string; EntryType: number }>;
     // An entry not changed is copied as distribution wrote it, nanoseconds included.
-    expect(written[`library/busybox@sha256:${HEX}`]).toEqual({ Key: `library/busybox@sha256:${HEX}`, ExpiryData: '2026-11-29T13:56:09.412177087Z', EntryType: 0 });
+    expect(written[`library/busybox@sha256:${HEX}`]).toEqual({
+      Key: `library/busybox@sha256:${HEX}`,
+      ExpiryData: '2026-11-29T13:56:09.412177087Z',
+      EntryType: 0,
+    });
     expect(written[`org/app@sha256:${'c'.repeat(64)}`]!.EntryType).toBe(1);
     expect(formatGoTime(new Date('2026-01-01T00:00:00.000Z'))).toBe('2026-01-01T00:00:00Z');
     expect(formatGoTime(new Date('2026-01-01T00:00:00.120Z'))).toBe('2026-01-01T00:00:00.12Z');
@@ -85,10 +93,13 @@ describe('TTL scheduler', () => {
   test('a failing expiry is kept and retried, not dropped', async () => {
     let calls = 0;
     const clock = testClock();
-    const s = scheduler(async () => {
-      calls++;
-      if (calls === 1) throw new Error('disk busy');
-    }, { retryMs: 400, now: clock.now });
+    const s = scheduler(
+      async () => {
+        calls++;
+        if (calls === 1) throw new Error('disk busy');
+      },
+      { retryMs: 400, now: clock.now },
+    );
     await s.start();
     s.add('a', 'sha256:1', 'blob', 10);
     clock.advance(10);
@@ -106,15 +117,22 @@ describe('TTL scheduler', () => {
   test('repeated failures back off, doubling up to the cap', async () => {
     let calls = 0;
     const clock = testClock();
-    const s = scheduler(async () => {
-      calls++;
-      if (calls < 4) throw new Error('still busy');
-    }, { retryMs: 60, maxRetryMs: 130, now: clock.now });
+    const s = scheduler(
+      async () => {
+        calls++;
+        if (calls < 4) throw new Error('still busy');
+      },
+      { retryMs: 60, maxRetryMs: 130, now: clock.now },
+    );
     await s.start();
     s.add('a', 'sha256:1', 'blob', 1);
     clock.advance(1);
     // Each failure moves the entry to now + the delay: 60, doubled to 120, capped at 130.
-    for (const [n, delay] of [[1, 60], [2, 120], [3, 130]] as const) {
+    for (const [n, delay] of [
+      [1, 60],
+      [2, 120],
+      [3, 130],
+    ] as const) {
       await until(() => calls === n && s.get('a@sha256:1')!.expiry.getTime() > clock.now(), `failure ${n}`);
       expect(s.get('a@sha256:1')!.expiry.getTime()).toBe(clock.now() + delay);
       clock.advance(delay);
@@ -286,13 +304,25 @@ describe('TTL scheduler', () => {
 
   test('a state file with a bad entry is set aside, the rest loaded and written back', async () => {
     const future = '2030-01-01T00:00:00Z';
-    await writeFile(state, JSON.stringify({ 'a@sha256:1': { Key: 'a@sha256:1', ExpiryData: 'not a time', EntryType: 0 }, 'b@sha256:2': { Key: 'b@sha256:2', ExpiryData: future, EntryType: 1 } }));
+    await writeFile(
+      state,
+      JSON.stringify({
+        'a@sha256:1': { Key: 'a@sha256:1', ExpiryData: 'not a time', EntryType: 0 },
+        'b@sha256:2': { Key: 'b@sha256:2', ExpiryData: future, EntryType: 1 },
+      }),
+    );
     const s = scheduler(async () => undefined);
     const { problem, loaded } = await s.start();
     expect(problem).toMatch(/1 malformed entry.*moved to/);
     expect(loaded).toBe(1);
     expect((await readdir(dir)).some((n) => n.startsWith('scheduler-state.json.corrupt-'))).toBe(true);
-    s.rebuild([{ repo: 'a', digest: 'sha256:1', type: 'blob' }, { repo: 'b', digest: 'sha256:2', type: 'manifest' }], 60_000);
+    s.rebuild(
+      [
+        { repo: 'a', digest: 'sha256:1', type: 'blob' },
+        { repo: 'b', digest: 'sha256:2', type: 'manifest' },
+      ],
+      60_000,
+    );
     expect(s.get('b@sha256:2')?.expiry.toISOString()).toBe('2030-01-01T00:00:00.000Z');
     await s.stop();
     const written = JSON.parse(await readFile(state, 'utf8')) as Record<string, { ExpiryData: string; EntryType: number }>;
@@ -301,7 +331,13 @@ describe('TTL scheduler', () => {
   });
 
   test('malformed entries are skipped with a note', async () => {
-    await writeFile(state, JSON.stringify({ 'a@sha256:1': { Key: 'a@sha256:1', ExpiryData: 'tomorrow', EntryType: 0 }, 'b@sha256:2': { Key: 'b@sha256:2', ExpiryData: '2030-01-01T00:00:00Z', EntryType: 1 } }));
+    await writeFile(
+      state,
+      JSON.stringify({
+        'a@sha256:1': { Key: 'a@sha256:1', ExpiryData: 'tomorrow', EntryType: 0 },
+        'b@sha256:2': { Key: 'b@sha256:2', ExpiryData: '2030-01-01T00:00:00Z', EntryType: 1 },
+      }),
+    );
     const { entries, problem } = await readState(state);
     expect([...entries.keys()]).toEqual(['b@sha256:2']);
     expect(problem).toMatch(/1 malformed entry/);

@@ -73,7 +73,9 @@ describe('1. one stored name, one spelling', () => {
 
   describe('auth.token', () => {
     let issuer: TokenIssuer;
-    const bearer = async (access: Array<{ name: string; actions: string[] }>): Promise<Record<string, string>> => ({ Authorization: `Bearer ${await issuer.sign(access)}` });
+    const bearer = async (access: Array<{ name: string; actions: string[] }>): Promise<Record<string, string>> => ({
+      Authorization: `Bearer ${await issuer.sign(access)}`,
+    });
 
     beforeEach(async () => {
       issuer = makeTokenIssuer(dir);
@@ -93,13 +95,17 @@ describe('1. one stored name, one spelling', () => {
       expect((await request(mirror.url).get('/v2/corp/app/manifests/latest').set(aliasOnly).set('Accept', ACCEPT)).status).toBe(401);
       const manifest = await request(mirror.url).get('/v2/docker.io/corp/app/manifests/latest').set(aliasOnly).set('Accept', ACCEPT);
       expect(manifest.status).not.toBe(200);
-      const layer = await request(mirror.url).get(`/v2/docker.io/corp/app/blobs/${sha256(image.layers[0]!)}`).set(aliasOnly);
+      const layer = await request(mirror.url)
+        .get(`/v2/docker.io/corp/app/blobs/${sha256(image.layers[0]!)}`)
+        .set(aliasOnly);
       expect(layer.status).not.toBe(200);
       const mounter = await bearer([
         { name: 'corp/other', actions: ['pull', 'push'] },
         { name: 'docker.io/corp/app', actions: ['pull'] },
       ]);
-      const mount = await request(mirror.url).post(`/v2/corp/other/blobs/uploads/?mount=${sha256(image.layers[0]!)}&from=docker.io/corp/app`).set(mounter);
+      const mount = await request(mirror.url)
+        .post(`/v2/corp/other/blobs/uploads/?mount=${sha256(image.layers[0]!)}&from=docker.io/corp/app`)
+        .set(mounter);
       expect(mount.status).toBe(202);
       expect(hub.hits).toEqual([]);
     });
@@ -127,7 +133,10 @@ describe('1. one stored name, one spelling', () => {
 
   test('the start-up check refuses hosted prefixes that collide with an alias: library/ on Docker Hub, docker.io/, an upstream stored as host_port/', () => {
     const load = (remoteurl: string, proxy: string[]): unknown =>
-      loadConfig({ text: registryYaml({ root: dir, level: 'info', http: ['addr: 127.0.0.1:0'], proxy: [`remoteurl: ${remoteurl}`, ...proxy], extra: [] }), env: {} });
+      loadConfig({
+        text: registryYaml({ root: dir, level: 'info', http: ['addr: 127.0.0.1:0'], proxy: [`remoteurl: ${remoteurl}`, ...proxy], extra: [] }),
+        env: {},
+      });
     expect(() => load('https://registry-1.docker.io', ['hosted: [library/]'])).toThrow(/proxy\.hosted: library\/ .*busybox/);
     expect(() => load('https://registry-1.docker.io', ['hosted: [library/internal/]'])).toThrow(/proxy\.hosted: library\/internal\//);
     expect(() => load('http://127.0.0.1:5000', ['dockerhub: true', 'hosted: [library/]'])).toThrow(/proxy\.hosted: library\//);
@@ -150,7 +159,15 @@ describe('2. one upstream per stored name', () => {
     seedImage(hub, `${localHost.replace(':', '_')}/org/app`, 'v1', [randomBytes(200)]);
     const realLocal = seedImage(local, 'org/app', 'v1', [randomBytes(200)]);
     mirror = await startMirror(hub.url, {
-      proxyYaml: ['immutabletags: true', 'upstreams:', '  ghcr.io:', `    remoteurl: ${ghcr.url}`, '    immutabletags: true', `  ${localHost}:`, `    remoteurl: ${local.url}`].join('\n'),
+      proxyYaml: [
+        'immutabletags: true',
+        'upstreams:',
+        '  ghcr.io:',
+        `    remoteurl: ${ghcr.url}`,
+        '    immutabletags: true',
+        `  ${localHost}:`,
+        `    remoteurl: ${local.url}`,
+      ].join('\n'),
     });
     const digestOf = async (path: string): Promise<string> => {
       const res = await request(mirror!.url).get(path).set('Accept', ACCEPT);
@@ -186,7 +203,11 @@ describe('3. only registered manifest types, never run by a browser', () => {
     const hub = await fake();
     hub.addManifest('evil/app', shaped('text/html', { annotations: { x: '<script>alert(document.domain)</script>' } }), 'html', 'text/html');
     hub.addManifest('evil/app', shaped('application/vnd.oci.image.index.v1+json'), 'index', 'application/vnd.oci.image.index.v1+json');
-    hub.addManifest('evil/app', Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json', config: {} })), 'list');
+    hub.addManifest(
+      'evil/app',
+      Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json', config: {} })),
+      'list',
+    );
     mirror = await startMirror(hub.url);
     for (const tag of ['html', 'index', 'list']) {
       for (let i = 0; i < 2; i++) {
@@ -337,10 +358,30 @@ describe('6. redirects', () => {
   });
 
   test('an https upstream redirecting a blob to http on the same host and port gets no Authorization in clear text', async () => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], {
-      cwd: dir,
-      stdio: 'ignore',
-    });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        'key.pem',
+        '-out',
+        'cert.pem',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      {
+        cwd: dir,
+        stdio: 'ignore',
+      },
+    );
     const blob = randomBytes(4000);
     const digest = sha256(blob);
     const basic = `Basic ${Buffer.from('puller:s3cret').toString('base64')}`;
@@ -375,7 +416,9 @@ describe('6. redirects', () => {
           front.close(() => r());
         }),
     );
-    replica = await startReplica(dir, join(dir, 'root'), `https://127.0.0.1:${port}`, ['username: puller', 'password: s3cret'], { env: { NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') } });
+    replica = await startReplica(dir, join(dir, 'root'), `https://127.0.0.1:${port}`, ['username: puller', 'password: s3cret'], {
+      env: { NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') },
+    });
     const res = await got(`${replica.url}/v2/org/app/blobs/${digest}`, { responseType: 'buffer', throwHttpErrors: false, retry: { limit: 0 } });
     expect(res.statusCode).toBe(200);
     expect(sha256(res.body)).toBe(digest);
@@ -427,10 +470,17 @@ describe('decisions', () => {
     expect(uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     const second = await request(mirror.url).post('/v2/corp/a/blobs/uploads/').set(alice);
     expect(second.headers['docker-upload-uuid']).not.toBe(uuid);
-    const elsewhere = await request(mirror.url).patch(`/v2/corp/b/blobs/uploads/${uuid}`).set(alice).set('Content-Type', 'application/octet-stream').send(Buffer.from('x'));
+    const elsewhere = await request(mirror.url)
+      .patch(`/v2/corp/b/blobs/uploads/${uuid}`)
+      .set(alice)
+      .set('Content-Type', 'application/octet-stream')
+      .send(Buffer.from('x'));
     expect(elsewhere.status).toBe(404);
     expect(elsewhere.body.errors[0].code).toBe('BLOB_UPLOAD_UNKNOWN');
-    const anonymous = await request(mirror.url).patch(`/v2/corp/a/blobs/uploads/${uuid}`).set('Content-Type', 'application/octet-stream').send(Buffer.from('x'));
+    const anonymous = await request(mirror.url)
+      .patch(`/v2/corp/a/blobs/uploads/${uuid}`)
+      .set('Content-Type', 'application/octet-stream')
+      .send(Buffer.from('x'));
     expect(anonymous.status).toBe(401);
     expect((await request(mirror.url).get(`/v2/corp/a/blobs/uploads/${uuid}`).set(alice)).headers.range).toBe('0-0');
   });

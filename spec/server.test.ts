@@ -34,7 +34,9 @@ describe('logging', () => {
     logger.info('listening on [::]:5000', { 'http.request.uri': '/v2/', note: 'two words' });
     logger.warn('careful');
     await new Promise((r) => setImmediate(r));
-    expect(lines()[0]).toMatch(/^time="\d{4}-\d{2}-\d{2}T[\d:.]+Z" level=info msg="listening on \[::\]:5000" http.request.uri=\/v2\/ note="two words" service=registry$/);
+    expect(lines()[0]).toMatch(
+      /^time="\d{4}-\d{2}-\d{2}T[\d:.]+Z" level=info msg="listening on \[::\]:5000" http.request.uri=\/v2\/ note="two words" service=registry$/,
+    );
     expect(lines()[1]).toMatch(/level=warning msg="careful"/);
   });
 
@@ -78,7 +80,27 @@ describe('http options', () => {
   test('http.tls serves HTTPS with the configured certificate', async () => {
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     const mirror = await startMirror(upstream.url, { httpYaml: `addr: 127.0.0.1:0\ntls:\n  certificate: ${cert}\n  key: ${key}` });
     try {
       const body = await new Promise<string>((resolveBody, reject) => {
@@ -98,8 +120,40 @@ describe('http options', () => {
 
   test('http.tls.clientcas requires a client certificate issued by one of those CAs (mutual TLS)', async () => {
     const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.pem', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
-    run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=client ca', '-addext', 'basicConstraints=critical,CA:TRUE']);
+    run([
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
+    run([
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=client ca',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+    ]);
     run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=daemon']);
     run(['x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '1']);
     run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'rogue.key', '-out', 'rogue.pem', '-days', '1', '-subj', '/CN=rogue']);
@@ -131,7 +185,21 @@ describe('http options', () => {
     execFileSync('mkdir', ['-p', where]);
     const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
     const run = (args: string[]) => execFileSync('openssl', args, { cwd: where, stdio: 'ignore' });
-    run(['req', '-x509', ...ec, '-keyout', 'server.key', '-out', 'server.pem', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    run([
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
     run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=client ca', '-addext', 'basicConstraints=critical,CA:TRUE']);
     run(['req', ...ec, '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=daemon']);
     run(['x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '1']);
@@ -188,7 +256,9 @@ describe('http options', () => {
     } finally {
       await mirror.close();
     }
-    expect(() => loadConfig({ text: 'version: 0.1\nhttp:\n  tls:\n    ciphersuites: [TLS_NULL]\n' })).toThrow(/http\.tls\.ciphersuites\.0: "TLS_NULL" must be one of TLS_RSA_WITH_RC4_128_SHA/);
+    expect(() => loadConfig({ text: 'version: 0.1\nhttp:\n  tls:\n    ciphersuites: [TLS_NULL]\n' })).toThrow(
+      /http\.tls\.ciphersuites\.0: "TLS_NULL" must be one of TLS_RSA_WITH_RC4_128_SHA/,
+    );
   });
 
   test('http.net unix listens on a socket path', async () => {
@@ -207,7 +277,10 @@ describe('http options', () => {
     upstream.fault(/^GET \/v2\/library\/slow\/blobs\//, { kind: 'slow', bytesPerTick: 50_000, tickMs: 50 }, 1);
     const port = await freePort();
     const config = join(dir, `config-${signal}.yml`);
-    await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, `root-${signal}`)}\nhttp:\n  addr: 127.0.0.1:${port}\n  draintimeout: 30s\nproxy:\n  remoteurl: ${upstream.url}\n`);
+    await writeFile(
+      config,
+      `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, `root-${signal}`)}\nhttp:\n  addr: 127.0.0.1:${port}\n  draintimeout: 30s\nproxy:\n  remoteurl: ${upstream.url}\n`,
+    );
     const child = await startRegistry(config, `http://127.0.0.1:${port}`);
     try {
       // 30 s: the transfer (0.4 s unloaded) finishes however slow the machine; the default 1 s would cut it

@@ -106,7 +106,7 @@ describe('owner-aware lock directories', () => {
     await release!();
   });
 
-  test('ten takers of a dead holder\'s lock at once: exactly one gets it', async () => {
+  test("ten takers of a dead holder's lock at once: exactly one gets it", async () => {
     await plant({ ...thisProcess(), pid: 999999999 });
     const takers = Array.from({ length: 10 }, () => new DirectoryLocks(root, 10_000));
     const got = await Promise.all(takers.map((l) => l.tryAcquire(KEY)));

@@ -94,7 +94,7 @@ const stoppedByDeadline = (code: number | null, logs: string): boolean => code =
 /** Records a trial's outcome, printed at once too (a failing trial shows the ones before it). */
 function note(outcomes: string[], line: string): void {
   outcomes.push(line);
-    console.log(`spec/shutdown (seed ${seed}): ${line}`);
+  console.log(`spec/shutdown (seed ${seed}): ${line}`);
 }
 
 /** The process's own measure of signal to exit ("stopped N ms after SIGTERM"). */
@@ -118,9 +118,17 @@ test(`SIGTERM at random moments of a start on a cache of ${ENTRIES} entries: the
   const now = Date.now();
   // A few hundred entries already due: their expiries run at once and wait for the walk of the
   // links (a stop used to wait for them forever, the walk having been stopped).
-  const scheduled = await writeSchedule(root, ENTRIES, { now, ttlMs: 7 * 86_400_000, quietMs: 86_400_000, trickle: { startAt: now - 600_000, perSecond: 1000, count: 300 } });
+  const scheduled = await writeSchedule(root, ENTRIES, {
+    now,
+    ttlMs: 7 * 86_400_000,
+    quietMs: 86_400_000,
+    trickle: { startAt: now - 600_000, perSecond: 1000, count: 300 },
+  });
   const config = join(dir, 'large.yml');
-  await writeFile(config, registryYaml({ root, level: 'info', http: [`addr: 127.0.0.1:${await freePort()}`], proxy: ['remoteurl: http://127.0.0.1:9', 'ttl: 168h'] }));
+  await writeFile(
+    config,
+    registryYaml({ root, level: 'info', http: [`addr: 127.0.0.1:${await freePort()}`], proxy: ['remoteurl: http://127.0.0.1:9', 'ttl: 168h'] }),
+  );
 
   // Moments anchored to the phases the process reports, so that each phase is met on a fast
   // machine as on a loaded one: the load of the program and the configuration (from the spawn),
@@ -177,7 +185,9 @@ test(`SIGTERM at random moments of a start on a cache of ${ENTRIES} entries: the
     // Only the due entries may have gone (expired).
     expect(state.entries.size).toBeGreaterThanOrEqual(scheduled - 300);
   }
-    console.log(`spec/shutdown: cache of ${generated.entries} entries generated in ${generated.seconds} s; start trials (seed ${seed}):\n  ${outcomes.join('\n  ')}`);
+  console.log(
+    `spec/shutdown: cache of ${generated.entries} entries generated in ${generated.seconds} s; start trials (seed ${seed}):\n  ${outcomes.join('\n  ')}`,
+  );
   // The walk of the links lasts seconds: the stops after the schedule's load met it.
   expect(walksInterrupted).toBeGreaterThan(0);
   // A stop that waits for something that never ends would meet the deadline every time.
@@ -188,7 +198,16 @@ test(`SIGTERM while the start waits (for an unreachable Redis): the deadline end
   const root = join(dir, 'slow-start');
   const config = join(dir, 'slow-start.yml');
   // Nothing listens on port 9: the start waits `dialtimeout` for Redis, far past the bound.
-  await writeFile(config, registryYaml({ root, level: 'info', http: [`addr: 127.0.0.1:${await freePort()}`], proxy: ['remoteurl: http://127.0.0.1:9'], extra: ['redis:', '  addr: 127.0.0.1:9', '  dialtimeout: 20s'] }));
+  await writeFile(
+    config,
+    registryYaml({
+      root,
+      level: 'info',
+      http: [`addr: 127.0.0.1:${await freePort()}`],
+      proxy: ['remoteurl: http://127.0.0.1:9'],
+      extra: ['redis:', '  addr: 127.0.0.1:9', '  dialtimeout: 20s'],
+    }),
+  );
   const run = serve(config);
   await until(() => /Redis 127\.0\.0\.1:9 unreachable/.test(run.logs()), 'the start waiting for Redis', 20_000);
   await new Promise((r) => setTimeout(r, random() * 300));
@@ -281,6 +300,6 @@ test(`SIGTERM at random moments of cold pulls from a slow upstream: the process 
     await run?.child.stop(5000);
     await upstream.close();
   }
-    console.log(`spec/shutdown: pull trials (seed ${seed}), ${expected.size} pulls saved:\n  ${outcomes.join('\n  ')}`);
+  console.log(`spec/shutdown: pull trials (seed ${seed}), ${expected.size} pulls saved:\n  ${outcomes.join('\n  ')}`);
   expect(deadlineExits).toBeLessThanOrEqual(Math.floor(TRIALS / 2));
 }, 120_000);

@@ -107,7 +107,14 @@ describe('size cap (proxy.maxsize)', () => {
     mirror = await startMirror(upstream.url, { proxyYaml: 'maxsize: 70KB' });
     const shared = randomBytes(30_000);
     const image = seedImage(upstream, 'team/x', 'v2', [shared]);
-    const schema1 = { schemaVersion: 1, name: 'team/x', tag: 'v1', architecture: 'amd64', fsLayers: [{ blobSum: image.layers[0] }], history: [{ v1Compatibility: '{}' }] };
+    const schema1 = {
+      schemaVersion: 1,
+      name: 'team/x',
+      tag: 'v1',
+      architecture: 'amd64',
+      fsLayers: [{ blobSum: image.layers[0] }],
+      history: [{ v1Compatibility: '{}' }],
+    };
     const v1 = upstream.addManifest('team/x', schema1, 'v1', 'application/vnd.docker.distribution.manifest.v1+json');
     const pullV1 = async (): Promise<void> => {
       const m = await request(mirror.url).get('/v2/team/x/manifests/v1').set('Accept', 'application/vnd.docker.distribution.manifest.v1+json');
@@ -150,7 +157,9 @@ describe('size cap (proxy.maxsize)', () => {
     for (const d of big.layers) expect(existsSync(dataPath(mirror.root, d))).toBe(true);
     upstream.setDown(true);
     await pull('team/big', 'v1', big);
-    expect(mirror.logs().match(/msg="the most recently pulled image alone is over proxy.maxsize: it is kept" cached\.bytes=\d+ maxsize\.bytes=\d+/g)).toHaveLength(1);
+    expect(
+      mirror.logs().match(/msg="the most recently pulled image alone is over proxy.maxsize: it is kept" cached\.bytes=\d+ maxsize\.bytes=\d+/g),
+    ).toHaveLength(1);
   });
 
   test('sizes in configuration, and touchonhit', () => {

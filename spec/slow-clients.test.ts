@@ -44,7 +44,11 @@ interface Pause {
  * (`response()`) has stopped writing (its byte count unchanged for 500 ms), at least 1.5 s;
  * resolves with the body and what the mirror did during the pause.
  */
-function pausedDownload(url: string, response: () => http.ServerResponse | undefined, ready: () => boolean): Promise<{ body: Buffer; complete: boolean; pause: Pause }> {
+function pausedDownload(
+  url: string,
+  response: () => http.ServerResponse | undefined,
+  ready: () => boolean,
+): Promise<{ body: Buffer; complete: boolean; pause: Pause }> {
   return new Promise((resolve, reject) => {
     let pause: Pause | undefined;
     http
@@ -77,7 +81,10 @@ function pausedDownload(url: string, response: () => http.ServerResponse | undef
           if (paused || received < MiB) return;
           paused = true;
           res.pause();
-          hold().then(() => res.resume(), (err: unknown) => res.destroy(err as Error));
+          hold().then(
+            () => res.resume(),
+            (err: unknown) => res.destroy(err as Error),
+          );
         });
         res.on('end', () => resolve({ body: Buffer.concat(chunks), complete: res.complete, pause: pause! }));
         res.on('error', reject);
@@ -96,10 +103,14 @@ describe('slow clients', () => {
   test('fifty connections sending headers a byte at a time do not keep others from being served', async () => {
     const port = new URL(mirror.url).port;
     const loris = await Promise.all(
-      Array.from({ length: 50 }, () => new Promise<net.Socket>((r) => {
-        const s = net.connect(Number(port), '127.0.0.1', () => r(s));
-        s.on('error', () => undefined);
-      })),
+      Array.from(
+        { length: 50 },
+        () =>
+          new Promise<net.Socket>((r) => {
+            const s = net.connect(Number(port), '127.0.0.1', () => r(s));
+            s.on('error', () => undefined);
+          }),
+      ),
     );
     const drip = setInterval(() => loris.forEach((s) => s.write('X')), 50);
     for (const s of loris) s.write('GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: ');
@@ -119,36 +130,40 @@ describe('slow clients', () => {
   test.each([
     ['cached', true],
     ['being fetched from the upstream', false],
-  ])('a client that stops reading a 64 MiB blob (%s) is not buffered for, and then gets all of it', async (_name, warm) => {
-    const content = randomBytes(64 * MiB);
-    const digest = upstream.addBlob('library/big', content);
-    if (warm) await request(mirror.url).get(`/v2/library/big/blobs/${digest}`).expect(200);
-    const responses = serverResponses();
-    try {
-      const mirrorPort = Number(new URL(mirror.url).port);
-      const upstreamPort = Number(new URL(upstream.url).port);
-      // Being fetched: the pause lasts until the upstream has sent the whole blob and the mirror has
-      // stored it (it reads the upstream at the disk's pace, not at its client's), so that a mirror
-      // buffering for its client would have all of it to buffer, and nothing else is in flight.
-      const stored = join(mirror.root, blobDataPath(parseDigest(digest)!));
-      const upstreamDone = (): boolean => warm || (responses.of(upstreamPort).some((r) => r.writableFinished) && existsSync(stored));
-      const res = await pausedDownload(`${mirror.url}/v2/library/big/blobs/${digest}`, () => responses.of(mirrorPort).at(-1), upstreamDone);
-      expect(res.complete).toBe(true);
-      expect(sha(res.body)).toBe(digest);
-      // The mirror stopped handing the blob to the paused connection: nothing piles up in its memory
-      // (one read of the store at most: a 1 MiB chunk of a cached file, 64 KiB of a fetch; not the
-      // 63 MiB left to send) ...
-      expect(res.pause.queued).toBeLessThan(2 * MiB);
-      // ... and what it handed over is what the client read plus the kernel's socket buffers
-      // (loopback: up to 4 MiB sending, and a receive window that grows while the client reads).
-      expect(res.pause.handedOver - res.pause.receivedAtPause).toBeLessThan(24 * MiB);
-      // ... and nothing is held for it further up either (a read-ahead of the blob in the stream
-      // that feeds the response would be here): socket buffers and a read-ahead of a few MiB.
-      expect(res.pause.growth).toBeLessThan(16 * MiB);
-      expect(upstream.count(/^GET \/v2\/library\/big\/blobs\//)).toBe(1);
-    } finally {
-      responses.stop();
-    }
-    // A 64 MiB blob through the mirror twice on a loaded machine (100 s seen at load 26).
-  }, 240_000);
+  ])(
+    'a client that stops reading a 64 MiB blob (%s) is not buffered for, and then gets all of it',
+    async (_name, warm) => {
+      const content = randomBytes(64 * MiB);
+      const digest = upstream.addBlob('library/big', content);
+      if (warm) await request(mirror.url).get(`/v2/library/big/blobs/${digest}`).expect(200);
+      const responses = serverResponses();
+      try {
+        const mirrorPort = Number(new URL(mirror.url).port);
+        const upstreamPort = Number(new URL(upstream.url).port);
+        // Being fetched: the pause lasts until the upstream has sent the whole blob and the mirror has
+        // stored it (it reads the upstream at the disk's pace, not at its client's), so that a mirror
+        // buffering for its client would have all of it to buffer, and nothing else is in flight.
+        const stored = join(mirror.root, blobDataPath(parseDigest(digest)!));
+        const upstreamDone = (): boolean => warm || (responses.of(upstreamPort).some((r) => r.writableFinished) && existsSync(stored));
+        const res = await pausedDownload(`${mirror.url}/v2/library/big/blobs/${digest}`, () => responses.of(mirrorPort).at(-1), upstreamDone);
+        expect(res.complete).toBe(true);
+        expect(sha(res.body)).toBe(digest);
+        // The mirror stopped handing the blob to the paused connection: nothing piles up in its memory
+        // (one read of the store at most: a 1 MiB chunk of a cached file, 64 KiB of a fetch; not the
+        // 63 MiB left to send) ...
+        expect(res.pause.queued).toBeLessThan(2 * MiB);
+        // ... and what it handed over is what the client read plus the kernel's socket buffers
+        // (loopback: up to 4 MiB sending, and a receive window that grows while the client reads).
+        expect(res.pause.handedOver - res.pause.receivedAtPause).toBeLessThan(24 * MiB);
+        // ... and nothing is held for it further up either (a read-ahead of the blob in the stream
+        // that feeds the response would be here): socket buffers and a read-ahead of a few MiB.
+        expect(res.pause.growth).toBeLessThan(16 * MiB);
+        expect(upstream.count(/^GET \/v2\/library\/big\/blobs\//)).toBe(1);
+      } finally {
+        responses.stop();
+      }
+      // A 64 MiB blob through the mirror twice on a loaded machine (100 s seen at load 26).
+    },
+    240_000,
+  );
 });

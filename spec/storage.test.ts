@@ -16,7 +16,6 @@ import * as paths from '../lib/storage/paths.js';
 import { ownerTag, thisProcess } from '../lib/storage/owner.js';
 import { procStart, startZombie } from './helpers/processes.js';
 
-
 const V2 = 'docker/registry/v2';
 
 describe('storage', () => {
@@ -95,7 +94,8 @@ describe('storage', () => {
     const freshForeign = tmp('other-host-42-0123abcd');
     const otherScope = tmp(`${ownerTag({ ...me, pid: 999999999, scope: '00000000' })}-0123abcd`);
     const oldForeign = tmp('gone-host-42-0123abcd');
-    for (const d of [liveOther, liveOlder, deadOther, deadOlder, restarted, reused, zombieDir, freshForeign, otherScope, oldForeign]) await mkdir(d, { recursive: true });
+    for (const d of [liveOther, liveOlder, deadOther, deadOlder, restarted, reused, zombieDir, freshForeign, otherScope, oldForeign])
+      await mkdir(d, { recursive: true });
     await utimes(oldForeign, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
     await writeFile(join(root, '.tmp', 'loose-file-from-an-old-version'), 'x');
     try {

@@ -77,7 +77,10 @@ describe('tracing (OpenTelemetry)', () => {
   async function serve(env: NodeJS.ProcessEnv): Promise<string> {
     const port = await freePort();
     const config = join(dir, 'config.yml');
-    await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'root')}\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${upstream.url}\n`);
+    await writeFile(
+      config,
+      `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'root')}\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${upstream.url}\n`,
+    );
     const { OTEL_TRACES_EXPORTER: _t, OTEL_EXPORTER_OTLP_PROTOCOL: _p, OTEL_EXPORTER_OTLP_ENDPOINT: _e, ...base } = process.env;
     // Tracked (spec/helpers/children.ts): killed with the test worker however the test ends.
     child = spawnChild(process.execPath, ['--import', pathToFileURL(join(dir, 'register.mjs')).href, resolve('bin/registry'), 'serve', config], {
@@ -104,7 +107,9 @@ describe('tracing (OpenTelemetry)', () => {
       const parent = 'b7ad6b7169203331';
       const path = `/v2/library/busybox/blobs/${image.layers[0]}`;
       const status = await new Promise<number>((r, j) =>
-        http.get(`${url}${path}`, { headers: { traceparent: `00-${traceId}-${parent}-01` } }, (res) => res.resume().on('end', () => r(res.statusCode!))).on('error', j),
+        http
+          .get(`${url}${path}`, { headers: { traceparent: `00-${traceId}-${parent}-01` } }, (res) => res.resume().on('end', () => r(res.statusCode!)))
+          .on('error', j),
       );
       expect(status).toBe(200);
       await until(() => ['storage commit', 'upstream GET', `GET ${path}`].every((n) => receiver.spans.some((s) => s.name === n)), 'the three spans', 20_000);
@@ -137,7 +142,10 @@ describe('tracing (OpenTelemetry)', () => {
     expect(tracingSettings({ OTEL_TRACES_EXPORTER: 'none' })).toBeUndefined();
     expect(tracingSettings({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_SDK_DISABLED: 'true' })).toBeUndefined();
     expect(tracingSettings({ OTEL_TRACES_EXPORTER: 'otlp' })).toEqual({ exporter: 'otlp', protocol: 'http/protobuf' });
-    expect(tracingSettings({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' })).toEqual({ exporter: 'otlp', protocol: 'http/json' });
+    expect(tracingSettings({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' })).toEqual({
+      exporter: 'otlp',
+      protocol: 'http/json',
+    });
     expect(() => tracingSettings({ OTEL_TRACES_EXPORTER: 'zipkin' })).toThrow('OTEL_TRACES_EXPORTER=zipkin');
     expect(() => tracingSettings({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toThrow('OTEL_EXPORTER_OTLP_PROTOCOL=grpc');
   });

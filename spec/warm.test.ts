@@ -60,8 +60,17 @@ describe('registry warm', () => {
   const seedIndex = (repo: string, tag: string) => {
     const amd64 = seedImage(upstream, repo, 'amd64-only', [randomBytes(50_000)]);
     const arm64 = seedImage(upstream, repo, 'arm64-only', [randomBytes(40_000)]);
-    const entry = (digest: string, architecture: string, body: Buffer) => ({ mediaType: OCI_MANIFEST, digest, size: body.length, platform: { os: 'linux', architecture } });
-    const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [entry(amd64.manifest, 'amd64', amd64.manifestBody), entry(arm64.manifest, 'arm64', arm64.manifestBody)] };
+    const entry = (digest: string, architecture: string, body: Buffer) => ({
+      mediaType: OCI_MANIFEST,
+      digest,
+      size: body.length,
+      platform: { os: 'linux', architecture },
+    });
+    const index = {
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [entry(amd64.manifest, 'amd64', amd64.manifestBody), entry(arm64.manifest, 'arm64', arm64.manifestBody)],
+    };
     const digest = upstream.addManifest(repo, index, tag, OCI_INDEX);
     return { digest, amd64, arm64 };
   };
@@ -94,11 +103,14 @@ describe('registry warm', () => {
       expect(m.status).toBe(200);
       expect(m.headers['docker-content-digest']).toBe(img.manifest);
       for (const d of [img.config, ...img.layers]) {
-        const blob = await request(mirror.url).get(`/v2/library/app/blobs/${d}`).buffer(true).parse((res, cb) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => cb(null, Buffer.concat(chunks)));
-        });
+        const blob = await request(mirror.url)
+          .get(`/v2/library/app/blobs/${d}`)
+          .buffer(true)
+          .parse((res, cb) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => cb(null, Buffer.concat(chunks)));
+          });
         expect(blob.status).toBe(200);
         expect(blob.headers['docker-content-digest']).toBe(d);
       }
@@ -148,7 +160,10 @@ describe('registry warm', () => {
     const good = seedImage(upstream, 'library/good', 'v1', [randomBytes(1000)]);
     const pinned = seedImage(upstream, 'org/pinned', 'v2', [randomBytes(2000)]);
     const list = join(dir, 'images.txt');
-    await writeFile(list, `# images for the morning\nlibrary/good:v1\n\n   \nNot/Valid!!  # a typo\nghcr.io/org/app:v1\nlibrary/missing:v1\norg/pinned:v2@${pinned.manifest}\n`);
+    await writeFile(
+      list,
+      `# images for the morning\nlibrary/good:v1\n\n   \nNot/Valid!!  # a typo\nghcr.io/org/app:v1\nlibrary/missing:v1\norg/pinned:v2@${pinned.manifest}\n`,
+    );
     const s = streams();
     expect(await warmCommand([config, 'org/nothing@sha256:abc', '--file', list], {}, s)).toBe(1);
     const { out, err } = s.text();
@@ -171,7 +186,11 @@ describe('registry warm', () => {
       const img = seedImage(ghcr, 'org/app', 'v1', [randomBytes(3000)]);
       await writeFile(
         config,
-        registryYaml({ root, http: ['addr: 127.0.0.1:0'], proxy: [`remoteurl: ${upstream.url}`, 'ttl: 1h', 'upstreams:', '  ghcr.io:', `    remoteurl: ${ghcr.url}`] }),
+        registryYaml({
+          root,
+          http: ['addr: 127.0.0.1:0'],
+          proxy: [`remoteurl: ${upstream.url}`, 'ttl: 1h', 'upstreams:', '  ghcr.io:', `    remoteurl: ${ghcr.url}`],
+        }),
       );
       const s = streams();
       expect(await warmCommand([config, 'ghcr.io/org/app:v1', 'quay.io/org/app'], {}, s)).toBe(1);

@@ -169,13 +169,15 @@ export async function generateCache(root: string, entries: number, parts = Math.
   const start = Date.now();
   const script = fileURLToPath(import.meta.url);
   const results = await Promise.all(
-    Array.from({ length: parts }, (_, part) =>
-      new Promise<Generated>((resolve, reject) => {
-        execFile(process.execPath, [script, root, String(entries), String(part), String(parts)], { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-          if (err) return reject(new Error(`generating part ${part} failed: ${err.message}\n${stderr}`));
-          resolve(JSON.parse(stdout) as Generated);
-        });
-      }),
+    Array.from(
+      { length: parts },
+      (_, part) =>
+        new Promise<Generated>((resolve, reject) => {
+          execFile(process.execPath, [script, root, String(entries), String(part), String(parts)], { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+            if (err) return reject(new Error(`generating part ${part} failed: ${err.message}\n${stderr}`));
+            resolve(JSON.parse(stdout) as Generated);
+          });
+        }),
     ),
   );
   return {

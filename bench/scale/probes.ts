@@ -21,7 +21,11 @@ export interface Started {
 }
 
 /** A GET; resolves with the status, headers, body and the time to the first body byte (s). */
-export function get(url: string, headers: Record<string, string> = {}, timeoutMs = 120_000): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; firstByteSeconds: number; seconds: number }> {
+export function get(
+  url: string,
+  headers: Record<string, string> = {},
+  timeoutMs = 120_000,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; firstByteSeconds: number; seconds: number }> {
   const start = process.hrtime.bigint();
   const since = (): number => Number(process.hrtime.bigint() - start) / 1e9;
   return new Promise((resolve, reject) => {
@@ -32,7 +36,9 @@ export function get(url: string, headers: Record<string, string> = {}, timeoutMs
         first ??= since();
         chunks.push(c);
       });
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), firstByteSeconds: first ?? since(), seconds: since() }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), firstByteSeconds: first ?? since(), seconds: since() }),
+      );
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -173,6 +179,8 @@ export function timeCommand(cmd: string, args: string[]): Promise<number> {
     let err = '';
     child.stderr!.on('data', (c: Buffer) => void (err = (err + c.toString()).slice(-4096)));
     child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve(Number(process.hrtime.bigint() - start) / 1e9) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err}`))));
+    child.once('exit', (code) =>
+      code === 0 ? resolve(Number(process.hrtime.bigint() - start) / 1e9) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err}`)),
+    );
   });
 }

@@ -49,7 +49,9 @@ const BIG = [100_000, 1_000_000];
 
 /** The official contenders in `samples`, in their order (the first is `official`). */
 export function officialsIn(samples: readonly ScaleSample[]): OfficialId[] {
-  return [...new Set(samples.map((s) => s.who))].filter((w): w is OfficialId => w !== 'ours').sort((a, b) => (a === 'official' ? -1 : b === 'official' ? 1 : a.localeCompare(b)));
+  return [...new Set(samples.map((s) => s.who))]
+    .filter((w): w is OfficialId => w !== 'ours')
+    .sort((a, b) => (a === 'official' ? -1 : b === 'official' ? 1 : a.localeCompare(b)));
 }
 
 /** How the table names `who`: `official 2.8.2` (its label in this run's BENCH_OFFICIAL_BIN, or its id). */

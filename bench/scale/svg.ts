@@ -4,7 +4,19 @@
  */
 import { officialsIn, SCALE_METRICS, scaleName, scaleValue, sizeLabel, sizesOf, type ScaleMetricId, type ScaleSample } from './report.js';
 
-const PANELS: ScaleMetricId[] = ['ready_s', 'settle_s', 'idle_cpu', 'trickle_cpu', 'rss_mib', 'digest_rps', 'digest_p99_ms', 'catalog_s', 'tags_s', 'gc_s', 'page_first_byte_s'];
+const PANELS: ScaleMetricId[] = [
+  'ready_s',
+  'settle_s',
+  'idle_cpu',
+  'trickle_cpu',
+  'rss_mib',
+  'digest_rps',
+  'digest_p99_ms',
+  'catalog_s',
+  'tags_s',
+  'gc_s',
+  'page_first_byte_s',
+];
 const COLS = 4;
 const W = 250;
 const H = 190;
@@ -18,7 +30,10 @@ const OFFICIAL_STYLES = [
 
 /** Ours and every official in `samples`, each with its line style. */
 function series(samples: readonly ScaleSample[]): Array<{ who: ScaleSample['who']; color: string; dash: string }> {
-  return [{ who: 'ours' as const, color: '#1f5fbf', dash: '' }, ...officialsIn(samples).map((who, i) => ({ who, ...OFFICIAL_STYLES[i % OFFICIAL_STYLES.length]! }))];
+  return [
+    { who: 'ours' as const, color: '#1f5fbf', dash: '' },
+    ...officialsIn(samples).map((who, i) => ({ who, ...OFFICIAL_STYLES[i % OFFICIAL_STYLES.length]! })),
+  ];
 }
 
 const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -32,9 +47,15 @@ function short(v: number): string {
 function panel(samples: readonly ScaleSample[], metric: ScaleMetricId, x0: number, y0: number): string {
   const m = SCALE_METRICS.find((x) => x.id === metric)!;
   const sizes = sizesOf(samples);
-  const points = series(samples).map((s) => ({ ...s, values: sizes.map((n) => ({ n, v: scaleValue(samples, n, s.who, metric) })).filter((p) => Number.isFinite(p.v)) }));
+  const points = series(samples).map((s) => ({
+    ...s,
+    values: sizes.map((n) => ({ n, v: scaleValue(samples, n, s.who, metric) })).filter((p) => Number.isFinite(p.v)),
+  }));
   const all = points.flatMap((p) => p.values.map((x) => x.v));
-  const out = [`<g transform="translate(${x0},${y0})">`, `<text x="${W / 2}" y="16" text-anchor="middle" class="title">${esc(m.label.trim())} (${esc(m.unit)})</text>`];
+  const out = [
+    `<g transform="translate(${x0},${y0})">`,
+    `<text x="${W / 2}" y="16" text-anchor="middle" class="title">${esc(m.label.trim())} (${esc(m.unit)})</text>`,
+  ];
   const iw = W - PAD.left - PAD.right;
   const ih = H - PAD.top - PAD.bottom;
   out.push(`<rect x="${PAD.left}" y="${PAD.top}" width="${iw}" height="${ih}" class="frame"/>`);
@@ -61,7 +82,10 @@ function panel(samples: readonly ScaleSample[], metric: ScaleMetricId, x0: numbe
     if (p.values.length === 0) continue;
     const d = p.values.map((q, i) => `${i === 0 ? 'M' : 'L'}${x(q.n).toFixed(1)},${y(q.v).toFixed(1)}`).join(' ');
     out.push(`<path d="${d}" fill="none" stroke="${p.color}" stroke-width="2" ${p.dash ? `stroke-dasharray="${p.dash}"` : ''}/>`);
-    for (const q of p.values) out.push(`<circle cx="${x(q.n).toFixed(1)}" cy="${y(q.v).toFixed(1)}" r="3" fill="${p.color}"><title>${p.who} ${sizeLabel(q.n)}: ${Number(q.v.toPrecision(3))} ${esc(m.unit)}</title></circle>`);
+    for (const q of p.values)
+      out.push(
+        `<circle cx="${x(q.n).toFixed(1)}" cy="${y(q.v).toFixed(1)}" r="3" fill="${p.color}"><title>${p.who} ${sizeLabel(q.n)}: ${Number(q.v.toPrecision(3))} ${esc(m.unit)}</title></circle>`,
+      );
   }
   out.push(`<text x="${PAD.left + iw / 2}" y="${H - 4}" text-anchor="middle" class="axis">schedule entries</text>`, '</g>');
   return out.join('\n');

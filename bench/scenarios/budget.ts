@@ -107,10 +107,16 @@ async function hotTag(ctx: BenchContext, who: Contender): Promise<string> {
   const { server, done } = await start(ctx, who, hub, 'hot', [`freshness:`, `  '^latest$': 60s`]);
   try {
     const wrk = (ref: string) =>
-      runWrk(`${server.url}/v2/library/hot/manifests/${ref}`, { connections: ctx.settings.manifestClients, threads: 2, seconds: ctx.settings.wrkSeconds, headers: { Accept: ACCEPT } });
+      runWrk(`${server.url}/v2/library/hot/manifests/${ref}`, {
+        connections: ctx.settings.manifestClients,
+        threads: 2,
+        seconds: ctx.settings.wrkSeconds,
+        headers: { Accept: ACCEPT },
+      });
     // Fills the cache and warms both paths up (the first by-digest run of the second round was 4x
     // slower than the one after it without this).
-    for (const ref of ['latest', img.manifest]) await runWrk(`${server.url}/v2/library/hot/manifests/${ref}`, { connections: 2, threads: 1, seconds: 2, headers: { Accept: ACCEPT } });
+    for (const ref of ['latest', img.manifest])
+      await runWrk(`${server.url}/v2/library/hot/manifests/${ref}`, { connections: 2, threads: 1, seconds: 2, headers: { Accept: ACCEPT } });
     // By digest before and after by tag: the mean is the baseline, the order's effect halved.
     const before = await wrk(img.manifest);
     const byTag = await wrk('latest');

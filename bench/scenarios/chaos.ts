@@ -53,12 +53,24 @@ export async function seedChaos(hostPort: string): Promise<ChaosImage[]> {
   };
   for (let i = 1; i <= 8; i++) {
     // A shared base stays at layer 0, so its tar (named after the position) and gzip are the same blob.
-    const img = buildImage({ layers: [i % 2 ? baseA : baseB, randomBlob(`chaos/app${i}`, 256 * 1024 * i)], seed: `chaos-app${i}`, format: i > 6 ? 'docker' : 'oci' });
+    const img = buildImage({
+      layers: [i % 2 ? baseA : baseB, randomBlob(`chaos/app${i}`, 256 * 1024 * i)],
+      seed: `chaos-app${i}`,
+      format: i > 6 ? 'docker' : 'oci',
+    });
     await push(`chaos/app${i}`, img, img);
   }
   for (let i = 1; i <= 3; i++) {
-    const amd64 = buildImage({ layers: [baseA, randomBlob(`chaos/multi${i}/amd64`, 512 * 1024)], seed: `chaos-multi${i}-amd64`, platform: { os: 'linux', architecture: 'amd64' } });
-    const arm64 = buildImage({ layers: [baseB, randomBlob(`chaos/multi${i}/arm64`, 512 * 1024)], seed: `chaos-multi${i}-arm64`, platform: { os: 'linux', architecture: 'arm64' } });
+    const amd64 = buildImage({
+      layers: [baseA, randomBlob(`chaos/multi${i}/amd64`, 512 * 1024)],
+      seed: `chaos-multi${i}-amd64`,
+      platform: { os: 'linux', architecture: 'amd64' },
+    });
+    const arm64 = buildImage({
+      layers: [baseB, randomBlob(`chaos/multi${i}/arm64`, 512 * 1024)],
+      seed: `chaos-multi${i}-arm64`,
+      platform: { os: 'linux', architecture: 'arm64' },
+    });
     await push(`chaos/multi${i}`, buildIndex([amd64, arm64]), amd64);
   }
   const big = buildImage({ layers: [baseA, randomBlob('chaos/big', 64 * MiB)], seed: 'chaos-big' });
@@ -185,10 +197,18 @@ function reasonOf(stderr: string): string {
 }
 
 /** Pulls `img` (by tag, or by digest) through `hostPort` into `dest`; ok when skopeo succeeds with the pushed linux/amd64 manifest. */
-async function pullOnce(hostPort: string, img: ChaosImage, byDigest: boolean, dest: string): Promise<{ ok: boolean; undetected: boolean; caught: boolean; reason?: string }> {
+async function pullOnce(
+  hostPort: string,
+  img: ChaosImage,
+  byDigest: boolean,
+  dest: string,
+): Promise<{ ok: boolean; undetected: boolean; caught: boolean; reason?: string }> {
   await rm(dest, { recursive: true, force: true });
   const ref = byDigest ? `${img.repo}@${img.top}` : `${img.repo}:${img.tag}`;
-  const r = await skopeo(['--override-os', 'linux', '--override-arch', 'amd64', 'copy', '--src-tls-verify=false', `docker://${hostPort}/${ref}`, `dir:${dest}`], { timeoutMs: 120_000 });
+  const r = await skopeo(
+    ['--override-os', 'linux', '--override-arch', 'amd64', 'copy', '--src-tls-verify=false', `docker://${hostPort}/${ref}`, `dir:${dest}`],
+    { timeoutMs: 120_000 },
+  );
   if (r.code !== 0) {
     const caught = /did not match|does not match|digest mismatch|Digest did not/i.test(r.stderr);
     return { ok: false, undetected: false, caught, reason: reasonOf(r.stderr) || `exit ${r.code}` };
@@ -211,8 +231,25 @@ async function chaosOn(ctx: BenchContext, who: Contender, images: ChaosImage[]):
   const cache = new Incarnations(cmd, args, `127.0.0.1:${port}`);
   const stopCache = onCleanup(() => cache.close());
   const o: ChaosOutcome = {
-    attempted: 0, succeeded: 0, wrongBytes: 0, clientCaught: 0, undetected: 0, badBlobs: 0, danglingLinks: 0, blobs: 0,
-    finalSucceeded: 0, finalAttempted: images.length, fiveHundreds: {}, unanswered: 0, restartSeconds: [], startCpuSeconds: [], failedStarts: 0, maxRssBytes: 0, faults: {}, failures: new Map(), examples: [],
+    attempted: 0,
+    succeeded: 0,
+    wrongBytes: 0,
+    clientCaught: 0,
+    undetected: 0,
+    badBlobs: 0,
+    danglingLinks: 0,
+    blobs: 0,
+    finalSucceeded: 0,
+    finalAttempted: images.length,
+    fiveHundreds: {},
+    unanswered: 0,
+    restartSeconds: [],
+    startCpuSeconds: [],
+    failedStarts: 0,
+    maxRssBytes: 0,
+    faults: {},
+    failures: new Map(),
+    examples: [],
   };
   try {
     await cache.start();
@@ -287,7 +324,9 @@ async function chaosOn(ctx: BenchContext, who: Contender, images: ChaosImage[]):
 /** Both contenders, then issue 20's table in the notes and the rows of the report. */
 export async function chaosRun(ctx: BenchContext, images: ChaosImage[]): Promise<void> {
   const s = ctx.settings;
-  ctx.log(`  chaos: ${images.length} images, ${s.chaosClients} clients, ${s.chaosSeconds} s per contender, faults on ${(s.chaosFaultRate * 100).toFixed(0)}% of upstream requests`);
+  ctx.log(
+    `  chaos: ${images.length} images, ${s.chaosClients} clients, ${s.chaosSeconds} s per contender, faults on ${(s.chaosFaultRate * 100).toFixed(0)}% of upstream requests`,
+  );
   const out: Partial<Record<Contender, ChaosOutcome>> = {};
   for (const who of contenders(0)) {
     const o = await chaosOn(ctx, who, images);
@@ -298,40 +337,61 @@ export async function chaosRun(ctx: BenchContext, images: ChaosImage[]): Promise
     add('chaos_wrong_bytes', o.wrongBytes);
     add('chaos_bad_storage', o.badBlobs + o.danglingLinks);
     add('chaos_final', o.finalSucceeded);
-    add('chaos_5xx', Object.values(o.fiveHundreds).reduce((a, b) => a + b, 0));
+    add(
+      'chaos_5xx',
+      Object.values(o.fiveHundreds).reduce((a, b) => a + b, 0),
+    );
     if (o.restartSeconds.length) {
       add('chaos_restart_median', median(o.restartSeconds));
       add('chaos_restart_max', Math.max(...o.restartSeconds));
     }
     add('chaos_rss', o.maxRssBytes);
     if (o.startCpuSeconds.length) add('chaos_start_cpu', median(o.startCpuSeconds));
-    ctx.log(`  chaos ${who}: ${o.succeeded} of ${o.attempted} pulls, ${o.wrongBytes} wrong bodies, ${o.badBlobs} bad blobs, ${o.danglingLinks} dangling links, final ${o.finalSucceeded}/${o.finalAttempted}, restarts ${o.restartSeconds.map((x) => x.toFixed(2)).join(' ')} s`);
+    ctx.log(
+      `  chaos ${who}: ${o.succeeded} of ${o.attempted} pulls, ${o.wrongBytes} wrong bodies, ${o.badBlobs} bad blobs, ${o.danglingLinks} dangling links, final ${o.finalSucceeded}/${o.finalAttempted}, restarts ${o.restartSeconds.map((x) => x.toFixed(2)).join(' ')} s`,
+    );
   }
   ctx.results.notes.push(chaosTable(out as Record<Contender, ChaosOutcome>, s.chaosClients, images.length, s.chaosSeconds));
 }
 
 const pct = (a: number, b: number): string => `${((100 * a) / Math.max(1, b)).toFixed(0)}%`;
-const range = (xs: number[]): string => (xs.length ? `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)} s (median ${median(xs).toFixed(2)}, ${xs.length} restarts)` : 'none');
+const range = (xs: number[]): string =>
+  xs.length ? `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)} s (median ${median(xs).toFixed(2)}, ${xs.length} restarts)` : 'none';
 
 /** Issue 20's table, in Markdown. */
 export function chaosTable(o: Record<Contender, ChaosOutcome>, clients: number, images: number, seconds: number): string {
   // The official contenders' columns first (in BENCH_OFFICIAL_BIN's order), ours last.
-  const cols = [...officials().map((x) => ({ who: x.id as Contender, head: `official ${x.label}` })), { who: 'ours' as Contender, head: 'ours' }].filter((c) => o[c.who]);
+  const cols = [...officials().map((x) => ({ who: x.id as Contender, head: `official ${x.label}` })), { who: 'ours' as Contender, head: 'ours' }].filter(
+    (c) => o[c.who],
+  );
   const row = (label: string, f: (x: ChaosOutcome) => string): string => `| ${label} | ${cols.map((c) => f(o[c.who])).join(' | ')} |`;
   const each = (f: (x: ChaosOutcome) => string): string => cols.map((c) => `${c.head}: ${f(o[c.who])}`).join('; ');
   const fives = (x: ChaosOutcome): string => {
     const total = Object.values(x.fiveHundreds).reduce((a, b) => a + b, 0);
-    return `${total}${total ? ` (${Object.entries(x.fiveHundreds).map(([c, n]) => `${n}× ${c}`).join(', ')})` : ''}`;
+    return `${total}${
+      total
+        ? ` (${Object.entries(x.fiveHundreds)
+            .map(([c, n]) => `${n}× ${c}`)
+            .join(', ')})`
+        : ''
+    }`;
   };
   const topFailures = (x: ChaosOutcome): string =>
-    [...x.failures].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([r, n]) => `${n}× ${r}`).join('; ') || 'none';
+    [...x.failures]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 4)
+      .map(([r, n]) => `${n}× ${r}`)
+      .join('; ') || 'none';
   return [
     `Chaos run: ${clients} clients pulling ${images} images for ${seconds} s per contender, SIGKILL every 20-40 s.`,
     '',
     `| | ${cols.map((c) => c.head).join(' | ')} |`,
     `| --- | ${cols.map(() => '---:').join(' | ')} |`,
     row('pulls attempted / succeeded', (x) => `${x.attempted} / ${x.succeeded} (${pct(x.succeeded, x.attempted)})`),
-    row('wrong bytes with a clean end (witness), pulls failed on a digest check (skopeo), wrong image with exit 0', (x) => `${x.wrongBytes}, ${x.clientCaught}, ${x.undetected}`),
+    row(
+      'wrong bytes with a clean end (witness), pulls failed on a digest check (skopeo), wrong image with exit 0',
+      (x) => `${x.wrongBytes}, ${x.clientCaught}, ${x.undetected}`,
+    ),
     row('bad blobs in storage after the run, dangling links (of blobs stored)', (x) => `${x.badBlobs}, ${x.danglingLinks} (${x.blobs})`),
     row('final pulls with the upstream healthy', (x) => `${x.finalSucceeded} / ${x.finalAttempted}`),
     row('5xx answers', fives),
@@ -340,7 +400,11 @@ export function chaosTable(o: Record<Contender, ChaosOutcome>, clients: number, 
     row('CPU time a start used until it served (median)', (x) => `${median(x.startCpuSeconds).toFixed(2)} s`),
     row('starts that exited before serving', (x) => String(x.failedStarts)),
     row('max RSS', (x) => `${(x.maxRssBytes / MiB).toFixed(0)} MiB`),
-    row('faults injected (of upstream requests)', (x) => `${FAULT_KINDS.reduce((n, k) => n + (x.faults[k] ?? 0), 0)} (${x.faults.requests ?? 0}): ${FAULT_KINDS.map((k) => `${k} ${x.faults[k] ?? 0}`).join(', ')}`),
+    row(
+      'faults injected (of upstream requests)',
+      (x) =>
+        `${FAULT_KINDS.reduce((n, k) => n + (x.faults[k] ?? 0), 0)} (${x.faults.requests ?? 0}): ${FAULT_KINDS.map((k) => `${k} ${x.faults[k] ?? 0}`).join(', ')}`,
+    ),
     '',
     `Most frequent pull failures: ${each(topFailures)}.`,
     ...(cols.some((c) => o[c.who].examples.length) ? ['', `Examples: ${each((x) => x.examples.join('; ') || 'none')}.`] : []),

@@ -55,7 +55,9 @@ export async function coldStreamsRound(ctx: BenchContext, round: number): Promis
       if (bad) ctx.results.notes.push(`round ${round + 1} cold streams ${who}: ${bad} streams failed or were short`);
       ctx.results.add('rss_streams', who, round, peak);
       ctx.results.add('streams_s', who, round, wall);
-      ctx.log(`  ${ctx.coldBlobs.length} cold streams ${who}: peak RSS ${(peak / MiB).toFixed(0)} MiB (sampled ${(sampled / MiB).toFixed(0)}), ${wall.toFixed(1)} s`);
+      ctx.log(
+        `  ${ctx.coldBlobs.length} cold streams ${who}: peak RSS ${(peak / MiB).toFixed(0)} MiB (sampled ${(sampled / MiB).toFixed(0)}), ${wall.toFixed(1)} s`,
+      );
     } finally {
       await server.done();
     }
@@ -107,7 +109,9 @@ export async function slowClientsRound(ctx: BenchContext, round: number): Promis
       if (ok < slowClients) ctx.results.notes.push(`round ${round + 1} slow clients ${who}: only ${ok} of ${slowClients} got 200`);
       ctx.results.add('rss_slow', who, round, peak);
       ctx.results.add('slow_read_bytes', who, round, read);
-      ctx.log(`  ${slowClients} slow clients ${who}: peak RSS ${(peak / MiB).toFixed(0)} MiB (sampled ${(sampled / MiB).toFixed(0)}), ${ok} answered 200, ${(read / MiB).toFixed(0)} MiB read`);
+      ctx.log(
+        `  ${slowClients} slow clients ${who}: peak RSS ${(peak / MiB).toFixed(0)} MiB (sampled ${(sampled / MiB).toFixed(0)}), ${ok} answered 200, ${(read / MiB).toFixed(0)} MiB read`,
+      );
     } finally {
       await server.done();
     }

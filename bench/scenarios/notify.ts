@@ -73,14 +73,25 @@ export function registerNotifyReport(): void {
   const targets: Target[] = [];
   for (const bad of BAD) {
     metrics.push({ id: `notify_${bad}_cpu_share_pct`, label: `   ${LABEL[bad]}: share of the server's CPU in notifications`, unit: '%', scale: 1, digits: 2 });
-    targets.push({ label: `notify ${bad}: CPU share in notifications (%, worst)`, value: (r: Results) => Math.max(...r.values(`notify_${bad}_cpu_share_pct`, 'ours')), op: '<=', limit: Math.round(100 * (1 - NOTHING_MEASURABLE)) });
+    targets.push({
+      label: `notify ${bad}: CPU share in notifications (%, worst)`,
+      value: (r: Results) => Math.max(...r.values(`notify_${bad}_cpu_share_pct`, 'ours')),
+      op: '<=',
+      limit: Math.round(100 * (1 - NOTHING_MEASURABLE)),
+    });
   }
   for (const bad of ['control', ...BAD] as const) {
     for (const load of LOADS) {
       metrics.push({ id: id(bad, load, 'rps'), label: `   ${LABEL[bad]}: ${load} req/s / none`, unit: 'x', scale: 1, digits: 3 });
       metrics.push({ id: id(bad, load, 'p99'), label: `   ${LABEL[bad]}: ${load} p99 / none`, unit: 'x', scale: 1, digits: 3 });
       metrics.push({ id: id(bad, load, 'cpu'), label: `   ${LABEL[bad]}: ${load} server CPU per request / none`, unit: 'x', scale: 1, digits: 3 });
-      if (bad !== 'control') targets.push({ label: `notify ${bad}: ${load} req/s / none`, value: (r: Results) => median(r.values(id(bad, load, 'rps'), 'ours')), op: '>=', limit: NOTHING_MEASURABLE });
+      if (bad !== 'control')
+        targets.push({
+          label: `notify ${bad}: ${load} req/s / none`,
+          value: (r: Results) => median(r.values(id(bad, load, 'rps'), 'ours')),
+          op: '>=',
+          limit: NOTHING_MEASURABLE,
+        });
     }
   }
   registerReport({ metrics, targets });
@@ -107,7 +118,12 @@ async function startSinks(): Promise<{ urls: Record<Bad, string>; close(): Promi
   const listen = (s: net.Server): Promise<number> => new Promise((r) => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)));
   const [slowPort, holePort, deadPort] = [await listen(slow), await listen(blackhole), await freePort()];
   return {
-    urls: { dead: `http://127.0.0.1:${deadPort}/events`, room: `http://127.0.0.1:${deadPort}/events`, slow: `http://127.0.0.1:${slowPort}/events`, blackhole: `http://127.0.0.1:${holePort}/events` },
+    urls: {
+      dead: `http://127.0.0.1:${deadPort}/events`,
+      room: `http://127.0.0.1:${deadPort}/events`,
+      slow: `http://127.0.0.1:${slowPort}/events`,
+      blackhole: `http://127.0.0.1:${holePort}/events`,
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await Promise.all([slow, blackhole].map((s) => new Promise<void>((r) => s.close(() => r()))));
@@ -184,9 +200,11 @@ export async function notifyRound(ctx: BenchContext, round: number): Promise<voi
     // Fills each cache (the first GETs) and warms each process up, then fills the bad endpoints'
     // queues: what follows measures the steady state of an endpoint that is down under load
     // (and, with `room`, a pull that builds and queues its event).
-    for (const s of servers.values()) for (const load of LOADS) await runWrk(urls(s)[load], { connections: 2, threads: 1, seconds: 2, headers: { Accept: ACCEPT } });
+    for (const s of servers.values())
+      for (const load of LOADS) await runWrk(urls(s)[load], { connections: 2, threads: 1, seconds: 2, headers: { Accept: ACCEPT } });
     for (const setup of FILLED) {
-      if (!(await fillQueue(servers.get(setup)!, urls(servers.get(setup)!).manifest))) ctx.results.notes.push(`round ${round + 1} notify ${setup}: the queue did not fill within a minute`);
+      if (!(await fillQueue(servers.get(setup)!, urls(servers.get(setup)!).manifest)))
+        ctx.results.notes.push(`round ${round + 1} notify ${setup}: the queue did not fill within a minute`);
     }
     const none: Record<Load, Run[]> = { manifest: [], blob: [] };
     const pairs = new Map<string, Array<{ r: Run; base: Run }>>();
@@ -203,7 +221,9 @@ export async function notifyRound(ctx: BenchContext, round: number): Promise<voi
             return [setup, { ...r, cpuPerRequest: ((await server.cpuSeconds()) - cpu) / Math.max(1, r.requests) }] as const;
           }),
         );
-        ctx.log(`    ${load}: ${runs.map(([setup, r]) => `${setup} ${r.requestsPerSec.toFixed(0)}/s p99 ${(r.p99 * 1000).toFixed(1)} ms ${(r.cpuPerRequest * 1e6).toFixed(0)} us CPU`).join(', ')}`);
+        ctx.log(
+          `    ${load}: ${runs.map(([setup, r]) => `${setup} ${r.requestsPerSec.toFixed(0)}/s p99 ${(r.p99 * 1000).toFixed(1)} ms ${(r.cpuPerRequest * 1e6).toFixed(0)} us CPU`).join(', ')}`,
+        );
         const base = runs.find(([setup]) => setup === 'none')![1];
         none[load].push(base);
         for (const [setup, r] of runs) {
@@ -216,9 +236,17 @@ export async function notifyRound(ctx: BenchContext, round: number): Promise<voi
     for (const bad of BAD) {
       // What each endpoint's worker did over the whole run: its tries (one a backoff once failing) and the drops.
       const lines = (await servers.get(bad)!.metrics()).split('\n').filter((l) => /^registry_notifications_(events|dropped)_total\{/.test(l));
-      const value = (re: RegExp): number => Number(lines.find((l) => re.test(l))?.split(' ').at(-1) ?? 0);
+      const value = (re: RegExp): number =>
+        Number(
+          lines
+            .find((l) => re.test(l))
+            ?.split(' ')
+            .at(-1) ?? 0,
+        );
       const tries = value(/type="Errors"/) + value(/type="Failures"/) + value(/type="Successes"/);
-      ctx.log(`  notify ${bad}: ${tries} posts tried, ${value(/type="Events"/)} events queued, ${value(/reason="queue_full"/)} dropped, over ${((Date.now() - startedAt) / 1000).toFixed(0)} s`);
+      ctx.log(
+        `  notify ${bad}: ${tries} posts tried, ${value(/type="Events"/)} events queued, ${value(/reason="queue_full"/)} dropped, over ${((Date.now() - startedAt) / 1000).toFixed(0)} s`,
+      );
     }
     // The profiles are written as the processes exit.
     for (const s of servers.values()) await s.stop();
@@ -235,7 +263,13 @@ export async function notifyRound(ctx: BenchContext, round: number): Promise<voi
 }
 
 /** Records the round's figures: the `none` medians and each bad endpoint's median ratio to `none` in the same runs. */
-function report(ctx: BenchContext, round: number, none: Record<Load, Run[]>, pairs: Map<string, Array<{ r: Run; base: Run }>>, shares: Map<Setup, number>): void {
+function report(
+  ctx: BenchContext,
+  round: number,
+  none: Record<Load, Run[]>,
+  pairs: Map<string, Array<{ r: Run; base: Run }>>,
+  shares: Map<Setup, number>,
+): void {
   const parts: string[] = [];
   for (const bad of BAD) {
     ctx.results.add(`notify_${bad}_cpu_share_pct`, 'ours', round, 100 * shares.get(bad)!);

@@ -94,7 +94,9 @@ export async function replicasRound(ctx: BenchContext, round: number): Promise<v
     ctx.results.add('replicas_kill_gets', 'ours', round, gets(killed.digest));
     ctx.results.add('replicas_kill_ok', 'ours', round, served);
     ctx.results.add('replicas_kill_s', 'ours', round, killS);
-    ctx.log(`  fetching replica killed mid-blob: ${gets(killed.digest)} upstream GET(s), ${served}/4 waiting clients served whole, ${killS.toFixed(2)} s from the kill`);
+    ctx.log(
+      `  fetching replica killed mid-blob: ${gets(killed.digest)} upstream GET(s), ${served}/4 waiting clients served whole, ${killS.toFixed(2)} s from the kill`,
+    );
   } finally {
     await Promise.all(replicas.map((r) => r.stop()));
     await link.close();

@@ -94,7 +94,11 @@ async function refusingUpstream(): Promise<string> {
 }
 
 const run = (cmd: string, args: string[]): Promise<void> =>
-  new Promise((resolve, reject) => execFile(cmd, args, { maxBuffer: 1 << 20 }, (err, _o, stderr) => (err ? reject(new Error(`${cmd} ${args.join(' ')}: ${err.message} ${stderr}`)) : resolve())));
+  new Promise((resolve, reject) =>
+    execFile(cmd, args, { maxBuffer: 1 << 20 }, (err, _o, stderr) =>
+      err ? reject(new Error(`${cmd} ${args.join(' ')}: ${err.message} ${stderr}`)) : resolve(),
+    ),
+  );
 
 /** The generated cache of `size` entries (made once, or found in `BENCH_SCALE_DIR`). */
 async function generated(ctx: BenchContext, s: ScaleSettings, size: number): Promise<string> {
@@ -153,9 +157,13 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleSample[]> {
             const idle = await cpuWindow(server.pid, s.windowSeconds);
             v.idle_cpu = idle.cpuPercent;
             v.rss_mib = idle.rss / 2 ** 20;
-            const note = (what: string) => (err: Error): undefined => void ctx.results.notes.push(`scale ${size} ${who}: ${what}: ${err.message.split('\n')[0]}`);
+            const note =
+              (what: string) =>
+              (err: Error): undefined =>
+                void ctx.results.notes.push(`scale ${size} ${who}: ${what}: ${err.message.split('\n')[0]}`);
             const walk = await walkCatalog(server.url).catch(note('catalog walk'));
-            if (walk && walk.names !== shape.repositories + 1) ctx.results.notes.push(`scale ${size} ${who}: catalog walk found ${walk.names} of ${shape.repositories + 1} repositories`);
+            if (walk && walk.names !== shape.repositories + 1)
+              ctx.results.notes.push(`scale ${size} ${who}: catalog walk found ${walk.names} of ${shape.repositories + 1} repositories`);
             v.catalog_s = walk?.seconds;
             const tagTimes: number[] = [];
             for (let i = 0; i < 3; i++) {
@@ -171,7 +179,9 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleSample[]> {
             await server.stop();
           }
           const gcArgs = who === 'ours' ? [REGISTRY_BIN, 'garbage-collect', '--dry-run', server.config] : ['garbage-collect', '--dry-run', server.config];
-          v.gc_s = await timeCommand(who === 'ours' ? process.execPath : official(who).bin, gcArgs).catch((err: Error) => void ctx.results.notes.push(`scale ${size} ${who}: gc: ${err.message}`));
+          v.gc_s = await timeCommand(who === 'ours' ? process.execPath : official(who).bin, gcArgs).catch(
+            (err: Error) => void ctx.results.notes.push(`scale ${size} ${who}: gc: ${err.message}`),
+          );
 
           // Trickling: entries come due at 10/s from a few seconds after the start on.
           const settled = v.settle_s ?? 0;
@@ -190,14 +200,23 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleSample[]> {
             v.trickle_cpu = (await cpuWindow(server.pid, s.windowSeconds)).cpuPercent;
             const load = await wrkLatency(`${server.url}/v2/${target.repo}/manifests/${target.digest}`, s.wrkSeconds, { Accept: ACCEPT });
             if (load.errors > 0) ctx.results.notes.push(`scale ${size} ${who}: ${load.errors} errors under load`);
-            Object.assign(v, { digest_rps: load.requestsPerSec, digest_p50_ms: load.p50 * 1000, digest_p99_ms: load.p99 * 1000, digest_max_ms: load.max * 1000 });
+            Object.assign(v, {
+              digest_rps: load.requestsPerSec,
+              digest_p50_ms: load.p50 * 1000,
+              digest_p99_ms: load.p99 * 1000,
+              digest_max_ms: load.max * 1000,
+            });
           } finally {
             await server.stop();
           }
         } finally {
           await copy.done();
         }
-        ctx.log(`  ${who} (${size}): ${Object.entries(v).map(([k, x]) => `${k} ${x === undefined ? '-' : Number(x.toPrecision(4))}`).join(', ')}`);
+        ctx.log(
+          `  ${who} (${size}): ${Object.entries(v)
+            .map(([k, x]) => `${k} ${x === undefined ? '-' : Number(x.toPrecision(4))}`)
+            .join(', ')}`,
+        );
         samples.push(sample);
       }
     }

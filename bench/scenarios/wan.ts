@@ -100,7 +100,9 @@ export async function wanRound(ctx: BenchContext, index: BuiltIndex, round: numb
   for (const [i, p] of s.wanProfiles.entries()) {
     const profile = { rttMs: p.rttMs, bytesPerSec: p.mbPerSec * 1e6 };
     const limit = coldLimitSeconds(index, p);
-    ctx.log(`  WAN ${p.rttMs} ms / ${p.mbPerSec} MB/s: a cold pull's limit ${limit.toFixed(2)} s (${(bytes / MiB).toFixed(1)} MiB, ${COLD_ROUND_TRIPS} round trips)`);
+    ctx.log(
+      `  WAN ${p.rttMs} ms / ${p.mbPerSec} MB/s: a cold pull's limit ${limit.toFixed(2)} s (${(bytes / MiB).toFixed(1)} MiB, ${COLD_ROUND_TRIPS} round trips)`,
+    );
     const warm: Partial<Record<Contender, number>> = {};
     for (const who of contenders(round + i)) {
       const link = await startLinkEmulator(ctx.upstream.hostPort, profile);
@@ -124,7 +126,9 @@ export async function wanRound(ctx: BenchContext, index: BuiltIndex, round: numb
           const dirs = Array.from({ length: s.wanFleet }, (_, k) => join(server.root, '..', `fleet-${k}`));
           const fleet = await measure(link, () => Promise.all(dirs.map((d) => pull(server.hostPort, d, ref, PLATFORM_ARGS))).then(() => undefined), 1500);
           await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-          ctx.log(`    fleet of ${s.wanFleet} ${who}: ${fleet.seconds.toFixed(2)} s, ${(fleet.seconds / one.seconds).toFixed(2)}x its cold pull; ${describeLink(fleet, bytes, s.wanFleet)}`);
+          ctx.log(
+            `    fleet of ${s.wanFleet} ${who}: ${fleet.seconds.toFixed(2)} s, ${(fleet.seconds / one.seconds).toFixed(2)}x its cold pull; ${describeLink(fleet, bytes, s.wanFleet)}`,
+          );
           ctx.results.add(id(p, 'fleet_s'), who, round, fleet.seconds);
           ctx.results.add(id(p, 'fleet_x_cold'), who, round, fleet.seconds / one.seconds);
           ctx.results.add(id(p, 'fleet_x_limit'), who, round, fleet.seconds / limit);
@@ -161,7 +165,9 @@ export async function wanRound(ctx: BenchContext, index: BuiltIndex, round: numb
             const fleetLocal = await measure(link, () => Promise.all(dirs.map((d) => pull(server.hostPort, d, ref, PLATFORM_ARGS))).then(() => undefined));
             await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
             ctx.results.add('wan_fleet_local_s', who, round, fleetLocal.seconds);
-            ctx.log(`    local floors ${who} (link off): warm pull ${floors[who]!.toFixed(3)} s, ${s.wanFleet} concurrent warm pulls ${fleetLocal.seconds.toFixed(2)} s`);
+            ctx.log(
+              `    local floors ${who} (link off): warm pull ${floors[who]!.toFixed(3)} s, ${s.wanFleet} concurrent warm pulls ${fleetLocal.seconds.toFixed(2)} s`,
+            );
           }
         } finally {
           await server.done();
@@ -174,7 +180,11 @@ export async function wanRound(ctx: BenchContext, index: BuiltIndex, round: numb
     const warmLimit = floor + p.rttMs / 1000;
     for (const who of contenders(0)) ctx.results.add(id(p, 'warm_x_limit'), who, round, warm[who]! / warmLimit);
     ctx.results.notes.push(
-      `WAN ${p.key} round ${round + 1}: cold-pull limit ${limit.toFixed(2)} s (${(bytes / MiB).toFixed(1)} MiB at ${p.mbPerSec} MB/s + ${COLD_ROUND_TRIPS} x ${p.rttMs} ms); warm-pull limit ${warmLimit.toFixed(3)} s (local floor ${floor.toFixed(3)} s, ${contenders(0).map((who) => `${who} ${floors[who]!.toFixed(3)}`).join(', ')}, + 1 round trip)`,
+      `WAN ${p.key} round ${round + 1}: cold-pull limit ${limit.toFixed(2)} s (${(bytes / MiB).toFixed(1)} MiB at ${p.mbPerSec} MB/s + ${COLD_ROUND_TRIPS} x ${p.rttMs} ms); warm-pull limit ${warmLimit.toFixed(3)} s (local floor ${floor.toFixed(3)} s, ${contenders(
+        0,
+      )
+        .map((who) => `${who} ${floors[who]!.toFixed(3)}`)
+        .join(', ')}, + 1 round trip)`,
     );
   }
 }

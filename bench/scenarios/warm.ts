@@ -73,7 +73,10 @@ export async function startWarmRig(ctx: BenchContext): Promise<WarmRig> {
   const payloadFile = join(ctx.workDir, 'ceiling-manifest.json');
   await writeFile(payloadFile, m.body);
   const ceilings = {} as { express: ServerProcess; 'node-http': ServerProcess };
-  for (const [who, mode] of [['express', 'express'], ['node-http', 'http']] as const) {
+  for (const [who, mode] of [
+    ['express', 'express'],
+    ['node-http', 'http'],
+  ] as const) {
     ceilings[who] = await startCeiling(mode, payloadFile, m.mediaType, ctx.app.manifest.digest);
     undo.push(ceilings[who].stop);
   }

@@ -11,8 +11,7 @@ import type { Request, Response } from 'express';
 import { formatBytes } from '../config/size.js';
 import { PAGE_ROWS, type CacheReport, type ImageRow, type TagReport, type UpstreamReport } from './cache-report.js';
 
-const escapeHtml = (s: string): string =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /** A `<time>` the script shows relative to now; the ISO text stays for scripts that do not run. */
 const time = (d: Date | undefined, none: string): string => (d ? `<time datetime="${d.toISOString()}">${d.toISOString()}</time>` : none);
@@ -102,10 +101,16 @@ function summaryCards(r: CacheReport): string {
   const ratio = requests > 0 ? `${((100 * hits) / requests).toFixed(1)} %` : 'no requests yet';
   const cards = [
     ['Hit ratio', ratio, `${hits} of ${requests} requests served from the cache`],
-    ['Bytes saved', formatBytes(Math.max(0, bytesServed - bytesFetched)), `${formatBytes(bytesServed)} served, ${formatBytes(bytesFetched)} fetched from upstreams`],
+    [
+      'Bytes saved',
+      formatBytes(Math.max(0, bytesServed - bytesFetched)),
+      `${formatBytes(bytesServed)} served, ${formatBytes(bytesFetched)} fetched from upstreams`,
+    ],
     ['Disk', diskText(r.disk), volumeText(r.disk)],
   ];
-  return cards.map(([title, value, detail]) => `<div class="card"><span>${title}</span><strong>${escapeHtml(value!)}</strong><small>${escapeHtml(detail!)}</small></div>`).join('\n');
+  return cards
+    .map(([title, value, detail]) => `<div class="card"><span>${title}</span><strong>${escapeHtml(value!)}</strong><small>${escapeHtml(detail!)}</small></div>`)
+    .join('\n');
 }
 
 function diskText(d: CacheReport['disk']): string {
@@ -115,7 +120,8 @@ function diskText(d: CacheReport['disk']): string {
 }
 
 function volumeText(d: CacheReport['disk']): string {
-  const volume = d.volumeBytes === undefined || d.volumeFree === undefined ? '' : `${formatBytes(d.volumeFree)} free of ${formatBytes(d.volumeBytes)} on the volume`;
+  const volume =
+    d.volumeBytes === undefined || d.volumeFree === undefined ? '' : `${formatBytes(d.volumeFree)} free of ${formatBytes(d.volumeBytes)} on the volume`;
   if (d.capBytes !== undefined) return volume;
   return volume ? `no size cap (proxy.maxsize); ${volume}` : 'no size cap (proxy.maxsize)';
 }
@@ -171,7 +177,9 @@ function imageTable(found: readonly ImageRow[]): string {
   const rows: string[] = [];
   for (const row of found) {
     if ('untagged' in row) {
-      rows.push(`<tr data-ref="${escapeHtml(row.repo)}"><td>${escapeHtml(row.repo)}</td><td colspan="6">${row.untagged} manifest(s) cached by digest only</td></tr>`);
+      rows.push(
+        `<tr data-ref="${escapeHtml(row.repo)}"><td>${escapeHtml(row.repo)}</td><td colspan="6">${row.untagged} manifest(s) cached by digest only</td></tr>`,
+      );
     } else rows.push(tagRow(row.repo, row.tag));
   }
   if (rows.length === 0) rows.push('<tr><td colspan="7">Nothing here: pull an image through the mirror, or change the filter.</td></tr>');

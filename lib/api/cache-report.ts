@@ -134,7 +134,7 @@ const cursorOf = (c: Candidate): string => `${c.repo}:${'tag' in c ? c.tag : ''}
 /** Repository names in catalog order: `after` first (the rest of its tags), then the catalog after it. */
 async function* repositoryNames(src: CacheReportSources, after: string | undefined): AsyncGenerator<string> {
   if (after !== undefined) yield after;
-  for (let last = after; ; ) {
+  for (let last = after; ;) {
     const names = await src.listRepositories({ n: CATALOG_STEP, last });
     yield* names;
     if (names.length < CATALOG_STEP) return;

@@ -8,7 +8,6 @@ import { InvalidPathError, StoreError, UpstreamError, type StoreErrorCode } from
 import { RegistryError, type ErrorCode } from './errors.js';
 import { requestState, type Subject } from './request-state.js';
 
-
 /** The registry code of each store error (distribution's `errcode` for its root `errors.go`). */
 const STORE_CODES: Readonly<Record<StoreErrorCode, ErrorCode>> = {
   ERR_BLOB_UNKNOWN: 'BLOB_UNKNOWN',

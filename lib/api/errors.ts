@@ -58,10 +58,7 @@ export class RegistryError extends Error {
   readonly detail: unknown;
   readonly headers: Readonly<Record<string, string>>;
 
-  constructor(
-    code: ErrorCode,
-    options: { detail?: unknown; message?: string; headers?: Record<string, string>; cause?: unknown; status?: number } = {},
-  ) {
+  constructor(code: ErrorCode, options: { detail?: unknown; message?: string; headers?: Record<string, string>; cause?: unknown; status?: number } = {}) {
     const d = table[code];
     super(options.message ?? d.message, { cause: options.cause });
     this.name = 'RegistryError';
@@ -73,8 +70,6 @@ export class RegistryError extends Error {
 
   /** The envelope entry distribution writes: `{code, message, detail?}`. */
   toJSON(): { code: string; message: string; detail?: unknown } {
-    return this.detail === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, detail: this.detail };
+    return this.detail === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, detail: this.detail };
   }
 }

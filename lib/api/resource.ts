@@ -37,8 +37,7 @@ export interface RepositoryStores {
 
 /** A client's name resolved (lib/services/serving.ts): the stores that serve it, or why that spelling is refused. */
 export type ResolvedName =
-  | { readonly name: string; readonly storedName: string; readonly stores: RepositoryStores; readonly hosted: boolean }
-  | { readonly refused: string };
+  { readonly name: string; readonly storedName: string; readonly stores: RepositoryStores; readonly hosted: boolean } | { readonly refused: string };
 
 /** Which stores serve a name. */
 export interface NameResolver {

@@ -46,7 +46,12 @@ export interface WritableBlobs {
 /** The manifest writes of writable repositories. */
 export interface WritableManifests {
   /** Verifies and stores a pushed manifest; its digest and the subject it refers to (OCI 1.1). */
-  put(name: string, ref: ManifestRef, contentType: string | undefined, payload: Buffer): Promise<{ readonly digest: Digest; readonly subject?: { readonly digest: Digest } }>;
+  put(
+    name: string,
+    ref: ManifestRef,
+    contentType: string | undefined,
+    payload: Buffer,
+  ): Promise<{ readonly digest: Digest; readonly subject?: { readonly digest: Digest } }>;
   /** Deletes by tag or digest; the tags a digest's delete removed. */
   delete(name: string, ref: ManifestRef): Promise<string[]>;
 }
@@ -101,7 +106,9 @@ export function createWritable(hosted: WriteStores, options: WritableOptions): W
       `proxy.hostedanonymouspush is true and no auth is configured: ANYONE who can reach this registry can push to, overwrite and (with storage.delete.enabled) delete the hosted repositories ${prefixes}`,
     );
   } else if (!options.access) {
-    options.logger.warn('proxy.hosted is set but no auth is configured: pushes to hosted repositories are refused (401) until auth is configured (or proxy.hostedanonymouspush: true)');
+    options.logger.warn(
+      'proxy.hosted is set but no auth is configured: pushes to hosted repositories are refused (401) until auth is configured (or proxy.hostedanonymouspush: true)',
+    );
   }
   return {
     uploads: hosted.uploads,
@@ -112,7 +119,8 @@ export function createWritable(hosted: WriteStores, options: WritableOptions): W
     logger: options.logger,
     checkWrite: (req, name) => {
       if (options.readOnly) throw new RegistryError('UNSUPPORTED', { detail: 'the registry is in read-only mode (storage.maintenance.readonly)' });
-      if (!options.access && !options.anonymousPush) throw new RegistryError('UNAUTHORIZED', { detail: accessDetail(accessFor(req.method, name, 'repository')) });
+      if (!options.access && !options.anonymousPush)
+        throw new RegistryError('UNAUTHORIZED', { detail: accessDetail(accessFor(req.method, name, 'repository')) });
     },
     // A mount needs pull access to `from` (both spellings of an alias), checked on its own:
     // refused, the client just uploads.

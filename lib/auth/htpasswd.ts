@@ -70,7 +70,11 @@ export class HtpasswdAccessController implements AccessController {
     // bcrypt reads the first 72 bytes of a password only: every longer variant verifies the same,
     // so they are one entry, not one each that a user could multiply at will.
     const verifiable = Buffer.from(credentials.password, 'utf8').subarray(0, BCRYPT_MAX_BYTES);
-    const key = createHash('sha256').update(`${credentials.user}\0`).update(verifiable).update(`\0${hash ?? ''}`).digest('hex');
+    const key = createHash('sha256')
+      .update(`${credentials.user}\0`)
+      .update(verifiable)
+      .update(`\0${hash ?? ''}`)
+      .digest('hex');
     if (hash !== undefined && this.verified.has(key)) return { user: credentials.user };
     const ok = await bcrypt.compare(credentials.password, hash ?? dummy());
     if (!ok || hash === undefined) throw this.challenge(`authentication failed for user ${JSON.stringify(credentials.user)}`);

@@ -11,6 +11,9 @@ export class SillyAccessController implements AccessController {
   async authorized(request: AuthRequest, access: readonly Access[]): Promise<{ user: string }> {
     if (request.authorization) return { user: 'silly' };
     const scope = scopeParam(access);
-    throw new AuthChallenge(`Bearer realm="${this.options.realm}",service="${this.options.service}"${scope ? `,scope="${scope}"` : ''}`, 'authorization required');
+    throw new AuthChallenge(
+      `Bearer realm="${this.options.realm}",service="${this.options.service}"${scope ? `,scope="${scope}"` : ''}`,
+      'authorization required',
+    );
   }
 }

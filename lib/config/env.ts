@@ -18,7 +18,10 @@ export function applyEnvOverrides(tree: Tree, env: NodeJS.ProcessEnv): string[] 
     .filter((n) => n.startsWith('REGISTRY_') && n !== 'REGISTRY_CONFIGURATION_PATH')
     .sort();
   for (const name of names) {
-    const path = name.slice('REGISTRY_'.length).split('_').filter((p) => p.length > 0);
+    const path = name
+      .slice('REGISTRY_'.length)
+      .split('_')
+      .filter((p) => p.length > 0);
     if (path.length === 0) continue;
     if (!isKnownPath(path.map((p) => p.toLowerCase()))) warnings.push(`${name} does not name a known configuration key: it is applied but ignored`);
     let node: Tree | unknown[] = tree;
@@ -27,7 +30,10 @@ export function applyEnvOverrides(tree: Tree, env: NodeJS.ProcessEnv): string[] 
       if (Array.isArray(node)) {
         key = Number(path[i]);
         if (!/^\d+$/.test(path[i]!) || key > node.length) {
-          const where = path.slice(0, i).map((p) => p.toLowerCase()).join('.');
+          const where = path
+            .slice(0, i)
+            .map((p) => p.toLowerCase())
+            .join('.');
           throw new ConfigError(`${name}: index ${path[i]} is past the end of ${where} (${node.length} elements)`);
         }
       } else {

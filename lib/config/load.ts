@@ -87,7 +87,8 @@ function v3Settings(tree: Raw): string[] {
   const warnings: string[] = [];
   if (tree.loglevel !== undefined && tree.loglevel !== null) {
     const log = (tree.log ??= {}) as Raw;
-    if (log !== null && typeof log === 'object' && log.level === undefined) log.level = typeof tree.loglevel === 'string' ? tree.loglevel.toLowerCase() : tree.loglevel;
+    if (log !== null && typeof log === 'object' && log.level === undefined)
+      log.level = typeof tree.loglevel === 'string' ? tree.loglevel.toLowerCase() : tree.loglevel;
   }
   const indexes = tree.validation?.manifests?.indexes as Raw | undefined;
   if (indexes && typeof indexes.platforms === 'string') indexes.platforms = indexes.platforms.toLowerCase();
@@ -104,7 +105,9 @@ function v3Settings(tree: Raw): string[] {
   }
   const h2c = tree.http?.h2c as Raw | undefined;
   if (h2c?.enabled === true) {
-    warnings.push('http.h2c.enabled: HTTP/2 cleartext is not served: this registry speaks HTTP/1.1 without TLS, so a load balancer in front must too (Cloud Run: turn end-to-end HTTP/2 off)');
+    warnings.push(
+      'http.h2c.enabled: HTTP/2 cleartext is not served: this registry speaks HTTP/1.1 without TLS, so a load balancer in front must too (Cloud Run: turn end-to-end HTTP/2 off)',
+    );
   }
   return warnings;
 }
@@ -120,7 +123,9 @@ function checkKeys(node: Record<string, unknown>, known: KeyTree, path: string[]
     else if (status === 'ignored') warnings.push(`${name} is accepted but not implemented by this registry: it is ignored`);
     else if (status === 'rejected') {
       throw invalid(
-        path[0] === 'storage' ? `${name}: only the filesystem and s3 storage drivers are supported` : `${name} is not implemented by this registry yet; refusing to start without it`,
+        path[0] === 'storage'
+          ? `${name}: only the filesystem and s3 storage drivers are supported`
+          : `${name} is not implemented by this registry yet; refusing to start without it`,
       );
     } else if (typeof status === 'object' && value !== null && typeof value === 'object' && !Array.isArray(value)) {
       warnings.push(...checkKeys(value as Record<string, unknown>, status, here));
@@ -226,7 +231,11 @@ function convert(t: Raw, warnings: string[]): Config {
     proxy: remoteurl
       ? {
           ...upstream(proxy!, ttl, isDockerHub(String(proxy!.remoteurl))),
-          timeouts: { connectms: parseDuration(proxy!.timeouts.connect), responsems: parseDuration(proxy!.timeouts.response), idlems: parseDuration(proxy!.timeouts.idle) },
+          timeouts: {
+            connectms: parseDuration(proxy!.timeouts.connect),
+            responsems: parseDuration(proxy!.timeouts.response),
+            idlems: parseDuration(proxy!.timeouts.idle),
+          },
           upstreams: upstreams(proxy!, ttl),
           // `0` turns the cap off, as `ttl: 0` turns expiry off.
           maxsizebytes: tryParseSize(proxy!.maxsize) || undefined,
@@ -235,7 +244,12 @@ function convert(t: Raw, warnings: string[]): Config {
           overtake: { minratebytes: tryParseSize(proxy!.overtake.minrate)!, afterms: parseDuration(proxy!.overtake.after) },
           hosted: hostedPrefixes(proxy!, upstream(proxy!, ttl, isDockerHub(String(proxy!.remoteurl))).dockerhub),
           hostedanonymouspush: proxy!.hostedanonymouspush,
-          exec: proxy!.exec ? { command: String(proxy!.exec.command), lifetimems: proxy!.exec.lifetime === undefined || proxy!.exec.lifetime === null ? undefined : Math.max(0, parseDuration(proxy!.exec.lifetime)) } : undefined,
+          exec: proxy!.exec
+            ? {
+                command: String(proxy!.exec.command),
+                lifetimems: proxy!.exec.lifetime === undefined || proxy!.exec.lifetime === null ? undefined : Math.max(0, parseDuration(proxy!.exec.lifetime)),
+              }
+            : undefined,
           // distribution 3: `0` is the default too.
           cachewritetimeoutms: parseDuration(proxy!.cachewritetimeout) || parseDuration(defaultOf('proxy.cachewritetimeout') as string),
           budget: { reserve: proxy!.budget.reserve, recheckms: parseDuration(proxy!.budget.recheck) },
@@ -263,7 +277,10 @@ function storageDriver(storage: Raw): Pick<Config['storage'], 'driver' | 'filesy
     if (storage.s3 === null || typeof storage.s3 !== 'object' || Array.isArray(storage.s3)) throw invalid('storage.s3 must be a mapping');
     return { driver: 's3', s3: s3Config(storage.s3 as Raw) };
   }
-  return { driver: 'filesystem', filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? defaultOf('storage.filesystem.rootdirectory'))) } };
+  return {
+    driver: 'filesystem',
+    filesystem: { rootdirectory: resolve(String(storage.filesystem?.rootdirectory ?? defaultOf('storage.filesystem.rootdirectory'))) },
+  };
 }
 
 /** Keys of a driver accepted with a warning because this registry cannot honour them as given. */
@@ -352,7 +369,9 @@ function noUserinfo(section: string, remoteurl: string): void {
     return;
   }
   if (url.username !== '' || url.password !== '') {
-    throw invalid(`${section}.remoteurl: credentials in the URL are refused (the URL is shown on the cache page and in logs): set ${section}.username and ${section}.password instead`);
+    throw invalid(
+      `${section}.remoteurl: credentials in the URL are refused (the URL is shown on the cache page and in logs): set ${section}.username and ${section}.password instead`,
+    );
   }
 }
 

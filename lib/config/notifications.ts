@@ -56,7 +56,20 @@ const DEFAULT_THRESHOLD = 10;
 const DEFAULT_BACKOFF_MS = 1000;
 const DEFAULT_QUEUE_LIMIT = 10_000;
 
-const ENDPOINT_KEYS = new Set(['name', 'url', 'disabled', 'headers', 'timeout', 'threshold', 'backoff', 'ignoredmediatypes', 'ignore', 'include', 'queuelimit', 'mediatype']);
+const ENDPOINT_KEYS = new Set([
+  'name',
+  'url',
+  'disabled',
+  'headers',
+  'timeout',
+  'threshold',
+  'backoff',
+  'ignoredmediatypes',
+  'ignore',
+  'include',
+  'queuelimit',
+  'mediatype',
+]);
 
 type Raw = Record<string, unknown>;
 
@@ -117,7 +130,8 @@ function endpoint(raw: unknown, i: number): NotificationEndpointConfig {
   const unknown = included.filter((a) => !(EXTRA_ACTIONS as readonly string[]).includes(a));
   if (unknown.length > 0) throw invalid(`${at}.include.actions: ${unknown.join(', ')} is not one of ${EXTRA_ACTIONS.join(', ')}`);
   const mediatype = raw.mediatype ?? ENVELOPE_MEDIA_TYPES[0];
-  if (!(ENVELOPE_MEDIA_TYPES as readonly unknown[]).includes(mediatype)) throw invalid(`${at}.mediatype: ${JSON.stringify(mediatype)} is not one of ${ENVELOPE_MEDIA_TYPES.join(', ')}`);
+  if (!(ENVELOPE_MEDIA_TYPES as readonly unknown[]).includes(mediatype))
+    throw invalid(`${at}.mediatype: ${JSON.stringify(mediatype)} is not one of ${ENVELOPE_MEDIA_TYPES.join(', ')}`);
   return {
     name,
     url,

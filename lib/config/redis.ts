@@ -61,14 +61,17 @@ export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | un
   const addr = str('addr');
   const mastername = str('mastername');
   if (addr && addrs.length > 0) {
-    if (addrs.length !== 1 || addrs[0] !== addr) warnings.push(`redis.addr (${addr}) is ignored: redis.addrs is set (registry:3 reads addrs only; registry:2 read addr only)`);
+    if (addrs.length !== 1 || addrs[0] !== addr)
+      warnings.push(`redis.addr (${addr}) is ignored: redis.addrs is set (registry:3 reads addrs only; registry:2 read addr only)`);
   } else if (addr) {
     if (mastername) throw invalid(`mastername: Sentinels are named by redis.addrs, not redis.addr (registry:2's key)`);
     addrs = [addr];
   }
   if (addrs.length === 0) return undefined;
-  if (addrs.length > 1 && !mastername) throw invalid(`addrs: ${addrs.join(', ')}: several servers (Redis Cluster) are not supported; name one server, or Sentinels with redis.mastername`);
-  for (const k of ['sentinelusername', 'sentinelpassword']) if (raw[k] && !mastername) warnings.push(`redis.${k} is ignored: there is no redis.mastername (Sentinel)`);
+  if (addrs.length > 1 && !mastername)
+    throw invalid(`addrs: ${addrs.join(', ')}: several servers (Redis Cluster) are not supported; name one server, or Sentinels with redis.mastername`);
+  for (const k of ['sentinelusername', 'sentinelpassword'])
+    if (raw[k] && !mastername) warnings.push(`redis.${k} is ignored: there is no redis.mastername (Sentinel)`);
   const nodes = addrs.map(parseAddr);
   const { host, port } = nodes[0]!;
   const readMs = duration('readtimeout', DEFAULTS.readMs);
@@ -78,7 +81,8 @@ export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | un
     if (typeof tls !== 'object' || Array.isArray(tls)) throw invalid('tls must be a mapping');
     const t = tls as Raw;
     const cas = t.rootcas ?? t.clientcas;
-    if (cas !== undefined && (!Array.isArray(cas) || !cas.every((c) => typeof c === 'string'))) throw invalid(`tls.rootcas: ${JSON.stringify(cas)} must be a list of file paths`);
+    if (cas !== undefined && (!Array.isArray(cas) || !cas.every((c) => typeof c === 'string')))
+      throw invalid(`tls.rootcas: ${JSON.stringify(cas)} must be a list of file paths`);
     const certificate = str('certificate', t, 'tls.certificate');
     const key = str('key', t, 'tls.key');
     if (Boolean(certificate) !== Boolean(key)) throw invalid('tls: certificate and key go together (mutual TLS)');

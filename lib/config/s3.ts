@@ -10,7 +10,17 @@ const MIN_CHUNK = 5 * 1024 * 1024;
 const MAX_CHUNK = 5 * 1024 ** 3;
 
 /** Storage classes S3 serves without a restore (distribution's list); `NONE` sends none. */
-const S3_STORAGE_CLASSES = ['NONE', 'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'OUTPOSTS', 'GLACIER_IR', 'EXPRESS_ONEZONE'];
+const S3_STORAGE_CLASSES = [
+  'NONE',
+  'STANDARD',
+  'REDUCED_REDUNDANCY',
+  'STANDARD_IA',
+  'ONEZONE_IA',
+  'INTELLIGENT_TIERING',
+  'OUTPOSTS',
+  'GLACIER_IR',
+  'EXPRESS_ONEZONE',
+];
 /** Canned ACLs distribution accepts for `objectacl`. */
 const S3_OBJECT_ACLS = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control'];
 
@@ -47,13 +57,16 @@ export function s3Config(raw: Raw): S3StorageConfig {
   const region = str('region') || undefined;
   // With a custom endpoint any region name goes (distribution does not check it then).
   if (!regionendpoint && !region) throw invalid('region is required unless regionendpoint is set');
-  if (region && !regionendpoint && !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region)) throw invalid(`region: ${JSON.stringify(region)} is not an AWS region like us-east-1`);
+  if (region && !regionendpoint && !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region))
+    throw invalid(`region: ${JSON.stringify(region)} is not an AWS region like us-east-1`);
   const storageclass = (str('storageclass') ?? 'STANDARD').toUpperCase();
-  if (!S3_STORAGE_CLASSES.includes(storageclass)) throw invalid(`storageclass: ${JSON.stringify(raw.storageclass)} must be one of ${S3_STORAGE_CLASSES.join(', ')}`);
+  if (!S3_STORAGE_CLASSES.includes(storageclass))
+    throw invalid(`storageclass: ${JSON.stringify(raw.storageclass)} must be one of ${S3_STORAGE_CLASSES.join(', ')}`);
   const objectacl = str('objectacl') ?? 'private';
   if (!S3_OBJECT_ACLS.includes(objectacl)) throw invalid(`objectacl: ${JSON.stringify(objectacl)} must be one of ${S3_OBJECT_ACLS.join(', ')}`);
   const v4auth = bool('v4auth', true);
-  if (!v4auth && (!regionendpoint || regionendpoint.includes('s3.amazonaws.com'))) throw invalid('v4auth: on Amazon S3 this storage driver can only be used with v4 authentication');
+  if (!v4auth && (!regionendpoint || regionendpoint.includes('s3.amazonaws.com')))
+    throw invalid('v4auth: on Amazon S3 this storage driver can only be used with v4 authentication');
   return {
     accesskey: str('accesskey') || undefined,
     secretkey: str('secretkey') || undefined,

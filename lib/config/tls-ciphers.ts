@@ -35,5 +35,8 @@ export const GO_CIPHER_SUITES: Readonly<Record<string, string | undefined>> = {
 
 /** node's `ciphers` for a list of Go names: the TLS 1.2 ones (TLS 1.3's stay node's defaults). */
 export function opensslCiphers(goNames: readonly string[]): string {
-  return goNames.map((n) => GO_CIPHER_SUITES[n]).filter((n): n is string => n !== undefined).join(':');
+  return goNames
+    .map((n) => GO_CIPHER_SUITES[n])
+    .filter((n): n is string => n !== undefined)
+    .join(':');
 }

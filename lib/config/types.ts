@@ -219,7 +219,13 @@ export interface RedisConfig {
 /** `auth:` (one of its members). */
 export interface AuthConfig {
   readonly htpasswd?: { readonly realm: string; readonly path: string };
-  readonly token?: { readonly realm: string; readonly service: string; readonly issuer: string; readonly rootcertbundle: string; readonly autoredirect?: boolean };
+  readonly token?: {
+    readonly realm: string;
+    readonly service: string;
+    readonly issuer: string;
+    readonly rootcertbundle: string;
+    readonly autoredirect?: boolean;
+  };
   readonly silly?: { readonly realm: string; readonly service: string };
 }
 

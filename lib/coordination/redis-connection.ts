@@ -106,7 +106,14 @@ export class RedisConnection {
   async ready(ms: number): Promise<boolean> {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-      if (this.client.status === 'ready' && (await this.client.ping().then(() => true, () => false))) return true;
+      if (
+        this.client.status === 'ready' &&
+        (await this.client.ping().then(
+          () => true,
+          () => false,
+        ))
+      )
+        return true;
       await new Promise((r) => setTimeout(r, 50));
     }
     return false;
@@ -118,7 +125,9 @@ export class RedisConnection {
     if (!set) {
       set = new Set();
       this.handlers.set(channel, set);
-      this.subscriberConnection().subscribe(channel).catch(() => undefined);
+      this.subscriberConnection()
+        .subscribe(channel)
+        .catch(() => undefined);
     }
     set.add(handler);
     return () => set!.delete(handler);

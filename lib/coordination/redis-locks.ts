@@ -128,18 +128,21 @@ export class RedisLocks implements SharedLocks {
       clearInterval(timer);
       compromised(Object.assign(new Error(`lock ${key} lost: ${why}`), { code: 'ECOMPROMISED' }));
     };
-    const timer = setInterval(() => {
-      this.redis.mirrorRefresh(lock, value, this.staleMs).then(
-        (ok) => {
-          if (ok === 1) lastRefresh = Date.now();
-          else lost('it expired or another replica took it over');
-        },
-        (err: Error) => {
-          // Redis unreachable: the lease may expire meanwhile.
-          if (Date.now() - lastRefresh > this.staleMs) lost(`Redis did not answer for ${this.staleMs} ms: ${err.message}`);
-        },
-      );
-    }, Math.max(200, Math.floor(this.staleMs / 3)));
+    const timer = setInterval(
+      () => {
+        this.redis.mirrorRefresh(lock, value, this.staleMs).then(
+          (ok) => {
+            if (ok === 1) lastRefresh = Date.now();
+            else lost('it expired or another replica took it over');
+          },
+          (err: Error) => {
+            // Redis unreachable: the lease may expire meanwhile.
+            if (Date.now() - lastRefresh > this.staleMs) lost(`Redis did not answer for ${this.staleMs} ms: ${err.message}`);
+          },
+        );
+      },
+      Math.max(200, Math.floor(this.staleMs / 3)),
+    );
     timer.unref();
     return async () => {
       if (released) return;

@@ -92,7 +92,9 @@ export function readManifest(payload: Buffer): ParsedManifest {
     blobs: list('blobs', doc.blobs),
     fsLayers: list(
       'fsLayers',
-      Array.isArray(doc.fsLayers) ? doc.fsLayers.map((l: unknown) => (l && typeof l === 'object' ? { digest: (l as { blobSum?: unknown }).blobSum } : l)) : undefined,
+      Array.isArray(doc.fsLayers)
+        ? doc.fsLayers.map((l: unknown) => (l && typeof l === 'object' ? { digest: (l as { blobSum?: unknown }).blobSum } : l))
+        : undefined,
     ),
   };
   return {
@@ -141,7 +143,10 @@ export function mediaTypeOfPayload(payload: Buffer): string | undefined {
 function mediaTypeOf(m: Record<string, unknown>): string | undefined {
   const declared = typeof m.mediaType === 'string' && m.mediaType.length > 0 ? m.mediaType : undefined;
   let allowed: readonly string[];
-  if (m.schemaVersion === 1) allowed = Array.isArray(m.signatures) ? [MediaType.DockerManifestV1Signed, MediaType.DockerManifestV1] : [MediaType.DockerManifestV1, MediaType.DockerManifestV1Signed];
+  if (m.schemaVersion === 1)
+    allowed = Array.isArray(m.signatures)
+      ? [MediaType.DockerManifestV1Signed, MediaType.DockerManifestV1]
+      : [MediaType.DockerManifestV1, MediaType.DockerManifestV1Signed];
   else if (m.schemaVersion !== 2) return undefined;
   else if (Array.isArray(m.manifests)) allowed = [MediaType.OciIndex, MediaType.DockerManifestList];
   else if (isObject(m.config)) allowed = [MediaType.OciManifest, MediaType.DockerManifest];

@@ -202,4 +202,3 @@ export class CacheLifetime {
     return found;
   }
 }
-

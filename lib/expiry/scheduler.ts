@@ -196,14 +196,17 @@ export class TtlScheduler implements ExpirySchedule {
   private load(): Promise<{ problem?: string; loaded: number }> {
     this.loaded = false;
     const run = (async () => {
-      const r = await this.store.load((batch) => {
-        for (const e of batch) {
-          if (this.tombstones.size > 0 && this.tombstones.has(e.key)) continue;
-          const existing = this.index.expiryOf(e.key);
-          // Changes made while loading are newer than the file, unless the file expires later.
-          if (existing === undefined || existing < e.expiry) this.index.set(e.key, e.expiry, e.type, !this.running.has(e.key));
-        }
-      }, () => this.stopped);
+      const r = await this.store.load(
+        (batch) => {
+          for (const e of batch) {
+            if (this.tombstones.size > 0 && this.tombstones.has(e.key)) continue;
+            const existing = this.index.expiryOf(e.key);
+            // Changes made while loading are newer than the file, unless the file expires later.
+            if (existing === undefined || existing < e.expiry) this.index.set(e.key, e.expiry, e.type, !this.running.has(e.key));
+          }
+        },
+        () => this.stopped,
+      );
       // The file was set aside: write back everything known.
       if (r.problem) this.fullWrite = true;
       if (this.lease) await this.applyJournals().catch((err: Error) => this.options.logger?.error(`reading the schedule journals failed: ${err.message}`));
@@ -225,13 +228,15 @@ export class TtlScheduler implements ExpirySchedule {
 
   private async tryLease(): Promise<void> {
     if (this.lease || this.stopped) return;
-    const release = await this.options.shared!.locks.tryAcquire(SCHEDULER_LEASE_KEY, () => {
-      // Lost (this process stalled past the stale time, and another replica took over).
-      this.options.logger?.warn('scheduler lease lost: another replica runs the expiries now');
-      this.lease = undefined;
-      this.disarm();
-      this.startLeaseTimer();
-    }).catch(() => undefined);
+    const release = await this.options
+      .shared!.locks.tryAcquire(SCHEDULER_LEASE_KEY, () => {
+        // Lost (this process stalled past the stale time, and another replica took over).
+        this.options.logger?.warn('scheduler lease lost: another replica runs the expiries now');
+        this.lease = undefined;
+        this.disarm();
+        this.startLeaseTimer();
+      })
+      .catch(() => undefined);
     if (!release) return;
     if (this.stopped) return void (await release());
     this.lease = release;

@@ -76,7 +76,14 @@ function digits(buf: Buffer, i: number, n: number): number {
 /** RFC 3339 in `buf[i, end)`, parsed in place (no string is made); undefined if invalid. */
 function timeAt(buf: Buffer, i: number, end: number): number | undefined {
   if (end - i < 20 || buf[i + 4] !== 0x2d || buf[i + 7] !== 0x2d || buf[i + 10] !== 0x54 || buf[i + 13] !== 0x3a || buf[i + 16] !== 0x3a) return undefined;
-  const [y, mo, d, h, mi, se] = [digits(buf, i, 4), digits(buf, i + 5, 2), digits(buf, i + 8, 2), digits(buf, i + 11, 2), digits(buf, i + 14, 2), digits(buf, i + 17, 2)];
+  const [y, mo, d, h, mi, se] = [
+    digits(buf, i, 4),
+    digits(buf, i + 5, 2),
+    digits(buf, i + 8, 2),
+    digits(buf, i + 11, 2),
+    digits(buf, i + 14, 2),
+    digits(buf, i + 17, 2),
+  ];
   if (!(mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && se <= 60)) return undefined;
   let j = i + 19;
   let ms = 0;
@@ -158,10 +165,16 @@ export async function loadState(path: string, onBatch: (entries: StoredEntry[]) 
     return { loaded: 0, problem: `${path} could not be read (${(err as Error).message}); starting with an empty schedule` };
   }
   try {
-    return await loadFrom(async (buf, offset, length) => (await handle.read(buf, offset, length, null)).bytesRead, path, onBatch, stop, async () => {
-      await handle.close();
-      return setAside(path);
-    });
+    return await loadFrom(
+      async (buf, offset, length) => (await handle.read(buf, offset, length, null)).bytesRead,
+      path,
+      onBatch,
+      stop,
+      async () => {
+        await handle.close();
+        return setAside(path);
+      },
+    );
   } finally {
     await handle.close().catch(() => undefined);
   }
@@ -276,7 +289,12 @@ export type ReadInto = (buf: Buffer, offset: number, length: number) => Promise<
  * `StateBaseError` when `base` is not a state file. `between` runs after each piece read (a
  * medium merged on the event loop yields there).
  */
-export async function mergeStreams(base: ReadInto | undefined, changes: Changes, write: (piece: Buffer) => Promise<void>, between?: () => Promise<void>): Promise<MergeResult> {
+export async function mergeStreams(
+  base: ReadInto | undefined,
+  changes: Changes,
+  write: (piece: Buffer) => Promise<void>,
+  between?: () => Promise<void>,
+): Promise<MergeResult> {
   const out = new Output(write);
   let entries = 0;
   out.text('{');
@@ -487,7 +505,8 @@ export function parseJournal(text: string): Changes {
       const j = JSON.parse(line) as { k?: unknown; e?: unknown; t?: unknown; h?: unknown };
       if (typeof j.k !== 'string' || !j.k.includes('@')) continue;
       if (j.e === null) changes.set(j.k, null);
-      else if (typeof j.e === 'number' && Number.isFinite(j.e)) changes.set(j.k, { expiry: j.e, type: j.t === 1 ? 'manifest' : 'blob', ...(j.h === 1 ? { hit: true } : {}) });
+      else if (typeof j.e === 'number' && Number.isFinite(j.e))
+        changes.set(j.k, { expiry: j.e, type: j.t === 1 ? 'manifest' : 'blob', ...(j.h === 1 ? { hit: true } : {}) });
     } catch {
       // Skipped.
     }

@@ -66,7 +66,11 @@ export class MemberScanner {
       this.sawContent = true;
       switch (this.phase) {
         case 'start':
-          if (c !== OPEN_BRACE) throw new StateSyntaxError('not a JSON object', c === OPEN_BRACKET || c === QUOTE || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x74 || c === 0x66 || c === 0x6e);
+          if (c !== OPEN_BRACE)
+            throw new StateSyntaxError(
+              'not a JSON object',
+              c === OPEN_BRACKET || c === QUOTE || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x74 || c === 0x66 || c === 0x6e,
+            );
           this.phase = 'first';
           i++;
           continue;
@@ -190,7 +194,8 @@ function memberEnd(buf: Buffer, i: number, n: number): number | undefined {
     if (c === OPEN_BRACE || c === OPEN_BRACKET) stack.push(c);
     else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
       const open = stack.pop();
-      if ((c === CLOSE_BRACE && open !== OPEN_BRACE) || (c === CLOSE_BRACKET && open !== OPEN_BRACKET)) throw new StateSyntaxError(`unbalanced ${String.fromCharCode(c)} at byte ${j}`);
+      if ((c === CLOSE_BRACE && open !== OPEN_BRACE) || (c === CLOSE_BRACKET && open !== OPEN_BRACKET))
+        throw new StateSyntaxError(`unbalanced ${String.fromCharCode(c)} at byte ${j}`);
       if (stack.length === 0) return j + 1;
     }
     j++;

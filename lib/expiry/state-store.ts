@@ -68,7 +68,9 @@ export type WriterMessage =
   | { readonly op: 'write'; readonly id: number; readonly path: string; readonly replace: boolean };
 
 /** The writer thread's answer to a write. */
-export type WriterReply = { readonly id: number; readonly entries: number; readonly bytes: number; readonly ms: number } | { readonly id: number; readonly error: string; readonly base: boolean };
+export type WriterReply =
+  | { readonly id: number; readonly entries: number; readonly bytes: number; readonly ms: number }
+  | { readonly id: number; readonly error: string; readonly base: boolean };
 
 /** A failed write; `base` when the stored file could not be merged into. */
 export class StateWriteError extends Error {
@@ -147,7 +149,8 @@ export class FileStateStore implements StateStore {
         await new Promise((r) => setImmediate(r));
       }
     }
-    if (keys.length > 0) worker.postMessage({ op: 'changes', id, keys, expiries: expiries.slice(0, keys.length), types: types.slice(0, keys.length) } satisfies WriterMessage);
+    if (keys.length > 0)
+      worker.postMessage({ op: 'changes', id, keys, expiries: expiries.slice(0, keys.length), types: types.slice(0, keys.length) } satisfies WriterMessage);
     worker.postMessage({ op: 'write', id, path: this.location, replace: opts.replace === true } satisfies WriterMessage);
     return done;
   }
@@ -300,7 +303,12 @@ export class DriverStateStore implements StateStore {
       }
       const w = await this.driver.writer(this.path);
       try {
-        const r = await mergeStreams(base && readInto(base), changes, (piece) => w.write(Buffer.from(piece)), () => new Promise((res) => setImmediate(res)));
+        const r = await mergeStreams(
+          base && readInto(base),
+          changes,
+          (piece) => w.write(Buffer.from(piece)),
+          () => new Promise((res) => setImmediate(res)),
+        );
         await w.commit();
         return { ...r, ms: performance.now() - started };
       } catch (err) {
@@ -345,9 +353,10 @@ export class DriverStateStore implements StateStore {
   async markRebuild(on: boolean): Promise<void> {
     const marker = rebuildMarker(this.path);
     if (on) await this.driver.putContent(marker, '');
-    else await this.driver.delete(marker).catch((err: Error) => {
-      if (!(err instanceof PathNotFoundError)) throw err;
-    });
+    else
+      await this.driver.delete(marker).catch((err: Error) => {
+        if (!(err instanceof PathNotFoundError)) throw err;
+      });
   }
 
   async close(): Promise<void> {

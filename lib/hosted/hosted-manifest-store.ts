@@ -58,10 +58,14 @@ export class HostedManifestStore implements ManifestService {
     const actual = digestOf(payload, digest?.algorithm ?? 'sha256');
     if (digest && actual !== digest.value) throw new DigestInvalidError(`payload digest is ${actual}, not ${digest.value}`);
     const repo = this.repository(name);
-    await verifyReferences(parsed, {
-      layer: async (d) => (await repo.hasLayer(d)) && (await this.blobs.stat(d)) !== undefined,
-      revision: async (d) => (await repo.hasRevision(d)) && (await this.blobs.stat(d)) !== undefined,
-    }, this.indexes);
+    await verifyReferences(
+      parsed,
+      {
+        layer: async (d) => (await repo.hasLayer(d)) && (await this.blobs.stat(d)) !== undefined,
+        revision: async (d) => (await repo.hasRevision(d)) && (await this.blobs.stat(d)) !== undefined,
+      },
+      this.indexes,
+    );
     const stored = digest ?? { algorithm: 'sha256' as const, hex: actual.slice('sha256:'.length), value: actual };
     await this.blobs.put(stored, payload);
     await repo.linkRevision(stored);

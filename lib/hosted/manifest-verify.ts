@@ -38,7 +38,8 @@ export function checkManifest(contentType: string | undefined, payload: Buffer):
   const doc = m.doc;
   const inPayload = typeof doc.mediaType === 'string' && doc.mediaType !== '' ? doc.mediaType : undefined;
   const header = parseAccept(contentType)[0];
-  const mediaType = (header && PUSHABLE.includes(header) ? header : undefined) ?? inPayload ?? (Array.isArray(doc.manifests) ? MediaType.OciIndex : MediaType.OciManifest);
+  const mediaType =
+    (header && PUSHABLE.includes(header) ? header : undefined) ?? inPayload ?? (Array.isArray(doc.manifests) ? MediaType.OciIndex : MediaType.OciManifest);
   if (!PUSHABLE.includes(mediaType)) throw invalid(`unsupported manifest media type: ${mediaType}`);
   if (inPayload !== undefined && inPayload !== mediaType) throw invalid(`mediaType in manifest should be '${mediaType}' not '${inPayload}'`);
   if (doc.schemaVersion !== 2) throw invalid(`unrecognized manifest schema version ${JSON.stringify(doc.schemaVersion)}`);
@@ -87,7 +88,8 @@ export async function verifyReferences(
   indexes: IndexValidation = { platforms: 'all', platformlist: [] },
 ): Promise<void> {
   for (const b of m.blobs) {
-    const present = b.mediaType === MediaType.OciManifest || b.mediaType === MediaType.DockerManifest ? await has.revision(b.digest) : await has.layer(b.digest);
+    const present =
+      b.mediaType === MediaType.OciManifest || b.mediaType === MediaType.DockerManifest ? await has.revision(b.digest) : await has.layer(b.digest);
     if (!present) throw new ManifestBlobUnknownError(b.digest);
   }
   for (const child of m.manifests) {

@@ -26,7 +26,13 @@ export interface PurgeResult {
  * Removes uploads started before `olderThan`; with `actuallyDelete` false only reports them.
  * `signal` (the registry's stop) ends the walk at its next directory with `StoppingError`.
  */
-export async function purgeUploads(driver: StorageDriver, olderThan: Date, actuallyDelete: boolean, logger?: Logger, signal?: AbortSignal): Promise<PurgeResult> {
+export async function purgeUploads(
+  driver: StorageDriver,
+  olderThan: Date,
+  actuallyDelete: boolean,
+  logger?: Logger,
+  signal?: AbortSignal,
+): Promise<PurgeResult> {
   logger?.info(`PurgeUploads starting: olderThan=${olderThan.toISOString()}, actuallyDelete=${actuallyDelete}`);
   const deleted: string[] = [];
   const errors: string[] = [];
@@ -41,7 +47,9 @@ export async function purgeUploads(driver: StorageDriver, olderThan: Date, actua
           if (!upload) continue;
           const startedAt = await readStartedAt(driver, uploadStartedAtPath(name, uuid), errors);
           if (!startedAt || startedAt >= olderThan) continue;
-          logger?.info(`Upload files in ${upload} have older date (${startedAt.toISOString()}) than purge date (${olderThan.toISOString()}). Removing upload directory.`);
+          logger?.info(
+            `Upload files in ${upload} have older date (${startedAt.toISOString()}) than purge date (${olderThan.toISOString()}). Removing upload directory.`,
+          );
           try {
             if (actuallyDelete) {
               // The data's pending write goes first: on S3 a multipart upload outlives its directory.
@@ -126,12 +134,15 @@ export class UploadPurger {
 
   private schedule(ms: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.runOnce()
-        .catch((err: Error) => this.options.logger.error('upload purge failed', { 'err.message': err.message }))
-        .finally(() => this.schedule(Math.max(this.options.intervalms, 1000)));
-      // Node's timers hold at most 2^31-1 ms (about 24 days); a longer wait is not a busy loop.
-    }, Math.min(ms, 2 ** 31 - 1));
+    this.timer = setTimeout(
+      () => {
+        this.runOnce()
+          .catch((err: Error) => this.options.logger.error('upload purge failed', { 'err.message': err.message }))
+          .finally(() => this.schedule(Math.max(this.options.intervalms, 1000)));
+        // Node's timers hold at most 2^31-1 ms (about 24 days); a longer wait is not a busy loop.
+      },
+      Math.min(ms, 2 ** 31 - 1),
+    );
     this.timer.unref();
   }
 }

@@ -203,7 +203,8 @@ export class UploadStore {
     if (state && state.algorithm === algorithm && state.offset === size) return `${algorithm}:${state.hash.copy().digest('hex')}`;
     // distribution's fallback without a stored hash state: hash the data from the start.
     const hash = createHash(algorithm);
-    if (size > 0) for await (const chunk of (await this.driver.reader(this.dataPath(repo, uuid), { start: 0, end: size - 1 })) as AsyncIterable<Buffer>) hash.update(chunk);
+    if (size > 0)
+      for await (const chunk of (await this.driver.reader(this.dataPath(repo, uuid), { start: 0, end: size - 1 })) as AsyncIterable<Buffer>) hash.update(chunk);
     return `${algorithm}:${hash.digest('hex')}`;
   }
 

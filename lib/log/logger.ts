@@ -11,7 +11,7 @@ const LEVEL_NAMES: Record<string, string> = { error: 'error', warn: 'warning', i
 
 /** Quotes a logrus text value when it needs it. */
 function textValue(value: unknown): string {
-  const s = typeof value === 'string' ? value : value instanceof Error ? value.message : JSON.stringify(value) ?? String(value);
+  const s = typeof value === 'string' ? value : value instanceof Error ? value.message : (JSON.stringify(value) ?? String(value));
   return /^[A-Za-z0-9_.:/@+\-[\]]+$/.test(s) ? s : JSON.stringify(s);
 }
 
@@ -23,7 +23,11 @@ function fieldsOf(info: winston.Logform.TransformableInfo): Array<[string, unkno
 
 const formats = {
   text: winston.format.printf((info) => {
-    const parts = [`time=${JSON.stringify(String(info.timestamp))}`, `level=${LEVEL_NAMES[info.level] ?? info.level}`, `msg=${JSON.stringify(String(info.message))}`];
+    const parts = [
+      `time=${JSON.stringify(String(info.timestamp))}`,
+      `level=${LEVEL_NAMES[info.level] ?? info.level}`,
+      `msg=${JSON.stringify(String(info.message))}`,
+    ];
     for (const [k, v] of fieldsOf(info).sort(([a], [b]) => a.localeCompare(b))) parts.push(`${k}=${textValue(v)}`);
     return parts.join(' ');
   }),
@@ -31,7 +35,13 @@ const formats = {
     JSON.stringify({ time: info.timestamp, level: LEVEL_NAMES[info.level] ?? info.level, msg: info.message, ...Object.fromEntries(fieldsOf(info)) }),
   ),
   logstash: winston.format.printf((info) =>
-    JSON.stringify({ '@timestamp': info.timestamp, '@version': 1, level: LEVEL_NAMES[info.level] ?? info.level, message: info.message, ...Object.fromEntries(fieldsOf(info)) }),
+    JSON.stringify({
+      '@timestamp': info.timestamp,
+      '@version': 1,
+      level: LEVEL_NAMES[info.level] ?? info.level,
+      message: info.message,
+      ...Object.fromEntries(fieldsOf(info)),
+    }),
   ),
 };
 

@@ -6,7 +6,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ContentType } from '../stores.js';
 
-
 /** All metrics of one registry process, in their own registry (tests start several processes' worth). */
 export class Metrics {
   readonly registry = new Registry();
@@ -50,8 +49,14 @@ export class Metrics {
     this.fetchedBytes = counter('registry_proxy_pulled_bytes_total', 'The size of total bytes pulled from the upstream.', ['type']);
     this.servedBytes = counter('registry_proxy_pushed_bytes_total', 'The size of total bytes pushed to the client.', ['type']);
     this.upstreamResponses = counter('registry_mirror_upstream_responses_total', 'Upstream answers by method and status.', ['method', 'status']);
-    this.upstreamRequests = counter('registry_mirror_upstream_requests_total', 'Upstream answers by upstream; charged="true" for manifest GETs, what Docker Hub counts as pulls.', ['upstream', 'charged']);
-    this.tagChecksSkipped = counter('registry_mirror_tag_checks_skipped_total', 'Cached tags served without asking the upstream, by reason (fresh, budget).', ['reason']);
+    this.upstreamRequests = counter(
+      'registry_mirror_upstream_requests_total',
+      'Upstream answers by upstream; charged="true" for manifest GETs, what Docker Hub counts as pulls.',
+      ['upstream', 'charged'],
+    );
+    this.tagChecksSkipped = counter('registry_mirror_tag_checks_skipped_total', 'Cached tags served without asking the upstream, by reason (fresh, budget).', [
+      'reason',
+    ]);
     this.expirations = counter('registry_mirror_expirations_total', 'Cached content expired by the TTL scheduler.', ['type']);
     this.evictions = counter('registry_mirror_evictions_total', 'Cached content evicted to stay under proxy.maxsize.', ['type']);
     this.evictedBytes = new Counter({ name: 'registry_mirror_evicted_bytes_total', help: 'Blob data deleted to stay under proxy.maxsize.', registers });
@@ -62,7 +67,7 @@ export class Metrics {
     );
     this.manifestsRefused = counter(
       'registry_mirror_manifests_refused_total',
-      'Upstream manifests refused (a 503, nothing stored) because they could not be verified as the upstream\'s, by reason.',
+      "Upstream manifests refused (a 503, nothing stored) because they could not be verified as the upstream's, by reason.",
       ['reason'],
     );
     this.blobRaces = counter(
@@ -71,14 +76,23 @@ export class Metrics {
       ['outcome'],
     );
     for (const outcome of ['won', 'lost', 'failed', 'stopped']) this.blobRaces.inc({ outcome }, 0);
-    this.redisUp = new Gauge({ name: 'registry_mirror_redis_up', help: 'With redis: configured, 1 while Redis answers, 0 while it does not (the replicas then fetch without coordination).', registers });
+    this.redisUp = new Gauge({
+      name: 'registry_mirror_redis_up',
+      help: 'With redis: configured, 1 while Redis answers, 0 while it does not (the replicas then fetch without coordination).',
+      registers,
+    });
     this.uncoordinated = new Counter({
       name: 'registry_mirror_uncoordinated_fetches_total',
       help: 'Upstream fetches started without coordination across replicas because Redis did not answer.',
       registers,
     });
     this.notificationEvents = counter('registry_notifications_events_total', 'The number of total events', ['type', 'endpoint']);
-    this.notificationPending = new Gauge({ name: 'registry_notifications_pending_total', help: 'The gauge of pending events in queue', labelNames: ['endpoint'], registers });
+    this.notificationPending = new Gauge({
+      name: 'registry_notifications_pending_total',
+      help: 'The gauge of pending events in queue',
+      labelNames: ['endpoint'],
+      registers,
+    });
     this.notificationStatus = counter('registry_notifications_status_total', 'The number of status code', ['code', 'endpoint']);
     this.notificationsDropped = counter(
       'registry_notifications_dropped_total',
@@ -94,7 +108,11 @@ export class Metrics {
       registers,
     });
     this.inflightFetches = new Gauge({ name: 'registry_mirror_inflight_fetches', help: 'Blob fetches from the upstream under way.', registers });
-    this.rateLimitRemaining = new Gauge({ name: 'registry_mirror_upstream_ratelimit_remaining', help: 'The upstream RateLimit-Remaining last seen.', registers });
+    this.rateLimitRemaining = new Gauge({
+      name: 'registry_mirror_upstream_ratelimit_remaining',
+      help: 'The upstream RateLimit-Remaining last seen.',
+      registers,
+    });
     for (const type of ['blob', 'manifest'] as const) {
       for (const c of [this.proxyRequests, this.proxyHits, this.proxyMisses, this.fetchedBytes, this.servedBytes, this.cacheWriteFailures]) c.inc({ type }, 0);
     }

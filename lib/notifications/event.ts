@@ -77,7 +77,15 @@ export interface Envelope {
  * few small objects and no reflection over their keys.
  */
 export function createEvent(action: EventAction, target: EventTarget, request: RequestRecord, actor: ActorRecord, source: SourceRecord): RegistryEvent {
-  return { id: randomUUID(), timestamp: new Date().toISOString(), action, target: compactTarget(target), request: compactRequest(request), actor: actor.name ? { name: actor.name } : {}, source };
+  return {
+    id: randomUUID(),
+    timestamp: new Date().toISOString(),
+    action,
+    target: compactTarget(target),
+    request: compactRequest(request),
+    actor: actor.name ? { name: actor.name } : {},
+    source,
+  };
 }
 
 /** The envelope's bytes, indented as distribution's `json.MarshalIndent(envelope, "", "   ")`. */

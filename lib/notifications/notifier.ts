@@ -90,7 +90,20 @@ export class Notifier {
     const to = this.takers(action, BLOB_MEDIA_TYPE);
     if (!to) return;
     const o = origin();
-    this.send(to, action, { mediaType: BLOB_MEDIA_TYPE, size, digest: digest.value, length: size, repository: repo, fromRepository, url: `${o.base}/v2/${repo}/blobs/${digest.value}` }, o);
+    this.send(
+      to,
+      action,
+      {
+        mediaType: BLOB_MEDIA_TYPE,
+        size,
+        digest: digest.value,
+        length: size,
+        repository: repo,
+        fromRepository,
+        url: `${o.base}/v2/${repo}/blobs/${digest.value}`,
+      },
+      o,
+    );
   }
 
   /** A manifest or blob deleted by digest, or a tag deleted: distribution sends the digest or the tag only. */
@@ -138,5 +151,11 @@ function referencesOf(payload: Buffer): EventDescriptor[] | undefined {
   const { subject } = parsed.refs;
   return references(parsed)
     .filter((d) => d !== subject)
-    .map((d) => ({ mediaType: d.mediaType, digest: d.digest.value, size: d.size, ...(d.urls ? { urls: d.urls } : {}), ...(d.platform ? { platform: d.platform } : {}) }));
+    .map((d) => ({
+      mediaType: d.mediaType,
+      digest: d.digest.value,
+      size: d.size,
+      ...(d.urls ? { urls: d.urls } : {}),
+      ...(d.platform ? { platform: d.platform } : {}),
+    }));
 }

@@ -16,7 +16,8 @@ const DROP_LOG_INTERVAL_MS = 10_000;
 export function reportingListener(metrics: Metrics, logger: Logger): EndpointListener {
   const failing = new Set<string>();
   const drops = new Map<string, { logged: number; since: Record<DropReason, number> }>();
-  const status = (endpoint: string, code: number): void => void metrics.notificationStatus.inc({ code: `${code} ${STATUS_CODES[code] ?? ''}`.trim(), endpoint });
+  const status = (endpoint: string, code: number): void =>
+    void metrics.notificationStatus.inc({ code: `${code} ${STATUS_CODES[code] ?? ''}`.trim(), endpoint });
   return {
     queued: (endpoint) => {
       metrics.notificationEvents.inc({ type: 'Events', endpoint });
@@ -39,7 +40,11 @@ export function reportingListener(metrics: Metrics, logger: Logger): EndpointLis
     },
     backingOff: (endpoint, failures, err) => {
       failing.add(endpoint);
-      logger.warn('notifications: endpoint failing, retrying every backoff; events queue up to its queuelimit', { endpoint, failures, 'err.message': err.message });
+      logger.warn('notifications: endpoint failing, retrying every backoff; events queue up to its queuelimit', {
+        endpoint,
+        failures,
+        'err.message': err.message,
+      });
     },
     dropped: (endpoint, reason, count) => {
       metrics.notificationsDropped.inc({ endpoint, reason }, count);

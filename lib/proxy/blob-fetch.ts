@@ -146,7 +146,9 @@ export class BlobFetch {
         backpressure: () => this.backpressure(),
         stopSlow: (rate) => {
           this.stoppedSlow = true;
-          this.connections.abort(new BlobFetchStoppedError(`the fetch of ${this.digest.value} was stopped: no client reads it and it crawls at ${Math.round(rate)} bytes/s`));
+          this.connections.abort(
+            new BlobFetchStoppedError(`the fetch of ${this.digest.value} was stopped: no client reads it and it crawls at ${Math.round(rate)} bytes/s`),
+          );
         },
       },
       options,

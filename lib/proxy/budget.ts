@@ -154,7 +154,16 @@ export class RateBudget {
 
   /** The figures as they stand. */
   snapshot(): BudgetSnapshot {
-    return { state: this.state, limit: this.limit, remaining: this.remaining, windowSeconds: this.windowSeconds, charged: this.charged, free: this.free, refused: this.refused, saved: this.saved };
+    return {
+      state: this.state,
+      limit: this.limit,
+      remaining: this.remaining,
+      windowSeconds: this.windowSeconds,
+      charged: this.charged,
+      free: this.free,
+      refused: this.refused,
+      saved: this.saved,
+    };
   }
 
   /** Tells `onChange` once per change between ok, low and exhausted (an unknown reading changes nothing). */

@@ -82,6 +82,8 @@ export class NamespaceRouter {
     const slash = storedName.indexOf('/');
     const first = slash < 0 ? storedName : storedName.slice(0, slash);
     const other = this.reserved.get(first);
-    return other === undefined ? { namespace, name: upstreamName, storedName } : { namespace, name: upstreamName, storedName, conflict: `${first}/ is the registry ${other} here` };
+    return other === undefined
+      ? { namespace, name: upstreamName, storedName }
+      : { namespace, name: upstreamName, storedName, conflict: `${first}/ is the registry ${other} here` };
   }
 }

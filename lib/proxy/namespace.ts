@@ -117,7 +117,8 @@ export class ProxyNamespace {
     });
     const manifestEvents = {
       ...events('manifest'),
-      unverified: (name: string, reference: string, reason: UnverifiedReason, detail: string) => o.events.manifestRefused?.(this.storedName(name), reference, reason, detail),
+      unverified: (name: string, reference: string, reason: UnverifiedReason, detail: string) =>
+        o.events.manifestRefused?.(this.storedName(name), reference, reason, detail),
       // A client that got an image manifest asks for its config next: fetch it already.
       fetched: o.fetchAhead
         ? (name: string, manifest: Manifest) => {
@@ -127,7 +128,15 @@ export class ProxyNamespace {
         : undefined,
       checkSkipped: (name: string, tag: string, reason: CheckSkipped) => o.events.checkSkipped?.(this.storedName(name), tag, reason),
     };
-    this.manifests = new ProxyManifestStore(o.blobs, repository, this.upstream, manifestEvents, { policy: o.tagPolicy, lowBudget: this.budget && (() => this.budget!.low) }, o.locks, o.descriptors);
+    this.manifests = new ProxyManifestStore(
+      o.blobs,
+      repository,
+      this.upstream,
+      manifestEvents,
+      { policy: o.tagPolicy, lowBudget: this.budget && (() => this.budget!.low) },
+      o.locks,
+      o.descriptors,
+    );
     this.tags = new ProxyTagService(repository, this.upstream);
     this.referrers = new ProxyReferrers(this.upstream, this.manifests);
   }

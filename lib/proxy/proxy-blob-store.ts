@@ -278,7 +278,10 @@ export class ProxyBlobStore implements BlobService {
     const range = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(String(reply.headers['content-range'] ?? ''));
     if (!range || Number(range[1]) > offset || (size !== undefined && range[2] !== '*' && Number(range[2]) !== size)) {
       reply.body.destroy();
-      throw new UpstreamError('ERR_UPSTREAM_INVALID', `upstream answered bytes ${offset}- of /v2/${name}/blobs/${digest.value} with Content-Range ${JSON.stringify(reply.headers['content-range'] ?? null)}`);
+      throw new UpstreamError(
+        'ERR_UPSTREAM_INVALID',
+        `upstream answered bytes ${offset}- of /v2/${name}/blobs/${digest.value} with Content-Range ${JSON.stringify(reply.headers['content-range'] ?? null)}`,
+      );
     }
     return { body: reply.body, start: Number(range[1]) };
   }

@@ -230,7 +230,8 @@ export class ProxyManifestStore implements ManifestService {
     const named = digestHeader(headers);
     if (named) {
       const actual = digestOf(body, named.algorithm);
-      if (actual !== named.value) throw new ManifestVerificationError(`upstream manifest for ${name}:${tag} hashes to ${actual}, not ${named.value} as the upstream says`);
+      if (actual !== named.value)
+        throw new ManifestVerificationError(`upstream manifest for ${name}:${tag} hashes to ${actual}, not ${named.value} as the upstream says`);
       return named;
     }
     const computed = parseDigest(digestOf(body))!;
@@ -239,18 +240,34 @@ export class ProxyManifestStore implements ManifestService {
       confirmed = await this.upstream.headManifest(name, computed.value);
     } catch (err) {
       if (err instanceof UpstreamError && err.status === 404) {
-        throw new ManifestVerificationError(`upstream manifest for ${name}:${tag} came without a digest and hashes to ${computed.value}, which the upstream does not hold: altered on the way`, 'not_upstream', err);
+        throw new ManifestVerificationError(
+          `upstream manifest for ${name}:${tag} came without a digest and hashes to ${computed.value}, which the upstream does not hold: altered on the way`,
+          'not_upstream',
+          err,
+        );
       }
       if (err instanceof UpstreamError && err.isUnavailable) {
         // Refused as unverified, and answered as an outage: a verified cached tag may be served.
-        this.events.unverified?.(name, tag, 'unconfirmed', `upstream manifest for ${name}:${tag} came without a digest and ${computed.value} could not be confirmed: ${err.message}`);
+        this.events.unverified?.(
+          name,
+          tag,
+          'unconfirmed',
+          `upstream manifest for ${name}:${tag} came without a digest and ${computed.value} could not be confirmed: ${err.message}`,
+        );
         throw err;
       }
-      throw new ManifestVerificationError(`upstream manifest for ${name}:${tag} came without a digest and the upstream could not confirm ${computed.value}: ${(err as Error).message}`, 'unconfirmed', err);
+      throw new ManifestVerificationError(
+        `upstream manifest for ${name}:${tag} came without a digest and the upstream could not confirm ${computed.value}: ${(err as Error).message}`,
+        'unconfirmed',
+        err,
+      );
     }
     const echoed = digestHeader(confirmed.headers);
     if (echoed && echoed.value !== computed.value) {
-      throw new ManifestVerificationError(`upstream manifest for ${name}:${tag} hashes to ${computed.value}, the upstream's HEAD by that digest names ${echoed.value}`, 'not_upstream');
+      throw new ManifestVerificationError(
+        `upstream manifest for ${name}:${tag} hashes to ${computed.value}, the upstream's HEAD by that digest names ${echoed.value}`,
+        'not_upstream',
+      );
     }
     return computed;
   }

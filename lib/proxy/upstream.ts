@@ -51,7 +51,6 @@ let GotRequestError: typeof RequestError | undefined;
 /** The timeouts when `proxy.timeouts` sets none (10 s, 30 s, 60 s). */
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 10_000, response: 30_000, idle: 60_000 };
 
-
 /** A buffered upstream answer. */
 export interface UpstreamReply {
   readonly status: number;
@@ -194,7 +193,10 @@ export class Upstream {
     // Traced: the span lasts until the body's last byte (or its failure).
     return inOpenSpan('upstream GET', this.spanAttributes('GET', path, from), async (span) => {
       const reply = await this.guarded('GET', path, () => this.streamBlobOnce(name, digest, from));
-      span.setAttributes({ 'http.response.status_code': reply.status, 'http.response.header.content-length': Number(reply.headers['content-length']) || undefined });
+      span.setAttributes({
+        'http.response.status_code': reply.status,
+        'http.response.header.content-length': Number(reply.headers['content-length']) || undefined,
+      });
       finished(reply.body, (err) => span.end(err ?? undefined));
       return reply;
     });

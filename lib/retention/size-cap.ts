@@ -214,7 +214,14 @@ export class SizeCap {
         const freed = use.type === 'manifest' ? await this.evictManifest(use) : await this.evictBlob(use.repo, use.digest);
         this.options.onEvicted?.(use.type, freed, use.repo, use.digest);
         // `freed` 0: the data is still linked elsewhere.
-        this.options.logger.info('evicted', { type: use.type, 'vars.name': use.repo, 'vars.digest': use.digest.value, freed, 'cached.bytes': this.total, 'maxsize.bytes': this.options.maxBytes });
+        this.options.logger.info('evicted', {
+          type: use.type,
+          'vars.name': use.repo,
+          'vars.digest': use.digest.value,
+          freed,
+          'cached.bytes': this.total,
+          'maxsize.bytes': this.options.maxBytes,
+        });
       }
     } finally {
       this.needed = undefined;
@@ -226,7 +233,10 @@ export class SizeCap {
   private warnOversized(): void {
     if (this.warnedOversized) return;
     this.warnedOversized = true;
-    this.options.logger.warn('the most recently pulled image alone is over proxy.maxsize: it is kept', { 'cached.bytes': this.total, 'maxsize.bytes': this.options.maxBytes });
+    this.options.logger.warn('the most recently pulled image alone is over proxy.maxsize: it is kept', {
+      'cached.bytes': this.total,
+      'maxsize.bytes': this.options.maxBytes,
+    });
   }
 
   /** How many of `repo`'s manifests reference each blob, read once per eviction pass. */

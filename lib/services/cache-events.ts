@@ -72,12 +72,16 @@ export class CacheEventFanOut {
         return;
       }
       const code = (err as NodeJS.ErrnoException).code;
-      this.logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, { 'err.code': code });
+      this.logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, {
+        'err.code': code,
+      });
     },
     checkSkipped: (_repo, _tag, reason) => this.metrics.tagChecksSkipped.inc({ reason }),
     manifestRefused: (repo, reference, reason, detail) => {
       this.metrics.manifestsRefused.inc({ reason });
-      this.logger.warn(`upstream manifest ${repo}${reference.includes(':') ? '@' : ':'}${reference} refused as unverified (${reason}), nothing stored: ${detail}`);
+      this.logger.warn(
+        `upstream manifest ${repo}${reference.includes(':') ? '@' : ':'}${reference} refused as unverified (${reason}), nothing stored: ${detail}`,
+      );
     },
   };
 
@@ -106,14 +110,18 @@ export class CacheEventFanOut {
 
   /** The lease holder learnt content another replica stored: the size cap counts it. */
   readonly learnt = (type: ContentType, repo: string, digest: Digest, renewed: boolean): void =>
-    void this.sizeCap?.learnt(type, repo, digest, renewed).catch((err: Error) => this.logger.warn(`size cap: measuring ${repo}@${digest.value} failed: ${err.message}`));
+    void this.sizeCap
+      ?.learnt(type, repo, digest, renewed)
+      .catch((err: Error) => this.logger.warn(`size cap: measuring ${repo}@${digest.value} failed: ${err.message}`));
 
   /** What racing a crawling blob fetch did (`proxy.overtake`). */
   readonly blobRace = (repo: string, digest: Digest, event: RaceEvent) => {
     const blob = `blob ${repo}@${digest.value}`;
     switch (event.kind) {
       case 'started':
-        return this.logger.info(`${blob}: the upstream sends ${formatRate(event.rate)}, below proxy.overtake.minrate: racing a second connection from byte ${event.offset}`);
+        return this.logger.info(
+          `${blob}: the upstream sends ${formatRate(event.rate)}, below proxy.overtake.minrate: racing a second connection from byte ${event.offset}`,
+        );
       case 'won':
       case 'lost':
         this.metrics.blobRaces.inc({ outcome: event.kind });
@@ -125,7 +133,9 @@ export class CacheEventFanOut {
         return this.logger.warn(`${blob}: a second upstream connection could not be used: ${event.error.message}`);
       case 'stopped':
         this.metrics.blobRaces.inc({ outcome: 'stopped' });
-        return this.logger.warn(`${blob}: upstream fetch stopped: no client reads it and it crawls at ${formatRate(event.rate)}; the next request fetches it anew`);
+        return this.logger.warn(
+          `${blob}: upstream fetch stopped: no client reads it and it crawls at ${formatRate(event.rate)}; the next request fetches it anew`,
+        );
     }
   };
 

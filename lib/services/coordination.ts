@@ -31,12 +31,16 @@ export async function createCoordination(config: Config, lockStaleMs: number, me
  */
 async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logger): Promise<RedisConnection> {
   const { RedisConnection } = await import('../coordination/redis-connection.js');
-  const where = config.sentinel ? `primary ${config.sentinel.mastername} (Sentinels ${config.sentinel.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')})` : `${config.host}:${config.port}`;
+  const where = config.sentinel
+    ? `primary ${config.sentinel.mastername} (Sentinels ${config.sentinel.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')})`
+    : `${config.host}:${config.port}`;
   metrics.redisUp.set(0);
   const connection = new RedisConnection(config, {
     down: (reason) => {
       metrics.redisUp.set(0);
-      logger.warn(`Redis ${where} unreachable (${reason}): serving the cache and fetching from the upstream without coordination across replicas until it answers again`);
+      logger.warn(
+        `Redis ${where} unreachable (${reason}): serving the cache and fetching from the upstream without coordination across replicas until it answers again`,
+      );
     },
     up: () => {
       metrics.redisUp.set(1);
@@ -48,7 +52,13 @@ async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logge
 }
 
 /** The replicas' locks as Redis leases; the expiry lease is never held without Redis. */
-async function redisLocks(redis: RedisConnection, staleMs: number, metrics: Metrics, logger: Logger, lost: (key: string, err: Error) => void): Promise<SharedLocks> {
+async function redisLocks(
+  redis: RedisConnection,
+  staleMs: number,
+  metrics: Metrics,
+  logger: Logger,
+  lost: (key: string, err: Error) => void,
+): Promise<SharedLocks> {
   const { RedisLocks } = await import('../coordination/redis-locks.js');
   return new RedisLocks(
     redis,

@@ -93,9 +93,7 @@ export interface ServicesOptions {
  */
 export async function createServices(config: Config, logger: Logger, options: ServicesOptions = {}): Promise<RegistryServices> {
   if (!config.proxy) {
-    throw new UnsupportedConfigError(
-      'this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry',
-    );
+    throw new UnsupportedConfigError('this registry runs as a pull-through cache: set proxy.remoteurl (or REGISTRY_PROXY_REMOTEURL) to the upstream registry');
   }
   const proxy = config.proxy;
   const policy = decideCachePolicy(proxy, config.storage.delete.enabled, (msg) => logger.warn(msg));
@@ -114,17 +112,30 @@ export async function createServices(config: Config, logger: Logger, options: Se
   // Hosted pushes of another process are in no journal: a deletion asks those repositories too.
   const unindexed =
     proxy.hosted.length > 0
-      ? () => listRepositories(driver, { within: (path) => proxy.hosted.some((p) => p.startsWith(path) || path.startsWith(p)) }).then((names) => names.filter(policy.isHosted))
+      ? () =>
+          listRepositories(driver, { within: (path) => proxy.hosted.some((p) => p.startsWith(path) || path.startsWith(p)) }).then((names) =>
+            names.filter(policy.isHosted),
+          )
       : undefined;
   const metrics = new Metrics();
   const notifier = new Notifier(config.notifications, config.http.addr, reportingListener(metrics, logger));
   for (const e of config.notifications.endpoints) {
-    logger.info(e.disabled ? `notifications: endpoint ${e.name} disabled, skipping` : `notifications: endpoint ${e.name} (${e.url}), timeout ${e.timeoutms} ms, at most ${e.queuelimit} events queued`);
+    logger.info(
+      e.disabled
+        ? `notifications: endpoint ${e.name} disabled, skipping`
+        : `notifications: endpoint ${e.name} (${e.url}), timeout ${e.timeoutms} ms, at most ${e.queuelimit} events queued`,
+    );
   }
   const events = new CacheEventFanOut(metrics, notifier, logger);
   const { locks, redis } = await createCoordination(config, proxy.lockstalems, metrics, logger);
   const purge = { driver, blobs, repository, links, unindexed, logger, signal, exclude: policy.isHosted };
-  const sizeCap = new SizeCap({ ...purge, maxBytes: policy.maxBytes ?? Number.POSITIVE_INFINITY, onEvicted: events.evicted, onSize: events.sized, evicts: events.runsForAll });
+  const sizeCap = new SizeCap({
+    ...purge,
+    maxBytes: policy.maxBytes ?? Number.POSITIVE_INFINITY,
+    onEvicted: events.evicted,
+    onSize: events.sized,
+    evicts: events.runsForAll,
+  });
   const lifetime = new CacheLifetime({
     ...purge,
     ...schedulerState(config, driver),
@@ -141,7 +152,15 @@ export async function createServices(config: Config, logger: Logger, options: Se
   const purging = config.storage.maintenance.uploadpurging;
   const hosted =
     proxy.hosted.length > 0
-      ? new HostedRepositories({ prefixes: proxy.hosted, driver, blobs, repository, purging: purging.enabled ? purging : undefined, indexes: config.validation.indexes, logger })
+      ? new HostedRepositories({
+          prefixes: proxy.hosted,
+          driver,
+          blobs,
+          repository,
+          purging: purging.enabled ? purging : undefined,
+          indexes: config.validation.indexes,
+          logger,
+        })
       : undefined;
   const names = new ServedNames(router, policy.isHosted, hosted);
   const background = startBackground({ driver, repository, links, lifetime, sizeCap, logger }, stopping);

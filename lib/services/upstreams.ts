@@ -59,7 +59,8 @@ function namespace(proxy: ProxyConfig, context: UpstreamsContext, host: string, 
     budget: {
       reserve: proxy.budget.reserve,
       recheckMs: proxy.budget.recheckms,
-      onChange: (state, detail) => (state === 'ok' ? logger.info(`upstream ${host} rate-limit budget: ${detail}`) : logger.warn(`upstream ${host} rate-limit budget ${state}: ${detail}`)),
+      onChange: (state, detail) =>
+        state === 'ok' ? logger.info(`upstream ${host} rate-limit budget: ${detail}`) : logger.warn(`upstream ${host} rate-limit budget ${state}: ${detail}`),
     },
     maxConnections: proxy.maxupstreamconns,
     onWarning: (msg) => logger.warn(msg),

@@ -21,7 +21,12 @@ const READ_AHEAD = 16;
  * Maps `items` through `fn` with at most `limit` calls in flight, handing each result to `use` in
  * the items' order; `use` returning false stops it (calls already started are left to finish).
  */
-export async function forEachInOrder<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>, use: (result: R, item: T) => boolean | void | Promise<boolean | void>): Promise<boolean> {
+export async function forEachInOrder<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+  use: (result: R, item: T) => boolean | void | Promise<boolean | void>,
+): Promise<boolean> {
   const started: Array<Promise<R>> = [];
   let next = 0;
   const fill = (): void => {

@@ -127,6 +127,7 @@ const PATH = /^(\/[A-Za-z0-9._-]+)+$/;
 
 /** Checks a logical path (`/` is the root); returns it. */
 export function checkPath(path: string): string {
-  if (path !== '/' && (!PATH.test(path) || path.split('/').some((s) => s === '.' || s === '..'))) throw new InvalidPathError(`invalid storage path: ${JSON.stringify(path)}`);
+  if (path !== '/' && (!PATH.test(path) || path.split('/').some((s) => s === '.' || s === '..')))
+    throw new InvalidPathError(`invalid storage path: ${JSON.stringify(path)}`);
   return path;
 }

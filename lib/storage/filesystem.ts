@@ -11,7 +11,17 @@ import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, type FileHand
 import { randomUUID } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { checkPath, PathNotFoundError, type ByteRange, type FileInfo, type FileWriter, type LocalFiles, type PositionalReader, type StorageDriver, type WalkStep } from './driver.js';
+import {
+  checkPath,
+  PathNotFoundError,
+  type ByteRange,
+  type FileInfo,
+  type FileWriter,
+  type LocalFiles,
+  type PositionalReader,
+  type StorageDriver,
+  type WalkStep,
+} from './driver.js';
 import { TEMP_ROOT } from './paths.js';
 import { isProvablyDead, ownerTag, parseOwnerTag, pidExists, safeHost, thisProcess } from './owner.js';
 
@@ -203,7 +213,15 @@ export class FilesystemDriver implements StorageDriver {
 
   private async isOrphan(path: string, name: string): Promise<boolean> {
     // A health check's probe, being written now (or left by a crash a while ago).
-    if (name.startsWith('health-')) return Date.now() - (await stat(path).then((i) => i.mtimeMs, () => 0)) > 60_000;
+    if (name.startsWith('health-'))
+      return (
+        Date.now() -
+          (await stat(path).then(
+            (i) => i.mtimeMs,
+            () => 0,
+          )) >
+        60_000
+      );
     const parsed = parseOwnerTag(name);
     if (!parsed) return true;
     const { owner, legacy } = parsed;
@@ -214,7 +232,14 @@ export class FilesystemDriver implements StorageDriver {
     }
     // The newest change to the directory or to a file being written in it.
     const files = await readdir(path).catch(() => [] as string[]);
-    const times = await Promise.all([path, ...files.map((f) => `${path}/${f}`)].map((p) => stat(p).then((i) => i.mtimeMs, () => 0)));
+    const times = await Promise.all(
+      [path, ...files.map((f) => `${path}/${f}`)].map((p) =>
+        stat(p).then(
+          (i) => i.mtimeMs,
+          () => 0,
+        ),
+      ),
+    );
     return Date.now() - Math.max(...times) > FOREIGN_ORPHAN_MS;
   }
 }

@@ -38,7 +38,10 @@ export async function walkLinks(
     repositories++;
     const repo = repository(name);
     await onRepository?.(name, repo);
-    for (const [type, names] of [['manifest', await repo.revisionNames()], ['blob', await repo.layerNames()]] as const) {
+    for (const [type, names] of [
+      ['manifest', await repo.revisionNames()],
+      ['blob', await repo.layerNames()],
+    ] as const) {
       for (const raw of names) {
         const d = parseDigest(raw);
         if (!d) continue;

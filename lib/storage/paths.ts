@@ -86,8 +86,7 @@ export const layerLinkPath = (name: string, d: Digest): string => `${repositoryD
 /** `repositories/<name>/_manifests/revisions/<alg>` */
 export const revisionsDir = (name: string, algorithm = 'sha256'): string => `${manifestsDir(name)}/revisions/${checkAlgorithm(algorithm)}`;
 /** `repositories/<name>/_manifests/revisions/<alg>/<hex>/link` */
-export const manifestRevisionLinkPath = (name: string, d: Digest): string =>
-  `${manifestsDir(name)}/revisions/${checkDigest(d).algorithm}/${d.hex}/link`;
+export const manifestRevisionLinkPath = (name: string, d: Digest): string => `${manifestsDir(name)}/revisions/${checkDigest(d).algorithm}/${d.hex}/link`;
 /** `repositories/<name>/_manifests/tags` */
 export const tagsDir = (name: string): string => `${manifestsDir(name)}/tags`;
 /** `repositories/<name>/_manifests/tags/<tag>` */
@@ -95,8 +94,7 @@ export const tagDir = (name: string, tag: string): string => `${tagsDir(name)}/$
 /** `repositories/<name>/_manifests/tags/<tag>/current/link` */
 export const tagCurrentLinkPath = (name: string, tag: string): string => `${tagDir(name, tag)}/current/link`;
 /** `repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link` */
-export const tagIndexLinkPath = (name: string, tag: string, d: Digest): string =>
-  `${tagDir(name, tag)}/index/${checkDigest(d).algorithm}/${d.hex}/link`;
+export const tagIndexLinkPath = (name: string, tag: string, d: Digest): string => `${tagDir(name, tag)}/index/${checkDigest(d).algorithm}/${d.hex}/link`;
 /** `repositories/<name>/_uploads/<uuid>` */
 export const uploadDir = (name: string, uuid: string): string => {
   if (!/^[a-f0-9-]{8,64}$/.test(uuid)) throw new InvalidPathError(`invalid upload id: ${JSON.stringify(uuid)}`);

@@ -40,7 +40,10 @@ export class RepositoryStore {
     await this.driver.delete(parent(layerLinkPath(this.name, d)));
   }
   listLayers(): Promise<Digest[]> {
-    return this.listLinked((alg) => layersDir(this.name, alg), (d) => layerLinkPath(this.name, d));
+    return this.listLinked(
+      (alg) => layersDir(this.name, alg),
+      (d) => layerLinkPath(this.name, d),
+    );
   }
 
   hasRevision(d: Digest): Promise<boolean> {
@@ -53,7 +56,10 @@ export class RepositoryStore {
     await this.driver.delete(parent(manifestRevisionLinkPath(this.name, d)));
   }
   listRevisions(): Promise<Digest[]> {
-    return this.listLinked((alg) => revisionsDir(this.name, alg), (d) => manifestRevisionLinkPath(this.name, d));
+    return this.listLinked(
+      (alg) => revisionsDir(this.name, alg),
+      (d) => manifestRevisionLinkPath(this.name, d),
+    );
   }
   /** When the revision link was written (the first pull of the manifest here); undefined without one. */
   async linkedAt(d: Digest): Promise<Date | undefined> {

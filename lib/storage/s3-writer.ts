@@ -176,7 +176,16 @@ class S3Writer implements FileWriter {
     this.parts.push(part);
     this.flushed += body.length;
     const sending = this.t.client
-      .send(new UploadPartCommand({ Bucket: this.t.bucket, Key: this.key, UploadId: uploadId, PartNumber: part.PartNumber, Body: body, ContentLength: body.length }))
+      .send(
+        new UploadPartCommand({
+          Bucket: this.t.bucket,
+          Key: this.key,
+          UploadId: uploadId,
+          PartNumber: part.PartNumber,
+          Body: body,
+          ContentLength: body.length,
+        }),
+      )
       .then((sent) => {
         part.ETag = sent.ETag!;
       });

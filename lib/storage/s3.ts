@@ -31,7 +31,16 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3StorageConfig } from '../config/types.js';
-import { checkPath, PathNotFoundError, StorageOperationError, type ByteRange, type FileInfo, type FileWriter, type StorageDriver, type WalkStep } from './driver.js';
+import {
+  checkPath,
+  PathNotFoundError,
+  StorageOperationError,
+  type ByteRange,
+  type FileInfo,
+  type FileWriter,
+  type StorageDriver,
+  type WalkStep,
+} from './driver.js';
 import { newS3Writer, resumeS3Writer, type S3WriteTarget } from './s3-writer.js';
 import { blobsRoot } from './paths.js';
 
@@ -102,7 +111,9 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
 
   async putContent(path: string, content: Buffer | string): Promise<void> {
     const body = typeof content === 'string' ? Buffer.from(content) : content;
-    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key(path), Body: body, ContentLength: body.length, ...this.objectParams() } as never));
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: this.key(path), Body: body, ContentLength: body.length, ...this.objectParams() } as never),
+    );
   }
 
   async reader(path: string, range?: ByteRange): Promise<Readable> {
@@ -181,7 +192,12 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
     try {
       await Promise.all(Array.from({ length: Math.min(count, this.c.multipartcopymaxconcurrency) }, worker));
       await this.client.send(
-        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }),
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: to,
+          UploadId,
+          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+        }),
       );
     } catch (err) {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId })).catch(() => undefined);
@@ -199,7 +215,8 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
       batch = [];
       const out = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }));
       const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
-      if (failed.length > 0) throw new StorageOperationError(`s3aws: deleting ${path}: ${failed.map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`).join('; ')}`);
+      if (failed.length > 0)
+        throw new StorageOperationError(`s3aws: deleting ${path}: ${failed.map((e) => `${e.Key}: ${e.Code} ${e.Message ?? ''}`).join('; ')}`);
     };
     for await (const page of this.pages({ Prefix: dirPrefix(key) })) {
       for (const o of page.Contents ?? []) {
@@ -277,7 +294,11 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
 
 /** The SDK client for `c`: distribution's settings in the SDK's words. */
 function clientConfig(c: S3StorageConfig): S3ClientConfig {
-  const endpoint = c.regionendpoint ? (/^https?:\/\//.test(c.regionendpoint) ? c.regionendpoint : `${c.secure ? 'https' : 'http'}://${c.regionendpoint}`) : undefined;
+  const endpoint = c.regionendpoint
+    ? /^https?:\/\//.test(c.regionendpoint)
+      ? c.regionendpoint
+      : `${c.secure ? 'https' : 'http'}://${c.regionendpoint}`
+    : undefined;
   return {
     region: c.region,
     endpoint,
@@ -309,7 +330,7 @@ function dirPrefix(key: string): string {
 /** The directories between the last directory walked and `file`'s parent, outermost first. */
 function directoriesBetween(prev: string, file: string): string[] {
   const dirs: string[] = [];
-  for (let parent = file.slice(0, file.lastIndexOf('/')); parent !== '' && parent !== prev && !`${prev}/`.startsWith(`${parent}/`); ) {
+  for (let parent = file.slice(0, file.lastIndexOf('/')); parent !== '' && parent !== prev && !`${prev}/`.startsWith(`${parent}/`);) {
     dirs.unshift(parent);
     parent = parent.slice(0, parent.lastIndexOf('/'));
   }

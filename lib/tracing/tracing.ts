@@ -114,4 +114,3 @@ export async function startTracing(env: NodeJS.ProcessEnv, version: string, onEr
     await started.shutdown();
   };
 }
-

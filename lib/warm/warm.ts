@@ -56,7 +56,8 @@ export async function warmAll(refs: readonly string[], options: WarmOptions): Pr
 
 async function warmOne(ref: WarmReference, options: WarmOptions, totals: WarmTotals): Promise<void> {
   const { namespace, name, text } = ref;
-  const top = 'digest' in ref.target ? await namespace.manifests.getByDigest(name, ref.target.digest) : await namespace.manifests.getByTag(name, ref.target.tag);
+  const top =
+    'digest' in ref.target ? await namespace.manifests.getByDigest(name, ref.target.digest) : await namespace.manifests.getByTag(name, ref.target.tag);
   options.progress.line(`warm ${text}: manifest ${top.digest.value} ${top.mediaType}${staleNote(top)}`);
   const images: Manifest[] = [];
   if (isIndexType(top.mediaType)) {
@@ -67,7 +68,9 @@ async function warmOne(ref: WarmReference, options: WarmOptions, totals: WarmTot
     const chosen = index.refs.manifests.filter((d) => wanted(d.platform));
     if (chosen.length === 0) {
       const all = [...index.refs.manifests, ...index.invalid.filter((i) => i.field === 'manifests')].map((d) => platformText(d.platform ?? {}));
-      throw new Error(`the index has no manifest for ${options.platform ? platformText(options.platform) : 'any platform'} (it has ${all.join(', ') || 'none'})`);
+      throw new Error(
+        `the index has no manifest for ${options.platform ? platformText(options.platform) : 'any platform'} (it has ${all.join(', ') || 'none'})`,
+      );
     }
     for (const child of chosen) {
       const digest = child.digest;

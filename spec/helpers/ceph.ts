@@ -20,7 +20,15 @@ const run = promisify(execFile);
 
 /** The Debian packages the gateway needs (`.ci/run` installs them). */
 export const CEPH_PACKAGES = ['ceph-mon', 'ceph-osd', 'radosgw', 'ceph-common'];
-const BINARIES = ['/usr/bin/ceph-mon', '/usr/bin/ceph-osd', '/usr/bin/radosgw', '/usr/bin/ceph', '/usr/bin/radosgw-admin', '/usr/bin/ceph-authtool', '/usr/bin/monmaptool'];
+const BINARIES = [
+  '/usr/bin/ceph-mon',
+  '/usr/bin/ceph-osd',
+  '/usr/bin/radosgw',
+  '/usr/bin/ceph',
+  '/usr/bin/radosgw-admin',
+  '/usr/bin/ceph-authtool',
+  '/usr/bin/monmaptool',
+];
 
 /** True when every Ceph binary the gateway needs is installed. */
 export function cephAvailable(): boolean {
@@ -156,7 +164,24 @@ async function bootstrap(dir: string, children: Child[]): Promise<CephEndpoint> 
   );
   const c = ['-c', conf];
   await run('ceph-authtool', ['--create-keyring', keyring, '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *']);
-  await run('ceph-authtool', [keyring, '--gen-key', '-n', 'client.admin', '--cap', 'mon', 'allow *', '--cap', 'osd', 'allow *', '--cap', 'mgr', 'allow *', '--cap', 'mds', 'allow *']);
+  await run('ceph-authtool', [
+    keyring,
+    '--gen-key',
+    '-n',
+    'client.admin',
+    '--cap',
+    'mon',
+    'allow *',
+    '--cap',
+    'osd',
+    'allow *',
+    '--cap',
+    'mgr',
+    'allow *',
+    '--cap',
+    'mds',
+    'allow *',
+  ]);
   await run('ceph-authtool', [keyring, '--gen-key', '-n', 'osd.0', '--cap', 'mon', 'allow profile osd', '--cap', 'osd', 'allow *']);
   await run('ceph-authtool', [keyring, '--gen-key', '-n', 'client.rgw', '--cap', 'mon', 'allow rw', '--cap', 'osd', 'allow rwx']);
   await run('monmaptool', ['--create', '--fsid', fsid, '--addv', 'a', monAddr, join(dir, 'monmap')]);
@@ -180,7 +205,18 @@ async function bootstrap(dir: string, children: Child[]): Promise<CephEndpoint> 
   const accessKey = 'TESTACCESSKEY0000000';
   const secretKey = 'testsecretkey0000000000000000000000000000';
   await retry(
-    () => run('radosgw-admin', [...c, '-n', 'client.admin', 'user', 'create', '--uid=test', '--display-name=test', `--access-key=${accessKey}`, `--secret-key=${secretKey}`]),
+    () =>
+      run('radosgw-admin', [
+        ...c,
+        '-n',
+        'client.admin',
+        'user',
+        'create',
+        '--uid=test',
+        '--display-name=test',
+        `--access-key=${accessKey}`,
+        `--secret-key=${secretKey}`,
+      ]),
     'radosgw-admin user create',
     20_000,
   );
@@ -221,8 +257,22 @@ async function readLogs(dir: string): Promise<string> {
 }
 
 /** `storage.s3` parameters for a bucket on the gateway, as a user writes them (extra keys override). */
-export function s3Parameters(c: CephEndpoint, bucket: string, extra: Record<string, string | number | boolean> = {}): Record<string, string | number | boolean> {
-  return { accesskey: c.accessKey, secretkey: c.secretKey, region: c.region, regionendpoint: c.endpoint, bucket, secure: false, v4auth: true, rootdirectory: '/registry', ...extra };
+export function s3Parameters(
+  c: CephEndpoint,
+  bucket: string,
+  extra: Record<string, string | number | boolean> = {},
+): Record<string, string | number | boolean> {
+  return {
+    accesskey: c.accessKey,
+    secretkey: c.secretKey,
+    region: c.region,
+    regionendpoint: c.endpoint,
+    bucket,
+    secure: false,
+    v4auth: true,
+    rootdirectory: '/registry',
+    ...extra,
+  };
 }
 
 /** The same as YAML lines of a `storage:` section (indented for it). */

@@ -93,7 +93,8 @@ export function pullSpecs(t: SpecTarget): void {
 /** The `Test content discovery endpoints (listing references)` specs, for content pushed by the discovery setup. */
 export function referrersSpecs(t: SpecTarget): void {
   const { data: d, name } = t;
-  const referrers = (digest: string, query: Record<string, string> = {}): request.Test => request(t.url()).get(withQuery(`/v2/${name}/referrers/${digest}`, query));
+  const referrers = (digest: string, query: Record<string, string> = {}): request.Test =>
+    request(t.url()).get(withQuery(`/v2/${name}/referrers/${digest}`, query));
   const expectAnnotated = (index: ReferrersIndex): void => {
     for (const m of index.manifests) expect(m.annotations).toEqual({ [d.annotationKey]: d.annotations[m.digest] });
   };

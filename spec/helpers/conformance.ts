@@ -72,7 +72,9 @@ export function conformanceData(): ConformanceData {
   const layer = content(gzipSync(tarOf('test.txt', Buffer.from('conformance layer\n'))));
   const configDescriptor = (c: Content): Record<string, unknown> =>
     descriptor(OCI_CONFIG, c, { data: c.body.toString('base64'), newUnspecifiedField: Buffer.from('hello world').toString('base64') });
-  const manifests = configs.map((c) => json({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: configDescriptor(c), layers: [descriptor(OCI_LAYER, layer)] }));
+  const manifests = configs.map((c) =>
+    json({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: configDescriptor(c), layers: [descriptor(OCI_LAYER, layer)] }),
+  );
   const emptyLayerManifest = json({ schemaVersion: 2, config: configDescriptor(configs[1]!), layers: [] });
   const blobA = content(randomBytes(42));
   const b = randomBytes(42);
@@ -88,7 +90,14 @@ export function conformanceData(): ConformanceData {
   const subject = (m: Content): Record<string, unknown> => descriptor(OCI_MANIFEST, m);
   const emptyConfig = descriptor('application/vnd.oci.empty.v1+json', emptyJson);
   const configArtifact = (type: string, blob: Content, note: string): Content =>
-    json({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: descriptor(type, blob), subject: subject(manifests[4]!), layers: [emptyConfig], annotations: { [annotationKey]: note } });
+    json({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: descriptor(type, blob),
+      subject: subject(manifests[4]!),
+      layers: [emptyConfig],
+      annotations: { [annotationKey]: note },
+    });
   const layerArtifact = (type: string, blob: Content, of: Content, note?: string): Content =>
     json({
       schemaVersion: 2,

@@ -63,8 +63,11 @@ export async function startPrivateContainerd(dir: string): Promise<PrivateContai
   child.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
   const ctr: PrivateContainerd['ctr'] = (args, opts = {}) =>
     new Promise((resolve) => {
-      execFile(CTR_BIN, ['--address', socket, '--namespace', opts.namespace ?? 'mirror-test', ...args], { timeout: opts.timeoutMs ?? 120_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: stdout + stderr }),
+      execFile(
+        CTR_BIN,
+        ['--address', socket, '--namespace', opts.namespace ?? 'mirror-test', ...args],
+        { timeout: opts.timeoutMs ?? 120_000 },
+        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, output: stdout + stderr }),
       );
     });
   const stop = (): Promise<void> => daemon.stop();

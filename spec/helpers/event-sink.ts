@@ -42,7 +42,8 @@ export async function startEventSink(): Promise<EventSink> {
     req.on('end', () => {
       if (mode === 'hang') return;
       const body = Buffer.concat(chunks).toString('utf8');
-      if (mode.status < 300) posts.push({ path: req.url ?? '/', headers: req.headers, body, events: (JSON.parse(body) as { events: unknown[] }).events, at: Date.now() });
+      if (mode.status < 300)
+        posts.push({ path: req.url ?? '/', headers: req.headers, body, events: (JSON.parse(body) as { events: unknown[] }).events, at: Date.now() });
       res.writeHead(mode.status).end();
     });
   });

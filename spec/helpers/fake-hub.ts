@@ -39,7 +39,10 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
   const upstream = await startFakeUpstream({
     intercept: (req, res, key) => {
       if (!/^(GET|HEAD) \/v2\/.+\/manifests\/[^/]+$/.test(key)) return false;
-      const limitHeaders = (left: number): Record<string, string> => ({ 'ratelimit-limit': `${options.limit};w=${w}`, 'ratelimit-remaining': `${left};w=${w}` });
+      const limitHeaders = (left: number): Record<string, string> => ({
+        'ratelimit-limit': `${options.limit};w=${w}`,
+        'ratelimit-remaining': `${left};w=${w}`,
+      });
       if (req.method === 'GET') {
         if (used >= options.limit) {
           limited++;

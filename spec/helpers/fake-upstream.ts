@@ -147,7 +147,15 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const key = `${req.method} ${path}`;
-    const hit: Hit = { method: req.method!, path, accept: req.headers.accept, authorization: req.headers.authorization, range: req.headers.range, traceparent: req.headers.traceparent as string | undefined, bytes: 0 };
+    const hit: Hit = {
+      method: req.method!,
+      path,
+      accept: req.headers.accept,
+      authorization: req.headers.authorization,
+      range: req.headers.range,
+      traceparent: req.headers.traceparent as string | undefined,
+      bytes: 0,
+    };
     hits.push(hit);
     const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
     const end = res.end.bind(res) as (...args: unknown[]) => http.ServerResponse;
@@ -216,7 +224,12 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
           return;
         }
         const part = blob.subarray(first, last + 1);
-        res.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': part.length, 'content-range': `bytes ${first}-${last}/${blob.length}`, 'docker-content-digest': digest });
+        res.writeHead(206, {
+          'content-type': 'application/octet-stream',
+          'content-length': part.length,
+          'content-range': `bytes ${first}-${last}/${blob.length}`,
+          'docker-content-digest': digest,
+        });
         return sendBody(res, part, fault);
       }
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.length, 'docker-content-digest': digest });
@@ -229,7 +242,12 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       const artifactType = new URL(req.url ?? '/', 'http://fake.invalid').searchParams.get('artifactType');
       const referrers = [...manifests].flatMap(([key, { body, mediaType }]) => {
         if (!key.startsWith(`${repo}@`)) return [];
-        const doc = JSON.parse(body.toString()) as { subject?: { digest?: string }; artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> };
+        const doc = JSON.parse(body.toString()) as {
+          subject?: { digest?: string };
+          artifactType?: string;
+          config?: { mediaType?: string };
+          annotations?: Record<string, string>;
+        };
         if (doc.subject?.digest !== subject) return [];
         const type = doc.artifactType ?? doc.config?.mediaType;
         if (artifactType !== null && type !== artifactType) return [];
@@ -243,7 +261,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     m = /^\/v2\/(.+)\/tags\/list$/.exec(path);
     if (m) {
       const repo = m[1]!;
-      const list = [...tags.keys()].filter((k) => k.startsWith(`${repo}:`)).map((k) => k.slice(repo.length + 1)).sort();
+      const list = [...tags.keys()]
+        .filter((k) => k.startsWith(`${repo}:`))
+        .map((k) => k.slice(repo.length + 1))
+        .sort();
       if (list.length === 0) return notFound('NAME_UNKNOWN');
       // Paged as distribution: after `last`, at most `n`, a `Link` to the next page when more follow.
       const query = new URL(req.url ?? '/', 'http://fake.invalid').searchParams;

@@ -81,7 +81,12 @@ export function tarOf(name: string, content: Buffer): Buffer {
 }
 
 /** Builds one image. */
-export function buildImage(opts: { layers: Array<number | Buffer>; seed?: string; platform?: { os: string; architecture: string }; format?: 'oci' | 'docker' }): BuiltImage {
+export function buildImage(opts: {
+  layers: Array<number | Buffer>;
+  seed?: string;
+  platform?: { os: string; architecture: string };
+  format?: 'oci' | 'docker';
+}): BuiltImage {
   const t = TYPES[opts.format ?? 'oci'];
   const platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
   const blobs = new Map<string, Buffer>();

@@ -22,7 +22,9 @@ export function describeInterop(name: string, fn: () => void, extra?: { what: st
   } else if (process.env.CI) {
     describe(name, () => {
       test('interop prerequisites', () => {
-        throw new Error(`interop tier requires docker-registry and skopeo${extra ? ` and ${extra.what}` : ''} (.ci/prerequisites, run by npm test, installs them)`);
+        throw new Error(
+          `interop tier requires docker-registry and skopeo${extra ? ` and ${extra.what}` : ''} (.ci/prerequisites, run by npm test, installs them)`,
+        );
       });
     });
   } else {

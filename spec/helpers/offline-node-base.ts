@@ -35,7 +35,10 @@ async function closure(roots: string[]): Promise<string[]> {
     seen.add(name);
     const deps = await run('dpkg-query', ['-W', '-f=${Depends}, ${Pre-Depends}', name]);
     for (const group of deps.split(',')) {
-      const alternatives = group.split('|').map((a) => a.trim().split(/[\s:(]/)[0]!).filter(Boolean);
+      const alternatives = group
+        .split('|')
+        .map((a) => a.trim().split(/[\s:(]/)[0]!)
+        .filter(Boolean);
       const pick = alternatives.find((a) => installed.has(a));
       if (pick) todo.push(pick);
     }

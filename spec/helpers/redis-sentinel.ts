@@ -39,7 +39,15 @@ export interface SentinelGroup {
 
 /** Asks one server or Sentinel something, on a connection of its own. */
 async function ask<T>(port: number, command: string, ...args: string[]): Promise<T> {
-  const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 2000, retryStrategy: () => null });
+  const r = new Redis({
+    host: '127.0.0.1',
+    port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    connectTimeout: 2000,
+    retryStrategy: () => null,
+  });
   r.on('error', () => undefined);
   try {
     await r.connect();
@@ -106,7 +114,9 @@ export async function startSentinelGroup(mastername = 'mirror-primary'): Promise
     throw err;
   }
   const masterAddr = async (): Promise<string> => {
-    const named = await Promise.all(sentinels.map(async (s) => (await ask<string[] | null>(s.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', mastername))?.join(':')));
+    const named = await Promise.all(
+      sentinels.map(async (s) => (await ask<string[] | null>(s.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', mastername))?.join(':')),
+    );
     if (new Set(named).size !== 1) throw new Error(`the Sentinels disagree: ${named.join(', ')}`);
     return named[0]!;
   };

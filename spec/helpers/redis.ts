@@ -62,9 +62,28 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
   let logs = '';
   const start = async (): Promise<void> => {
     const ports = options.tls ? ['--port', '0', '--tls-port', String(port)] : ['--port', String(port)];
-    const started = spawnChild(REDIS_SERVER_BIN, [...ports, '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...(options.args ?? [])], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const started = spawnChild(
+      REDIS_SERVER_BIN,
+      [
+        ...ports,
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+        '--loglevel',
+        'warning',
+        ...(options.args ?? []),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     child = started;
     started.process.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
     started.process.stderr!.on('data', (c: Buffer) => (logs += c.toString()));

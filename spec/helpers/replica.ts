@@ -46,7 +46,10 @@ export async function startReplica(dir: string, root: string, remoteurl: string,
   const debugPort = options.debug ? await freePort() : undefined;
   const config = join(dir, `replica-${port}.yml`);
   const http = [`addr: 127.0.0.1:${port}`, ...(debugPort ? ['debug:', `  addr: 127.0.0.1:${debugPort}`, '  prometheus:', '    enabled: true'] : [])];
-  await writeFile(config, registryYaml({ root, storage: options.storage, level: 'info', http, proxy: [`remoteurl: ${remoteurl}`, ...proxyYaml], extra: options.extra }));
+  await writeFile(
+    config,
+    registryYaml({ root, storage: options.storage, level: 'info', http, proxy: [`remoteurl: ${remoteurl}`, ...proxyYaml], extra: options.extra }),
+  );
   const replica = await startRegistry(config, `http://127.0.0.1:${port}`, options.env);
   return { ...replica, metricsUrl: debugPort ? `http://127.0.0.1:${debugPort}/metrics` : undefined };
 }
@@ -66,7 +69,10 @@ const START_DEADLINE_MS = 60_000;
  * awaited) and the error carries its logs.
  */
 export async function startRegistry(config: string, url: string, env: NodeJS.ProcessEnv = {}): Promise<Replica> {
-  const child = spawnChild(process.execPath, [resolve('bin/registry'), 'serve', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawnChild(process.execPath, [resolve('bin/registry'), 'serve', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let logs = '';
   child.process.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
   child.process.stderr!.on('data', (c: Buffer) => (logs += c.toString()));

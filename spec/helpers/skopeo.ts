@@ -28,14 +28,23 @@ const MOUNT_AND_RUN = 'set -e; while [ "$1" != "--" ]; do mount --bind "$1" "$2"
  * `registriesConf`), its own auth file, temporary folder and (as root) caches, all in a folder
  * removed afterwards.
  */
-export async function skopeo(args: string[], opts: { registriesConf?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function skopeo(
+  args: string[],
+  opts: { registriesConf?: string; timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'skopeo-'));
   try {
     const conf = opts.registriesConf ?? join(dir, 'registries.conf');
     if (!opts.registriesConf) await writeFile(conf, '');
     await writeFile(join(dir, 'auth.json'), JSON.stringify({ auths: {} }));
     await mkdir(join(dir, 'tmp'));
-    const env: NodeJS.ProcessEnv = { ...process.env, REGISTRY_AUTH_FILE: join(dir, 'auth.json'), TMPDIR: join(dir, 'tmp'), HOME: dir, XDG_CONFIG_HOME: join(dir, '.config') };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      REGISTRY_AUTH_FILE: join(dir, 'auth.json'),
+      TMPDIR: join(dir, 'tmp'),
+      HOME: dir,
+      XDG_CONFIG_HOME: join(dir, '.config'),
+    };
     const argv = [SKOPEO_BIN, '--insecure-policy', '--registries-conf', conf, ...args];
     let command = argv;
     if (process.getuid?.() === 0 && existsSync(UNSHARE_BIN)) {

@@ -59,6 +59,11 @@ export function canMountSmallDisk(): boolean {
  */
 export function describeSmallDisk(name: string, fn: () => void): void {
   if (canMountSmallDisk()) describe(name, fn);
-  else if (process.env.CI) describe(name, () => test('mount a tmpfs', () => { throw new Error('full-disk tests need root to mount a tmpfs'); }));
+  else if (process.env.CI)
+    describe(name, () =>
+      test('mount a tmpfs', () => {
+        throw new Error('full-disk tests need root to mount a tmpfs');
+      }),
+    );
   else describe.skip(name, fn);
 }

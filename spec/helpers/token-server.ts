@@ -32,10 +32,14 @@ export interface TokenIssuer {
 
 /** Makes an RSA signing key and its self-signed certificate in `dir` with openssl. */
 export function makeTokenIssuer(dir: string, issuer = 'test-issuer'): TokenIssuer {
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'root.key', '-out', 'root.pem', '-days', '2', '-subj', '/CN=token root'], {
-    cwd: dir,
-    stdio: 'ignore',
-  });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'root.key', '-out', 'root.pem', '-days', '2', '-subj', '/CN=token root'],
+    {
+      cwd: dir,
+      stdio: 'ignore',
+    },
+  );
   const key: KeyObject = createPrivateKey(readFileSync(join(dir, 'root.key'), 'utf8'));
   const kid = libtrustKeyId(createPublicKey(key));
   const rootCertPath = join(dir, 'root.pem');
@@ -82,7 +86,10 @@ export async function startTokenServer(
   const server = http.createServer((req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://token.invalid');
-      const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+      const scopes = url.searchParams
+        .getAll('scope')
+        .flatMap((s) => s.split(' '))
+        .filter(Boolean);
       const m = /^Basic (.+)$/i.exec(req.headers.authorization ?? '');
       const [user, password] = m ? Buffer.from(m[1]!, 'base64').toString('utf8').split(/:(.*)/s) : [undefined, undefined];
       const known = user !== undefined && o.users[user] !== undefined && o.users[user] === password;
@@ -101,7 +108,9 @@ export async function startTokenServer(
         if (actions.length > 0) access.push({ name: parts[1]!, actions });
       }
       const token = await issuer.sign(access, { service: o.service, subject: user ?? '' });
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }));
     })().catch(() => res.destroy());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

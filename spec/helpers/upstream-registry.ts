@@ -51,7 +51,13 @@ export async function startDistribution(
   const config = join(dir, 'config.yml');
   await writeFile(
     config,
-    registryYaml({ root: rootDir, storage: opts.storage, http: [`addr: 127.0.0.1:${port}`, ...(opts.secret ? [`secret: ${opts.secret}`] : [])], proxy, extra: [...auth, ...(opts.extra ?? [])] }),
+    registryYaml({
+      root: rootDir,
+      storage: opts.storage,
+      http: [`addr: 127.0.0.1:${port}`, ...(opts.secret ? [`secret: ${opts.secret}`] : [])],
+      proxy,
+      extra: [...auth, ...(opts.extra ?? [])],
+    }),
   );
   let logs = '';
   let child: Child | undefined;

@@ -29,7 +29,12 @@ const pulledDigest = (out: string): string | undefined => /^Digest: (sha256:[0-9
 const pushedDigest = (out: string): string | undefined => /: digest: (sha256:[0-9a-f]{64}) size: \d+/.exec(out)?.[1];
 
 /** The manifest a mirror serves for `repo:ref` (Docker schema 2 accepted), with its digest. */
-async function served(mirror: TestMirror, repo: string, ref: string, authorization?: string): Promise<{ digest: string | null; config: string; layers: string[] }> {
+async function served(
+  mirror: TestMirror,
+  repo: string,
+  ref: string,
+  authorization?: string,
+): Promise<{ digest: string | null; config: string; layers: string[] }> {
   const res = await fetch(`${mirror.url}/v2/${repo}/manifests/${ref}`, {
     headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json', ...(authorization ? { Authorization: authorization } : {}) },
   });
@@ -77,7 +82,10 @@ describeInterop(
       });
       [open, basic, token] = await Promise.all([
         startMirror(counter.url, { proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true' }),
-        startMirror(counter.url, { proxyYaml: 'hosted: [internal/]', extraYaml: `auth:\n  htpasswd:\n    realm: mirror-realm\n    path: ${join(dir, 'htpasswd')}` }),
+        startMirror(counter.url, {
+          proxyYaml: 'hosted: [internal/]',
+          extraYaml: `auth:\n  htpasswd:\n    realm: mirror-realm\n    path: ${join(dir, 'htpasswd')}`,
+        }),
         startMirror(counter.url, { proxyYaml: 'hosted: [internal/]', extraYaml: issuer.authYaml(tokens.realm) }),
       ]);
       dockerd = await startDockerd({ registryMirrors: [open.url], insecureRegistries: [open, basic, token].map(hostPort) });
@@ -99,7 +107,7 @@ describeInterop(
     };
     afterEach(removeAllImages);
 
-    test('registry-mirrors: a single-arch image, an index, a non-library name and a short name, with the upstream\'s digests', async () => {
+    test("registry-mirrors: a single-arch image, an index, a non-library name and a short name, with the upstream's digests", async () => {
       const pulls: Array<[string, string, string, string]> = [
         // [what the user types, the name dockerd asks the mirror for, manifest digest, image ID]
         ['busybox:1.36', 'library/busybox', busybox.manifest.digest, busybox.config.digest],
@@ -156,7 +164,11 @@ describeInterop(
       const pushed = await dockerd.ok(['push', base]);
       // dockerd writes the manifest anew (its own JSON layout), with the same config and layers.
       const baseDigest = pushedDigest(pushed);
-      expect(await served(open, 'internal/base', '1')).toEqual({ digest: baseDigest, config: busybox.config.digest, layers: busybox.layers.map((l) => l.digest) });
+      expect(await served(open, 'internal/base', '1')).toEqual({
+        digest: baseDigest,
+        config: busybox.config.digest,
+        layers: busybox.layers.map((l) => l.digest),
+      });
 
       await removeAllImages();
       expect(pulledDigest(await dockerd.ok(['pull', base]))).toBe(baseDigest);
@@ -221,7 +233,11 @@ describeInterop(
       await dockerd.ok(['tag', `${host}/library/busybox:1.36`, `${host}/internal/busybox:1`]);
       const pushed = pushedDigest(await dockerd.ok(['push', `${host}/internal/busybox:1`]));
       const credentials = `Basic ${Buffer.from('dev:dev-pass').toString('base64')}`;
-      expect(await served(basic, 'internal/busybox', '1', credentials)).toEqual({ digest: pushed, config: busybox.config.digest, layers: busybox.layers.map((l) => l.digest) });
+      expect(await served(basic, 'internal/busybox', '1', credentials)).toEqual({
+        digest: pushed,
+        config: busybox.config.digest,
+        layers: busybox.layers.map((l) => l.digest),
+      });
       await dockerd.ok(['logout', host]);
       await removeAllImages();
       const loggedOut = await dockerd.docker(['pull', `${host}/internal/busybox:1`]);
@@ -229,7 +245,7 @@ describeInterop(
       expect(loggedOut.stderr).toContain('no basic auth credentials');
     }, 120_000);
 
-    test('docker login to a mirror with auth.token: the token service is asked with the user\'s credentials, pull and push scopes granted', async () => {
+    test("docker login to a mirror with auth.token: the token service is asked with the user's credentials, pull and push scopes granted", async () => {
       const host = hostPort(token);
       const wrong = await dockerd.docker(['login', '-u', 'carol', '--password-stdin', host], { input: 'nope\n' });
       expect(wrong.code).not.toBe(0);
@@ -241,7 +257,11 @@ describeInterop(
       await dockerd.ok(['tag', `${host}/library/busybox:1.36`, `${host}/internal/busybox:1`]);
       const pushed = pushedDigest(await dockerd.ok(['push', `${host}/internal/busybox:1`]));
       const bearer = `Bearer ${await issuer.sign([{ name: 'internal/busybox', actions: ['pull'] }])}`;
-      expect(await served(token, 'internal/busybox', '1', bearer)).toEqual({ digest: pushed, config: busybox.config.digest, layers: busybox.layers.map((l) => l.digest) });
+      expect(await served(token, 'internal/busybox', '1', bearer)).toEqual({
+        digest: pushed,
+        config: busybox.config.digest,
+        layers: busybox.layers.map((l) => l.digest),
+      });
       expect(tokens.requests).toContainEqual({ user: 'carol', scopes: expect.arrayContaining(['repository:internal/busybox:push,pull']) });
       // A cached name: the token service grants pull only, so the push never gets to write.
       await dockerd.ok(['tag', `${host}/library/busybox:1.36`, `${host}/library/busybox:mine`]);

@@ -32,7 +32,11 @@ describeInterop('hosted repositories with skopeo and distribution 2.8', () => {
   const index = buildIndex([amd, arm], 'oci');
 
   const start = (rootDir: string): Promise<TestMirror> =>
-    startMirror(upstream.url, { root: rootDir, proxyYaml: 'hosted: [internal/]', extraYaml: `auth:\n  htpasswd:\n    realm: test\n    path: ${join(dir, 'htpasswd')}` });
+    startMirror(upstream.url, {
+      root: rootDir,
+      proxyYaml: 'hosted: [internal/]',
+      extraYaml: `auth:\n  htpasswd:\n    realm: test\n    path: ${join(dir, 'htpasswd')}`,
+    });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'hosted-interop-'));
@@ -128,7 +132,11 @@ describeInterop('hosted repositories with skopeo and distribution 2.8', () => {
       await official.stop();
     }
     // ... we finish it from its data directory.
-    let mirror = await startMirror(upstream.url, { root: shared, httpYaml: `addr: 127.0.0.1:0\nsecret: ${secret}`, proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true' });
+    let mirror = await startMirror(upstream.url, {
+      root: shared,
+      httpYaml: `addr: 127.0.0.1:0\nsecret: ${secret}`,
+      proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true',
+    });
     try {
       const status = await fetch(`${mirror.url}${location}`);
       expect(status.status).toBe(204);

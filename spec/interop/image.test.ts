@@ -67,7 +67,15 @@ describeInterop(
       dockerd = await startDockerd({ registryMirrors: [`http://127.0.0.1:${port}`], insecureRegistries: [`127.0.0.1:${port}`] });
       const made = await base;
       nodeVersion = made.nodeVersion;
-      await dockerd.ok(['import', '--change', 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '--change', 'CMD ["node"]', made.tarball, 'node:24-bookworm-slim']);
+      await dockerd.ok([
+        'import',
+        '--change',
+        'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        '--change',
+        'CMD ["node"]',
+        made.tarball,
+        'node:24-bookworm-slim',
+      ]);
       await rm(join(dir, 'node-base'), { recursive: true, force: true });
       await dockerd.ok(['build', '-t', IMAGE, repoRoot], { timeoutMs: 300_000 });
     }, 600_000);
@@ -83,7 +91,7 @@ describeInterop(
       if (dir) await rm(dir, { recursive: true, force: true });
     }, 120_000);
 
-    test('registry:2\'s conventions: port, volume, config paths, entrypoint and command, on a current Node LTS, only what serving needs', async () => {
+    test("registry:2's conventions: port, volume, config paths, entrypoint and command, on a current Node LTS, only what serving needs", async () => {
       expect(nodeVersion).toMatch(/^v24\./);
       const config = JSON.parse(await dockerd.ok(['image', 'inspect', '--format', '{{json .Config}}', IMAGE])) as {
         ExposedPorts: Record<string, unknown>;
@@ -110,7 +118,7 @@ describeInterop(
       expect(added).toBeLessThan(30_000_000);
     }, 120_000);
 
-    test('with registry:2\'s volume, config mount and REGISTRY_* variables: serves what docker-registry cached, pulls through as a mirror and directly, stops within 2 s with the schedule saved', async () => {
+    test("with registry:2's volume, config mount and REGISTRY_* variables: serves what docker-registry cached, pulls through as a mirror and directly, stops within 2 s with the schedule saved", async () => {
       const configFile = join(dir, 'config.yml');
       // A registry:2 configuration as operators write it; the environment overrides the address and upstream.
       await writeFile(
@@ -118,11 +126,20 @@ describeInterop(
         'version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n  delete:\n    enabled: true\nhttp:\n  addr: :5000\nproxy:\n  remoteurl: https://registry-1.docker.io\n',
       );
       await dockerd.ok([
-        'run', '-d', '--name', 'mirror', '--network', 'host',
-        '-v', `${volume}:/var/lib/registry`,
-        '-v', `${configFile}:/etc/docker/registry/config.yml:ro`,
-        '-e', `REGISTRY_HTTP_ADDR=127.0.0.1:${port}`,
-        '-e', `REGISTRY_PROXY_REMOTEURL=${counter.url}`,
+        'run',
+        '-d',
+        '--name',
+        'mirror',
+        '--network',
+        'host',
+        '-v',
+        `${volume}:/var/lib/registry`,
+        '-v',
+        `${configFile}:/etc/docker/registry/config.yml:ro`,
+        '-e',
+        `REGISTRY_HTTP_ADDR=127.0.0.1:${port}`,
+        '-e',
+        `REGISTRY_PROXY_REMOTEURL=${counter.url}`,
         IMAGE,
       ]);
       await waitForHttp(`http://127.0.0.1:${port}/v2/`, 60_000).catch(async (err: Error) => {
@@ -142,17 +159,29 @@ describeInterop(
       expect(state.ExitCode).toBe(0);
       // The schedule as the next start reads it: scheduler-state.json, and the journals beside it
       // that a start merges into it (lib/expiry/state-store.ts).
-      const saved = [join(volume, 'scheduler-state.json'), ...(await readdir(join(volume, '.scheduler-journal')).catch(() => [])).map((f) => join(volume, '.scheduler-journal', f))];
+      const saved = [
+        join(volume, 'scheduler-state.json'),
+        ...(await readdir(join(volume, '.scheduler-journal')).catch(() => [])).map((f) => join(volume, '.scheduler-journal', f)),
+      ];
       const texts = await Promise.all(saved.map((f) => readFile(f, 'utf8').catch((err: Error) => err.message)));
       const holdsAlpine = texts.some((t) => t.includes(`library/alpine@${alpine.layers[0]!.digest}`));
-      if (!holdsAlpine) throw new Error(`the schedule saved (${saved.join(', ')}) has no entry of library/alpine:\n${texts.join('\n')}\n${JSON.stringify(await dockerd.docker(['logs', 'mirror']))}`);
+      if (!holdsAlpine)
+        throw new Error(
+          `the schedule saved (${saved.join(', ')}) has no entry of library/alpine:\n${texts.join('\n')}\n${JSON.stringify(await dockerd.docker(['logs', 'mirror']))}`,
+        );
 
       // The container's output is the registry's own log, nothing else (no npm, no Node warning).
       const logs = await dockerd.docker(['logs', 'mirror']);
       const lines = `${logs.stdout}${logs.stderr}`.split('\n').filter(Boolean);
       expect(lines.filter((l) => !REGISTRY_LINE.test(l))).toEqual([]);
       expect(lines.some((l) => l.includes(`msg="listening on 127.0.0.1:${port}"`))).toBe(true);
-      expect(lines.some((l) => l.includes('msg="SIGTERM received: finishing in-flight requests (up to 1000 ms, http.draintimeout), saving the schedule, then exiting (within 1800 ms)"'))).toBe(true);
+      expect(
+        lines.some((l) =>
+          l.includes(
+            'msg="SIGTERM received: finishing in-flight requests (up to 1000 ms, http.draintimeout), saving the schedule, then exiting (within 1800 ms)"',
+          ),
+        ),
+      ).toBe(true);
       // Its own measure of the stop, within the bound it stated (spec/shutdown.test.ts tests it at every moment).
       const stopped = lines.map((l) => /msg="stopped (\d+) ms after SIGTERM"/.exec(l)).find(Boolean);
       expect(Number(stopped?.[1])).toBeLessThanOrEqual(1800);
@@ -162,18 +191,24 @@ describeInterop(
     test('a config mounted where registry:3 reads it (/etc/distribution/config.yml) is the one served', async () => {
       const configFile = join(dir, 'config-v3.yml');
       const v3port = await freePort();
-      await writeFile(configFile, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: 127.0.0.1:${v3port}\nproxy:\n  remoteurl: ${counter.url}\n`);
+      await writeFile(
+        configFile,
+        `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: 127.0.0.1:${v3port}\nproxy:\n  remoteurl: ${counter.url}\n`,
+      );
       await dockerd.ok(['run', '-d', '--name', 'mirror-v3', '--network', 'host', '-v', `${configFile}:/etc/distribution/config.yml:ro`, IMAGE]);
       try {
         await waitForHttp(`http://127.0.0.1:${v3port}/v2/`, 60_000);
-        const res = await fetch(`http://127.0.0.1:${v3port}/v2/library/alpine/manifests/latest`, { method: 'HEAD', headers: { Accept: alpine.manifest.mediaType } });
+        const res = await fetch(`http://127.0.0.1:${v3port}/v2/library/alpine/manifests/latest`, {
+          method: 'HEAD',
+          headers: { Accept: alpine.manifest.mediaType },
+        });
         expect(res.headers.get('docker-content-digest')).toBe(alpine.manifest.digest);
       } finally {
         await dockerd.docker(['rm', '-f', 'mirror-v3']);
       }
     }, 120_000);
 
-    test('Debian\'s docker-compose builds and runs docker-compose.yml', async () => {
+    test("Debian's docker-compose builds and runs docker-compose.yml", async () => {
       const composePort = await freePort();
       // The engine here has no bridge, and docker-compose refuses published ports on the host's
       // network, which an override file cannot remove: the test runs the repository's file with
@@ -193,7 +228,12 @@ describeInterop(
           execFile(
             COMPOSE_BIN,
             ['-p', 'imagetest', '-f', composeFile, ...args],
-            { cwd: repoRoot, env: { ...process.env, DOCKER_HOST: `unix://${join(dockerd.dir, 'docker.sock')}` }, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 },
+            {
+              cwd: repoRoot,
+              env: { ...process.env, DOCKER_HOST: `unix://${join(dockerd.dir, 'docker.sock')}` },
+              timeout: 300_000,
+              maxBuffer: 16 * 1024 * 1024,
+            },
             (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
           ),
         );

@@ -37,61 +37,58 @@ async function twoUpstreams(hubImages: Record<string, BuiltImage>, ghcrImages: R
   };
 }
 
-describeInterop(
-  'clients configured with the mirror: skopeo registries.conf and containerd hosts.toml',
-  () => {
-    let setup: Awaited<ReturnType<typeof twoUpstreams>>;
-    let confDir: string;
-    const alpine = buildImage({ layers: [5000], seed: 'alpine' });
-    const busybox = buildImage({ layers: [3000, 200], seed: 'busybox', format: 'docker' });
-    const app = buildImage({ layers: [4000], seed: 'ghcr-app' });
+describeInterop('clients configured with the mirror: skopeo registries.conf and containerd hosts.toml', () => {
+  let setup: Awaited<ReturnType<typeof twoUpstreams>>;
+  let confDir: string;
+  const alpine = buildImage({ layers: [5000], seed: 'alpine' });
+  const busybox = buildImage({ layers: [3000, 200], seed: 'busybox', format: 'docker' });
+  const app = buildImage({ layers: [4000], seed: 'ghcr-app' });
 
-    beforeAll(async () => {
-      setup = await twoUpstreams({ 'library/alpine:latest': alpine, 'library/busybox:latest': busybox }, { 'org/app:v1': app });
-      confDir = await mkdtemp(join(tmpdir(), 'registries-conf-'));
-    }, 120_000);
+  beforeAll(async () => {
+    setup = await twoUpstreams({ 'library/alpine:latest': alpine, 'library/busybox:latest': busybox }, { 'org/app:v1': app });
+    confDir = await mkdtemp(join(tmpdir(), 'registries-conf-'));
+  }, 120_000);
 
-    afterAll(async () => {
-      await setup?.close();
-      if (confDir) await rm(confDir, { recursive: true, force: true });
-    });
+  afterAll(async () => {
+    await setup?.close();
+    if (confDir) await rm(confDir, { recursive: true, force: true });
+  });
 
-    const mirrorHost = (): string => setup.mirror.url.replace('http://', '');
+  const mirrorHost = (): string => setup.mirror.url.replace('http://', '');
 
-    test('skopeo with the mirror as a registries.conf mirror of docker.io and ghcr.io', async () => {
-      const conf = join(confDir, 'registries.conf');
-      await writeFile(
-        conf,
-        [
-          '[[registry]]',
-          'prefix = "docker.io"',
-          'location = "docker.io"',
-          '[[registry.mirror]]',
-          `location = "${mirrorHost()}"`,
-          'insecure = true',
-          '',
-          '[[registry]]',
-          'prefix = "ghcr.io"',
-          'location = "ghcr.io"',
-          '[[registry.mirror]]',
-          // containers/image sends no ?ns=: the path prefix selects the upstream.
-          `location = "${mirrorHost()}/ghcr.io"`,
-          'insecure = true',
-          '',
-        ].join('\n'),
-      );
-      const pull = (ref: string) => pullImage('', ref, { registriesConf: conf, source: `docker://${ref}` });
-      expect((await pull('docker.io/library/alpine:latest')).manifestDigest).toBe(alpine.manifest.digest);
-      expect((await pull('docker.io/busybox:latest')).manifestDigest).toBe(busybox.manifest.digest);
-      expect((await pull('ghcr.io/org/app:v1')).manifestDigest).toBe(app.manifest.digest);
-      // Fetched under the upstream's own names, by the tag asked for (verified by its digest).
-      expect(setup.hubHits).toContain('GET /v2/library/busybox/manifests/latest');
-      expect(setup.ghcrHits).toContain('GET /v2/org/app/manifests/v1');
-      expect(setup.hubHits.filter((h) => h.includes('org/app'))).toEqual([]);
-      expect(setup.ghcrHits.filter((h) => h.includes('library/'))).toEqual([]);
-    });
-  },
-);
+  test('skopeo with the mirror as a registries.conf mirror of docker.io and ghcr.io', async () => {
+    const conf = join(confDir, 'registries.conf');
+    await writeFile(
+      conf,
+      [
+        '[[registry]]',
+        'prefix = "docker.io"',
+        'location = "docker.io"',
+        '[[registry.mirror]]',
+        `location = "${mirrorHost()}"`,
+        'insecure = true',
+        '',
+        '[[registry]]',
+        'prefix = "ghcr.io"',
+        'location = "ghcr.io"',
+        '[[registry.mirror]]',
+        // containers/image sends no ?ns=: the path prefix selects the upstream.
+        `location = "${mirrorHost()}/ghcr.io"`,
+        'insecure = true',
+        '',
+      ].join('\n'),
+    );
+    const pull = (ref: string) => pullImage('', ref, { registriesConf: conf, source: `docker://${ref}` });
+    expect((await pull('docker.io/library/alpine:latest')).manifestDigest).toBe(alpine.manifest.digest);
+    expect((await pull('docker.io/busybox:latest')).manifestDigest).toBe(busybox.manifest.digest);
+    expect((await pull('ghcr.io/org/app:v1')).manifestDigest).toBe(app.manifest.digest);
+    // Fetched under the upstream's own names, by the tag asked for (verified by its digest).
+    expect(setup.hubHits).toContain('GET /v2/library/busybox/manifests/latest');
+    expect(setup.ghcrHits).toContain('GET /v2/org/app/manifests/v1');
+    expect(setup.hubHits.filter((h) => h.includes('org/app'))).toEqual([]);
+    expect(setup.ghcrHits.filter((h) => h.includes('library/'))).toEqual([]);
+  });
+});
 
 describeInterop(
   'containerd pulls through the mirror, selecting upstreams with ?ns=',

@@ -37,7 +37,10 @@ function comparable(e: any, origin: string): unknown {
 
 /** Events in a stable order: a registry may emit two events of consecutive requests in either order. */
 function sorted(events: unknown[]): unknown[] {
-  return events.map((e) => JSON.stringify(e)).sort().map((s) => JSON.parse(s) as unknown);
+  return events
+    .map((e) => JSON.stringify(e))
+    .sort()
+    .map((s) => JSON.parse(s) as unknown);
 }
 
 describeInterop('notifications compared with distribution 2.8', () => {
@@ -76,9 +79,18 @@ describeInterop('notifications compared with distribution 2.8', () => {
     await request(url).get('/v2/library/busybox/manifests/latest').set('User-Agent', UA).set('Accept', accept).expect(200);
     await request(url).head('/v2/library/busybox/manifests/latest').set('User-Agent', UA).set('Accept', accept).expect(200);
     await request(url).get(`/v2/library/busybox/manifests/${image.digest}`).set('User-Agent', UA).set('Accept', accept).expect(200);
-    await request(url).get(`/v2/library/busybox/blobs/${sha256(image.config)}`).set('User-Agent', UA).expect(200);
-    await request(url).get(`/v2/library/busybox/blobs/${sha256(image.layers[0]!)}`).set('User-Agent', UA).expect(200);
-    await request(url).head(`/v2/library/busybox/blobs/${sha256(image.layers[0]!)}`).set('User-Agent', UA).expect(200);
+    await request(url)
+      .get(`/v2/library/busybox/blobs/${sha256(image.config)}`)
+      .set('User-Agent', UA)
+      .expect(200);
+    await request(url)
+      .get(`/v2/library/busybox/blobs/${sha256(image.layers[0]!)}`)
+      .set('User-Agent', UA)
+      .expect(200);
+    await request(url)
+      .head(`/v2/library/busybox/blobs/${sha256(image.layers[0]!)}`)
+      .set('User-Agent', UA)
+      .expect(200);
   }
 
   test('pulls through the cache: the same pull events, HEAD included, field by field', async () => {
@@ -90,7 +102,9 @@ describeInterop('notifications compared with distribution 2.8', () => {
     expect(theirs).toHaveLength(6);
     expect(sorted(mine)).toEqual(sorted(theirs));
     // The envelope: one event each, the same media type.
-    const types = (path: string): string[] => [...new Set(sink.posts.filter((p) => p.path === path).map((p) => `${p.headers['content-type']} ${p.events.length}`))];
+    const types = (path: string): string[] => [
+      ...new Set(sink.posts.filter((p) => p.path === path).map((p) => `${p.headers['content-type']} ${p.events.length}`)),
+    ];
     expect(types('/ours')).toEqual(types('/official'));
     expect(types('/official')).toEqual(['application/vnd.docker.distribution.events.v1+json 1']);
   });
@@ -101,9 +115,19 @@ describeInterop('notifications compared with distribution 2.8', () => {
       expect(res.status).toBe(201);
     }
     const isPush = (e: { action: string }): boolean => e.action === 'push';
-    await until(() => sink.events('/plain').filter(isPush).length >= 4 && sink.events('/ours').filter(isPush).length >= 4, 'four push events from each registry', 20_000);
-    const theirs = sink.events('/plain').filter(isPush).map((e) => comparable(e, plain.url));
-    const mine = sink.events('/ours').filter(isPush).map((e) => comparable(e, ours.url));
+    await until(
+      () => sink.events('/plain').filter(isPush).length >= 4 && sink.events('/ours').filter(isPush).length >= 4,
+      'four push events from each registry',
+      20_000,
+    );
+    const theirs = sink
+      .events('/plain')
+      .filter(isPush)
+      .map((e) => comparable(e, plain.url));
+    const mine = sink
+      .events('/ours')
+      .filter(isPush)
+      .map((e) => comparable(e, ours.url));
     expect(theirs).toHaveLength(4);
     expect(sorted(mine)).toEqual(sorted(theirs));
   });
@@ -111,15 +135,27 @@ describeInterop('notifications compared with distribution 2.8', () => {
   test('deletes of a hosted manifest and blob: the same delete events', async () => {
     for (const url of [plain.url, ours.url]) {
       await request(url).delete(`/v2/internal/app/manifests/${pushed.digest}`).set('User-Agent', UA).expect(202);
-      await request(url).delete(`/v2/internal/app/blobs/${sha256(pushed.layers[0]!)}`).set('User-Agent', UA).expect(202);
+      await request(url)
+        .delete(`/v2/internal/app/blobs/${sha256(pushed.layers[0]!)}`)
+        .set('User-Agent', UA)
+        .expect(202);
     }
     const isDelete = (e: { action: string }): boolean => e.action === 'delete';
     // The manifest's, its tag's (distribution untags it), the blob's.
-    await until(() => sink.events('/plain').filter(isDelete).length >= 3 && sink.events('/ours').filter(isDelete).length >= 3, 'three delete events from each registry', 20_000);
-    const theirs = sink.events('/plain').filter(isDelete).map((e) => comparable(e, plain.url));
-    const mine = sink.events('/ours').filter(isDelete).map((e) => comparable(e, ours.url));
+    await until(
+      () => sink.events('/plain').filter(isDelete).length >= 3 && sink.events('/ours').filter(isDelete).length >= 3,
+      'three delete events from each registry',
+      20_000,
+    );
+    const theirs = sink
+      .events('/plain')
+      .filter(isDelete)
+      .map((e) => comparable(e, plain.url));
+    const mine = sink
+      .events('/ours')
+      .filter(isDelete)
+      .map((e) => comparable(e, ours.url));
     expect(theirs).toHaveLength(3);
     expect(sorted(mine)).toEqual(sorted(theirs));
   });
 });
-

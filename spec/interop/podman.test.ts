@@ -67,7 +67,7 @@ describeInterop(
       await podman.ok(['rmi', '--all', '--force']);
     }, 120_000);
 
-    test('a registries.conf mirror of docker.io: qualified names, a short name and an index, with the upstream\'s digests', async () => {
+    test("a registries.conf mirror of docker.io: qualified names, a short name and an index, with the upstream's digests", async () => {
       await podman.ok(['pull', 'docker.io/library/busybox:1.36']);
       expect(await digestOf('docker.io/library/busybox:1.36')).toBe(busybox.manifest.digest);
       expect(await idOf('docker.io/library/busybox:1.36')).toBe(busybox.config.digest);
@@ -80,7 +80,8 @@ describeInterop(
       await podman.ok(['pull', 'docker.io/library/nginx']);
       expect(await digestOf('docker.io/library/nginx')).toBe(nginx.manifest.digest);
       expect(await idOf('docker.io/library/nginx')).toBe(amd.config.digest);
-      for (const name of ['library/busybox', 'team/app', 'library/nginx']) expect(counter.hits.some((h) => h.startsWith(`GET /v2/${name}/manifests/`))).toBe(true);
+      for (const name of ['library/busybox', 'team/app', 'library/nginx'])
+        expect(counter.hits.some((h) => h.startsWith(`GET /v2/${name}/manifests/`))).toBe(true);
       expect(counter.hits).toContain(`GET /v2/library/nginx/blobs/${amd.layers[0]!.digest}`);
       expect(counter.hits.some((h) => h.includes(arm.layers[0]!.digest))).toBe(false);
     }, 120_000);

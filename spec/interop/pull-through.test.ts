@@ -21,7 +21,21 @@ async function startOurs(remoteurl: string, root: string): Promise<{ hostPort: s
   const config = join(dir, 'config.yml');
   await writeFile(
     config,
-    ['version: 0.1', 'log:', '  level: info', 'storage:', '  filesystem:', `    rootdirectory: ${root}`, '  delete:', '    enabled: true', 'http:', `  addr: 127.0.0.1:${port}`, 'proxy:', `  remoteurl: ${remoteurl}`, ''].join('\n'),
+    [
+      'version: 0.1',
+      'log:',
+      '  level: info',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${root}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      'proxy:',
+      `  remoteurl: ${remoteurl}`,
+      '',
+    ].join('\n'),
   );
   const child = await startRegistry(config, `http://127.0.0.1:${port}`);
   return {
@@ -95,7 +109,9 @@ describeInterop('pull-through against distribution 2.8 with skopeo', () => {
     try {
       await pullImage(official.hostPort, 'org/app:1.0');
       // distribution 2.8 stores proxied blobs in the background: wait until they are on disk.
-      const wanted = [docker.config.digest, ...docker.layers.map((l) => l.digest)].map((d) => join(officialRoot, 'docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7), 'data'));
+      const wanted = [docker.config.digest, ...docker.layers.map((l) => l.digest)].map((d) =>
+        join(officialRoot, 'docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7), 'data'),
+      );
       for (let i = 0; i < 200 && !wanted.every((f) => existsSync(f)); i++) await new Promise((r) => setTimeout(r, 100));
       expect(wanted.every((f) => existsSync(f))).toBe(true);
     } finally {

@@ -108,10 +108,15 @@ describeInterop(
       expect(upstreamGets('team/app', [app.config.digest, ...app.layers.map((l) => l.digest)])).toEqual([1, 1, 1, 1]);
       // And again, warm, from another replica than before.
       expect((await pullImage(hostPort(replicas[2]!), `team/app@${app.manifest.digest}`)).manifestDigest).toBe(app.manifest.digest);
-      expect(upstreamGets('team/app', app.layers.map((l) => l.digest))).toEqual([1, 1, 1]);
+      expect(
+        upstreamGets(
+          'team/app',
+          app.layers.map((l) => l.digest),
+        ),
+      ).toEqual([1, 1, 1]);
     }, 180_000);
 
-    test('the Docker engine pulls a single-arch image and an index through a balancer over the replicas, with the upstream\'s digests', async () => {
+    test("the Docker engine pulls a single-arch image and an index through a balancer over the replicas, with the upstream's digests", async () => {
       for (const [ref, image, platformImage] of [
         ['engine:1.0', amd, amd],
         ['multi', engineImage, engineImage.images[0]!],

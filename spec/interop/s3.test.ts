@@ -6,7 +6,14 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutBucketPolicyCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutBucketPolicyCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { S3Driver } from '../../lib/storage/s3.js';
 import { s3Config } from '../../lib/config/s3.js';
 import { collect } from '../../lib/storage/garbage-collect.js';
@@ -55,11 +62,7 @@ describeInterop(
     };
     const object = async (bucket: string, key: string): Promise<Buffer> =>
       Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body!.transformToByteArray());
-    const storage = (bucket: string, redirect: boolean): string[] => [
-      ...s3StorageYaml(s3Parameters(ceph, bucket)),
-      '  redirect:',
-      `    disable: ${!redirect}`,
-    ];
+    const storage = (bucket: string, redirect: boolean): string[] => [...s3StorageYaml(s3Parameters(ceph, bucket)), '  redirect:', `    disable: ${!redirect}`];
 
     beforeAll(async () => {
       ceph = await sharedCeph();
@@ -130,14 +133,18 @@ describeInterop(
         const big = image.layers[0]!;
         // Each holds a response it never reads: its bytes back up into the mirror's read from the bucket.
         await Promise.all(
-          Array.from({ length: 60 }, () => new Promise<void>((resolve, reject) => {
-            const req = http.get(`${mirror.url}/v2/library/busybox/blobs/${big.digest}`, { agent: false }, (res) => {
-              res.pause();
-              resolve();
-            });
-            req.on('error', reject);
-            stalled.push(req);
-          })),
+          Array.from(
+            { length: 60 },
+            () =>
+              new Promise<void>((resolve, reject) => {
+                const req = http.get(`${mirror.url}/v2/library/busybox/blobs/${big.digest}`, { agent: false }, (res) => {
+                  res.pause();
+                  resolve();
+                });
+                req.on('error', reject);
+                stalled.push(req);
+              }),
+          ),
         );
         const started = Date.now();
         const head = await request(`${mirror.url}/v2/library/busybox/manifests/${image.manifest.digest}`, 'HEAD');
@@ -255,7 +262,8 @@ describeInterop(
         const uuid = start.headers.get('docker-upload-uuid')!;
         expect((await object(bucket, `${V2}/repositories/internal/big/_uploads/${uuid}/startedat`)).toString()).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
         // The data is a pending multipart upload at the key registry:2 uses.
-        const pendingKeys = async (): Promise<string[]> => ((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).map((u) => u.Key!);
+        const pendingKeys = async (): Promise<string[]> =>
+          ((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).map((u) => u.Key!);
         expect(await pendingKeys()).toEqual([`${V2}/repositories/internal/big/_uploads/${uuid}/data`]);
         for (let i = 0; i < cuts.length - 2; i++) {
           if (i === 2) {
@@ -310,7 +318,10 @@ describeInterop(
         const deadline = Date.now() + 20_000;
         while (!(key in state) && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 500));
-          state = await object(bucket, 'registry/scheduler-state.json').then((b) => JSON.parse(b.toString()) as typeof state, () => ({}));
+          state = await object(bucket, 'registry/scheduler-state.json').then(
+            (b) => JSON.parse(b.toString()) as typeof state,
+            () => ({}),
+          );
         }
         expect(state[key]?.EntryType).toBe(1);
         for (const v of Object.values(state)) v.ExpiryData = '2020-01-01T00:00:00Z';

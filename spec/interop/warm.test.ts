@@ -39,7 +39,10 @@ describeInterop('registry warm against real peers', () => {
   test('the CLI warms every platform; with the upstream stopped skopeo pulls them from the cache', async () => {
     const root = join(dir, 'root');
     const config = join(dir, 'config.yml');
-    await writeFile(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${root}\n  delete:\n    enabled: true\nproxy:\n  remoteurl: ${upstream.url}\n`);
+    await writeFile(
+      config,
+      `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${root}\n  delete:\n    enabled: true\nproxy:\n  remoteurl: ${upstream.url}\n`,
+    );
     const { stdout, stderr } = await run(process.execPath, [resolve('bin/registry'), 'warm', config, 'team/app:1.0']);
     expect(stdout).toMatch(/^warmed 1 image \(2 platforms\): 5 blobs fetched \(.+\), 0 already cached, in [\d.]+s\n$/);
     expect(stderr).toContain(`warm team/app:1.0: manifest ${app.manifest.digest} application/vnd.oci.image.index.v1+json\n`);
@@ -59,7 +62,13 @@ describeInterop('registry warm against real peers', () => {
       // One platform by digest into a directory, as `skopeo copy docker://... dir:...` writes it.
       const arm64 = app.images[1]!;
       const out = join(dir, 'arm64');
-      const r = await skopeo(['copy', '--preserve-digests', '--src-tls-verify=false', `docker://${new URL(mirror.url).host}/team/app@${arm64.manifest.digest}`, `dir:${out}`]);
+      const r = await skopeo([
+        'copy',
+        '--preserve-digests',
+        '--src-tls-verify=false',
+        `docker://${new URL(mirror.url).host}/team/app@${arm64.manifest.digest}`,
+        `dir:${out}`,
+      ]);
       if (r.code !== 0) throw new Error(`skopeo copy to dir: failed: ${r.stderr}`);
       const manifest = await readFile(join(out, 'manifest.json'));
       expect(`sha256:${createHash('sha256').update(manifest).digest('hex')}`).toBe(arm64.manifest.digest);

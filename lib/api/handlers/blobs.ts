@@ -19,7 +19,10 @@ import { requestState } from '../request-state.js';
 export const blobResource: Resource<Digest> = {
   methods: (s, target) => {
     const t = target!;
-    const table: MethodTable<Digest> = { GET: (req, res, digest) => getBlob(s, req, res, t, digest), HEAD: (req, res, digest) => headBlob(s, req, res, t, digest) };
+    const table: MethodTable<Digest> = {
+      GET: (req, res, digest) => getBlob(s, req, res, t, digest),
+      HEAD: (req, res, digest) => headBlob(s, req, res, t, digest),
+    };
     const w = t.writable;
     if (!w?.deletes) return table;
     return {

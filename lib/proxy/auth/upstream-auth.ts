@@ -130,7 +130,6 @@ export class UpstreamAuth {
     return `Basic ${Buffer.from(`${this.o.username}:${this.o.password ?? ''}`).toString('base64')}`;
   }
 
-
   private async fetchToken(challenge: Challenge, scope: string): Promise<string> {
     let realm: URL;
     try {
