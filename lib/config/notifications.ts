@@ -9,7 +9,8 @@
  * silently change what an audit log or a scanner receives.
  */
 import { ConfigError } from '../errors.js';
-import { tryParseDuration } from './duration.js';
+import { parseDuration, tryParseDuration } from './duration.js';
+import { checked, converted, defAt, defaultAt, isKeyOf, section, shaped, type KeyDef } from './key-def.js';
 
 /**
  * The envelope's `Content-Type`: 2.8's, and 3.x's (the same fields; distribution bumped the version
@@ -50,26 +51,37 @@ export interface NotificationsConfig {
   readonly endpoints: readonly NotificationEndpointConfig[];
 }
 
-/** distribution's `EndpointConfig.defaults`. */
-const DEFAULT_TIMEOUT_MS = 1000;
-const DEFAULT_THRESHOLD = 10;
-const DEFAULT_BACKOFF_MS = 1000;
-const DEFAULT_QUEUE_LIMIT = 10_000;
+/**
+ * `notifications:`'s keys, an endpoint's too, each checked here (no schema: a list is not walked
+ * by the key-status tables). The defaults of `timeout`, `threshold` and `backoff` are
+ * distribution's `EndpointConfig.defaults`; `include`, `queuelimit` and `mediatype` are ours.
+ */
+const KEYS: KeyDef = section({
+  events: section({ includereferences: checked(false) }),
+  endpoints: shaped({
+    name: checked(),
+    url: checked(),
+    disabled: checked(false),
+    headers: checked(),
+    timeout: checked('1s'),
+    threshold: checked(10),
+    backoff: checked('1s'),
+    ignoredmediatypes: checked(),
+    ignore: section({ mediatypes: checked(), actions: checked() }),
+    include: section({ actions: checked() }),
+    queuelimit: checked(10_000),
+    mediatype: checked(ENVELOPE_MEDIA_TYPES[0], ENVELOPE_MEDIA_TYPES),
+  }),
+});
 
-const ENDPOINT_KEYS = new Set([
-  'name',
-  'url',
-  'disabled',
-  'headers',
-  'timeout',
-  'threshold',
-  'backoff',
-  'ignoredmediatypes',
-  'ignore',
-  'include',
-  'queuelimit',
-  'mediatype',
-]);
+/** `notifications:` and its conversion. */
+export const NOTIFICATIONS_KEYS = converted(KEYS, (raw: unknown): NotificationsConfig => notificationsConfig(raw));
+
+/** An endpoint's keys, defined above. */
+const ENDPOINT = defAt(KEYS, 'endpoints');
+
+/** The default of an endpoint's `key`. */
+const endpointDefault = <T>(key: string): T => defaultAt(ENDPOINT, key) as T;
 
 type Raw = Record<string, unknown>;
 
@@ -100,8 +112,8 @@ function integer(v: unknown, name: string, fallback: number, min: number): numbe
   return n;
 }
 
-function bool(v: unknown, name: string): boolean {
-  if (v === undefined || v === null) return false;
+function bool(v: unknown, name: string, fallback: boolean): boolean {
+  if (v === undefined || v === null) return fallback;
   if (typeof v === 'boolean') return v;
   if (v === 'true' || v === 'false') return v === 'true';
   throw invalid(`${name}: ${JSON.stringify(v)} must be true or false`);
@@ -110,7 +122,7 @@ function bool(v: unknown, name: string): boolean {
 function endpoint(raw: unknown, i: number): NotificationEndpointConfig {
   const at = `endpoints[${i}]`;
   if (!isMapping(raw)) throw invalid(`${at} must be a mapping with name and url`);
-  for (const key of Object.keys(raw)) if (!ENDPOINT_KEYS.has(key)) throw invalid(`${at}.${key} is not a known key of an endpoint`);
+  for (const key of Object.keys(raw)) if (!isKeyOf(ENDPOINT, key)) throw invalid(`${at}.${key} is not a known key of an endpoint`);
   const name = raw.name;
   if (typeof name !== 'string' || name === '') throw invalid(`${at}.name is required`);
   const url = raw.url;
@@ -122,39 +134,43 @@ function endpoint(raw: unknown, i: number): NotificationEndpointConfig {
   }
   const ignore = raw.ignore ?? {};
   if (!isMapping(ignore)) throw invalid(`${at}.ignore must be a mapping with mediatypes and actions`);
-  for (const key of Object.keys(ignore)) if (key !== 'mediatypes' && key !== 'actions') throw invalid(`${at}.ignore.${key} is not a known key`);
+  for (const key of Object.keys(ignore)) if (!isKeyOf(defAt(ENDPOINT, 'ignore'), key)) throw invalid(`${at}.ignore.${key} is not a known key`);
   const include = raw.include ?? {};
   if (!isMapping(include)) throw invalid(`${at}.include must be a mapping with actions`);
-  for (const key of Object.keys(include)) if (key !== 'actions') throw invalid(`${at}.include.${key} is not a known key`);
+  for (const key of Object.keys(include)) if (!isKeyOf(defAt(ENDPOINT, 'include'), key)) throw invalid(`${at}.include.${key} is not a known key`);
   const included = strings(include.actions, `${at}.include.actions`);
   const unknown = included.filter((a) => !(EXTRA_ACTIONS as readonly string[]).includes(a));
   if (unknown.length > 0) throw invalid(`${at}.include.actions: ${unknown.join(', ')} is not one of ${EXTRA_ACTIONS.join(', ')}`);
-  const mediatype = raw.mediatype ?? ENVELOPE_MEDIA_TYPES[0];
+  const mediatype = raw.mediatype ?? endpointDefault<EnvelopeMediaType>('mediatype');
   if (!(ENVELOPE_MEDIA_TYPES as readonly unknown[]).includes(mediatype))
     throw invalid(`${at}.mediatype: ${JSON.stringify(mediatype)} is not one of ${ENVELOPE_MEDIA_TYPES.join(', ')}`);
   return {
     name,
     url,
-    disabled: bool(raw.disabled, `${at}.disabled`),
+    disabled: bool(raw.disabled, `${at}.disabled`, endpointDefault('disabled')),
     headers,
-    timeoutms: duration(raw.timeout, `${at}.timeout`, DEFAULT_TIMEOUT_MS),
-    threshold: integer(raw.threshold, `${at}.threshold`, 0, 0) || DEFAULT_THRESHOLD,
-    backoffms: duration(raw.backoff, `${at}.backoff`, DEFAULT_BACKOFF_MS),
+    timeoutms: duration(raw.timeout, `${at}.timeout`, parseDuration(endpointDefault('timeout'))),
+    // distribution: `0` is the default too.
+    threshold: integer(raw.threshold, `${at}.threshold`, 0, 0) || endpointDefault<number>('threshold'),
+    backoffms: duration(raw.backoff, `${at}.backoff`, parseDuration(endpointDefault('backoff'))),
     ignoredmediatypes: [...strings(raw.ignoredmediatypes, `${at}.ignoredmediatypes`), ...strings(ignore.mediatypes, `${at}.ignore.mediatypes`)],
     ignoredactions: strings(ignore.actions, `${at}.ignore.actions`),
     includedactions: included as ExtraAction[],
-    queuelimit: integer(raw.queuelimit, `${at}.queuelimit`, DEFAULT_QUEUE_LIMIT, 1),
+    queuelimit: integer(raw.queuelimit, `${at}.queuelimit`, endpointDefault('queuelimit'), 1),
     mediatype: mediatype as EnvelopeMediaType,
   };
 }
 
 /** Checks and converts `notifications`; no endpoints at all is no notifications. */
 export function notificationsConfig(raw: unknown): NotificationsConfig {
-  if (raw === undefined || raw === null) return { includereferences: false, endpoints: [] };
+  if (raw === undefined || raw === null) return notificationsConfig({});
   if (!isMapping(raw)) throw invalid('must be a mapping with endpoints');
   const events = raw.events ?? {};
   if (!isMapping(events)) throw invalid('events must be a mapping');
   const endpoints = raw.endpoints ?? [];
   if (!Array.isArray(endpoints)) throw invalid('endpoints must be a list');
-  return { includereferences: bool(events.includereferences, 'events.includereferences'), endpoints: endpoints.map(endpoint) };
+  return {
+    includereferences: bool(events.includereferences, 'events.includereferences', defaultAt(KEYS, 'events.includereferences') as boolean),
+    endpoints: endpoints.map(endpoint),
+  };
 }

@@ -11,15 +11,100 @@
  * `addr` is warned about.
  */
 import { ConfigError } from '../errors.js';
-import { tryParseDuration } from './duration.js';
-import type { RedisConfig } from './types.js';
+import { parseDuration, tryParseDuration } from './duration.js';
+import { checked, converted, defaultAt, extension, ignored as I, section, type KeyDef } from './key-def.js';
 
 const invalid = (message: string): ConfigError => new ConfigError(`redis.${message}`);
 
 type Raw = Record<string, unknown>;
 
-/** go-redis's defaults (distribution 3): a dead server must not hold a request for ever. */
-const DEFAULTS = { dialMs: 5000, readMs: 3000, maxRetries: 3, minBackoffMs: 8, maxBackoffMs: 512 };
+/**
+ * `redis:` (one server), for the coordination of replicas. Durations in milliseconds; go-redis's
+ * defaults where the file says nothing (or `0`).
+ */
+export interface RedisConfig {
+  /** The server; with `sentinel`, the first Sentinel (for messages). */
+  readonly host: string;
+  readonly port: number;
+  /** Set with `mastername`: the primary is asked of these Sentinels (`addrs`), and followed across failovers. */
+  readonly sentinel?: {
+    readonly mastername: string;
+    readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+    readonly username?: string;
+    readonly password?: string;
+  };
+  readonly username?: string;
+  readonly password?: string;
+  readonly db: number;
+  readonly clientname?: string;
+  readonly dialtimeoutms: number;
+  readonly readtimeoutms: number;
+  readonly writetimeoutms: number;
+  /** Retries of a command (`-1`: none). */
+  readonly maxretries: number;
+  readonly minretrybackoffms: number;
+  readonly maxretrybackoffms: number;
+  /** Set when the connection uses TLS; `certificate` and `key` for mutual TLS. */
+  readonly tls?: { readonly certificate?: string; readonly key?: string; readonly rootcas: readonly string[] };
+  /** Extension `redis.prefix` (default `registry-mirror`): the start of every key; one per cache on a shared server. */
+  readonly prefix: string;
+}
+
+/**
+ * `redis:`'s keys, 2.8's and 3.x's (go-redis `UniversalOptions`), each checked by `redisConfig`
+ * (no schema). The defaults are go-redis's (distribution 3): a dead server must not hold a
+ * request for ever.
+ */
+const KEYS: KeyDef = section(
+  {
+    addr: checked(),
+    addrs: checked(),
+    username: checked(),
+    password: checked(),
+    db: checked(0),
+    clientname: checked(),
+    dialtimeout: checked('5s'),
+    readtimeout: checked('3s'),
+    // Not stated: as `readtimeout`.
+    writetimeout: checked(),
+    maxretries: checked(3),
+    minretrybackoff: checked('8ms'),
+    maxretrybackoff: checked('512ms'),
+    // One connection multiplexes every command (no pool).
+    pool: section({ maxidle: I, maxactive: I, idletimeout: I }),
+    poolsize: I,
+    pooltimeout: I,
+    poolfifo: I,
+    minidleconns: I,
+    maxidleconns: I,
+    maxactiveconns: I,
+    connmaxidletime: I,
+    connmaxlifetime: I,
+    protocol: I,
+    contexttimeoutenabled: I,
+    readonly: I,
+    routebylatency: I,
+    routerandomly: I,
+    maxredirects: I,
+    disableidentity: I,
+    identitysuffix: I,
+    unstableresp3: I,
+    tls: section({ enabled: checked(), certificate: checked(), key: checked(), clientcas: checked(), rootcas: checked() }),
+    mastername: checked(),
+    sentinelusername: checked(),
+    sentinelpassword: checked(),
+    prefix: extension(checked('registry-mirror')),
+  },
+  {},
+);
+
+/** `redis:` and its conversion: undefined when it names no server. */
+export const REDIS_KEYS = converted(KEYS, (raw: Raw | undefined, warnings): RedisConfig | undefined =>
+  raw === undefined || raw === null ? undefined : redisConfig(raw, warnings),
+);
+
+/** The default of `redis.<key>`. */
+const defaultOf = <T>(key: string): T => defaultAt(KEYS, key) as T;
 
 /** `host:port`, `[v6]:port` or `host` (port 6379). */
 function parseAddr(addr: string): { host: string; port: number } {
@@ -37,7 +122,7 @@ export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | un
     if (typeof v === 'object') throw invalid(`${path}: ${JSON.stringify(v)} must be a string`);
     return String(v);
   };
-  const duration = (key: string, fallback: number): number => {
+  const duration = (key: string, fallback = parseDuration(defaultOf<string>(key))): number => {
     const v = raw[key];
     if (v === undefined || v === null) return fallback;
     const ms = tryParseDuration(v);
@@ -45,9 +130,9 @@ export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | un
     // 0 is "none" in 2.8 and "the default" in 3.x; none would let a dead server hang requests.
     return ms === 0 ? fallback : ms;
   };
-  const int = (key: string, fallback: number, min: number): number => {
+  const int = (key: string, min: number): number => {
     const v = raw[key];
-    if (v === undefined || v === null) return fallback;
+    if (v === undefined || v === null) return defaultOf<number>(key);
     const n = typeof v === 'number' || (typeof v === 'string' && /^\s*-?\d+\s*$/.test(v)) ? Number(v) : NaN;
     if (!Number.isSafeInteger(n) || n < min) throw invalid(`${key}: ${JSON.stringify(v)} must be an integer of at least ${min}`);
     return n;
@@ -74,7 +159,7 @@ export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | un
     if (raw[k] && !mastername) warnings.push(`redis.${k} is ignored: there is no redis.mastername (Sentinel)`);
   const nodes = addrs.map(parseAddr);
   const { host, port } = nodes[0]!;
-  const readMs = duration('readtimeout', DEFAULTS.readMs);
+  const readMs = duration('readtimeout');
   const tls = raw.tls;
   let tlsConfig: RedisConfig['tls'];
   if (tls !== undefined && tls !== null) {
@@ -91,7 +176,7 @@ export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | un
       tlsConfig = { certificate, key, rootcas: (cas as string[] | undefined) ?? [] };
     }
   }
-  const prefix = str('prefix') ?? 'registry-mirror';
+  const prefix = str('prefix') ?? defaultOf<string>('prefix');
   if (!/^[A-Za-z0-9._:/-]+$/.test(prefix)) throw invalid(`prefix: ${JSON.stringify(prefix)} may hold letters, digits and . _ : / - only`);
   return {
     host,
@@ -99,14 +184,14 @@ export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | un
     sentinel: mastername ? { mastername, sentinels: nodes, username: str('sentinelusername'), password: str('sentinelpassword') } : undefined,
     username: str('username'),
     password: str('password'),
-    db: int('db', 0, 0),
+    db: int('db', 0),
     clientname: str('clientname'),
-    dialtimeoutms: duration('dialtimeout', DEFAULTS.dialMs),
+    dialtimeoutms: duration('dialtimeout'),
     readtimeoutms: readMs,
     writetimeoutms: duration('writetimeout', readMs),
-    maxretries: int('maxretries', DEFAULTS.maxRetries, -1),
-    minretrybackoffms: duration('minretrybackoff', DEFAULTS.minBackoffMs),
-    maxretrybackoffms: duration('maxretrybackoff', DEFAULTS.maxBackoffMs),
+    maxretries: int('maxretries', -1),
+    minretrybackoffms: duration('minretrybackoff'),
+    maxretrybackoffms: duration('maxretrybackoff'),
     tls: tlsConfig,
     prefix,
   };
