@@ -42,7 +42,7 @@ Flags:
 `;
 
 /** The package version, from package.json. */
-export function version(): string {
+function version(): string {
   const require = createRequire(import.meta.url);
   return (require('../package.json') as { version: string }).version;
 }
@@ -52,7 +52,7 @@ export function version(): string {
  * (a signal during the load must not end the process without saving), and `take` routes them,
  * those already received first, to `serve`.
  */
-export interface SignalHandover {
+interface SignalHandover {
   take(handler: (signal: NodeJS.Signals) => void): void;
 }
 
@@ -61,7 +61,7 @@ export interface SignalHandover {
  * end, the schedule's write, closing connections) before the process exits anyway: the stop is
  * bounded by `draintimeout + SAVE_MS` by construction (1.8 s with the default drain).
  */
-export const SAVE_MS = 800;
+const SAVE_MS = 800;
 
 /** Runs the command line; resolves to the process exit code (serve resolves when the server stops). */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, signals?: SignalHandover): Promise<number> {

@@ -26,7 +26,7 @@ export type StoreErrorCode =
   | 'ERR_MANIFEST_BLOB_UNKNOWN';
 
 /** Every code an internal error carries. Stable: never reworded once released. */
-export type MirrorErrorCode =
+type MirrorErrorCode =
   | 'ERR_CONFIG_INVALID'
   | 'ERR_CONFIG_UNSUPPORTED'
   | 'ERR_AUTH_CONFIG'

@@ -12,7 +12,7 @@ import type { Digest } from './distribution/digest.js';
 export type ContentType = 'blob' | 'manifest';
 
 /** Where an answer came from: `cache` when storage had it, `upstream` when the upstream was asked (or a fetch joined). */
-export type Source = 'cache' | 'upstream';
+type Source = 'cache' | 'upstream';
 
 /** What the routes need to answer a blob `GET`. */
 export interface BlobHandle {

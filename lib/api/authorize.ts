@@ -10,7 +10,7 @@ import { header } from './messages.js';
 import { requestState } from './request-state.js';
 
 /** Which access records a route needs (`accessFor`). */
-export type AccessScope = 'base' | 'catalog' | 'repository';
+type AccessScope = 'base' | 'catalog' | 'repository';
 
 /**
  * Checks the client's access: a challenge becomes `401 UNAUTHORIZED` with `WWW-Authenticate` and

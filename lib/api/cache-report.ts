@@ -43,7 +43,7 @@ export interface UpstreamReport extends UpstreamStatus {
 }
 
 /** Which page: rows after `after` (`repo:tag`, or `repo:` for a repository's untagged row), `n` of them, matching `q`. */
-export interface PageQuery {
+interface PageQuery {
   readonly q?: string;
   readonly after?: string;
   readonly n: number;
@@ -63,7 +63,7 @@ export interface CacheReport {
 }
 
 /** What the page reads of one stored repository (lib/storage's repository store fits). */
-export interface ReportRepository {
+interface ReportRepository {
   tagNames(): Promise<string[]>;
   revisionNames(): Promise<string[]>;
   resolveTag(tag: string): Promise<Digest | undefined>;
@@ -73,7 +73,7 @@ export interface ReportRepository {
 }
 
 /** What the page reads of stored blobs: a manifest's bytes. */
-export interface ReportBlobs {
+interface ReportBlobs {
   get(digest: Digest): Promise<Buffer>;
 }
 
@@ -97,7 +97,7 @@ export interface CacheReportSources {
 
 /** Rows per page by default, and at most. */
 export const PAGE_ROWS = 100;
-export const MAX_PAGE_ROWS = 1000;
+const MAX_PAGE_ROWS = 1000;
 /** How long a page looks for rows that match its filter before it links to where it stopped. */
 const SEARCH_BUDGET_MS = 2000;
 /** Catalog names fetched per step of the walk. */

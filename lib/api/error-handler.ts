@@ -20,7 +20,7 @@ const STORE_CODES: Readonly<Record<StoreErrorCode, ErrorCode>> = {
 };
 
 /** Translates any error into a `RegistryError`. */
-export function toRegistryError(err: unknown, subject: Subject = 'other'): RegistryError {
+function toRegistryError(err: unknown, subject: Subject = 'other'): RegistryError {
   if (err instanceof RegistryError) return err;
   // The client's own mistake, reported as such: no cause, so nothing is logged for it.
   if (err instanceof StoreError) return new RegistryError(STORE_CODES[err.code], { detail: err.detail });

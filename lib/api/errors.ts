@@ -5,7 +5,7 @@
  */
 
 /** A registered error descriptor: the wire code, its fixed message and its HTTP status. */
-export interface ErrorDescriptor {
+interface ErrorDescriptor {
   readonly code: string;
   readonly message: string;
   readonly status: number;
@@ -39,7 +39,7 @@ const table = {
 export type ErrorCode = keyof typeof table;
 
 /** Looks up the descriptor of a registered code. */
-export function descriptor(code: ErrorCode): ErrorDescriptor {
+function descriptor(code: ErrorCode): ErrorDescriptor {
   return { code, ...table[code] };
 }
 

@@ -4,7 +4,7 @@
  */
 
 /** The outcome of a `Range` header against a representation of `size` bytes. */
-export type RangeResult = { kind: 'full' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' };
+type RangeResult = { kind: 'full' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' };
 
 /** Interprets `header` for a body of `size` bytes. */
 export function parseRange(header: string | undefined, size: number): RangeResult {

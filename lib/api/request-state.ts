@@ -12,7 +12,7 @@ import type { Logger } from 'winston';
 export type Subject = 'manifest' | 'blob' | 'tags' | 'other';
 
 /** The per-request values, each set by the one layer that knows it. */
-export interface RequestState {
+interface RequestState {
   /** The route's subject (lib/api/router.ts). */
   subject?: Subject;
   /** The authenticated user (lib/api/authorize.ts). */

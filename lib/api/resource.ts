@@ -27,7 +27,7 @@ export interface Target {
 }
 
 /** The read side of one repository. */
-export interface RepositoryStores {
+interface RepositoryStores {
   readonly manifests: ManifestService;
   readonly blobs: BlobService;
   readonly tags: TagService;
@@ -36,11 +36,11 @@ export interface RepositoryStores {
 }
 
 /** A client's name resolved (lib/services/serving.ts): the stores that serve it, or why that spelling is refused. */
-export type ResolvedName =
+type ResolvedName =
   { readonly name: string; readonly storedName: string; readonly stores: RepositoryStores; readonly hosted: boolean } | { readonly refused: string };
 
 /** Which stores serve a name. */
-export interface NameResolver {
+interface NameResolver {
   /** A client's (valid) name and containerd's `ns` parameter; undefined: no upstream for that `ns`. */
   resolve(name: string, ns: string | undefined): ResolvedName | undefined;
 }
@@ -64,7 +64,7 @@ export interface RouteServices {
 }
 
 /** One method's handler of a route, with the route's parsed parameters. */
-export type Handler<P> = (req: Request, res: Response, params: P) => Promise<void> | void;
+type Handler<P> = (req: Request, res: Response, params: P) => Promise<void> | void;
 
 /** The methods a route serves for one target; any other is `405 UNSUPPORTED`. */
 export type MethodTable<P> = Readonly<Partial<Record<'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', Handler<P>>>>;

@@ -10,7 +10,7 @@ import type { Subject } from './request-state.js';
 export type RouteName = 'base' | 'catalog' | 'blob-upload' | 'blob-upload-chunk' | 'manifest' | 'blob' | 'tags' | 'referrers';
 
 /** One entry of the table. */
-export interface RouteEntry {
+interface RouteEntry {
   readonly name: RouteName;
   /** Group 1 is the repository name for every route but `base` and `catalog`. */
   readonly pattern: RegExp;
@@ -19,7 +19,7 @@ export interface RouteEntry {
 }
 
 /** The table, in matching order (uploads before blobs: `/blobs/uploads/` is not a digest). */
-export const ROUTES: readonly RouteEntry[] = [
+const ROUTES: readonly RouteEntry[] = [
   { name: 'base', pattern: /^\/v2\/?$/ },
   { name: 'catalog', pattern: /^\/v2\/_catalog$/ },
   { name: 'blob-upload', pattern: /^\/v2\/(.+)\/blobs\/uploads\/?$/ },

@@ -24,7 +24,7 @@ export interface UploadInfo {
 }
 
 /** The upload sessions of writable repositories. */
-export interface UploadService {
+interface UploadService {
   create(repo: string): Promise<UploadInfo>;
   info(repo: string, uuid: string): Promise<UploadInfo>;
   /** Appends `body`; `check` may refuse it (throwing) once the upload's current state is known. */
@@ -37,14 +37,14 @@ export interface UploadService {
 }
 
 /** The blob writes of writable repositories. */
-export interface WritableBlobs {
+interface WritableBlobs {
   /** Links `digest` from `from` into `name`; its size, or undefined when `from` does not have it. */
   mount(name: string, from: string, digest: Digest): Promise<number | undefined>;
   delete(name: string, digest: Digest): Promise<void>;
 }
 
 /** The manifest writes of writable repositories. */
-export interface WritableManifests {
+interface WritableManifests {
   /** Verifies and stores a pushed manifest; its digest and the subject it refers to (OCI 1.1). */
   put(
     name: string,
@@ -57,7 +57,7 @@ export interface WritableManifests {
 }
 
 /** The write stores of the hosted repositories. */
-export interface WriteStores {
+interface WriteStores {
   /** `proxy.hosted`: the name prefixes (for the start-up message). */
   readonly prefixes: readonly string[];
   readonly uploads: UploadService;
@@ -82,7 +82,7 @@ export interface Writable {
 }
 
 /** The policy the write side is built with. */
-export interface WritableOptions {
+interface WritableOptions {
   /** The configured `auth` controller; without one pushes need `anonymousPush`. */
   readonly access?: AccessController;
   /** `proxy.hostedanonymouspush`. */

@@ -17,7 +17,7 @@ export interface KeyTree {
 }
 
 /** A JSON schema fragment (ajv's, with the keywords of `CONFIG_KEYWORD_CHECKS`). */
-export type Schema = Readonly<Record<string, unknown>>;
+type Schema = Readonly<Record<string, unknown>>;
 
 /** One key's definition. */
 export interface KeyDef {
@@ -124,10 +124,10 @@ export type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint
  * receives what it accepts but ignores. A section without a default in its schema is undefined
  * when the file has none: its conversion takes `Raw | undefined`.
  */
-export type Convert<T> = (raw: Raw, warnings: string[]) => T;
+type Convert<T> = (raw: Raw, warnings: string[]) => T;
 
 /** A top-level section with its conversion: `Config` has a member of its type (`ConfigOf`). */
-export interface ConvertedDef<T> extends KeyDef {
+interface ConvertedDef<T> extends KeyDef {
   readonly convert: Convert<T>;
 }
 

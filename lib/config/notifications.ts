@@ -17,11 +17,11 @@ import { checked, converted, defAt, defaultAt, isKeyOf, section, shaped, type Ke
  * when it dropped schema 1). Receivers differ in which one they parse, so an endpoint picks it.
  */
 export const ENVELOPE_MEDIA_TYPES = ['application/vnd.docker.distribution.events.v1+json', 'application/vnd.docker.distribution.events.v2+json'] as const;
-export type EnvelopeMediaType = (typeof ENVELOPE_MEDIA_TYPES)[number];
+type EnvelopeMediaType = (typeof ENVELOPE_MEDIA_TYPES)[number];
 
 /** Our extra actions, beyond distribution's `pull`, `push`, `mount` and `delete`. */
 const EXTRA_ACTIONS = ['cached', 'evicted'] as const;
-export type ExtraAction = (typeof EXTRA_ACTIONS)[number];
+type ExtraAction = (typeof EXTRA_ACTIONS)[number];
 
 /** One `notifications.endpoints` entry. Durations in milliseconds. */
 export interface NotificationEndpointConfig {

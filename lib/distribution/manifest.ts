@@ -44,7 +44,7 @@ export interface InvalidDescriptor {
 }
 
 /** What a manifest references, by role. */
-export interface References {
+interface References {
   readonly subject?: Descriptor;
   /** An image's config. */
   readonly config?: Descriptor;

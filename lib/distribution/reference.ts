@@ -10,7 +10,7 @@ const NAME_RE = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
 /** distribution's `NameTotalLengthMax`. */
-export const NAME_MAX_LENGTH = 255;
+const NAME_MAX_LENGTH = 255;
 
 /** True when `name` is a valid repository name (`library/busybox`, `org/app/sub`). */
 export function isValidName(name: string): boolean {
@@ -23,7 +23,7 @@ export function isValidTag(tag: string): boolean {
 }
 
 /** An image reference as clients write it: `[host/]name[:tag][@digest]`. */
-export interface ImageReference {
+interface ImageReference {
   /** The registry host when the first component names one (`ghcr.io`, `localhost:5000`). */
   readonly host?: string;
   readonly name: string;

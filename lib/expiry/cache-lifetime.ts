@@ -19,7 +19,7 @@ import type { SharedLocks } from '../storage/shared-lock.js';
 import { throwIfStopping } from '../errors.js';
 
 /** The parts of the registry the lifetime policy works on. */
-export interface CacheLifetimeOptions {
+interface CacheLifetimeOptions {
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   readonly repository: (name: string) => RepositoryStore;

@@ -28,7 +28,7 @@ import { StoppingError } from '../errors.js';
 export type { Entry } from './state-file.js';
 
 /** The logging the scheduler needs (a winston logger fits). */
-export interface SchedulerLogger {
+interface SchedulerLogger {
   info(msg: string, ...meta: unknown[]): unknown;
   warn(msg: string, ...meta: unknown[]): unknown;
   error(msg: string, ...meta: unknown[]): unknown;
@@ -36,7 +36,7 @@ export interface SchedulerLogger {
 }
 
 /** Options of `TtlScheduler`. */
-export interface SchedulerOptions {
+interface SchedulerOptions {
   /** The `scheduler-state.json` path (of the default store). */
   readonly statePath: string;
   /** Purges an expired entry; a rejection keeps the entry and retries it later. */

@@ -261,13 +261,6 @@ function member(key: string, expiry: number, type: EntryType): string {
   return `${k}:{"Key":${k},"ExpiryData":"${formatGoTime(new Date(expiry))}","EntryType":${type === 'blob' ? 0 : 1}}`;
 }
 
-/** Writes exactly `entries` (atomically, under the file's lock). */
-export async function writeState(path: string, entries: Iterable<Entry>): Promise<void> {
-  const changes = new Map<string, { expiry: number; type: EntryType }>();
-  for (const e of entries) changes.set(e.key, { expiry: e.expiry.getTime(), type: e.type });
-  await mergeState(path, changes, { replace: true });
-}
-
 /** The base file could not be read as a state file: the caller must write the whole schedule. */
 export class StateBaseError extends Error {
   readonly code = 'ERR_STATE_BASE';

@@ -45,7 +45,7 @@ type Phase = 'start' | 'first' | 'member' | 'after' | 'done';
  * it consumed, and the caller moves the rest (an incomplete member) to the front before reading on,
  * so that no chunk is ever copied whole.
  */
-export class MemberScanner {
+class MemberScanner {
   private phase: Phase = 'start';
   private sawContent = false;
   private pendingAt = -1;

@@ -14,7 +14,7 @@ import type { Descriptor } from '../distribution/manifest.js';
 import { checkManifest, verifyReferences, type IndexValidation } from './manifest-verify.js';
 
 /** What a successful push reports. */
-export interface PushedManifest {
+interface PushedManifest {
   readonly digest: Digest;
   readonly subject?: Descriptor;
 }

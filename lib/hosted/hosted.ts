@@ -24,7 +24,7 @@ export function isHostedName(prefixes: readonly string[], name: string): boolean
 }
 
 /** What hosted repositories are built from. */
-export interface HostedOptions {
+interface HostedOptions {
   /** `proxy.hosted`: the name prefixes, each ending with `/`. */
   readonly prefixes: readonly string[];
   readonly driver: StorageDriver;

@@ -22,7 +22,7 @@ const NON_DISTRIBUTABLE: readonly string[] = [
 ];
 
 /** A pushed manifest, checked. */
-export interface CheckedManifest {
+interface CheckedManifest {
   readonly mediaType: string;
   /** Blobs that must be linked in the repository. */
   readonly blobs: readonly Descriptor[];

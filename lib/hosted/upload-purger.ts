@@ -16,7 +16,7 @@ import { RESERVED_PREFIX, UPLOADS_ENTRY, repositoriesRoot, uploadDir, uploadStar
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** What one purge found. */
-export interface PurgeResult {
+interface PurgeResult {
   /** Upload directories removed (or, in a dry run, that would have been). */
   readonly deleted: string[];
   readonly errors: string[];
@@ -86,7 +86,7 @@ async function readStartedAt(driver: StorageDriver, path: string, errors: string
 }
 
 /** Options of the periodic purger. */
-export interface UploadPurgerOptions {
+interface UploadPurgerOptions {
   readonly driver: StorageDriver;
   readonly agems: number;
   readonly intervalms: number;

@@ -9,7 +9,7 @@ import { createHmac } from 'node:crypto';
 import { formatStartedAt } from './upload-store.js';
 
 /** What the token carries (Go field names). */
-export interface UploadState {
+interface UploadState {
   readonly Name: string;
   readonly UUID: string;
   readonly Offset: number;

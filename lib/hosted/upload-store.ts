@@ -20,7 +20,7 @@ import { packUploadState } from './upload-state.js';
 import { blobDataPath, uploadDataPath, uploadDir, uploadStartedAtPath } from '../storage/paths.js';
 
 /** An upload session as the API reports it. */
-export interface UploadInfo {
+interface UploadInfo {
   readonly uuid: string;
   /** Bytes received so far. */
   readonly size: number;

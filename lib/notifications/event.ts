@@ -67,7 +67,7 @@ export interface RegistryEvent {
 }
 
 /** The body of a notification: `{"events": [...]}`. */
-export interface Envelope {
+interface Envelope {
   readonly events: readonly RegistryEvent[];
 }
 

@@ -22,7 +22,7 @@ export interface EventOrigin {
 }
 
 /** A manifest an event is about. */
-export interface ManifestSubject {
+interface ManifestSubject {
   readonly digest: Digest;
   readonly mediaType: string;
   readonly payload: Buffer;

@@ -17,7 +17,7 @@ import type http from 'node:http';
 import { UpstreamError } from './upstream-error.js';
 
 /** What the budget says of spending. `unknown`: no recent reading (the upstream sends none, or it is stale). */
-export type BudgetState = 'unknown' | 'ok' | 'low' | 'exhausted';
+type BudgetState = 'unknown' | 'ok' | 'low' | 'exhausted';
 
 /** What a budget is built with. */
 export interface BudgetOptions {

@@ -11,7 +11,7 @@ import type { ProxyNamespace } from './namespace.js';
 const DOCKER_HUB = 'docker.io';
 
 /** A request's upstream and its name there. */
-export interface Resolved {
+interface Resolved {
   readonly namespace: ProxyNamespace;
   /** The repository name at the upstream (`library/busybox`, `org/app`). */
   readonly name: string;

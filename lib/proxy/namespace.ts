@@ -32,7 +32,7 @@ export type NamespaceEvents = TypedCacheEvents & {
 };
 
 /** What a namespace is built from. */
-export interface NamespaceOptions {
+interface NamespaceOptions {
   /** The registry host clients name (`docker.io`, `ghcr.io`). */
   readonly host: string;
   /** True for the default upstream (`proxy.remoteurl`): stored without a prefix. */

@@ -30,7 +30,7 @@ import type { Upstream, UpstreamReply } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
 
 /** The cache events of the manifest store, and the refusal of a manifest that could not be verified. */
-export interface ProxyManifestEvents extends CacheEvents {
+interface ProxyManifestEvents extends CacheEvents {
   /** An upstream manifest failed verification and was refused: nothing stored, the client got a 503. */
   unverified?(repo: string, reference: string, reason: UnverifiedReason, detail: string): void;
   /** A verified manifest came from the upstream (to fetch what a client asks for next, ahead of it). */
@@ -48,7 +48,7 @@ export interface ProxyManifestEvents extends CacheEvents {
 export type UnverifiedReason = 'digest_mismatch' | 'not_upstream' | 'unconfirmed' | 'not_a_manifest';
 
 /** Raised when the upstream's manifest is not what it claims to be, or cannot be shown to be the upstream's. */
-export class ManifestVerificationError extends UpstreamError {
+class ManifestVerificationError extends UpstreamError {
   constructor(
     message: string,
     readonly reason: UnverifiedReason = 'digest_mismatch',

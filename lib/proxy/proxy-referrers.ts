@@ -16,7 +16,7 @@ import type { Upstream } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
 
 /** The referrers tag schema's tag of `digest`: `<alg>-<encoded>`, truncated to 32 and 64 characters. */
-export function referrersTag(digest: Digest): string {
+function referrersTag(digest: Digest): string {
   return `${digest.algorithm.slice(0, 32)}-${digest.hex.slice(0, 64)}`;
 }
 

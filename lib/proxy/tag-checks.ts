@@ -38,7 +38,7 @@ export interface TagPolicy {
 const MAX_REMEMBERED = 10_000;
 
 /** When each tag was last confirmed upstream, and the digest it named then. */
-export class FreshnessWindow {
+class FreshnessWindow {
   private readonly checks = new Map<string, { digest: Digest; at: number }>();
 
   constructor(private readonly now: () => number = Date.now) {}

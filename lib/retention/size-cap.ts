@@ -11,7 +11,7 @@ import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } 
 import { StoppingError } from '../errors.js';
 
 /** What the size cap needs. */
-export interface SizeCapOptions extends PurgeContext {
+interface SizeCapOptions extends PurgeContext {
   /** The cap in bytes (`proxy.maxsize`, decided by lib/cache-policy.ts); infinite: only measure. */
   readonly maxBytes: number;
   readonly logger: Logger;

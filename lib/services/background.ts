@@ -16,7 +16,7 @@ import type { SizeCap } from '../retention/size-cap.js';
 const TEMP_CLEANUP_INTERVAL_MS = 60_000;
 
 /** What the background work runs on. */
-export interface BackgroundParts {
+interface BackgroundParts {
   readonly driver: StorageDriver;
   readonly repository: (name: string) => RepositoryStore;
   readonly links: LinkIndex;
@@ -26,7 +26,7 @@ export interface BackgroundParts {
 }
 
 /** The background work under way. */
-export interface Background {
+interface Background {
   /** Settles when the start-up work (schedule load, walk of the storage) is done, or was stopped. */
   readonly started: Promise<void>;
   /** Ends it all at its next step (the janitor at once, expiries and the walk when they see `signal`). */

@@ -20,7 +20,7 @@ import type { CacheLifetime } from '../expiry/cache-lifetime.js';
 import type { SizeCap } from '../retention/size-cap.js';
 
 /** An upstream's answer, as the namespaces report it. */
-export interface UpstreamResponse {
+interface UpstreamResponse {
   readonly host: string;
   readonly method: string;
   readonly path: string;

@@ -12,7 +12,7 @@ import type { RedisConnection } from '../coordination/redis-connection.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 /** The replicas' locks, and the Redis connection they use (closed last on a stop). */
-export interface Coordination {
+interface Coordination {
   readonly locks?: SharedLocks;
   readonly redis?: RedisConnection;
 }

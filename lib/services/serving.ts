@@ -12,7 +12,7 @@ import type { NamespaceRouter } from '../proxy/namespace-router.js';
 import type { ProxyNamespace } from '../proxy/namespace.js';
 
 /** The read side of one repository. */
-export interface RepositoryStores {
+interface RepositoryStores {
   readonly manifests: ManifestService;
   readonly blobs: BlobService;
   readonly tags: TagService;
@@ -21,7 +21,7 @@ export interface RepositoryStores {
 }
 
 /** A client's name resolved: the stores that serve it, or why that spelling is refused. */
-export type Served =
+type Served =
   | {
       /** The name the stores know (`library/busybox` for a client's `busybox` on Docker Hub). */
       readonly name: string;

@@ -16,7 +16,7 @@ import { NamespaceRouter } from '../proxy/namespace-router.js';
 import type { CacheEventFanOut } from './cache-events.js';
 
 /** The storage and coordination every namespace shares. */
-export interface UpstreamsContext {
+interface UpstreamsContext {
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   readonly repository: (name: string) => RepositoryStore;

@@ -19,10 +19,10 @@
 import type { StorageDriver } from './driver.js';
 
 /** What is remembered of one (repository, digest). */
-export type Descriptor = { readonly kind: 'blob'; readonly size: number } | { readonly kind: 'manifest'; readonly mediaType: string; readonly payload: Buffer };
+type Descriptor = { readonly kind: 'blob'; readonly size: number } | { readonly kind: 'manifest'; readonly mediaType: string; readonly payload: Buffer };
 
 /** Sizes and lifetime of a descriptor cache. */
-export interface DescriptorCacheOptions {
+interface DescriptorCacheOptions {
   /** Entries kept at most (default 10,000). */
   readonly maxEntries?: number;
   /** Bytes of manifest payloads kept at most (default 64 MiB). */

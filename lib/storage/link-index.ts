@@ -13,7 +13,7 @@ import { listRepositories } from './catalog.js';
 import { StoppingError, throwIfStopping } from '../errors.js';
 
 /** Something the start-up walk reports each link to. */
-export type LinkVisitor = (repo: string, digest: Digest, type: 'blob' | 'manifest') => void | Promise<void>;
+type LinkVisitor = (repo: string, digest: Digest, type: 'blob' | 'manifest') => void | Promise<void>;
 
 /**
  * The one walk of the cache at start-up, in the background: every repository's layer and manifest

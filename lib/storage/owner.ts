@@ -85,7 +85,7 @@ export function thisProcess(): ProcessOwner {
 }
 
 /** True when `owner` is this very process. */
-export function isThisProcess(owner: ProcessOwner): boolean {
+function isThisProcess(owner: ProcessOwner): boolean {
   const me = thisProcess();
   return owner.host === me.host && owner.pid === me.pid && owner.start === me.start && owner.scope === me.scope;
 }

@@ -21,7 +21,7 @@ import {
 import { StorageOperationError, type FileWriter } from './driver.js';
 
 /** S3's smallest part but the last. */
-export const MIN_PART = 5 * 1024 * 1024;
+const MIN_PART = 5 * 1024 * 1024;
 /** Parts uploaded at once by one writer: the upload keeps pace with a fast download. */
 const PARTS_IN_FLIGHT = 3;
 

@@ -41,7 +41,6 @@ export function openTelemetryBackend(settings: TracingSettings, version: string,
           throw err;
         }
       }),
-    startSpan: (name, attributes) => spanHandle(tracer.startSpan(name, { attributes: defined(attributes) })),
     inject: (headers) => propagation.inject(context.active(), headers),
     serve: (req, res, next) => serve(tracer, req, res, next),
     shutdown: () => provider.shutdown(),

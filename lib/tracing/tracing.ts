@@ -21,8 +21,6 @@ export interface TraceSpan {
 export interface TracingBackend {
   /** Runs `fn` inside a new child span of the active one, ended when `fn` settles (when it fails only, if `open`). */
   inSpan<T>(name: string, attributes: SpanAttributes, fn: (span: TraceSpan) => Promise<T>, open?: boolean): Promise<T>;
-  /** A new child span of the active one, not made active (ended by the caller). */
-  startSpan(name: string, attributes: SpanAttributes): TraceSpan;
   /** Adds the active context's W3C `traceparent` (and `tracestate`, baggage) to `headers`. */
   inject(headers: Record<string, string>): void;
   /** Runs `next` in a server span for an incoming request (its `traceparent` continued), ended with the response. */
@@ -52,11 +50,6 @@ export function inSpan<T>(name: string, attributes: SpanAttributes, fn: (span: T
  */
 export function inOpenSpan<T>(name: string, attributes: SpanAttributes, fn: (span: TraceSpan) => Promise<T>): Promise<T> {
   return backend ? backend.inSpan(name, attributes, fn, true) : fn(NO_SPAN);
-}
-
-/** Starts a span the caller ends (a streamed body's); a no-op span when tracing is off. */
-export function startSpan(name: string, attributes: SpanAttributes): TraceSpan {
-  return backend ? backend.startSpan(name, attributes) : NO_SPAN;
 }
 
 /** Adds the W3C trace context of the active span to outgoing `headers` (upstream requests). */

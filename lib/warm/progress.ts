@@ -28,7 +28,7 @@ export function progressFor(out: ProgressStream): WarmProgress {
 }
 
 /** Plain lines (not a terminal): transfers are not shown as they run. */
-export function lineProgress(out: NodeJS.WritableStream): WarmProgress {
+function lineProgress(out: NodeJS.WritableStream): WarmProgress {
   return {
     line: (text) => out.write(`${text}\n`),
     start: () => undefined,
@@ -57,7 +57,7 @@ export function formatBar(label: string, done: number, total: number | undefined
  * since, then the bars again. Lines are cut to the terminal's width so that none wraps (a wrapped
  * line would throw the count of lines to move up over).
  */
-export function terminalProgress(out: ProgressStream): WarmProgress {
+function terminalProgress(out: ProgressStream): WarmProgress {
   const active = new Map<string, { label: string; done: number; total?: number }>();
   const pending: string[] = [];
   let drawn = 0;

@@ -28,7 +28,7 @@ export interface WarmReference {
 }
 
 /** A reference that cannot be warmed, with the reason. */
-export class BadReferenceError extends MirrorError {
+class BadReferenceError extends MirrorError {
   constructor(message: string) {
     super('ERR_BAD_REFERENCE', message);
   }

@@ -15,7 +15,7 @@ import type { WarmProgress } from './progress.js';
 import { platformMatches, platformText, resolveReference, type Platform, type WarmReference } from './references.js';
 
 /** What a warm-up runs with. */
-export interface WarmOptions {
+interface WarmOptions {
   readonly services: Pick<RegistryServices, 'router' | 'blobs' | 'repository' | 'policy'>;
   /** Of an index, only this platform's image; every platform when undefined. */
   readonly platform?: Platform;
@@ -25,7 +25,7 @@ export interface WarmOptions {
 }
 
 /** Totals for the summary. */
-export interface WarmTotals {
+interface WarmTotals {
   /** References warmed completely. */
   images: number;
   /** Image manifests warmed (one per platform of an index). */
@@ -159,6 +159,6 @@ function parse(m: Manifest): ParsedManifest {
 const staleNote = (m: Manifest): string => (m.stale ? ` (the upstream failed: ${m.stale.message}; the cached manifest is kept)` : '');
 
 /** `sha256:0123456789ab`: the short form docker shows. */
-export function shortDigest(digest: Digest): string {
+function shortDigest(digest: Digest): string {
   return `${digest.algorithm}:${digest.hex.slice(0, 12)}`;
 }

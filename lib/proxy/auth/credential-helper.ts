@@ -21,13 +21,13 @@ export class CredentialHelperError extends Error {
 }
 
 /** Credentials for Basic authentication (and token realms). */
-export interface Credentials {
+interface Credentials {
   readonly username: string;
   readonly password: string;
 }
 
 /** Options of a `CredentialHelper`. */
-export interface CredentialHelperOptions {
+interface CredentialHelperOptions {
   /** The program (a path, or a name on `PATH`); run with the argument `get`, not through a shell. */
   readonly command: string;
   /** Undefined: run once; 0: every time; above 0: reuse an answer this many ms. */

@@ -28,10 +28,10 @@ export function shouldSendAuthorization(fromUrl: string, toUrl: string): boolean
 }
 
 /** Scopes whose tokens are kept by default: an open mirror is asked for any name, each its own scope. */
-export const DEFAULT_MAX_TOKENS = 1000;
+const DEFAULT_MAX_TOKENS = 1000;
 
 /** The largest token answer read (Docker Hub's are a few KiB); a realm sending more is refused, not buffered. */
-export const MAX_TOKEN_BODY = 1024 * 1024;
+const MAX_TOKEN_BODY = 1024 * 1024;
 
 /** A refused or failed token request; `status` is the realm's answer. */
 export class UpstreamAuthError extends UpstreamError {
@@ -46,7 +46,7 @@ interface CachedToken {
 }
 
 /** Options of `UpstreamAuth`. */
-export interface UpstreamAuthOptions {
+interface UpstreamAuthOptions {
   readonly remoteUrl: string;
   readonly username?: string;
   readonly password?: string;
