@@ -32,10 +32,10 @@ export async function authorize(
     requestState(res).user = user;
   } catch (err) {
     if (err instanceof AuthChallenge) {
-      s.logger.debug(`access refused: ${err.message}`);
+      s.logger.debug('access refused', { 'err.message': err.message });
       throw new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': err.wwwAuthenticate }, detail: accessDetail(access) });
     }
-    s.logger.error(`error checking authorization: ${(err as Error).message}`);
+    s.logger.error('error checking authorization', { 'err.message': (err as Error).message });
     throw new RegistryError('UNAUTHORIZED', { status: 400, cause: err });
   }
 }

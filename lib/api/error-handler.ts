@@ -77,14 +77,16 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     const subject = requestState(res).subject ?? 'other';
     const registryError = toRegistryError(err, subject);
+    // distribution's fields of a request's log line.
+    const request = { 'http.request.method': req.method, 'http.request.uri': req.originalUrl, 'err.code': registryError.code };
     if (registryError.status >= 500) {
       const cause = registryError.cause instanceof Error ? registryError.cause : registryError;
-      logger.error(`${req.method} ${req.originalUrl}: ${cause.message}`, { 'err.code': registryError.code });
+      logger.error('response completed with error', { ...request, 'err.message': cause.message });
     } else if (registryError.cause instanceof UpstreamError && registryError.cause.credentialsRefused) {
       // The mirror's own upstream credentials (proxy.username/password) refused: an operator's problem.
-      logger.warn(`${req.method} ${req.originalUrl}: the upstream refused the mirror's credentials: ${registryError.cause.message}`);
+      logger.warn("the upstream refused the mirror's credentials", { ...request, 'err.message': registryError.cause.message });
     } else if (registryError.cause) {
-      logger.info(`${req.method} ${req.originalUrl}: ${registryError.code}`, { 'err.detail': JSON.stringify(registryError.detail) });
+      logger.info('response completed with error', { ...request, 'err.detail': JSON.stringify(registryError.detail) });
     }
     sendError(res, registryError);
   };

@@ -100,7 +100,7 @@ interface WritableOptions {
 /** The write side of `hosted`; says at start-up who may push. */
 export function createWritable(hosted: WriteStores, options: WritableOptions): Writable {
   const prefixes = hosted.prefixes.join(', ');
-  options.logger.info(`hosted repositories (pushes accepted, never asked of an upstream): ${prefixes}`);
+  options.logger.info('hosted repositories: pushes accepted, never asked of an upstream', { 'hosted.prefixes': prefixes });
   if (!options.access && options.anonymousPush) {
     options.logger.warn(
       `proxy.hostedanonymouspush is true and no auth is configured: ANYONE who can reach this registry can push to, overwrite and (with storage.delete.enabled) delete the hosted repositories ${prefixes}`,

@@ -209,7 +209,8 @@ export class TtlScheduler implements ExpirySchedule {
       );
       // The file was set aside: write back everything known.
       if (r.problem) this.fullWrite = true;
-      if (this.lease) await this.applyJournals().catch((err: Error) => this.options.logger?.error(`reading the schedule journals failed: ${err.message}`));
+      if (this.lease)
+        await this.applyJournals().catch((err: Error) => this.options.logger?.error('reading the schedule journals failed', { 'err.message': err.message }));
       this.tombstones = new Set();
       this.loaded = true;
       if (this.fullWrite || this.dirty.size > 0) this.scheduleFlush();
@@ -248,7 +249,9 @@ export class TtlScheduler implements ExpirySchedule {
     this.options.shared?.leaseTaken?.();
     // What this process knows may be stale: its own changes go to the file, then the file and the
     // other replicas' journals are read afresh.
-    await this.flush().catch((err: Error) => this.options.logger?.error(`writing ${this.store.location} failed: ${err.message}`));
+    await this.flush().catch((err: Error) =>
+      this.options.logger?.error('writing the schedule failed', { path: this.store.location, 'err.message': err.message }),
+    );
     if (this.stopped || !this.lease) return;
     const own = new Map<string, IndexedEntry | undefined>();
     for (const key of this.dirty) own.set(key, this.index.get(key));
@@ -435,7 +438,7 @@ export class TtlScheduler implements ExpirySchedule {
     if (this.stopped || !this.loaded) return;
     if (this.expiring) {
       if (!this.options.shared) return;
-      this.flush().catch((err: Error) => this.options.logger?.error(`syncing ${this.store.location} failed: ${err.message}`));
+      this.flush().catch((err: Error) => this.options.logger?.error('syncing the schedule failed', { path: this.store.location, 'err.message': err.message }));
       return;
     }
     const horizon = this.now() - PRUNE_AFTER_MS;
@@ -460,7 +463,9 @@ export class TtlScheduler implements ExpirySchedule {
     await Promise.allSettled([...this.runs]);
     await this.loading;
     // A failure keeps the changes for `stop`'s write.
-    await this.flush().catch((err: Error) => this.options.logger?.warn(`writing ${this.store.location} failed: ${err.message}; trying again before exiting`));
+    await this.flush().catch((err: Error) =>
+      this.options.logger?.warn('writing the schedule failed, trying again before exiting', { path: this.store.location, 'err.message': err.message }),
+    );
   }
 
   async rebuildPending(): Promise<boolean> {
@@ -506,7 +511,7 @@ export class TtlScheduler implements ExpirySchedule {
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
       this.flush().catch((err: Error) => {
-        this.options.logger?.error(`writing ${this.store.location} failed: ${err.message}`);
+        this.options.logger?.error('writing the schedule failed', { path: this.store.location, 'err.message': err.message });
         this.scheduleFlush();
       });
     }, wait);
@@ -547,7 +552,7 @@ export class TtlScheduler implements ExpirySchedule {
     // Shared mode: another replica may have extended an entry since (a cache hit there).
     if (this.options.shared && this.now() - this.lastSync > 1000) {
       this.applyJournals()
-        .catch((err: Error) => this.options.logger?.error(`reading the schedule journals failed: ${err.message}`))
+        .catch((err: Error) => this.options.logger?.error('reading the schedule journals failed', { 'err.message': err.message }))
         .finally(() => this.fireDue());
       return;
     }
@@ -574,7 +579,7 @@ export class TtlScheduler implements ExpirySchedule {
       .then(() => this.options.onExpire(toEntry(taken)))
       .then(
         async () => {
-          this.options.logger?.debug(`expired ${key}`);
+          this.options.logger?.debug('expired', { key });
           this.failures.delete(key);
           // An entry renewed while it expired is kept with its new time, unless that time has passed
           // too (a replica's journal reporting an earlier pull): its content is purged now.
@@ -592,7 +597,7 @@ export class TtlScheduler implements ExpirySchedule {
           if (err instanceof StoppingError) return void this.options.logger?.info(`expiring ${key} interrupted: the registry is stopping`);
           const n = (this.failures.get(key) ?? 0) + 1;
           const delay = Math.min((this.options.retryMs ?? 60_000) * 2 ** Math.min(n - 1, 30), this.options.maxRetryMs ?? 3_600_000);
-          this.options.logger?.warn(`expiring ${key} failed (attempt ${n}), retrying in ${delay} ms: ${err?.message ?? String(err)}`);
+          this.options.logger?.warn('expiring failed, retrying', { key, attempt: n, 'retry.ms': delay, 'err.message': err?.message ?? String(err) });
           if (this.index.get(key)?.version === taken.version) {
             this.failures.set(key, n);
             this.index.set(key, this.now() + delay, taken.type, false);

@@ -42,14 +42,14 @@ export function startBackground(parts: BackgroundParts, stopping: AbortControlle
   // Housekeeping only: it removes what dead processes left, never this one's, and a store that
   // cannot be reached now must not keep the registry from starting.
   void (driver.cleanup?.() ?? Promise.resolve(0)).then(
-    (removed) => void (removed > 0 && logger.info(`removed ${removed} unfinished temporary file(s) left by an earlier run`)),
-    (err: Error) => void logger.warn(`could not remove what earlier runs left in storage: ${err.message}`),
+    (removed) => void (removed > 0 && logger.info('removed unfinished temporary files left by an earlier run', { files: removed })),
+    (err: Error) => void logger.warn('could not remove what earlier runs left in storage', { 'err.message': err.message }),
   );
   // And while serving: a replica on the volume may die any time (its pid then reused, or a zombie).
   const janitor = setInterval(() => {
     driver.cleanup?.().then(
-      (n) => n > 0 && logger.info(`removed ${n} temporary file(s) of processes that died`),
-      (err: Error) => logger.warn(`could not remove temporary files of dead processes: ${err.message}`),
+      (n) => n > 0 && logger.info('removed temporary files of processes that died', { files: n }),
+      (err: Error) => logger.warn('could not remove temporary files of dead processes', { 'err.message': err.message }),
     );
   }, TEMP_CLEANUP_INTERVAL_MS);
   janitor.unref();
@@ -71,12 +71,12 @@ export function startBackground(parts: BackgroundParts, stopping: AbortControlle
       async (name, repo) => links.tagsOf(name, { count: (await repo.tagNames()).length }),
     );
     links.markBuilt();
-    logger.info(`cache walked: ${walk.repositories} repositories, ${walk.links} links`);
+    logger.info('cache walked', { repositories: walk.repositories, links: walk.links });
     await sizeCap.measuredAll();
   })().catch((err: Error) => {
     // The link index lives in memory only: the next start walks the cache again.
-    if (err instanceof StoppingError) return void logger.info(`start-up work on the cache interrupted: ${err.message}`);
-    logger.error(`start-up work on the cache failed: ${err.message}`);
+    if (err instanceof StoppingError) return void logger.info('start-up work on the cache interrupted', { 'err.message': err.message });
+    logger.error('start-up work on the cache failed', { 'err.message': err.message });
   });
   return {
     started,

@@ -112,7 +112,7 @@ export class CacheEventFanOut {
   readonly learnt = (type: ContentType, repo: string, digest: Digest, renewed: boolean): void =>
     void this.sizeCap
       ?.learnt(type, repo, digest, renewed)
-      .catch((err: Error) => this.logger.warn(`size cap: measuring ${repo}@${digest.value} failed: ${err.message}`));
+      .catch((err: Error) => this.logger.warn('size cap: measuring failed', { 'vars.name': repo, 'vars.digest': digest.value, 'err.message': err.message }));
 
   /** What racing a crawling blob fetch did (`proxy.overtake`). */
   readonly blobRace = (repo: string, digest: Digest, event: RaceEvent) => {
@@ -141,7 +141,7 @@ export class CacheEventFanOut {
 
   /** Every upstream answer: metrics, and Docker Hub's rate-limit headroom. */
   readonly upstreamResponse = ({ host, method, path, status, headers }: UpstreamResponse): void => {
-    this.logger.debug(`upstream ${host} ${method} ${path} ${status}`);
+    this.logger.debug('upstream response', { 'upstream.host': host, 'http.request.method': method, 'http.request.uri': path, 'http.response.status': status });
     this.metrics.upstreamResponses.inc({ method, status: String(status) });
     // What Docker Hub charges: a manifest GET it answered; everything else is free.
     this.metrics.upstreamRequests.inc({ upstream: host, charged: String(isCharged(method, path) && status >= 200 && status < 300) });

@@ -19,7 +19,8 @@ interface Coordination {
 
 /** Connects what `config` names for coordinating replicas. */
 export async function createCoordination(config: Config, lockStaleMs: number, metrics: Metrics, logger: Logger): Promise<Coordination> {
-  const lockLost = (key: string, err: Error): void => void logger.warn(`shared lock ${key} lost: ${err.message}; another replica may fetch the same content`);
+  const lockLost = (key: string, err: Error): void =>
+    void logger.warn('shared lock lost: another replica may fetch the same content', { key, 'err.message': err.message });
   if (!config.redis) return { locks: createSharedLocks(config.storage, lockStaleMs, lockLost) };
   const redis = await connectRedis(config.redis, metrics, logger);
   return { redis, locks: await redisLocks(redis, lockStaleMs, metrics, logger, lockLost) };
@@ -67,7 +68,7 @@ async function redisLocks(
       compromised: lost,
       uncoordinated: (key, err) => {
         metrics.uncoordinated.inc();
-        logger.debug(`${key}: fetched without coordination, Redis did not answer: ${err.message}`);
+        logger.debug('fetched without coordination: Redis did not answer', { key, 'err.message': err.message });
       },
     },
     (key) => key === SCHEDULER_LEASE_KEY,

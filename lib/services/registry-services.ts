@@ -120,11 +120,8 @@ export async function createServices(config: Config, logger: Logger, options: Se
   const metrics = new Metrics();
   const notifier = new Notifier(config.notifications, config.http.addr, reportingListener(metrics, logger));
   for (const e of config.notifications.endpoints) {
-    logger.info(
-      e.disabled
-        ? `notifications: endpoint ${e.name} disabled, skipping`
-        : `notifications: endpoint ${e.name} (${e.url}), timeout ${e.timeoutms} ms, at most ${e.queuelimit} events queued`,
-    );
+    if (e.disabled) logger.info('notifications: endpoint disabled, skipping', { endpoint: e.name });
+    else logger.info('notifications: endpoint configured', { endpoint: e.name, url: e.url, 'timeout.ms': e.timeoutms, queuelimit: e.queuelimit });
   }
   const events = new CacheEventFanOut(metrics, notifier, logger);
   const { locks, redis } = await createCoordination(config, proxy.lockstalems, metrics, logger);

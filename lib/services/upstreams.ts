@@ -33,7 +33,8 @@ export function createUpstreams(proxy: ProxyConfig, context: UpstreamsContext): 
     namespace(proxy, context, registryHostOf(proxy.remoteurl), proxy, true),
     Object.entries(proxy.upstreams).map(([host, upstream]) => namespace(proxy, context, host, upstream, false)),
   );
-  for (const n of router.others) context.logger.info(`upstream ${n.host}: ${n.upstream.remoteUrl}, cached under ${n.storagePrefix}`);
+  for (const n of router.others)
+    context.logger.info('upstream', { 'upstream.host': n.host, 'upstream.url': n.upstream.remoteUrl, 'storage.prefix': n.storagePrefix });
   return router;
 }
 
@@ -60,7 +61,9 @@ function namespace(proxy: ProxyConfig, context: UpstreamsContext, host: string, 
       reserve: proxy.budget.reserve,
       recheckMs: proxy.budget.recheckms,
       onChange: (state, detail) =>
-        state === 'ok' ? logger.info(`upstream ${host} rate-limit budget: ${detail}`) : logger.warn(`upstream ${host} rate-limit budget ${state}: ${detail}`),
+        state === 'ok'
+          ? logger.info('upstream rate-limit budget', { 'upstream.host': host, detail })
+          : logger.warn(`upstream rate-limit budget ${state}`, { 'upstream.host': host, detail }),
     },
     maxConnections: proxy.maxupstreamconns,
     onWarning: (msg) => logger.warn(msg),
