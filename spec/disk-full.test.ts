@@ -74,7 +74,7 @@ describeSmallDisk('a full disk while caching', () => {
     expect(sha(res.body)).toBe(digest);
     expect(existsSync(blobPath(disk.path, digest))).toBe(false);
     expect(await temporaryFiles(disk.path)).toEqual([]);
-    expect(mirror.logs()).toMatch(/level=error.*cache write abandoned for blob library\/big@sha256:[0-9a-f]{64}: .*ENOSPC/);
+    expect(mirror.logs()).toMatch(/level=error msg="cache write abandoned[^"]*" .*ENOSPC.* type=blob vars\.digest=sha256:[0-9a-f]{64} vars\.name=library\/big/);
     expect(await failures()).toMatch(/type="blob"} 1/);
 
     // The abandoned temporary file gave its space back: a blob that fits is cached as usual.

@@ -69,7 +69,9 @@ describe('manifest verification against the upstream', () => {
     expect(stored(sha(altered))).toEqual({ data: false, revision: false });
     expect(existsSync(tagLink('latest'))).toBe(false);
     expect(await refusals()).toEqual({ not_upstream: 1 });
-    expect(mirror.logs()).toContain(`upstream manifest ${REPO}:latest refused as unverified (not_upstream), nothing stored`);
+    expect(mirror.logs()).toMatch(
+      new RegExp(`msg="upstream manifest refused as unverified, nothing stored" .*reason=not_upstream vars\\.name=${REPO} vars\\.reference=latest`),
+    );
     // The next request, with the upstream healthy, is served and cached the upstream's manifest.
     const next = await get('latest');
     expect(next.status).toBe(200);

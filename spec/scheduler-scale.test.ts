@@ -194,7 +194,7 @@ describe('the schedule at scale', () => {
     try {
       await request(mirror.url).get('/v2/').expect(200);
       const answeredAt = mirror.logs().length;
-      await until(() => /schedule loaded: 100000 entries/.test(mirror.logs()), 'the schedule loaded', 60_000);
+      await until(() => /msg="schedule loaded" duration\.ms=\d+ entries=100000/.test(mirror.logs()), 'the schedule loaded', 60_000);
       const logs = mirror.logs();
       // Listening, and the first answer, came before the load finished.
       expect(logs.indexOf('listening on')).toBeLessThan(logs.indexOf('schedule loaded'));

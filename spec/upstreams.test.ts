@@ -216,7 +216,7 @@ describe('Docker Hub semantics', () => {
       expect(res.status).toBe(429);
       expect(res.headers['retry-after']).toBe('3600');
       expect(res.body.errors[0].code).toBe('TOOMANYREQUESTS');
-      expect(mirror.logs()).toContain('rate limit remaining: 0;w=21600');
+      expect(mirror.logs()).toMatch(/msg="upstream rate limit remaining" .*ratelimit\.remaining="0;w=21600"/);
       const gauge = await mirror.registry.metrics.rateLimitRemaining.get();
       expect(gauge.values[0]?.value).toBe(0);
     } finally {

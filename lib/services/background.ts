@@ -59,7 +59,7 @@ export function startBackground(parts: BackgroundParts, stopping: AbortControlle
     const began = Date.now();
     const loaded = await lifetime.start();
     if (loaded.problem) logger.warn(`scheduler state: ${loaded.problem}`);
-    if (loaded.loaded !== undefined) logger.info(`schedule loaded: ${loaded.loaded} entries in ${Date.now() - began} ms`);
+    if (loaded.loaded !== undefined) logger.info('schedule loaded', { entries: loaded.loaded, 'duration.ms': Date.now() - began });
     const walk = await walkLinks(
       driver,
       repository,

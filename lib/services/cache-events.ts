@@ -67,21 +67,20 @@ export class CacheEventFanOut {
     miss: (type) => this.metrics.miss(type),
     cacheWriteFailed: (type, repo, digest, err) => {
       this.metrics.cacheWriteFailures.inc({ type });
-      if (err instanceof BlobFetchStoppedError) {
-        this.logger.warn(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}`);
-        return;
-      }
+      const fields = { type, 'vars.name': repo, 'vars.digest': digest.value, 'err.message': err.message };
+      if (err instanceof BlobFetchStoppedError) return void this.logger.warn('cache write abandoned', fields);
       const code = (err as NodeJS.ErrnoException).code;
-      this.logger.error(`cache write abandoned for ${type} ${repo}@${digest.value}: ${err.message}; the client is served from the upstream`, {
-        'err.code': code,
-      });
+      this.logger.error('cache write abandoned: the client is served from the upstream', { ...fields, 'err.code': code });
     },
     checkSkipped: (_repo, _tag, reason) => this.metrics.tagChecksSkipped.inc({ reason }),
     manifestRefused: (repo, reference, reason, detail) => {
       this.metrics.manifestsRefused.inc({ reason });
-      this.logger.warn(
-        `upstream manifest ${repo}${reference.includes(':') ? '@' : ':'}${reference} refused as unverified (${reason}), nothing stored: ${detail}`,
-      );
+      this.logger.warn('upstream manifest refused as unverified, nothing stored', {
+        'vars.name': repo,
+        'vars.reference': reference,
+        reason,
+        'err.detail': detail,
+      });
     },
   };
 
@@ -151,7 +150,11 @@ export class CacheEventFanOut {
       const left = Number(remaining.split(';')[0]);
       if (Number.isFinite(left)) this.metrics.rateLimitRemaining.set(left);
       this.rateLimits.set(host, remaining);
-      this.logger.info(`upstream ${host} rate limit remaining: ${remaining}`, { 'ratelimit.limit': headers['ratelimit-limit'] });
+      this.logger.info('upstream rate limit remaining', {
+        'upstream.host': host,
+        'ratelimit.remaining': remaining,
+        'ratelimit.limit': headers['ratelimit-limit'],
+      });
     }
   };
 }
