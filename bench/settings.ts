@@ -18,7 +18,10 @@ export interface Settings {
   /** Scenario 4: cold pulls per contender and round (the round's sample is their median). */
   readonly coldPullReps: number;
   readonly concurrentPulls: number;
-  /** Scenario 6: concurrent cold streams of different blobs, and slow readers of one cold blob. */
+  /**
+   * Scenario 6: concurrent cold streams of different blobs (`BENCH_COLD_STREAMS`, default 20, quick
+   * 5; `BENCH_COLD_STREAM_MIB`, default 256, quick 64), and slow readers of one cold blob.
+   */
   readonly coldStreams: number;
   readonly coldStreamBytes: number;
   readonly slowClients: number;
@@ -85,8 +88,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     imageLayers: [24 * MiB, 16 * MiB, 12 * MiB, 8 * MiB, 2 * MiB],
     coldPullReps: quick ? 1 : 3,
     concurrentPulls: 10,
-    coldStreams: quick ? 5 : 20,
-    coldStreamBytes: (quick ? 64 : 256) * MiB,
+    coldStreams: positive(env.BENCH_COLD_STREAMS, quick ? 5 : 20, 'BENCH_COLD_STREAMS'),
+    coldStreamBytes: positive(env.BENCH_COLD_STREAM_MIB, quick ? 64 : 256, 'BENCH_COLD_STREAM_MIB') * MiB,
     slowClients: 200,
     slowSeconds: quick ? 3 : 8,
     slowBytesPerSec: 1 * MiB,

@@ -1,11 +1,15 @@
 /**
  * One upstream download of a blob, written to the store and followed by any number of readers.
- * The upstream is read at the local disk's pace, not at the slowest client's; every client reads
- * the growing local file (the filesystem driver's temporary file, or a local spool in front of an
- * object store: `spooledWrite` in storage/blob-store.ts) at its own pace, so a slow client costs no memory. The blob is committed only
- * after its digest and size are verified, and no reader ever sees the end of a body before that:
- * a reader holds back the last byte until the verification, so wrong or truncated content always
- * ends in an aborted transfer, never in a clean end.
+ * The upstream is read at the local disk's pace, not at the slowest client's. Each chunk is hashed
+ * once as it arrives and kept in memory until it is written and, within `TEE_WINDOW` of the newest
+ * byte, until the readers keeping up have taken it: those are served the upstream's very buffers
+ * (a tee, as distribution's), never a read back. A client that falls further behind reads the
+ * growing local file (the filesystem driver's temporary file, or a local spool in front of an
+ * object store: `spooledWrite` in storage/blob-store.ts) at its own pace, so a slow client costs
+ * no memory. A reader holds back the last byte until the digest and size are verified and the
+ * blob is committed (synced, renamed into place and linked; on an object store, verified is
+ * enough: its upload ends behind the readers), so wrong or truncated content always ends in an
+ * aborted transfer, never in a clean end, and a client that got a blob finds it cached.
  *
  * When the disk refuses the write (ENOSPC, EDQUOT, EIO, a failed commit), the cache write is
  * abandoned and reported, but the clients' downloads go on: the bytes already on disk are read from
@@ -45,6 +49,9 @@ export { BlobVerificationError } from './blob-connections.js';
 
 /** Bytes received but not yet written before the upstream is paused for the disk. */
 const WRITE_AHEAD = 1024 * 1024;
+
+/** Written bytes kept in memory behind the newest byte for the readers keeping up (the tee). */
+const TEE_WINDOW = 1024 * 1024;
 
 /** Bytes a reader takes from the file at a time. */
 const READ_CHUNK = 64 * 1024;
@@ -88,8 +95,9 @@ export class BlobFetch {
   /** Bytes on disk (readable through the shared descriptor). */
   private written = 0;
   /**
-   * Chunks received and not yet written, in order; past the disk, every chunk a reader still needs
-   * (so that the bytes from `written` on are here when the disk fails).
+   * Chunks received, in order: those not yet written, and those within `TEE_WINDOW` of the newest
+   * byte that a reader keeping up still needs; past the disk, every chunk a reader still needs (so
+   * that the bytes from `written` on are here when the disk fails).
    */
   private tail: { offset: number; bytes: Buffer }[] = [];
   private tailBytes = 0;
@@ -105,10 +113,11 @@ export class BlobFetch {
    * readers get the last byte now instead of after the upload's end and its round trips.
    */
   private released = false;
+
   /** Settles when the blob is verified (resolves) or abandoned (rejects). */
   readonly done: Promise<void>;
   private readonly hash: ReturnType<typeof hasherFor>;
-  /** Chunks received and not yet handed to the writer (one write per batch, not per network chunk). */
+  /** Chunks received and not yet handed to the writer (one gathered write per batch, not one per network chunk). */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private writing: Promise<void> | undefined;
@@ -211,8 +220,6 @@ export class BlobFetch {
     try {
       this.connections.start(this.options.body);
       await this.connections.arrived;
-      await this.writing;
-      if (this.pending.length > 0) await this.drain();
       if (this.size !== undefined && this.received !== this.size) {
         throw new BlobVerificationError(`upstream sent ${this.received} bytes for ${this.digest.value}, announced ${this.size}`);
       }
@@ -220,11 +227,14 @@ export class BlobFetch {
       if (actual !== this.digest.value) {
         throw new BlobVerificationError(`upstream bytes hash to ${actual}, not ${this.digest.value}`);
       }
+      // Verified, before an object store's upload ends: its readers need not wait for it.
+      if (this.options.write?.remote) {
+        this.released = true;
+        this.events.emit('change');
+      }
+      await this.writing;
+      if (this.pending.length > 0) await this.drain();
       if (this.state === 'streaming') {
-        if (this.options.write?.remote && this.written === this.received) {
-          this.released = true;
-          this.events.emit('change');
-        }
         try {
           await this.options.commit(writer!);
           this.state = 'committed';
@@ -282,15 +292,19 @@ export class BlobFetch {
     return waited;
   }
 
-  /** Chunks arriving while a write is under way are written together by the next one. */
+  /** Chunks arriving while a write is under way are written together by the next one, gathered (no copy). */
   private async drain(): Promise<void> {
     while (this.pending.length > 0 && this.state === 'streaming') {
-      const batch = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+      const batch = this.pending;
+      const bytes = this.pendingBytes;
       this.pending = [];
       this.pendingBytes = 0;
       try {
-        await this.writer!.write(batch);
-        this.written += batch.length;
+        const writer = this.writer!;
+        if (batch.length === 1) await writer.write(batch[0]!);
+        else if (writer.writev) await writer.writev(batch);
+        else await writer.write(Buffer.concat(batch, bytes));
+        this.written += bytes;
         this.trim();
       } catch (err) {
         this.abandonCache(err);
@@ -326,6 +340,14 @@ export class BlobFetch {
     this.options.cacheWriteFailed?.(err instanceof Error ? err : new Error(String(err)));
   }
 
+  /** The lowest offset a reader reading from memory (at or past the tail's first byte) still needs; `received` when none does. */
+  private memoryLowWater(): number {
+    const first = this.tail[0]?.offset ?? this.received;
+    let low = this.received;
+    for (const p of this.positions) if (p.position >= first && p.position < low) low = p.position;
+    return low;
+  }
+
   /** The lowest offset a reader still needs. */
   private lowWater(): number {
     if (this.positions.size === 0) return this.trimmedTo;
@@ -335,12 +357,14 @@ export class BlobFetch {
   }
 
   /**
-   * Drops tail bytes nobody needs from memory: while the disk works, those written (readers read
-   * the file); past the disk, those every reader has passed.
+   * Drops tail bytes nobody needs from memory: while the disk works, those written that no reader
+   * keeping up needs, and those written more than `TEE_WINDOW` behind the newest byte (a reader
+   * that far behind reads the file); past the disk, those every reader has passed.
    */
   private trim(): void {
     if (this.state === 'streaming' || this.state === 'committed') {
-      while (this.tail.length > 0 && this.tail[0]!.offset + this.tail[0]!.bytes.length <= this.written) {
+      const keepFrom = Math.min(this.written, Math.max(this.memoryLowWater(), this.received - TEE_WINDOW));
+      while (this.tail.length > 0 && this.tail[0]!.offset + this.tail[0]!.bytes.length <= keepFrom) {
         this.tailBytes -= this.tail.shift()!.bytes.length;
       }
       return;
@@ -408,9 +432,8 @@ export class BlobFetch {
     for (;;) {
       if (this.state === 'failed') throw this.error!;
       const verified = this.released || this.state === 'committed' || this.state === 'uncached';
-      // While the disk works, readers read the file, up to what is written; past the disk, the
-      // tail in memory holds the rest.
-      const known = this.state === 'streaming' || this.state === 'committed' ? this.written : this.received;
+      // Every byte received is in memory (the tail) or in the file; once committed, all in the file.
+      const known = this.state === 'committed' ? this.written : this.received;
       // Until verified, the last byte received is held back.
       const end = Math.min(last + 1, verified ? known : known - 1);
       if (position >= end) {
@@ -418,7 +441,8 @@ export class BlobFetch {
         await new Promise<void>((resolve) => this.events.once('change', resolve));
         continue;
       }
-      if (position >= this.written && this.tail.length > 0 && position >= this.tail[0]!.offset) return this.fromTail(position, end);
+      // A reader keeping up takes the upstream's buffers themselves; one further behind, the file.
+      if (this.tail.length > 0 && position >= this.tail[0]!.offset) return this.fromTail(position, end);
       if (position >= this.written) throw new BlobUnreadableError(`bytes at ${position} of ${this.digest.value} were dropped`);
       const length = Math.min(Math.min(end, this.written) - position, READ_CHUNK);
       if (!this.spool || this.fdClosed) throw new BlobUnreadableError(`the temporary file of ${this.digest.value} is gone`);

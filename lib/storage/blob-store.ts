@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { DigestMismatchError } from '../errors.js';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import type { FileWriter, PositionalReader, StorageDriver } from './driver.js';
-import { PathNotFoundError } from './driver.js';
+import { PathNotFoundError, writeAllAt } from './driver.js';
 import { blobDataPath, blobDir, blobsDir, blobsRoot, isBlobPrefix, isDigestAlgorithm } from './paths.js';
 import { inSpan } from '../tracing/tracing.js';
 
@@ -215,9 +215,12 @@ function feeding(inner: FileWriter, handle: FileHandle): SpooledWrite {
     write: async (chunk) => {
       // The store failing behind the spool fails the write: the cache write is abandoned.
       if (failure !== undefined) throw failure;
-      let offset = 0;
-      while (offset < chunk.length) offset += (await handle.write(chunk, offset, chunk.length - offset, spooled + offset)).bytesWritten;
-      spooled += chunk.length;
+      spooled += await writeAllAt(handle, [chunk], spooled);
+      kick();
+    },
+    writev: async (chunks) => {
+      if (failure !== undefined) throw failure;
+      spooled += await writeAllAt(handle, chunks, spooled);
       kick();
     },
     close: () => finish('close'),

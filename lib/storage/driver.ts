@@ -33,6 +33,8 @@ export interface ByteRange {
 export interface FileWriter {
   /** Appends bytes; resolves when they are accepted (honours backpressure). */
   write(chunk: Buffer): Promise<void>;
+  /** Capability: appends several buffers in one gathered write (filesystem: `pwritev`), with no copy into one. */
+  writev?(chunks: readonly Buffer[]): Promise<void>;
   /** Bytes written so far, by this writer and the ones it resumes. */
   readonly size: number;
   /** Ends this writer and keeps what was written for a later `writer(path, { append: true })`. */
@@ -120,6 +122,31 @@ export class StorageOperationError extends MirrorError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_STORAGE_OPERATION', message, options);
   }
+}
+
+/**
+ * Writes every byte of `chunks` to `handle` from `position` on, gathered (a short write continues
+ * where it stopped); returns the bytes written.
+ */
+export async function writeAllAt(handle: FileHandle, chunks: readonly Buffer[], position: number): Promise<number> {
+  let total = 0;
+  for (const c of chunks) total += c.length;
+  let done = 0;
+  let rest = chunks;
+  while (done < total) {
+    const { bytesWritten } = await (rest.length === 1 ? handle.write(rest[0]!, 0, rest[0]!.length, position + done) : handle.writev(rest, position + done));
+    done += bytesWritten;
+    rest = remainder(rest, bytesWritten);
+  }
+  return total;
+}
+
+/** What is left of `chunks` after their first `n` bytes. */
+function remainder(chunks: readonly Buffer[], n: number): readonly Buffer[] {
+  let i = 0;
+  while (i < chunks.length && n >= chunks[i]!.length) n -= chunks[i++]!.length;
+  if (i === chunks.length) return [];
+  return [chunks[i]!.subarray(n), ...chunks.slice(i + 1)];
 }
 
 /** distribution's `PathRegexp`, without `.` and `..` components. */

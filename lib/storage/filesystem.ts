@@ -21,6 +21,7 @@ import {
   type PositionalReader,
   type StorageDriver,
   type WalkStep,
+  writeAllAt,
 } from './driver.js';
 import { TEMP_ROOT } from './paths.js';
 import { isProvablyDead, ownerTag, parseOwnerTag, pidExists, safeHost, thisProcess } from './owner.js';
@@ -264,7 +265,7 @@ function fileWriter(handle: FileHandle, initialSize: number, finish: Finish): Fi
   let closed = false;
   let wrote = false;
   // A large file is flushed to disk in the background as it is written, so that the sync at its
-  // commit (which a client waiting for the last byte of a cold blob waits for) has only the last
+  // commit (which holds the blob's lock, and the clients that arrive meanwhile) has only the last
   // few MiB left: measured 115 ms for a 64 MiB blob at the end on a loaded machine.
   let unflushed = 0;
   let flushing: Promise<void> | undefined;
@@ -279,27 +280,25 @@ function fileWriter(handle: FileHandle, initialSize: number, finish: Finish): Fi
       await handle.close();
     }
   };
+  const append = async (chunks: readonly Buffer[]): Promise<void> => {
+    const n = await writeAllAt(handle, chunks, size);
+    size += n;
+    wrote = true;
+    unflushed += n;
+    if (unflushed >= FLUSH_EVERY && !flushing) {
+      unflushed = 0;
+      flushing = handle.datasync().then(
+        () => (flushing = undefined),
+        () => (flushing = undefined),
+      );
+    }
+  };
   return {
     get size() {
       return size;
     },
-    write: async (chunk: Buffer) => {
-      let offset = 0;
-      while (offset < chunk.length) {
-        const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset, size + offset);
-        offset += bytesWritten;
-      }
-      size += chunk.length;
-      wrote = true;
-      unflushed += chunk.length;
-      if (unflushed >= FLUSH_EVERY && !flushing) {
-        unflushed = 0;
-        flushing = handle.datasync().then(
-          () => (flushing = undefined),
-          () => (flushing = undefined),
-        );
-      }
-    },
+    write: (chunk: Buffer) => append([chunk]),
+    writev: append,
     close: async () => {
       await closeHandle(true);
       await finish.close();
