@@ -23,8 +23,8 @@ export const SEND_CHUNK = 256 * 1024;
 export const SEND_CHUNK_MAX = 1024 * 1024;
 /** Bytes a client takes before its rate decides its chunk size. */
 const GROW_AFTER = 16 * 1024 * 1024;
-/** Bytes per second from which a client gets `SEND_CHUNK_MAX` chunks (a few such saturate a link). */
-const FAST_CLIENT = 128 * 1024 * 1024;
+/** Bytes per second from which a client gets `SEND_CHUNK_MAX` chunks (a 1 Gbit/s client does; a few dozen such fill a 10 Gbit/s link). */
+const FAST_CLIENT = 32 * 1024 * 1024;
 
 /**
  * Writes bytes `[start, end]` (inclusive) of `file` to `res` and ends it; closes `file`. Rejects
