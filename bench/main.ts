@@ -5,7 +5,7 @@
  * JSON (`BENCH_OUT`, default bench/results.json). `BENCH_QUICK=1` for a short run, `BENCH_ROUNDS=n`,
  * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow,wan,s3` to run some scenarios; the WAN
  * scenario runs in the first `BENCH_WAN_ROUNDS` rounds only (default 1), on `BENCH_WAN_PROFILES`.
- * `large`: a cold pull of an image of `BENCH_LARGE_MIB` (4096; 512 quick) on the loopback and over the first WAN profile.
+ * `large`: a cold pull of an image of `BENCH_LARGE_MIB` (4096; 512 quick) on the loopback and over the first WAN profile, in the first `BENCH_LARGE_ROUNDS` rounds (default 1).
  * `BENCH_ONLY=chaos` runs the chaos scenario (never part of the default set): once, after the
  * rounds, for `BENCH_CHAOS_SECONDS` per contender with `BENCH_CHAOS_CLIENTS` clients. `BENCH_ONLY=s3`
  * runs the S3 scenario (never part of the default set either: it starts a Ceph RGW of its own);
@@ -109,7 +109,7 @@ async function run(): Promise<number> {
     if (wanted('streams')) await coldStreamsRound(ctx, round);
     if (wanted('slow')) await slowClientsRound(ctx, round);
     if (wan && round < settings.wanRounds) await wanRound(ctx, wan, round);
-    if (large) await largeRound(ctx, large, round);
+    if (large && round < settings.largeRounds) await largeRound(ctx, large, round);
     if (wanted('s3')) await s3Round(ctx, round);
     if (wanted('replicas')) await replicasRound(ctx, round);
     if (wanted('notify')) await notifyRound(ctx, round);
