@@ -156,7 +156,7 @@ export async function largeRound(ctx: BenchContext, image: LargeImage, round: nu
       try {
         const start = process.hrtime.bigint();
         // distribution 2.8 fetches every blob twice from the upstream: give it room beyond the limit.
-        const failed = await pull(server.hostPort, join(server.root, '..', 'pulled'), image.ref, [], Math.max(300, 4 * limit) * 1000).then(
+        const failed = await pull(server.hostPort, join(server.root, '..', 'pulled'), image.ref, [], Math.ceil(Math.max(300, 4 * limit) * 1000)).then(
           () => undefined,
           (err: Error) => err,
         );
