@@ -5,6 +5,7 @@
  * JSON (`BENCH_OUT`, default bench/results.json). `BENCH_QUICK=1` for a short run, `BENCH_ROUNDS=n`,
  * `BENCH_ONLY=blob,manifest,coldpull,upstream,streams,slow,wan,s3` to run some scenarios; the WAN
  * scenario runs in the first `BENCH_WAN_ROUNDS` rounds only (default 1), on `BENCH_WAN_PROFILES`.
+ * `large`: a cold pull of an image of `BENCH_LARGE_MIB` (4096; 512 quick) on the loopback and over the first WAN profile, in the first `BENCH_LARGE_ROUNDS` rounds (default 1).
  * `BENCH_ONLY=chaos` runs the chaos scenario (never part of the default set): once, after the
  * rounds, for `BENCH_CHAOS_SECONDS` per contender with `BENCH_CHAOS_CLIENTS` clients. `BENCH_ONLY=s3`
  * runs the S3 scenario (never part of the default set either: it starts a Ceph RGW of its own);
@@ -36,8 +37,24 @@ import { evaluate, formatReport, rows } from './report.js';
 import { scaleScenario } from './scenarios/scale.js';
 import { notifyRound, registerNotifyReport } from './scenarios/notify.js';
 import { budgetRound } from './scenarios/budget.js';
+import { largeRound, registerLargeReport, seedLarge } from './scenarios/large.js';
 
-const SCENARIOS = ['blob', 'manifest', 'coldpull', 'upstream', 'streams', 'slow', 'wan', 'chaos', 's3', 'replicas', 'scale', 'notify', 'budget'] as const;
+const SCENARIOS = [
+  'blob',
+  'manifest',
+  'coldpull',
+  'upstream',
+  'streams',
+  'slow',
+  'wan',
+  'large',
+  'chaos',
+  's3',
+  'replicas',
+  'scale',
+  'notify',
+  'budget',
+] as const;
 /** Run without BENCH_ONLY: all but the chaos scenario (a stress run of its own), s3 and replicas (a Ceph RGW of their own), scale (caches of its own), notify (six more instances of ours) and budget (a fake Docker Hub's simulated hour). */
 const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'chaos' && s !== 's3' && s !== 'replicas' && s !== 'scale' && s !== 'notify' && s !== 'budget');
 
@@ -67,6 +84,8 @@ async function run(): Promise<number> {
       : [];
   const wan = wanted('wan') ? await seedWan(upstream.hostPort, settings.wanLayerBytes) : undefined;
   if (wan) registerWanReport(settings.wanProfiles);
+  const large = wanted('large') ? await seedLarge(upstream.url, settings.largeImageBytes) : undefined;
+  if (large) registerLargeReport(large, settings.wanProfiles[0]!);
   const chaos = wanted('chaos') ? await seedChaos(upstream.hostPort) : undefined;
   if (chaos) registerChaosReport();
   if (wanted('replicas')) registerReplicasReport();
@@ -90,6 +109,7 @@ async function run(): Promise<number> {
     if (wanted('streams')) await coldStreamsRound(ctx, round);
     if (wanted('slow')) await slowClientsRound(ctx, round);
     if (wan && round < settings.wanRounds) await wanRound(ctx, wan, round);
+    if (large && round < settings.largeRounds) await largeRound(ctx, large, round);
     if (wanted('s3')) await s3Round(ctx, round);
     if (wanted('replicas')) await replicasRound(ctx, round);
     if (wanted('notify')) await notifyRound(ctx, round);

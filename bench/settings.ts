@@ -33,6 +33,9 @@ export interface Settings {
   readonly wanFleet: number;
   readonly wanWarmPulls: number;
   readonly wanLayerBytes: number;
+  /** The large-image scenario: the image's layer bytes in all (`BENCH_LARGE_MIB`), and the rounds it runs in (`BENCH_LARGE_ROUNDS`, default 1). */
+  readonly largeImageBytes: number;
+  readonly largeRounds: number;
   /** The chaos scenario: seconds of pulling per contender, clients, share of upstream requests broken. */
   readonly chaosSeconds: number;
   readonly chaosClients: number;
@@ -98,6 +101,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     wanFleet: 10,
     wanWarmPulls: 10,
     wanLayerBytes: 64 * MiB,
+    largeImageBytes: positive(env.BENCH_LARGE_MIB, quick ? 512 : 4096, 'BENCH_LARGE_MIB') * MiB,
+    largeRounds: positive(env.BENCH_LARGE_ROUNDS, 1, 'BENCH_LARGE_ROUNDS'),
     chaosSeconds: positive(env.BENCH_CHAOS_SECONDS, quick ? 40 : 90, 'BENCH_CHAOS_SECONDS'),
     chaosClients: positive(env.BENCH_CHAOS_CLIENTS, 6, 'BENCH_CHAOS_CLIENTS'),
     chaosFaultRate: rate(env.BENCH_CHAOS_FAULT_RATE, 0.15),

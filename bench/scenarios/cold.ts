@@ -12,10 +12,10 @@ import { contenders, type Contender } from '../servers.js';
 import { median } from '../results.js';
 import { imageBytes } from '../seed.js';
 
-/** `skopeo copy [args] docker://hostPort/<ref> dir:<dest>` (ref default `bench/app:latest`); throws when it fails. */
-export async function pull(hostPort: string, dest: string, ref = `${APP_REPO}:latest`, args: string[] = []): Promise<void> {
+/** `skopeo copy [args] docker://hostPort/<ref> dir:<dest>` (ref default `bench/app:latest`); throws when it fails or outlasts `timeoutMs`. */
+export async function pull(hostPort: string, dest: string, ref = `${APP_REPO}:latest`, args: string[] = [], timeoutMs = 300_000): Promise<void> {
   await mkdir(dest, { recursive: true });
-  const r = await skopeo([...args, 'copy', '--src-tls-verify=false', `docker://${hostPort}/${ref}`, `dir:${dest}`], { timeoutMs: 300_000 });
+  const r = await skopeo([...args, 'copy', '--src-tls-verify=false', `docker://${hostPort}/${ref}`, `dir:${dest}`], { timeoutMs });
   if (r.code !== 0) throw new Error(`skopeo pull of ${ref} from ${hostPort} failed: ${r.stderr}`);
 }
 

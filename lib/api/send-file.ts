@@ -4,44 +4,106 @@
  * would allocate a fresh buffer per read, and at gigabytes per second freeing those buffers keeps
  * V8's garbage collector busy (see docs/performance.md). Backpressure is built in: a buffer is
  * refilled only after the socket has taken its previous contents.
+ *
+ * The buffers are `SEND_CHUNK` long at first, and `SEND_CHUNK_MAX` once the client has taken
+ * `GROW_AFTER` bytes at `FAST_CLIENT` bytes per second or more (and back when its average falls
+ * below): most of the CPU a chunk costs besides copying its bytes is fixed (a thread-pool round
+ * trip for the read, a socket write, an event-loop turn), so a fast reader is served with a
+ * quarter of the chunks, while a slow one never holds more than two small buffers. The first
+ * `GROW_AFTER` bytes decide because the kernel's socket buffers take several MiB from any client
+ * at once. The loop is plain callbacks: no promise per chunk.
  */
+import { read } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import type { FileHandle } from 'node:fs/promises';
 
-/** Bytes per read and per write: large enough for few system calls, small enough for many clients. */
+/** Bytes per read and per write at the start of a transfer: small enough for many slow clients. */
 export const SEND_CHUNK = 256 * 1024;
+/** The largest chunk a transfer grows to while its client keeps up: few system calls per GiB. */
+export const SEND_CHUNK_MAX = 1024 * 1024;
+/** Bytes a client takes before its rate decides its chunk size. */
+const GROW_AFTER = 16 * 1024 * 1024;
+/** Bytes per second from which a client gets `SEND_CHUNK_MAX` chunks (a 1 Gbit/s client does; a few dozen such fill a 10 Gbit/s link). */
+const FAST_CLIENT = 32 * 1024 * 1024;
 
 /**
  * Writes bytes `[start, end]` (inclusive) of `file` to `res` and ends it; closes `file`. Rejects
  * when the client goes away or the file is shorter than `end`; the caller then destroys `res`.
  * `sent.bytes` counts what was handed to the socket.
  */
-export async function sendFileRange(res: ServerResponse, file: FileHandle, start: number, end: number, sent: { bytes: number }): Promise<void> {
-  const buffers = [Buffer.allocUnsafe(SEND_CHUNK), Buffer.allocUnsafe(SEND_CHUNK)];
-  const writing: Array<Promise<void> | undefined> = [undefined, undefined];
-  // A destroyed socket may never call a write's callback: the close event ends the wait instead.
-  let gone: (err: Error) => void = () => undefined;
-  const closed = new Promise<never>((_resolve, reject) => (gone = reject));
-  closed.catch(() => undefined);
-  const onClose = (): void => gone(new Error('the client went away'));
-  res.once('close', onClose);
-  try {
+export function sendFileRange(res: ServerResponse, file: FileHandle, start: number, end: number, sent: { bytes: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     let position = start;
-    for (let slot = 0; position <= end; slot ^= 1) {
-      if (writing[slot]) await Promise.race([writing[slot], closed]);
-      const buffer = buffers[slot]!;
-      const { bytesRead } = await file.read(buffer, 0, Math.min(SEND_CHUNK, end - position + 1), position);
-      if (bytesRead === 0) throw new Error(`the stored file ends at byte ${position}, before ${end + 1}`);
-      position += bytesRead;
-      const chunk = bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
-      writing[slot] = new Promise<void>((resolve, reject) => res.write(chunk, (err) => (err ? reject(err) : resolve())));
-      writing[slot]!.catch(() => undefined);
-      sent.bytes += bytesRead;
-    }
-    await Promise.race([Promise.all(writing.filter((w) => w !== undefined)), closed]);
-    await Promise.race([new Promise<void>((resolve) => res.end(resolve)), closed]);
-  } finally {
-    res.off('close', onClose);
-    await file.close().catch(() => undefined);
-  }
+    let chunk = SEND_CHUNK;
+    const began = performance.now();
+    /** Buffers the socket has taken back, and how many exist (at most two). */
+    const free: Buffer[] = [];
+    let buffers = 0;
+    let reading = false;
+    /** Chunks handed to the socket that it has not taken yet. */
+    let writing = 0;
+    let ending = false;
+    let failure: Error | undefined;
+    let settled = false;
+
+    // The descriptor is closed only once no read uses it (a closed number may be reused at once).
+    const settle = (): void => {
+      if (settled || reading) return;
+      settled = true;
+      res.off('close', onClose);
+      void file
+        .close()
+        .catch(() => undefined)
+        .then(() => (failure ? reject(failure) : resolve()));
+    };
+    const fail = (err: Error): void => {
+      failure ??= err;
+      settle();
+    };
+    // A destroyed socket may never call a write's callback: the close event ends the wait instead.
+    const onClose = (): void => fail(new Error('the client went away'));
+    res.once('close', onClose);
+
+    /** A buffer for the next read of `want` bytes: a free one of the right size, or a new one while fewer than two exist. */
+    const take = (want: number): Buffer | undefined => {
+      const b = free.pop();
+      if (b && b.length >= want && b.length <= chunk) return b;
+      if (!b && buffers === 2) return undefined;
+      if (!b) buffers++;
+      return Buffer.allocUnsafe(want);
+    };
+
+    const pump = (): void => {
+      if (failure || reading || ending) return;
+      if (position > end) {
+        if (writing > 0) return;
+        ending = true;
+        res.end(() => settle());
+        return;
+      }
+      const want = Math.min(chunk, end - position + 1);
+      const buffer = take(want);
+      if (!buffer) return;
+      reading = true;
+      read(file.fd, buffer, 0, want, position, (err, bytesRead) => {
+        reading = false;
+        if (failure) return settle();
+        if (err) return fail(err);
+        if (bytesRead === 0) return fail(new Error(`the stored file ends at byte ${position}, before ${end + 1}`));
+        position += bytesRead;
+        const done = position - start;
+        if (done >= GROW_AFTER) chunk = done >= ((performance.now() - began) / 1000) * FAST_CLIENT ? SEND_CHUNK_MAX : SEND_CHUNK;
+        writing++;
+        sent.bytes += bytesRead;
+        res.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead), (werr) => {
+          writing--;
+          if (werr) return fail(werr);
+          free.push(buffer);
+          pump();
+        });
+        pump();
+      });
+    };
+    pump();
+  });
 }
