@@ -1,7 +1,9 @@
 /**
  * The scaling scenario (`BENCH_ONLY=scale`, issue 15): a cache generated in distribution's layout
  * (bench/scale/layout.ts) at several sizes, served by ours and by each official on copies of the same
- * data (hard links: neither contender rewrites a file in place, each gets its own state file).
+ * data (hard links: neither contender rewrites a file in place, each gets its own state file); from
+ * `BENCH_SCALE_IN_PLACE_FROM` entries on (default 1M), each contender's cache is generated in its
+ * own directory instead, since hard-linking a million files took longer than generating them.
  * For each size and contender, two starts:
  * - quiet (nothing expires for an hour): time until `/v2/` answers, then how long the work it does
  *   in the background after that lasts (until its CPU stays under 3% of a core for 2 s), CPU and
@@ -46,13 +48,15 @@ export interface ScaleSettings {
   readonly expiriesPerSecond: number;
   /** Where generated caches are kept between runs (default: the run's work directory). */
   readonly cacheDir?: string;
+  /** Sizes from this one on are generated in each contender's directory rather than copied. */
+  readonly inPlaceFrom: number;
   /** `BENCH_SCALE_WHO=ours` measures one contender only (default: ours and every official). */
   readonly who: readonly Contender[];
   readonly out: string;
   readonly svg: string;
 }
 
-/** `BENCH_SCALE_SIZES` (default 1000,10000,100000; add 1000000 when disk and time allow), `BENCH_SCALE_ROUNDS`, `BENCH_SCALE_DIR`, `BENCH_SCALE_WHO`. */
+/** `BENCH_SCALE_SIZES` (default 1000,10000,100000; add 1000000 when disk and time allow), `BENCH_SCALE_ROUNDS`, `BENCH_SCALE_DIR`, `BENCH_SCALE_WHO`, `BENCH_SCALE_IN_PLACE_FROM`. */
 export function scaleSettings(quick: boolean, env: NodeJS.ProcessEnv = process.env): ScaleSettings {
   const sizes = (env.BENCH_SCALE_SIZES ?? (quick ? '1000,10000' : '1000,10000,100000')).split(',').map(Number);
   if (sizes.some((s) => !Number.isInteger(s) || s < 100)) throw new Error(`BENCH_SCALE_SIZES must list entry counts >= 100, not ${env.BENCH_SCALE_SIZES}`);
@@ -64,6 +68,7 @@ export function scaleSettings(quick: boolean, env: NodeJS.ProcessEnv = process.e
     wrkSeconds: quick ? 5 : 10,
     expiriesPerSecond: 10,
     cacheDir: env.BENCH_SCALE_DIR,
+    inPlaceFrom: Number(env.BENCH_SCALE_IN_PLACE_FROM ?? 1_000_000),
     who: scaleWho(env.BENCH_SCALE_WHO),
     out: env.BENCH_SCALE_OUT ?? 'bench/results-scale.json',
     svg: env.BENCH_SCALE_SVG ?? 'docs/scale.svg',
@@ -111,14 +116,26 @@ async function generated(ctx: BenchContext, s: ScaleSettings, size: number): Pro
   return dir;
 }
 
-/** One contender on its own hard-linked copy of the cache. */
-async function copyFor(ctx: BenchContext, cache: string, label: string): Promise<{ dir: string; root: string; done(): Promise<void> }> {
+/**
+ * One contender on its own copy of the cache: hard links to the generated one (`cache`), or, with
+ * `size` instead, a cache generated in place (the same files, as the plan is deterministic).
+ */
+async function copyFor(
+  ctx: BenchContext,
+  from: { cache: string } | { size: number },
+  label: string,
+): Promise<{ dir: string; root: string; done(): Promise<void> }> {
   const dir = join(ctx.workDir, label);
   await rm(dir, { recursive: true, force: true });
   const root = join(dir, 'root');
   await mkdir(root, { recursive: true });
   const remove = onCleanup(() => rm(dir, { recursive: true, force: true }));
-  await run('cp', ['-al', join(cache, 'docker'), join(root, 'docker')]);
+  if ('cache' in from) {
+    await run('cp', ['-al', join(from.cache, 'docker'), join(root, 'docker')]);
+  } else {
+    const g = await generateCache(root, from.size);
+    ctx.log(`  generated ${g.entries} entries in place for ${label} in ${g.seconds.toFixed(1)} s`);
+  }
   return { dir, root, done: remove };
 }
 
@@ -138,14 +155,15 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleSample[]> {
   const samples: ScaleSample[] = [];
   for (const size of s.sizes) {
     ctx.log(`scale: ${size} entries`);
-    const cache = await generated(ctx, s, size);
+    const inPlace = size >= s.inPlaceFrom;
+    const cache = inPlace ? undefined : await generated(ctx, s, size);
     const target = loadTarget(size);
     const shape = shapeOf(size);
     for (let round = 0; round < s.rounds; round++) {
       for (const who of contenders(round).filter((w) => s.who.includes(w))) {
         const v: Partial<Record<ScaleMetricId, number>> = {};
         const sample: ScaleSample = { size, who, round, values: v };
-        const copy = await copyFor(ctx, cache, `scale-${size}-${who}`);
+        const copy = await copyFor(ctx, cache === undefined ? { size } : { cache }, `scale-${size}-${who}`);
         try {
           // Quiet: nothing expires within the hour.
           v.entries = await writeSchedule(copy.root, size, { now: Date.now(), ttlMs: TTL_MS, quietMs: 3600_000 });
