@@ -3,7 +3,8 @@
  * the route-name table finds the route, the client's access is checked, the repository's stores are
  * found, and the route's method table for those stores answers. A method table has the write
  * methods only when the target is writable (a hosted repository), so every other method is
- * `405 UNSUPPORTED` without a handler having to say so.
+ * `405 UNSUPPORTED` without a handler having to say so. The reads of `/v2/`, manifests and blobs
+ * are the hot path's `serveRead` (lib/api/hot-path.ts), whichever way they come.
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { RegistryError } from './errors.js';
