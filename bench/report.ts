@@ -67,6 +67,8 @@ export const TARGETS: Target[] = [
   { label: 'warm blob ours/nginx ceiling', value: ratio('warm_blob', 'nginx'), op: '>=', limit: 0.8 },
   // Issue 17: the hot path at its ceiling (a bare express handler sending the same bytes, same run).
   { label: 'manifest by digest ours/bare express', value: ratio('manifest_digest', 'express'), op: '>=', limit: 0.9 },
+  // Issue 33: past express, half of a bare `node:http` handler sending the same bytes (same run).
+  { label: 'manifest by digest ours/bare node:http', value: ratio('manifest_digest', 'node-http'), op: '>=', limit: 0.5 },
   { label: 'manifest by tag / by digest (ours)', value: between('manifest_tag', 'manifest_digest'), op: '>=', limit: 0.8 },
   // Body bytes exactly once; 0.1% leaves room for nothing but manifest re-reads.
   { label: 'upstream bytes, 10 pulls (x image)', value: (r) => median(r.values('upstream_x', 'ours')), op: '<=', limit: 1.001 },
@@ -118,6 +120,8 @@ export interface Row {
   readonly ours: number;
   readonly officials: OfficialCell[];
   readonly nginx?: number;
+  /** The bare `node:http` handler (the manifest by digest's second ceiling). */
+  readonly nodeHttp?: number;
   readonly rounds: number;
 }
 
@@ -129,7 +133,8 @@ export function rows(r: Results): Row[] {
     const ceiling = r.values(m.id, 'nginx').length ? 'nginx' : 'express';
     const nginx = r.values(m.id, ceiling).length ? med(ceiling) : undefined;
     const cells = officials().map((o) => ({ id: o.id, label: o.label, value: med(o.id), ratio: median(r.ratios(m.id, 'ours', o.id)) }));
-    return { metric: m.id, label: m.label, unit: m.unit, ours: med('ours'), officials: cells, nginx, rounds: r.values(m.id, 'ours').length };
+    const nodeHttp = r.values(m.id, 'node-http').length ? med('node-http') : undefined;
+    return { metric: m.id, label: m.label, unit: m.unit, ours: med('ours'), officials: cells, nginx, nodeHttp, rounds: r.values(m.id, 'ours').length };
   });
 }
 
@@ -139,13 +144,13 @@ export function formatReport(r: Results): string {
   const fmt = (v: number | undefined, d: number): string => (v === undefined || !Number.isFinite(v) ? '' : v.toFixed(d));
   const heads = officials().map((o) => `official ${o.label} | ours/${o.label}`);
   const lines = [
-    `| scenario | unit | ours | ${heads.join(' | ')} | ceiling (nginx; bare express) |`,
-    `| --- | --- | ---: | ${heads.map(() => '---: | ---:').join(' | ')} | ---: |`,
+    `| scenario | unit | ours | ${heads.join(' | ')} | ceiling (nginx; bare express) | bare node:http |`,
+    `| --- | --- | ---: | ${heads.map(() => '---: | ---:').join(' | ')} | ---: | ---: |`,
   ];
   for (const row of rows(r)) {
     const d = digits.get(row.metric) ?? 2;
     const cells = row.officials.map((c) => `${fmt(c.value, d)} | ${fmt(c.ratio, 2)}`);
-    lines.push(`| ${row.label} | ${row.unit} | ${fmt(row.ours, d)} | ${cells.join(' | ')} | ${fmt(row.nginx, d)} |`);
+    lines.push(`| ${row.label} | ${row.unit} | ${fmt(row.ours, d)} | ${cells.join(' | ')} | ${fmt(row.nginx, d)} | ${fmt(row.nodeHttp, d)} |`);
   }
   lines.push('', '| target | measured | wanted | |', '| --- | ---: | --- | --- |');
   for (const t of evaluate(r)) lines.push(`| ${t.label} | ${fmt(t.value, 3)} | ${t.target} | ${t.pass === null ? 'not run' : t.pass ? 'PASS' : 'MISS'} |`);

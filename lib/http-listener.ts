@@ -9,13 +9,12 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Express } from 'express';
 import type { HttpConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
 import { opensslCiphers } from './config/tls-ciphers.js';
 
 /** The server for the `http` section, answering with `app`. */
-export function createServer(config: HttpConfig, app: Express): http.Server {
+export function createServer(config: HttpConfig, app: http.RequestListener): http.Server {
   const tls = config.tls;
   // No whole-request timeout (`requestTimeout: 0`, as distribution has no read timeout): a layer
   // of gigabytes uploaded at a modest rate takes longer than any fixed bound. The header timeout
@@ -84,7 +83,7 @@ export interface Listener {
 }
 
 /** The server of the `http` section answering with `app`, listening (lib/server.ts stops it with `drain`). */
-export async function startListener(config: HttpConfig, app: Express): Promise<Listener> {
+export async function startListener(config: HttpConfig, app: http.RequestListener): Promise<Listener> {
   const server = createServer(config, app);
   const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {

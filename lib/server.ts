@@ -11,7 +11,7 @@ import type { Logger } from 'winston';
 import { startListener } from './http-listener.js';
 import type { Config } from './config/types.js';
 import { listRepositories } from './storage/catalog.js';
-import { registryApp } from './api/app.js';
+import { registryListener } from './api/app.js';
 import type { RouteServices } from './api/resource.js';
 import { createWritable } from './api/writable.js';
 import type { CacheReportSources } from './api/cache-report.js';
@@ -28,6 +28,7 @@ export interface RunningRegistry {
   /** The bound address (`host:port`, or the socket path for `unix`). */
   readonly address: string;
   readonly port: number | undefined;
+  /** The express application: every route (the listener answers the hot ones before it, lib/api/hot-path.ts). */
   readonly app: Express;
   readonly metrics: Metrics;
   /** The port of the `http.debug.addr` listener, when configured. */
@@ -77,7 +78,7 @@ async function serve(
   const health = HealthChecks.fromConfig(config.health, services.driver);
   health.start();
   started.push(() => health.stop());
-  const app = registryApp({
+  const { listener: handler, app } = registryListener({
     routes: routeServices(config, services, access, logger, prefix),
     prefix,
     metrics,
@@ -87,7 +88,7 @@ async function serve(
     cachePage: config.http.cachepage ? cacheReportSources(services) : undefined,
     logger,
   });
-  const listener = await startListener(config.http, app);
+  const listener = await startListener(config.http, handler);
   started.push(() => listener.drain());
   logger.info(`listening on ${listener.address}`);
   const debug = config.http.debug?.addr

@@ -1,13 +1,17 @@
 /**
- * The express application of `registry serve`, in the order a request meets it: a tracing span,
- * the access log, one front layer (metrics, `http.headers`, the health gate; lib/api/router.ts), the hot routes
- * (manifest and blob `GET`/`HEAD`), the root (empty 200, or the cache page for a browser), the
- * `/v2/` router, `404 NAME_UNKNOWN` for anything else, and the error handler.
+ * The request listener of `registry serve`: the hot path (lib/api/hot-path.ts: `GET`/`HEAD` of
+ * `/v2/`, manifests and blobs at the `node:http` level) in front of the express application. The
+ * application, in the order a request meets it: a tracing span, the access log, one front layer
+ * (metrics, `http.headers`, the health gate; lib/api/hot-path.ts), the hot routes (the same reads,
+ * for what reaches express), the root (empty 200, or the cache page for a browser), the `/v2/`
+ * router, `404 NAME_UNKNOWN` for anything else, and the error handler.
  */
+import type { RequestListener } from 'node:http';
 import express, { type Express } from 'express';
 import type { Logger } from 'winston';
 import { requestTracing } from '../tracing/tracing.js';
-import { frontLayer, hotRoutes, registryRouter, type FrontOptions } from './router.js';
+import { hotRoutes, registryRouter } from './router.js';
+import { frontLayer, hotPath, type FrontOptions } from './hot-path.js';
 import type { RouteServices } from './resource.js';
 import { authorize } from './authorize.js';
 import { errorHandler, sendError } from './error-handler.js';
@@ -28,7 +32,13 @@ export interface AppOptions extends FrontOptions {
   readonly logger: Logger;
 }
 
-/** Builds the application. */
+/** The server's listener (the hot path, then `app`) and the express application behind it. */
+export function registryListener(options: AppOptions): { readonly listener: RequestListener; readonly app: Express } {
+  const app = registryApp(options);
+  return { listener: hotPath(options, app), app };
+}
+
+/** Builds the express application (every route; behind the hot path in the server). */
 export function registryApp(options: AppOptions): Express {
   const { routes, prefix, logger } = options;
   const app = express();

@@ -2,7 +2,7 @@
  * Client authorization of a request as distribution's `authorized` (`registry/handlers/app.go`):
  * the configured access controller decides on the access records of the route and method.
  */
-import type { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'winston';
 import { AuthChallenge, accessDetail, accessFor, type AccessController } from '../auth/access.js';
 import { RegistryError } from './errors.js';
@@ -20,13 +20,15 @@ type AccessScope = 'base' | 'catalog' | 'repository';
  */
 export async function authorize(
   s: { readonly access?: AccessController; readonly logger: Logger },
-  req: Request,
-  res: Response,
+  req: IncomingMessage,
+  res: ServerResponse,
   route: AccessScope,
   name?: string | readonly string[],
 ): Promise<void> {
   if (!s.access) return;
-  const access = typeof name === 'object' ? name.flatMap((n) => accessFor(req.method, n, route)) : accessFor(req.method, name, route);
+  // A request a server received always has its method.
+  const method = req.method!;
+  const access = typeof name === 'object' ? name.flatMap((n) => accessFor(method, n, route)) : accessFor(method, name, route);
   try {
     const { user } = await s.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
     requestState(res).user = user;

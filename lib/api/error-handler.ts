@@ -2,7 +2,8 @@
  * The one place that turns errors into registry answers: `{"errors":[{code, message, detail}]}`
  * with the registered status. Upstream failures are translated into what a client understands.
  */
-import type { ErrorRequestHandler, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ErrorRequestHandler } from 'express';
 import type { Logger } from 'winston';
 import { InvalidPathError, StoreError, UpstreamError, type StoreErrorCode } from '../errors.js';
 import { RegistryError, type ErrorCode } from './errors.js';
@@ -59,35 +60,41 @@ function fromUpstream(err: UpstreamError, subject: Subject): RegistryError {
 }
 
 /** Writes the envelope for `err` (headers not yet sent) or aborts the response (body under way). */
-export function sendError(res: Response, err: RegistryError): void {
+export function sendError(res: ServerResponse, err: RegistryError): void {
   if (res.headersSent) {
     res.destroy(err);
     return;
   }
   for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
   const body = JSON.stringify({ errors: [err] });
-  res.status(err.status);
+  res.statusCode = err.status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-/** The express error middleware: logs what is not the client's fault, then sends the envelope. */
+/**
+ * Logs what is not the client's fault, then sends the envelope: the end of every failed request,
+ * through express (`errorHandler`) or the hot path (lib/api/hot-path.ts). `url` is the URL as sent.
+ */
+export function handleError(logger: Logger, err: unknown, req: IncomingMessage, res: ServerResponse, url: string | undefined): void {
+  const subject = requestState(res).subject ?? 'other';
+  const registryError = toRegistryError(err, subject);
+  // distribution's fields of a request's log line.
+  const request = { 'http.request.method': req.method, 'http.request.uri': url, 'err.code': registryError.code };
+  if (registryError.status >= 500) {
+    const cause = registryError.cause instanceof Error ? registryError.cause : registryError;
+    logger.error('response completed with error', { ...request, 'err.message': cause.message });
+  } else if (registryError.cause instanceof UpstreamError && registryError.cause.credentialsRefused) {
+    // The mirror's own upstream credentials (proxy.username/password) refused: an operator's problem.
+    logger.warn("the upstream refused the mirror's credentials", { ...request, 'err.message': registryError.cause.message });
+  } else if (registryError.cause) {
+    logger.info('response completed with error', { ...request, 'err.detail': JSON.stringify(registryError.detail) });
+  }
+  sendError(res, registryError);
+}
+
+/** The express error middleware (`handleError`). */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
-  return (err: unknown, req, res, _next) => {
-    const subject = requestState(res).subject ?? 'other';
-    const registryError = toRegistryError(err, subject);
-    // distribution's fields of a request's log line.
-    const request = { 'http.request.method': req.method, 'http.request.uri': req.originalUrl, 'err.code': registryError.code };
-    if (registryError.status >= 500) {
-      const cause = registryError.cause instanceof Error ? registryError.cause : registryError;
-      logger.error('response completed with error', { ...request, 'err.message': cause.message });
-    } else if (registryError.cause instanceof UpstreamError && registryError.cause.credentialsRefused) {
-      // The mirror's own upstream credentials (proxy.username/password) refused: an operator's problem.
-      logger.warn("the upstream refused the mirror's credentials", { ...request, 'err.message': registryError.cause.message });
-    } else if (registryError.cause) {
-      logger.info('response completed with error', { ...request, 'err.detail': JSON.stringify(registryError.detail) });
-    }
-    sendError(res, registryError);
-  };
+  return (err: unknown, req, res, _next) => handleError(logger, err, req, res, req.originalUrl);
 }

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
-import type { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EventOrigin, Notifier } from '../notifications/notifier.js';
 import type { RouteServices } from './resource.js';
 import { requestState } from './request-state.js';
@@ -25,26 +25,31 @@ export interface RouteEvents {
  * Calls `send` with the notifier, a getter of the request's origin and the repository as the
  * client named it, when notifications are configured.
  */
-export function notify(s: RouteServices, req: Request, res: Response, send: (n: Notifier, origin: () => EventOrigin, repo: string) => void): void {
+export function notify(
+  s: RouteServices,
+  req: IncomingMessage,
+  res: ServerResponse,
+  send: (n: Notifier, origin: () => EventOrigin, repo: string) => void,
+): void {
   const e = s.events;
   if (!e) return;
   // Lazy: the notifier asks for the origin only when an endpoint takes the event.
   send(e.notifier, () => originOf(e, req, res), requestState(res).repository ?? '');
 }
 
-function originOf(e: RouteEvents, req: Request, res: Response): EventOrigin {
+function originOf(e: RouteEvents, req: IncomingMessage, res: ServerResponse): EventOrigin {
   const state = requestState(res);
   const id = (state.requestId ??= randomUUID());
   const user = state.user;
   return {
-    request: { id, addr: remoteAddr(req), host: req.headers.host, method: req.method, useragent: req.headers['user-agent'] ?? '' },
+    request: { id, addr: remoteAddr(req), host: req.headers.host, method: req.method!, useragent: req.headers['user-agent'] ?? '' },
     actor: user ? { name: user } : {},
     base: baseUrl(e, req),
   };
 }
 
 /** distribution's `requestutil.RemoteAddr`: the first `X-Forwarded-For` address, else `X-Real-Ip`, else the peer's `ip:port`. */
-function remoteAddr(req: Request): string {
+function remoteAddr(req: IncomingMessage): string {
   const forwarded = first(req.headers['x-forwarded-for'])?.split(',')[0]?.trim();
   if (forwarded && isIP(forwarded)) return forwarded;
   const real = first(req.headers['x-real-ip'])?.trim();
@@ -53,7 +58,7 @@ function remoteAddr(req: Request): string {
   return ip.includes(':') ? `[${ip}]:${req.socket.remotePort}` : `${ip}:${req.socket.remotePort}`;
 }
 
-function baseUrl(e: RouteEvents, req: Request): string {
+function baseUrl(e: RouteEvents, req: IncomingMessage): string {
   if (e.host) return e.host.replace(/\/+$/, '') + e.prefix;
   const proto = first(req.headers['x-forwarded-proto'])?.split(',')[0]?.trim() || ((req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
   const host = first(req.headers['x-forwarded-host'])?.split(',')[0]?.trim() || req.headers.host || '';

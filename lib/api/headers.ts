@@ -1,5 +1,5 @@
 /** Headers every `/v2/` answer carries: distribution's API version and the configured `http.headers`. */
-import type { NextFunction, Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /**
  * `Docker-Distribution-API-Version: registry/2.0` on every answer under `/v2` (clients check it),
@@ -7,7 +7,7 @@ import type { NextFunction, Request, Response } from 'express';
  * nothing and sandboxes the document (a manifest or blob opened on the mirror's origin, where a
  * browser may hold an admin's credentials, is data, never a page). `http.headers` may set others.
  */
-export function apiVersionHeader(_req: Request, res: Response, next: NextFunction): void {
+export function apiVersionHeader(_req: IncomingMessage, res: ServerResponse, next: () => void): void {
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
   // Unless `http.headers` configured them (set before, in lib/server.ts).
   if (!res.hasHeader('X-Content-Type-Options')) res.setHeader('X-Content-Type-Options', 'nosniff');
@@ -17,7 +17,7 @@ export function apiVersionHeader(_req: Request, res: Response, next: NextFunctio
 
 /** Adds the configured `http.headers` to every response. */
 export function configuredHeaders(headers: Readonly<Record<string, readonly string[]>>) {
-  return (_req: Request, res: Response, next: NextFunction): void => {
+  return (_req: IncomingMessage, res: ServerResponse, next: () => void): void => {
     for (const [name, values] of Object.entries(headers)) res.setHeader(name, [...values]);
     next();
   };

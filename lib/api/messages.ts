@@ -1,10 +1,11 @@
 /** Small helpers the handlers share: one header or query value, a digest from the path, and a JSON answer. */
-import type { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Request } from 'express';
 import { parseDigest, type Digest } from '../distribution/digest.js';
 import { RegistryError } from './errors.js';
 
 /** The first value of a request header. */
-export function header(req: Request, name: string): string | undefined {
+export function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
@@ -16,9 +17,9 @@ export function query(req: Request, name: string): string | undefined {
 }
 
 /** A JSON answer with its length (no body for `HEAD`). */
-export function sendJson(res: Response, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.status(status);
+  res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(text));
   res.end(res.req.method === 'HEAD' ? undefined : text);

@@ -3,7 +3,7 @@
  * accepts and not the stored index type gets the linux/amd64 image of the index (for a tag); other
  * unacceptable types are unknown to it. A client that names none gets the manifest as stored.
  */
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 import { readManifest } from '../distribution/manifest.js';
 import { isIndexType, parseAccept } from '../distribution/mediatypes.js';
 import type { Manifest } from '../stores.js';
@@ -11,7 +11,7 @@ import { RegistryError } from './errors.js';
 import type { Target } from './resource.js';
 
 /** The manifest to send for `m` given the client's `Accept`; `MANIFEST_UNKNOWN` when none fits. */
-export async function negotiate(t: Target, req: Request, m: Manifest, byTag: boolean): Promise<Manifest> {
+export async function negotiate(t: Target, req: IncomingMessage, m: Manifest, byTag: boolean): Promise<Manifest> {
   const accepted = parseAccept(req.headers.accept);
   if (accepted.length === 0 || accepted.includes('*/*') || accepted.includes(m.mediaType)) return m;
   if (isIndexType(m.mediaType) && byTag) {

@@ -5,7 +5,7 @@
  * per request, with distribution's field names: `response completed` with `http.request.*` and
  * `http.response.*`, disabled by `log.accesslog.disabled`).
  */
-import type { RequestHandler, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'winston';
 
 /** What was asked for, so that an upstream 404 becomes the right `*_UNKNOWN` code (and the metrics' `route` label). */
@@ -25,10 +25,10 @@ interface RequestState {
   sent?: { bytes: number };
 }
 
-const states = new WeakMap<Response, RequestState>();
+const states = new WeakMap<ServerResponse, RequestState>();
 
 /** The state of the request `res` answers (made empty on first use). */
-export function requestState(res: Response): RequestState {
+export function requestState(res: ServerResponse): RequestState {
   let state = states.get(res);
   if (state === undefined) {
     state = {};
@@ -41,7 +41,7 @@ export function requestState(res: Response): RequestState {
  * Calls `done` once when a response is over: at `finish`, or at `close` when the client hung up
  * first (which happens once it has read all `Content-Length` bytes of a large body).
  */
-export function whenDone(res: Response, done: () => void): void {
+export function whenDone(res: ServerResponse, done: () => void): void {
   let called = false;
   const once = (): void => {
     if (called) return;
@@ -57,22 +57,27 @@ export function whenDone(res: Response, done: () => void): void {
  * all its `Content-Length` bytes (`sent`, kept by the blob route) before the client,
  * having read them, closed the connection ahead of the server's own `end()`.
  */
-export function responseComplete(res: Response): boolean {
+export function responseComplete(res: ServerResponse): boolean {
   if (res.writableEnded) return true;
   const sent = states.get(res)?.sent;
   const length = Number(res.getHeader('content-length'));
   return sent !== undefined && Number.isFinite(length) && sent.bytes === length;
 }
 
-/** Middleware logging each request when its response completes or its connection closes. */
-export function accessLog(logger: Logger): RequestHandler {
+/**
+ * Middleware logging each request when its response completes or its connection closes. Mounted
+ * first (by lib/api/app.ts, and by the hot path of lib/api/hot-path.ts), where `req.url` is still
+ * the whole URL as sent (express's `originalUrl`).
+ */
+export function accessLog(logger: Logger): (req: IncomingMessage, res: ServerResponse, next: () => void) => void {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
+    const uri = req.url;
     whenDone(res, () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       logger.info(responseComplete(res) ? 'response completed' : 'response aborted', {
         'http.request.method': req.method,
-        'http.request.uri': req.originalUrl,
+        'http.request.uri': uri,
         'http.request.remoteaddr': req.socket.remoteAddress,
         'http.request.useragent': req.headers['user-agent'] ?? '',
         'http.response.status': res.statusCode,

@@ -1,19 +1,22 @@
 /**
  * `/v2/` (the API version check, distribution's `base` route) and `/v2/_catalog` (the repositories
- * stored here, paged as distribution's `catalog.go`).
+ * stored here, paged as distribution's `catalog.go`). The base route's `GET` and `HEAD` are
+ * `sendEmpty`, which lib/api/hot-path.ts calls (for express too): its table has no method.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import type { Resource, RouteServices } from '../resource.js';
 import { sendJson } from '../messages.js';
 import { lastParam, nextLink, pageSize } from '../paging.js';
 
-/** `GET /v2/`: `{}` once the client may use the registry. */
+/** `/v2/`: every method but the reads (`sendEmpty`) is unsupported. */
 export const baseResource: Resource<void> = {
-  methods: () => ({ GET: sendEmpty, HEAD: sendEmpty }),
+  methods: () => ({}),
   params: () => undefined,
 };
 
-function sendEmpty(_req: Request, res: Response): void {
+/** `GET /v2/`: `{}` once the client may use the registry. */
+export function sendEmpty(_req: IncomingMessage, res: ServerResponse): void {
   sendJson(res, 200, {});
 }
 

@@ -1,10 +1,10 @@
 /**
  * `/v2/<name>/blobs/<digest>` (distribution's `blob.go`): `GET` (with ranges) and `HEAD` for every
- * repository; `DELETE` of the repository's link for writable (hosted) ones with
- * `storage.delete.enabled`.
+ * repository (`readBlob`, which lib/api/hot-path.ts calls, for express too); `DELETE` of the
+ * repository's link for writable (hosted) ones with `storage.delete.enabled`.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import type { Request, Response } from 'express';
 import type { Digest } from '../../distribution/digest.js';
 import type { Redirect } from '../../stores.js';
 import { RegistryError } from '../errors.js';
@@ -15,18 +15,13 @@ import { sendFileRange } from '../send-file.js';
 import { notify } from '../events.js';
 import { requestState } from '../request-state.js';
 
-/** Blobs by digest. */
+/** The writes of blobs by digest (the reads are `readBlob`). */
 export const blobResource: Resource<Digest> = {
   methods: (s, target) => {
     const t = target!;
-    const table: MethodTable<Digest> = {
-      GET: (req, res, digest) => getBlob(s, req, res, t, digest),
-      HEAD: (req, res, digest) => headBlob(s, req, res, t, digest),
-    };
     const w = t.writable;
-    if (!w?.deletes) return table;
-    return {
-      ...table,
+    if (!w?.deletes) return {};
+    const table: MethodTable<Digest> = {
       DELETE: async (req, res, digest) => {
         await w.blobs.delete(t.name, digest);
         res.setHeader('Content-Length', 0);
@@ -34,11 +29,17 @@ export const blobResource: Resource<Digest> = {
         notify(s, req, res, (n, origin, repo) => n.deleted(origin, repo, { digest }));
       },
     };
+    return table;
   },
   params: (groups) => digestParam(groups[2]!),
 };
 
-function commonHeaders(res: Response, digest: Digest, size: number | undefined): void {
+/** `GET` (with ranges) or `HEAD` of a blob. */
+export function readBlob(s: RouteServices, req: IncomingMessage, res: ServerResponse, t: Target, digest: Digest): Promise<void> {
+  return req.method === 'HEAD' ? headBlob(s, req, res, t, digest) : getBlob(s, req, res, t, digest);
+}
+
+function commonHeaders(res: ServerResponse, digest: Digest, size: number | undefined): void {
   res.setHeader('Content-Type', 'application/octet-stream');
   res.setHeader('Docker-Content-Digest', digest.value);
   res.setHeader('Etag', `"${digest.value}"`);
@@ -50,29 +51,31 @@ function commonHeaders(res: Response, digest: Digest, size: number | undefined):
  * distribution's `blobServer`: a stored blob whose driver hands out a URL (S3, unless
  * `storage.redirect.disable`) is answered with `307 Temporary Redirect` to it, as Go's `http.Redirect`.
  */
-async function redirected(res: Response, redirect: Redirect | undefined, method: 'GET' | 'HEAD'): Promise<boolean> {
+async function redirected(res: ServerResponse, redirect: Redirect | undefined, method: 'GET' | 'HEAD'): Promise<boolean> {
   const url = await redirect?.(method);
   if (!url) return false;
   res.setHeader('Location', url);
   const body = method === 'GET' ? `<a href="${url.replace(/&/g, '&amp;').replace(/"/g, '&#34;').replace(/</g, '&lt;')}">Temporary Redirect</a>.\n\n` : '';
   res.setHeader('Content-Type', 'text/html; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
-  res.status(307).end(body);
+  res.statusCode = 307;
+  res.end(body);
   return true;
 }
 
-async function headBlob(s: RouteServices, req: Request, res: Response, t: Target, digest: Digest): Promise<void> {
+async function headBlob(s: RouteServices, req: IncomingMessage, res: ServerResponse, t: Target, digest: Digest): Promise<void> {
   const info = await t.blobs.stat(t.name, digest);
   // distribution's listener reports a blob served, HEAD and redirects included, as pulled.
   const pulled = (): void => notify(s, req, res, (n, origin, repo) => n.blob('pull', origin, repo, digest, info.size ?? 0));
   if (await redirected(res, info.redirect, 'HEAD')) return pulled();
   commonHeaders(res, digest, info.size);
   if (info.size !== undefined) res.setHeader('Content-Length', info.size);
-  res.status(200).end();
+  res.statusCode = 200;
+  res.end();
   pulled();
 }
 
-async function getBlob(s: RouteServices, req: Request, res: Response, t: Target, digest: Digest): Promise<void> {
+async function getBlob(s: RouteServices, req: IncomingMessage, res: ServerResponse, t: Target, digest: Digest): Promise<void> {
   const handle = await t.blobs.get(t.name, digest);
   const pulled = (): void => notify(s, req, res, (n, origin, repo) => n.blob('pull', origin, repo, digest, handle.size ?? 0));
   if (await redirected(res, handle.redirect, 'GET')) return pulled();
@@ -84,11 +87,11 @@ async function getBlob(s: RouteServices, req: Request, res: Response, t: Target,
   const file = await handle.openFile?.();
   const body = file ? undefined : await handle.open(range.kind === 'partial' ? { start: range.start, end: range.end } : undefined);
   if (range.kind === 'partial') {
-    res.status(206);
+    res.statusCode = 206;
     res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${handle.size}`);
     res.setHeader('Content-Length', range.end - range.start + 1);
   } else {
-    res.status(200);
+    res.statusCode = 200;
     if (handle.size !== undefined) res.setHeader('Content-Length', handle.size);
   }
   res.flushHeaders();

@@ -1,8 +1,10 @@
 /**
  * `/v2/<name>/manifests/<reference>` (distribution's `manifests.go`): `GET`/`HEAD` by tag or digest
- * with content negotiation for every repository; `PUT` and `DELETE` for writable (hosted) ones,
- * `DELETE` only with `storage.delete.enabled`.
+ * with content negotiation for every repository (`readManifest`, which lib/api/hot-path.ts calls,
+ * for express too); `PUT` and `DELETE` for writable (hosted) ones, `DELETE` only with
+ * `storage.delete.enabled`.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import { looksLikeDigest } from '../../distribution/digest.js';
 import { isValidTag } from '../../distribution/reference.js';
@@ -21,22 +23,26 @@ import { notify } from '../events.js';
  * string that is not a valid tag names a manifest that cannot exist, and each method answers for it
  * (below) without a store ever seeing it.
  */
-type ManifestParams = { readonly ref: ManifestRef } | { readonly invalidTag: string };
+export type ManifestParams = { readonly ref: ManifestRef } | { readonly invalidTag: string };
 
-/** Manifests by tag or digest. */
+/** The writes of manifests by tag or digest (the reads are `readManifest`). */
 export const manifestResource: Resource<ManifestParams> = {
   methods: (s, target) => {
     const t = target!;
-    const get = (req: Request, res: Response, p: ManifestParams): Promise<void> => getManifest(s, req, res, t, refOf(p, 'lookup'));
-    const table: MethodTable<ManifestParams> = { GET: get, HEAD: get };
     const w = t.writable;
-    if (!w) return table;
+    if (!w) return {};
     const put = (req: Request, res: Response, p: ManifestParams): Promise<void> => putManifest(s, w, req, res, t.name, p);
-    if (!w.deletes) return { ...table, PUT: put };
-    return { ...table, PUT: put, DELETE: (req: Request, res: Response, p: ManifestParams) => deleteManifest(s, w, req, res, t.name, p) };
+    const table: MethodTable<ManifestParams> = { PUT: put };
+    if (!w.deletes) return table;
+    return { ...table, DELETE: (req: Request, res: Response, p: ManifestParams) => deleteManifest(s, w, req, res, t.name, p) };
   },
   params: (groups) => reference(groups[2]!),
 };
+
+/** `GET`/`HEAD` of a manifest by tag or digest (the body for `GET` only). */
+export function readManifest(s: RouteServices, req: IncomingMessage, res: ServerResponse, t: Target, p: ManifestParams): Promise<void> {
+  return getManifest(s, req, res, t, refOf(p, 'lookup'));
+}
 
 /** A tag, or a digest (anything shaped like one is routed as a digest, as distribution does). */
 function reference(raw: string): ManifestParams {
@@ -57,11 +63,11 @@ function refOf(p: ManifestParams, use: 'lookup' | 'push'): ManifestRef {
   throw new RegistryError('MANIFEST_UNKNOWN', { detail: { Tag: p.invalidTag, reason: 'not a valid tag, so no manifest has it' } });
 }
 
-async function getManifest(s: RouteServices, req: Request, res: Response, t: Target, ref: ManifestRef): Promise<void> {
+async function getManifest(s: RouteServices, req: IncomingMessage, res: ServerResponse, t: Target, ref: ManifestRef): Promise<void> {
   let m: Manifest = 'digest' in ref ? await t.manifests.getByDigest(t.name, ref.digest) : await t.manifests.getByTag(t.name, ref.tag);
   if (m.stale) s.logger.warn(`serving cached ${t.name}:${'tag' in ref ? ref.tag : ''} (${m.digest.value}): ${m.stale.message}`);
   m = await negotiate(t, req, m, 'tag' in ref);
-  res.status(200);
+  res.statusCode = 200;
   res.setHeader('Content-Type', m.mediaType);
   res.setHeader('Content-Length', m.payload.length);
   res.setHeader('Docker-Content-Digest', m.digest.value);
