@@ -42,18 +42,23 @@ function originOf(e: RouteEvents, req: IncomingMessage, res: ServerResponse): Ev
   const id = (state.requestId ??= randomUUID());
   const user = state.user;
   return {
-    request: { id, addr: remoteAddr(req), host: req.headers.host, method: req.method!, useragent: req.headers['user-agent'] ?? '' },
+    request: { id, addr: remoteAddr(req, state.peer), host: req.headers.host, method: req.method!, useragent: req.headers['user-agent'] ?? '' },
     actor: user ? { name: user } : {},
     base: baseUrl(e, req),
   };
 }
 
 /** distribution's `requestutil.RemoteAddr`: the first `X-Forwarded-For` address, else `X-Real-Ip`, else the peer's `ip:port`. */
-function remoteAddr(req: IncomingMessage): string {
+function remoteAddr(req: IncomingMessage, peer: string | undefined): string {
   const forwarded = first(req.headers['x-forwarded-for'])?.split(',')[0]?.trim();
   if (forwarded && isIP(forwarded)) return forwarded;
   const real = first(req.headers['x-real-ip'])?.trim();
   if (real && isIP(real)) return real;
+  return peer ?? peerAddress(req);
+}
+
+/** The connection's peer as `ip:port` (`[ip]:port` for IPv6). */
+export function peerAddress(req: IncomingMessage): string {
   const ip = req.socket.remoteAddress ?? '';
   return ip.includes(':') ? `[${ip}]:${req.socket.remotePort}` : `${ip}:${req.socket.remotePort}`;
 }

@@ -26,6 +26,7 @@ import { apiVersionHeader, configuredHeaders } from './headers.js';
 import { handleError, sendError } from './error-handler.js';
 import { matchRoute, type RouteMatch } from './route-names.js';
 import type { RouteServices, Target } from './resource.js';
+import { peerAddress } from './events.js';
 import { accessLog, requestState, responseComplete, whenDone } from './request-state.js';
 import { sendEmpty } from './handlers/base.js';
 import { manifestResource, readManifest } from './handlers/manifests.js';
@@ -138,8 +139,10 @@ export async function resolveTarget(s: RouteServices, req: IncomingMessage, res:
   await authorize(s, req, res, 'repository', found && found.storedName !== raw ? [raw, found.storedName] : raw);
   // A spelling whose stored name is another's (hosted, or another registry's) is refused.
   if (resolved && 'refused' in resolved) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: resolved.refused } });
-  // Events name the repository as the client does (`busybox`, not the stored `library/busybox`).
-  if (s.events) requestState(res).repository = raw;
+  // Events name the repository as the client does (`busybox`, not the stored `library/busybox`),
+  // and the peer as it was now: a blob's pull event is sent after its last byte, when the
+  // socket may already be closed and have no address.
+  if (s.events) Object.assign(requestState(res), { repository: raw, peer: peerAddress(req) });
   if (ns !== undefined && typeof ns !== 'string') throw new RegistryError('NAME_UNKNOWN', { detail: { ns } });
   if (!found) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: 'this mirror has no upstream for that registry' } });
   // The hosted names share the one write side.

@@ -19,6 +19,8 @@ interface RequestState {
   user?: string;
   /** The repository as the client named it (`busybox`, not the stored `library/busybox`), for events. */
   repository?: string;
+  /** The peer's `ip:port` for events, read while the socket is open (a closed one has none). */
+  peer?: string;
   /** The request's id in events, made when the first event asks for it. */
   requestId?: string;
   /** The bytes a streamed body has produced so far (the blob route). */
@@ -73,12 +75,15 @@ export function accessLog(logger: Logger): (req: IncomingMessage, res: ServerRes
   return (req, res, next) => {
     const started = process.hrtime.bigint();
     const uri = req.url;
+    // Read now: once the socket is closed (a client that hangs up as the last byte arrives),
+    // `remoteAddress` is undefined, and the line would lose the field depending on timing.
+    const remoteAddress = req.socket.remoteAddress;
     whenDone(res, () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       logger.info(responseComplete(res) ? 'response completed' : 'response aborted', {
         'http.request.method': req.method,
         'http.request.uri': uri,
-        'http.request.remoteaddr': req.socket.remoteAddress,
+        'http.request.remoteaddr': remoteAddress,
         'http.request.useragent': req.headers['user-agent'] ?? '',
         'http.response.status': res.statusCode,
         'http.response.written': Number(res.getHeader('content-length') ?? 0),

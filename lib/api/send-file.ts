@@ -61,7 +61,9 @@ export function sendFileRange(res: ServerResponse, file: FileHandle, start: numb
       settle();
     };
     // A destroyed socket may never call a write's callback: the close event ends the wait instead.
-    const onClose = (): void => fail(new Error('the client went away'));
+    // Once `end()` has been called every byte is with the socket, and a close before its callback
+    // is the connection's normal end (a client that read it all and hung up, `Connection: close`).
+    const onClose = (): void => (ending ? settle() : fail(new Error('the client went away')));
     res.once('close', onClose);
 
     /** A buffer for the next read of `want` bytes: a free one of the right size, or a new one while fewer than two exist. */

@@ -13,7 +13,7 @@ import { parseRange } from '../range.js';
 import type { MethodTable, Resource, RouteServices, Target } from '../resource.js';
 import { sendFileRange } from '../send-file.js';
 import { notify } from '../events.js';
-import { requestState } from '../request-state.js';
+import { requestState, responseComplete } from '../request-state.js';
 
 /** The writes of blobs by digest (the reads are `readBlob`). */
 export const blobResource: Resource<Digest> = {
@@ -109,6 +109,9 @@ async function getBlob(s: RouteServices, req: IncomingMessage, res: ServerRespon
     }
     pulled();
   } catch (err) {
+    // The client may hang up the moment it has the last byte, before the stream saw its own end:
+    // that is a pull served (as the access log's `response completed` says).
+    if (responseComplete(res)) return pulled();
     // Headers are gone: the only honest signal left is an aborted transfer.
     res.destroy();
     if (sent.bytes !== Number(res.getHeader('content-length'))) s.logger.warn(`blob ${t.name}@${digest.value} transfer aborted: ${(err as Error).message}`);
