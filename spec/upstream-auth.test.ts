@@ -9,6 +9,9 @@ import { registrableDomain } from '../lib/proxy/auth/realm.js';
 import { parseChallenges } from '../lib/proxy/auth/challenge.js';
 import { Upstream } from '../lib/proxy/upstream.js';
 
+/** The upstream client's timeouts and connection cap in these tests (the configuration's own defaults live in lib/config/proxy.ts). */
+const limits = { timeouts: { connect: 10_000, response: 30_000, idle: 60_000 }, maxConnections: 8 };
+
 interface Server {
   url: string;
   hits: Array<{ path: string; authorization?: string }>;
@@ -116,8 +119,8 @@ describe('upstream authentication', () => {
     });
     const open = await serve((_req, res) => res.writeHead(200).end());
     servers.push(reg, open);
-    const upstream = new Upstream({ remoteUrl: reg.url });
-    const anonymous = new Upstream({ remoteUrl: open.url });
+    const upstream = new Upstream({ remoteUrl: reg.url, ...limits });
+    const anonymous = new Upstream({ remoteUrl: open.url, ...limits });
     try {
       await upstream.headManifest('team/app', 'v1');
       await upstream.headManifest('team/app', 'v2');
@@ -167,7 +170,7 @@ describe('upstream authentication', () => {
   test('a refused Basic login is sent once, not retried with the same header', async () => {
     const basic = await serve((_req, res) => res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end());
     servers.push(basic);
-    const upstream = new Upstream({ remoteUrl: basic.url, username: 'u', password: 'wrong' });
+    const upstream = new Upstream({ remoteUrl: basic.url, username: 'u', password: 'wrong', ...limits });
     try {
       await expect(upstream.headManifest('team/app', 'v1')).rejects.toMatchObject({ code: 'ERR_UPSTREAM_AUTH_FAILED', status: 401 });
       await expect(upstream.streamBlob('team/app', `sha256:${'a'.repeat(64)}`)).rejects.toMatchObject({ status: 401 });
@@ -183,7 +186,7 @@ describe('upstream authentication', () => {
     const open = await serve((_req, res) => res.writeHead(200).end('{}'));
     const url = open.url;
     await open.close();
-    const upstream = new Upstream({ remoteUrl: url });
+    const upstream = new Upstream({ remoteUrl: url, ...limits });
     try {
       await expect(upstream.headManifest('a', 'v1')).rejects.toMatchObject({ code: 'ERR_UPSTREAM_UNREACHABLE' });
       const port = Number(new URL(url).port);

@@ -160,6 +160,7 @@ describe('Docker Hub semantics', () => {
       isDefault: true,
       config: { remoteurl: 'https://registry-1.docker.io', ttlms: 0, dockerhub: true },
       timeouts: { connect: 1000, response: 1000, idle: 1000 },
+      maxConnections: 8,
       driver: new FilesystemDriver('/nonexistent'),
       blobs: undefined as never,
       repository: () => undefined as never,

@@ -39,7 +39,7 @@ export function registryListener(options: AppOptions): { readonly listener: Requ
 }
 
 /** Builds the express application (every route; behind the hot path in the server). */
-export function registryApp(options: AppOptions): Express {
+function registryApp(options: AppOptions): Express {
   const { routes, prefix, logger } = options;
   const app = express();
   app.disable('x-powered-by');

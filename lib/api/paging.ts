@@ -36,14 +36,14 @@ export function tagPage(page: TagPage, request: { n?: number; last?: string }): 
 }
 
 /** One page of a sorted list. */
-export interface Page {
+interface Page {
   readonly tags: string[];
   /** Set when more follow: the next page starts after `last`, `n` at a time. */
   readonly next?: { last: string; n: number };
 }
 
 /** The page of `all` (sorted) after `last`, at most `n` (everything after `last` when `n` is undefined). */
-export function paginate(all: readonly string[], page: { readonly n?: number; readonly last?: string }): Page {
+function paginate(all: readonly string[], page: { readonly n?: number; readonly last?: string }): Page {
   const start = page.last === undefined ? 0 : all.findIndex((t) => t > page.last!);
   const rest = start < 0 ? [] : all.slice(start);
   if (page.n === undefined || rest.length <= page.n) return { tags: rest };

@@ -25,7 +25,7 @@ const BCRYPT_MAX_BYTES = 72;
 const MAX_VERIFIED = 10_000;
 
 /** Parses htpasswd text into user → hash; fails on a line without `:` (naming the line). */
-export function parseHtpasswd(text: string): Map<string, string> {
+function parseHtpasswd(text: string): Map<string, string> {
   const entries = new Map<string, string>();
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();

@@ -31,7 +31,7 @@ const LEEWAY_SECONDS = 60;
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512'];
 
 /** Reads the PEM certificates of a bundle; fails (naming the file) when there are none. */
-export function readRootCertificates(path: string): X509Certificate[] {
+function readRootCertificates(path: string): X509Certificate[] {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

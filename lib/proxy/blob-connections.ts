@@ -15,7 +15,7 @@ import { Overtaker, type OvertakePolicy, type RaceEvent } from './overtake.js';
 export class BlobVerificationError extends DigestMismatchError {}
 
 /** What the connections feed: the fetch's frontier. */
-export interface Frontier {
+interface Frontier {
   readonly digest: Digest;
   /** The size the upstream announced, if it did. */
   readonly size: number | undefined;

@@ -57,7 +57,7 @@ const TEE_WINDOW = 1024 * 1024;
 const READ_CHUNK = 64 * 1024;
 
 /** Bytes held in memory, ahead of the slowest client, once the disk has failed. */
-export const PASSTHROUGH_WINDOW = 4 * 1024 * 1024;
+const PASSTHROUGH_WINDOW = 4 * 1024 * 1024;
 
 /**
  * `streaming`: being written to disk; `passthrough`: the disk failed, handed over from memory;

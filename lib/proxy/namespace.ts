@@ -63,7 +63,7 @@ interface NamespaceOptions {
   /** The upstream's rate-limit budget (`proxy.budget`); none: it is not tracked. */
   readonly budget?: BudgetOptions;
   /** `proxy.maxupstreamconns`: the most connections open to the upstream at once. */
-  readonly maxConnections?: number;
+  readonly maxConnections: number;
   readonly onResponse?: (info: { host: string; method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
   readonly onWarning?: (message: string) => void;
 }

@@ -8,7 +8,7 @@ import type { SharedLocks } from '../storage/shared-lock.js';
 import { inSpan } from '../tracing/tracing.js';
 
 /** How often a process waiting for another's work looks whether it has landed (Redis also wakes it at the release). */
-export const LANDED_POLL_MS = 50;
+const LANDED_POLL_MS = 50;
 
 /** Concurrent requests for one key share one promise: the first caller starts the work, later callers join it until it settles. */
 export class Inflight<T> {

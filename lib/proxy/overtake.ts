@@ -20,13 +20,13 @@ export interface OvertakePolicy {
 }
 
 /** Races a fetch may start: a link that is slow for every connection costs at most this many comparisons. */
-export const MAX_RACES = 3;
+const MAX_RACES = 3;
 
 /** A racer must beat the connection it races by this factor to win. */
-export const WIN_FACTOR = 1.25;
+const WIN_FACTOR = 1.25;
 
 /** How long two connections run side by side before the slower is cancelled. */
-export function comparisonMs(policy: OvertakePolicy): number {
+function comparisonMs(policy: OvertakePolicy): number {
   return Math.min(3000, Math.max(500, policy.afterMs / 2));
 }
 
@@ -36,7 +36,7 @@ export function tickMs(policy: OvertakePolicy): number {
 }
 
 /** A tumbling window over the bytes a fetch has moved. */
-export class ThroughputWindow {
+class ThroughputWindow {
   private startedAt: number;
   private startBytes: number;
 

@@ -33,7 +33,8 @@ export interface UpstreamOptions {
   readonly password?: string;
   /** `proxy.exec`: a credential helper in place of `username`/`password`. */
   readonly exec?: { readonly command: string; readonly lifetimems?: number };
-  readonly timeouts?: Partial<UpstreamTimeouts>;
+  /** `proxy.timeouts` (its defaults are the configuration's). */
+  readonly timeouts: UpstreamTimeouts;
   /** Called with every upstream answer's status and headers (rate-limit logging, metrics). */
   readonly onResponse?: (info: { method: string; path: string; status: number; headers: http.IncomingHttpHeaders }) => void;
   readonly onWarning?: (message: string) => void;
@@ -41,15 +42,12 @@ export interface UpstreamOptions {
   readonly breaker?: CircuitBreakerOptions;
   /** The upstream's rate-limit budget: reads every answer, refuses charged requests while it is spent. */
   readonly budget?: RateBudget;
-  /** `proxy.maxupstreamconns`: the most connections open to the upstream at once (default 64). */
-  readonly maxConnections?: number;
+  /** `proxy.maxupstreamconns`: the most connections open to the upstream at once. */
+  readonly maxConnections: number;
 }
 
 /** got's error class, known once got is loaded (which happens before any request can fail). */
 let GotRequestError: typeof RequestError | undefined;
-
-/** The timeouts when `proxy.timeouts` sets none (10 s, 30 s, 60 s). */
-export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 10_000, response: 30_000, idle: 60_000 };
 
 /** A buffered upstream answer. */
 export interface UpstreamReply {
@@ -91,11 +89,11 @@ export class Upstream {
 
   constructor(options: UpstreamOptions) {
     this.remoteUrl = options.remoteUrl.replace(/\/+$/, '');
-    const t = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    const t = options.timeouts;
     // Keep-alive: a cold pull makes dozens of requests to one host; a new TLS handshake each time
     // would dominate small manifest requests. The cap counts every host this client reaches (the
     // upstream and the CDN it redirects blobs to): requests beyond it wait for a free connection.
-    const maxSockets = options.maxConnections ?? 64;
+    const maxSockets = options.maxConnections;
     this.agents = {
       http: new http.Agent({ keepAlive: true, maxSockets, maxTotalSockets: maxSockets }),
       https: new https.Agent({ keepAlive: true, maxSockets, maxTotalSockets: maxSockets }),

@@ -12,7 +12,7 @@ import { parsePlatform, referencesIn, type Platform } from './references.js';
 import { warmAll } from './warm.js';
 
 /** The help text of `registry warm`. */
-export const WARM_USAGE = `Usage:
+const WARM_USAGE = `Usage:
   registry warm <config> [flags] <image>...
 
 Pre-fetches images into the cache, as pulls through the mirror would: busybox,
