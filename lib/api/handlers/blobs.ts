@@ -114,6 +114,8 @@ async function getBlob(s: RouteServices, req: IncomingMessage, res: ServerRespon
     if (responseComplete(res)) return pulled();
     // Headers are gone: the only honest signal left is an aborted transfer.
     res.destroy();
-    if (sent.bytes !== Number(res.getHeader('content-length'))) s.logger.warn(`blob ${t.name}@${digest.value} transfer aborted: ${(err as Error).message}`);
+    if (sent.bytes !== Number(res.getHeader('content-length'))) {
+      s.logger.warn('blob transfer aborted', { 'vars.name': t.name, 'vars.digest': digest.value, 'err.message': (err as Error).message });
+    }
   }
 }

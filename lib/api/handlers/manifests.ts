@@ -65,7 +65,14 @@ function refOf(p: ManifestParams, use: 'lookup' | 'push'): ManifestRef {
 
 async function getManifest(s: RouteServices, req: IncomingMessage, res: ServerResponse, t: Target, ref: ManifestRef): Promise<void> {
   let m: Manifest = 'digest' in ref ? await t.manifests.getByDigest(t.name, ref.digest) : await t.manifests.getByTag(t.name, ref.tag);
-  if (m.stale) s.logger.warn(`serving cached ${t.name}:${'tag' in ref ? ref.tag : ''} (${m.digest.value}): ${m.stale.message}`);
+  if (m.stale) {
+    s.logger.warn('serving the cached manifest: the upstream could not confirm it', {
+      'vars.name': t.name,
+      'vars.reference': 'tag' in ref ? ref.tag : ref.digest.value,
+      'vars.digest': m.digest.value,
+      'err.message': m.stale.message,
+    });
+  }
   m = await negotiate(t, req, m, 'tag' in ref);
   res.statusCode = 200;
   res.setHeader('Content-Type', m.mediaType);

@@ -63,7 +63,7 @@ async function start(s: RouteServices, w: Writable, req: Request, res: Response,
     const source = digest && (await w.mountSource(req, from));
     const size = source !== undefined ? await w.blobs.mount(name, source, digest!) : undefined;
     if (digest && size !== undefined) {
-      w.logger.debug(`mounted ${digest.value} from ${from} into ${name}`);
+      w.logger.debug('blob mounted', { 'vars.name': name, 'vars.digest': digest.value, 'vars.from': from });
       created(res, req, name, digest);
       notify(s, req, res, (n, origin, repo) => n.blob('mount', origin, repo, digest!, size, from));
       return;
