@@ -184,17 +184,21 @@ export class Overtaker<C extends RaceConnection> {
     this.races++;
     this.opening = true;
     const offset = this.fetch.received;
+    // Both connections are measured from now: the racer's time to connect counts against it, and
+    // the bytes it brought while connecting do not count as arriving in no time.
+    const rival = this.fetch.connections()[0];
+    const rivalRaw = rival?.raw ?? 0;
+    const startedAt = Date.now();
     this.onRace?.({ kind: 'started', offset, rate });
     this.reopen(offset).then(
       ({ body, start }) => {
         this.opening = false;
-        const rival = this.fetch.connections()[0];
-        if (this.fetch.settled || !rival || start > this.fetch.received) {
+        if (this.fetch.settled || !rival || this.fetch.connections()[0] !== rival || start > this.fetch.received) {
           body.destroy();
           if (start > this.fetch.received) this.failed(new Error(`the upstream answered a range from byte ${offset} with bytes from ${start}`));
           return;
         }
-        this.race = { racer: this.fetch.add(body, start), rival, rivalRaw: rival.raw, startedAt: Date.now() };
+        this.race = { racer: this.fetch.add(body, start), rival, rivalRaw, startedAt };
       },
       (err: Error) => {
         this.opening = false;
