@@ -89,6 +89,36 @@ function contract(make: () => Promise<{ driver: StorageDriver; pending?: () => P
     if (pending) expect(await pending()).toBe(0);
   });
 
+  test('writer: the caller refills one buffer after each write, write after write and writer after writer', async () => {
+    // S3 copies each write into a part buffer of its own, reused from one part (and one writer) to the next.
+    for (const name of ['first', 'second']) {
+      const expected = randomBytes(10 * MiB + 777);
+      const chunk = Buffer.alloc(MiB);
+      const w = await driver.writer(`/reuse/${name}`);
+      for (let o = 0; o < expected.length; o += MiB) {
+        const n = expected.copy(chunk, 0, o, o + MiB);
+        await w.write(chunk.subarray(0, n));
+        chunk.fill(0xee);
+      }
+      await w.commit();
+      expect((await driver.getContent(`/reuse/${name}`)).equals(expected)).toBe(true);
+    }
+    const small = await driver.writer('/reuse/small');
+    const bytes = Buffer.from('small write');
+    await small.write(bytes);
+    bytes.fill(0);
+    await small.commit();
+    expect((await driver.getContent('/reuse/small')).toString()).toBe('small write');
+  });
+
+  test('statFile, where a driver has it: a file, and nothing at a missing path or a directory', async () => {
+    if (!driver.statFile) return;
+    await driver.putContent('/sf/dir/file', 'abc');
+    expect(await driver.statFile('/sf/dir/file')).toMatchObject({ path: '/sf/dir/file', size: 3, isDir: false });
+    expect(await driver.statFile('/sf/dir')).toBeUndefined();
+    expect(await driver.statFile('/sf/missing')).toBeUndefined();
+  });
+
   test('append writer: closed writes resume, small and multipart, and commit as one file', async () => {
     const expected: Buffer[] = [];
     const first = await driver.writer('/u/data');
@@ -132,6 +162,16 @@ function contract(make: () => Promise<{ driver: StorageDriver; pending?: () => P
     expect(part.equals(bytes.subarray(7 * MiB - 100))).toBe(true);
     await reader.close();
     expect((await driver.getContent('/s/blob')).equals(bytes)).toBe(true);
+
+    // Whole parts only, and less than a part (S3: streamed parts, and one PutObject at commit).
+    for (const size of [10 * MiB, 3 * MiB + 1]) {
+      const more = randomBytes(size);
+      const w = await spooledWrite(driver, `/s/${size}`);
+      for (let o = 0; o < size; o += 256 * 1024) await w.writer.write(more.subarray(o, o + 256 * 1024));
+      await w.writer.commit();
+      await w.reader.close();
+      expect((await driver.getContent(`/s/${size}`)).equals(more)).toBe(true);
+    }
 
     const cancelled = await spooledWrite(driver, '/s/cancelled');
     await cancelled.writer.write(randomBytes(6 * MiB));
