@@ -51,3 +51,6 @@ export class PartBuffers {
     this.idle.unref();
   }
 }
+
+/** The process's pool: every S3 driver of the process shares it, so the free buffers are bounded once. */
+export const sharedPartBuffers = new PartBuffers();

@@ -19,7 +19,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { StorageOperationError, type FileWriter, type PositionalReader } from './driver.js';
-import { uploadPartFrom } from './s3-part-from-file.js';
+import { putObjectFrom, uploadPartFrom } from './s3-from-file.js';
 import type { PartBuffers } from './part-buffers.js';
 
 /** S3's smallest part but the last. */
@@ -91,6 +91,8 @@ class S3Writer implements FileWriter {
   private done?: 'closed' | 'committed' | 'cancelled';
   /** A part shorter than a chunk was sent from a file: it is the last one, nothing may follow. */
   private sealed = false;
+  /** The whole write, smaller than a chunk, left in a file: sent from it by commit (PutObject) or close (a part). */
+  private fromFile?: { readonly source: PositionalReader; readonly position: number; readonly length: number };
   /** Part uploads under way, oldest first; their failure fails the next write or the commit. */
   private inFlight: Promise<void>[] = [];
 
@@ -104,7 +106,7 @@ class S3Writer implements FileWriter {
   }
 
   get size(): number {
-    return this.flushed + this.bufferedBytes;
+    return this.flushed + this.bufferedBytes + (this.fromFile?.length ?? 0);
   }
 
   /** A part: `writeFrom` sends ranges of this size (and a shorter last one) as parts of their own. */
@@ -127,14 +129,19 @@ class S3Writer implements FileWriter {
   }
 
   /**
-   * Appends bytes a local file holds: a whole chunk, or the last bytes after at least one part,
-   * becomes a part streamed from the file (`s3-part-from-file.ts`); anything else (bytes already
-   * buffered, a resumed upload to restart, a write smaller than a chunk that may become one
-   * PutObject) is read into the buffer, as `write`.
+   * Appends bytes a local file holds, sent from it (`s3-from-file.ts`): a whole chunk, or the last
+   * bytes after at least one part, becomes a part; a first write smaller than a chunk is the whole
+   * object, sent by `commit`. Anything else (bytes already buffered, a resumed upload to restart,
+   * a longer range) is read into the buffer, as `write`.
    */
   async writeFrom(source: PositionalReader, position: number, length: number): Promise<void> {
     this.checkWritable();
     const last = this.parts[this.parts.length - 1];
+    if (length > 0 && length < this.t.chunkSize && !this.uploadId && this.parts.length === 0 && this.bufferedBytes === 0) {
+      this.fromFile = { source, position, length };
+      this.sealed = true;
+      return;
+    }
     const whole = length === this.t.chunkSize || (length > 0 && length < this.t.chunkSize && this.parts.length > 0);
     if (!whole || this.bufferedBytes > 0 || (last && last.Size < MIN_PART)) {
       const chunk = Buffer.allocUnsafe(Math.min(length, 1024 * 1024));
@@ -147,7 +154,12 @@ class S3Writer implements FileWriter {
       return;
     }
     if (length < this.t.chunkSize) this.sealed = true;
-    await this.uploadPart(length, (uploadId, PartNumber) =>
+    await this.uploadFrom(source, position, length);
+  }
+
+  /** Sends bytes of a file as the next part. */
+  private uploadFrom(source: PositionalReader, position: number, length: number): Promise<void> {
+    return this.uploadPart(length, (uploadId, PartNumber) =>
       uploadPartFrom({ client: this.t.client, bucket: this.t.bucket, key: this.key, uploadId, partNumber: PartNumber }, source, position, length),
     );
   }
@@ -157,6 +169,9 @@ class S3Writer implements FileWriter {
     this.done = 'closed';
     // The pending upload is what a later append writer (ours or registry:2's) finds.
     await this.ensureUpload();
+    const file = this.fromFile;
+    this.fromFile = undefined;
+    if (file) await this.uploadFrom(file.source, file.position, file.length);
     await this.flush();
     await this.settle();
   }
@@ -164,6 +179,12 @@ class S3Writer implements FileWriter {
   async commit(): Promise<void> {
     this.check();
     this.done = 'committed';
+    if (this.fromFile && !this.uploadId) {
+      const { source, position, length } = this.fromFile;
+      this.fromFile = undefined;
+      await putObjectFrom(this.t.client, { Bucket: this.t.bucket, Key: this.key, ...this.t.objectParams() } as never, source, position, length);
+      return;
+    }
     if (!this.uploadId) {
       const part = this.part;
       const Body = part ? part.subarray(0, this.bufferedBytes) : Buffer.alloc(0);
@@ -188,6 +209,7 @@ class S3Writer implements FileWriter {
   async cancel(): Promise<void> {
     if (this.done === 'cancelled' || this.done === 'committed') return;
     this.done = 'cancelled';
+    this.fromFile = undefined;
     if (this.part) this.t.partBuffers.give(this.part);
     this.part = undefined;
     this.bufferedBytes = 0;

@@ -43,7 +43,7 @@ import {
 } from './driver.js';
 import { newS3Writer, resumeS3Writer, type S3WriteTarget } from './s3-writer.js';
 import { blobsRoot } from './paths.js';
-import { PartBuffers } from './part-buffers.js';
+import { sharedPartBuffers } from './part-buffers.js';
 
 /** The most keys one listing or one DeleteObjects returns or takes. */
 const LIST_MAX = 1000;
@@ -58,7 +58,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   readonly client: S3Client;
   readonly bucket: string;
   readonly chunkSize: number;
-  readonly partBuffers = new PartBuffers();
+  readonly partBuffers = sharedPartBuffers;
   /** `rootdirectory` without leading and trailing slashes ('' for none). */
   private readonly rootKey: string;
 
@@ -325,7 +325,7 @@ function clientConfig(c: S3StorageConfig): S3ClientConfig {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     // The SDK's default logger is silent but for one case it writes to the console: a failed request
-    // whose body was a stream (a part sent from the spool, retried by s3-part-from-file.ts itself).
+    // whose body was a stream (a part sent from the spool, retried by s3-from-file.ts itself).
     logger: SILENT,
     // The SDK's default pool is 50 sockets per host: 50 slow clients streaming blobs from the bucket
     // would hold them all and stall every other request (stats, links). Go's client, which

@@ -1,10 +1,11 @@
 /**
- * One multipart part sent from a local file (a blob fetch's spool) without a buffer of its own: its
- * bytes are read once to compute the SigV4 payload hash (`x-amz-content-sha256`, what the SDK
- * computes itself over a buffer), then streamed from the file as the request body. The store
- * checks the body against that hash, so the part it keeps is the bytes read, as with a signed
- * buffer. Why: a 10 MiB buffer per part is fresh memory the kernel maps page by page on first
- * touch; in a cold pull on S3 filling them cost more CPU than anything else the upload did.
+ * S3 writes whose body is a range of a local file (a blob fetch's spool), with no buffer of its
+ * own: a multipart part, or the whole object of a blob smaller than a part. The range is read once
+ * to compute the SigV4 payload hash (`x-amz-content-sha256`, what the SDK computes itself over a
+ * buffer), then streamed from the file as the request body. The store checks the body against
+ * that hash, so what it keeps is the bytes read, as with a signed buffer. Why: a part-sized buffer
+ * is fresh memory the kernel maps page by page on first touch; in a cold pull on S3 filling them
+ * cost more CPU than anything else the upload did.
  *
  * The SDK does not retry a request with a streamed body (it cannot rewind it): a failure that a
  * retry may cure (no answer, 5xx, throttling) is retried here with a new stream, as often as the
@@ -12,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { UploadPartCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, UploadPartCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { StorageOperationError, type PositionalReader } from './driver.js';
 
 /** Bytes read at a time (small enough to come from the heap, not from fresh mappings). */
@@ -20,7 +21,7 @@ const READ_CHUNK = 256 * 1024;
 /** Attempts at most, as the SDK's default retry strategy. */
 const ATTEMPTS = 3;
 
-/** Where the part goes. */
+/** Where a part goes. */
 export interface PartTarget {
   readonly client: S3Client;
   readonly bucket: string;
@@ -31,26 +32,43 @@ export interface PartTarget {
 
 /** Uploads bytes `[position, position + length)` of `source` as the part; resolves with its ETag. */
 export async function uploadPartFrom(t: PartTarget, source: PositionalReader, position: number, length: number): Promise<string> {
+  const input = { Bucket: t.bucket, Key: t.key, UploadId: t.uploadId, PartNumber: t.partNumber, ContentLength: length };
+  const sent = await sendFrom(t.client, (Body) => new UploadPartCommand({ ...input, Body }), source, position, length);
+  return sent.ETag!;
+}
+
+/** Stores bytes `[position, position + length)` of `source` as the object `input.Key` (one PutObject). */
+export async function putObjectFrom(
+  client: S3Client,
+  input: Omit<PutObjectCommandInput, 'Body' | 'ContentLength'>,
+  source: PositionalReader,
+  position: number,
+  length: number,
+): Promise<void> {
+  await sendFrom(client, (Body) => new PutObjectCommand({ ...input, Body, ContentLength: length }), source, position, length);
+}
+
+/** Sends the command `make` builds around a stream of the range, retried with a new stream. */
+async function sendFrom(
+  client: S3Client,
+  make: (body: Readable) => UploadPartCommand | PutObjectCommand,
+  source: PositionalReader,
+  position: number,
+  length: number,
+): Promise<{ ETag?: string }> {
   const sha256 = await hashRange(source, position, length);
   for (let attempt = 1; ; attempt++) {
-    const command = new UploadPartCommand({
-      Bucket: t.bucket,
-      Key: t.key,
-      UploadId: t.uploadId,
-      PartNumber: t.partNumber,
-      Body: Readable.from(chunks(source, position, length), { objectMode: false }),
-      ContentLength: length,
-    });
+    const command = make(Readable.from(chunks(source, position, length), { objectMode: false }));
     // The signer takes a payload hash given in the request instead of hashing the body itself.
-    command.middlewareStack.add(
+    (command.middlewareStack as UploadPartCommand['middlewareStack']).add(
       (next) => (args) => {
         (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = sha256;
         return next(args);
       },
-      { step: 'build', name: 'partPayloadHash' },
+      { step: 'build', name: 'payloadHashOfFile' },
     );
     try {
-      return (await t.client.send(command)).ETag!;
+      return (await client.send(command as UploadPartCommand)) as { ETag?: string };
     } catch (err) {
       if (attempt >= ATTEMPTS || !retryable(err)) throw err;
     }
