@@ -1,9 +1,10 @@
 /**
- * Part-sized buffers reused from one S3 part to the next (`s3-writer.ts`). Why: a fresh buffer of
- * 10 MiB is memory the kernel has to map page by page on first touch, which on a virtual machine
- * cost about 45 ms per part (the same copy into a reused buffer: about 1.5 ms), a sixth of the
- * mirror's CPU in a cold pull on S3. A few free buffers are kept; they are dropped once the pool has
- * been idle for a while, so an idle registry does not hold them.
+ * Part-sized buffers reused from one S3 part to the next (`s3-writer.ts`), for the writes that come
+ * from memory (hosted uploads; a blob fetch's parts are streamed from its spool instead,
+ * `s3-from-file.ts`). Why: a fresh buffer of 10 MiB is memory the kernel maps page by page on first
+ * touch, which on the development machine (a virtual machine) cost about 45 ms per part, against
+ * about 1.5 ms for the same copy into a reused buffer. A few free buffers are kept, dropped once the
+ * pool has been idle for a while, so an idle registry does not hold them.
  */
 
 /** Free buffers kept at most: the parts one writer has in flight and the one it fills. */
