@@ -27,6 +27,7 @@ export const METRICS: MetricView[] = [
   { id: 'rss_slow', label: '6b. peak RSS, 200 slow clients', unit: 'MiB', scale: 1 / MiB, digits: 0 },
   { id: 's3_cold_pull_s3', label: 's3. cold pull on S3 (Ceph RGW)', unit: 's', scale: 1, digits: 2 },
   { id: 's3_cold_pull_fs', label: '    (same pull, filesystem)', unit: 's', scale: 1, digits: 2 },
+  { id: 's3_cold_pull_ratio', label: '    (S3 / filesystem, per round)', unit: 'x', scale: 1, digits: 2 },
   { id: 's3_redirect_p50_ms', label: '    307 redirect, p50', unit: 'ms', scale: 1, digits: 2 },
   { id: 's3_redirect_p99_ms', label: '    307 redirect, p99', unit: 'ms', scale: 1, digits: 2 },
   { id: 's3_streamed_mibs', label: '    warm blob streamed (no redirect)', unit: 'MiB/s', scale: 1, digits: 0 },

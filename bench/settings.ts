@@ -40,6 +40,12 @@ export interface Settings {
   readonly chaosSeconds: number;
   readonly chaosClients: number;
   readonly chaosFaultRate: number;
+  /**
+   * The S3 scenario's cold pull through the official contenders too, on the same gateway and on
+   * the filesystem (`BENCH_S3_OFFICIALS=0` leaves them out): their own S3/filesystem ratio is what
+   * the gateway costs on this machine.
+   */
+  readonly s3Officials: boolean;
   /** Where the JSON results go. */
   readonly out: string;
 }
@@ -106,6 +112,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     chaosSeconds: positive(env.BENCH_CHAOS_SECONDS, quick ? 40 : 90, 'BENCH_CHAOS_SECONDS'),
     chaosClients: positive(env.BENCH_CHAOS_CLIENTS, 6, 'BENCH_CHAOS_CLIENTS'),
     chaosFaultRate: rate(env.BENCH_CHAOS_FAULT_RATE, 0.15),
+    s3Officials: env.BENCH_S3_OFFICIALS !== '0',
     out: env.BENCH_OUT ?? 'bench/results.json',
   };
 }

@@ -4,7 +4,7 @@
  * (spec/helpers/ceph.ts), with parts and copy thresholds at S3's 5 MiB minimum so that multipart
  * writes, resumed appends and multipart copies all happen on small data.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -89,6 +89,87 @@ function contract(make: () => Promise<{ driver: StorageDriver; pending?: () => P
     if (pending) expect(await pending()).toBe(0);
   });
 
+  test('writer: the caller refills one buffer after each write, write after write and writer after writer', async () => {
+    // S3 copies each write into a part buffer of its own, reused from one part (and one writer) to the next.
+    for (const name of ['first', 'second']) {
+      const expected = randomBytes(6 * MiB + 777);
+      const chunk = Buffer.alloc(MiB);
+      const w = await driver.writer(`/reuse/${name}`);
+      for (let o = 0; o < expected.length; o += MiB) {
+        const n = expected.copy(chunk, 0, o, o + MiB);
+        await w.write(chunk.subarray(0, n));
+        chunk.fill(0xee);
+      }
+      await w.commit();
+      expect((await driver.getContent(`/reuse/${name}`)).equals(expected)).toBe(true);
+    }
+    const small = await driver.writer('/reuse/small');
+    const bytes = Buffer.from('small write');
+    await small.write(bytes);
+    bytes.fill(0);
+    await small.commit();
+    expect((await driver.getContent('/reuse/small')).toString()).toBe('small write');
+  });
+
+  test('writeFrom, where a driver has it: a whole block, a short last one, a small whole write closed and resumed, after buffered bytes', async () => {
+    const probe = await driver.writer('/wf/probe');
+    await probe.cancel();
+    const block = probe.blockSize;
+    if (!probe.writeFrom || !block) return;
+    const dir = await mkdtemp(join(tmpdir(), 'write-from-'));
+    const file = join(dir, 'source');
+    try {
+      const bytes = randomBytes(block + 123);
+      await writeFile(file, bytes);
+      const handle = await open(file, 'r');
+      const source = { read: async (b: Buffer, o: number, l: number, p: number) => (await handle.read(b, o, l, p)).bytesRead, close: () => handle.close() };
+      try {
+        // A whole block, then the last bytes.
+        const w = await driver.writer('/wf/blocks');
+        await w.writeFrom!(source, 0, block);
+        await w.writeFrom!(source, block, 123);
+        expect(w.size).toBe(bytes.length);
+        await expect(w.writeFrom!(source, 0, 1)).rejects.toThrow();
+        await w.commit();
+        expect((await driver.getContent('/wf/blocks')).equals(bytes)).toBe(true);
+        // Smaller than a block: nothing visible before commit.
+        const small = await driver.writer('/wf/small');
+        await small.writeFrom!(source, 5, 1000);
+        expect(await driver.stat('/wf/small')).toBeUndefined();
+        await small.commit();
+        expect((await driver.getContent('/wf/small')).equals(bytes.subarray(5, 1005))).toBe(true);
+        // Closed, resumed and finished by an append writer.
+        const first = await driver.writer('/wf/resumed');
+        await first.writeFrom!(source, 0, 1000);
+        await first.close();
+        const next = await driver.writer('/wf/resumed', { append: true });
+        expect(next.size).toBe(1000);
+        await next.write(bytes.subarray(1000, 3000));
+        await next.commit();
+        expect((await driver.getContent('/wf/resumed')).equals(bytes.subarray(0, 3000))).toBe(true);
+        // After bytes written from memory: read into the buffer.
+        const mixed = await driver.writer('/wf/mixed');
+        await mixed.write(bytes.subarray(0, 10));
+        await mixed.writeFrom!(source, 10, block + 5);
+        await mixed.commit();
+        expect((await driver.getContent('/wf/mixed')).equals(bytes.subarray(0, block + 15))).toBe(true);
+      } finally {
+        await source.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    if (pending) expect(await pending()).toBe(0);
+  });
+
+  test('statFile, where a driver has it: a file, and nothing at a missing path or a directory', async () => {
+    if (!driver.statFile) return;
+    await driver.putContent('/sf/dir/file', 'abc');
+    expect(await driver.statFile('/sf/dir/file')).toMatchObject({ path: '/sf/dir/file', size: 3, isDir: false });
+    expect(await driver.statFile('/sf/dir')).toBeUndefined();
+    expect(await driver.statFile('/sf/missing')).toBeUndefined();
+  });
+
   test('append writer: closed writes resume, small and multipart, and commit as one file', async () => {
     const expected: Buffer[] = [];
     const first = await driver.writer('/u/data');
@@ -132,6 +213,16 @@ function contract(make: () => Promise<{ driver: StorageDriver; pending?: () => P
     expect(part.equals(bytes.subarray(7 * MiB - 100))).toBe(true);
     await reader.close();
     expect((await driver.getContent('/s/blob')).equals(bytes)).toBe(true);
+
+    // Whole parts only, and less than a part (S3: parts, and one PutObject at commit, streamed from the spool).
+    for (const size of [5 * MiB, 3 * MiB + 1]) {
+      const more = randomBytes(size);
+      const w = await spooledWrite(driver, `/s/${size}`);
+      for (let o = 0; o < size; o += 256 * 1024) await w.writer.write(more.subarray(o, o + 256 * 1024));
+      await w.writer.commit();
+      await w.reader.close();
+      expect((await driver.getContent(`/s/${size}`)).equals(more)).toBe(true);
+    }
 
     const cancelled = await spooledWrite(driver, '/s/cancelled');
     await cancelled.writer.write(randomBytes(6 * MiB));

@@ -1,7 +1,9 @@
 /**
  * The S3 scenario (`BENCH_ONLY=s3`), on a Ceph RADOS Gateway started for the run (the test
  * helper's starter): issue 16's targets for our mirror on S3.
- * - cold pull time of the multi-layer image on S3, against the same pull on the filesystem driver;
+ * - cold pull time of the multi-layer image on S3, against the same pull on the filesystem driver,
+ *   and the same two pulls through each official contender (`BENCH_S3_OFFICIALS=0`: not), whose
+ *   own S3/filesystem ratio is the gateway's cost on this machine (it runs on the same cores);
  * - warm blob GET with redirects on: the mirror's 307 latency (p50/p99 of sequential requests on one
  *   keep-alive connection), the bytes then coming from the gateway;
  * - warm blob GET with redirects off: the mirror's streamed throughput against a direct (presigned)
@@ -13,7 +15,7 @@ import { join } from 'node:path';
 import { skopeo } from '../../spec/helpers/skopeo.js';
 import { createBucket, s3Parameters, s3StorageYaml, startCeph, type CephEndpoint } from '../../spec/helpers/ceph.js';
 import { APP_REPO, BIG_REPO, secondsSince, type BenchContext } from '../context.js';
-import { startContender } from '../servers.js';
+import { contenders, startContender, type Contender } from '../servers.js';
 import { onCleanup } from '../cleanup.js';
 import { median } from '../results.js';
 
@@ -43,35 +45,43 @@ export async function cephGateway(ctx: BenchContext): Promise<CephEndpoint> {
   return (ceph = started);
 }
 
-/** Our mirror on a fresh bucket (or the filesystem when `bucket` is undefined). */
-async function ours(ctx: BenchContext, label: string, bucket: string | undefined, redirect: boolean) {
-  const storage = bucket ? [...s3StorageYaml(s3Parameters(ceph!, bucket)), '  redirect:', `    disable: ${!redirect}`] : undefined;
-  return startContender('ours', ctx.upstream.url, join(ctx.workDir, label), [], storage);
+/**
+ * A contender on a fresh bucket (or the filesystem when `bucket` is undefined). Path-style keys:
+ * distribution v3 needs `forcepathstyle` for the gateway (2.8 goes path-style by itself with a
+ * `regionendpoint`, and ignores the key).
+ */
+async function contender(ctx: BenchContext, who: Contender, label: string, bucket: string | undefined, redirect: boolean) {
+  const storage = bucket ? [...s3StorageYaml(s3Parameters(ceph!, bucket, { forcepathstyle: true })), '  redirect:', `    disable: ${!redirect}`] : undefined;
+  return startContender(who, ctx.upstream.url, join(ctx.workDir, label), [], storage);
 }
 
 /** One round of the three measurements. */
 export async function s3Round(ctx: BenchContext, round: number): Promise<void> {
   const c = await cephGateway(ctx);
-  for (const where of round % 2 === 0 ? (['fs', 's3'] as const) : (['s3', 'fs'] as const)) {
-    const bucket = where === 's3' ? await createBucket(c, 'bench') : undefined;
-    const server = await ours(ctx, `r${round}-s3cold-${where}`, bucket, true);
-    try {
-      const dest = join(ctx.workDir, `r${round}-s3cold-${where}-pulled`);
-      await mkdir(dest, { recursive: true });
-      const start = process.hrtime.bigint();
-      const r = await skopeo(['copy', '--src-tls-verify=false', `docker://${server.hostPort}/${APP_REPO}:latest`, `dir:${dest}`], { timeoutMs: 300_000 });
-      if (r.code !== 0) throw new Error(`cold pull on ${where} failed: ${r.stderr}`);
-      const s = secondsSince(start);
-      ctx.results.add(`s3_cold_pull_${where}`, 'ours', round, s);
-      ctx.log(`  cold pull, ours on ${where}: ${s.toFixed(2)} s`);
-    } finally {
-      await server.stop();
+  for (const who of ctx.settings.s3Officials ? contenders(round) : (['ours'] as const)) {
+    const pulled: Partial<Record<'fs' | 's3', number>> = {};
+    for (const where of round % 2 === 0 ? (['fs', 's3'] as const) : (['s3', 'fs'] as const)) {
+      const bucket = where === 's3' ? await createBucket(c, 'bench') : undefined;
+      const server = await contender(ctx, who, `r${round}-s3cold-${who}-${where}`, bucket, true);
+      try {
+        const dest = join(ctx.workDir, `r${round}-s3cold-${who}-${where}-pulled`);
+        await mkdir(dest, { recursive: true });
+        const start = process.hrtime.bigint();
+        const r = await skopeo(['copy', '--src-tls-verify=false', `docker://${server.hostPort}/${APP_REPO}:latest`, `dir:${dest}`], { timeoutMs: 300_000 });
+        if (r.code !== 0) throw new Error(`cold pull through ${who} on ${where} failed: ${r.stderr}`);
+        const s = (pulled[where] = secondsSince(start));
+        ctx.results.add(`s3_cold_pull_${where}`, who, round, s);
+        ctx.log(`  cold pull, ${who} on ${where}: ${s.toFixed(2)} s`);
+      } finally {
+        await server.stop();
+      }
     }
+    ctx.results.add('s3_cold_pull_ratio', who, round, pulled.s3! / pulled.fs!);
   }
 
   const blob = ctx.warmBlob;
   const bucket = await createBucket(c, 'bench-warm');
-  const redirecting = await ours(ctx, `r${round}-s3warm-redirect`, bucket, true);
+  const redirecting = await contender(ctx, 'ours', `r${round}-s3warm-redirect`, bucket, true);
   try {
     const url = `${redirecting.url}/v2/${BIG_REPO}/blobs/${blob.digest}`;
     // The first GET caches the blob (streamed from the upstream); the next ones are redirected.
@@ -92,7 +102,7 @@ export async function s3Round(ctx: BenchContext, round: number): Promise<void> {
     ctx.log(`  307 on S3: p50 ${median(times).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`);
 
     const direct = await throughput(location, blob.size);
-    const streaming = await ours(ctx, `r${round}-s3warm-stream`, bucket, false);
+    const streaming = await contender(ctx, 'ours', `r${round}-s3warm-stream`, bucket, false);
     try {
       const streamed = await throughput(`${streaming.url}/v2/${BIG_REPO}/blobs/${blob.digest}`, blob.size);
       ctx.results.add('s3_streamed_mibs', 'ours', round, streamed);

@@ -31,10 +31,22 @@ export interface ByteRange {
  * as distribution) or not (S3: parts of a pending multipart upload).
  */
 export interface FileWriter {
-  /** Appends bytes; resolves when they are accepted (honours backpressure). */
+  /**
+   * Appends bytes; resolves when they are accepted (honours backpressure). The writer keeps no
+   * reference to `chunk` once this resolves: the caller may fill it again.
+   */
   write(chunk: Buffer): Promise<void>;
   /** Capability: appends several buffers in one gathered write (filesystem: `pwritev`), with no copy into one. */
   writev?(chunks: readonly Buffer[]): Promise<void>;
+  /**
+   * Capability: appends `length` bytes that `source` holds at `position`, read by the writer when
+   * it sends them (S3: a part streamed from the file, with no buffer of its own). Ranges of
+   * `blockSize` bytes, and a shorter last one, take that way; `source` must stay readable until the
+   * writer has committed or been cancelled.
+   */
+  writeFrom?(source: PositionalReader, position: number, length: number): Promise<void>;
+  /** With `writeFrom`: the size of the ranges it sends as they are (S3: `chunksize`). */
+  readonly blockSize?: number;
   /** Bytes written so far, by this writer and the ones it resumes. */
   readonly size: number;
   /** Ends this writer and keeps what was written for a later `writer(path, { append: true })`. */
@@ -65,6 +77,11 @@ export interface StorageDriver {
   readonly name: string;
   /** File or directory info, or undefined when nothing is at `path`. */
   stat(path: string): Promise<FileInfo | undefined>;
+  /**
+   * Capability: `stat` of a path that is a file whenever it exists (a blob's data): undefined when
+   * no file is there, without looking for a directory (S3: one `HEAD`, no listing after a miss).
+   */
+  statFile?(path: string): Promise<FileInfo | undefined>;
   /** The whole content of a (small) file; throws `PathNotFoundError`. */
   getContent(path: string): Promise<Buffer>;
   /** Writes a whole (small) file atomically: readers see the old content or the new, never a part. */

@@ -196,8 +196,10 @@ export class ObservedRepositoryStore extends RepositoryStore {
   }
 
   override async tag(tag: string, d: Digest): Promise<void> {
-    const had = (await this.resolveTag(tag)) !== undefined;
-    await super.tag(tag, d);
+    // Whether the tag is new, read while the index entry is written: `current` changes only after
+    // both (on S3 a round trip less on a cold manifest's way).
+    const [had] = await Promise.all([this.resolveTag(tag).then((t) => t !== undefined), this.indexTag(tag, d)]);
+    await this.pointTag(tag, d);
     if (!had) this.links.tagsOf(this.name, { delta: 1 });
   }
 

@@ -73,8 +73,18 @@ export class RepositoryStore {
 
   /** Points `tag` at `d`: the index entry first, then `current`, as distribution's tag store. */
   async tag(tag: string, d: Digest): Promise<void> {
-    await this.driver.putContent(tagIndexLinkPath(this.name, tag, d), d.value);
-    await this.driver.putContent(tagCurrentLinkPath(this.name, tag), d.value);
+    await this.indexTag(tag, d);
+    await this.pointTag(tag, d);
+  }
+
+  /** The first half of `tag`: the tag's index entry for `d`. */
+  protected indexTag(tag: string, d: Digest): Promise<void> {
+    return this.driver.putContent(tagIndexLinkPath(this.name, tag, d), d.value);
+  }
+
+  /** The second half of `tag`: `current`, once the index entry is written. */
+  protected pointTag(tag: string, d: Digest): Promise<void> {
+    return this.driver.putContent(tagCurrentLinkPath(this.name, tag), d.value);
   }
 
   async untag(tag: string): Promise<void> {

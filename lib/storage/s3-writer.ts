@@ -18,7 +18,9 @@ import {
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { StorageOperationError, type FileWriter } from './driver.js';
+import { StorageOperationError, type FileWriter, type PositionalReader } from './driver.js';
+import { putObjectFrom, uploadPartFrom } from './s3-from-file.js';
+import type { PartBuffers } from './part-buffers.js';
 
 /** S3's smallest part but the last. */
 const MIN_PART = 5 * 1024 * 1024;
@@ -30,6 +32,8 @@ export interface S3WriteTarget {
   readonly client: S3Client;
   readonly bucket: string;
   readonly chunkSize: number;
+  /** Where part buffers come from and go back to once their upload succeeded. */
+  readonly partBuffers: PartBuffers;
   /** Content type, ACL, encryption and storage class of new objects (the driver's settings). */
   objectParams(): {
     ContentType: string;
@@ -80,10 +84,15 @@ async function listParts(t: S3WriteTarget, key: string, uploadId: string): Promi
 }
 
 class S3Writer implements FileWriter {
-  private buffered: Buffer[] = [];
+  /** The part being filled (from `partBuffers`, `chunkSize` bytes), and how much of it is. */
+  private part: Buffer | undefined;
   private bufferedBytes = 0;
   private flushed: number;
   private done?: 'closed' | 'committed' | 'cancelled';
+  /** A part shorter than a chunk was sent from a file: it is the last one, nothing may follow. */
+  private sealed = false;
+  /** The whole write, smaller than a chunk, left in a file: sent from it by commit (PutObject) or close (a part). */
+  private fromFile?: { readonly source: PositionalReader; readonly position: number; readonly length: number };
   /** Part uploads under way, oldest first; their failure fails the next write or the commit. */
   private inFlight: Promise<void>[] = [];
 
@@ -97,19 +106,62 @@ class S3Writer implements FileWriter {
   }
 
   get size(): number {
-    return this.flushed + this.bufferedBytes;
+    return this.flushed + this.bufferedBytes + (this.fromFile?.length ?? 0);
+  }
+
+  /** A part: `writeFrom` sends ranges of this size (and a shorter last one) as parts of their own. */
+  get blockSize(): number {
+    return this.t.chunkSize;
   }
 
   async write(chunk: Buffer): Promise<void> {
-    this.check();
+    this.checkWritable();
     // A resumed upload whose last part is too small to stay a middle part is restarted with the
     // bytes so far as its first part (or in the buffer when they are fewer than a part), as
     // distribution does.
     const last = this.parts[this.parts.length - 1];
     if (last && last.Size < MIN_PART) await this.restart();
-    this.buffered.push(chunk);
-    this.bufferedBytes += chunk.length;
-    while (this.bufferedBytes >= this.t.chunkSize) await this.flush();
+    // Copied before any wait: the caller may reuse `chunk` once this resolves.
+    for (let at = 0; at < chunk.length;) {
+      at += this.buffer(chunk.subarray(at));
+      if (this.bufferedBytes === this.t.chunkSize) await this.flush();
+    }
+  }
+
+  /**
+   * Appends bytes a local file holds, sent from it (`s3-from-file.ts`): a whole chunk, or the last
+   * bytes after at least one part, becomes a part; a first write smaller than a chunk is the whole
+   * object, sent by `commit`. Anything else (bytes already buffered, a resumed upload to restart,
+   * a longer range) is read into the buffer, as `write`.
+   */
+  async writeFrom(source: PositionalReader, position: number, length: number): Promise<void> {
+    this.checkWritable();
+    const last = this.parts[this.parts.length - 1];
+    if (length > 0 && length < this.t.chunkSize && !this.uploadId && this.parts.length === 0 && this.bufferedBytes === 0) {
+      this.fromFile = { source, position, length };
+      this.sealed = true;
+      return;
+    }
+    const whole = length === this.t.chunkSize || (length > 0 && length < this.t.chunkSize && this.parts.length > 0);
+    if (!whole || this.bufferedBytes > 0 || (last && last.Size < MIN_PART)) {
+      const chunk = Buffer.allocUnsafe(Math.min(length, 1024 * 1024));
+      for (let done = 0; done < length;) {
+        const n = await source.read(chunk, 0, Math.min(chunk.length, length - done), position + done);
+        if (n === 0) throw new StorageOperationError(`the local file ended at ${position + done} while it was written to ${this.key}`);
+        await this.write(chunk.subarray(0, n));
+        done += n;
+      }
+      return;
+    }
+    if (length < this.t.chunkSize) this.sealed = true;
+    await this.uploadFrom(source, position, length);
+  }
+
+  /** Sends bytes of a file as the next part. */
+  private uploadFrom(source: PositionalReader, position: number, length: number): Promise<void> {
+    return this.uploadPart(length, (uploadId, PartNumber) =>
+      uploadPartFrom({ client: this.t.client, bucket: this.t.bucket, key: this.key, uploadId, partNumber: PartNumber }, source, position, length),
+    );
   }
 
   async close(): Promise<void> {
@@ -117,6 +169,9 @@ class S3Writer implements FileWriter {
     this.done = 'closed';
     // The pending upload is what a later append writer (ours or registry:2's) finds.
     await this.ensureUpload();
+    const file = this.fromFile;
+    this.fromFile = undefined;
+    if (file) await this.uploadFrom(file.source, file.position, file.length);
     await this.flush();
     await this.settle();
   }
@@ -124,16 +179,25 @@ class S3Writer implements FileWriter {
   async commit(): Promise<void> {
     this.check();
     this.done = 'committed';
+    if (this.fromFile && !this.uploadId) {
+      const { source, position, length } = this.fromFile;
+      this.fromFile = undefined;
+      await putObjectFrom(this.t.client, { Bucket: this.t.bucket, Key: this.key, ...this.t.objectParams() } as never, source, position, length);
+      return;
+    }
     if (!this.uploadId) {
-      await this.t.client.send(
-        new PutObjectCommand({ Bucket: this.t.bucket, Key: this.key, Body: this.take(this.bufferedBytes), ...this.t.objectParams() } as never),
-      );
+      const part = this.part;
+      const Body = part ? part.subarray(0, this.bufferedBytes) : Buffer.alloc(0);
+      this.part = undefined;
+      this.bufferedBytes = 0;
+      await this.t.client.send(new PutObjectCommand({ Bucket: this.t.bucket, Key: this.key, Body, ...this.t.objectParams() } as never));
+      if (part) this.t.partBuffers.give(part);
       return;
     }
     try {
       await this.flush();
       // An empty write still needs one part to complete.
-      if (this.parts.length === 0) await this.uploadPart(Buffer.alloc(0));
+      if (this.parts.length === 0) await this.uploadBuffer(Buffer.alloc(0));
       await this.settle();
       await this.complete();
     } catch (err) {
@@ -145,10 +209,17 @@ class S3Writer implements FileWriter {
   async cancel(): Promise<void> {
     if (this.done === 'cancelled' || this.done === 'committed') return;
     this.done = 'cancelled';
-    this.buffered = [];
+    this.fromFile = undefined;
+    if (this.part) this.t.partBuffers.give(this.part);
+    this.part = undefined;
     this.bufferedBytes = 0;
     await Promise.allSettled(this.inFlight);
     await this.abort();
+  }
+
+  private checkWritable(): void {
+    this.check();
+    if (this.sealed) throw new StorageOperationError(`writer of ${this.key} sent its last part already`);
   }
 
   private check(): void {
@@ -163,32 +234,44 @@ class S3Writer implements FileWriter {
     return this.uploadId;
   }
 
-  /** Sends at most one chunk of the buffer as the next part. */
-  private async flush(): Promise<void> {
-    if (this.bufferedBytes === 0) return;
-    await this.uploadPart(this.take(Math.min(this.bufferedBytes, this.t.chunkSize)));
+  /** Copies what fits of `bytes` into the part being filled; returns how many bytes it took. */
+  private buffer(bytes: Buffer): number {
+    this.part ??= this.t.partBuffers.take(this.t.chunkSize);
+    const n = bytes.copy(this.part, this.bufferedBytes);
+    this.bufferedBytes += n;
+    return n;
   }
 
-  /** Starts the next part's upload; waits while too many are under way. */
-  private async uploadPart(body: Buffer): Promise<void> {
+  /** Sends the part being filled (if any bytes are in it) as the next part. */
+  private async flush(): Promise<void> {
+    const part = this.part;
+    if (!part || this.bufferedBytes === 0) return;
+    const size = this.bufferedBytes;
+    this.part = undefined;
+    this.bufferedBytes = 0;
+    await this.uploadBuffer(part.subarray(0, size), part);
+  }
+
+  /** Sends `body` as the next part; `pooled`, the buffer it lies in, goes back to the pool once the part is stored. */
+  private uploadBuffer(body: Buffer, pooled?: Buffer): Promise<void> {
+    return this.uploadPart(body.length, async (UploadId, PartNumber) => {
+      const sent = await this.t.client.send(
+        new UploadPartCommand({ Bucket: this.t.bucket, Key: this.key, UploadId, PartNumber, Body: body, ContentLength: body.length }),
+      );
+      if (pooled) this.t.partBuffers.give(pooled);
+      return sent.ETag!;
+    });
+  }
+
+  /** Starts the next part's upload (`send` resolves with its ETag); waits while too many are under way. */
+  private async uploadPart(size: number, send: (uploadId: string, partNumber: number) => Promise<string>): Promise<void> {
     const uploadId = await this.ensureUpload();
-    const part: Part = { PartNumber: this.parts.length + 1, ETag: '', Size: body.length };
+    const part: Part = { PartNumber: this.parts.length + 1, ETag: '', Size: size };
     this.parts.push(part);
-    this.flushed += body.length;
-    const sending = this.t.client
-      .send(
-        new UploadPartCommand({
-          Bucket: this.t.bucket,
-          Key: this.key,
-          UploadId: uploadId,
-          PartNumber: part.PartNumber,
-          Body: body,
-          ContentLength: body.length,
-        }),
-      )
-      .then((sent) => {
-        part.ETag = sent.ETag!;
-      });
+    this.flushed += size;
+    const sending = send(uploadId, part.PartNumber).then((etag) => {
+      part.ETag = etag;
+    });
     sending.catch(() => undefined);
     this.inFlight.push(sending);
     if (this.inFlight.length >= PARTS_IN_FLIGHT) await this.inFlight.shift();
@@ -199,16 +282,6 @@ class S3Writer implements FileWriter {
     const all = this.inFlight;
     this.inFlight = [];
     await Promise.all(all);
-  }
-
-  /** The first `n` buffered bytes, removed from the buffer. */
-  private take(n: number): Buffer {
-    const all = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered, this.bufferedBytes);
-    const out = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.buffered = rest.length > 0 ? [rest] : [];
-    this.bufferedBytes = rest.length;
-    return out;
   }
 
   private async complete(): Promise<void> {
@@ -240,9 +313,8 @@ class S3Writer implements FileWriter {
     this.flushed = 0;
     if (total < MIN_PART) {
       const got = await this.t.client.send(new GetObjectCommand({ Bucket: this.t.bucket, Key: this.key }));
-      const bytes = Buffer.from(await got.Body!.transformToByteArray());
-      this.buffered.unshift(bytes);
-      this.bufferedBytes += bytes.length;
+      // Nothing is buffered yet (a restart comes before the first write) and `total` fits in a part.
+      this.buffer(Buffer.from(await got.Body!.transformToByteArray()));
       return;
     }
     const uploadId = await this.ensureUpload();

@@ -43,6 +43,7 @@ import {
 } from './driver.js';
 import { newS3Writer, resumeS3Writer, type S3WriteTarget } from './s3-writer.js';
 import { blobsRoot } from './paths.js';
+import { sharedPartBuffers } from './part-buffers.js';
 
 /** The most keys one listing or one DeleteObjects returns or takes. */
 const LIST_MAX = 1000;
@@ -57,6 +58,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   readonly client: S3Client;
   readonly bucket: string;
   readonly chunkSize: number;
+  readonly partBuffers = sharedPartBuffers;
   /** `rootdirectory` without leading and trailing slashes ('' for none). */
   private readonly rootKey: string;
 
@@ -92,16 +94,23 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   async stat(path: string): Promise<FileInfo | undefined> {
     const key = this.key(path);
     if (path !== '/') {
-      try {
-        const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-        return { path, size: head.ContentLength ?? 0, modTime: head.LastModified ?? new Date(0), isDir: false };
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
+      const file = await this.statFile(path);
+      if (file) return file;
     }
     // No object: a directory when any key lies below it.
     const below = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: dirPrefix(key), MaxKeys: 1 }));
     return (below.KeyCount ?? below.Contents?.length ?? 0) > 0 ? { path, size: 0, modTime: new Date(0), isDir: true } : undefined;
+  }
+
+  /** One `HEAD`: a missing object is a missing file (a miss of a blob costs no listing). */
+  async statFile(path: string): Promise<FileInfo | undefined> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+      return { path, size: head.ContentLength ?? 0, modTime: head.LastModified ?? new Date(0), isDir: false };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
   async getContent(path: string): Promise<Buffer> {
@@ -292,6 +301,9 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   }
 }
 
+/** A logger that drops everything (the SDK's own default, without its console fallback). */
+const SILENT = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
 /** The SDK client for `c`: distribution's settings in the SDK's words. */
 function clientConfig(c: S3StorageConfig): S3ClientConfig {
   const endpoint = c.regionendpoint
@@ -312,6 +324,9 @@ function clientConfig(c: S3StorageConfig): S3ClientConfig {
     credentials: c.accesskey && c.secretkey ? { accessKeyId: c.accesskey, secretAccessKey: c.secretkey, sessionToken: c.sessiontoken } : undefined,
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // The SDK's default logger is silent but for one case it writes to the console: a failed request
+    // whose body was a stream (a part sent from the spool, retried by s3-from-file.ts itself).
+    logger: SILENT,
     // The SDK's default pool is 50 sockets per host: 50 slow clients streaming blobs from the bucket
     // would hold them all and stall every other request (stats, links). Go's client, which
     // distribution uses, has no such limit.
