@@ -165,14 +165,26 @@ export class LinkIndex {
   }
 }
 
-/** A repository store that reports its links to a `LinkIndex`. */
+/** Told of the repositories this process creates and deletes (lib/storage/repository-index.ts). */
+export interface CatalogObserver {
+  saw(name: string): void;
+  forgot(name: string): void;
+}
+
+/** A repository store that reports its links to a `LinkIndex`, and new and deleted repositories to the catalog. */
 export class ObservedRepositoryStore extends RepositoryStore {
   constructor(
     driver: StorageDriver,
     name: string,
     private readonly links: LinkIndex,
+    private readonly catalog?: CatalogObserver,
   ) {
     super(driver, name);
+  }
+
+  override async delete(): Promise<void> {
+    await super.delete();
+    this.catalog?.forgot(this.name);
   }
 
   override linkLayer(d: Digest): Promise<void> {
@@ -185,9 +197,11 @@ export class ObservedRepositoryStore extends RepositoryStore {
     if (!(await this.hasRevision(d))) this.links.unlinked(this.name, d.value);
   }
 
-  override linkRevision(d: Digest): Promise<void> {
+  override async linkRevision(d: Digest): Promise<void> {
     this.links.linked(this.name, d.value);
-    return super.linkRevision(d);
+    await super.linkRevision(d);
+    // `_manifests` exists now: the repository is in the catalog.
+    this.catalog?.saw(this.name);
   }
 
   override async unlinkRevision(d: Digest): Promise<void> {
@@ -198,6 +212,7 @@ export class ObservedRepositoryStore extends RepositoryStore {
   override async tag(tag: string, d: Digest): Promise<void> {
     const had = (await this.resolveTag(tag)) !== undefined;
     await super.tag(tag, d);
+    this.catalog?.saw(this.name);
     if (!had) this.links.tagsOf(this.name, { delta: 1 });
   }
 
