@@ -16,9 +16,14 @@
  *   pass: passes run every `interval` (1 s, or 50 times the last pass's duration when that is
  *   longer, so that the thread's work stays under 2% of a core) while the catalog is being asked
  *   for, and a page is answered only from a pass started at most `interval` + 1 s before it; when
- *   the catalog has not been asked for a minute, passes stop, and the next page waits for a pass
- *   of its own. A directory changed twice within one tick of the filesystem's clock, the second
- *   time just as it was read, is read again `RACY_MS` later (lib/storage/repository-tree.ts).
+ *   the catalog has not been asked for a minute (and from a few seconds after the build on), passes
+ *   stop, and the next page waits for a pass of its own. A directory changed twice within one tick
+ *   of the filesystem's clock, the second time just as it was read, is read again `RACY_MS` later
+ *   (lib/storage/repository-tree.ts). `bound` is the sum: under 6 s for caches whose pass takes
+ *   under 20 ms (docs/performance.md has the figures).
+ *
+ * Nothing recurring runs per name on the event loop: a pass posts only what changed (the build
+ * posts every name once, in pieces).
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -154,7 +159,6 @@ export class RepositoryIndex {
     // a page waiting for a pass is held by its request.
     worker.unref();
     this.worker = worker;
-    this.activeUntil = monotonicMs() + this.activeMs;
     void this.pass();
   }
 
@@ -252,6 +256,10 @@ export class RepositoryIndex {
         this.keys = this.incoming;
         this.incoming = [];
         this.ready = true;
+        this.logger?.info('catalog index built', { repositories: this.keys.length, 'duration.ms': Math.round(reply.ms) });
+        // Passes go on until every listing was read twice (RACY_MS), so that the pass the first
+        // page waits for is made of stats only; then they stop until a page is asked for.
+        this.activeUntil = Math.max(this.activeUntil, monotonicMs() + RACY_MS + MIN_INTERVAL_MS);
         // What this process changed while the thread walked: the walk may have missed it.
         this.apply(
           [...this.local].map(([name, c]) => [name, c.present]),

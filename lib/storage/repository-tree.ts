@@ -31,8 +31,8 @@ interface Dir {
   /** True once a read made `RACY_MS` after an earlier one saw the same mtime. */
   trusted: boolean;
   repository: boolean;
-  /** The entries to descend into (not `_`-prefixed), sorted. */
-  children: Map<string, Dir>;
+  /** The entries to descend into (not `_`-prefixed), sorted; none for most (a repository's only entries are `_`-prefixed). */
+  children?: Map<string, Dir>;
 }
 
 /** Milliseconds on a clock all threads of the process share (CLOCK_MONOTONIC). */
@@ -84,10 +84,10 @@ export class RepositoryTree {
       dir = this.read(path, full, mtime, now, dir, changes);
       dir.trusted = confirmed;
     }
-    for (const [name, child] of dir.children) {
+    for (const [name, child] of dir.children ?? []) {
       const seen = this.visit(join(path, name), `${full}/${name}`, child, changes);
-      if (seen) dir.children.set(name, seen);
-      else dir.children.delete(name);
+      if (seen) dir.children!.set(name, seen);
+      else dir.children!.delete(name);
     }
     return dir;
   }
@@ -107,12 +107,10 @@ export class RepositoryTree {
     }
     const repository = path !== '' && entries.includes(MANIFESTS_ENTRY) && isValidName(path);
     if (repository !== (known?.repository ?? false)) this.mark(path, repository, changes);
-    const children = new Map<string, Dir>();
-    for (const name of entries.filter((e) => !e.startsWith(RESERVED_PREFIX)).sort()) {
-      const child = known?.children.get(name);
-      children.set(name, child ?? { mtime: -2n, readAt: now, trusted: false, repository: false, children: new Map() });
-    }
-    for (const [name, child] of known?.children ?? []) if (!children.has(name)) this.forget(join(path, name), child, changes);
+    const names = entries.filter((e) => !e.startsWith(RESERVED_PREFIX)).sort();
+    const children = names.length === 0 ? undefined : new Map<string, Dir>();
+    for (const name of names) children!.set(name, known?.children?.get(name) ?? { mtime: -2n, readAt: now, trusted: false, repository: false });
+    for (const [name, child] of known?.children ?? []) if (!children?.has(name)) this.forget(join(path, name), child, changes);
     return { mtime, readAt: now, trusted: false, repository, children };
   }
 
@@ -125,6 +123,6 @@ export class RepositoryTree {
   /** A directory that went, with everything below it. */
   private forget(path: string, dir: Dir, changes: Map<string, boolean>): void {
     if (dir.repository) this.mark(path, false, changes);
-    for (const [name, child] of dir.children) this.forget(join(path, name), child, changes);
+    for (const [name, child] of dir.children ?? []) this.forget(join(path, name), child, changes);
   }
 }

@@ -25,7 +25,7 @@ function get(url: string, accept?: string): Promise<{ status: number; body: stri
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode!, body, link: res.headers.link }));
+      res.on('end', () => resolve({ status: res.statusCode!, body, link: typeof res.headers.link === 'string' ? res.headers.link : undefined }));
       res.on('error', reject);
     });
     req.on('error', reject);
