@@ -143,8 +143,15 @@ export class RepositoryIndex {
   /** Starts the thread and its first pass (the build); pages are walked until it is in. */
   start(): void {
     if (this.worker || this.stopped) return;
-    // The thread needs none of the process's node options (some, like --input-type, make it fail).
-    const worker = new Worker(probeScript(), { workerData: { dir: this.dir }, execArgv: [] });
+    let worker: Worker;
+    try {
+      // The thread needs none of the process's node options (some, like --input-type, make it fail).
+      worker = new Worker(probeScript(), { workerData: { dir: this.dir }, execArgv: [] });
+    } catch (err) {
+      // Pages are walked, as without the index: never a reason not to serve.
+      this.logger?.warn('the catalog index could not start; the catalog is walked', { 'err.message': (err as Error).message });
+      return;
+    }
     worker.on('message', (reply: ProbeReply) => this.received(reply));
     const gone = (why: string): void => {
       if (this.worker !== worker) return;
