@@ -3,7 +3,7 @@
  * storage, this process's own changes at once, other writers' (here the test itself, writing the
  * directories as a replica or a registry:2 would) within the index's documented bound.
  */
-import { mkdtemp, mkdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FilesystemDriver } from '../lib/storage/filesystem.js';
@@ -153,5 +153,17 @@ describe('the catalog index', () => {
     expect(tree.pass().size).toBe(0);
     await new Promise((r) => setTimeout(r, RACY_MS + 50));
     expect([...tree.pass()]).toContainEqual(['internal/same-tick', true]);
+  });
+
+  test('a pass that cannot read the storage leaves the catalog to the walk until one can', async () => {
+    // A symbolic link to itself: stat and readdir fail with ELOOP, for the walk as for the thread.
+    await symlink('loop', join(repos, 'loop'));
+    const changedAt = monotonicMs();
+    while (monotonicMs() - changedAt < index.bound) await new Promise((r) => setTimeout(r, 50));
+    expect(await index.page({})).toBeUndefined();
+    await expect(listRepositories(driver, {})).rejects.toThrow(/ELOOP/);
+    await rm(join(repos, 'loop'));
+    await until(async () => (await index.page({})) !== undefined, 'the index to be built again', 30_000);
+    expect(await pagesOf((p) => index.page(p))).toEqual(await walked());
   });
 });

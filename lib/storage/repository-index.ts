@@ -185,7 +185,11 @@ export class RepositoryIndex {
    * index is built (or once its thread failed): the caller walks the storage instead.
    */
   async page(page: Pick<CatalogPage, 'n' | 'last'>): Promise<string[] | undefined> {
-    if (!this.ready) return undefined;
+    if (!this.ready) {
+      // After a failed pass with no pass to come, this one starts the next attempt at a build.
+      if (this.worker && this.waiting.size === 0) void this.pass();
+      return undefined;
+    }
     const askedAt = monotonicMs();
     const wasActive = askedAt < this.activeUntil;
     this.activeUntil = askedAt + this.activeMs;
