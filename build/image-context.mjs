@@ -6,8 +6,8 @@
  * build` left here; see docs/image.md):
  *
  *   usr/local/lib/registry-mirror/   package.json, bin/registry, the bundle (dist/registry.js and
- *                                    dist/chunks/), the schedule's writer thread (bundled into one
- *                                    file), and node_modules/ with only the packages the bundle
+ *                                    dist/chunks/), the schedule's writer thread and the catalog
+ *                                    index's thread (each bundled into one file), and node_modules/ with only the packages the bundle
  *                                    leaves external (the AWS SDK, the OpenTelemetry SDK, iconv-lite's tables) and what
  *                                    they depend on, as package-lock.json resolves them
  *   usr/local/bin/registry           -> the command, on PATH as in registry:2
@@ -93,19 +93,21 @@ await writeFile(
 await cp(join(root, 'bin/registry'), join(app, 'bin/registry'));
 await cp(join(root, 'dist/registry.js'), join(app, 'dist/registry.js'));
 await cp(join(root, 'dist/chunks'), join(app, 'dist/chunks'), { recursive: true, filter: runtimeFile });
-// The worker thread is started from a file (lib/expiry/state-store.ts finds it in dist/expiry/).
-await build({
-  entryPoints: [join(root, 'dist/expiry/state-writer-thread.js')],
-  outfile: join(app, 'dist/expiry/state-writer-thread.js'),
-  bundle: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  // As in build/bundle.mjs: the CommonJS dependencies it bundles call require() for Node's modules.
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-  minifyWhitespace: true,
-  logLevel: 'warning',
-});
+// The worker threads are started from files (lib/expiry/state-store.ts finds its own in dist/expiry/,
+// lib/storage/repository-index.ts in dist/storage/).
+for (const thread of ['expiry/state-writer-thread.js', 'storage/repository-probe-thread.js'])
+  await build({
+    entryPoints: [join(root, 'dist', thread)],
+    outfile: join(app, 'dist', thread),
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    // As in build/bundle.mjs: the CommonJS dependencies it bundles call require() for Node's modules.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    minifyWhitespace: true,
+    logLevel: 'warning',
+  });
 
 const lock = JSON.parse(await readFile(join(root, 'package-lock.json'), 'utf8'));
 for (const key of dependencyClosure(lock, await externalPackages())) {

@@ -10,7 +10,6 @@ import type { Counter } from 'prom-client';
 import type { Logger } from 'winston';
 import { startListener } from './http-listener.js';
 import type { Config } from './config/types.js';
-import { listRepositories } from './storage/catalog.js';
 import { registryListener } from './api/app.js';
 import type { RouteServices } from './api/resource.js';
 import { createWritable } from './api/writable.js';
@@ -95,6 +94,8 @@ async function serve(
     ? await startDebugServer({ addr: config.http.debug.addr, metrics, prometheus: config.http.debug.prometheus, health })
     : undefined;
   hosted?.start();
+  // After `listen`: the index's thread and its first pass never delay the first answer.
+  services.startCatalog();
   if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
   const inflightTimer = setInterval(() => metrics.inflightFetches.set(router.all.reduce((sum, n) => sum + n.blobs.inflight, 0)), 1000);
   inflightTimer.unref();
@@ -138,7 +139,7 @@ function routeServices(config: Config, services: RegistryServices, access: Acces
       })
     : undefined;
   return {
-    listRepositories: (page) => listRepositories(services.driver, page),
+    listRepositories: (page) => services.catalog(page),
     names,
     writable,
     maxCatalogEntries: config.catalog.maxentries,
@@ -153,7 +154,7 @@ function routeServices(config: Config, services: RegistryServices, access: Acces
 function cacheReportSources(s: RegistryServices): CacheReportSources {
   const { metrics } = s;
   return {
-    listRepositories: (page) => listRepositories(s.driver, page),
+    listRepositories: (page) => s.catalog(page),
     repository: s.repository,
     blobs: s.blobs,
     diskUsage: () => s.driver.diskUsage?.() ?? Promise.resolve(undefined),

@@ -7,7 +7,7 @@
  * coordination (`coordination.ts`), the upstreams (`upstreams.ts`), which stores serve a name
  * (`serving.ts`) and the background start-up (`background.ts`); this one lists them in order.
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'winston';
 import type { Config } from '../config/types.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -17,8 +17,9 @@ import { BlobStore } from '../storage/blob-store.js';
 import { DescriptorCache, invalidatingDriver } from '../storage/descriptor-cache.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import { LinkIndex, ObservedRepositoryStore } from '../storage/link-index.js';
-import { listRepositories } from '../storage/catalog.js';
-import { SCHEDULER_STATE_PATH } from '../storage/paths.js';
+import { listRepositories, type CatalogPage } from '../storage/catalog.js';
+import { RepositoryIndex } from '../storage/repository-index.js';
+import { repositoriesRoot, SCHEDULER_STATE_PATH } from '../storage/paths.js';
 import { DriverStateStore, type StateStore } from '../expiry/state-store.js';
 import { CacheLifetime } from '../expiry/cache-lifetime.js';
 import { SizeCap } from '../retention/size-cap.js';
@@ -61,6 +62,13 @@ export interface RegistryServices {
   readonly sizeCap: SizeCap;
   /** Which repositories link each digest (complete once the start-up walk is done). */
   readonly links: LinkIndex;
+  /**
+   * A page of the catalog: from memory once the catalog index is kept and built (filesystem
+   * storage, lib/storage/repository-index.ts), else a walk of the storage.
+   */
+  catalog(page: Pick<CatalogPage, 'n' | 'last'>): Promise<string[]>;
+  /** Starts keeping the catalog index (`serve`, once it listens; on S3 there is none). */
+  startCatalog(): void;
   /** Settles when the background start-up work (schedule load, walk of the storage) is done. */
   readonly started: Promise<void>;
   /** For the cache page: each upstream host's last `RateLimit-Remaining`. */
@@ -106,9 +114,12 @@ export async function createServices(config: Config, logger: Logger, options: Se
   const signal = stopping.signal;
   const driver = invalidatingDriver(await createDriver(config.storage), descriptors);
   const blobs = new BlobStore(driver, { redirect: !config.storage.redirect.disable });
-  // Every link made or removed through the stores is known to the index.
+  // Every link made or removed through the stores is known to the index, and every repository
+  // created or deleted to the catalog's (a filesystem's only: its thread reads mtimes).
   const links = new LinkIndex();
-  const repository = (name: string): RepositoryStore => new ObservedRepositoryStore(driver, name, links);
+  const root = config.storage.filesystem?.rootdirectory;
+  const catalogIndex = root === undefined ? undefined : new RepositoryIndex(resolve(root).replace(/\/+$/, '') + repositoriesRoot(), logger);
+  const repository = (name: string): RepositoryStore => new ObservedRepositoryStore(driver, name, links, catalogIndex);
   // Hosted pushes of another process are in no journal: a deletion asks those repositories too.
   const unindexed =
     proxy.hosted.length > 0
@@ -163,7 +174,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
   const background = startBackground({ driver, repository, links, lifetime, sizeCap, logger }, stopping);
   let halting: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
-  const halt = (): Promise<void> => (halting ??= background.halt());
+  const halt = (): Promise<void> => (halting ??= Promise.all([background.halt(), catalogIndex?.stop()]).then(() => undefined));
   const close = async (): Promise<void> => {
     await halt();
     // Upstream connections first: a fetch that outlived the drain fails (its temporary file
@@ -186,6 +197,8 @@ export async function createServices(config: Config, logger: Logger, options: Se
     lifetime,
     sizeCap,
     links,
+    catalog: async (page) => (await catalogIndex?.page(page)) ?? listRepositories(driver, page),
+    startCatalog: () => catalogIndex?.start(),
     started: background.started,
     rateLimits: events.rateLimits,
     notifier,

@@ -165,14 +165,26 @@ export class LinkIndex {
   }
 }
 
-/** A repository store that reports its links to a `LinkIndex`. */
+/** Told of the repositories this process creates and deletes (lib/storage/repository-index.ts). */
+export interface CatalogObserver {
+  saw(name: string): void;
+  forgot(name: string): void;
+}
+
+/** A repository store that reports its links to a `LinkIndex`, and new and deleted repositories to the catalog. */
 export class ObservedRepositoryStore extends RepositoryStore {
   constructor(
     driver: StorageDriver,
     name: string,
     private readonly links: LinkIndex,
+    private readonly catalog?: CatalogObserver,
   ) {
     super(driver, name);
+  }
+
+  override async delete(): Promise<void> {
+    await super.delete();
+    this.catalog?.forgot(this.name);
   }
 
   override linkLayer(d: Digest): Promise<void> {
@@ -185,9 +197,11 @@ export class ObservedRepositoryStore extends RepositoryStore {
     if (!(await this.hasRevision(d))) this.links.unlinked(this.name, d.value);
   }
 
-  override linkRevision(d: Digest): Promise<void> {
+  override async linkRevision(d: Digest): Promise<void> {
     this.links.linked(this.name, d.value);
-    return super.linkRevision(d);
+    await super.linkRevision(d);
+    // `_manifests` exists now: the repository is in the catalog.
+    this.catalog?.saw(this.name);
   }
 
   override async unlinkRevision(d: Digest): Promise<void> {
@@ -200,6 +214,7 @@ export class ObservedRepositoryStore extends RepositoryStore {
     // both (on S3 a round trip less on a cold manifest's way).
     const [had] = await Promise.all([this.resolveTag(tag).then((t) => t !== undefined), this.indexTag(tag, d)]);
     await this.pointTag(tag, d);
+    this.catalog?.saw(this.name);
     if (!had) this.links.tagsOf(this.name, { delta: 1 });
   }
 
