@@ -91,6 +91,18 @@ function boundNow(hold: () => unknown): number {
   return Math.max(BOUND_MS, (performance.now() - t) / 3);
 }
 
+/**
+ * Runs `measure` and, if its delay reaches `bound`, once more: a hold of the loop by the code under
+ * test recurs on every try, while a stall of the machine (the OS running the hog or the other test
+ * worker, a collection) seldom lands twice. Resolves with the try of the smaller delay.
+ */
+async function smallerOfTwo<T extends { maxDelayMs: number }>(bound: number, measure: () => Promise<T>): Promise<T> {
+  const first = await measure();
+  if (first.maxDelayMs < bound) return first;
+  const second = await measure();
+  return second.maxDelayMs < first.maxDelayMs ? second : first;
+}
+
 describe('the schedule at scale', () => {
   let dir: string;
   let state: string;
@@ -133,22 +145,31 @@ describe('the schedule at scale', () => {
     let parsed: unknown;
     const loadBound = boundNow(() => (parsed = JSON.parse(text)));
     const writeBound = boundNow(() => JSON.stringify(parsed));
-    const s = new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 60_000 });
+    const scheduler = (): TtlScheduler => new TtlScheduler({ statePath: state, onExpire: async () => undefined, flushIntervalMs: 60_000 });
+    let s = scheduler();
     let loaded = 0;
-    const load = await underWatch(async () => {
-      loaded = (await s.start()).loaded;
+    const load = await smallerOfTwo(loadBound, async () => {
+      if (loaded > 0) {
+        await s.stop();
+        s = scheduler();
+      }
+      return underWatch(async () => {
+        loaded = (await s.start()).loaded;
+      });
     });
     expect(loaded).toBe(100_000);
     expect(load.requests).toBeGreaterThan(10);
     expect(load.maxDelayMs).toBeLessThan(loadBound);
 
     // Three rounds of 1,000 changes, each written at once: the whole file is rewritten each time.
-    const write = await underWatch(async () => {
-      for (let round = 0; round < 3; round++) {
-        for (let i = round * 1000; i < (round + 1) * 1000; i++) s.touch(`team-${i % 50}/app-${Math.floor(i / 50)}`, `sha256:${hex(i)}`, 'blob', 14 * DAY);
-        await s.flush();
-      }
-    });
+    const write = await smallerOfTwo(writeBound, () =>
+      underWatch(async () => {
+        for (let round = 0; round < 3; round++) {
+          for (let i = round * 1000; i < (round + 1) * 1000; i++) s.touch(`team-${i % 50}/app-${Math.floor(i / 50)}`, `sha256:${hex(i)}`, 'blob', 14 * DAY);
+          await s.flush();
+        }
+      }),
+    );
     expect(write.requests).toBeGreaterThan(10);
     expect(write.maxDelayMs).toBeLessThan(writeBound);
     await s.stop();
