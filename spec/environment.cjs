@@ -3,8 +3,26 @@
 // one left open keeps the test worker from exiting ("a worker process has failed to exit
 // gracefully") and hides which file leaked. Such a file fails, naming the kinds left open, and
 // the timers its code set (setTimeout, setInterval) that are still pending and keep the process
-// alive, with where each was set.
+// alive, with where each was set. It also fails a file whose code dropped a file handle without
+// closing it: Node 26 throws when the garbage collector closes one (an uncaught error, which in the
+// mirror ends the process), so each file's end collects garbage and looks for such a close.
 const { TestEnvironment } = require('jest-environment-node');
+const v8 = require('node:v8');
+const vm = require('node:vm');
+
+// The collector on demand, whatever flags the worker was started with.
+v8.setFlagsFromString('--expose-gc');
+const collectGarbage = vm.runInNewContext('gc');
+
+/** File handles closed by the collector since the last look (Node 20/24 warn, Node 26 throws). */
+const droppedHandles = [];
+process.on('warning', (w) => {
+  if (/^Closing file descriptor \d+ on garbage collection/.test(w.message)) droppedHandles.push(w.message);
+});
+/** Node 26's error for such a close, raised where nothing can catch it. */
+function isDroppedHandle(err) {
+  return err?.code === 'ERR_INVALID_STATE' && /FileHandle object was closed during garbage collection/.test(err.message);
+}
 
 // In a test worker (a child of jest, with its IPC channel), once jest has asked it to end and
 // nothing holds its event loop any more: exit now, instead of tearing down the JavaScript heap
@@ -70,8 +88,29 @@ class SpecEnvironment extends TestEnvironment {
     await super.setup();
   }
 
+  /** Collects the file's garbage: the file handles it dropped open, as messages. */
+  async droppedFileHandles() {
+    const thrown = [];
+    const onError = (err) => {
+      if (!isDroppedHandle(err)) throw err;
+      thrown.push(err.message);
+    };
+    process.on('uncaughtException', onError);
+    try {
+      // Twice, a moment apart: a handle's close is reported after the collection that found it.
+      for (let i = 0; i < 2; i++) {
+        collectGarbage();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      process.off('uncaughtException', onError);
+    }
+    return [...droppedHandles.splice(0), ...thrown];
+  }
+
   async teardown() {
     await super.teardown();
+    const dropped = await this.droppedFileHandles();
     // Closing sockets and exiting processes take a moment to be reported gone.
     let left = extra(counts(), this.baseline);
     for (let i = 0; i < 50 && left.length > 0; i++) {
@@ -85,6 +124,7 @@ class SpecEnvironment extends TestEnvironment {
     }
     this.timers.clear();
     if (timers.length > 0) left.push(`${timers.length} pending timer(s): ${timers.join('; ')}`);
+    if (dropped.length > 0) left.push(`${dropped.length} file handle(s) never closed (${dropped.join('; ')})`);
     if (left.length > 0) throw new Error(`${this.testPath} left open: ${left.join(', ')} (every test closes what it opens)`);
   }
 }

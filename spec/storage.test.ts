@@ -76,7 +76,8 @@ describe('storage', () => {
     const me = thisProcess();
     const tmp = (name: string): string => join(root, '.tmp', name);
     const sibling = new FilesystemDriver(root);
-    await (await sibling.writer('/x/data')).write(Buffer.from('another driver of this live process'));
+    const other = await sibling.writer('/x/data');
+    await other.write(Buffer.from('another driver of this live process'));
     const live = await driver.writer('/x/data');
     await live.write(Buffer.from('in progress'));
     const parentStart = procStart(process.ppid);
@@ -104,8 +105,9 @@ describe('storage', () => {
       expect((await readdir(join(root, '.tmp'))).sort()).toEqual(kept.sort());
     } finally {
       zombie.stop();
+      await other.cancel();
+      await live.commit();
     }
-    await live.commit();
   });
 
   test('blobs are verified before they are stored', async () => {
