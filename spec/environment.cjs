@@ -3,7 +3,8 @@
 // one left open keeps the test worker from exiting ("a worker process has failed to exit
 // gracefully") and hides which file leaked. Such a file fails, naming the kinds left open, and
 // the timers its code set (setTimeout, setInterval) that are still pending and keep the process
-// alive, with where each was set. It also fails a file whose code dropped a file handle without
+// alive, with where each was set. The processes the file started (spec/helpers/children.ts) and
+// left running are killed first and named. It also fails a file whose code dropped a file handle without
 // closing it: Node 26 throws when the garbage collector closes one (an uncaught error, which in the
 // mirror ends the process), so each file's end collects garbage and looks for such a close.
 const { TestEnvironment } = require('jest-environment-node');
@@ -108,7 +109,21 @@ class SpecEnvironment extends TestEnvironment {
     return [...droppedHandles.splice(0), ...thrown];
   }
 
+  /**
+   * Kills the processes the file started (spec/helpers/children.ts) that are still alive, and
+   * names them: a test that failed half-way may start one after its `afterEach` has run.
+   */
+  async killLeftRunning() {
+    const children = this.global.__specChildren;
+    if (!children) return [];
+    const left = [...children.entries()].filter(([child]) => child.alive());
+    for (const [, { kill }] of left) kill();
+    await Promise.all(left.map(([child]) => child.exited));
+    return left.map(([child, { command }]) => `pid ${child.pid}: ${command.slice(0, 120)}`);
+  }
+
   async teardown() {
+    const running = await this.killLeftRunning();
     await super.teardown();
     const dropped = await this.droppedFileHandles();
     // Closing sockets and exiting processes take a moment to be reported gone.
@@ -124,6 +139,7 @@ class SpecEnvironment extends TestEnvironment {
     }
     this.timers.clear();
     if (timers.length > 0) left.push(`${timers.length} pending timer(s): ${timers.join('; ')}`);
+    if (running.length > 0) left.push(`${running.length} process(es) still running, killed now (${running.join('; ')})`);
     if (dropped.length > 0) left.push(`${dropped.length} file handle(s) never closed (${dropped.join('; ')})`);
     if (left.length > 0) throw new Error(`${this.testPath} left open: ${left.join(', ')} (every test closes what it opens)`);
   }

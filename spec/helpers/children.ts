@@ -22,8 +22,18 @@ export interface Child {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** The processes alive, with how to SIGKILL each at once. */
-const running = new Map<Child, () => void>();
+/** A process alive: what it runs, and how to SIGKILL it at once. */
+interface Running {
+  readonly command: string;
+  readonly kill: () => void;
+}
+
+/**
+ * The processes alive, on the spec file's global: spec/environment.cjs kills those still alive
+ * when the file ends (a test that failed half-way may start one after its `afterEach` ran) and
+ * fails the file, naming them, so that none is left to the next file of the worker.
+ */
+const running: Map<Child, Running> = ((globalThis as { __specChildren?: Map<Child, Running> }).__specChildren ??= new Map());
 let hooked = false;
 
 /** The start time of process `pid` (clock ticks since boot), which tells it from a later one with its pid. */
@@ -55,7 +65,7 @@ export function spawnChild(command: string, args: readonly string[], options: Sp
     hooked = true;
     // The worker exiting (a test that timed out, a crash): nothing it started outlives it.
     process.once('exit', () => {
-      for (const kill of running.values()) kill();
+      for (const { kill } of running.values()) kill();
     });
   }
   const child = spawn(command, args, options);
@@ -98,9 +108,10 @@ export function spawnChild(command: string, args: readonly string[], options: Sp
     },
   };
   if (child.pid !== undefined) {
-    running.set(handle, () => signal('SIGKILL'));
+    const line = [command, ...args].join(' ').slice(0, 300);
+    running.set(handle, { command: line, kill: () => signal('SIGKILL') });
     void exited.then(() => running.delete(handle));
-    record(child.pid, [command, ...args].join(' ').slice(0, 300));
+    record(child.pid, line);
   }
   return handle;
 }
