@@ -10,6 +10,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { open, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { killGroup, startCeph, type CephEndpoint } from './ceph.js';
+import { outliveFile } from './children.js';
 
 let mine: Promise<CephEndpoint> | undefined;
 
@@ -22,6 +23,7 @@ async function acquire(): Promise<CephEndpoint> {
   const shared = process.env.REGISTRY_TEST_CEPH_DIR;
   if (!shared) {
     const cluster = await startCeph();
+    for (const pid of cluster.pgids) outliveFile(pid);
     watchdog(process.pid, cluster);
     process.once('exit', () => {
       for (const g of cluster.pgids) killGroup(g);
@@ -40,6 +42,8 @@ async function acquire(): Promise<CephEndpoint> {
       await claim.close();
       try {
         const { stop: _stop, ...endpoint } = await startCeph();
+        // The run's files share it: the file that happened to start it does not end it.
+        for (const pid of endpoint.pgids) outliveFile(pid);
         watchdog(Number(process.env.REGISTRY_TEST_JEST_PID) || process.pid, endpoint);
         await writeFile(`${published}.tmp`, JSON.stringify(endpoint));
         await rename(`${published}.tmp`, published);

@@ -59,6 +59,18 @@ function testName(): string | undefined {
   return state && `${state.testPath ?? ''} ${state.currentTestName ?? ''}`.trim();
 }
 
+/**
+ * Lets process `pid` outlive the spec file that started it (a daemon shared by the run's files,
+ * spec/helpers/ceph-shared.ts): not killed at the file's end, still killed when the worker exits.
+ */
+export function outliveFile(pid: number): void {
+  for (const [child, entry] of running) {
+    if (child.pid !== pid) continue;
+    running.delete(child);
+    process.once('exit', entry.kill);
+  }
+}
+
 /** Starts `command` as `spawn` would, tracked (see the module comment). */
 export function spawnChild(command: string, args: readonly string[], options: SpawnOptions = {}): Child {
   if (!hooked) {
