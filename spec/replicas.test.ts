@@ -10,7 +10,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seedImage, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startReplica, stopReplicas, type Replica } from './helpers/replica.js';
+import { replicaProblems, startReplica, stopReplicas, type Replica } from './helpers/replica.js';
 import { until } from './helpers/until.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -88,7 +88,8 @@ describe('replicas on one storage root', () => {
     await replicas[0]!.kill();
     expect((await first).complete).toBe(false);
     for (const res of await Promise.all(others)) {
-      expect(res.status).toBe(200);
+      // A failure names the answer and what the replicas logged (an error behind a 500, say).
+      if (res.status !== 200) throw new Error(`a client got ${res.status}: ${res.body.toString().slice(0, 500)}\n${replicaProblems(replicas)}`);
       expect(res.complete).toBe(true);
       expect(sha(res.body)).toBe(digest);
     }

@@ -96,6 +96,23 @@ export async function startRegistry(config: string, url: string, env: NodeJS.Pro
 }
 
 /**
+ * The warnings and errors the replicas logged (configuration warnings left out), each line under
+ * its replica's number: for the message of a failed expectation, which says why a replica answered
+ * as it did without a rerun.
+ */
+export function replicaProblems(replicas: readonly Replica[]): string {
+  return replicas
+    .flatMap((r, i) =>
+      r
+        .logs()
+        .split('\n')
+        .filter((l) => /level=(warning|error)/.test(l) && !/configuration key/.test(l))
+        .map((l) => `replica ${i}: ${l}`),
+    )
+    .join('\n');
+}
+
+/**
  * Stops `replicas` after a test; with `DUMP_REPLICA_LOGS=<file>` their logs are appended to the
  * file first, under the test's name.
  */
