@@ -62,6 +62,10 @@ type Inspection =
   /** Taken over at once (dead holder) or by the stale-time rule; `token` undefined: no owner file (yet). */
   | { readonly kind: 'takeable'; readonly token: string | undefined; readonly why: 'dead' | 'stale' };
 
+/** How often, and how far apart (growing linearly), a lock's removal is tried again when its directory was not empty. */
+const RM_RETRIES = 10;
+const RM_RETRY_DELAY_MS = 5;
+
 /** Lock directories under `<root>/.locks/`. */
 export class DirectoryLocks implements SharedLocks {
   constructor(
@@ -228,6 +232,15 @@ async function removeLock(dir: string, token: string | undefined, staleMs: numbe
     await rmdir(reaping).catch(() => undefined);
     return false;
   }
-  await rm(dir, { recursive: true, force: true });
+  try {
+    // Another process judging this lock makes `<dir>/reaping` for a moment (finds ours, backs off):
+    // made after ours was removed and before the directory is, it fails the removal with ENOTEMPTY
+    // (Node reads a directory once), so the removal reads it again, a few times.
+    await rm(dir, { recursive: true, force: true, maxRetries: RM_RETRIES, retryDelay: RM_RETRY_DELAY_MS });
+  } catch (err) {
+    // Never a failed request: the lock is judged again at the next attempt.
+    if ((err as NodeJS.ErrnoException).code === 'ENOTEMPTY') return false;
+    throw err;
+  }
   return true;
 }
