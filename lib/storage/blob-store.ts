@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { DigestMismatchError } from '../errors.js';
 import { digestOf, parseDigest, type Digest } from '../distribution/digest.js';
 import type { FileWriter, PositionalReader, StorageDriver } from './driver.js';
-import { PathNotFoundError, StorageOperationError, writeAllAt } from './driver.js';
+import { PathNotFoundError, readSomeAt, writeAllAt } from './driver.js';
 import { blobDataPath, blobDir, blobsDir, blobsRoot, isBlobPrefix, isDigestAlgorithm } from './paths.js';
 import { inSpan } from '../tracing/tracing.js';
 
@@ -205,8 +205,7 @@ function feeding(inner: FileWriter, handle: FileHandle): SpooledWrite {
         continue;
       }
       feedBuffer ??= Buffer.allocUnsafe(FEED_CHUNK);
-      const read = await source.read(feedBuffer, 0, n, fed);
-      if (read === 0) throw new StorageOperationError(`the spool ended at ${fed} of ${spooled} bytes`);
+      const read = await readSomeAt(source, feedBuffer, n, fed);
       await inner.write(feedBuffer.subarray(0, read));
       fed += read;
     }

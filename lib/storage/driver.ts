@@ -142,6 +142,16 @@ export class StorageOperationError extends MirrorError {
 }
 
 /**
+ * Reads up to `length` bytes of `source` at `position` into the start of `buffer`; returns how many.
+ * A read of none throws: the local file ended before bytes known to be written to it.
+ */
+export async function readSomeAt(source: PositionalReader, buffer: Buffer, length: number, position: number): Promise<number> {
+  const n = await source.read(buffer, 0, length, position);
+  if (n === 0) throw new StorageOperationError(`the local file ended at byte ${position}, before bytes written to it`);
+  return n;
+}
+
+/**
  * Writes every byte of `chunks` to `handle` from `position` on, gathered (a short write continues
  * where it stopped); returns the bytes written.
  */

@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { PutObjectCommand, UploadPartCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
-import { StorageOperationError, type PositionalReader } from './driver.js';
+import { readSomeAt, type PositionalReader } from './driver.js';
 
 /** Bytes read at a time (small enough to come from the heap, not from fresh mappings). */
 const READ_CHUNK = 256 * 1024;
@@ -80,7 +80,7 @@ async function hashRange(source: PositionalReader, position: number, length: num
   const hash = createHash('sha256');
   const buffer = Buffer.allocUnsafe(Math.min(length, READ_CHUNK));
   for (let done = 0; done < length;) {
-    const n = await readSome(source, buffer, Math.min(buffer.length, length - done), position + done);
+    const n = await readSomeAt(source, buffer, Math.min(buffer.length, length - done), position + done);
     hash.update(buffer.subarray(0, n));
     done += n;
   }
@@ -91,16 +91,10 @@ async function hashRange(source: PositionalReader, position: number, length: num
 async function* chunks(source: PositionalReader, position: number, length: number): AsyncGenerator<Buffer> {
   for (let done = 0; done < length;) {
     const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, length - done));
-    const n = await readSome(source, buffer, buffer.length, position + done);
+    const n = await readSomeAt(source, buffer, buffer.length, position + done);
     done += n;
     yield n === buffer.length ? buffer : buffer.subarray(0, n);
   }
-}
-
-async function readSome(source: PositionalReader, buffer: Buffer, length: number, position: number): Promise<number> {
-  const n = await source.read(buffer, 0, length, position);
-  if (n === 0) throw new StorageOperationError(`the local file ended at ${position} while a part was read from it`);
-  return n;
 }
 
 /** No answer, a 5xx or throttling: worth another attempt (a 4xx other than throttling is final). */

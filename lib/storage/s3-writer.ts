@@ -18,7 +18,7 @@ import {
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { StorageOperationError, type FileWriter, type PositionalReader } from './driver.js';
+import { readSomeAt, StorageOperationError, type FileWriter, type PositionalReader } from './driver.js';
 import { putObjectFrom, uploadPartFrom } from './s3-from-file.js';
 import type { PartBuffers } from './part-buffers.js';
 
@@ -146,8 +146,7 @@ class S3Writer implements FileWriter {
     if (!whole || this.bufferedBytes > 0 || (last && last.Size < MIN_PART)) {
       const chunk = Buffer.allocUnsafe(Math.min(length, 1024 * 1024));
       for (let done = 0; done < length;) {
-        const n = await source.read(chunk, 0, Math.min(chunk.length, length - done), position + done);
-        if (n === 0) throw new StorageOperationError(`the local file ended at ${position + done} while it was written to ${this.key}`);
+        const n = await readSomeAt(source, chunk, Math.min(chunk.length, length - done), position + done);
         await this.write(chunk.subarray(0, n));
         done += n;
       }
