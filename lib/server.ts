@@ -96,6 +96,10 @@ async function serve(
   hosted?.start();
   // After `listen`: the index's thread and its first pass never delay the first answer.
   services.startCatalog();
+  // Likewise the upstream clients' modules: loaded now rather than on the first cold request.
+  setImmediate(() => {
+    for (const ns of router.all) ns.upstream.preload();
+  }).unref();
   if (debug) logger.info(`debug server listening on ${config.http.debug!.addr} (port ${debug.port})`);
   const inflightTimer = setInterval(() => metrics.inflightFetches.set(router.all.reduce((sum, n) => sum + n.blobs.inflight, 0)), 1000);
   inflightTimer.unref();

@@ -147,6 +147,15 @@ export class Upstream {
     return this.gotClient;
   }
 
+  /**
+   * Loads the HTTP client now, in the background: called once the listener is open, so that the
+   * first client's upstream request does not wait for got's modules to load and compile (about
+   * 30 ms of CPU and 100 ms of a cold pull's first request on this machine).
+   */
+  preload(): void {
+    void this.client().catch(() => undefined);
+  }
+
   /** The upstream's health as this process has seen it. */
   get status(): UpstreamStatus {
     return { lastAnswer: this.lastAnswer, lastFailure: this.lastFailure, circuitOpen: this.breaker.open, retryInMs: this.breaker.retryInMs };
