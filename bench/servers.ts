@@ -3,6 +3,7 @@
  * (Debian's docker-registry by default; `BENCH_OFFICIAL_BIN`, bench/officials.ts) and nginx
  * serving one file with sendfile (the ceiling). Each gets its own configuration under `dir`, listens on 127.0.0.1 and logs at warn level without access log.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,23 @@ import { registryYaml } from '../spec/helpers/registry-yaml.js';
 
 /** Our command line (this file is compiled to build-bench/bench/). */
 const REGISTRY_BIN = fileURLToPath(new URL('../../bin/registry', import.meta.url));
+
+/**
+ * The environment the image sets for ours (the Dockerfile's `ENV` lines, e.g. `GLIBC_TUNABLES`),
+ * so that the bench measures the mirror as it is shipped; the officials run with the bench's own.
+ */
+export function imageEnvironment(dockerfile = fileURLToPath(new URL('../../Dockerfile', import.meta.url))): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const m of readFileSync(dockerfile, 'utf8').matchAll(/^ENV\s+([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*$/gm)) env[m[1]!] = m[2]!;
+  return env;
+}
+
+/** The environment `who` runs with: the bench's (less `AWS_CA_BUNDLE`), and for ours the image's `ENV`. */
+export function contenderEnv(who: Contender): NodeJS.ProcessEnv {
+  // aws-sdk-go v1 (docker-registry on S3) panics at start when AWS_CA_BUNDLE is set.
+  const { AWS_CA_BUNDLE: _bundle, ...env } = process.env;
+  return who === 'ours' ? { ...env, ...imageEnvironment() } : env;
+}
 
 /** Which pull-through cache: ours or one of the official ones. */
 export type Contender = 'ours' | OfficialId;
@@ -40,14 +58,15 @@ export async function contenderCommand(
   port: number,
   nodeArgs: string[] = [],
   storage?: readonly string[],
-): Promise<{ cmd: string; args: string[]; root: string }> {
+): Promise<{ cmd: string; args: string[]; root: string; env: NodeJS.ProcessEnv }> {
   await mkdir(dir, { recursive: true });
   const root = join(dir, 'root');
   const config = join(dir, 'config.yml');
   await writeFile(config, registryConfig(root, port, remoteurl, storage));
+  const env = contenderEnv(who);
   return who === 'ours'
-    ? { cmd: process.execPath, args: [...nodeArgs, REGISTRY_BIN, 'serve', config], root }
-    : { cmd: official(who).bin, args: ['serve', config], root };
+    ? { cmd: process.execPath, args: [...nodeArgs, REGISTRY_BIN, 'serve', config], root, env }
+    : { cmd: official(who).bin, args: ['serve', config], root, env };
 }
 
 /** Starts `who` as a pull-through cache of `remoteurl`, storing under `dir/root` or on `storage`; `nodeArgs` go to ours' node (e.g. `--cpu-prof`). */
@@ -59,9 +78,7 @@ export async function startContender(
   storage?: readonly string[],
 ): Promise<ServerProcess & { root: string }> {
   const port = await freePort();
-  const { cmd, args, root } = await contenderCommand(who, remoteurl, dir, port, nodeArgs, storage);
-  // aws-sdk-go v1 (docker-registry on S3) panics at start when AWS_CA_BUNDLE is set.
-  const { AWS_CA_BUNDLE: _bundle, ...env } = process.env;
+  const { cmd, args, root, env } = await contenderCommand(who, remoteurl, dir, port, nodeArgs, storage);
   const server = await startServer({ name: who, cmd, args, env, hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
   return { ...server, root };
 }

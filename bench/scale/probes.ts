@@ -47,10 +47,17 @@ export function get(
 }
 
 /** Spawns `cmd args` and times it until `/v2/` at `hostPort` answers (polling every 20 ms). */
-export async function startTimed(name: string, cmd: string, args: string[], hostPort: string, timeoutMs = 300_000): Promise<Started> {
+export async function startTimed(
+  name: string,
+  cmd: string,
+  args: string[],
+  hostPort: string,
+  env: NodeJS.ProcessEnv = process.env,
+  timeoutMs = 300_000,
+): Promise<Started> {
   let logs = '';
   const begun = process.hrtime.bigint();
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const keep = (c: Buffer): void => void (logs = (logs + c.toString()).slice(-65536));
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
@@ -172,10 +179,10 @@ export async function walkCatalog(url: string, page = 1000): Promise<{ names: nu
 }
 
 /** Times `cmd args` to completion (output discarded). */
-export function timeCommand(cmd: string, args: string[]): Promise<number> {
+export function timeCommand(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const start = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
     let err = '';
     child.stderr!.on('data', (c: Buffer) => void (err = (err + c.toString()).slice(-4096)));
     child.once('error', reject);

@@ -33,11 +33,10 @@ const LIMIT = 32;
 async function start(ctx: BenchContext, who: Contender, hub: FakeHub, label: string, extra: string[]) {
   const dir = join(ctx.workDir, `budget-${label}-${who}`);
   const port = await freePort();
-  const { cmd, args } = await contenderCommand(who, hub.url, dir, port);
+  const { cmd, args, env } = await contenderCommand(who, hub.url, dir, port);
   // Ours only: registry:2 refuses no unknown key, but the comparison is with registry:2 as it is.
   if (who === 'ours' && extra.length > 0) await appendFile(join(dir, 'config.yml'), `${extra.map((l) => `  ${l}`).join('\n')}\n`);
   const undo = onCleanup(() => rm(dir, { recursive: true, force: true }));
-  const { AWS_CA_BUNDLE: _bundle, ...env } = process.env;
   const server = await startServer({ name: `${who}-budget-${label}`, cmd, args, env, hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
   return { server, done: async () => (await server.stop(), await undo()) };
 }

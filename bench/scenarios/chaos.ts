@@ -93,6 +93,7 @@ class Incarnations {
     private readonly cmd: string,
     private readonly args: string[],
     private readonly hostPort: string,
+    private readonly env: NodeJS.ProcessEnv,
   ) {
     this.sampler = (async () => {
       while (this.sampling) {
@@ -108,7 +109,7 @@ class Incarnations {
     const begun = process.hrtime.bigint();
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const child = spawn(this.cmd, this.args, { stdio: 'ignore' });
+      const child = spawn(this.cmd, this.args, { stdio: 'ignore', env: this.env });
       this.child = child;
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
       let gone = false;
@@ -225,10 +226,10 @@ async function chaosOn(ctx: BenchContext, who: Contender, images: ChaosImage[]):
   const removeDir = onCleanup(() => rm(dir, { recursive: true, force: true }));
   const faults = await startFaultProxy(ctx.upstream.url, { rate: s.chaosFaultRate, refuseChancePerSec: s.chaosFaultRate / 5 });
   const port = await freePort();
-  const { cmd, args, root } = await contenderCommand(who, faults.url, dir, port);
+  const { cmd, args, root, env } = await contenderCommand(who, faults.url, dir, port);
   const expected = new Map(images.map((i) => [`${i.repo}:${i.tag}`, i.top]));
   const witness = await startWitness(`127.0.0.1:${port}`, (repo, tag) => expected.get(`${repo}:${tag}`));
-  const cache = new Incarnations(cmd, args, `127.0.0.1:${port}`);
+  const cache = new Incarnations(cmd, args, `127.0.0.1:${port}`, env);
   const stopCache = onCleanup(() => cache.close());
   const o: ChaosOutcome = {
     attempted: 0,

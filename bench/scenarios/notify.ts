@@ -158,14 +158,14 @@ async function startSetup(ctx: BenchContext, setup: Setup, urls: Record<Bad, str
   const dir = join(ctx.workDir, `notify-${setup}`);
   const port = await freePort();
   const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profDir(ctx)}`, `--cpu-prof-name=${profName(setup, round)}`];
-  const { cmd, args } = await contenderCommand('ours', ctx.upstream.url, dir, port, nodeArgs);
+  const { cmd, args, env } = await contenderCommand('ours', ctx.upstream.url, dir, port, nodeArgs);
   const config = join(dir, 'config.yml');
   const debugPort = await freePort();
   const debug = ['  debug:', `    addr: 127.0.0.1:${debugPort}`, '    prometheus:', '      enabled: true', '      path: /metrics'].join('\n');
   await writeFile(config, (await readFile(config, 'utf8')).replace(/^(http:\n  addr: .*)$/m, `$1\n${debug}`));
   if (setup !== 'none' && setup !== 'control') await appendFile(config, notificationsYaml(setup, urls[setup]));
   const undo = onCleanup(() => rm(dir, { recursive: true, force: true }));
-  const server = await startServer({ name: `ours-notify-${setup}`, cmd, args, env: process.env, hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
+  const server = await startServer({ name: `ours-notify-${setup}`, cmd, args, env, hostPort: `127.0.0.1:${port}`, readyPath: '/v2/' });
   return {
     ...server,
     metrics: async () => (await fetch(`http://127.0.0.1:${debugPort}/metrics`)).text(),

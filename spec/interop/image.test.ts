@@ -98,8 +98,11 @@ describeInterop(
         Volumes: Record<string, unknown>;
         Entrypoint: string[];
         Cmd: string[];
+        Env: string[];
       };
       expect(Object.keys(config.ExposedPorts)).toEqual(['5000/tcp']);
+      // Huge pages for malloc's heap (docs/performance.md), as the bench runs ours.
+      expect(config.Env).toContain('GLIBC_TUNABLES=glibc.malloc.hugetlb=1');
       expect(Object.keys(config.Volumes)).toEqual(['/var/lib/registry']);
       expect(config.Entrypoint).toEqual(['registry']);
       expect(config.Cmd).toEqual(['serve', '/etc/docker/registry/config.yml']);
