@@ -434,8 +434,11 @@ export class BlobFetch {
       const verified = this.released || this.state === 'committed' || this.state === 'uncached';
       // Every byte received is in memory (the tail) or in the file; once committed, all in the file.
       const known = this.state === 'committed' ? this.written : this.received;
-      // Until verified, the last byte received is held back.
-      const end = Math.min(last + 1, verified ? known : known - 1);
+      // Until verified, the blob's last byte is held back: the last byte announced, or with no size
+      // announced the last byte received. (Holding back the last byte received whatever the size
+      // split every chunk's socket write in two, its last byte going out with the next chunk.)
+      const held = this.size !== undefined ? this.size - 1 : known - 1;
+      const end = Math.min(last + 1, verified ? known : Math.min(known, held));
       if (position >= end) {
         if (verified) return null;
         await new Promise<void>((resolve) => this.events.once('change', resolve));
