@@ -49,6 +49,14 @@ describe('storage', () => {
     expect(existsSync(join(root, 'y/data'))).toBe(false);
   });
 
+  test("a write after the process's temporary directory was removed makes it again", async () => {
+    await driver.putContent('/first', 'one');
+    await rm(driver.tempDir, { recursive: true });
+    await driver.putContent('/second', 'two');
+    expect(await readFile(join(root, 'second'), 'utf8')).toBe('two');
+    expect(await readdir(driver.tempDir)).toEqual([]);
+  });
+
   test('readers serve inclusive ranges and missing paths raise PathNotFoundError', async () => {
     await driver.putContent('/f', '0123456789');
     const chunks: Buffer[] = [];

@@ -35,6 +35,7 @@ export class FilesystemDriver implements StorageDriver {
   readonly root: string;
   /** This process's temporary directory (absolute). */
   readonly tempDir: string;
+  private tempDirMade = false;
   private readonly instance: string;
   readonly local: LocalFiles = { openFile: (path) => this.openFile(path) };
 
@@ -109,15 +110,33 @@ export class FilesystemDriver implements StorageDriver {
         discard: () => rm(target, { force: true }),
       });
     }
-    await mkdir(this.tempDir, { recursive: true });
     const tempPath = `${this.tempDir}/${randomUUID()}`;
     // The file exists once `writer()` resolves, so followers may open it at once.
-    const handle = await open(tempPath, 'wx');
+    const handle = await this.openTemp(tempPath);
     const place = async (): Promise<void> => {
       await mkdir(dirname(target), { recursive: true });
       await rename(tempPath, target);
     };
     return fileWriter(handle, 0, { close: place, commit: place, discard: () => rm(tempPath, { force: true }), readBack: () => openReader(tempPath) });
+  }
+
+  /**
+   * Creates a temporary file, making this process's temporary directory on the first write only
+   * (a `mkdir` per write was a thread-pool round trip on every blob, link and manifest written),
+   * and again when something removed it meanwhile.
+   */
+  private async openTemp(tempPath: string): Promise<FileHandle> {
+    if (!this.tempDirMade) {
+      await mkdir(this.tempDir, { recursive: true });
+      this.tempDirMade = true;
+    }
+    try {
+      return await open(tempPath, 'wx');
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await mkdir(this.tempDir, { recursive: true });
+      return open(tempPath, 'wx');
+    }
   }
 
   async list(path: string): Promise<string[]> {
