@@ -35,7 +35,6 @@ export class FilesystemDriver implements StorageDriver {
   readonly root: string;
   /** This process's temporary directory (absolute). */
   readonly tempDir: string;
-  private tempDirMade = false;
   private readonly instance: string;
   readonly local: LocalFiles = { openFile: (path) => this.openFile(path) };
 
@@ -121,15 +120,11 @@ export class FilesystemDriver implements StorageDriver {
   }
 
   /**
-   * Creates a temporary file, making this process's temporary directory on the first write only
-   * (a `mkdir` per write was a thread-pool round trip on every blob, link and manifest written),
-   * and again when something removed it meanwhile.
+   * Creates a temporary file, making this process's temporary directory only when it is missing
+   * (the first write, or after something removed it): a `mkdir` before every write was a
+   * thread-pool round trip on every blob, link and manifest written.
    */
   private async openTemp(tempPath: string): Promise<FileHandle> {
-    if (!this.tempDirMade) {
-      await mkdir(this.tempDir, { recursive: true });
-      this.tempDirMade = true;
-    }
     try {
       return await open(tempPath, 'wx');
     } catch (err) {
