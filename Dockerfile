@@ -14,7 +14,7 @@ VOLUME ["/var/lib/registry"]
 # glibc's malloc asks for transparent huge pages for its heap (glibc >= 2.35; where the host's THP
 # setting is `never` it changes nothing): the buffers a cold blob passes through are malloc'd, and
 # the first faults of that memory were a third of a fresh mirror's first cold pull on a VM (the
-# measurement: docs/performance.md, "Huge pages for the heap"). `GLIBC_TUNABLES=` turns it off.
+# measurement: docs/image.md, "Memory: huge pages for the heap"). `GLIBC_TUNABLES=` turns it off.
 ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 # Node as PID 1 gets no default signal handling; `registry serve` handles SIGTERM and SIGINT itself
 # (docker stop, Kubernetes), so no init is needed.
