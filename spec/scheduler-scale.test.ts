@@ -139,6 +139,42 @@ describe('the schedule at scale', () => {
     for (const [k, at] of model) expect(index.get(k)?.expiry).toBe(at);
   });
 
+  test('the index gives back every key as it was set: compacted digests, other algorithms, upper-case hex, repositories that come and go', () => {
+    const index = new ExpiryIndex();
+    const keys = [
+      `library/busybox@sha256:${hex(1)}`,
+      `library/busybox@sha256:${hex(2)}`,
+      `a/b/c@sha256:${'ab'.repeat(32)}`,
+      `library/busybox@sha512:${'c'.repeat(128)}`,
+      `library/busybox@sha256:${'AB'.repeat(32)}`,
+      `library/busybox@sha256:${'ab'.repeat(31)}`,
+      `odd@name@sha256:${hex(3)}`,
+    ];
+    keys.forEach((k, i) => index.set(k, 1000 + i, i % 2 ? 'manifest' : 'blob'));
+    expect(index.size).toBe(keys.length);
+    expect(new Set([...index.entries()].map((e) => e.key))).toEqual(new Set(keys));
+    keys.forEach((k, i) => {
+      expect(index.get(k)).toMatchObject({ key: k, expiry: 1000 + i, type: i % 2 ? 'manifest' : 'blob' });
+      expect(index.expiryOf(k)).toBe(1000 + i);
+    });
+    // The same digest in upper case is another key, as in distribution's map.
+    expect(index.has(`library/busybox@sha256:${'ab'.repeat(32)}`)).toBe(false);
+    expect(index.has(`unknown/repo@sha256:${hex(1)}`)).toBe(false);
+    // A repository's number is given up with its last key and reused by the next one.
+    expect(index.delete(`a/b/c@sha256:${'ab'.repeat(32)}`)).toBe(true);
+    expect(index.has(`a/b/c@sha256:${'ab'.repeat(32)}`)).toBe(false);
+    index.set(`other/repo@sha256:${hex(9)}`, 5, 'blob');
+    expect(index.peek()).toMatchObject({ key: `other/repo@sha256:${hex(9)}`, expiry: 5 });
+    expect(index.get(`a/b/c@sha256:${'ab'.repeat(32)}`)).toBeUndefined();
+    expect(index.get(`library/busybox@sha256:${hex(2)}`)?.key).toBe(`library/busybox@sha256:${hex(2)}`);
+    index.set(`a/b/c@sha256:${'ab'.repeat(32)}`, 7, 'manifest');
+    expect(index.get(`a/b/c@sha256:${'ab'.repeat(32)}`)).toMatchObject({ expiry: 7, type: 'manifest' });
+    expect(index.get(`other/repo@sha256:${hex(9)}`)?.expiry).toBe(5);
+    index.clear();
+    expect(index.size).toBe(0);
+    expect(index.has(`library/busybox@sha256:${hex(1)}`)).toBe(false);
+  });
+
   test(`loading 100,000 entries and writing changes to them never delays a concurrent request by more than ${BOUND_MS} ms (or a third of holding the loop for the whole work, on a loaded machine)`, async () => {
     await writeBigState(state, 100_000);
     const text = await readFile(state, 'utf8');

@@ -45,3 +45,30 @@ export function sha256Of(data: Buffer | string): string {
 export function digestOf(data: Buffer, algorithm: Digest['algorithm'] = 'sha256'): string {
   return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
 }
+
+const LOWER_HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * Writes the 32 bytes a sha256 hex spells (64 lower-case hex digits, `hex`) into `into` at
+ * `offset`; false, writing nothing, for any other text (upper-case hex is another digest's text).
+ */
+export function packSha256Hex(hex: string, into: Buffer, offset: number): boolean {
+  if (hex.length !== 64 || !LOWER_HEX64.test(hex)) return false;
+  into.write(hex, offset, 32, 'hex');
+  return true;
+}
+
+const keyBytes = Buffer.alloc(33);
+
+/**
+ * A digest's value as the key of a large map held in memory (by the hundred thousand at scale): a
+ * sha256 value (`sha256:` and 64 lower-case hex, 71 characters) as 33 one-byte characters, a mark
+ * no digest starts with and its 32 bytes; any other value as it is. One value, one key: a lookup
+ * spells it the same way.
+ */
+export function digestKey(value: string): string {
+  if (value.length !== 71 || !value.startsWith('sha256:') || !packSha256Hex(value.slice(7), keyBytes, 1)) return value;
+  keyBytes[0] = 2;
+  // Made from bytes, the string is flat (a join with `+` would keep a rope of its parts).
+  return keyBytes.toString('latin1');
+}

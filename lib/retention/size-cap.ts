@@ -5,7 +5,7 @@
  * more, the same rule as TTL expiry. The official cache has no size bound at all.
  */
 import type { Logger } from 'winston';
-import type { Digest } from '../distribution/digest.js';
+import { digestKey, type Digest } from '../distribution/digest.js';
 import type { ContentType } from '../stores.js';
 import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from '../storage/purge.js';
 import { StoppingError } from '../errors.js';
@@ -44,7 +44,7 @@ interface Use {
  * kept (the least-recently-used order is needed only to evict).
  */
 export class SizeCap {
-  /** Size of every blob whose data is in the cache, by digest. */
+  /** Size of every blob whose data is in the cache, by `digestKey` (a few hundred thousand at scale). */
   private readonly sizes = new Map<string, number>();
   private total = 0;
   /** With a cap: the last pull of each cached `repo@digest`; Map order is kept least recent first. */
@@ -77,11 +77,12 @@ export class SizeCap {
   /** Content found on storage by the start-up walk: it counts as least recently used. */
   async found(repo: string, digest: Digest, type: ContentType): Promise<void> {
     if (this.options.exclude?.(repo)) return;
-    if (!this.sizes.has(digest.value)) {
+    const sized = digestKey(digest.value);
+    if (!this.sizes.has(sized)) {
       const info = await this.options.blobs.stat(digest);
       if (!info) return;
-      if (this.sizes.has(digest.value)) return;
-      this.sizes.set(digest.value, info.size);
+      if (this.sizes.has(sized)) return;
+      this.sizes.set(sized, info.size);
       this.total += info.size;
     }
     const key = `${repo}@${digest.value}`;
@@ -112,8 +113,9 @@ export class SizeCap {
   /** Content was stored (or linked) for `repo`: it is the most recently pulled, and the cap is checked. */
   stored(type: ContentType, repo: string, digest: Digest, size: number): void {
     if (this.options.exclude?.(repo)) return;
-    if (!this.sizes.has(digest.value)) {
-      this.sizes.set(digest.value, size);
+    const sized = digestKey(digest.value);
+    if (!this.sizes.has(sized)) {
+      this.sizes.set(sized, size);
       this.total += size;
       this.options.onSize?.(this.total);
     }
@@ -129,11 +131,12 @@ export class SizeCap {
    */
   async learnt(type: ContentType, repo: string, digest: Digest, renewed: boolean): Promise<void> {
     if (this.options.exclude?.(repo)) return;
-    if (!this.sizes.has(digest.value)) {
+    const sized = digestKey(digest.value);
+    if (!this.sizes.has(sized)) {
       const info = await this.options.blobs.stat(digest);
       if (!info) return;
-      if (!this.sizes.has(digest.value)) {
-        this.sizes.set(digest.value, info.size);
+      if (!this.sizes.has(sized)) {
+        this.sizes.set(sized, info.size);
         this.total += info.size;
         this.options.onSize?.(this.total);
       }
@@ -150,9 +153,10 @@ export class SizeCap {
 
   /** Blob data was deleted by someone else (TTL expiry). */
   forget(digest: Digest): void {
-    const size = this.sizes.get(digest.value);
+    const sized = digestKey(digest.value);
+    const size = this.sizes.get(sized);
     if (size === undefined) return;
-    this.sizes.delete(digest.value);
+    this.sizes.delete(sized);
     this.total -= size;
     this.options.onSize?.(this.total);
   }

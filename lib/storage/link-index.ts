@@ -6,7 +6,7 @@
  * by what other replicas report (their journals). Until it is built, `linkers` answers undefined
  * and a deletion waits for it: "not yet known" never lets data another repository links go.
  */
-import { parseDigest, type Digest } from '../distribution/digest.js';
+import { digestKey, parseDigest, type Digest } from '../distribution/digest.js';
 import type { StorageDriver } from './driver.js';
 import { RepositoryStore } from './repository-store.js';
 import { listRepositories } from './catalog.js';
@@ -56,7 +56,7 @@ export async function walkLinks(
 
 /** Digests to the repositories that link them. */
 export class LinkIndex {
-  /** One repository (the usual case) or several. */
+  /** One repository (the usual case) or several, by `digestKey` (a few hundred thousand at scale). */
   private readonly byDigest = new Map<string, string | string[]>();
   /** One string per repository name, shared by all its links. */
   private readonly names = new Map<string, string>();
@@ -76,11 +76,12 @@ export class LinkIndex {
   /** `repo` links `digest` (recorded before the link is written: a deletion in between keeps the data). */
   linked(repo: string, digest: string): void {
     const name = this.intern(repo);
-    const cur = this.byDigest.get(digest);
-    if (cur === undefined) this.byDigest.set(digest, name);
+    const key = digestKey(digest);
+    const cur = this.byDigest.get(key);
+    if (cur === undefined) this.byDigest.set(key, name);
     else if (typeof cur === 'string') {
       if (cur === name) return;
-      this.byDigest.set(digest, [cur, name]);
+      this.byDigest.set(key, [cur, name]);
     } else if (!cur.includes(name)) cur.push(name);
     else return;
     this.perRepository.set(name, (this.perRepository.get(name) ?? 0) + 1);
@@ -88,16 +89,17 @@ export class LinkIndex {
 
   /** `repo` no longer links `digest`. */
   unlinked(repo: string, digest: string): void {
-    const cur = this.byDigest.get(digest);
+    const key = digestKey(digest);
+    const cur = this.byDigest.get(key);
     if (cur === undefined) return;
     if (typeof cur === 'string') {
       if (cur !== repo) return;
-      this.byDigest.delete(digest);
+      this.byDigest.delete(key);
     } else {
       const rest = cur.filter((r) => r !== repo);
       if (rest.length === cur.length) return;
-      if (rest.length === 0) this.byDigest.delete(digest);
-      else this.byDigest.set(digest, rest.length === 1 ? rest[0]! : rest);
+      if (rest.length === 0) this.byDigest.delete(key);
+      else this.byDigest.set(key, rest.length === 1 ? rest[0]! : rest);
     }
     const left = (this.perRepository.get(repo) ?? 1) - 1;
     if (left > 0) this.perRepository.set(repo, left);
@@ -121,7 +123,7 @@ export class LinkIndex {
   /** The repositories that may link `digest` (to be checked on storage), or undefined until built. */
   linkers(digest: string): readonly string[] | undefined {
     if (!this.built) return undefined;
-    const cur = this.byDigest.get(digest);
+    const cur = this.byDigest.get(digestKey(digest));
     return cur === undefined ? [] : typeof cur === 'string' ? [cur] : [...cur];
   }
 
