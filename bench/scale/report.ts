@@ -17,6 +17,7 @@ export const SCALE_METRICS = [
   { id: 'idle_cpu', label: 'CPU, no client, nothing expiring', unit: '% core', digits: 1 },
   { id: 'trickle_cpu', label: 'CPU, no client, 10 expiries/s', unit: '% core', digits: 1 },
   { id: 'rss_mib', label: 'RSS when idle', unit: 'MiB', digits: 0 },
+  { id: 'rss_later_mib', label: 'RSS idle a minute later', unit: 'MiB', digits: 0 },
   { id: 'digest_rps', label: 'manifest by digest, 16 conn., expiries trickling', unit: 'req/s', digits: 0 },
   { id: 'digest_p50_ms', label: '  p50', unit: 'ms', digits: 2 },
   { id: 'digest_p99_ms', label: '  p99', unit: 'ms', digits: 1 },

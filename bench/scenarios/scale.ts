@@ -44,6 +44,8 @@ export interface ScaleSettings {
   readonly rounds: number;
   readonly settleSeconds: number;
   readonly windowSeconds: number;
+  /** How long after the idle window the RSS is read again (0: not read again). */
+  readonly laterSeconds: number;
   readonly wrkSeconds: number;
   readonly expiriesPerSecond: number;
   /** Where generated caches are kept between runs (default: the run's work directory). */
@@ -65,6 +67,7 @@ export function scaleSettings(quick: boolean, env: NodeJS.ProcessEnv = process.e
     rounds: Number(env.BENCH_SCALE_ROUNDS ?? 1),
     settleSeconds: quick ? 3 : 5,
     windowSeconds: quick ? 5 : 10,
+    laterSeconds: quick ? 0 : 60,
     wrkSeconds: quick ? 5 : 10,
     expiriesPerSecond: 10,
     cacheDir: env.BENCH_SCALE_DIR,
@@ -181,6 +184,12 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScaleSample[]> {
             const idle = await cpuWindow(server.pid, s.windowSeconds);
             v.idle_cpu = idle.cpuPercent;
             v.rss_mib = idle.rss / 2 ** 20;
+            // An idle Node process gives back the garbage of its start-up work only when V8's memory
+            // reducer runs (within about a minute of the allocations ending): the idle RSS once more.
+            if (s.laterSeconds > 0) {
+              await new Promise((r) => setTimeout(r, s.laterSeconds * 1000));
+              v.rss_later_mib = (await cpuWindow(server.pid, 1)).rss / 2 ** 20;
+            }
             const note =
               (what: string) =>
               (err: Error): undefined =>
