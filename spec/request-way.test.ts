@@ -4,9 +4,9 @@
  * coverage on the per-module build in dist/, after a warm-up request of the same kind), with
  * Debian's docker-registry as the upstream. The lists are printed; docs/architecture.md names them.
  *
- * The data path (`proxy/`, `storage/`, `coordination/`) is held to at most 12 modules per way;
- * the whole way (the HTTP side, the cache events' bookkeeping and the leaves included) to what it
- * measures today, so that it can only shrink.
+ * The data path (`proxy/`, `storage/`, `coordination/`) and the whole way (the HTTP side, the
+ * cache events' bookkeeping and the leaves included) are each held to what they measure today
+ * (`LIMITS`), so that they can only shrink towards issue 30's 12 per way.
  */
 import { randomBytes } from 'node:crypto';
 import { spawnChild } from './helpers/children.js';
