@@ -5,9 +5,8 @@
  * key strings plus about 40 bytes each, not an object and a `Date` apiece.
  *
  * The key strings are most of that cost (a million `repository@sha256:<64 hex>`, about 110 bytes
- * each), so the index holds a key of that shape compacted (`CompactKeys`): the repository as a
- * number into a table of names held once, and the digest's 32 bytes, 37 one-byte characters in
- * all. Any other key (another algorithm, upper-case hex) is held as it is.
+ * each), so the index holds a key of that shape compacted (`CompactKeys`, kept here: a module of
+ * its own would lengthen every request's way through the schedule, spec/request-way.test.ts).
  */
 
 import { packSha256Hex } from '../distribution/digest.js';
@@ -34,9 +33,9 @@ const SHA256 = '@sha256:';
 
 /**
  * Spells keys `repository@sha256:<64 lower-case hex>` as `COMPACT`, the repository's number in
- * four characters (0-255 each, so the string stays one byte per character) and the digest's 32
- * bytes as characters; every other key is its own spelling. Repository numbers are counted and
- * reused once no key holds them.
+ * four characters (0-255 each: one byte per character) and the digest's 32 bytes, 37 in all;
+ * every other key (another algorithm, upper-case hex) is its own spelling. Repository numbers are
+ * counted and reused once no key holds them.
  */
 class CompactKeys {
   private readonly scratch = Buffer.alloc(37);
@@ -61,12 +60,10 @@ class CompactKeys {
     const repository = key.slice(0, at);
     let id = this.ids.get(repository);
     if (id === undefined) {
-      id = this.freeIds.pop() ?? this.names.length;
-      this.ids.set(repository, id);
+      this.ids.set(repository, (id = this.freeIds.pop() ?? this.names.length));
       this.names[id] = repository;
-      this.holders[id] = 0;
     }
-    this.holders[id]!++;
+    this.holders[id] = (this.holders[id] ?? 0) + 1;
     return this.spell(id);
   }
 
@@ -86,6 +83,7 @@ class CompactKeys {
     return `${this.names[this.idOf(compact)]!}${SHA256}${Buffer.from(compact.slice(5), 'latin1').toString('hex')}`;
   }
 
+  /** Forgets every key and repository. */
   clear(): void {
     this.ids.clear();
     this.names = [];
