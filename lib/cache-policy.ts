@@ -33,7 +33,8 @@ export interface CachePolicy {
  * official registry schedules anyway, fails each expiry and leaks it, distribution #1994).
  */
 export function decideCachePolicy(proxy: ProxyConfig, deleteEnabled: boolean, warn: (message: string) => void): CachePolicy {
-  const isHosted = (name: string): boolean => isHostedName(proxy.hosted, name);
+  const hosted = proxy.hosted;
+  const isHosted = hosted.length === 0 ? () => false : (name: string): boolean => isHostedName(hosted, name);
   const others = Object.entries(proxy.upstreams).map(([host, u]) => ({ prefix: storagePrefixOf(host, false), ttlms: u.ttlms }));
   const ttlFor = (name: string): number => {
     if (isHosted(name)) return 0;

@@ -59,6 +59,8 @@ type Next = () => void;
  */
 export function frontLayer({ metrics, health, headers: configured }: FrontOptions): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
   const headers = configuredHeaders(configured);
+  // Checks are registered from the configuration before this layer is made: with none, no gate.
+  const gate = health.size > 0 ? health : undefined;
   return (req, res, next) => {
     const stop = metrics.httpDuration.startTimer();
     whenDone(res, () => {
@@ -71,7 +73,7 @@ export function frontLayer({ metrics, health, headers: configured }: FrontOption
     });
     headers(req, res, () => undefined);
     // As distribution's health.Handler: while a configured check fails, every request is refused.
-    if (health.size > 0 && Object.keys(health.failures()).length > 0) {
+    if (gate && Object.keys(gate.failures()).length > 0) {
       sendError(res, new RegistryError('UNAVAILABLE', { detail: 'health check failed: please see /debug/health' }));
       return;
     }
