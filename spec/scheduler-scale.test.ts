@@ -175,6 +175,34 @@ describe('the schedule at scale', () => {
     expect(index.has(`library/busybox@sha256:${hex(1)}`)).toBe(false);
   });
 
+  test('the index finds every digest key through growth, removals and reuse of its table (a model map agrees at every step)', () => {
+    const index = new ExpiryIndex();
+    const model = new Map<string, number>();
+    let seed = 7;
+    const random = (n: number): number => Math.floor(((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * n);
+    // Few digests under many repositories (one blob linked everywhere) and many digests under few,
+    // whose first words collide (`hex` pads with zeros): long probe runs, moved back on removals.
+    const keyOf = (): string => `repo-${random(30)}@sha256:${random(4) === 0 ? 'f'.repeat(56) + hex(random(8)).slice(-8) : hex(random(6000))}`;
+    for (let step = 0; step < 60_000; step++) {
+      const key = keyOf();
+      if (random(10) < 6) {
+        index.set(key, step, 'blob');
+        model.set(key, step);
+      } else {
+        expect(index.delete(key)).toBe(model.delete(key));
+      }
+      if (step % 5000 === 4999) {
+        expect(index.size).toBe(model.size);
+        for (const [k, at] of model) expect(index.expiryOf(k)).toBe(at);
+        expect(new Set([...index.entries()].map((e) => e.key))).toEqual(new Set(model.keys()));
+      }
+    }
+    for (const k of [...model.keys()]) expect(index.delete(k)).toBe(true);
+    expect(index.size).toBe(0);
+    expect([...index.entries()]).toEqual([]);
+    expect(index.peek()).toBeUndefined();
+  });
+
   test(`loading 100,000 entries and writing changes to them never delays a concurrent request by more than ${BOUND_MS} ms (or a third of holding the loop for the whole work, on a loaded machine)`, async () => {
     await writeBigState(state, 100_000);
     const text = await readFile(state, 'utf8');

@@ -1,15 +1,11 @@
 /**
  * The schedule in memory: entries by key, and a binary min-heap of their expiries, so that the
  * next expiry is found in O(1), and an entry set, moved or removed in O(log n). Entries live in
- * slots of typed arrays (expiry, type, heap position, version) so that a million of them cost their
- * key strings plus about 40 bytes each, not an object and a `Date` apiece.
- *
- * The key strings are most of that cost (a million `repository@sha256:<64 hex>`, about 110 bytes
- * each), so the index holds a key of that shape compacted (`CompactKeys`, kept here: a module of
- * its own would lengthen every request's way through the schedule, spec/request-way.test.ts).
+ * slots of typed arrays (expiry, type, heap position, version), numbered by `KeySlots`, so that a
+ * million of them cost about 65 bytes each, not a key string, an object and a `Date` apiece.
  */
 
-import { packSha256Hex } from '../distribution/digest.js';
+import { KeySlots } from './key-slots.js';
 import type { ContentType } from '../stores.js';
 
 /** The kind of content an entry expires (distribution's `EntryType` 0 and 1). */
@@ -27,136 +23,46 @@ export interface IndexedEntry {
 
 const NONE = -1;
 
-/** Marks a compacted key: no repository name starts with a control character. */
-const COMPACT = '\u0001';
-const SHA256 = '@sha256:';
-
-/**
- * Spells keys `repository@sha256:<64 lower-case hex>` as `COMPACT`, the repository's number in
- * four characters (0-255 each: one byte per character) and the digest's 32 bytes, 37 in all;
- * every other key (another algorithm, upper-case hex) is its own spelling. Repository numbers are
- * counted and reused once no key holds them.
- */
-class CompactKeys {
-  private readonly scratch = Buffer.alloc(37);
-  private readonly ids = new Map<string, number>();
-  private names: Array<string | undefined> = [];
-  private holders: number[] = [];
-  private readonly freeIds: number[] = [];
-
-  /** The spelling `key` is held under, if it is held (for lookups: numbers nothing). */
-  find(key: string): string {
-    const at = this.split(key);
-    if (at < 0) return key;
-    const id = this.ids.get(key.slice(0, at));
-    // An unknown repository holds no key: its key spelt as given is found nowhere either.
-    return id === undefined ? key : this.spell(id);
-  }
-
-  /** `key`'s compact spelling, numbering its repository if new (the key then holds it, until `release`). */
-  intern(key: string): string {
-    const at = this.split(key);
-    if (at < 0) return key;
-    const repository = key.slice(0, at);
-    let id = this.ids.get(repository);
-    if (id === undefined) {
-      this.ids.set(repository, (id = this.freeIds.pop() ?? this.names.length));
-      this.names[id] = repository;
-    }
-    this.holders[id] = (this.holders[id] ?? 0) + 1;
-    return this.spell(id);
-  }
-
-  /** Forgets one holder of `compact`'s repository (the key left the index). */
-  release(compact: string): void {
-    if (compact[0] !== COMPACT) return;
-    const id = this.idOf(compact);
-    if (--this.holders[id]! > 0) return;
-    this.ids.delete(this.names[id]!);
-    this.names[id] = undefined;
-    this.freeIds.push(id);
-  }
-
-  /** The key as it was given. */
-  expand(compact: string): string {
-    if (compact[0] !== COMPACT) return compact;
-    return `${this.names[this.idOf(compact)]!}${SHA256}${Buffer.from(compact.slice(5), 'latin1').toString('hex')}`;
-  }
-
-  /** Forgets every key and repository. */
-  clear(): void {
-    this.ids.clear();
-    this.names = [];
-    this.holders = [];
-    this.freeIds.length = 0;
-  }
-
-  /** Where `@sha256:` starts in a key of the compact shape (its digest then packed into the scratch bytes), or -1. */
-  private split(key: string): number {
-    const at = key.length - SHA256.length - 64;
-    if (at <= 0 || !key.startsWith(SHA256, at) || key.charCodeAt(0) < 32) return -1;
-    return packSha256Hex(key.slice(at + SHA256.length), this.scratch, 5) ? at : -1;
-  }
-
-  /** The compact key of repository `id` and the digest `split` packed. */
-  private spell(id: number): string {
-    // Made from bytes, the string is flat: joined with `+`, V8 would keep a rope of the parts.
-    const b = this.scratch;
-    b[0] = 1;
-    b.writeUInt32BE(id, 1);
-    return b.toString('latin1', 0, 37);
-  }
-
-  private idOf(compact: string): number {
-    return ((compact.charCodeAt(1) << 24) | (compact.charCodeAt(2) << 16) | (compact.charCodeAt(3) << 8) | compact.charCodeAt(4)) >>> 0;
-  }
-}
-
 /** Keys to expiries with an ordered view of the earliest. */
 export class ExpiryIndex {
-  private readonly codec = new CompactKeys();
-  /** Slots by compacted key. */
-  private readonly slots = new Map<string, number>();
-  /** Compacted keys by slot. */
-  private keys: Array<string | undefined> = [];
+  /** Slots by key. */
+  private readonly keys = new KeySlots();
   private expiry = new Float64Array(1024);
   private kind = new Uint8Array(1024);
   private pos = new Int32Array(1024);
   private version = new Uint32Array(1024);
   private heap = new Int32Array(1024);
   private heapSize = 0;
-  private readonly free: number[] = [];
   private versions = 0;
 
   /** The number of entries. */
   get size(): number {
-    return this.slots.size;
+    return this.keys.size;
   }
 
   /** Whether `key` is indexed. */
   has(key: string): boolean {
-    return this.slots.has(this.codec.find(key));
+    return this.keys.find(key) >= 0;
   }
 
   /** The entry of `key`. */
   get(key: string): IndexedEntry | undefined {
-    const s = this.slots.get(this.codec.find(key));
-    return s === undefined ? undefined : this.entryAt(s);
+    const s = this.keys.find(key);
+    return s < 0 ? undefined : this.entryAt(s);
   }
 
   /** `key`'s expiry (ms), without making an entry object: for hot paths. */
   expiryOf(key: string): number | undefined {
-    const s = this.slots.get(this.codec.find(key));
-    return s === undefined ? undefined : this.expiry[s];
+    const s = this.keys.find(key);
+    return s < 0 ? undefined : this.expiry[s];
   }
 
   /** Sets (adds or moves) `key`'s expiry; `queued: false` keeps it out of the ordered view (it is being expired). */
   set(key: string, expiry: number, type: EntryType, queued = true): IndexedEntry {
-    let s = this.slots.get(this.codec.find(key));
-    if (s === undefined) {
-      const compact = this.codec.intern(key);
-      s = this.allocate(compact);
-      this.slots.set(compact, s);
+    const { slot: s, added } = this.keys.add(key);
+    if (added) {
+      if (s >= this.expiry.length) this.grow();
+      this.pos[s] = NONE;
     }
     this.expiry[s] = expiry;
     this.kind[s] = type === 'blob' ? 0 : 1;
@@ -168,21 +74,17 @@ export class ExpiryIndex {
 
   /** Removes `key`; false when it was not there. */
   delete(key: string): boolean {
-    const compact = this.codec.find(key);
-    const s = this.slots.get(compact);
-    if (s === undefined) return false;
+    const s = this.keys.find(key);
+    if (s < 0) return false;
     this.dequeue(s);
-    this.slots.delete(compact);
-    this.codec.release(compact);
-    this.keys[s] = undefined;
-    this.free.push(s);
+    this.keys.remove(s);
     return true;
   }
 
   /** Takes `key` out of the ordered view (it stays indexed), or puts it back. */
   setQueued(key: string, queued: boolean): void {
-    const s = this.slots.get(this.codec.find(key));
-    if (s === undefined) return;
+    const s = this.keys.find(key);
+    if (s < 0) return;
     if (queued) this.enqueue(s);
     else this.dequeue(s);
   }
@@ -194,32 +96,17 @@ export class ExpiryIndex {
 
   /** Every entry, in no particular order (for a full write or a listing; O(n)). */
   *entries(): Generator<IndexedEntry> {
-    for (const s of this.slots.values()) yield this.entryAt(s);
+    for (let s = 0; s < this.keys.extent; s++) if (this.keys.holds(s)) yield this.entryAt(s);
   }
 
   /** Removes every entry. */
   clear(): void {
-    this.slots.clear();
-    this.codec.clear();
-    this.keys = [];
-    this.free.length = 0;
+    this.keys.clear();
     this.heapSize = 0;
   }
 
   private entryAt(s: number): IndexedEntry {
-    return { key: this.codec.expand(this.keys[s]!), expiry: this.expiry[s]!, type: this.kind[s] === 0 ? 'blob' : 'manifest', version: this.version[s]! };
-  }
-
-  private allocate(key: string): number {
-    const s = this.free.pop() ?? this.keys.length;
-    if (s === this.keys.length) {
-      this.keys.push(key);
-      if (s >= this.expiry.length) this.grow();
-    } else {
-      this.keys[s] = key;
-    }
-    this.pos[s] = NONE;
-    return s;
+    return { key: this.keys.keyOf(s), expiry: this.expiry[s]!, type: this.kind[s] === 0 ? 'blob' : 'manifest', version: this.version[s]! };
   }
 
   private grow(): void {
