@@ -18,8 +18,8 @@ const REPO = 'way/app';
 
 /**
  * The most modules each way may run through: the counts measured on main (the schedule's keys
- * moved to expiry/key-slots.ts; the health gate and the hosted names, decided once, left the way
- * of a configuration without them). A ratchet towards issue 30's 12 per way: lower them as modules
+ * numbered by distribution/digest-table.ts; the health gate and the hosted names, decided once,
+ * left the way of a configuration without them). A ratchet towards issue 30's 12 per way: lower them as modules
  * leave the way, never raise.
  */
 const LIMITS = {

@@ -57,18 +57,3 @@ export function packSha256Hex(hex: string, into: Buffer, offset: number): boolea
   into.write(hex, offset, 32, 'hex');
   return true;
 }
-
-const keyBytes = Buffer.alloc(33);
-
-/**
- * A digest's value as the key of a large map held in memory (by the hundred thousand at scale): a
- * sha256 value (`sha256:` and 64 lower-case hex, 71 characters) as 33 one-byte characters, a mark
- * no digest starts with and its 32 bytes; any other value as it is. One value, one key: a lookup
- * spells it the same way.
- */
-export function digestKey(value: string): string {
-  if (value.length !== 71 || !value.startsWith('sha256:') || !packSha256Hex(value.slice(7), keyBytes, 1)) return value;
-  keyBytes[0] = 2;
-  // Made from bytes, the string is flat (a join with `+` would keep a rope of its parts).
-  return keyBytes.toString('latin1');
-}

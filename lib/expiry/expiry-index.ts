@@ -1,11 +1,13 @@
 /**
  * The schedule in memory: entries by key, and a binary min-heap of their expiries, so that the
  * next expiry is found in O(1), and an entry set, moved or removed in O(log n). Entries live in
- * slots of typed arrays (expiry, type, heap position, version), numbered by `KeySlots`, so that a
- * million of them cost about 65 bytes each, not a key string, an object and a `Date` apiece.
+ * slots of typed arrays (expiry, type, heap position, version) numbered by a `DigestTable`, a key
+ * `repository@digest` held as its digest under its repository's number (the name held once,
+ * counted, its number reused once no key holds it), so that a million entries cost about 65 bytes
+ * each, not a key string, a map entry, an object and a `Date` apiece.
  */
 
-import { KeySlots } from './key-slots.js';
+import { DigestTable } from '../distribution/digest-table.js';
 import type { ContentType } from '../stores.js';
 
 /** The kind of content an entry expires (distribution's `EntryType` 0 and 1). */
@@ -22,11 +24,18 @@ export interface IndexedEntry {
 }
 
 const NONE = -1;
+/** The number a key without `@` is held under, as its whole text; repositories count from 1. */
+const WHOLE = 0;
 
 /** Keys to expiries with an ordered view of the earliest. */
 export class ExpiryIndex {
   /** Slots by key. */
-  private readonly keys = new KeySlots();
+  private readonly keys = new DigestTable();
+  /** Repository numbers by name, and each number's name and count of keys. */
+  private readonly ids = new Map<string, number>();
+  private names: Array<string | undefined> = [undefined];
+  private holders: number[] = [];
+  private readonly freeIds: number[] = [];
   private expiry = new Float64Array(1024);
   private kind = new Uint8Array(1024);
   private pos = new Int32Array(1024);
@@ -42,24 +51,32 @@ export class ExpiryIndex {
 
   /** Whether `key` is indexed. */
   has(key: string): boolean {
-    return this.keys.find(key) >= 0;
+    return this.find(key) >= 0;
   }
 
   /** The entry of `key`. */
   get(key: string): IndexedEntry | undefined {
-    const s = this.keys.find(key);
+    const s = this.find(key);
     return s < 0 ? undefined : this.entryAt(s);
   }
 
   /** `key`'s expiry (ms), without making an entry object: for hot paths. */
   expiryOf(key: string): number | undefined {
-    const s = this.keys.find(key);
+    const s = this.find(key);
     return s < 0 ? undefined : this.expiry[s];
   }
 
   /** Sets (adds or moves) `key`'s expiry; `queued: false` keeps it out of the ordered view (it is being expired). */
   set(key: string, expiry: number, type: EntryType, queued = true): IndexedEntry {
-    const { slot: s, added } = this.keys.add(key);
+    const at = key.lastIndexOf('@');
+    let n = WHOLE;
+    if (at > 0) {
+      const repository = key.slice(0, at);
+      n = this.ids.get(repository) ?? this.number(repository);
+    }
+    const { slot: s, added } = at > 0 ? this.keys.add(n, key.slice(at + 1)) : this.keys.add(WHOLE, key);
+    // A new repository's number is held from its first key on (a new number holds no key yet).
+    if (added && n !== WHOLE) this.holders[n]!++;
     if (added) {
       if (s >= this.expiry.length) this.grow();
       this.pos[s] = NONE;
@@ -74,16 +91,18 @@ export class ExpiryIndex {
 
   /** Removes `key`; false when it was not there. */
   delete(key: string): boolean {
-    const s = this.keys.find(key);
+    const s = this.find(key);
     if (s < 0) return false;
     this.dequeue(s);
+    const n = this.keys.numberOf(s);
     this.keys.remove(s);
+    if (n !== WHOLE && --this.holders[n]! === 0) this.release(n);
     return true;
   }
 
   /** Takes `key` out of the ordered view (it stays indexed), or puts it back. */
   setQueued(key: string, queued: boolean): void {
-    const s = this.keys.find(key);
+    const s = this.find(key);
     if (s < 0) return;
     if (queued) this.enqueue(s);
     else this.dequeue(s);
@@ -102,11 +121,45 @@ export class ExpiryIndex {
   /** Removes every entry. */
   clear(): void {
     this.keys.clear();
+    this.ids.clear();
+    this.names = [undefined];
+    this.holders = [];
+    this.freeIds.length = 0;
     this.heapSize = 0;
   }
 
+  /** The slot of `key`, or -1. */
+  private find(key: string): number {
+    const at = key.lastIndexOf('@');
+    if (at <= 0) return this.keys.find(WHOLE, key);
+    const n = this.ids.get(key.slice(0, at));
+    return n === undefined ? -1 : this.keys.find(n, key.slice(at + 1));
+  }
+
+  /** The key of slot `s`, as it was set. */
+  private keyOf(s: number): string {
+    const n = this.keys.numberOf(s);
+    return n === WHOLE ? this.keys.digestOf(s) : `${this.names[n]!}@${this.keys.digestOf(s)}`;
+  }
+
+  /** A number for `repository`, held by no key yet. */
+  private number(repository: string): number {
+    const n = this.freeIds.pop() ?? this.names.length;
+    this.ids.set(repository, n);
+    this.names[n] = repository;
+    this.holders[n] = 0;
+    return n;
+  }
+
+  /** `n` is held by no key any more: its name is forgotten and the number given out again. */
+  private release(n: number): void {
+    this.ids.delete(this.names[n]!);
+    this.names[n] = undefined;
+    this.freeIds.push(n);
+  }
+
   private entryAt(s: number): IndexedEntry {
-    return { key: this.keys.keyOf(s), expiry: this.expiry[s]!, type: this.kind[s] === 0 ? 'blob' : 'manifest', version: this.version[s]! };
+    return { key: this.keyOf(s), expiry: this.expiry[s]!, type: this.kind[s] === 0 ? 'blob' : 'manifest', version: this.version[s]! };
   }
 
   private grow(): void {

@@ -5,7 +5,8 @@
  * more, the same rule as TTL expiry. The official cache has no size bound at all.
  */
 import type { Logger } from 'winston';
-import { digestKey, type Digest } from '../distribution/digest.js';
+import type { Digest } from '../distribution/digest.js';
+import { DigestTable } from '../distribution/digest-table.js';
 import type { ContentType } from '../stores.js';
 import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from '../storage/purge.js';
 import { StoppingError } from '../errors.js';
@@ -44,8 +45,10 @@ interface Use {
  * kept (the least-recently-used order is needed only to evict).
  */
 export class SizeCap {
-  /** Size of every blob whose data is in the cache, by `digestKey` (a few hundred thousand at scale). */
-  private readonly sizes = new Map<string, number>();
+  /** Every blob whose data is in the cache (a few hundred thousand at scale), numbered. */
+  private readonly sized = new DigestTable();
+  /** Their sizes, by slot. */
+  private sizeAt = new Float64Array(1024);
   private total = 0;
   /** With a cap: the last pull of each cached `repo@digest`; Map order is kept least recent first. */
   private readonly uses = new Map<string, Use>();
@@ -77,13 +80,9 @@ export class SizeCap {
   /** Content found on storage by the start-up walk: it counts as least recently used. */
   async found(repo: string, digest: Digest, type: ContentType): Promise<void> {
     if (this.options.exclude?.(repo)) return;
-    const sized = digestKey(digest.value);
-    if (!this.sizes.has(sized)) {
+    if (!this.isSized(digest)) {
       const info = await this.options.blobs.stat(digest);
-      if (!info) return;
-      if (this.sizes.has(sized)) return;
-      this.sizes.set(sized, info.size);
-      this.total += info.size;
+      if (!info || !this.count(digest, info.size)) return;
     }
     const key = `${repo}@${digest.value}`;
     if (this.enforcing && !this.uses.has(key)) this.unused.set(key, { repo, digest, type, at: 0 });
@@ -113,12 +112,7 @@ export class SizeCap {
   /** Content was stored (or linked) for `repo`: it is the most recently pulled, and the cap is checked. */
   stored(type: ContentType, repo: string, digest: Digest, size: number): void {
     if (this.options.exclude?.(repo)) return;
-    const sized = digestKey(digest.value);
-    if (!this.sizes.has(sized)) {
-      this.sizes.set(sized, size);
-      this.total += size;
-      this.options.onSize?.(this.total);
-    }
+    if (this.count(digest, size)) this.options.onSize?.(this.total);
     if (type === 'manifest') this.needed?.delete(repo);
     this.use(type, repo, digest);
     void this.enforce();
@@ -131,15 +125,10 @@ export class SizeCap {
    */
   async learnt(type: ContentType, repo: string, digest: Digest, renewed: boolean): Promise<void> {
     if (this.options.exclude?.(repo)) return;
-    const sized = digestKey(digest.value);
-    if (!this.sizes.has(sized)) {
+    if (!this.isSized(digest)) {
       const info = await this.options.blobs.stat(digest);
       if (!info) return;
-      if (!this.sizes.has(sized)) {
-        this.sizes.set(sized, info.size);
-        this.total += info.size;
-        this.options.onSize?.(this.total);
-      }
+      if (this.count(digest, info.size)) this.options.onSize?.(this.total);
     } else if (renewed) return this.hit(type, repo, digest);
     if (type === 'manifest') this.needed?.delete(repo);
     this.use(type, repo, digest);
@@ -153,12 +142,29 @@ export class SizeCap {
 
   /** Blob data was deleted by someone else (TTL expiry). */
   forget(digest: Digest): void {
-    const sized = digestKey(digest.value);
-    const size = this.sizes.get(sized);
-    if (size === undefined) return;
-    this.sizes.delete(sized);
-    this.total -= size;
+    const slot = this.sized.find(0, digest.value);
+    if (slot < 0) return;
+    this.total -= this.sizeAt[slot]!;
+    this.sized.remove(slot);
     this.options.onSize?.(this.total);
+  }
+
+  private isSized(digest: Digest): boolean {
+    return this.sized.find(0, digest.value) >= 0;
+  }
+
+  /** Counts `size` bytes of data for `digest`; false when they were counted already. */
+  private count(digest: Digest, size: number): boolean {
+    const { slot, added } = this.sized.add(0, digest.value);
+    if (!added) return false;
+    if (slot >= this.sizeAt.length) {
+      const grown = new Float64Array(this.sizeAt.length * 2);
+      grown.set(this.sizeAt);
+      this.sizeAt = grown;
+    }
+    this.sizeAt[slot] = size;
+    this.total += size;
+    return true;
   }
 
   /** `repo@digest` expired: its last pull is forgotten, and its data if it was freed. */

@@ -6,7 +6,8 @@
  * by what other replicas report (their journals). Until it is built, `linkers` answers undefined
  * and a deletion waits for it: "not yet known" never lets data another repository links go.
  */
-import { digestKey, parseDigest, type Digest } from '../distribution/digest.js';
+import { parseDigest, type Digest } from '../distribution/digest.js';
+import { DigestTable } from '../distribution/digest-table.js';
 import type { StorageDriver } from './driver.js';
 import { RepositoryStore } from './repository-store.js';
 import { listRepositories } from './catalog.js';
@@ -56,8 +57,10 @@ export async function walkLinks(
 
 /** Digests to the repositories that link them. */
 export class LinkIndex {
-  /** One repository (the usual case) or several, by `digestKey` (a few hundred thousand at scale). */
-  private readonly byDigest = new Map<string, string | string[]>();
+  /** The digests linked (a few hundred thousand at scale), numbered. */
+  private readonly digests = new DigestTable();
+  /** By the digest's slot: the one repository that links it (the usual case), or several. */
+  private linkersAt: Array<string | string[] | undefined> = [];
   /** One string per repository name, shared by all its links. */
   private readonly names = new Map<string, string>();
   /** Links per repository: a repository with none is not counted. */
@@ -76,12 +79,12 @@ export class LinkIndex {
   /** `repo` links `digest` (recorded before the link is written: a deletion in between keeps the data). */
   linked(repo: string, digest: string): void {
     const name = this.intern(repo);
-    const key = digestKey(digest);
-    const cur = this.byDigest.get(key);
-    if (cur === undefined) this.byDigest.set(key, name);
+    const { slot, added } = this.digests.add(0, digest);
+    const cur = added ? undefined : this.linkersAt[slot];
+    if (cur === undefined) this.linkersAt[slot] = name;
     else if (typeof cur === 'string') {
       if (cur === name) return;
-      this.byDigest.set(key, [cur, name]);
+      this.linkersAt[slot] = [cur, name];
     } else if (!cur.includes(name)) cur.push(name);
     else return;
     this.perRepository.set(name, (this.perRepository.get(name) ?? 0) + 1);
@@ -89,17 +92,17 @@ export class LinkIndex {
 
   /** `repo` no longer links `digest`. */
   unlinked(repo: string, digest: string): void {
-    const key = digestKey(digest);
-    const cur = this.byDigest.get(key);
-    if (cur === undefined) return;
+    const slot = this.digests.find(0, digest);
+    if (slot < 0) return;
+    const cur = this.linkersAt[slot]!;
     if (typeof cur === 'string') {
       if (cur !== repo) return;
-      this.byDigest.delete(key);
+      this.forget(slot);
     } else {
       const rest = cur.filter((r) => r !== repo);
       if (rest.length === cur.length) return;
-      if (rest.length === 0) this.byDigest.delete(key);
-      else this.byDigest.set(key, rest.length === 1 ? rest[0]! : rest);
+      if (rest.length === 0) this.forget(slot);
+      else this.linkersAt[slot] = rest.length === 1 ? rest[0]! : rest;
     }
     const left = (this.perRepository.get(repo) ?? 1) - 1;
     if (left > 0) this.perRepository.set(repo, left);
@@ -123,7 +126,8 @@ export class LinkIndex {
   /** The repositories that may link `digest` (to be checked on storage), or undefined until built. */
   linkers(digest: string): readonly string[] | undefined {
     if (!this.built) return undefined;
-    const cur = this.byDigest.get(digestKey(digest));
+    const slot = this.digests.find(0, digest);
+    const cur = slot < 0 ? undefined : this.linkersAt[slot];
     return cur === undefined ? [] : typeof cur === 'string' ? [cur] : [...cur];
   }
 
@@ -158,6 +162,12 @@ export class LinkIndex {
   /** The names of the repositories seen (walked or linked since), sorted; some may have been emptied since. */
   repositories(): string[] {
     return [...this.names.keys()].sort();
+  }
+
+  /** No repository links the digest of `slot` any more. */
+  private forget(slot: number): void {
+    this.digests.remove(slot);
+    this.linkersAt[slot] = undefined;
   }
 
   private intern(repo: string): string {
