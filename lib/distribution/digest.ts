@@ -45,15 +45,3 @@ export function sha256Of(data: Buffer | string): string {
 export function digestOf(data: Buffer, algorithm: Digest['algorithm'] = 'sha256'): string {
   return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
 }
-
-const LOWER_HEX64 = /^[0-9a-f]{64}$/;
-
-/**
- * Writes the 32 bytes a sha256 hex spells (64 lower-case hex digits, `hex`) into `into` at
- * `offset`; false, writing nothing, for any other text (upper-case hex is another digest's text).
- */
-export function packSha256Hex(hex: string, into: Buffer, offset: number): boolean {
-  if (hex.length !== 64 || !LOWER_HEX64.test(hex)) return false;
-  into.write(hex, offset, 32, 'hex');
-  return true;
-}

@@ -67,14 +67,14 @@ export class ExpiryIndex {
   }
 
   /** Sets (adds or moves) `key`'s expiry; `queued: false` keeps it out of the ordered view (it is being expired). */
-  set(key: string, expiry: number, type: EntryType, queued = true): IndexedEntry {
+  set(key: string, expiry: number, type: EntryType, queued = true): void {
     const at = key.lastIndexOf('@');
     let n = WHOLE;
     if (at > 0) {
       const repository = key.slice(0, at);
       n = this.ids.get(repository) ?? this.number(repository);
     }
-    const { slot: s, added } = at > 0 ? this.keys.add(n, key.slice(at + 1)) : this.keys.add(WHOLE, key);
+    const { slot: s, added } = this.keys.add(n, key, at > 0 ? at + 1 : 0);
     // A new repository's number is held from its first key on (a new number holds no key yet).
     if (added && n !== WHOLE) this.holders[n]!++;
     if (added) {
@@ -86,7 +86,6 @@ export class ExpiryIndex {
     this.version[s] = ++this.versions;
     if (queued) this.enqueue(s);
     else this.dequeue(s);
-    return this.entryAt(s);
   }
 
   /** Removes `key`; false when it was not there. */
@@ -133,7 +132,7 @@ export class ExpiryIndex {
     const at = key.lastIndexOf('@');
     if (at <= 0) return this.keys.find(WHOLE, key);
     const n = this.ids.get(key.slice(0, at));
-    return n === undefined ? -1 : this.keys.find(n, key.slice(at + 1));
+    return n === undefined ? -1 : this.keys.find(n, key, at + 1);
   }
 
   /** The key of slot `s`, as it was set. */
