@@ -392,6 +392,37 @@ describe('TTL scheduler', () => {
     expect(writes).toBeLessThanOrEqual(2);
   });
 
+  test('shared mode: the lease holder whose writes are slow rewrites the file at most every 19 times a write, however often things change', async () => {
+    const WRITE_MS = 100;
+    let writes = 0;
+    const store = new (class extends FileStateStore {
+      // A write that takes WRITE_MS (a large file's): the schedule reads its duration from the result.
+      override async write(changes: Changes, opts?: { replace?: boolean }) {
+        writes++;
+        await sleep(WRITE_MS);
+        const r = await super.write(changes, opts);
+        return { ...r, ms: r.ms + WRITE_MS };
+      }
+    })(state);
+    const s = scheduler(async () => undefined, { flushIntervalMs: 20, store, shared: { locks: new DirectoryLocks(dir, 2000) } });
+    await s.start();
+    try {
+      expect(s.expiring).toBe(true);
+      const started = Date.now();
+      for (let i = 0; i < 150; i++) {
+        s.add(`r${i}`, 'sha256:1', 'blob', 60_000);
+        await sleep(20);
+      }
+      const elapsed = Date.now() - started;
+      // One write at the first change, then one per stretched interval (19 x 100 ms) at most.
+      expect(writes).toBeLessThanOrEqual(2 + Math.floor(elapsed / (19 * WRITE_MS)));
+      await s.stop();
+      expect((await readState(state)).entries.size).toBe(150);
+    } finally {
+      await s.stop();
+    }
+  });
+
   test('shared mode: two processes merge their entries, removals are not undone, one holds the expiry lease until it stops', async () => {
     const locks = new DirectoryLocks(dir, 2000);
     const expired: string[] = [];

@@ -150,6 +150,9 @@ export class TtlScheduler implements ExpirySchedule {
   private flushAt = 0;
   private flushing: Promise<void> = Promise.resolve();
   private lastWriteMs = 0;
+  /** A write is under way; what was asked meanwhile (`soonMs`: the soonest asked) is planned at its end. */
+  private writing = false;
+  private afterWrite?: { soonMs?: number };
   private stopped = false;
   private readonly now: () => number;
   private readonly interval: number;
@@ -321,7 +324,20 @@ export class TtlScheduler implements ExpirySchedule {
 
   /** Writes the changes now (the lease holder to the state, the others to a journal); one write at a time. */
   flush(): Promise<void> {
-    const run = this.flushing.then(() => this.write());
+    const run = this.flushing.then(async () => {
+      this.writing = true;
+      try {
+        await this.write();
+      } finally {
+        this.writing = false;
+        // What changed meanwhile is written at the interval this write's duration gives.
+        if (this.afterWrite) {
+          const soon = this.afterWrite.soonMs;
+          this.afterWrite = undefined;
+          this.scheduleFlush(soon);
+        }
+      }
+    });
     this.flushing = run.catch(() => undefined);
     return run;
   }
@@ -438,7 +454,12 @@ export class TtlScheduler implements ExpirySchedule {
     if (this.stopped || !this.loaded) return;
     if (this.expiring) {
       if (!this.options.shared) return;
-      this.flush().catch((err: Error) => this.options.logger?.error('syncing the schedule failed', { path: this.store.location, 'err.message': err.message }));
+      // The journals are taken in every interval (their cost is their changes); the file is
+      // rewritten by the periodic write, whose interval stretches when writes are slow: a
+      // rewrite every interval cost a sixth of a core at a million entries.
+      this.applyJournals()
+        .then(() => this.applied.length > 0 && this.scheduleFlush())
+        .catch((err: Error) => this.options.logger?.error('reading the schedule journals failed', { 'err.message': err.message }));
       return;
     }
     const horizon = this.now() - PRUNE_AFTER_MS;
@@ -502,6 +523,13 @@ export class TtlScheduler implements ExpirySchedule {
   /** At most one pending periodic write (sooner with `soonMs`); a failed one is tried again an interval later. */
   private scheduleFlush(soonMs?: number): void {
     if (this.stopped) return;
+    // During a write the next one waits for its end: planned now, it would be planned from the
+    // previous write's duration, and every interval of a slow write would queue one more.
+    if (this.writing) {
+      const soonest = this.afterWrite?.soonMs;
+      this.afterWrite = { soonMs: soonMs === undefined ? soonest : Math.min(soonest ?? soonMs, soonMs) };
+      return;
+    }
     const wait = soonMs ?? Math.max(this.interval, 19 * this.lastWriteMs);
     if (this.flushTimer) {
       if (soonMs === undefined || this.flushAt <= this.now() + soonMs) return;
