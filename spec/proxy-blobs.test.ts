@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import request from 'supertest';
@@ -14,6 +15,7 @@ import { startMirror, type TestMirror } from './helpers/mirror.js';
 import { closeBoth, mirrorOfFakeUpstream } from './helpers/mirror-of-fake-upstream.js';
 import { sha256 } from './helpers/digest.js';
 import { temporaryFiles } from './helpers/temp-files.js';
+import { until } from './helpers/until.js';
 
 const sha = sha256;
 const blobPath = (root: string, digest: string): string => {
@@ -123,6 +125,34 @@ describe('blobs through the mirror', () => {
     expect(part.body.equals(content.subarray(1_000_000, 1_001_000))).toBe(true);
     expect(upstream.count(/^GET \/v2\/library\/busybox\/blobs\//)).toBe(1);
   });
+
+  test('a client far behind a download reads the growing file, in larger chunks once it keeps up, and gets every byte', async () => {
+    const content = randomBytes(64 * 1024 * 1024);
+    const digest = upstream.addBlob('library/big', content);
+    // At most 50 MiB/s (timers on a loaded machine only make it slower): the download is still
+    // under way, for about a second, when the late client starts.
+    upstream.fault(/^GET \/v2\/library\/big\/blobs\//, { kind: 'slow', bytesPerTick: 1024 * 1024, tickMs: 20 }, 1);
+    const url = `${mirror.url}/v2/library/big/blobs/${digest}`;
+    const first = getHashed(url);
+    // Start once the download is well past the tee's window: the late client begins in the file.
+    const downloaded = async (): Promise<number> => {
+      const sizes = await Promise.all(
+        (await temporaryFiles(mirror.root)).map((f) =>
+          stat(join(mirror.root, '.tmp', f)).then(
+            (s) => s.size,
+            () => 0,
+          ),
+        ),
+      );
+      return Math.max(0, ...sizes);
+    };
+    await until(async () => (await downloaded()) >= 16 * 1024 * 1024, 'the download 16 MiB in', 60_000);
+    expect(await downloaded()).toBeLessThan(content.length);
+    const late = await getHashed(url);
+    expect(late).toEqual({ status: 200, digest, bytes: content.length, complete: true });
+    expect(await first).toEqual({ status: 200, digest, bytes: content.length, complete: true });
+    expect(upstream.count(/^GET \/v2\/library\/big\/blobs\//)).toBe(1);
+  }, 120_000);
 
   test.each([
     ['a connection reset mid-body', { kind: 'reset-after', bytes: 100_000 } as const],

@@ -5,26 +5,20 @@
  * V8's garbage collector busy (see docs/performance.md). Backpressure is built in: a buffer is
  * refilled only after the socket has taken its previous contents.
  *
- * The buffers are `SEND_CHUNK` long at first, and `SEND_CHUNK_MAX` once the client has taken
- * `GROW_AFTER` bytes at `FAST_CLIENT` bytes per second or more (and back when its average falls
- * below): most of the CPU a chunk costs besides copying its bytes is fixed (a thread-pool round
- * trip for the read, a socket write, an event-loop turn), so a fast reader is served with a
- * quarter of the chunks, while a slow one never holds more than two small buffers. The first
- * `GROW_AFTER` bytes decide because the kernel's socket buffers take several MiB from any client
- * at once. The loop is plain callbacks: no promise per chunk.
+ * The buffers are `SEND_CHUNK` long at first, and `SEND_CHUNK_MAX` once the client has shown it
+ * keeps up (`chunkFor`, storage/read-pace.ts): a fast reader is served with a quarter of the
+ * chunks, while a slow one never holds more than two small buffers. The loop is plain callbacks:
+ * no promise per chunk.
  */
 import { read } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import type { FileHandle } from 'node:fs/promises';
+import { chunkFor } from '../storage/read-pace.js';
 
 /** Bytes per read and per write at the start of a transfer: small enough for many slow clients. */
 export const SEND_CHUNK = 256 * 1024;
 /** The largest chunk a transfer grows to while its client keeps up: few system calls per GiB. */
 export const SEND_CHUNK_MAX = 1024 * 1024;
-/** Bytes a client takes before its rate decides its chunk size. */
-const GROW_AFTER = 16 * 1024 * 1024;
-/** Bytes per second from which a client gets `SEND_CHUNK_MAX` chunks (a 1 Gbit/s client does; a few dozen such fill a 10 Gbit/s link). */
-const FAST_CLIENT = 32 * 1024 * 1024;
 
 /**
  * Writes bytes `[start, end]` (inclusive) of `file` to `res` and ends it; closes `file`. Rejects
@@ -93,8 +87,7 @@ export function sendFileRange(res: ServerResponse, file: FileHandle, start: numb
         if (err) return fail(err);
         if (bytesRead === 0) return fail(new Error(`the stored file ends at byte ${position}, before ${end + 1}`));
         position += bytesRead;
-        const done = position - start;
-        if (done >= GROW_AFTER) chunk = done >= ((performance.now() - began) / 1000) * FAST_CLIENT ? SEND_CHUNK_MAX : SEND_CHUNK;
+        chunk = chunkFor(position - start, performance.now() - began, SEND_CHUNK, SEND_CHUNK_MAX);
         writing++;
         sent.bytes += bytesRead;
         res.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead), (werr) => {
