@@ -1,9 +1,9 @@
 /**
- * The chunk size of a client of a stored file (lib/storage/read-pace.ts): small until it has taken
+ * The chunk size of a client of a stored file (`chunkFor`, lib/storage/driver.ts): small until it has taken
  * `GROW_AFTER` bytes, then large while its average rate is `FAST_CLIENT` or more, small again when
  * its average falls below.
  */
-import { chunkFor, FAST_CLIENT, GROW_AFTER } from '../lib/storage/read-pace.js';
+import { chunkFor, FAST_CLIENT, GROW_AFTER } from '../lib/storage/driver.js';
 
 const SMALL = 64 * 1024;
 const LARGE = 256 * 1024;

@@ -6,14 +6,14 @@
  * refilled only after the socket has taken its previous contents.
  *
  * The buffers are `SEND_CHUNK` long at first, and `SEND_CHUNK_MAX` once the client has shown it
- * keeps up (`chunkFor`, storage/read-pace.ts): a fast reader is served with a quarter of the
+ * keeps up (`chunkFor`, storage/driver.ts): a fast reader is served with a quarter of the
  * chunks, while a slow one never holds more than two small buffers. The loop is plain callbacks:
  * no promise per chunk.
  */
 import { read } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import type { FileHandle } from 'node:fs/promises';
-import { chunkFor } from '../storage/read-pace.js';
+import { chunkFor } from '../storage/driver.js';
 
 /** Bytes per read and per write at the start of a transfer: small enough for many slow clients. */
 export const SEND_CHUNK = 256 * 1024;

@@ -27,9 +27,8 @@ import { Readable } from 'node:stream';
 import { MirrorError } from '../errors.js';
 import { hasherFor, type Digest } from '../distribution/digest.js';
 import { BlobVerificationError, UpstreamConnections, type RaceOptions } from './blob-connections.js';
-import type { FileWriter, PositionalReader } from '../storage/driver.js';
+import { chunkFor, type FileWriter, type PositionalReader } from '../storage/driver.js';
 import type { SpooledWrite } from '../storage/blob-store.js';
-import { chunkFor } from '../storage/read-pace.js';
 
 /** Raised to a reader whose bytes are gone (dropped from memory, or the temporary file lost). */
 export class BlobUnreadableError extends MirrorError {

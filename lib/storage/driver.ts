@@ -152,6 +152,31 @@ export async function readSomeAt(source: PositionalReader, buffer: Buffer, lengt
 }
 
 /**
+ * Bytes a client of a local file takes before its rate decides its chunk size (`chunkFor`): the
+ * kernel's socket buffers take several MiB from any client at once, so the first few MiB say
+ * nothing of its speed.
+ */
+export const GROW_AFTER = 16 * 1024 * 1024;
+
+/** Bytes per second from which a client gets large chunks (a 1 Gbit/s client does; a few dozen such fill a 10 Gbit/s link). */
+export const FAST_CLIENT = 32 * 1024 * 1024;
+
+/**
+ * How much of a local file a client is handed at a time, once it has taken `taken` bytes in
+ * `elapsedMs`: `small` at first and whenever its average rate is below `FAST_CLIENT` (many slow
+ * clients then hold little memory), `large` once it has taken `GROW_AFTER` bytes at that rate or
+ * more. Most of what a chunk costs besides copying its bytes is fixed (a thread-pool round trip for
+ * the read, a socket write, an event-loop turn), so a fast client is served with a fraction of the
+ * chunks. The sender of cached blobs (`api/send-file.ts`) and the readers of a blob being fetched
+ * that are too far behind the download to be handed its bytes from memory (`proxy/blob-fetch.ts`)
+ * follow it.
+ */
+export function chunkFor(taken: number, elapsedMs: number, small: number, large: number): number {
+  if (taken < GROW_AFTER) return small;
+  return taken >= (elapsedMs / 1000) * FAST_CLIENT ? large : small;
+}
+
+/**
  * Writes every byte of `chunks` to `handle` from `position` on, gathered (a short write continues
  * where it stopped); returns the bytes written.
  */
