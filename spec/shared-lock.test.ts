@@ -87,7 +87,7 @@ describe('owner-aware lock directories', () => {
       expect(release).toBeDefined();
       await release!();
     } finally {
-      zombie.stop();
+      await zombie.stop();
     }
   });
 

@@ -112,7 +112,7 @@ describe('storage', () => {
       const kept = [driver.tempDir, sibling.tempDir, liveOther, liveOlder, freshForeign, otherScope].map((d) => basename(d));
       expect((await readdir(join(root, '.tmp'))).sort()).toEqual(kept.sort());
     } finally {
-      zombie.stop();
+      await zombie.stop();
       await other.cancel();
       await live.commit();
     }
