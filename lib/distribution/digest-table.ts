@@ -12,6 +12,16 @@
  * The holder keeps what it knows of each digest in its own arrays, indexed by the slot number.
  */
 
+/** The typed arrays kept by slot number, here and by the table's holders. */
+export type SlotArray = Float64Array | Int32Array | Uint32Array | Uint8Array;
+
+/** `a` copied into a new array of its kind, `length` long (a slot array that has filled up). */
+export function grown<T extends SlotArray>(a: T, length: number): T {
+  const b = new (a.constructor as new (n: number) => T)(length);
+  b.set(a);
+  return b;
+}
+
 /** A slot's state: held by no digest, by a sha256 digest (a record), by another digest's text (`others`). */
 const FREE = 0;
 const RECORD = 1;
@@ -150,12 +160,8 @@ export class DigestTable {
     if (slot === undefined) {
       slot = this.next++;
       if (slot >= this.state.length) {
-        const states = new Uint8Array(this.state.length * 2);
-        states.set(this.state);
-        this.state = states;
-        const records = new Int32Array(this.records.length * 2);
-        records.set(this.records);
-        this.records = records;
+        this.state = grown(this.state, this.state.length * 2);
+        this.records = grown(this.records, this.records.length * 2);
       }
     }
     this.state[slot] = state;

@@ -7,7 +7,7 @@
  * each, not a key string, a map entry, an object and a `Date` apiece.
  */
 
-import { DigestTable } from '../distribution/digest-table.js';
+import { DigestTable, grown } from '../distribution/digest-table.js';
 import type { ContentType } from '../stores.js';
 
 /** The kind of content an entry expires (distribution's `EntryType` 0 and 1). */
@@ -163,16 +163,11 @@ export class ExpiryIndex {
 
   private grow(): void {
     const n = this.expiry.length * 2;
-    const grown = <T extends Float64Array | Uint8Array | Int32Array | Uint32Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.expiry = grown(this.expiry, (k) => new Float64Array(k));
-    this.kind = grown(this.kind, (k) => new Uint8Array(k));
-    this.pos = grown(this.pos, (k) => new Int32Array(k));
-    this.version = grown(this.version, (k) => new Uint32Array(k));
-    this.heap = grown(this.heap, (k) => new Int32Array(k));
+    this.expiry = grown(this.expiry, n);
+    this.kind = grown(this.kind, n);
+    this.pos = grown(this.pos, n);
+    this.version = grown(this.version, n);
+    this.heap = grown(this.heap, n);
   }
 
   private enqueue(s: number): void {

@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'winston';
 import type { Digest } from '../distribution/digest.js';
-import { DigestTable } from '../distribution/digest-table.js';
+import { DigestTable, grown } from '../distribution/digest-table.js';
 import type { ContentType } from '../stores.js';
 import { deleteIfUnreferenced, purgeManifest, referencedBy, type PurgeContext } from '../storage/purge.js';
 import { StoppingError } from '../errors.js';
@@ -157,11 +157,7 @@ export class SizeCap {
   private count(digest: Digest, size: number): boolean {
     const { slot, added } = this.sized.add(0, digest.value);
     if (!added) return false;
-    if (slot >= this.sizeAt.length) {
-      const grown = new Float64Array(this.sizeAt.length * 2);
-      grown.set(this.sizeAt);
-      this.sizeAt = grown;
-    }
+    if (slot >= this.sizeAt.length) this.sizeAt = grown(this.sizeAt, this.sizeAt.length * 2);
     this.sizeAt[slot] = size;
     this.total += size;
     return true;
