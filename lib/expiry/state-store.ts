@@ -151,9 +151,10 @@ export class FileStateStore implements StateStore {
   }
 
   async write(changes: Changes, opts: { replace?: boolean } = {}): Promise<MergeResult & { ms: number }> {
+    // Closed: no merge here, and no writer thread started (one started after `close` would live on).
+    if (this.closed) throw new StateWriteError(`${this.location}: the store is closed`, false);
     const base = opts.replace ? 0 : this.storedBytes;
     if (!this.worker && base !== undefined && base + changes.size * ENTRY_BYTES < this.threadFromBytes) {
-      if (this.closed) throw new StateWriteError(`${this.location}: the store is closed`, false);
       const started = performance.now();
       const r = await mergeState(this.location, changes, opts).catch((err: Error) => {
         throw new StateWriteError(err.message, err instanceof StateBaseError);
@@ -207,7 +208,6 @@ export class FileStateStore implements StateStore {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    if (this.closed) throw new StateWriteError(`${this.location}: the store is closed`, false);
     // The thread needs none of the process's node options (some, like --input-type, make it fail).
     const worker = new Worker(writerScript(), { execArgv: [] });
     worker.on('message', (reply: WriterReply) => {
