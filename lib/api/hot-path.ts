@@ -22,7 +22,7 @@ import { isValidName } from '../distribution/reference.js';
 import { requestTracing } from '../tracing/tracing.js';
 import { RegistryError } from './errors.js';
 import { authorize } from './authorize.js';
-import { apiVersionHeader, configuredHeaders } from './headers.js';
+import { apiVersionHeader, configuredHeaders } from './messages.js';
 import { handleError, sendError } from './error-handler.js';
 import { matchRoute, type RouteMatch } from './route-names.js';
 import type { RouteServices, Target } from './resource.js';

@@ -9,7 +9,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { RegistryError } from './errors.js';
 import { authorize } from './authorize.js';
-import { apiVersionHeader } from './headers.js';
+import { apiVersionHeader } from './messages.js';
 import { matchRoute, type RouteName } from './route-names.js';
 import type { MethodTable, Resource, RouteServices, Target } from './resource.js';
 import { requestState } from './request-state.js';

@@ -1,7 +1,8 @@
 /**
  * `/v2/<name>/blobs/<digest>` (distribution's `blob.go`): `GET` (with ranges) and `HEAD` for every
- * repository (`readBlob`, which lib/api/hot-path.ts calls, for express too); `DELETE` of the
- * repository's link for writable (hosted) ones with `storage.delete.enabled`.
+ * repository (`readBlob`, which lib/api/hot-path.ts calls, for express too; `Range` as `parseRange`
+ * reads it); `DELETE` of the repository's link for writable (hosted) ones with
+ * `storage.delete.enabled`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
@@ -9,7 +10,6 @@ import type { Digest } from '../../distribution/digest.js';
 import type { Redirect } from '../../stores.js';
 import { RegistryError } from '../errors.js';
 import { digestParam, header } from '../messages.js';
-import { parseRange } from '../range.js';
 import type { MethodTable, Resource, RouteServices, Target } from '../resource.js';
 import { sendFileRange } from '../send-file.js';
 import { notify } from '../events.js';
@@ -118,4 +118,32 @@ async function getBlob(s: RouteServices, req: IncomingMessage, res: ServerRespon
       s.logger.warn('blob transfer aborted', { 'vars.name': t.name, 'vars.digest': digest.value, 'err.message': (err as Error).message });
     }
   }
+}
+
+/** The outcome of a `Range` header against a representation of `size` bytes. */
+type RangeResult = { kind: 'full' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' };
+
+/**
+ * `Range: bytes=...` per RFC 9110 §14, for a single range, against a blob of `size` bytes. Several
+ * ranges or a malformed header are answered with the whole content (the RFC allows ignoring
+ * `Range`); an unsatisfiable one with 416.
+ */
+function parseRange(value: string | undefined, size: number): RangeResult {
+  if (value === undefined) return { kind: 'full' };
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(value);
+  if (!m) return { kind: 'full' };
+  const [, first, last] = m as unknown as [string, string, string];
+  if (first === '' && last === '') return { kind: 'full' };
+  if (first === '') {
+    // A suffix range: the last N bytes.
+    const suffix = Number(last);
+    if (suffix === 0) return { kind: 'unsatisfiable' };
+    if (size === 0) return { kind: 'unsatisfiable' };
+    return { kind: 'partial', start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(first);
+  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+  if (!Number.isSafeInteger(start) || (last !== '' && Number(last) < start)) return { kind: 'full' };
+  if (start >= size) return { kind: 'unsatisfiable' };
+  return { kind: 'partial', start, end };
 }

@@ -8,11 +8,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import { looksLikeDigest } from '../../distribution/digest.js';
 import { isValidTag } from '../../distribution/reference.js';
-import { MAX_MANIFEST_BYTES, mediaTypeOfPayload } from '../../distribution/manifest.js';
+import { MAX_MANIFEST_BYTES, mediaTypeOfPayload, readManifest as parseManifest } from '../../distribution/manifest.js';
+import { isIndexType, parseAccept } from '../../distribution/mediatypes.js';
 import type { Manifest, ManifestRef } from '../../stores.js';
 import { RegistryError } from '../errors.js';
 import { digestParam, header } from '../messages.js';
-import { negotiate } from '../negotiation.js';
 import type { MethodTable, Resource, RouteServices, Target } from '../resource.js';
 import type { Writable } from '../writable.js';
 import { notify } from '../events.js';
@@ -141,4 +141,23 @@ function readLimited(req: Request, limit: number): Promise<Buffer> {
     req.once('end', onEnd);
     req.once('error', reject);
   });
+}
+
+/**
+ * The manifest to send for `m` given the client's `Accept`; `MANIFEST_UNKNOWN` when none fits. As
+ * distribution's manifest handler: a client that names the types it accepts and not the stored
+ * index type gets the linux/amd64 image of the index (for a tag); other unacceptable types are
+ * unknown to it. A client that names none gets the manifest as stored.
+ */
+async function negotiate(t: Target, req: IncomingMessage, m: Manifest, byTag: boolean): Promise<Manifest> {
+  const accepted = parseAccept(req.headers.accept);
+  if (accepted.length === 0 || accepted.includes('*/*') || accepted.includes(m.mediaType)) return m;
+  if (isIndexType(m.mediaType) && byTag) {
+    const entry = parseManifest(m.payload).refs.manifests.find((e) => e.platform?.os === 'linux' && e.platform.architecture === 'amd64');
+    if (entry) {
+      const chosen = await t.manifests.getByDigest(t.name, entry.digest);
+      if (accepted.includes(chosen.mediaType)) return chosen;
+    }
+  }
+  throw new RegistryError('MANIFEST_UNKNOWN', { detail: `${m.mediaType} manifest found, but the Accept header does not support it` });
 }
