@@ -68,6 +68,9 @@ const RM_RETRY_DELAY_MS = 5;
 
 /** Lock directories under `<root>/.locks/`. */
 export class DirectoryLocks implements SharedLocks {
+  /** Who holds the locks this process takes: known once, written into each lock's owner file. */
+  private readonly owner: ProcessOwner = thisProcess();
+
   constructor(
     private readonly root: string,
     readonly staleMs: number,
@@ -100,7 +103,7 @@ export class DirectoryLocks implements SharedLocks {
         continue;
       }
       let token: string | undefined = randomUUID();
-      const record: OwnerRecord = { ...thisProcess(), token };
+      const record: OwnerRecord = { ...this.owner, token };
       try {
         await writeFile(`${dir}/owner.json`, JSON.stringify(record));
       } catch (err) {
