@@ -39,9 +39,13 @@ export class CacheEventFanOut {
   private lifetime?: CacheLifetime;
   private sizeCap?: SizeCap;
 
+  /**
+   * `notifier`: undefined when no endpoint is enabled, so that no cache event goes further than a
+   * check (decided once, as the request side's events in lib/server.ts).
+   */
   constructor(
     private readonly metrics: Metrics,
-    private readonly notifier: Notifier,
+    private readonly notifier: Notifier | undefined,
     private readonly logger: Logger,
   ) {}
 
@@ -57,7 +61,7 @@ export class CacheEventFanOut {
       this.metrics.fetchedBytes.inc({ type }, size);
       this.lifetime?.schedule(type, repo, digest.value);
       this.sizeCap?.stored(type, repo, digest, size);
-      this.notifier.cache('cached', type, repo, digest, size);
+      this.notifier?.cache('cached', type, repo, digest, size);
     },
     hit: (type, repo, digest) => {
       this.metrics.hit(type);
@@ -88,14 +92,14 @@ export class CacheEventFanOut {
   readonly expired = (type: ContentType, freed: number, digest: Digest, repo: string): void => {
     this.metrics.expirations.inc({ type });
     this.sizeCap?.expired(repo, digest, freed);
-    this.notifier.cache('evicted', type, repo, digest, undefined);
+    this.notifier?.cache('evicted', type, repo, digest, undefined);
   };
 
   /** The size cap evicted content: counted and announced. */
   readonly evicted = (type: ContentType, freed: number, repo: string, digest: Digest): void => {
     this.metrics.evictions.inc({ type });
     this.metrics.evictedBytes.inc(freed);
-    this.notifier.cache('evicted', type, repo, digest, undefined);
+    this.notifier?.cache('evicted', type, repo, digest, undefined);
   };
 
   /** The size cap's measure changed. */

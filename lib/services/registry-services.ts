@@ -134,7 +134,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
     if (e.disabled) logger.info('notifications: endpoint disabled, skipping', { endpoint: e.name });
     else logger.info('notifications: endpoint configured', { endpoint: e.name, url: e.url, 'timeout.ms': e.timeoutms, queuelimit: e.queuelimit });
   }
-  const events = new CacheEventFanOut(metrics, notifier, logger);
+  const events = new CacheEventFanOut(metrics, notifier.active ? notifier : undefined, logger);
   const { locks, redis } = await createCoordination(config, proxy.lockstalems, metrics, logger);
   const purge = { driver, blobs, repository, links, unindexed, logger, signal, exclude: policy.isHosted };
   const sizeCap = new SizeCap({
