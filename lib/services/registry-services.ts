@@ -16,14 +16,13 @@ import type { SharedLocks } from '../storage/shared-lock.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { DescriptorCache, invalidatingDriver } from '../storage/descriptor-cache.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
-import { LinkIndex, ObservedRepositoryStore } from '../storage/link-index.js';
+import { LinkIndex, observedRepositories } from '../storage/link-index.js';
 import { listRepositories, type CatalogPage } from '../storage/catalog.js';
 import { RepositoryIndex } from '../storage/repository-index.js';
 import { repositoriesRoot, SCHEDULER_STATE_PATH } from '../storage/paths.js';
 import { DriverStateStore, type StateStore } from '../expiry/state-store.js';
 import { CacheLifetime } from '../expiry/cache-lifetime.js';
 import { SizeCap } from '../retention/size-cap.js';
-import type { NamespaceRouter } from '../proxy/namespace-router.js';
 import { HostedRepositories } from '../hosted/hosted.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Notifier } from '../notifications/notifier.js';
@@ -33,7 +32,7 @@ import { UnsupportedConfigError } from '../errors.js';
 import { CacheEventFanOut } from './cache-events.js';
 import { createCoordination } from './coordination.js';
 import { createUpstreams } from './upstreams.js';
-import { ServedNames } from './serving.js';
+import { ServedNames, type NamespaceRouter } from './serving.js';
 import { startBackground } from './background.js';
 
 /** The running services of one registry process. */
@@ -119,7 +118,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
   const links = new LinkIndex();
   const root = config.storage.filesystem?.rootdirectory;
   const catalogIndex = root === undefined ? undefined : new RepositoryIndex(resolve(root).replace(/\/+$/, '') + repositoriesRoot(), logger);
-  const repository = (name: string): RepositoryStore => new ObservedRepositoryStore(driver, name, links, catalogIndex);
+  const repository = observedRepositories(driver, links, catalogIndex);
   // Hosted pushes of another process are in no journal: a deletion asks those repositories too.
   const unindexed =
     proxy.hosted.length > 0

@@ -183,6 +183,14 @@ export interface CatalogObserver {
   forgot(name: string): void;
 }
 
+/**
+ * The repository store of each stored name, reporting to `links` and `catalog`: what the stores of
+ * every namespace open per request (built here, so that the composition root is not on that way).
+ */
+export function observedRepositories(driver: StorageDriver, links: LinkIndex, catalog?: CatalogObserver): (name: string) => RepositoryStore {
+  return (name) => new ObservedRepositoryStore(driver, name, links, catalog);
+}
+
 /** A repository store that reports its links to a `LinkIndex`, and new and deleted repositories to the catalog. */
 export class ObservedRepositoryStore extends RepositoryStore {
   constructor(
