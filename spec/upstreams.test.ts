@@ -10,7 +10,7 @@ import request from 'supertest';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
 import { ProxyNamespace } from '../lib/proxy/namespace.js';
-import { NamespaceRouter } from '../lib/proxy/namespace-router.js';
+import { NamespaceRouter } from '../lib/services/serving.js';
 import { FilesystemDriver } from '../lib/storage/filesystem.js';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';

@@ -12,7 +12,7 @@ import type { RepositoryStore } from '../storage/repository-store.js';
 import type { DescriptorCache } from '../storage/descriptor-cache.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { ProxyNamespace } from '../proxy/namespace.js';
-import { NamespaceRouter } from '../proxy/namespace-router.js';
+import { NamespaceRouter } from './serving.js';
 import type { CacheEventFanOut } from './cache-events.js';
 
 /** The storage and coordination every namespace shares. */

@@ -6,7 +6,7 @@ import { parseDigest, type Digest } from '../distribution/digest.js';
 import { parseImageReference } from '../distribution/reference.js';
 import { registryHostOf } from '../distribution/registry-host.js';
 import { MirrorError } from '../errors.js';
-import type { NamespaceRouter } from '../proxy/namespace-router.js';
+import type { NamespaceRouter } from '../services/serving.js';
 import type { ProxyNamespace } from '../proxy/namespace.js';
 
 /** A platform as `os/architecture[/variant]`. */
