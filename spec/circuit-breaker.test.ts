@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
-import { CircuitBreaker } from '../lib/proxy/circuit-breaker.js';
+import { CircuitBreaker } from '../lib/proxy/upstream-guards.js';
 import { startFakeUpstream, seedImage } from './helpers/fake-upstream.js';
 import { startMirror } from './helpers/mirror.js';
 

@@ -9,7 +9,7 @@ import { seedImage } from './helpers/fake-upstream.js';
 import { startFakeHub, type FakeHub } from './helpers/fake-hub.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
 import { until } from './helpers/until.js';
-import { RateBudget } from '../lib/proxy/budget.js';
+import { RateBudget } from '../lib/proxy/upstream-guards.js';
 
 const ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json';
 

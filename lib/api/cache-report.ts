@@ -13,7 +13,7 @@ import type { Digest } from '../distribution/digest.js';
 import { tryParseManifest, type ParsedManifest } from '../distribution/manifest.js';
 import { isIndexType } from '../distribution/mediatypes.js';
 import { forEachInOrder } from '../storage/catalog.js';
-import type { BudgetSnapshot } from '../proxy/budget.js';
+import type { BudgetSnapshot } from '../proxy/upstream-guards.js';
 import type { UpstreamStatus } from '../proxy/upstream.js';
 
 /** One cached tag. */

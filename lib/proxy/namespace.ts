@@ -21,7 +21,7 @@ import { Upstream, type UpstreamTimeouts } from './upstream.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import type { DescriptorCache } from '../storage/descriptor-cache.js';
 import type { OvertakePolicy, RaceEvent } from './overtake.js';
-import { RateBudget, type BudgetOptions } from './budget.js';
+import { RateBudget, type BudgetOptions } from './upstream-guards.js';
 import type { CheckSkipped, TagPolicy } from './tag-checks.js';
 
 /** The cache events of a namespace's stores, told the name content is stored under, and the manifests refused as unverified. */

@@ -12,8 +12,7 @@ import { MANIFEST_ACCEPT, MediaType } from '../distribution/mediatypes.js';
 import { UpstreamAuth, UpstreamAuthError, scopeForRepository, shouldSendAuthorization } from './auth/upstream-auth.js';
 import { CredentialHelper, CredentialHelperError } from './auth/credential-helper.js';
 import { UpstreamError, UpstreamUnreachableError, upstreamDown } from './upstream-error.js';
-import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
-import type { RateBudget } from './budget.js';
+import { CircuitBreaker, type CircuitBreakerOptions, type RateBudget } from './upstream-guards.js';
 import { inOpenSpan, inSpan, injectTraceContext, tracingEnabled } from '../tracing/tracing.js';
 
 /** Timeouts of upstream requests, in milliseconds. */

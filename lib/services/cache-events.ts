@@ -15,7 +15,7 @@ import type { NamespaceEvents } from '../proxy/namespace.js';
 import type { RaceEvent } from '../proxy/blob-fetch.js';
 import { BlobFetchStoppedError } from '../proxy/blob-fetch.js';
 import { formatRate } from '../proxy/overtake.js';
-import { isCharged } from '../proxy/budget.js';
+import { isCharged } from '../proxy/upstream-guards.js';
 import type { CacheLifetime } from '../expiry/cache-lifetime.js';
 import type { SizeCap } from '../retention/size-cap.js';
 
