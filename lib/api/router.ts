@@ -10,10 +10,9 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import { RegistryError } from './errors.js';
 import { authorize } from './authorize.js';
 import { apiVersionHeader } from './messages.js';
-import { matchRoute, type RouteName } from './route-names.js';
 import type { MethodTable, Resource, RouteServices, Target } from './resource.js';
 import { requestState } from './request-state.js';
-import { hotRoute, rawPath, resolveTarget, serveRead } from './hot-path.js';
+import { hotRoute, matchRoute, rawPath, resolveTarget, serveRead, type RouteName } from './hot-path.js';
 import { baseResource, catalogResource } from './handlers/base.js';
 import { manifestResource } from './handlers/manifests.js';
 import { blobResource } from './handlers/blobs.js';
