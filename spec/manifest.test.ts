@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDigest, sha256Of, type Digest } from '../lib/distribution/digest.js';
-import { readManifest, references, tryParseManifest, mediaTypeOfPayload } from '../lib/distribution/manifest.js';
+import { parseManifest, references, tryParseManifest, mediaTypeOfPayload } from '../lib/distribution/manifest.js';
 import { MediaType } from '../lib/distribution/mediatypes.js';
 import { FilesystemDriver } from '../lib/storage/filesystem.js';
 import { BlobStore } from '../lib/storage/blob-store.js';
@@ -17,7 +17,7 @@ const json = (doc: unknown): Buffer => Buffer.from(JSON.stringify(doc));
 
 describe('manifest references', () => {
   test('every role: config, layers, index children, artifact blobs, subject and schema 1 fsLayers, in distribution order', () => {
-    const m = readManifest(
+    const m = parseManifest(
       json({
         schemaVersion: 2,
         config: { digest: d('config'), size: 2 },
@@ -52,8 +52,8 @@ describe('manifest references', () => {
     expect(mediaTypeOfPayload(json({ schemaVersion: 2, mediaType: MediaType.DockerManifest }))).toBeUndefined();
     expect(mediaTypeOfPayload(json({ config: {} }))).toBeUndefined();
     expect(tryParseManifest(Buffer.from('[1]'))).toBeUndefined();
-    expect(() => readManifest(Buffer.from('{'))).toThrow(/manifest is not valid JSON/);
-    expect(() => readManifest(Buffer.from('null'))).toThrow('manifest is not a JSON object');
+    expect(() => parseManifest(Buffer.from('{'))).toThrow(/manifest is not valid JSON/);
+    expect(() => parseManifest(Buffer.from('null'))).toThrow('manifest is not a JSON object');
   });
 
   test("eviction's referencedBy sees the subject, artifact blobs and schema 1 layers, as garbage collection does", async () => {

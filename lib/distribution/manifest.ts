@@ -71,7 +71,7 @@ export interface ParsedManifest {
 }
 
 /** Parses a manifest; `ManifestInvalidError` when the payload is not a JSON object. */
-export function readManifest(payload: Buffer): ParsedManifest {
+export function parseManifest(payload: Buffer): ParsedManifest {
   let parsed: unknown;
   try {
     parsed = JSON.parse(payload.toString('utf8'));
@@ -110,7 +110,7 @@ export function readManifest(payload: Buffer): ParsedManifest {
 /** Parses a stored manifest; undefined when it is not a JSON object. */
 export function tryParseManifest(payload: Buffer): ParsedManifest | undefined {
   try {
-    return readManifest(payload);
+    return parseManifest(payload);
   } catch {
     return undefined;
   }

@@ -7,7 +7,7 @@
  * could not use refuses the push.
  */
 import type { Digest } from '../distribution/digest.js';
-import { readManifest, type Descriptor, type DescriptorField, type InvalidDescriptor } from '../distribution/manifest.js';
+import { parseManifest, type Descriptor, type DescriptorField, type InvalidDescriptor } from '../distribution/manifest.js';
 import { MediaType, isIndexType, parseAccept } from '../distribution/mediatypes.js';
 import { DigestInvalidError, ManifestBlobUnknownError, ManifestInvalidError } from '../errors.js';
 
@@ -34,7 +34,7 @@ interface CheckedManifest {
 
 /** Parses and checks a pushed payload; `MANIFEST_INVALID` (or `DIGEST_INVALID`) with distribution's reasons. */
 export function checkManifest(contentType: string | undefined, payload: Buffer): CheckedManifest {
-  const m = readManifest(payload);
+  const m = parseManifest(payload);
   const doc = m.doc;
   const inPayload = typeof doc.mediaType === 'string' && doc.mediaType !== '' ? doc.mediaType : undefined;
   const header = parseAccept(contentType)[0];

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import { looksLikeDigest } from '../../distribution/digest.js';
 import { isValidTag } from '../../distribution/reference.js';
-import { MAX_MANIFEST_BYTES, mediaTypeOfPayload, readManifest as parseManifest } from '../../distribution/manifest.js';
+import { MAX_MANIFEST_BYTES, mediaTypeOfPayload, parseManifest } from '../../distribution/manifest.js';
 import { isIndexType, parseAccept } from '../../distribution/mediatypes.js';
 import type { Manifest, ManifestRef } from '../../stores.js';
 import { RegistryError } from '../errors.js';
