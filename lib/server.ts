@@ -11,6 +11,7 @@ import type { Logger } from 'winston';
 import { startListener } from './http-listener.js';
 import type { Config } from './config/types.js';
 import { registryListener } from './api/app.js';
+import { RouteEvents } from './api/events.js';
 import type { RouteServices } from './api/resource.js';
 import { createWritable } from './api/writable.js';
 import type { CacheReportSources } from './api/cache-report.js';
@@ -150,7 +151,7 @@ function routeServices(config: Config, services: RegistryServices, access: Acces
     maxTags: config.tags.maxtags,
     logger,
     access,
-    events: services.notifier.active ? { notifier: services.notifier, host: config.http.host, prefix } : undefined,
+    events: services.notifier.active ? new RouteEvents(services.notifier, config.http.host, prefix) : undefined,
   };
 }
 

@@ -3,49 +3,51 @@
  * record with distribution's remote address rules, the authenticated user), and the registry's
  * URL as the client reached it (distribution's URL builder: `http.host` when configured, else the
  * request's scheme and host, `X-Forwarded-Proto` and `X-Forwarded-Host` first). The handlers call
- * `notify` where distribution's listeners fire; without endpoints it costs one check.
+ * `s.events?.notify` where distribution's listeners fire; without an endpoint there is no
+ * `RouteEvents` at all.
  */
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EventOrigin, Notifier } from '../notifications/notifier.js';
-import type { RouteServices } from './resource.js';
 import { requestState } from './request-state.js';
 
-/** What the routes need to send events. */
-export interface RouteEvents {
-  readonly notifier: Notifier;
-  /** `http.host`: the registry's external URL, if configured. */
-  readonly host?: string;
-  /** `http.prefix` without its trailing slash. */
-  readonly prefix: string;
-}
-
 /**
- * Calls `send` with the notifier, a getter of the request's origin and the repository as the
- * client named it, when notifications are configured.
+ * What the routes need to send events: built (lib/server.ts) only when an endpoint is enabled, so
+ * that without one a route's `s.events?.notify(...)` is all there is.
  */
-export function notify(
-  s: RouteServices,
-  req: IncomingMessage,
-  res: ServerResponse,
-  send: (n: Notifier, origin: () => EventOrigin, repo: string) => void,
-): void {
-  const e = s.events;
-  if (!e) return;
-  // Lazy: the notifier asks for the origin only when an endpoint takes the event.
-  send(e.notifier, () => originOf(e, req, res), requestState(res).repository ?? '');
-}
+export class RouteEvents {
+  constructor(
+    private readonly notifier: Notifier,
+    /** `http.host`: the registry's external URL, if configured. */
+    private readonly host: string | undefined,
+    /** `http.prefix` without its trailing slash. */
+    private readonly prefix: string,
+  ) {}
 
-function originOf(e: RouteEvents, req: IncomingMessage, res: ServerResponse): EventOrigin {
-  const state = requestState(res);
-  const id = (state.requestId ??= randomUUID());
-  const user = state.user;
-  return {
-    request: { id, addr: remoteAddr(req, state.peer), host: req.headers.host, method: req.method!, useragent: req.headers['user-agent'] ?? '' },
-    actor: user ? { name: user } : {},
-    base: baseUrl(e, req),
-  };
+  /** Calls `send` with the notifier, a getter of the request's origin and the repository as the client named it. */
+  notify(req: IncomingMessage, res: ServerResponse, send: (n: Notifier, origin: () => EventOrigin, repo: string) => void): void {
+    // Lazy: the notifier asks for the origin only when an endpoint takes the event.
+    send(this.notifier, () => this.originOf(req, res), requestState(res).repository ?? '');
+  }
+
+  private originOf(req: IncomingMessage, res: ServerResponse): EventOrigin {
+    const state = requestState(res);
+    const id = (state.requestId ??= randomUUID());
+    const user = state.user;
+    return {
+      request: { id, addr: remoteAddr(req, state.peer), host: req.headers.host, method: req.method!, useragent: req.headers['user-agent'] ?? '' },
+      actor: user ? { name: user } : {},
+      base: this.baseUrl(req),
+    };
+  }
+
+  private baseUrl(req: IncomingMessage): string {
+    if (this.host) return this.host.replace(/\/+$/, '') + this.prefix;
+    const proto = first(req.headers['x-forwarded-proto'])?.split(',')[0]?.trim() || ((req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
+    const host = first(req.headers['x-forwarded-host'])?.split(',')[0]?.trim() || req.headers.host || '';
+    return `${proto}://${host}${this.prefix}`;
+  }
 }
 
 /** distribution's `requestutil.RemoteAddr`: the first `X-Forwarded-For` address, else `X-Real-Ip`, else the peer's `ip:port`. */
@@ -61,13 +63,6 @@ function remoteAddr(req: IncomingMessage, peer: string | undefined): string {
 export function peerAddress(req: IncomingMessage): string {
   const ip = req.socket.remoteAddress ?? '';
   return ip.includes(':') ? `[${ip}]:${req.socket.remotePort}` : `${ip}:${req.socket.remotePort}`;
-}
-
-function baseUrl(e: RouteEvents, req: IncomingMessage): string {
-  if (e.host) return e.host.replace(/\/+$/, '') + e.prefix;
-  const proto = first(req.headers['x-forwarded-proto'])?.split(',')[0]?.trim() || ((req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
-  const host = first(req.headers['x-forwarded-host'])?.split(',')[0]?.trim() || req.headers.host || '';
-  return `${proto}://${host}${e.prefix}`;
 }
 
 function first(v: string | string[] | undefined): string | undefined {

@@ -12,7 +12,6 @@ import { RegistryError } from '../errors.js';
 import { digestParam, header } from '../messages.js';
 import type { MethodTable, Resource, RouteServices, Target } from '../resource.js';
 import { sendFileRange } from '../send-file.js';
-import { notify } from '../events.js';
 import { requestState, responseComplete } from '../request-state.js';
 
 /** The writes of blobs by digest (the reads are `readBlob`). */
@@ -26,7 +25,7 @@ export const blobResource: Resource<Digest> = {
         await w.blobs.delete(t.name, digest);
         res.setHeader('Content-Length', 0);
         res.status(202).end();
-        notify(s, req, res, (n, origin, repo) => n.deleted(origin, repo, { digest }));
+        s.events?.notify(req, res, (n, origin, repo) => n.deleted(origin, repo, { digest }));
       },
     };
     return table;
@@ -66,7 +65,7 @@ async function redirected(res: ServerResponse, redirect: Redirect | undefined, m
 async function headBlob(s: RouteServices, req: IncomingMessage, res: ServerResponse, t: Target, digest: Digest): Promise<void> {
   const info = await t.blobs.stat(t.name, digest);
   // distribution's listener reports a blob served, HEAD and redirects included, as pulled.
-  const pulled = (): void => notify(s, req, res, (n, origin, repo) => n.blob('pull', origin, repo, digest, info.size ?? 0));
+  const pulled = (): void => s.events?.notify(req, res, (n, origin, repo) => n.blob('pull', origin, repo, digest, info.size ?? 0));
   if (await redirected(res, info.redirect, 'HEAD')) return pulled();
   commonHeaders(res, digest, info.size);
   if (info.size !== undefined) res.setHeader('Content-Length', info.size);
@@ -77,7 +76,7 @@ async function headBlob(s: RouteServices, req: IncomingMessage, res: ServerRespo
 
 async function getBlob(s: RouteServices, req: IncomingMessage, res: ServerResponse, t: Target, digest: Digest): Promise<void> {
   const handle = await t.blobs.get(t.name, digest);
-  const pulled = (): void => notify(s, req, res, (n, origin, repo) => n.blob('pull', origin, repo, digest, handle.size ?? 0));
+  const pulled = (): void => s.events?.notify(req, res, (n, origin, repo) => n.blob('pull', origin, repo, digest, handle.size ?? 0));
   if (await redirected(res, handle.redirect, 'GET')) return pulled();
   const range = handle.size === undefined ? ({ kind: 'full' } as const) : parseRange(header(req, 'range'), handle.size);
   commonHeaders(res, digest, handle.size);

@@ -15,7 +15,6 @@ import { RegistryError } from '../errors.js';
 import { digestParam, header } from '../messages.js';
 import type { MethodTable, Resource, RouteServices, Target } from '../resource.js';
 import type { Writable } from '../writable.js';
-import { notify } from '../events.js';
 
 /**
  * The reference of the path, parsed: a tag or a digest, or a string that is neither. A digest-shaped
@@ -80,7 +79,7 @@ async function getManifest(s: RouteServices, req: IncomingMessage, res: ServerRe
   res.setHeader('Docker-Content-Digest', m.digest.value);
   res.setHeader('Etag', `"${m.digest.value}"`);
   res.end(req.method === 'HEAD' ? undefined : m.payload);
-  notify(s, req, res, (n, origin, repo) => n.manifest('pull', origin, repo, m, 'tag' in ref ? ref.tag : undefined));
+  s.events?.notify(req, res, (n, origin, repo) => n.manifest('pull', origin, repo, m, 'tag' in ref ? ref.tag : undefined));
 }
 
 async function putManifest(s: RouteServices, w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
@@ -101,7 +100,9 @@ async function putManifest(s: RouteServices, w: Writable, req: Request, res: Res
   res.setHeader('Content-Length', 0);
   res.status(201).end();
   const mediaType = header(req, 'content-type') || mediaTypeOfPayload(payload) || '';
-  notify(s, req, res, (n, origin, repo) => n.manifest('push', origin, repo, { digest: pushed.digest, mediaType, payload }, 'tag' in ref ? ref.tag : undefined));
+  s.events?.notify(req, res, (n, origin, repo) =>
+    n.manifest('push', origin, repo, { digest: pushed.digest, mediaType, payload }, 'tag' in ref ? ref.tag : undefined),
+  );
 }
 
 async function deleteManifest(s: RouteServices, w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
@@ -110,7 +111,7 @@ async function deleteManifest(s: RouteServices, w: Writable, req: Request, res: 
   res.setHeader('Content-Length', 0);
   res.status(202).end();
   // As distribution: a digest's delete event, then one per tag it had; a tag's delete is the tag's.
-  notify(s, req, res, (n, origin, repo) => {
+  s.events?.notify(req, res, (n, origin, repo) => {
     if ('digest' in ref) n.deleted(origin, repo, ref);
     for (const tag of untagged) n.deleted(origin, repo, { tag });
   });

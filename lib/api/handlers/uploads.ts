@@ -10,7 +10,6 @@ import { UploadUnknownError } from '../../errors.js';
 import { RegistryError } from '../errors.js';
 import { header, query } from '../messages.js';
 import type { Resource, RouteServices } from '../resource.js';
-import { notify } from '../events.js';
 import type { UploadInfo, Writable } from '../writable.js';
 
 /** `POST /v2/<name>/blobs/uploads/`. */
@@ -65,7 +64,7 @@ async function start(s: RouteServices, w: Writable, req: Request, res: Response,
     if (digest && size !== undefined) {
       w.logger.debug('blob mounted', { 'vars.name': name, 'vars.digest': digest.value, 'vars.from': from });
       created(res, req, name, digest);
-      notify(s, req, res, (n, origin, repo) => n.blob('mount', origin, repo, digest!, size, from));
+      s.events?.notify(req, res, (n, origin, repo) => n.blob('mount', origin, repo, digest!, size, from));
       return;
     }
   }
@@ -76,7 +75,7 @@ async function start(s: RouteServices, w: Writable, req: Request, res: Response,
   if (digest) {
     const { size } = await w.uploads.commit(name, upload.uuid, digest, req);
     created(res, req, name, digest);
-    notify(s, req, res, (n, origin, repo) => n.blob('push', origin, repo, digest, size));
+    s.events?.notify(req, res, (n, origin, repo) => n.blob('push', origin, repo, digest, size));
     return;
   }
   uploadHeaders(w, res, name, upload);
@@ -114,7 +113,7 @@ async function finish(s: RouteServices, w: Writable, req: Request, res: Response
   if (!digest) throw new RegistryError('DIGEST_INVALID', { detail: 'digest parsing failed' });
   const { size } = await w.uploads.commit(name, uuid, digest, req);
   created(res, req, name, digest);
-  notify(s, req, res, (n, origin, repo) => n.blob('push', origin, repo, digest, size));
+  s.events?.notify(req, res, (n, origin, repo) => n.blob('push', origin, repo, digest, size));
 }
 
 function created(res: Response, req: Request, name: string, digest: Digest): void {
