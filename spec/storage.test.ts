@@ -84,37 +84,42 @@ describe('storage', () => {
     const me = thisProcess();
     const tmp = (name: string): string => join(root, '.tmp', name);
     const sibling = new FilesystemDriver(root);
-    const other = await sibling.writer('/x/data');
-    await other.write(Buffer.from('another driver of this live process'));
-    const live = await driver.writer('/x/data');
-    await live.write(Buffer.from('in progress'));
-    const parentStart = procStart(process.ppid);
-    const liveOther = tmp(`${ownerTag({ ...me, pid: process.ppid, start: parentStart })}-0123abcd`);
-    const liveOlder = tmp(`${me.host}-${process.ppid}-0123abcd`);
-    const deadOther = tmp(`${ownerTag({ ...me, pid: 999999999 })}-0123abcd`);
-    const deadOlder = tmp(`${me.host}-999999999-0123abcd`);
-    // A restarted container: its new process has the old one's pid, started at another time.
-    const restarted = tmp(`${ownerTag({ ...me, start: String(Number(me.start) - 100) })}-0123abcd`);
-    // A pid handed to an unrelated process since.
-    const reused = tmp(`${ownerTag({ ...me, pid: process.ppid, start: String(Number(parentStart) + 1) })}-0123abcd`);
+    // The zombie first, then the writers, each ended in `finally` whatever fails after it.
     const zombie = await startZombie();
-    const zombieDir = tmp(`${ownerTag({ ...me, pid: zombie.pid, start: zombie.start })}-0123abcd`);
-    // Another host, or another container on this host (another scope): only ten minutes without change tell.
-    const freshForeign = tmp('other-host-42-0123abcd');
-    const otherScope = tmp(`${ownerTag({ ...me, pid: 999999999, scope: '00000000' })}-0123abcd`);
-    const oldForeign = tmp('gone-host-42-0123abcd');
-    for (const d of [liveOther, liveOlder, deadOther, deadOlder, restarted, reused, zombieDir, freshForeign, otherScope, oldForeign])
-      await mkdir(d, { recursive: true });
-    await utimes(oldForeign, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
-    await writeFile(join(root, '.tmp', 'loose-file-from-an-old-version'), 'x');
+    const other = await sibling.writer('/x/data').catch(async (err: unknown) => {
+      await zombie.stop();
+      throw err;
+    });
+    let live: Awaited<ReturnType<FilesystemDriver['writer']>> | undefined;
     try {
+      await other.write(Buffer.from('another driver of this live process'));
+      live = await driver.writer('/x/data');
+      await live.write(Buffer.from('in progress'));
+      const parentStart = procStart(process.ppid);
+      const liveOther = tmp(`${ownerTag({ ...me, pid: process.ppid, start: parentStart })}-0123abcd`);
+      const liveOlder = tmp(`${me.host}-${process.ppid}-0123abcd`);
+      const deadOther = tmp(`${ownerTag({ ...me, pid: 999999999 })}-0123abcd`);
+      const deadOlder = tmp(`${me.host}-999999999-0123abcd`);
+      // A restarted container: its new process has the old one's pid, started at another time.
+      const restarted = tmp(`${ownerTag({ ...me, start: String(Number(me.start) - 100) })}-0123abcd`);
+      // A pid handed to an unrelated process since.
+      const reused = tmp(`${ownerTag({ ...me, pid: process.ppid, start: String(Number(parentStart) + 1) })}-0123abcd`);
+      const zombieDir = tmp(`${ownerTag({ ...me, pid: zombie.pid, start: zombie.start })}-0123abcd`);
+      // Another host, or another container on this host (another scope): only ten minutes without change tell.
+      const freshForeign = tmp('other-host-42-0123abcd');
+      const otherScope = tmp(`${ownerTag({ ...me, pid: 999999999, scope: '00000000' })}-0123abcd`);
+      const oldForeign = tmp('gone-host-42-0123abcd');
+      for (const d of [liveOther, liveOlder, deadOther, deadOlder, restarted, reused, zombieDir, freshForeign, otherScope, oldForeign])
+        await mkdir(d, { recursive: true });
+      await utimes(oldForeign, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+      await writeFile(join(root, '.tmp', 'loose-file-from-an-old-version'), 'x');
       expect(await driver.cleanup()).toBe(7);
       const kept = [driver.tempDir, sibling.tempDir, liveOther, liveOlder, freshForeign, otherScope].map((d) => basename(d));
       expect((await readdir(join(root, '.tmp'))).sort()).toEqual(kept.sort());
     } finally {
       await zombie.stop();
       await other.cancel();
-      await live.commit();
+      await live?.commit();
     }
   });
 
