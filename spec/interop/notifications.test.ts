@@ -96,7 +96,12 @@ describeInterop('notifications compared with distribution 2.8', () => {
   test('pulls through the cache: the same pull events, HEAD included, field by field', async () => {
     await pulls(official.url);
     await pulls(ours.url);
-    await until(() => sink.events('/official').length >= 6 && sink.events('/ours').length >= 6, 'six events from each registry', 20_000);
+    // On a timeout, say which side fell short and with what (one late event or a missing kind).
+    const got = (path: string): string =>
+      `${path}: ${JSON.stringify(sink.events(path).map((e: { action: string; request: { method: string }; target: { mediaType: string } }) => `${e.action} ${e.request.method} ${e.target.mediaType}`))}`;
+    await until(() => sink.events('/official').length >= 6 && sink.events('/ours').length >= 6, 'six events from each registry', 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}; ${got('/official')}; ${got('/ours')}`);
+    });
     const theirs = sink.events('/official').map((e) => comparable(e, official.url));
     const mine = sink.events('/ours').map((e) => comparable(e, ours.url));
     expect(theirs).toHaveLength(6);
