@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EventOrigin, Notifier } from '../notifications/notifier.js';
+import { header } from './messages.js';
 import { requestState } from './request-state.js';
 
 /**
@@ -44,17 +45,17 @@ export class RouteEvents {
 
   private baseUrl(req: IncomingMessage): string {
     if (this.host) return this.host.replace(/\/+$/, '') + this.prefix;
-    const proto = first(req.headers['x-forwarded-proto'])?.split(',')[0]?.trim() || ((req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
-    const host = first(req.headers['x-forwarded-host'])?.split(',')[0]?.trim() || req.headers.host || '';
+    const proto = header(req, 'x-forwarded-proto')?.split(',')[0]?.trim() || ((req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
+    const host = header(req, 'x-forwarded-host')?.split(',')[0]?.trim() || req.headers.host || '';
     return `${proto}://${host}${this.prefix}`;
   }
 }
 
 /** distribution's `requestutil.RemoteAddr`: the first `X-Forwarded-For` address, else `X-Real-Ip`, else the peer's `ip:port`. */
 function remoteAddr(req: IncomingMessage, peer: string | undefined): string {
-  const forwarded = first(req.headers['x-forwarded-for'])?.split(',')[0]?.trim();
+  const forwarded = header(req, 'x-forwarded-for')?.split(',')[0]?.trim();
   if (forwarded && isIP(forwarded)) return forwarded;
-  const real = first(req.headers['x-real-ip'])?.trim();
+  const real = header(req, 'x-real-ip')?.trim();
   if (real && isIP(real)) return real;
   return peer ?? peerAddress(req);
 }
@@ -63,8 +64,4 @@ function remoteAddr(req: IncomingMessage, peer: string | undefined): string {
 export function peerAddress(req: IncomingMessage): string {
   const ip = req.socket.remoteAddress ?? '';
   return ip.includes(':') ? `[${ip}]:${req.socket.remotePort}` : `${ip}:${req.socket.remotePort}`;
-}
-
-function first(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }
