@@ -11,8 +11,8 @@
  * The budget (`RateBudget`): an upstream's rate limit as a budget the mirror manages. Docker Hub
  * answers every manifest request with `RateLimit-Limit: 100;w=21600` and `RateLimit-Remaining:
  * 76;w=21600` and charges a manifest `GET` (never a `HEAD`, never a blob); beyond the limit it
- * answers `429` with `Retry-After`. The budget reads those answers (one budget per upstream, that is per credential)
- * and tells the stores what to spend it on:
+ * answers `429` with `Retry-After`. The budget reads those answers (one budget per upstream, that
+ * is per credential) and tells the stores what to spend it on:
  *
  * - `low` (remaining at or below `reserve`, or exhausted): cached tags are served without a check,
  *   so what is left goes to content the cache does not hold;
