@@ -4,7 +4,7 @@
  * registry.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +131,29 @@ describe('cache lifetime', () => {
     const state = JSON.parse(await readFile(join(root, 'scheduler-state.json'), 'utf8')) as Record<string, unknown>;
     expect(Object.keys(state)).toEqual(expect.arrayContaining([`org/a@${img.manifest}`, `org/a@${img.layers[0]}`]));
     expect(existsSync(join(root, 'scheduler-state.json.rebuilding'))).toBe(false);
+  });
+
+  /** Every path under `root`, with each file's size: what a stop must have finished changing. */
+  const tree = (): string =>
+    (readdirSync(root, { recursive: true }) as string[])
+      .sort()
+      .map((p) => `${p} ${statSync(join(root, p)).size}`)
+      .join('\n');
+
+  test('a stop with a fetch ahead stalled mid-blob resolves once it has failed and been cleaned up: nothing changes afterwards, nothing is committed', async () => {
+    const img = seedImage(upstream, 'org/a', 'latest', [randomBytes(100)]);
+    upstream.fault(new RegExp(`^GET /v2/org/a/blobs/${img.config}$`), { kind: 'stall' });
+    const mirror = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1h' });
+    await request(mirror.url).get('/v2/org/a/manifests/latest').set('Accept', OCI).expect(200);
+    // The config's fetch ahead is under way: its first bytes sent, the rest never.
+    expect(await until(() => upstream.count(new RegExp(`^GET /v2/org/a/blobs/${img.config}$`)) === 1)).toBe(true);
+    await new Promise((r) => setTimeout(r, 200));
+    await mirror.close({ keepRoot: true });
+    const after = tree();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(tree()).toBe(after);
+    expect(existsSync(blobFile(root, img.config))).toBe(false);
+    expect(after).not.toMatch(/\.lock\b/);
   });
 
   test('without storage.delete.enabled nothing is scheduled and start-up says why', async () => {

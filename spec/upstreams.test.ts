@@ -154,7 +154,7 @@ describe('immutable tags', () => {
 });
 
 describe('Docker Hub semantics', () => {
-  test('with Docker Hub as the upstream, busybox and library/busybox are one image, stored under library/busybox', () => {
+  test('with Docker Hub as the upstream, busybox and library/busybox are one image, stored under library/busybox', async () => {
     const hub = new ProxyNamespace({
       host: 'docker.io',
       isDefault: true,
@@ -173,7 +173,7 @@ describe('Docker Hub semantics', () => {
       expect(resolved.namespace.storedName(resolved.name)).toBe('library/busybox');
     }
     expect(router.resolve('bitnami/redis', 'docker.io')!.name).toBe('bitnami/redis');
-    hub.close();
+    await hub.close();
   });
 
   test('proxy.dockerhub: true makes another mirror of Docker Hub (not Docker Hub by hostname) answer busybox as library/busybox; auto and false do not', async () => {

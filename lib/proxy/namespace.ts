@@ -151,8 +151,9 @@ export class ProxyNamespace {
     return this.storagePrefix + name;
   }
 
-  /** Closes the upstream's connections. */
-  close(): void {
+  /** Closes the upstream's connections, and resolves once the blob fetches under way have settled. */
+  async close(): Promise<void> {
     this.upstream.close();
+    await this.blobs.settled();
   }
 }

@@ -35,6 +35,31 @@ export class Inflight<T> {
   }
 }
 
+/**
+ * Work under way that a stop waits for (a fetch no request awaits: one started ahead of the
+ * clients, one its clients left, a lock released after a download): each promise is held until it
+ * settles, its failure being its owner's to handle.
+ */
+export class Underway {
+  private readonly work = new Set<Promise<unknown>>();
+
+  /** Holds `promise` until it settles; returns it. */
+  hold<T>(promise: Promise<T>): Promise<T> {
+    const held = promise.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.work.add(held);
+    void held.then(() => this.work.delete(held));
+    return promise;
+  }
+
+  /** Resolves once everything held, and anything held meanwhile, has settled. */
+  async settled(): Promise<void> {
+    while (this.work.size > 0) await Promise.all(this.work);
+  }
+}
+
 /** The work done once across processes, and how to see that another process did it. */
 export interface OnceAcrossProcesses<T> {
   /** What another process's work left in the storage, once it has landed; undefined before. */
@@ -43,6 +68,8 @@ export interface OnceAcrossProcesses<T> {
   work(): Promise<T>;
   /** How long the lock stays held after `work` returned (a blob's download): by default, not at all. */
   holdUntil?(result: T): Promise<unknown> | undefined;
+  /** Where the lock's release, when held past `work`'s return, is held for a stop to wait for. */
+  readonly underway?: Underway;
 }
 
 /**
@@ -62,7 +89,7 @@ export async function onceAcrossProcesses<T>(locks: SharedLocks | undefined, key
         held = once.holdUntil?.(result);
         return result;
       } finally {
-        if (held) void held.catch(() => undefined).finally(() => release());
+        if (held) void (once.underway ? once.underway.hold(releaseAfter(held, release)) : releaseAfter(held, release));
         else await release();
       }
     }
@@ -70,4 +97,10 @@ export async function onceAcrossProcesses<T>(locks: SharedLocks | undefined, key
     const landed = await inSpan('lock wait', { 'registry.lock': key }, () => locks.waitWhileHeld(key, () => once.landed(), LANDED_POLL_MS));
     if (landed !== undefined) return landed;
   }
+}
+
+/** Releases a lock once `held` settles, however it settles. */
+async function releaseAfter(held: Promise<unknown>, release: () => Promise<void>): Promise<void> {
+  await held.catch(() => undefined);
+  await release();
 }

@@ -15,7 +15,7 @@ import { BlobFetch, type RaceEvent } from './blob-fetch.js';
 import type { OvertakePolicy } from './overtake.js';
 import type { Upstream } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
-import { Inflight, onceAcrossProcesses } from './once.js';
+import { Inflight, onceAcrossProcesses, Underway } from './once.js';
 import { BlobUnknownError } from '../errors.js';
 import { PathNotFoundError } from '../storage/driver.js';
 
@@ -39,6 +39,8 @@ export class ProxyBlobStore implements BlobService {
   private readonly downloads = new Map<string, { readonly fetch: BlobFetch; readonly repos: Set<string> }>();
   /** Downloads being started (the upstream has not answered yet), once in this process. */
   private readonly starting = new Inflight<{ fetch: BlobFetch | 'stored' } | { error: unknown; name: string }>();
+  /** Every download and fetch ahead until it has settled (committed or cleaned up, its lock released): what a stop waits for. */
+  private readonly underway = new Underway();
   private readonly locks?: SharedLocks;
 
   constructor(
@@ -93,10 +95,14 @@ export class ProxyBlobStore implements BlobService {
    */
   prefetch(name: string, digest: Digest): void {
     if (this.downloads.has(digest.value) || this.starting.has(digest.value)) return;
-    void (async () => {
-      if (await this.local(name, digest)) return;
-      await this.joinOrStart(name, digest);
-    })().catch(() => undefined);
+    void this.underway
+      .hold(
+        (async () => {
+          if (await this.local(name, digest)) return;
+          await this.joinOrStart(name, digest);
+        })(),
+      )
+      .catch(() => undefined);
   }
 
   /**
@@ -221,6 +227,7 @@ export class ProxyBlobStore implements BlobService {
       landed: async () => ((await this.blobs.stat(digest)) ? 'stored' : undefined),
       work: () => this.download(name, digest),
       holdUntil: (fetch) => (fetch === 'stored' ? undefined : fetch.done),
+      underway: this.underway,
     });
   }
 
@@ -260,7 +267,9 @@ export class ProxyBlobStore implements BlobService {
     });
     const download = { fetch, repos };
     this.downloads.set(digest.value, download);
-    fetch.done
+    // Its clients may all be gone: a stop still waits for its commit (and schedule entry) or cleanup.
+    this.underway
+      .hold(fetch.done)
       .catch(() => undefined)
       .finally(() => {
         if (this.downloads.get(digest.value) === download) this.downloads.delete(digest.value);
@@ -284,6 +293,15 @@ export class ProxyBlobStore implements BlobService {
       );
     }
     return { body: reply.body, start: Number(range[1]) };
+  }
+
+  /**
+   * Resolves once every download and fetch ahead has settled: committed with its schedule entry,
+   * or failed with its temporary file removed, and its lock released. A stop closes the upstream
+   * connections first, so what is still streaming fails at once.
+   */
+  settled(): Promise<void> {
+    return this.underway.settled();
   }
 
   /** Blob fetches under way (for metrics and tests). */

@@ -177,8 +177,9 @@ export async function createServices(config: Config, logger: Logger, options: Se
   const close = async (): Promise<void> => {
     await halt();
     // Upstream connections first: a fetch that outlived the drain fails (its temporary file
-    // removed) instead of committing content after the schedule's last write, unscheduled.
-    for (const n of router.all) n.close();
+    // removed) instead of committing content after the schedule's last write, unscheduled; one
+    // already committing lands with its entry. Either way it has settled before the write.
+    await Promise.all(router.all.map((n) => n.close()));
     await lifetime.stop();
     await redis?.close();
     await notifier.close();
