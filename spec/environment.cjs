@@ -67,6 +67,7 @@ class SpecEnvironment extends TestEnvironment {
     this.testPath = context.testPath;
     // Every timer the suite's code sets through the globals, with where it was set.
     this.timers = new Map();
+    this.failures = [];
     for (const name of ['setTimeout', 'setInterval']) {
       const original = this.global[name];
       const timers = this.timers;
@@ -81,6 +82,27 @@ class SpecEnvironment extends TestEnvironment {
       };
       // util.promisify(setTimeout) and the like still find the promise form.
       Object.assign(this.global[name], original);
+    }
+  }
+
+  /**
+   * Notes the file's failed tests and hooks: a teardown that throws replaces the file's results
+   * with its own error, so the leak's message carries them (a failure seen once in CI is then
+   * explained without a rerun).
+   */
+  handleTestEvent(event) {
+    const first = (e) =>
+      String((Array.isArray(e) ? (e[0] ?? e[1]) : e)?.stack ?? e)
+        .split('\n')
+        .slice(0, 6)
+        .join('\n    ');
+    if (event.name === 'test_done' && event.test.errors.length > 0) {
+      const names = [];
+      for (let b = event.test; b && b.parent; b = b.parent) names.unshift(b.name);
+      this.failures.push(`${names.join(' > ')}:\n    ${event.test.errors.map(first).join('\n    ')}`);
+    }
+    if (event.name === 'hook_failure' && (event.hook.type === 'beforeAll' || event.hook.type === 'afterAll')) {
+      this.failures.push(`${event.hook.type}:\n    ${first(event.error)}`);
     }
   }
 
@@ -141,7 +163,10 @@ class SpecEnvironment extends TestEnvironment {
     if (timers.length > 0) left.push(`${timers.length} pending timer(s): ${timers.join('; ')}`);
     if (running.length > 0) left.push(`${running.length} process(es) still running, killed now (${running.join('; ')})`);
     if (dropped.length > 0) left.push(`${dropped.length} file handle(s) never closed (${dropped.join('; ')})`);
-    if (left.length > 0) throw new Error(`${this.testPath} left open: ${left.join(', ')} (every test closes what it opens)`);
+    if (left.length > 0) {
+      const failed = this.failures.length > 0 ? `\nthe file's failures (their results are replaced by this one):\n  ${this.failures.join('\n  ')}` : '';
+      throw new Error(`${this.testPath} left open: ${left.join(', ')} (every test closes what it opens)${failed}`);
+    }
   }
 }
 

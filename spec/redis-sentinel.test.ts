@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startReplica, stopReplicas, type Replica } from './helpers/replica.js';
+import { startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
 import { sentinelAvailable, startSentinelGroup, type SentinelGroup } from './helpers/redis-sentinel.js';
 import { until } from './helpers/until.js';
 import { getHashed } from './helpers/hashed-get.js';
@@ -60,9 +60,7 @@ describeIf('replicas coordinated through Redis Sentinel', () => {
       '  maxretrybackoff: 200ms',
     ];
     const root = join(dir, 'root');
-    replicas = await Promise.all(
-      [0, 1].map(() => startReplica(dir, root, upstream.url, ['lockstale: 5s', 'overtake:', '  minrate: 0'], { extra, debug: true })),
-    );
+    replicas = await startReplicas(2, () => startReplica(dir, root, upstream.url, ['lockstale: 5s', 'overtake:', '  minrate: 0'], { extra, debug: true }));
     await until(
       async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
       'both replicas to reach the primary',

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { seedImage, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startReplica, stopReplicas, type Replica } from './helpers/replica.js';
+import { startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
 import { cephAvailable, createBucket, s3Client, s3Parameters, s3StorageYaml, type CephEndpoint } from './helpers/ceph.js';
 import { sharedCeph } from './helpers/ceph-shared.js';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis.js';
@@ -65,8 +65,8 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     const bucket = await createBucket(ceph, 'replicas');
     const storage = s3StorageYaml(s3Parameters(ceph, bucket));
     const extra = ['redis:', `  addr: ${redis.addr}`, '  dialtimeout: 1s', '  readtimeout: 1s', `  prefix: ${bucket}`];
-    replicas = await Promise.all(
-      [0, 1, 2].map(() => startReplica(dir, join(dir, 'unused'), upstream.url, ['lockstale: 5s', ...proxyYaml], { storage, extra, debug: true })),
+    replicas = await startReplicas(3, () =>
+      startReplica(dir, join(dir, 'unused'), upstream.url, ['lockstale: 5s', ...proxyYaml], { storage, extra, debug: true }),
     );
     return bucket;
   };

@@ -12,8 +12,11 @@ export async function mirrorOfFakeUpstream(opts: Parameters<typeof startMirror>[
   return { upstream, mirror: await startMirror(upstream.url, opts) };
 }
 
-/** Stops the mirror, then its upstream. */
+/** Stops the mirror, then its upstream (that too when the mirror's stop fails, whose error follows). */
 export async function closeBoth(both: { upstream: FakeUpstream; mirror: TestMirror }): Promise<void> {
-  await both.mirror.close();
-  await both.upstream.close();
+  try {
+    await both.mirror.close();
+  } finally {
+    await both.upstream.close();
+  }
 }

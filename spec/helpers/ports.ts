@@ -14,19 +14,23 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Whether `url` answers any HTTP status now (one attempt, given a second). */
+export function answers(url: string): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on('error', () => resolve(false));
+    req.setTimeout(1000, () => req.destroy());
+  });
+}
+
 /** Resolves once `url` answers any HTTP status; rejects after `timeoutMs`. */
 export async function waitForHttp(url: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const req = http.get(url, { agent: false }, (res) => {
-        res.resume();
-        resolve(true);
-      });
-      req.on('error', () => resolve(false));
-      req.setTimeout(1000, () => req.destroy());
-    });
-    if (ok) return;
+    if (await answers(url)) return;
     if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { spawnChild } from './children.js';
-import { freePort, waitForHttp } from './ports.js';
+import { answers } from './ports.js';
 import { registryYaml } from './registry-yaml.js';
 
 /** A running registry process. */
@@ -40,18 +40,32 @@ export interface ReplicaOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-/** Starts a registry on a free port with `root` and `proxyYaml` lines under `proxy:`; its config goes into `dir`. */
+/** Starts a registry with `root` and `proxyYaml` lines under `proxy:`; its config goes into `dir`. */
 export async function startReplica(dir: string, root: string, remoteurl: string, proxyYaml: string[] = [], options: ReplicaOptions = {}): Promise<Replica> {
-  const port = await freePort();
-  const debugPort = options.debug ? await freePort() : undefined;
-  const config = join(dir, `replica-${port}.yml`);
-  const http = [`addr: 127.0.0.1:${port}`, ...(debugPort ? ['debug:', `  addr: 127.0.0.1:${debugPort}`, '  prometheus:', '    enabled: true'] : [])];
+  // Port 0, and the port read from the registry's log: a free port picked here and bound seconds
+  // later (an S3 replica loads the AWS SDK first) may meanwhile be another socket's, and the
+  // replica would then never answer.
+  const config = join(dir, `replica-${++configs}-${process.pid}.yml`);
+  const http = ['addr: 127.0.0.1:0', ...(options.debug ? ['debug:', '  addr: 127.0.0.1:0', '  prometheus:', '    enabled: true'] : [])];
   await writeFile(
     config,
     registryYaml({ root, storage: options.storage, level: 'info', http, proxy: [`remoteurl: ${remoteurl}`, ...proxyYaml], extra: options.extra }),
   );
-  const replica = await startRegistry(config, `http://127.0.0.1:${port}`, options.env);
-  return { ...replica, metricsUrl: debugPort ? `http://127.0.0.1:${debugPort}/metrics` : undefined };
+  return startRegistry(config, undefined, options.env, options.debug);
+}
+
+let configs = 0;
+
+/**
+ * Starts `count` replicas at once with `start`; if one fails, those started are stopped before
+ * the error is passed on, so no test is left with processes it has no handle on.
+ */
+export async function startReplicas(count: number, start: () => Promise<Replica>): Promise<Replica[]> {
+  const settled = await Promise.allSettled(Array.from({ length: count }, () => start()));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (!failed) return settled.map((s) => (s as PromiseFulfilledResult<Replica>).value);
+  await Promise.all(settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value.kill()] : [])));
+  throw failed.reason;
 }
 
 /**
@@ -65,10 +79,12 @@ const START_DEADLINE_MS = 60_000;
 
 /**
  * Runs `bin/registry serve <config>` (with `env` added to the environment) and resolves once
- * `<url>/v2/` answers; if it does not within {@link START_DEADLINE_MS}, the process is killed (and
- * awaited) and the error carries its logs.
+ * `<url>/v2/` answers; without `url`, the address is the one the registry logs it listens on (a
+ * config with port 0), and with `debug` the metrics URL is the debug port it logs. If the process
+ * exits first, or does not answer within {@link START_DEADLINE_MS}, it is killed (and awaited)
+ * and the error carries its logs.
  */
-export async function startRegistry(config: string, url: string, env: NodeJS.ProcessEnv = {}): Promise<Replica> {
+export async function startRegistry(config: string, url?: string, env: NodeJS.ProcessEnv = {}, debug = false): Promise<Replica> {
   const child = spawnChild(process.execPath, [resolve('bin/registry'), 'serve', config], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
@@ -76,17 +92,36 @@ export async function startRegistry(config: string, url: string, env: NodeJS.Pro
   let logs = '';
   child.process.stdout!.on('data', (c: Buffer) => (logs += c.toString()));
   child.process.stderr!.on('data', (c: Buffer) => (logs += c.toString()));
+  const deadline = Date.now() + START_DEADLINE_MS;
+  /** Polls `found` until it gives a value; throws once the process has exited or the deadline passed. */
+  const awaitStart = async <T>(what: string, found: () => Promise<T | undefined> | T | undefined): Promise<T> => {
+    for (;;) {
+      const value = await found();
+      if (value !== undefined) return value;
+      if (!child.alive()) throw new Error(`the registry exited (${await child.exited}) before ${what}`);
+      if (Date.now() > deadline) throw new Error(`no ${what} within ${START_DEADLINE_MS} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  let base: string;
+  let metricsUrl: string | undefined;
   try {
-    await waitForHttp(`${url}/v2/`, START_DEADLINE_MS);
+    base = url ?? (await awaitStart('"listening on" logged', () => /msg="listening on (\S+)"/.exec(logs)?.[1])).replace(/^(?!http)/, 'http://');
+    if (debug) {
+      const port = await awaitStart('debug port logged', () => /msg="debug server listening on \S+ \(port (\d+)\)"/.exec(logs)?.[1]);
+      metricsUrl = `http://127.0.0.1:${port}/metrics`;
+    }
+    await awaitStart(`an answer from ${base}/v2/`, async () => ((await answers(`${base}/v2/`)) ? true : undefined));
   } catch (err) {
     await child.kill();
     throw new Error(`${(err as Error).message}\n${logs}`);
   }
   return {
-    url,
+    url: base,
     pid: child.pid,
     process: child.process,
     exited: child.exited,
+    metricsUrl,
     logs: () => logs,
     alive: child.alive,
     kill: child.kill,

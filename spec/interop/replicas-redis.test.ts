@@ -16,7 +16,7 @@ import { startDistribution, type DistributionProcess } from '../helpers/upstream
 import { buildImage, buildIndex } from '../helpers/images.js';
 import { pullImage, pushImage } from '../helpers/skopeo.js';
 import { countingProxy, type CountingProxy } from '../helpers/counting-proxy.js';
-import { startReplica, type Replica } from '../helpers/replica.js';
+import { startReplica, startReplicas, type Replica } from '../helpers/replica.js';
 import { cephAvailable, createBucket, s3Parameters, s3StorageYaml } from '../helpers/ceph.js';
 import { sharedCeph } from '../helpers/ceph-shared.js';
 import { redisAvailable, startRedis, type RedisServer } from '../helpers/redis.js';
@@ -80,7 +80,7 @@ describeInterop(
       const bucket = await createBucket(ceph, 'replicas-interop');
       const storage = s3StorageYaml(s3Parameters(ceph, bucket));
       const extra = ['redis:', `  addrs: [${redis.addr}]`, `  prefix: ${bucket}`];
-      replicas = await Promise.all([0, 1, 2].map(() => startReplica(dir, join(dir, 'unused'), counter.url, [], { storage, extra })));
+      replicas = await startReplicas(3, () => startReplica(dir, join(dir, 'unused'), counter.url, [], { storage, extra }));
       balancer = await roundRobin(() => replicas);
       dockerd = await startDockerd({ registryMirrors: [`http://${balancer.hostPort}`], insecureRegistries: [balancer.hostPort] });
     }, 240_000);
