@@ -225,4 +225,33 @@ describe('Docker Hub semantics', () => {
       await upstream.close();
     }
   });
+
+  test('a malformed or empty RateLimit-Remaining is ignored: the gauge keeps the last real count, nothing is logged for it', async () => {
+    const upstream = await startFakeUpstream();
+    const mirror = await startMirror(upstream.url);
+    try {
+      // 404s (no rate limit hit, so every request still goes out), each with a remaining count.
+      const counted = (remaining: string) => ({
+        kind: 'status' as const,
+        status: 404,
+        headers: { 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': remaining },
+        body: '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}',
+      });
+      for (const [repo, remaining] of [
+        ['a', '57;w=21600'],
+        ['b', ''],
+        ['c', 'many;w=21600'],
+      ] as const) {
+        upstream.fault(new RegExp(`^(HEAD|GET) /v2/library/${repo}/manifests/latest$`), counted(remaining));
+        expect((await request(mirror.url).get(`/v2/library/${repo}/manifests/latest`).set('Accept', ACCEPT)).status).toBe(404);
+      }
+      const gauge = await mirror.registry.metrics.rateLimitRemaining.get();
+      expect(gauge.values[0]?.value).toBe(57);
+      expect(mirror.logs().match(/msg="upstream rate limit remaining"/g)).toHaveLength(1);
+      expect(upstream.count(/^GET \/v2\/library\/[abc]\/manifests\/latest$/)).toBe(3);
+    } finally {
+      await mirror.close();
+      await upstream.close();
+    }
+  });
 });

@@ -61,8 +61,8 @@ export function isCharged(method: string, path: string): boolean {
   return method === 'GET' && /\/manifests\/[^/]+$/.test(path);
 }
 
-/** The number before `;` in `76;w=21600`, and the window after `w=`. */
-function parseRateHeader(value: string | string[] | undefined): { n: number; window?: number } | undefined {
+/** The number before `;` in `76;w=21600` (Docker Hub's `RateLimit-*`), and the window after `w=`; undefined when malformed or empty. */
+export function parseRateHeader(value: string | string[] | undefined): { n: number; window?: number } | undefined {
   const text = Array.isArray(value) ? value[0] : value;
   if (text === undefined) return undefined;
   const [count, ...params] = text.split(';');

@@ -15,7 +15,7 @@ import type { NamespaceEvents } from '../proxy/namespace.js';
 import type { RaceEvent } from '../proxy/blob-fetch.js';
 import { BlobFetchStoppedError } from '../proxy/blob-fetch.js';
 import { formatRate } from '../proxy/overtake.js';
-import { isCharged } from '../proxy/upstream-guards.js';
+import { isCharged, parseRateHeader } from '../proxy/upstream-guards.js';
 import type { CacheLifetime } from '../expiry/cache-lifetime.js';
 import type { SizeCap } from '../retention/size-cap.js';
 
@@ -149,10 +149,11 @@ export class CacheEventFanOut {
     // What Docker Hub charges: a manifest GET it answered; everything else is free.
     this.metrics.upstreamRequests.inc({ upstream: host, charged: String(isCharged(method, path) && status >= 200 && status < 300) });
     const remaining = headers['ratelimit-remaining'];
-    if (typeof remaining === 'string') {
-      // Docker Hub sends `RateLimit-Remaining: 76;w=21600`.
-      const left = Number(remaining.split(';')[0]);
-      if (Number.isFinite(left)) this.metrics.rateLimitRemaining.set(left);
+    // Docker Hub sends `RateLimit-Remaining: 76;w=21600`; a malformed or empty one says nothing
+    // (read as the budget reads it: not a zero that would alarm).
+    const left = parseRateHeader(remaining);
+    if (left && typeof remaining === 'string') {
+      this.metrics.rateLimitRemaining.set(left.n);
       this.rateLimits.set(host, remaining);
       this.logger.info('upstream rate limit remaining', {
         'upstream.host': host,
