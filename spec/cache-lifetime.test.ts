@@ -156,6 +156,43 @@ describe('cache lifetime', () => {
     expect(after).not.toMatch(/\.lock\b/);
   });
 
+  test("a stop does not wait for another process's download that a fetch ahead waits on, nor take its lock afterwards", async () => {
+    const img = seedImage(upstream, 'org/a', 'latest', [randomBytes(100)]);
+    upstream.fault(new RegExp(`^GET /v2/org/a/blobs/${img.config}$`), { kind: 'stall' });
+    // Two registries on one root (as replicas on a shared volume): the first downloads the config
+    // for its client and holds the blob's lock, the upstream never finishing it.
+    const holder = await startMirror(upstream.url, { root });
+    const other = await startMirror(upstream.url, { root });
+    const stalled = request(holder.url)
+      .get(`/v2/org/a/blobs/${img.config}`)
+      .then(
+        () => undefined,
+        () => undefined,
+      );
+    let deadline: NodeJS.Timeout | undefined;
+    try {
+      expect(await until(() => upstream.count(new RegExp(`^GET /v2/org/a/blobs/${img.config}$`)) === 1)).toBe(true);
+      // The other's fetch ahead of that config waits for the holder's download.
+      await request(other.url).get('/v2/org/a/manifests/latest').set('Accept', OCI).expect(200);
+      await new Promise((r) => setTimeout(r, 300));
+      const stopped = await Promise.race([
+        other.close({ keepRoot: true }).then(() => 'stopped'),
+        new Promise((r) => (deadline = setTimeout(() => r('still waiting after 20 s'), 20_000))),
+      ]);
+      expect(stopped).toBe('stopped');
+      // Nor does the stopped one take the lock once the holder's download fails and frees it.
+      await holder.close({ keepRoot: true });
+      const after = tree();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(tree()).toBe(after);
+    } finally {
+      clearTimeout(deadline);
+      await other.close({ keepRoot: true });
+      await holder.close({ keepRoot: true });
+      await stalled;
+    }
+  });
+
   test('without storage.delete.enabled nothing is scheduled and start-up says why', async () => {
     const mirror = await startMirror(upstream.url, { root, proxyYaml: 'ttl: 1s', env: { REGISTRY_STORAGE_DELETE_ENABLED: 'false' } });
     try {

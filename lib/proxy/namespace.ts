@@ -154,6 +154,6 @@ export class ProxyNamespace {
   /** Closes the upstream's connections, and resolves once the blob fetches under way have settled. */
   async close(): Promise<void> {
     this.upstream.close();
-    await this.blobs.settled();
+    await this.blobs.close();
   }
 }

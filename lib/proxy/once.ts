@@ -5,6 +5,7 @@
  * lock, a lock directory or a Redis lease, does the work; the others wait until it has landed).
  */
 import type { SharedLocks } from '../storage/shared-lock.js';
+import { StoppingError } from '../errors.js';
 import { inSpan } from '../tracing/tracing.js';
 
 /** How often a process waiting for another's work looks whether it has landed (Redis also wakes it at the release). */
@@ -36,9 +37,9 @@ export class Inflight<T> {
 }
 
 /**
- * Work under way that a stop waits for (a fetch no request awaits: one started ahead of the
- * clients, one its clients left, a lock released after a download): each promise is held until it
- * settles, its failure being its owner's to handle.
+ * This process's work under way, which a stop waits for (a download, however started and whether
+ * or not its clients are still there, until it is committed or cleaned up and its lock released):
+ * each promise is held until it settles, its failure being its owner's to handle.
  */
 export class Underway {
   private readonly work = new Set<Promise<unknown>>();
@@ -68,8 +69,13 @@ export interface OnceAcrossProcesses<T> {
   work(): Promise<T>;
   /** How long the lock stays held after `work` returned (a blob's download): by default, not at all. */
   holdUntil?(result: T): Promise<unknown> | undefined;
-  /** Where the lock's release, when held past `work`'s return, is held for a stop to wait for. */
+  /** Where the work done holding the lock, until the lock's release, is held for a stop to wait for. */
   readonly underway?: Underway;
+  /**
+   * The stop: once it has fired no lock is taken, and a wait for another process's work ends at its
+   * next look, with `StoppingError` (what a stopped process starts after its last write is lost).
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -79,22 +85,47 @@ export interface OnceAcrossProcesses<T> {
  * died and its lock went stale or was taken over at once), then try again.
  */
 export async function onceAcrossProcesses<T>(locks: SharedLocks | undefined, key: string, once: OnceAcrossProcesses<T>): Promise<T> {
-  if (!locks) return once.work();
+  if (!locks) return once.underway ? once.underway.hold(once.work()) : once.work();
+  const stopped = (): void => {
+    if (once.signal?.aborted) throw new StoppingError(`the work on ${key}`);
+  };
   for (;;) {
+    stopped();
     const release = await inSpan('lock acquire', { 'registry.lock': key }, () => locks.tryAcquire(key));
     if (release) {
-      let held: Promise<unknown> | undefined;
-      try {
-        const result = (await once.landed()) ?? (await once.work());
-        held = once.holdUntil?.(result);
-        return result;
-      } finally {
-        if (held) void (once.underway ? once.underway.hold(releaseAfter(held, release)) : releaseAfter(held, release));
-        else await release();
-      }
+      let releasing: Promise<void> | undefined;
+      const owned = (async () => {
+        let held: Promise<unknown> | undefined;
+        try {
+          const result = (await once.landed()) ?? (await once.work());
+          held = once.holdUntil?.(result);
+          return result;
+        } finally {
+          if (held) releasing = releaseAfter(held, release);
+          else await release();
+        }
+      })();
+      // From the lock's taking to its release the work is this process's own: a stop waits for
+      // it. Waiting for another process's work (below) is not: a stop does not wait for that.
+      void once.underway?.hold(
+        owned.then(
+          () => releasing,
+          () => releasing,
+        ),
+      );
+      return owned;
     }
     // Another process is doing it: wait until it lands, or its lock is free again.
-    const landed = await inSpan('lock wait', { 'registry.lock': key }, () => locks.waitWhileHeld(key, () => once.landed(), LANDED_POLL_MS));
+    const landed = await inSpan('lock wait', { 'registry.lock': key }, () =>
+      locks.waitWhileHeld(
+        key,
+        () => {
+          stopped();
+          return once.landed();
+        },
+        LANDED_POLL_MS,
+      ),
+    );
     if (landed !== undefined) return landed;
   }
 }

@@ -39,8 +39,10 @@ export class ProxyBlobStore implements BlobService {
   private readonly downloads = new Map<string, { readonly fetch: BlobFetch; readonly repos: Set<string> }>();
   /** Downloads being started (the upstream has not answered yet), once in this process. */
   private readonly starting = new Inflight<{ fetch: BlobFetch | 'stored' } | { error: unknown; name: string }>();
-  /** Every download and fetch ahead until it has settled (committed or cleaned up, its lock released): what a stop waits for. */
+  /** This process's downloads until each has settled (committed or cleaned up, its lock released): what a stop waits for. */
   private readonly underway = new Underway();
+  /** Fired by `close`: no download starts after it, and a wait for another process's ends. */
+  private readonly stopping = new AbortController();
   private readonly locks?: SharedLocks;
 
   constructor(
@@ -95,14 +97,12 @@ export class ProxyBlobStore implements BlobService {
    */
   prefetch(name: string, digest: Digest): void {
     if (this.downloads.has(digest.value) || this.starting.has(digest.value)) return;
-    void this.underway
-      .hold(
-        (async () => {
-          if (await this.local(name, digest)) return;
-          await this.joinOrStart(name, digest);
-        })(),
-      )
-      .catch(() => undefined);
+    // Not held as a whole: a stop waits for the download it starts (held in `start`), not for
+    // another process's that it may wait on.
+    void (async () => {
+      if (await this.local(name, digest)) return;
+      await this.joinOrStart(name, digest);
+    })().catch(() => undefined);
   }
 
   /**
@@ -228,6 +228,7 @@ export class ProxyBlobStore implements BlobService {
       work: () => this.download(name, digest),
       holdUntil: (fetch) => (fetch === 'stored' ? undefined : fetch.done),
       underway: this.underway,
+      signal: this.stopping.signal,
     });
   }
 
@@ -296,11 +297,13 @@ export class ProxyBlobStore implements BlobService {
   }
 
   /**
-   * Resolves once every download and fetch ahead has settled: committed with its schedule entry,
-   * or failed with its temporary file removed, and its lock released. A stop closes the upstream
-   * connections first, so what is still streaming fails at once.
+   * Stops: no download starts from now on, a wait for another process's download ends, and this
+   * resolves once this process's own downloads (its clients' and its fetches ahead) have settled:
+   * committed with their schedule entries, or failed with their temporary files removed, and their
+   * locks released. A stop closes the upstream connections first, so what still streams fails at once.
    */
-  settled(): Promise<void> {
+  close(): Promise<void> {
+    this.stopping.abort();
     return this.underway.settled();
   }
 
