@@ -202,6 +202,17 @@ describe('upstream authentication', () => {
     }
   });
 
+  test('a closed upstream client sends nothing more: every later call fails at once, unreachable', async () => {
+    const open = await serve((_req, res) => res.writeHead(200).end('{}'));
+    servers.push(open);
+    const upstream = new Upstream({ remoteUrl: open.url, ...limits });
+    await upstream.headManifest('a', 'v1');
+    upstream.close();
+    await expect(upstream.headManifest('a', 'v2')).rejects.toMatchObject({ code: 'ERR_UPSTREAM_UNREACHABLE', message: expect.stringMatching(/stopping/) });
+    await expect(upstream.streamBlob('a', `sha256:${'a'.repeat(64)}`)).rejects.toMatchObject({ code: 'ERR_UPSTREAM_UNREACHABLE' });
+    expect(open.hits.map((h) => h.path)).toEqual(['/v2/a/manifests/v1']);
+  });
+
   test('a token realm refusing the credentials is ERR_UPSTREAM_AUTH_FAILED', async () => {
     const realm = await serve((_req, res) => res.writeHead(401).end());
     servers.push(realm);

@@ -85,6 +85,7 @@ export class Upstream {
   private readonly budget?: RateBudget;
   private lastAnswer?: Date;
   private lastFailure?: { at: Date; message: string };
+  private closed = false;
 
   constructor(options: UpstreamOptions) {
     this.remoteUrl = options.remoteUrl.replace(/\/+$/, '');
@@ -240,8 +241,13 @@ export class Upstream {
     }
   }
 
-  /** Closes idle keep-alive sockets. */
+  /**
+   * Ends the connections to the upstream, in use or idle (what still streams fails), and refuses
+   * every later request: an agent makes new sockets after `destroy`, and a stopped registry must
+   * not fetch.
+   */
   close(): void {
+    this.closed = true;
     this.agents.http.destroy();
     this.agents.https.destroy();
   }
@@ -271,6 +277,7 @@ export class Upstream {
    * open; unreachable and 5xx outcomes count as failures, any other answer closes it.
    */
   private async guarded<T>(method: string, path: string, exchange: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new UpstreamUnreachableError(`upstream ${method} ${path} not attempted: the registry is stopping`);
     if (!this.breaker.allow()) {
       throw new UpstreamUnreachableError(`upstream ${method} ${path} not attempted: the upstream failed repeatedly, next try in ${this.breaker.retryInMs} ms`);
     }
