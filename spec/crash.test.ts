@@ -10,7 +10,6 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
-import { freePort } from './helpers/ports.js';
 import { startRegistry, type Replica } from './helpers/replica.js';
 import { until } from './helpers/until.js';
 
@@ -97,33 +96,38 @@ describe('crash safety', () => {
     const big = randomBytes(6 * 1024 * 1024);
     const img = seedImage(upstream, 'library/big', 'latest', [big, randomBytes(300_000)]);
     const root = join(dir, 'root');
-    const port = await freePort();
     const config = join(dir, 'config.yml');
     await writeFile(
       config,
       [
         'version: 0.1',
         'log:',
-        '  level: warn',
+        // info: the address the registry listens on is read from its log.
+        '  level: info',
         'storage:',
         '  filesystem:',
         `    rootdirectory: ${root}`,
         '  delete:',
         '    enabled: true',
         'http:',
-        `  addr: 127.0.0.1:${port}`,
+        // Port 0, read from each start's log: the same port again after a SIGKILL may be taken meanwhile.
+        '  addr: 127.0.0.1:0',
         'proxy:',
         `  remoteurl: ${upstream.url}`,
         '',
       ].join('\n'),
     );
-    const base = `http://127.0.0.1:${port}/v2/library/big`;
+    const base = (): string => `${child!.url}/v2/library/big`;
     for (let round = 0; round < 4; round++) {
       // A slow upstream keeps the transfer in flight long enough to be interrupted mid-body.
       upstream.fault(/^GET \/v2\/library\/big\/blobs\//, { kind: 'slow', bytesPerTick: 512 * 1024, tickMs: 20 });
-      child = await startRegistry(config, `http://127.0.0.1:${port}`);
+      child = await startRegistry(config);
       await verifiesClean(root, child.pid);
-      const pulls = [download(`${base}/manifests/latest`), ...img.layers.map((d) => download(`${base}/blobs/${d}`)), download(`${base}/blobs/${img.config}`)];
+      const pulls = [
+        download(`${base()}/manifests/latest`),
+        ...img.layers.map((d) => download(`${base()}/blobs/${d}`)),
+        download(`${base()}/blobs/${img.config}`),
+      ];
       await new Promise((r) => setTimeout(r, randomInt(30, 300)));
       await child.kill();
       await Promise.all(pulls);
@@ -131,13 +135,13 @@ describe('crash safety', () => {
       expect(verifyRoot(root).filter((p) => !p.startsWith('.tmp'))).toEqual([]);
       upstream.clearFaults();
     }
-    child = await startRegistry(config, `http://127.0.0.1:${port}`);
+    child = await startRegistry(config);
     try {
       await verifiesClean(root, child.pid);
-      const bytes = await download(`${base}/blobs/${img.layers[0]}`);
+      const bytes = await download(`${base()}/blobs/${img.layers[0]}`);
       expect(bytes?.equals(big)).toBe(true);
-      for (const d of [img.config, img.layers[1]!]) expect(await download(`${base}/blobs/${d}`)).toBeDefined();
-      expect(await download(`${base}/manifests/${img.manifest}`)).toBeDefined();
+      for (const d of [img.config, img.layers[1]!]) expect(await download(`${base()}/blobs/${d}`)).toBeDefined();
+      expect(await download(`${base()}/manifests/${img.manifest}`)).toBeDefined();
       await verifiesClean(root, child.pid);
     } finally {
       await child.stop();
