@@ -81,9 +81,8 @@ const START_DEADLINE_MS = 60_000;
  * Runs `bin/registry serve <config>` (with `env` added to the environment) and resolves once
  * `<url>/v2/` answers; without `url`, the address is the one the registry logs it listens on (a
  * config with port 0 and `log.level` info or lower), and with `debug` the metrics URL is the debug
- * port it logs. If the process
- * exits first, or does not answer within {@link START_DEADLINE_MS}, it is killed (and awaited)
- * and the error carries its logs.
+ * port it logs. If the process exits first, or does not answer within {@link START_DEADLINE_MS},
+ * it is killed (and awaited) and the error carries its logs.
  */
 export async function startRegistry(config: string, url?: string, env: NodeJS.ProcessEnv = {}, debug = false): Promise<Replica> {
   const child = spawnChild(process.execPath, [resolve('bin/registry'), 'serve', config], {
