@@ -91,11 +91,14 @@ class SpecEnvironment extends TestEnvironment {
    * explained without a rerun).
    */
   handleTestEvent(event) {
-    const first = (e) =>
-      String((Array.isArray(e) ? (e[0] ?? e[1]) : e)?.stack ?? e)
+    // A test's errors are [error, asyncError] pairs; the first few lines of the error's stack.
+    const first = (e) => {
+      const error = Array.isArray(e) ? (e[0] ?? e[1]) : e;
+      return String(error?.stack ?? error)
         .split('\n')
         .slice(0, 6)
         .join('\n    ');
+    };
     if (event.name === 'test_done' && event.test.errors.length > 0) {
       const names = [];
       for (let b = event.test; b && b.parent; b = b.parent) names.unshift(b.name);
