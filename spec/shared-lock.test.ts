@@ -1,11 +1,15 @@
 /**
  * Lock directories that say who holds them: taken over at once when the holder is provably dead on
  * this host (killed, its pid reused, a zombie), after the stale time otherwise; one winner when
- * several processes take over together; a holder is told when it lost its lock.
+ * several processes take over together; a holder is told when it lost its lock. And the work done
+ * once across processes on them: a stop ends a wait and takes no lock, and a stop waits for the
+ * work done holding one until its release.
  */
 import { mkdtemp, mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { StoppingError } from '../lib/errors.js';
+import { onceAcrossProcesses, Underway } from '../lib/proxy/once.js';
 import { DirectoryLocks } from '../lib/storage/shared-lock.js';
 import { thisProcess } from '../lib/storage/owner.js';
 import { spawnChild } from './helpers/children.js';
@@ -153,5 +157,37 @@ describe('owner-aware lock directories', () => {
     expect(lost[0]!.message).toMatch(/took it over/);
     await release!();
     expect(JSON.parse(await readFile(join(lockDir(), 'owner.json'), 'utf8'))).toMatchObject({ token: 'new' });
+  });
+
+  test('work done once across processes, stopped: a wait for the holder ends, and no lock is taken after the stop', async () => {
+    const holder = await locks.tryAcquire(KEY);
+    expect(holder).toBeDefined();
+    const stop = new AbortController();
+    let worked = 0;
+    const once = { landed: async () => undefined, work: async () => ++worked, signal: stop.signal };
+    const waiting = onceAcrossProcesses(locks, KEY, once);
+    await new Promise((r) => setTimeout(r, 200));
+    stop.abort();
+    await expect(waiting).rejects.toBeInstanceOf(StoppingError);
+    await holder!();
+    await expect(onceAcrossProcesses(locks, KEY, once)).rejects.toBeInstanceOf(StoppingError);
+    expect(worked).toBe(0);
+    await expect(readFile(join(lockDir(), 'owner.json'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  test('work done once across processes, held: settled only once its lock is released', async () => {
+    const underway = new Underway();
+    let finish!: () => void;
+    const download = new Promise<void>((r) => (finish = r));
+    const result = await onceAcrossProcesses(locks, KEY, { landed: async () => undefined, work: async () => 'fetch', holdUntil: () => download, underway });
+    expect(result).toBe('fetch');
+    let settled = false;
+    const done = underway.settled().then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(settled).toBe(false);
+    expect(await locks.isHeld(KEY)).toBe(true);
+    finish();
+    await done;
+    expect(await locks.isHeld(KEY)).toBe(false);
   });
 });

@@ -151,9 +151,12 @@ export class ProxyNamespace {
     return this.storagePrefix + name;
   }
 
-  /** Closes the upstream's connections, and resolves once the blob fetches under way have settled. */
+  /**
+   * Closes the upstream's connections, and resolves once this process's fetches under way (blobs
+   * and manifests) have settled; none starts after it.
+   */
   async close(): Promise<void> {
     this.upstream.close();
-    await this.blobs.close();
+    await Promise.all([this.blobs.close(), this.manifests.close()]);
   }
 }

@@ -24,7 +24,7 @@ import type { RepositoryStore } from '../storage/repository-store.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
 import { manifestLockKey, tagLockKey } from '../storage/paths.js';
 import type { DescriptorCache } from '../storage/descriptor-cache.js';
-import { Inflight, onceAcrossProcesses } from './once.js';
+import { Inflight, onceAcrossProcesses, Underway } from './once.js';
 import { TagChecks, type CheckSkipped, type TagPolicy } from './tag-checks.js';
 import type { Upstream, UpstreamReply } from './upstream.js';
 import { UpstreamError } from './upstream-error.js';
@@ -62,6 +62,10 @@ class ManifestVerificationError extends UpstreamError {
 export class ProxyManifestStore implements ManifestService {
   private readonly byDigest = new Inflight<Manifest>();
   private readonly tagChecks: TagChecks<TagResolution>;
+  /** This process's fetches, from the lock's taking to its release: what a stop waits for. */
+  private readonly underway = new Underway();
+  /** Fired by `close`: no fetch starts after it, and a wait for another process's ends. */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly blobs: BlobStore,
@@ -99,6 +103,8 @@ export class ProxyManifestStore implements ManifestService {
     return onceAcrossProcesses(this.locks, manifestLockKey(name, digest), {
       landed: () => this.local(name, digest),
       work: () => this.fetchAndStore(name, digest),
+      underway: this.underway,
+      signal: this.stopping.signal,
     });
   }
 
@@ -193,6 +199,8 @@ export class ProxyManifestStore implements ManifestService {
         }
         return { ...resolved, tagged: true };
       },
+      underway: this.underway,
+      signal: this.stopping.signal,
     });
   }
 
@@ -335,6 +343,16 @@ export class ProxyManifestStore implements ManifestService {
     if (!mediaType) return undefined;
     this.descriptors?.set(name, digest.value, { kind: 'manifest', mediaType, payload }, epoch);
     return { digest, mediaType, payload, source: 'cache' };
+  }
+
+  /**
+   * Stops: no fetch starts from now on, a wait for another process's fetch ends, and this resolves
+   * once this process's own fetches have settled (stored or failed, their locks released). A stop
+   * closes the upstream connections first, so what is still asked fails at once.
+   */
+  close(): Promise<void> {
+    this.stopping.abort();
+    return this.underway.settled();
   }
 }
 
