@@ -162,12 +162,12 @@ describe('owner-aware lock directories', () => {
   test('work done once across processes, stopped: a wait for the holder ends, and no lock is taken after the stop', async () => {
     const holder = await locks.tryAcquire(KEY);
     expect(holder).toBeDefined();
-    const stop = new AbortController();
+    const underway = new Underway();
     let worked = 0;
-    const once = { landed: async () => undefined, work: async () => ++worked, signal: stop.signal };
+    const once = { landed: async () => undefined, work: async () => ++worked, underway };
     const waiting = onceAcrossProcesses(locks, KEY, once);
     await new Promise((r) => setTimeout(r, 200));
-    stop.abort();
+    await underway.close();
     await expect(waiting).rejects.toBeInstanceOf(StoppingError);
     await holder!();
     await expect(onceAcrossProcesses(locks, KEY, once)).rejects.toBeInstanceOf(StoppingError);
@@ -189,5 +189,19 @@ describe('owner-aware lock directories', () => {
     finish();
     await done;
     expect(await locks.isHeld(KEY)).toBe(false);
+  });
+
+  test('work done once without shared locks (S3 without Redis), held: settled only once its holdUntil has', async () => {
+    const underway = new Underway();
+    let finish!: () => void;
+    const download = new Promise<void>((r) => (finish = r));
+    const result = await onceAcrossProcesses(undefined, KEY, { landed: async () => undefined, work: async () => 'fetch', holdUntil: () => download, underway });
+    expect(result).toBe('fetch');
+    let settled = false;
+    const done = underway.settled().then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(settled).toBe(false);
+    finish();
+    await done;
   });
 });

@@ -37,12 +37,21 @@ export class Inflight<T> {
 }
 
 /**
- * This process's work under way, which a stop waits for (a download, however started and whether
- * or not its clients are still there, until it is committed or cleaned up and its lock released):
- * each promise is held until it settles, its failure being its owner's to handle.
+ * This process's work under way, and its stop. A stop waits for what is held (a download, however
+ * started and whether or not its clients are still there, until it is committed or cleaned up and
+ * its lock released): each promise is held until it settles, its failure being its owner's to
+ * handle. Once closed, `onceAcrossProcesses` takes no lock and a wait for another process's work
+ * ends at its next look, with `StoppingError` (what a stopped process starts after its last write
+ * is lost).
  */
 export class Underway {
   private readonly work = new Set<Promise<unknown>>();
+  private readonly stop = new AbortController();
+
+  /** Fired by `close`. */
+  get signal(): AbortSignal {
+    return this.stop.signal;
+  }
 
   /** Holds `promise` until it settles; returns it. */
   hold<T>(promise: Promise<T>): Promise<T> {
@@ -59,6 +68,12 @@ export class Underway {
   async settled(): Promise<void> {
     while (this.work.size > 0) await Promise.all(this.work);
   }
+
+  /** Stops (the signal fires), and resolves once everything held has settled. */
+  close(): Promise<void> {
+    this.stop.abort();
+    return this.settled();
+  }
 }
 
 /** The work done once across processes, and how to see that another process did it. */
@@ -69,13 +84,11 @@ export interface OnceAcrossProcesses<T> {
   work(): Promise<T>;
   /** How long the lock stays held after `work` returned (a blob's download): by default, not at all. */
   holdUntil?(result: T): Promise<unknown> | undefined;
-  /** Where the work done holding the lock, until the lock's release, is held for a stop to wait for. */
-  readonly underway?: Underway;
   /**
-   * The stop: once it has fired no lock is taken, and a wait for another process's work ends at its
-   * next look, with `StoppingError` (what a stopped process starts after its last write is lost).
+   * This process's work under way: the work, until `holdUntil`'s end and the lock's release, is
+   * held in it; once it is closed no lock is taken and a wait for another process's work ends.
    */
-  readonly signal?: AbortSignal;
+  readonly underway?: Underway;
 }
 
 /**
@@ -85,9 +98,13 @@ export interface OnceAcrossProcesses<T> {
  * died and its lock went stale or was taken over at once), then try again.
  */
 export async function onceAcrossProcesses<T>(locks: SharedLocks | undefined, key: string, once: OnceAcrossProcesses<T>): Promise<T> {
-  if (!locks) return once.underway ? once.underway.hold(once.work()) : once.work();
+  if (!locks) {
+    const result = once.work();
+    void once.underway?.hold(result.then((r) => once.holdUntil?.(r)));
+    return result;
+  }
   const stopped = (): void => {
-    if (once.signal?.aborted) throw new StoppingError(`the work on ${key}`);
+    if (once.underway?.signal.aborted) throw new StoppingError(`the work on ${key}`);
   };
   for (;;) {
     stopped();

@@ -39,10 +39,8 @@ export class ProxyBlobStore implements BlobService {
   private readonly downloads = new Map<string, { readonly fetch: BlobFetch; readonly repos: Set<string> }>();
   /** Downloads being started (the upstream has not answered yet), once in this process. */
   private readonly starting = new Inflight<{ fetch: BlobFetch | 'stored' } | { error: unknown; name: string }>();
-  /** This process's downloads until each has settled (committed or cleaned up, its lock released): what a stop waits for. */
+  /** This process's downloads until each has settled (committed or cleaned up, its lock released), and their stop. */
   private readonly underway = new Underway();
-  /** Fired by `close`: no download starts after it, and a wait for another process's ends. */
-  private readonly stopping = new AbortController();
   private readonly locks?: SharedLocks;
 
   constructor(
@@ -228,7 +226,6 @@ export class ProxyBlobStore implements BlobService {
       work: () => this.download(name, digest),
       holdUntil: (fetch) => (fetch === 'stored' ? undefined : fetch.done),
       underway: this.underway,
-      signal: this.stopping.signal,
     });
   }
 
@@ -268,9 +265,7 @@ export class ProxyBlobStore implements BlobService {
     });
     const download = { fetch, repos };
     this.downloads.set(digest.value, download);
-    // Its clients may all be gone: a stop still waits for its commit (and schedule entry) or cleanup.
-    this.underway
-      .hold(fetch.done)
+    fetch.done
       .catch(() => undefined)
       .finally(() => {
         if (this.downloads.get(digest.value) === download) this.downloads.delete(digest.value);
@@ -303,8 +298,7 @@ export class ProxyBlobStore implements BlobService {
    * locks released. A stop closes the upstream connections first, so what still streams fails at once.
    */
   close(): Promise<void> {
-    this.stopping.abort();
-    return this.underway.settled();
+    return this.underway.close();
   }
 
   /** Blob fetches under way (for metrics and tests). */

@@ -62,10 +62,8 @@ class ManifestVerificationError extends UpstreamError {
 export class ProxyManifestStore implements ManifestService {
   private readonly byDigest = new Inflight<Manifest>();
   private readonly tagChecks: TagChecks<TagResolution>;
-  /** This process's fetches, from the lock's taking to its release: what a stop waits for. */
+  /** This process's fetches, from the lock's taking to its release, and their stop. */
   private readonly underway = new Underway();
-  /** Fired by `close`: no fetch starts after it, and a wait for another process's ends. */
-  private readonly stopping = new AbortController();
 
   constructor(
     private readonly blobs: BlobStore,
@@ -104,7 +102,6 @@ export class ProxyManifestStore implements ManifestService {
       landed: () => this.local(name, digest),
       work: () => this.fetchAndStore(name, digest),
       underway: this.underway,
-      signal: this.stopping.signal,
     });
   }
 
@@ -200,7 +197,6 @@ export class ProxyManifestStore implements ManifestService {
         return { ...resolved, tagged: true };
       },
       underway: this.underway,
-      signal: this.stopping.signal,
     });
   }
 
@@ -351,8 +347,7 @@ export class ProxyManifestStore implements ManifestService {
    * closes the upstream connections first, so what is still asked fails at once.
    */
   close(): Promise<void> {
-    this.stopping.abort();
-    return this.underway.settled();
+    return this.underway.close();
   }
 }
 
