@@ -3,10 +3,9 @@
  * check, authorization, mounts and storage all use, and the choice of its upstream. A hosted name
  * (`CachePolicy.isHosted`, the only place that decides it) is served by the hosted stores under
  * the name as written; any other by its upstream's proxy stores, stored under that namespace's
- * prefix. A proxied spelling whose stored
- * name is hosted (`docker.io/corp/app` for a hosted `corp/`, `busybox` for a hosted `library/`) or
- * belongs to another registry here is refused, so no name is reached by a second spelling that
- * skips the first one's rules.
+ * prefix. A proxied spelling whose stored name is hosted (`docker.io/corp/app` for a hosted
+ * `corp/`, `busybox` for a hosted `library/`) or belongs to another registry here is refused, so
+ * no name is reached by a second spelling that skips the first one's rules.
  *
  * The upstream (`NamespaceRouter`): with only `proxy.remoteurl` configured every name goes to it,
  * as in distribution. With the extension `proxy.upstreams`, a request selects a registry by
