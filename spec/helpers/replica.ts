@@ -106,7 +106,7 @@ export async function startRegistry(config: string, url?: string, env: NodeJS.Pr
   let base: string;
   let metricsUrl: string | undefined;
   try {
-    base = url ?? (await awaitStart('"listening on" logged', () => /msg="listening on (\S+)"/.exec(logs)?.[1])).replace(/^(?!http)/, 'http://');
+    base = url ?? `http://${await awaitStart('"listening on" logged', () => /msg="listening on (\S+)"/.exec(logs)?.[1])}`;
     if (debug) {
       const port = await awaitStart('debug port logged', () => /msg="debug server listening on \S+ \(port (\d+)\)"/.exec(logs)?.[1]);
       metricsUrl = `http://127.0.0.1:${port}/metrics`;
