@@ -59,7 +59,7 @@ function registryApp(options: AppOptions): Express {
       res.status(200).end();
       return;
     }
-    authorize(routes, req, res, 'catalog')
+    (routes.access ? authorize(routes.access, routes.logger, req, res, 'catalog') : Promise.resolve())
       .then(() => gatherCacheReport(cachePage, pageQuery(req.query)))
       .then((r) => sendCachePage(res, r), next);
   });

@@ -15,29 +15,30 @@ type AccessScope = 'base' | 'catalog' | 'repository';
 /**
  * Checks the client's access: a challenge becomes `401 UNAUTHORIZED` with `WWW-Authenticate` and
  * the access records as detail; any other failure of the controller a bare refusal (never access).
- * Without a controller every request is allowed. The user's name goes to the request's state.
- * Several names (both spellings of an alias) need access to each.
+ * The user's name goes to the request's state. Several names (both spellings of an alias) need
+ * access to each. Without a controller every request is allowed: the callers do not call this then
+ * (`if (s.access)`), which keeps an await and this module off every request's way.
  */
 export async function authorize(
-  s: { readonly access?: AccessController; readonly logger: Logger },
+  access: AccessController,
+  logger: Logger,
   req: IncomingMessage,
   res: ServerResponse,
   route: AccessScope,
   name?: string | readonly string[],
 ): Promise<void> {
-  if (!s.access) return;
   // A request a server received always has its method.
   const method = req.method!;
-  const access = typeof name === 'object' ? name.flatMap((n) => accessFor(method, n, route)) : accessFor(method, name, route);
+  const records = typeof name === 'object' ? name.flatMap((n) => accessFor(method, n, route)) : accessFor(method, name, route);
   try {
-    const { user } = await s.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
+    const { user } = await access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, records);
     requestState(res).user = user;
   } catch (err) {
     if (err instanceof AuthChallenge) {
-      s.logger.debug('access refused', { 'err.message': err.message });
-      throw new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': err.wwwAuthenticate }, detail: accessDetail(access) });
+      logger.debug('access refused', { 'err.message': err.message });
+      throw new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': err.wwwAuthenticate }, detail: accessDetail(records) });
     }
-    s.logger.error('error checking authorization', { 'err.message': (err as Error).message });
+    logger.error('error checking authorization', { 'err.message': (err as Error).message });
     throw new RegistryError('UNAUTHORIZED', { status: 400, cause: err });
   }
 }

@@ -162,7 +162,7 @@ export async function serveRead(s: RouteServices, req: IncomingMessage, res: Ser
   const { route, groups } = match;
   if (route.subject) requestState(res).subject = route.subject;
   if (route.name === 'base') {
-    await authorize(s, req, res, 'base');
+    if (s.access) await authorize(s.access, s.logger, req, res, 'base');
     sendEmpty(req, res);
     return;
   }
@@ -181,7 +181,7 @@ export async function resolveTarget(s: RouteServices, req: IncomingMessage, res:
   const resolved = ns === undefined || typeof ns === 'string' ? s.names.resolve(raw, ns) : undefined;
   const found = resolved && 'stores' in resolved ? resolved : undefined;
   // Access is checked before anything about the name is told, as distribution does.
-  await authorize(s, req, res, 'repository', found && found.storedName !== raw ? [raw, found.storedName] : raw);
+  if (s.access) await authorize(s.access, s.logger, req, res, 'repository', found && found.storedName !== raw ? [raw, found.storedName] : raw);
   // A spelling whose stored name is another's (hosted, or another registry's) is refused.
   if (resolved && 'refused' in resolved) throw new RegistryError('NAME_UNKNOWN', { detail: { name: raw, ns, reason: resolved.refused } });
   // Events name the repository as the client does (`busybox`, not the stored `library/busybox`),

@@ -68,8 +68,9 @@ async function dispatch(s: RouteServices, req: Request, res: Response): Promise<
   if (isRead(req.method) && (route.name === 'base' || route.name === 'manifest' || route.name === 'blob')) return serveRead(s, req, res, match, req.query.ns);
   if (route.subject) requestState(res).subject = route.subject;
   let target: Target | undefined;
-  if (route.name === 'base' || route.name === 'catalog') await authorize(s, req, res, route.name);
-  else target = await resolveTarget(s, req, res, groups[1]!, req.query.ns);
+  if (route.name === 'base' || route.name === 'catalog') {
+    if (s.access) await authorize(s.access, s.logger, req, res, route.name);
+  } else target = await resolveTarget(s, req, res, groups[1]!, req.query.ns);
   const resource = RESOURCES[route.name];
   const methods = resource.methods(s, target);
   if (!methods) throw new RegistryError('UNSUPPORTED');
