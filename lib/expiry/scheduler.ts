@@ -1,7 +1,8 @@
 /**
  * The TTL scheduler: the schedule in an index ordered by expiry (lib/expiry/expiry-index.ts),
- * one timer for the earliest entry, persisted through a `StateStore` (scheduler-state.json).
- * A failed expiry is kept and retried (the official scheduler drops it and leaks the content, #1994).
+ * one timer for the earliest entry, persisted through a `StateStore` (scheduler-state.json) by
+ * its writes (lib/expiry/schedule-writes.ts). A failed expiry is kept and retried (the official
+ * scheduler drops it and leaks the content, #1994).
  *
  * Every cost that recurs follows what changed, not what is stored: a change (an add, a cache hit
  * that extends an expiry, an expiry) costs O(log n) in the index and one key in the set of changes;
@@ -9,20 +10,19 @@
  * something changed (the store's worker thread merges them into the file, off the event loop).
  * The state file is loaded in the background in bounded slices: the registry serves meanwhile, and
  * expiries wait until it is loaded. A kill -9 loses the changes of the last flush interval at most
- * (5 s; the interval stretches to 19 times the duration of a write when writes are slow, so that
- * writing takes at most 5% of the time: about a million entries and more on this machine).
+ * (5 s; the interval stretches when writes are slow: about a million entries and more on this machine).
  *
- * Shared mode, for processes on one storage root (replicas): only the holder of the
- * `scheduler-lease` lock runs expiries and writes the state file. The others write their changes
- * to journals beside it, which the holder applies and deletes (an entry this process does not hold
- * is taken only if its content is still cached: another replica may have expired it meanwhile). A
- * replica taking the lease over writes its own changes, then reloads the file and the journals.
+ * Shared mode, for processes on one storage root (replicas, lib/expiry/shared-schedule.ts): only
+ * the holder of the `scheduler-lease` lock runs expiries and writes the state file; the others
+ * write journals, which the holder applies. A replica taking the lease over writes its own
+ * changes, then reloads the file and the journals.
  */
 import { ExpiryIndex, type EntryType, type IndexedEntry } from './expiry-index.js';
-import { FileStateStore, StateWriteError, type StateStore } from './state-store.js';
-import type { Changes, Entry } from './state-file.js';
-import type { Release, SharedLocks } from '../storage/shared-lock.js';
-import { SCHEDULER_LEASE_KEY } from '../storage/paths.js';
+import { FileStateStore, type StateStore } from './state-store.js';
+import type { Entry } from './state-file.js';
+import { ScheduleWrites } from './schedule-writes.js';
+import { SharedSchedule } from './shared-schedule.js';
+import type { SharedLocks } from '../storage/shared-lock.js';
 import { StoppingError } from '../errors.js';
 
 export type { Entry } from './state-file.js';
@@ -125,48 +125,52 @@ const toEntry = (e: IndexedEntry): Entry => ({ key: e.key, expiry: new Date(e.ex
 export class TtlScheduler implements ExpirySchedule {
   private readonly index = new ExpiryIndex();
   private readonly store: StateStore;
+  private readonly writes: ScheduleWrites;
+  /** Shared mode: the scheduler lease and the other replicas' journals. */
+  private readonly shared?: SharedSchedule;
   /** Entries being expired, with the version taken. */
   private readonly running = new Map<string, number>();
   private readonly failures = new Map<string, number>();
   private readonly runs = new Set<Promise<void>>();
-  /** Keys changed since the last write. */
-  private dirty = new Set<string>();
-  /** Without the lease: hits on entries this process has not seen, for the holder. */
-  private hits = new Map<string, { expiry: number; type: EntryType; hit: true }>();
-  /** The store could not be merged into (or its file was set aside): the next write is a full one. */
-  private fullWrite = false;
-  /** Journals applied to the index, deleted once a state write holds them. */
-  private applied: string[] = [];
-  private readonly appliedNames = new Set<string>();
-  /** The journals being applied: one pass at a time (see `applyJournals`). */
-  private journaling: Promise<void> = Promise.resolve();
   private loaded = false;
   private loading?: Promise<{ problem?: string; loaded: number }>;
   /** Keys removed while loading: the file's copy must not bring them back. */
   private tombstones = new Set<string>();
   private timer?: NodeJS.Timeout;
   private armedAt = Number.POSITIVE_INFINITY;
-  private flushTimer?: NodeJS.Timeout;
-  private flushAt = 0;
-  private flushing: Promise<void> = Promise.resolve();
-  private lastWriteMs = 0;
-  /** A write is under way; what was asked meanwhile (`soonMs`: the soonest asked) is planned at its end. */
-  private writing = false;
-  private afterWrite?: { soonMs?: number };
   private stopped = false;
   private readonly now: () => number;
   private readonly interval: number;
-  private lease?: Release;
-  private leaseTimer?: NodeJS.Timeout;
   private syncTimer?: NodeJS.Timeout;
-  private lastSync = 0;
-  /** A rebuild is complete: its marker is removed after the next successful write. */
-  private unmarkRebuild = false;
 
   constructor(private readonly options: SchedulerOptions) {
     this.now = options.now ?? Date.now;
     this.interval = options.flushIntervalMs ?? 5000;
     this.store = options.store ?? new FileStateStore(options.statePath);
+    const { shared, logger } = options;
+    if (shared)
+      this.shared = new SharedSchedule({
+        locks: shared.locks,
+        store: this.store,
+        now: this.now,
+        logger,
+        stillCached: options.stillCached,
+        learnt: shared.learnt,
+        renewed: shared.renewed,
+        schedule: { get: (key) => this.index.get(key), put: (key, expiry, type) => this.put(key, expiry, type), remove: (key) => this.remove(key) },
+        taken: () => this.leaseTaken(),
+        lost: () => this.disarm(),
+      });
+    this.writes = new ScheduleWrites({
+      store: this.store,
+      index: this.index,
+      interval: this.interval,
+      now: this.now,
+      expiring: () => this.expiring,
+      loading: () => this.loading,
+      shared: this.shared,
+      logger,
+    });
   }
 
   /**
@@ -174,10 +178,7 @@ export class TtlScheduler implements ExpirySchedule {
    * then arms the expiries; past entries fire at once. Resolves when loaded.
    */
   async start(): Promise<{ problem?: string; loaded: number }> {
-    if (this.options.shared) {
-      await this.tryLease();
-      if (!this.lease) this.startLeaseTimer();
-    }
+    await this.shared?.start();
     // Stopped before it started (a registry closed during its start-up): nothing to load, and no
     // timer or writer thread may outlive the stop.
     if (this.stopped) return { loaded: 0 };
@@ -188,7 +189,7 @@ export class TtlScheduler implements ExpirySchedule {
 
   /** True when this process runs the expiries (always, unless in shared mode without the lease). */
   get expiring(): boolean {
-    return !this.options.shared || this.lease !== undefined;
+    return !this.shared || this.shared.held;
   }
 
   /** True once the stored schedule is loaded. */
@@ -211,12 +212,14 @@ export class TtlScheduler implements ExpirySchedule {
         () => this.stopped,
       );
       // The file was set aside: write back everything known.
-      if (r.problem) this.fullWrite = true;
-      if (this.lease)
-        await this.applyJournals().catch((err: Error) => this.options.logger?.error('reading the schedule journals failed', { 'err.message': err.message }));
+      if (r.problem) this.writes.rewriteAll();
+      if (this.shared?.held)
+        await this.shared
+          .applyJournals()
+          .catch((err: Error) => this.options.logger?.error('reading the schedule journals failed', { 'err.message': err.message }));
       this.tombstones = new Set();
       this.loaded = true;
-      if (this.fullWrite || this.dirty.size > 0) this.scheduleFlush();
+      this.writes.planIfPending();
       this.arm();
       return r.problem ? { problem: r.problem, loaded: r.loaded } : { loaded: r.loaded };
     })();
@@ -224,40 +227,18 @@ export class TtlScheduler implements ExpirySchedule {
     return run;
   }
 
-  private startLeaseTimer(): void {
-    if (this.leaseTimer || this.stopped) return;
-    this.leaseTimer = setInterval(() => void this.tryLease(), this.options.shared!.locks.staleMs / 2);
-    this.leaseTimer.unref();
-  }
-
-  private async tryLease(): Promise<void> {
-    if (this.lease || this.stopped) return;
-    const release = await this.options
-      .shared!.locks.tryAcquire(SCHEDULER_LEASE_KEY, () => {
-        // Lost (this process stalled past the stale time, and another replica took over).
-        this.options.logger?.warn('scheduler lease lost: another replica runs the expiries now');
-        this.lease = undefined;
-        this.disarm();
-        this.startLeaseTimer();
-      })
-      .catch(() => undefined);
-    if (!release) return;
-    if (this.stopped) return void (await release());
-    this.lease = release;
-    clearInterval(this.leaseTimer);
-    this.leaseTimer = undefined;
-    this.options.logger?.info('scheduler lease taken: this process runs the expiries for every replica on this storage');
+  /** The lease was taken after the start: what this process knows may be stale. */
+  private async leaseTaken(): Promise<void> {
     if (!this.loading) return; // The first load, about to start, reads the journals.
     await this.loading;
     this.options.shared?.leaseTaken?.();
-    // What this process knows may be stale: its own changes go to the file, then the file and the
-    // other replicas' journals are read afresh.
+    // Its own changes go to the file, then the file and the other replicas' journals are read afresh.
     await this.flush().catch((err: Error) =>
       this.options.logger?.error('writing the schedule failed', { path: this.store.location, 'err.message': err.message }),
     );
-    if (this.stopped || !this.lease) return;
+    if (this.stopped || !this.shared?.held) return;
     const own = new Map<string, IndexedEntry | undefined>();
-    for (const key of this.dirty) own.set(key, this.index.get(key));
+    for (const key of this.writes.changedKeys()) own.set(key, this.index.get(key));
     this.index.clear();
     for (const [key, e] of own) if (e) this.index.set(key, e.expiry, e.type, !this.running.has(key));
     await this.load();
@@ -272,12 +253,12 @@ export class TtlScheduler implements ExpirySchedule {
     this.put(key, expiry, type);
     // New content on a replica without the lease: the holder learns of the link soon, so that it
     // does not delete data this replica has just linked.
-    if (existing === undefined && this.options.shared && !this.expiring) this.scheduleFlush(NEW_ENTRY_JOURNAL_MS);
+    if (existing === undefined && !this.expiring) this.writes.plan(NEW_ENTRY_JOURNAL_MS);
   }
 
   private put(key: string, expiry: number, type: EntryType): void {
     this.index.set(key, expiry, type, !this.running.has(key));
-    this.changed(key);
+    this.writes.changed(key);
     if (expiry < this.armedAt) this.arm();
   }
 
@@ -289,9 +270,7 @@ export class TtlScheduler implements ExpirySchedule {
   touch(repo: string, digest: string, type: EntryType, ttlMs: number): void {
     const key = `${repo}@${digest}`;
     if (this.index.has(key)) return this.add(repo, digest, type, ttlMs);
-    if (!this.options.shared || this.expiring) return;
-    this.hits.set(key, { expiry: this.now() + ttlMs, type, hit: true });
-    this.scheduleFlush();
+    if (!this.expiring) this.writes.hit(key, this.now() + ttlMs, type);
   }
 
   /** Adds entries for content found on disk that the schedule lacks (after a lost state file). */
@@ -303,7 +282,7 @@ export class TtlScheduler implements ExpirySchedule {
   remove(key: string): void {
     this.failures.delete(key);
     if (!this.loaded) this.tombstones.add(key);
-    if (this.index.delete(key)) this.changed(key);
+    if (this.index.delete(key)) this.writes.changed(key);
   }
 
   /** Whether `key` (`<repo>@<digest>`) is scheduled. */
@@ -324,148 +303,26 @@ export class TtlScheduler implements ExpirySchedule {
 
   /** Writes the changes now (the lease holder to the state, the others to a journal); one write at a time. */
   flush(): Promise<void> {
-    const run = this.flushing.then(async () => {
-      this.writing = true;
-      try {
-        await this.write();
-      } finally {
-        this.writing = false;
-        // What changed meanwhile is written at the interval this write's duration gives.
-        if (this.afterWrite) {
-          const soon = this.afterWrite.soonMs;
-          this.afterWrite = undefined;
-          this.scheduleFlush(soon);
-        }
-      }
-    });
-    this.flushing = run.catch(() => undefined);
-    return run;
-  }
-
-  private takeChanges(): Map<string, { expiry: number; type: EntryType } | null> {
-    const changes = new Map<string, { expiry: number; type: EntryType } | null>();
-    for (const key of this.dirty) {
-      const e = this.index.get(key);
-      changes.set(key, e ? { expiry: e.expiry, type: e.type } : null);
-    }
-    this.dirty = new Set();
-    return changes;
-  }
-
-  private async write(): Promise<void> {
-    await this.loading;
-    if (!this.expiring) {
-      if (this.dirty.size === 0 && this.hits.size === 0) return;
-      const unmark = this.unmarkRebuild;
-      const hits = this.hits;
-      this.hits = new Map();
-      const changes: Map<string, { expiry: number; type: EntryType; hit?: boolean } | null> = this.takeChanges();
-      for (const [key, h] of hits) if (!changes.has(key)) changes.set(key, h);
-      try {
-        await this.store.writeJournal(changes);
-      } catch (err) {
-        for (const [key, e] of changes) {
-          if (e?.hit) this.hits.set(key, e as { expiry: number; type: EntryType; hit: true });
-          else this.dirty.add(key);
-        }
-        throw err;
-      }
-      // The rebuilt entries are in a journal, which the lease holder applies.
-      if (unmark) {
-        await this.store.markRebuild(false);
-        this.unmarkRebuild = false;
-      }
-      return;
-    }
-    this.hits.clear();
-    if (this.options.shared) await this.applyJournals();
-    if (this.dirty.size === 0 && !this.fullWrite && this.applied.length === 0) return;
-    const full = this.fullWrite;
-    const journals = this.applied;
-    this.applied = [];
-    const changes = full ? this.everything() : this.takeChanges();
-    if (full) {
-      this.dirty = new Set();
-      this.fullWrite = false;
-    }
-    const unmark = this.unmarkRebuild;
-    try {
-      const r = await this.store.write(changes, { replace: full });
-      this.lastWriteMs = r.ms;
-      if (unmark) {
-        await this.store.markRebuild(false);
-        this.unmarkRebuild = false;
-      }
-    } catch (err) {
-      for (const key of changes.keys()) if (!full) this.dirty.add(key);
-      if (full || (err instanceof StateWriteError && err.base)) this.fullWrite = true;
-      this.applied = [...journals, ...this.applied];
-      throw err;
-    }
-    if (journals.length > 0) {
-      await this.store.dropJournals(journals);
-      for (const n of journals) this.appliedNames.delete(n);
-    }
-  }
-
-  /** The whole schedule as changes, for a full write (rare: after a damaged file). */
-  private everything(): Changes {
-    const all = new Map<string, { expiry: number; type: EntryType }>();
-    for (const e of this.index.entries()) all.set(e.key, { expiry: e.expiry, type: e.type });
-    return all;
-  }
-
-  /**
-   * The lease holder: applies the other replicas' journals waiting (cost: their changes). Passes
-   * run one at a time: two at once (a periodic write, an expiry's refresh) would both read a
-   * journal, and the later one put back an entry the expiry in between has just removed.
-   */
-  private applyJournals(): Promise<void> {
-    const run = this.journaling.then(() => this.applyJournalsNow());
-    this.journaling = run.catch(() => undefined);
-    return run;
-  }
-
-  private async applyJournalsNow(): Promise<void> {
-    this.lastSync = this.now();
-    const names = (await this.store.journals()).filter((n) => !this.appliedNames.has(n));
-    for (const name of names) {
-      for (const [key, e] of await this.store.readJournal(name)) {
-        if (e === null) {
-          this.remove(key);
-          continue;
-        }
-        const existing = this.index.get(key);
-        if (existing && existing.expiry >= e.expiry) continue;
-        // A hit extends what the holder has, and creates nothing.
-        if (!existing && e.hit) continue;
-        if (!existing && this.options.stillCached && !(await this.options.stillCached({ key, expiry: new Date(e.expiry), type: e.type }))) continue;
-        this.put(key, e.expiry, e.type);
-        if (!existing) this.options.shared?.learnt?.(key, e.type);
-        else this.options.shared?.renewed?.(key, e.type);
-      }
-      this.applied.push(name);
-      this.appliedNames.add(name);
-    }
+    return this.writes.flush();
   }
 
   /** Every interval: the holder takes in the journals; the others forget what the holder expired. */
   private tick(): void {
-    if (this.stopped || !this.loaded) return;
+    if (this.stopped || !this.loaded || !this.shared) return;
     if (this.expiring) {
-      if (!this.options.shared) return;
       // The journals are taken in every interval (their cost is their changes); the file is
       // rewritten by the periodic write, whose interval stretches when writes are slow: a
       // rewrite every interval cost a sixth of a core at a million entries.
-      this.applyJournals()
-        .then(() => this.applied.length > 0 && this.scheduleFlush())
+      this.shared
+        .applyJournals()
+        .then(() => this.shared!.hasApplied && this.writes.plan())
         .catch((err: Error) => this.options.logger?.error('reading the schedule journals failed', { 'err.message': err.message }));
       return;
     }
     const horizon = this.now() - PRUNE_AFTER_MS;
     for (let i = 0; i < PRUNE_SLICE; i++) {
       const next = this.index.peek();
-      if (!next || next.expiry > horizon || this.dirty.has(next.key)) break;
+      if (!next || next.expiry > horizon || this.writes.isChanged(next.key)) break;
       this.index.delete(next.key);
     }
   }
@@ -478,8 +335,8 @@ export class TtlScheduler implements ExpirySchedule {
   async halt(): Promise<void> {
     this.stopped = true;
     this.disarm();
-    clearTimeout(this.flushTimer);
-    clearInterval(this.leaseTimer);
+    this.writes.halt();
+    this.shared?.halt();
     clearInterval(this.syncTimer);
     await Promise.allSettled([...this.runs]);
     await this.loading;
@@ -494,13 +351,11 @@ export class TtlScheduler implements ExpirySchedule {
   }
 
   async markRebuild(): Promise<void> {
-    this.unmarkRebuild = false;
-    await this.store.markRebuild(true);
+    await this.writes.markRebuild();
   }
 
   rebuilt(): void {
-    this.unmarkRebuild = true;
-    this.scheduleFlush();
+    this.writes.rebuilt();
   }
 
   /** Halts (see `halt`), then writes what changed. */
@@ -509,41 +364,9 @@ export class TtlScheduler implements ExpirySchedule {
       await this.halt();
       await this.flush();
     } finally {
-      await this.lease?.();
-      this.lease = undefined;
+      await this.shared?.release();
       await this.store.close();
     }
-  }
-
-  private changed(key: string): void {
-    this.dirty.add(key);
-    this.scheduleFlush();
-  }
-
-  /** At most one pending periodic write (sooner with `soonMs`); a failed one is tried again an interval later. */
-  private scheduleFlush(soonMs?: number): void {
-    if (this.stopped) return;
-    // During a write the next one waits for its end: planned now, it would be planned from the
-    // previous write's duration, and every interval of a slow write would queue one more.
-    if (this.writing) {
-      const soonest = this.afterWrite?.soonMs;
-      this.afterWrite = { soonMs: soonMs === undefined ? soonest : Math.min(soonest ?? soonMs, soonMs) };
-      return;
-    }
-    const wait = soonMs ?? Math.max(this.interval, 19 * this.lastWriteMs);
-    if (this.flushTimer) {
-      if (soonMs === undefined || this.flushAt <= this.now() + soonMs) return;
-      clearTimeout(this.flushTimer);
-    }
-    this.flushAt = this.now() + wait;
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = undefined;
-      this.flush().catch((err: Error) => {
-        this.options.logger?.error('writing the schedule failed', { path: this.store.location, 'err.message': err.message });
-        this.scheduleFlush();
-      });
-    }, wait);
-    this.flushTimer.unref();
   }
 
   /**
@@ -551,8 +374,8 @@ export class TtlScheduler implements ExpirySchedule {
    * the last look (a replica that has just linked the data says so within 100 ms).
    */
   async refresh(): Promise<void> {
-    if (!this.options.shared || !this.lease || this.now() - this.lastSync < 50) return;
-    await this.applyJournals();
+    if (!this.shared?.held || this.shared.sinceLastLook < 50) return;
+    await this.shared.applyJournals();
   }
 
   private disarm(): void {
@@ -578,8 +401,9 @@ export class TtlScheduler implements ExpirySchedule {
     this.timer = undefined;
     this.armedAt = Number.POSITIVE_INFINITY;
     // Shared mode: another replica may have extended an entry since (a cache hit there).
-    if (this.options.shared && this.now() - this.lastSync > 1000) {
-      this.applyJournals()
+    if (this.shared && this.shared.sinceLastLook > 1000) {
+      this.shared
+        .applyJournals()
         .catch((err: Error) => this.options.logger?.error('reading the schedule journals failed', { 'err.message': err.message }))
         .finally(() => this.fireDue());
       return;
@@ -629,7 +453,7 @@ export class TtlScheduler implements ExpirySchedule {
           if (this.index.get(key)?.version === taken.version) {
             this.failures.set(key, n);
             this.index.set(key, this.now() + delay, taken.type, false);
-            this.changed(key);
+            this.writes.changed(key);
           }
         },
       )
