@@ -1,17 +1,47 @@
 /** Free ports and readiness polling for servers the tests start on 127.0.0.1. */
 import http from 'node:http';
 import net from 'node:net';
+import { readFileSync } from 'node:fs';
 
-/** A port nobody listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Where the kernel's ephemeral ports begin (`ip_local_port_range`): outgoing connections take
+ * their local port at or above it, so a port below it that is free now stays free for the child
+ * the test starts next. A port the kernel gave a listener on port 0 and which was closed again may
+ * meanwhile be taken by any of the suite's outgoing connections (a replica then fails to bind).
+ */
+function ephemeralStart(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(low) && low > 12_000) return low;
+  } catch {
+    // Not Linux: the IANA range's start.
+  }
+  return 49_152;
+}
+
+const LOWEST = 10_000;
+const HIGHEST = ephemeralStart() - 1;
+/** Each jest worker picks in its own band, so that two workers never pick one port at once. */
+const BANDS = 8;
+const band = (Number(process.env.JEST_WORKER_ID ?? '1') - 1) % BANDS;
+const bandSize = Math.floor((HIGHEST - LOWEST) / BANDS);
+
+/** Whether a listener can bind 127.0.0.1:`port` now. */
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+}
+
+/** A port nobody listens on right now, below the kernel's ephemeral ports (see `ephemeralStart`). */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = LOWEST + band * bandSize + Math.floor(Math.random() * bandSize);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port found between ${LOWEST} and ${HIGHEST}`);
 }
 
 /** Whether `url` answers any HTTP status now (one attempt, given a second). */
