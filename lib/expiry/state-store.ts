@@ -23,24 +23,19 @@ import { Worker } from 'node:worker_threads';
 import type { Readable } from 'node:stream';
 import {
   asideName,
-  deleteJournals,
-  journalText,
-  listJournals,
   loadFrom,
   loadState,
   mergeState,
   mergeStreams,
-  parseJournal,
-  readJournal,
   removeUnfinishedWrites,
   StateBaseError,
-  writeJournal,
   type Changes,
   type LoadResult,
   type MergeResult,
   type ReadInto,
   type StoredEntry,
 } from './state-file.js';
+import { deleteJournals, journalText, listJournals, parseJournal, readJournal, writeJournal } from './schedule-journal.js';
 import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
 import { SCHEDULER_JOURNAL_ENTRY } from '../storage/paths.js';
 
