@@ -33,8 +33,8 @@ import {
   type LoadResult,
   type MergeResult,
   type ReadInto,
-  type StoredEntry,
 } from './state-file.js';
+import type { StoredEntry } from './state-entry.js';
 import { deleteJournals, journalText, listJournals, parseJournal, readJournal, writeJournal } from './schedule-journal.js';
 import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
 import { SCHEDULER_JOURNAL_ENTRY } from '../storage/paths.js';
