@@ -1,21 +1,20 @@
 /**
  * `scheduler-state.json` in distribution's format (`registry/proxy/expiry/scheduler.go`): an
  * object keyed by `<repo>@<digest>` whose values are `{Key, ExpiryData (RFC 3339), EntryType (0 blob,
- * 1 manifest)}` (one entry's text, and Go's times, in state-entry.ts). A damaged file is set aside,
- * never fatal (the official registry panics, #2374).
+ * 1 manifest)}` (one entry's text, and Go's times, in state-entry.ts), and its rewrite.
  *
- * Every file access of the schedule is in this module: the state file is read as a stream in
- * bounded chunks and rewritten as a stream (unchanged members copied verbatim, changes merged in),
+ * The state file is rewritten as a stream (unchanged members copied verbatim, changes merged in),
  * always to a temporary file renamed into place under the file's lock, so that it is complete JSON
- * at every moment. The journals of replicas that do not hold the expiry lease are in
+ * at every moment. Its load (a stream read in bounded chunks; a damaged file set aside, never fatal)
+ * is in state-load.ts, the journals of replicas that do not hold the expiry lease in
  * schedule-journal.ts.
  */
-import { open, readdir, rename, mkdir, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, mkdir, unlink } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import { scanStream, StateSyntaxError } from './state-scanner.js';
-import { entryOf, member, type StoredEntry } from './state-entry.js';
+import { member } from './state-entry.js';
 import type { EntryType } from './expiry-index.js';
 
 /** One scheduled expiry. */
@@ -32,121 +31,8 @@ export interface Entry {
  */
 export type Changes = ReadonlyMap<string, { readonly expiry: number; readonly type: EntryType; readonly hit?: boolean } | null>;
 
-/** Bytes read per slice: about 250 entries, a few milliseconds of the event loop. */
-const CHUNK = 64 * 1024;
 /** Bytes per read and per write of a rewrite (in the writer thread: no slice to keep short). */
 const MERGE_CHUNK = 1024 * 1024;
-
-/** What a load found. */
-export interface LoadResult {
-  readonly loaded: number;
-  /** Set when the file was damaged (it was then moved aside). */
-  readonly problem?: string;
-}
-
-/**
- * Streams the state file to `onBatch`, one batch per chunk of 64 KiB (about 250 entries), giving
- * the event loop back between chunks (`stop` ends it early). A damaged file is moved aside, keeping what was read of it:
- * malformed entries are skipped, and what came before a syntax error is kept.
- */
-export async function loadState(path: string, onBatch: (entries: StoredEntry[]) => void, stop: () => boolean = () => false): Promise<LoadResult> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { loaded: 0 };
-    return { loaded: 0, problem: `${path} could not be read (${(err as Error).message}); starting with an empty schedule` };
-  }
-  try {
-    return await loadFrom(
-      async (buf, offset, length) => (await handle.read(buf, offset, length, null)).bytesRead,
-      path,
-      onBatch,
-      stop,
-      async () => {
-        await handle.close();
-        return setAside(path);
-      },
-    );
-  } finally {
-    await handle.close().catch(() => undefined);
-  }
-}
-
-/** `loadState` on any medium: `read` the stored bytes, `setAside` moves a damaged state away and says so. */
-export async function loadFrom(
-  read: ReadInto,
-  location: string,
-  onBatch: (entries: StoredEntry[]) => void,
-  stop: () => boolean,
-  setAside: () => Promise<string>,
-): Promise<LoadResult> {
-  let loaded = 0;
-  let skipped = 0;
-  let stopped = false;
-  let syntax: StateSyntaxError | undefined;
-  let batch: StoredEntry[] = [];
-  try {
-    await scanStream(
-      read,
-      CHUNK,
-      (m) => {
-        const e = entryOf(m);
-        if (e) batch.push(e);
-        else skipped++;
-      },
-      async () => {
-        loaded += batch.length;
-        if (batch.length > 0) onBatch(batch);
-        batch = [];
-        await new Promise((r) => setImmediate(r));
-        // Stopping: what was read stays, and the file is not judged on a part of it.
-        stopped = stop();
-        return !stopped;
-      },
-    );
-  } catch (err) {
-    if (!(err instanceof StateSyntaxError)) {
-      return { loaded, problem: `${location} could not be read (${(err as Error).message}); ${loaded} entries read before the error kept` };
-    }
-    syntax = err;
-  }
-  loaded += batch.length;
-  if (batch.length > 0) onBatch(batch);
-  if (stopped) return { loaded };
-  if (syntax) {
-    const what = syntax.message === 'empty' ? 'empty' : syntax.notObject ? 'not a JSON object' : `not valid JSON (${syntax.message})`;
-    const kept = loaded > 0 ? `; the ${loaded} entries before the damage were kept` : '';
-    return { loaded, problem: `${location} was ${what}; ${await setAside()}${kept}` };
-  }
-  if (skipped === 0) return { loaded };
-  return { loaded, problem: `${skipped} malformed entr${skipped === 1 ? 'y' : 'ies'} in ${location} skipped; ${await setAside()}` };
-}
-
-/** Reads the whole state into a map (small files: tests, journals); a damaged file is moved aside and reported as `problem`. */
-export async function readState(path: string): Promise<{ entries: Map<string, Entry>; problem?: string }> {
-  const entries = new Map<string, Entry>();
-  const { problem } = await loadState(path, (batch) => {
-    for (const e of batch) entries.set(e.key, { key: e.key, expiry: new Date(e.expiry), type: e.type });
-  });
-  return { entries, problem };
-}
-
-/** `<path>.corrupt-<timestamp>-<id>`: where a damaged state is set aside. */
-export function asideName(path: string): string {
-  return `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
-}
-
-/** Renames a damaged state file to `<path>.corrupt-<timestamp>`; says what happened. */
-async function setAside(path: string): Promise<string> {
-  const aside = asideName(path);
-  try {
-    await rename(path, aside);
-    return `moved to ${aside}`;
-  } catch (err) {
-    return `could not be moved aside (${(err as Error).message})`;
-  }
-}
 
 /** The base file could not be read as a state file: the caller must write the whole schedule. */
 export class StateBaseError extends Error {

@@ -21,19 +21,8 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Readable } from 'node:stream';
-import {
-  asideName,
-  loadFrom,
-  loadState,
-  mergeState,
-  mergeStreams,
-  removeUnfinishedWrites,
-  StateBaseError,
-  type Changes,
-  type LoadResult,
-  type MergeResult,
-  type ReadInto,
-} from './state-file.js';
+import { mergeState, mergeStreams, removeUnfinishedWrites, StateBaseError, type Changes, type MergeResult, type ReadInto } from './state-file.js';
+import { asideName, loadFrom, loadState, type LoadResult } from './state-load.js';
 import type { StoredEntry } from './state-entry.js';
 import { deleteJournals, journalText, listJournals, parseJournal, readJournal, writeJournal } from './schedule-journal.js';
 import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
