@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ExpiryIndex } from '../lib/expiry/expiry-index.js';
 import { TtlScheduler } from '../lib/expiry/scheduler.js';
-import { readState } from '../lib/expiry/state-file.js';
+import { readState } from '../lib/expiry/state-load.js';
 import { DirectoryLocks } from '../lib/storage/shared-lock.js';
 import { spawnChild } from './helpers/children.js';
 import { until } from './helpers/until.js';

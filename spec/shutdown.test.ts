@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generatePart, writeSchedule } from '../bench/scale/generate.js';
 import { prng } from '../bench/scale/layout.js';
-import { readState } from '../lib/expiry/state-file.js';
+import { readState } from '../lib/expiry/state-load.js';
 import { spawnChild, type Child } from './helpers/children.js';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { freePort } from './helpers/ports.js';

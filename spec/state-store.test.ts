@@ -6,7 +6,8 @@
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readState, type Changes } from '../lib/expiry/state-file.js';
+import type { Changes } from '../lib/expiry/state-file.js';
+import { readState } from '../lib/expiry/state-load.js';
 import { FileStateStore, THREAD_FROM_BYTES } from '../lib/expiry/state-store.js';
 
 const hex = (i: number): string => i.toString(16).padStart(64, '0');

@@ -1,31 +1,26 @@
 /**
  * `scheduler-state.json` in distribution's format (`registry/proxy/expiry/scheduler.go`): an
  * object keyed by `<repo>@<digest>` whose values are `{Key, ExpiryData (RFC 3339), EntryType (0 blob,
- * 1 manifest)}`. A damaged file is set aside, never fatal (the official registry panics, #2374).
+ * 1 manifest)}` (one entry's text, and Go's times, in state-entry.ts), and its rewrite.
  *
- * Every file access of the schedule is in this module: the state file is read as a stream in
- * bounded chunks and rewritten as a stream (unchanged members copied verbatim, changes merged in),
+ * The state file is rewritten as a stream (unchanged members copied verbatim, changes merged in),
  * always to a temporary file renamed into place under the file's lock, so that it is complete JSON
- * at every moment; and the journals of replicas that do not hold the expiry lease.
+ * at every moment. Its load (a stream read in bounded chunks; a damaged file set aside, never fatal)
+ * is in state-load.ts, the journals of replicas that do not hold the expiry lease in
+ * schedule-journal.ts.
  */
-import { open, readFile, readdir, rename, mkdir, unlink, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, mkdir, unlink } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import lockfile from 'proper-lockfile';
-import { scanStream, StateSyntaxError, type ScannedMember } from './state-scanner.js';
+import { scanStream, StateSyntaxError } from './state-scanner.js';
+import { member } from './state-entry.js';
 import type { EntryType } from './expiry-index.js';
 
 /** One scheduled expiry. */
 export interface Entry {
   readonly key: string;
   readonly expiry: Date;
-  readonly type: EntryType;
-}
-
-/** An entry as stored and sent between threads: expiry in milliseconds since the epoch. */
-export interface StoredEntry {
-  readonly key: string;
-  readonly expiry: number;
   readonly type: EntryType;
 }
 
@@ -36,230 +31,8 @@ export interface StoredEntry {
  */
 export type Changes = ReadonlyMap<string, { readonly expiry: number; readonly type: EntryType; readonly hit?: boolean } | null>;
 
-/** Go's RFC3339Nano: UTC with `Z`, fraction trimmed of trailing zeros. */
-export function formatGoTime(d: Date): string {
-  return d.toISOString().replace(/\.(\d*?)0*Z$/, (_m, frac: string) => (frac ? `.${frac}Z` : 'Z'));
-}
-
-const GO_TIME = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
-
-/** Parses RFC 3339 with up to nine fractional digits and any offset; undefined if invalid. */
-export function parseGoTime(s: unknown): Date | undefined {
-  const ms = parseGoTimeMs(s);
-  return ms === undefined ? undefined : new Date(ms);
-}
-
-function parseGoTimeMs(s: unknown): number | undefined {
-  if (typeof s !== 'string') return undefined;
-  const m = GO_TIME.exec(s);
-  if (!m) return undefined;
-  const frac = m[2] ? `.${m[2].padEnd(3, '0').slice(0, 3)}` : '';
-  const t = Date.parse(`${m[1]}${frac}${m[3]}`);
-  return Number.isNaN(t) ? undefined : t;
-}
-
-const KEY_OPEN = Buffer.from('{"Key":"');
-const EXPIRY_OPEN = Buffer.from('","ExpiryData":"');
-const TYPE_OPEN = Buffer.from('","EntryType":');
-
-/** The decimal number of `buf[i, i + n)`, or NaN when not all digits. */
-function digits(buf: Buffer, i: number, n: number): number {
-  let v = 0;
-  for (let k = i; k < i + n; k++) {
-    const c = buf[k]! - 0x30;
-    if (c < 0 || c > 9) return NaN;
-    v = v * 10 + c;
-  }
-  return v;
-}
-
-/** RFC 3339 in `buf[i, end)`, parsed in place (no string is made); undefined if invalid. */
-function timeAt(buf: Buffer, i: number, end: number): number | undefined {
-  if (end - i < 20 || buf[i + 4] !== 0x2d || buf[i + 7] !== 0x2d || buf[i + 10] !== 0x54 || buf[i + 13] !== 0x3a || buf[i + 16] !== 0x3a) return undefined;
-  const [y, mo, d, h, mi, se] = [
-    digits(buf, i, 4),
-    digits(buf, i + 5, 2),
-    digits(buf, i + 8, 2),
-    digits(buf, i + 11, 2),
-    digits(buf, i + 14, 2),
-    digits(buf, i + 17, 2),
-  ];
-  if (!(mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h <= 23 && mi <= 59 && se <= 60)) return undefined;
-  let j = i + 19;
-  let ms = 0;
-  if (buf[j] === 0x2e) {
-    const start = ++j;
-    while (j < end && buf[j]! >= 0x30 && buf[j]! <= 0x39) j++;
-    const n = j - start;
-    if (n < 1 || n > 9) return undefined;
-    ms = digits(buf, start, Math.min(n, 3)) * 10 ** (3 - Math.min(n, 3));
-  }
-  let offset = 0;
-  if (buf[j] === 0x5a && j + 1 === end) offset = 0;
-  else if ((buf[j] === 0x2b || buf[j] === 0x2d) && j + 6 === end && buf[j + 3] === 0x3a) {
-    const oh = digits(buf, j + 1, 2);
-    const om = digits(buf, j + 4, 2);
-    if (Number.isNaN(oh) || Number.isNaN(om)) return undefined;
-    offset = (buf[j] === 0x2b ? 1 : -1) * (oh * 60 + om) * 60_000;
-  } else return undefined;
-  const t = Date.UTC(y, mo - 1, d, h, mi, se, ms) - offset;
-  // Date.UTC rolls 31 February over into March: refuse what does not round-trip.
-  return new Date(Date.UTC(y, mo - 1, d)).getUTCDate() === d ? t : undefined;
-}
-
-/** The value in the shape distribution and we write (`{"Key":"...","ExpiryData":"...","EntryType":N}`), read in place; undefined when it has another shape. */
-function fastEntry(m: ScannedMember): StoredEntry | undefined {
-  const { buf, valueStart: v, end } = m;
-  if (buf.compare(KEY_OPEN, 0, KEY_OPEN.length, v, v + KEY_OPEN.length) !== 0 || buf[end - 1] !== 0x7d) return undefined;
-  const e = buf.indexOf(EXPIRY_OPEN, v + KEY_OPEN.length);
-  if (e < 0 || e >= end) return undefined;
-  const ts = e + EXPIRY_OPEN.length;
-  const te = buf.indexOf(0x22, ts);
-  if (te < 0 || te >= end || buf.compare(TYPE_OPEN, 0, TYPE_OPEN.length, te, te + TYPE_OPEN.length) !== 0) return undefined;
-  const t = te + TYPE_OPEN.length;
-  if (t + 2 !== end || (buf[t] !== 0x30 && buf[t] !== 0x31)) return undefined;
-  const expiry = timeAt(buf, ts, te);
-  return expiry === undefined ? undefined : { key: m.key, expiry, type: buf[t] === 0x30 ? 'blob' : 'manifest' };
-}
-
-/** A member's entry, or undefined when it is malformed. */
-function entryOf(m: ScannedMember): StoredEntry | undefined {
-  if (!m.key.includes('@')) return undefined;
-  const fast = fastEntry(m);
-  if (fast) return fast;
-  let v: { ExpiryData?: unknown; EntryType?: unknown } | null;
-  try {
-    v = JSON.parse(m.buf.toString('utf8', m.valueStart, m.end)) as typeof v;
-  } catch {
-    return undefined;
-  }
-  if (v === null || typeof v !== 'object') return undefined;
-  const expiry = parseGoTimeMs(v.ExpiryData);
-  if (expiry === undefined || (v.EntryType !== 0 && v.EntryType !== 1)) return undefined;
-  return { key: m.key, expiry, type: v.EntryType === 0 ? 'blob' : 'manifest' };
-}
-
-/** Bytes read per slice: about 250 entries, a few milliseconds of the event loop. */
-const CHUNK = 64 * 1024;
 /** Bytes per read and per write of a rewrite (in the writer thread: no slice to keep short). */
 const MERGE_CHUNK = 1024 * 1024;
-
-/** What a load found. */
-export interface LoadResult {
-  readonly loaded: number;
-  /** Set when the file was damaged (it was then moved aside). */
-  readonly problem?: string;
-}
-
-/**
- * Streams the state file to `onBatch`, one batch per chunk of 64 KiB (about 250 entries), giving
- * the event loop back between chunks (`stop` ends it early). A damaged file is moved aside, keeping what was read of it:
- * malformed entries are skipped, and what came before a syntax error is kept.
- */
-export async function loadState(path: string, onBatch: (entries: StoredEntry[]) => void, stop: () => boolean = () => false): Promise<LoadResult> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { loaded: 0 };
-    return { loaded: 0, problem: `${path} could not be read (${(err as Error).message}); starting with an empty schedule` };
-  }
-  try {
-    return await loadFrom(
-      async (buf, offset, length) => (await handle.read(buf, offset, length, null)).bytesRead,
-      path,
-      onBatch,
-      stop,
-      async () => {
-        await handle.close();
-        return setAside(path);
-      },
-    );
-  } finally {
-    await handle.close().catch(() => undefined);
-  }
-}
-
-/** `loadState` on any medium: `read` the stored bytes, `setAside` moves a damaged state away and says so. */
-export async function loadFrom(
-  read: ReadInto,
-  location: string,
-  onBatch: (entries: StoredEntry[]) => void,
-  stop: () => boolean,
-  setAside: () => Promise<string>,
-): Promise<LoadResult> {
-  let loaded = 0;
-  let skipped = 0;
-  let stopped = false;
-  let syntax: StateSyntaxError | undefined;
-  let batch: StoredEntry[] = [];
-  try {
-    await scanStream(
-      read,
-      CHUNK,
-      (m) => {
-        const e = entryOf(m);
-        if (e) batch.push(e);
-        else skipped++;
-      },
-      async () => {
-        loaded += batch.length;
-        if (batch.length > 0) onBatch(batch);
-        batch = [];
-        await new Promise((r) => setImmediate(r));
-        // Stopping: what was read stays, and the file is not judged on a part of it.
-        stopped = stop();
-        return !stopped;
-      },
-    );
-  } catch (err) {
-    if (!(err instanceof StateSyntaxError)) {
-      return { loaded, problem: `${location} could not be read (${(err as Error).message}); ${loaded} entries read before the error kept` };
-    }
-    syntax = err;
-  }
-  loaded += batch.length;
-  if (batch.length > 0) onBatch(batch);
-  if (stopped) return { loaded };
-  if (syntax) {
-    const what = syntax.message === 'empty' ? 'empty' : syntax.notObject ? 'not a JSON object' : `not valid JSON (${syntax.message})`;
-    const kept = loaded > 0 ? `; the ${loaded} entries before the damage were kept` : '';
-    return { loaded, problem: `${location} was ${what}; ${await setAside()}${kept}` };
-  }
-  if (skipped === 0) return { loaded };
-  return { loaded, problem: `${skipped} malformed entr${skipped === 1 ? 'y' : 'ies'} in ${location} skipped; ${await setAside()}` };
-}
-
-/** Reads the whole state into a map (small files: tests, journals); a damaged file is moved aside and reported as `problem`. */
-export async function readState(path: string): Promise<{ entries: Map<string, Entry>; problem?: string }> {
-  const entries = new Map<string, Entry>();
-  const { problem } = await loadState(path, (batch) => {
-    for (const e of batch) entries.set(e.key, { key: e.key, expiry: new Date(e.expiry), type: e.type });
-  });
-  return { entries, problem };
-}
-
-/** `<path>.corrupt-<timestamp>-<id>`: where a damaged state is set aside. */
-export function asideName(path: string): string {
-  return `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
-}
-
-/** Renames a damaged state file to `<path>.corrupt-<timestamp>`; says what happened. */
-async function setAside(path: string): Promise<string> {
-  const aside = asideName(path);
-  try {
-    await rename(path, aside);
-    return `moved to ${aside}`;
-  } catch (err) {
-    return `could not be moved aside (${(err as Error).message})`;
-  }
-}
-
-/** One member in distribution's format. */
-function member(key: string, expiry: number, type: EntryType): string {
-  const k = JSON.stringify(key);
-  return `${k}:{"Key":${k},"ExpiryData":"${formatGoTime(new Date(expiry))}","EntryType":${type === 'blob' ? 0 : 1}}`;
-}
 
 /** The base file could not be read as a state file: the caller must write the whole schedule. */
 export class StateBaseError extends Error {
@@ -433,81 +206,4 @@ class Output {
 
 function lockState(path: string): Promise<() => Promise<void>> {
   return lockfile.lock(path, { realpath: false, stale: 10_000, retries: { retries: 50, minTimeout: 20, maxTimeout: 200 } });
-}
-
-/**
- * Journals: the changes of a replica that does not hold the expiry lease, one small file per flush
- * in `<dir>/<time>-<instance>-<seq>.journal`, one JSON line per change (`{"k","e","t"}`, `e` null
- * for a removal), written to a temporary name and renamed; the lease holder applies and deletes them.
- */
-export async function writeJournal(dir: string, name: string, changes: Changes): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const temp = `${dir}/.${name}.${randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await writeFile(temp, journalText(changes));
-    await rename(temp, `${dir}/${name}.journal`);
-  } catch (err) {
-    await unlink(temp).catch(() => undefined);
-    throw err;
-  }
-}
-
-/** The journals waiting in `dir`, oldest first (by name). Temporary files older than an hour are removed. */
-export async function listJournals(dir: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  for (const n of names) {
-    if (!n.endsWith('.tmp')) continue;
-    // A writer killed between write and rename.
-    const info = await stat(`${dir}/${n}`).catch(() => undefined);
-    if (info && Date.now() - info.mtimeMs > 3600_000) await unlink(`${dir}/${n}`).catch(() => undefined);
-  }
-  return names.filter((n) => n.endsWith('.journal')).sort();
-}
-
-/** The changes in one journal; lines that do not parse are skipped (a journal is only ever renamed into place whole). */
-export async function readJournal(dir: string, name: string): Promise<Changes> {
-  let text: string;
-  try {
-    text = await readFile(`${dir}/${name}`, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-    throw err;
-  }
-  return parseJournal(text);
-}
-
-/** A journal's text: one JSON line per change. */
-export function journalText(changes: Changes): string {
-  const lines: string[] = [];
-  for (const [k, e] of changes) lines.push(JSON.stringify({ k, e: e ? e.expiry : null, t: e?.type === 'manifest' ? 1 : 0, ...(e?.hit ? { h: 1 } : {}) }));
-  return `${lines.join('\n')}\n`;
-}
-
-/** The changes of a journal's text. */
-export function parseJournal(text: string): Changes {
-  const changes = new Map<string, { expiry: number; type: EntryType; hit?: boolean } | null>();
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    try {
-      const j = JSON.parse(line) as { k?: unknown; e?: unknown; t?: unknown; h?: unknown };
-      if (typeof j.k !== 'string' || !j.k.includes('@')) continue;
-      if (j.e === null) changes.set(j.k, null);
-      else if (typeof j.e === 'number' && Number.isFinite(j.e))
-        changes.set(j.k, { expiry: j.e, type: j.t === 1 ? 'manifest' : 'blob', ...(j.h === 1 ? { hit: true } : {}) });
-    } catch {
-      // Skipped.
-    }
-  }
-  return changes;
-}
-
-/** Deletes applied journals. */
-export async function deleteJournals(dir: string, names: readonly string[]): Promise<void> {
-  for (const n of names) await unlink(`${dir}/${n}`).catch(() => undefined);
 }

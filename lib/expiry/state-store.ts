@@ -1,8 +1,8 @@
 /**
  * Where the schedule is kept between runs, behind one small interface: the file store below
  * (`scheduler-state.json` on the filesystem, rewritten by a worker thread once it is large,
- * journals beside it); a store through the storage driver (the state as an object on S3) or Redis
- * can take its place.
+ * journals beside it); the store through the storage driver (driver-state-store.ts: the state as
+ * an object on S3), or one on Redis, can take its place.
  *
  * Why a worker that merges changes into the file rather than a copy of the schedule kept in the
  * worker: the file in distribution's format is the one copy; a rewrite streams it (read, copy the
@@ -20,28 +20,10 @@ import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { Readable } from 'node:stream';
-import {
-  asideName,
-  deleteJournals,
-  journalText,
-  listJournals,
-  loadFrom,
-  loadState,
-  mergeState,
-  mergeStreams,
-  parseJournal,
-  readJournal,
-  removeUnfinishedWrites,
-  StateBaseError,
-  writeJournal,
-  type Changes,
-  type LoadResult,
-  type MergeResult,
-  type ReadInto,
-  type StoredEntry,
-} from './state-file.js';
-import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
+import { mergeState, removeUnfinishedWrites, StateBaseError, type Changes, type MergeResult } from './state-file.js';
+import { loadState, type LoadResult } from './state-load.js';
+import type { StoredEntry } from './state-entry.js';
+import { deleteJournals, listJournals, readJournal, writeJournal } from './schedule-journal.js';
 import { SCHEDULER_JOURNAL_ENTRY } from '../storage/paths.js';
 
 /** The schedule's persistence. */
@@ -90,7 +72,7 @@ export class StateWriteError extends Error {
 }
 
 /** Beside the state: a rebuild of the schedule from storage is under way (or was cut short). */
-const rebuildMarker = (state: string): string => `${state}.rebuilding`;
+export const rebuildMarker = (state: string): string => `${state}.rebuilding`;
 
 /** Changes per message to the thread: cloning a batch costs the event loop about a millisecond. */
 const BATCH = 5000;
@@ -266,150 +248,5 @@ export class FileStateStore implements StateStore {
     const w = this.worker;
     this.worker = undefined;
     await w?.terminate();
-  }
-}
-
-/** Reads a stream into callers' buffers, as `ReadInto` asks. */
-function readInto(stream: Readable): ReadInto {
-  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  let pending: Buffer | undefined;
-  return async (buf, offset, length) => {
-    if (!pending || pending.length === 0) {
-      const next = await chunks.next();
-      if (next.done) return 0;
-      pending = next.value;
-    }
-    const n = pending.copy(buf, offset, 0, Math.min(length, pending.length));
-    pending = pending.subarray(n);
-    return n;
-  };
-}
-
-/**
- * The state as an object of a storage driver (on S3 `<rootdirectory>/scheduler-state.json`, where
- * distribution writes it through its driver), its journals as objects beside it. The rewrite
- * streams the object through the event loop in 1 MiB pieces, yielding between them (the driver's
- * client lives on this thread); an object store has no lock, so writes are serialised within this
- * process only (replicas on S3 coordinate through Redis).
- */
-export class DriverStateStore implements StateStore {
-  private queue: Promise<unknown> = Promise.resolve();
-  private journalSeq = 0;
-
-  constructor(
-    private readonly driver: StorageDriver,
-    /** The state's path in the driver (`/scheduler-state.json`). */
-    private readonly path: string,
-    private readonly instance = `${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
-  ) {}
-
-  get location(): string {
-    return `${this.driver.name}:${this.path}`;
-  }
-
-  private get journalDir(): string {
-    return `${this.path.slice(0, this.path.lastIndexOf('/'))}/${SCHEDULER_JOURNAL_ENTRY}`;
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
-  }
-
-  async load(onBatch: (entries: StoredEntry[]) => void, stop: () => boolean = () => false): Promise<LoadResult> {
-    let stream: Readable;
-    try {
-      stream = await this.driver.reader(this.path);
-    } catch (err) {
-      if (err instanceof PathNotFoundError) return { loaded: 0 };
-      return { loaded: 0, problem: `${this.location} could not be read (${(err as Error).message}); starting with an empty schedule` };
-    }
-    try {
-      return await loadFrom(readInto(stream), this.location, onBatch, stop, async () => {
-        stream.destroy();
-        const aside = asideName(this.path);
-        try {
-          await this.driver.move(this.path, aside);
-          return `moved to ${aside}`;
-        } catch (err) {
-          return `could not be moved aside (${(err as Error).message})`;
-        }
-      });
-    } finally {
-      stream.destroy();
-    }
-  }
-
-  write(changes: Changes, opts: { replace?: boolean } = {}): Promise<MergeResult & { ms: number }> {
-    return this.serial(async () => {
-      const started = performance.now();
-      let base: Readable | undefined;
-      if (!opts.replace) {
-        base = await this.driver.reader(this.path).catch((err: Error) => {
-          if (err instanceof PathNotFoundError) return undefined;
-          throw err;
-        });
-      }
-      const w = await this.driver.writer(this.path);
-      try {
-        const r = await mergeStreams(
-          base && readInto(base),
-          changes,
-          (piece) => w.write(Buffer.from(piece)),
-          () => new Promise((res) => setImmediate(res)),
-        );
-        await w.commit();
-        return { ...r, ms: performance.now() - started };
-      } catch (err) {
-        await w.cancel().catch(() => undefined);
-        throw err instanceof StateBaseError ? new StateWriteError(err.message, true) : err;
-      } finally {
-        base?.destroy();
-      }
-    });
-  }
-
-  async writeJournal(changes: Changes): Promise<void> {
-    const seq = String(this.journalSeq++).padStart(8, '0');
-    await this.driver.putContent(`${this.journalDir}/${String(Date.now()).padStart(14, '0')}-${this.instance}-${seq}.journal`, journalText(changes));
-  }
-
-  async journals(): Promise<string[]> {
-    const names = await this.driver.list(this.journalDir).catch((err: Error) => {
-      if (err instanceof PathNotFoundError) return [] as string[];
-      throw err;
-    });
-    return names.filter((n) => n.endsWith('.journal')).sort();
-  }
-
-  async readJournal(name: string): Promise<Changes> {
-    try {
-      return parseJournal((await this.driver.getContent(`${this.journalDir}/${name}`)).toString('utf8'));
-    } catch (err) {
-      if (err instanceof PathNotFoundError) return new Map();
-      throw err;
-    }
-  }
-
-  async dropJournals(names: readonly string[]): Promise<void> {
-    for (const n of names) await this.driver.delete(`${this.journalDir}/${n}`).catch(() => undefined);
-  }
-
-  async rebuildMarked(): Promise<boolean> {
-    return (await this.driver.stat(rebuildMarker(this.path)).catch(() => undefined)) !== undefined;
-  }
-
-  async markRebuild(on: boolean): Promise<void> {
-    const marker = rebuildMarker(this.path);
-    if (on) await this.driver.putContent(marker, '');
-    else
-      await this.driver.delete(marker).catch((err: Error) => {
-        if (!(err instanceof PathNotFoundError)) throw err;
-      });
-  }
-
-  async close(): Promise<void> {
-    await this.queue;
   }
 }
