@@ -128,6 +128,11 @@ export class TtlScheduler implements ExpirySchedule {
   private readonly writes: ScheduleWrites;
   /** Shared mode: the scheduler lease and the other replicas' journals. */
   private readonly shared?: SharedSchedule;
+  /**
+   * Shared mode: this process holds the scheduler lease (told by `shared` when it is taken and
+   * lost: kept here, as every request's `add` asks it).
+   */
+  private leaseHeld = false;
   /** Entries being expired, with the version taken. */
   private readonly running = new Map<string, number>();
   private readonly failures = new Map<string, number>();
@@ -158,8 +163,14 @@ export class TtlScheduler implements ExpirySchedule {
         learnt: shared.learnt,
         renewed: shared.renewed,
         schedule: { get: (key) => this.index.get(key), put: (key, expiry, type) => this.put(key, expiry, type), remove: (key) => this.remove(key) },
-        taken: () => this.leaseTaken(),
-        lost: () => this.disarm(),
+        taken: () => {
+          this.leaseHeld = true;
+          return this.leaseTaken();
+        },
+        lost: () => {
+          this.leaseHeld = false;
+          this.disarm();
+        },
       });
     this.writes = new ScheduleWrites({
       store: this.store,
@@ -189,7 +200,7 @@ export class TtlScheduler implements ExpirySchedule {
 
   /** True when this process runs the expiries (always, unless in shared mode without the lease). */
   get expiring(): boolean {
-    return !this.shared || this.shared.held;
+    return !this.shared || this.leaseHeld;
   }
 
   /** True once the stored schedule is loaded. */
@@ -213,7 +224,7 @@ export class TtlScheduler implements ExpirySchedule {
       );
       // The file was set aside: write back everything known.
       if (r.problem) this.writes.rewriteAll();
-      if (this.shared?.held)
+      if (this.shared && this.leaseHeld)
         await this.shared
           .applyJournals()
           .catch((err: Error) => this.options.logger?.error('reading the schedule journals failed', { 'err.message': err.message }));
@@ -236,7 +247,7 @@ export class TtlScheduler implements ExpirySchedule {
     await this.flush().catch((err: Error) =>
       this.options.logger?.error('writing the schedule failed', { path: this.store.location, 'err.message': err.message }),
     );
-    if (this.stopped || !this.shared?.held) return;
+    if (this.stopped || !this.leaseHeld) return;
     const own = new Map<string, IndexedEntry | undefined>();
     for (const key of this.writes.changedKeys()) own.set(key, this.index.get(key));
     this.index.clear();
@@ -365,6 +376,7 @@ export class TtlScheduler implements ExpirySchedule {
       await this.flush();
     } finally {
       await this.shared?.release();
+      this.leaseHeld = false;
       await this.store.close();
     }
   }
@@ -374,7 +386,7 @@ export class TtlScheduler implements ExpirySchedule {
    * the last look (a replica that has just linked the data says so within 100 ms).
    */
   async refresh(): Promise<void> {
-    if (!this.shared?.held || this.shared.sinceLastLook < 50) return;
+    if (!this.shared || !this.leaseHeld || this.shared.sinceLastLook < 50) return;
     await this.shared.applyJournals();
   }
 

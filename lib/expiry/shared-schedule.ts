@@ -39,9 +39,9 @@ export interface SharedScheduleOptions {
   readonly learnt?: (key: string, type: EntryType) => void;
   /** An entry another replica's journal extended (a pull or a hit there). */
   readonly renewed?: (key: string, type: EntryType) => void;
-  /** The lease was taken: this process runs the expiries for every replica now. */
+  /** The lease was taken: this process runs the expiries for every replica now (called at once, before any await). */
   readonly taken: () => Promise<void>;
-  /** The lease was lost (this process stalled past the stale time, and another replica took over). */
+  /** The lease was lost (this process stalled past the stale time, and another replica took over); called at once. */
   readonly lost: () => void;
   readonly logger?: SharedLogger;
 }
@@ -59,11 +59,6 @@ export class SharedSchedule {
   private lastLook = 0;
 
   constructor(private readonly options: SharedScheduleOptions) {}
-
-  /** True while this process holds the scheduler lease. */
-  get held(): boolean {
-    return this.lease !== undefined;
-  }
 
   /** Tries to take the lease, and keeps trying (every half stale time) if another replica holds it. */
   async start(): Promise<void> {
