@@ -122,7 +122,6 @@ describe('configuration', () => {
       key: '/k.pem',
       rootcas: ['/ca.pem'],
     });
-    expect(() => load(`${base}  addrs: [a:1, b:2]\n`)).toThrow(/redis\.addrs: a:1, b:2: several servers \(Redis Cluster\) are not supported/);
     expect(() => load(`${base}  addr: a:1\n  mastername: mymaster\n`)).toThrow(/redis\.mastername: Sentinels are named by redis\.addrs/);
     expect(() => load(`${base}  addr: a:99999\n`)).toThrow(/redis\.addr: "a:99999" is not an address/);
     expect(() => load(`${base}  addr: a\n  dialtimeout: soon\n`)).toThrow(/redis\.dialtimeout: "soon" is not a duration/);
@@ -158,6 +157,32 @@ proxy:
     expect(config.http.headers).toEqual({ 'X-Content-Type-Options': ['nosniff'] });
     expect(warnings).toEqual(['storage.cache.blobdescriptor is accepted but not implemented by this registry: it is ignored']);
     expect(config.health).toEqual({ storagedriver: { enabled: true, intervalms: 10_000, threshold: 3 }, file: [], http: [], tcp: [] });
+  });
+
+  test('redis: several addrs without mastername are a Redis Cluster (go-redis universal client); its db is 0 only', () => {
+    const base = 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\nredis:\n';
+    const { config, warnings } = load(`${base}  addrs: [a:1, "[::1]:7001", c]\n  password: p\n`);
+    expect(config.redis).toMatchObject({
+      host: 'a',
+      port: 1,
+      password: 'p',
+      db: 0,
+      cluster: {
+        nodes: [
+          { host: 'a', port: 1 },
+          { host: '::1', port: 7001 },
+          { host: 'c', port: 6379 },
+        ],
+      },
+    });
+    expect(config.redis?.sentinel).toBeUndefined();
+    expect(warnings).toEqual([]);
+    const withDb = load(`${base}  addrs: [a:1, b:2]\n  db: 3\n`);
+    expect(withDb.config.redis?.db).toBe(0);
+    expect(withDb.warnings).toEqual(['redis.db (3) is ignored: a Redis Cluster (several redis.addrs) has database 0 only; redis.prefix keeps caches apart']);
+    // One address, or a mastername: no cluster.
+    expect(load(`${base}  addrs: [a:1]\n`).config.redis?.cluster).toBeUndefined();
+    expect(load(`${base}  addrs: [a:1, b:2]\n  mastername: m\n`).config.redis?.cluster).toBeUndefined();
   });
 
   test('redis: a Sentinel mastername with addrs, its own credentials; addr beside addrs and Sentinel keys without mastername warn', () => {

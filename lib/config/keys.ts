@@ -39,7 +39,7 @@ export const SECTIONS = {
   http: HTTP_KEYS,
   proxy: PROXY_KEYS,
   health: HEALTH_KEYS,
-  // 2.8 and 3.x (go-redis UniversalOptions); one server or a Sentinel group.
+  // 2.8 and 3.x (go-redis UniversalOptions); one server, a Sentinel group or a Cluster.
   redis: REDIS_KEYS,
   catalog: converted(section({ maxentries: key({ type: 'integer', minimum: 1, default: 1000 }) }, { default: {} }), (c): CatalogConfig => ({
     maxentries: c.maxentries,

@@ -6,7 +6,8 @@
  * (`clientcas` in 3.0). Here Redis coordinates the replicas of one cache (docs/replicas.md);
  * distribution uses it as a blob descriptor cache. One server, or with `mastername` the primary a
  * group of Sentinels (`addrs`) names, as go-redis's failover client; several `addrs` without
- * `mastername` (a Redis Cluster) stop the start-up rather than talk to one node of them.
+ * `mastername`, a Redis Cluster, as go-redis's universal client (those nodes are where the cluster's
+ * layout is first asked for).
  * `addr` is 2.8's and `addrs` 3.x's: given both, `addrs` is used, as `registry:3` does, and
  * `addr` is warned about.
  */
@@ -26,6 +27,8 @@ export interface RedisConfig {
   /** The server; with `sentinel`, the first Sentinel (for messages). */
   readonly host: string;
   readonly port: number;
+  /** Set with several `addrs` and no `mastername`: a Redis Cluster, whose layout these nodes give. */
+  readonly cluster?: { readonly nodes: readonly { readonly host: string; readonly port: number }[] };
   /** Set with `mastername`: the primary is asked of these Sentinels (`addrs`), and followed across failovers. */
   readonly sentinel?: {
     readonly mastername: string;
@@ -153,12 +156,15 @@ export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | un
     addrs = [addr];
   }
   if (addrs.length === 0) return undefined;
-  if (addrs.length > 1 && !mastername)
-    throw invalid(`addrs: ${addrs.join(', ')}: several servers (Redis Cluster) are not supported; name one server, or Sentinels with redis.mastername`);
   for (const k of ['sentinelusername', 'sentinelpassword'])
     if (raw[k] && !mastername) warnings.push(`redis.${k} is ignored: there is no redis.mastername (Sentinel)`);
   const nodes = addrs.map(parseAddr);
   const { host, port } = nodes[0]!;
+  const cluster = addrs.length > 1 && !mastername;
+  const db = int('db', 0);
+  // go-redis's cluster client ignores DB: a cluster has database 0 only.
+  if (cluster && db !== 0)
+    warnings.push(`redis.db (${db}) is ignored: a Redis Cluster (several redis.addrs) has database 0 only; redis.prefix keeps caches apart`);
   const readMs = duration('readtimeout');
   const tls = raw.tls;
   let tlsConfig: RedisConfig['tls'];
@@ -181,10 +187,11 @@ export function redisConfig(raw: Raw, warnings: string[] = []): RedisConfig | un
   return {
     host,
     port,
+    cluster: cluster ? { nodes } : undefined,
     sentinel: mastername ? { mastername, sentinels: nodes, username: str('sentinelusername'), password: str('sentinelpassword') } : undefined,
     username: str('username'),
     password: str('password'),
-    db: int('db', 0),
+    db: cluster ? 0 : db,
     clientname: str('clientname'),
     dialtimeoutms: duration('dialtimeout'),
     readtimeoutms: readMs,

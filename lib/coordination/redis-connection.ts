@@ -6,12 +6,15 @@
  * and `up` callbacks: a log line and `registry_mirror_redis_up`). ioredis reconnects on its own,
  * backing off from `minretrybackoff` to `maxretrybackoff`. With a Sentinel `mastername` it asks the
  * Sentinels for the primary on every (re)connection: a primary that dies closes the connection,
- * and one demoted under it refuses writes (`READONLY`), which reconnects.
+ * and one demoted under it refuses writes (`READONLY`), which reconnects. With several `addrs` and
+ * no `mastername`, a Redis Cluster (ioredis's `Cluster`, as go-redis's universal client): every key
+ * of this cache carries the hash tag `{<prefix>}`, so that they are all in one slot, which the
+ * leases' scripts need (their keys must be on one node); a release is published cluster-wide.
  * (ioredis's `failoverDetector` is not used: its disconnect on `+switch-master`, racing a
  * reconnection already under way, left a connection that never came back in 2 of 5 failovers.)
  */
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from '../config/types.js';
 
 /** What the connection reports. */
@@ -24,8 +27,8 @@ export interface RedisConnectionEvents {
 
 /** A replica's connection to Redis. */
 export class RedisConnection {
-  readonly client: Redis;
-  private subscriber?: Redis;
+  readonly client: Redis | Cluster;
+  private subscriber?: Redis | Cluster;
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
   private reachable = false;
   private reportedDown = false;
@@ -34,7 +37,7 @@ export class RedisConnection {
     readonly config: RedisConfig,
     private readonly events: RedisConnectionEvents = {},
   ) {
-    this.client = new Redis(this.options());
+    this.client = this.connect();
     this.client.on('ready', () => {
       this.reachable = true;
       this.reportedDown = false;
@@ -85,6 +88,23 @@ export class RedisConnection {
     };
   }
 
+  /** A connection: to the one server or the Sentinels' primary, or a cluster client (`overrides` apply to each node). */
+  private connect(overrides: Partial<RedisOptions> = {}): Redis | Cluster {
+    const options = { ...this.options(), ...overrides };
+    const cluster = this.config.cluster;
+    if (!cluster) return new Redis(options);
+    const { retryStrategy, enableOfflineQueue, db: _db, host: _host, port: _port, ...node } = options;
+    return new Cluster(
+      cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
+      {
+        // Commands fail at once while the cluster is unreachable, as with one server.
+        enableOfflineQueue,
+        clusterRetryStrategy: retryStrategy,
+        redisOptions: node,
+      },
+    );
+  }
+
   private lost(reason: string): void {
     this.reachable = false;
     if (this.reportedDown) return;
@@ -97,9 +117,9 @@ export class RedisConnection {
     return this.reachable;
   }
 
-  /** `<prefix>:<name>`: every key of this cache. */
+  /** `<prefix>:<name>`, on a cluster `{<prefix>}:<name>` (one slot): every key of this cache. */
   key(name: string): string {
-    return `${this.config.prefix}:${name}`;
+    return this.config.cluster ? `{${this.config.prefix}}:${name}` : `${this.config.prefix}:${name}`;
   }
 
   /** Waits until Redis answers, at most `ms`; false when it did not (the replica starts regardless). */
@@ -133,10 +153,10 @@ export class RedisConnection {
     return () => set!.delete(handler);
   }
 
-  private subscriberConnection(): Redis {
+  private subscriberConnection(): Redis | Cluster {
     if (this.subscriber) return this.subscriber;
     // Subscriptions wait for the connection: the offline queue is on for this one.
-    const sub = new Redis({ ...this.options(), enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
+    const sub = this.connect({ enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
     sub.on('error', () => undefined);
     sub.on('message', (channel: string, message: string) => {
       for (const h of this.handlers.get(channel) ?? []) h(message);
@@ -146,7 +166,7 @@ export class RedisConnection {
   }
 
   async close(): Promise<void> {
-    const quit = (r: Redis): Promise<unknown> => r.quit().catch(() => r.disconnect());
+    const quit = (r: Redis | Cluster): Promise<unknown> => r.quit().catch(() => r.disconnect());
     await Promise.all([quit(this.client), this.subscriber ? quit(this.subscriber) : undefined]);
   }
 }

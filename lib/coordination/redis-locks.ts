@@ -15,7 +15,7 @@
  * are refused, so no expiry runs twice; entries expire late instead.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { isProvablyDead, parseOwner, thisProcess } from '../storage/owner.js';
 import type { Release, SharedLocks } from '../storage/shared-lock.js';
 import type { RedisConnection } from './redis-connection.js';
@@ -65,7 +65,7 @@ export interface Lease {
 
 /** Leases in Redis. */
 export class RedisLocks implements SharedLocks {
-  private readonly redis: Redis & LockCommands;
+  private readonly redis: (Redis | Cluster) & LockCommands;
   private readonly waiters = new Map<string, Set<() => void>>();
   private unsubscribe?: () => void;
 
@@ -81,7 +81,7 @@ export class RedisLocks implements SharedLocks {
     client.defineCommand('mirrorTakeover', { numberOfKeys: 2, lua: TAKEOVER });
     client.defineCommand('mirrorRefresh', { numberOfKeys: 1, lua: REFRESH });
     client.defineCommand('mirrorRelease', { numberOfKeys: 2, lua: RELEASE });
-    this.redis = client as Redis & LockCommands;
+    this.redis = client as (Redis | Cluster) & LockCommands;
   }
 
   private lockKey(key: string): string {

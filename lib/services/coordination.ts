@@ -32,9 +32,12 @@ export async function createCoordination(config: Config, lockStaleMs: number, me
  */
 async function connectRedis(config: RedisConfig, metrics: Metrics, logger: Logger): Promise<RedisConnection> {
   const { RedisConnection } = await import('../coordination/redis-connection.js');
+  const addrs = (nodes: readonly { host: string; port: number }[]): string => nodes.map((n) => `${n.host}:${n.port}`).join(', ');
   const where = config.sentinel
-    ? `primary ${config.sentinel.mastername} (Sentinels ${config.sentinel.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')})`
-    : `${config.host}:${config.port}`;
+    ? `primary ${config.sentinel.mastername} (Sentinels ${addrs(config.sentinel.sentinels)})`
+    : config.cluster
+      ? `Cluster (${addrs(config.cluster.nodes)})`
+      : `${config.host}:${config.port}`;
   metrics.redisUp.set(0);
   const connection = new RedisConnection(config, {
     down: (reason) => {

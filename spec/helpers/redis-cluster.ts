@@ -1,0 +1,85 @@
+/**
+ * A Redis Cluster as operators run one for distribution 3's go-redis cluster client: three
+ * Debian `redis-server`s in cluster mode on free loopback ports, their slots assigned by
+ * `redis-cli --cluster create` (no replicas). Every wait is on the servers' own state
+ * (`CLUSTER INFO` saying `cluster_state:ok` on each), never on a sleep.
+ */
+import { existsSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { spawnChild } from './children.js';
+import { REDIS_SERVER_BIN, startRedis, type RedisServer } from './redis.js';
+import { until } from './until.js';
+
+/** Debian's `redis-cli`, which assigns the slots. */
+export const REDIS_CLI_BIN = '/usr/bin/redis-cli';
+
+/** True when Debian's redis-server and redis-cli are installed. */
+export function clusterAvailable(): boolean {
+  return existsSync(REDIS_SERVER_BIN) && existsSync(REDIS_CLI_BIN);
+}
+
+/** The cluster. */
+export interface RedisCluster {
+  /** Every node's `host:port`, for `redis.addrs`. */
+  readonly addrs: readonly string[];
+  readonly nodes: readonly RedisServer[];
+  /** The node serving `key`'s slot (`CLUSTER KEYSLOT`, then `CLUSTER SLOTS`). */
+  nodeOf(key: string): Promise<RedisServer>;
+  /** Stops every node and removes their directories. */
+  stop(): Promise<void>;
+}
+
+/** Asks one node something, on a connection of its own. */
+async function ask<T>(node: RedisServer, fn: (r: Redis) => Promise<T>): Promise<T> {
+  const r = new Redis({ host: node.host, port: node.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await r.connect();
+    return await fn(r);
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Starts three nodes and makes them one cluster. */
+export async function startRedisCluster(size = 3): Promise<RedisCluster> {
+  const nodes: RedisServer[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
+  try {
+    for (let i = 0; i < size; i++) {
+      // Each node's cluster state file goes in its own directory (`--dir`).
+      nodes.push(await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }));
+    }
+    const addrs = nodes.map((n) => n.addr);
+    const create = spawnChild(REDIS_CLI_BIN, ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    create.process.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    create.process.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await create.exited;
+    if (code !== 0) throw new Error(`redis-cli --cluster create exited with ${code}:\n${out}`);
+    await until(
+      async () => (await Promise.all(nodes.map((n) => ask(n, (r) => r.cluster('INFO'))))).every((info) => /cluster_state:ok/.test(String(info))),
+      'every node of the Redis Cluster to report cluster_state:ok',
+      30_000,
+    );
+    return {
+      addrs,
+      nodes,
+      nodeOf: async (key) => {
+        const slot = await ask(nodes[0]!, (r) => r.cluster('KEYSLOT', key));
+        const slots = await ask(nodes[0]!, (r) => r.cluster('SLOTS'));
+        const owner = slots.find(([from, to]) => from <= Number(slot) && Number(slot) <= to);
+        const node = owner && nodes.find((n) => n.port === owner[2]?.[1]);
+        if (!node) throw new Error(`no node serves the slot of ${key}`);
+        return node;
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

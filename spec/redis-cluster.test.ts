@@ -1,0 +1,122 @@
+/**
+ * `redis:` with several `addrs` and no `mastername`: a Redis Cluster, as distribution 3's go-redis
+ * universal client reads that section (three Debian redis-servers in cluster mode). The leases
+ * work on it as on one server (one holder at a time, fencing numbers, a release that wakes a
+ * waiter on another connection), every key of the cache in one slot; and two replica processes on
+ * one storage root coordinate through it: one upstream fetch for concurrent cold pulls.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cluster } from 'ioredis';
+import { redisConfig } from '../lib/config/redis.js';
+import { RedisConnection } from '../lib/coordination/redis-connection.js';
+import { RedisLocks } from '../lib/coordination/redis-locks.js';
+import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
+import { getHashed } from './helpers/hashed-get.js';
+import { clusterAvailable, startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
+import { startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
+import { until } from './helpers/until.js';
+
+const MiB = 1024 * 1024;
+const KEY = 'blobs/sha256/abc';
+
+async function metric(replica: Replica, name: string): Promise<number> {
+  const text = await (await fetch(replica.metricsUrl!)).text();
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+}
+
+const describeIf = clusterAvailable() || process.env.CI ? describe : describe.skip;
+
+describeIf('a Redis Cluster (several redis.addrs, no mastername)', () => {
+  let cluster: RedisCluster;
+
+  beforeAll(async () => {
+    if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
+    cluster = await startRedisCluster();
+  }, 120_000);
+  afterAll(() => cluster?.stop());
+
+  test('leases: one holder at a time, growing fences, every key of the cache in one slot, a release wakes a waiter', async () => {
+    const prefix = `t${Math.random().toString(16).slice(2, 8)}`;
+    const config = redisConfig({ addrs: [...cluster.addrs], prefix, readtimeout: '1s', dialtimeout: '1s' })!;
+    expect(config.cluster?.nodes).toHaveLength(3);
+    const a = new RedisConnection(config);
+    const b = new RedisConnection(config);
+    const raw = new Cluster(cluster.addrs.map((addr) => ({ host: '127.0.0.1', port: Number(addr.split(':')[1]) })));
+    try {
+      expect(await a.ready(10_000)).toBe(true);
+      expect(await b.ready(10_000)).toBe(true);
+      const one = new RedisLocks(a, 5000);
+      const two = new RedisLocks(b, 5000);
+      const first = await one.tryLease(KEY);
+      expect(first).toBeDefined();
+      expect(first!.fence).toBeGreaterThan(0);
+      expect(await two.tryLease(KEY)).toBeUndefined();
+      expect(await two.isHeld(KEY)).toBe(true);
+      // The lease, the fence and the release channel share the hash tag: one slot, one node.
+      const lockKey = a.key(`lock:${KEY}`);
+      expect(lockKey).toBe(`{${prefix}}:lock:${KEY}`);
+      expect(await raw.exists(lockKey)).toBe(1);
+      const home = await cluster.nodeOf(lockKey);
+      expect(await cluster.nodeOf(a.key('fence'))).toBe(home);
+      expect(await cluster.nodeOf(a.key('released'))).toBe(home);
+
+      // A waiter on the other connection wakes at the release (published from the script on the
+      // key's node, delivered cluster-wide), long before the lease would have expired.
+      let landed = false;
+      const waited = two.waitWhileHeld(KEY, async () => (landed ? 'landed' : undefined), 20_000);
+      await new Promise((r) => setTimeout(r, 300));
+      landed = true;
+      const released = Date.now();
+      await first!.release();
+      expect(await waited).toBe('landed');
+      // Woken by the release, not by the next poll (20 s after the wait began).
+      expect(Date.now() - released).toBeLessThan(10_000);
+      const second = await two.tryLease(KEY);
+      expect(second!.fence).toBeGreaterThan(first!.fence);
+      await second!.release();
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      raw.disconnect();
+    }
+  }, 60_000);
+
+  describe('replicas', () => {
+    let upstream: FakeUpstream;
+    let dir: string;
+    let replicas: Replica[] = [];
+
+    beforeEach(async () => {
+      upstream = await startFakeUpstream();
+      dir = await mkdtemp(join(tmpdir(), 'replicas-cluster-'));
+    });
+    afterEach(async () => {
+      await stopReplicas(replicas, expect.getState().currentTestName);
+      replicas = [];
+      await upstream.close();
+      await rm(dir, { recursive: true, force: true });
+    }, 60_000);
+
+    test('two replicas on one storage coordinate through the cluster: one upstream fetch for concurrent cold pulls', async () => {
+      const extra = ['redis:', `  addrs: [${cluster.addrs.join(', ')}]`, '  dialtimeout: 2s', '  readtimeout: 2s'];
+      const root = join(dir, 'root');
+      replicas = await startReplicas(2, () => startReplica(dir, root, upstream.url, ['overtake:', '  minrate: 0'], { extra, debug: true }));
+      await until(
+        async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+        'both replicas to reach the cluster',
+        30_000,
+      );
+      for (const r of replicas) expect(r.logs()).toContain(`Redis Cluster (${cluster.addrs.join(', ')}) connected`);
+      const cold = upstream.addBlob('library/app', randomBytes(4 * MiB));
+      const coldGets = new RegExp(`^GET /v2/library/app/blobs/${cold}$`);
+      upstream.fault(coldGets, { kind: 'delay', ms: 500 });
+      const results = await Promise.all([0, 1, 0, 1, 0, 1].map((i) => getHashed(`${replicas[i]!.url}/v2/library/app/blobs/${cold}`)));
+      for (const res of results) expect(res).toEqual({ status: 200, digest: cold, bytes: 4 * MiB, complete: true });
+      expect(upstream.count(coldGets)).toBe(1);
+      expect(await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_uncoordinated_fetches_total')))).toEqual([0, 0]);
+      expect(replicas.every((r) => r.alive())).toBe(true);
+    }, 180_000);
+  });
+});
