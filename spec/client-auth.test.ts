@@ -4,7 +4,7 @@
  * challenges and `UNAUTHORIZED` bodies that docker, containerd and skopeo understand.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { randomBytes, createHash, createPrivateKey, createPublicKey, createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import request from 'supertest';
 import { SignJWT } from 'jose';
 import { startFakeUpstream, seedImage, type FakeUpstream } from './helpers/fake-upstream.js';
 import { startMirror, type TestMirror } from './helpers/mirror.js';
-import { libtrustKeyId } from '../lib/auth/key-id.js';
+import { jwkThumbprint, libtrustKeyId } from '../lib/auth/key-id.js';
 import { loadConfig } from '../lib/config/load.js';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
@@ -201,6 +201,102 @@ describe('auth.token', () => {
     await request(mirror.url).get('/v2/_catalog').set('Authorization', `Bearer ${otherRepo}`).expect(401);
     expect(upstream.hits.every((h) => !h.authorization)).toBe(true);
   });
+
+  test('distribution 3: a jwks file, thumbprint kids, signingalgorithms, autoredirectpath and X-Forwarded-Proto', async () => {
+    const pki = makePki();
+    writeFileSync(join(dir, 'bundle.pem'), pki.rootCert);
+    // A key set with an Ed25519 key, an RSA key for PS256, and what no token can name (no kid, a secret).
+    const ed = generateKeyPairSync('ed25519');
+    const ps = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const jwks = {
+      keys: [
+        { ...ed.publicKey.export({ format: 'jwk' }), kid: 'ed-key' },
+        { ...ps.publicKey.export({ format: 'jwk' }), kid: 'ps-key' },
+        { ...createPublicKey(pki.otherKey).export({ format: 'jwk' }) },
+        { kty: 'oct', kid: 'secret', k: Buffer.from('a shared secret of thirty-two bytes').toString('base64url') },
+      ],
+    };
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify(jwks));
+    const pull = (token?: string) => {
+      const r = request(mirror.url).get('/v2/library/busybox/manifests/latest').set('Accept', ACCEPT);
+      return token ? r.set('Authorization', `Bearer ${token}`) : r;
+    };
+
+    // The key set alone (no rootcertbundle, as distribution 3 allows).
+    mirror = await startMirror(upstream.url, {
+      extraYaml: `auth:\n  token:\n    realm: https://auth.test/token\n    service: test-service\n    issuer: test-issuer\n    jwks: ${join(dir, 'keys.json')}`,
+    });
+    expect((await pull(await sign(ed.privateKey, { alg: 'EdDSA', kid: 'ed-key' }, {}))).status).toBe(200);
+    expect((await pull(await sign(ps.privateKey, { alg: 'PS256', kid: 'ps-key' }, {}))).status).toBe(200);
+    // The key named by the JWK's kid is the one trusted, not what the JWK says.
+    expect((await pull(await sign(ed.privateKey, { alg: 'EdDSA', jwk: { ...ed.publicKey.export({ format: 'jwk' }), kid: 'ed-key' } }, {}))).status).toBe(200);
+    const refused = [
+      await sign(pki.otherKey, { alg: 'RS256', kid: 'ps-key' }, {}),
+      await sign(pki.otherKey, { alg: 'RS256', kid: libtrustKeyId(createPublicKey(pki.otherKey)) }, {}),
+      await sign(createSecretKey(Buffer.from('a shared secret of thirty-two bytes')), { alg: 'HS256', kid: 'secret' }, {}),
+      // An HMAC over the public key's bytes must not pass for a signature by it.
+      await sign(createSecretKey(ps.publicKey.export({ type: 'spki', format: 'der' })), { alg: 'HS256', kid: 'ps-key' }, {}),
+      await sign(pki.rootKey, { alg: 'RS256', kid: jwkThumbprint(createPublicKey(pki.rootKey)) }, {}),
+    ];
+    for (const token of refused) expect((await pull(token)).status).toBe(401);
+    await mirror.close();
+
+    // The bundle and the key set together; only RS256 and EdDSA allowed; the realm from the request.
+    mirror = await startMirror(upstream.url, {
+      extraYaml: [
+        'auth:',
+        '  token:',
+        '    realm: https://auth.test/token',
+        '    service: test-service',
+        '    issuer: test-issuer',
+        `    rootcertbundle: ${join(dir, 'bundle.pem')}`,
+        `    jwks: ${join(dir, 'keys.json')}`,
+        '    signingalgorithms: [RS256, EdDSA]',
+        '    autoredirect: true',
+        '    autoredirectpath: /v2/token',
+      ].join('\n'),
+    });
+    // A root certificate's key named by its JWK thumbprint (distribution 3) or its libtrust ID (2.8).
+    const thumbprint = jwkThumbprint(createPublicKey(pki.rootKey))!;
+    expect(thumbprint).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect((await pull(await sign(pki.rootKey, { alg: 'RS256', kid: thumbprint }, {}))).status).toBe(200);
+    expect((await pull(await sign(pki.rootKey, { alg: 'RS256', kid: libtrustKeyId(createPublicKey(pki.rootKey)) }, {}))).status).toBe(200);
+    expect((await pull(await sign(ed.privateKey, { alg: 'EdDSA', kid: 'ed-key' }, {}))).status).toBe(200);
+    // PS256 and ES256 are not among the algorithms allowed now.
+    const notAllowed = await pull(await sign(ps.privateKey, { alg: 'PS256', kid: 'ps-key' }, {}));
+    expect(notAllowed.status).toBe(401);
+    expect(notAllowed.headers['www-authenticate']).toContain('error="invalid_token"');
+    expect((await pull(await sign(pki.leafKey, { alg: 'ES256', x5c: [der(pki.leafCert), der(pki.rootCert)] }, {}))).status).toBe(401);
+    const challenge = await pull().set('Host', 'mirror.example').set('X-Forwarded-Proto', 'http');
+    expect(challenge.headers['www-authenticate']).toBe(
+      'Bearer realm="http://mirror.example/v2/token",service="test-service",scope="repository:library/busybox:pull"',
+    );
+    expect((await pull().set('Host', 'mirror.example')).headers['www-authenticate']).toMatch(/^Bearer realm="https:\/\/mirror\.example\/v2\/token"/);
+  });
+
+  test("the thumbprints are distribution 3.1's (RFC 7638, numbers without leading zero bytes)", () => {
+    // RFC 7638's own example key and thumbprint (section 3.1).
+    const rfc = createPublicKey({
+      format: 'jwk',
+      key: {
+        kty: 'RSA',
+        n: '0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw',
+        e: 'AQAB',
+      },
+    });
+    expect(jwkThumbprint(rfc)).toBe('NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs');
+    // An EC key whose x starts with a zero byte: distribution hashes it without that byte.
+    for (;;) {
+      const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const jwk = publicKey.export({ format: 'jwk' });
+      if (Buffer.from(jwk.x!, 'base64url')[0] !== 0) continue;
+      const x = Buffer.from(jwk.x!, 'base64url').subarray(1).toString('base64url');
+      const expected = createHash('sha256').update(`{"crv":"P-256","kty":"EC","x":"${x}","y":"${jwk.y}"}`).digest('base64url');
+      if (Buffer.from(jwk.y!, 'base64url')[0] === 0) continue;
+      expect(jwkThumbprint(publicKey)).toBe(expected);
+      break;
+    }
+  });
 });
 
 describe('auth.silly and configuration', () => {
@@ -231,7 +327,21 @@ describe('auth.silly and configuration', () => {
     expect(() => load('  silly:\n    realm: r\n    service: s\n  htpasswd:\n    realm: r\n    path: /p')).toThrow(
       'auth: exactly one access controller may be configured',
     );
-    expect(() => load('  token:\n    realm: r\n    service: s\n    issuer: i')).toThrow('auth.token.rootcertbundle is required');
+    expect(() => load('  token:\n    realm: r\n    service: s\n    issuer: i')).toThrow(
+      'auth.token: token auth requires at least one token signing key: set rootcertbundle or jwks',
+    );
+    expect(() => load('  token:\n    realm: r\n    service: s\n    issuer: i\n    jwks: /k\n    signingalgorithms: [RS256, none]')).toThrow(
+      /auth\.token\.signingalgorithms/,
+    );
+    expect(load('  token:\n    realm: r\n    service: s\n    issuer: i\n    jwks: /k').config.auth?.token).toEqual({
+      realm: 'r',
+      service: 's',
+      issuer: 'i',
+      jwks: '/k',
+      autoredirect: false,
+      autoredirectpath: '/auth/token',
+      signingalgorithms: ['EdDSA', 'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512'],
+    });
     expect(load('  htpasswd:\n    realm: r\n    path: /p').config.auth).toEqual({ htpasswd: { realm: 'r', path: '/p' } });
   });
 });

@@ -472,6 +472,7 @@ validation:
       cachewritetimeoutms: 300_000,
     });
     expect(config.validation).toEqual({ indexes: { platforms: 'list', platformlist: [{ architecture: 'amd64', os: 'linux' }] } });
+    expect(config.auth?.token).toMatchObject({ autoredirect: true, autoredirectpath: '/auth/token', signingalgorithms: ['EdDSA', 'HS256'] });
     const ignored = (k: string) => `${k} is accepted but not implemented by this registry: it is ignored`;
     expect(warnings).toEqual([
       ...[
@@ -480,7 +481,6 @@ validation:
         'storage.tag.concurrencylimit',
         'storage.cache.blobdescriptor',
         'storage.cache.blobdescriptorsize',
-        'auth.token.signingalgorithms',
         'middleware',
       ].map(ignored),
       ...[

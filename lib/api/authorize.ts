@@ -31,7 +31,10 @@ export async function authorize(
   const method = req.method!;
   const records = typeof name === 'object' ? name.flatMap((n) => accessFor(method, n, route)) : accessFor(method, name, route);
   try {
-    const { user } = await access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, records);
+    const { user } = await access.authorized(
+      { authorization: header(req, 'authorization'), host: header(req, 'host'), forwardedProto: header(req, 'x-forwarded-proto') },
+      records,
+    );
     requestState(res).user = user;
   } catch (err) {
     if (err instanceof AuthChallenge) {

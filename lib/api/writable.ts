@@ -129,7 +129,10 @@ export function createWritable(hosted: WriteStores, options: WritableOptions): W
       if (stored === undefined || !options.access) return stored;
       const access = [...accessFor('GET', from, 'repository'), ...(stored === from ? [] : accessFor('GET', stored, 'repository'))];
       try {
-        await options.access.authorized({ authorization: header(req, 'authorization'), host: header(req, 'host') }, access);
+        await options.access.authorized(
+          { authorization: header(req, 'authorization'), host: header(req, 'host'), forwardedProto: header(req, 'x-forwarded-proto') },
+          access,
+        );
         return stored;
       } catch {
         return undefined;

@@ -16,6 +16,8 @@ export interface AuthRequest {
   readonly authorization?: string;
   /** `Host` header (for the token controller's `autoredirect` realm). */
   readonly host?: string;
+  /** `X-Forwarded-Proto` header (the `autoredirect` realm's scheme, as distribution 3). */
+  readonly forwardedProto?: string;
 }
 
 /** A refusal that tells the client how to authenticate: a 401 with `WWW-Authenticate`. */

@@ -1,24 +1,32 @@
 /**
  * `auth.token` (distribution `registry/auth/token`): Bearer JWTs issued by an external token
  * service, verified against `rootcertbundle` (an `x5c` chain to one of its certificates, an
- * embedded `jwk`, or a `kid` naming one of their keys), `issuer`, `service` (the audience) and
- * expiry with distribution's 60 s leeway, then checked for the access each request needs.
- * Signatures and claims are verified by `jose`; the certificate chain by node's X509Certificate.
+ * embedded `jwk`, or a `kid` naming one of their keys: by its libtrust ID as 2.8, or its JWK
+ * thumbprint as 3.x) and distribution 3's `jwks` (a key set file, its keys named by `kid`), with
+ * the `signingalgorithms` allowed, `issuer`, `service` (the audience) and expiry with
+ * distribution's 60 s leeway, then checked for the access each request needs. Signatures and
+ * claims are verified by `jose`; the certificate chain by node's X509Certificate.
  */
-import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { jwtVerify, type JWTPayload, type JWSHeaderParameters } from 'jose';
 import { AuthConfigError } from '../errors.js';
 import { AuthChallenge, scopeParam, type Access, type AccessController, type AuthRequest } from './access.js';
-import { libtrustKeyId } from './key-id.js';
+import { jwkThumbprint, libtrustKeyId } from './key-id.js';
 
 /** `auth.token` options. */
 export interface TokenOptions {
   readonly realm: string;
   readonly service: string;
   readonly issuer: string;
-  readonly rootcertbundle: string;
+  /** This or `jwks`, or both. */
+  readonly rootcertbundle?: string;
+  readonly jwks?: string;
   readonly autoredirect?: boolean;
+  /** The realm's path with `autoredirect`. */
+  readonly autoredirectpath: string;
+  /** The algorithms a token may be signed with (`jose` refuses an HMAC one with a public key). */
+  readonly signingalgorithms: readonly string[];
 }
 
 interface TokenClaims extends JWTPayload {
@@ -27,9 +35,6 @@ interface TokenClaims extends JWTPayload {
 
 /** distribution's `Leeway` for `exp` and `nbf`. */
 const LEEWAY_SECONDS = 60;
-/** The algorithms libtrust verifies. */
-const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512'];
-
 /** Reads the PEM certificates of a bundle; fails (naming the file) when there are none. */
 function readRootCertificates(path: string): X509Certificate[] {
   let text: string;
@@ -43,14 +48,46 @@ function readRootCertificates(path: string): X509Certificate[] {
   return pems.map((pem) => new X509Certificate(pem));
 }
 
+/**
+ * The keys of a JSON Web Key Set file by their `kid`. A key without one cannot be named by a token,
+ * and a symmetric (`oct`) one has no public part: distribution trusts neither, nor do we.
+ */
+function readJwks(path: string): Map<string, KeyObject> {
+  let set: { keys?: unknown };
+  try {
+    set = JSON.parse(readFileSync(path, 'utf8')) as { keys?: unknown };
+  } catch (err) {
+    throw new AuthConfigError(`unable to read token jwks file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!Array.isArray(set?.keys)) throw new AuthConfigError(`failed to parse jwks ${JSON.stringify(path)}: no "keys" list`);
+  const keys = new Map<string, KeyObject>();
+  for (const jwk of set.keys as (JsonWebKey & { kid?: unknown })[]) {
+    if (typeof jwk?.kid !== 'string' || jwk.kid === '' || jwk.kty === 'oct') continue;
+    try {
+      keys.set(jwk.kid, createPublicKey({ key: jwk, format: 'jwk' }));
+    } catch (err) {
+      throw new AuthConfigError(`failed to parse jwks ${JSON.stringify(path)}: key ${JSON.stringify(jwk.kid)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return keys;
+}
+
 /** The token access controller. */
 export class TokenAccessController implements AccessController {
   private readonly roots: X509Certificate[];
   private readonly trustedKeys: Map<string, KeyObject>;
 
   constructor(private readonly options: TokenOptions) {
-    this.roots = readRootCertificates(options.rootcertbundle);
-    this.trustedKeys = new Map(this.roots.map((c) => [libtrustKeyId(c.publicKey), c.publicKey]));
+    this.roots = options.rootcertbundle ? readRootCertificates(options.rootcertbundle) : [];
+    this.trustedKeys = new Map();
+    for (const { publicKey } of this.roots) {
+      // A token service of 2.8's time names a key by its libtrust ID, one of 3.x's by its thumbprint.
+      this.trustedKeys.set(libtrustKeyId(publicKey), publicKey);
+      const thumbprint = jwkThumbprint(publicKey);
+      if (thumbprint) this.trustedKeys.set(thumbprint, publicKey);
+    }
+    if (options.jwks) for (const [kid, key] of readJwks(options.jwks)) this.trustedKeys.set(kid, key);
+    if (this.trustedKeys.size === 0) throw new AuthConfigError('token auth requires at least one token signing key');
   }
 
   async authorized(request: AuthRequest, access: readonly Access[]): Promise<{ user: string }> {
@@ -62,7 +99,7 @@ export class TokenAccessController implements AccessController {
         issuer: this.options.issuer,
         audience: this.options.service,
         clockTolerance: LEEWAY_SECONDS,
-        algorithms: ALGORITHMS,
+        algorithms: [...this.options.signingalgorithms],
         requiredClaims: ['exp'],
       });
       claims = verified.payload;
@@ -80,9 +117,13 @@ export class TokenAccessController implements AccessController {
   private signingKey(header: JWSHeaderParameters): KeyObject {
     if (header.x5c && header.x5c.length > 0) return this.verifyChain(header.x5c);
     if (header.jwk) {
-      const key = createPublicKey({ key: header.jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
       const x5c = (header.jwk as { x5c?: unknown }).x5c;
-      if (Array.isArray(x5c) && x5c.every((c) => typeof c === 'string' && c)) {
+      const chained = Array.isArray(x5c) && x5c.length > 0;
+      // distribution 3: a JWK without a chain whose `kid` names a trusted key is that key.
+      const named = typeof header.jwk.kid === 'string' ? this.trustedKeys.get(header.jwk.kid) : undefined;
+      if (named && !chained) return named;
+      const key = createPublicKey({ key: header.jwk as JsonWebKey, format: 'jwk' });
+      if (chained && x5c.every((c) => typeof c === 'string' && c)) {
         const leaf = this.verifyChain(x5c as string[]);
         if (libtrustKeyId(leaf) !== libtrustKeyId(key)) throw new Error('leaf certificate public key ID does not match JWK key ID');
         return key;
@@ -117,7 +158,10 @@ export class TokenAccessController implements AccessController {
   }
 
   private challenge(request: AuthRequest, access: readonly Access[], error: 'invalid_token' | 'insufficient_scope' | undefined, reason: string): AuthChallenge {
-    const realm = this.options.autoredirect ? `https://${request.host ?? ''}/auth/token` : this.options.realm;
+    // As distribution 3: the scheme a proxy in front says it was reached by, else https.
+    const realm = this.options.autoredirect
+      ? `${request.forwardedProto ?? 'https'}://${request.host ?? ''}${this.options.autoredirectpath}`
+      : this.options.realm;
     const scope = scopeParam(access);
     let header = `Bearer realm="${realm}",service="${this.options.service}"`;
     if (scope) header += `,scope="${scope}"`;

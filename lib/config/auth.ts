@@ -3,9 +3,27 @@
  * (`htpasswd`, `token`, `silly`); `none` and an empty section leave the registry open.
  */
 import { resolve } from 'node:path';
-import { converted, ignored as I, key, rejected as R, section, type Raw } from './key-def.js';
+import { ConfigError } from '../errors.js';
+import { converted, ignored as I, key, section, type Raw } from './key-def.js';
 
 const str = { type: 'string' };
+
+/** The algorithms `auth.token.signingalgorithms` may name (distribution 3), all of them by default. */
+export const TOKEN_SIGNING_ALGORITHMS = [
+  'EdDSA',
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'PS256',
+  'PS384',
+  'PS512',
+] as const;
 
 /** `auth:` (one of its members). */
 export interface AuthConfig {
@@ -14,8 +32,15 @@ export interface AuthConfig {
     readonly realm: string;
     readonly service: string;
     readonly issuer: string;
-    readonly rootcertbundle: string;
+    /** The certificates whose keys sign tokens; this or `jwks`, or both. */
+    readonly rootcertbundle?: string;
+    /** distribution 3: a JSON Web Key Set file of trusted keys, matched by `kid`. */
+    readonly jwks?: string;
     readonly autoredirect?: boolean;
+    /** distribution 3: the realm's path with `autoredirect` (`/auth/token` by default). */
+    readonly autoredirectpath: string;
+    /** distribution 3: the algorithms a token may be signed with. */
+    readonly signingalgorithms: readonly string[];
   };
   readonly silly?: { readonly realm: string; readonly service: string };
 }
@@ -32,10 +57,11 @@ export const AUTH_KEYS = converted(
           issuer: key(str),
           rootcertbundle: key({ ...str, minLength: 1 }),
           autoredirect: key({ type: 'boolean', default: false }),
-          jwks: R,
-          signingalgorithms: I,
+          autoredirectpath: key({ ...str, minLength: 1, default: '/auth/token' }),
+          jwks: key({ ...str, minLength: 1 }),
+          signingalgorithms: key({ type: 'array', items: { enum: [...TOKEN_SIGNING_ALGORITHMS] } }),
         },
-        { required: ['realm', 'service', 'issuer', 'rootcertbundle'] },
+        { required: ['realm', 'service', 'issuer'] },
       ),
       silly: section({ realm: key(str), service: key(str) }, { required: ['realm', 'service'] }),
       none: I,
@@ -46,8 +72,20 @@ export const AUTH_KEYS = converted(
     if (auth?.htpasswd) return { htpasswd: { realm: auth.htpasswd.realm, path: resolve(String(auth.htpasswd.path)) } };
     if (auth?.token) {
       const t = auth.token as Raw;
+      // As distribution 3: one of the two names the signing keys (2.8 required the bundle).
+      if (!t.rootcertbundle && !t.jwks) throw new ConfigError('auth.token: token auth requires at least one token signing key: set rootcertbundle or jwks');
+      const algorithms = t.signingalgorithms as string[] | undefined;
       return {
-        token: { realm: t.realm, service: t.service, issuer: t.issuer, rootcertbundle: resolve(String(t.rootcertbundle)), autoredirect: t.autoredirect },
+        token: {
+          realm: t.realm,
+          service: t.service,
+          issuer: t.issuer,
+          rootcertbundle: t.rootcertbundle ? resolve(String(t.rootcertbundle)) : undefined,
+          jwks: t.jwks ? resolve(String(t.jwks)) : undefined,
+          autoredirect: t.autoredirect,
+          autoredirectpath: t.autoredirectpath,
+          signingalgorithms: algorithms && algorithms.length > 0 ? algorithms : [...TOKEN_SIGNING_ALGORITHMS],
+        },
       };
     }
     if (auth?.silly) return { silly: { realm: auth.silly.realm, service: auth.silly.service } };
