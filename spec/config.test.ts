@@ -43,7 +43,7 @@ describe('configuration', () => {
     });
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.tags.maxtags).toBe(1000);
-    expect(config.validation).toEqual({ indexes: { platforms: 'all', platformlist: [] } });
+    expect(config.validation).toEqual({ indexes: { platforms: 'all', platformlist: [] }, urls: { allow: '^$' } });
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
   });
 
@@ -471,7 +471,10 @@ validation:
       ttlms: 168 * 3600_000,
       cachewritetimeoutms: 300_000,
     });
-    expect(config.validation).toEqual({ indexes: { platforms: 'list', platformlist: [{ architecture: 'amd64', os: 'linux' }] } });
+    expect(config.validation).toEqual({
+      indexes: { platforms: 'list', platformlist: [{ architecture: 'amd64', os: 'linux' }] },
+      urls: { allow: '(?:^https?://([^/]+\\.)*example\\.com/)', deny: '(?:^https?://www\\.example\\.com/)' },
+    });
     expect(config.auth?.token).toMatchObject({ autoredirect: true, autoredirectpath: '/auth/token', signingalgorithms: ['EdDSA', 'HS256'] });
     const ignored = (k: string) => `${k} is accepted but not implemented by this registry: it is ignored`;
     expect(warnings).toEqual([
@@ -493,7 +496,6 @@ validation:
         'http.h2c.enabled',
       ].map(ignored),
       ...['redis.maxidleconns', 'redis.poolsize', 'redis.connmaxidletime'].map(ignored),
-      ...['validation.manifests.urls.allow', 'validation.manifests.urls.deny'].map(ignored),
       'http.tls.letsencrypt is not used: http.tls.certificate is set (as distribution)',
     ]);
   });
@@ -530,7 +532,15 @@ redis:
     expect(() => load('version: 0.1\nproxy:\n  remoteurl: https://r\n  exec:\n    lifetime: 1h\n')).toThrow(/proxy\.exec\.command is required/);
     const sparse = load('version: 0.1\nvalidation:\n  manifests:\n    indexes:\n      platforms: none\n');
     expect(sparse.config.validation.indexes.platforms).toBe('none');
-    expect(load('version: 0.1\nvalidation:\n  disabled: true\n').config.validation.indexes.platforms).toBe('none');
+    expect(load('version: 0.1\nvalidation:\n  disabled: true\n').config.validation).toEqual({ indexes: { platforms: 'none', platformlist: [] }, urls: {} });
+    // A layer's URLs: nothing allowed unless listed; a deny list alone leaves every other URL allowed.
+    expect(load('version: 0.1\nvalidation:\n  manifests:\n    urls:\n      deny: [internal]\n').config.validation.urls).toEqual({
+      allow: undefined,
+      deny: '(?:internal)',
+    });
+    expect(() => load('version: 0.1\nvalidation:\n  manifests:\n    urls:\n      allow: ["(unclosed"]\n')).toThrow(
+      /validation\.manifests\.urls\.allow: "\(unclosed" is not a regular expression/,
+    );
     expect(() => load('version: 0.1\nvalidation:\n  manifests:\n    indexes:\n      platforms: some\n')).toThrow(
       /validation\.manifests\.indexes\.platforms: "some" must be one of all, none, list/,
     );

@@ -11,7 +11,7 @@ import type { Manifest, ManifestRef, ManifestService, PageRequest, TagPage, TagS
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { Descriptor } from '../distribution/manifest.js';
-import { checkManifest, verifyReferences, type IndexValidation } from './manifest-verify.js';
+import { checkManifest, verifyReferences, type IndexValidation, type LayerUrls, type PushValidation } from './manifest-verify.js';
 
 /** What a successful push reports. */
 interface PushedManifest {
@@ -21,11 +21,19 @@ interface PushedManifest {
 
 /** The manifest side of hosted repositories. */
 export class HostedManifestStore implements ManifestService {
+  /** `validation.manifests.urls`, compiled once. */
+  private readonly urls: LayerUrls;
+  private readonly indexes: IndexValidation;
+
   constructor(
     private readonly blobs: BlobStore,
     private readonly repository: (name: string) => RepositoryStore,
-    private readonly indexes?: IndexValidation,
-  ) {}
+    validation: PushValidation,
+  ) {
+    const { allow, deny } = validation.urls;
+    this.urls = { allow: allow === undefined ? undefined : new RegExp(allow), deny: deny === undefined ? undefined : new RegExp(deny) };
+    this.indexes = validation.indexes;
+  }
 
   /** The manifest `name@digest`; `MANIFEST_UNKNOWN` unless it is a revision of `name`. */
   async getByDigest(name: string, digest: Digest): Promise<Manifest> {
@@ -53,7 +61,7 @@ export class HostedManifestStore implements ManifestService {
    * that does not hash to the URL's digest, `MANIFEST_BLOB_UNKNOWN` for missing references).
    */
   async put(name: string, ref: ManifestRef, contentType: string | undefined, payload: Buffer): Promise<PushedManifest> {
-    const parsed = checkManifest(contentType, payload);
+    const parsed = checkManifest(contentType, payload, this.urls);
     const digest = 'digest' in ref ? ref.digest : undefined;
     const actual = digestOf(payload, digest?.algorithm ?? 'sha256');
     if (digest && actual !== digest.value) throw new DigestInvalidError(`payload digest is ${actual}, not ${digest.value}`);

@@ -13,7 +13,7 @@ import type { RepositoryStore } from '../storage/repository-store.js';
 import { UploadStore } from './upload-store.js';
 import { HostedBlobStore } from './hosted-blob-store.js';
 import { HostedManifestStore, HostedTagService } from './hosted-manifest-store.js';
-import type { IndexValidation } from './manifest-verify.js';
+import type { PushValidation } from './manifest-verify.js';
 import type { ReferrersResult, ReferrersService } from '../stores.js';
 import { listReferrers } from './referrers.js';
 import { UploadPurger } from './upload-purger.js';
@@ -32,8 +32,8 @@ interface HostedOptions {
   readonly repository: (name: string) => RepositoryStore;
   /** `storage.maintenance.uploadpurging`; undefined: abandoned uploads are kept. */
   readonly purging?: { readonly agems: number; readonly intervalms: number; readonly dryrun: boolean };
-  /** `validation.manifests.indexes`: which children of a pushed index must be present (default all). */
-  readonly indexes?: IndexValidation;
+  /** `validation:` of pushes: which children of an index must be present, which URLs a layer may carry. */
+  readonly validation: PushValidation;
   readonly logger: Logger;
 }
 
@@ -49,7 +49,7 @@ export class HostedRepositories {
   constructor(private readonly options: HostedOptions) {
     this.prefixes = options.prefixes;
     this.blobs = new HostedBlobStore(options.blobs, options.repository);
-    this.manifests = new HostedManifestStore(options.blobs, options.repository, options.indexes);
+    this.manifests = new HostedManifestStore(options.blobs, options.repository, options.validation);
     this.tags = new HostedTagService(options.repository);
     this.uploads = new UploadStore(options.driver, options.blobs, options.repository);
     if (options.purging) this.purger = new UploadPurger({ driver: options.driver, ...options.purging, logger: options.logger });

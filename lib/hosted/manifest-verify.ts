@@ -21,6 +21,18 @@ const NON_DISTRIBUTABLE: readonly string[] = [
   'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
 ];
 
+/** Which URLs a pushed layer may carry (`validation.manifests.urls`, compiled): unset sides check nothing. */
+export interface LayerUrls {
+  readonly allow?: RegExp;
+  readonly deny?: RegExp;
+}
+
+/** `validation:` as pushes need it: the children of an index that must be present, a layer's URL patterns. */
+export interface PushValidation {
+  readonly indexes: IndexValidation;
+  readonly urls: { readonly allow?: string; readonly deny?: string };
+}
+
 /** A pushed manifest, checked. */
 interface CheckedManifest {
   readonly mediaType: string;
@@ -32,8 +44,11 @@ interface CheckedManifest {
   readonly subject?: Descriptor;
 }
 
-/** Parses and checks a pushed payload; `MANIFEST_INVALID` (or `DIGEST_INVALID`) with distribution's reasons. */
-export function checkManifest(contentType: string | undefined, payload: Buffer): CheckedManifest {
+/**
+ * Parses and checks a pushed payload; `MANIFEST_INVALID` (or `DIGEST_INVALID`) with distribution's
+ * reasons. A layer's URLs must be http(s) without a fragment and pass `urls`.
+ */
+export function checkManifest(contentType: string | undefined, payload: Buffer, urls: LayerUrls): CheckedManifest {
   const m = parseManifest(payload);
   const doc = m.doc;
   const inPayload = typeof doc.mediaType === 'string' && doc.mediaType !== '' ? doc.mediaType : undefined;
@@ -57,7 +72,10 @@ export function checkManifest(contentType: string | undefined, payload: Buffer):
   refuseInvalid(m.invalid, 'layers');
   const required = layers.filter((l) => !(l.urls && l.urls.length > 0 && NON_DISTRIBUTABLE.includes(l.mediaType ?? '')));
   for (const l of layers) {
-    for (const u of l.urls ?? []) if (!/^https?:\/\/[^#]+$/.test(u)) throw invalid(`invalid URL on layer: ${u}`);
+    for (const u of l.urls ?? []) {
+      const allowed = /^https?:\/\/[^#]+$/.test(u) && (!urls.allow || urls.allow.test(u)) && !urls.deny?.test(u);
+      if (!allowed) throw invalid(`invalid URL on layer: ${u}`);
+    }
   }
   return { mediaType, blobs: [config, ...required], manifests: [], subject };
 }

@@ -166,7 +166,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
           blobs,
           repository,
           purging: purging.enabled ? purging : undefined,
-          indexes: config.validation.indexes,
+          validation: config.validation,
           logger,
         })
       : undefined;

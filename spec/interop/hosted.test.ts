@@ -12,7 +12,7 @@ import { startDistribution, type DistributionProcess } from '../helpers/upstream
 import { buildImage, buildIndex } from '../helpers/images.js';
 import { pushImage, pullImage } from '../helpers/skopeo.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
-import { sha256 } from '../helpers/push.js';
+import { OCI_MANIFEST, pushBlob, pushManifest, sha256 } from '../helpers/push.js';
 
 /** `htpasswd -Bbn alice wonderland`. */
 const ALICE = 'alice:$2y$05$Y3y9Hddxrj..M18YHcQzeeryGEEzs0pZKZ9ym9m.zsL8tBDml88K.';
@@ -174,6 +174,62 @@ describeInterop('hosted repositories with skopeo and distribution 2.8', () => {
       expect(Buffer.from(await got.arrayBuffer()).equals(Buffer.concat([b, a]))).toBe(true);
     } finally {
       await mirror.close({ keepRoot: true });
+    }
+  }, 120_000);
+
+  test('a layer with foreign URLs: the same answer as distribution 2.8 under each validation.manifests.urls setting', async () => {
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+    const manifest = (url: string): Buffer =>
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+          layers: [{ mediaType: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip', digest: sha256(Buffer.from(url)), size: 1234, urls: [url] }],
+        }),
+      );
+    const settings: [string, string[]][] = [
+      ['none set: nothing allowed', []],
+      ['an allow list', ['validation:', '  manifests:', '    urls:', '      allow:', '        - ^https://([^/]+\\.)*example\\.com/']],
+      [
+        'allow and deny',
+        [
+          'validation:',
+          '  manifests:',
+          '    urls:',
+          '      allow:',
+          '        - ^https://([^/]+\\.)*example\\.com/',
+          '      deny:',
+          '        - ^https://private\\.',
+        ],
+      ],
+      ['a deny list only', ['validation:', '  manifests:', '    urls:', '      deny:', '        - ^https://private\\.']],
+    ];
+    const urls = ['https://layers.example.com/l.tar.gz', 'https://private.example.com/l.tar.gz', 'https://elsewhere.test/l.tar.gz'];
+    for (const [what, extra] of settings) {
+      const official = await startDistribution({ extra });
+      const mirror = await startMirror(upstream.url, { proxyYaml: 'hosted: [internal/]\nhostedanonymouspush: true', extraYaml: extra.join('\n') });
+      try {
+        for (const url of urls) {
+          const answers: { status: number; code?: string }[] = [];
+          for (const [target, repo] of [
+            [official.url, 'foreign/app'],
+            [mirror.url, 'internal/foreign'],
+          ] as const) {
+            await pushBlob(target, repo, config);
+            const res = await pushManifest(target, repo, 'v1', manifest(url), OCI_MANIFEST);
+            answers.push({ status: res.status, code: res.body?.errors?.[0]?.code });
+          }
+          // Refused where the official refuses (it answers 500 UNKNOWN there, its URL error being no
+          // registry error; ours is the manifest's 400), accepted where it accepts.
+          const refused = { status: 400, code: 'MANIFEST_INVALID' };
+          expect({ what, url, ours: answers[1] }).toEqual({ what, url, ours: answers[0]!.status === 201 ? answers[0] : refused });
+          expect([201, 500]).toContain(answers[0]!.status);
+        }
+      } finally {
+        await mirror.close();
+        await official.destroy();
+      }
     }
   }, 120_000);
 });
