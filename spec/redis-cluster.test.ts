@@ -3,7 +3,9 @@
  * universal client reads that section (three Debian redis-servers in cluster mode). The leases
  * work on it as on one server (one holder at a time, fencing numbers, a release that wakes a
  * waiter on another connection), every key of the cache in one slot; and two replica processes on
- * one storage root coordinate through it: one upstream fetch for concurrent cold pulls.
+ * one storage root coordinate through it: one upstream fetch for concurrent cold pulls. With
+ * replicas in the cluster, the primary of the cache's slot killed: every client is served, and once
+ * the cluster has promoted its replica the mirrors coordinate through it again.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -119,4 +121,63 @@ describeIf('a Redis Cluster (several redis.addrs, no mastername)', () => {
       expect(replicas.every((r) => r.alive())).toBe(true);
     }, 180_000);
   });
+});
+
+describeIf('a Redis Cluster with replicas, failing over', () => {
+  let cluster: RedisCluster;
+  let upstream: FakeUpstream;
+  let dir: string;
+  let replicas: Replica[] = [];
+
+  beforeEach(async () => {
+    if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
+    cluster = await startRedisCluster(3, 1);
+    upstream = await startFakeUpstream();
+    dir = await mkdtemp(join(tmpdir(), 'replicas-cluster-failover-'));
+  }, 120_000);
+  afterEach(async () => {
+    await stopReplicas(replicas, expect.getState().currentTestName);
+    replicas = [];
+    await cluster?.stop();
+    await upstream.close();
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  test("the primary of the cache's slot dies: every client served, and once its replica is promoted the replicas coordinate through it", async () => {
+    const extra = ['redis:', `  addrs: [${cluster.addrs.join(', ')}]`, '  dialtimeout: 1s', '  readtimeout: 1s', '  maxretrybackoff: 200ms'];
+    replicas = await startReplicas(2, () => startReplica(dir, join(dir, 'root'), upstream.url, ['overtake:', '  minrate: 0'], { extra, debug: true }));
+    await until(
+      async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+      'both replicas to reach the cluster',
+      30_000,
+    );
+    /** Six concurrent cold pulls of a new blob through both replicas: how many upstream fetches they made. */
+    const round = async (): Promise<number> => {
+      const blob = upstream.addBlob('library/app', randomBytes(MiB));
+      const gets = new RegExp(`^GET /v2/library/app/blobs/${blob}$`);
+      upstream.fault(gets, { kind: 'delay', ms: 300 });
+      const results = await Promise.all([0, 1, 0, 1, 0, 1].map((i) => getHashed(`${replicas[i]!.url}/v2/library/app/blobs/${blob}`)));
+      for (const res of results) expect(res).toEqual({ status: 200, digest: blob, bytes: MiB, complete: true });
+      return upstream.count(gets);
+    };
+    expect(await round()).toBe(1);
+
+    const home = await cluster.nodeOf('{registry-mirror}:fence');
+    const survivor = cluster.nodes.find((n) => n !== home)!;
+    await home.kill();
+    // While the cluster fails over, pulls are served (fetched without coordination at worst).
+    expect(await round()).toBeLessThanOrEqual(2);
+    await until(
+      async () => {
+        const now = await cluster.nodeOf('{registry-mirror}:fence', survivor).catch(() => undefined);
+        return now !== undefined && now !== home;
+      },
+      "the cluster to promote the slot's replica",
+      60_000,
+    );
+    // Then the replicas coordinate through the new primary: a round makes one fetch again.
+    let fetches = 0;
+    await until(async () => (fetches = await round()) === 1, `a round of cold pulls to make one upstream fetch (the last made ${fetches})`, 60_000);
+    expect(replicas.every((r) => r.alive())).toBe(true);
+  }, 240_000);
 });

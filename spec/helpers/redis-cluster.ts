@@ -1,8 +1,8 @@
 /**
- * A Redis Cluster as operators run one for distribution 3's go-redis cluster client: three
- * Debian `redis-server`s in cluster mode on free loopback ports, their slots assigned by
- * `redis-cli --cluster create` (no replicas). Every wait is on the servers' own state
- * (`CLUSTER INFO` saying `cluster_state:ok` on each), never on a sleep.
+ * A Redis Cluster as operators run one for distribution 3's go-redis cluster client: Debian
+ * `redis-server`s in cluster mode on free loopback ports, their slots assigned by `redis-cli
+ * --cluster create`, with replicas or without. Every wait is on the servers' own state (`CLUSTER
+ * INFO` saying `cluster_state:ok` on each, `INFO replication`), never on a sleep.
  */
 import { existsSync } from 'node:fs';
 import { Redis } from 'ioredis';
@@ -23,8 +23,8 @@ export interface RedisCluster {
   /** Every node's `host:port`, for `redis.addrs`. */
   readonly addrs: readonly string[];
   readonly nodes: readonly RedisServer[];
-  /** The node serving `key`'s slot (`CLUSTER KEYSLOT`, then `CLUSTER SLOTS`). */
-  nodeOf(key: string): Promise<RedisServer>;
+  /** The node serving `key`'s slot (`CLUSTER KEYSLOT`, then `CLUSTER SLOTS`, asked of `via`, the first node by default). */
+  nodeOf(key: string, via?: RedisServer): Promise<RedisServer>;
   /** Stops every node and removes their directories. */
   stop(): Promise<void>;
 }
@@ -40,19 +40,22 @@ async function ask<T>(node: RedisServer, fn: (r: Redis) => Promise<T>): Promise<
   }
 }
 
-/** Starts three nodes and makes them one cluster. */
-export async function startRedisCluster(size = 3): Promise<RedisCluster> {
+/**
+ * Starts `primaries` nodes and makes them one cluster; with `replicas`, that many more nodes, each
+ * a replica of one primary (`--cluster-replicas`), which the cluster promotes when its primary dies.
+ */
+export async function startRedisCluster(primaries = 3, replicas = 0): Promise<RedisCluster> {
   const nodes: RedisServer[] = [];
   const stop = async (): Promise<void> => {
     await Promise.all(nodes.map((n) => n.stop()));
   };
   try {
-    for (let i = 0; i < size; i++) {
+    for (let i = 0; i < primaries * (1 + replicas); i++) {
       // Each node's cluster state file goes in its own directory (`--dir`).
       nodes.push(await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }));
     }
     const addrs = nodes.map((n) => n.addr);
-    const create = spawnChild(REDIS_CLI_BIN, ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], {
+    const create = spawnChild(REDIS_CLI_BIN, ['--cluster', 'create', ...addrs, '--cluster-replicas', String(replicas), '--cluster-yes'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -65,12 +68,22 @@ export async function startRedisCluster(size = 3): Promise<RedisCluster> {
       'every node of the Redis Cluster to report cluster_state:ok',
       30_000,
     );
+    // Each replica has taken its primary's data (the replication link is up).
+    if (replicas > 0)
+      await until(
+        async () =>
+          (await Promise.all(nodes.map((n) => ask(n, (r) => r.info('replication'))))).every(
+            (info) => !/role:slave/.test(info) || /master_link_status:up/.test(info),
+          ),
+        'every replica of the Redis Cluster to be linked to its primary',
+        30_000,
+      );
     return {
       addrs,
       nodes,
-      nodeOf: async (key) => {
-        const slot = await ask(nodes[0]!, (r) => r.cluster('KEYSLOT', key));
-        const slots = await ask(nodes[0]!, (r) => r.cluster('SLOTS'));
+      nodeOf: async (key, via = nodes[0]!) => {
+        const slot = await ask(via, (r) => r.cluster('KEYSLOT', key));
+        const slots = await ask(via, (r) => r.cluster('SLOTS'));
         const owner = slots.find(([from, to]) => from <= Number(slot) && Number(slot) <= to);
         const node = owner && nodes.find((n) => n.port === owner[2]?.[1]);
         if (!node) throw new Error(`no node serves the slot of ${key}`);
