@@ -9,6 +9,7 @@
 
 import { DigestTable, grown } from '../distribution/digest-table.js';
 import type { ContentType } from '../stores.js';
+import type { Entry } from './state-file.js';
 
 /** The kind of content an entry expires (distribution's `EntryType` 0 and 1). */
 export type EntryType = ContentType;
@@ -22,6 +23,9 @@ export interface IndexedEntry {
   /** Changes whenever the entry is set: tells an entry renewed meanwhile from the one taken. */
   readonly version: number;
 }
+
+/** An index entry as the schedule's users see it (its expiry a `Date`). */
+export const toEntry = (e: IndexedEntry): Entry => ({ key: e.key, expiry: new Date(e.expiry), type: e.type });
 
 const NONE = -1;
 /** The number a key without `@` is held under, as its whole text; repositories count from 1. */

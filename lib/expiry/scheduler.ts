@@ -1,8 +1,8 @@
 /**
  * The TTL scheduler: the schedule in an index ordered by expiry (lib/expiry/expiry-index.ts),
  * one timer for the earliest entry, persisted through a `StateStore` (scheduler-state.json) by
- * its writes (lib/expiry/schedule-writes.ts). A failed expiry is kept and retried (the official
- * scheduler drops it and leaks the content, #1994).
+ * its writes (lib/expiry/schedule-writes.ts). Due entries are expired by lib/expiry/expiry-runs.ts,
+ * a failed expiry kept and retried (the official scheduler drops it and leaks the content, #1994).
  *
  * Every cost that recurs follows what changed, not what is stored: a change (an add, a cache hit
  * that extends an expiry, an expiry) costs O(log n) in the index and one key in the set of changes;
@@ -17,13 +17,13 @@
  * write journals, which the holder applies. A replica taking the lease over writes its own
  * changes, then reloads the file and the journals.
  */
-import { ExpiryIndex, type EntryType, type IndexedEntry } from './expiry-index.js';
+import { ExpiryIndex, toEntry, type EntryType, type IndexedEntry } from './expiry-index.js';
+import { ExpiryRuns } from './expiry-runs.js';
 import { FileStateStore, type StateStore } from './state-store.js';
 import type { Entry } from './state-file.js';
 import { ScheduleWrites } from './schedule-writes.js';
 import { SharedSchedule } from './shared-schedule.js';
 import type { SharedLocks } from '../storage/shared-lock.js';
-import { StoppingError } from '../errors.js';
 
 export type { Entry } from './state-file.js';
 
@@ -119,8 +119,6 @@ const PRUNE_AFTER_MS = 60_000;
 /** At most this many entries pruned per interval, to bound the slice. */
 const PRUNE_SLICE = 10_000;
 
-const toEntry = (e: IndexedEntry): Entry => ({ key: e.key, expiry: new Date(e.expiry), type: e.type });
-
 /** Expires cache entries at their time. */
 export class TtlScheduler implements ExpirySchedule {
   private readonly index = new ExpiryIndex();
@@ -133,10 +131,9 @@ export class TtlScheduler implements ExpirySchedule {
    * lost: kept here, as every request's `add` asks it).
    */
   private leaseHeld = false;
-  /** Entries being expired, with the version taken. */
+  /** Entries being expired, with the version taken (kept out of the index's queue meanwhile). */
   private readonly running = new Map<string, number>();
-  private readonly failures = new Map<string, number>();
-  private readonly runs = new Set<Promise<void>>();
+  private readonly runs: ExpiryRuns;
   private loaded = false;
   private loading?: Promise<{ problem?: string; loaded: number }>;
   /** Keys removed while loading: the file's copy must not bring them back. */
@@ -172,6 +169,19 @@ export class TtlScheduler implements ExpirySchedule {
           this.disarm();
         },
       });
+    this.runs = new ExpiryRuns({
+      index: this.index,
+      running: this.running,
+      onExpire: options.onExpire,
+      stillCached: options.stillCached,
+      now: this.now,
+      retryMs: options.retryMs,
+      maxRetryMs: options.maxRetryMs,
+      logger,
+      remove: (key) => this.remove(key),
+      changed: (key) => this.writes.changed(key),
+      ended: () => this.arm(),
+    });
     this.writes = new ScheduleWrites({
       store: this.store,
       index: this.index,
@@ -291,7 +301,7 @@ export class TtlScheduler implements ExpirySchedule {
 
   /** Drops an entry without expiring it. */
   remove(key: string): void {
-    this.failures.delete(key);
+    this.runs.forget(key);
     if (!this.loaded) this.tombstones.add(key);
     if (this.index.delete(key)) this.writes.changed(key);
   }
@@ -349,7 +359,7 @@ export class TtlScheduler implements ExpirySchedule {
     this.writes.halt();
     this.shared?.halt();
     clearInterval(this.syncTimer);
-    await Promise.allSettled([...this.runs]);
+    await this.runs.settled();
     await this.loading;
     // A failure keeps the changes for `stop`'s write.
     await this.flush().catch((err: Error) =>
@@ -431,50 +441,8 @@ export class TtlScheduler implements ExpirySchedule {
       if (!next || next.expiry > now) break;
       this.index.setQueued(next.key, false);
       this.running.set(next.key, next.version);
-      this.expire(next);
+      this.runs.start(next);
     }
     this.arm();
-  }
-
-  private expire(taken: IndexedEntry): void {
-    const { key } = taken;
-    // Through a promise, so an onExpire that throws synchronously is a failure like any other.
-    const run = Promise.resolve()
-      .then(() => this.options.onExpire(toEntry(taken)))
-      .then(
-        async () => {
-          this.options.logger?.debug('expired', { key });
-          this.failures.delete(key);
-          // An entry renewed while it expired is kept with its new time, unless that time has passed
-          // too (a replica's journal reporting an earlier pull): its content is purged now.
-          const current = this.index.get(key);
-          if (!current) return;
-          if (current.version === taken.version || current.expiry <= this.now()) return this.remove(key);
-          // Renewed by a pull that linked the content again (kept), or by a report of a hit or a pull
-          // from before the purge (another replica's journal, a hit served while it ran): the content
-          // is gone, and keeping the entry would expire it a second time.
-          if (!this.options.stillCached || (await this.options.stillCached(toEntry(current)).catch(() => true))) return;
-          if (this.index.get(key)?.version === current.version) this.remove(key);
-        },
-        (err: Error) => {
-          // Given up for the registry's stop: the entry stays as it was, due, for the next start.
-          if (err instanceof StoppingError) return void this.options.logger?.info(`expiring ${key} interrupted: the registry is stopping`);
-          const n = (this.failures.get(key) ?? 0) + 1;
-          const delay = Math.min((this.options.retryMs ?? 60_000) * 2 ** Math.min(n - 1, 30), this.options.maxRetryMs ?? 3_600_000);
-          this.options.logger?.warn('expiring failed, retrying', { key, attempt: n, 'retry.ms': delay, 'err.message': err?.message ?? String(err) });
-          if (this.index.get(key)?.version === taken.version) {
-            this.failures.set(key, n);
-            this.index.set(key, this.now() + delay, taken.type, false);
-            this.writes.changed(key);
-          }
-        },
-      )
-      .finally(() => {
-        this.running.delete(key);
-        this.index.setQueued(key, true);
-        this.runs.delete(run);
-        this.arm();
-      });
-    this.runs.add(run);
   }
 }
