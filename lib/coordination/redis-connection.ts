@@ -100,6 +100,9 @@ export class RedisConnection {
         // Commands fail at once while the cluster is unreachable, as with one server.
         enableOfflineQueue,
         clusterRetryStrategy: retryStrategy,
+        // Nodes are connected to by the name given (the connection resolves it), not by an address
+        // looked up first: with TLS the certificate names the host (ElastiCache in cluster mode).
+        dnsLookup: (address, callback) => callback(null, address),
         redisOptions: node,
       },
     );
