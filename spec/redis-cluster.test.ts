@@ -5,10 +5,13 @@
  * waiter on another connection), every key of the cache in one slot; and two replica processes on
  * one storage root coordinate through it: one upstream fetch for concurrent cold pulls. With
  * replicas in the cluster, the primary of the cache's slot killed: every client is served, and once
- * the cluster has promoted its replica the mirrors coordinate through it again.
+ * the cluster has promoted its replica the mirrors coordinate through it again. Over TLS, with the
+ * nodes announcing a host name their certificate names (and no address), every node is reached and
+ * verified.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
@@ -180,4 +183,66 @@ describeIf('a Redis Cluster with replicas, failing over', () => {
     await until(async () => (fetches = await round()) === 1, `a round of cold pulls to make one upstream fetch (the last made ${fetches})`, 60_000);
     expect(replicas.every((r) => r.alive())).toBe(true);
   }, 240_000);
+});
+
+describeIf('a Redis Cluster over TLS, its nodes announced by host name', () => {
+  let dir: string;
+  let cluster: RedisCluster;
+
+  beforeAll(async () => {
+    if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
+    dir = await mkdtemp(join(tmpdir(), 'redis-cluster-tls-'));
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1'];
+    const run = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+    run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=cluster-ca', '-addext', 'basicConstraints=critical,CA:TRUE']);
+    // The name only, no address: a client that connects by an address it looked up fails to verify it.
+    await writeFile(join(dir, 'server.ext'), 'subjectAltName=DNS:localhost\n');
+    run(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
+    run([
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'server.pem',
+      '-days',
+      '1',
+      '-extfile',
+      'server.ext',
+    ]);
+    cluster = await startRedisCluster(3, 0, {
+      certificate: join(dir, 'server.pem'),
+      key: join(dir, 'server.key'),
+      ca: join(dir, 'ca.pem'),
+      hostname: 'localhost',
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('the leases work through every node, each verified against rootcas by the name it announces', async () => {
+    expect(cluster.addrs.every((a) => a.startsWith('localhost:'))).toBe(true);
+    const config = redisConfig({ addrs: [...cluster.addrs], tls: { rootcas: [join(dir, 'ca.pem')] }, readtimeout: '1s', dialtimeout: '1s', prefix: 'tls' })!;
+    const connection = new RedisConnection(config);
+    try {
+      expect(await connection.ready(10_000)).toBe(true);
+      const locks = new RedisLocks(connection, 5000);
+      // Keys in each node's slots: every node is reached over TLS (the fence's slot for the leases).
+      const lease = await locks.tryLease(KEY);
+      expect(lease?.fence).toBeGreaterThan(0);
+      await lease!.release();
+      const tags = ['a', 'b', 'c', 'd', 'e', 'f'];
+      expect(new Set(await Promise.all(tags.map((t) => cluster.nodeOf(`{${t}}:probe`)))).size).toBe(3);
+      for (const tag of tags) expect(await connection.client.set(`{${tag}}:probe`, tag)).toBe('OK');
+    } finally {
+      await connection.close();
+    }
+  }, 60_000);
 });
