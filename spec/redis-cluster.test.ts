@@ -7,7 +7,8 @@
  * replicas in the cluster, the primary of the cache's slot killed: every client is served, and once
  * the cluster has promoted its replica the mirrors coordinate through it again. Over TLS, with the
  * nodes announcing a host name their certificate names (and no address), every node is reached and
- * verified.
+ * verified. With every node gone, a fetch lock is taken at once without coordination and the
+ * expiry lease refused, both granted again once the nodes are back.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -124,6 +125,49 @@ describeIf('a Redis Cluster (several redis.addrs, no mastername)', () => {
       expect(replicas.every((r) => r.alive())).toBe(true);
     }, 180_000);
   });
+});
+
+describeIf('a Redis Cluster down', () => {
+  let cluster: RedisCluster;
+
+  beforeAll(async () => {
+    if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
+    cluster = await startRedisCluster();
+  }, 120_000);
+  afterAll(() => cluster?.stop());
+
+  test('every node gone: a fetch lock is taken at once without coordination, the expiry lease refused; both work again once it is back', async () => {
+    const config = redisConfig({ addrs: [...cluster.addrs], prefix: 'down', readtimeout: '500ms', dialtimeout: '500ms', maxretrybackoff: '200ms' })!;
+    const connection = new RedisConnection(config);
+    try {
+      expect(await connection.ready(10_000)).toBe(true);
+      const uncoordinated: string[] = [];
+      const locks = new RedisLocks(connection, 2000, { uncoordinated: (key) => uncoordinated.push(key) }, (key) => key === 'scheduler-lease');
+      const before = await locks.tryLease(KEY);
+      expect(before!.fence).toBeGreaterThan(0);
+      await before!.release();
+
+      await Promise.all(cluster.nodes.map((n) => n.kill()));
+      // The cluster client may learn of it only from the next command (a node it never connected
+      // to is not watched): the lease's command, which must fail at once, not wait.
+      const started = Date.now();
+      expect(await locks.tryLease(KEY)).toEqual({ release: expect.any(Function), fence: 0 });
+      // At once, not after waiting for the cluster to come back (it does not, until started below).
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(uncoordinated).toEqual([KEY]);
+      expect(connection.available).toBe(false);
+      expect(await locks.tryLease('scheduler-lease')).toBeUndefined();
+
+      // The nodes come back with their cluster configuration (their data is gone).
+      await Promise.all(cluster.nodes.map((n) => n.start()));
+      let lease: Awaited<ReturnType<typeof locks.tryLease>>;
+      await until(async () => (lease = await locks.tryLease('scheduler-lease')) !== undefined, 'the expiry lease to be granted again', 60_000);
+      expect(lease!.fence).toBeGreaterThan(0);
+      await lease!.release();
+    } finally {
+      await connection.close();
+    }
+  }, 120_000);
 });
 
 describeIf('a Redis Cluster with replicas, failing over', () => {
