@@ -32,6 +32,8 @@ export class RedisConnection {
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
   private reachable = false;
   private reportedDown = false;
+  /** A cluster's liveness probe (see the constructor). */
+  private readonly probe?: NodeJS.Timeout;
 
   constructor(
     readonly config: RedisConfig,
@@ -45,6 +47,12 @@ export class RedisConnection {
     });
     this.client.on('error', (err: Error) => this.lost(err.message));
     this.client.on('close', () => this.lost('connection closed'));
+    // A cluster client learns that its nodes are gone only from a command: without one a second,
+    // an idle replica would go on reporting Redis up (the metric, the log) through an outage.
+    if (config.cluster) {
+      this.probe = setInterval(() => void this.client.ping().catch(() => undefined), 1000);
+      this.probe.unref();
+    }
   }
 
   private options(): RedisOptions {
@@ -169,6 +177,7 @@ export class RedisConnection {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.probe);
     const quit = (r: Redis | Cluster): Promise<unknown> => r.quit().catch(() => r.disconnect());
     await Promise.all([quit(this.client), this.subscriber ? quit(this.subscriber) : undefined]);
   }
