@@ -10,7 +10,6 @@
  * verified. With every node gone, a fetch lock is taken at once without coordination and the
  * expiry lease refused, both granted again once the nodes are back.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -20,18 +19,12 @@ import { redisConfig } from '../lib/config/redis.js';
 import { RedisConnection } from '../lib/coordination/redis-connection.js';
 import { RedisLocks } from '../lib/coordination/redis-locks.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { getHashed } from './helpers/hashed-get.js';
 import { clusterAvailable, startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
-import { startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
+import { concurrentColdPulls, replicaMetric, startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
 import { until } from './helpers/until.js';
 
 const MiB = 1024 * 1024;
 const KEY = 'blobs/sha256/abc';
-
-async function metric(replica: Replica, name: string): Promise<number> {
-  const text = await (await fetch(replica.metricsUrl!)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-}
 
 const describeIf = clusterAvailable() || process.env.CI ? describe : describe.skip;
 
@@ -110,18 +103,13 @@ describeIf('a Redis Cluster (several redis.addrs, no mastername)', () => {
       const root = join(dir, 'root');
       replicas = await startReplicas(2, () => startReplica(dir, root, upstream.url, ['overtake:', '  minrate: 0'], { extra, debug: true }));
       await until(
-        async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+        async () => (await Promise.all(replicas.map((r) => replicaMetric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
         'both replicas to reach the cluster',
         30_000,
       );
       for (const r of replicas) expect(r.logs()).toContain(`Redis Cluster (${cluster.addrs.join(', ')}) connected`);
-      const cold = upstream.addBlob('library/app', randomBytes(4 * MiB));
-      const coldGets = new RegExp(`^GET /v2/library/app/blobs/${cold}$`);
-      upstream.fault(coldGets, { kind: 'delay', ms: 500 });
-      const results = await Promise.all([0, 1, 0, 1, 0, 1].map((i) => getHashed(`${replicas[i]!.url}/v2/library/app/blobs/${cold}`)));
-      for (const res of results) expect(res).toEqual({ status: 200, digest: cold, bytes: 4 * MiB, complete: true });
-      expect(upstream.count(coldGets)).toBe(1);
-      expect(await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_uncoordinated_fetches_total')))).toEqual([0, 0]);
+      expect(await concurrentColdPulls(upstream, replicas, 4 * MiB, 500)).toBe(1);
+      expect(await Promise.all(replicas.map((r) => replicaMetric(r, 'registry_mirror_uncoordinated_fetches_total')))).toEqual([0, 0]);
       expect(replicas.every((r) => r.alive())).toBe(true);
     }, 180_000);
   });
@@ -194,26 +182,17 @@ describeIf('a Redis Cluster with replicas, failing over', () => {
     const extra = ['redis:', `  addrs: [${cluster.addrs.join(', ')}]`, '  dialtimeout: 1s', '  readtimeout: 1s', '  maxretrybackoff: 200ms'];
     replicas = await startReplicas(2, () => startReplica(dir, join(dir, 'root'), upstream.url, ['overtake:', '  minrate: 0'], { extra, debug: true }));
     await until(
-      async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+      async () => (await Promise.all(replicas.map((r) => replicaMetric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
       'both replicas to reach the cluster',
       30_000,
     );
-    /** Six concurrent cold pulls of a new blob through both replicas: how many upstream fetches they made. */
-    const round = async (): Promise<number> => {
-      const blob = upstream.addBlob('library/app', randomBytes(MiB));
-      const gets = new RegExp(`^GET /v2/library/app/blobs/${blob}$`);
-      upstream.fault(gets, { kind: 'delay', ms: 300 });
-      const results = await Promise.all([0, 1, 0, 1, 0, 1].map((i) => getHashed(`${replicas[i]!.url}/v2/library/app/blobs/${blob}`)));
-      for (const res of results) expect(res).toEqual({ status: 200, digest: blob, bytes: MiB, complete: true });
-      return upstream.count(gets);
-    };
-    expect(await round()).toBe(1);
+    expect(await concurrentColdPulls(upstream, replicas, MiB, 300)).toBe(1);
 
     const home = await cluster.nodeOf('{registry-mirror}:fence');
     const survivor = cluster.nodes.find((n) => n !== home)!;
     await home.kill();
     // While the cluster fails over, pulls are served (fetched without coordination at worst).
-    expect(await round()).toBeLessThanOrEqual(2);
+    expect(await concurrentColdPulls(upstream, replicas, MiB, 300)).toBeLessThanOrEqual(2);
     await until(
       async () => {
         const now = await cluster.nodeOf('{registry-mirror}:fence', survivor).catch(() => undefined);
@@ -223,8 +202,7 @@ describeIf('a Redis Cluster with replicas, failing over', () => {
       60_000,
     );
     // Then the replicas coordinate through the new primary: a round makes one fetch again.
-    let fetches = 0;
-    await until(async () => (fetches = await round()) === 1, `a round of cold pulls to make one upstream fetch (the last made ${fetches})`, 60_000);
+    await until(async () => (await concurrentColdPulls(upstream, replicas, MiB, 300)) === 1, 'a round of cold pulls to make one upstream fetch', 60_000);
     expect(replicas.every((r) => r.alive())).toBe(true);
   }, 240_000);
 });

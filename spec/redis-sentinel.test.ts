@@ -13,18 +13,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
+import { concurrentColdPulls, replicaMetric, startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
 import { sentinelAvailable, startSentinelGroup, type SentinelGroup } from './helpers/redis-sentinel.js';
 import { until } from './helpers/until.js';
 import { getHashed } from './helpers/hashed-get.js';
 import { Redis } from 'ioredis';
 
 const MiB = 1024 * 1024;
-
-async function metric(replica: Replica, name: string): Promise<number> {
-  const text = await (await fetch(replica.metricsUrl!)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-}
 
 const describeIf = sentinelAvailable() || process.env.CI ? describe : describe.skip;
 
@@ -62,7 +57,7 @@ describeIf('replicas coordinated through Redis Sentinel', () => {
     const root = join(dir, 'root');
     replicas = await startReplicas(2, () => startReplica(dir, root, upstream.url, ['lockstale: 5s', 'overtake:', '  minrate: 0'], { extra, debug: true }));
     await until(
-      async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+      async () => (await Promise.all(replicas.map((r) => replicaMetric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
       'both replicas to reach the primary',
       30_000,
     );
@@ -105,16 +100,11 @@ describeIf('replicas coordinated through Redis Sentinel', () => {
 
     // Both follow the Sentinels to the new primary and coordinate through it again.
     await until(
-      async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+      async () => (await Promise.all(replicas.map((r) => replicaMetric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
       'both replicas to reach the new primary',
       60_000,
     );
-    const cold = upstream.addBlob('library/app', randomBytes(4 * MiB));
-    const coldGets = new RegExp(`^GET /v2/library/app/blobs/${cold}$`);
-    upstream.fault(coldGets, { kind: 'delay', ms: 500 });
-    const results = await Promise.all([0, 1, 0, 1, 0, 1].map((i) => getHashed(`${replicas[i]!.url}/v2/library/app/blobs/${cold}`)));
-    for (const res of results) expect(res).toEqual({ status: 200, digest: cold, bytes: 4 * MiB, complete: true });
-    expect(upstream.count(coldGets)).toBe(1);
+    expect(await concurrentColdPulls(upstream, replicas, 4 * MiB, 500)).toBe(1);
     expect(replicas.every((r) => r.alive())).toBe(true);
   }, 240_000);
 });

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { seedImage, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
-import { startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
+import { replicaMetric, startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
 import { cephAvailable, createBucket, s3Client, s3Parameters, s3StorageYaml, type CephEndpoint } from './helpers/ceph.js';
 import { sharedCeph } from './helpers/ceph-shared.js';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis.js';
@@ -24,11 +24,6 @@ const MiB = 1024 * 1024;
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
 /** The object key of a blob's data in the test buckets (rootdirectory /registry). */
 const blobData = (d: string): string => `registry/docker/registry/v2/blobs/sha256/${d.slice(7, 9)}/${d.slice(7)}/data`;
-
-async function metric(replica: Replica, name: string): Promise<number> {
-  const text = await (await fetch(replica.metricsUrl!)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-}
 
 const ready = cephAvailable() && redisAvailable();
 const describeIf = ready || process.env.CI ? describe : describe.skip;
@@ -78,7 +73,7 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     for (const r of results) expect(r).toEqual({ status: 200, digest, bytes: 64 * MiB, complete: true });
     expect(upstream.count(blobGets('library/big'))).toBe(1);
     expect(replicas.every((r) => r.alive())).toBe(true);
-    for (const r of replicas) expect(await metric(r, 'registry_mirror_redis_up')).toBe(1);
+    for (const r of replicas) expect(await replicaMetric(r, 'registry_mirror_redis_up')).toBe(1);
   }, 180_000);
 
   test("the replica fetching a blob is killed mid-blob: the others' clients get it, with at most one more upstream fetch", async () => {
@@ -104,7 +99,7 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
     await redis.kill();
     try {
       await until(
-        async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 0),
+        async () => (await Promise.all(replicas.map((r) => replicaMetric(r, 'registry_mirror_redis_up')))).every((v) => v === 0),
         'every replica to see Redis down',
         10_000,
       );
@@ -114,7 +109,7 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
       for (const res of results) expect(res).toEqual({ status: 200, digest: cold, bytes: 4 * MiB, complete: true });
       // One fetch per replica at most: each still shares its own clients' fetch.
       expect(upstream.count(new RegExp(`^GET /v2/library/app/blobs/${cold}$`))).toBeLessThanOrEqual(3);
-      const uncoordinated = await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_uncoordinated_fetches_total')));
+      const uncoordinated = await Promise.all(replicas.map((r) => replicaMetric(r, 'registry_mirror_uncoordinated_fetches_total')));
       expect(uncoordinated.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
       for (const r of replicas)
         expect(r.logs()).toMatch(/Redis 127\.0\.0\.1:\d+ unreachable .*: serving the cache and fetching from the upstream without coordination/);
@@ -122,7 +117,7 @@ describeIf('three replicas on S3 coordinated by Redis', () => {
       await redis.start();
     }
     await until(
-      async () => (await Promise.all(replicas.map((r) => metric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
+      async () => (await Promise.all(replicas.map((r) => replicaMetric(r, 'registry_mirror_redis_up')))).every((v) => v === 1),
       'every replica to reconnect',
       15_000,
     );

@@ -4,9 +4,12 @@
  * `startRegistry` (through spec/helpers/children.ts: tracked, and killed however the test ends).
  */
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { spawnChild } from './children.js';
+import type { FakeUpstream } from './fake-upstream.js';
+import { getHashed } from './hashed-get.js';
 import { answers } from './ports.js';
 import { registryYaml } from './registry-yaml.js';
 
@@ -158,4 +161,24 @@ export async function stopReplicas(replicas: readonly Replica[], testName: strin
     replicas.forEach((r, i) => appendFileSync(dump, `=== ${testName} replica ${i}\n${r.logs()}\n`));
   }
   await Promise.all(replicas.map((r) => r.stop()));
+}
+
+/** A metric's value as the replica's Prometheus endpoint reports it (started with `debug`); NaN when absent. */
+export async function replicaMetric(replica: Replica, name: string): Promise<number> {
+  const text = await (await fetch(replica.metricsUrl!)).text();
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+}
+
+/**
+ * Six concurrent cold pulls of a new blob of `bytes`, alternating between the first two replicas,
+ * the upstream answering each `GET` of it after `delayMs` (so that they overlap): every client must
+ * get the whole blob. Resolves with the number of upstream fetches they made.
+ */
+export async function concurrentColdPulls(upstream: FakeUpstream, replicas: readonly Replica[], bytes: number, delayMs: number): Promise<number> {
+  const blob = upstream.addBlob('library/app', randomBytes(bytes));
+  const gets = new RegExp(`^GET /v2/library/app/blobs/${blob}$`);
+  upstream.fault(gets, { kind: 'delay', ms: delayMs });
+  const results = await Promise.all([0, 1, 0, 1, 0, 1].map((i) => getHashed(`${replicas[i]!.url}/v2/library/app/blobs/${blob}`)));
+  for (const res of results) expect(res).toEqual({ status: 200, digest: blob, bytes, complete: true });
+  return upstream.count(gets);
 }
