@@ -10,8 +10,7 @@
  * verified. With every node gone, a fetch lock is taken at once without coordination and the
  * expiry lease refused, both granted again once the nodes are back.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
@@ -21,6 +20,7 @@ import { RedisLocks } from '../lib/coordination/redis-locks.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.js';
 import { clusterAvailable, startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { concurrentColdPulls, replicaMetric, startReplica, startReplicas, stopReplicas, type Replica } from './helpers/replica.js';
+import { issueCertificate, makeCa } from './helpers/test-pki.js';
 import { until } from './helpers/until.js';
 
 const MiB = 1024 * 1024;
@@ -214,29 +214,9 @@ describeIf('a Redis Cluster over TLS, its nodes announced by host name', () => {
   beforeAll(async () => {
     if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
     dir = await mkdtemp(join(tmpdir(), 'redis-cluster-tls-'));
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1'];
-    const run = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=cluster-ca', '-addext', 'basicConstraints=critical,CA:TRUE']);
+    makeCa(dir, 'ca');
     // The name only, no address: a client that connects by an address it looked up fails to verify it.
-    await writeFile(join(dir, 'server.ext'), 'subjectAltName=DNS:localhost\n');
-    run(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
-    run([
-      'x509',
-      '-req',
-      '-in',
-      'server.csr',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'server.pem',
-      '-days',
-      '1',
-      '-extfile',
-      'server.ext',
-    ]);
+    issueCertificate(dir, 'server', '/CN=localhost', 'subjectAltName=DNS:localhost');
     cluster = await startRedisCluster(3, 0, {
       certificate: join(dir, 'server.pem'),
       key: join(dir, 'server.key'),

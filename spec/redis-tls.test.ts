@@ -4,7 +4,6 @@
  * refused, and mutual TLS (`certificate` and `key`) where the server requires client
  * certificates. Every connection is closed however a test ends (no open handle left).
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import { redisConfig } from '../lib/config/redis.js';
 import { RedisConnection } from '../lib/coordination/redis-connection.js';
 import { RedisLocks } from '../lib/coordination/redis-locks.js';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis.js';
+import { issueCertificate, makeCa } from './helpers/test-pki.js';
 
 const describeRedis = redisAvailable() || process.env.CI ? describe : describe.skip;
 
@@ -23,34 +23,9 @@ describeRedis('Redis over TLS', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'redis-tls-'));
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1'];
-    const run = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    for (const ca of ['ca', 'rogue-ca'])
-      run(['req', '-x509', ...ec, '-keyout', `${ca}.key`, '-out', `${ca}.pem`, '-subj', `/CN=${ca}`, '-addext', 'basicConstraints=critical,CA:TRUE']);
-    for (const [name, subject, ext] of [
-      ['server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1'],
-      ['client', '/CN=mirror', 'extendedKeyUsage=clientAuth'],
-    ] as const) {
-      run(['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject]);
-      execFileSync('sh', ['-c', `printf '%s\\n' '${ext}' > ${name}.ext`], { cwd: dir });
-      run([
-        'x509',
-        '-req',
-        '-in',
-        `${name}.csr`,
-        '-CA',
-        'ca.pem',
-        '-CAkey',
-        'ca.key',
-        '-CAcreateserial',
-        '-out',
-        `${name}.pem`,
-        '-days',
-        '1',
-        '-extfile',
-        `${name}.ext`,
-      ]);
-    }
+    for (const ca of ['ca', 'rogue-ca']) makeCa(dir, ca);
+    issueCertificate(dir, 'server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1');
+    issueCertificate(dir, 'client', '/CN=mirror', 'extendedKeyUsage=clientAuth');
   }, 60_000);
   afterEach(async () => {
     await Promise.all(connections.splice(0).map((c) => c.close()));
