@@ -30,8 +30,8 @@ export class HostedManifestStore implements ManifestService {
     private readonly repository: (name: string) => RepositoryStore,
     validation: PushValidation,
   ) {
-    const { allow, deny } = validation.urls;
-    this.urls = { allow: allow === undefined ? undefined : new RegExp(allow), deny: deny === undefined ? undefined : new RegExp(deny) };
+    const compiled = (pattern: string | undefined): RegExp | undefined => (pattern === undefined ? undefined : new RegExp(pattern));
+    this.urls = { allow: compiled(validation.urls.allow), deny: compiled(validation.urls.deny) };
     this.indexes = validation.indexes;
   }
 

@@ -103,7 +103,7 @@ function mustExist(child: Descriptor, v: IndexValidation): boolean {
 export async function verifyReferences(
   m: CheckedManifest,
   has: { layer(d: Digest): Promise<boolean>; revision(d: Digest): Promise<boolean> },
-  indexes: IndexValidation = { platforms: 'all', platformlist: [] },
+  indexes: IndexValidation,
 ): Promise<void> {
   for (const b of m.blobs) {
     const present =
