@@ -32,7 +32,6 @@ describeIf('a Redis Cluster (several redis.addrs, no mastername)', () => {
   let cluster: RedisCluster;
 
   beforeAll(async () => {
-    if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
     cluster = await startRedisCluster();
   }, 120_000);
   afterAll(() => cluster?.stop());
@@ -119,7 +118,6 @@ describeIf('a Redis Cluster down', () => {
   let cluster: RedisCluster;
 
   beforeAll(async () => {
-    if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
     cluster = await startRedisCluster();
   }, 120_000);
   afterAll(() => cluster?.stop());
@@ -165,7 +163,6 @@ describeIf('a Redis Cluster with replicas, failing over', () => {
   let replicas: Replica[] = [];
 
   beforeEach(async () => {
-    if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
     cluster = await startRedisCluster(3, 1);
     upstream = await startFakeUpstream();
     dir = await mkdtemp(join(tmpdir(), 'replicas-cluster-failover-'));
@@ -212,7 +209,6 @@ describeIf('a Redis Cluster over TLS, its nodes announced by host name', () => {
   let cluster: RedisCluster;
 
   beforeAll(async () => {
-    if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
     dir = await mkdtemp(join(tmpdir(), 'redis-cluster-tls-'));
     makeCa(dir, 'ca');
     // The name only, no address: a client that connects by an address it looked up fails to verify it.

@@ -61,6 +61,8 @@ async function ask<T>(node: RedisServer, fn: (r: Redis) => Promise<T>, tls?: Clu
  * a replica of one primary (`--cluster-replicas`), which the cluster promotes when its primary dies.
  */
 export async function startRedisCluster(primaries = 3, replicas = 0, tls?: ClusterTls): Promise<RedisCluster> {
+  // On CI the specs run whatever is installed: say what is missing rather than fail obscurely.
+  if (!clusterAvailable()) throw new Error('this test needs redis-server and redis-cli: .ci/prerequisites installs them');
   const nodes: RedisServer[] = [];
   const stop = async (): Promise<void> => {
     await Promise.all(nodes.map((n) => n.stop()));
