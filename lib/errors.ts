@@ -23,7 +23,8 @@ export type StoreErrorCode =
   | 'ERR_UPLOAD_UNKNOWN'
   | 'ERR_DIGEST_INVALID'
   | 'ERR_MANIFEST_INVALID'
-  | 'ERR_MANIFEST_BLOB_UNKNOWN';
+  | 'ERR_MANIFEST_BLOB_UNKNOWN'
+  | 'ERR_MANIFEST_CLASS_DENIED';
 
 /** Every code an internal error carries. Stable: never reworded once released. */
 type MirrorErrorCode =
@@ -108,10 +109,13 @@ export class DigestMismatchError extends MirrorError {
 export abstract class StoreError extends MirrorError {
   declare readonly code: StoreErrorCode;
   readonly detail: unknown;
+  /** The answer's message where it is not the registry code's own (distribution's `WithMessage`). */
+  readonly clientMessage?: string;
 
-  protected constructor(code: StoreErrorCode, message: string, detail: unknown) {
+  protected constructor(code: StoreErrorCode, message: string, detail: unknown, clientMessage?: string) {
     super(code, message);
     this.detail = detail;
+    if (clientMessage !== undefined) this.clientMessage = clientMessage;
   }
 }
 
@@ -162,6 +166,17 @@ export class ManifestInvalidError extends StoreError {
 export class ManifestBlobUnknownError extends StoreError {
   constructor(digest: Named) {
     super('ERR_MANIFEST_BLOB_UNKNOWN', `manifest references unknown ${digest.value}`, digest.value);
+  }
+}
+
+/**
+ * A pushed manifest of a class `policy.repository.classes` does not allow, or that the client's
+ * token does not grant for the repository (distribution's `applyResourcePolicy`: `DENIED` with the
+ * reason as the message, no detail).
+ */
+export class ManifestClassDeniedError extends StoreError {
+  constructor(reason: string) {
+    super('ERR_MANIFEST_CLASS_DENIED', reason, undefined, reason);
   }
 }
 

@@ -62,7 +62,21 @@ describe('configuration keys', () => {
     const converted = Object.entries(SECTIONS)
       .filter(([, d]) => 'convert' in d)
       .map(([name]) => name);
-    expect(converted).toEqual(['version', 'log', 'storage', 'http', 'proxy', 'health', 'redis', 'catalog', 'tags', 'validation', 'auth', 'notifications']);
+    expect(converted).toEqual([
+      'version',
+      'log',
+      'storage',
+      'http',
+      'proxy',
+      'health',
+      'redis',
+      'catalog',
+      'tags',
+      'validation',
+      'auth',
+      'notifications',
+      'policy',
+    ]);
     const { config } = loadConfig({ text: 'proxy: {remoteurl: https://registry-1.docker.io}', env: {} });
     expect(Object.keys(config).sort()).toEqual([...converted].sort());
   });

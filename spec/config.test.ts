@@ -44,6 +44,7 @@ describe('configuration', () => {
     expect(config.catalog.maxentries).toBe(1000);
     expect(config.tags.maxtags).toBe(1000);
     expect(config.validation).toEqual({ indexes: { platforms: 'all', platformlist: [] }, urls: { allow: '^$' } });
+    expect(config.policy).toEqual({ repository: { classes: [] } });
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
   });
 
@@ -546,6 +547,8 @@ redis:
     );
     expect(load('version: 0.1\ntags:\n  maxtags: 0\n').config.tags.maxtags).toBe(1000);
     expect(() => load('version: 0.1\ntags:\n  maxtags: -1\n')).toThrow(/tags\.maxtags/);
+    expect(load('version: 0.1\npolicy:\n  repository:\n    classes: [image, plugin]\n').config.policy.repository.classes).toEqual(['image', 'plugin']);
+    expect(() => load('version: 0.1\npolicy:\n  repository:\n    classes: image\n')).toThrow(/policy\.repository\.classes/);
     expect(() => load('version: 0.1\nhttp:\n  tls:\n    certificate: /c\n    key: /k\n    clientauth: maybe\n')).toThrow(
       /http\.tls\.clientauth: "maybe" must be one of request-client-cert/,
     );

@@ -15,9 +15,10 @@ type AccessScope = 'base' | 'catalog' | 'repository';
 /**
  * Checks the client's access: a challenge becomes `401 UNAUTHORIZED` with `WWW-Authenticate` and
  * the access records as detail; any other failure of the controller a bare refusal (never access).
- * The user's name goes to the request's state. Several names (both spellings of an alias) need
- * access to each. Without a controller every request is allowed: the callers do not call this then
- * (`if (s.access)`), which keeps an await and this module off every request's way.
+ * The user's name, and the resources a token names, go to the request's state. Several names (both
+ * spellings of an alias) need access to each. Without a controller every request is allowed: the
+ * callers do not call this then (`if (s.access)`), which keeps an await and this module off every
+ * request's way.
  */
 export async function authorize(
   access: AccessController,
@@ -31,11 +32,11 @@ export async function authorize(
   const method = req.method!;
   const records = typeof name === 'object' ? name.flatMap((n) => accessFor(method, n, route)) : accessFor(method, name, route);
   try {
-    const { user } = await access.authorized(
+    const { user, resources } = await access.authorized(
       { authorization: header(req, 'authorization'), host: header(req, 'host'), forwardedProto: header(req, 'x-forwarded-proto') },
       records,
     );
-    requestState(res).user = user;
+    Object.assign(requestState(res), { user, resources });
   } catch (err) {
     if (err instanceof AuthChallenge) {
       logger.debug('access refused', { 'err.message': err.message });

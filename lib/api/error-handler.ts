@@ -18,13 +18,14 @@ const STORE_CODES: Readonly<Record<StoreErrorCode, ErrorCode>> = {
   ERR_DIGEST_INVALID: 'DIGEST_INVALID',
   ERR_MANIFEST_INVALID: 'MANIFEST_INVALID',
   ERR_MANIFEST_BLOB_UNKNOWN: 'MANIFEST_BLOB_UNKNOWN',
+  ERR_MANIFEST_CLASS_DENIED: 'DENIED',
 };
 
 /** Translates any error into a `RegistryError`. */
 function toRegistryError(err: unknown, subject: Subject = 'other'): RegistryError {
   if (err instanceof RegistryError) return err;
   // The client's own mistake, reported as such: no cause, so nothing is logged for it.
-  if (err instanceof StoreError) return new RegistryError(STORE_CODES[err.code], { detail: err.detail });
+  if (err instanceof StoreError) return new RegistryError(STORE_CODES[err.code], { detail: err.detail, message: err.clientMessage });
   if (err instanceof UpstreamError) return fromUpstream(err, subject);
   if (err instanceof InvalidPathError) return new RegistryError('NAME_INVALID', { detail: err.message, cause: err });
   return new RegistryError('UNKNOWN', { cause: err });

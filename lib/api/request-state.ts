@@ -1,12 +1,13 @@
 /**
  * What a request carries from layer to layer, typed (never through `res.locals`): the route's
- * subject, the authenticated user, the repository as the client named it, the bytes a streamed body
- * has produced. And a request's end: `whenDone`, `responseComplete`, and the access log (one line
+ * subject, the authenticated user and what a token grants, the repository as the client named it,
+ * the bytes a streamed body has produced. And a request's end: `whenDone`, `responseComplete`, and the access log (one line
  * per request, with distribution's field names: `response completed` with `http.request.*` and
  * `http.response.*`, disabled by `log.accesslog.disabled`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'winston';
+import type { GrantedResource } from '../auth/access.js';
 
 /** What was asked for, so that an upstream 404 becomes the right `*_UNKNOWN` code (and the metrics' `route` label). */
 export type Subject = 'manifest' | 'blob' | 'tags' | 'other';
@@ -17,6 +18,8 @@ interface RequestState {
   subject?: Subject;
   /** The authenticated user (lib/api/authorize.ts). */
   user?: string;
+  /** The resources the client's token names (lib/api/authorize.ts), which a push's manifest class is checked against. */
+  resources?: readonly GrantedResource[];
   /** The repository as the client named it (`busybox`, not the stored `library/busybox`), for events. */
   repository?: string;
   /** The peer's `ip:port` for events, read while the socket is open (a closed one has none). */

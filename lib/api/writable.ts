@@ -45,12 +45,16 @@ interface WritableBlobs {
 
 /** The manifest writes of writable repositories. */
 interface WritableManifests {
-  /** Verifies and stores a pushed manifest; its digest and the subject it refers to (OCI 1.1). */
+  /**
+   * Verifies and stores a pushed manifest (`grantedClasses`: the classes the client's token names
+   * the repository with, for `policy.repository.classes`); its digest and the subject it refers to (OCI 1.1).
+   */
   put(
     name: string,
     ref: ManifestRef,
     contentType: string | undefined,
     payload: Buffer,
+    grantedClasses?: readonly string[],
   ): Promise<{ readonly digest: Digest; readonly subject?: { readonly digest: Digest } }>;
   /** Deletes by tag or digest; the tags a digest's delete removed. */
   delete(name: string, ref: ManifestRef): Promise<string[]>;

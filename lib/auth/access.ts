@@ -30,9 +30,25 @@ export class AuthChallenge extends MirrorError {
   }
 }
 
-/** Decides access; resolves with the user's name, or throws `AuthChallenge`. */
+/**
+ * A resource a token names (distribution `auth.Resource`): its type, its class (`repository(plugin)`
+ * in a scope is the class `plugin`; none is `image`) and its name.
+ */
+export interface GrantedResource {
+  readonly type: string;
+  readonly class: string;
+  readonly name: string;
+}
+
+/** What an access controller grants: the user, and the resources its credential names (tokens only). */
+export interface Grant {
+  readonly user: string;
+  readonly resources?: readonly GrantedResource[];
+}
+
+/** Decides access; resolves with the grant, or throws `AuthChallenge`. */
 export interface AccessController {
-  authorized(request: AuthRequest, access: readonly Access[]): Promise<{ user: string }>;
+  authorized(request: AuthRequest, access: readonly Access[]): Promise<Grant>;
 }
 
 /** `repository:name:pull repository:name:push`, actions of one resource joined by commas, as distribution. */

@@ -11,7 +11,7 @@ import { X509Certificate, createPublicKey, type JsonWebKey, type KeyObject } fro
 import { readFileSync } from 'node:fs';
 import { jwtVerify, type JWTPayload, type JWSHeaderParameters } from 'jose';
 import { AuthConfigError } from '../errors.js';
-import { AuthChallenge, scopeParam, type Access, type AccessController, type AuthRequest } from './access.js';
+import { AuthChallenge, scopeParam, type Access, type AccessController, type AuthRequest, type Grant, type GrantedResource } from './access.js';
 import { jwkThumbprint, libtrustKeyId } from './key-id.js';
 
 /** `auth.token` options. */
@@ -30,8 +30,23 @@ export interface TokenOptions {
 }
 
 interface TokenClaims extends JWTPayload {
-  readonly access?: Array<{ type?: string; name?: string; actions?: string[] }>;
+  readonly access?: Array<{ type?: string; class?: string; name?: string; actions?: string[] }>;
 }
+
+/**
+ * The resources a token's claims name, each once (distribution's `ClaimSet.resources`): what
+ * `policy.repository.classes` checks a push's manifest class against.
+ */
+function resourcesOf(claims: TokenClaims): GrantedResource[] {
+  const seen = new Map<string, GrantedResource>();
+  for (const a of claims.access ?? []) {
+    const r = { type: str(a.type), class: str(a.class), name: str(a.name) };
+    seen.set(JSON.stringify([r.type, r.class, r.name]), r);
+  }
+  return [...seen.values()];
+}
+
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 
 /** distribution's `Leeway` for `exp` and `nbf`. */
 const LEEWAY_SECONDS = 60;
@@ -90,7 +105,7 @@ export class TokenAccessController implements AccessController {
     if (this.trustedKeys.size === 0) throw new AuthConfigError('token auth requires at least one token signing key');
   }
 
-  async authorized(request: AuthRequest, access: readonly Access[]): Promise<{ user: string }> {
+  async authorized(request: AuthRequest, access: readonly Access[]): Promise<Grant> {
     const m = /^Bearer ([^\s]+)$/i.exec(request.authorization?.trim() ?? '');
     if (!m) throw this.challenge(request, access, undefined, 'authorization token required');
     let claims: TokenClaims;
@@ -110,7 +125,7 @@ export class TokenAccessController implements AccessController {
       const granted = (claims.access ?? []).some((g) => g.type === a.type && g.name === a.name && (g.actions ?? []).some((x) => x === a.action || x === '*'));
       if (!granted) throw this.challenge(request, access, 'insufficient_scope', `token does not grant ${a.type}:${a.name}:${a.action}`);
     }
-    return { user: typeof claims.sub === 'string' ? claims.sub : '' };
+    return { user: typeof claims.sub === 'string' ? claims.sub : '', resources: resourcesOf(claims) };
   }
 
   /** The key that must have signed the token, per distribution's `VerifySigningKey`. */

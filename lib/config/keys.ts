@@ -27,6 +27,14 @@ export interface TagsConfig {
   readonly maxtags: number;
 }
 
+/**
+ * `policy:` (distribution 2.8 and 3): `repository.classes`, the classes of manifest a push may
+ * store (`image`, `plugin`); none listed, any.
+ */
+export interface PolicyConfig {
+  readonly repository: { readonly classes: readonly string[] };
+}
+
 const TAGS_KEYS = section({ maxtags: key({ type: 'integer', minimum: 0, default: 1000 }) }, { default: {} });
 
 /** The top-level sections, in distribution's order; those with a conversion are members of `Config`. */
@@ -52,7 +60,9 @@ export const SECTIONS = {
   middleware: I,
   reporting: I,
   compatibility: section({ schema1: section({ signingkeyfile: I, enabled: I }) }),
-  policy: section({ repository: section({ classes: I }) }),
+  policy: converted(section({ repository: section({ classes: key({ type: 'array', items: { type: 'string' } }) }) }, { default: {} }), (p): PolicyConfig => ({
+    repository: { classes: [...((p.repository?.classes ?? []) as string[])] },
+  })),
 } satisfies Record<string, KeyDef>;
 
 /** The root of the configuration. */

@@ -11,7 +11,7 @@ import type { Manifest, ManifestRef, ManifestService, PageRequest, TagPage, TagS
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RepositoryStore } from '../storage/repository-store.js';
 import type { Descriptor } from '../distribution/manifest.js';
-import { checkManifest, verifyReferences, type IndexValidation, type LayerUrls, type PushValidation } from './manifest-verify.js';
+import { checkClass, checkManifest, verifyReferences, type IndexValidation, type LayerUrls, type PushValidation } from './manifest-verify.js';
 
 /** What a successful push reports. */
 interface PushedManifest {
@@ -24,6 +24,7 @@ export class HostedManifestStore implements ManifestService {
   /** `validation.manifests.urls`, compiled once. */
   private readonly urls: LayerUrls;
   private readonly indexes: IndexValidation;
+  private readonly classes: readonly string[];
 
   constructor(
     private readonly blobs: BlobStore,
@@ -33,6 +34,7 @@ export class HostedManifestStore implements ManifestService {
     const compiled = (pattern: string | undefined): RegExp | undefined => (pattern === undefined ? undefined : new RegExp(pattern));
     this.urls = { allow: compiled(validation.urls.allow), deny: compiled(validation.urls.deny) };
     this.indexes = validation.indexes;
+    this.classes = validation.classes;
   }
 
   /** The manifest `name@digest`; `MANIFEST_UNKNOWN` unless it is a revision of `name`. */
@@ -58,13 +60,16 @@ export class HostedManifestStore implements ManifestService {
 
   /**
    * Stores a pushed manifest after checking it (`MANIFEST_INVALID`, `DIGEST_INVALID` for a payload
-   * that does not hash to the URL's digest, `MANIFEST_BLOB_UNKNOWN` for missing references).
+   * that does not hash to the URL's digest, `DENIED` for a class `policy.repository.classes` or the
+   * client's token (`grantedClasses`, `checkClass`) refuses, `MANIFEST_BLOB_UNKNOWN` for missing
+   * references), in distribution's order.
    */
-  async put(name: string, ref: ManifestRef, contentType: string | undefined, payload: Buffer): Promise<PushedManifest> {
+  async put(name: string, ref: ManifestRef, contentType: string | undefined, payload: Buffer, grantedClasses?: readonly string[]): Promise<PushedManifest> {
     const parsed = checkManifest(contentType, payload, this.urls);
     const digest = 'digest' in ref ? ref.digest : undefined;
     const actual = digestOf(payload, digest?.algorithm ?? 'sha256');
     if (digest && actual !== digest.value) throw new DigestInvalidError(`payload digest is ${actual}, not ${digest.value}`);
+    checkClass(parsed, this.classes, grantedClasses);
     const repo = this.repository(name);
     await verifyReferences(
       parsed,

@@ -9,7 +9,7 @@
 import type { Digest } from '../distribution/digest.js';
 import { parseManifest, type Descriptor, type DescriptorField, type InvalidDescriptor } from '../distribution/manifest.js';
 import { MediaType, isIndexType, parseAccept } from '../distribution/mediatypes.js';
-import { DigestInvalidError, ManifestBlobUnknownError, ManifestInvalidError } from '../errors.js';
+import { DigestInvalidError, ManifestBlobUnknownError, ManifestClassDeniedError, ManifestInvalidError } from '../errors.js';
 
 /** The manifest types a client may push (schema 1 is refused, as distribution 3 does). */
 const PUSHABLE: readonly string[] = [MediaType.DockerManifest, MediaType.DockerManifestList, MediaType.OciManifest, MediaType.OciIndex];
@@ -27,15 +27,21 @@ export interface LayerUrls {
   readonly deny?: RegExp;
 }
 
-/** `validation:` as pushes need it: the children of an index that must be present, a layer's URL patterns. */
+/**
+ * What a push must satisfy beyond its form: `validation:` (the children of an index that must be
+ * present, a layer's URL patterns) and `policy.repository.classes` (empty: any class).
+ */
 export interface PushValidation {
   readonly indexes: IndexValidation;
   readonly urls: { readonly allow?: string; readonly deny?: string };
+  readonly classes: readonly string[];
 }
 
 /** A pushed manifest, checked. */
 interface CheckedManifest {
   readonly mediaType: string;
+  /** An image manifest's `config.mediaType` (its class, `checkClass`); undefined for an index. */
+  readonly configType?: string;
   /** Blobs that must be linked in the repository. */
   readonly blobs: readonly Descriptor[];
   /** Manifests that must be revisions of the repository (an index's children). */
@@ -77,7 +83,27 @@ export function checkManifest(contentType: string | undefined, payload: Buffer, 
       if (!allowed) throw invalid(`invalid URL on layer: ${u}`);
     }
   }
-  return { mediaType, blobs: [config, ...required], manifests: [], subject };
+  return { mediaType, configType: config.mediaType ?? '', blobs: [config, ...required], manifests: [], subject };
+}
+
+/** The config media types of each class of image manifest (distribution's `applyResourcePolicy`). */
+const CLASSES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  [MediaType.DockerManifest]: { 'application/vnd.docker.container.image.v1+json': 'image', 'application/vnd.docker.plugin.v1+json': 'plugin' },
+  [MediaType.OciManifest]: { 'application/vnd.oci.image.config.v1+json': 'image' },
+};
+
+/**
+ * `policy.repository.classes`, as distribution's `applyResourcePolicy`: with classes listed, an
+ * image manifest's class (from its config's media type; an unknown one is refused) must be among
+ * them and, when the client's token names the repository (`granted`: the classes it names it
+ * with, `image` where it gives none), among those. An index has no class.
+ */
+export function checkClass(m: CheckedManifest, allowed: readonly string[], granted: readonly string[] | undefined): void {
+  if (allowed.length === 0 || m.configType === undefined) return;
+  const cls = CLASSES[m.mediaType]?.[m.configType];
+  if (cls === undefined) throw new ManifestClassDeniedError(`unknown manifest class for ${m.configType}`);
+  if (!allowed.includes(cls)) throw new ManifestClassDeniedError(`registry does not allow ${cls} manifest`);
+  if (granted !== undefined && !granted.includes(cls)) throw new ManifestClassDeniedError(`repository not authorized for ${cls} manifest`);
 }
 
 /**

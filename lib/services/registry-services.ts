@@ -166,7 +166,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
           blobs,
           repository,
           purging: purging.enabled ? purging : undefined,
-          validation: config.validation,
+          validation: { ...config.validation, classes: config.policy.repository.classes },
           logger,
         })
       : undefined;

@@ -16,6 +16,8 @@ import { libtrustKeyId } from '../../lib/auth/key-id.js';
 /** One access entry of a token (`{type: 'repository', name: 'internal/app', actions: ['pull']}`). */
 export interface TokenAccess {
   readonly type?: string;
+  /** The resource's class (`plugin`), as a scope's `repository(plugin)` asks. */
+  readonly class?: string;
   readonly name: string;
   readonly actions: readonly string[];
 }

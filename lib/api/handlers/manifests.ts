@@ -15,6 +15,7 @@ import { RegistryError } from '../errors.js';
 import { digestParam, header } from '../messages.js';
 import type { MethodTable, Resource, RouteServices, Target } from '../resource.js';
 import type { Writable } from '../writable.js';
+import { requestState } from '../request-state.js';
 
 /**
  * The reference of the path, parsed: a tag or a digest, or a string that is neither. A digest-shaped
@@ -92,7 +93,7 @@ async function putManifest(s: RouteServices, w: Writable, req: Request, res: Res
     throw err;
   }
   const payload = await readLimited(req, MAX_MANIFEST_BYTES);
-  const pushed = await w.manifests.put(name, ref, header(req, 'content-type'), payload);
+  const pushed = await w.manifests.put(name, ref, header(req, 'content-type'), payload, grantedClasses(res, name));
   res.setHeader('Location', `${req.baseUrl}/v2/${name}/manifests/${pushed.digest.value}`);
   res.setHeader('Docker-Content-Digest', pushed.digest.value);
   // OCI 1.1: a registry that serves the referrers API says it has processed the subject.
@@ -103,6 +104,16 @@ async function putManifest(s: RouteServices, w: Writable, req: Request, res: Res
   s.events?.notify(req, res, (n, origin, repo) =>
     n.manifest('push', origin, repo, { digest: pushed.digest, mediaType, payload }, 'tag' in ref ? ref.tag : undefined),
   );
+}
+
+/**
+ * The classes the client's token names `name` with (`image` where it names none), undefined when
+ * it does not name it (or there is no token): what `policy.repository.classes` holds a push to, as
+ * distribution's `applyResourcePolicy` reads the authorized resources (by name, whatever their type).
+ */
+function grantedClasses(res: ServerResponse, name: string): string[] | undefined {
+  const named = requestState(res).resources?.filter((r) => r.name === name);
+  return named && named.length > 0 ? named.map((r) => r.class || 'image') : undefined;
 }
 
 async function deleteManifest(s: RouteServices, w: Writable, req: Request, res: Response, name: string, p: ManifestParams): Promise<void> {
