@@ -75,6 +75,7 @@ describe('configuration keys', () => {
       'validation',
       'auth',
       'notifications',
+      'middleware',
       'policy',
     ]);
     const { config } = loadConfig({ text: 'proxy: {remoteurl: https://registry-1.docker.io}', env: {} });

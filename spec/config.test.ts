@@ -2,7 +2,10 @@
  * Configuration: distribution's file format, REGISTRY_* overrides, defaults, warnings for keys we
  * do not implement, and failures that name the key.
  */
-import { readFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadConfig, resolveConfigPath } from '../lib/config/load.js';
 import { tryParseDuration } from '../lib/config/duration.js';
 
@@ -46,6 +49,58 @@ describe('configuration', () => {
     expect(config.validation).toEqual({ indexes: { platforms: 'all', platformlist: [] }, urls: { allow: '^$' } });
     expect(config.policy).toEqual({ repository: { classes: [] } });
     expect(config.log).toEqual({ level: 'info', formatter: 'text', fields: {}, accesslog: { disabled: false } });
+  });
+
+  test('middleware: the storage middlewares checked as distribution builds them; registry and repository ones, which no build has, refuse the start', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'middleware-config-'));
+    try {
+      const pem = join(dir, 'cf.pem');
+      writeFileSync(pem, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs1', format: 'pem' }));
+      const ec = join(dir, 'ec.pem');
+      writeFileSync(ec, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'sec1', format: 'pem' }));
+      const storage = (entries: string): string => `version: 0.1\nmiddleware:\n  storage:\n${entries}`;
+      const cf = (options: string): string => storage(`    - name: cloudfront\n      options:\n        privatekey: ${pem}\n        keypairid: K1\n${options}`);
+      expect(load(storage('')).config.middleware).toEqual({ storage: [] });
+      expect(load('version: 0.1\n').config.middleware).toEqual({ storage: [] });
+      const loaded = load(
+        storage(
+          [
+            '    - name: cloudfront',
+            '      options: {baseurl: cdn.example.com, privatekey: ' + pem + ', keypairid: K1, duration: 90s, ipfilteredby: none}',
+            '    - name: rewrite',
+            '      options: {host: blobs.example.com}',
+            '    - name: redirect',
+            '      disabled: true',
+            '      options: {baseurl: https://off.example.com}',
+          ].join('\n') + '\n',
+        ),
+      ).config.middleware.storage;
+      expect(loaded.map((m) => m.name)).toEqual(['cloudfront', 'rewrite']);
+      expect(loaded[0]).toMatchObject({ baseurl: 'https://cdn.example.com/', keypairid: 'K1', durationms: 90_000 });
+      expect(loaded[1]).toEqual({ name: 'rewrite', scheme: '', host: 'blobs.example.com', trimpathprefix: '' });
+      expect(load(cf('        baseurl: https://cdn.example.com/\n')).config.middleware.storage[0]).toMatchObject({ durationms: 20 * 60_000 });
+      // distribution's refusals.
+      expect(() => load(storage('    - name: redirect\n'))).toThrow(/middleware\.storage\[0\]: no baseurl provided/);
+      expect(() => load(storage('    - name: redirect\n      options: {baseurl: /path}\n'))).toThrow(/unable to parse redirect baseurl/);
+      expect(() => load(storage('    - name: gzip\n'))).toThrow(/no storage middleware registered with name: gzip/);
+      expect(() => load(cf(''))).toThrow(/no baseurl provided/);
+      expect(() => load(cf('        baseurl: cdn.example.com\n        duration: soon\n'))).toThrow(/invalid duration/);
+      expect(() => load(cf('        baseurl: cdn.example.com\n        ipfilteredby: everyone\n'))).toThrow(/ipfilteredby only allows/);
+      expect(() => load(storage(`    - name: cloudfront\n      options: {baseurl: cdn.example.com, privatekey: ${ec}, keypairid: K1}\n`))).toThrow(
+        /failed to decode private key as an rsa private key/,
+      );
+      expect(() => load(storage(`    - name: cloudfront\n      options: {baseurl: cdn.example.com, privatekey: ${dir}/none.pem, keypairid: K1}\n`))).toThrow(
+        /failed to read privatekey file/,
+      );
+      // Sending AWS's addresses to S3 directly is not built: refused rather than ignored.
+      expect(() => load(cf('        baseurl: cdn.example.com\n        ipfilteredby: awsregion\n        awsregion: us-east-1\n'))).toThrow(
+        /ipfilteredby: awsregion is not implemented by this registry yet; refusing to start/,
+      );
+      expect(() => load('version: 0.1\nmiddleware:\n  registry:\n    - name: ARegistryMiddleware\n')).toThrow(/no registry middleware is built into/);
+      expect(() => load('version: 0.1\nmiddleware:\n  repository:\n    - name: ARepositoryMiddleware\n')).toThrow(/no repository middleware is built into/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('proxy.overtake: a size per second and a duration, REGISTRY_PROXY_OVERTAKE_* overrides, 0 turns it off, nonsense names the key', () => {
@@ -264,8 +319,9 @@ health:
 
   test("distribution 3.1's documented list of every option loads, one driver and one access controller kept of its alternatives", () => {
     // The document lists mutually exclusive sections side by side (four storage drivers, three
-    // access controllers) and placeholders (`username: [username]`, `headers: <http.Header>`) that
-    // distribution itself would not parse; those alone are resolved here. Everything else is as
+    // access controllers) and placeholders (`username: [username]`, `headers: <http.Header>`, a
+    // registry and a repository middleware no build has) that distribution itself would not parse
+    // or start with; those alone are resolved here. Everything else is as
     // published, including its repeated `redis.tls` key (the last one counts, as in distribution).
     const text = `version: 0.1
 log:
@@ -340,14 +396,6 @@ auth:
         - EdDSA
         - HS256
 middleware:
-  registry:
-    - name: ARegistryMiddleware
-      options:
-        foo: bar
-  repository:
-    - name: ARepositoryMiddleware
-      options:
-        foo: bar
   storage:
     - name: cloudfront
       options:
@@ -477,16 +525,11 @@ validation:
       urls: { allow: '(?:^https?://([^/]+\\.)*example\\.com/)', deny: '(?:^https?://www\\.example\\.com/)' },
     });
     expect(config.auth?.token).toMatchObject({ autoredirect: true, autoredirectpath: '/auth/token', signingalgorithms: ['EdDSA', 'HS256'] });
+    // The second `storage` list replaces the first (the cloudfront one), as in distribution.
+    expect(config.middleware.storage).toEqual([{ name: 'redirect', baseurl: new URL('https://example.com/') }]);
     const ignored = (k: string) => `${k} is accepted but not implemented by this registry: it is ignored`;
     expect(warnings).toEqual([
-      ...[
-        'log.hooks',
-        'storage.s3.loglevel',
-        'storage.tag.concurrencylimit',
-        'storage.cache.blobdescriptor',
-        'storage.cache.blobdescriptorsize',
-        'middleware',
-      ].map(ignored),
+      ...['log.hooks', 'storage.s3.loglevel', 'storage.tag.concurrencylimit', 'storage.cache.blobdescriptor', 'storage.cache.blobdescriptorsize'].map(ignored),
       ...[
         'http.relativeurls',
         'http.tls.letsencrypt.cachefile',

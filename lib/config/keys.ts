@@ -16,6 +16,7 @@ import { REDIS_KEYS } from './redis.js';
 import { VALIDATION_KEYS } from './validation.js';
 import { AUTH_KEYS } from './auth.js';
 import { NOTIFICATIONS_KEYS } from './notifications.js';
+import { MIDDLEWARE_KEYS } from './middleware.js';
 
 /** `catalog:` */
 export interface CatalogConfig {
@@ -57,7 +58,7 @@ export const SECTIONS = {
   validation: VALIDATION_KEYS,
   auth: AUTH_KEYS,
   notifications: NOTIFICATIONS_KEYS,
-  middleware: I,
+  middleware: MIDDLEWARE_KEYS,
   reporting: I,
   compatibility: section({ schema1: section({ signingkeyfile: I, enabled: I }) }),
   policy: converted(section({ repository: section({ classes: key({ type: 'array', items: { type: 'string' } }) }) }, { default: {} }), (p): PolicyConfig => ({

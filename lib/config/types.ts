@@ -17,6 +17,7 @@ export type { HealthConfig } from './health.js';
 export type { RedisConfig } from './redis.js';
 export type { ValidationConfig } from './validation.js';
 export type { AuthConfig } from './auth.js';
+export type { MiddlewareConfig, StorageMiddleware } from './middleware.js';
 export type { CatalogConfig, PolicyConfig, TagsConfig } from './keys.js';
 export type { NotificationsConfig } from './notifications.js';
 

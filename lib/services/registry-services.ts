@@ -112,7 +112,7 @@ export async function createServices(config: Config, logger: Logger, options: Se
   // stop never waits for work that can no longer complete (the walk the expiries wait for).
   const stopping = new AbortController();
   const signal = stopping.signal;
-  const driver = invalidatingDriver(await createDriver(config.storage), descriptors);
+  const driver = invalidatingDriver(await createDriver(config.storage, config.middleware.storage, (msg) => logger.warn(msg)), descriptors);
   const blobs = new BlobStore(driver, { redirect: !config.storage.redirect.disable });
   // Every link made or removed through the stores is known to the index, and every repository
   // created or deleted to the catalog's (a filesystem's only: its thread reads mtimes).

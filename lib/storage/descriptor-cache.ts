@@ -16,7 +16,7 @@
  *
  * Bounded by count (least recently used goes first) and by the bytes of manifest payloads it holds.
  */
-import type { StorageDriver } from './driver.js';
+import { withOverrides, type StorageDriver } from './driver.js';
 
 /** What is remembered of one (repository, digest). */
 type Descriptor = { readonly kind: 'blob'; readonly size: number } | { readonly kind: 'manifest'; readonly mediaType: string; readonly payload: Buffer };
@@ -149,15 +149,5 @@ export function invalidatingDriver<D extends StorageDriver>(driver: D, cache: De
       cache.invalidate();
     }
   };
-  const bound = new Map<PropertyKey, unknown>();
-  return new Proxy(driver, {
-    get(target, key) {
-      if (key === 'delete') return del;
-      const value: unknown = Reflect.get(target, key, target);
-      if (typeof value !== 'function') return value;
-      let fn = bound.get(key);
-      if (fn === undefined) bound.set(key, (fn = (value as (...a: unknown[]) => unknown).bind(target)));
-      return fn;
-    },
-  });
+  return withOverrides(driver, { delete: del });
 }

@@ -115,6 +115,8 @@ export interface StorageDriver {
   readonly local?: LocalFiles;
   /** Capability: the size and free space of the medium (the cache page). */
   diskUsage?(): Promise<{ readonly totalBytes: number; readonly freeBytes: number } | undefined>;
+  /** Capability: the object key of a path in its bucket (S3), which a CloudFront distribution serves. */
+  objectKey?(path: string): string;
   /** Capability: removes what dead processes left (temporary files, S3: stale multipart uploads of blobs); returns how many. */
   cleanup?(): Promise<number>;
 }
@@ -209,4 +211,22 @@ export function checkPath(path: string): string {
   if (path !== '/' && (!PATH.test(path) || path.split('/').some((s) => s === '.' || s === '..')))
     throw new InvalidPathError(`invalid storage path: ${JSON.stringify(path)}`);
   return path;
+}
+
+/**
+ * `driver` with some of its methods replaced by `overrides`; every other member is the driver's
+ * own, its methods bound to it (so that a wrapper never changes what `this` is inside them).
+ */
+export function withOverrides<D extends StorageDriver>(driver: D, overrides: Partial<StorageDriver>): D {
+  const bound = new Map<PropertyKey, unknown>();
+  return new Proxy(driver, {
+    get(target, key) {
+      if (Object.hasOwn(overrides, key)) return overrides[key as keyof StorageDriver];
+      const value: unknown = Reflect.get(target, key, target);
+      if (typeof value !== 'function') return value;
+      let fn = bound.get(key);
+      if (fn === undefined) bound.set(key, (fn = (value as (...a: unknown[]) => unknown).bind(target)));
+      return fn;
+    },
+  });
 }

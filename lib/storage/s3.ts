@@ -70,7 +70,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   }
 
   /** distribution's `s3Path`: the key of a logical path. */
-  key(path: string): string {
+  objectKey(path: string): string {
     checkPath(path);
     return `${this.rootKey}${path}`.replace(/^\/+/, '');
   }
@@ -92,7 +92,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   }
 
   async stat(path: string): Promise<FileInfo | undefined> {
-    const key = this.key(path);
+    const key = this.objectKey(path);
     if (path !== '/') {
       const file = await this.statFile(path);
       if (file) return file;
@@ -105,7 +105,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   /** One `HEAD`: a missing object is a missing file (a miss of a blob costs no listing). */
   async statFile(path: string): Promise<FileInfo | undefined> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(path) }));
       return { path, size: head.ContentLength ?? 0, modTime: head.LastModified ?? new Date(0), isDir: false };
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -121,7 +121,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   async putContent(path: string, content: Buffer | string): Promise<void> {
     const body = typeof content === 'string' ? Buffer.from(content) : content;
     await this.client.send(
-      new PutObjectCommand({ Bucket: this.bucket, Key: this.key(path), Body: body, ContentLength: body.length, ...this.objectParams() } as never),
+      new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(path), Body: body, ContentLength: body.length, ...this.objectParams() } as never),
     );
   }
 
@@ -139,7 +139,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
 
   private async get(path: string, range?: string): Promise<GetObjectCommandOutput> {
     try {
-      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path), Range: range }));
+      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(path), Range: range }));
     } catch (err) {
       if (isNotFound(err)) throw new PathNotFoundError(path, err);
       throw err;
@@ -147,7 +147,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   }
 
   async writer(path: string, options: { append?: boolean } = {}): Promise<FileWriter> {
-    const key = this.key(path);
+    const key = this.objectKey(path);
     if (!options.append) return newS3Writer(this, key);
     const resumed = await resumeS3Writer(this, key);
     if (resumed) return resumed;
@@ -158,7 +158,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   }
 
   async list(path: string): Promise<string[]> {
-    const prefix = dirPrefix(this.key(path));
+    const prefix = dirPrefix(this.objectKey(path));
     const names: string[] = [];
     for await (const page of this.pages({ Prefix: prefix, Delimiter: '/' })) {
       for (const o of page.Contents ?? []) if (o.Key && o.Key !== prefix) names.push(o.Key.slice(prefix.length));
@@ -172,8 +172,8 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   async move(from: string, to: string): Promise<void> {
     const info = await this.stat(from);
     if (!info || info.isDir) throw new PathNotFoundError(from);
-    await this.copy(this.key(from), this.key(to), info.size);
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(from) }));
+    await this.copy(this.objectKey(from), this.objectKey(to), info.size);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(from) }));
   }
 
   /** CopyObject up to the threshold, a multipart copy above it (distribution: faster for large objects). */
@@ -215,7 +215,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   }
 
   async delete(path: string): Promise<void> {
-    const key = this.key(path);
+    const key = this.objectKey(path);
     // The object itself (if any) and everything below it; `/a` never takes `/ab` with it.
     let batch: string[] = path === '/' ? [] : [key];
     const send = async (): Promise<void> => {
@@ -241,7 +241,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
     // Keys come sorted: directories are inferred between one key and the next (distribution's `doWalk`).
     let prevDir = from;
     let skipped: string | undefined;
-    for await (const page of this.pages({ Prefix: dirPrefix(this.key(from)) })) {
+    for await (const page of this.pages({ Prefix: dirPrefix(this.objectKey(from)) })) {
       for (const o of page.Contents ?? []) {
         const file = this.pathOf(o.Key!);
         if (file.endsWith('/')) continue;
@@ -259,7 +259,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
   }
 
   async redirectURL(method: string, path: string): Promise<string | undefined> {
-    const input = { Bucket: this.bucket, Key: this.key(path) };
+    const input = { Bucket: this.bucket, Key: this.objectKey(path) };
     const command = method === 'GET' ? new GetObjectCommand(input) : method === 'HEAD' ? new HeadObjectCommand(input) : undefined;
     return command && getSignedUrl(this.client, command, { expiresIn: REDIRECT_EXPIRY_S });
   }
@@ -270,7 +270,7 @@ export class S3Driver implements StorageDriver, S3WriteTarget {
    * storage. Hosted uploads (`_uploads`) are left to upload purging.
    */
   async cleanup(olderThanMs = 24 * 3600_000): Promise<number> {
-    const Prefix = this.key(blobsRoot());
+    const Prefix = this.objectKey(blobsRoot());
     let removed = 0;
     let KeyMarker: string | undefined;
     let UploadIdMarker: string | undefined;
