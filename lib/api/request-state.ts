@@ -1,9 +1,9 @@
 /**
  * What a request carries from layer to layer, typed (never through `res.locals`): the route's
  * subject, the authenticated user and what a token grants, the repository as the client named it,
- * the bytes a streamed body has produced. And a request's end: `whenDone`, `responseComplete`, and the access log (one line
- * per request, with distribution's field names: `response completed` with `http.request.*` and
- * `http.response.*`, disabled by `log.accesslog.disabled`).
+ * the bytes a streamed body has produced. And a request's end: `whenDone`, `responseComplete`, and
+ * the access log (one line per request, with distribution's field names: `response completed` with
+ * `http.request.*` and `http.response.*`, disabled by `log.accesslog.disabled`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'winston';
@@ -18,7 +18,7 @@ interface RequestState {
   subject?: Subject;
   /** The authenticated user (lib/api/authorize.ts). */
   user?: string;
-  /** The resources the client's token names (lib/api/authorize.ts), which a push's manifest class is checked against. */
+  /** The resources the client's token names (lib/api/authorize.ts): a push's manifest class is checked against them. */
   resources?: readonly GrantedResource[];
   /** The repository as the client named it (`busybox`, not the stored `library/busybox`), for events. */
   repository?: string;

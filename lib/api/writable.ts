@@ -47,7 +47,8 @@ interface WritableBlobs {
 interface WritableManifests {
   /**
    * Verifies and stores a pushed manifest (`grantedClasses`: the classes the client's token names
-   * the repository with, for `policy.repository.classes`); its digest and the subject it refers to (OCI 1.1).
+   * the repository with, for `policy.repository.classes`); its digest and the subject it refers
+   * to (OCI 1.1).
    */
   put(
     name: string,
