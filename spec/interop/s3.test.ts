@@ -25,24 +25,11 @@ import { pushImage, pullImage } from '../helpers/skopeo.js';
 import { startMirror, type TestMirror } from '../helpers/mirror.js';
 import { cephAvailable, createBucket, s3Client, s3Parameters, s3StorageYaml, type CephEndpoint } from '../helpers/ceph.js';
 import { sharedCeph } from '../helpers/ceph-shared.js';
+import { rawRequest as request } from '../helpers/raw-request.js';
 
 const V2 = 'registry/docker/registry/v2';
 const hostPort = (m: TestMirror): string => m.url.replace('http://', '');
 const hex = (digest: string): string => digest.slice('sha256:'.length);
-
-/** One GET or HEAD without following redirects. */
-function request(url: string, method = 'GET'): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 describeInterop(
   'the mirror on S3 (Ceph RGW) beside distribution 2.8 on the same bucket',

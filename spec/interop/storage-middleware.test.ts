@@ -6,7 +6,6 @@
  * `rewrite` (distribution 3 only) on the gateway's presigned URLs.
  */
 import { createPublicKey, createVerify, generateKeyPairSync } from 'node:crypto';
-import http from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,22 +16,16 @@ import { pushImage } from '../helpers/skopeo.js';
 import { startMirror } from '../helpers/mirror.js';
 import { createBucket, s3Parameters, s3StorageYaml, type CephEndpoint } from '../helpers/ceph.js';
 import { sharedCeph } from '../helpers/ceph-shared.js';
+import { rawRequest } from '../helpers/raw-request.js';
 import { signCloudFront } from '../../lib/storage/middleware.js';
 
 const V2 = 'docker/registry/v2';
 const hex = (digest: string): string => digest.slice('sha256:'.length);
 
 /** One request without following redirects: its status and `Location`. */
-function request(url: string, method: string): Promise<{ status: number; location?: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, location: res.headers.location }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
+async function request(url: string, method: string): Promise<{ status: number; location?: string }> {
+  const { status, headers } = await rawRequest(url, method);
+  return { status, location: headers.location };
 }
 
 /**
