@@ -119,6 +119,11 @@ export function defaultAt(root: KeyDef, path: string): unknown {
 /** A validated configuration tree (or a section of it), as ajv left it: defaults filled in. */
 export type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+/** True for a YAML mapping (not a list, not null): what a section or a list's entry must be. */
+export function isMapping(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
 /**
  * A top-level section's conversion of its validated tree into its part of `Config`; `warnings`
  * receives what it accepts but ignores. A section without a default in its schema is undefined

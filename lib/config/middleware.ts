@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { ConfigError, UnsupportedConfigError } from '../errors.js';
 import { tryParseDuration } from './duration.js';
-import { checked, converted, map, section, shaped, type KeyDef } from './key-def.js';
+import { checked, converted, isKeyOf, isMapping, map, section, shaped, type KeyDef } from './key-def.js';
 
 /** `redirect`: every blob to `baseurl` joined with the blob's storage path (distribution 3 joins the URL's path; 2.8 drops it). */
 interface RedirectMiddleware {
@@ -119,17 +119,17 @@ const BUILDERS: Readonly<Record<string, (options: Options, at: string) => Storag
 
 function storageMiddleware(raw: unknown, i: number): StorageMiddleware | undefined {
   const at = `storage[${i}]`;
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${at} must be a mapping with a name`);
-  const entry = raw as Record<string, unknown>;
-  for (const k of Object.keys(entry)) if (!['name', 'disabled', 'options'].includes(k)) throw invalid(`${at}.${k} is not a known key of a middleware`);
+  if (!isMapping(raw)) throw invalid(`${at} must be a mapping with a name`);
+  const entry = raw;
+  for (const k of Object.keys(entry)) if (!isKeyOf(ENTRY, k)) throw invalid(`${at}.${k} is not a known key of a middleware`);
   if (typeof entry.name !== 'string') throw invalid(`${at}: name must be a string`);
   const build = Object.hasOwn(BUILDERS, entry.name) ? BUILDERS[entry.name] : undefined;
   if (!build) throw invalid(`${at}: no storage middleware registered with name: ${entry.name} (cloudfront, redirect and rewrite are)`);
   // distribution 3 applies a `disabled` entry all the same; an operator writing it means it off.
   if (entry.disabled === true || entry.disabled === 'true') return undefined;
   const options = entry.options ?? {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalid(`${at}.options must be a mapping`);
-  return build(options as Options, at);
+  if (!isMapping(options)) throw invalid(`${at}.options must be a mapping`);
+  return build(options, at);
 }
 
 /** `middleware:` and its conversion. */

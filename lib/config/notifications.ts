@@ -10,7 +10,7 @@
  */
 import { ConfigError } from '../errors.js';
 import { parseDuration, tryParseDuration } from './duration.js';
-import { checked, converted, defAt, defaultAt, isKeyOf, section, shaped, type KeyDef } from './key-def.js';
+import { checked, converted, defAt, defaultAt, isKeyOf, isMapping, section, shaped, type KeyDef } from './key-def.js';
 
 /**
  * The envelope's `Content-Type`: 2.8's, and 3.x's (the same fields; distribution bumped the version
@@ -83,13 +83,7 @@ const ENDPOINT = defAt(KEYS, 'endpoints');
 /** The default of an endpoint's `key`. */
 const endpointDefault = <T>(key: string): T => defaultAt(ENDPOINT, key) as T;
 
-type Raw = Record<string, unknown>;
-
 const invalid = (message: string): ConfigError => new ConfigError(`notifications.${message}`);
-
-function isMapping(v: unknown): v is Raw {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 function strings(v: unknown, name: string): string[] {
   if (v === undefined || v === null) return [];

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { parseDuration } from './duration.js';
-import { converted, defaultAt, ignored as I, key, rejected as R, section, type Raw } from './key-def.js';
+import { converted, defaultAt, ignored as I, isMapping, key, rejected as R, section, type Raw } from './key-def.js';
 import { S3_KEYS, s3Config, type S3StorageConfig } from './s3.js';
 
 const bool = { type: 'boolean' };
@@ -38,7 +38,7 @@ function storageDriver(storage: Raw): Pick<StorageConfig, 'driver' | 'filesystem
   const drivers = Object.keys(storage).filter((k) => !STORAGE_SETTINGS.includes(k));
   if (drivers.length > 1) throw new ConfigError(`storage: exactly one storage driver may be configured, found ${drivers.join(', ')}`);
   if (drivers[0] === 's3') {
-    if (storage.s3 === null || typeof storage.s3 !== 'object' || Array.isArray(storage.s3)) throw new ConfigError('storage.s3 must be a mapping');
+    if (!isMapping(storage.s3)) throw new ConfigError('storage.s3 must be a mapping');
     return { driver: 's3', s3: s3Config(storage.s3 as Raw) };
   }
   const root = (storage.filesystem?.rootdirectory ?? defaultAt(FILESYSTEM_KEYS, 'rootdirectory')) as string;
