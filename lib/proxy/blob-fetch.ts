@@ -72,9 +72,9 @@ const PASSTHROUGH_WINDOW = 4 * 1024 * 1024;
 /**
  * The young generation is collected after every `COLLECT_EVERY` bytes of buffers the cold fetches
  * allocate (the upstream's reads, each a new buffer of Node's HTTP client; the reads back from the
- * growing file of the readers that keep up). They die young, hashed, written and sent within a few MiB, but V8 collects on its
- * own only once external memory has grown by 64 MiB since its last collection: that was most of a
- * cold pull's peak RSS. Collected every 4 MiB, a cold 0.5 GiB image's peak went from 126-128 to
+ * growing file of the readers that keep up). They die young, hashed, written and sent within a
+ * few MiB, but V8 collects on its own only once external memory has grown by 64 MiB since its last
+ * collection: that was most of a cold pull's peak RSS. Collected every 4 MiB, a cold 0.5 GiB image's peak went from 126-128 to
  * 101-103 MiB and five cold streams' from 132-142 to 102-107, with less CPU (fresh pages are
  * faulted in less); every 1 or 2 MiB kept more (buffers still in the windows survive two
  * collections and are promoted), every 8 or 16 MiB freed less (docs/performance.md).

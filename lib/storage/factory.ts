@@ -28,7 +28,7 @@ export async function createDriver(
   } else {
     driver = new FilesystemDriver(storage.filesystem!.rootdirectory);
   }
-  return middleware.length > 0 ? applyStorageMiddleware(driver, middleware, warn) : driver;
+  return applyStorageMiddleware(driver, middleware, warn);
 }
 
 /**

@@ -19,7 +19,7 @@ import { withOverrides, type StorageDriver } from './driver.js';
 
 type RedirectURL = StorageDriver['redirectURL'];
 
-/** `driver` wrapped in `list`; `warn` is told once of a middleware that cannot work on this driver. */
+/** `driver` wrapped in `list` (the driver itself when it is empty); `warn` is told once of a middleware that cannot work on this driver. */
 export function applyStorageMiddleware(driver: StorageDriver, list: readonly StorageMiddleware[], warn: (message: string) => void): StorageDriver {
   let wrapped = driver;
   for (const mw of list) {
